@@ -1,0 +1,95 @@
+"""The edge's core: models, a per-style cache, and key-frame stylization.
+
+Transport-agnostic: the in-process (embedded) edge and the HTTP server both wrap one ``EdgeService``,
+so a video stylized through either path gives the same frames.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+from ..models.base import Stylizer
+from ..models.registry import available_models, build_model, resolve_name
+from ..wire import decode_frame
+
+
+@dataclass
+class EdgeConfig:
+    max_styles: int = 64  # cached style states; least recently used is dropped first
+    max_style_side: int = 1024  # style statistics need no more; bounds memory and time per style
+
+
+@dataclass
+class _Style:
+    image: np.ndarray
+    states: dict[str, Any] = field(default_factory=dict)  # model name -> prepared style state
+
+
+class EdgeService:
+    """Thread-safe: the HTTP server calls it from worker threads."""
+
+    def __init__(self, config: EdgeConfig | None = None) -> None:
+        self.config = config or EdgeConfig()
+        self._models: dict[str, Stylizer] = {}
+        self._styles: OrderedDict[str, _Style] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def models(self) -> list[dict[str, str]]:
+        return [{"name": s.name, "description": s.description} for s in available_models()]
+
+    def register_style(self, encoded: bytes) -> str:
+        """Store a style photo (encoded image bytes); its id is the content hash, so re-sending is free."""
+        style_id = hashlib.sha256(encoded).hexdigest()[:32]
+        with self._lock:
+            if style_id in self._styles:
+                self._styles.move_to_end(style_id)
+                return style_id
+        try:
+            image = decode_frame(encoded)
+        except ValueError:
+            raise UserError("style is not a decodable image") from None
+        image = _limit_side(image, self.config.max_style_side)
+        with self._lock:
+            self._styles[style_id] = _Style(image)
+            while len(self._styles) > self.config.max_styles:
+                self._styles.popitem(last=False)
+        return style_id
+
+    def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
+        name = resolve_name(model)
+        stylizer = self._model(name)
+        state = self._style_state(style_id, name, stylizer)
+        return [np.clip(stylizer.stylize(f, state), 0.0, 1.0).astype(np.float32) for f in frames]
+
+    def _model(self, name: str) -> Stylizer:
+        with self._lock:
+            if name not in self._models:
+                self._models[name] = build_model(name)
+            return self._models[name]
+
+    def _style_state(self, style_id: str, name: str, stylizer: Stylizer) -> Any:
+        with self._lock:
+            style = self._styles.get(style_id)
+            if style is None:
+                raise UserError(f"unknown style id {style_id!r}; register the style first")
+            self._styles.move_to_end(style_id)
+            if name not in style.states:
+                style.states[name] = stylizer.prepare_style(style.image)
+            return style.states[name]
+
+
+def _limit_side(image: np.ndarray, max_side: int) -> np.ndarray:
+    import cv2
+
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    s = max_side / max(h, w)
+    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
