@@ -1,0 +1,18 @@
+"""Metrics shared by tests, benchmarks and the federated evaluation (design.md, "Metrics").
+
+numpy in, float out; images are HxWx3 RGB in [0, 1].
+"""
+
+from mvstylizer.metrics.color import lab_swd
+from mvstylizer.metrics.image import psnr, ssim, ssim_luma
+from mvstylizer.metrics.temporal import WarpErrorMeter, flow_and_mask, warp_error
+
+__all__ = [
+    "WarpErrorMeter",
+    "flow_and_mask",
+    "lab_swd",
+    "psnr",
+    "ssim",
+    "ssim_luma",
+    "warp_error",
+]

@@ -1,0 +1,158 @@
+"""The ``mvstylizer`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def _keyframes_arg(text: str) -> tuple[str, int]:
+    if text == "auto":
+        return "auto", 0
+    if text.startswith("every:"):
+        try:
+            n = int(text.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return "every", n
+    raise argparse.ArgumentTypeError(f"expected 'auto' or 'every:N' with N >= 1, got {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="mvstylizer", description="Edge-assisted photorealistic video style transfer.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("stylize", help="stylize a video or an image with a style photo")
+    s.add_argument("input", type=Path, help="video (mp4, mov, avi, mkv, webm) or image")
+    s.add_argument("--style", type=Path, required=True, help="style photo")
+    s.add_argument("-o", "--output", type=Path, required=True, help="output video or image")
+    s.add_argument("--model", default="classic", help="edge model (see `mvstylizer models`)")
+    s.add_argument("--keyframes", type=_keyframes_arg, default=("auto", 0), metavar="auto|every:N",
+                   help="adaptive key frames (default) or a fixed stride")
+    s.add_argument("--max-gap", type=_positive_int, default=30, metavar="N", help="most frames between keys")
+    s.add_argument("--key-size", type=_positive_int, default=512, metavar="PIXELS",
+                   help="long side of the key frames sent to the edge (default 512)")
+    s.add_argument("--interp", choices=["transform", "warp"], default="transform",
+                   help="interpolation: warp the keys' colour transforms (default) or their pixels (paper)")
+    s.add_argument("--edge", metavar="URL", help="use an edge server over HTTP instead of the in-process edge")
+    s.add_argument("--report", type=Path, metavar="FILE.json", help="write a JSON report of the run")
+    s.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+
+    sub.add_parser("models", help="list the models the edge can run")
+
+    e = sub.add_parser("edge", help="edge server commands")
+    esub = e.add_subparsers(dest="edge_command", required=True)
+    serve = esub.add_parser("serve", help="run the edge server (HTTP API under /v1)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8400)
+    return p
+
+
+def _stylize(args: argparse.Namespace) -> int:
+    from .mobile.interpolate import InterpConfig
+    from .mobile.keyframes import KeyframeConfig
+    from .mobile.pipeline import StylizeConfig, Stylizer
+
+    if args.key_size < 16:
+        raise UserError(f"--key-size must be at least 16 pixels, got {args.key_size}")
+    if not 0 <= args.crf <= 51:
+        raise UserError(f"--crf must be 0..51, got {args.crf}")
+    if args.report is not None and not args.report.parent.resolve().is_dir():
+        raise UserError(f"report folder {args.report.parent} does not exist")
+    mode, every = args.keyframes
+    config = StylizeConfig(
+        model=args.model,
+        key_size=args.key_size,
+        keyframes=KeyframeConfig(mode=mode, every=every or 10, max_gap=args.max_gap),
+        interp=InterpConfig(method=args.interp),
+        crf=args.crf,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    edge = _edge_link(args.edge)
+    try:
+        _check_model(edge, args.model)
+        report = Stylizer(edge, config).run(args.input, args.style, args.output)
+    finally:
+        edge.close()
+    if args.report:
+        report.write_json(args.report)
+    if not args.quiet:
+        s = report.summary()
+        stages = ", ".join(f"{k} {v:.2f}s" for k, v in s["stage_seconds"].items())
+        print(f"wrote {args.output}: {s['frames']} frames, {s['key_count']} key frames, "
+              f"{s['total_seconds']:.1f}s ({stages})")
+    return 0
+
+
+def _edge_link(url: str | None):
+    if url:
+        from .mobile.http_edge import HttpEdge
+
+        return HttpEdge(url)
+    from .mobile.edge_link import EmbeddedEdge
+
+    return EmbeddedEdge()
+
+
+def _check_model(edge, name: str) -> None:
+    from .models.registry import ALIASES
+
+    names = {m["name"] for m in edge.models()} | set(ALIASES)
+    if name not in names:
+        raise UserError(f"unknown model {name!r}; available: {', '.join(sorted(names))}")
+
+
+def _models(_: argparse.Namespace) -> int:
+    from .models.registry import ALIASES, DEFAULT_MODEL, available_models
+
+    for spec in available_models():
+        aliases = [a for a, target in ALIASES.items() if target == spec.name]
+        tag = f" (also: {', '.join(aliases)})" if aliases else ""
+        default = " [default]" if DEFAULT_MODEL in (spec.name, *aliases) else ""
+        print(f"{spec.name:12s} {spec.description}{tag}{default}")
+    return 0
+
+
+def _edge(args: argparse.Namespace) -> int:
+    from .edge.server import ServerConfig, serve
+
+    serve(ServerConfig(host=args.host, port=args.port))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"stylize": _stylize, "models": _models, "edge": _edge}
+    try:
+        return handlers[args.command](args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+        if os.environ.get("MVSTYLIZER_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set MVSTYLIZER_DEBUG=1 for details)", file=sys.stderr)
+        return 70
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,79 @@
+"""Per-image fidelity metrics: PSNR, SSIM and luminance SSIM.
+
+All functions take HxWx3 RGB images in [0, 1] (float, or uint8 which is rescaled by 1/255) and
+use a data range of 1, so numbers are comparable across the project (tests, benchmarks, FL eval).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from skimage.color import rgb2gray
+from skimage.metrics import structural_similarity
+
+
+def _as_float01(img: np.ndarray, name: str = "image") -> np.ndarray:
+    """Float32 copy-or-view in [0, 1]; uint8 is rescaled, other dtypes are only cast."""
+    arr = np.asarray(img)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if not np.issubdtype(arr.dtype, np.floating) and arr.dtype != np.bool_:
+        raise TypeError(f"{name}: expected float in [0,1] or uint8, got dtype {arr.dtype}")
+    return arr.astype(np.float32, copy=False)
+
+
+def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = _as_float01(a, "a")
+    b = _as_float01(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
+    return a, b
+
+
+def _downscale(img: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Area-downscale so the longer side is at most ``max_side`` (no-op if None or already small)."""
+    if max_side is None:
+        return img
+    if max_side < 7:
+        raise ValueError(f"max_side must be >= 7 (the SSIM window), got {max_side}")
+    h, w = img.shape[:2]
+    scale = max_side / max(h, w)
+    if scale >= 1.0:
+        return img
+    size = (max(7, round(w * scale)), max(7, round(h * scale)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Peak signal-to-noise ratio in dB, data range 1: ``10 log10(1 / MSE)``; identical -> inf."""
+    a, b = _check_pair(a, b)
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    if mse == 0.0:
+        return float("inf")
+    return float(10.0 * np.log10(1.0 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, max_side: int | None = None) -> float:
+    """Mean SSIM over colour channels (scikit-image defaults: 7x7 uniform window), data range 1.
+
+    ``max_side`` optionally area-downscales both images first so the longer side is at most that many
+    pixels; SSIM of full-HD frames is slow and the downscaled value tracks it closely.
+    2-D (grey) inputs are accepted too.
+    """
+    a, b = _check_pair(a, b)
+    a, b = _downscale(a, max_side), _downscale(b, max_side)
+    channel_axis = -1 if a.ndim == 3 else None
+    return float(structural_similarity(a, b, channel_axis=channel_axis, data_range=1.0))
+
+
+def ssim_luma(a: np.ndarray, b: np.ndarray, max_side: int | None = None) -> float:
+    """SSIM of luminance only ("structure kept"): colour changes from styling barely count.
+
+    Luminance is scikit-image's ``rgb2gray`` (Rec. 709 weights), in [0, 1].
+    """
+    a, b = _check_pair(a, b)
+    if a.ndim != 3 or a.shape[2] != 3:
+        raise ValueError(f"ssim_luma needs HxWx3 RGB images, got shape {a.shape}")
+    la, lb = rgb2gray(a), rgb2gray(b)
+    la, lb = _downscale(la, max_side), _downscale(lb, max_side)
+    return float(structural_similarity(la, lb, data_range=1.0))

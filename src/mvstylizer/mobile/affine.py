@@ -1,0 +1,120 @@
+"""Local affine colour models: stylized ~= A(x) . content + b(x), fit at low resolution.
+
+This is the shared machinery of the phone side. A style transfer that keeps structure is, locally,
+close to an affine map of colours (the observation behind guided filtering, bilateral guided
+upsampling and deep photo style transfer's matting regulariser). Fit the 3x4 maps at the key frame's
+low resolution, then apply them to the *full-resolution* frame: detail comes from the real frame,
+and the smooth maps can be resized and warped cheaply.
+
+Coefficient maps are HxWx12 float32: for output channel i, ``[A_i0, A_i1, A_i2, b_i]`` at ``4*i``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class AffineFit:
+    """Window radius in low-res pixels and ridge regularisation (colour variance units, [0,1]^2).
+
+    A larger ``eps`` pulls each window towards a pure offset (smoother, less contrast change);
+    a larger radius averages more, which removes blotches and halos the style transfer left.
+    """
+
+    radius: int = 4
+    eps: float = 1e-3
+
+
+def _box(x: np.ndarray, r: int) -> np.ndarray:
+    return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
+
+
+def fit_local_affine(content: np.ndarray, styled: np.ndarray, fit: AffineFit = AffineFit()) -> np.ndarray:
+    """Per-pixel 3x4 colour maps (HxWx12) with ``styled ~= A . content + b`` over each window.
+
+    A guided filter with a colour guide (He et al. 2013), solved for all output channels at once.
+    Both inputs HxWx3 float32 in [0,1], same size.
+    """
+    if content.shape != styled.shape:
+        raise ValueError(f"content {content.shape} and styled {styled.shape} differ in size")
+    h, w = content.shape[:2]
+    r = max(1, min(fit.radius, (min(h, w) - 1) // 2)) if min(h, w) > 2 else 1
+    c = content.astype(np.float32)
+    s = styled.astype(np.float32)
+    mean_c = _box(c, r)
+    mean_s = _box(s, r)
+    # Second moments: 6 unique content pairs and 9 content-style pairs, each box-filtered once.
+    cc = np.stack([c[..., i] * c[..., j] for i in range(3) for j in range(3)], axis=2)
+    cs = np.stack([s[..., i] * c[..., j] for i in range(3) for j in range(3)], axis=2)
+    cov_cc = (_box(cc, r) - (mean_c[..., :, None] * mean_c[..., None, :]).reshape(h, w, 9)).reshape(h, w, 3, 3)
+    cov_sc = (_box(cs, r) - (mean_s[..., :, None] * mean_c[..., None, :]).reshape(h, w, 9)).reshape(h, w, 3, 3)
+    cov_cc = cov_cc + np.eye(3, dtype=np.float32) * fit.eps
+    a = cov_sc @ np.linalg.inv(cov_cc)  # (h, w, 3 out, 3 in)
+    b = mean_s - (a @ mean_c[..., None])[..., 0]
+    coeffs = np.concatenate([a, b[..., None]], axis=3).reshape(h, w, 12)
+    # Averaging the maps over the window (the guided filter's second step) makes them smooth enough
+    # to upsample and warp without seams.
+    return _box(coeffs, r)
+
+
+def fit_global_affine(content: np.ndarray, styled: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """One 3x4 colour map for the whole frame (12 floats): the fallback where no local map is known."""
+    x = content.reshape(-1, 3).astype(np.float64)
+    y = styled.reshape(-1, 3).astype(np.float64)
+    mx, my = x.mean(axis=0), y.mean(axis=0)
+    cov_xx = (x - mx).T @ (x - mx) / len(x) + np.eye(3) * eps
+    cov_yx = (y - my).T @ (x - mx) / len(x)
+    a = cov_yx @ np.linalg.inv(cov_xx)
+    b = my - a @ mx
+    return np.concatenate([a, b[:, None]], axis=1).reshape(12).astype(np.float32)
+
+
+def apply_affine(coeffs: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """Apply HxWx12 maps (any size: resized bilinearly to the content) to an HxWx3 frame.
+
+    ``content`` may be uint8 (0..255) or float in [0,1]; returns float32 RGB in [0,1].
+    """
+    h, w = content.shape[:2]
+    if coeffs.shape[:2] != (h, w):
+        coeffs = resize_maps(coeffs, w, h)
+    c = content.astype(np.float32)
+    if content.dtype == np.uint8:
+        c *= 1.0 / 255.0
+    coeffs = coeffs.reshape(h, w, 3, 4)
+    out = coeffs[..., 3].copy()
+    for j in range(3):
+        out += coeffs[..., j] * c[..., j : j + 1]
+    return np.clip(out, 0.0, 1.0, out=out)
+
+
+def render(coeffs: np.ndarray, global_map: np.ndarray, content_low: np.ndarray, content8: np.ndarray) -> np.ndarray:
+    """Full-resolution output of local maps fit at low resolution, as uint8 RGB.
+
+    Resizing twelve coefficient maps to 1080p and applying them costs ~80 ms on two cores, over the
+    phone budget. Instead the local maps are applied at low resolution and only the detail band
+    (what the low-res frame lacks) goes through the frame's global 3x3 map ``G``:
+        out = up(S_low - G C_low) + G C_full,   S_low = A(x) C_low + b(x)
+    which is exact whenever the transform is global and otherwise errs only by (A(x) - G) times the
+    high-frequency detail. Every full-resolution step is a 3-channel OpenCV pass.
+    """
+    h, w = content8.shape[:2]
+    g = global_map.reshape(3, 4)[:, :3]
+    styled_low = apply_affine(coeffs, content_low)
+    base_low = styled_low - cv2.transform(content_low, g)
+    out = cv2.transform(content8.astype(np.float32), g * (1.0 / 255.0))
+    out += cv2.resize(base_low, (w, h), interpolation=cv2.INTER_LINEAR)
+    return to_rgb8(out)
+
+
+def to_rgb8(rgb: np.ndarray) -> np.ndarray:
+    """float [0,1] -> uint8 with rounding and saturation."""
+    return cv2.convertScaleAbs(rgb, alpha=255.0)
+
+
+def resize_maps(maps: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Bilinear resize of a multi-channel map (OpenCV's resize takes many channels)."""
+    return cv2.resize(maps, (width, height), interpolation=cv2.INTER_LINEAR)

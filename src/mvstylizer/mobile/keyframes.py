@@ -1,0 +1,111 @@
+"""Adaptive key-frame selection: decide, frame by frame, when the phone needs a new stylized key.
+
+A frame becomes a key when interpolating it from the last key would be unreliable: the camera moved
+far, much of the picture is newly uncovered (occlusion), the colours changed, the scene cut, or the
+gap reached its maximum. Works on a small grey/colour thumbnail so it costs ~1-2 ms per frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from ..video.flow import FlowEstimator, occlusion_mask
+
+
+@dataclass
+class KeyframeConfig:
+    mode: str = "auto"  # "auto" (adaptive) or "every" (fixed stride)
+    every: int = 10  # stride for mode "every"
+    max_gap: int = 30  # frames between keys at most, whatever the content does
+    min_gap: int = 1
+    thumb_side: int = 256  # long side of the analysis thumbnail
+    motion: float = 0.06  # mean flow from the last key, as a fraction of the thumbnail's long side
+    occlusion: float = 0.12  # fraction of pixels that fail the forward-backward check
+    colour: float = 0.25  # Hellinger distance of colour histograms, last key -> frame
+    cut: float = 0.5  # Hellinger distance between consecutive frames that means a scene cut
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("auto", "every"):
+            raise ValueError(f"key-frame mode must be 'auto' or 'every', got {self.mode!r}")
+        if self.every < 1 or self.max_gap < 1:
+            raise ValueError("key-frame gaps must be at least 1")
+
+
+@dataclass
+class Decision:
+    """What the selector says about the frame just pushed."""
+
+    is_key: bool
+    reason: str = ""  # "first", "cut", "max-gap", "motion", "occlusion", "colour", "stride"
+    previous_is_key: bool = False  # at a scene cut the frame before it must close the old scene
+
+
+@dataclass
+class _Thumb:
+    gray: np.ndarray
+    hist: np.ndarray
+
+
+@dataclass
+class KeyframeSelector:
+    config: KeyframeConfig = field(default_factory=KeyframeConfig)
+
+    def __post_init__(self) -> None:
+        self._flow = FlowEstimator("ultrafast")
+        self._key: _Thumb | None = None
+        self._prev: _Thumb | None = None
+        self._since_key = 0
+        self.stats: dict[str, int] = {}
+
+    def push(self, rgb8: np.ndarray) -> Decision:
+        thumb = self._thumb(rgb8)
+        decision = self._decide(thumb)
+        if decision.is_key:
+            self._key = thumb
+            self._since_key = 0
+            self.stats[decision.reason] = self.stats.get(decision.reason, 0) + 1
+        self._prev = thumb
+        return decision
+
+    def _decide(self, t: _Thumb) -> Decision:
+        cfg = self.config
+        if self._key is None:
+            return Decision(True, "first")
+        self._since_key += 1
+        if cfg.mode == "every":
+            return Decision(self._since_key >= cfg.every, "stride")
+        assert self._prev is not None
+        if _hellinger(self._prev.hist, t.hist) > cfg.cut:
+            # The frame before a cut closes the old scene, so no frame interpolates across the cut.
+            return Decision(True, "cut", previous_is_key=self._since_key > 1)
+        if self._since_key >= cfg.max_gap:
+            return Decision(True, "max-gap")
+        if self._since_key < cfg.min_gap:
+            return Decision(False)
+        if _hellinger(self._key.hist, t.hist) > cfg.colour:
+            return Decision(True, "colour")
+        fw = self._flow(t.gray, self._key.gray)
+        side = max(t.gray.shape)
+        if float(np.linalg.norm(fw, axis=2).mean()) > cfg.motion * side:
+            return Decision(True, "motion")
+        bw = self._flow(self._key.gray, t.gray)
+        if 1.0 - float(occlusion_mask(fw, bw).mean()) > cfg.occlusion:
+            return Decision(True, "occlusion")
+        return Decision(False)
+
+    def _thumb(self, rgb8: np.ndarray) -> _Thumb:
+        h, w = rgb8.shape[:2]
+        s = min(1.0, self.config.thumb_side / max(h, w))
+        small = cv2.resize(rgb8, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
+        hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
+        hist = cv2.calcHist([hsv], [0, 1, 2], None, [12, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
+        hist /= max(float(hist.sum()), 1.0)
+        return _Thumb(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), hist)
+
+
+def _hellinger(p: np.ndarray, q: np.ndarray) -> float:
+    """Hellinger distance of two normalised histograms, in [0, 1]."""
+    return float(np.sqrt(max(0.0, 1.0 - np.sqrt(p * q).sum())))

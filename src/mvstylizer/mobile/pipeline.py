@@ -1,0 +1,271 @@
+"""The phone's whole job: video in, stylized video out, touching the edge only for key frames.
+
+One streaming pass: decode -> key-frame selector -> (key) send downscaled to the edge, fit colour maps
+/ (other) buffer until the next key -> interpolate the buffered frames from their two keys -> encode.
+Only the frames since the last key are held, so memory is bounded by ``max_gap`` frames, not by the
+length of the video. This module imports no torch: the edge is reached through ``EdgeLink``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import cv2
+import numpy as np
+
+from ..errors import UserError
+from ..video.flow import to_gray8
+from ..video.io import (
+    DecodedFrame,
+    VideoReader,
+    VideoWriter,
+    atomic_path,
+    check_output_path,
+    is_image_path,
+    read_image,
+    write_image,
+)
+from .affine import render
+from .edge_link import EdgeLink
+from .interpolate import InterpConfig, Interpolator, KeyFrame
+from .keyframes import KeyframeConfig, KeyframeSelector
+from .smoothing import GuidedUpsampler
+
+STAGES = ("decode", "select", "edge", "smoothing", "interpolation", "encode")
+
+
+@dataclass
+class StylizeConfig:
+    model: str = "classic"
+    key_size: int = 512  # long side of the key frames sent to the edge, in pixels
+    max_style_side: int = 1024
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    interp: InterpConfig = field(default_factory=InterpConfig)
+    crf: int = 18
+    preset: str = "medium"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.key_size < 16:
+            raise ValueError(f"key size must be at least 16 pixels, got {self.key_size}")
+
+
+@dataclass
+class StylizeReport:
+    input: str
+    output: str
+    model: str
+    interp: str
+    width: int
+    height: int
+    fps: float
+    frames: int = 0
+    key_frames: list[int] = field(default_factory=list)
+    key_reasons: dict[str, int] = field(default_factory=dict)
+    key_size: list[int] = field(default_factory=list)  # [width, height] sent to the edge
+    stage_seconds: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
+    total_seconds: float = 0.0
+    bytes_to_edge: int = 0
+    bytes_from_edge: int = 0
+    has_audio: bool = False
+
+    def summary(self) -> dict:
+        d = asdict(self)
+        keys = max(1, len(self.key_frames))
+        d["key_count"] = len(self.key_frames)
+        d["bytes_to_edge_per_key"] = round(self.bytes_to_edge / keys)
+        d["bytes_from_edge_per_key"] = round(self.bytes_from_edge / keys)
+        d["stage_seconds"] = {k: round(v, 4) for k, v in self.stage_seconds.items()}
+        d["total_seconds"] = round(self.total_seconds, 4)
+        return d
+
+    def write_json(self, path: str | Path) -> None:
+        with atomic_path(Path(path)) as tmp:
+            tmp.write_text(json.dumps(self.summary(), indent=2) + "\n")
+
+
+@dataclass
+class _Work:
+    """A decoded frame with the low-resolution views the phone-side maths runs on."""
+
+    index: int
+    pts: int | None
+    rgb8: np.ndarray
+    low: np.ndarray  # work resolution, float32 [0,1]
+    gray: np.ndarray  # work resolution, uint8
+
+
+def work_size(width: int, height: int, key_size: int) -> tuple[int, int]:
+    """(w, h) of the key frames: long side ``key_size``, never upscaled, aspect kept."""
+    s = min(1.0, key_size / max(width, height))
+    return max(8, round(width * s)), max(8, round(height * s))
+
+
+class Stylizer:
+    """Stylizes videos and images through one edge link (embedded or HTTP)."""
+
+    def __init__(self, edge: EdgeLink, config: StylizeConfig | None = None) -> None:
+        self.edge = edge
+        self.config = config or StylizeConfig()
+        self.smoother = GuidedUpsampler()
+
+    # --- public entry points -------------------------------------------------------------
+    def run(self, input_path: str | Path, style_path: str | Path, output_path: str | Path) -> StylizeReport:
+        input_path, output_path = Path(input_path), Path(output_path)
+        check_output_path(input_path, output_path)
+        if is_image_path(input_path):
+            if not is_image_path(output_path):
+                raise UserError(f"input {input_path.name} is an image, so the output must be an image too "
+                                f"(.png, .jpg, ...), not {output_path.name}")
+            return self._image(input_path, style_path, output_path)
+        if is_image_path(output_path):
+            raise UserError(f"input {input_path.name} is a video, so the output must be a video "
+                            f"(.mp4, .mov, .mkv), not {output_path.name}")
+        return self._video(input_path, style_path, output_path)
+
+    # --- internals ---------------------------------------------------------------------------
+    def _register_style(self, style_path: str | Path) -> str:
+        style = read_image(style_path)
+        h, w = style.shape[:2]
+        if max(h, w) > self.config.max_style_side:
+            sw, sh = work_size(w, h, self.config.max_style_side)
+            style = cv2.resize(style, (sw, sh), interpolation=cv2.INTER_AREA)
+        return self.edge.register_style(style)
+
+    def _image(self, input_path: Path, style_path: str | Path, output_path: Path) -> StylizeReport:
+        t0 = time.perf_counter()
+        rgb8 = (np.clip(read_image(input_path), 0, 1) * 255 + 0.5).astype(np.uint8)
+        h, w = rgb8.shape[:2]
+        report = StylizeReport(str(input_path), str(output_path), self.config.model,
+                               self.config.interp.method, w, h, 0.0)
+        style_id = self._register_style(style_path)
+        timer = _Timer(report.stage_seconds)
+        size = work_size(w, h, self.config.key_size)
+        work = _make_work(0, None, rgb8, size)
+        key = self._key(work, style_id, timer)
+        with timer("encode"):
+            write_image(output_path, key.styled8)
+        report.frames, report.key_frames, report.key_size = 1, [0], list(size)
+        return self._finish(report, t0)
+
+    def _video(self, input_path: Path, style_path: str | Path, output_path: Path) -> StylizeReport:
+        t0 = time.perf_counter()
+        with VideoReader(input_path) as reader:
+            info = reader.info
+            report = StylizeReport(str(input_path), str(output_path), self.config.model,
+                                   self.config.interp.method, info.width, info.height, info.fps,
+                                   has_audio=info.has_audio)
+            style_id = self._register_style(style_path)
+            size = work_size(info.width, info.height, self.config.key_size)
+            report.key_size = list(size)
+            timer = _Timer(report.stage_seconds)
+            selector = KeyframeSelector(self.config.keyframes)
+            interp = Interpolator(self.config.interp)
+            with VideoWriter(output_path, info.width, info.height, info.fps, reader.time_base,
+                             audio_template=reader.audio_stream, crf=self.config.crf,
+                             preset=self.config.preset) as writer:
+
+                def emit(rgb8: np.ndarray, pts: int | None) -> None:
+                    with timer("encode"):
+                        writer.write(rgb8, pts)
+                    report.frames += 1
+                    bar.update(1)
+
+                def close_segment(key: KeyFrame, key_work: _Work) -> None:
+                    """Fill the buffered frames between the previous key and ``key``, then emit ``key``."""
+                    for f in pending:
+                        with timer("interpolation"):
+                            out = interp.frame(f.index, f.gray, f.low, f.rgb8, last_key or key, key)
+                        emit(out, f.pts)
+                    pending.clear()
+                    emit(key.styled8, key_work.pts)
+                    report.key_frames.append(key.index)
+
+                last_key: KeyFrame | None = None
+                pending: list[_Work] = []
+                bar = _progress(info.frame_count, self.config.progress, input_path.name)
+                with bar:
+                    for frame in _timed(reader.frames(audio_sink=writer.mux_audio), timer, "decode"):
+                        work = _make_work(frame.index, frame.pts, frame.rgb8, size)
+                        with timer("select"):
+                            decision = selector.push(frame.rgb8)
+                        if decision.is_key:
+                            if decision.previous_is_key and pending:
+                                prev = pending.pop()
+                                prev_key = self._key(prev, style_id, timer)
+                                close_segment(prev_key, prev)
+                                last_key = prev_key
+                            key = self._key(work, style_id, timer)
+                            close_segment(key, work)
+                            last_key = key
+                        else:
+                            pending.append(work)
+                    if pending:  # the last frame is always a key, so no frame is extrapolated
+                        last = pending.pop()
+                        close_segment(self._key(last, style_id, timer), last)
+                report.key_reasons = dict(selector.stats)
+        report.bytes_to_edge = self.edge.bytes_sent
+        report.bytes_from_edge = self.edge.bytes_received
+        return self._finish(report, t0)
+
+    def _key(self, work: _Work, style_id: str, timer: "_Timer") -> KeyFrame:
+        with timer("edge"):
+            (styled_low,) = self.edge.stylize(style_id, self.config.model, [work.low])
+        if styled_low.shape != work.low.shape:
+            raise UserError(f"edge returned a {styled_low.shape[1]}x{styled_low.shape[0]} frame for a "
+                            f"{work.low.shape[1]}x{work.low.shape[0]} key frame")
+        with timer("smoothing"):
+            coeffs, global_map = self.smoother.maps(work.low, styled_low)
+            key = KeyFrame(work.index, work.gray, coeffs, global_map)
+            key.styled8 = _render_key(key, work)
+        return key
+
+    def _finish(self, report: StylizeReport, t0: float) -> StylizeReport:
+        report.bytes_to_edge = self.edge.bytes_sent
+        report.bytes_from_edge = self.edge.bytes_received
+        report.total_seconds = time.perf_counter() - t0
+        return report
+
+
+def _render_key(key: KeyFrame, work: _Work) -> np.ndarray:
+    return render(key.coeffs, key.global_map, work.low, work.rgb8)
+
+
+def _make_work(index: int, pts: int | None, rgb8: np.ndarray, size: tuple[int, int]) -> _Work:
+    low8 = cv2.resize(rgb8, size, interpolation=cv2.INTER_AREA) if size != rgb8.shape[1::-1] else rgb8
+    return _Work(index, pts, rgb8, low8.astype(np.float32) * (1.0 / 255.0), to_gray8(low8))
+
+
+class _Timer:
+    """Accumulates wall time per pipeline stage into a dict."""
+
+    def __init__(self, totals: dict[str, float]) -> None:
+        self.totals = totals
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.totals[stage] = self.totals.get(stage, 0.0) + time.perf_counter() - t
+
+
+def _timed(frames: Iterator[DecodedFrame], timer: _Timer, stage: str) -> Iterator[DecodedFrame]:
+    while True:
+        with timer(stage):
+            frame = next(frames, None)
+        if frame is None:
+            return
+        yield frame
+
+
+def _progress(total: int | None, enabled: bool, name: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, unit="frame", desc=name, leave=False)
