@@ -6,3 +6,9 @@ class UserError(Exception):
 
     The CLI prints ``error: <message>`` and exits non-zero; anything else that escapes is a bug.
     """
+
+
+class NotFoundError(UserError):
+    """Something the request names (a style id, say) is not known; HTTP maps it to 404."""
+
+    http_status = 404

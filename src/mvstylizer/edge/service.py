@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UserError
+from ..errors import NotFoundError, UserError
 from ..models.base import Stylizer
 from ..models.registry import available_models, build_model, resolve_name
 from ..wire import decode_frame
@@ -78,7 +78,7 @@ class EdgeService:
         with self._lock:
             style = self._styles.get(style_id)
             if style is None:
-                raise UserError(f"unknown style id {style_id!r}; register the style first")
+                raise NotFoundError(f"unknown style id {style_id!r}; register the style first")
             self._styles.move_to_end(style_id)
             if name not in style.states:
                 style.states[name] = stylizer.prepare_style(style.image)

@@ -33,7 +33,8 @@ def _lab_to_rgb(lab: np.ndarray) -> np.ndarray:
 def _mean_cov(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = lab.reshape(-1, 3).astype(np.float64)
     mu = x.mean(axis=0)
-    cov = np.cov(x - mu, rowvar=False) + np.eye(3) * 1e-3
+    # Population covariance (defined for a single pixel too), ridged so the square roots stay real.
+    cov = (x - mu).T @ (x - mu) / len(x) + np.eye(3) * 1e-3
     return mu, cov
 
 

@@ -1,0 +1,238 @@
+"""The phone's HTTP client for a remote edge server (``mvstylizer stylize --edge URL``).
+
+Speaks the ``/v1`` API of ``mvstylizer.edge.server`` with the shared wire format, so its results and
+byte counts match ``EmbeddedEdge``'s. Deliberately light: numpy, httpx and ``mvstylizer.wire`` only,
+never the edge package or a model framework.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+from collections import OrderedDict
+from typing import Any
+
+import httpx
+import numpy as np
+
+from .. import __version__
+from ..errors import UserError
+from ..wire import FRAMES_MEDIA_TYPE, Encoding, decode_frame, encode_frame, pack_frames, unpack_frames
+
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+_MAX_RETRY_AFTER = 30.0  # never sleep longer than this on a server's Retry-After
+_KEEP_STYLES = 4  # style uploads kept to re-send if the edge forgot them (restart, LRU eviction)
+
+
+class HttpEdge:
+    """An ``EdgeLink`` over HTTP: one pooled ``httpx.Client``, retries with backoff, byte counters.
+
+    ``bytes_sent`` / ``bytes_received`` count the request / response bodies of every exchange that got
+    an answer (headers and TLS are not counted, matching ``EmbeddedEdge``'s payload-only counts).
+    Transient failures (connection errors, timeouts, 429 and 5xx) are retried ``retries`` times with
+    exponential backoff, honouring ``Retry-After``; anything still failing becomes a ``UserError``.
+    Large batches are split into requests of at most ``batch_size`` frames / ``batch_bytes`` bytes,
+    which keeps them inside the edge's default limits.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        encoding: Encoding = Encoding(),
+        timeout: float = 60.0,
+        retries: int = 3,
+        *,
+        backoff: float = 0.5,
+        batch_size: int = 16,
+        batch_bytes: int = 16 * 1024 * 1024,
+        connect_timeout: float | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        url = url.strip().rstrip("/")
+        if not url.startswith(("http://", "https://")):
+            raise UserError(f"edge URL must start with http:// or https://, got {url!r}")
+        if retries < 0 or timeout <= 0 or batch_size < 1 or batch_bytes < 1:
+            raise ValueError("HttpEdge needs retries >= 0, timeout > 0, batch_size >= 1, batch_bytes >= 1")
+        self.url = url
+        self.encoding = encoding
+        self.retries = retries
+        self.backoff = backoff
+        self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self._styles: OrderedDict[str, bytes] = OrderedDict()
+        connect = min(timeout, 10.0) if connect_timeout is None else connect_timeout
+        self._client = httpx.Client(
+            base_url=url,
+            timeout=httpx.Timeout(timeout, connect=connect),
+            headers={"User-Agent": f"mvstylizer/{__version__}"},
+            transport=transport,
+        )
+
+    # ------------------------------------------------------------------ EdgeLink
+
+    def models(self) -> list[dict[str, str]]:
+        data = self._json(self._request("GET", "/v1/models"))
+        try:
+            return [{"name": str(m["name"]), "description": str(m["description"])} for m in data["models"]]
+        except (KeyError, TypeError):
+            raise self._malformed("model list") from None
+
+    def register_style(self, style: np.ndarray) -> str:
+        blob = encode_frame(style, Encoding("png"))  # lossless, like EmbeddedEdge: same style, same id
+        style_id = self._upload_style(blob)
+        self._styles[style_id] = blob
+        self._styles.move_to_end(style_id)
+        while len(self._styles) > _KEEP_STYLES:
+            self._styles.popitem(last=False)
+        return style_id
+
+    def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        batch: list[bytes] = []
+        shapes: list[tuple[int, ...]] = []
+        for frame in frames:
+            blob = encode_frame(frame, self.encoding)
+            if batch and (len(batch) >= self.batch_size or sum(map(len, batch)) + len(blob) > self.batch_bytes):
+                out += self._stylize_batch(style_id, model, batch, shapes)
+                batch, shapes = [], []
+            batch.append(blob)
+            shapes.append(frame.shape[:2])
+        if batch:
+            out += self._stylize_batch(style_id, model, batch, shapes)
+        return out
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> HttpEdge:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ internals
+
+    def _upload_style(self, blob: bytes) -> str:
+        data = self._json(self._request("POST", "/v1/styles", content=blob,
+                                        headers={"Content-Type": "image/png"}))
+        style_id = data.get("style_id") if isinstance(data, dict) else None
+        if not isinstance(style_id, str) or not style_id:
+            raise self._malformed("style registration")
+        return style_id
+
+    def _stylize_batch(self, style_id: str, model: str, blobs: list[bytes],
+                       shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
+        params = {"style_id": style_id, "model": model,
+                  "encoding": self.encoding.format, "quality": str(self.encoding.quality)}
+        body = pack_frames(blobs)
+        headers = {"Content-Type": FRAMES_MEDIA_TYPE}
+        resp = self._request("POST", "/v1/stylize", content=body, headers=headers, params=params,
+                             raise_4xx=False)
+        if resp.status_code == 404 and style_id in self._styles:
+            # The edge forgot the style (restarted, or evicted it); it is ours, so send it again.
+            self._upload_style(self._styles[style_id])
+            resp = self._request("POST", "/v1/stylize", content=body, headers=headers, params=params,
+                                 raise_4xx=False)
+        self._raise_for_status(resp)
+        try:
+            results = [decode_frame(b) for b in unpack_frames(resp.content)]
+        except ValueError:
+            raise self._malformed("stylized frame batch") from None
+        if [r.shape[:2] for r in results] != list(shapes):
+            raise self._malformed(f"stylized frame batch ({len(results)} frames for {len(shapes)} sent)")
+        return results
+
+    def _request(self, method: str, path: str, *, content: bytes | None = None,
+                 headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
+                 raise_4xx: bool = True) -> httpx.Response:
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            try:
+                resp = self._client.request(method, path, content=content, headers=headers, params=params)
+            except httpx.TimeoutException as e:
+                if last:
+                    raise UserError(f"edge server at {self.url} did not answer in time "
+                                    f"({type(e).__name__}) after {attempt + 1} attempt(s)") from None
+                self._sleep(attempt, None)
+                continue
+            except httpx.TransportError as e:
+                if last:
+                    raise UserError(f"edge server at {self.url} is unreachable: {_describe(e)} "
+                                    f"(after {attempt + 1} attempt(s))") from None
+                self._sleep(attempt, None)
+                continue
+            self.bytes_sent += len(content or b"")
+            self.bytes_received += len(resp.content)
+            if resp.status_code in _RETRY_STATUS and not last:
+                self._sleep(attempt, resp.headers.get("Retry-After"))
+                continue
+            if raise_4xx or resp.status_code >= 500:
+                self._raise_for_status(resp)
+            return resp
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raise_for_status(self, resp: httpx.Response) -> None:
+        if resp.is_success:
+            return
+        detail = _detail(resp)
+        if resp.status_code < 500:
+            raise UserError(f"edge server refused the request ({resp.status_code}): {detail}")
+        raise UserError(f"edge server at {self.url} failed ({resp.status_code}): {detail}")
+
+    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+        delay = _parse_retry_after(retry_after)
+        if delay is None:
+            delay = self.backoff * (2**attempt) * (0.5 + random.random())  # jitter spreads retries
+        time.sleep(min(max(delay, 0.0), _MAX_RETRY_AFTER))
+
+    def _json(self, resp: httpx.Response) -> Any:
+        try:
+            return resp.json()
+        except ValueError:
+            raise self._malformed("JSON answer") from None
+
+    def _malformed(self, what: str) -> UserError:
+        return UserError(f"edge server at {self.url} sent a malformed {what}; is it an mvstylizer edge?")
+
+
+def _detail(resp: httpx.Response) -> str:
+    try:
+        detail = resp.json().get("detail")
+    except (ValueError, AttributeError):
+        detail = None
+    if isinstance(detail, list):  # FastAPI's validation errors: [{"loc": [...], "msg": ...}, ...]
+        parts = []
+        for d in detail:
+            if isinstance(d, dict):
+                loc = ".".join(str(x) for x in d.get("loc", []) if x not in ("query", "body"))
+                parts.append(f"{loc}: {d.get('msg', '')}" if loc else str(d.get("msg", "")))
+        detail = "; ".join(parts) or None
+    if detail is None:
+        detail = resp.text[:200].strip() or resp.reason_phrase
+    return str(detail)
+
+
+def _describe(e: httpx.TransportError) -> str:
+    cause: BaseException | None = e
+    while cause is not None and cause.__cause__ is not None and cause.__cause__ is not cause:
+        cause = cause.__cause__
+    msg = str(e) or type(e).__name__
+    root = str(cause) if cause is not None and cause is not e else ""
+    return f"{msg} ({root})" if root and root not in msg else msg
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.timestamp() - time.time()
