@@ -1,6 +1,7 @@
 """The phone <-> edge wire format: how frames and styles travel, shared by both sides.
 
-Frames travel encoded (JPEG by default: a key frame at 512 px is ~40-60 KB instead of ~800 KB raw).
+Frames travel encoded (JPEG q95 4:4:4 by default: a 512x218 key frame of bikes.mp4 is ~40 KB up and
+~60 KB back, against ~330 KB raw).
 A batch of encoded frames is packed as ``[u32 big-endian length][bytes]`` repeated, which keeps one
 HTTP round trip per batch without base64's 33 % overhead.
 """
@@ -44,7 +45,10 @@ def encode_frame(rgb: np.ndarray, encoding: Encoding = Encoding()) -> bytes:
         rgb = np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
     params: list[int] = []
     if encoding.format == "jpeg":
-        params = [cv2.IMWRITE_JPEG_QUALITY, encoding.quality]
+        # Full-resolution chroma: style transfer is mostly a colour change, and 4:2:0 subsampling cost
+        # ~2.8 dB PSNR of the final frame against frame-by-frame for ~20 % fewer bytes (bikes.mp4).
+        params = [cv2.IMWRITE_JPEG_QUALITY, encoding.quality,
+                  cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]
     elif encoding.format == "webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, encoding.quality]
     ok, buf = cv2.imencode(_EXT[encoding.format], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)

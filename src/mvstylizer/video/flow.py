@@ -7,6 +7,7 @@ the *other* frame, so ``warp(other, flow)`` resamples ``other`` into the referen
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -43,31 +44,23 @@ class FlowEstimator:
         return self._dis.calc(ref_gray8, other_gray8, None)
 
 
+@lru_cache(maxsize=8)
+def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates of an HxW frame; memoised because every warp of a video needs the same one."""
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx.flags.writeable = False
+    gy.flags.writeable = False
+    return gx, gy
+
+
 def warp(image: np.ndarray, flow: np.ndarray, border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
     """Backward warp: ``out[y, x] = image[y + dy, x + dx]`` with bilinear sampling.
 
-    ``image`` may have any channel count OpenCV's remap accepts (up to 4); the flow may be smaller than
-    the image only if both were resized consistently by the caller.
+    ``image`` may have any number of channels (OpenCV's remap takes e.g. the 12 colour-map channels
+    in one call) and must have the flow's height and width.
     """
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    map_x = gx + flow[..., 0]
-    map_y = gy + flow[..., 1]
-    return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=border)
-
-
-def warp_channels(stack: np.ndarray, flow: np.ndarray) -> np.ndarray:
-    """Backward warp of an HxWxC array with any C (remap takes at most 4 channels per call)."""
-    h, w = flow.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    map_x, map_y = cv2.convertMaps(gx + flow[..., 0], gy + flow[..., 1], cv2.CV_16SC2)
-    parts = [
-        cv2.remap(np.ascontiguousarray(stack[..., i : i + 4]), map_x, map_y, cv2.INTER_LINEAR,
-                  borderMode=cv2.BORDER_REPLICATE)
-        for i in range(0, stack.shape[2], 4)
-    ]
-    parts = [p[..., None] if p.ndim == 2 else p for p in parts]
-    return np.concatenate(parts, axis=2)
+    gx, gy = _grid(*flow.shape[:2])
+    return cv2.remap(image, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=border)
 
 
 def occlusion_mask(flow_fw: np.ndarray, flow_bw: np.ndarray, alpha: float = 0.01, beta: float = 0.5) -> np.ndarray:
@@ -79,11 +72,12 @@ def occlusion_mask(flow_fw: np.ndarray, flow_bw: np.ndarray, alpha: float = 0.01
     Pixels whose forward flow leaves the frame are marked occluded too.
     """
     bw_at = warp(flow_bw, flow_fw, border=cv2.BORDER_REPLICATE)
-    s = flow_fw + bw_at
-    lhs = (s**2).sum(axis=2)
-    rhs = alpha * ((flow_fw**2).sum(axis=2) + (bw_at**2).sum(axis=2)) + beta
+    fx, fy, bx, by = flow_fw[..., 0], flow_fw[..., 1], bw_at[..., 0], bw_at[..., 1]
+    # Written out per component: numpy's reduction over a length-2 last axis is ~5x slower.
+    lhs = (fx + bx) ** 2 + (fy + by) ** 2
+    rhs = alpha * (fx * fx + fy * fy + bx * bx + by * by) + beta
     h, w = flow_fw.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    gx, gy = _grid(h, w)
     tx, ty = gx + flow_fw[..., 0], gy + flow_fw[..., 1]
     inside = (tx >= 0) & (tx <= w - 1) & (ty >= 0) & (ty <= h - 1)
     return (lhs < rhs) & inside

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from mvstylizer.mobile.keyframes import KeyframeConfig, KeyframeSelector
+
+from helpers import shifted, texture, to8
+
+
+def run(frames, **cfg):
+    sel = KeyframeSelector(KeyframeConfig(**cfg))
+    return [sel.push(to8(f)) for f in frames]
+
+
+def test_first_frame_is_key_and_static_video_waits_for_max_gap():
+    img = texture(90, 160)
+    d = run([img] * 25, max_gap=10)
+    keys = [i for i, x in enumerate(d) if x.is_key]
+    assert keys == [0, 10, 20]
+    assert d[0].reason == "first" and d[10].reason == "max-gap"
+
+
+def test_fixed_stride():
+    img = texture(90, 160)
+    keys = [i for i, x in enumerate(run([img] * 12, mode="every", every=4)) if x.is_key]
+    assert keys == [0, 4, 8]
+
+
+def test_scene_cut_makes_both_sides_keys():
+    a, b = texture(90, 160, seed=1), texture(90, 160, seed=2) * 0.3 + 0.6
+    frames = [a] * 6 + [b] * 4
+    d = run(frames, max_gap=100)
+    assert d[6].is_key and d[6].reason == "cut" and d[6].previous_is_key
+    assert not any(x.is_key for x in d[1:6])
+
+
+def test_fast_motion_triggers_more_keys_than_slow_motion():
+    base = texture(120, 200, seed=4)
+    slow = [shifted(base, i) for i in range(30)]
+    fast = [shifted(base, 4 * i) for i in range(30)]
+    n_slow = sum(x.is_key for x in run(slow, max_gap=100))
+    n_fast = sum(x.is_key for x in run(fast, max_gap=100))
+    assert n_fast > n_slow >= 1
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError):
+        KeyframeConfig(mode="sometimes")
