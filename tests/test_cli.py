@@ -91,6 +91,18 @@ def test_every_keyframe_mode_and_both_interpolations(tmp_path, style, interp):
     assert probe(out)["frames"] == 11
 
 
+def test_memory_is_bounded_by_the_key_gap_not_the_video_length(tmp_path, style):
+    src = tmp_path / "long.mp4"
+    write_test_clip(src, width=64, height=48, frames=120, fps=30.0)
+    report = tmp_path / "r.json"
+    assert run("stylize", src, "--style", style, "-o", tmp_path / "out.mp4", "--max-gap", "8",
+               "--report", report, "-q") == 0
+    rep = json.loads(report.read_text())
+    assert rep["frames"] == 120 and 1 <= rep["max_buffered_frames"] < 8
+    gaps = np.diff(rep["key_frames"])
+    assert gaps.max() <= 8
+
+
 def test_odd_frame_size_is_kept(tmp_path, style):
     src = tmp_path / "odd.mp4"
     write_test_clip(src, width=33, height=25, frames=6, fps=10.0)

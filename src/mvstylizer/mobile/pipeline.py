@@ -73,6 +73,8 @@ class StylizeReport:
     bytes_to_edge: int = 0
     bytes_from_edge: int = 0
     has_audio: bool = False
+    # Most decoded frames held at once: bounded by the key-frame gap, never by the video's length.
+    max_buffered_frames: int = 0
 
     def summary(self) -> dict:
         d = asdict(self)
@@ -205,6 +207,7 @@ class Stylizer:
                             last_key = key
                         else:
                             pending.append(work)
+                            report.max_buffered_frames = max(report.max_buffered_frames, len(pending))
                     if pending:  # the last frame is always a key, so no frame is extrapolated
                         last = pending.pop()
                         close_segment(self._key(last, style_id, timer), last)
