@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from mvstylizer.cli import main
-from mvstylizer.video.io import VideoReader
 from mvstylizer.video.synthetic import write_test_clip
 
 from helpers import texture, to8
@@ -61,24 +60,32 @@ def server():
     _stop(proc)
 
 
-def _frames(path):
-    with VideoReader(path) as r:
-        return [f.rgb8.astype(np.int16) for f in r.frames()]
+def test_stylize_through_the_server_matches_the_embedded_edge(tmp_path, server, monkeypatch):
+    from mvstylizer.video import io as video_io
 
-
-def test_stylize_through_the_server_matches_the_embedded_edge(tmp_path, server):
     url, _ = server
     src, style = tmp_path / "in.mp4", tmp_path / "style.png"
     write_test_clip(src, width=96, height=64, frames=12, fps=10.0, audio=True)
     cv2.imwrite(str(style), cv2.cvtColor(to8(texture(50, 70, seed=4) * [1.2, 0.9, 0.6]), cv2.COLOR_RGB2BGR))
-    remote, local = tmp_path / "remote.mp4", tmp_path / "local.mp4"
-    assert main(["stylize", str(src), "--style", str(style), "-o", str(remote), "--edge", url, "-q",
-                 "--report", str(tmp_path / "r.json")]) == 0
-    assert main(["stylize", str(src), "--style", str(style), "-o", str(local), "-q"]) == 0
-    a, b = _frames(remote), _frames(local)
-    assert len(a) == len(b) == 12
-    assert max(np.abs(x - y).max() for x, y in zip(a, b)) <= 4  # same frames up to codec rounding
-    assert json.loads((tmp_path / "r.json").read_text())["bytes_to_edge"] > 0
+    # Compare the frames handed to the encoder: x264's threads make the encoded pixels differ a
+    # little from run to run even for identical input.
+    written: list[list[np.ndarray]] = []
+    original = video_io.VideoWriter.write
+
+    def keep(self, rgb8, pts=None):
+        written[-1].append(rgb8.astype(np.int16))
+        return original(self, rgb8, pts)
+
+    monkeypatch.setattr(video_io.VideoWriter, "write", keep)
+    for edge in (["--edge", url], []):
+        written.append([])
+        report = tmp_path / "r.json"
+        assert main(["stylize", str(src), "--style", str(style), "-o", str(tmp_path / "out.mp4"), "-q",
+                     "--report", str(report), *edge]) == 0
+        assert json.loads(report.read_text())["bytes_to_edge"] > 0
+    remote, local = written
+    assert len(remote) == len(local) == 12
+    assert max(np.abs(a - b).max() for a, b in zip(remote, local)) <= 2
 
 
 def test_unreachable_edge_is_one_clear_line(tmp_path, capsys):
