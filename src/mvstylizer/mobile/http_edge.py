@@ -152,16 +152,11 @@ class HttpEdge:
             last = attempt == self.retries
             try:
                 resp = self._client.request(method, path, content=content, headers=headers, params=params)
-            except httpx.TimeoutException as e:
+            except httpx.TransportError as e:  # timeouts are transport errors too
                 if last:
-                    raise UserError(f"edge server at {self.url} did not answer in time "
-                                    f"({type(e).__name__}) after {attempt + 1} attempt(s)") from None
-                self._sleep(attempt, None)
-                continue
-            except httpx.TransportError as e:
-                if last:
-                    raise UserError(f"edge server at {self.url} is unreachable: {_describe(e)} "
-                                    f"(after {attempt + 1} attempt(s))") from None
+                    what = (f"did not answer in time ({type(e).__name__})" if isinstance(e, httpx.TimeoutException)
+                            else f"is unreachable: {_describe(e)}")
+                    raise UserError(f"edge server at {self.url} {what} (after {attempt + 1} attempt(s))") from None
                 self._sleep(attempt, None)
                 continue
             self.bytes_sent += len(content or b"")
