@@ -1,0 +1,86 @@
+"""What every training script shares: its settings, checkpoints that survive a kill, a progress bar.
+
+A checkpoint holds the model, the optimiser, the step and the RNG state, written atomically every
+``checkpoint_every`` steps; ``resume=True`` continues from it exactly. The shipped weights are the
+model's parameters alone, in fp16, so they stay a few MB.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+@dataclass
+class TrainConfig:
+    data: list[str] = field(default_factory=lambda: ["package"])  # folders/files, or "package" media
+    steps: int = 2000
+    batch: int = 4
+    size: int = 192  # training crop side, pixels
+    lr: float = 1e-3
+    seed: int = 0
+    checkpoint: Path | None = None  # default: <cache>/train/<model>.ckpt
+    checkpoint_every: int = 100
+    resume: bool = False
+    out: Path | None = None  # default: the shipped weights file of the model
+    threads: int = 0  # torch threads; 0 = torch's default
+    progress: bool = True
+
+
+class Checkpointer:
+    """Saves and restores training state for one run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(self, step: int, model: torch.nn.Module, optim: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
+        state = {"step": step, "model": model.state_dict(), "optim": optim.state_dict(),
+                 "rng": torch.get_rng_state(), "extra": extra, "saved_at": time.time()}
+        tmp = self.path.with_suffix(".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.path)
+
+    def load(self, model: torch.nn.Module, optim: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
+        """Restore into ``model`` and ``optim``; returns (step, extra). (0, {}) when there is no checkpoint."""
+        if not self.path.is_file():
+            return 0, {}
+        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        torch.set_rng_state(state["rng"])
+        return int(state["step"]), dict(state["extra"])
+
+
+def save_weights(model: torch.nn.Module, path: Path, meta: dict[str, Any]) -> Path:
+    """Parameters only, fp16, with the training recipe alongside (atomic write)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state_dict": state, "meta": meta}, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
+    """Load fp16 weights saved by :func:`save_weights` into a float32 model; returns the metadata."""
+    blob = torch.load(Path(path), map_location="cpu", weights_only=False)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    return dict(blob.get("meta", {}))
+
+
+def recipe(config: TrainConfig, **more: Any) -> dict[str, Any]:
+    """The settings a weights file was trained with, for its metadata and the docs."""
+    d = asdict(config)
+    d = {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items() if k not in ("progress", "resume")}
+    d.update(more)
+    d["torch"] = torch.__version__
+    return d
