@@ -328,7 +328,7 @@ def test_retries_honour_retry_after_then_succeed():
 
     t0 = time.monotonic()
     link = HttpEdge("http://edge.invalid", retries=3, backoff=5.0, transport=httpx.MockTransport(handler))
-    assert link.models() == [{"name": "m", "description": "d"}]
+    assert link.models() == [{"name": "m", "description": "d", "runtimes": [], "aliases": []}]
     assert len(calls) == 3 and time.monotonic() - t0 < 2  # Retry-After wins over the 5 s backoff
 
     calls.clear()

@@ -151,11 +151,16 @@ def _edge_link(url: str | None):
 
 
 def _check_model(edge, name: str) -> None:
-    from .models.registry import ALIASES
-
-    names = {m["name"] for m in edge.models()} | set(ALIASES)
-    if name not in names:
-        raise UserError(f"unknown model {name!r}; available: {', '.join(sorted(names))}")
+    """Refuse an unknown model before any video is decoded, from what the edge says it runs."""
+    base, _, runtime = name.partition(":")
+    models = edge.models()
+    for m in models:
+        if base == m["name"] or base in m.get("aliases", []):
+            if runtime and runtime not in m.get("runtimes", [runtime]):
+                raise UserError(f"model {m['name']} has no runtime {runtime!r}; it has: {', '.join(m['runtimes'])}")
+            return
+    known = sorted({m["name"] for m in models} | {a for m in models for a in m.get("aliases", [])})
+    raise UserError(f"unknown model {name!r}; available: {', '.join(known)}")
 
 
 def _models(_: argparse.Namespace) -> int:
@@ -163,8 +168,11 @@ def _models(_: argparse.Namespace) -> int:
 
     for spec in available_models():
         aliases = [a for a, target in ALIASES.items() if target == spec.name]
-        tag = f" (also: {', '.join(aliases)})" if aliases else ""
+        tags = [f"also: {', '.join(aliases)}"] if aliases else []
+        if len(spec.runtimes) > 1:
+            tags.append(f"runtimes: {', '.join(spec.runtimes)} (default {spec.default_runtime})")
         default = " [default]" if DEFAULT_MODEL in (spec.name, *aliases) else ""
+        tag = f" ({'; '.join(tags)})" if tags else ""
         print(f"{spec.name:12s} {spec.description}{tag}{default}")
     return 0
 

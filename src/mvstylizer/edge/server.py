@@ -3,7 +3,7 @@
 Endpoints, versioned under ``/v1`` (the OpenAPI spec is at ``/openapi.json``, docs at ``/docs``):
 
 - ``GET  /v1/health``  -> ``{"status": "ok"}``
-- ``GET  /v1/models``  -> ``{"models": [{"name", "description"}, ...]}``
+- ``GET  /v1/models``  -> ``{"models": [{"name", "description", "runtimes", "aliases"}, ...]}``
 - ``POST /v1/styles``  body: one PNG/JPEG/WebP image -> ``{"style_id": ...}``
 - ``POST /v1/stylize?style_id=&model=&encoding=&quality=`` body: ``wire.pack_frames`` of encoded
   frames (``wire.FRAMES_MEDIA_TYPE``) -> packed stylized frames in the requested encoding.
@@ -79,6 +79,8 @@ class Health(BaseModel):
 class ModelInfo(BaseModel):
     name: str
     description: str
+    runtimes: list[str] = []  # e.g. ["torch", "onnx"]; request one as model=NAME:RUNTIME
+    aliases: list[str] = []
 
 
 class ModelList(BaseModel):

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import NotFoundError, UserError
 from ..models.base import Stylizer
-from ..models.registry import available_models, build_model, resolve_name
+from ..models.registry import ALIASES, available_models, build_model, resolve_name
 from ..wire import decode_frame
 
 
@@ -41,8 +41,9 @@ class EdgeService:
         self._styles: OrderedDict[str, _Style] = OrderedDict()
         self._lock = threading.Lock()
 
-    def models(self) -> list[dict[str, str]]:
-        return [{"name": s.name, "description": s.description} for s in available_models()]
+    def models(self) -> list[dict]:
+        return [{"name": s.name, "description": s.description, "runtimes": list(s.runtimes),
+                 "aliases": sorted(a for a, t in ALIASES.items() if t == s.name)} for s in available_models()]
 
     def register_style(self, encoded: bytes) -> str:
         """Store a style photo (encoded image bytes); its id is the content hash, so re-sending is free."""

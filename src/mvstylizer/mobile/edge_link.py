@@ -18,7 +18,9 @@ class EdgeLink(Protocol):
     bytes_sent: int
     bytes_received: int
 
-    def models(self) -> list[dict[str, str]]: ...
+    def models(self) -> list[dict]:
+        """What the edge runs: ``name``, ``description``, ``runtimes``, ``aliases`` per model."""
+        ...
 
     def register_style(self, style: np.ndarray) -> str:
         """Send the style photo (HxWx3 float RGB); returns the edge's id for it."""
@@ -42,7 +44,7 @@ class EmbeddedEdge:
         self.bytes_sent = 0
         self.bytes_received = 0
 
-    def models(self) -> list[dict[str, str]]:
+    def models(self) -> list[dict]:
         return self._service.models()
 
     def register_style(self, style: np.ndarray) -> str:

@@ -73,10 +73,12 @@ class HttpEdge:
 
     # ------------------------------------------------------------------ EdgeLink
 
-    def models(self) -> list[dict[str, str]]:
+    def models(self) -> list[dict]:
         data = self._json(self._request("GET", "/v1/models"))
         try:
-            return [{"name": str(m["name"]), "description": str(m["description"])} for m in data["models"]]
+            return [{"name": str(m["name"]), "description": str(m["description"]),
+                     "runtimes": [str(r) for r in m.get("runtimes", [])],
+                     "aliases": [str(a) for a in m.get("aliases", [])]} for m in data["models"]]
         except (KeyError, TypeError):
             raise self._malformed("model list") from None
 

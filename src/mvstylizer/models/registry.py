@@ -1,13 +1,15 @@
 """Names a user can pass to ``--model``, and how each model is built.
 
-Builders import lazily so that listing models, or a phone talking to a remote edge, never imports
-heavy frameworks.
+A DNN can run on two runtimes, PyTorch and onnxruntime: ``--model wct2`` uses the model's default
+runtime (the faster on a 2-core CPU, per ``mvstylizer bench runtime``), ``wct2:torch`` or
+``wct2:onnx`` picks one. Builders import lazily so that listing models, or a phone talking to a
+remote edge, never imports a framework.
 """
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Callable
 
 from ..errors import UserError
 from .base import Stylizer
@@ -17,26 +19,21 @@ from .base import Stylizer
 class ModelSpec:
     name: str
     description: str
-    build: Callable[[], Stylizer]
+    # runtime -> "module:Class" under mvstylizer.models; the first is the default
+    runtimes: dict[str, str]
+    dnn: bool = False
 
-
-def _reinhard() -> Stylizer:
-    from .classic import ReinhardTransfer
-
-    return ReinhardTransfer()
-
-
-def _mk() -> Stylizer:
-    from .classic import MongeKantorovichTransfer
-
-    return MongeKantorovichTransfer()
+    @property
+    def default_runtime(self) -> str:
+        return next(iter(self.runtimes))
 
 
 _SPECS = [
-    ModelSpec("mk", "classic, non-DNN: linear Monge-Kantorovich colour transfer in Lab (global)", _mk),
-    ModelSpec("reinhard", "classic, non-DNN: Reinhard mean/std colour transfer in Lab (global)", _reinhard),
+    ModelSpec("mk", "classic, non-DNN: linear Monge-Kantorovich colour transfer in Lab (global)",
+              {"numpy": "classic:MongeKantorovichTransfer"}),
+    ModelSpec("reinhard", "classic, non-DNN: Reinhard mean/std colour transfer in Lab (global)",
+              {"numpy": "classic:ReinhardTransfer"}),
 ]
-# Until the edge DNN lands, 'classic' is the honest name for the default: a non-DNN transfer.
 ALIASES = {"classic": "mk"}
 DEFAULT_MODEL = "classic"
 
@@ -45,14 +42,35 @@ def available_models() -> list[ModelSpec]:
     return list(_SPECS)
 
 
+def _split(name: str) -> tuple[ModelSpec, str]:
+    base, _, runtime = name.partition(":")
+    base = ALIASES.get(base, base)
+    spec = next((s for s in _SPECS if s.name == base), None)
+    if spec is None:
+        raise UserError(f"unknown model {name!r}; available: {', '.join(model_names())}")
+    runtime = runtime or spec.default_runtime
+    if runtime not in spec.runtimes:
+        raise UserError(f"model {spec.name} has no runtime {runtime!r}; it has: {', '.join(spec.runtimes)}")
+    return spec, runtime
+
+
+def model_names() -> list[str]:
+    """Every accepted ``--model`` value."""
+    names = set(ALIASES)
+    for s in _SPECS:
+        names.add(s.name)
+        if len(s.runtimes) > 1:
+            names.update(f"{s.name}:{r}" for r in s.runtimes)
+    return sorted(names)
+
+
 def resolve_name(name: str) -> str:
-    name = ALIASES.get(name, name)
-    if name not in {s.name for s in _SPECS}:
-        choices = sorted([s.name for s in _SPECS] + list(ALIASES))
-        raise UserError(f"unknown model {name!r}; available: {', '.join(choices)}")
-    return name
+    """Canonical ``name:runtime`` of a ``--model`` value (UserError if unknown)."""
+    spec, runtime = _split(name)
+    return f"{spec.name}:{runtime}"
 
 
 def build_model(name: str) -> Stylizer:
-    name = resolve_name(name)
-    return next(s for s in _SPECS if s.name == name).build()
+    spec, runtime = _split(name)
+    module, cls = spec.runtimes[runtime].split(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)()

@@ -1,0 +1,212 @@
+"""VGG16 style and content distances, torch-free: an ONNX trunk built here, run by onnxruntime.
+
+The trunk is VGG16 (ImageNet weights, ``models.vgg_weights``) from the input up to relu4_1:
+
+    conv1_1 relu1_1* conv1_2 relu pool | conv2_1 relu2_1* conv2_2 relu pool |
+    conv3_1 relu3_1* conv3_2 relu conv3_3 relu pool | conv4_1 relu4_1*
+
+3x3 convolutions with padding 1, 2x2/2 max-pooling (floor), dynamic height and width; the four
+starred activations are the graph's outputs. The graph is written with ``onnx.helper`` once and
+cached as ``cache_dir()/vgg16_relu4_1_v1.onnx``; each :class:`VGGFeatures` holds its own session.
+
+Definitions (F_l: the C_l x (H_l W_l) activation matrix of layer l for the image, after the optional
+area downscale to ``max_side``, preprocessing by ``vgg_weights.preprocess``: BGR, 0..255, minus the
+ImageNet mean):
+
+    Gram:              G_l = F_l F_l^T / (C_l H_l W_l)
+    gram_distance:     mean over l in {relu1_1, relu2_1, relu3_1, relu4_1} of ||G_l(out) - G_l(style)||_F^2
+    content_distance:  mean over channels and positions of (F_relu4_1(out) - F_relu4_1(content))^2
+
+With this normalisation each layer's term is 1/4 of Gatys et al.'s E_l with N_l M_l replaced by
+C_l H_l W_l, so it does not depend on image size; the two images of ``gram_distance`` may differ in
+size, those of ``content_distance`` must not. Units are (preprocessed activation)^2 for content and
+(activation^2)^2 for style: compare numbers within the project, not across papers.
+
+``max_side`` (default 512) area-downscales an image whose longer side exceeds it before the trunk:
+features are scale dependent, so compare numbers taken at the same ``max_side``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Mapping
+
+import cv2
+import numpy as np
+
+from mvstylizer.metrics.image import _as_float01
+from mvstylizer.models.vgg_weights import cache_dir, load_vgg16_weights, preprocess
+
+STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
+CONTENT_LAYER = "relu4_1"
+DEFAULT_MAX_SIDE = 512
+MIN_SIDE = 8  # three 2x2 poolings before relu4_1: smaller inputs would have no relu4_1 pixels
+_ONNX_NAME = "vgg16_relu4_1_v1.onnx"
+# (conv layer in vgg_weights.LAYERS, output name if it is one of ours, max-pool after its ReLU)
+_TRUNK = (
+    ("block1_conv1", "relu1_1", False),
+    ("block1_conv2", None, True),
+    ("block2_conv1", "relu2_1", False),
+    ("block2_conv2", None, True),
+    ("block3_conv1", "relu3_1", False),
+    ("block3_conv2", None, False),
+    ("block3_conv3", None, True),
+    ("block4_conv1", "relu4_1", False),
+)
+
+
+def build_trunk_model():
+    """The ONNX ModelProto of the VGG16 trunk up to relu4_1 (input ``image``: 1x3xHxW float32)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = load_vgg16_weights()
+    nodes, inits = [], []
+    x = "image"
+    for layer, out_name, pool in _TRUNK:
+        w, b = weights[layer]
+        inits += [numpy_helper.from_array(w, f"{layer}.w"), numpy_helper.from_array(b, f"{layer}.b")]
+        conv = f"{layer}.conv"
+        nodes.append(helper.make_node("Conv", [x, f"{layer}.w", f"{layer}.b"], [conv], name=conv,
+                                      kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]))
+        x = out_name or f"{layer}.relu"
+        nodes.append(helper.make_node("Relu", [conv], [x], name=f"{layer}.relu"))
+        if pool:
+            pooled = f"{layer}.pool"
+            nodes.append(helper.make_node("MaxPool", [x], [pooled], name=pooled,
+                                          kernel_shape=[2, 2], strides=[2, 2]))
+            x = pooled
+    outputs = []
+    for layer, out_name, _ in _TRUNK:
+        if out_name:
+            c = weights[layer][0].shape[0]
+            outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [1, c, None, None]))
+    graph = helper.make_graph(
+        nodes, "vgg16_relu4_1",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "height", "width"])],
+        outputs, initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
+                              producer_name="mvstylizer.metrics.vgg")
+    model.ir_version = 8  # readable by every onnxruntime the project allows (>= 1.17)
+    onnx.checker.check_model(model)
+    return model
+
+
+def trunk_path() -> Path:
+    """Path of the cached trunk .onnx, written (atomically) on first use."""
+    path = cache_dir() / _ONNX_NAME
+    if not path.is_file():
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_bytes(build_trunk_model().SerializeToString())
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return path
+
+
+def downscale(img: np.ndarray, max_side: int | None) -> np.ndarray:
+    """Area-downscale so the longer side is at most ``max_side`` (None or already small: unchanged)."""
+    if max_side is None:
+        return img
+    if max_side < MIN_SIDE:
+        raise ValueError(f"max_side must be >= {MIN_SIDE}, got {max_side}")
+    h, w = img.shape[:2]
+    s = max_side / max(h, w)
+    if s >= 1.0:
+        return img
+    size = (max(MIN_SIDE, round(w * s)), max(MIN_SIDE, round(h * s)))
+    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+
+
+def gram(feat: np.ndarray) -> np.ndarray:
+    """Normalised Gram matrix G = F F^T / (C H W) of a CxHxW activation (float64 CxC)."""
+    c = feat.shape[0]
+    f = feat.reshape(c, -1)
+    g = f @ f.T  # float32 BLAS; the difference of two Grams is then taken in float64
+    return g.astype(np.float64) / float(f.size)
+
+
+def gram_distance_between(grams_a: Mapping[str, np.ndarray], grams_b: Mapping[str, np.ndarray]) -> float:
+    """Mean over :data:`STYLE_LAYERS` of the squared Frobenius distance of two images' Grams."""
+    return float(np.mean([np.sum((grams_a[k] - grams_b[k]) ** 2) for k in STYLE_LAYERS]))
+
+
+def content_distance_between(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
+    """Mean squared difference of two same-shape activations (float64 accumulation)."""
+    if feat_a.shape != feat_b.shape:
+        raise ValueError(f"content features differ in shape: {feat_a.shape} vs {feat_b.shape} "
+                         "(content_distance needs images of the same size)")
+    d = feat_a.astype(np.float64) - feat_b.astype(np.float64)
+    return float(np.mean(d * d))
+
+
+class VGGFeatures:
+    """VGG16 relu1_1..relu4_1 activations of RGB images, on one onnxruntime CPU session.
+
+    ``threads``: intra-op threads for onnxruntime (None: its default, all cores). Not thread-safe
+    to share across processes; create one per worker.
+    """
+
+    def __init__(self, threads: int | None = None, model_path: str | Path | None = None) -> None:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        opts.log_severity_level = 3
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+            opts.inter_op_num_threads = 1
+        path = Path(model_path) if model_path is not None else trunk_path()
+        self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        if set(self.output_names) != set(STYLE_LAYERS):
+            raise ValueError(f"{path} outputs {self.output_names}, expected {list(STYLE_LAYERS)}")
+
+    # --- features ------------------------------------------------------------------------
+    def features(self, img: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> dict[str, np.ndarray]:
+        """``{layer: CxHxW float32}`` for the four layers; ``img`` is HxWx3 RGB in [0,1] (or uint8)."""
+        rgb = _as_float01(img)
+        if rgb.ndim != 3 or rgb.shape[2] != 3:
+            raise ValueError(f"VGG features need HxWx3 RGB images, got shape {rgb.shape}")
+        rgb = downscale(np.clip(rgb, 0.0, 1.0), max_side)
+        if min(rgb.shape[:2]) < MIN_SIDE:
+            raise ValueError(f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got {rgb.shape[1]}x{rgb.shape[0]}")
+        outs = self.session.run(self.output_names, {"image": preprocess(rgb)})
+        return {name: out[0] for name, out in zip(self.output_names, outs)}
+
+    __call__ = features
+
+    def grams(self, img: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> dict[str, np.ndarray]:
+        """``{layer: CxC Gram}`` (see the module docstring) for :data:`STYLE_LAYERS`."""
+        return {k: gram(v) for k, v in self.features(img, max_side).items()}
+
+    # --- distances ------------------------------------------------------------------------
+    def gram_distance(self, output: np.ndarray, style: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> float:
+        return gram_distance_between(self.grams(output, max_side), self.grams(style, max_side))
+
+    def content_distance(self, output: np.ndarray, content: np.ndarray,
+                         max_side: int | None = DEFAULT_MAX_SIDE) -> float:
+        if np.shape(output)[:2] != np.shape(content)[:2]:
+            raise ValueError(f"content_distance needs images of the same size, got {np.shape(output)} "
+                             f"and {np.shape(content)}")
+        fo = self.features(output, max_side)[CONTENT_LAYER]
+        fc = self.features(content, max_side)[CONTENT_LAYER]
+        return content_distance_between(fo, fc)
+
+
+def gram_distance(output: np.ndarray, style: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE,
+                  vgg: VGGFeatures | None = None) -> float:
+    """Style distance of ``output`` to ``style``: mean over relu1_1..relu4_1 of ||G(out) - G(style)||_F^2.
+
+    G = F F^T / (C H W). Sizes may differ. Pass ``vgg`` to reuse a session across calls (creating one
+    costs a few hundred ms).
+    """
+    return (vgg or VGGFeatures()).gram_distance(output, style, max_side)
+
+
+def content_distance(output: np.ndarray, content: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE,
+                     vgg: VGGFeatures | None = None) -> float:
+    """Content distance: mean squared difference of relu4_1 activations; same-size images."""
+    return (vgg or VGGFeatures()).content_distance(output, content, max_side)
