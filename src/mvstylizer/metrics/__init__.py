@@ -16,3 +16,6 @@ __all__ = [
     "ssim_luma",
     "warp_error",
 ]
+from mvstylizer.metrics.vgg import VGGFeatures, content_distance, gram_distance
+
+__all__ += ["VGGFeatures", "content_distance", "gram_distance"]

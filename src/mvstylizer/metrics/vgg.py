@@ -6,8 +6,10 @@ The trunk is VGG16 (ImageNet weights, ``models.vgg_weights``) from the input up 
     conv3_1 relu3_1* conv3_2 relu conv3_3 relu pool | conv4_1 relu4_1*
 
 3x3 convolutions with padding 1, 2x2/2 max-pooling (floor), dynamic height and width; the four
-starred activations are the graph's outputs. The graph is written with ``onnx.helper`` once and
-cached as ``cache_dir()/vgg16_relu4_1_v1.onnx``; each :class:`VGGFeatures` holds its own session.
+starred activations and their Gram matrices (``gram_relu1_1`` ...) are the graph's outputs. The Grams
+are computed inside the graph so that they run on the session's own thread pool (numpy's BLAS
+threads stall badly on a shared 2-core machine). The graph is written with ``onnx.helper`` once and
+cached as ``cache_dir()/vgg16_relu4_1_v2.onnx``; each :class:`VGGFeatures` holds its own session.
 
 Definitions (F_l: the C_l x (H_l W_l) activation matrix of layer l for the image, after the optional
 area downscale to ``max_side``, preprocessing by ``vgg_weights.preprocess``: BGR, 0..255, minus the
@@ -42,7 +44,7 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYER = "relu4_1"
 DEFAULT_MAX_SIDE = 512
 MIN_SIDE = 8  # three 2x2 poolings before relu4_1: smaller inputs would have no relu4_1 pixels
-_ONNX_NAME = "vgg16_relu4_1_v1.onnx"
+_ONNX_NAME = "vgg16_relu4_1_v2.onnx"
 # (conv layer in vgg_weights.LAYERS, output name if it is one of ours, max-pool after its ReLU)
 _TRUNK = (
     ("block1_conv1", "relu1_1", False),
@@ -77,11 +79,25 @@ def build_trunk_model():
             nodes.append(helper.make_node("MaxPool", [x], [pooled], name=pooled,
                                           kernel_shape=[2, 2], strides=[2, 2]))
             x = pooled
-    outputs = []
+    # Gram per style layer: F = reshape(x, [C, HW]); G = F F^T / size(x)  (batch is 1, so size = C H W)
+    outputs, gram_outputs = [], []
     for layer, out_name, _ in _TRUNK:
-        if out_name:
-            c = weights[layer][0].shape[0]
-            outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [1, c, None, None]))
+        if not out_name:
+            continue
+        c = weights[layer][0].shape[0]
+        outputs.append(helper.make_tensor_value_info(out_name, TensorProto.FLOAT, [1, c, None, None]))
+        inits.append(numpy_helper.from_array(np.array([c, -1], np.int64), f"{out_name}.shape2d"))
+        g = f"gram_{out_name}"
+        nodes += [
+            helper.make_node("Reshape", [out_name, f"{out_name}.shape2d"], [f"{g}.f"], name=f"{g}.reshape"),
+            helper.make_node("Transpose", [f"{g}.f"], [f"{g}.ft"], name=f"{g}.transpose", perm=[1, 0]),
+            helper.make_node("MatMul", [f"{g}.f", f"{g}.ft"], [f"{g}.ffT"], name=f"{g}.matmul"),
+            helper.make_node("Size", [out_name], [f"{g}.n"], name=f"{g}.size"),
+            helper.make_node("Cast", [f"{g}.n"], [f"{g}.nf"], name=f"{g}.cast", to=TensorProto.FLOAT),
+            helper.make_node("Div", [f"{g}.ffT", f"{g}.nf"], [g], name=f"{g}.div"),
+        ]
+        gram_outputs.append(helper.make_tensor_value_info(g, TensorProto.FLOAT, [c, c]))
+    outputs += gram_outputs
     graph = helper.make_graph(
         nodes, "vgg16_relu4_1",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, "height", "width"])],
@@ -122,16 +138,18 @@ def downscale(img: np.ndarray, max_side: int | None) -> np.ndarray:
 
 
 def gram(feat: np.ndarray) -> np.ndarray:
-    """Normalised Gram matrix G = F F^T / (C H W) of a CxHxW activation (float64 CxC)."""
+    """Normalised Gram matrix G = F F^T / (C H W) of a CxHxW activation, in numpy (float64 CxC).
+
+    The reference for the graph's own Gram outputs (:meth:`VGGFeatures.grams`), which are faster.
+    """
     c = feat.shape[0]
-    f = feat.reshape(c, -1)
-    g = f @ f.T  # float32 BLAS; the difference of two Grams is then taken in float64
-    return g.astype(np.float64) / float(f.size)
+    f = feat.reshape(c, -1).astype(np.float64)
+    return f @ f.T / float(f.size)
 
 
 def gram_distance_between(grams_a: Mapping[str, np.ndarray], grams_b: Mapping[str, np.ndarray]) -> float:
     """Mean over :data:`STYLE_LAYERS` of the squared Frobenius distance of two images' Grams."""
-    return float(np.mean([np.sum((grams_a[k] - grams_b[k]) ** 2) for k in STYLE_LAYERS]))
+    return float(np.mean([np.sum((grams_a[k].astype(np.float64) - grams_b[k]) ** 2) for k in STYLE_LAYERS]))
 
 
 def content_distance_between(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
@@ -158,29 +176,41 @@ class VGGFeatures:
         if threads is not None:
             opts.intra_op_num_threads = int(threads)
             opts.inter_op_num_threads = 1
+        # Idle threads sleep instead of spinning: on a shared machine spinning only steals cores.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = Path(model_path) if model_path is not None else trunk_path()
         self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        self.output_names = [o.name for o in self.session.get_outputs()]
-        if set(self.output_names) != set(STYLE_LAYERS):
-            raise ValueError(f"{path} outputs {self.output_names}, expected {list(STYLE_LAYERS)}")
+        names = {o.name for o in self.session.get_outputs()}
+        expected = set(STYLE_LAYERS) | {f"gram_{k}" for k in STYLE_LAYERS}
+        if names != expected:
+            raise ValueError(f"{path} outputs {sorted(names)}, expected {sorted(expected)}")
 
     # --- features ------------------------------------------------------------------------
-    def features(self, img: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> dict[str, np.ndarray]:
-        """``{layer: CxHxW float32}`` for the four layers; ``img`` is HxWx3 RGB in [0,1] (or uint8)."""
+    def _run(self, img: np.ndarray, max_side: int | None, names: list[str]) -> list[np.ndarray]:
         rgb = _as_float01(img)
         if rgb.ndim != 3 or rgb.shape[2] != 3:
             raise ValueError(f"VGG features need HxWx3 RGB images, got shape {rgb.shape}")
         rgb = downscale(np.clip(rgb, 0.0, 1.0), max_side)
         if min(rgb.shape[:2]) < MIN_SIDE:
             raise ValueError(f"images must be at least {MIN_SIDE}x{MIN_SIDE} pixels, got {rgb.shape[1]}x{rgb.shape[0]}")
-        outs = self.session.run(self.output_names, {"image": preprocess(rgb)})
-        return {name: out[0] for name, out in zip(self.output_names, outs)}
+        return self.session.run(names, {"image": preprocess(rgb)})
+
+    def features(self, img: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> dict[str, np.ndarray]:
+        """``{layer: CxHxW float32}`` for the four layers; ``img`` is HxWx3 RGB in [0,1] (or uint8)."""
+        return {k: v[0] for k, v in zip(STYLE_LAYERS, self._run(img, max_side, list(STYLE_LAYERS)))}
 
     __call__ = features
 
     def grams(self, img: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> dict[str, np.ndarray]:
-        """``{layer: CxC Gram}`` (see the module docstring) for :data:`STYLE_LAYERS`."""
-        return {k: gram(v) for k, v in self.features(img, max_side).items()}
+        """``{layer: CxC float32 Gram}`` (G = F F^T / (C H W)) for :data:`STYLE_LAYERS`."""
+        return dict(zip(STYLE_LAYERS, self._run(img, max_side, [f"gram_{k}" for k in STYLE_LAYERS])))
+
+    def features_and_grams(self, img: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE
+                           ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Both of the above from one pass."""
+        n = len(STYLE_LAYERS)
+        outs = self._run(img, max_side, list(STYLE_LAYERS) + [f"gram_{k}" for k in STYLE_LAYERS])
+        return ({k: v[0] for k, v in zip(STYLE_LAYERS, outs[:n])}, dict(zip(STYLE_LAYERS, outs[n:])))
 
     # --- distances ------------------------------------------------------------------------
     def gram_distance(self, output: np.ndarray, style: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> float:
