@@ -10,6 +10,10 @@ from pathlib import Path
 from .errors import UserError
 
 
+# Trainable models and the recipe each ships with (the committed weights were made with these).
+TRAINABLE: dict[str, dict] = {"wct2": {}, "dncm": {}}
+
+
 def _keyframes_arg(text: str) -> tuple[str, int]:
     if text == "auto":
         return "auto", 0
@@ -34,7 +38,7 @@ def _positive_int(text: str) -> int:
 
 
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", default="classic", help="edge model (see `mvstylizer models`)")
+    p.add_argument("--model", default="default", help="edge model (see `mvstylizer models`; default: the edge's default)")
     p.add_argument("--keyframes", type=_keyframes_arg, default=("auto", 0), metavar="auto|every:N",
                    help="adaptive key frames (default) or a fixed stride")
     p.add_argument("--max-gap", type=_positive_int, default=30, metavar="N", help="most frames between keys")
@@ -87,6 +91,35 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_.add_argument("--style", type=Path, required=True)
     _add_pipeline_options(cmp_)
     cmp_.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
+    rt = bsub.add_parser("runtime", help="PyTorch vs onnxruntime per edge model, at key size and 1080p")
+    rt.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    rt.add_argument("--repeats", type=_positive_int, default=5)
+    qual = bsub.add_parser("quality", help="style/content/structure/colour metrics per method on package photos")
+    qual.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    qual.add_argument("--methods", nargs="+", help="methods to run (default: all)")
+    qual.add_argument("--out-dir", type=Path, default=Path("docs"), help="where QUALITY.md and the PNG grid go")
+
+    t = sub.add_parser("train", help="train a model from plain photos and video frames (self-supervised)")
+    t.add_argument("model", choices=sorted(TRAINABLE), help="which model")
+    t.add_argument("--data", nargs="+", default=["package"], metavar="DIR",
+                   help="folders or files of photos/videos, or 'package' for media from installed packages")
+    t.add_argument("--steps", type=_positive_int, help="optimiser steps (default: the model's recipe)")
+    t.add_argument("--batch", type=_positive_int)
+    t.add_argument("--size", type=_positive_int, help="training crop side in pixels")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint", type=Path, help="checkpoint file (default: in the cache folder)")
+    t.add_argument("--checkpoint-every", type=_positive_int, default=100)
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument("--out", type=Path, help="weights file (default: the shipped weights of the model)")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    t.add_argument("-q", "--quiet", action="store_true")
+
+    lut = sub.add_parser("export-lut", help="write a style as a 3D LUT (.cube) for Resolve, Premiere, FFmpeg")
+    lut.add_argument("--style", type=Path, required=True)
+    lut.add_argument("-o", "--output", type=Path, required=True, help="the .cube file")
+    lut.add_argument("--content", type=Path, help="a frame of the footage the LUT is for (sets the colour normalisation)")
+    lut.add_argument("--size", type=int, default=33, help="grid points per axis (default 33)")
 
     e = sub.add_parser("edge", help="edge server commands")
     esub = e.add_subparsers(dest="edge_command", required=True)
@@ -125,18 +158,68 @@ def _check_report_folder(path: Path | None) -> None:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
-    from .bench.compare import compare
-    from .models.registry import resolve_name
     from .video.io import atomic_path
 
     _check_report_folder(args.json)
-    resolve_name(args.model)
-    result = compare(args.input, args.style, _pipeline_config(args, progress=False)).as_dict()
+    if args.bench_command == "compare":
+        from .bench.compare import compare
+        from .models.registry import resolve_name
+
+        resolve_name(args.model)
+        result = compare(args.input, args.style, _pipeline_config(args, progress=False)).as_dict()
+    elif args.bench_command == "runtime":
+        from .bench.runtime import run_runtime
+
+        result = run_runtime(args.repeats)
+    else:
+        from .bench.quality import run_quality
+
+        if not args.out_dir.is_dir():
+            raise UserError(f"output folder {args.out_dir} does not exist")
+        command = "mvstylizer bench quality" + (f" --methods {' '.join(args.methods)}" if args.methods else "")
+        if args.json:
+            command += f" --json {args.json}"
+        result = run_quality(args.methods, None, args.out_dir, command=command,
+                             log=lambda msg: print(msg, file=sys.stderr))
     text = json.dumps(result, indent=2)
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(text + "\n")
     print(text)
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    import importlib
+
+    from .models.training import TrainConfig
+
+    config = TrainConfig(data=args.data, seed=args.seed, checkpoint=args.checkpoint,
+                         checkpoint_every=args.checkpoint_every, resume=args.resume, out=args.out,
+                         threads=args.threads, progress=not args.quiet)
+    for key in ("steps", "batch", "size", "lr"):  # unset flags keep the model's own recipe
+        if getattr(args, key) is not None:
+            setattr(config, key, getattr(args, key))
+        else:
+            setattr(config, key, TRAINABLE[args.model].get(key, getattr(config, key)))
+    path = importlib.import_module(f"mvstylizer.models.{args.model}_train").train(config)
+    print(f"wrote {path}")
+    return 0
+
+
+def _export_lut(args: argparse.Namespace) -> int:
+    from .models.dncm import export_cube
+    from .video.io import read_image
+
+    if args.output.suffix.lower() != ".cube":
+        raise UserError(f"a LUT file ends in .cube, not {args.output.name}")
+    if not args.output.parent.resolve().is_dir():
+        raise UserError(f"output folder {args.output.parent} does not exist")
+    if not 2 <= args.size <= 256:
+        raise UserError(f"--size must be 2..256, got {args.size}")
+    content = read_image(args.content) if args.content else None
+    export_cube(read_image(args.style), args.output, content=content, size=args.size)
+    print(f"wrote {args.output}")
     return 0
 
 
@@ -171,7 +254,7 @@ def _models(_: argparse.Namespace) -> int:
         tags = [f"also: {', '.join(aliases)}"] if aliases else []
         if len(spec.runtimes) > 1:
             tags.append(f"runtimes: {', '.join(spec.runtimes)} (default {spec.default_runtime})")
-        default = " [default]" if DEFAULT_MODEL in (spec.name, *aliases) else ""
+        default = " [default]" if spec.name == DEFAULT_MODEL else ""
         tag = f" ({'; '.join(tags)})" if tags else ""
         print(f"{spec.name:12s} {spec.description}{tag}{default}")
     return 0
@@ -186,7 +269,8 @@ def _edge(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"stylize": _stylize, "models": _models, "edge": _edge, "bench": _bench}
+    handlers = {"stylize": _stylize, "models": _models, "edge": _edge, "bench": _bench, "train": _train,
+                "export-lut": _export_lut}
     try:
         return handlers[args.command](args)
     except UserError as exc:

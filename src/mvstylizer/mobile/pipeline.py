@@ -41,7 +41,7 @@ STAGES = ("decode", "select", "edge", "smoothing", "interpolation", "encode")
 
 @dataclass
 class StylizeConfig:
-    model: str = "classic"
+    model: str = "default"  # the edge resolves it to the model it ships as default
     key_size: int = 512  # long side of the key frames sent to the edge, in pixels
     max_style_side: int = 1024
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)

@@ -34,8 +34,9 @@ _SPECS = [
     ModelSpec("reinhard", "classic, non-DNN: Reinhard mean/std colour transfer in Lab (global)",
               {"numpy": "classic:ReinhardTransfer"}),
 ]
-ALIASES = {"classic": "mk"}
-DEFAULT_MODEL = "classic"
+# "default" lets a phone ask for whatever its edge ships as the default, without knowing its models.
+DEFAULT_MODEL = "mk"
+ALIASES = {"classic": "mk", "default": DEFAULT_MODEL}
 
 
 def available_models() -> list[ModelSpec]:

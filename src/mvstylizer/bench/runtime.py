@@ -1,0 +1,50 @@
+"""Which runtime runs each edge model faster on this machine: PyTorch or onnxruntime.
+
+Times ``stylize`` (the model call on one frame, style statistics prepared beforehand) at the key-frame
+size and at 1080p, median of several runs, each runtime side by side in one process.
+"""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+
+from ..models.registry import available_models, build_model
+from ..video.io import read_image
+from ..video.media import package_media
+
+SIZES = {"key 512x288": (512, 288), "1080p": (1920, 1080)}
+
+
+def _median_seconds(fn, repeats: int) -> float:
+    fn()  # warm-up: first calls allocate and, for onnxruntime, pick kernels
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def run_runtime(repeats: int = 5) -> dict:
+    content = read_image(package_media("astronaut.png"))
+    style = read_image(package_media("coffee.png"))
+    rows = []
+    for spec in available_models():
+        if len(spec.runtimes) < 2:
+            continue
+        for runtime in spec.runtimes:
+            model = build_model(f"{spec.name}:{runtime}")
+            state = model.prepare_style(style)
+            row = {"model": spec.name, "runtime": runtime}
+            for label, (w, h) in SIZES.items():
+                frame = cv2.resize(content, (w, h), interpolation=cv2.INTER_AREA)
+                row[f"ms {label}"] = round(1000 * _median_seconds(lambda: model.stylize(frame, state), repeats), 1)
+            rows.append(row)
+    fastest = {}
+    for spec in {r["model"] for r in rows}:
+        mine = [r for r in rows if r["model"] == spec]
+        fastest[spec] = min(mine, key=lambda r: r["ms key 512x288"])["runtime"]
+    return {"repeats": repeats, "rows": rows, "fastest_at_key_size": fastest}
