@@ -11,7 +11,10 @@ from .errors import UserError
 
 
 # Trainable models and the recipe each ships with (the committed weights were made with these).
-TRAINABLE: dict[str, dict] = {"wct2": {}, "dncm": {}}
+TRAINABLE: dict[str, dict] = {
+    "wct2": {},
+    "dncm": {"steps": 8000, "batch": 8, "size": 128, "lr": 1e-3, "threads": 1},
+}
 
 
 def _keyframes_arg(text: str) -> tuple[str, int]:
@@ -197,6 +200,8 @@ def _train(args: argparse.Namespace) -> int:
     config = TrainConfig(data=args.data, seed=args.seed, checkpoint=args.checkpoint,
                          checkpoint_every=args.checkpoint_every, resume=args.resume, out=args.out,
                          threads=args.threads, progress=not args.quiet)
+    if args.threads == 0 and "threads" in TRAINABLE[args.model]:
+        config.threads = TRAINABLE[args.model]["threads"]
     for key in ("steps", "batch", "size", "lr"):  # unset flags keep the model's own recipe
         if getattr(args, key) is not None:
             setattr(config, key, getattr(args, key))
