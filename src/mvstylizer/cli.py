@@ -12,7 +12,7 @@ from .errors import UserError
 
 # Trainable models and the recipe each ships with (the committed weights were made with these).
 TRAINABLE: dict[str, dict] = {
-    "wct2": {},
+    "wct2": {"steps": 900, "batch": 4, "size": 112, "lr": 1e-3, "threads": 2},
     "dncm": {"steps": 8000, "batch": 8, "size": 128, "lr": 1e-3, "threads": 1},
 }
 
