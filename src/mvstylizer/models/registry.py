@@ -29,12 +29,12 @@ class ModelSpec:
 
 
 _SPECS = [
-    ModelSpec("wct2", "DNN: VGG16 encoder + our wavelet-skip decoder, progressive whitening-colouring "
-              "transforms (WCT2-style, spatially varying)",
-              {"torch": "wct2:WCT2Stylizer", "onnx": "wct2:WCT2OnnxStylizer"}, dnn=True),
+    ModelSpec("wct2", "DNN: VGG16 encoder with Haar wavelet skips + our decoder, optimal-transport feature "
+              "transforms at the block-2/1 levels (WCT2-style, spatially varying)",
+              {"onnx": "wct2:WCT2OnnxStylizer", "torch": "wct2:WCT2Stylizer"}, dnn=True),
     ModelSpec("dncm", "DNN: learned colour mapping (Neural-Preset-style DNCM), global and resolution-free; "
               "exports .cube LUTs",
-              {"torch": "dncm:DNCMStylizer", "onnx": "dncm:DNCMOnnxStylizer"}, dnn=True),
+              {"onnx": "dncm:DNCMOnnxStylizer", "torch": "dncm:DNCMStylizer"}, dnn=True),
     ModelSpec("mk", "classic, non-DNN: linear Monge-Kantorovich colour transfer in Lab (global)",
               {"numpy": "classic:MongeKantorovichTransfer"}),
     ModelSpec("reinhard", "classic, non-DNN: Reinhard mean/std colour transfer in Lab (global)",
