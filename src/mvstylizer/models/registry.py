@@ -41,7 +41,7 @@ _SPECS = [
               {"numpy": "classic:ReinhardTransfer"}),
 ]
 # "default" lets a phone ask for whatever its edge ships as the default, without knowing its models.
-DEFAULT_MODEL = "mk"
+DEFAULT_MODEL = "dncm"
 ALIASES = {"classic": "mk", "default": DEFAULT_MODEL}
 
 
