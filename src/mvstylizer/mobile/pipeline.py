@@ -225,7 +225,7 @@ class Stylizer:
         with timer("smoothing"):
             coeffs, global_map = self.smoother.maps(work.low, styled_low)
             key = KeyFrame(work.index, work.gray, coeffs, global_map)
-            key.styled8 = _render_key(key, work)
+            key.styled8 = render(coeffs, global_map, work.low, work.rgb8)
         return key
 
     def _finish(self, report: StylizeReport, t0: float) -> StylizeReport:
@@ -233,10 +233,6 @@ class Stylizer:
         report.bytes_from_edge = self.edge.bytes_received
         report.total_seconds = time.perf_counter() - t0
         return report
-
-
-def _render_key(key: KeyFrame, work: _Work) -> np.ndarray:
-    return render(key.coeffs, key.global_map, work.low, work.rgb8)
 
 
 def _make_work(index: int, pts: int | None, rgb8: np.ndarray, size: tuple[int, int]) -> _Work:
