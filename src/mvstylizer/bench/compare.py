@@ -12,10 +12,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ..edge.service import EdgeService
+from ..imaging import shrink_to
 from ..metrics import WarpErrorMeter, flow_and_mask, psnr, ssim
 from ..mobile.edge_link import EmbeddedEdge
 from ..mobile.keyframes import KeyframeSelector
@@ -85,7 +85,7 @@ def compare(input_path: Path, style_path: Path, config: StylizeConfig, metric_si
                 framewise_seconds += time.perf_counter() - t
                 o = f_out.rgb8.astype(np.float32) / 255.0
                 psnrs.append(psnr(o, fw))
-                small = [_shrink(a, metric_side) for a in (x, o, fw)]
+                small = [shrink_to(a, metric_side) for a in (x, o, fw)]
                 ssims.append(ssim(small[1], small[2]))
                 thumb = cuts.thumb(f_in.rgb8)
                 if prev is not None and cuts.is_cut(prev_thumb, thumb):
@@ -110,10 +110,3 @@ def compare(input_path: Path, style_path: Path, config: StylizeConfig, metric_si
                "no encode; pipeline = end to end including decode and H.264 encode"],
     )
 
-
-def _shrink(img: np.ndarray, side: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    if max(h, w) <= side:
-        return img
-    s = side / max(h, w)
-    return cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)

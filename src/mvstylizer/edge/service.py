@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import NotFoundError, UserError
+from ..imaging import shrink_to
 from ..models.base import Stylizer
 from ..models.registry import ALIASES, available_models, build_model, resolve_name
 from ..wire import decode_frame
@@ -56,7 +57,7 @@ class EdgeService:
             image = decode_frame(encoded)
         except ValueError:
             raise UserError("style is not a decodable image") from None
-        image = _limit_side(image, self.config.max_style_side)
+        image = shrink_to(image, self.config.max_style_side)
         with self._lock:
             self._styles[style_id] = _Style(image)
             while len(self._styles) > self.config.max_styles:
@@ -85,12 +86,3 @@ class EdgeService:
                 style.states[name] = stylizer.prepare_style(style.image)
             return style.states[name]
 
-
-def _limit_side(image: np.ndarray, max_side: int) -> np.ndarray:
-    import cv2
-
-    h, w = image.shape[:2]
-    if max(h, w) <= max_side:
-        return image
-    s = max_side / max(h, w)
-    return cv2.resize(image, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)

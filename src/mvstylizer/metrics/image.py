@@ -6,8 +6,9 @@ use a data range of 1, so numbers are comparable across the project (tests, benc
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
+
+from mvstylizer.imaging import shrink_to
 from skimage.color import rgb2gray
 from skimage.metrics import structural_similarity
 
@@ -36,12 +37,7 @@ def _downscale(img: np.ndarray, max_side: int | None) -> np.ndarray:
         return img
     if max_side < 7:
         raise ValueError(f"max_side must be >= 7 (the SSIM window), got {max_side}")
-    h, w = img.shape[:2]
-    scale = max_side / max(h, w)
-    if scale >= 1.0:
-        return img
-    size = (max(7, round(w * scale)), max(7, round(h * scale)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return shrink_to(img, max_side, min_side=7)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -34,9 +34,9 @@ import os
 from pathlib import Path
 from typing import Mapping
 
-import cv2
 import numpy as np
 
+from mvstylizer.imaging import shrink_to
 from mvstylizer.metrics.image import _as_float01
 from mvstylizer.models.vgg_weights import cache_dir, load_vgg16_weights, preprocess
 
@@ -129,12 +129,7 @@ def downscale(img: np.ndarray, max_side: int | None) -> np.ndarray:
         return img
     if max_side < MIN_SIDE:
         raise ValueError(f"max_side must be >= {MIN_SIDE}, got {max_side}")
-    h, w = img.shape[:2]
-    s = max_side / max(h, w)
-    if s >= 1.0:
-        return img
-    size = (max(MIN_SIDE, round(w * s)), max(MIN_SIDE, round(h * s)))
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+    return shrink_to(img, max_side, min_side=MIN_SIDE)
 
 
 def gram(feat: np.ndarray) -> np.ndarray:

@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..imaging import fit_within, shrink_to
 from ..video.flow import to_gray8
 from ..video.io import (
     DecodedFrame,
@@ -103,9 +104,8 @@ class _Work:
 
 
 def work_size(width: int, height: int, key_size: int) -> tuple[int, int]:
-    """(w, h) of the key frames: long side ``key_size``, never upscaled, aspect kept."""
-    s = min(1.0, key_size / max(width, height))
-    return max(8, round(width * s)), max(8, round(height * s))
+    """(w, h) of the key frames: long side ``key_size``, never upscaled, aspect kept, at least 8 px."""
+    return fit_within(width, height, key_size, min_side=8)
 
 
 class Stylizer:
@@ -132,12 +132,7 @@ class Stylizer:
 
     # --- internals ---------------------------------------------------------------------------
     def _register_style(self, style_path: str | Path) -> str:
-        style = read_image(style_path)
-        h, w = style.shape[:2]
-        if max(h, w) > self.config.max_style_side:
-            sw, sh = work_size(w, h, self.config.max_style_side)
-            style = cv2.resize(style, (sw, sh), interpolation=cv2.INTER_AREA)
-        return self.edge.register_style(style)
+        return self.edge.register_style(shrink_to(read_image(style_path), self.config.max_style_side))
 
     def _image(self, input_path: Path, style_path: str | Path, output_path: Path) -> StylizeReport:
         t0 = time.perf_counter()

@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..imaging import shrink_to
 from ..video.io import IMAGE_EXTS, VIDEO_EXTS, VideoReader, read_image
 from ..video.media import package_media
 
@@ -72,11 +73,7 @@ class ImageBank:
             raise UserError("training data holds no usable pictures")
 
     def _fit(self, rgb8: np.ndarray) -> np.ndarray:
-        h, w = rgb8.shape[:2]
-        s = min(1.0, self.max_side / max(h, w))
-        if s < 1.0:
-            rgb8 = cv2.resize(rgb8, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
-        return rgb8
+        return shrink_to(rgb8, self.max_side)
 
     def crops(self, rng: np.random.Generator, batch: int, size: int) -> np.ndarray:
         """``batch`` random crops (BxSxSx3 float32 in [0,1]), each at a random scale and mirrored half the time."""
