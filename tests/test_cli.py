@@ -227,3 +227,20 @@ def test_phone_path_with_remote_edge_never_imports_torch():
     code = ("import sys; import mvstylizer.mobile.pipeline, mvstylizer.mobile.http_edge; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_train_command_writes_weights_and_resumes(tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(photos / f"p{i}.png"), to8(texture(96, 128, seed=20 + i)))
+    out, ckpt = tmp_path / "dncm.pt", tmp_path / "dncm.ckpt"
+    args = ["train", "dncm", "--data", photos, "--batch", "2", "--size", "64", "--out", out,
+            "--checkpoint", ckpt, "--checkpoint-every", "1", "-q"]
+    assert run(*args, "--steps", "2") == 0
+    assert out.is_file() and ckpt.is_file()
+    out.unlink()
+    assert run(*args, "--steps", "2", "--resume") == 0  # already at step 2: rewrites the weights only
+    assert out.is_file()
+    # The learning-rate schedule depends on the total steps, so resuming with other settings is refused.
+    assert run(*args, "--steps", "5", "--resume") == 2

@@ -197,16 +197,13 @@ def _train(args: argparse.Namespace) -> int:
 
     from .models.training import TrainConfig
 
+    recipe = TRAINABLE[args.model]
     config = TrainConfig(data=args.data, seed=args.seed, checkpoint=args.checkpoint,
                          checkpoint_every=args.checkpoint_every, resume=args.resume, out=args.out,
-                         threads=args.threads, progress=not args.quiet)
-    if args.threads == 0 and "threads" in TRAINABLE[args.model]:
-        config.threads = TRAINABLE[args.model]["threads"]
+                         threads=args.threads or recipe.get("threads", 0), progress=not args.quiet)
     for key in ("steps", "batch", "size", "lr"):  # unset flags keep the model's own recipe
-        if getattr(args, key) is not None:
-            setattr(config, key, getattr(args, key))
-        else:
-            setattr(config, key, TRAINABLE[args.model].get(key, getattr(config, key)))
+        value = getattr(args, key)
+        setattr(config, key, value if value is not None else recipe.get(key, getattr(config, key)))
     path = importlib.import_module(f"mvstylizer.models.{args.model}_train").train(config)
     print(f"wrote {path}")
     return 0
