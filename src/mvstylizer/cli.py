@@ -249,10 +249,10 @@ def _check_model(edge, name: str) -> None:
 
 
 def _models(_: argparse.Namespace) -> int:
-    from .models.registry import ALIASES, DEFAULT_MODEL, available_models
+    from .models.registry import DEFAULT_MODEL, aliases_of, available_models
 
     for spec in available_models():
-        aliases = [a for a, target in ALIASES.items() if target == spec.name]
+        aliases = aliases_of(spec.name)
         tags = [f"also: {', '.join(aliases)}"] if aliases else []
         if len(spec.runtimes) > 1:
             tags.append(f"runtimes: {', '.join(spec.runtimes)} (default {spec.default_runtime})")

@@ -17,7 +17,7 @@ import numpy as np
 from ..errors import NotFoundError, UserError
 from ..imaging import shrink_to
 from ..models.base import Stylizer
-from ..models.registry import ALIASES, available_models, build_model, resolve_name
+from ..models.registry import aliases_of, available_models, build_model, resolve_name
 from ..wire import decode_frame
 
 
@@ -44,7 +44,7 @@ class EdgeService:
 
     def models(self) -> list[dict]:
         return [{"name": s.name, "description": s.description, "runtimes": list(s.runtimes),
-                 "aliases": sorted(a for a, t in ALIASES.items() if t == s.name)} for s in available_models()]
+                 "aliases": aliases_of(s.name)} for s in available_models()]
 
     def register_style(self, encoded: bytes) -> str:
         """Store a style photo (encoded image bytes); its id is the content hash, so re-sending is free."""

@@ -32,7 +32,8 @@ class KeyFrame:
     gray: np.ndarray  # work-resolution grey uint8, for flow
     coeffs: np.ndarray  # work-resolution local affine maps, HxWx12
     global_map: np.ndarray  # 12 floats
-    styled8: np.ndarray | None = None  # full-resolution stylized frame (warp method only)
+    # Full-resolution stylized key frame: written as the key's output, and warped by the warp method.
+    styled8: np.ndarray | None = None
 
 
 @dataclass

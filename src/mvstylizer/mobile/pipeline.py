@@ -207,8 +207,6 @@ class Stylizer:
                         last = pending.pop()
                         close_segment(self._key(last, style_id, timer), last)
                 report.key_reasons = dict(selector.stats)
-        report.bytes_to_edge = self.edge.bytes_sent
-        report.bytes_from_edge = self.edge.bytes_received
         return self._finish(report, t0)
 
     def _key(self, work: _Work, style_id: str, timer: "_Timer") -> KeyFrame:

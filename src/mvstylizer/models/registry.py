@@ -21,7 +21,6 @@ class ModelSpec:
     description: str
     # runtime -> "module:Class" under mvstylizer.models; the first is the default
     runtimes: dict[str, str]
-    dnn: bool = False
 
     @property
     def default_runtime(self) -> str:
@@ -31,10 +30,10 @@ class ModelSpec:
 _SPECS = [
     ModelSpec("wct2", "DNN: VGG16 encoder with Haar wavelet skips + our decoder, optimal-transport feature "
               "transforms at the block-2/1 levels (WCT2-style, spatially varying)",
-              {"onnx": "wct2:WCT2OnnxStylizer", "torch": "wct2:WCT2Stylizer"}, dnn=True),
+              {"onnx": "wct2:WCT2OnnxStylizer", "torch": "wct2:WCT2Stylizer"}),
     ModelSpec("dncm", "DNN: learned colour mapping (Neural-Preset-style DNCM), global and resolution-free; "
               "exports .cube LUTs",
-              {"onnx": "dncm:DNCMOnnxStylizer", "torch": "dncm:DNCMStylizer"}, dnn=True),
+              {"onnx": "dncm:DNCMOnnxStylizer", "torch": "dncm:DNCMStylizer"}),
     ModelSpec("mk", "classic, non-DNN: linear Monge-Kantorovich colour transfer in Lab (global)",
               {"numpy": "classic:MongeKantorovichTransfer"}),
     ModelSpec("reinhard", "classic, non-DNN: Reinhard mean/std colour transfer in Lab (global)",
@@ -59,6 +58,10 @@ def _split(name: str) -> tuple[ModelSpec, str]:
     if runtime not in spec.runtimes:
         raise UserError(f"model {spec.name} has no runtime {runtime!r}; it has: {', '.join(spec.runtimes)}")
     return spec, runtime
+
+
+def aliases_of(name: str) -> list[str]:
+    return sorted(a for a, target in ALIASES.items() if target == name)
 
 
 def model_names() -> list[str]:
