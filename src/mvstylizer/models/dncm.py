@@ -55,7 +55,6 @@ Measured (shipped weights; 2 shared CPU cores, so timings are indicative)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -346,10 +345,6 @@ class DNCMStylizer:
         return out.numpy().reshape(content.shape)
 
 
-def _file_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def export_onnx(path: str | os.PathLike[str], weights: Path | None = None) -> Path:
     """Write the encoder as ONNX: input ``thumb`` (1 x 3 x S x S, RGB in [0,1]); outputs
     ``content_matrix`` = d . Q_n and ``style_matrix`` = r . Q_s (each 1 x k x 3).
@@ -459,13 +454,13 @@ class DNCMOnnxStylizer:
 
         path = self.onnx_path
         if path is None:
-            from .vgg_weights import cache_dir
+            from .vgg_weights import export_cache_path
 
             w = Path(self.weights) if self.weights is not None else default_weights()
             if not w.is_file():
                 raise UserError(f"no trained dncm weights at {w}; "
                                 "train them with: mvstylizer train dncm --data package")
-            path = cache_dir() / "dncm" / f"dncm-{_file_digest(w)}.onnx"
+            path = export_cache_path("dncm", w, Path(__file__)) / "dncm.onnx"
             if not path.is_file():
                 export_onnx(path, w)
         opts = ort.SessionOptions()

@@ -11,6 +11,7 @@ Preprocessing is Keras/Caffe style: BGR, 0..255, minus the ImageNet mean in BGR 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 from pathlib import Path
@@ -36,6 +37,15 @@ def cache_dir() -> Path:
     path = Path(root)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def export_cache_path(name: str, *sources: Path) -> Path:
+    """Where a file derived from ``sources`` (weights, the code that exports them) is cached.
+
+    Keyed by their content, so retrained weights or changed export code get a fresh export.
+    """
+    digest = hashlib.sha256(b"".join(Path(s).read_bytes() for s in sources)).hexdigest()[:16]
+    return cache_dir() / "onnx" / f"{name}-{digest}"
 
 
 def onnx_source() -> Path:

@@ -40,7 +40,6 @@ graphs with dynamic H, W; ``export_onnx``) with the transforms in numpy between 
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +54,7 @@ from torch import nn
 from ..errors import UserError
 from .training import WEIGHTS_DIR, load_weights
 from .vgg import VGG16Trunk
+from .vgg_weights import export_cache_path
 
 WEIGHTS_FILE = WEIGHTS_DIR / "wct2.pt"
 LEVELS = ("r4", "p3", "p2", "p1")  # where WCT can run: relu4_1 and the pooled block 3/2/1 features
@@ -472,13 +472,6 @@ def export_onnx(path: Path, weights: Path | None = None) -> Path:
     return path
 
 
-def _default_onnx_dir(weights: Path) -> Path:
-    from .vgg_weights import cache_dir
-
-    digest = hashlib.sha256(Path(weights).read_bytes() + Path(__file__).read_bytes()).hexdigest()[:16]
-    return cache_dir() / "onnx" / f"wct2-{digest}"
-
-
 class WCT2OnnxStylizer(_WCT2Base):
     """The WCT2 model on onnxruntime: exported encoder / decoder stages, WCT in numpy.
 
@@ -494,7 +487,7 @@ class WCT2OnnxStylizer(_WCT2Base):
             weights = Path(weights) if weights is not None else WEIGHTS_FILE
             if not weights.is_file():
                 _load_decoder(weights)  # raises the helpful error
-            onnx_dir = _default_onnx_dir(weights)
+            onnx_dir = export_cache_path("wct2", weights, Path(__file__))
             if not all((onnx_dir / f).is_file() for f in ONNX_FILES.values()):
                 export_onnx(onnx_dir, weights)
         opts = ort.SessionOptions()
