@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
-from .affine import render, to_rgb8
+from .affine import Scratch, render, to_rgb8
 
 METHODS = ("transform", "warp")
 
@@ -30,7 +30,7 @@ class KeyFrame:
 
     index: int
     gray: np.ndarray  # work-resolution grey uint8, for flow
-    coeffs: np.ndarray  # work-resolution local affine maps, HxWx12
+    coeffs: np.ndarray  # work-resolution local affine maps, HxWx12 (+3 detail gain: learned smoothing)
     global_map: np.ndarray  # 12 floats
     # Full-resolution stylized key frame: written as the key's output, and warped by the warp method.
     styled8: np.ndarray | None = None
@@ -49,9 +49,10 @@ class InterpConfig:
 
 
 class Interpolator:
-    def __init__(self, config: InterpConfig | None = None) -> None:
+    def __init__(self, config: InterpConfig | None = None, scratch: Scratch | None = None) -> None:
         self.config = config or InterpConfig()
         self._flow = FlowEstimator(self.config.flow_preset)
+        self._scratch = scratch or Scratch()
 
     def frame(self, t: int, gray: np.ndarray, content_low: np.ndarray, content8: np.ndarray,
               a: KeyFrame, b: KeyFrame) -> np.ndarray:
@@ -81,12 +82,13 @@ class Interpolator:
         weights = self._weights(fields)
         coeffs = sum(warp(k.coeffs, f) * w[..., None] for (k, f, _, _), w in zip(fields, weights))
         global_map = sum(k.global_map * wt for k, _, _, wt in fields) / sum(wt for *_, wt in fields)
-        # Where no key sees the pixel its warped maps are border guesses: fade to the global map,
-        # softly, so the fallback leaves no seam.
+        # Where no key sees the pixel its warped maps are border guesses: fade to the global map
+        # (with unit detail gain when the maps carry one), softly, so the fallback leaves no seam.
         seen = np.maximum.reduce([m for _, _, m, _ in fields]).astype(np.float32)
         seen = cv2.GaussianBlur(seen, (0, 0), 2.0)[..., None]
-        coeffs = coeffs * seen + global_map * (1.0 - seen)
-        return render(coeffs, global_map, content_low, content8)
+        fallback = np.concatenate([global_map, np.ones(coeffs.shape[2] - 12, np.float32)])
+        coeffs = coeffs * seen + fallback * (1.0 - seen)
+        return render(coeffs, global_map, content_low, content8, self._scratch)
 
     def _warp(self, content8: np.ndarray, fields: list) -> np.ndarray:
         h, w = content8.shape[:2]

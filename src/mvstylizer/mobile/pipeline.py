@@ -31,13 +31,15 @@ from ..video.io import (
     read_image,
     write_image,
 )
-from .affine import render
+from .affine import Scratch, render
 from .edge_link import EdgeLink
 from .interpolate import InterpConfig, Interpolator, KeyFrame
 from .keyframes import KeyframeConfig, KeyframeSelector
+from .meta_smoothing import LearnedSmoother
 from .smoothing import GuidedUpsampler
 
 STAGES = ("decode", "select", "edge", "smoothing", "interpolation", "encode")
+SMOOTHERS = ("learned", "guided")
 
 
 @dataclass
@@ -47,6 +49,9 @@ class StylizeConfig:
     max_style_side: int = 1024
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     interp: InterpConfig = field(default_factory=InterpConfig)
+    # Meta-smoothing of key frames: the learned module (default: it beats the classic ones in
+    # docs/BENCHMARKS.md) or the classic guided upsampling.
+    smoothing: str = "learned"
     crf: int = 18
     preset: str = "medium"
     progress: bool = True
@@ -54,6 +59,8 @@ class StylizeConfig:
     def __post_init__(self) -> None:
         if self.key_size < 16:
             raise ValueError(f"key size must be at least 16 pixels, got {self.key_size}")
+        if self.smoothing not in SMOOTHERS:
+            raise ValueError(f"smoothing must be one of {SMOOTHERS}, got {self.smoothing!r}")
 
 
 @dataclass
@@ -114,7 +121,8 @@ class Stylizer:
     def __init__(self, edge: EdgeLink, config: StylizeConfig | None = None) -> None:
         self.edge = edge
         self.config = config or StylizeConfig()
-        self.smoother = GuidedUpsampler()
+        self.smoother = LearnedSmoother() if self.config.smoothing == "learned" else GuidedUpsampler()
+        self._scratch = Scratch()  # full-resolution working images shared by key and in-between frames
 
     # --- public entry points -------------------------------------------------------------
     def run(self, input_path: str | Path, style_path: str | Path, output_path: str | Path) -> StylizeReport:
@@ -162,7 +170,7 @@ class Stylizer:
             report.key_size = list(size)
             timer = _Timer(report.stage_seconds)
             selector = KeyframeSelector(self.config.keyframes)
-            interp = Interpolator(self.config.interp)
+            interp = Interpolator(self.config.interp, self._scratch)
             with VideoWriter(output_path, info.width, info.height, info.fps, reader.time_base,
                              audio_template=reader.audio_stream, crf=self.config.crf,
                              preset=self.config.preset) as writer:
@@ -216,9 +224,9 @@ class Stylizer:
             raise UserError(f"edge returned a {styled_low.shape[1]}x{styled_low.shape[0]} frame for a "
                             f"{work.low.shape[1]}x{work.low.shape[0]} key frame")
         with timer("smoothing"):
-            coeffs, global_map = self.smoother.maps(work.low, styled_low)
+            coeffs, global_map = self.smoother.maps(work.low, styled_low, work.rgb8.shape[1] / work.low.shape[1])
             key = KeyFrame(work.index, work.gray, coeffs, global_map)
-            key.styled8 = render(coeffs, global_map, work.low, work.rgb8)
+            key.styled8 = render(coeffs, global_map, work.low, work.rgb8, self._scratch)
         return key
 
     def _finish(self, report: StylizeReport, t0: float) -> StylizeReport:

@@ -3,7 +3,7 @@
 Takes the low-resolution stylized key frame from the edge and the full-resolution original, fits
 local colour maps at low resolution and applies them at full resolution: any scale factor, integer
 or not, and the ridge/box regularisation of the fit irons out blotches, halos and JPEG blocks the
-style transfer and the transport left. A learned meta-smoothing module replaces this in its own issue.
+style transfer and the transport left. The learned module (mobile/meta_smoothing.py) is the default; this stays as the classic option.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from .affine import AffineFit, fit_global_affine, fit_local_affine, render
 class GuidedUpsampler:
     fit: AffineFit = field(default_factory=AffineFit)
 
-    def maps(self, content_low: np.ndarray, styled_low: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Local (HxWx12) and global (12) colour maps taking the low-res content to the stylized frame."""
+    def maps(self, content_low: np.ndarray, styled_low: np.ndarray, scale: float = 1.0
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """Local (HxWx12) and global (12) colour maps taking the low-res content to the stylized frame.
+
+        ``scale`` (full / low resolution) is unused: the classic fit is the same at every scale."""
         if content_low.shape != styled_low.shape:
             raise ValueError(f"content {content_low.shape} and stylized {styled_low.shape} sizes differ")
         global_map = fit_global_affine(content_low, styled_low)

@@ -1,0 +1,140 @@
+"""Self-supervised training of the learned meta-smoothing module (``mvstylizer train smoothing``).
+
+Each step draws ``batch`` pairs (:mod:`.smoothing_data`): a full-resolution crop of a package photo or
+video frame, a random look applied to it at full resolution (target) and to its downscaled copy with
+style-transfer and transport artefacts (input), at a random scale factor log-uniform in [1, 8]. The
+loss is the mean squared error of the full-resolution output of equation (1) of
+:mod:`.meta_smoother` (plus a little L1), so training optimises exactly what the benchmark measures.
+Pairs come at their own sizes (the low-resolution side is 32-64 px, the full-resolution side up to
+512), so the network runs per pair; it is small enough for that to cost little.
+
+Held-out pictures (:data:`HELD_OUT`) never enter training: the benchmark measures on them.
+Determinism: step s draws from ``numpy.random.default_rng([seed, s])`` and the learning rate is a
+function of s, so ``--resume`` continues an interrupted run exactly.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..errors import UserError
+from .data import ImageBank, find_sources
+from .meta_smoother import ONNX_NAME, WEIGHTS_NAME, build_net, compose, expand, export_onnx
+from .smoothing_data import MAX_SCALE, Damage, make_pair
+from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights
+
+# Pictures the benchmark measures on; never trained on. The package ones exist on every machine, the
+# Debian mate-backgrounds ones where installed.
+HELD_OUT = ("astronaut.png", "chelsea.png", "GreenMeadow.jpg", "Storm.jpg", "TwoWings.jpg")
+MAX_SIDE = 1024
+WARMUP = 100
+L1_WEIGHT = 0.1
+
+
+def onnx_path() -> Path:
+    """Where the phone side loads the module from (shipped with the package, no torch needed)."""
+    return Path(__file__).resolve().parents[1] / "mobile" / "weights" / ONNX_NAME
+
+
+def default_checkpoint() -> Path:
+    from .vgg_weights import cache_dir
+
+    return cache_dir() / "train" / "meta_smoother.ckpt"
+
+
+def split_sources(sources: list[Path]) -> tuple[list[Path], list[Path]]:
+    """(training, held-out) by file name."""
+    held = [p for p in sources if p.name in HELD_OUT]
+    return [p for p in sources if p.name not in HELD_OUT], held
+
+
+def lr_at(step: int, steps: int, base: float) -> float:
+    if step < WARMUP:
+        return base * (step + 1) / WARMUP
+    return base * 0.5 * (1.0 + math.cos(math.pi * (step - WARMUP) / max(1, steps - WARMUP)))
+
+
+def random_crop_pair(images: list[np.ndarray], rng: np.random.Generator, damage: Damage,
+                     low_side: tuple[int, int] = (32, 64)):
+    """One training pair from a random picture, at a random scale and low-resolution crop size."""
+    img = images[rng.integers(len(images))]
+    h, w = img.shape[:2]
+    scale = float(np.exp(rng.uniform(0.0, math.log(MAX_SCALE))))
+    # The low-resolution crop must fit inside the picture at this scale; small pictures get small crops.
+    most = max(8, int(min(h, w) / scale))
+    lh = min(int(rng.integers(*low_side)), most)
+    lw = min(int(rng.integers(*low_side)), most)
+    fh, fw = min(h, round(lh * scale)), min(w, round(lw * scale))
+    y, x = int(rng.integers(0, h - fh + 1)), int(rng.integers(0, w - fw + 1))
+    crop = img[y : y + fh, x : x + fw]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return make_pair(crop.astype(np.float32) / 255.0, min(MAX_SCALE, fw / lw), rng, damage)
+
+
+def _t(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None]
+
+
+def pair_loss(net: torch.nn.Module, pair) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training loss, mean squared error) of one pair's full-resolution output."""
+    content_low, styled_low = _t(pair.content_low), _t(pair.styled_low)
+    grid, g = net(styled_low, content_low, torch.tensor([pair.scale], dtype=torch.float32))
+    maps, cleaned = expand(grid, content_low)
+    out = compose(cleaned, maps[:, 12:], g, content_low, _t(pair.content))
+    target = _t(pair.target)
+    mse = F.mse_loss(out, target)
+    return mse + L1_WEIGHT * F.l1_loss(out, target), mse.detach()
+
+
+def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Damage = Damage()) -> Path:
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    train_sources, _ = split_sources(find_sources(config.data))
+    if not train_sources:
+        raise UserError("no training pictures left after holding out the benchmark's pictures")
+    bank = ImageBank(train_sources, max_side=MAX_SIDE)
+    net = build_net(arch, seed=config.seed)
+    optim = torch.optim.Adam(net.parameters(), lr=config.lr)
+    ckpt = Checkpointer(config.checkpoint or default_checkpoint())
+    start, extra = ckpt.load(net, optim) if config.resume else (0, {})
+    if config.resume and start and extra.get("steps") != config.steps:
+        raise UserError(f"checkpoint was made for {extra.get('steps')} steps; pass --steps {extra.get('steps')}")
+    history: list[dict[str, float]] = list(extra.get("history", []))
+    t0 = time.time()
+    bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not config.progress,
+               desc="train smoothing", unit="step")
+    running = 0.0
+    for step in bar:
+        rng = np.random.default_rng([config.seed, step])
+        for group in optim.param_groups:
+            group["lr"] = lr_at(step, config.steps, config.lr)
+        optim.zero_grad(set_to_none=True)
+        mses = []
+        for _ in range(config.batch):
+            loss, mse = pair_loss(net, random_crop_pair(bank.images, rng, damage))
+            (loss / config.batch).backward()
+            mses.append(float(mse))
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optim.step()
+        psnr = float(np.mean([10 * math.log10(1.0 / max(m, 1e-10)) for m in mses]))
+        running = psnr if step == start else 0.98 * running + 0.02 * psnr
+        bar.set_postfix(psnr=f"{running:.2f}")
+        if (step + 1) % 100 == 0:
+            history.append({"step": step + 1, "train_psnr": round(running, 3)})
+        if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
+            ckpt.save(step + 1, net, optim, {"steps": config.steps, "history": history})
+    out = Path(config.out or WEIGHTS_DIR / WEIGHTS_NAME)
+    meta = recipe(config, arch=arch, damage=vars(damage), seconds=round(time.time() - t0, 1),
+                  history=history, held_out=list(HELD_OUT))
+    save_weights(net, out, meta)
+    export_onnx(net, out.with_suffix(".onnx") if config.out else onnx_path())
+    return out
