@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
+import ssl
 import socket
 import subprocess
 import sys
@@ -15,9 +17,15 @@ import numpy as np
 import pytest
 
 from mvstylizer.cli import main
+from mvstylizer.errors import UserError
 from mvstylizer.video.synthetic import write_test_clip
 
 from helpers import texture, to8
+
+
+# These tests are about the edge transport, not meta-smoothing: the classic guided upsampling needs no
+# trained weights and is the cheaper of the two.
+GUIDED = ["--smoothing", "guided"]
 
 
 def _free_port() -> int:
@@ -26,15 +34,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _start_server() -> tuple[str, subprocess.Popen]:
+def _start_server(*extra: str, scheme: str = "http", verify=True) -> tuple[str, subprocess.Popen]:
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mvstylizer.cli", "edge", "serve", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "mvstylizer.cli", "edge", "serve", "--port", str(port), *extra],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
         try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/v1/health", timeout=1, verify=verify).status_code == 200:
                 return url, proc
         except httpx.HTTPError:
             pass
@@ -80,7 +88,7 @@ def test_stylize_through_the_server_matches_the_embedded_edge(tmp_path, server, 
     for edge in (["--edge", url], []):
         written.append([])
         report = tmp_path / "r.json"
-        assert main(["stylize", str(src), "--style", str(style), "-o", str(tmp_path / "out.mp4"), "-q",
+        assert main(["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(tmp_path / "out.mp4"), "-q",
                      "--report", str(report), *edge]) == 0
         assert json.loads(report.read_text())["bytes_to_edge"] > 0
     remote, local = written
@@ -94,7 +102,7 @@ def test_unreachable_edge_is_one_clear_line(tmp_path, capsys):
     cv2.imwrite(str(style), to8(texture(20, 20)))
     out = tmp_path / "out.mp4"
     url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
-    assert main(["stylize", str(src), "--style", str(style), "-o", str(out), "--edge", url, "-q"]) == 2
+    assert main(["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(out), "--edge", url, "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "unreachable" in err and "\n" not in err
     assert not out.exists()
@@ -120,11 +128,112 @@ def test_edge_killed_mid_video_gives_a_clear_error_and_no_output(tmp_path, capsy
             return original(self, *args, **kwargs)
 
         monkeypatch.setattr(http_edge.HttpEdge, "stylize", stylize_then_die)
-        code = main(["stylize", str(src), "--style", str(style), "-o", str(out), "--edge", url, "-q",
+        code = main(["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(out), "--edge", url, "-q",
                      "--keyframes", "every:5"])
         assert code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "unreachable" in err and "\n" not in err
         assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    finally:
+        _stop(proc)
+
+
+def _clip(tmp_path, frames: int = 12) -> tuple:
+    src, style = tmp_path / "in.mp4", tmp_path / "style.png"
+    if not src.exists():
+        write_test_clip(src, width=64, height=48, frames=frames, fps=10.0)
+        cv2.imwrite(str(style), to8(texture(20, 20)))
+    return src, style
+
+
+def test_contributed_frames_survive_a_killed_server(tmp_path, capsys):
+    """Token auth + --contribute through the CLI; SIGKILL the edge; a restart finds the store intact."""
+    from mvstylizer.edge.store import FrameStore
+
+    src, style = _clip(tmp_path)
+    token = "phone-token-0123456789abcdef"
+    tokens, phone_token = tmp_path / "tokens", tmp_path / "phone.token"
+    tokens.write_text(f"phone1 {token}\n")
+    phone_token.write_text(token + "\n")
+    data = tmp_path / "data"
+    args = ["--token-file", str(tokens), "--data-dir", str(data), "--models", "classic"]
+    url, proc = _start_server(*args)
+    out = tmp_path / "out.mp4"
+    try:
+        base = ["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(out), "--edge", url, "--model", "classic",
+                "--keyframes", "every:4"]
+        assert main([*base, "-q"]) == 2  # no token
+        assert "401" in capsys.readouterr().err
+        assert main([*base, "-q", "--edge-token-file", str(phone_token)]) == 0  # no opt-in: nothing kept
+        assert len(FrameStore(data)) == 0
+        assert main([*base, "--edge-token-file", str(phone_token), "--contribute"]) == 0
+        assert "kept 4 key frame(s)" in capsys.readouterr().out
+        with FrameStore(data) as store:
+            ids = store.ids()
+            frames = list(store.iter_frames())
+        assert len(ids) == 4 and all(f.shape == (48, 64, 3) for f in frames)
+    finally:
+        proc.kill()  # no graceful shutdown: as if the machine lost power
+        proc.wait(10)
+    url, proc = _start_server(*args)
+    try:
+        metrics = httpx.get(f"{url}/v1/metrics", headers={"Authorization": f"Bearer {token}"}).text
+        size = next(float(line.split()[-1]) for line in metrics.splitlines()
+                    if line.startswith("mvstylizer_edge_store_bytes "))
+        with FrameStore(data) as store:
+            assert store.ids() == ids and size == store.total_bytes > 0
+            for a, b in zip(frames, store.iter_frames()):
+                np.testing.assert_array_equal(a, b)
+    finally:
+        _stop(proc)
+
+
+def test_fallback_local_finishes_the_video_without_the_edge(tmp_path, capsys):
+    src, style = _clip(tmp_path)
+    out = tmp_path / "out.mp4"
+    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    code = main(["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(out), "--edge", url, "-q",
+                 "--fallback", "local", "--model", "classic"])
+    assert code == 0 and out.exists()
+    err = capsys.readouterr().err
+    assert "unreachable" in err and "--fallback local" in err
+    assert main(["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(out), "--contribute"]) == 2
+    assert "need --edge" in capsys.readouterr().err
+
+
+def test_serve_refuses_bad_options_with_one_line(tmp_path, capsys):
+    bad_tokens = tmp_path / "tokens"
+    bad_tokens.write_text("short\n")
+    not_dir = tmp_path / "file"
+    not_dir.write_text("x")
+    for extra, fragment in ((["--models", "nope"], "unknown model"),
+                            (["--ssl-keyfile", str(tmp_path / "k.pem")], "both --ssl-keyfile"),
+                            (["--ssl-keyfile", str(tmp_path / "k.pem"), "--ssl-certfile", str(tmp_path / "c.pem")],
+                             "does not exist"),
+                            (["--token-file", str(bad_tokens)], "shorter than"),
+                            (["--data-dir", str(not_dir)], "not a folder")):
+        assert main(["edge", "serve", "--port", "0", *extra]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error:") and fragment in err and "\n" not in err, err
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
+def test_tls_with_uvicorn_ssl_options(tmp_path):
+    from mvstylizer.mobile.http_edge import HttpEdge
+
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    url, proc = _start_server("--ssl-keyfile", str(key), "--ssl-certfile", str(cert), scheme="https",
+                              verify=ssl.create_default_context(cafile=str(cert)))
+    try:
+        with HttpEdge(url, verify=str(cert)) as link:
+            assert any(m["name"] == "mk" for m in link.models())
+        with HttpEdge(url, retries=0) as link:  # the system CAs do not trust a self-signed edge
+            with pytest.raises(UserError, match="unreachable"):
+                link.models()
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(url.replace("https", "http") + "/v1/health", timeout=5)
     finally:
         _stop(proc)

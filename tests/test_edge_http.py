@@ -18,6 +18,7 @@ import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mvstylizer.edge.ratelimit import RateLimitConfig
 from mvstylizer.edge.server import ServerConfig, create_app, image_size
 from mvstylizer.edge.service import EdgeConfig, EdgeService
 from mvstylizer.errors import UserError
@@ -27,7 +28,8 @@ from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, pack_fram
 
 # Small limits so the 413 paths are cheap to reach.
 CONFIG = ServerConfig(port=0, max_request_bytes=1 << 20, max_frame_pixels=256 * 256, max_batch=4,
-                      max_batch_pixels=3 * 256 * 256, workers=2, log_level="warning")
+                      max_batch_pixels=3 * 256 * 256, workers=2, log_level="warning",
+                      rate_limit=RateLimitConfig(rate=1e6, burst=10**6))  # rate limits: test_edge_security
 MAX_STYLES = 3
 
 

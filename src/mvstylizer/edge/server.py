@@ -2,24 +2,31 @@
 
 Endpoints, versioned under ``/v1`` (the OpenAPI spec is at ``/openapi.json``, docs at ``/docs``):
 
-- ``GET  /v1/health``  -> ``{"status": "ok"}``
+- ``GET  /v1/health``  -> ``{"status": "ok"}`` (never needs a token: liveness probes)
 - ``GET  /v1/models``  -> ``{"models": [{"name", "description", "runtimes", "aliases"}, ...]}``
+  (only the models this edge serves, ``--models``)
 - ``POST /v1/styles``  body: one PNG/JPEG/WebP image -> ``{"style_id": ...}``
-- ``POST /v1/stylize?style_id=&model=&encoding=&quality=`` body: ``wire.pack_frames`` of encoded
-  frames (``wire.FRAMES_MEDIA_TYPE``) -> packed stylized frames in the requested encoding.
+- ``POST /v1/stylize?style_id=&model=&encoding=&quality=&collect=`` body: ``wire.pack_frames`` of
+  encoded frames (``wire.FRAMES_MEDIA_TYPE``) -> packed stylized frames in the requested encoding.
+  ``collect=true`` is the phone's opt-in: the key frames are kept in the frame store (``--data-dir``);
+  the ``X-Frames-Collected`` response header says how many were.
+- ``GET  /v1/metrics`` -> Prometheus text exposition (requests, latency, queue depth, frames).
 
-Errors are JSON ``{"detail": "..."}``: 400 bad input, 404 unknown style, 413 too large, 415 wrong
-content type, 422 bad query parameters, 503 busy (with ``Retry-After``), 500 a bug (generic message;
-the traceback goes to the log and the server keeps serving).
+With a token file every route but health needs ``Authorization: Bearer <token>`` (401 otherwise).
+Errors are JSON ``{"detail": "..."}``: 400 bad input, 401 no or unknown token, 404 unknown style,
+408 body too slow, 413 too large, 415 wrong content type, 422 bad query parameters, 429 this client
+over its rate or concurrency limit and 503 the edge over its queue limit (both with ``Retry-After``),
+500 a bug (generic message; the traceback goes to the log and the server keeps serving).
 
 Decoding, stylization and encoding run in a bounded thread pool (``ServerConfig.workers`` threads), never
 on the event loop; at most ``max_pending`` requests wait for it, the rest get 503 at once. Every request
 body is read through :func:`read_limited_body`, and every image's dimensions are read from its header
 before it is decoded, so neither a huge upload nor a decompression bomb can exhaust memory.
 
-Extending: routes live on one ``APIRouter`` and get the service and limits from ``app.state`` through
-small dependencies, so auth, rate limits or metrics are a ``dependencies=[...]`` on the router (or a
-middleware) away.
+Per request, in this order: auth (401) -> per-client rate and concurrency limit (429) -> content type
+(415) -> body size and read time (413/408) -> queue slot (503) -> header checks and decoding in a
+worker. A slow uploader therefore holds no worker, and one client cannot fill the queue. Routes get
+the service and limits from ``app.state`` through small dependencies (no module-level state).
 """
 
 from __future__ import annotations
@@ -27,20 +34,28 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import sqlite3
 import struct
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Callable, Literal, TypeVar
 
+import numpy as np
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 from .. import __version__, wire
 from ..errors import UserError
-from ..models.registry import DEFAULT_MODEL, resolve_name
+from ..models.registry import DEFAULT_MODEL, available_models, resolve_name
+from .auth import TokenSet, bearer_token
+from .metrics import EdgeMetrics, MetricsMiddleware
+from .ratelimit import RateLimitConfig, RateLimiter, retry_after_header
 from .service import EdgeService
+from .store import FrameStore
 
 log = logging.getLogger("mvstylizer.edge.server")
 
@@ -58,15 +73,34 @@ class ServerConfig:
     max_batch_pixels: int = 48 * 1024 * 1024  # all frames of one request together (~0.6 GB as float32)
     workers: int = 2  # threads running decode + DNN + encode (not uvicorn worker processes)
     max_pending: int = 64  # requests running or waiting for a worker; beyond that 503 + Retry-After
+    body_timeout_s: float = 60.0  # a request body must arrive within this, else 408 (slow-upload guard)
     log_level: str = "info"
+    tokens: TokenSet = field(default_factory=TokenSet)  # empty: no auth (loopback/dev use only)
+    rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    models: tuple[str, ...] = ()  # model names this edge serves (canonical, e.g. "dncm"); empty: all
+    data_dir: Path | None = None  # opt-in frame store root; None: nothing is ever kept
+    store_quota_bytes: int = 2 * 1024**3
+    ssl_keyfile: Path | None = None  # both set: HTTPS via uvicorn's ssl options
+    ssl_certfile: Path | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_request_bytes", "max_frame_pixels", "max_batch", "max_batch_pixels", "workers",
-                     "max_pending"):
+                     "max_pending", "store_quota_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"ServerConfig.port must be 0..65535, got {self.port}")
+        if self.body_timeout_s <= 0:
+            raise ValueError(f"ServerConfig.body_timeout_s must be > 0, got {self.body_timeout_s}")
+        if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
+            raise ValueError("ServerConfig needs both ssl_keyfile and ssl_certfile, or neither")
+
+
+def served_models(names: list[str] | tuple[str, ...] | None) -> tuple[str, ...]:
+    """Canonical model names for ``--models`` (aliases allowed); UserError for an unknown one."""
+    if not names:
+        return ()
+    return tuple(dict.fromkeys(resolve_name(n).split(":", 1)[0] for n in names))
 
 
 # ---------------------------------------------------------------- response schemas (for OpenAPI)
@@ -105,9 +139,15 @@ def _error(description: str) -> dict[str, Any]:
 
 _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
     400: _error("bad input (undecodable image, malformed batch, unknown model)"),
+    408: _error("request body not received in time"),
     413: _error("request, image or batch too large"),
     415: _error("unsupported content type"),
     503: _error("edge busy; retry after the Retry-After header's seconds"),
+}
+# Every guarded route can answer these (declared on the router so the OpenAPI spec lists them).
+_GUARD_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("missing or unknown bearer token"),
+    429: _error("this client is over its rate or concurrency limit; retry after Retry-After seconds"),
 }
 
 
@@ -115,32 +155,58 @@ _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 
 
 class _Runtime:
-    """What a request handler needs: the service, the limits, and the bounded worker pool."""
+    """What a request handler needs: the service, the limits, the bounded worker pool, the store."""
 
-    def __init__(self, service: EdgeService, config: ServerConfig) -> None:
+    def __init__(self, service: EdgeService, config: ServerConfig, metrics: EdgeMetrics) -> None:
         self.service = service
         self.config = config
+        self.metrics = metrics
+        self.limiter = RateLimiter(config.rate_limit)
         self.pool: ThreadPoolExecutor | None = None
         self.pending = 0  # only touched on the event loop thread
+        self.busy = 0  # workers running a job; touched from worker threads, hence the lock
+        self._busy_lock = threading.Lock()
+        self.store: FrameStore | None = None
+        self.allowed = frozenset(config.models)  # empty: every model
+        metrics.bind_queue(lambda: self.pending, lambda: self.busy)
 
     def start(self) -> None:
         if self.pool is None:
             self.pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="edge-worker")
+        if self.store is None and self.config.data_dir is not None:
+            self.store = FrameStore(self.config.data_dir, self.config.store_quota_bytes)
+            self.metrics.store_bytes.set(self.store.total_bytes)
 
     def stop(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
             self.pool = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def serves(self, model: str) -> bool:
+        return not self.allowed or resolve_name(model).split(":", 1)[0] in self.allowed
+
+    def _tracked(self, fn: Callable[..., _T], *args: Any) -> _T:
+        with self._busy_lock:
+            self.busy += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._busy_lock:
+                self.busy -= 1
 
     async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
         """Run blocking work in the pool; UserError -> 400, anything unexpected -> logged 500."""
         if self.pending >= self.config.max_pending:
+            self.metrics.rejected.labels("queue_full").inc()
             raise HTTPException(503, "edge server is busy; retry later", headers={"Retry-After": "1"})
         self.start()  # normally done by the lifespan; this keeps create_app usable without one
         assert self.pool is not None
         self.pending += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self._tracked, fn, *args)
         except (HTTPException, UserError):
             raise
         except Exception:
@@ -157,6 +223,32 @@ def get_runtime(request: Request) -> _Runtime:
 Runtime = Annotated[_Runtime, Depends(get_runtime)]
 
 
+async def guard(request: Request, rt: Runtime) -> AsyncIterator[str]:
+    """Auth, then the per-client rate/concurrency limit; yields the client's name for the request."""
+    tokens = rt.config.tokens
+    if tokens.enabled:
+        token = bearer_token(request.headers.get("authorization"))
+        client = tokens.identify(token) if token is not None else None
+        if client is None:
+            rt.metrics.rejected.labels("auth").inc()
+            raise HTTPException(401, "missing or unknown bearer token" if token is None else "unknown bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+    else:
+        client = request.client.host if request.client else "unknown"
+    wait = rt.limiter.acquire(client)
+    if wait is not None:
+        rt.metrics.rejected.labels("rate_limit").inc()
+        raise HTTPException(429, "too many requests from this client; slow down",
+                            headers={"Retry-After": retry_after_header(wait)})
+    try:
+        yield client
+    finally:
+        rt.limiter.release(client)
+
+
+Client = Annotated[str, Depends(guard)]
+
+
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
@@ -171,12 +263,17 @@ async def read_limited_body(request: Request, rt: Runtime) -> bytes:
                 raise _too_large(limit)
         except ValueError:
             raise HTTPException(400, "invalid Content-Length header") from None
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(rt.config.body_timeout_s):  # a trickling upload is cut off, not waited on
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(408, f"request body not received within {rt.config.body_timeout_s:g} s") from None
     return b"".join(chunks)
 
 
@@ -284,7 +381,12 @@ def _register_style(rt: _Runtime, body: bytes) -> str:
     return rt.service.register_style(body)
 
 
-def _stylize(rt: _Runtime, body: bytes, style_id: str, model: str, encoding: wire.Encoding) -> bytes:
+def _stylize(rt: _Runtime, body: bytes, style_id: str, model: str, encoding: wire.Encoding,
+             collect_for: str | None = None) -> tuple[bytes, int]:
+    """Stylize a packed batch; with ``collect_for`` (the client's name) also keep the decoded frames.
+
+    Returns the packed results and how many frames the store accepted.
+    """
     cfg = rt.config
     try:
         blobs = wire.unpack_frames(body)
@@ -303,7 +405,27 @@ def _stylize(rt: _Runtime, body: bytes, style_id: str, model: str, encoding: wir
         raise HTTPException(413, f"batch has {total} pixels; the edge accepts at most {cfg.max_batch_pixels}")
     frames = [_checked_decode(b, f"frame {i}", cfg.max_frame_pixels) for i, b in enumerate(blobs)]
     results = rt.service.stylize(style_id, model, frames)
-    return wire.pack_frames([wire.encode_frame(r, encoding) for r in results])
+    rt.metrics.frames.labels(resolve_name(model).split(":", 1)[0]).inc(len(frames))
+    kept = _collect(rt, frames, collect_for) if collect_for is not None else 0
+    return wire.pack_frames([wire.encode_frame(r, encoding) for r in results]), kept
+
+
+def _collect(rt: _Runtime, frames: list[np.ndarray], client: str) -> int:
+    """Keep opted-in frames in the store; a store failure (disk full...) never fails the stylize call."""
+    store = rt.store
+    if store is None:
+        return 0
+    kept = 0
+    try:
+        for f in frames:
+            # decode_frame gives k/255 exactly, so this recovers the uploaded 8-bit pixels bit for bit.
+            store.add((f * 255.0 + 0.5).astype(np.uint8), client)
+            kept += 1
+        rt.metrics.frames_kept.inc(kept)
+        rt.metrics.store_bytes.set(store.total_bytes)
+    except Exception:
+        log.exception("frame store %s: could not keep opted-in frames", store.root)
+    return kept
 
 
 def _user_error_status(err: UserError) -> int:
@@ -313,17 +435,26 @@ def _user_error_status(err: UserError) -> int:
 
 # ---------------------------------------------------------------- routes
 
-router = APIRouter(prefix=API_PREFIX)
+public = APIRouter(prefix=API_PREFIX)
+router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard)], responses=_GUARD_ERRORS)
 
 
-@router.get("/health", response_model=Health, tags=["meta"])
+@public.get("/health", response_model=Health, tags=["meta"])
 async def health() -> Health:
     return Health(status="ok")
 
 
 @router.get("/models", response_model=ModelList, tags=["meta"])
 async def models(rt: Runtime) -> ModelList:
-    return ModelList(models=[ModelInfo(**m) for m in rt.service.models()])
+    return ModelList(models=[ModelInfo(**m) for m in rt.service.models()
+                             if not rt.allowed or m["name"] in rt.allowed])
+
+
+@router.get("/metrics", tags=["meta"], response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}})
+async def metrics(rt: Runtime) -> Response:
+    body, content_type = rt.metrics.exposition()
+    return Response(content=body, media_type=content_type)
 
 
 @router.post("/styles", response_model=StyleCreated, tags=["stylize"],
@@ -340,16 +471,22 @@ async def register_style(rt: Runtime, body: StyleBody) -> StyleCreated:
                         404: _error("unknown style id"), **_COMMON_ERRORS})
 async def stylize(
     rt: Runtime,
+    client: Client,
     body: FramesBody,
-    style_id: Annotated[str, Query(min_length=1, max_length=128)],
-    model: Annotated[str, Query(min_length=1, max_length=64)] = DEFAULT_MODEL,
+    style_id: Annotated[str, Query(min_length=8, max_length=64, pattern="^[0-9a-f]+$")],
+    model: Annotated[str, Query(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")] = DEFAULT_MODEL,
     encoding: Annotated[Literal["jpeg", "png", "webp"], Query()] = "jpeg",
     quality: Annotated[int, Query(ge=1, le=100)] = 95,
+    collect: Annotated[bool, Query(description="opt in: keep these key frames for federated learning")] = False,
 ) -> Response:
     """Stylize a batch of key frames; the response holds them in the same order, encoded as asked."""
-    resolve_name(model)  # unknown model -> UserError -> 400, before any decoding
-    out = await rt.run(_stylize, rt, body, style_id, model, wire.Encoding(encoding, quality))
-    return Response(content=out, media_type=wire.FRAMES_MEDIA_TYPE)
+    if not rt.serves(model):  # unknown model -> UserError -> 400, before any decoding
+        raise HTTPException(400, f"model {model!r} is not served by this edge; it serves: "
+                                 f"{', '.join(sorted(rt.allowed))}")
+    out, kept = await rt.run(_stylize, rt, body, style_id, model, wire.Encoding(encoding, quality),
+                             client if collect else None)
+    return Response(content=out, media_type=wire.FRAMES_MEDIA_TYPE,
+                    headers={"X-Frames-Collected": str(kept)})
 
 
 # ---------------------------------------------------------------- app factory and entry point
@@ -357,14 +494,23 @@ async def stylize(
 
 def create_app(service: EdgeService, config: ServerConfig | None = None) -> FastAPI:
     config = config or ServerConfig()
-    runtime = _Runtime(service, config)
+    known = {f"{API_PREFIX}{p}" for p in ("/health", "/models", "/metrics", "/styles", "/stylize")}
+    metrics = EdgeMetrics(known)
+    runtime = _Runtime(service, config, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime.start()
+        watcher = None
+        if config.data_dir is not None:  # federated learning: serve each global model fl-join writes there
+            from .model_sync import ModelWatcher, SyncConfig
+
+            watcher = ModelWatcher(service, SyncConfig(Path(config.data_dir))).start()
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.stop()
             runtime.stop()
 
     app = FastAPI(title="mvstylizer edge", version=__version__, lifespan=lifespan,
@@ -382,8 +528,32 @@ def create_app(service: EdgeService, config: ServerConfig | None = None) -> Fast
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         return JSONResponse({"detail": "internal error on the edge server"}, status_code=500)
 
+    app.include_router(public)
     app.include_router(router)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _add_security_scheme(app, config.tokens.enabled)
     return app
+
+
+def _add_security_scheme(app: FastAPI, enabled: bool) -> None:
+    """Declare the bearer auth in the OpenAPI spec (the guard reads the header itself)."""
+    if not enabled:
+        return
+    original = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = original()
+            spec.setdefault("components", {}).setdefault("securitySchemes", {})["bearer"] = {
+                "type": "http", "scheme": "bearer"}
+            for path, ops in spec.get("paths", {}).items():
+                if path != f"{API_PREFIX}/health":
+                    for op in ops.values():
+                        op["security"] = [{"bearer": []}]
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
@@ -393,11 +563,29 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
     """
     import uvicorn
 
+    for path in (config.ssl_keyfile, config.ssl_certfile):
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"TLS file {path} does not exist")
+    if config.data_dir is not None:  # open (and reconcile) it now: a bad folder is a clear error, not a crash
+        try:
+            FrameStore(config.data_dir, config.store_quota_bytes).close()
+        except (OSError, sqlite3.Error) as e:
+            raise UserError(f"cannot use --data-dir {config.data_dir}: {e}") from None
     sock = _bind(config.host, config.port)
     app = create_app(service or EdgeService(), config)
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=sock.getsockname()[1],
-                                           log_level=config.log_level, timeout_graceful_shutdown=10))
-    log.info("edge server on http://%s:%d (OpenAPI at /openapi.json)", config.host, sock.getsockname()[1])
+    tls = config.ssl_certfile is not None
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=config.host, port=sock.getsockname()[1], log_level=config.log_level,
+        timeout_graceful_shutdown=10,
+        ssl_keyfile=str(config.ssl_keyfile) if tls else None,
+        ssl_certfile=str(config.ssl_certfile) if tls else None,
+        # Behind no proxy: never trust X-Forwarded-For, or a client could pick its rate-limit identity.
+        proxy_headers=False,
+    ))
+    log.info("edge server on %s://%s:%d (OpenAPI at /openapi.json)", "https" if tls else "http", config.host,
+             sock.getsockname()[1])
+    if not config.tokens.enabled and config.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("no --token-file: anyone who can reach %s may use this edge", config.host)
     try:
         server.run(sockets=[sock])
     finally:

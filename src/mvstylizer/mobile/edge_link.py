@@ -7,11 +7,21 @@ byte counts in a report mean the same thing either way.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
 import numpy as np
 
+from ..errors import UserError
 from ..wire import Encoding, decode_frame, encode_frame
+
+_T = TypeVar("_T")
+
+
+class EdgeUnavailable(UserError):
+    """The edge could not be reached or kept failing (connection refused, timeouts, 5xx, 429 after
+    every retry). Refusals of the request itself (4xx) are plain ``UserError``s: a fallback must not
+    hide a bad request."""
 
 
 class EdgeLink(Protocol):
@@ -62,3 +72,70 @@ class EmbeddedEdge:
 
     def close(self) -> None:
         pass
+
+
+class FallbackEdge:
+    """``--fallback local``: use ``primary`` (an edge server) and switch to an in-process edge for the
+    rest of the run the first time it is unavailable.
+
+    The style is re-registered on the local edge from the photo kept here, and ids handed out by the
+    primary are mapped, so the caller never notices the switch except through ``warn``. Requests the
+    edge *refused* (4xx) are not retried locally: they would fail the same way and hide the cause.
+    """
+
+    def __init__(self, primary: EdgeLink, make_fallback: Callable[[], EdgeLink] = EmbeddedEdge,
+                 warn: Callable[[str], None] = lambda msg: None) -> None:
+        self._primary = primary
+        self._make_fallback = make_fallback
+        self._warn = warn
+        self._fallback: EdgeLink | None = None
+        self._styles: dict[str, np.ndarray] = {}  # primary's style id -> photo, to re-register locally
+        self._local_ids: dict[str, str] = {}
+
+    @property
+    def active(self) -> EdgeLink:
+        return self._fallback or self._primary
+
+    @property
+    def fell_back(self) -> bool:
+        return self._fallback is not None
+
+    @property
+    def bytes_sent(self) -> int:
+        return self._primary.bytes_sent + (self._fallback.bytes_sent if self._fallback else 0)
+
+    @property
+    def bytes_received(self) -> int:
+        return self._primary.bytes_received + (self._fallback.bytes_received if self._fallback else 0)
+
+    def models(self) -> list[dict]:
+        return self._call(lambda edge: edge.models())
+
+    def register_style(self, style: np.ndarray) -> str:
+        style_id = self._call(lambda edge: edge.register_style(style))
+        self._styles[style_id] = style
+        return style_id
+
+    def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
+        return self._call(lambda edge: edge.stylize(self._local_id(edge, style_id), model, frames))
+
+    def close(self) -> None:
+        self._primary.close()
+        if self._fallback is not None:
+            self._fallback.close()
+
+    def _call(self, fn: Callable[[EdgeLink], _T]) -> _T:
+        if self._fallback is None:
+            try:
+                return fn(self._primary)
+            except EdgeUnavailable as e:
+                self._warn(f"warning: {e}; continuing with the in-process edge (--fallback local)")
+                self._fallback = self._make_fallback()
+        return fn(self._fallback)
+
+    def _local_id(self, edge: EdgeLink, style_id: str) -> str:
+        if edge is self._primary or style_id not in self._styles:
+            return style_id
+        if style_id not in self._local_ids:
+            self._local_ids[style_id] = edge.register_style(self._styles[style_id])
+        return self._local_ids[style_id]

@@ -8,7 +8,9 @@ never the edge package or a model framework.
 from __future__ import annotations
 
 import email.utils
+import os
 import random
+import ssl
 import time
 from collections import OrderedDict
 from typing import Any
@@ -19,6 +21,7 @@ import numpy as np
 from .. import __version__
 from ..errors import UserError
 from ..wire import FRAMES_MEDIA_TYPE, Encoding, decode_frame, encode_frame, pack_frames, unpack_frames
+from .edge_link import EdgeUnavailable
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _MAX_RETRY_AFTER = 30.0  # never sleep longer than this on a server's Retry-After
@@ -34,6 +37,11 @@ class HttpEdge:
     exponential backoff, honouring ``Retry-After``; anything still failing becomes a ``UserError``.
     Large batches are split into requests of at most ``batch_size`` frames / ``batch_bytes`` bytes,
     which keeps them inside the edge's default limits.
+
+    ``token`` is sent as ``Authorization: Bearer``; ``collect=True`` is the user's opt-in to let the
+    edge keep the key frames for federated learning (``frames_collected`` counts what it kept).
+    ``verify`` is httpx's: True (system CAs, or ``SSL_CERT_FILE``), a CA bundle path, or an SSLContext.
+    An edge that cannot be reached, or still fails after the retries, raises ``EdgeUnavailable``.
     """
 
     def __init__(
@@ -47,6 +55,9 @@ class HttpEdge:
         batch_size: int = 16,
         batch_bytes: int = 16 * 1024 * 1024,
         connect_timeout: float | None = None,
+        token: str | None = None,
+        collect: bool = False,
+        verify: Any = True,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         url = url.strip().rstrip("/")
@@ -60,14 +71,30 @@ class HttpEdge:
         self.backoff = backoff
         self.batch_size = batch_size
         self.batch_bytes = batch_bytes
+        self.collect = collect
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.frames_collected = 0
         self._styles: OrderedDict[str, bytes] = OrderedDict()
         connect = min(timeout, 10.0) if connect_timeout is None else connect_timeout
+        headers = {"User-Agent": f"mvstylizer/{__version__}"}
+        if token:
+            if url.startswith("http://") and not _is_loopback(url):
+                # Not refused (a trusted LAN is a valid deployment), but worth knowing.
+                import warnings
+
+                warnings.warn(f"sending an edge token over plain HTTP to {url}; use https://", stacklevel=2)
+            headers["Authorization"] = f"Bearer {token}"
+        if isinstance(verify, (str, os.PathLike)):  # a CA bundle, e.g. a self-signed edge's certificate
+            try:
+                verify = ssl.create_default_context(cafile=os.fspath(verify))
+            except (OSError, ssl.SSLError) as e:
+                raise UserError(f"cannot use CA file {verify}: {e}") from None
         self._client = httpx.Client(
             base_url=url,
             timeout=httpx.Timeout(timeout, connect=connect),
-            headers={"User-Agent": f"mvstylizer/{__version__}"},
+            headers=headers,
+            verify=verify,
             transport=transport,
         )
 
@@ -129,6 +156,8 @@ class HttpEdge:
                        shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
         params = {"style_id": style_id, "model": model,
                   "encoding": self.encoding.format, "quality": str(self.encoding.quality)}
+        if self.collect:
+            params["collect"] = "true"
         body = pack_frames(blobs)
         headers = {"Content-Type": FRAMES_MEDIA_TYPE}
         resp = self._request("POST", "/v1/stylize", content=body, headers=headers, params=params,
@@ -139,6 +168,10 @@ class HttpEdge:
             resp = self._request("POST", "/v1/stylize", content=body, headers=headers, params=params,
                                  raise_4xx=False)
         self._raise_for_status(resp)
+        try:
+            self.frames_collected += int(resp.headers.get("X-Frames-Collected", "0"))
+        except ValueError:
+            pass
         try:
             results = [decode_frame(b) for b in unpack_frames(resp.content)]
         except ValueError:
@@ -158,7 +191,7 @@ class HttpEdge:
                 if last:
                     what = (f"did not answer in time ({type(e).__name__})" if isinstance(e, httpx.TimeoutException)
                             else f"is unreachable: {_describe(e)}")
-                    raise UserError(f"edge server at {self.url} {what} (after {attempt + 1} attempt(s))") from None
+                    raise EdgeUnavailable(f"edge server at {self.url} {what} (after {attempt + 1} attempt(s))") from None
                 self._sleep(attempt, None)
                 continue
             self.bytes_sent += len(content or b"")
@@ -175,9 +208,14 @@ class HttpEdge:
         if resp.is_success:
             return
         detail = _detail(resp)
+        if resp.status_code == 429:
+            raise EdgeUnavailable(f"edge server at {self.url} kept refusing for load (429): {detail}")
+        if resp.status_code == 401:
+            raise UserError(f"edge server at {self.url} refused the token (401): {detail}; "
+                            "pass a valid one with --edge-token-file or MVSTYLIZER_EDGE_TOKEN")
         if resp.status_code < 500:
             raise UserError(f"edge server refused the request ({resp.status_code}): {detail}")
-        raise UserError(f"edge server at {self.url} failed ({resp.status_code}): {detail}")
+        raise EdgeUnavailable(f"edge server at {self.url} failed ({resp.status_code}): {detail}")
 
     def _sleep(self, attempt: int, retry_after: str | None) -> None:
         delay = _parse_retry_after(retry_after)
@@ -193,6 +231,11 @@ class HttpEdge:
 
     def _malformed(self, what: str) -> UserError:
         return UserError(f"edge server at {self.url} sent a malformed {what}; is it an mvstylizer edge?")
+
+
+def _is_loopback(url: str) -> bool:
+    host = httpx.URL(url).host
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def _detail(resp: httpx.Response) -> str:

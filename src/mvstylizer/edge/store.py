@@ -1,0 +1,243 @@
+"""The edge's opt-in frame store: key frames that phones agreed to share, kept for federated learning.
+
+Layout under ``root``::
+
+    root/index.sqlite       the index (WAL mode): one row per frame, id -> size, shape, client, order
+    root/frames/<id>.png    the frames, lossless PNG, named by the content hash the server computed
+
+Why it is built this way:
+
+- **Content-hash ids** (sha256 of shape + pixels) make re-sent frames free (dedupe) and mean a file
+  name never comes from a client: only 64 hex digits computed here ever reach the filesystem.
+- **Crash safety**: a frame is written to a temp file, fsynced, then ``os.replace``d into place and its
+  row inserted inside *one* SQLite write transaction (``BEGIN IMMEDIATE``). Eviction deletes rows and
+  files inside such a transaction too. A crash can therefore leave at most an orphan file (renamed but
+  not committed) or a row whose file was already unlinked (rolled back); :meth:`FrameStore.reconcile`,
+  run on open, removes both. Because reconciliation also takes the write lock, a second process
+  opening the store (the FL client) never mistakes a frame that is being added for an orphan.
+- **Quota**: the total size of the frame files is kept under ``quota_bytes`` by evicting the oldest
+  frames first (insertion order), so the store cannot fill the disk.
+- **Threads and processes**: one SQLite connection per instance guarded by a lock (the server calls
+  :meth:`add` from worker threads); SQLite's own file locking and WAL let another process read while
+  this one writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger("mvstylizer.edge.store")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS frames (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,  -- insertion order: eviction drops the smallest first
+    id      TEXT NOT NULL UNIQUE,               -- sha256 hex of shape + pixels; also the file's stem
+    bytes   INTEGER NOT NULL,                   -- size of the file on disk
+    height  INTEGER NOT NULL,
+    width   INTEGER NOT NULL,
+    client  TEXT NOT NULL DEFAULT '',           -- who contributed it (token name or address)
+    added   REAL NOT NULL                       -- unix time
+)
+"""
+_SUFFIX = ".png"
+_TEMP_PREFIX = ".tmp-"
+_TEMP_GRACE_S = 600.0  # a temp file younger than this may belong to a writer in another process
+
+
+def frame_id(rgb8: np.ndarray) -> str:
+    """The content hash a frame is stored under: sha256 of its shape and its pixels."""
+    h = hashlib.sha256(f"{rgb8.shape[0]}x{rgb8.shape[1]}x{rgb8.shape[2]}:".encode())
+    h.update(np.ascontiguousarray(rgb8).data)
+    return h.hexdigest()
+
+
+class FrameStore:
+    """A bounded, deduplicated, crash-safe on-disk store of uint8 RGB frames (see the module docs)."""
+
+    def __init__(self, root: Path, quota_bytes: int = 2 * 1024**3) -> None:
+        if quota_bytes < 1:
+            raise ValueError(f"quota_bytes must be >= 1, got {quota_bytes}")
+        self.root = Path(root)
+        self.quota_bytes = int(quota_bytes)
+        self.frames_dir = self.root / "frames"
+        self.frames_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans file operations.
+        self._db = sqlite3.connect(self.root / "index.sqlite", timeout=30.0, isolation_level=None,
+                                   check_same_thread=False)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute(_SCHEMA)
+        self.reconcile()
+
+    # ------------------------------------------------------------------ writing
+
+    def add(self, rgb8: np.ndarray, client: str = "") -> str:
+        """Keep a frame (HxWx3 uint8 RGB); returns its content-hash id. A known frame is not written again."""
+        if rgb8.dtype != np.uint8 or rgb8.ndim != 3 or rgb8.shape[2] != 3 or 0 in rgb8.shape:
+            raise ValueError(f"FrameStore.add needs an HxWx3 uint8 frame, got {rgb8.dtype} {rgb8.shape}")
+        fid = frame_id(rgb8)
+        with self._lock:
+            if self._db.execute("SELECT 1 FROM frames WHERE id = ?", (fid,)).fetchone():
+                return fid
+        # Encode and write the temp file outside the write lock: that is the slow part.
+        ok, buf = cv2.imencode(_SUFFIX, cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3])
+        if not ok:
+            raise ValueError("PNG encoding failed")
+        data = buf.tobytes()
+        temp = self.frames_dir / f"{_TEMP_PREFIX}{uuid.uuid4().hex}{_SUFFIX}"
+        try:
+            with open(temp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            with self._lock, self._transaction():
+                if self._db.execute("SELECT 1 FROM frames WHERE id = ?", (fid,)).fetchone():
+                    return fid  # another thread or process added it meanwhile
+                os.replace(temp, self._path(fid))
+                self._db.execute("INSERT INTO frames (id, bytes, height, width, client, added) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)",
+                                 (fid, len(data), rgb8.shape[0], rgb8.shape[1], client[:200], time.time()))
+                self._evict_locked()
+            _fsync_dir(self.frames_dir)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+        return fid
+
+    def reconcile(self) -> tuple[int, int]:
+        """Make index and files agree: drop rows without a file, delete files without a row.
+
+        Returns (rows dropped, files deleted). Run on open; safe to call any time.
+        """
+        dropped = deleted = 0
+        with self._lock, self._transaction():
+            known = {row[0] for row in self._db.execute("SELECT id FROM frames")}
+            present: set[str] = set()
+            now = time.time()
+            for path in self.frames_dir.iterdir():
+                name = path.name
+                if name.startswith(_TEMP_PREFIX):
+                    with contextlib.suppress(FileNotFoundError):
+                        if now - path.stat().st_mtime > _TEMP_GRACE_S:  # a crashed writer's leftover
+                            path.unlink()
+                            deleted += 1
+                    continue
+                stem = name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else ""
+                if stem in known:
+                    present.add(stem)
+                elif path.is_file():  # renamed into place but never committed, or not ours
+                    path.unlink()
+                    deleted += 1
+            missing = known - present
+            self._db.executemany("DELETE FROM frames WHERE id = ?", [(m,) for m in missing])
+            dropped = len(missing)
+            self._evict_locked()  # the quota may have shrunk since the last run
+        if dropped or deleted:
+            log.warning("frame store %s: dropped %d index rows without files, deleted %d orphan files",
+                        self.root, dropped, deleted)
+        return dropped, deleted
+
+    def _evict_locked(self) -> None:
+        """Drop the oldest frames until the total is within the quota (caller holds the transaction)."""
+        total = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM frames").fetchone()[0]
+        while total > self.quota_bytes:
+            row = self._db.execute("SELECT seq, id, bytes FROM frames ORDER BY seq LIMIT 1").fetchone()
+            if row is None:
+                break
+            self._db.execute("DELETE FROM frames WHERE seq = ?", (row[0],))
+            with contextlib.suppress(FileNotFoundError):
+                self._path(row[1]).unlink()
+            total -= row[2]
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")  # the write lock, across processes, for the whole block
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ------------------------------------------------------------------ reading
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM frames").fetchone()[0]
+
+    def __contains__(self, fid: object) -> bool:
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM frames WHERE id = ?", (fid,)).fetchone() is not None
+
+    def ids(self) -> list[str]:
+        """Frame ids, oldest first."""
+        with self._lock:
+            return [row[0] for row in self._db.execute("SELECT id FROM frames ORDER BY seq")]
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of frame files the index accounts for (what the quota bounds)."""
+        with self._lock:
+            return self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM frames").fetchone()[0]
+
+    def load(self, fid: str) -> np.ndarray:
+        """The frame with this id, HxWx3 uint8 RGB; KeyError if it is not (or no longer) stored."""
+        if not (isinstance(fid, str) and len(fid) == 64 and all(c in "0123456789abcdef" for c in fid)):
+            raise KeyError(fid)  # ids are sha256 hex; anything else must never become a path
+        try:
+            data = self._path(fid).read_bytes()
+        except FileNotFoundError:
+            raise KeyError(fid) from None
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if img is None:
+            raise KeyError(fid)
+        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+    def iter_frames(self) -> Iterator[np.ndarray]:
+        """Every stored frame (uint8 RGB), oldest first; frames evicted while iterating are skipped."""
+        for fid in self.ids():
+            try:
+                yield self.load(fid)
+            except KeyError:
+                continue
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> FrameStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _path(self, fid: str) -> Path:
+        return self.frames_dir / f"{fid}{_SUFFIX}"
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename durable (POSIX); a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,171 @@
+"""The edge's opt-in frame store: dedupe, quota, crash consistency, threads and a second process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mvstylizer.edge.store import FrameStore, frame_id
+
+
+def _frame(seed: int, h: int = 12, w: int = 16) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def _files(root: Path) -> set[str]:
+    return {p.name[:-4] for p in (root / "frames").iterdir() if not p.name.startswith(".")}
+
+
+def test_add_load_dedupe_and_order(tmp_path):
+    with FrameStore(tmp_path) as store:
+        a, b = _frame(1), _frame(2, 8, 8)
+        ia, ib = store.add(a, "phone1"), store.add(b)
+        assert ia == frame_id(a) and len(ia) == 64 and ia != ib
+        assert store.add(a.copy(), "phone2") == ia  # same pixels: not stored twice
+        assert len(store) == 2 and store.ids() == [ia, ib]
+        assert ia in store and "nope" not in store
+        np.testing.assert_array_equal(store.load(ia), a)
+        assert store.load(ib).dtype == np.uint8 and store.load(ib).shape == (8, 8, 3)
+        assert [f.shape for f in store.iter_frames()] == [a.shape, b.shape]
+        assert store.total_bytes == sum(p.stat().st_size for p in (tmp_path / "frames").iterdir()) > 0
+        assert _files(tmp_path) == {ia, ib}
+    # Same shape, same bytes reshaped differently: a different frame, a different id.
+    assert frame_id(np.zeros((2, 6, 3), np.uint8)) != frame_id(np.zeros((6, 2, 3), np.uint8))
+
+
+def test_bad_frames_and_ids_are_refused(tmp_path):
+    store = FrameStore(tmp_path)
+    for bad in (np.zeros((4, 4, 3), np.float32), np.zeros((4, 4), np.uint8), np.zeros((0, 4, 3), np.uint8)):
+        with pytest.raises(ValueError):
+            store.add(bad)
+    for bad_id in ("../index.sqlite", "0" * 63, "g" * 64, "", None):
+        with pytest.raises(KeyError):
+            store.load(bad_id)
+    with pytest.raises(KeyError):
+        store.load("0" * 64)
+    assert len(store) == 0
+    store.close()
+
+
+def test_quota_evicts_oldest_first(tmp_path):
+    frames = [_frame(10 + i, 32, 32) for i in range(6)]  # random pixels: PNG sizes all about 3.1 KB
+    with FrameStore(tmp_path / "probe") as probe:
+        probe.add(frames[0])
+        size = probe.total_bytes
+    with FrameStore(tmp_path / "s", quota_bytes=3 * size + size // 2) as store:
+        ids = [store.add(f) for f in frames]
+        assert store.total_bytes <= store.quota_bytes
+        kept = store.ids()
+        assert kept == ids[-len(kept):] and 2 <= len(kept) <= 3  # the newest survive, in order
+        assert _files(tmp_path / "s") == set(kept)
+    last = (tmp_path / "s" / "frames" / f"{ids[-1]}.png").stat().st_size
+    with FrameStore(tmp_path / "s", quota_bytes=last) as store:  # a smaller quota applies on reopen
+        assert store.ids() == ids[-1:]
+        assert _files(tmp_path / "s") == set(ids[-1:])
+
+
+def test_reopen_reconciles_orphans_and_missing_files(tmp_path):
+    with FrameStore(tmp_path) as store:
+        ids = [store.add(_frame(i)) for i in range(4)]
+    frames_dir = tmp_path / "frames"
+    (frames_dir / f"{ids[1]}.png").unlink()  # index row whose file is gone (crash during eviction)
+    orphan = "ab" * 32
+    (frames_dir / f"{orphan}.png").write_bytes(b"renamed but never committed")
+    old_temp, new_temp = frames_dir / ".tmp-old.png", frames_dir / ".tmp-new.png"
+    old_temp.write_bytes(b"x")
+    new_temp.write_bytes(b"y")
+    past = time.time() - 3600
+    os.utime(old_temp, (past, past))
+    with FrameStore(tmp_path) as store:
+        assert store.ids() == [ids[0], ids[2], ids[3]]
+        assert all(store.load(i).shape == (12, 16, 3) for i in store.ids())
+        assert _files(tmp_path) == set(store.ids())
+        assert not old_temp.exists() and new_temp.exists()  # a young temp file may be another writer's
+
+
+def test_failed_commit_leaves_no_row_and_no_file(tmp_path, monkeypatch):
+    store = FrameStore(tmp_path)
+    store.add(_frame(1))
+
+    def broken_evict() -> None:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(store, "_evict_locked", broken_evict)
+    with pytest.raises(sqlite3.OperationalError):
+        store.add(_frame(2))
+    monkeypatch.undo()
+    assert len(store) == 1
+    store.close()
+    with FrameStore(tmp_path) as again:  # the renamed file of the rolled-back add is an orphan: removed
+        assert len(again) == 1 and _files(tmp_path) == set(again.ids())
+
+
+def test_threads_add_concurrently(tmp_path):
+    store = FrameStore(tmp_path)
+    frames = [_frame(i, 6, 6) for i in range(20)]
+    errors: list[BaseException] = []
+
+    def work(offset: int) -> None:
+        try:
+            for i in range(len(frames)):
+                store.add(frames[(i + offset) % len(frames)], f"t{offset}")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k * 5,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(store) == 20 and set(store.ids()) == {frame_id(f) for f in frames}
+    assert _files(tmp_path) == set(store.ids())
+    store.close()
+
+
+_WRITER = r"""
+import sys, numpy as np
+from pathlib import Path
+from mvstylizer.edge.store import FrameStore
+store = FrameStore(Path(sys.argv[1]), quota_bytes=int(sys.argv[2]))
+print("ready", flush=True)
+i = 0
+while True:  # until killed
+    store.add(np.random.default_rng(i).integers(0, 256, (24, 24, 3), dtype=np.uint8), "writer")
+    i += 1
+"""
+
+
+def test_killed_writer_leaves_a_consistent_store_and_a_reader_can_follow(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path), str(40 * 2000)],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        reader = FrameStore(tmp_path)  # a second process's view (as the FL client has)
+        seen = 0
+        deadline = time.monotonic() + 20
+        while seen < 30 and time.monotonic() < deadline:
+            for frame in reader.iter_frames():  # frames evicted meanwhile are skipped, never half-read
+                assert frame.shape == (24, 24, 3) and frame.dtype == np.uint8
+            seen = len(reader)
+            time.sleep(0.05)
+        assert seen > 0
+        reader.close()
+    finally:
+        proc.send_signal(signal.SIGKILL)  # a crash at an arbitrary point of add()
+        proc.wait(10)
+    with FrameStore(tmp_path, quota_bytes=40 * 2000) as store:
+        ids = store.ids()
+        assert ids and _files(tmp_path) == set(ids)
+        for fid, frame in zip(ids, store.iter_frames()):
+            assert frame_id(frame) == fid  # every file holds exactly the pixels its id names
+        assert store.total_bytes <= store.quota_bytes
