@@ -82,7 +82,22 @@ class EdgeService:
             if style is None:
                 raise NotFoundError(f"unknown style id {style_id!r}; register the style first")
             self._styles.move_to_end(style_id)
+            if self._models.get(name) is not stylizer:
+                # The model was swapped since this request took it: prepare for the old one, uncached.
+                return stylizer.prepare_style(style.image)
             if name not in style.states:
                 style.states[name] = stylizer.prepare_style(style.image)
             return style.states[name]
+
+    def swap_model(self, name: str, stylizer: Stylizer) -> None:
+        """Serve ``stylizer`` for model ``name`` from the next request on (federated model updates).
+
+        Requests already running keep the object they took; the style states prepared with the old
+        model are dropped, since a style's state depends on the model's weights.
+        """
+        name = resolve_name(name)
+        with self._lock:
+            self._models[name] = stylizer
+            for style in self._styles.values():
+                style.states.pop(name, None)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -152,6 +152,26 @@ def neutral_code(net: torch.nn.Module, images: list[np.ndarray]) -> torch.Tensor
     return torch.cat(codes).mean(0)
 
 
+def train_step(net: torch.nn.Module, optim: torch.optim.Optimizer, batch: dict[str, np.ndarray], lr: float,
+               consistency_weight: float = CONSISTENCY_WEIGHT, cross_weight: float = CROSS_WEIGHT,
+               regulariser: Callable[[], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+    """One optimiser step on ``batch`` at learning rate ``lr``; returns the loss parts.
+
+    Shared by central training and federated fine-tuning (:mod:`mvstylizer.fl`), so both optimise
+    exactly the same objective. ``regulariser`` adds a term to the optimised loss only (FedProx's
+    proximal term); the returned parts stay the plain self-supervised losses.
+    """
+    for group in optim.param_groups:
+        group["lr"] = lr
+    parts = losses(net, batch, consistency_weight, cross_weight)
+    total = parts["total"] if regulariser is None else parts["total"] + regulariser()
+    optim.zero_grad(set_to_none=True)
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    optim.step()
+    return parts
+
+
 def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistency_weight: float = CONSISTENCY_WEIGHT,
           cross_weight: float = CROSS_WEIGHT, val_every: int = 250, stop_after: int | None = None) -> Path:
     """Train (or resume) the dncm model; returns the weights path.
@@ -191,13 +211,8 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistenc
     for step in bar:
         rng = np.random.default_rng([config.seed, step])
         batch = make_batch(bank, rng, config.batch, config.size)
-        for group in optim.param_groups:
-            group["lr"] = lr_at(step, config.steps, config.lr)
-        parts = losses(net, batch, consistency_weight, cross_weight)
-        optim.zero_grad(set_to_none=True)
-        parts["total"].backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        optim.step()
+        parts = train_step(net, optim, batch, lr_at(step, config.steps, config.lr), consistency_weight,
+                           cross_weight)
         value = float(parts["total"].detach())
         loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
         done = step + 1

@@ -1,0 +1,94 @@
+"""The cloud's versioned global-model registry: one folder per completed round.
+
+Layout::
+
+    ROOT/rounds/000000/model.pt      the starting model (round 0: the pre-trained weights)
+    ROOT/rounds/000000/round.json    {"round", "metrics", "created", "sha256"}
+    ROOT/rounds/000001/...           after round 1, and so on
+
+``model.pt`` has the same fp16 format as :func:`mvstylizer.models.training.save_weights`, so any
+round's model can be served as it is (``DNCMStylizer(weights=...)``). A round folder is built under a
+temporary name and renamed into place, so a crash leaves either a complete round or none; a restarted
+server resumes from :meth:`ModelRegistry.latest`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class RoundEntry:
+    round: int
+    path: Path  # the round's model.pt
+    metrics: dict[str, Any]
+
+
+class ModelRegistry:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.rounds_dir = self.root / "rounds"
+        self.rounds_dir.mkdir(parents=True, exist_ok=True)
+
+    def rounds(self) -> list[int]:
+        """Completed rounds, ascending (half-written temporary folders are not rounds)."""
+        out = []
+        for p in self.rounds_dir.iterdir():
+            if p.is_dir() and p.name.isdigit() and (p / "round.json").is_file() and (p / "model.pt").is_file():
+                out.append(int(p.name))
+        return sorted(out)
+
+    def latest(self) -> RoundEntry | None:
+        done = self.rounds()
+        return self.entry(done[-1]) if done else None
+
+    def entry(self, rnd: int) -> RoundEntry:
+        folder = self.rounds_dir / f"{rnd:06d}"
+        if not (folder / "round.json").is_file():
+            raise UserError(f"no round {rnd} in the model registry {self.root}")
+        info = json.loads((folder / "round.json").read_text())
+        return RoundEntry(rnd, folder / "model.pt", dict(info.get("metrics", {})))
+
+    def save(self, rnd: int, state: dict[str, Any], meta: dict[str, Any], metrics: dict[str, Any]) -> RoundEntry:
+        """Store round ``rnd``'s model (a full state dict of tensors) with its metrics, atomically."""
+        import torch
+
+        folder = self.rounds_dir / f"{rnd:06d}"
+        tmp = self.rounds_dir / f".tmp-{rnd:06d}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        half = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
+        torch.save({"state_dict": half, "meta": {**meta, "fl_round": rnd}}, tmp / "model.pt")
+        digest = hashlib.sha256((tmp / "model.pt").read_bytes()).hexdigest()
+        info = {"round": rnd, "metrics": _jsonable(metrics), "created": time.time(), "sha256": digest}
+        (tmp / "round.json").write_text(json.dumps(info, indent=2) + "\n")
+        if folder.exists():  # a re-run of a round (resume raced a crash): the new one wins
+            shutil.rmtree(folder)
+        os.replace(tmp, folder)
+        return RoundEntry(rnd, folder / "model.pt", info["metrics"])
+
+    def history(self) -> list[dict[str, Any]]:
+        return [{"round": r, **self.entry(r).metrics} for r in self.rounds()]
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, float) and not np.isfinite(x):
+        return None
+    return x

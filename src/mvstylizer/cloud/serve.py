@@ -1,0 +1,195 @@
+"""``mvstylizer cloud serve``: a Flower SuperLink plus our ServerApp, as one command.
+
+What it does, all with Flower's own tools:
+
+1. writes a Flower app folder (``STATE/app/pyproject.toml``) whose components are
+   ``mvstylizer.cloud.server_app:app`` and ``mvstylizer.edge.fl_client:app`` and whose run config is
+   this command's settings (:class:`~mvstylizer.cloud.server_app.CloudConfig`), and a Flower config
+   (``STATE/flwr-home/config.toml``) naming this SuperLink;
+2. starts ``flower-superlink`` (runtime dependency installation disabled: everything the apps need is
+   already installed, and the machines may be offline);
+3. submits the run with ``flwr run``, then follows it with ``flwr ls`` and the model registry until it
+   ends, and stops the SuperLink it started (by its process group, which is its PID).
+
+The registry (``STATE/registry``) holds every completed round, so running the same command again
+after a crash or a stop resumes from the last completed round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import tomli_w
+
+from ..errors import UserError
+from .registry import ModelRegistry
+from .server_app import CloudConfig
+
+log = logging.getLogger("mvstylizer.cloud")
+
+CONNECTION = "mvstylizer-cloud"
+
+
+@dataclass
+class ServeConfig:
+    state_dir: Path = Path("fl-cloud")
+    host: str = "127.0.0.1"  # where the SuperLink listens (0.0.0.0 for edges on other machines)
+    port: int = 9092  # one HTTP port for the Fleet (edges), Control (flwr run) and Runtime APIs
+    cloud: CloudConfig = field(default_factory=CloudConfig)
+    registry: Path | None = None  # default: STATE/registry (cloud.registry is set from this)
+    poll_s: float = 3.0
+    start_timeout_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise UserError(f"--port must be 1..65535, got {self.port}")
+
+
+def flower_env(home: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["FLWR_HOME"] = str(home)
+    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"  # offline machines: never `uv sync`
+    env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+    return env
+
+
+def write_app(app_dir: Path, cloud: CloudConfig) -> Path:
+    """The Flower app folder ``flwr run`` bundles (a FAB): only a pyproject, the code is installed."""
+    app_dir.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "build-system": {"requires": ["hatchling"], "build-backend": "hatchling.build"},
+        "project": {"name": "mvstylizer-fl", "version": "1.0.0", "license": "MIT", "dependencies": [],
+                    "description": "mvstylizer: federated retraining of the edge style-transfer model"},
+        "tool": {"flwr": {"app": {
+            "publisher": "mvstylizer",
+            "components": {"serverapp": "mvstylizer.cloud.server_app:app",
+                           "clientapp": "mvstylizer.edge.fl_client:app"},
+            "config": cloud.to_run_config(),
+        }}},
+    }
+    path = app_dir / "pyproject.toml"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(tomli_w.dumps(doc))
+    os.replace(tmp, path)
+    return path
+
+
+def write_flower_config(home: Path, address: str) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    doc = {"superlink": {"default": CONNECTION, CONNECTION: {"address": address, "insecure": True}}}
+    tmp = home / "config.toml.tmp"
+    tmp.write_text(tomli_w.dumps(doc))
+    os.replace(tmp, home / "config.toml")
+
+
+def _bin(name: str) -> str:
+    """A Flower console script from this Python's environment (not whatever PATH finds first)."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise UserError(f"the Flower process exited with status {proc.returncode} before listening on "
+                            f"{host}:{port}; see its log")
+        try:
+            with socket.create_connection((host, port), timeout=1.0):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise UserError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """Stop a process started with ``start_new_session=True`` and its children (its process group)."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _flwr(args: list[str], env: dict[str, str], cwd: Path) -> dict:
+    out = subprocess.run([_bin("flwr"), *args, "--format", "json"], env=env, cwd=cwd, capture_output=True,
+                         text=True, timeout=120)
+    text = out.stdout.strip()
+    try:
+        return json.loads(text[text.index("{"):]) if "{" in text else {}
+    except ValueError:
+        raise UserError(f"flwr {' '.join(args)} failed: {(out.stderr or text).strip()[-400:]}") from None
+
+
+def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> dict:
+    """Run the SuperLink and the federation to ``cfg.cloud.num_rounds`` rounds; returns the run's summary."""
+    state = cfg.state_dir.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    cloud = cfg.cloud
+    cloud.registry = str(Path(cfg.registry).resolve() if cfg.registry else state / "registry")
+    registry = ModelRegistry(Path(cloud.registry))
+    done = registry.latest()
+    if done is not None and done.round >= cloud.num_rounds:
+        echo(f"the registry {cloud.registry} already holds {done.round} rounds (>= {cloud.num_rounds}); nothing to do")
+        return {"status": "finished:completed", "rounds": registry.rounds()}
+    if done is not None:
+        echo(f"resuming after round {done.round} from {done.path}")
+    home, app_dir = state / "flwr-home", state / "app"
+    control = f"{'127.0.0.1' if cfg.host in ('0.0.0.0', '::') else cfg.host}:{cfg.port}"
+    write_app(app_dir, cloud)
+    write_flower_config(home, control)
+    env = flower_env(home)
+    log_path = state / "superlink.log"
+    with open(log_path, "ab") as log_file:
+        link = subprocess.Popen(
+            [_bin("flower-superlink"), "--insecure", "--host", cfg.host, "--port", str(cfg.port),
+             "--disable-runtime-dependency-installation"],
+            env=env, cwd=state, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for_port(control.rsplit(":", 1)[0], cfg.port, link, cfg.start_timeout_s)
+        echo(f"SuperLink on {cfg.host}:{cfg.port} (pid {link.pid}, log {log_path}); "
+             f"edges join with: mvstylizer edge fl-join --superlink HOST:{cfg.port} --data-dir DIR")
+        started = _flwr(["run", str(app_dir), CONNECTION], env, state)
+        run_id = started.get("run-id")
+        if not run_id:
+            raise UserError(f"flwr run did not start a run: {started}")
+        echo(f"run {run_id}: {cloud.num_rounds} rounds, strategy {cloud.strategy.name}, "
+             f"registry {cloud.registry}")
+        seen = set(registry.rounds())
+        status = ""
+        while not status.startswith("finished"):
+            time.sleep(cfg.poll_s)
+            if link.poll() is not None:
+                raise UserError(f"the SuperLink exited (status {link.returncode}); see {log_path}")
+            runs = _flwr(["ls", CONNECTION, "--run-id", str(run_id)], env, state).get("runs", [])
+            status = runs[0]["status"] if runs else ""
+            for rnd in registry.rounds():
+                if rnd not in seen:
+                    seen.add(rnd)
+                    ev = registry.entry(rnd).metrics.get("evaluate", {})
+                    extra = f": held-out loss {ev['loss']:.5f}, PSNR {ev['psnr']:.2f} dB" if "loss" in ev else ""
+                    echo(f"round {rnd} stored{extra}")
+        echo(f"run {run_id} {status}; registry holds rounds {registry.rounds()}")
+        if status != "finished:completed":
+            raise UserError(f"run {run_id} ended as {status}; rerun the same command to resume from the "
+                            f"last completed round (see {log_path})")
+        return {"status": status, "run_id": run_id, "rounds": registry.rounds()}
+    finally:
+        stop_process(link)

@@ -1,0 +1,187 @@
+"""Aggregation for the cloud: Flower's own strategies, behind a guard that vets every update.
+
+* ``fedavg`` (default): :class:`flwr.serverapp.strategy.FedAvg`, weighted by the edges' frame counts.
+* ``fedprox``: :class:`~flwr.serverapp.strategy.FedProx`; it sends ``proximal-mu`` and the edges add
+  mu/2 * ||w - w_global||^2 to their loss (:func:`mvstylizer.fl.local.local_fit`).
+* ``trimmed`` / ``median``: :class:`~flwr.serverapp.strategy.FedTrimmedAvg` /
+  :class:`~flwr.serverapp.strategy.FedMedian`, coordinate-wise robust aggregation (a minority of bad
+  edges cannot drag a weight arbitrarily far).
+
+Whatever the strategy, :class:`UpdateGuard` wraps it. Before aggregation it drops any reply whose
+arrays are missing, misnamed, misshaped or not finite, whose frame count is not a positive finite
+number, or whose update (reply - current global) has an L2 norm above ``reject_norm``; it then scales
+any update longer than ``clip_norm`` back to that length (update-norm clipping, off at 0). A poisoned
+edge can therefore neither put a NaN into the global model nor move it by more than ``clip_norm``
+times its aggregation weight. If every reply of a round is rejected, the global model stays as it was.
+(Flower's ``DifferentialPrivacyServerSideFixedClipping`` also clips, but it adds noise and skips
+the whole round when any edge fails, which is the opposite of what a dropout needs.)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
+from flwr.serverapp import Grid
+from flwr.serverapp.strategy import FedAvg, FedMedian, FedProx, FedTrimmedAvg, Strategy
+
+from ..errors import UserError
+
+log = logging.getLogger("mvstylizer.cloud")
+
+STRATEGIES = ("fedavg", "fedprox", "trimmed", "median")
+WEIGHT_KEY = "num-examples"
+
+
+@dataclass
+class StrategyConfig:
+    name: str = "fedavg"
+    proximal_mu: float = 0.01  # fedprox only
+    trim_beta: float = 0.2  # trimmed only: fraction cut at each end per coordinate
+    clip_norm: float = 0.0  # update-norm clipping; 0 = off
+    reject_norm: float = 100.0  # an update this long is an attack or a bug, never a round of training
+    fraction_train: float = 1.0
+    fraction_evaluate: float = 1.0
+    min_train_nodes: int = 2
+    min_evaluate_nodes: int = 2
+    min_available_nodes: int = 2
+
+    def __post_init__(self) -> None:
+        if self.name not in STRATEGIES:
+            raise UserError(f"unknown strategy {self.name!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.clip_norm < 0 or self.reject_norm <= 0:
+            raise UserError("clip norm must be >= 0 and the reject norm > 0")
+        if not 0.0 <= self.trim_beta < 0.5:
+            raise UserError(f"trim beta must be in [0, 0.5), got {self.trim_beta}")
+        if min(self.min_train_nodes, self.min_available_nodes) < 1 or self.min_evaluate_nodes < 0:
+            raise UserError("minimum node counts must be >= 1")
+
+
+def build_strategy(cfg: StrategyConfig) -> UpdateGuard:
+    common = {"fraction_train": cfg.fraction_train, "fraction_evaluate": cfg.fraction_evaluate,
+              "min_train_nodes": cfg.min_train_nodes, "min_evaluate_nodes": cfg.min_evaluate_nodes,
+              "min_available_nodes": cfg.min_available_nodes, "weighted_by_key": WEIGHT_KEY}
+    inner: Strategy
+    if cfg.name == "fedprox":
+        inner = FedProx(proximal_mu=cfg.proximal_mu, **common)
+    elif cfg.name == "trimmed":
+        inner = FedTrimmedAvg(beta=cfg.trim_beta, **common)
+    elif cfg.name == "median":
+        inner = FedMedian(**common)
+    else:
+        inner = FedAvg(**common)
+    return UpdateGuard(inner, clip_norm=cfg.clip_norm, reject_norm=cfg.reject_norm)
+
+
+def _finite_metrics(msg: Message) -> bool:
+    for record in msg.content.metric_records.values():
+        for value in record.values():
+            values = value if isinstance(value, list) else [value]
+            if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+                return False
+    return True
+
+
+class UpdateGuard(Strategy):
+    """Vets and clips the edges' updates, then hands the survivors to ``strategy``."""
+
+    def __init__(self, strategy: Strategy, clip_norm: float = 0.0, reject_norm: float = 100.0) -> None:
+        self.strategy = strategy
+        self.clip_norm = clip_norm
+        self.reject_norm = reject_norm
+        self.current: dict[str, np.ndarray] = {}
+        self.last_round: dict[str, Any] = {}  # what the last aggregate_train did, for the registry
+        self.last_evaluate: list[dict[str, Any]] = []  # each edge's held-out metrics, last round
+        self.last_evaluate_aggregate: dict[str, Any] = {}
+
+    def summary(self) -> None:
+        log.info("update guard: reject non-finite/malformed updates and norms > %g; clip norm %s",
+                 self.reject_norm, self.clip_norm or "off")
+        self.strategy.summary()
+
+    def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                        grid: Grid) -> Iterable[Message]:
+        self.current = {k: v.numpy() for k, v in arrays.items()}
+        return self.strategy.configure_train(server_round, arrays, config, grid)
+
+    def vet(self, reply: Message) -> tuple[bool, str, float]:
+        """(accepted, reason, update norm before clipping); clips the reply's arrays in place."""
+        if reply.has_error():
+            return False, f"error: {reply.error.reason}", math.nan
+        content = reply.content
+        if len(content.array_records) != 1 or len(content.metric_records) != 1:
+            return False, "expected one ArrayRecord and one MetricRecord", math.nan
+        metrics = next(iter(content.metric_records.values()))
+        weight = metrics.get(WEIGHT_KEY)
+        if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+            return False, f"bad {WEIGHT_KEY} {weight!r}", math.nan
+        if not _finite_metrics(reply):
+            return False, "non-finite metrics", math.nan
+        key, record = next(iter(content.array_records.items()))
+        if set(record.keys()) != set(self.current):
+            return False, "parameter names differ from the global model", math.nan
+        deltas: dict[str, np.ndarray] = {}
+        for name, base in self.current.items():
+            try:
+                value = record[name].numpy()
+            except Exception:  # noqa: BLE001 - undecodable bytes are a malformed update like any other
+                return False, f"undecodable array {name}", math.nan
+            if value.shape != base.shape:
+                return False, f"{name} has shape {value.shape}, expected {base.shape}", math.nan
+            value = value.astype(np.float64)
+            if not np.all(np.isfinite(value)):
+                return False, f"non-finite values in {name}", math.nan
+            deltas[name] = value - base
+        norm = math.sqrt(sum(float(np.sum(d * d)) for d in deltas.values()))
+        if not math.isfinite(norm) or norm > self.reject_norm:
+            return False, f"update norm {norm:.3g} > {self.reject_norm:g}", norm
+        scale = self.clip_norm / norm if self.clip_norm and norm > self.clip_norm else 1.0
+        content[key] = ArrayRecord({name: Array(np.asarray(self.current[name] + scale * deltas[name],
+                                                            dtype=self.current[name].dtype))
+                                    for name in record.keys()})
+        return True, ("clipped" if scale < 1.0 else "ok"), norm
+
+    def aggregate_train(self, server_round: int,
+                        replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
+        accepted, report = [], []
+        for reply in replies:
+            ok, reason, norm = self.vet(reply)
+            node = reply.metadata.src_node_id
+            report.append({"node": int(node), "accepted": ok, "reason": reason,
+                           "update_norm": None if math.isnan(norm) else round(norm, 6)})
+            if ok:
+                accepted.append(reply)
+            else:
+                log.warning("round %d: rejected the update from node %d (%s)", server_round, node, reason)
+        self.last_round = {"round": server_round, "updates": report}
+        if not accepted:
+            return None, None  # Strategy.start keeps the previous global model
+        arrays, metrics = self.strategy.aggregate_train(server_round, accepted)
+        if arrays is not None and not all(np.all(np.isfinite(a.numpy())) for a in arrays.values()):
+            log.error("round %d: aggregate is not finite; keeping the previous global model", server_round)
+            return None, metrics
+        metrics = metrics if metrics is not None else MetricRecord()
+        metrics["accepted-updates"] = len(accepted)
+        metrics["rejected-updates"] = len(report) - len(accepted)
+        self.last_round["train"] = dict(metrics)
+        return arrays, metrics
+
+    def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
+                           grid: Grid) -> Iterable[Message]:
+        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+
+    def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
+        good = [r for r in replies if not r.has_error() and _finite_metrics(r)
+                and len(r.content.metric_records) == 1]
+        self.last_evaluate = [{"node": int(r.metadata.src_node_id),
+                               **{k: v for rec in r.content.metric_records.values() for k, v in rec.items()}}
+                              for r in good]
+        aggregate = self.strategy.aggregate_evaluate(server_round, good) if good else None
+        # "edge" is an edge's label, not a quantity: its weighted mean means nothing.
+        self.last_evaluate_aggregate = {k: v for k, v in (aggregate or {}).items() if k != "edge"}
+        return aggregate

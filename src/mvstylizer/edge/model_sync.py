@@ -1,0 +1,126 @@
+"""Swap a new global model into a running edge server, without failing a request.
+
+``mvstylizer edge fl-join`` writes each global model it receives to ``DATA_DIR/models/dncm.pt``
+(atomically: temp file + rename). :class:`ModelWatcher` polls that file's mtime/size from a daemon
+thread; when it changes it
+
+1. copies the file to a content-addressed snapshot (``models/serving/dncm-<sha>.pt``), so the
+   stylizers below read one fixed file even if a newer model lands meanwhile (the ONNX export cache is
+   keyed by the weights' bytes, and must see the same bytes as the export);
+2. builds the new stylizers completely (torch and ONNX runtimes of ``dncm``), off the request path;
+3. swaps each into the :class:`~mvstylizer.edge.service.EdgeService` under its lock
+   (:meth:`EdgeService.swap_model`), which also drops the style states prepared with the old model.
+
+A request already running keeps the stylizer object it started with and finishes on the old model;
+the next request gets the new one. A broken file (a model that fails to load) is logged and skipped,
+and the old model keeps serving.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger("mvstylizer.edge.model_sync")
+
+MODEL_FILE = Path("models") / "dncm.pt"
+SERVING_DIR = Path("models") / "serving"
+KEEP_SNAPSHOTS = 3  # older snapshots are deleted; in-flight requests hold their model in memory
+
+
+def _build_dncm(weights: Path) -> dict[str, Any]:
+    """Both runtimes of the dncm model on ``weights`` (registry names -> stylizer objects)."""
+    from ..models.dncm import DNCMOnnxStylizer, DNCMStylizer
+
+    return {"dncm:torch": DNCMStylizer(weights=weights), "dncm:onnx": DNCMOnnxStylizer(weights=weights)}
+
+
+@dataclass
+class SyncConfig:
+    data_dir: Path
+    interval_s: float = 2.0  # how often the model file is checked (a stat call: cheap)
+
+
+class ModelWatcher:
+    """Polls ``DATA_DIR/models/dncm.pt`` and swaps new versions into ``service``."""
+
+    def __init__(self, service: Any, config: SyncConfig,
+                 build: Callable[[Path], dict[str, Any]] = _build_dncm) -> None:
+        self.service = service
+        self.config = config
+        self.build = build
+        self.path = Path(config.data_dir) / MODEL_FILE
+        self.current: str | None = None  # sha256 of the model now serving
+        self.swaps = 0
+        self._seen: tuple[float, int] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> ModelWatcher:
+        if self._thread is None:
+            self.check()  # a model already there serves from the first request on
+            self._thread = threading.Thread(target=self._loop, name="model-sync", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.config.interval_s):
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad model file
+                log.exception("model sync: check failed; still serving the previous model")
+
+    def check(self) -> bool:
+        """Swap in the model file if it changed since the last check; True if a swap happened."""
+        try:
+            st = self.path.stat()
+        except FileNotFoundError:
+            return False
+        seen = (st.st_mtime, st.st_size)
+        if seen == self._seen:
+            return False
+        self._seen = seen
+        try:
+            data = self.path.read_bytes()
+        except FileNotFoundError:
+            return False
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self.current:
+            return False
+        snap_dir = Path(self.config.data_dir) / SERVING_DIR
+        snap_dir.mkdir(parents=True, exist_ok=True)
+        snapshot = snap_dir / f"dncm-{digest[:16]}.pt"
+        if not snapshot.is_file():
+            tmp = snapshot.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(snapshot)
+        try:
+            stylizers = self.build(snapshot)  # fully built before anything is swapped
+        except Exception:  # noqa: BLE001 - a model that does not load must not take the server down
+            log.exception("model sync: %s does not load; keeping the previous model", self.path)
+            return False
+        for name, stylizer in stylizers.items():
+            self.service.swap_model(name, stylizer)
+        self.current = digest
+        self.swaps += 1
+        log.info("model sync: now serving %s (%s)", self.path, digest[:12])
+        self._prune(snap_dir, keep=snapshot)
+        return True
+
+    @staticmethod
+    def _prune(snap_dir: Path, keep: Path) -> None:
+        snaps = sorted((p for p in snap_dir.glob("dncm-*.pt") if p != keep), key=lambda p: p.stat().st_mtime)
+        for p in snaps[: max(0, len(snaps) - (KEEP_SNAPSHOTS - 1))]:
+            p.unlink(missing_ok=True)
+        shutil.rmtree(snap_dir / "tmp", ignore_errors=True)

@@ -1,0 +1,297 @@
+"""Federated learning: update vetting, the registry and resume, faults, hot swap, and the simulation.
+
+The ServerApp's federation loop runs here against an in-process Grid (the edges' ClientApp code called
+directly), so faults and resume are tested in seconds; the Flower simulation engine (Ray) and the real
+SuperLink/SuperNode deployment are exercised by ``test_fl_simulation_*`` and ``test_fl_deploy.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("flwr")
+torch = pytest.importorskip("torch")
+
+from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict  # noqa: E402
+from flwr.serverapp import Grid  # noqa: E402
+from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
+
+from helpers import texture, to8  # noqa: E402
+from mvstylizer.cli import main  # noqa: E402
+from mvstylizer.cloud.registry import ModelRegistry  # noqa: E402
+from mvstylizer.cloud.server_app import CloudConfig, run_federation  # noqa: E402
+from mvstylizer.cloud.strategies import StrategyConfig, UpdateGuard, build_strategy  # noqa: E402
+from mvstylizer.edge.fl_client import MODEL_FILE, EdgeTrainer, publish_model  # noqa: E402
+from mvstylizer.fl.local import LocalConfig, load_base, parameter_arrays  # noqa: E402
+
+TINY = LocalConfig(epochs=1.0, batch=2, size=32, lr=1e-4, max_steps=1)
+
+
+@pytest.fixture(autouse=True)
+def task_identity():
+    """Messages made outside a Flower process need a task identity (Flower sets one per process)."""
+    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
+    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
+    yield
+    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+
+
+def _reply(node: int, arrays: dict[str, np.ndarray] | None, n: float = 4.0, error: str | None = None) -> Message:
+    ask = Message(content=RecordDict({"config": ConfigRecord({})}), dst_node_id=node, message_type="train")
+    if error:
+        return Message(Error(code=0, reason=error), reply_to=ask)
+    content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                          "metrics": MetricRecord({"num-examples": n, "train-loss": 0.1})})
+    return Message(content=content, reply_to=ask)
+
+
+class _Grid:
+    """Just enough of a Grid for Strategy.configure_* (node ids); vet() needs nothing else."""
+
+    def get_node_ids(self) -> list[int]:
+        return [1, 2, 3, 4, 5]
+
+
+def test_update_guard_rejects_nan_huge_malformed_and_clips():
+    glob = {"w": np.zeros(4, np.float32), "b": np.zeros(2, np.float32)}
+    guard = build_strategy(StrategyConfig(name="fedavg", clip_norm=1.0, reject_norm=50.0, min_train_nodes=1,
+                                          min_available_nodes=1))
+    list(guard.configure_train(1, ArrayRecord({k: Array(v) for k, v in glob.items()}), ConfigRecord(), _Grid()))
+    good = _reply(1, {"w": np.full(4, 0.1, np.float32), "b": np.zeros(2, np.float32)})
+    long = _reply(2, {"w": np.full(4, 3.0, np.float32), "b": np.zeros(2, np.float32)})  # norm 6: clipped to 1
+    nan = _reply(3, {"w": np.array([np.nan, 0, 0, 0], np.float32), "b": np.zeros(2, np.float32)})
+    huge = _reply(4, {"w": np.full(4, 1e6, np.float32), "b": np.zeros(2, np.float32)})
+    shape = _reply(5, {"w": np.zeros(5, np.float32), "b": np.zeros(2, np.float32)})
+    weight = _reply(6, {"w": np.zeros(4, np.float32), "b": np.zeros(2, np.float32)}, n=math.inf)
+    dropped = _reply(7, None, error="node went away")
+    arrays, metrics = guard.aggregate_train(1, [good, long, nan, huge, shape, weight, dropped])
+    assert metrics["accepted-updates"] == 2 and metrics["rejected-updates"] == 5
+    w = arrays["w"].numpy()
+    assert np.all(np.isfinite(w))
+    # Equal weights: mean of 0.1 and the clipped update 3 * (1 / 6) = 0.5.
+    np.testing.assert_allclose(w, (0.1 + 0.5) / 2, rtol=1e-5)
+    reasons = {u["node"]: u["reason"] for u in guard.last_round["updates"]}
+    assert reasons[2] == "clipped" and "non-finite" in reasons[3] and "norm" in reasons[4]
+    assert "shape" in reasons[5] and "num-examples" in reasons[6] and reasons[7].startswith("error")
+    # Nothing acceptable: no new model (Strategy.start keeps the old one).
+    list(guard.configure_train(2, ArrayRecord({k: Array(v) for k, v in glob.items()}), ConfigRecord(), _Grid()))
+    assert guard.aggregate_train(2, [_reply(3, {"w": np.full(4, np.inf, np.float32), "b": np.zeros(2, np.float32)})]) \
+        == (None, None)
+
+
+@pytest.mark.parametrize("name", ["fedprox", "trimmed", "median"])
+def test_other_strategies_aggregate_behind_the_guard(name):
+    glob = {"w": np.zeros(3, np.float32)}
+    guard = build_strategy(StrategyConfig(name=name, min_train_nodes=1, min_available_nodes=1, trim_beta=0.2))
+    assert isinstance(guard, UpdateGuard)
+    list(guard.configure_train(1, ArrayRecord({k: Array(v) for k, v in glob.items()}), ConfigRecord(), _Grid()))
+    replies = [_reply(i, {"w": np.full(3, v, np.float32)}) for i, v in enumerate([0.1, 0.2, 0.3, 0.4, 9.0], 1)]
+    arrays, _ = guard.aggregate_train(1, replies)
+    value = float(arrays["w"].numpy()[0])
+    if name == "median":
+        assert value == pytest.approx(0.3)
+    elif name == "trimmed":
+        assert value == pytest.approx(0.3)  # 0.1 and 9.0 cut
+    else:
+        assert value == pytest.approx(2.0)
+
+
+# ---------------------------------------------------------------- in-process federation
+
+
+def _edge_dir(root: Path, seed: int, n: int = 5) -> Path:
+    from mvstylizer.edge.store import FrameStore
+
+    with FrameStore(root) as store:
+        for i in range(n):
+            store.add(to8(texture(48, 64, seed=seed * 100 + i)))
+    return root
+
+
+class InProcessGrid(Grid):
+    """Edges are EdgeTrainer objects called directly; ``faults[(round, node)]`` makes an edge fail
+    (``"drop"``: it dies mid-round) or lie (``"nan"`` / ``"huge"``: a poisoned update)."""
+
+    def __init__(self, data_dirs: dict[int, Path], faults: dict[tuple[int, int], str] | None = None) -> None:
+        self.trainer = EdgeTrainer()
+        self.data_dirs = data_dirs
+        self.faults = faults or {}
+        self.train_calls: list[tuple[int, int]] = []
+
+    def set_run(self, run_id: int) -> None:  # pragma: no cover - not used by Strategy.start
+        raise NotImplementedError
+
+    @property
+    def run(self):  # pragma: no cover
+        raise NotImplementedError
+
+    def create_message(self, *args, **kwargs):  # pragma: no cover
+        raise NotImplementedError
+
+    def push_messages(self, messages):  # pragma: no cover
+        raise NotImplementedError
+
+    def pull_messages(self, message_ids):  # pragma: no cover
+        raise NotImplementedError
+
+    def get_node_ids(self) -> Iterable[int]:
+        return list(self.data_dirs)
+
+    def send_and_receive(self, messages: Iterable[Message], *, timeout: float | None = None) -> Iterable[Message]:
+        replies = []
+        for msg in messages:
+            node = msg.metadata.dst_node_id
+            ctx = Context(run_id=1, node_id=node, node_config={"data-dir": str(self.data_dirs[node])},
+                          state=RecordDict(), run_config={})
+            rnd = int(msg.content.config_records["config"]["server-round"])
+            fault = self.faults.get((rnd, node)) if msg.metadata.message_type == "train" else None
+            if fault == "drop":
+                replies.append(Message(Error(code=0, reason="edge dropped out"), reply_to=msg))
+                continue
+            if msg.metadata.message_type == "train":
+                self.train_calls.append((rnd, node))
+                reply = self.trainer.train(msg, ctx)
+                if fault in ("nan", "huge"):
+                    rec = next(iter(reply.content.array_records.values()))
+                    bad = {k: v.numpy() * (np.nan if fault == "nan" else 1e6) for k, v in rec.items()}
+                    reply.content["arrays"] = ArrayRecord({k: Array(v.astype(np.float32)) for k, v in bad.items()})
+            else:
+                reply = self.trainer.evaluate(msg, ctx)
+            replies.append(reply)
+        return replies
+
+
+def _finite_model(path: Path) -> bool:
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    return all(torch.isfinite(v.float()).all() for v in blob["state_dict"].values() if v.is_floating_point())
+
+
+def test_federation_survives_dropout_and_poison_then_resumes(tmp_path):
+    dirs = {n: _edge_dir(tmp_path / f"edge{n}", seed=n) for n in (11, 12, 13)}
+    cfg = CloudConfig(registry=str(tmp_path / "registry"), num_rounds=2, local=TINY,
+                      strategy=StrategyConfig(min_train_nodes=2, min_evaluate_nodes=2, min_available_nodes=3))
+    grid = InProcessGrid(dirs, faults={(1, 13): "drop", (2, 12): "nan", (2, 13): "huge"})
+    torch.set_num_threads(1)
+    registry = run_federation(grid, cfg)
+    assert registry.rounds() == [0, 1, 2]
+    r1, r2 = registry.entry(1).metrics, registry.entry(2).metrics
+    assert [u["accepted"] for u in sorted(r1["updates"], key=lambda u: u["node"])] == [True, True, False]
+    assert sum(u["accepted"] for u in r2["updates"]) == 1 and r2["train"]["rejected-updates"] == 2
+    for rnd in (0, 1, 2):
+        assert _finite_model(registry.entry(rnd).path)
+    # Round 2's only honest update moved the model; the poisoned ones did not reach it.
+    base, _ = load_base()
+    from mvstylizer.models.training import load_weights
+
+    load_weights(base, registry.entry(2).path)
+    assert all(np.all(np.isfinite(v)) for v in parameter_arrays(base).values())
+    # Each edge holds the newest global model for its edge server, written atomically.
+    assert (dirs[11] / MODEL_FILE).is_file() and _finite_model(dirs[11] / MODEL_FILE)
+    assert len(r2["edges"]) == 3 and all(math.isfinite(e["loss"]) for e in r2["edges"])
+
+    # A restarted cloud resumes after the last completed round: only round 3 is trained.
+    grid2 = InProcessGrid(dirs)
+    cfg.num_rounds = 3
+    run_federation(grid2, cfg)
+    assert registry.rounds() == [0, 1, 2, 3]
+    assert {r for r, _ in grid2.train_calls} == {1} and len(grid2.train_calls) == 3
+    assert ModelRegistry(tmp_path / "registry").entry(3).metrics["train"]["accepted-updates"] == 3
+
+
+# ---------------------------------------------------------------- hot swap on the edge server
+
+
+def test_model_watcher_swaps_without_failing_requests(tmp_path):
+    from mvstylizer.edge.model_sync import ModelWatcher, SyncConfig
+    from mvstylizer.edge.service import EdgeService
+    from mvstylizer.models.dncm import DNCMStylizer
+    from mvstylizer.wire import Encoding, encode_frame
+
+    service = EdgeService()
+    style_id = service.register_style(encode_frame(texture(64, 64, seed=3), Encoding("png")))
+    frame = texture(40, 56, seed=4)
+    before = service.stylize(style_id, "dncm:torch", [frame])[0]
+
+    # A "new global model": the shipped one with its style map's output matrix nudged.
+    net, meta = load_base()
+    with torch.no_grad():
+        net.style_map.Q.mul_(0.8)
+    publish_model(tmp_path, net, meta, digest="new", server_round=1)
+
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                out = service.stylize(style_id, "dncm:torch", [frame])[0]
+                assert out.shape == frame.shape and np.all(np.isfinite(out))
+            except BaseException as e:  # noqa: BLE001 - any failure is what this test looks for
+                errors.append(e)
+                return
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    watcher = ModelWatcher(service, SyncConfig(tmp_path, interval_s=0.05),
+                           build=lambda p: {"dncm:torch": DNCMStylizer(weights=p)})
+    try:
+        watcher.start()
+        assert watcher.swaps == 1
+        # A broken file is skipped: the new model keeps serving.
+        (tmp_path / MODEL_FILE).write_bytes(b"not a model")
+        deadline = threading.Event()
+        deadline.wait(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+        watcher.stop()
+    assert not errors
+    after = service.stylize(style_id, "dncm:torch", [frame])[0]
+    assert watcher.swaps == 1
+    assert np.abs(after - before).max() > 1e-3  # the new model serves, style state re-prepared
+
+
+# ---------------------------------------------------------------- CLI input checks
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["edge", "fl-join", "--superlink", "nohost", "--data-dir", "."], "HOST:PORT"),
+    (["edge", "fl-join", "--superlink", "127.0.0.1:9092", "--data-dir", "/no/such/dir"], "not a folder"),
+    (["fl", "simulate", "--edges", "2", "--rounds", "1", "--strategy", "trimmed", "--trim-beta", "0.7"], "beta"),
+    (["cloud", "serve", "--port", "70000"], "port"),
+])
+def test_fl_cli_rejects_bad_input(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- Flower's simulation engine
+
+
+def test_fl_simulation_reports_rounds_and_baselines(tmp_path):
+    pytest.importorskip("ray")
+    from mvstylizer.fl.partitions import PartitionSpec
+    from mvstylizer.fl.simulate import SimConfig, simulate
+
+    cloud = CloudConfig(local=TINY)
+    report = simulate(SimConfig(edges=2, rounds=2, cloud=cloud, registry=tmp_path / "registry",
+                                partition=PartitionSpec(frames_per_edge=3, held_out_per_edge=2, video_stride=25)))
+    import ray
+
+    assert not ray.is_initialized()
+    assert [r["round"] for r in report["rounds"]] == [1, 2]
+    for row in report["rounds"]:
+        for kind in ("federated", "local_only", "pretrained"):
+            assert set(row[kind]["per_edge"]) == {"0", "1"}
+            assert math.isfinite(row[kind]["mean_loss"])
+    assert [f["scene"] for f in report["final"]] == ["street", "cg"]
+    assert ModelRegistry(tmp_path / "registry").rounds() == [0, 1, 2]
