@@ -14,6 +14,8 @@ from .errors import UserError
 TRAINABLE: dict[str, dict] = {
     "wct2": {"steps": 900, "batch": 4, "size": 112, "lr": 1e-3, "threads": 2},
     "dncm": {"steps": 8000, "batch": 8, "size": 128, "lr": 1e-3, "threads": 1},
+    # Learned meta-smoothing; trains on pairs it makes itself (models/smoothing_data.py), crops vary.
+    "smoothing": {"steps": 4000, "batch": 12, "lr": 1e-3, "threads": 1, "module": "meta_smoother_train"},
 }
 
 
@@ -49,6 +51,8 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="long side of the key frames sent to the edge (default 512)")
     p.add_argument("--interp", choices=["transform", "warp"], default="transform",
                    help="interpolation: warp the keys' colour transforms (default) or their pixels (paper)")
+    p.add_argument("--smoothing", choices=["learned", "guided"], default="learned",
+                   help="meta-smoothing of key frames: the learned module (default) or classic guided upsampling")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
 
 
@@ -67,6 +71,7 @@ def _pipeline_config(args: argparse.Namespace, progress: bool):
         key_size=args.key_size,
         keyframes=KeyframeConfig(mode=mode, every=every or 10, max_gap=args.max_gap),
         interp=InterpConfig(method=args.interp),
+        smoothing=args.smoothing,
         crf=args.crf,
         progress=progress,
     )
@@ -82,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", type=Path, required=True, help="output video or image")
     _add_pipeline_options(s)
     s.add_argument("--edge", metavar="URL", help="use an edge server over HTTP instead of the in-process edge")
+    s.add_argument("--edge-token-file", type=Path, metavar="FILE",
+                   help="file holding the edge's bearer token (default: $MVSTYLIZER_EDGE_TOKEN if set)")
+    s.add_argument("--contribute", action="store_true",
+                   help="opt in: let the edge keep this video's key frames for federated learning")
+    s.add_argument("--fallback", choices=["none", "local"], default="none",
+                   help="if the edge is unreachable: fail (default) or continue with the in-process edge")
     s.add_argument("--report", type=Path, metavar="FILE.json", help="write a JSON report of the run")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
@@ -101,6 +112,19 @@ def build_parser() -> argparse.ArgumentParser:
     qual.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     qual.add_argument("--methods", nargs="+", help="methods to run (default: all)")
     qual.add_argument("--out-dir", type=Path, default=Path("docs"), help="where QUALITY.md and the PNG grid go")
+    sm = bsub.add_parser("smoothing", help="meta-smoothing: learned vs bicubic, guided, bilateral guided upsampling")
+    sm.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    sm.add_argument("--looks", type=_positive_int, default=3, help="random looks per picture and scale (default 3)")
+    sm.add_argument("--crops", type=Path, metavar="PNG", help="also write a crop comparison image")
+    be = bsub.add_parser("edge", help="N concurrent phones against one edge server on loopback")
+    be.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    be.add_argument("--phones", type=_positive_int, nargs="+", default=[1, 4, 16], metavar="N")
+    be.add_argument("--requests", type=_positive_int, default=8, metavar="R", help="requests per phone (default 8)")
+    be.add_argument("--batch", type=_positive_int, default=4, help="key frames per request (default 4)")
+    be.add_argument("--model", default="dncm")
+    be.add_argument("--key-size", type=_positive_int, default=512, metavar="PIXELS")
+    be.add_argument("--workers", type=_positive_int, default=2, help="the edge's DNN worker threads")
+    _add_video_bench_parsers(bsub)
 
     t = sub.add_parser("train", help="train a model from plain photos and video frames (self-supervised)")
     t.add_argument("model", choices=sorted(TRAINABLE), help="which model")
@@ -129,6 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     serve = esub.add_parser("serve", help="run the edge server (HTTP API under /v1)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
+    serve.add_argument("--token-file", type=Path, metavar="FILE",
+                       help="bearer tokens, one 'NAME TOKEN' per line; without it the API is open (loopback only!)")
+    serve.add_argument("--models", nargs="+", metavar="NAME", help="serve only these models (default: all)")
+    serve.add_argument("--data-dir", type=Path, metavar="DIR",
+                       help="keep opted-in key frames here (federated learning); without it nothing is kept")
+    serve.add_argument("--quota-mb", type=_positive_int, default=2048, help="frame store size limit (default 2048)")
+    serve.add_argument("--workers", type=_positive_int, default=2, help="DNN worker threads (default 2)")
+    serve.add_argument("--max-pending", type=_positive_int, default=64,
+                       help="requests queued or running before 503 (default 64)")
+    serve.add_argument("--rate", type=float, default=50.0, help="requests per second per client (default 50)")
+    serve.add_argument("--ssl-keyfile", type=Path, metavar="FILE", help="TLS private key (PEM); with --ssl-certfile")
+    serve.add_argument("--ssl-certfile", type=Path, metavar="FILE", help="TLS certificate chain (PEM)")
+    serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    _add_fl_parsers(sub, esub)
     return p
 
 
@@ -137,12 +175,15 @@ def _stylize(args: argparse.Namespace) -> int:
 
     _check_report_folder(args.report)
     config = _pipeline_config(args, progress=not args.quiet and sys.stderr.isatty())
-    edge = _edge_link(args.edge)
+    edge = _edge_link(args)
     try:
         _check_model(edge, args.model)
         report = Stylizer(edge, config).run(args.input, args.style, args.output)
     finally:
         edge.close()
+    collected = getattr(getattr(edge, "active", edge), "frames_collected", 0)
+    if args.contribute and not args.quiet:
+        print(f"the edge kept {collected} key frame(s) for federated learning (--contribute)")
     if args.report:
         report.write_json(args.report)
     if not args.quiet:
@@ -150,6 +191,87 @@ def _stylize(args: argparse.Namespace) -> int:
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in s["stage_seconds"].items())
         print(f"wrote {args.output}: {s['frames']} frames, {s['key_count']} key frames, "
               f"{s['total_seconds']:.1f}s ({stages})")
+    return 0
+
+
+def _add_video_bench_parsers(bsub) -> None:
+    """`bench clips`, `bench speedup`, `bench sweep` (issue 7: the headline numbers and their sweeps)."""
+    from .bench.clips import CLIP_KINDS
+
+    clips = bsub.add_parser("clips", help="write the benchmark clips (virtual camera + upscaled package clips)")
+    clips.add_argument("--resolution", default="1080p", help="360p, 720p, 1080p, 4k or WIDTHxHEIGHT")
+    clips.add_argument("--frames", type=_positive_int, default=60)
+    clips.add_argument("--seed", type=int, default=0)
+    clips.add_argument("--clips", nargs="+", choices=CLIP_KINDS, default=list(CLIP_KINDS))
+    clips.add_argument("--flow", action="store_true", help="also write the camera clip's exact flow (.flow.npz)")
+    clips.add_argument("--out", type=Path, required=True, metavar="DIR")
+    for name, helptext in (("speedup", "the headline: full pipeline vs frame-by-frame, speed, fidelity, steadiness"),
+                           ("sweep", "speed and quality against key gap, key size, interpolation, smoothing")):
+        p = bsub.add_parser(name, help=helptext)
+        p.add_argument("--resolution", default="1080p" if name == "speedup" else "720p",
+                       help="generated clips: 360p, 720p, 1080p, 4k or WIDTHxHEIGHT")
+        p.add_argument("--clip", default="camera", metavar="camera|bikes|bbb|PATH",
+                       help="virtual camera (exact flow), upscaled package clip, or a video file used as is")
+        p.add_argument("--frames", type=_positive_int, default=60, help="frames of a generated clip")
+        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--style", type=Path, help="style photo (default: scikit-image's coffee)")
+        p.add_argument("--framewise-sample", type=_positive_int, default=8, metavar="K",
+                       help="frame pairs (i, i+1) run frame-by-frame; its model time is extrapolated")
+        p.add_argument("--metric-side", type=_positive_int, default=640, help="warping errors at this long side")
+        p.add_argument("--ssim-side", type=int, default=0, help="SSIM at this long side (0: full resolution)")
+        p.add_argument("--in-process", action="store_true",
+                       help="run the pipeline in this process (peak memory then includes the benchmark's)")
+        _add_pipeline_options(p)
+        if not any("--smoothing" in a.option_strings for a in p._actions):
+            p.add_argument("--smoothing", choices=["learned", "guided"], help="meta-smoothing module")
+        p.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
+        p.add_argument("--no-all-pairs", action="store_true",
+                       help="skip scoring every consecutive pair of our output (faster)")
+        if name == "sweep":
+            p.add_argument("--axes", nargs="+", default=["gap", "keysize", "interp", "smoothing"],
+                           choices=["gap", "keysize", "interp", "smoothing"])
+            p.add_argument("--gaps", type=_positive_int, nargs="+", default=[5, 10, 20, 40], metavar="N")
+            p.add_argument("--key-sizes", type=_positive_int, nargs="+", default=[256, 384, 512, 768], metavar="PX")
+            p.add_argument("--plots", type=Path, metavar="DIR", help="write sweep_<axis>.png there (e.g. docs)")
+
+
+def _video_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .video.io import atomic_path
+
+    def log(msg: str) -> None:
+        print(msg, file=sys.stderr)
+
+    if args.bench_command == "clips":
+        from .bench.clips import make_clips
+
+        result = make_clips(args.resolution, args.out, args.frames, args.seed, args.flow, tuple(args.clips))
+        for c in result:
+            log(f"wrote {c['path']}: {c.get('note', '')}")
+    else:
+        from .bench.speedup import BenchConfig, apply_smoothing
+
+        _check_report_folder(args.json)
+        config = apply_smoothing(_pipeline_config(args, progress=False), getattr(args, "smoothing", None))
+        bench = BenchConfig(clip=args.clip, resolution=args.resolution, frames=args.frames, seed=args.seed,
+                            style=str(args.style) if args.style else None, framewise_sample=args.framewise_sample,
+                            metric_side=args.metric_side, ssim_side=args.ssim_side, isolate=not args.in_process,
+                            all_pairs=not getattr(args, "no_all_pairs", False), stylize=config)
+        if args.bench_command == "speedup":
+            from .bench.speedup import run_speedup
+
+            result = run_speedup(bench, log=log)
+        else:
+            from .bench.sweep import SweepConfig, run_sweep
+
+            result = run_sweep(SweepConfig(bench=bench, axes=tuple(args.axes), gaps=tuple(args.gaps),
+                                           key_sizes=tuple(args.key_sizes), plots=args.plots), log=log)
+    text = json.dumps(result, indent=2)
+    if getattr(args, "json", None):
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(text + "\n")
+    print(text)
     return 0
 
 
@@ -163,6 +285,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     from .video.io import atomic_path
 
+    if args.bench_command in ("clips", "speedup", "sweep"):
+        return _video_bench(args)
     _check_report_folder(args.json)
     if args.bench_command == "compare":
         from .bench.compare import compare
@@ -170,6 +294,20 @@ def _bench(args: argparse.Namespace) -> int:
 
         resolve_name(args.model)
         result = compare(args.input, args.style, _pipeline_config(args, progress=False)).as_dict()
+    elif args.bench_command == "edge":
+        from .bench.edge import EdgeBenchConfig, run_edge_bench
+
+        result = run_edge_bench(EdgeBenchConfig(phones=tuple(args.phones), requests=args.requests,
+                                                batch=args.batch, model=args.model, key_size=args.key_size,
+                                                workers=args.workers),
+                                log=lambda msg: print(msg, file=sys.stderr))
+    elif args.bench_command == "smoothing":
+        from .bench.smoothing import crop_comparison, run_smoothing
+
+        _check_report_folder(args.crops)
+        result = run_smoothing(looks=args.looks)
+        if args.crops:
+            crop_comparison(args.crops)
     elif args.bench_command == "runtime":
         from .bench.runtime import run_runtime
 
@@ -204,7 +342,8 @@ def _train(args: argparse.Namespace) -> int:
     for key in ("steps", "batch", "size", "lr"):  # unset flags keep the model's own recipe
         value = getattr(args, key)
         setattr(config, key, value if value is not None else recipe.get(key, getattr(config, key)))
-    path = importlib.import_module(f"mvstylizer.models.{args.model}_train").train(config)
+    module = recipe.get("module", f"{args.model}_train")
+    path = importlib.import_module(f"mvstylizer.models.{module}").train(config)
     print(f"wrote {path}")
     return 0
 
@@ -225,14 +364,27 @@ def _export_lut(args: argparse.Namespace) -> int:
     return 0
 
 
-def _edge_link(url: str | None):
-    if url:
-        from .mobile.http_edge import HttpEdge
+def _edge_link(args: argparse.Namespace):
+    from .mobile.edge_link import EmbeddedEdge, FallbackEdge
 
-        return HttpEdge(url)
-    from .mobile.edge_link import EmbeddedEdge
+    if not args.edge:
+        if args.contribute or args.edge_token_file or args.fallback != "none":
+            raise UserError("--contribute, --edge-token-file and --fallback need --edge URL")
+        return EmbeddedEdge()
+    from .mobile.http_edge import HttpEdge
 
-    return EmbeddedEdge()
+    token = os.environ.get("MVSTYLIZER_EDGE_TOKEN") or None
+    if args.edge_token_file is not None:
+        try:
+            token = args.edge_token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read token file {args.edge_token_file}: {getattr(e, 'strerror', None) or e}") from None
+        if not token or len(token.split()) != 1:
+            raise UserError(f"token file {args.edge_token_file} must hold exactly one token")
+    link = HttpEdge(args.edge, token=token, collect=args.contribute)
+    if args.fallback == "local":
+        return FallbackEdge(link, EmbeddedEdge, warn=lambda msg: print(msg, file=sys.stderr))
+    return link
 
 
 def _check_model(edge, name: str) -> None:
@@ -263,16 +415,155 @@ def _models(_: argparse.Namespace) -> int:
 
 
 def _edge(args: argparse.Namespace) -> int:
-    from .edge.server import ServerConfig, serve
+    if args.edge_command == "fl-join":
+        return _fl_join(args)
+    from .edge.auth import TokenSet
+    from .edge.ratelimit import RateLimitConfig
+    from .edge.server import ServerConfig, serve, served_models
 
-    serve(ServerConfig(host=args.host, port=args.port))
+    if (args.ssl_keyfile is None) != (args.ssl_certfile is None):
+        raise UserError("TLS needs both --ssl-keyfile and --ssl-certfile")
+    if not args.rate > 0:
+        raise UserError(f"--rate must be > 0, got {args.rate}")
+    if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
+        raise UserError(f"--data-dir {args.data_dir} is not a folder")
+    serve(ServerConfig(
+        host=args.host, port=args.port, log_level=args.log_level,
+        tokens=TokenSet.from_file(args.token_file) if args.token_file else TokenSet(),
+        models=served_models(args.models), data_dir=args.data_dir, store_quota_bytes=args.quota_mb * 1024**2,
+        workers=args.workers, max_pending=args.max_pending,
+        rate_limit=RateLimitConfig(rate=args.rate, burst=max(1, int(2 * args.rate))),
+        ssl_keyfile=args.ssl_keyfile, ssl_certfile=args.ssl_certfile,
+    ))
+    return 0
+
+
+# ---------------------------------------------------------------- federated learning (docs/FL.md)
+
+
+def _add_fl_parsers(sub: argparse._SubParsersAction, esub: argparse._SubParsersAction) -> None:
+    join = esub.add_parser("fl-join", help="join the cloud's federation: a Flower SuperNode training on DIR's frames")
+    join.add_argument("--superlink", required=True, metavar="HOST:PORT", help="the cloud's SuperLink")
+    join.add_argument("--data-dir", type=Path, required=True, metavar="DIR",
+                      help="the edge's data folder (its opt-in frame store; new global models are written here)")
+    join.add_argument("--port", type=int, default=9094, help="the SuperNode's local runtime API port (default 9094)")
+
+    c = sub.add_parser("cloud", help="cloud commands (federated learning)")
+    csub = c.add_subparsers(dest="cloud_command", required=True)
+    cs = csub.add_parser("serve", help="run the Flower SuperLink and the ServerApp (global model, FedAvg)")
+    cs.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 for edges on other machines)")
+    cs.add_argument("--port", type=int, default=9092, help="SuperLink port for edges and flwr (default 9092)")
+    cs.add_argument("--state-dir", type=Path, default=Path("fl-cloud"), metavar="DIR",
+                    help="Flower app, config and logs (default ./fl-cloud)")
+    cs.add_argument("--registry", type=Path, metavar="DIR", help="global model registry (default STATE/registry)")
+    cs.add_argument("--rounds", type=_positive_int, default=10, help="total rounds to reach (resumes; default 10)")
+    cs.add_argument("--min-edges", type=_positive_int, default=2, help="edges needed to start a round (default 2)")
+    cs.add_argument("--round-timeout", type=float, default=600.0, help="seconds to wait for edges per round")
+    _add_fl_options(cs)
+
+    f = sub.add_parser("fl", help="federated learning experiments")
+    fsub = f.add_subparsers(dest="fl_command", required=True)
+    sim = fsub.add_parser("simulate", help="non-IID edges on Flower's simulation engine, against baselines")
+    sim.add_argument("--edges", type=_positive_int, default=3)
+    sim.add_argument("--rounds", type=_positive_int, default=5)
+    sim.add_argument("--frames-per-edge", type=_positive_int, default=12, help="training frames per edge")
+    sim.add_argument("--held-out", type=_positive_int, default=8, help="held-out frames per edge")
+    sim.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
+    _add_fl_options(sim)
+
+
+def _add_fl_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--strategy", default="fedavg", choices=["fedavg", "fedprox", "trimmed", "median"])
+    p.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx mu (default 0.01)")
+    p.add_argument("--trim-beta", type=float, default=0.2, help="trimmed mean: cut fraction per end (default 0.2)")
+    p.add_argument("--clip-norm", type=float, default=0.0, help="clip each update to this L2 norm (0: off)")
+    p.add_argument("--reject-norm", type=float, default=100.0, help="reject updates longer than this (default 100)")
+    p.add_argument("--local-epochs", type=float, default=1.0, help="local passes over an edge's frames per round")
+    p.add_argument("--local-steps", type=_positive_int, default=50, help="most local steps per round (default 50)")
+    p.add_argument("--lr", type=float, default=1e-4, help="local learning rate (default 1e-4)")
+    p.add_argument("--batch", type=_positive_int, default=8)
+    p.add_argument("--size", type=_positive_int, default=96, help="training crop side (default 96)")
+    p.add_argument("--base-weights", type=Path, help="starting model (default: the shipped dncm weights)")
+
+
+def _cloud_config(args: argparse.Namespace, rounds: int, min_edges: int, timeout: float = 600.0):
+    from .cloud.server_app import CloudConfig
+    from .cloud.strategies import StrategyConfig
+    from .fl.local import LocalConfig
+
+    if not (args.lr > 0 and args.local_epochs > 0 and args.size >= 16 and args.proximal_mu >= 0):
+        raise UserError("--lr and --local-epochs must be > 0, --size >= 16, --proximal-mu >= 0")
+    if args.base_weights is not None and not args.base_weights.is_file():
+        raise UserError(f"--base-weights {args.base_weights} does not exist")
+    strategy = StrategyConfig(name=args.strategy, proximal_mu=args.proximal_mu, trim_beta=args.trim_beta,
+                              clip_norm=args.clip_norm, reject_norm=args.reject_norm, min_train_nodes=min_edges,
+                              min_evaluate_nodes=min_edges, min_available_nodes=min_edges)
+    local = LocalConfig(epochs=args.local_epochs, batch=args.batch, size=args.size, lr=args.lr,
+                        max_steps=args.local_steps)
+    return CloudConfig(num_rounds=rounds, round_timeout=timeout, strategy=strategy, local=local,
+                       base_weights=str(args.base_weights.resolve()) if args.base_weights else "")
+
+
+def _stop_on_sigterm() -> None:
+    """Make SIGTERM (a service manager, a test) unwind like Ctrl-C, so the `finally` blocks stop the
+    Flower processes this command started instead of leaving them orphaned."""
+    import signal
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _cloud(args: argparse.Namespace) -> int:
+    from .cloud.serve import ServeConfig, serve
+
+    _stop_on_sigterm()
+
+    if not args.round_timeout > 0:
+        raise UserError(f"--round-timeout must be > 0, got {args.round_timeout}")
+    cloud = _cloud_config(args, args.rounds, args.min_edges, args.round_timeout)
+    serve(ServeConfig(state_dir=args.state_dir, host=args.host, port=args.port, cloud=cloud, registry=args.registry))
+    return 0
+
+
+def _fl_join(args: argparse.Namespace) -> int:
+    from .edge.fl_join import JoinConfig, join
+
+    _stop_on_sigterm()
+    return join(JoinConfig(superlink=args.superlink, data_dir=args.data_dir, port=args.port))
+
+
+def _fl(args: argparse.Namespace) -> int:
+    import json
+    import shlex
+
+    from .fl.partitions import PartitionSpec
+    from .fl.simulate import SimConfig, simulate
+    from .video.io import atomic_path
+
+    _check_report_folder(args.json)
+    cloud = _cloud_config(args, args.rounds, args.edges)
+    report = simulate(SimConfig(edges=args.edges, rounds=args.rounds, cloud=cloud,
+                                partition=PartitionSpec(frames_per_edge=args.frames_per_edge,
+                                                        held_out_per_edge=args.held_out)),
+                      log=lambda msg: print(msg, file=sys.stderr))
+    report = {"command": "mvstylizer " + shlex.join(sys.argv[1:]), **report}
+    text = json.dumps(report, indent=2)
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(text + "\n")
+    for row in report["final"]:
+        print(f"edge {row['edge']} ({row['scene']}): held-out loss pre-trained {row['pretrained_loss']:.5f}, "
+              f"local-only {row['local_only_loss']:.5f}, federated {row['federated_loss']:.5f} "
+              f"({'beats both' if row['federated_beats_both'] else 'does not beat both'})")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"stylize": _stylize, "models": _models, "edge": _edge, "bench": _bench, "train": _train,
-                "export-lut": _export_lut}
+                "export-lut": _export_lut, "cloud": _cloud, "fl": _fl}
     try:
         return handlers[args.command](args)
     except UserError as exc:
