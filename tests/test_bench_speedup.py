@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
 import pytest
 
-from mvstylizer.bench.speedup import BenchConfig, apply_smoothing, run_speedup, sample_pairs
+from mvstylizer.bench.speedup import BenchConfig, run_speedup, sample_pairs
 from mvstylizer.bench.sweep import SweepConfig, run_sweep
 from mvstylizer.cli import main
 from mvstylizer.errors import UserError
@@ -20,13 +19,8 @@ HEADLINE = ("resolution", "speedup", "ssim_vs_framewise", "psnr_vs_framewise", "
 
 
 def _config() -> StylizeConfig:
-    """The classic model with guided smoothing: no trained weights needed, fast."""
-    cfg = StylizeConfig(model="mk")
-    return apply_smoothing(cfg, "guided") if _has_smoothing() else cfg
-
-
-def _has_smoothing() -> bool:
-    return "smoothing" in {f.name for f in dataclasses.fields(StylizeConfig)}
+    """The classic model with guided smoothing: fast."""
+    return StylizeConfig(model="mk", smoothing="guided")
 
 
 def _bench(**kw) -> BenchConfig:
@@ -70,8 +64,7 @@ def test_speedup_on_a_real_clip_uses_dis_and_runs_every_frame_when_the_sample_co
 def test_cli_speedup_runs_the_pipeline_in_a_child_and_writes_json(tmp_path, capsys):
     out = tmp_path / "speedup.json"
     rc = main(["bench", "speedup", "--resolution", "96x64", "--frames", "8", "--model", "mk",
-               "--framewise-sample", "2", "--no-all-pairs", "--json", str(out)]
-              + (["--smoothing", "guided"] if _has_smoothing() else []))
+               "--framewise-sample", "2", "--no-all-pairs", "--smoothing", "guided", "--json", str(out)])
     assert rc == 0
     r = json.loads(out.read_text())
     _sane(r)
@@ -94,17 +87,9 @@ def test_sweep_points_and_plots(tmp_path):
         assert (tmp_path / f"sweep_{axis}.png").stat().st_size > 1000
 
 
-def test_sample_pairs_and_smoothing_switch():
+def test_sample_pairs():
     assert sample_pairs(100, 4) == [0, 33, 65, 98]
     assert sample_pairs(6, 3) == [0, 2, 4]
     assert sample_pairs(5, 3) == [0, 2, 3]
     with pytest.raises(UserError):
         sample_pairs(1, 2)
-    cfg = StylizeConfig(model="mk")
-    with pytest.raises(UserError):
-        apply_smoothing(cfg, "bogus")
-    if _has_smoothing():
-        assert apply_smoothing(cfg, "guided").smoothing == "guided"
-    else:
-        with pytest.raises(UserError, match="no smoothing switch"):
-            apply_smoothing(cfg, "learned")

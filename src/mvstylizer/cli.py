@@ -54,6 +54,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smoothing", choices=["learned", "guided"], default="learned",
                    help="meta-smoothing of key frames: the learned module (default) or classic guided upsampling")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    p.add_argument("--preset", default="veryfast",
+                   choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"],
+                   help="x264 speed preset (default veryfast: encoding is the phone's largest cost at 1080p)")
 
 
 def _pipeline_config(args: argparse.Namespace, progress: bool):
@@ -73,6 +76,7 @@ def _pipeline_config(args: argparse.Namespace, progress: bool):
         interp=InterpConfig(method=args.interp),
         smoothing=args.smoothing,
         crf=args.crf,
+        preset=args.preset,
         progress=progress,
     )
 
@@ -222,8 +226,6 @@ def _add_video_bench_parsers(bsub) -> None:
         p.add_argument("--in-process", action="store_true",
                        help="run the pipeline in this process (peak memory then includes the benchmark's)")
         _add_pipeline_options(p)
-        if not any("--smoothing" in a.option_strings for a in p._actions):
-            p.add_argument("--smoothing", choices=["learned", "guided"], help="meta-smoothing module")
         p.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
         p.add_argument("--no-all-pairs", action="store_true",
                        help="skip scoring every consecutive pair of our output (faster)")
@@ -250,10 +252,10 @@ def _video_bench(args: argparse.Namespace) -> int:
         for c in result:
             log(f"wrote {c['path']}: {c.get('note', '')}")
     else:
-        from .bench.speedup import BenchConfig, apply_smoothing
+        from .bench.speedup import BenchConfig
 
         _check_report_folder(args.json)
-        config = apply_smoothing(_pipeline_config(args, progress=False), getattr(args, "smoothing", None))
+        config = _pipeline_config(args, progress=False)
         bench = BenchConfig(clip=args.clip, resolution=args.resolution, frames=args.frames, seed=args.seed,
                             style=str(args.style) if args.style else None, framewise_sample=args.framewise_sample,
                             metric_side=args.metric_side, ssim_side=args.ssim_side, isolate=not args.in_process,

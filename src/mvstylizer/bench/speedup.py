@@ -21,7 +21,6 @@ What is measured, and how (docs/BENCHMARKS.md, "Headline", says the same for rea
 
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing
 import os
 import platform
@@ -51,9 +50,6 @@ from ..video.io import VideoReader, VideoWriter, read_image
 from ..video.media import package_media
 from ..wire import Encoding, decode_frame, encode_frame
 from .clips import CLIP_KINDS, Clip, make_clip, parse_resolution, resolution_label
-
-SMOOTHING_CHOICES = ("learned", "guided")
-
 
 @dataclass
 class BenchConfig:
@@ -416,18 +412,6 @@ def machine_info() -> dict:
             "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
             "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
             "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
-
-
-def apply_smoothing(config: StylizeConfig, smoothing: str | None) -> StylizeConfig:
-    """Set the meta-smoothing module if this build's pipeline has the switch; fail clearly if not."""
-    if smoothing is None:
-        return config
-    if smoothing not in SMOOTHING_CHOICES:
-        raise UserError(f"--smoothing must be one of {', '.join(SMOOTHING_CHOICES)}, got {smoothing!r}")
-    if "smoothing" not in {f.name for f in dataclasses.fields(config)}:
-        raise UserError("this build's pipeline has no smoothing switch (StylizeConfig.smoothing); "
-                        "only its fixed guided upsampler runs")
-    return dataclasses.replace(config, smoothing=smoothing)
 
 
 def pipeline_figures(run: dict, frames: int) -> dict:

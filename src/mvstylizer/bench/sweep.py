@@ -14,14 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import UserError
-from ..mobile.pipeline import StylizeConfig
+from ..mobile.pipeline import SMOOTHERS, StylizeConfig
 from ..models.registry import resolve_name
 from ..video.io import atomic_path
 from .speedup import (
-    SMOOTHING_CHOICES,
     BenchConfig,
     _rounded,
-    apply_smoothing,
     config_figures,
     evaluate,
     framewise_figures,
@@ -69,11 +67,7 @@ def variants(base: StylizeConfig, axis: str, cfg: SweepConfig) -> list[tuple[str
         out = [(m, dataclasses.replace(base, interp=dataclasses.replace(base.interp, method=m)))
                for m in ("warp", "transform")]
     else:
-        for s in SMOOTHING_CHOICES:
-            try:
-                out.append((s, apply_smoothing(base, s)))
-            except UserError as exc:
-                out.append((s, str(exc)))
+        out = [(s, dataclasses.replace(base, smoothing=s)) for s in SMOOTHERS]
     return out
 
 
