@@ -23,7 +23,7 @@ from mvstylizer.video.media import package_media
 
 from helpers import texture
 
-CLEAN = Damage(blotch=0.0, halo=0.0, noise=0.0, jpeg_quality=(100, 101), blend_prob=0.0)
+CLEAN = Damage(blend_prob=0.0, clean_prob=1.0, clean_jpeg_quality=(100, 101))
 
 
 def _chw(x: np.ndarray) -> torch.Tensor:
@@ -63,7 +63,7 @@ def test_clean_pair_input_is_the_downscaled_target():
 def test_damage_hurts():
     img = texture(128, 128, seed=4)
     clean = make_pair(img, 2.0, np.random.default_rng(1), CLEAN)
-    hurt = make_pair(img, 2.0, np.random.default_rng(1), Damage(blotch=0.2, noise=0.05, blend_prob=0.0))
+    hurt = make_pair(img, 2.0, np.random.default_rng(1), Damage(blotch=0.2, noise=0.05, blend_prob=0.0, clean_prob=0.0))
     assert np.array_equal(clean.target, hurt.target)  # the same look; only the damage differs
     assert psnr(hurt.styled_low, clean.styled_low) < 35
 
@@ -130,7 +130,7 @@ def test_shipped_module_beats_classic_baselines_on_held_out_picture():
     full8 = to_rgb8(full)
     smoother = LearnedSmoother()
     for scale, seed in ((2.7, 11), (8.0, 12)):
-        pair = make_pair(full, scale, np.random.default_rng(seed))
+        pair = make_pair(full, scale, np.random.default_rng(seed), Damage(clean_prob=0.0))
         t8 = to_rgb8(pair.target)
         ours = psnr(smoother.upscale(pair.styled_low, pair.content_low, full8), t8)
         for baseline in (bicubic, guided, bgu):
@@ -165,9 +165,11 @@ def test_bench_smoothing_small():
     pic = cv2.GaussianBlur(texture(96, 128, seed=9), (0, 0), 1.0)
     result = run_smoothing(looks=1, timing_repeats=1, pictures={"tex": pic}, scales=(2.0, 4.0),
                            time_sizes={"small": (256, 144)})
-    assert set(result["summary"]) == {"bicubic", "guided", "bgu", "learned"}
-    for per_scale in result["summary"].values():
-        assert set(per_scale) == {"2.0", "4.0"}
-        assert all(np.isfinite(v["psnr"]) and 0 < v["ssim"] <= 1 for v in per_scale.values())
-    assert all(result["ms_per_frame"][m]["small"] > 0 for m in result["summary"])
+    assert set(result["summary"]) == {"damaged", "transport_only"}
+    for per_method in result["summary"].values():
+        assert set(per_method) == {"bicubic", "guided", "bgu", "learned"}
+        for per_scale in per_method.values():
+            assert set(per_scale) == {"2.0", "4.0"}
+            assert all(np.isfinite(v["psnr"]) and 0 < v["ssim"] <= 1 for v in per_scale.values())
+    assert all(result["ms_per_frame"][m]["small"] > 0 for m in result["summary"]["damaged"])
     json.dumps(result)

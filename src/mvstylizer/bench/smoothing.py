@@ -1,9 +1,10 @@
 """Meta-smoothing benchmark: upscale a damaged low-resolution stylization back to full resolution.
 
 On held-out pictures (never trained on; :data:`mvstylizer.models.meta_smoother_train.HELD_OUT`),
-each at several looks and scale factors, the methods get the low-resolution stylized frame with
-style-transfer and transport artefacts plus the full-resolution original, and are scored by PSNR and
-SSIM against the look applied at full resolution (:mod:`mvstylizer.models.smoothing_data`):
+each at several looks and scale factors, the methods get the low-resolution stylized frame plus the
+full-resolution original, and are scored by PSNR and SSIM against the look applied at full resolution
+(:mod:`mvstylizer.models.smoothing_data`). Two conditions: ``damaged`` (style-transfer artefacts and
+JPEG transport) and ``transport_only`` (a clean stylization, JPEG q88-97 only).
 
 - ``bicubic``: bicubic upscaling of the stylized frame alone (no guide).
 - ``guided``: guided-filter upsampling (He et al. 2013): local affine maps fit at low resolution,
@@ -40,6 +41,9 @@ from ..video.io import atomic_path, read_image
 SCALES = (2.0, 2.7, 4.0, 8.0)
 METHODS = ("bicubic", "guided", "bgu", "learned")
 DEFAULT_COMMAND = "mvstylizer bench smoothing --json docs/results/smoothing.json"
+# Style-transfer damage plus transport (what wct2-like DNNs return), and transport alone (what a clean
+# global model such as dncm returns): a module must win on the first without losing on the second.
+CONDITIONS = {"damaged": Damage(clean_prob=0.0), "transport_only": Damage(clean_prob=1.0)}
 EVAL_SIDE = 1024  # held-out pictures are area-downscaled to this long side: the "full resolution"
 _SEED = 20261125
 
@@ -140,26 +144,33 @@ def held_out_pictures() -> dict[str, np.ndarray]:
 def run_smoothing(looks: int = 3, timing_repeats: int = 5, methods: tuple[str, ...] = METHODS,
                   pictures: dict[str, np.ndarray] | None = None, scales: tuple[float, ...] = SCALES,
                   time_sizes: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
+    """PSNR/SSIM per condition, method and scale, and ms per frame; see the module docstring."""
     upscalers = _upscalers(methods)
     pictures = pictures if pictures is not None else held_out_pictures()
     rows = []
-    for name, rgb in pictures.items():
+    for p, (name, rgb) in enumerate(pictures.items()):
         full8 = to_rgb8(rgb)
-        for scale in scales:
-            for look in range(looks):
-                rng = np.random.default_rng([_SEED, len(rows)])
-                pair = make_pair(full8.astype(np.float32) / 255.0, scale, rng, Damage())
-                target8 = to_rgb8(pair.target)
-                for method, up in upscalers.items():
-                    out = up(pair.styled_low, pair.content_low, full8)
-                    rows.append({"picture": name, "scale": scale, "look": look, "method": method,
-                                 "psnr": psnr(out, target8), "ssim": ssim(out, target8)})
-    summary = {m: {str(s): {k: float(np.mean([r[k] for r in rows if r["method"] == m and r["scale"] == s]))
-                            for k in ("psnr", "ssim")} for s in scales} for m in upscalers}
+        for condition, damage in CONDITIONS.items():
+            for i, scale in enumerate(scales):
+                for look in range(looks):
+                    # Seeded by position, so every method (and every run) sees the very same pairs.
+                    rng = np.random.default_rng([_SEED, p, i, look])
+                    pair = make_pair(full8.astype(np.float32) / 255.0, scale, rng, damage)
+                    target8 = to_rgb8(pair.target)
+                    for method, up in upscalers.items():
+                        out = up(pair.styled_low, pair.content_low, full8)
+                        rows.append({"picture": name, "condition": condition, "scale": scale, "look": look,
+                                     "method": method, "psnr": psnr(out, target8), "ssim": ssim(out, target8)})
+
+    def mean(c: str, m: str, s: float, key: str) -> float:
+        return float(np.mean([r[key] for r in rows if (r["condition"], r["method"], r["scale"]) == (c, m, s)]))
+
+    summary = {c: {m: {str(s): {k: mean(c, m, s, k) for k in ("psnr", "ssim")} for s in scales} for m in upscalers}
+               for c in CONDITIONS}
     timing = _timing(upscalers, timing_repeats, time_sizes or {"1080p": (1920, 1080), "4K": (3840, 2160)})
     return {"command": DEFAULT_COMMAND, "pictures": sorted(pictures), "looks": looks, "scales": list(scales),
-            "rows": rows, "summary": summary, "ms_per_frame": timing,
-            "machine": {"cpus": _cpus(), "platform": platform.platform()}}
+            "conditions": {c: vars(d) for c, d in CONDITIONS.items()}, "rows": rows, "summary": summary,
+            "ms_per_frame": timing, "machine": {"cpus": _cpus(), "platform": platform.platform()}}
 
 
 def _upscalers(methods: tuple[str, ...]) -> dict[str, Upscaler]:
@@ -208,7 +219,7 @@ def crop_comparison(path: Path, picture: str = "GreenMeadow", scale: float = 4.0
     name = picture if picture in pictures else sorted(pictures)[0]
     rgb = pictures[name]
     full8 = to_rgb8(rgb)
-    pair = make_pair(rgb, scale, np.random.default_rng([_SEED, 7]), Damage())
+    pair = make_pair(rgb, scale, np.random.default_rng([_SEED, 7]), CONDITIONS["damaged"])
     h, w = full8.shape[:2]
     y, x = (h - size) // 2, (w - size) // 2
     nearest = cv2.resize(pair.styled_low, (w, h), interpolation=cv2.INTER_NEAREST)

@@ -75,6 +75,12 @@ class Interpolator:
         fields = [self._visible(gray_t, self._small(k, small)[0]) + (k, w) for k, w in sides if w > 0]
         return self._transform(content_low, content8, fields, small)
 
+    def as_seen(self, coeffs: np.ndarray) -> np.ndarray:
+        """A key's maps after the round trip through the map resolution that in-between frames get."""
+        if self.config.method == "warp" or self.config.map_scale == 1.0:
+            return coeffs
+        return _shrink(_shrink(coeffs, self._map_size(coeffs)), coeffs.shape[1::-1])
+
     def _map_size(self, gray: np.ndarray) -> tuple[int, int]:
         h, w = gray.shape[:2]
         s = self.config.map_scale

@@ -205,10 +205,10 @@ class Stylizer:
                         if decision.is_key:
                             if decision.previous_is_key and pending:
                                 prev = pending.pop()
-                                prev_key = self._key(prev, style_id, timer)
+                                prev_key = self._key(prev, style_id, timer, interp)
                                 close_segment(prev_key, prev)
                                 last_key = prev_key
-                            key = self._key(work, style_id, timer)
+                            key = self._key(work, style_id, timer, interp)
                             close_segment(key, work)
                             last_key = key
                         else:
@@ -216,13 +216,13 @@ class Stylizer:
                             report.max_buffered_frames = max(report.max_buffered_frames, len(pending))
                     if pending:  # the last frame is always a key, so no frame is extrapolated
                         last = pending.pop()
-                        close_segment(self._key(last, style_id, timer), last)
+                        close_segment(self._key(last, style_id, timer, interp), last)
                 report.key_reasons = dict(selector.stats)
                 with timer("encode"):  # the encoder's flush and the container's end are encoding too
                     writer.close()
         return self._finish(report, t0)
 
-    def _key(self, work: _Work, style_id: str, timer: "_Timer") -> KeyFrame:
+    def _key(self, work: _Work, style_id: str, timer: "_Timer", interp: Interpolator | None = None) -> KeyFrame:
         with timer("edge"):
             (styled_low,) = self.edge.stylize(style_id, self.config.model, [work.low])
         if styled_low.shape != work.low.shape:
@@ -231,7 +231,10 @@ class Stylizer:
         with timer("smoothing"):
             coeffs, global_map = self.smoother.maps(work.low, styled_low, work.rgb8.shape[1] / work.low.shape[1])
             key = KeyFrame(work.index, work.gray, coeffs, global_map)
-            key.styled8 = render(coeffs, global_map, work.low, work.rgb8, self._scratch)
+            # A key is rendered from its maps as the in-between frames will see them, so the output
+            # does not change in sharpness (and flicker) at every key.
+            seen = interp.as_seen(coeffs) if interp is not None else coeffs
+            key.styled8 = render(seen, global_map, work.low, work.rgb8, self._scratch)
         return key
 
     def _finish(self, report: StylizeReport, t0: float) -> StylizeReport:
