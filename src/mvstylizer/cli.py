@@ -51,8 +51,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="long side of the key frames sent to the edge (default 512)")
     p.add_argument("--interp", choices=["transform", "warp"], default="transform",
                    help="interpolation: warp the keys' colour transforms (default) or their pixels (paper)")
-    p.add_argument("--smoothing", choices=["learned", "guided"], default="learned",
-                   help="meta-smoothing of key frames: the learned module (default) or classic guided upsampling")
+    p.add_argument("--smoothing", choices=["learned", "guided"], default="guided",
+                   help="meta-smoothing of key frames: classic guided upsampling (default) or the learned module "
+                        "(better on artefact-prone models such as wct2)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     p.add_argument("--preset", default="veryfast",
                    choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"],

@@ -49,9 +49,10 @@ class StylizeConfig:
     max_style_side: int = 1024
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     interp: InterpConfig = field(default_factory=InterpConfig)
-    # Meta-smoothing of key frames: the learned module (default: it beats the classic ones in
-    # docs/BENCHMARKS.md) or the classic guided upsampling.
-    smoothing: str = "learned"
+    # Meta-smoothing of key frames: classic guided upsampling or the learned module. The learned one
+    # wins on damaged stylizations (wct2-like; docs/BENCHMARKS.md) but on the default dncm's clean
+    # output it kept less of frame-by-frame (bikes.mp4: SSIM 0.956 vs 0.963), so guided is the default.
+    smoothing: str = "guided"
     crf: int = 18
     # x264 speed preset. At 1080p on two cores "medium" cost ~2.6x the time of "veryfast" per frame,
     # more than all the phone's stylization work; at CRF 18 the files were of similar size.

@@ -3,7 +3,7 @@
 Takes the low-resolution stylized key frame from the edge and the full-resolution original, fits
 local colour maps at low resolution and applies them at full resolution: any scale factor, integer
 or not, and the ridge/box regularisation of the fit irons out blotches, halos and JPEG blocks the
-style transfer and the transport left. The learned module (mobile/meta_smoothing.py) is the default; this stays as the classic option.
+style transfer and the transport left. It is the default; the learned module (mobile/meta_smoothing.py) is the option for artefact-prone models.
 """
 
 from __future__ import annotations
