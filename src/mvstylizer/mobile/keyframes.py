@@ -84,12 +84,13 @@ class KeyframeSelector:
         if self._key is None:
             return Decision(True, "first")
         self._since_key += 1
-        if cfg.mode == "every":
-            return Decision(self._since_key >= cfg.every, "stride")
         assert self._prev is not None
         if self.is_cut(self._prev, t):
-            # The frame before a cut closes the old scene, so no frame interpolates across the cut.
+            # The frame before a cut closes the old scene, so no frame interpolates across the cut;
+            # a fixed stride honours cuts too (without it, a stride interpolated across them).
             return Decision(True, "cut", previous_is_key=self._since_key > 1)
+        if cfg.mode == "every":
+            return Decision(self._since_key >= cfg.every, "stride")
         if self._since_key >= cfg.max_gap:
             return Decision(True, "max-gap")
         if self._since_key < cfg.min_gap:
