@@ -51,6 +51,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="long side of the key frames sent to the edge (default 512)")
     p.add_argument("--interp", choices=["transform", "warp"], default="transform",
                    help="interpolation: warp the keys' colour transforms (default) or their pixels (paper)")
+    p.add_argument("--map-scale", type=float, default=0.5, metavar="F",
+                   help="transform interpolation blends the keys' colour maps at this fraction of the key size "
+                        "(default 0.5: half the phone's time; 1.0 is steadier for spatially varying models such as wct2)")
     p.add_argument("--smoothing", choices=["learned", "guided"], default="guided",
                    help="meta-smoothing of key frames: classic guided upsampling (default) or the learned module "
                         "(better on artefact-prone models such as wct2)")
@@ -69,12 +72,14 @@ def _pipeline_config(args: argparse.Namespace, progress: bool):
         raise UserError(f"--key-size must be at least 16 pixels, got {args.key_size}")
     if not 0 <= args.crf <= 51:
         raise UserError(f"--crf must be 0..51, got {args.crf}")
+    if not 0.0 < args.map_scale <= 1.0:
+        raise UserError(f"--map-scale must be in (0, 1], got {args.map_scale}")
     mode, every = args.keyframes
     return StylizeConfig(
         model=args.model,
         key_size=args.key_size,
         keyframes=KeyframeConfig(mode=mode, every=every or 10, max_gap=args.max_gap),
-        interp=InterpConfig(method=args.interp),
+        interp=InterpConfig(method=args.interp, map_scale=args.map_scale),
         smoothing=args.smoothing,
         crf=args.crf,
         preset=args.preset,
