@@ -50,7 +50,7 @@ from pydantic import BaseModel
 
 from .. import __version__, wire
 from ..errors import UserError
-from ..models.registry import DEFAULT_MODEL, available_models, resolve_name
+from ..models.registry import DEFAULT_MODEL, resolve_name
 from .auth import TokenSet, bearer_token
 from .metrics import EdgeMetrics, MetricsMiddleware
 from .ratelimit import RateLimitConfig, RateLimiter, retry_after_header

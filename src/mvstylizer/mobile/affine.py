@@ -145,7 +145,7 @@ def render(coeffs: np.ndarray, global_map: np.ndarray, content_low: np.ndarray, 
     (what the low-res frame lacks) goes through the frame's global 3x3 map ``G``:
         out = up(S_low - g G C_low) + up(g) G C_full,   S_low = A(x) C_low + b(x)
     which, with the detail gain ``g = 1``, is exact whenever the transform is global and otherwise errs
-    only by (A(x) - G) times the high-frequency detail. Every full-resolution step is a 3- or 6-channel
+    only by (A(x) - G) times the high-frequency detail. Every full-resolution step is a 3-channel
     OpenCV pass. ``coeffs`` is HxWx12 (classic: ``g = 1``) or HxWx15 (learned meta-smoothing: the last
     three channels are ``g``, the per-pixel, per-channel gain on the detail). Pass a ``scratch`` to reuse
     working memory across frames; the returned frame is always a new array.

@@ -234,7 +234,7 @@ class Stylizer:
             key = KeyFrame(work.index, work.gray, coeffs, global_map)
             # A key is rendered from its maps as the in-between frames will see them, so the output
             # does not change in sharpness (and flicker) at every key.
-            seen = interp.as_seen(coeffs) if interp is not None else coeffs
+            seen = interp.as_seen(key) if interp is not None else coeffs
             key.styled8 = render(seen, global_map, work.low, work.rgb8, self._scratch)
         return key
 
