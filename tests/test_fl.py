@@ -28,6 +28,7 @@ from mvstylizer.cloud.registry import ModelRegistry  # noqa: E402
 from mvstylizer.cloud.server_app import CloudConfig, run_federation  # noqa: E402
 from mvstylizer.cloud.strategies import StrategyConfig, UpdateGuard, build_strategy  # noqa: E402
 from mvstylizer.edge.fl_client import MODEL_FILE, EdgeTrainer, publish_model  # noqa: E402
+from mvstylizer.errors import UserError  # noqa: E402
 from mvstylizer.fl.local import LocalConfig, load_base, parameter_arrays  # noqa: E402
 
 TINY = LocalConfig(epochs=1.0, batch=2, size=32, lr=1e-4, max_steps=1)
@@ -100,6 +101,17 @@ def test_other_strategies_aggregate_behind_the_guard(name):
         assert value == pytest.approx(0.3)  # 0.1 and 9.0 cut
     else:
         assert value == pytest.approx(2.0)
+
+
+def test_server_learning_rate_scales_the_averaged_update():
+    glob = {"w": np.full(3, 1.0, np.float32)}
+    guard = build_strategy(StrategyConfig(server_lr=3.0, min_train_nodes=1, min_available_nodes=1))
+    list(guard.configure_train(1, ArrayRecord({k: Array(v) for k, v in glob.items()}), ConfigRecord(), _Grid()))
+    replies = [_reply(i, {"w": np.full(3, v, np.float32)}) for i, v in enumerate([1.1, 1.3], 1)]
+    arrays, _ = guard.aggregate_train(1, replies)
+    assert float(arrays["w"].numpy()[0]) == pytest.approx(1.0 + 3.0 * 0.2)  # mean delta 0.2, applied x3
+    with pytest.raises(UserError):
+        StrategyConfig(server_lr=0.0)
 
 
 # ---------------------------------------------------------------- in-process federation

@@ -16,6 +16,7 @@ from mvstylizer.bench.smoothing import bgu, bicubic, guided, run_smoothing
 from mvstylizer.metrics import psnr
 from mvstylizer.mobile.affine import fit_global_affine, fit_local_affine, render, to_rgb8
 from mvstylizer.mobile.meta_smoothing import ONNX_FILE, LearnedSmoother
+from mvstylizer.mobile.tone_curve import KNOTS, curve_lut, fit_tone_curves, guide, identity_curves
 from mvstylizer.models.meta_smoother import build_net, compose, expand, export_onnx
 from mvstylizer.models.smoothing_data import Damage, make_pair
 from mvstylizer.video.io import read_image
@@ -75,11 +76,14 @@ def test_onnx_graph_matches_torch(perturbed_net, tmp_path, hw):
     styled, content = (rng.random((*hw, 3), dtype=np.float32) for _ in range(2))
     smoother = LearnedSmoother(model=path)
     maps, g = smoother.maps(content, styled, scale=2.7)
+    curves = fit_tone_curves(content, styled)
+    guide_low = _chw(guide(curves, content))  # the net sees the content through the frame's curves
     with torch.no_grad():
-        grid, g_t = perturbed_net(_chw(styled), _chw(content), torch.tensor([2.7]))
-        maps_t, _ = expand(grid, _chw(content))
-    assert maps.shape == (*hw, 15)
-    np.testing.assert_allclose(g, g_t[0].numpy(), atol=1e-4)
+        grid, g_t = perturbed_net(_chw(styled), guide_low, torch.tensor([2.7]))
+        maps_t, _ = expand(grid, guide_low)
+    assert maps.shape == (*hw, 15) and g.shape == (12 + curves.size,)
+    np.testing.assert_allclose(g[:12], g_t[0].numpy(), atol=1e-4)
+    np.testing.assert_array_equal(g[12:], curves.reshape(-1))
     np.testing.assert_allclose(maps, maps_t[0].permute(1, 2, 0).numpy(), atol=1e-3)
 
 
@@ -90,11 +94,12 @@ def test_phone_render_matches_training_composition(perturbed_net, tmp_path):
     pair = make_pair(full, 2.6, np.random.default_rng(2))
     full8 = to_rgb8(full)
     out = smoother.upscale(pair.styled_low, pair.content_low, full8)
+    curves = fit_tone_curves(pair.content_low, pair.styled_low)
     with torch.no_grad():
-        c_low = _chw(pair.content_low)
+        c_low = _chw(guide(curves, pair.content_low))
         grid, g = perturbed_net(_chw(pair.styled_low), c_low, torch.tensor([full.shape[1] / pair.content_low.shape[1]]))
         maps, cleaned = expand(grid, c_low)
-        ref = compose(cleaned, maps[:, 12:], g, c_low, _chw(full8.astype(np.float32) / 255))[0]
+        ref = compose(cleaned, maps[:, 12:], g, c_low, _chw(guide(curves, full8.astype(np.float32) / 255)))[0]
     ref8 = to_rgb8(ref.permute(1, 2, 0).numpy())
     assert np.abs(out.astype(int) - ref8.astype(int)).max() <= 2
 
@@ -109,6 +114,38 @@ def test_unit_gain_render_is_the_classic_render():
     with_gain = np.concatenate([coeffs, np.ones((20, 30, 3), np.float32)], axis=2)
     classic, learned = render(coeffs, g, low, full8), render(with_gain, g, low, full8)
     assert np.abs(classic.astype(int) - learned.astype(int)).max() <= 1
+    # Identity tone curves in the global map change nothing but the guide's rounding to 8 bits.
+    curved = render(with_gain, np.concatenate([g, identity_curves().reshape(-1)]), low, full8)
+    assert np.abs(classic.astype(int) - curved.astype(int)).max() <= 2
+
+
+def test_tone_curves_recover_a_nonlinear_look():
+    rng = np.random.default_rng(0)
+    content = rng.random((60, 80, 3), dtype=np.float32)
+    mix = np.array([[0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.1, 0.0, 0.8]], np.float32)
+    curved = np.stack([content[..., 0] ** 2.2, np.sqrt(content[..., 1]), content[..., 2]], axis=-1)
+    styled = curved @ mix.T + 0.05
+    curves = fit_tone_curves(content, styled)
+    assert curves.shape == (3, KNOTS) and np.all(np.diff(curves, axis=1) > 0)
+    assert curves[:, 0] == pytest.approx(0.0) and curves[:, -1] == pytest.approx(1.0)
+    g = guide(curves, content)
+    fit = fit_global_affine(g, styled).reshape(3, 4)
+    assert psnr(np.clip(g @ fit[:, :3].T + fit[:, 3], 0, 1), np.clip(styled, 0, 1)) > 40
+    linear = fit_global_affine(content, styled).reshape(3, 4)
+    assert psnr(np.clip(content @ linear[:, :3].T + linear[:, 3], 0, 1), np.clip(styled, 0, 1)) < 35
+    # The 8-bit table is the curve itself at every level.
+    levels = np.arange(256, dtype=np.float32).reshape(16, 16, 1).repeat(3, axis=2) / 255
+    grid = np.linspace(0, 1, KNOTS)
+    expected = np.stack([np.interp(levels[..., j], grid, curves[j]) for j in range(3)], axis=-1)
+    np.testing.assert_allclose(guide(curves, levels), expected, atol=1e-6)
+    np.testing.assert_allclose(curve_lut(curves)[:, 0], expected.reshape(256, 3), atol=1e-6)
+
+
+def test_tone_curves_of_flat_or_tiny_frames_stay_valid():
+    for content, styled in ((np.full((8, 8, 3), 0.5, np.float32), np.full((8, 8, 3), 0.2, np.float32)),
+                            (np.zeros((9, 9, 3), np.float32), np.ones((9, 9, 3), np.float32))):
+        curves = fit_tone_curves(content, styled)
+        assert np.all(np.isfinite(curves)) and np.all(np.diff(curves, axis=1) > 0)
 
 
 def test_classic_baselines_are_exact_for_a_global_map():
@@ -135,6 +172,11 @@ def test_shipped_module_beats_classic_baselines_on_held_out_picture():
         ours = psnr(smoother.upscale(pair.styled_low, pair.content_low, full8), t8)
         for baseline in (bicubic, guided, bgu):
             assert ours > psnr(baseline(pair.styled_low, pair.content_low, full8), t8), baseline.__name__
+    # A clean stylization (JPEG transport only) must not be smoothed away: the first module lost here.
+    pair = make_pair(full, 4.0, np.random.default_rng(13), Damage(clean_prob=1.0))
+    t8 = to_rgb8(pair.target)
+    ours = psnr(smoother.upscale(pair.styled_low, pair.content_low, full8), t8)
+    assert ours > max(psnr(b(pair.styled_low, pair.content_low, full8), t8) for b in (guided, bgu))
 
 
 def test_phone_side_imports_no_torch():
@@ -173,3 +215,14 @@ def test_bench_smoothing_small():
             assert all(np.isfinite(v["psnr"]) and 0 < v["ssim"] <= 1 for v in per_scale.values())
     assert all(result["ms_per_frame"][m]["small"] > 0 for m in result["summary"]["damaged"])
     json.dumps(result)
+
+
+def test_bench_smoothing_scores_a_given_module_file(perturbed_net, tmp_path):
+    model = export_onnx(perturbed_net, tmp_path / "other.onnx")
+    pic = cv2.GaussianBlur(texture(64, 96, seed=10), (0, 0), 1.0)
+    result = run_smoothing(looks=1, timing_repeats=1, pictures={"tex": pic}, scales=(2.0,),
+                           time_sizes={"small": (128, 72)}, methods=("learned",), model=model)
+    assert result["learned_model"] == str(model) and set(result["summary"]["damaged"]) == {"learned"}
+    shipped = run_smoothing(looks=1, timing_repeats=1, pictures={"tex": pic}, scales=(2.0,),
+                            time_sizes={"small": (128, 72)}, methods=("learned",))
+    assert shipped["summary"]["damaged"]["learned"] != result["summary"]["damaged"]["learned"]

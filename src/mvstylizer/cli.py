@@ -126,6 +126,9 @@ def build_parser() -> argparse.ArgumentParser:
     sm.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     sm.add_argument("--looks", type=_positive_int, default=3, help="random looks per picture and scale (default 3)")
     sm.add_argument("--crops", type=Path, metavar="PNG", help="also write a crop comparison image")
+    sm.add_argument("--methods", nargs="+", default=["bicubic", "guided", "bgu", "learned"],
+                    choices=["bicubic", "guided", "bgu", "learned"], help="methods to score (default: all)")
+    sm.add_argument("--model", type=Path, metavar="ONNX", help="learned module to score (default: the shipped one)")
     be = bsub.add_parser("edge", help="N concurrent phones against one edge server on loopback")
     be.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     be.add_argument("--phones", type=_positive_int, nargs="+", default=[1, 4, 16], metavar="N")
@@ -313,9 +316,11 @@ def _bench(args: argparse.Namespace) -> int:
         from .bench.smoothing import crop_comparison, run_smoothing
 
         _check_report_folder(args.crops)
-        result = run_smoothing(looks=args.looks)
+        if args.model is not None and not args.model.is_file():
+            raise UserError(f"--model {args.model} does not exist")
+        result = run_smoothing(looks=args.looks, methods=tuple(args.methods), model=args.model)
         if args.crops:
-            crop_comparison(args.crops)
+            crop_comparison(args.crops, model=args.model)
     elif args.bench_command == "runtime":
         from .bench.runtime import run_runtime
 
@@ -484,6 +489,9 @@ def _add_fl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", default="fedavg", choices=["fedavg", "fedprox", "trimmed", "median"])
     p.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx mu (default 0.01)")
     p.add_argument("--trim-beta", type=float, default=0.2, help="trimmed mean: cut fraction per end (default 0.2)")
+    p.add_argument("--server-lr", type=float, default=1.0,
+                   help="fedavg: server step on the averaged update (default 1; != 1 runs Flower's FedAvgM)")
+    p.add_argument("--server-momentum", type=float, default=0.0, help="fedavg: FedAvgM server momentum (default 0)")
     p.add_argument("--clip-norm", type=float, default=0.0, help="clip each update to this L2 norm (0: off)")
     p.add_argument("--reject-norm", type=float, default=100.0, help="reject updates longer than this (default 100)")
     p.add_argument("--local-epochs", type=float, default=1.0, help="local passes over an edge's frames per round")
@@ -504,6 +512,7 @@ def _cloud_config(args: argparse.Namespace, rounds: int, min_edges: int, timeout
     if args.base_weights is not None and not args.base_weights.is_file():
         raise UserError(f"--base-weights {args.base_weights} does not exist")
     strategy = StrategyConfig(name=args.strategy, proximal_mu=args.proximal_mu, trim_beta=args.trim_beta,
+                              server_lr=args.server_lr, server_momentum=args.server_momentum,
                               clip_norm=args.clip_norm, reject_norm=args.reject_norm, min_train_nodes=min_edges,
                               min_evaluate_nodes=min_edges, min_available_nodes=min_edges)
     local = LocalConfig(epochs=args.local_epochs, batch=args.batch, size=args.size, lr=args.lr,

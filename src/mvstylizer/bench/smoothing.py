@@ -32,7 +32,7 @@ from scipy.ndimage import gaussian_filter
 from ..imaging import shrink_to
 from ..metrics import psnr, ssim
 from ..mobile.affine import apply_affine, fit_global_affine, fit_local_affine, resize_maps, to_rgb8
-from ..mobile.meta_smoothing import LearnedSmoother
+from ..mobile.meta_smoothing import ONNX_FILE, LearnedSmoother
 from ..models.data import package_sources
 from ..models.meta_smoother_train import HELD_OUT
 from ..models.smoothing_data import Damage, make_pair
@@ -141,11 +141,12 @@ def held_out_pictures() -> dict[str, np.ndarray]:
     return pics
 
 
-def run_smoothing(looks: int = 3, timing_repeats: int = 5, methods: tuple[str, ...] = METHODS,
+def run_smoothing(looks: int = 3, timing_repeats: int = 21, methods: tuple[str, ...] = METHODS,
                   pictures: dict[str, np.ndarray] | None = None, scales: tuple[float, ...] = SCALES,
-                  time_sizes: dict[str, tuple[int, int]] | None = None) -> dict[str, Any]:
-    """PSNR/SSIM per condition, method and scale, and ms per frame; see the module docstring."""
-    upscalers = _upscalers(methods)
+                  time_sizes: dict[str, tuple[int, int]] | None = None, model: Path | None = None) -> dict[str, Any]:
+    """PSNR/SSIM per condition, method and scale, and ms per frame; see the module docstring.
+    ``model``: the learned module's ONNX file (default: the shipped one)."""
+    upscalers = _upscalers(methods, model)
     pictures = pictures if pictures is not None else held_out_pictures()
     rows = []
     for p, (name, rgb) in enumerate(pictures.items()):
@@ -168,14 +169,16 @@ def run_smoothing(looks: int = 3, timing_repeats: int = 5, methods: tuple[str, .
     summary = {c: {m: {str(s): {k: mean(c, m, s, k) for k in ("psnr", "ssim")} for s in scales} for m in upscalers}
                for c in CONDITIONS}
     timing = _timing(upscalers, timing_repeats, time_sizes or {"1080p": (1920, 1080), "4K": (3840, 2160)})
-    return {"command": DEFAULT_COMMAND, "pictures": sorted(pictures), "looks": looks, "scales": list(scales),
+    return {"command": DEFAULT_COMMAND, "learned_model": str(model or ONNX_FILE),
+            "pictures": sorted(pictures), "looks": looks, "scales": list(scales),
             "conditions": {c: vars(d) for c, d in CONDITIONS.items()}, "rows": rows, "summary": summary,
             "ms_per_frame": timing, "machine": {"cpus": _cpus(), "platform": platform.platform()}}
 
 
-def _upscalers(methods: tuple[str, ...]) -> dict[str, Upscaler]:
+def _upscalers(methods: tuple[str, ...], model: Path | None = None) -> dict[str, Upscaler]:
+    learned = lambda: learned_upscaler(LearnedSmoother(model=model) if model else None)  # noqa: E731
     table: dict[str, Callable[[], Upscaler]] = {"bicubic": lambda: bicubic, "guided": lambda: guided,
-                                                "bgu": lambda: bgu, "learned": learned_upscaler}
+                                                "bgu": lambda: bgu, "learned": learned}
     unknown = set(methods) - set(table)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}; choose from {sorted(table)}")
@@ -213,7 +216,8 @@ def write_json(result: dict, path: Path) -> None:
         tmp.write_text(json.dumps(result, indent=1) + "\n")
 
 
-def crop_comparison(path: Path, picture: str = "GreenMeadow", scale: float = 4.0, size: int = 256) -> Path:
+def crop_comparison(path: Path, picture: str = "GreenMeadow", scale: float = 4.0, size: int = 256,
+                    model: Path | None = None) -> Path:
     """PNG: one crop of the target and of every method's output, side by side, labelled."""
     pictures = held_out_pictures()
     name = picture if picture in pictures else sorted(pictures)[0]
@@ -224,7 +228,7 @@ def crop_comparison(path: Path, picture: str = "GreenMeadow", scale: float = 4.0
     y, x = (h - size) // 2, (w - size) // 2
     nearest = cv2.resize(pair.styled_low, (w, h), interpolation=cv2.INTER_NEAREST)
     panels = [("input (nearest)", to_rgb8(nearest)), ("target", to_rgb8(pair.target))]
-    panels += [(m, up(pair.styled_low, pair.content_low, full8)) for m, up in _upscalers(METHODS).items()]
+    panels += [(m, up(pair.styled_low, pair.content_low, full8)) for m, up in _upscalers(METHODS, model).items()]
     tiles = []
     for label, img in panels:
         tile = np.ascontiguousarray(img[y : y + size, x : x + size])

@@ -1,6 +1,10 @@
 """Aggregation for the cloud: Flower's own strategies, behind a guard that vets every update.
 
-* ``fedavg`` (default): :class:`flwr.serverapp.strategy.FedAvg`, weighted by the edges' frame counts.
+* ``fedavg`` (default): :class:`flwr.serverapp.strategy.FedAvg`, weighted by the edges' frame counts;
+  with ``server_lr`` != 1 or ``server_momentum`` > 0 it is Flower's
+  :class:`~flwr.serverapp.strategy.FedAvgM` (the averaged update times ``server_lr``, with momentum).
+  With N edges of different scenes, the plain average moves the model by 1/N of each edge's own
+  update; ``server_lr`` N applies the sum.
 * ``fedprox``: :class:`~flwr.serverapp.strategy.FedProx`; it sends ``proximal-mu`` and the edges add
   mu/2 * ||w - w_global||^2 to their loss (:func:`mvstylizer.fl.local.local_fit`).
 * ``trimmed`` / ``median``: :class:`~flwr.serverapp.strategy.FedTrimmedAvg` /
@@ -28,7 +32,7 @@ from typing import Any
 import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg, FedMedian, FedProx, FedTrimmedAvg, Strategy
+from flwr.serverapp.strategy import FedAvg, FedAvgM, FedMedian, FedProx, FedTrimmedAvg, Strategy
 
 from ..errors import UserError
 
@@ -43,6 +47,8 @@ class StrategyConfig:
     name: str = "fedavg"
     proximal_mu: float = 0.01  # fedprox only
     trim_beta: float = 0.2  # trimmed only: fraction cut at each end per coordinate
+    server_lr: float = 1.0  # fedavg only: step size on the averaged update (FedAvgM when != 1)
+    server_momentum: float = 0.0  # fedavg only: FedAvgM's server momentum
     clip_norm: float = 0.0  # update-norm clipping; 0 = off
     reject_norm: float = 100.0  # an update this long is an attack or a bug, never a round of training
     fraction_train: float = 1.0
@@ -58,6 +64,8 @@ class StrategyConfig:
             raise UserError("clip norm must be >= 0 and the reject norm > 0")
         if not 0.0 <= self.trim_beta < 0.5:
             raise UserError(f"trim beta must be in [0, 0.5), got {self.trim_beta}")
+        if not (self.server_lr > 0 and 0.0 <= self.server_momentum < 1.0):
+            raise UserError("server learning rate must be > 0 and server momentum in [0, 1)")
         if min(self.min_train_nodes, self.min_available_nodes) < 1 or self.min_evaluate_nodes < 0:
             raise UserError("minimum node counts must be >= 1")
 
@@ -73,6 +81,8 @@ def build_strategy(cfg: StrategyConfig) -> UpdateGuard:
         inner = FedTrimmedAvg(beta=cfg.trim_beta, **common)
     elif cfg.name == "median":
         inner = FedMedian(**common)
+    elif cfg.server_lr != 1.0 or cfg.server_momentum > 0.0:
+        inner = FedAvgM(server_learning_rate=cfg.server_lr, server_momentum=cfg.server_momentum, **common)
     else:
         inner = FedAvg(**common)
     return UpdateGuard(inner, clip_norm=cfg.clip_norm, reject_norm=cfg.reject_norm)

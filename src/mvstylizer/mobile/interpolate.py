@@ -31,7 +31,7 @@ class KeyFrame:
     index: int
     gray: np.ndarray  # work-resolution grey uint8, for flow
     coeffs: np.ndarray  # work-resolution local affine maps, HxWx12 (+3 detail gain: learned smoothing)
-    global_map: np.ndarray  # 12 floats
+    global_map: np.ndarray  # 12 floats (+ tone curves: learned smoothing; see affine.render)
     # Full-resolution stylized key frame: written as the key's output, and warped by the warp method.
     styled8: np.ndarray | None = None
     # gray and coeffs at the transform method's map resolution, made once per key when first needed.
@@ -115,7 +115,7 @@ class Interpolator:
         seen = cv2.GaussianBlur(seen, (0, 0), 2.0 * self.config.map_scale)
         global_map = sum(k.global_map * wt for _, _, k, wt in fields) / sum(wt for *_, wt in fields)
         channels = fields[0][2].coeffs.shape[2]
-        fallback = np.concatenate([global_map, np.ones(channels - 12, np.float32)])
+        fallback = np.concatenate([global_map[:12], np.ones(channels - 12, np.float32)])
         coeffs = np.broadcast_to(fallback, (small[1], small[0], channels)) * (1.0 - seen)[..., None]
         for (f, _, k, _), w in zip(fields, weights):
             coeffs += warp(self._small(k, small)[1], f) * (w * seen)[..., None]

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import UserError
 from .affine import Scratch, render, resize_maps
+from .tone_curve import fit_tone_curves, guide
 
 ONNX_FILE = Path(__file__).parent / "weights" / "meta_smoother.onnx"
 
@@ -48,18 +49,20 @@ class LearnedSmoother:
 
     def maps(self, content_low: np.ndarray, styled_low: np.ndarray, scale: float = 4.0
              ) -> tuple[np.ndarray, np.ndarray]:
-        """Local maps (HxWx15: affine coefficients, then detail gain) and the global map (12 floats)."""
+        """Local maps (HxWx15: affine coefficients, then detail gain) and the global map (12 floats,
+        then the frame's tone curves, 3 x K: the maps take the content seen through those curves)."""
         if content_low.shape != styled_low.shape:
             raise ValueError(f"content {content_low.shape} and stylized {styled_low.shape} sizes differ")
         h, w = content_low.shape[:2]
         if min(h, w) < 8:
             raise ValueError(f"key frame {w}x{h} is too small for meta-smoothing (8 px a side at least)")
+        curves = fit_tone_curves(content_low, styled_low)
         chw = lambda x: np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)[None]  # noqa: E731
         grid, global_map = self._sess().run(None, {
-            "styled": chw(styled_low), "content": chw(content_low),
+            "styled": chw(styled_low), "content": chw(guide(curves, content_low)),
             "scale": np.array([max(1.0, float(scale))], np.float32)})
         maps = resize_maps(np.ascontiguousarray(grid[0].transpose(1, 2, 0)), w, h)
-        return maps, global_map[0]
+        return maps, np.concatenate([global_map[0], curves.reshape(-1)])
 
     def upscale(self, styled_low: np.ndarray, content_low: np.ndarray, content8: np.ndarray) -> np.ndarray:
         """Full-resolution stylized frame (uint8 RGB) at ``content8``'s size."""

@@ -1,7 +1,10 @@
 """Learned meta-smoothing: a scale-conditioned, learned guided filter (torch side: net and ONNX export).
 
 The phone receives a stylized key frame S at low resolution (with the style transfer's blotches,
-halos and the transport's JPEG blocks) and has the original frame C at full resolution. The output is
+halos and the transport's JPEG blocks) and has the original frame C at full resolution. C is first
+seen through the frame's global tone curves (:mod:`mvstylizer.mobile.tone_curve`: per-channel curves
+fit so that S ~= M f(C) + b; one 8-bit lookup at full resolution), so the local maps below need not
+approximate a non-linear curve with an affine one; C stands for f(C) from here on. The output is
 
     out = up(S' - g * (G C_low)) + up(g) * (G C_full)               (1)
 
@@ -15,10 +18,12 @@ How ``A, b, g`` are made (all inside one ONNX graph, so the phone needs only onn
 
 1. Window statistics of C_low and S on a grid of stride 4 (overlapping 8x8 windows), and the
    closed-form local affine fit of each window with a ridge towards ``G`` — a guided filter's fit.
-2. A small CNN on the grid (about 30k parameters) reads the statistics, the fit and the residual
-   against the global map and predicts, per cell, how much to trust the local fit over the global map
-   (a learned, spatially varying regulariser: blotches and noise are where the local fit must not be
-   trusted), a correction to the coefficients, and the detail gain ``g``.
+2. A small CNN on the grid (about 16k parameters) reads the statistics, the fit, the residual
+   against the global map and the variance of S the fit leaves unexplained (how damaged this window
+   is: clean transfers are explained almost exactly) and predicts, per cell, how much to trust the
+   local fit over the global map (a learned, spatially varying regulariser: blotches and noise are
+   where the local fit must not be trusted), a correction to the coefficients, and the detail gain
+   ``g``.
 3. Meta-SR-style scale conditioning: a small MLP maps log(scale) to per-channel FiLM parameters of
    every CNN layer, so one set of weights serves every factor from 1 to 8, integer or not. Sub-pixel
    offsets need no learned filter here because the only resampling is bilinear interpolation of
@@ -44,51 +49,50 @@ ONNX_NAME = "meta_smoother.onnx"
 GRID_STRIDE = 4
 RIDGE = 1e-3  # local fit's pull towards the global map, colour-variance units
 GAIN_RANGE = 0.5  # g in [exp(-0.5), exp(0.5)]
-DEFAULT_ARCH: dict[str, Any] = {"width": 32, "film_hidden": 32}
+DEFAULT_ARCH: dict[str, Any] = {"width": 16, "film_hidden": 32}  # width 32: same PSNR, +1.6 ms per key
 
-# Order of the 6 unique entries of a symmetric 3x3 matrix.
-_PAIRS = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
+# The 3x3 symmetric matrix from its 6 unique entries (order (0,0),(0,1),(0,2),(1,1),(1,2),(2,2)), row-major.
+_SYM = [0, 1, 2, 1, 3, 4, 2, 4, 5]
+_NEXT, _AFTER = [1, 2, 0], [2, 0, 1]  # index rolls for cross products
 
 
-def _inv_sym3(m: list[torch.Tensor]) -> list[list[torch.Tensor]]:
-    """Inverse of symmetric 3x3 matrices given as 6 tensors (a,b,c,d,e,f), by cofactors (ONNX-friendly)."""
-    a, b, c, d, e, f = m
-    i00, i01, i02 = d * f - e * e, c * e - b * f, b * e - c * d
-    i11, i12, i22 = a * f - c * c, b * c - a * e, a * d - b * b
-    inv_det = 1.0 / (a * i00 + b * i01 + c * i02)
-    return [[i00 * inv_det, i01 * inv_det, i02 * inv_det],
-            [i01 * inv_det, i11 * inv_det, i12 * inv_det],
-            [i02 * inv_det, i12 * inv_det, i22 * inv_det]]
+def _inv_sym3(m: torch.Tensor) -> torch.Tensor:
+    """Inverse of symmetric 3x3 matrices Bx3x3xHxW, by cofactors: row i of the cofactor matrix is the
+    cross product of rows i+1 and i+2. Written on whole tensors (a dozen ONNX ops, not ~100 tiny
+    ones per entry): per-op overhead was a third of the network's time on the phone."""
+    a, b = m[:, _NEXT], m[:, _AFTER]
+    cof = a[:, :, _NEXT] * b[:, :, _AFTER] - a[:, :, _AFTER] * b[:, :, _NEXT]
+    det = (m[:, :1] * cof[:, :1]).sum(dim=2, keepdim=True)
+    return cof / det  # the cofactor matrix of a symmetric matrix is symmetric: no transpose needed
+
+
+def _cov_sc(mean_c: torch.Tensor, mean_s: torch.Tensor, sc: torch.Tensor) -> torch.Tensor:
+    """Cov(s_i, c_j) as Bx3x3xHxW from the means and the 9 E[s_i c_j]."""
+    return sc.unflatten(1, (3, 3)) - mean_s.unsqueeze(2) * mean_c.unsqueeze(1)
 
 
 def _affine_fit(mean_c: torch.Tensor, mean_s: torch.Tensor, cc: torch.Tensor, sc: torch.Tensor,
                 prior: torch.Tensor, ridge: float) -> torch.Tensor:
     """Ridge-regularised affine fit per cell. mean_*: Bx3xHxW, cc: Bx6xHxW (E[c_i c_j]), sc: Bx9xHxW
     (E[s_i c_j]), prior: Bx3x3x1x1 (pull A towards it). Returns Bx12xHxW, rows [A_i0, A_i1, A_i2, b_i]."""
-    var = []
-    for k, (i, j) in enumerate(_PAIRS):
-        v = cc[:, k] - mean_c[:, i] * mean_c[:, j]
-        var.append(v + ridge if i == j else v)
-    inv = _inv_sym3(var)
-    rows = []
-    for i in range(3):
-        cov = [sc[:, 3 * i + j] - mean_s[:, i] * mean_c[:, j] + ridge * prior[:, i, j, 0] for j in range(3)]
-        a = [sum(cov[k] * inv[k][j] for k in range(3)) for j in range(3)]
-        b = mean_s[:, i] - sum(a[j] * mean_c[:, j] for j in range(3))
-        rows += a + [b]
-    return torch.stack(rows, dim=1)
+    eye = torch.eye(3, dtype=mean_c.dtype).reshape(1, 3, 3, 1, 1)
+    var = cc[:, _SYM].unflatten(1, (3, 3)) - mean_c.unsqueeze(2) * mean_c.unsqueeze(1) + ridge * eye
+    cov = _cov_sc(mean_c, mean_s, sc) + ridge * prior
+    a = (cov.unsqueeze(3) * _inv_sym3(var).unsqueeze(1)).sum(dim=2)  # A = Cov(s, c) Var(c)^-1
+    b = mean_s - (a * mean_c.unsqueeze(1)).sum(dim=2)
+    return torch.cat([a, b.unsqueeze(2)], dim=2).flatten(1, 2)
 
 
 # Channels of the stacked statistics: means of c (3) and s (3), E[c_i c_j] for all 9 (i, j), E[s_i c_j].
-_CC = [6 + 3 * i + j for i, j in _PAIRS]
+_CC = [6, 7, 8, 10, 11, 14]  # E[c_i c_j] for the 6 unique (i, j), in the order _SYM reads them
 _SC = list(range(15, 24))
 
 
 def _statistics(c: torch.Tensor, s: torch.Tensor) -> list[torch.Tensor]:
-    """Per-pixel [c, s] and [c_i c_j (9), s_i c_j (9)]: one broadcast product, so one pass over the
-    frame; kept as two tensors and pooled apart, since concatenating them at full size costs a copy."""
+    """Per-pixel [c, s], [c_i c_j (9), s_i c_j (9)] and s_i^2 (3): broadcast products, kept as separate
+    tensors and pooled apart, since concatenating them at full size costs a copy."""
     x = torch.cat([c, s], dim=1)
-    return [x, (x.unsqueeze(2) * c.unsqueeze(1)).flatten(1, 2)]
+    return [x, (x.unsqueeze(2) * c.unsqueeze(1)).flatten(1, 2), s * s]
 
 
 def _split(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -96,8 +100,22 @@ def _split(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
     return stats[:, 0:3], stats[:, 3:6], stats[:, _CC], stats[:, _SC]
 
 
-def window_mean(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Mean over 2k x 2k windows at stride k, border windows averaging only the pixels inside.
+def _fit_noise(stats: torch.Tensor, fit: torch.Tensor) -> torch.Tensor:
+    """log variance of s per channel that the window's affine fit leaves unexplained, Bx3xHxW.
+
+    The cue for how damaged the stylization is here: a clean transfer is explained almost exactly by
+    an affine map of the content (variance ~1e-5, JPEG only), noise and blotches are not (~1e-4 and
+    up). Without it the network cannot tell light from heavy damage, and smooths clean frames too.
+    """
+    mc, ms, _, msc = _split(stats)
+    explained = (fit.unflatten(1, (3, 4))[:, :, :3] * _cov_sc(mc, ms, msc)).sum(dim=2)
+    unexplained = stats[:, 24:27] - ms * ms - explained
+    return (torch.log(unexplained.clamp(min=0.0) + 1e-6) + 9.0) / 3.0
+
+
+def window_means(xs: list[torch.Tensor], k: int) -> torch.Tensor:
+    """Mean over 2k x 2k windows at stride k of each tensor, concatenated along channels, border
+    windows averaging only the pixels inside.
 
     Equals ``avg_pool2d(x, 2k, stride=k, padding=k // 2, count_include_pad=False)`` but reads every
     pixel once: sums over k x k blocks, then adds 2x2 neighbouring blocks, and divides by the same
@@ -107,7 +125,7 @@ def window_mean(x: torch.Tensor, k: int) -> torch.Tensor:
     def pool(t: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(F.avg_pool2d(t, k, stride=k, padding=k // 2, count_include_pad=True), 2, stride=1)
 
-    return pool(x) / pool(torch.ones_like(x[:, :1, :, :]))
+    return torch.cat([pool(x) for x in xs], dim=1) / pool(torch.ones_like(xs[0][:, :1, :, :]))
 
 
 def global_map(c: torch.Tensor, s: torch.Tensor, ridge: float = 1e-4,
@@ -141,9 +159,10 @@ def compose(styled_low: torch.Tensor, gain: torch.Tensor, g: torch.Tensor, conte
 class MetaSmootherNet(nn.Module):
     """(styled_low, content_low, scale) -> (15-channel maps on the stride-4 grid, global map Bx12)."""
 
-    def __init__(self, width: int = 32, film_hidden: int = 32) -> None:
+    def __init__(self, width: int = 16, film_hidden: int = 32) -> None:
         super().__init__()
-        n_in = 3 + 3 + 12 + 3 + 3 + 3  # means of c and s, local fit, residual to G, variances, |local-G| fit
+        # means of c and s, local fit, residual to G, variances, |local - G| fit, fit's unexplained variance
+        n_in = 3 + 3 + 12 + 3 + 3 + 3 + 3
         self.inp = nn.Conv2d(n_in, width, 3, padding=1)
         self.mid = nn.ModuleList([nn.Conv2d(width, width, 3, padding=1) for _ in range(2)])
         self.ctx = nn.Conv2d(width, width, 3, padding=2, dilation=2)  # wider context, no resampling
@@ -165,13 +184,15 @@ class MetaSmootherNet(nn.Module):
         stats = _statistics(content, styled)
         g = global_map(content, styled, stats=stats)
         prior = g.reshape(b, 3, 4)[:, :, :3].reshape(b, 3, 3, 1, 1)
-        mc, ms, mcc, msc = _split(torch.cat([window_mean(t, GRID_STRIDE) for t in stats], dim=1))
+        pooled = window_means(stats, GRID_STRIDE)
+        mc, ms, mcc, msc = _split(pooled)
         local = _affine_fit(mc, ms, mcc, msc, prior, RIDGE)
         gmaps = g.reshape(b, 12, 1, 1)
         resid = ms - apply_maps(gmaps.expand_as(local), mc)
         var = torch.stack([mcc[:, 0] - mc[:, 0] ** 2, mcc[:, 3] - mc[:, 1] ** 2, mcc[:, 5] - mc[:, 2] ** 2], 1)
         diff = (local - gmaps).unflatten(1, (3, 4))[:, :, :3].abs().mean(dim=2)
-        feats = torch.cat([mc, ms, local - gmaps, resid * 4.0, var.clamp(min=0).sqrt() * 4.0, diff], dim=1)
+        feats = torch.cat([mc, ms, local - gmaps, resid * 4.0, var.clamp(min=0).sqrt() * 4.0, diff,
+                           _fit_noise(pooled, local)], dim=1)
 
         film = self.film(torch.log(scale).reshape(b, 1) / math.log(8.0)).reshape(b, 4, 2, self.width, 1, 1)
 
