@@ -56,7 +56,7 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
                         "(default 0.5: half the phone's time; 1.0 is steadier for spatially varying models such as wct2)")
     p.add_argument("--smoothing", choices=["learned", "guided"], default="guided",
                    help="meta-smoothing of key frames: classic guided upsampling (default) or the learned module "
-                        "(better on artefact-prone models such as wct2)")
+                        "(the better upsampler on held-out photos; end to end it keeps less of frame-by-frame wct2)")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     p.add_argument("--preset", default="veryfast",
                    choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"],

@@ -50,8 +50,9 @@ class StylizeConfig:
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     interp: InterpConfig = field(default_factory=InterpConfig)
     # Meta-smoothing of key frames: classic guided upsampling or the learned module. The learned one
-    # wins on damaged stylizations (wct2-like; docs/BENCHMARKS.md) but on the default dncm's clean
-    # output it kept less of frame-by-frame (bikes.mp4: SSIM 0.956 vs 0.963), so guided is the default.
+    # beats the classic upsamplers on held-out photos (docs/BENCHMARKS.md), but end to end on bikes.mp4
+    # it keeps no more of frame-by-frame dncm (PSNR +0.4 dB, SSIM -0.001) and less of wct2 (SSIM 0.785
+    # vs 0.809), so guided is the default.
     smoothing: str = "guided"
     crf: int = 18
     # x264 speed preset. At 1080p on two cores "medium" cost ~2.6x the time of "veryfast" per frame,

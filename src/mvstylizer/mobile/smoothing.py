@@ -3,7 +3,9 @@
 Takes the low-resolution stylized key frame from the edge and the full-resolution original, fits
 local colour maps at low resolution and applies them at full resolution: any scale factor, integer
 or not, and the ridge/box regularisation of the fit irons out blotches, halos and JPEG blocks the
-style transfer and the transport left. It is the default; the learned module (mobile/meta_smoothing.py) is the option for artefact-prone models.
+style transfer and the transport left. It is the default (it keeps the most of frame-by-frame
+stylization end to end); the learned module (mobile/meta_smoothing.py) is the better upsampler on
+the single-frame benchmark (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
