@@ -83,7 +83,8 @@ def _affine_fit(mean_c: torch.Tensor, mean_s: torch.Tensor, cc: torch.Tensor, sc
     return torch.cat([a, b.unsqueeze(2)], dim=2).flatten(1, 2)
 
 
-# Channels of the stacked statistics: means of c (3) and s (3), E[c_i c_j] for all 9 (i, j), E[s_i c_j].
+# Channels of the stacked statistics: means of c (3) and s (3), E[c_i c_j] for all 9 (i, j), E[s_i c_j] (9),
+# E[s_i^2] (3, at 24-26).
 _CC = [6, 7, 8, 10, 11, 14]  # E[c_i c_j] for the 6 unique (i, j), in the order _SYM reads them
 _SC = list(range(15, 24))
 
