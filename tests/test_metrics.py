@@ -242,3 +242,17 @@ def test_lab_swd_matches_lab_offset() -> None:
     a = np.clip(lab2rgb(lab), 0, 1).astype(np.float32)
     b = np.clip(lab2rgb(lab + off), 0, 1).astype(np.float32)
     assert lab_swd(a, b, n_projections=4096) == pytest.approx(np.linalg.norm(off) / math.sqrt(3), rel=0.05)
+
+
+def test_flat_mask_separates_plain_wall_from_texture():
+    from mvstylizer.metrics import flat_mask
+
+    rng = np.random.default_rng(0)
+    img = np.full((32, 32, 3), 0.6, np.float32)
+    img += rng.normal(0, 0.004, img.shape).astype(np.float32)  # sensor noise on a wall: still flat
+    img[:, 16:] += rng.normal(0, 0.1, (32, 16, 3)).astype(np.float32)  # texture
+    m = flat_mask(np.clip(img, 0, 1))
+    assert m.shape == (32, 32) and m.dtype == bool
+    assert m[:, :10].all()
+    assert not m[:, 20:].any()
+    assert flat_mask((img.clip(0, 1) * 255).astype(np.uint8))[:, :10].all()

@@ -126,3 +126,33 @@ def warp_error(
     for i in range(n - 1):
         meter.update(frames_out[i], frames_out[i + 1], flows[i], None if masks is None else masks[i])
     return meter.value
+
+
+def flat_mask(rgb: np.ndarray, threshold: float = 0.015, window: int = 7) -> np.ndarray:
+    """True where the frame is flat: luminance standard deviation over a ``window`` x ``window``
+    neighbourhood below ``threshold`` (luminance in [0, 1]).
+
+    Walls, sky and table tops: where a video pipeline's temporal defects ("boiling" colour patches)
+    are most visible, so the warping error is also reported restricted to these pixels.
+    Luminance is Rec. 709 luma of the (gamma-encoded) RGB, the eye's brightness axis.
+
+    Args:
+        rgb: HxWx3 RGB, float in [0, 1] or uint8.
+        threshold: largest local standard deviation that still counts as flat.
+        window: side of the square neighbourhood, odd.
+
+    Shape:
+        rgb (H, W, 3) -> (H, W) bool.
+    """
+    import cv2
+
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd size, got {window}")
+    x = _as_float01(rgb, "rgb")
+    if x.ndim != 3 or x.shape[2] != 3:
+        raise ValueError(f"expected an HxWx3 RGB frame, got shape {x.shape}")
+    y = np.ascontiguousarray(x[..., 0] * 0.2126 + x[..., 1] * 0.7152 + x[..., 2] * 0.0722, dtype=np.float32)
+    k = (window, window)
+    mean = cv2.boxFilter(y, -1, k, borderType=cv2.BORDER_REFLECT)
+    mean_sq = cv2.boxFilter(y * y, -1, k, borderType=cv2.BORDER_REFLECT)
+    return (mean_sq - mean * mean) < threshold * threshold
