@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from fractions import Fraction
@@ -332,19 +333,32 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
         VideoReader(path)
 
 
-@pytest.mark.parametrize("ext", [".mp4", ".mkv", ".avi"])
-@pytest.mark.parametrize("keep", [0.3, 0.6])
-def test_truncated_file(tmp_path, ext, keep):
+def _cut(tmp_path: Path, ext: str, keep: float) -> Path:
     src = tmp_path / f"full{ext}"
     write_test_clip(src, width=96, height=64, frames=30, audio=ext == ".mkv")
     data = src.read_bytes()
     cut = tmp_path / f"cut{ext}"
     cut.write_bytes(data[: int(len(data) * keep)])
-    # Either opening fails (mp4 index is at the end) or streaming stops short: both are UserErrors.
+    return cut
+
+
+@pytest.mark.parametrize(("ext", "keep"), [(".mp4", 0.3), (".mp4", 0.6), (".avi", 0.3)])
+def test_truncated_file_without_its_header_or_index_is_refused(tmp_path, ext, keep):
+    # mp4 keeps its index at the end; an AVI cut this short has lost part of its header.
     with pytest.raises(UserError, match="truncated or corrupt"):
-        with VideoReader(cut) as reader:
-            for _ in reader.frames(audio_sink=lambda p: None):
-                pass
+        VideoReader(_cut(tmp_path, ext, keep))
+
+
+@pytest.mark.parametrize(("ext", "keep"), [(".mkv", 0.3), (".mkv", 0.6), (".avi", 0.6)])
+def test_truncated_file_gives_the_frames_before_the_cut_and_a_warning(tmp_path, caplog, ext, keep):
+    cut = _cut(tmp_path, ext, keep)
+    with caplog.at_level(logging.WARNING, logger="mvstylizer"), VideoReader(cut) as reader:
+        count = sum(1 for _ in reader.frames(audio_sink=lambda p: None))
+    assert 0 < count < 30
+    messages = [r.getMessage() for r in caplog.records]
+    declared = "3.00 s of video" if ext == ".mkv" else "30 frames"
+    assert len(messages) == 1 and messages[0].startswith(f"{cut} declares {declared} but only ")
+    assert messages[0].endswith(f"; using the {count} decodable frames")
 
 
 def test_full_mkv_with_audio_is_not_flagged(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -183,16 +184,32 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _WarningLines(logging.Handler):
+    """Prints each warning the package logs as one `warning: ...` line on stderr (nothing else
+    configures logging for the command line), above the progress bar when one is shown."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        tqdm.write(f"warning: {record.getMessage()}", file=sys.stderr)
+
+
 def _stylize(args: argparse.Namespace) -> int:
     from .mobile.pipeline import Stylizer
 
     _check_report_folder(args.report)
     config = _pipeline_config(args, progress=not args.quiet and sys.stderr.isatty())
     edge = _edge_link(args)
+    warning_lines = _WarningLines()  # e.g. frames skipped in a damaged input video
+    logging.getLogger("mvstylizer").addHandler(warning_lines)
     try:
         _check_model(edge, args.model)
         report = Stylizer(edge, config).run(args.input, args.style, args.output)
     finally:
+        logging.getLogger("mvstylizer").removeHandler(warning_lines)
         edge.close()
     collected = getattr(getattr(edge, "active", edge), "frames_collected", 0)
     if args.contribute and not args.quiet:

@@ -14,6 +14,10 @@ Why this module exists as one place:
   through untouched whenever the target container accepts them.
 * Bad input is the user's problem, not a crash: anything wrong with a file surfaces as a one-line
   :class:`~mvstylizer.errors.UserError`; PyAV / OpenCV exceptions never escape for bad input.
+* A damaged file that players still play (cut short, a header that over-counts its frames, garbage
+  in the middle) is not refused: like FFmpeg, the reader skips what cannot be read or decoded, yields
+  the frames that decode and logs one warning saying what was lost. Only a file with no decodable
+  frame at all is an error.
 * Outputs are written to a temporary file beside the target and renamed over it only on success,
   so a crash or Ctrl-C never leaves a half-written video, image or report.
 """
@@ -59,6 +63,9 @@ _SWS_ACCURATE_ENCODE = _Interp.BILINEAR | _Interp.ACCURATE_RND | _Interp.FULL_CH
 # leading frame or two); more than this many missing means the file was cut short.
 _MISSING_FRAMES_ABS = 2
 _MISSING_FRAMES_FRAC = 0.05
+# A failed read usually leaves the demuxer past the bad bytes, so the next read resyncs; reads that
+# keep failing (a disk error, nothing readable left) end the file after this many in a row.
+_MAX_FAILED_READS = 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -284,6 +291,38 @@ def _reason(exc: BaseException) -> str:
     return str(text).strip().rstrip(".")
 
 
+@dataclass
+class _Damage:
+    """What reading had to skip to get through a damaged file (FFmpeg and players skip the same)."""
+
+    bad_packets: int = 0  # video packets the decoder refused: their frames are lost
+    failed_reads: int = 0  # reads the demuxer refused: the bytes it skipped are lost
+    gave_up: bool = False  # reads kept failing: everything after that point is lost
+    first_reason: str | None = None  # the first error's text, for the warning
+
+    def note(self, exc: BaseException) -> None:
+        if self.first_reason is None:
+            self.first_reason = _reason(exc)
+
+    def __bool__(self) -> bool:
+        return bool(self.bad_packets or self.failed_reads)
+
+    def describe(self) -> str:
+        """E.g. ``skipped 3 undecodable video packets: Invalid data found when processing input``."""
+        parts = []
+        if self.bad_packets:
+            parts.append(f"skipped {_plural(self.bad_packets, 'undecodable video packet')}")
+        if self.gave_up:
+            parts.append("reading stopped at an unreadable part of the file")
+        elif self.failed_reads:
+            parts.append(f"skipped {_plural(self.failed_reads, 'unreadable part')} of the file")
+        return f"{', '.join(parts)}: {self.first_reason}"
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
 def _parse_hms(text: str | None) -> float | None:
     """Seconds from an ``HH:MM:SS.fraction`` tag (Matroska's per-track DURATION); None if absent."""
     if not text:
@@ -362,14 +401,17 @@ class VideoReader:
         container = self._open()
         try:
             stream = self._video_stream_of(container)
-            try:
-                for packet in container.demux(stream):
-                    for frame in packet.decode():
-                        return _orientation_of(frame), (int(frame.width), int(frame.height))
-            except _AV_ERRORS as exc:
+            # Damage before the first good frame is skipped here as in frames(), which rereads it
+            # and reports it: a file whose first packets are broken still plays from the next one.
+            damage = _Damage()
+            for packet in _packets(container, [stream], damage):
+                for frame in _decode(packet, damage):
+                    return _orientation_of(frame), (int(frame.width), int(frame.height))
+            if damage:
                 raise UserError(
-                    f"cannot decode {self.path}: the video is truncated or corrupt ({_reason(exc)})"
-                ) from exc
+                    f"cannot decode {self.path}: none of its video frames could be decoded, it is "
+                    f"truncated or corrupt ({damage.describe()})"
+                )
             raise UserError(f"{self.path} has no video frames (empty, truncated or corrupt)")
         finally:
             container.close()
@@ -429,8 +471,9 @@ class VideoReader:
 
         One pass over the file, video and audio demuxed together, so the writer can remux audio
         while video is being processed and nothing has to be buffered or re-read. At most one
-        decoded frame is held at a time (the decoder's own frame-thread queue aside). Raises
-        :class:`UserError` after the last frame if the file turned out to be truncated/corrupt.
+        decoded frame is held at a time (the decoder's own frame-thread queue aside). Packets that
+        cannot be read or decoded are skipped; after the last frame, one warning is logged if frames
+        were lost that way or the file turned out to be cut short.
         """
         if self._container is None:
             raise RuntimeError("VideoReader is closed")
@@ -448,16 +491,8 @@ class VideoReader:
         index = 0
         video_end: float | None = None  # seconds covered by decoded frames
         audio_end: float | None = None  # seconds covered by audio packets
-        error: BaseException | None = None
-        demuxer = self._container.demux(*wanted)
-        while True:
-            try:
-                packet = next(demuxer)
-            except StopIteration:
-                break
-            except _AV_ERRORS as exc:
-                error = exc
-                break
+        damage = _Damage()
+        for packet in _packets(self._container, wanted, damage):
             if packet.stream.index == audio_index:
                 if packet.dts is None:  # dts None marks the demuxer's flush packet
                     continue
@@ -467,11 +502,7 @@ class VideoReader:
                 if audio_sink is not None:
                     audio_sink(packet)  # errors here are the sink's, not the input's
                 continue
-            try:
-                decoded = packet.decode()
-            except _AV_ERRORS as exc:
-                error = exc
-                break
+            decoded = _decode(packet, damage)
             while decoded:
                 frame = decoded.pop(0)
                 out = self._convert(frame, index)
@@ -483,7 +514,7 @@ class VideoReader:
                 yield out
                 del out
 
-        self._check_complete(index, video_end, audio_end, error)
+        self._report_losses(index, video_end, audio_end, damage)
 
     def _convert(self, frame: av.VideoFrame, index: int) -> DecodedFrame:
         rgb8 = frame.to_ndarray(format="rgb24", interpolation=self._sws)
@@ -496,26 +527,37 @@ class VideoReader:
         time = float(pts * self.time_base) if pts is not None else index / float(self._rate)
         return DecodedFrame(index=index, pts=pts, time=time, rgb8=rgb8)
 
-    def _check_complete(
-        self, decoded: int, video_end: float | None, audio_end: float | None, error: BaseException | None
+    def _report_losses(
+        self, decoded: int, video_end: float | None, audio_end: float | None, damage: _Damage
     ) -> None:
-        """Turn silent truncation into an error: FFmpeg usually just stops early on a cut file."""
-        if error is not None:
-            raise UserError(
-                f"{self.path} is truncated or corrupt: decoding stopped after {decoded} frame(s) "
-                f"({_reason(error)})"
-            ) from error
+        """Log one warning if frames were skipped or the file is shorter than it declares.
+
+        FFmpeg usually just stops early on a cut file, so the shortfall against the declared frame
+        count (else duration) is the only sign of it; skipped packets are counted as they happen.
+        """
         if decoded == 0:
             raise UserError(f"{self.path} has no video frames")
+        shortfall = self._shortfall(decoded, video_end, audio_end, damaged=bool(damage))
+        if shortfall is None and not damage:
+            return
+        what = f"{self.path} {shortfall or 'is damaged'}"
+        if damage:
+            what += f" ({damage.describe()})"
+        log.warning("%s; using the %s", what, _plural(decoded, "decodable frame"))
+
+    def _shortfall(
+        self, decoded: int, video_end: float | None, audio_end: float | None, damaged: bool
+    ) -> str | None:
+        """``declares N frames but only M could be decoded`` (or the same in seconds), or None
+        when what decoded matches what the file declares, within a little slack."""
         declared = self.info.frame_count
         if declared:
             missing = declared - decoded
-            if missing > max(_MISSING_FRAMES_ABS, _MISSING_FRAMES_FRAC * declared):
-                raise UserError(
-                    f"{self.path} is truncated or corrupt: it declares {declared} frames "
-                    f"but only {decoded} could be decoded"
-                )
-            return
+            # The slack is for edit lists; once packets were skipped, every missing frame is lost.
+            slack = 0 if damaged else max(_MISSING_FRAMES_ABS, _MISSING_FRAMES_FRAC * declared)
+            if missing > slack:
+                return f"declares {declared} frames but only {decoded} could be decoded"
+            return None
         # No frame count (Matroska, WebM, streams): compare the time covered with the declared
         # duration, video against video, else everything against the container's.
         if self._video_duration and video_end is not None:
@@ -525,13 +567,11 @@ class VideoReader:
             expected = self._container_duration
             covered = max(video_end, audio_end or video_end) - self._container_start
         else:
-            return
+            return None
         slack = max(_MISSING_FRAMES_ABS / float(self._rate), _MISSING_FRAMES_FRAC * expected)
         if covered < expected - slack:
-            raise UserError(
-                f"{self.path} is truncated or corrupt: it declares {expected:.2f} s of video "
-                f"but only {covered:.2f} s could be decoded"
-            )
+            return f"declares {expected:.2f} s of video but only {covered:.2f} s could be decoded"
+        return None
 
     def close(self) -> None:
         """Release the file. Safe to call twice."""
@@ -548,6 +588,50 @@ class VideoReader:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _packets(
+    container: av.container.InputContainer, streams: list[av.stream.Stream], damage: _Damage
+) -> Iterator[av.Packet]:
+    """``container.demux(*streams)`` that reads on past a failed read instead of ending there.
+
+    A PyAV demux generator is finished once it raises, but the demuxer underneath keeps its place,
+    so a fresh generator continues after the bad bytes (the demuxer resyncs, as players do).
+    """
+    failures = 0
+    demuxer = container.demux(*streams)
+    while True:
+        try:
+            packet = next(demuxer)
+        except StopIteration:
+            return
+        except _AV_ERRORS as exc:
+            damage.failed_reads += 1
+            damage.note(exc)
+            failures += 1
+            if failures == _MAX_FAILED_READS:
+                break
+            demuxer = container.demux(*streams)
+            continue
+        failures = 0
+        yield packet
+    # Reads keep failing: end the file here. PyAV ends a file with one empty packet per stream,
+    # which flushes the decoders; do the same so the frames they still hold are not lost.
+    damage.gave_up = True
+    for stream in streams:
+        flush = av.Packet()
+        flush.stream = stream
+        yield flush
+
+
+def _decode(packet: av.Packet, damage: _Damage) -> list[av.VideoFrame]:
+    """The packet's frames; none if the decoder refuses it (the decoder carries on with the next)."""
+    try:
+        return packet.decode()
+    except _AV_ERRORS as exc:
+        damage.bad_packets += 1
+        damage.note(exc)
+        return []
 
 
 # --------------------------------------------------------------------------------------------
