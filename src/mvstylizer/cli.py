@@ -139,6 +139,7 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--key-size", type=_positive_int, default=512, metavar="PIXELS")
     be.add_argument("--workers", type=_positive_int, default=2, help="the edge's DNN worker threads")
     _add_video_bench_parsers(bsub)
+    _add_footage_parser(bsub)
 
     t = sub.add_parser("train", help="train a model from plain photos and video frames (self-supervised)")
     t.add_argument("model", choices=sorted(TRAINABLE), help="which model")
@@ -303,6 +304,40 @@ def _video_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_footage_parser(bsub: argparse._SubParsersAction) -> None:
+    f = bsub.add_parser("footage", help="real camera clips in a folder: the pipeline vs frame-by-frame vs a bare "
+                                         "transcode, per clip and overall (markdown table on stdout)")
+    f.add_argument("folder", type=Path, metavar="DIR", help="folder of clips (*.mp4, *.avi, *.mov, *.mkv, *.webm)")
+    f.add_argument("--model", default="default", help="edge model (default: the edge's default)")
+    f.add_argument("--style", type=Path, metavar="PHOTO", help="style photo (default: scikit-image's coffee.png)")
+    f.add_argument("--clips", nargs="+", metavar="NAME", help="only these clips (file names, extension optional)")
+    f.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
+    f.add_argument("--montage", type=Path, metavar="DIR",
+                   help="write <clip>_worst.png per clip: input / frame-by-frame / ours at the lowest-SSIM frame")
+
+
+def _footage_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from .bench.footage import FootageConfig, run_footage
+    from .video.io import atomic_path
+
+    _check_report_folder(args.json)
+    if args.montage is not None:
+        _check_report_folder(args.montage)
+        if args.montage.exists() and not args.montage.is_dir():
+            raise UserError(f"--montage {args.montage} is a file, not a folder")
+        args.montage.mkdir(exist_ok=True)
+    report = run_footage(FootageConfig(folder=args.folder, model=args.model, style=args.style,
+                                       clips=tuple(args.clips or ()), montage=args.montage),
+                         log=lambda msg: print(msg, file=sys.stderr))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
+    print(report.markdown())
+    return 0
+
+
 def _check_report_folder(path: Path | None) -> None:
     if path is not None and not path.parent.resolve().is_dir():
         raise UserError(f"report folder {path.parent} does not exist")
@@ -315,6 +350,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     if args.bench_command in ("clips", "speedup", "sweep"):
         return _video_bench(args)
+    if args.bench_command == "footage":
+        return _footage_bench(args)
     _check_report_folder(args.json)
     if args.bench_command == "compare":
         from .bench.compare import compare
