@@ -115,6 +115,9 @@ class ModelInfo(BaseModel):
     description: str
     runtimes: list[str] = []  # e.g. ["torch", "onnx"]; request one as model=NAME:RUNTIME
     aliases: list[str] = []
+    # False for a global colour transform (every pixel's output depends on its colour alone): the
+    # phone then keeps a key as one colour function and needs no spatial grid for its neighbours.
+    spatial: bool = True
 
 
 class ModelList(BaseModel):

@@ -44,7 +44,7 @@ class EdgeService:
 
     def models(self) -> list[dict]:
         return [{"name": s.name, "description": s.description, "runtimes": list(s.runtimes),
-                 "aliases": aliases_of(s.name)} for s in available_models()]
+                 "aliases": aliases_of(s.name), "spatial": s.spatial} for s in available_models()]
 
     def register_style(self, encoded: bytes) -> str:
         """Store a style photo (encoded image bytes); its id is the content hash, so re-sending is free."""

@@ -1,14 +1,20 @@
-"""Phone-side frame interpolation between two stylized key frames, from DIS optical flow.
+"""Phone-side frames between two stylized key frames.
 
-Two methods, both guided by flow between the current frame t and its enclosing keys a < t < b,
-computed on the low-resolution work frames, with forward-backward occlusion masks and weights that
-fall off with temporal distance:
+Two methods:
 
-- ``warp`` (the paper's): warp the full-resolution stylized key frames into frame t and blend.
-  Detail and any flow error come from the keys, so fast motion ghosts.
-- ``transform`` (ours): warp each key's *local affine colour maps* (content -> stylized) into frame t,
-  blend them, and apply them to the real frame t. Detail comes from frame t itself; where both keys
-  are occluded the keys' global colour maps take over, so nothing is left unstyled.
+- ``transform`` (default): every key is kept as a colour transform fit to its stylization — a global
+  look (:mod:`.look`) and, for spatially varying models, a bilateral grid of offsets indexed by
+  position and brightness (:mod:`.grid`). A frame between keys ``a < t < b`` gets the two keys'
+  transforms blended by temporal distance, applied to the real frame t. No optical flow: nothing can
+  land on the wrong object, flat walls stay as steady as the input, detail is frame t's own, and a
+  key frame is rendered by the very same transform, so nothing jumps at keys.
+- ``warp`` (the paper's, kept for comparison): warp the full-resolution stylized key frames into
+  frame t by DIS flow, with forward-backward occlusion masks and temporal weights, and blend.
+
+Measured on real camera clips (docs/BENCHMARKS.md, ``mvstylizer bench footage``), the transform
+method replaced one that warped per-pixel affine colour maps by flow: those boiled on flat walls
+(ill-conditioned fits amplify noise) and bled one object's colours onto another wherever flow was
+wrong.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ import cv2
 import numpy as np
 
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
-from .affine import Scratch, render, to_rgb8
+from .grid import GridConfig, ResidualGrid, fit_grid
+from .look import Look, fit_look
 
 METHODS = ("transform", "warp")
 
@@ -29,25 +36,23 @@ class KeyFrame:
     """What the phone keeps of a stylized key frame while it fills the frames around it."""
 
     index: int
-    gray: np.ndarray  # work-resolution grey uint8, for flow
-    coeffs: np.ndarray  # work-resolution local affine maps, HxWx12 (+3 detail gain: learned smoothing)
-    global_map: np.ndarray  # 12 floats (+ tone curves: learned smoothing; see affine.render)
-    # Full-resolution stylized key frame: written as the key's output, and warped by the warp method.
-    styled8: np.ndarray | None = None
-    # gray and coeffs at the transform method's map resolution, made once per key when first needed.
-    small: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+    look: Look
+    grid: ResidualGrid | None = None  # spatially varying models only
+    gray: np.ndarray | None = None  # key-size grey uint8, for the warp method's flow
+    styled8: np.ndarray | None = None  # full-resolution output of the key
 
 
 @dataclass
 class InterpConfig:
     method: str = "transform"
-    flow_preset: str = "fast"
-    # Occluded pixels keep this much weight so a key seen nowhere still blends smoothly.
-    occluded_weight: float = 0.02
-    # The transform method finds flow, occlusion and blends the keys' colour maps at this fraction of
-    # the key size. At 1080p 0.5 halved the phone's time per in-between frame; it smooths the maps of
-    # spatially varying models (wct2 on bikes.mp4: warping error 0.00371 vs 0.00291 at 1.0).
+    # The grid is sliced with the frame's brightness at this fraction of the key size, then the
+    # offsets are upsampled: at 0.5 slicing costs ~1.3 ms instead of ~8 ms per frame and the fit to
+    # the stylized key moved by < 0.1 dB (six real clips, wct2 and mk).
     map_scale: float = 0.5
+    grid: GridConfig = field(default_factory=GridConfig)
+    # warp method only
+    flow_preset: str = "fast"
+    occluded_weight: float = 0.02  # occluded pixels keep this much weight so the blend stays smooth
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -57,89 +62,66 @@ class InterpConfig:
 
 
 class Interpolator:
-    def __init__(self, config: InterpConfig | None = None, scratch: Scratch | None = None) -> None:
+    """Makes key frames from their stylizations and renders every frame from its enclosing keys."""
+
+    def __init__(self, config: InterpConfig | None = None, spatial: bool = True) -> None:
         self.config = config or InterpConfig()
-        self._flow = FlowEstimator(self.config.flow_preset)
-        self._scratch = scratch or Scratch()
+        self.spatial = spatial  # fit a residual grid (spatially varying models) or the look alone
+        self._flow: FlowEstimator | None = None
 
-    def frame(self, t: int, gray: np.ndarray, content_low: np.ndarray, content8: np.ndarray,
-              a: KeyFrame, b: KeyFrame) -> np.ndarray:
-        """Stylized frame t (full-resolution uint8 RGB) from keys ``a`` and ``b`` (a.index <= t <= b.index)."""
+    def key(self, index: int, content8: np.ndarray, styled: np.ndarray, full8: np.ndarray) -> KeyFrame:
+        """Key frame ``index`` from its key-size original (uint8), its stylization (float, same size)
+        and its full-resolution original (uint8); renders the key's own output."""
+        look = fit_look(content8.astype(np.float32) * (1.0 / 255.0), styled)
+        grid = None
+        gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
+        if self.spatial:
+            residual = styled - look.apply(content8).astype(np.float32) * (1.0 / 255.0)
+            grid = fit_grid(gray, residual, self.config.grid)
+        key = KeyFrame(index, look, grid, gray)
+        key.styled8 = self._render(look, grid, gray, full8)
+        return key
+
+    def frame(self, t: int, gray: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame) -> np.ndarray:
+        """Stylized frame t (full-resolution uint8 RGB) from keys ``a`` and ``b`` (a.index <= t <= b.index).
+
+        ``gray`` is frame t's key-size grey image."""
         span = max(1, b.index - a.index)
-        dist_a = (b.index - t) / span  # weight of key a: 1 at a, 0 at b
-        sides = [(a, dist_a), (b, 1.0 - dist_a)] if a is not b else [(a, 1.0)]
+        w_b = min(1.0, max(0.0, (t - a.index) / span))
         if self.config.method == "warp":
-            return self._warp(content8, [self._visible(gray, k.gray) + (k, w) for k, w in sides if w > 0])
-        small = self._map_size(gray)
-        gray_t = _shrink(gray, small)
-        fields = [self._visible(gray_t, self._small(k, small)[0]) + (k, w) for k, w in sides if w > 0]
-        return self._transform(content_low, content8, fields, small)
+            return self._warp(t, gray, full8, [(a, 1.0 - w_b), (b, w_b)])
+        look = a.look.blend(b.look, w_b)
+        grid = a.grid.blend(b.grid, w_b) if a.grid is not None and b.grid is not None else None
+        return self._render(look, grid, gray, full8)
 
-    def as_seen(self, key: KeyFrame) -> np.ndarray:
-        """The key's maps after the round trip through the map resolution that in-between frames get
-        (the small maps are cached on the key, so the in-between frames reuse them)."""
-        if self.config.method == "warp" or self.config.map_scale == 1.0:
-            return key.coeffs
-        return _shrink(self._small(key, self._map_size(key.gray))[1], key.coeffs.shape[1::-1])
+    def _render(self, look: Look, grid: ResidualGrid | None, gray: np.ndarray, full8: np.ndarray) -> np.ndarray:
+        out = look.apply(full8)
+        if grid is None:
+            return out
+        h, w = gray.shape
+        size = max(2, round(w * self.config.map_scale)), max(2, round(h * self.config.map_scale))
+        luma = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if size != (w, h) else gray
+        # Offsets in whole levels as int16: OpenCV upsamples and adds 16-bit offsets to 8-bit frames
+        # in two passes (~1.7 ms at 1080p) where float images cost ~4x.
+        offsets = np.rint(grid.slice(luma) * 255.0).astype(np.int16)
+        up = cv2.resize(offsets, full8.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        return cv2.add(out, up, dtype=cv2.CV_8U)
 
-    def _map_size(self, gray: np.ndarray) -> tuple[int, int]:
-        h, w = gray.shape[:2]
-        s = self.config.map_scale
-        return max(8, round(w * s)), max(8, round(h * s))
-
-    def _small(self, key: KeyFrame, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-        """The key's grey frame and colour maps at the map resolution (cached on the key)."""
-        if key.small is None or key.small[0].shape[1::-1] != size:
-            key.small = (_shrink(key.gray, size), _shrink(key.coeffs, size))
-        return key.small
-
-    def _visible(self, gray: np.ndarray, key_gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Flow frame t -> key, and where frame t's pixels are visible in the key."""
-        to_key = self._flow(gray, key_gray)
-        back = self._flow(key_gray, gray)
-        return to_key, occlusion_mask(to_key, back)
-
-    def _weights(self, fields: list) -> list[np.ndarray]:
-        """Per-pixel blend weights: temporal closeness times visibility, normalised to sum to one."""
+    def _warp(self, t: int, gray: np.ndarray, full8: np.ndarray, sides: list[tuple[KeyFrame, float]]) -> np.ndarray:
+        if self._flow is None:
+            self._flow = FlowEstimator(self.config.flow_preset)
+        h, w = full8.shape[:2]
         eps = self.config.occluded_weight
-        raw = [w * (m.astype(np.float32) * (1.0 - eps) + eps) for _, m, _, w in fields]
-        total = sum(raw)
-        return [r / total for r in raw]
-
-    def _transform(self, content_low: np.ndarray, content8: np.ndarray, fields: list,
-                   small: tuple[int, int]) -> np.ndarray:
-        weights = self._weights(fields)
-        # Where no key sees the pixel its warped maps are border guesses: fade to the global map
-        # (with unit detail gain when the maps carry one), softly, so the fallback leaves no seam.
-        seen = np.maximum.reduce([m for _, m, _, _ in fields]).astype(np.float32)
-        seen = cv2.GaussianBlur(seen, (0, 0), 2.0 * self.config.map_scale)
-        global_map = sum(k.global_map * wt for _, _, k, wt in fields) / sum(wt for *_, wt in fields)
-        channels = fields[0][2].coeffs.shape[2]
-        fallback = np.concatenate([global_map[:12], np.ones(channels - 12, np.float32)])
-        coeffs = np.broadcast_to(fallback, (small[1], small[0], channels)) * (1.0 - seen)[..., None]
-        for (f, _, k, _), w in zip(fields, weights):
-            coeffs += warp(self._small(k, small)[1], f) * (w * seen)[..., None]
-        coeffs = _shrink(coeffs, content_low.shape[1::-1])  # back up to the key size, bilinearly
-        return render(coeffs, global_map, content_low, content8, self._scratch)
-
-    def _warp(self, content8: np.ndarray, fields: list) -> np.ndarray:
-        h, w = content8.shape[:2]
-        weights = self._weights(fields)
-        out = np.zeros((h, w, 3), np.float32)
-        for (f, _, k, _), wt in zip(fields, weights):
-            if k.styled8 is None:
-                raise ValueError("warp interpolation needs the keys' full-resolution stylized frames")
-            big = resize_flow(f, w, h)
-            out += warp(k.styled8, big).astype(np.float32) * cv2.resize(wt, (w, h))[..., None]
-        return to_rgb8(out * (1.0 / 255.0))
-
-
-def _shrink(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resize to ``size`` (w, h); a no-op at the same size.
-
-    Area averaging when shrinking images of up to 4 channels (OpenCV's limit for it); bilinear
-    otherwise, which is enough for the colour maps, smooth by construction."""
-    if img.shape[1::-1] == size:
-        return img
-    area = size[0] < img.shape[1] and (img.ndim == 2 or img.shape[2] <= 4)
-    return cv2.resize(img, size, interpolation=cv2.INTER_AREA if area else cv2.INTER_LINEAR)
+        layers, weights = [], []
+        for key, weight in sides:
+            if weight <= 0.0:
+                continue
+            if key.styled8 is None or key.gray is None:
+                raise ValueError("warp interpolation needs the keys' grey and stylized frames")
+            to_key = self._flow(gray, key.gray)
+            seen = occlusion_mask(to_key, self._flow(key.gray, gray)).astype(np.float32)
+            layers.append(warp(key.styled8, resize_flow(to_key, w, h)).astype(np.float32))
+            weights.append(weight * (seen * (1.0 - eps) + eps))
+        total = sum(weights)
+        out = sum(layer * cv2.resize(wt / total, (w, h))[..., None] for layer, wt in zip(layers, weights))
+        return cv2.convertScaleAbs(out)

@@ -19,8 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..imaging import fit_within, shrink_to
-from ..video.flow import to_gray8
+from ..imaging import area_resize, fit_within, shrink_to
 from ..video.io import (
     DecodedFrame,
     VideoReader,
@@ -31,12 +30,11 @@ from ..video.io import (
     read_image,
     write_image,
 )
-from .affine import Scratch, render
+from .affine import render
 from .edge_link import EdgeLink
 from .interpolate import InterpConfig, Interpolator, KeyFrame
 from .keyframes import KeyframeConfig, KeyframeSelector
 from .meta_smoothing import LearnedSmoother
-from .smoothing import GuidedUpsampler
 
 STAGES = ("decode", "select", "edge", "smoothing", "interpolation", "encode")
 SMOOTHERS = ("learned", "guided")
@@ -49,10 +47,10 @@ class StylizeConfig:
     max_style_side: int = 1024
     keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
     interp: InterpConfig = field(default_factory=InterpConfig)
-    # Meta-smoothing of key frames: classic guided upsampling or the learned module. The learned one
-    # beats the classic upsamplers on held-out photos (docs/BENCHMARKS.md), but end to end on bikes.mp4
-    # it keeps no more of frame-by-frame dncm (PSNR +0.4 dB, SSIM -0.001) and less of wct2 (SSIM 0.785
-    # vs 0.809), so guided is the default.
+    # Meta-smoothing of key frames. "guided": the key's colour transform (global look + bilateral
+    # grid, mobile/look.py and mobile/grid.py) is fit straight to the edge's low-resolution output;
+    # its regularisation is the smoothing. "learned": the learned module first cleans the edge's
+    # output (blotches, halos, JPEG blocks), then the transform is fit to that.
     smoothing: str = "guided"
     crf: int = 18
     # x264 speed preset. At 1080p on two cores "medium" cost ~2.6x the time of "veryfast" per frame,
@@ -111,7 +109,6 @@ class _Work:
     pts: int | None
     rgb8: np.ndarray
     low8: np.ndarray  # work resolution, uint8
-    low: np.ndarray  # work resolution, float32 [0,1]
     gray: np.ndarray  # work resolution, uint8
 
 
@@ -126,8 +123,7 @@ class Stylizer:
     def __init__(self, edge: EdgeLink, config: StylizeConfig | None = None) -> None:
         self.edge = edge
         self.config = config or StylizeConfig()
-        self.smoother = LearnedSmoother() if self.config.smoothing == "learned" else GuidedUpsampler()
-        self._scratch = Scratch()  # full-resolution working images shared by key and in-between frames
+        self.smoother = LearnedSmoother() if self.config.smoothing == "learned" else None
 
     # --- public entry points -------------------------------------------------------------
     def run(self, input_path: str | Path, style_path: str | Path, output_path: str | Path) -> StylizeReport:
@@ -157,7 +153,7 @@ class Stylizer:
         timer = _Timer(report.stage_seconds)
         size = work_size(w, h, self.config.key_size)
         work = _make_work(0, None, rgb8, size)
-        key = self._key(work, style_id, timer)
+        key = self._key(work, style_id, timer, self._interpolator())
         with timer("encode"):
             write_image(output_path, key.styled8)
         report.frames, report.key_frames, report.key_size = 1, [0], list(size)
@@ -175,7 +171,7 @@ class Stylizer:
             report.key_size = list(size)
             timer = _Timer(report.stage_seconds)
             selector = KeyframeSelector(self.config.keyframes)
-            interp = Interpolator(self.config.interp, self._scratch)
+            interp = self._interpolator()
             with VideoWriter(output_path, info.width, info.height, info.fps, reader.time_base,
                              audio_template=reader.audio_stream, crf=self.config.crf,
                              preset=self.config.preset) as writer:
@@ -190,7 +186,7 @@ class Stylizer:
                     """Fill the buffered frames between the previous key and ``key``, then emit ``key``."""
                     for f in pending:
                         with timer("interpolation"):
-                            out = interp.frame(f.index, f.gray, f.low, f.rgb8, last_key or key, key)
+                            out = interp.frame(f.index, f.gray, f.rgb8, last_key or key, key)
                         emit(out, f.pts)
                     pending.clear()
                     emit(key.styled8, key_work.pts)
@@ -224,20 +220,31 @@ class Stylizer:
                     writer.close()
         return self._finish(report, t0)
 
-    def _key(self, work: _Work, style_id: str, timer: "_Timer", interp: Interpolator | None = None) -> KeyFrame:
+    def _interpolator(self) -> Interpolator:
+        return Interpolator(self.config.interp, spatial=self._model_is_spatial())
+
+    def _model_is_spatial(self) -> bool:
+        """Whether the edge says the chosen model varies its colours over the picture (then keys
+        carry a bilateral grid besides their global look). An edge that does not say is assumed to."""
+        name = self.config.model.partition(":")[0]
+        for m in self.edge.models():
+            if name == m.get("name") or name in m.get("aliases", []):
+                return bool(m.get("spatial", True))
+        return True
+
+    def _key(self, work: _Work, style_id: str, timer: "_Timer", interp: Interpolator) -> KeyFrame:
+        low = work.low8.astype(np.float32) * (1.0 / 255.0)
         with timer("edge"):
-            (styled_low,) = self.edge.stylize(style_id, self.config.model, [work.low])
-        if styled_low.shape != work.low.shape:
+            (styled_low,) = self.edge.stylize(style_id, self.config.model, [low])
+        if styled_low.shape != low.shape:
             raise UserError(f"edge returned a {styled_low.shape[1]}x{styled_low.shape[0]} frame for a "
-                            f"{work.low.shape[1]}x{work.low.shape[0]} key frame")
+                            f"{low.shape[1]}x{low.shape[0]} key frame")
         with timer("smoothing"):
-            coeffs, global_map = self.smoother.maps(work.low, styled_low, work.rgb8.shape[1] / work.low.shape[1])
-            key = KeyFrame(work.index, work.gray, coeffs, global_map)
-            # A key is rendered from its maps as the in-between frames will see them, so the output
-            # does not change in sharpness (and flicker) at every key.
-            seen = interp.as_seen(key) if interp is not None else coeffs
-            key.styled8 = render(seen, global_map, work.low, work.rgb8, self._scratch)
-        return key
+            if self.smoother is not None:
+                coeffs, global_map = self.smoother.maps(low, styled_low, work.rgb8.shape[1] / low.shape[1])
+                styled_low = render(coeffs, global_map, low, work.low8).astype(np.float32) * (1.0 / 255.0)
+            # A key is rendered by its own transform, exactly as the frames around it are.
+            return interp.key(work.index, work.low8, styled_low, work.rgb8)
 
     def _finish(self, report: StylizeReport, t0: float) -> StylizeReport:
         report.bytes_to_edge = self.edge.bytes_sent
@@ -247,8 +254,8 @@ class Stylizer:
 
 
 def _make_work(index: int, pts: int | None, rgb8: np.ndarray, size: tuple[int, int]) -> _Work:
-    low8 = cv2.resize(rgb8, size, interpolation=cv2.INTER_AREA) if size != rgb8.shape[1::-1] else rgb8
-    return _Work(index, pts, rgb8, low8, low8.astype(np.float32) * (1.0 / 255.0), to_gray8(low8))
+    low8 = area_resize(rgb8, size)
+    return _Work(index, pts, rgb8, low8, cv2.cvtColor(low8, cv2.COLOR_RGB2GRAY))
 
 
 class _Timer:

@@ -21,6 +21,8 @@ class ModelSpec:
     description: str
     # runtime -> "module:Class" under mvstylizer.models; the first is the default
     runtimes: dict[str, str]
+    # Whether a pixel's output depends on where it is, not only on its colour (see edge ModelInfo).
+    spatial: bool = False
 
     @property
     def default_runtime(self) -> str:
@@ -30,7 +32,7 @@ class ModelSpec:
 _SPECS = [
     ModelSpec("wct2", "DNN: VGG16 encoder with Haar wavelet skips + our decoder, optimal-transport feature "
               "transforms at the block-2/1 levels (WCT2-style, spatially varying)",
-              {"onnx": "wct2:WCT2OnnxStylizer", "torch": "wct2:WCT2Stylizer"}),
+              {"onnx": "wct2:WCT2OnnxStylizer", "torch": "wct2:WCT2Stylizer"}, spatial=True),
     ModelSpec("dncm", "DNN: learned colour mapping (Neural-Preset-style DNCM), global and resolution-free; "
               "exports .cube LUTs",
               {"onnx": "dncm:DNCMOnnxStylizer", "torch": "dncm:DNCMStylizer"}),
