@@ -24,7 +24,8 @@ CLIP_FIELDS = {
     "transcode_seconds", "pipeline_over_transcode", "pipeline_over_framewise", "ssim_mean", "ssim_worst",
     "ssim_worst_frame", "psnr_mean", "psnr_worst", "warp_ours", "warp_framewise", "warp_input", "flat_warp_ours",
     "flat_warp_framewise", "flat_warp_input", "warp_pairs", "flat_warp_pairs", "flat_fraction",
-    "scene_cuts_skipped", "targets",
+    "scene_cuts_skipped", "targets", "framewise_model_seconds", "ssim_raw_mean", "ssim_raw_worst",
+    "ssim_encode_floor",
 }
 
 
@@ -61,6 +62,9 @@ def test_json_has_every_field_per_clip_and_overall(run):
         assert 1 <= c["key_count"] <= FRAMES and 0 <= c["ssim_worst_frame"] < FRAMES
         assert 0.5 < c["ssim_worst"] <= c["ssim_mean"] <= 1 and c["psnr_worst"] <= c["psnr_mean"]
         assert all(c[k] > 0 for k in ("pipeline_seconds", "framewise_seconds", "transcode_seconds"))
+        assert c["framewise_seconds"] == pytest.approx(c["framewise_model_seconds"] + c["transcode_seconds"])
+        # Frame-by-frame is scored as an encoded video: the encode alone keeps it below its raw frames.
+        assert 0.5 < c["ssim_encode_floor"] < 1 and 0.5 < c["ssim_raw_worst"] <= c["ssim_raw_mean"] <= 1
         assert c["pipeline_over_transcode"] == pytest.approx(c["pipeline_seconds"] / c["transcode_seconds"])
         for k in ("warp_ours", "warp_framewise", "warp_input"):
             assert 0 <= c[k] < 0.1
@@ -148,8 +152,10 @@ def test_targets_are_undefined_without_flat_pixels():
     s = ClipScores(frames=2, ssim_mean=0.97, ssim_worst=0.95, ssim_worst_frame=1, psnr_mean=40.0, psnr_worst=39.0,
                    warp_ours=0.001, warp_framewise=0.002, warp_input=0.001, flat_warp_ours=math.nan,
                    flat_warp_framewise=math.nan, flat_warp_input=math.nan, warp_pairs=1, flat_warp_pairs=0,
-                   flat_fraction=0.0, scene_cuts_skipped=0)
-    r = ClipResult("c", "c.mp4", W, H, 2, pipeline_seconds=2.0, framewise_seconds=1.0, transcode_seconds=1.0, scores=s)
+                   flat_fraction=0.0, scene_cuts_skipped=0, ssim_raw_mean=0.96, ssim_raw_worst=0.94,
+                   ssim_encode_floor=0.97)
+    r = ClipResult("c", "c.mp4", W, H, 2, pipeline_seconds=2.5, framewise_model_seconds=1.0, transcode_seconds=1.0,
+                   scores=s)
     assert r.targets() == {"warp": True, "flat_warp": None, "ssim_mean": True, "ssim_worst": True, "speed": False}
     report = FootageReport("dir", "style.png", "m", 640, "mvstylizer", [r], {})
     assert report.as_dict()["clips"][0]["flat_warp_ours"] is None  # JSON has no nan

@@ -75,9 +75,9 @@ _CHUNK = 1 << 20  # pixels per block in the per-pixel map: bounds memory at 4K, 
 
 
 def default_weights() -> Path:
-    from .training import WEIGHTS_DIR
-
-    return WEIGHTS_DIR / WEIGHTS_NAME
+    # The folder is training.WEIGHTS_DIR, not imported from there: that module imports torch, which
+    # the ONNX path must not pay for (~1 s of every run's start).
+    return Path(__file__).parent / "weights" / WEIGHTS_NAME
 
 
 def thumbnail(img: np.ndarray, size: int) -> np.ndarray:
