@@ -330,7 +330,8 @@ def test_retries_honour_retry_after_then_succeed():
 
     t0 = time.monotonic()
     link = HttpEdge("http://edge.invalid", retries=3, backoff=5.0, transport=httpx.MockTransport(handler))
-    assert link.models() == [{"name": "m", "description": "d", "runtimes": [], "aliases": []}]
+    # An edge that does not say whether a model is spatially varying is taken to be.
+    assert link.models() == [{"name": "m", "description": "d", "runtimes": [], "aliases": [], "spatial": True}]
     assert len(calls) == 3 and time.monotonic() - t0 < 2  # Retry-After wins over the 5 s backoff
 
     calls.clear()

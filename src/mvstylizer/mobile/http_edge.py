@@ -105,7 +105,9 @@ class HttpEdge:
         try:
             return [{"name": str(m["name"]), "description": str(m["description"]),
                      "runtimes": [str(r) for r in m.get("runtimes", [])],
-                     "aliases": [str(a) for a in m.get("aliases", [])]} for m in data["models"]]
+                     "aliases": [str(a) for a in m.get("aliases", [])],
+                     # An edge too old to say is taken as spatially varying: the safe assumption.
+                     "spatial": bool(m.get("spatial", True))} for m in data["models"]]
         except (KeyError, TypeError):
             raise self._malformed("model list") from None
 
