@@ -161,3 +161,15 @@ def test_targets_are_undefined_without_flat_pixels():
     assert report.as_dict()["clips"][0]["flat_warp_ours"] is None  # JSON has no nan
     assert "flat –" in report.markdown() and report.overall()["targets_met"]["flat_warp"] == 0
 
+
+
+def test_max_frames_scores_only_the_first_frames(tmp_path):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    write_test_clip(clips / "pan.mp4", width=W, height=H, frames=FRAMES, fps=10.0)
+    out = tmp_path / "out.json"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["bench", "footage", str(clips), "--model", "reinhard", "--max-frames", "4",
+                     "--json", str(out)]) == 0
+    (clip,) = json.loads(out.read_text())["clips"]
+    assert clip["frames"] == 4 and clip["key_count"] <= 4

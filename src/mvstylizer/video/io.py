@@ -688,9 +688,11 @@ class VideoWriter:
         preset: str = "medium",
         *,
         fast_color: bool = False,
+        pix_fmt: str | None = None,
     ) -> None:
         self.path = Path(path)
         self._sws = None if fast_color else _SWS_ACCURATE_ENCODE
+        self._pix_fmt_wanted = pix_fmt  # None: 4:2:0 where the size allows (see _setup_video)
         suffix = self.path.suffix.lower()
         if suffix not in WRITABLE_VIDEO_EXTS:
             raise UserError(
@@ -732,7 +734,7 @@ class VideoWriter:
         # or pad, so the output keeps the input's exact size (High 4:4:4 profile; fine for
         # FFmpeg-based players, some hardware decoders refuse it).
         even = self.width % 2 == 0 and self.height % 2 == 0
-        self._pix_fmt = "yuv420p" if even else "yuv444p"
+        self._pix_fmt = self._pix_fmt_wanted or ("yuv420p" if even else "yuv444p")
         stream.pix_fmt = self._pix_fmt
         # Keep the input's time base so the input pts can be reused verbatim (exact timing).
         # AVI is the exception: it counts frames, one tick per frame, so it needs 1/fps (with a
