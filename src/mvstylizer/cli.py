@@ -51,13 +51,14 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key-size", type=_positive_int, default=512, metavar="PIXELS",
                    help="long side of the key frames sent to the edge (default 512)")
     p.add_argument("--interp", choices=["transform", "warp"], default="transform",
-                   help="interpolation: warp the keys' colour transforms (default) or their pixels (paper)")
+                   help="in-between frames: the two keys' colour transforms blended in time and applied to the "
+                        "frame (default), or the keys' stylized pixels warped by optical flow (the paper's)")
     p.add_argument("--map-scale", type=float, default=0.5, metavar="F",
-                   help="transform interpolation blends the keys' colour maps at this fraction of the key size "
-                        "(default 0.5: half the phone's time; 1.0 is steadier for spatially varying models such as wct2)")
+                   help="spatially varying models: the bilateral grid is sliced at this fraction of the key size "
+                        "(default 0.5)")
     p.add_argument("--smoothing", choices=["learned", "guided"], default="guided",
-                   help="meta-smoothing of key frames: classic guided upsampling (default) or the learned module "
-                        "(the better upsampler on held-out photos; end to end it keeps less of frame-by-frame wct2)")
+                   help="meta-smoothing of key frames: the key's colour transform fit straight to the edge's output "
+                        "(default), or to the learned module's cleaned version of it")
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     p.add_argument("--preset", default="veryfast",
                    choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"],

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
 from .grid import GridConfig, ResidualGrid, fit_grid
-from .look import Look, fit_look
+from .look import Look, blend_gap, fit_look
 
 METHODS = ("transform", "warp")
 
@@ -50,6 +50,9 @@ class InterpConfig:
     # the stylized key moved by < 0.1 dB (six real clips, wct2 and mk).
     map_scale: float = 0.5
     grid: GridConfig = field(default_factory=GridConfig)
+    # Two keys' looks are blended parameter by parameter (one look per frame) when that stays within
+    # this many 8-bit levels of blending their outputs (two looks per frame), which is exact.
+    blend_tolerance: float = 1.0
     # warp method only
     flow_preset: str = "fast"
     occluded_weight: float = 0.02  # occluded pixels keep this much weight so the blend stays smooth
@@ -68,6 +71,7 @@ class Interpolator:
         self.config = config or InterpConfig()
         self.spatial = spatial  # fit a residual grid (spatially varying models) or the look alone
         self._flow: FlowEstimator | None = None
+        self._pair: tuple[int, int, bool] | None = None  # (a, b, parameter blend is close enough)
 
     def key(self, index: int, content8: np.ndarray, styled: np.ndarray, full8: np.ndarray) -> KeyFrame:
         """Key frame ``index`` from its key-size original (uint8), its stylization (float, same size)
@@ -90,12 +94,21 @@ class Interpolator:
         w_b = min(1.0, max(0.0, (t - a.index) / span))
         if self.config.method == "warp":
             return self._warp(t, gray, full8, [(a, 1.0 - w_b), (b, w_b)])
-        look = a.look.blend(b.look, w_b)
         grid = a.grid.blend(b.grid, w_b) if a.grid is not None and b.grid is not None else None
-        return self._render(look, grid, gray, full8)
+        if w_b in (0.0, 1.0) or self._blends_by_parameters(a, b):
+            return self._render(a.look.blend(b.look, w_b), grid, gray, full8)
+        out = cv2.addWeighted(a.look.apply(full8), 1.0 - w_b, b.look.apply(full8), w_b, 0.0)
+        return self._add_grid(out, grid, gray)
+
+    def _blends_by_parameters(self, a: KeyFrame, b: KeyFrame) -> bool:
+        if self._pair is None or self._pair[:2] != (a.index, b.index):
+            self._pair = (a.index, b.index, blend_gap(a.look, b.look) <= self.config.blend_tolerance)
+        return self._pair[2]
 
     def _render(self, look: Look, grid: ResidualGrid | None, gray: np.ndarray, full8: np.ndarray) -> np.ndarray:
-        out = look.apply(full8)
+        return self._add_grid(look.apply(full8), grid, gray)
+
+    def _add_grid(self, out: np.ndarray, grid: ResidualGrid | None, gray: np.ndarray) -> np.ndarray:
         if grid is None:
             return out
         h, w = gray.shape
@@ -104,7 +117,7 @@ class Interpolator:
         # Offsets in whole levels as int16: OpenCV upsamples and adds 16-bit offsets to 8-bit frames
         # in two passes (~1.7 ms at 1080p) where float images cost ~4x.
         offsets = np.rint(grid.slice(luma) * 255.0).astype(np.int16)
-        up = cv2.resize(offsets, full8.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        up = cv2.resize(offsets, out.shape[1::-1], interpolation=cv2.INTER_LINEAR)
         return cv2.add(out, up, dtype=cv2.CV_8U)
 
     def _warp(self, t: int, gray: np.ndarray, full8: np.ndarray, sides: list[tuple[KeyFrame, float]]) -> np.ndarray:
