@@ -466,6 +466,10 @@ class DNCMOnnxStylizer:
         opts = ort.SessionOptions()
         if self.threads:
             opts.intra_op_num_threads = self.threads
+        # Idle ORT workers spin-wait after each run by default. In an embedded edge the phone's numpy
+        # and OpenCV work runs right after, and the spinning stole its cores (a key's colour fit
+        # took ~47 ms instead of ~6 ms on two cores).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         extra = json.loads(self._session.get_modelmeta().custom_metadata_map["dncm"])
         self.thumb = int(extra["arch"]["thumb"])

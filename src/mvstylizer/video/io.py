@@ -29,7 +29,9 @@ import logging
 import math
 import os
 import secrets
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
@@ -689,8 +691,14 @@ class VideoWriter:
         *,
         fast_color: bool = False,
         pix_fmt: str | None = None,
+        background: bool = True,
     ) -> None:
         self.path = Path(path)
+        # Encoding runs on one worker thread (PyAV releases the GIL inside FFmpeg), so the caller's
+        # next frame is decoded and processed while this one is converted and encoded. Every
+        # container operation (video and audio) goes through that one thread, in call order.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="mvstylizer-encode") if background else None
+        self._pending: deque[Future] = deque()
         self._sws = None if fast_color else _SWS_ACCURATE_ENCODE
         self._pix_fmt_wanted = pix_fmt  # None: 4:2:0 where the size allows (see _setup_video)
         suffix = self.path.suffix.lower()
@@ -801,7 +809,12 @@ class VideoWriter:
             pts = self._last_pts + 1
         self._last_pts = pts
 
+        # A copy in the caller's thread: the caller may reuse its array as soon as this returns.
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb8), format="rgb24")
+        self._run(self._encode_video, frame, pts)
+        self.frames_written += 1
+
+    def _encode_video(self, frame: av.VideoFrame, pts: int) -> None:
         frame = frame.reformat(
             format=self._pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG", interpolation=self._sws
         )
@@ -812,7 +825,21 @@ class VideoWriter:
                 self._container.mux(packet)
         except _AV_ERRORS as exc:
             raise UserError(f"failed writing {self.path}: {_reason(exc)}") from exc
-        self.frames_written += 1
+
+    def _run(self, fn: Callable[..., None], *args: object) -> None:
+        """``fn(*args)`` on the encode thread (or here without one). At most two jobs wait, which
+        bounds the frames held in memory; the first failure surfaces on the next call."""
+        if self._worker is None:
+            fn(*args)
+            return
+        self._pending.append(self._worker.submit(fn, *args))
+        while self._pending and (len(self._pending) > 2 or self._pending[0].done()):
+            self._pending.popleft().result()
+
+    def _drain(self) -> None:
+        """Wait for every queued job; re-raises the first failure."""
+        while self._pending:
+            self._pending.popleft().result()
 
     def mux_audio(self, packet: av.Packet) -> None:
         """Audio sink for :meth:`VideoReader.frames`: copy (or re-encode) one input audio packet.
@@ -820,6 +847,11 @@ class VideoWriter:
         An audio failure drops the rest of the audio with a warning instead of failing the video.
         """
         if self._closed or self._audio_mode == "none" or self._audio_failed or packet.dts is None:
+            return
+        self._run(self._mux_audio, packet)
+
+    def _mux_audio(self, packet: av.Packet) -> None:
+        if self._audio_failed:
             return
         try:
             if self._audio_mode == "copy":
@@ -849,6 +881,8 @@ class VideoWriter:
             self.abort()
             raise UserError(f"no frames were written to {self.path}")
         try:
+            self._drain()
+            self._stop_worker()
             for packet in self._video.encode(None):
                 self._container.mux(packet)
             if self._audio_mode == "aac" and not self._audio_failed:
@@ -874,10 +908,18 @@ class VideoWriter:
             return
         self._closed = True
         try:
+            self._stop_worker()
             self._container.close()
-        except Exception:  # noqa: BLE001 - the file is being thrown away anyway
+        except BaseException:  # noqa: BLE001 - the file is being thrown away anyway
             pass
         self._target.discard()
+
+    def _stop_worker(self) -> None:
+        """Let the queued jobs finish (their errors no longer matter here) and end the thread."""
+        if self._worker is not None:
+            self._pending.clear()
+            self._worker.shutdown(wait=True)
+            self._worker = None
 
     def __enter__(self) -> VideoWriter:
         return self
