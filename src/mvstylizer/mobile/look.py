@@ -28,10 +28,13 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .tone_curve import fit_tone_curves
+from .tone_curve import _cross_ridge, fit_tone_curves
 
 KNOTS = 16
 _MAX_PIXELS = 16384  # the fit reads an evenly strided subset of a key frame's pixels
+_CROSS = 1e-3  # ridge on the matrix's cross-channel terms, per pixel (colour variance units)
+_CLIPPED = 1.5 / 255.0  # outputs this close to 0 or 1 were clipped by the model
+_CENSOR_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -91,9 +94,22 @@ def identity_look(knots: int = KNOTS) -> Look:
 
 
 def fit_look(content: np.ndarray, styled: np.ndarray, knots: int = KNOTS) -> Look:
-    """The global colour function that best takes ``content`` to ``styled`` (HxWx3 float in [0,1]):
-    curves and matrix by alternating least squares (:func:`fit_tone_curves`), then the matrix once
-    more by least squares on the final curves."""
+    """The global colour function that best takes ``content`` to ``styled`` (HxWx3 float in [0,1]).
+
+    Curves by alternating least squares (:func:`fit_tone_curves`), then the matrix on the final
+    curves with two safeguards for the frames between keys, which bring colours the key barely had
+    and, above all, fresh sensor noise:
+
+    * the *slope* of the look (what it does to noise) is only pinned down where the key has colour
+      variety; on a flat wall the free least-squares matrix took values that fit the wall's colour
+      exactly with cross-channel gains of -0.4 to +2.2 (the model's own: 0.25 off the diagonal,
+      1.2-1.6 on it), turning the wall's noise into flicker. A ridge towards zero off the diagonal
+      (``_CROSS``, in units of colour variance) keeps cross-channel mixing to what the data shows;
+    * an output the model clipped to 0 or 1 says "at most 0" / "at least 1", not "exactly": fitting
+      it as exact gave saturated colours (a red top) a slope where the model has none, so their noise
+      flickered. Such pixels are censored: a prediction beyond the clip counts as a match (a few
+      reweighted least-squares rounds).
+    """
     if content.shape != styled.shape:
         raise ValueError(f"content {content.shape} and styled {styled.shape} differ in size")
     c = content.reshape(-1, 3).astype(np.float32)
@@ -101,9 +117,18 @@ def fit_look(content: np.ndarray, styled: np.ndarray, knots: int = KNOTS) -> Loo
     if len(c) > _MAX_PIXELS:
         idx = np.linspace(0, len(c) - 1, _MAX_PIXELS).astype(np.int64)
         c, s = c[idx], s[idx]
-    pre = fit_tone_curves(c.reshape(-1, 1, 3), s.reshape(-1, 1, 3), knots)
+    pre = fit_tone_curves(c.reshape(-1, 1, 3), s.reshape(-1, 1, 3), knots, cross=_CROSS)
     grid = np.linspace(0.0, 1.0, knots)
     f = np.stack([np.interp(c[:, j], grid, pre[j]) for j in range(3)], axis=1)
     a = np.concatenate([f, np.ones((len(f), 1))], axis=1).astype(np.float64)
-    matrix = np.linalg.solve(a.T @ a + 1e-6 * len(a) * np.eye(4), a.T @ s.astype(np.float64)).T  # 3 x 4
+    n = len(a)
+    gram = a.T @ a + 1e-6 * n * np.eye(4)
+    target = s.astype(np.float64)
+    low, high = target <= _CLIPPED, target >= 1.0 - _CLIPPED
+    matrix = np.zeros((3, 4))
+    for _ in range(_CENSOR_ROUNDS):
+        for i in range(3):
+            matrix[i] = np.linalg.solve(gram + _cross_ridge(i, _CROSS * n), a.T @ target[:, i])
+        pred = a @ matrix.T
+        target = np.where((low & (pred < s)) | (high & (pred > s)), pred, s)
     return Look(pre.astype(np.float32), matrix.astype(np.float32))

@@ -43,8 +43,12 @@ def _hats(x: np.ndarray, knots: int) -> np.ndarray:
     return h
 
 
-def fit_tone_curves(content: np.ndarray, styled: np.ndarray, knots: int = KNOTS) -> np.ndarray:
+def fit_tone_curves(content: np.ndarray, styled: np.ndarray, knots: int = KNOTS, cross: float = 0.0) -> np.ndarray:
     """Per-channel curves (3 x knots, float32) with ``styled ~= M f(content) + b`` over the frame.
+
+    ``cross`` > 0 adds a ridge (per pixel, colour variance units) on M's cross-channel terms, so
+    that where the channels move together (grey walls, pavement) the curves are not fit alongside a
+    matrix that trades one channel for another (see :func:`mvstylizer.mobile.look.fit_look`).
 
     Alternating least squares from the identity: the 3x4 map given the curves, then the curves given
     the map (linear in the knot values), with a smoothness penalty. Both steps need only the Gram
@@ -76,7 +80,8 @@ def fit_tone_curves(content: np.ndarray, styled: np.ndarray, knots: int = KNOTS)
         normal[:3, 3] = normal[3, :3] = theta.T @ h1
         normal[3, 3] = n
         rhs = np.concatenate([theta.T @ hs, s1[None]], axis=0)
-        w = np.linalg.solve(normal + 1e-9 * n * np.eye(4), rhs)  # 4 x 3
+        w = np.stack([np.linalg.solve(normal + 1e-9 * n * np.eye(4) + _cross_ridge(i, cross * n), rhs[:, i])
+                      for i in range(3)], axis=1)  # 4 x 3
         m, b = w[:3].T, w[3]
         # Curve step: s_i - b_i = sum_j M_ij H_j curve_j, linear in the 3k knot values.
         mm = np.kron(m.T @ m, np.ones((k, k)))  # (j, j') block: sum_i M_ij M_ij'
@@ -84,6 +89,12 @@ def fit_tone_curves(content: np.ndarray, styled: np.ndarray, knots: int = KNOTS)
         rhs_c = (hs - np.outer(h1, b)) * np.repeat(m.T, k, axis=0)  # row (j, k'), column i
         curves = _normalise(np.linalg.solve(lhs, rhs_c.sum(axis=1)).reshape(3, k))
     return curves.astype(np.float32) if np.all(np.isfinite(curves)) else identity_curves(k)
+
+
+def _cross_ridge(row: int, weight: float) -> np.ndarray:
+    """4x4 ridge on the cross-channel coefficients of output channel ``row`` (not its own channel,
+    not the offset)."""
+    return np.diag([0.0 if j == row else weight for j in range(3)] + [0.0])
 
 
 def _normalise(curves: np.ndarray) -> np.ndarray:
