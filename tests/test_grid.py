@@ -1,0 +1,52 @@
+import numpy as np
+import pytest
+
+from mvstylizer.mobile.grid import GridConfig, fit_grid
+
+from helpers import texture, to8
+
+
+def luma8(img):
+    return to8(img.mean(axis=2))
+
+
+def test_grid_recovers_a_smooth_spatial_offset():
+    img = texture(96, 160, seed=2)
+    ramp = np.linspace(-0.1, 0.1, 160, dtype=np.float32)[None, :, None] * np.float32([1, 0, -1])
+    offset = np.broadcast_to(ramp, img.shape)
+    grid = fit_grid(luma8(img), offset, GridConfig(prior=1e-3))
+    got = grid.slice(luma8(img))
+    inner = (slice(16, -16), slice(32, -32))
+    assert np.abs(got[inner] - offset[inner]).mean() < 0.01
+
+
+def test_offsets_follow_brightness_not_just_position():
+    # Dark and bright pixels side by side in every cell, with different offsets: the grid keeps them
+    # apart by brightness, so a dark object moving anywhere gets the dark offset.
+    rng = np.random.default_rng(0)
+    bright = rng.random((64, 64)) > 0.5
+    img = np.where(bright[..., None], 0.85, 0.15).astype(np.float32) * np.ones(3, np.float32)
+    residual = np.where(bright[..., None], np.float32([0.05, 0, 0]), np.float32([0, 0, 0.05]))
+    grid = fit_grid(luma8(img), residual.astype(np.float32))
+    moved = np.full((64, 64, 3), 0.15, np.float32)  # all dark now
+    got = grid.slice(luma8(moved))
+    assert got[..., 2].mean() > 0.04 and abs(got[..., 0].mean()) < 0.01
+
+
+def test_unseen_brightness_falls_back_to_the_global_look():
+    img = np.full((64, 64, 3), 0.8, np.float32)
+    grid = fit_grid(luma8(img), np.full((64, 64, 3), 0.05, np.float32))
+    dark = grid.slice(luma8(np.full((64, 64, 3), 0.05, np.float32)))
+    assert np.abs(dark).max() < 0.01
+
+
+def test_blend_and_checks():
+    img = texture(32, 32, seed=1)
+    a = fit_grid(luma8(img), np.zeros((32, 32, 3), np.float32))
+    b = fit_grid(luma8(img), np.full((32, 32, 3), 0.1, np.float32))
+    mid = a.blend(b, 0.5).offsets
+    assert np.allclose(mid, 0.5 * b.offsets)
+    with pytest.raises(ValueError):
+        fit_grid(luma8(img), np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError):
+        GridConfig(cell=1)
