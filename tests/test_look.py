@@ -42,15 +42,31 @@ def test_clipped_outputs_are_censored_so_saturated_colours_stay_still():
     assert look.apply_float(nudges).std(axis=0).max() < 0.004  # the model's own spread is 0
 
 
-def test_flat_grey_key_does_not_invent_cross_channel_gains():
-    # A grey wall: the three channels move together, so the data cannot say which input drives which
-    # output. The look must keep to its own channels there (cross-talk would turn chroma noise into
-    # colour flicker between keys).
-    rng = np.random.default_rng(4)
-    wall = np.clip(0.6 + rng.normal(0, 0.01, (80, 80, 3)), 0, 1).astype(np.float32)
-    model = lambda x: np.clip(x * np.float32([1.1, 0.9, 0.7]) + 0.05, 0, 1)  # noqa: E731
-    m = fit_look(wall, model(wall)).matrix[:, :3]
-    assert np.abs(m - np.diag(np.diag(m))).max() < 0.2
+@pytest.mark.parametrize("scene", ["flat_wall", "person_crossing"])
+def test_slope_follows_the_model_on_grey_walls_and_pavement(scene):
+    # On a grey wall or pavement the channels move together, so the colours alone cannot say which
+    # input drives which output; a free fit took cross-channel gains of -0.4..+2.6 there (the model's:
+    # 1.2-1.6 on the diagonal, < 0.6 off it), and its slope, what it does to each frame's noise,
+    # made the wall flicker between keys. Scored against dncm's own slope at the scene's median colour.
+    from mvstylizer.imaging import shrink_to
+    from mvstylizer.models.dncm import DNCMOnnxStylizer
+    from mvstylizer.video.io import read_image
+    from mvstylizer.video.media import package_media
+    from synthetic_scenes import SCENES
+
+    x = SCENES[scene]().frames[0].astype(np.float32) / 255.0
+    model = DNCMOnnxStylizer()
+    style = model.prepare_style(shrink_to(read_image(package_media("coffee.png")), 160))
+    content = model.content_matrix(x)
+    look = fit_look(x, model.stylize(x, style))
+    c = np.median(x.reshape(-1, 3), axis=0).astype(np.float32)
+
+    def slope(fn):
+        return np.stack([(fn(c + e) - fn(c - e)).ravel() / 0.02 for e in np.eye(3, dtype=np.float32) * 0.01], axis=1)
+
+    true = slope(lambda p: model.map_colours(p.reshape(-1, 3), content, style))
+    ours = slope(lambda p: look.apply_float(p.reshape(1, 3)))
+    assert np.abs(ours - true).max() < 1.0
 
 
 def test_blend_is_exact_at_the_ends_and_gap_measures_the_middle():
