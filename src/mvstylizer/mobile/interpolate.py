@@ -39,6 +39,7 @@ class KeyFrame:
     look: Look
     grid: ResidualGrid | None = None  # spatially varying models only
     gray: np.ndarray | None = None  # key-size grey uint8, for the warp method's flow
+    exposure: float = 0.0  # log exposure of the key frame (mobile/exposure.py)
     styled8: np.ndarray | None = None  # full-resolution output of the key
 
 
@@ -53,6 +54,14 @@ class InterpConfig:
     # Two keys' looks are blended parameter by parameter (one look per frame) when that stays within
     # this many 8-bit levels of blending their outputs (two looks per frame), which is exact.
     blend_tolerance: float = 1.0
+    # A frame the camera exposed darker or brighter than its keys (auto exposure hunting mid-gap)
+    # is scaled back to their exposure before the look, as a model run on the frame itself would
+    # normalise it (dncm's content normalisation, mk's and reinhard's statistics); by at most this
+    # factor either way. 1.0 turns it off.
+    max_exposure_gain: float = 1.33
+    # Two neighbouring keys whose looks differ on a frame's colours by more than this mean number of
+    # 8-bit levels do not bracket that frame reliably: the pipeline makes it a key as well.
+    refine_levels: float = 6.0
     # warp method only
     flow_preset: str = "fast"
     occluded_weight: float = 0.02  # occluded pixels keep this much weight so the blend stays smooth
@@ -73,47 +82,71 @@ class Interpolator:
         self._flow: FlowEstimator | None = None
         self._pair: tuple[int, int, bool] | None = None  # (a, b, parameter blend is close enough)
 
-    def key(self, index: int, content8: np.ndarray, styled: np.ndarray, full8: np.ndarray) -> KeyFrame:
+    def key(self, index: int, content8: np.ndarray, styled: np.ndarray, full8: np.ndarray,
+            exposure: float = 0.0) -> KeyFrame:
         """Key frame ``index`` from its key-size original (uint8), its stylization (float, same size)
-        and its full-resolution original (uint8); renders the key's own output."""
+        and its full-resolution original (uint8); renders the key's own output. ``exposure``: the
+        frame's log exposure (:class:`~mvstylizer.mobile.exposure.ExposureTracker`)."""
         look = fit_look(content8.astype(np.float32) * (1.0 / 255.0), styled)
         grid = None
         gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
         if self.spatial:
             residual = styled - look.apply(content8).astype(np.float32) * (1.0 / 255.0)
             grid = fit_grid(gray, residual, self.config.grid)
-        key = KeyFrame(index, look, grid, gray)
+        key = KeyFrame(index, look, grid, gray, exposure=exposure)
         key.styled8 = self._render(look, grid, gray, full8)
         return key
 
-    def frame(self, t: int, gray: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame) -> np.ndarray:
+    def frame(self, t: int, gray: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame,
+              exposure: float = 0.0) -> np.ndarray:
         """Stylized frame t (full-resolution uint8 RGB) from keys ``a`` and ``b`` (a.index <= t <= b.index).
 
-        ``gray`` is frame t's key-size grey image."""
+        ``gray`` is frame t's key-size grey image, ``exposure`` its log exposure."""
         span = max(1, b.index - a.index)
         w_b = min(1.0, max(0.0, (t - a.index) / span))
         if self.config.method == "warp":
             return self._warp(t, gray, full8, [(a, 1.0 - w_b), (b, w_b)])
         grid = a.grid.blend(b.grid, w_b) if a.grid is not None and b.grid is not None else None
+        gain = self._exposure_gain((1.0 - w_b) * a.exposure + w_b * b.exposure - exposure)
         if w_b in (0.0, 1.0) or self._blends_by_parameters(a, b):
-            return self._render(a.look.blend(b.look, w_b), grid, gray, full8)
-        out = cv2.addWeighted(a.look.apply(full8), 1.0 - w_b, b.look.apply(full8), w_b, 0.0)
-        return self._add_grid(out, grid, gray)
+            return self._render(a.look.blend(b.look, w_b).exposed(gain), grid, gray, full8, gain)
+        out = cv2.addWeighted(a.look.exposed(gain).apply(full8), 1.0 - w_b,
+                              b.look.exposed(gain).apply(full8), w_b, 0.0)
+        return self._add_grid(out, grid, gray, gain)
+
+    def _exposure_gain(self, log_gain: float) -> float:
+        limit = self.config.max_exposure_gain
+        if limit <= 1.0:
+            return 1.0
+        return float(np.clip(np.exp(log_gain), 1.0 / limit, limit))
+
+    def keys_disagree(self, a: KeyFrame, b: KeyFrame, content8: np.ndarray) -> bool:
+        """Whether keys a and b style ``content8`` (a frame between them, any size) so differently
+        that blending them would be a guess (mean difference over its pixels > ``refine_levels``)."""
+        if self.config.method == "warp":
+            return False
+        sample = content8[::4, ::4]
+        diff = cv2.absdiff(a.look.apply(sample), b.look.apply(sample))
+        return float(np.mean(diff)) > self.config.refine_levels
 
     def _blends_by_parameters(self, a: KeyFrame, b: KeyFrame) -> bool:
         if self._pair is None or self._pair[:2] != (a.index, b.index):
             self._pair = (a.index, b.index, blend_gap(a.look, b.look) <= self.config.blend_tolerance)
         return self._pair[2]
 
-    def _render(self, look: Look, grid: ResidualGrid | None, gray: np.ndarray, full8: np.ndarray) -> np.ndarray:
-        return self._add_grid(look.apply(full8), grid, gray)
+    def _render(self, look: Look, grid: ResidualGrid | None, gray: np.ndarray, full8: np.ndarray,
+                gain: float = 1.0) -> np.ndarray:
+        return self._add_grid(look.apply(full8), grid, gray, gain)
 
-    def _add_grid(self, out: np.ndarray, grid: ResidualGrid | None, gray: np.ndarray) -> np.ndarray:
+    def _add_grid(self, out: np.ndarray, grid: ResidualGrid | None, gray: np.ndarray, gain: float = 1.0
+                  ) -> np.ndarray:
         if grid is None:
             return out
         h, w = gray.shape
         size = max(2, round(w * self.config.map_scale)), max(2, round(h * self.config.map_scale))
         luma = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if size != (w, h) else gray
+        if gain != 1.0:  # brightness bins as the keys saw them
+            luma = cv2.convertScaleAbs(luma, alpha=gain)
         # Offsets in whole levels as int16: OpenCV upsamples and adds 16-bit offsets to 8-bit frames
         # in two passes (~1.7 ms at 1080p) where float images cost ~4x.
         offsets = np.rint(grid.slice(luma) * 255.0).astype(np.int16)

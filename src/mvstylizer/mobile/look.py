@@ -48,12 +48,15 @@ class Look:
 
     pre: np.ndarray
     matrix: np.ndarray
+    # A gain on the input colours before the curves: a frame that the camera exposed darker or
+    # brighter than the keys around it is looked at as they were (see :meth:`exposed`).
+    exposure: float = 1.0
     # The 8-bit tables OpenCV applies, made once per look.
     _table: np.ndarray = field(init=False, repr=False, compare=False)
     _matrix255: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        levels = np.linspace(0.0, 1.0, 256)
+        levels = np.clip(np.linspace(0.0, 1.0, 256) * self.exposure, 0.0, 1.0)
         grid = np.linspace(0.0, 1.0, self.pre.shape[1])
         table = np.stack([np.interp(levels, grid, self.pre[j]) for j in range(3)], axis=1) * 255.0 + 0.5
         object.__setattr__(self, "_table", np.clip(table, 0, 255).astype(np.uint8).reshape(256, 1, 3))
@@ -68,7 +71,7 @@ class Look:
 
     def apply_float(self, rgb: np.ndarray) -> np.ndarray:
         """The look of float RGB colours in [0, 1] (any shape ...x3), without 8-bit rounding."""
-        x = np.clip(rgb, 0.0, 1.0).reshape(-1, 3)
+        x = np.clip(np.asarray(rgb, np.float32).reshape(-1, 3) * self.exposure, 0.0, 1.0)
         grid = np.linspace(0.0, 1.0, self.pre.shape[1])
         f = np.stack([np.interp(x[:, j], grid, self.pre[j]) for j in range(3)], axis=1)
         out = np.clip(f @ self.matrix[:, :3].T + self.matrix[:, 3], 0.0, 1.0)
@@ -77,7 +80,15 @@ class Look:
     def blend(self, other: Look, weight: float) -> Look:
         """``(1 - weight) * self + weight * other``, parameter by parameter: exact at both ends."""
         mix = lambda a, b: ((1.0 - weight) * a + weight * b).astype(np.float32)  # noqa: E731
-        return Look(mix(self.pre, other.pre), mix(self.matrix, other.matrix))
+        return Look(mix(self.pre, other.pre), mix(self.matrix, other.matrix),
+                    float((1.0 - weight) * self.exposure + weight * other.exposure))
+
+    def exposed(self, gain: float) -> Look:
+        """This look for a frame whose colours are ``gain`` times darker than its key's (gain > 1)
+        or brighter (gain < 1): the colours are scaled back first. In gamma-encoded values a
+        camera's exposure change is close to a plain scale (a power-law transfer curve turns the
+        sensor's linear gain into another gain)."""
+        return Look(self.pre, self.matrix, float(gain))
 
 
 def blend_gap(a: Look, b: Look, samples: int = 9) -> float:

@@ -32,6 +32,7 @@ from ..video.io import (
 )
 from .affine import render
 from .edge_link import EdgeLink
+from .exposure import ExposureTracker
 from .interpolate import InterpConfig, Interpolator, KeyFrame
 from .keyframes import KeyframeConfig, KeyframeSelector
 from .meta_smoothing import LearnedSmoother
@@ -110,6 +111,7 @@ class _Work:
     rgb8: np.ndarray
     low8: np.ndarray  # work resolution, uint8
     gray: np.ndarray  # work resolution, uint8
+    exposure: float = 0.0  # log exposure relative to the first frame (mobile/exposure.py)
 
 
 def work_size(width: int, height: int, key_size: int) -> tuple[int, int]:
@@ -172,6 +174,7 @@ class Stylizer:
             timer = _Timer(report.stage_seconds)
             selector = KeyframeSelector(self.config.keyframes)
             interp = self._interpolator()
+            exposure = ExposureTracker()
             with VideoWriter(output_path, info.width, info.height, info.fps, reader.time_base,
                              audio_template=reader.audio_stream, crf=self.config.crf,
                              preset=self.config.preset) as writer:
@@ -182,23 +185,44 @@ class Stylizer:
                     report.frames += 1
                     bar.update(1)
 
+                def fill(a: KeyFrame, b: KeyFrame, frames: list[_Work]) -> None:
+                    """Emit ``frames`` (strictly between keys a and b). Where the two keys style the
+                    middle frame's colours differently, something changed in between (a transition,
+                    new content, light) and a blend would guess: the middle frame becomes a key too,
+                    and each half is filled the same way."""
+                    if frames and a is not b:
+                        mid = len(frames) // 2
+                        with timer("interpolation"):
+                            disagree = interp.keys_disagree(a, b, frames[mid].low8)
+                        if disagree:
+                            key = self._key(frames[mid], style_id, timer, interp)
+                            report.key_frames.append(key.index)
+                            refined[0] += 1
+                            fill(a, key, frames[:mid])
+                            emit(key.styled8, frames[mid].pts)
+                            fill(key, b, frames[mid + 1:])
+                            return
+                    for f in frames:
+                        with timer("interpolation"):
+                            out = interp.frame(f.index, f.gray, f.rgb8, a, b, f.exposure)
+                        emit(out, f.pts)
+
                 def close_segment(key: KeyFrame, key_work: _Work) -> None:
                     """Fill the buffered frames between the previous key and ``key``, then emit ``key``."""
-                    for f in pending:
-                        with timer("interpolation"):
-                            out = interp.frame(f.index, f.gray, f.rgb8, last_key or key, key)
-                        emit(out, f.pts)
+                    fill(last_key or key, key, pending)
                     pending.clear()
                     emit(key.styled8, key_work.pts)
                     report.key_frames.append(key.index)
 
                 last_key: KeyFrame | None = None
                 pending: list[_Work] = []
+                refined = [0]  # keys added by fill()
                 bar = _progress(info.frame_count, self.config.progress, input_path.name)
                 with bar:
                     for frame in _timed(reader.frames(audio_sink=writer.mux_audio), timer, "decode"):
                         with timer("select"):  # the key-size view feeds the selector and the maths
                             work = _make_work(frame.index, frame.pts, frame.rgb8, size)
+                            work.exposure = exposure.push(work.gray)
                             decision = selector.push(work.low8)
                         if decision.is_key:
                             if decision.previous_is_key and pending:
@@ -215,7 +239,10 @@ class Stylizer:
                     if pending:  # the last frame is always a key, so no frame is extrapolated
                         last = pending.pop()
                         close_segment(self._key(last, style_id, timer, interp), last)
+                report.key_frames.sort()
                 report.key_reasons = dict(selector.stats)
+                if refined[0]:
+                    report.key_reasons["refine"] = refined[0]
                 with timer("encode"):  # the encoder's flush and the container's end are encoding too
                     writer.close()
         return self._finish(report, t0)
@@ -244,7 +271,7 @@ class Stylizer:
                 coeffs, global_map = self.smoother.maps(low, styled_low, work.rgb8.shape[1] / low.shape[1])
                 styled_low = render(coeffs, global_map, low, work.low8).astype(np.float32) * (1.0 / 255.0)
             # A key is rendered by its own transform, exactly as the frames around it are.
-            return interp.key(work.index, work.low8, styled_low, work.rgb8)
+            return interp.key(work.index, work.low8, styled_low, work.rgb8, work.exposure)
 
     def _finish(self, report: StylizeReport, t0: float) -> StylizeReport:
         report.bytes_to_edge = self.edge.bytes_sent
