@@ -25,7 +25,7 @@ CLIP_FIELDS = {
     "ssim_worst_frame", "psnr_mean", "psnr_worst", "warp_ours", "warp_framewise", "warp_input", "flat_warp_ours",
     "flat_warp_framewise", "flat_warp_input", "warp_pairs", "flat_warp_pairs", "flat_fraction",
     "scene_cuts_skipped", "targets", "framewise_model_seconds", "ssim_raw_mean", "ssim_raw_worst",
-    "ssim_encode_floor",
+    "ssim_encode_floor", "stage_seconds", "key_reasons", "phone_ms_per_frame",
 }
 
 
@@ -63,6 +63,8 @@ def test_json_has_every_field_per_clip_and_overall(run):
         assert 0.5 < c["ssim_worst"] <= c["ssim_mean"] <= 1 and c["psnr_worst"] <= c["psnr_mean"]
         assert all(c[k] > 0 for k in ("pipeline_seconds", "framewise_seconds", "transcode_seconds"))
         assert c["framewise_seconds"] == pytest.approx(c["framewise_model_seconds"] + c["transcode_seconds"])
+        assert set(c["stage_seconds"]) >= {"select", "interpolation", "encode"} and c["phone_ms_per_frame"] > 0
+        assert sum(c["key_reasons"].values()) >= 1
         # Frame-by-frame is scored as an encoded video: the encode alone keeps it below its raw frames.
         assert 0.5 < c["ssim_encode_floor"] < 1 and 0.5 < c["ssim_raw_worst"] <= c["ssim_raw_mean"] <= 1
         assert c["pipeline_over_transcode"] == pytest.approx(c["pipeline_seconds"] / c["transcode_seconds"])

@@ -33,7 +33,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -61,7 +61,8 @@ TARGETS: dict[str, tuple[str, str]] = {
 MEAN_KEYS = ("frames", "key_count", "warp_ours", "warp_framewise", "warp_input", "flat_warp_ours",
              "flat_warp_framewise", "flat_warp_input", "ssim_mean", "ssim_worst", "psnr_mean", "psnr_worst",
              "ssim_raw_mean", "ssim_raw_worst", "ssim_encode_floor", "pipeline_seconds", "framewise_seconds",
-             "framewise_model_seconds", "transcode_seconds", "pipeline_over_transcode", "pipeline_over_framewise")
+             "framewise_model_seconds", "transcode_seconds", "pipeline_over_transcode", "pipeline_over_framewise",
+             "phone_ms_per_frame")
 PANEL_WIDTH = 640  # montage panels are at most this wide
 
 NOTES = [
@@ -116,6 +117,17 @@ class ClipResult:
     framewise_model_seconds: float
     transcode_seconds: float
     scores: ClipScores
+    # The pipeline's own report: seconds per stage (decode, select, edge, smoothing, interpolation,
+    # encode) and why each key was chosen.
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    key_reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def phone_ms_per_frame(self) -> float:
+        """The phone's own work per frame, key frames' share included: selection (downscale,
+        exposure, key-frame decisions) and interpolation, in ms (decode and encode excluded)."""
+        busy = self.stage_seconds.get("select", math.nan) + self.stage_seconds.get("interpolation", math.nan)
+        return 1000.0 * busy / max(1, self.scores.frames)
 
     @property
     def framewise_seconds(self) -> float:
@@ -143,6 +155,7 @@ class ClipResult:
     def as_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "scores"}
         d.update(asdict(self.scores), framewise_seconds=self.framewise_seconds,
+                 phone_ms_per_frame=self.phone_ms_per_frame,
                  pipeline_over_transcode=self.pipeline_over_transcode,
                  pipeline_over_framewise=self.pipeline_over_framewise, targets=self.targets())
         return d
@@ -191,7 +204,7 @@ class FootageReport:
         head = ["clip", "size", "frames", "keys", "warp ours / fw / input", "flat warp ours / fw / input",
                 "SSIM mean / worst (frame)", "PSNR mean / worst", "SSIM unencoded fw / encode floor",
                 "pipeline s", "frame-by-frame s",
-                "transcode s", "pipeline / transcode", "pipeline / fw", "targets"]
+                "transcode s", "pipeline / transcode", "pipeline / fw", "phone ms / frame", "targets"]
         lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for r in self.results:
             if isinstance(r, ClipError):
@@ -208,7 +221,7 @@ class FootageReport:
                          f"{_num(s.ssim_raw_mean, '.3f')} / {_num(s.ssim_encode_floor, '.3f')}",
                          _num(r.pipeline_seconds, ".1f"), _num(r.framewise_seconds, ".1f"),
                          _num(r.transcode_seconds, ".1f"), _num(r.pipeline_over_transcode, ".2f"),
-                         _num(r.pipeline_over_framewise, ".2f"), marks]
+                         _num(r.pipeline_over_framewise, ".2f"), _num(r.phone_ms_per_frame, ".1f"), marks]
             lines.append("| " + " | ".join(cells) + " |")
         o = self.overall()
         m = o["mean"]
@@ -221,7 +234,7 @@ class FootageReport:
                  f"{_num(m['ssim_raw_mean'], '.3f')} / {_num(m['ssim_encode_floor'], '.3f')}",
                  _num(m["pipeline_seconds"], ".1f"), _num(m["framewise_seconds"], ".1f"),
                  _num(m["transcode_seconds"], ".1f"), _num(m["pipeline_over_transcode"], ".2f"),
-                 _num(m["pipeline_over_framewise"], ".2f"), met]
+                 _num(m["pipeline_over_framewise"], ".2f"), _num(m["phone_ms_per_frame"], ".1f"), met]
         lines.append("| " + " | ".join(cells) + " |")
         legend = "; ".join(f"{label}: {text}" for label, text in TARGETS.values())
         lines += ["", f"Model {self.model}, style {Path(self.style).name}. Targets ({legend}). "
@@ -305,7 +318,8 @@ def run_clip(name: str, path: Path, style: Path, framewise: Framewise, stylize: 
         scorer = ClipScorer(cfg.metric_side)
         framewise_s = score_clip(path, ours, framewise, scorer, log, stylize)
     result = ClipResult(name, path.name, report["width"], report["height"], len(report["key_frames"]),
-                        pipeline_s, framewise_s, transcode_s, scorer.result())
+                        pipeline_s, framewise_s, transcode_s, scorer.result(),
+                        report.get("stage_seconds", {}), report.get("key_reasons", {}))
     s = result.scores
     log(f"  frame-by-frame {framewise_s:.1f} s; SSIM {s.ssim_mean:.3f} (worst {s.ssim_worst:.3f}), "
         f"warp ours {s.warp_ours:.5f} vs frame-by-frame {s.warp_framewise:.5f}")
