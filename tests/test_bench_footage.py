@@ -171,7 +171,7 @@ def test_max_frames_scores_only_the_first_frames(tmp_path):
     write_test_clip(clips / "pan.mp4", width=W, height=H, frames=FRAMES, fps=10.0)
     out = tmp_path / "out.json"
     with contextlib.redirect_stdout(io.StringIO()):
-        assert main(["bench", "footage", str(clips), "--model", "reinhard", "--max-frames", "4",
+        assert main(["bench", "footage", str(clips), "--model", "reinhard", "--max-frames", "4", "--repeats", "2",
                      "--json", str(out)]) == 0
     (clip,) = json.loads(out.read_text())["clips"]
     assert clip["frames"] == 4 and clip["key_count"] <= 4

@@ -314,6 +314,8 @@ def _add_footage_parser(bsub: argparse._SubParsersAction) -> None:
     f.add_argument("--clips", nargs="+", metavar="NAME", help="only these clips (file names, extension optional)")
     f.add_argument("--max-frames", type=int, metavar="N",
                    help="score only each clip's first N frames (cut to a near-lossless copy first): for slow models such as wct2")
+    f.add_argument("--repeats", type=_positive_int, default=1, metavar="N",
+                   help="time the pipeline and the transcode N times each, alternated; medians (default 1)")
     f.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
     f.add_argument("--montage", type=Path, metavar="DIR",
                    help="write <clip>_worst.png per clip: input / frame-by-frame / ours at the lowest-SSIM frame")
@@ -333,7 +335,7 @@ def _footage_bench(args: argparse.Namespace) -> int:
         args.montage.mkdir(exist_ok=True)
     report = run_footage(FootageConfig(folder=args.folder, model=args.model, style=args.style,
                                        clips=tuple(args.clips or ()), montage=args.montage,
-                                       max_frames=args.max_frames),
+                                       max_frames=args.max_frames, repeats=args.repeats),
                          log=lambda msg: print(msg, file=sys.stderr))
     if args.json:
         with atomic_path(args.json) as tmp:

@@ -100,8 +100,11 @@ class FootageConfig:
     # Score only the first N frames of each clip, cut to a near-lossless copy first (frame-by-frame wct2
     # costs seconds per full-resolution frame). None: whole clips.
     max_frames: int | None = None
+    repeats: int = 1  # timed runs of the pipeline and the transcode per clip (medians reported)
 
     def __post_init__(self) -> None:
+        if self.repeats < 1:
+            raise UserError(f"--repeats must be at least 1, got {self.repeats}")
         if self.max_frames is not None and self.max_frames < 2:
             raise UserError(f"--max-frames must be at least 2, got {self.max_frames}")
 
@@ -308,12 +311,17 @@ def run_clip(name: str, path: Path, style: Path, framewise: Framewise, stylize: 
         _read_through(path)
         ours, report_path, copy = Path(tmp) / "ours.mp4", Path(tmp) / "report.json", Path(tmp) / "transcode.mp4"
         model_args = [] if cfg.model == "default" else ["--model", cfg.model]
-        pipeline_s = _timed_child([*cli_command(), "stylize", str(path), "--style", str(style), "-o", str(ours),
-                                   "--report", str(report_path), "-q", *model_args], "pipeline")
-        transcode_s = _timed_child([sys.executable, "-c", _TRANSCODE_CHILD, str(path), str(copy),
-                                    str(stylize.crf), stylize.preset], "transcode")
-        copy.unlink()
-        log(f"  pipeline {pipeline_s:.1f} s, transcode {transcode_s:.1f} s; frame-by-frame and scoring")
+        runs: dict[str, list[float]] = {"pipeline": [], "transcode": []}
+        for _ in range(cfg.repeats):  # alternated, so both see the same machine state
+            runs["pipeline"].append(_timed_child([*cli_command(), "stylize", str(path), "--style", str(style),
+                                                  "-o", str(ours), "--report", str(report_path), "-q", *model_args],
+                                                 "pipeline"))
+            runs["transcode"].append(_timed_child([sys.executable, "-c", _TRANSCODE_CHILD, str(path), str(copy),
+                                                   str(stylize.crf), stylize.preset], "transcode"))
+            copy.unlink()
+        pipeline_s, transcode_s = float(np.median(runs["pipeline"])), float(np.median(runs["transcode"]))
+        log(f"  pipeline {pipeline_s:.1f} s, transcode {transcode_s:.1f} s (median of {cfg.repeats}); "
+            "frame-by-frame and scoring")
         report = json.loads(report_path.read_text())
         scorer = ClipScorer(cfg.metric_side)
         framewise_s = score_clip(path, ours, framewise, scorer, log, stylize)
