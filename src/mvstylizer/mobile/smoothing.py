@@ -1,11 +1,11 @@
-"""Meta-smoothing, first version: guided upsampling by local affine colour models (non-learned).
+"""Guided upsampling by per-pixel local affine colour models (non-learned): a single-frame upsampler.
 
 Takes the low-resolution stylized key frame from the edge and the full-resolution original, fits
 local colour maps at low resolution and applies them at full resolution: any scale factor, integer
-or not, and the ridge/box regularisation of the fit irons out blotches, halos and JPEG blocks the
-style transfer and the transport left. It is the default (it keeps the most of frame-by-frame
-stylization end to end); the learned module (mobile/meta_smoothing.py) is the better upsampler on
-the single-frame benchmark (docs/BENCHMARKS.md).
+or not. The quality and smoothing benchmarks use it as the classic guided-filter baseline. The video
+pipeline no longer does: per-pixel maps fit to one frame amplify noise on flat areas, which made
+the frames between keys boil; its keys are a global look plus a bilateral grid (mobile/look.py,
+mobile/grid.py, mobile/interpolate.py).
 """
 
 from __future__ import annotations
