@@ -189,8 +189,9 @@ class Stylizer:
                     """Emit ``frames`` (strictly between keys a and b). Where the two keys style the
                     middle frame's colours differently, something changed in between (a transition,
                     new content, light) and a blend would guess: the middle frame becomes a key too,
-                    and each half is filled the same way."""
-                    if frames and a is not b:
+                    and each half is filled the same way. Adaptive key frames only: a fixed stride
+                    (``every:N``) is what the user asked for."""
+                    if frames and a is not b and self.config.keyframes.mode == "auto":
                         mid = len(frames) // 2
                         with timer("interpolation"):
                             disagree = interp.keys_disagree(a, b, frames[mid].low8)
