@@ -81,6 +81,7 @@ class Interpolator:
         self.spatial = spatial  # fit a residual grid (spatially varying models) or the look alone
         self._flow: FlowEstimator | None = None
         self._pair: tuple[int, int, bool] | None = None  # (a, b, parameter blend is close enough)
+        self._scratch: np.ndarray | None = None  # full-resolution working image, reused
 
     def key(self, index: int, content8: np.ndarray, styled: np.ndarray, full8: np.ndarray,
             exposure: float = 0.0) -> KeyFrame:
@@ -94,25 +95,35 @@ class Interpolator:
             residual = styled - look.apply(content8).astype(np.float32) * (1.0 / 255.0)
             grid = fit_grid(gray, residual, self.config.grid)
         key = KeyFrame(index, look, grid, gray, exposure=exposure)
-        key.styled8 = self._render(look, grid, gray, full8)
+        key.styled8 = self._add_grid(look.apply(full8, scratch=self._scratch_like(full8)), grid, gray)
         return key
 
     def frame(self, t: int, gray: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame,
-              exposure: float = 0.0) -> np.ndarray:
+              exposure: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
         """Stylized frame t (full-resolution uint8 RGB) from keys ``a`` and ``b`` (a.index <= t <= b.index).
 
-        ``gray`` is frame t's key-size grey image, ``exposure`` its log exposure."""
+        ``gray`` is frame t's key-size grey image, ``exposure`` its log exposure. Pass ``out`` (an
+        array like ``full8``) to have the frame written there: a caller that hands each frame on
+        at once (to an encoder that copies it) saves a fresh full-resolution image per frame."""
         span = max(1, b.index - a.index)
         w_b = min(1.0, max(0.0, (t - a.index) / span))
         if self.config.method == "warp":
             return self._warp(t, gray, full8, [(a, 1.0 - w_b), (b, w_b)])
+        scratch = self._scratch_like(full8)
         grid = a.grid.blend(b.grid, w_b) if a.grid is not None and b.grid is not None else None
         gain = self._exposure_gain((1.0 - w_b) * a.exposure + w_b * b.exposure - exposure)
         if w_b in (0.0, 1.0) or self._blends_by_parameters(a, b):
-            return self._render(a.look.blend(b.look, w_b).exposed(gain), grid, gray, full8, gain)
-        out = cv2.addWeighted(a.look.exposed(gain).apply(full8), 1.0 - w_b,
-                              b.look.exposed(gain).apply(full8), w_b, 0.0)
+            look = a.look.blend(b.look, w_b).exposed(gain)
+            return self._add_grid(look.apply(full8, out, scratch), grid, gray, gain)
+        first = a.look.exposed(gain).apply(full8, scratch=scratch)
+        out = cv2.addWeighted(first, 1.0 - w_b, b.look.exposed(gain).apply(full8, scratch=scratch), w_b, 0.0,
+                              dst=out)
         return self._add_grid(out, grid, gray, gain)
+
+    def _scratch_like(self, img: np.ndarray) -> np.ndarray:
+        if self._scratch is None or self._scratch.shape != img.shape:
+            self._scratch = np.empty_like(img)
+        return self._scratch
 
     def _exposure_gain(self, log_gain: float) -> float:
         limit = self.config.max_exposure_gain
@@ -134,10 +145,6 @@ class Interpolator:
             self._pair = (a.index, b.index, blend_gap(a.look, b.look) <= self.config.blend_tolerance)
         return self._pair[2]
 
-    def _render(self, look: Look, grid: ResidualGrid | None, gray: np.ndarray, full8: np.ndarray,
-                gain: float = 1.0) -> np.ndarray:
-        return self._add_grid(look.apply(full8), grid, gray, gain)
-
     def _add_grid(self, out: np.ndarray, grid: ResidualGrid | None, gray: np.ndarray, gain: float = 1.0
                   ) -> np.ndarray:
         if grid is None:
@@ -151,7 +158,7 @@ class Interpolator:
         # in two passes (~1.7 ms at 1080p) where float images cost ~4x.
         offsets = np.rint(grid.slice(luma) * 255.0).astype(np.int16)
         up = cv2.resize(offsets, out.shape[1::-1], interpolation=cv2.INTER_LINEAR)
-        return cv2.add(out, up, dtype=cv2.CV_8U)
+        return cv2.add(out, up, dst=out, dtype=cv2.CV_8U)
 
     def _warp(self, t: int, gray: np.ndarray, full8: np.ndarray, sides: list[tuple[KeyFrame, float]]) -> np.ndarray:
         if self._flow is None:

@@ -64,10 +64,15 @@ class Look:
         m[:, 3] *= 255.0
         object.__setattr__(self, "_matrix255", m)
 
-    def apply(self, rgb8: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
-        """The look of a uint8 RGB frame (any size), uint8 RGB (into ``dst`` if given)."""
-        out = cv2.LUT(rgb8, self._table, dst=dst)
-        return cv2.transform(out, self._matrix255, dst=out)
+    def apply(self, rgb8: np.ndarray, dst: np.ndarray | None = None, scratch: np.ndarray | None = None
+              ) -> np.ndarray:
+        """The look of a uint8 RGB frame (any size), uint8 RGB, into ``dst`` if given.
+
+        ``scratch``, an array like ``rgb8``, holds the curves' output: at 1080p, writing into
+        memory already touched saves ~1-3 ms of page faults per frame (1.9 ms with both reused,
+        4.9 ms with two fresh images)."""
+        curved = cv2.LUT(rgb8, self._table, dst=scratch)
+        return cv2.transform(curved, self._matrix255, dst=dst)
 
     def apply_float(self, rgb: np.ndarray) -> np.ndarray:
         """The look of float RGB colours in [0, 1] (any shape ...x3), without 8-bit rounding."""

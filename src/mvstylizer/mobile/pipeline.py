@@ -21,7 +21,6 @@ import numpy as np
 from ..errors import UserError
 from ..imaging import area_resize, fit_within, shrink_to
 from ..video.io import (
-    DecodedFrame,
     VideoReader,
     VideoWriter,
     atomic_path,
@@ -205,7 +204,8 @@ class Stylizer:
                             return
                     for f in frames:
                         with timer("interpolation"):
-                            out = interp.frame(f.index, f.gray, f.rgb8, a, b, f.exposure)
+                            # The writer copies each frame as it takes it, so one output buffer serves all.
+                            out = interp.frame(f.index, f.gray, f.rgb8, a, b, f.exposure, out=frame_buffer(f.rgb8))
                         emit(out, f.pts)
 
                 def close_segment(key: KeyFrame, key_work: _Work) -> None:
@@ -218,11 +218,20 @@ class Stylizer:
                 last_key: KeyFrame | None = None
                 pending: list[_Work] = []
                 refined = [0]  # keys added by fill()
+                buffers: list[np.ndarray] = []
+
+                def frame_buffer(like: np.ndarray) -> np.ndarray:
+                    if not buffers or buffers[0].shape != like.shape:
+                        buffers[:] = [np.empty_like(like)]
+                    return buffers[0]
+
                 bar = _progress(info.frame_count, self.config.progress, input_path.name)
                 with bar:
-                    for frame in _timed(reader.frames(audio_sink=writer.mux_audio), timer, "decode"):
-                        with timer("select"):  # the key-size view feeds the selector and the maths
-                            work = _make_work(frame.index, frame.pts, frame.rgb8, size)
+                    # The key-size view that feeds the selector and the maths is made on the decoding
+                    # thread, beside the decode; "decode" counts the wait for both.
+                    prepare = lambda f: _make_work(f.index, f.pts, f.rgb8, size)  # noqa: E731
+                    for work in _timed(reader.frames(audio_sink=writer.mux_audio, prepare=prepare), timer, "decode"):
+                        with timer("select"):
                             work.exposure = exposure.push(work.gray)
                             decision = selector.push(work.low8)
                         if decision.is_key:
@@ -301,7 +310,7 @@ class _Timer:
             self.totals[stage] = self.totals.get(stage, 0.0) + time.perf_counter() - t
 
 
-def _timed(frames: Iterator[DecodedFrame], timer: _Timer, stage: str) -> Iterator[DecodedFrame]:
+def _timed(frames: Iterator[_Work], timer: _Timer, stage: str) -> Iterator[_Work]:
     while True:
         with timer(stage):
             frame = next(frames, None)

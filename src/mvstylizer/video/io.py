@@ -28,7 +28,9 @@ import io
 import logging
 import math
 import os
+import queue
 import secrets
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import av
 import cv2
@@ -365,6 +368,8 @@ class VideoReader:
 
         self._container: av.container.InputContainer | None = None
         self._consumed = False
+        self._decode_thread: threading.Thread | None = None
+        self._decode_stop = threading.Event()
         orientation, stored_size = self._probe_first_frame()
         self._container = self._open()
         try:
@@ -468,20 +473,78 @@ class VideoReader:
 
     # -- streaming ------------------------------------------------------------------------
 
-    def frames(self, audio_sink: Callable[[av.Packet], None] | None = None) -> Iterator[DecodedFrame]:
+    def frames(self, audio_sink: Callable[[av.Packet], None] | None = None, prefetch: int = 2,
+               prepare: Callable[[DecodedFrame], Any] | None = None) -> Iterator[Any]:
         """Yield upright frames in presentation order; hand every audio packet to ``audio_sink``.
 
         One pass over the file, video and audio demuxed together, so the writer can remux audio
-        while video is being processed and nothing has to be buffered or re-read. At most one
-        decoded frame is held at a time (the decoder's own frame-thread queue aside). Packets that
+        while video is being processed and nothing has to be buffered or re-read. Packets that
         cannot be read or decoded are skipped; after the last frame, one warning is logged if frames
         were lost that way or the file turned out to be cut short.
+
+        With ``prefetch`` > 0 a worker thread decodes and converts up to that many frames ahead
+        (PyAV releases the GIL inside FFmpeg), so decoding overlaps the caller's work on the frame
+        before; ``audio_sink`` is still called from the caller's thread, in file order. With 0, at
+        most one decoded frame is held at a time (the decoder's own frame-thread queue aside).
+        ``prepare``, if given, maps each frame (on the worker thread when prefetching) and its
+        result is yielded instead: per-frame work that needs no state, such as downscaling.
         """
         if self._container is None:
             raise RuntimeError("VideoReader is closed")
         if self._consumed:
             raise RuntimeError("VideoReader.frames() can be iterated only once; open a new reader")
         self._consumed = True
+        if prefetch <= 0:
+            for kind, item in self._items(audio_sink is not None, prepare):
+                if kind == "audio":
+                    audio_sink(item)  # type: ignore[misc]
+                else:
+                    yield item
+            return
+        yield from self._prefetched(audio_sink, prefetch, prepare)
+
+    def _prefetched(self, audio_sink: Callable[[av.Packet], None] | None, depth: int,
+                    prepare: Callable[[DecodedFrame], Any] | None) -> Iterator[Any]:
+        items: queue.Queue = queue.Queue(maxsize=depth)
+        stop = threading.Event()
+        done = object()
+
+        def work() -> None:
+            try:
+                for item in self._items(audio_sink is not None, prepare):
+                    while not stop.is_set():
+                        try:
+                            items.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                items.put(("end", done))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+                items.put(("error", exc))
+
+        worker = threading.Thread(target=work, name="mvstylizer-decode", daemon=True)
+        self._decode_thread, self._decode_stop = worker, stop
+        worker.start()
+        try:
+            while True:
+                kind, item = items.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise item
+                if kind == "audio":
+                    audio_sink(item)  # type: ignore[misc]
+                else:
+                    yield item
+        finally:
+            stop.set()
+            worker.join()
+
+    def _items(self, want_audio: bool, prepare: Callable[[DecodedFrame], Any] | None = None
+               ) -> Iterator[tuple[str, Any]]:
+        """("audio", packet) and ("frame", frame or prepare(frame)) in file order (see :meth:`frames`)."""
 
         stream = self._stream
         stream.thread_type = "AUTO"
@@ -501,8 +564,8 @@ class VideoReader:
                 if packet.pts is not None and packet.time_base:
                     end = float((packet.pts + (packet.duration or 0)) * packet.time_base)
                     audio_end = end if audio_end is None else max(audio_end, end)
-                if audio_sink is not None:
-                    audio_sink(packet)  # errors here are the sink's, not the input's
+                if want_audio:
+                    yield "audio", packet  # errors in the sink are the sink's, not the input's
                 continue
             decoded = _decode(packet, damage)
             while decoded:
@@ -513,7 +576,7 @@ class VideoReader:
                 video_end = end if video_end is None else max(video_end, end)
                 del frame
                 index += 1
-                yield out
+                yield "frame", out if prepare is None else prepare(out)
                 del out
 
         self._report_losses(index, video_end, audio_end, damage)
@@ -577,6 +640,10 @@ class VideoReader:
 
     def close(self) -> None:
         """Release the file. Safe to call twice."""
+        if self._decode_thread is not None:  # a prefetching frames() left unfinished
+            self._decode_stop.set()
+            self._decode_thread.join()
+            self._decode_thread = None
         if self._container is not None:
             try:
                 self._container.close()
