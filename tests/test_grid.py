@@ -50,3 +50,11 @@ def test_blend_and_checks():
         fit_grid(luma8(img), np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ValueError):
         GridConfig(cell=1)
+
+
+def test_frames_reaching_pure_white_keep_every_bin():
+    # A uint8 max of 255 + 1 wrapped to 0 and the top bins were skipped for any frame with pure white.
+    img = np.linspace(0, 1, 64, dtype=np.float32)[None, :, None] * np.ones((32, 1, 3), np.float32)
+    grid = fit_grid(luma8(img), np.full((32, 64, 3), 0.05, np.float32), GridConfig(prior=1e-3))
+    got = grid.slice(luma8(img))
+    assert got[:, -4:].mean() > 0.03

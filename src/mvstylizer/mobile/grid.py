@@ -119,5 +119,5 @@ def _bin_weights(luma8: np.ndarray, bins: int) -> list[np.ndarray | None]:
     for k in range(bins):
         table = np.clip(1.0 - np.abs(levels - k), 0.0, 1.0).astype(np.float32)
         weight = cv2.LUT(luma8, table)
-        out.append(weight if table[luma8.min():luma8.max() + 1].any() else None)
+        out.append(weight if table[int(luma8.min()):int(luma8.max()) + 1].any() else None)
     return out
