@@ -116,8 +116,8 @@ def _bin_weights(luma8: np.ndarray, bins: int) -> list[np.ndarray | None]:
     ``None`` for a bin no pixel touches, so callers skip it."""
     levels = np.arange(256, dtype=np.float32) * ((bins - 1) / 255.0)
     out: list[np.ndarray | None] = []
+    low, high = int(luma8.min()), int(luma8.max())
     for k in range(bins):
         table = np.clip(1.0 - np.abs(levels - k), 0.0, 1.0).astype(np.float32)
-        weight = cv2.LUT(luma8, table)
-        out.append(weight if table[int(luma8.min()):int(luma8.max()) + 1].any() else None)
+        out.append(cv2.LUT(luma8, table) if table[low:high + 1].any() else None)
     return out

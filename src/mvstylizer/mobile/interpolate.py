@@ -84,13 +84,15 @@ class Interpolator:
         self._scratch: np.ndarray | None = None  # full-resolution working image, reused
 
     def key(self, index: int, content8: np.ndarray, styled: np.ndarray, full8: np.ndarray,
-            exposure: float = 0.0) -> KeyFrame:
+            exposure: float = 0.0, gray: np.ndarray | None = None) -> KeyFrame:
         """Key frame ``index`` from its key-size original (uint8), its stylization (float, same size)
         and its full-resolution original (uint8); renders the key's own output. ``exposure``: the
-        frame's log exposure (:class:`~mvstylizer.mobile.exposure.ExposureTracker`)."""
+        frame's log exposure (:class:`~mvstylizer.mobile.exposure.ExposureTracker`); ``gray``: the
+        key-size original's grey image, if the caller has it already."""
         look = fit_look(content8.astype(np.float32) * (1.0 / 255.0), styled)
         grid = None
-        gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
+        if gray is None:
+            gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
         if self.spatial:
             residual = styled - look.apply(content8).astype(np.float32) * (1.0 / 255.0)
             grid = fit_grid(gray, residual, self.config.grid)

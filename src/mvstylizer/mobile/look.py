@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .tone_curve import _cross_ridge, fit_tone_curves
+from .tone_curve import cross_ridge, fit_tone_curves
 
 KNOTS = 16
 _MAX_PIXELS = 16384  # the fit reads an evenly strided subset of a key frame's pixels
@@ -144,7 +144,7 @@ def fit_look(content: np.ndarray, styled: np.ndarray, knots: int = KNOTS) -> Loo
     matrix = np.zeros((3, 4))
     for _ in range(_CENSOR_ROUNDS):
         for i in range(3):
-            matrix[i] = np.linalg.solve(gram + _cross_ridge(i, _CROSS * n), a.T @ target[:, i])
+            matrix[i] = np.linalg.solve(gram + cross_ridge(i, _CROSS * n), a.T @ target[:, i])
         pred = a @ matrix.T
         target = np.where((low & (pred < s)) | (high & (pred > s)), pred, s)
     return Look(pre.astype(np.float32), matrix.astype(np.float32))

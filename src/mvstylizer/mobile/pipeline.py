@@ -288,7 +288,7 @@ class Stylizer:
                 coeffs, global_map = self.smoother.maps(low, styled_low, work.rgb8.shape[1] / low.shape[1])
                 styled_low = render(coeffs, global_map, low, work.low8).astype(np.float32) * (1.0 / 255.0)
             # A key is rendered by its own transform, exactly as the frames around it are.
-            return interp.key(work.index, work.low8, styled_low, work.rgb8, work.exposure)
+            return interp.key(work.index, work.low8, styled_low, work.rgb8, work.exposure, work.gray)
 
     def _finish(self, report: StylizeReport, t0: float) -> StylizeReport:
         report.bytes_to_edge = self.edge.bytes_sent

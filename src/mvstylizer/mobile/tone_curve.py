@@ -80,7 +80,7 @@ def fit_tone_curves(content: np.ndarray, styled: np.ndarray, knots: int = KNOTS,
         normal[:3, 3] = normal[3, :3] = theta.T @ h1
         normal[3, 3] = n
         rhs = np.concatenate([theta.T @ hs, s1[None]], axis=0)
-        w = np.stack([np.linalg.solve(normal + 1e-9 * n * np.eye(4) + _cross_ridge(i, cross * n), rhs[:, i])
+        w = np.stack([np.linalg.solve(normal + 1e-9 * n * np.eye(4) + cross_ridge(i, cross * n), rhs[:, i])
                       for i in range(3)], axis=1)  # 4 x 3
         m, b = w[:3].T, w[3]
         # Curve step: s_i - b_i = sum_j M_ij H_j curve_j, linear in the 3k knot values.
@@ -91,7 +91,7 @@ def fit_tone_curves(content: np.ndarray, styled: np.ndarray, knots: int = KNOTS,
     return curves.astype(np.float32) if np.all(np.isfinite(curves)) else identity_curves(k)
 
 
-def _cross_ridge(row: int, weight: float) -> np.ndarray:
+def cross_ridge(row: int, weight: float) -> np.ndarray:
     """4x4 ridge on the cross-channel coefficients of output channel ``row`` (not its own channel,
     not the offset)."""
     return np.diag([0.0 if j == row else weight for j in range(3)] + [0.0])
