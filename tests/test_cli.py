@@ -195,6 +195,7 @@ def test_bad_inputs_each_get_a_clear_error(tmp_path, style, capsys):
         (good, "--style", tmp_path / "nostyle.png"),
         (good, "--style", style, "--model", "nonexistent"),
         (good, "--style", style, "--map-scale", "0"),
+        (good, "--style", style, "--strength", "1.5"),
     ]
     for case in cases:
         _bad(tmp_path, capsys, *case)

@@ -85,6 +85,23 @@ def test_flat_noisy_wall_stays_as_steady_as_the_input():
     assert np.std(out[40:56, 56:72]) <= np.std(ref[40:56, 56:72]) * 1.2
 
 
+@pytest.mark.parametrize("spatial", [False, True])
+def test_strength_blends_each_key_transform_with_the_identity(spatial):
+    base = texture(64, 96, seed=4)
+    styled = spatial_style(warm(base))
+    outs = {}
+    for s in (0.0, 0.5, 1.0):
+        interp = Interpolator(InterpConfig("transform", strength=s), spatial=spatial)
+        a, b = key(interp, 0, base, styled), key(interp, 4, base, styled)
+        outs[s] = interp.frame(2, to_gray8(to8(base)), to8(base), a, b).astype(np.float32) / 255.0
+    assert psnr(outs[0.0], to8(base) / 255.0) > 45
+    full = np.abs(outs[1.0] - base).mean()
+    half = np.abs(outs[0.5] - base).mean()
+    assert 0.35 * full < half < 0.65 * full
+    with pytest.raises(ValueError):
+        InterpConfig(strength=-0.1)
+
+
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError):
         InterpConfig(method="magic")

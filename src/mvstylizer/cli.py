@@ -56,6 +56,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--map-scale", type=float, default=0.5, metavar="F",
                    help="spatially varying models: the bilateral grid is sliced at this fraction of the key size "
                         "(default 0.5)")
+    p.add_argument("--strength", type=float, default=1.0, metavar="S",
+                   help="how much of the style to apply, 0..1 (default 1): each key's colour transform is "
+                        "blended with the identity, like a preset's amount slider")
     p.add_argument("--smoothing", choices=["learned", "guided"], default="guided",
                    help="meta-smoothing of key frames: the key's colour transform fit straight to the edge's output "
                         "(default), or to the learned module's cleaned version of it")
@@ -76,12 +79,14 @@ def _pipeline_config(args: argparse.Namespace, progress: bool):
         raise UserError(f"--crf must be 0..51, got {args.crf}")
     if not 0.0 < args.map_scale <= 1.0:
         raise UserError(f"--map-scale must be in (0, 1], got {args.map_scale}")
+    if not 0.0 <= args.strength <= 1.0:
+        raise UserError(f"--strength must be in [0, 1], got {args.strength}")
     mode, every = args.keyframes
     return StylizeConfig(
         model=args.model,
         key_size=args.key_size,
         keyframes=KeyframeConfig(mode=mode, every=every or 10, max_gap=args.max_gap),
-        interp=InterpConfig(method=args.interp, map_scale=args.map_scale),
+        interp=InterpConfig(method=args.interp, map_scale=args.map_scale, strength=args.strength),
         smoothing=args.smoothing,
         crf=args.crf,
         preset=args.preset,
@@ -124,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     qual.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     qual.add_argument("--methods", nargs="+", help="methods to run (default: all)")
     qual.add_argument("--out-dir", type=Path, default=Path("docs"), help="where QUALITY.md and the PNG grid go")
+    _add_photoreal_parser(bsub)
     sm = bsub.add_parser("smoothing", help="meta-smoothing: learned vs bicubic, guided, bilateral guided upsampling")
     sm.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
     sm.add_argument("--looks", type=_positive_int, default=3, help="random looks per picture and scale (default 3)")
@@ -344,6 +350,42 @@ def _footage_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_photoreal_parser(bsub) -> None:
+    """`bench photoreal DIR` (issue 13): palette per region, photorealism, vs DPST's published results."""
+    pr = bsub.add_parser("photoreal", help="region palette, photorealism and structure per method on segmented "
+                                           "content/style pairs (Deep Photo Style Transfer's layout)")
+    pr.add_argument("folder", type=Path, metavar="DIR",
+                    help="folder of pair folders NN/ with content.jpg, style.jpg, content_mask.png, "
+                         "style_mask.png and dpst.jpg")
+    pr.add_argument("--methods", nargs="+", help="input, dpst and/or model names (default: all)")
+    pr.add_argument("--pairs", nargs="+", metavar="NN", help="only these pair folders (default: all)")
+    pr.add_argument("--max-side", type=_positive_int, default=700, metavar="PIXELS",
+                    help="cap the content's long side (area downscale; default 700)")
+    pr.add_argument("--json", type=Path, metavar="FILE", help="write per-pair rows and the summary as JSON")
+    pr.add_argument("--out-dir", type=Path, default=Path("docs"),
+                    help="where the QUALITY.md section and photoreal_grid.png go (default docs)")
+
+
+def _photoreal_bench(args: argparse.Namespace) -> int:
+    import shlex
+
+    from .bench.photoreal import markdown_section, run_photoreal
+
+    _check_report_folder(args.json)
+    if not args.out_dir.is_dir():
+        raise UserError(f"output folder {args.out_dir} does not exist")
+    command = shlex.join(["mvstylizer", "bench", "photoreal", "DIR"]
+                         + (["--methods", *args.methods] if args.methods else [])
+                         + (["--pairs", *args.pairs] if args.pairs else [])
+                         + (["--max-side", str(args.max_side)] if args.max_side != 700 else [])
+                         + (["--json", str(args.json)] if args.json else []))
+    result = run_photoreal(args.folder, args.methods, pairs=args.pairs, max_side=args.max_side,
+                           json_path=args.json, out_dir=args.out_dir, command=command,
+                           log=lambda msg: print(msg, file=sys.stderr))
+    print(markdown_section(result, grid_name=None))
+    return 0
+
+
 def _check_report_folder(path: Path | None) -> None:
     if path is not None and not path.parent.resolve().is_dir():
         raise UserError(f"report folder {path.parent} does not exist")
@@ -358,6 +400,8 @@ def _bench(args: argparse.Namespace) -> int:
         return _video_bench(args)
     if args.bench_command == "footage":
         return _footage_bench(args)
+    if args.bench_command == "photoreal":
+        return _photoreal_bench(args)
     _check_report_folder(args.json)
     if args.bench_command == "compare":
         from .bench.compare import compare

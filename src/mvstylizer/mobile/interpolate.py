@@ -26,7 +26,7 @@ import numpy as np
 
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
 from .grid import GridConfig, ResidualGrid, fit_grid
-from .look import Look, blend_gap, fit_look
+from .look import Look, blend_gap, fit_look, identity_look
 
 METHODS = ("transform", "warp")
 
@@ -50,6 +50,9 @@ class InterpConfig:
     # offsets are upsampled: at 0.5 slicing costs ~1.3 ms instead of ~8 ms per frame and the fit to
     # the stylized key moved by < 0.1 dB (six real clips, wct2 and mk).
     map_scale: float = 0.5
+    # How much of the style to apply, 0..1: each key's transform is blended with the identity
+    # (look parameters and grid offsets alike), as a preset slider does; frames follow their keys.
+    strength: float = 1.0
     grid: GridConfig = field(default_factory=GridConfig)
     # Two keys' looks are blended parameter by parameter (one look per frame) when that stays within
     # this many 8-bit levels of blending their outputs (two looks per frame), which is exact.
@@ -71,6 +74,8 @@ class InterpConfig:
             raise ValueError(f"interpolation must be one of {METHODS}, got {self.method!r}")
         if not 0.0 < self.map_scale <= 1.0:
             raise ValueError(f"map_scale must be in (0, 1], got {self.map_scale}")
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"strength must be in [0, 1], got {self.strength}")
 
 
 class Interpolator:
@@ -96,6 +101,9 @@ class Interpolator:
         if self.spatial:
             residual = styled - look.apply(content8).astype(np.float32) * (1.0 / 255.0)
             grid = fit_grid(gray, residual, self.config.grid)
+        if self.config.strength < 1.0:
+            look = identity_look(look.pre.shape[1]).blend(look, self.config.strength)
+            grid = ResidualGrid(grid.offsets * np.float32(self.config.strength)) if grid is not None else None
         key = KeyFrame(index, look, grid, gray, exposure=exposure)
         key.styled8 = self._add_grid(look.apply(full8, scratch=self._scratch_like(full8)), grid, gray)
         return key

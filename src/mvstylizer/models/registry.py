@@ -30,6 +30,10 @@ class ModelSpec:
 
 
 _SPECS = [
+    ModelSpec("regions", "region-aware colour transfer: VGG16 feature regions matched to the style's, "
+              "Monge-Kantorovich per region, locally affine output (like Deep Photo Style Transfer, "
+              "without masks; spatially varying)",
+              {"numpy": "regions:RegionTransfer"}, spatial=True),
     ModelSpec("wct2", "DNN: VGG16 encoder with Haar wavelet skips + our decoder, optimal-transport feature "
               "transforms at the block-2/1 levels (WCT2-style, spatially varying)",
               {"onnx": "wct2:WCT2OnnxStylizer", "torch": "wct2:WCT2Stylizer"}, spatial=True),
