@@ -494,5 +494,15 @@ def write_markdown(result: dict, path: Path, grid_name: str | None = "quality_gr
         pairs = ", ".join(f"{c} / {s}" for c, s in cfg["grid_pairs"])
         lines += ["", f"![content, style and each method's direct output]({grid_name})", "",
                   f"Grid rows (content / style): {pairs}."]
-    Path(path).write_text("\n".join(lines) + "\n")
+    Path(path).write_text("\n".join(lines) + "\n" + _kept_sections(Path(path)))
+
+
+def _kept_sections(path: Path) -> str:
+    """Sections other benches write into the same file between ``<!-- NAME:begin -->`` and
+    ``<!-- NAME:end -->`` (``bench photoreal``), to keep when the file is rewritten."""
+    import re
+
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    blocks = [m.group(0) for m in re.finditer(r"<!-- ([\w-]+):begin -->.*?<!-- \1:end -->", text, re.S)]
+    return "".join(f"\n{b}\n" for b in blocks)
 
