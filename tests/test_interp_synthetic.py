@@ -46,10 +46,12 @@ SSIM_MEAN, SSIM_WORST = 0.96, 0.92
 SPREAD_MARGIN = 0.5  # grey levels (0-255)
 
 CASES = [
-    ("flat_wall", "default"),  # "default" is what the edge ships as default: dncm
-    ("arm_entering", "default"),
-    ("person_crossing", "default"),
+    ("flat_wall", "dncm"),
+    ("arm_entering", "dncm"),
+    ("person_crossing", "dncm"),
     ("person_crossing", "mk"),
+    ("flat_wall", "regions"),  # the default: spatially varying, so keys carry a grid
+    ("person_crossing", "regions"),
 ]
 CASE_IDS = [f"{scene}-{model}" for scene, model in CASES]
 
@@ -240,7 +242,7 @@ def test_warping_error_not_above_framewise(outcome: Callable[[str, str], Outcome
 # passes the pavement's chroma noise with ~1.15x frame-by-frame's flat-area warping error (it was
 # 2.1x before the look's cross-channel ridge and censored fit). strict: a fix must remove the mark.
 FLAT_CASES = [pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason="grey pavement: 1.15x, see comment"))
-              if case == ("person_crossing", "default") else case for case in CASES]
+              if case == ("person_crossing", "dncm") else case for case in CASES]
 
 
 @pytest.mark.parametrize(("scene", "model"), FLAT_CASES, ids=CASE_IDS)
@@ -258,6 +260,6 @@ def test_stays_close_to_framewise(outcome: Callable[[str, str], Outcome], scene:
 
 def test_bare_wall_does_not_boil(outcome: Callable[[str, str], Outcome]) -> None:
     # The bug report's own measure, on a patch of wall the bottle never reaches.
-    r = outcome("flat_wall", "default")
+    r = outcome("flat_wall", "dncm")
     ours, framewise = r.wall_spread
     assert ours <= framewise + SPREAD_MARGIN, r.describe()

@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     lut.add_argument("-o", "--output", type=Path, required=True, help="the .cube file")
     lut.add_argument("--content", type=Path, help="a frame of the footage the LUT is for (sets the colour normalisation)")
     lut.add_argument("--size", type=int, default=33, help="grid points per axis (default 33)")
+    lut.add_argument("--model", default="dncm",
+                     help="only global models have a LUT: dncm (default); a region-aware model's look varies "
+                          "over the picture, which a LUT cannot hold")
 
     e = sub.add_parser("edge", help="edge server commands")
     esub = e.add_subparsers(dest="edge_command", required=True)
@@ -469,6 +472,14 @@ def _export_lut(args: argparse.Namespace) -> int:
     from .models.dncm import export_cube
     from .video.io import read_image
 
+    from .models.registry import available_models, resolve_name
+
+    model = resolve_name(args.model).partition(":")[0]
+    if model != "dncm":
+        spec = next(s for s in available_models() if s.name == model)
+        why = ("its look varies over the picture (sky one way, buildings another) and a LUT maps a colour "
+               "the same way everywhere" if spec.spatial else "it has no LUT export yet")
+        raise UserError(f"cannot export {model} as a LUT: {why}; `export-lut --model dncm` writes a global look")
     if args.output.suffix.lower() != ".cube":
         raise UserError(f"a LUT file ends in .cube, not {args.output.name}")
     if not args.output.parent.resolve().is_dir():
@@ -526,8 +537,9 @@ def _models(_: argparse.Namespace) -> int:
         if len(spec.runtimes) > 1:
             tags.append(f"runtimes: {', '.join(spec.runtimes)} (default {spec.default_runtime})")
         default = " [default]" if spec.name == DEFAULT_MODEL else ""
+        experimental = " [experimental: not photorealistic enough, see docs/QUALITY.md]" if spec.experimental else ""
         tag = f" ({'; '.join(tags)})" if tags else ""
-        print(f"{spec.name:12s} {spec.description}{tag}{default}")
+        print(f"{spec.name:12s} {spec.description}{tag}{default}{experimental}")
     return 0
 
 

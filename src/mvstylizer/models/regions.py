@@ -48,7 +48,9 @@ import numpy as np
 from ..imaging import shrink_to
 from ..mobile.affine import AffineFit, apply_affine, fit_local_affine
 
-_STATS_SIDE = 512  # colour statistics converge long before full resolution
+_MAX_GAIN = 2.5  # most a colour transfer may stretch contrast (and noise) along any Lab direction
+_NOISE_FLOOR = 2.0  # Lab units: colour spread below this is taken for noise, not signal
+_STATS_SIDE = 256  # colour statistics (65k pixels) converge long before full resolution
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class RegionConfig:
     member_temperature: softmax temperature of cell-to-region membership (cosine units).
     min_share: a region attending to less than this share of the style's cells is shrunk towards
         the global style statistics.
+    distinct: Lab distance (Gaussian W2) between a region's style palette and the whole style's at
+        which the region's own map and the global map weigh equally.
     edge_radius, edge_eps: guided filter that snaps memberships to the content's edges (radius in
         pixels at a 512 px image; scaled with the image).
     fit_radius, fit_eps: local affine projection of the result (radius at a 512 px image).
@@ -74,6 +78,7 @@ class RegionConfig:
     match_temperature: float = 0.03
     member_temperature: float = 0.05
     min_share: float = 0.05
+    distinct: float = 6.0
     edge_radius: int = 8
     edge_eps: float = 1e-3
     fit_radius: int = 4
@@ -145,6 +150,7 @@ class RegionTransfer:
         lab = to_lab(content)
         out = np.zeros_like(lab)
         sw, sh = style_state.lab_size
+        global_map = mk_map(*weighted_stats(stats_lab, np.ones(len(stats_lab))), style_state.mean, style_state.cov)
         for k in range(centres.shape[0]):
             att = cv2.resize(region_attention[k].reshape(style_state.grid).astype(np.float32), (sw, sh),
                              interpolation=cv2.INTER_LINEAR).reshape(-1)
@@ -157,11 +163,20 @@ class RegionTransfer:
             trust = min(1.0, share / cfg.min_share) if cfg.min_share > 0 else 1.0
             mu_s = trust * mu_s + (1.0 - trust) * style_state.mean
             cov_s = trust * cov_s + (1.0 - trust) * style_state.cov
-            mu_c, cov_c = weighted_stats(stats_lab, stats_w[:, k])
-            t = (1.0 - cfg.strength) * np.eye(3) + cfg.strength * monge_kantorovich(cov_c, cov_s)
-            # y = t (x - mu_c) + mu_c + strength (mu_s - mu_c): the full map at 1, the identity at 0.
-            offset = mu_c + cfg.strength * (mu_s - mu_c) - t @ mu_c
-            mapped = lab.reshape(-1, 3) @ t.T.astype(np.float32) + offset.astype(np.float32)
+            # A region whose style colours are the style's overall colours gets the global map: on a
+            # plain wall, k-means still splits the wall, and mapping each piece's own statistics onto
+            # the same target would flatten its shading into blotches that move from frame to frame.
+            # Regions take their own map only as far as their target palette differs (Gaussian W2
+            # distance against ``distinct`` Lab units).
+            d2 = gaussian_w2_sq(mu_s, cov_s, style_state.mean, style_state.cov)
+            own = d2 / (d2 + cfg.distinct ** 2)
+            t, o = mk_map(*weighted_stats(stats_lab, stats_w[:, k]), mu_s, cov_s)
+            t = own * t + (1.0 - own) * global_map[0]
+            o = own * o + (1.0 - own) * global_map[1]
+            # Strength blends the map with the identity: y = (1-s) x + s (t x + o).
+            t = (1.0 - cfg.strength) * np.eye(3) + cfg.strength * t
+            o = cfg.strength * o
+            mapped = lab.reshape(-1, 3) @ t.T.astype(np.float32) + o.astype(np.float32)
             out += mapped.reshape(lab.shape) * weights[..., k:k + 1]
         rgb = soft_clip(from_lab(out), cfg.knee)
         coeffs = fit_local_affine(content, rgb, AffineFit(max(1, round(cfg.fit_radius * scale)), cfg.fit_eps))
@@ -221,13 +236,15 @@ def spherical_kmeans(x: np.ndarray, k: int, iters: int = 15) -> np.ndarray:
     for _ in range(k - 1):
         centres.append(x[np.argmin(np.max(x @ np.array(centres).T, axis=1))])
     c = np.array(centres)
+    label = None
     for _ in range(iters):
-        label = np.argmax(x @ c.T, axis=1)
-        for j in range(k):
-            members = x[label == j]
-            if len(members):
-                v = members.mean(axis=0)
-                c[j] = v / (np.linalg.norm(v) + 1e-8)
+        new = np.argmax(x @ c.T, axis=1)
+        if label is not None and np.array_equal(new, label):
+            break
+        label = new
+        sums = np.eye(k, dtype=x.dtype)[label].T @ x  # (k, D): each cluster's sum of members
+        keep = np.linalg.norm(sums, axis=1) > 0  # an emptied cluster keeps its centre
+        c[keep] = sums[keep] / np.linalg.norm(sums[keep], axis=1, keepdims=True)
     return c
 
 
@@ -238,19 +255,41 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def weighted_stats(px: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Weighted mean and covariance (ridged by 1e-2 Lab units^2) of Nx3 colours."""
+    """Weighted mean and covariance of Nx3 Lab colours, ridged by the noise floor (``_NOISE_FLOOR``
+    Lab units squared), so a flat region's map is not fitted to its noise."""
     w = np.maximum(w.astype(np.float64), 0.0)
     total = w.sum()
     if total <= 1e-12:
         w, total = np.ones(len(px)), float(len(px))
     mu = (px * w[:, None]).sum(axis=0) / total
     d = px - mu
-    return mu, (d * w[:, None]).T @ d / total + np.eye(3) * 1e-2
+    return mu, (d * w[:, None]).T @ d / total + np.eye(3) * _NOISE_FLOOR ** 2
 
 
 def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
     vals, vecs = np.linalg.eigh(m)
     return (vecs * np.sqrt(np.clip(vals, 1e-9, None))) @ vecs.T
+
+
+def mk_map(mu_c: np.ndarray, cov_c: np.ndarray, mu_s: np.ndarray, cov_s: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """The affine Monge-Kantorovich map ``y = t x + o`` taking N(mu_c, cov_c) to N(mu_s, cov_s), its
+    gain along any direction capped at ``_MAX_GAIN``.
+
+    Uncapped, a region with little colour spread (a plain wall, a clear sky: what spread it has is
+    sensor noise) is stretched to the style region's whole spread: the noise becomes blotches that
+    boil from frame to frame. The map is symmetric positive definite, so the cap is on its eigenvalues.
+    """
+    vals, vecs = np.linalg.eigh(monge_kantorovich(cov_c, cov_s))
+    t = (vecs * np.clip(vals, 0.0, _MAX_GAIN)) @ vecs.T
+    return t, mu_s - t @ mu_c
+
+
+def gaussian_w2_sq(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
+    """Squared Wasserstein-2 distance between two Gaussians."""
+    half = _sqrtm_psd(cov_b)
+    cross = _sqrtm_psd(half @ cov_a @ half)
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * cross))
 
 
 def monge_kantorovich(cov_c: np.ndarray, cov_s: np.ndarray) -> np.ndarray:

@@ -23,6 +23,8 @@ class ModelSpec:
     runtimes: dict[str, str]
     # Whether a pixel's output depends on where it is, not only on its colour (see edge ModelInfo).
     spatial: bool = False
+    # Shown but not recommended: misses the photorealism target of `mvstylizer bench photoreal`.
+    experimental: bool = False
 
     @property
     def default_runtime(self) -> str:
@@ -36,7 +38,7 @@ _SPECS = [
               {"numpy": "regions:RegionTransfer"}, spatial=True),
     ModelSpec("wct2", "DNN: VGG16 encoder with Haar wavelet skips + our decoder, optimal-transport feature "
               "transforms at the block-2/1 levels (WCT2-style, spatially varying)",
-              {"onnx": "wct2:WCT2OnnxStylizer", "torch": "wct2:WCT2Stylizer"}, spatial=True),
+              {"onnx": "wct2:WCT2OnnxStylizer", "torch": "wct2:WCT2Stylizer"}, spatial=True, experimental=True),
     ModelSpec("dncm", "DNN: learned colour mapping (Neural-Preset-style DNCM), global and resolution-free; "
               "exports .cube LUTs",
               {"onnx": "dncm:DNCMOnnxStylizer", "torch": "dncm:DNCMStylizer"}),
@@ -46,7 +48,7 @@ _SPECS = [
               {"numpy": "classic:ReinhardTransfer"}),
 ]
 # "default" lets a phone ask for whatever its edge ships as the default, without knowing its models.
-DEFAULT_MODEL = "dncm"
+DEFAULT_MODEL = "regions"
 ALIASES = {"classic": "mk", "default": DEFAULT_MODEL}
 
 
