@@ -180,7 +180,9 @@ class InProcessGrid(Grid):
 
 
 def _finite_model(path: Path) -> bool:
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    from mvstylizer.models.safeload import load_pt
+
+    blob = load_pt(path)  # weights only, like every loader
     return all(torch.isfinite(v.float()).all() for v in blob["state_dict"].values() if v.is_floating_point())
 
 
@@ -214,6 +216,42 @@ def test_federation_survives_dropout_and_poison_then_resumes(tmp_path):
     assert registry.rounds() == [0, 1, 2, 3]
     assert {r for r, _ in grid2.train_calls} == {1} and len(grid2.train_calls) == 3
     assert ModelRegistry(tmp_path / "registry").entry(3).metrics["train"]["accepted-updates"] == 3
+
+
+def test_global_model_hash_is_sent_recorded_and_checked(tmp_path):
+    """Issue 14 item 5: the cloud sends each global model's hash, records it per round, and an edge
+    refuses arrays that do not match it; the stamp it publishes names the file's sha256."""
+    import json
+
+    from mvstylizer.models.safeload import params_digest, sha256_file
+
+    glob = {"w": np.zeros(4, np.float32)}
+    guard = build_strategy(StrategyConfig(min_train_nodes=1, min_available_nodes=1))
+    sent = list(guard.configure_train(1, ArrayRecord({k: Array(v) for k, v in glob.items()}), ConfigRecord(),
+                                      _Grid()))
+    assert sent[0].content.config_records["config"]["model-sha256"] == params_digest(glob)
+    sent = list(guard.configure_evaluate(1, ArrayRecord({k: Array(v) for k, v in glob.items()}), ConfigRecord(),
+                                         _Grid()))
+    assert sent[0].content.config_records["config"]["model-sha256"] == params_digest(glob)
+
+    net, meta = load_base()
+    arrays = parameter_arrays(net)
+    entry = ModelRegistry(tmp_path / "reg").save(0, net.state_dict(), meta, {}, params_sha256=params_digest(arrays))
+    info = json.loads((entry.path.parent / "round.json").read_text())
+    assert info["params_sha256"] == params_digest(arrays) and info["sha256"] == sha256_file(entry.path)
+
+    def message(expected: str) -> Message:
+        content = RecordDict({"arrays": ArrayRecord({k: Array(v) for k, v in arrays.items()}),
+                              "config": ConfigRecord({"server-round": 1, "model-sha256": expected})})
+        return Message(content=content, dst_node_id=1, message_type="evaluate")
+
+    trainer = EdgeTrainer()
+    assert trainer._model(message(params_digest(arrays)))[3] == params_digest(arrays)
+    with pytest.raises(UserError, match="does not match the cloud's hash"):
+        trainer._model(message("0" * 64))
+    publish_model(tmp_path / "edge", net, meta, digest=params_digest(arrays), server_round=1)
+    stamp = json.loads((tmp_path / "edge" / MODEL_FILE).with_suffix(".json").read_text())
+    assert stamp["digest"] == params_digest(arrays) and stamp["sha256"] == sha256_file(tmp_path / "edge" / MODEL_FILE)
 
 
 # ---------------------------------------------------------------- hot swap on the edge server

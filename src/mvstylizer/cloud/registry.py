@@ -3,11 +3,14 @@
 Layout::
 
     ROOT/rounds/000000/model.pt      the starting model (round 0: the pre-trained weights)
-    ROOT/rounds/000000/round.json    {"round", "metrics", "created", "sha256"}
+    ROOT/rounds/000000/round.json    {"round", "metrics", "created", "sha256", "params_sha256"}
     ROOT/rounds/000001/...           after round 1, and so on
 
 ``model.pt`` has the same fp16 format as :func:`mvstylizer.models.training.save_weights`, so any
-round's model can be served as it is (``DNCMStylizer(weights=...)``). A round folder is built under a
+round's model can be served as it is (``DNCMStylizer(weights=...)``). ``sha256`` is the hash of
+``model.pt``'s bytes; ``params_sha256`` the hash of the parameters as they are sent to the edges
+(:func:`mvstylizer.models.safeload.params_digest`, float32), which the edges check on receipt and record
+next to the model their server hot-swaps in. A round folder is built under a
 temporary name and renamed into place, so a crash leaves either a complete round or none; a restarted
 server resumes from :meth:`ModelRegistry.latest`.
 """
@@ -60,7 +63,8 @@ class ModelRegistry:
         info = json.loads((folder / "round.json").read_text())
         return RoundEntry(rnd, folder / "model.pt", dict(info.get("metrics", {})))
 
-    def save(self, rnd: int, state: dict[str, Any], meta: dict[str, Any], metrics: dict[str, Any]) -> RoundEntry:
+    def save(self, rnd: int, state: dict[str, Any], meta: dict[str, Any], metrics: dict[str, Any],
+             params_sha256: str | None = None) -> RoundEntry:
         """Store round ``rnd``'s model (a full state dict of tensors) with its metrics, atomically."""
         import torch
 
@@ -72,6 +76,8 @@ class ModelRegistry:
         torch.save({"state_dict": half, "meta": {**meta, "fl_round": rnd}}, tmp / "model.pt")
         digest = hashlib.sha256((tmp / "model.pt").read_bytes()).hexdigest()
         info = {"round": rnd, "metrics": _jsonable(metrics), "created": time.time(), "sha256": digest}
+        if params_sha256:
+            info["params_sha256"] = params_sha256
         (tmp / "round.json").write_text(json.dumps(info, indent=2) + "\n")
         if folder.exists():  # a re-run of a round (resume raced a crash): the new one wins
             shutil.rmtree(folder)

@@ -22,6 +22,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from ..errors import UserError
 from ..fl.local import LocalConfig, load_base, parameter_arrays, set_parameters
+from ..models.safeload import params_digest
 from .registry import ModelRegistry
 from .strategies import StrategyConfig, build_strategy
 
@@ -99,7 +100,8 @@ def run_federation(grid: Grid, cfg: CloudConfig) -> ModelRegistry:
     meta = {k: v for k, v in meta.items() if k != "history"}
     latest = registry.latest()
     if latest is None:
-        registry.save(0, net.state_dict(), meta, {"note": "starting model (pre-trained)"})
+        registry.save(0, net.state_dict(), meta, {"note": "starting model (pre-trained)"},
+                      params_sha256=params_digest(parameter_arrays(net)))
         done = 0
     else:
         from ..models.training import load_weights
@@ -120,12 +122,13 @@ def run_federation(grid: Grid, cfg: CloudConfig) -> ModelRegistry:
     def store_round(server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         if server_round == 0:
             return None
-        set_parameters(net, {k: v.numpy() for k, v in arrays.items()})
+        received = {k: v.numpy() for k, v in arrays.items()}
+        set_parameters(net, received)
         absolute = done + server_round
         guard = strategy.last_round
         metrics = {"train": guard.get("train", {}), "updates": guard.get("updates", []),
                    "evaluate": strategy.last_evaluate_aggregate, "edges": strategy.last_evaluate}
-        registry.save(absolute, net.state_dict(), meta, metrics)
+        registry.save(absolute, net.state_dict(), meta, metrics, params_sha256=params_digest(received))
         log.info("stored global model of round %d", absolute)
         return None
 

@@ -97,6 +97,18 @@ def _finite_metrics(msg: Message) -> bool:
     return True
 
 
+def _with_digest(config: ConfigRecord, arrays: dict[str, np.ndarray]) -> ConfigRecord:
+    """``config`` plus ``model-sha256``: the content hash of the global model sent with it.
+
+    The edge checks the arrays it receives against it and records it next to the model file it
+    publishes for its server (``mvstylizer.edge.fl_client``); the registry records the same hash per
+    round (``params_sha256`` in round.json), so an operator can tell which round an edge serves.
+    """
+    from ..models.safeload import params_digest
+
+    return ConfigRecord({**dict(config), "model-sha256": params_digest(arrays)})
+
+
 class UpdateGuard(Strategy):
     """Vets and clips the edges' updates, then hands the survivors to ``strategy``."""
 
@@ -117,7 +129,7 @@ class UpdateGuard(Strategy):
     def configure_train(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                         grid: Grid) -> Iterable[Message]:
         self.current = {k: v.numpy() for k, v in arrays.items()}
-        return self.strategy.configure_train(server_round, arrays, config, grid)
+        return self.strategy.configure_train(server_round, arrays, _with_digest(config, self.current), grid)
 
     def vet(self, reply: Message) -> tuple[bool, str, float]:
         """(accepted, reason, update norm before clipping); clips the reply's arrays in place."""
@@ -183,7 +195,8 @@ class UpdateGuard(Strategy):
 
     def configure_evaluate(self, server_round: int, arrays: ArrayRecord, config: ConfigRecord,
                            grid: Grid) -> Iterable[Message]:
-        return self.strategy.configure_evaluate(server_round, arrays, config, grid)
+        digested = _with_digest(config, {k: v.numpy() for k, v in arrays.items()})
+        return self.strategy.configure_evaluate(server_round, arrays, digested, grid)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
         good = [r for r in replies if not r.has_error() and _finite_metrics(r)

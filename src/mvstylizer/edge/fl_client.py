@@ -18,7 +18,6 @@ Hot swap: with a ``data-dir``, every global model this edge receives is written 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -64,15 +63,19 @@ def simulated_frames(context: Context, spec: Any) -> EdgeFrames:
 
 
 def _digest(arrays: dict[str, np.ndarray]) -> str:
-    h = hashlib.sha256()
-    for k in sorted(arrays):
-        h.update(k.encode())
-        h.update(np.ascontiguousarray(arrays[k], dtype=np.float32).tobytes())
-    return h.hexdigest()
+    from ..models.safeload import params_digest
+
+    return params_digest(arrays)
 
 
 def publish_model(data_dir: Path, net: Any, meta: dict[str, Any], digest: str, server_round: int) -> bool:
-    """Write the global model for the local edge server (atomic: temp + rename); False if unchanged."""
+    """Write the global model for the local edge server (atomic: temp + rename); False if unchanged.
+
+    The stamp next to it (``models/dncm.json``) holds the parameters' hash (``digest``, the one the
+    cloud sent and its registry records) and the sha256 of the file written (``sha256``): the edge
+    server swaps a model in only when the file's hash matches the stamp (:mod:`.model_sync`).
+    """
+    from ..models.safeload import sha256_file
     from ..models.training import save_weights
 
     target = data_dir / MODEL_FILE
@@ -85,7 +88,7 @@ def publish_model(data_dir: Path, net: Any, meta: dict[str, Any], digest: str, s
             pass  # an unreadable stamp: just write the model again
     save_weights(net, target, {**meta, "fl_round": server_round, "fl_digest": digest})
     tmp = stamp.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"digest": digest, "round": server_round}) + "\n")
+    tmp.write_text(json.dumps({"digest": digest, "sha256": sha256_file(target), "round": server_round}) + "\n")
     os.replace(tmp, stamp)
     return True
 
@@ -110,9 +113,15 @@ class EdgeTrainer:
         torch.set_num_threads(1)  # shared CPUs: one thread trains this net fastest (see models/dncm.py)
         record = next(iter(msg.content.array_records.values()))
         arrays = {k: v.numpy() for k, v in record.items()}
+        digest = _digest(arrays)
+        cfg = msg.content.config_records.get("config", {})
+        expected = cfg.get("model-sha256") if hasattr(cfg, "get") else None
+        if expected and expected != digest:  # corrupted or tampered with on the way: never serve it
+            raise UserError(f"the global model received does not match the cloud's hash "
+                            f"({digest[:12]} != {str(expected)[:12]}); refusing it")
         net, meta = load_base()
         set_parameters(net, arrays)
-        return net, {k: v for k, v in meta.items() if k != "history"}, arrays, _digest(arrays)
+        return net, {k: v for k, v in meta.items() if k != "history"}, arrays, digest
 
     def _publish(self, context: Context, net: Any, meta: dict[str, Any], digest: str, rnd: int) -> None:
         data_dir = context.node_config.get("data-dir")

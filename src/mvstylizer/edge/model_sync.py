@@ -4,6 +4,10 @@
 (atomically: temp file + rename). :class:`ModelWatcher` polls that file's mtime/size from a daemon
 thread; when it changes it
 
+0. checks the file: its sha256 must be the one recorded next to it (``models/dncm.json``, written
+   by ``fl_client.publish_model`` after checking the parameters against the hash the cloud sent and
+   its registry records), and it must load with torch's weights-only unpickler (tensors and plain
+   data: a pickle that would run code is refused without running it);
 1. copies the file to a content-addressed snapshot (``models/serving/dncm-<sha>.pt``), so the
    stylizers below read one fixed file even if a newer model lands meanwhile (the ONNX export cache is
    keyed by the weights' bytes, and must see the same bytes as the export);
@@ -12,19 +16,22 @@ thread; when it changes it
    (:meth:`EdgeService.swap_model`), which also drops the style states prepared with the old model.
 
 A request already running keeps the stylizer object it started with and finishes on the old model;
-the next request gets the new one. A broken file (a model that fails to load) is logged and skipped,
-and the old model keeps serving.
+the next request gets the new one. A refused or broken file is logged in one line and skipped, and
+the old model keeps serving.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from ..models.safeload import UnsafeModelFile, load_pt, sha256_file
 
 log = logging.getLogger("mvstylizer.edge.model_sync")
 
@@ -55,9 +62,12 @@ class ModelWatcher:
         self.config = config
         self.build = build
         self.path = Path(config.data_dir) / MODEL_FILE
+        self.stamp = self.path.with_suffix(".json")  # {"digest", "sha256", "round"} from fl_client
         self.current: str | None = None  # sha256 of the model now serving
         self.swaps = 0
-        self._seen: tuple[float, int] | None = None
+        self.refused = 0  # files refused (hash mismatch, not weights-only, failed to build)
+        self._seen: tuple[Any, ...] | None = None
+        self._mismatch: str | None = None  # a file whose hash did not match at the last check
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -82,33 +92,66 @@ class ModelWatcher:
                 log.exception("model sync: check failed; still serving the previous model")
 
     def check(self) -> bool:
-        """Swap in the model file if it changed since the last check; True if a swap happened."""
+        """Swap in the model file if it changed since the last check; True if a swap happened.
+
+        Refused (one log line, the previous model keeps serving): a file whose sha256 is not the one
+        recorded in the stamp ``models/dncm.json`` (written by ``fl_client.publish_model`` with the
+        hash the cloud sent), and a file torch cannot load as weights only (code, foreign objects).
+        """
         try:
             st = self.path.stat()
         except FileNotFoundError:
             return False
-        seen = (st.st_mtime, st.st_size)
+        try:
+            sst = self.stamp.stat()
+            stamp_seen: tuple[float, int] | None = (sst.st_mtime, sst.st_size)
+        except FileNotFoundError:
+            stamp_seen = None
+        seen = (st.st_mtime, st.st_size, stamp_seen)
         if seen == self._seen:
             return False
-        self._seen = seen
         try:
             data = self.path.read_bytes()
         except FileNotFoundError:
             return False
         digest = hashlib.sha256(data).hexdigest()
         if digest == self.current:
+            self._seen = seen
+            return False
+        expected = self._recorded_sha256()
+        if expected != digest:
+            # The model and its stamp are replaced one after the other: give a fresh mismatch one more
+            # poll before refusing it, so a model caught between the two renames is not reported.
+            if self._mismatch != digest:
+                self._mismatch = digest
+                return False
+            self._seen = seen
+            self.refused += 1
+            log.error("model sync: refusing %s (sha256 %s): %s; still serving the previous model", self.path,
+                      digest[:12], "no recorded hash in " + str(self.stamp) if expected is None
+                      else f"it does not match the hash recorded in {self.stamp} ({expected[:12]})")
+            return False
+        self._mismatch = None
+        self._seen = seen
+        try:
+            load_pt(data)  # weights only: a pickle that would run code is refused here, unrun
+        except UnsafeModelFile as e:
+            self.refused += 1
+            log.error("model sync: refusing %s: %s; still serving the previous model", self.path, e)
             return False
         snap_dir = Path(self.config.data_dir) / SERVING_DIR
         snap_dir.mkdir(parents=True, exist_ok=True)
         snapshot = snap_dir / f"dncm-{digest[:16]}.pt"
-        if not snapshot.is_file():
+        if not snapshot.is_file() or sha256_file(snapshot) != digest:
             tmp = snapshot.with_suffix(".tmp")
             tmp.write_bytes(data)
             tmp.replace(snapshot)
         try:
             stylizers = self.build(snapshot)  # fully built before anything is swapped
-        except Exception:  # noqa: BLE001 - a model that does not load must not take the server down
-            log.exception("model sync: %s does not load; keeping the previous model", self.path)
+        except Exception as e:  # noqa: BLE001 - a model that does not load must not take the server down
+            self.refused += 1
+            log.error("model sync: %s does not load (%s: %s); keeping the previous model", self.path,
+                      type(e).__name__, str(e)[:300])
             return False
         for name, stylizer in stylizers.items():
             self.service.swap_model(name, stylizer)
@@ -117,6 +160,13 @@ class ModelWatcher:
         log.info("model sync: now serving %s (%s)", self.path, digest[:12])
         self._prune(snap_dir, keep=snapshot)
         return True
+
+    def _recorded_sha256(self) -> str | None:
+        try:
+            value = json.loads(self.stamp.read_text()).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
 
     @staticmethod
     def _prune(snap_dir: Path, keep: Path) -> None:

@@ -264,12 +264,13 @@ def load_net(path: Path | None = None):  # noqa: ANN201
     """(net, meta) from a weights file written by :func:`mvstylizer.models.training.save_weights`."""
     import torch
 
+    from .safeload import load_pt
     from .training import load_weights
 
     path = Path(path) if path is not None else default_weights()
     if not path.is_file():
         raise UserError(f"no trained dncm weights at {path}; train them with: mvstylizer train dncm --data package")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
+    blob = load_pt(path)  # weights only: a model file is data, never code
     meta = dict(blob.get("meta", {}))
     net = build_net(meta.get("arch"))
     load_weights(net, path)

@@ -52,7 +52,9 @@ class Checkpointer:
         """Restore into ``model`` and ``optim``; returns (step, extra). (0, {}) when there is no checkpoint."""
         if not self.path.is_file():
             return 0, {}
-        state = torch.load(self.path, map_location="cpu", weights_only=False)
+        from .safeload import load_pt
+
+        state = load_pt(self.path)  # weights only: a checkpoint is data, never code
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
         torch.set_rng_state(state["rng"])
@@ -72,7 +74,9 @@ def save_weights(model: torch.nn.Module, path: Path, meta: dict[str, Any]) -> Pa
 
 def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
     """Load fp16 weights saved by :func:`save_weights` into a float32 model; returns the metadata."""
-    blob = torch.load(Path(path), map_location="cpu", weights_only=False)
+    from .safeload import load_pt
+
+    blob = load_pt(Path(path))  # weights only: a model file is data, never code
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     return dict(blob.get("meta", {}))
 
