@@ -132,55 +132,61 @@ class RegionTransfer:
     def stylize(self, content: np.ndarray, style_state: RegionStyle) -> np.ndarray:
         cfg = self.config
         content = _float_rgb(content)
-        h, w = content.shape[:2]
-        scale = max(h, w) / 512.0
+        scale = max(content.shape[:2]) / 512.0
         feats, (gh, gw) = cell_features(self._vgg, content, cfg.feature_side, cfg.context)
         centres = spherical_kmeans(feats, min(cfg.regions, len(feats)))
         members = softmax((feats @ centres.T) / cfg.member_temperature)  # (cells, K)
         attention = softmax((feats @ style_state.features.T) / cfg.match_temperature)  # (cells, style cells)
         region_attention = (members.T @ attention) / (members.sum(axis=0)[:, None] + 1e-8)  # (K, style cells)
-
         weights = _snap_to_edges(members.reshape(gh, gw, -1), content,
                                  max(1, round(cfg.edge_radius * scale)), cfg.edge_eps)
-        stats = shrink_to(content, _STATS_SIDE)
-        stats_lab = to_lab(stats).reshape(-1, 3).astype(np.float64)
-        stats_w = np.stack([shrink_to(weights[..., k], _STATS_SIDE) for k in range(weights.shape[2])], axis=2)
-        stats_w = stats_w.reshape(len(stats_lab), -1)
 
         lab = to_lab(content)
         out = np.zeros_like(lab)
-        sw, sh = style_state.lab_size
-        global_map = mk_map(*weighted_stats(stats_lab, np.ones(len(stats_lab))), style_state.mean, style_state.cov)
-        for k in range(centres.shape[0]):
-            att = cv2.resize(region_attention[k].reshape(style_state.grid).astype(np.float32), (sw, sh),
-                             interpolation=cv2.INTER_LINEAR).reshape(-1)
-            mu_s, cov_s = weighted_stats(style_state.lab, att)
-            # A region that attends to only a few of the style's cells (its effective number, the
-            # attention's participation ratio, below min_share of them) is shrunk towards the
-            # global style: a handful of cells is no colour distribution to match.
-            a = region_attention[k]
-            share = 1.0 / (float(np.sum(a * a)) * len(a) + 1e-12)
-            trust = min(1.0, share / cfg.min_share) if cfg.min_share > 0 else 1.0
-            mu_s = trust * mu_s + (1.0 - trust) * style_state.mean
-            cov_s = trust * cov_s + (1.0 - trust) * style_state.cov
-            # A region whose style colours are the style's overall colours gets the global map: on a
-            # plain wall, k-means still splits the wall, and mapping each piece's own statistics onto
-            # the same target would flatten its shading into blotches that move from frame to frame.
-            # Regions take their own map only as far as their target palette differs (Gaussian W2
-            # distance against ``distinct`` Lab units).
-            d2 = gaussian_w2_sq(mu_s, cov_s, style_state.mean, style_state.cov)
-            own = d2 / (d2 + cfg.distinct ** 2)
-            t, o = mk_map(*weighted_stats(stats_lab, stats_w[:, k]), mu_s, cov_s)
-            t = own * t + (1.0 - own) * global_map[0]
-            o = own * o + (1.0 - own) * global_map[1]
-            # Strength blends the map with the identity: y = (1-s) x + s (t x + o).
-            t = (1.0 - cfg.strength) * np.eye(3) + cfg.strength * t
-            o = cfg.strength * o
+        for k, (t, o) in enumerate(self._region_maps(content, weights, region_attention, style_state)):
             mapped = lab.reshape(-1, 3) @ t.T.astype(np.float32) + o.astype(np.float32)
             out += mapped.reshape(lab.shape) * weights[..., k:k + 1]
         rgb = soft_clip(from_lab(out), cfg.knee)
         coeffs = fit_local_affine(content, rgb, AffineFit(max(1, round(cfg.fit_radius * scale)), cfg.fit_eps))
         return apply_affine(coeffs, content)
+
+    def _region_maps(self, content: np.ndarray, weights: np.ndarray, region_attention: np.ndarray,
+                     style: RegionStyle) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each region's Lab map ``y = t x + o`` (strength applied).
+
+        Shape:
+            weights: (H, W, K) region weights of the content; region_attention: (K, style cells).
+        """
+        cfg = self.config
+        stats = shrink_to(content, _STATS_SIDE)
+        stats_lab = to_lab(stats).reshape(-1, 3).astype(np.float64)
+        stats_w = np.stack([shrink_to(weights[..., k], _STATS_SIDE) for k in range(weights.shape[2])], axis=2)
+        stats_w = stats_w.reshape(len(stats_lab), -1)
+        g_t, g_o = mk_map(*weighted_stats(stats_lab, np.ones(len(stats_lab))), style.mean, style.cov)
+        sw, sh = style.lab_size
+        maps = []
+        for k, a in enumerate(region_attention):
+            att = cv2.resize(a.reshape(style.grid).astype(np.float32), (sw, sh), interpolation=cv2.INTER_LINEAR)
+            mu_s, cov_s = weighted_stats(style.lab, att.reshape(-1))
+            # A region that attends to only a few of the style's cells (its effective number, the
+            # attention's participation ratio, below min_share of them) is shrunk towards the
+            # global style: a handful of cells is no colour distribution to match.
+            share = 1.0 / (float(np.sum(a * a)) * len(a) + 1e-12)
+            trust = min(1.0, share / cfg.min_share) if cfg.min_share > 0 else 1.0
+            mu_s = trust * mu_s + (1.0 - trust) * style.mean
+            cov_s = trust * cov_s + (1.0 - trust) * style.cov
+            # A region whose style colours are the style's overall colours gets the global map: on a
+            # plain wall, k-means still splits the wall, and mapping each piece's own statistics onto
+            # the same target would flatten its shading into blotches that move from frame to frame.
+            # Regions take their own map only as far as their target palette differs (Gaussian W2
+            # distance against ``distinct`` Lab units).
+            d2 = gaussian_w2_sq(mu_s, cov_s, style.mean, style.cov)
+            own = d2 / (d2 + cfg.distinct ** 2)
+            t, o = mk_map(*weighted_stats(stats_lab, stats_w[:, k]), mu_s, cov_s)
+            t, o = own * t + (1.0 - own) * g_t, own * o + (1.0 - own) * g_o
+            # Strength blends the map with the identity: y = (1-s) x + s (t x + o).
+            maps.append(((1.0 - cfg.strength) * np.eye(3) + cfg.strength * t, cfg.strength * o))
+        return maps
 
 
 def _float_rgb(img: np.ndarray) -> np.ndarray:
