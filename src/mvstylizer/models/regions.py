@@ -47,6 +47,7 @@ import numpy as np
 
 from ..imaging import shrink_to
 from ..mobile.affine import AffineFit, apply_affine, fit_local_affine
+from .tone import KNEE, soft_clip
 
 _MAX_GAIN = 2.5  # most a colour transfer may stretch contrast (and noise) along any Lab direction
 _NOISE_FLOOR = 2.0  # Lab units: colour spread below this is taken for noise, not signal
@@ -83,7 +84,7 @@ class RegionConfig:
     edge_eps: float = 1e-3
     fit_radius: int = 4
     fit_eps: float = 1e-4
-    knee: float = 0.04
+    knee: float = KNEE
     strength: float = 1.0
 
     def __post_init__(self) -> None:
@@ -303,20 +304,6 @@ def monge_kantorovich(cov_c: np.ndarray, cov_s: np.ndarray) -> np.ndarray:
     half = _sqrtm_psd(cov_c)
     inv = np.linalg.inv(half)
     return inv @ _sqrtm_psd(half @ cov_s @ half) @ inv
-
-
-def soft_clip(rgb: np.ndarray, knee: float) -> np.ndarray:
-    """Map values into (0, 1) with an exponential knee of width ``knee`` at each end: identity in
-    [knee, 1 - knee], slope continuous, order kept, so what a style pushes past black or white is
-    compressed rather than flattened."""
-    if knee <= 0.0:
-        return np.clip(rgb, 0.0, 1.0)
-    out = rgb.copy()
-    lo = rgb < knee
-    out[lo] = knee * np.exp((rgb[lo] - knee) / knee)
-    hi = rgb > 1.0 - knee
-    out[hi] = 1.0 - knee * np.exp(-(rgb[hi] - (1.0 - knee)) / knee)
-    return out
 
 
 def _snap_to_edges(members: np.ndarray, content: np.ndarray, radius: int, eps: float) -> np.ndarray:
