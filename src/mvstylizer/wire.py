@@ -73,16 +73,67 @@ def pack_frames(blobs: list[bytes]) -> bytes:
     return b"".join(struct.pack(">I", len(b)) + b for b in blobs)
 
 
-def unpack_frames(data: bytes) -> list[bytes]:
-    """Inverse of :func:`pack_frames`; ValueError on a truncated or malformed body."""
-    out, pos = [], 0
-    while pos < len(data):
-        if pos + 4 > len(data):
+class BatchTooLarge(ValueError):
+    """A frame batch over a limit (frame count or one frame's size): the server answers 413."""
+
+
+class FrameBatchParser:
+    """Incremental :func:`unpack_frames`: feed the body as it arrives, refuse a bad batch at its header.
+
+    Each ``[u32 length]`` header is checked the moment its 4 bytes arrive, before any of the frame's
+    bytes are kept: a frame beyond ``max_frames`` or larger than ``max_frame_bytes`` raises
+    :class:`BatchTooLarge`, an empty frame (length 0) ``ValueError``. So a 64 MiB body of empty or
+    tiny frames is refused after at most ``max_frames + 1`` headers, not unpacked into millions of
+    objects. Work per ``feed`` is linear in the bytes fed.
+    """
+
+    def __init__(self, max_frames: int | None = None, max_frame_bytes: int | None = None) -> None:
+        self.max_frames = max_frames
+        self.max_frame_bytes = max_frame_bytes
+        self.frames: list[bytes] = []
+        self._buf = bytearray()
+        self._need: int | None = None  # length of the frame being received; None: waiting for a header
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Take the next bytes of the body; returns the frames completed by them (possibly none)."""
+        self._buf += data
+        done: list[bytes] = []
+        pos = 0
+        buf = self._buf
+        while True:
+            if self._need is None:
+                if len(buf) - pos < 4:
+                    break
+                (n,) = struct.unpack_from(">I", buf, pos)
+                pos += 4
+                index = len(self.frames)
+                if self.max_frames is not None and index >= self.max_frames:
+                    raise BatchTooLarge(f"more than {self.max_frames} frames in one batch")
+                if n == 0:
+                    raise ValueError(f"frame {index} is empty")
+                if self.max_frame_bytes is not None and n > self.max_frame_bytes:
+                    raise BatchTooLarge(f"frame {index} is {n} bytes; at most {self.max_frame_bytes} per frame")
+                self._need = n
+            if len(buf) - pos < self._need:
+                break
+            frame = bytes(buf[pos : pos + self._need])
+            pos += self._need
+            self._need = None
+            self.frames.append(frame)
+            done.append(frame)
+        del buf[:pos]
+        return done
+
+    def finish(self) -> list[bytes]:
+        """All frames; ValueError if the body ended inside a header or a frame."""
+        if self._need is not None or self._buf:
             raise ValueError("truncated frame batch")
-        (n,) = struct.unpack_from(">I", data, pos)
-        pos += 4
-        if pos + n > len(data):
-            raise ValueError("truncated frame batch")
-        out.append(data[pos : pos + n])
-        pos += n
-    return out
+        return self.frames
+
+
+def unpack_frames(data: bytes, max_frames: int | None = None, max_frame_bytes: int | None = None) -> list[bytes]:
+    """Inverse of :func:`pack_frames`; ValueError on a truncated or malformed body or an empty frame,
+    :class:`BatchTooLarge` (a ValueError) beyond ``max_frames`` frames or ``max_frame_bytes`` per frame."""
+    parser = FrameBatchParser(max_frames, max_frame_bytes)
+    parser.feed(data)
+    return parser.finish()

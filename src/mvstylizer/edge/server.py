@@ -69,6 +69,7 @@ class ServerConfig:
     port: int = 8400
     max_request_bytes: int = 64 * 1024 * 1024  # any request body, after which 413
     max_frame_pixels: int = 4096 * 4096  # per image (frames and style photos), read from the header
+    min_frame_side: int = 8  # smaller images are refused (400): VGG-based models need 8 px per side
     max_batch: int = 32  # frames per /v1/stylize request
     max_batch_pixels: int = 48 * 1024 * 1024  # all frames of one request together (~0.6 GB as float32)
     workers: int = 2  # threads running decode + DNN + encode (not uvicorn worker processes)
@@ -84,7 +85,7 @@ class ServerConfig:
     ssl_certfile: Path | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_request_bytes", "max_frame_pixels", "max_batch", "max_batch_pixels", "workers",
+        for name in ("max_request_bytes", "max_frame_pixels", "min_frame_side", "max_batch", "max_batch_pixels", "workers",
                      "max_pending", "store_quota_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -256,8 +257,13 @@ def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_limited_body(request: Request, rt: Runtime) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``max_request_bytes``."""
+async def read_limited_body(request: Request, rt: Runtime,
+                            on_chunk: Callable[[bytes], None] | None = None) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``max_request_bytes``.
+
+    With ``on_chunk`` every chunk is handed to it as it arrives (it may raise HTTPException to refuse
+    the request there and then) and nothing is kept: the result is then ``b""``.
+    """
     limit = rt.config.max_request_bytes
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -274,7 +280,10 @@ async def read_limited_body(request: Request, rt: Runtime) -> bytes:
                 size += len(chunk)
                 if size > limit:
                     raise _too_large(limit)
-                chunks.append(chunk)
+                if on_chunk is not None:
+                    on_chunk(chunk)
+                else:
+                    chunks.append(chunk)
     except TimeoutError:
         raise HTTPException(408, f"request body not received within {rt.config.body_timeout_s:g} s") from None
     return b"".join(chunks)
@@ -296,9 +305,50 @@ def body_of_type(*allowed: str) -> Callable[..., Any]:
     return dependency
 
 
+async def frames_body(request: Request, rt: Runtime) -> list[bytes]:
+    """A dependency: the frame batch, checked header by header *while it arrives* (issue 14 item 4).
+
+    Each ``[u32 length]`` is checked as soon as its 4 bytes are in (frame count <= ``max_batch``, no
+    empty frame, no frame longer than the body limit), and each frame's image header as soon as the
+    frame is complete (an image, <= ``max_frame_pixels``, the batch <= ``max_batch_pixels``), so a bad
+    batch is refused (400/413) before the rest of its body is read, and nothing is unpacked twice.
+    """
+    got = _media_type(request)
+    if got != wire.FRAMES_MEDIA_TYPE:
+        raise HTTPException(415, f"Content-Type must be {wire.FRAMES_MEDIA_TYPE}, got {got or 'none'!r}")
+    cfg = rt.config
+    parser = wire.FrameBatchParser(max_frames=cfg.max_batch, max_frame_bytes=cfg.max_request_bytes)
+    pixels = 0
+
+    def on_chunk(chunk: bytes) -> None:
+        nonlocal pixels
+        try:
+            done = parser.feed(chunk)
+        except wire.BatchTooLarge as e:
+            raise HTTPException(413, f"frame batch refused: {e}; the edge accepts at most {cfg.max_batch} "
+                                     "frames per request") from None
+        except ValueError as e:
+            raise HTTPException(400, f"malformed frame batch: {e}") from None
+        for k, blob in enumerate(done, len(parser.frames) - len(done)):
+            w, h = _checked_size(blob, f"frame {k}", cfg.max_frame_pixels, cfg.min_frame_side)
+            pixels += w * h
+            if pixels > cfg.max_batch_pixels:
+                raise HTTPException(413, f"batch has more than {cfg.max_batch_pixels} pixels (frames 0..{k}); "
+                                         f"the edge accepts at most {cfg.max_batch_pixels}")
+
+    await read_limited_body(request, rt, on_chunk)
+    try:
+        blobs = parser.finish()
+    except ValueError as e:
+        raise HTTPException(400, f"malformed frame batch: {e}") from None
+    if not blobs:
+        raise HTTPException(400, "empty frame batch; send wire.pack_frames of at least one encoded frame")
+    return blobs
+
+
 _STYLE_TYPES = tuple(wire.MEDIA_TYPES.values())
 StyleBody = Annotated[bytes, Depends(body_of_type(*_STYLE_TYPES))]
-FramesBody = Annotated[bytes, Depends(body_of_type(wire.FRAMES_MEDIA_TYPE))]
+FramesBody = Annotated[list[bytes], Depends(frames_body)]
 
 
 # ---------------------------------------------------------------- image header sniffing
@@ -356,15 +406,24 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _checked_decode(blob: bytes, what: str, max_pixels: int):
+def _checked_size(blob: bytes, what: str, max_pixels: int, min_side: int = 1) -> tuple[int, int]:
+    """(width, height) from the image header; 400 if not an image or under ``min_side``, 413 beyond
+    ``max_pixels``."""
     size = image_size(blob)
     if size is None:
         raise HTTPException(400, f"{what} is not a PNG, JPEG or WebP image")
     w, h = size
     if w < 1 or h < 1:
         raise HTTPException(400, f"{what} has invalid dimensions {w}x{h}")
+    if min(w, h) < min_side:
+        raise HTTPException(400, f"{what} is {w}x{h}; the edge needs at least {min_side} pixels per side")
     if w * h > max_pixels:
         raise HTTPException(413, f"{what} is {w}x{h}; the edge accepts at most {max_pixels} pixels per image")
+    return w, h
+
+
+def _checked_decode(blob: bytes, what: str, max_pixels: int, min_side: int = 1):
+    _checked_size(blob, what, max_pixels, min_side)
     try:
         frame = wire.decode_frame(blob)
     except ValueError:
@@ -380,32 +439,16 @@ def _checked_decode(blob: bytes, what: str, max_pixels: int):
 def _register_style(rt: _Runtime, body: bytes) -> str:
     if not body:
         raise HTTPException(400, "empty body; send the style photo's encoded bytes")
-    _checked_decode(body, "style", rt.config.max_frame_pixels)  # refuse bombs before the service decodes
+    _checked_decode(body, "style", rt.config.max_frame_pixels, rt.config.min_frame_side)  # before the service
     return rt.service.register_style(body)
 
 
-def _stylize(rt: _Runtime, body: bytes, style_id: str, model: str, encoding: wire.Encoding,
+def _stylize(rt: _Runtime, blobs: list[bytes], style_id: str, model: str, encoding: wire.Encoding,
              collect_for: str | None = None) -> tuple[bytes, int]:
-    """Stylize a packed batch; with ``collect_for`` (the client's name) also keep the decoded frames.
-
-    Returns the packed results and how many frames the store accepted.
+    """Stylize a batch (its headers already checked by :func:`frames_body`); with ``collect_for`` (the
+    client's name) also keep the decoded frames. Returns the packed results and how many were kept.
     """
     cfg = rt.config
-    try:
-        blobs = wire.unpack_frames(body)
-    except ValueError as e:
-        raise HTTPException(400, f"malformed frame batch: {e}") from None
-    if not blobs:
-        raise HTTPException(400, "empty frame batch; send wire.pack_frames of at least one encoded frame")
-    if len(blobs) > cfg.max_batch:
-        raise HTTPException(413, f"batch of {len(blobs)} frames; the edge accepts at most {cfg.max_batch}")
-    total = 0
-    for blob in blobs:  # all headers first: refuse before decoding anything
-        size = image_size(blob)
-        if size is not None:
-            total += size[0] * size[1]
-    if total > cfg.max_batch_pixels:
-        raise HTTPException(413, f"batch has {total} pixels; the edge accepts at most {cfg.max_batch_pixels}")
     frames = [_checked_decode(b, f"frame {i}", cfg.max_frame_pixels) for i, b in enumerate(blobs)]
     results = rt.service.stylize(style_id, model, frames)
     rt.metrics.frames.labels(resolve_name(model).split(":", 1)[0]).inc(len(frames))

@@ -1,0 +1,165 @@
+"""Issue 14: cheap attacks against a real `mvstylizer edge serve` process, each in bounded time.
+
+Every test here failed on the edge before the fix it names (see docs/EDGE.md, "Threat table").
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import httpx
+import numpy as np
+import pytest
+
+from mvstylizer.wire import BatchTooLarge, FrameBatchParser, FRAMES_MEDIA_TYPE, Encoding, encode_frame, unpack_frames
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(*extra: str, env: dict | None = None, log=subprocess.DEVNULL) -> tuple[str, subprocess.Popen]:
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "mvstylizer.cli", "edge", "serve", "--port", str(port),
+                             "--log-level", "warning", *extra],
+                            stdout=log, stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else log, env=env)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
+                return url, proc
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("edge server did not start")
+        time.sleep(0.1)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server():
+    url, proc = start_server()
+    yield url, proc
+    stop_server(proc)
+
+
+@pytest.fixture(scope="module")
+def style_id(server):
+    rng = np.random.default_rng(0)
+    r = httpx.post(f"{server[0]}/v1/styles", content=encode_frame(rng.uniform(0, 1, (48, 64, 3)), Encoding("png")),
+                   headers={"Content-Type": "image/png"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()["style_id"]
+
+
+def raw_post(url: str, path: str, body_chunks, headers: dict[str, str], timeout: float = 30.0) -> tuple[int, bytes, float]:
+    """POST over a plain socket, streaming ``body_chunks``; stops sending once the server answers.
+
+    Returns (status, response bytes, seconds until the status line arrived)."""
+    host, port = url.split("//", 1)[1].split(":")
+    sock = socket.create_connection((host, int(port)), timeout=timeout)
+    t0 = time.monotonic()
+    head = f"POST {path} HTTP/1.1\r\nHost: {host}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    sock.sendall(head.encode() + b"\r\n")
+    sock.setblocking(False)
+    got = b""
+    try:
+        for chunk in body_chunks:
+            view = memoryview(chunk)
+            while view:
+                try:
+                    got += sock.recv(65536)
+                except BlockingIOError:
+                    pass
+                if b"\r\n" in got:
+                    break
+                try:
+                    n = sock.send(view)
+                    view = view[n:]
+                except BlockingIOError:
+                    time.sleep(0.001)
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+            if b"\r\n" in got:
+                break
+        sock.setblocking(True)
+        sock.settimeout(timeout)
+        while b"\r\n\r\n" not in got:
+            more = sock.recv(65536)
+            if not more:
+                break
+            got += more
+        elapsed = time.monotonic() - t0
+        try:
+            sock.settimeout(1.0)
+            while True:
+                more = sock.recv(65536)
+                if not more:
+                    break
+                got += more
+        except (TimeoutError, OSError):
+            pass
+    finally:
+        sock.close()
+    status = int(got.split(b" ", 2)[1]) if got.startswith(b"HTTP/1.1 ") else 0
+    return status, got, elapsed
+
+
+# ---------------------------------------------------------------- item 4: batch header checked while streaming
+
+
+def test_frame_batch_parser_refuses_at_the_header():
+    p = FrameBatchParser(max_frames=2, max_frame_bytes=10)
+    assert p.feed(struct.pack(">I", 3) + b"ab") == []
+    assert p.feed(b"c" + struct.pack(">I", 1)) == [b"abc"]
+    assert p.feed(b"z") == [b"z"]
+    with pytest.raises(BatchTooLarge, match="more than 2 frames"):
+        p.feed(struct.pack(">I", 1))  # the third header: refused before its byte arrives
+    with pytest.raises(BatchTooLarge, match="11 bytes"):
+        FrameBatchParser(max_frame_bytes=10).feed(struct.pack(">I", 11))
+    with pytest.raises(ValueError, match="frame 0 is empty"):
+        FrameBatchParser().feed(bytes(4))
+    with pytest.raises(ValueError, match="truncated"):
+        q = FrameBatchParser()
+        q.feed(struct.pack(">I", 5) + b"abc")
+        q.finish()
+    t0 = time.monotonic()
+    with pytest.raises(BatchTooLarge):
+        unpack_frames((struct.pack(">I", 1) + b"x") * (8 << 20), max_frames=32)  # 40 MB of 1-byte frames
+    assert time.monotonic() - t0 < 1.0
+
+
+@pytest.mark.parametrize("frame, status", [(b"", 400), (b"x", 413)])
+def test_64_mib_of_tiny_frames_is_refused_fast(server, style_id, frame, status):
+    """A 64 MiB body of empty (or 1-byte) frames used to hold a worker 7-13 s while it was unpacked."""
+    url, proc = server
+    unit = struct.pack(">I", len(frame)) + frame
+    total = 64 * 1024 * 1024
+    piece = unit * (65536 // len(unit))
+    chunks = (piece for _ in range(total // len(piece)))
+    got_status, resp, elapsed = raw_post(url, f"/v1/stylize?style_id={style_id}", chunks, {
+        "Content-Type": FRAMES_MEDIA_TYPE, "Content-Length": str(len(piece) * (total // len(piece)))})
+    assert got_status == status, resp[:300]
+    assert elapsed < 3.0
+    # ... and the edge still answers at once.
+    t0 = time.monotonic()
+    assert httpx.get(f"{url}/v1/health", timeout=5).status_code == 200
+    assert time.monotonic() - t0 < 1.0 and proc.poll() is None
