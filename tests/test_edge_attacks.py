@@ -163,3 +163,86 @@ def test_64_mib_of_tiny_frames_is_refused_fast(server, style_id, frame, status):
     t0 = time.monotonic()
     assert httpx.get(f"{url}/v1/health", timeout=5).status_code == 200
     assert time.monotonic() - t0 < 1.0 and proc.poll() is None
+
+
+# ---------------------------------------------------------------- item 1: memory admission by decoded size
+
+
+def lying_jpeg(width: int = 4096, height: int = 4096) -> bytes:
+    """A ~600-byte JPEG (an 8x8 image) whose frame header claims width x height: libjpeg would fill in
+    the missing data and decode all of it."""
+    blob = bytearray(encode_frame(np.full((8, 8, 3), 0.5, np.float32)))
+    pos = 2
+    while blob[pos + 1] not in (0xC0, 0xC1, 0xC2):
+        pos += 2 + int.from_bytes(blob[pos + 2:pos + 4], "big")
+    blob[pos + 5:pos + 9] = struct.pack(">HH", height, width)
+    return bytes(blob)
+
+
+def _peak_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+@pytest.fixture(scope="module")
+def budget_server():
+    url, proc = start_server("--memory-budget", "1G", "--workers", "2")
+    yield url, proc
+    stop_server(proc)
+
+
+def test_lying_4096_jpeg_is_refused_before_decoding(budget_server):
+    """A 633-byte JPEG claiming 4096x4096 drove wct2 past 6 GiB; now 413 from the header, per model."""
+    from mvstylizer.edge.server import image_size
+
+    url, proc = budget_server
+    blob = lying_jpeg()
+    assert len(blob) < 1000 and image_size(blob) == (4096, 4096)
+    style = httpx.post(f"{url}/v1/styles", content=encode_frame(np.random.default_rng(1).uniform(0, 1, (48, 64, 3)),
+                                                                Encoding("png")),
+                       headers={"Content-Type": "image/png"}, timeout=30).json()["style_id"]
+    body = struct.pack(">I", len(blob)) + blob
+    t0 = time.monotonic()
+    for model in ("wct2", "wct2:onnx", "regions", "dncm", "mk"):
+        r = httpx.post(f"{url}/v1/stylize", params={"style_id": style, "model": model}, content=body,
+                       headers={"Content-Type": FRAMES_MEDIA_TYPE}, timeout=60)
+        assert r.status_code == 413, (model, r.text)
+        detail = r.json()["detail"]
+        assert "4096x4096" in detail and "at most" in detail and "memory budget 1024 MiB" in detail, detail
+    # the per-model limits differ: wct2 (3000 B/px on onnx) gets far fewer pixels than mk (100 B/px)
+    r = httpx.post(f"{url}/v1/stylize", params={"style_id": style, "model": "wct2:onnx"},
+                   content=struct.pack(">I", len(lying_jpeg(512, 512))) + lying_jpeg(512, 512),
+                   headers={"Content-Type": FRAMES_MEDIA_TYPE}, timeout=60)
+    assert r.status_code == 413 and "wct2:onnx" in r.json()["detail"]
+    # a style photo claiming 4096x4096 too
+    r = httpx.post(f"{url}/v1/styles", content=blob, headers={"Content-Type": "image/jpeg"}, timeout=30)
+    assert r.status_code == 413 and "at most" in r.json()["detail"]
+    assert time.monotonic() - t0 < 20
+    # a real key frame within the limit is served
+    frame = encode_frame(np.random.default_rng(2).uniform(0, 1, (218, 512, 3)).astype(np.float32))
+    r = httpx.post(f"{url}/v1/stylize", params={"style_id": style, "model": "mk"},
+                   content=struct.pack(">I", len(frame)) + frame,
+                   headers={"Content-Type": FRAMES_MEDIA_TYPE}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert _peak_rss(proc.pid) < 1536 * 1024 * 1024  # measured from outside: nothing near 4096^2 was decoded
+
+
+def test_memory_limits_follow_budget_workers_and_cost():
+    from mvstylizer.edge.memory import COST_BYTES_PER_PIXEL, HOLD_BYTES_PER_PIXEL, MemoryLimits, parse_size
+
+    assert parse_size("1G") == 1 << 30 and parse_size("512M") == 512 << 20 and parse_size("1.5GiB") == 3 << 29
+    with pytest.raises(ValueError):
+        parse_size("lots")
+    lim = MemoryLimits(budget=8 << 30, workers=2, max_frame_pixels=4096 * 4096, max_batch_pixels=48 << 20)
+    for model, cost in COST_BYTES_PER_PIXEL.items():
+        assert cost > 0
+        assert lim.frame_pixels(model) == min(4096 * 4096, (4 << 30) // (cost + HOLD_BYTES_PER_PIXEL))
+    assert lim.frame_pixels("wct2:onnx") < lim.frame_pixels("regions:numpy") < lim.frame_pixels("mk:numpy")
+    # a legitimate --key-size 1920 wct2 frame (1920x1080, ~6 GiB on onnx) fits a 16 GiB, 2-worker budget
+    # but not an 8 GiB one
+    big = MemoryLimits(16 << 30, 2, 4096 * 4096, 48 << 20)
+    assert big.frame_pixels("wct2:onnx") >= 1920 * 1080 > lim.frame_pixels("wct2:onnx")
+    assert not lim.batch_fits("wct2:onnx", 8 * 1920 * 1080, 1920 * 1080 * 2)

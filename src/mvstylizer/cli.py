@@ -188,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-pending", type=_positive_int, default=64,
                        help="requests queued or running before 503 (default 64)")
     serve.add_argument("--rate", type=float, default=50.0, help="requests per second per client (default 50)")
+    serve.add_argument("--memory-budget", metavar="SIZE",
+                       help="working memory for all workers, e.g. 8G or 512M (default: half the machine's RAM); "
+                            "per-model pixel limits follow from it (docs/EDGE.md)")
     serve.add_argument("--ssl-keyfile", type=Path, metavar="FILE", help="TLS private key (PEM); with --ssl-certfile")
     serve.add_argument("--ssl-certfile", type=Path, metavar="FILE", help="TLS certificate chain (PEM)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
@@ -556,13 +559,19 @@ def _edge(args: argparse.Namespace) -> int:
         raise UserError(f"--rate must be > 0, got {args.rate}")
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
         raise UserError(f"--data-dir {args.data_dir} is not a folder")
+    from .edge.memory import parse_size
+
+    try:
+        budget = parse_size(args.memory_budget) if args.memory_budget else None
+    except ValueError as e:
+        raise UserError(f"--memory-budget: {e}") from None
     serve(ServerConfig(
         host=args.host, port=args.port, log_level=args.log_level,
         tokens=TokenSet.from_file(args.token_file) if args.token_file else TokenSet(),
         models=served_models(args.models), data_dir=args.data_dir, store_quota_bytes=args.quota_mb * 1024**2,
         workers=args.workers, max_pending=args.max_pending,
         rate_limit=RateLimitConfig(rate=args.rate, burst=max(1, int(2 * args.rate))),
-        ssl_keyfile=args.ssl_keyfile, ssl_certfile=args.ssl_certfile,
+        ssl_keyfile=args.ssl_keyfile, ssl_certfile=args.ssl_certfile, memory_budget=budget,
     ))
     return 0
 

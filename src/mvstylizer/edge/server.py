@@ -52,6 +52,7 @@ from .. import __version__, wire
 from ..errors import UserError
 from ..models.registry import DEFAULT_MODEL, resolve_name
 from .auth import TokenSet, bearer_token
+from .memory import MemoryLimits, default_budget
 from .metrics import EdgeMetrics, MetricsMiddleware
 from .ratelimit import RateLimitConfig, RateLimiter, retry_after_header
 from .service import EdgeService
@@ -83,6 +84,9 @@ class ServerConfig:
     store_quota_bytes: int = 2 * 1024**3
     ssl_keyfile: Path | None = None  # both set: HTTPS via uvicorn's ssl options
     ssl_certfile: Path | None = None
+    # Working memory the workers may use together (bytes); None: half the machine's (or container's) RAM.
+    # Per-model pixel limits follow from it and the measured cost per pixel (edge/memory.py).
+    memory_budget: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_request_bytes", "max_frame_pixels", "min_frame_side", "max_batch", "max_batch_pixels", "workers",
@@ -91,6 +95,8 @@ class ServerConfig:
                 raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535:
             raise ValueError(f"ServerConfig.port must be 0..65535, got {self.port}")
+        if self.memory_budget is not None and self.memory_budget < 1:
+            raise ValueError(f"ServerConfig.memory_budget must be >= 1 byte, got {self.memory_budget}")
         if self.body_timeout_s <= 0:
             raise ValueError(f"ServerConfig.body_timeout_s must be > 0, got {self.body_timeout_s}")
         if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
@@ -172,6 +178,8 @@ class _Runtime:
         self._busy_lock = threading.Lock()
         self.store: FrameStore | None = None
         self.allowed = frozenset(config.models)  # empty: every model
+        self.limits = MemoryLimits(config.memory_budget or default_budget(), config.workers,
+                                   config.max_frame_pixels, config.max_batch_pixels)
         metrics.bind_queue(lambda: self.pending, lambda: self.busy)
 
     def start(self) -> None:
@@ -317,11 +325,17 @@ async def frames_body(request: Request, rt: Runtime) -> list[bytes]:
     if got != wire.FRAMES_MEDIA_TYPE:
         raise HTTPException(415, f"Content-Type must be {wire.FRAMES_MEDIA_TYPE}, got {got or 'none'!r}")
     cfg = rt.config
+    model = request.query_params.get("model") or DEFAULT_MODEL
+    if not rt.serves(model):  # unknown model: UserError -> 400; not served: 400; both before the body
+        raise HTTPException(400, f"model {model!r} is not served by this edge; it serves: "
+                                 f"{', '.join(sorted(rt.allowed))}")
+    canonical = resolve_name(model)
+    frame_limit = rt.limits.frame_pixels(canonical)
     parser = wire.FrameBatchParser(max_frames=cfg.max_batch, max_frame_bytes=cfg.max_request_bytes)
-    pixels = 0
+    pixels = largest = 0
 
     def on_chunk(chunk: bytes) -> None:
-        nonlocal pixels
+        nonlocal pixels, largest
         try:
             done = parser.feed(chunk)
         except wire.BatchTooLarge as e:
@@ -330,11 +344,14 @@ async def frames_body(request: Request, rt: Runtime) -> list[bytes]:
         except ValueError as e:
             raise HTTPException(400, f"malformed frame batch: {e}") from None
         for k, blob in enumerate(done, len(parser.frames) - len(done)):
-            w, h = _checked_size(blob, f"frame {k}", cfg.max_frame_pixels, cfg.min_frame_side)
+            w, h = _checked_size(blob, f"frame {k}", frame_limit, cfg.min_frame_side,
+                                 rt.limits.describe(canonical))
             pixels += w * h
-            if pixels > cfg.max_batch_pixels:
-                raise HTTPException(413, f"batch has more than {cfg.max_batch_pixels} pixels (frames 0..{k}); "
-                                         f"the edge accepts at most {cfg.max_batch_pixels}")
+            largest = max(largest, w * h)
+            if not rt.limits.batch_fits(canonical, pixels, largest):
+                raise HTTPException(413, f"batch too large: frames 0..{k} have {pixels} pixels, beyond what one "
+                                         f"worker may hold for model {canonical} (at most {cfg.max_batch_pixels} "
+                                         f"pixels per batch; {rt.limits.describe(canonical)}); send fewer frames")
 
     await read_limited_body(request, rt, on_chunk)
     try:
@@ -406,9 +423,10 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     return None
 
 
-def _checked_size(blob: bytes, what: str, max_pixels: int, min_side: int = 1) -> tuple[int, int]:
+def _checked_size(blob: bytes, what: str, max_pixels: int, min_side: int = 1,
+                  why: str = "") -> tuple[int, int]:
     """(width, height) from the image header; 400 if not an image or under ``min_side``, 413 beyond
-    ``max_pixels``."""
+    ``max_pixels`` (``why``: how that limit was derived, for the message)."""
     size = image_size(blob)
     if size is None:
         raise HTTPException(400, f"{what} is not a PNG, JPEG or WebP image")
@@ -418,12 +436,14 @@ def _checked_size(blob: bytes, what: str, max_pixels: int, min_side: int = 1) ->
     if min(w, h) < min_side:
         raise HTTPException(400, f"{what} is {w}x{h}; the edge needs at least {min_side} pixels per side")
     if w * h > max_pixels:
-        raise HTTPException(413, f"{what} is {w}x{h}; the edge accepts at most {max_pixels} pixels per image")
+        raise HTTPException(413, f"{what} is {w}x{h} ({w * h} pixels); the edge accepts at most {max_pixels} "
+                                 f"pixels per image{' (' + why + ')' if why else ''}")
     return w, h
 
 
-def _checked_decode(blob: bytes, what: str, max_pixels: int, min_side: int = 1):
-    _checked_size(blob, what, max_pixels, min_side)
+def _checked_decode(blob: bytes, what: str, max_pixels: int, min_side: int = 1, why: str = ""):
+    """Header check, decode, then a check of the decoded size (a header that lies is caught too)."""
+    _checked_size(blob, what, max_pixels, min_side, why)
     try:
         frame = wire.decode_frame(blob)
     except ValueError:
@@ -439,7 +459,8 @@ def _checked_decode(blob: bytes, what: str, max_pixels: int, min_side: int = 1):
 def _register_style(rt: _Runtime, body: bytes) -> str:
     if not body:
         raise HTTPException(400, "empty body; send the style photo's encoded bytes")
-    _checked_decode(body, "style", rt.config.max_frame_pixels, rt.config.min_frame_side)  # before the service
+    _checked_decode(body, "style", rt.limits.style_pixels(), rt.config.min_frame_side,
+                    f"style photos, memory budget {rt.limits.budget >> 20} MiB / {rt.limits.workers} workers")
     return rt.service.register_style(body)
 
 
@@ -449,7 +470,8 @@ def _stylize(rt: _Runtime, blobs: list[bytes], style_id: str, model: str, encodi
     client's name) also keep the decoded frames. Returns the packed results and how many were kept.
     """
     cfg = rt.config
-    frames = [_checked_decode(b, f"frame {i}", cfg.max_frame_pixels) for i, b in enumerate(blobs)]
+    limit = rt.limits.frame_pixels(resolve_name(model))
+    frames = [_checked_decode(b, f"frame {i}", limit, cfg.min_frame_side) for i, b in enumerate(blobs)]
     results = rt.service.stylize(style_id, model, frames)
     rt.metrics.frames.labels(resolve_name(model).split(":", 1)[0]).inc(len(frames))
     kept = _collect(rt, frames, collect_for) if collect_for is not None else 0
@@ -630,12 +652,23 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
     ))
     log.info("edge server on %s://%s:%d (OpenAPI at /openapi.json)", "https" if tls else "http", config.host,
              sock.getsockname()[1])
+    limits = MemoryLimits(config.memory_budget or default_budget(), config.workers, config.max_frame_pixels,
+                          config.max_batch_pixels)
+    log.info("memory budget %d MiB for %d workers: max pixels per frame %s", limits.budget >> 20, config.workers,
+             ", ".join(f"{m} {limits.frame_pixels(m)}" for m in _served_runtimes(config.models)))
     if not config.tokens.enabled and config.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("no --token-file: anyone who can reach %s may use this edge", config.host)
     try:
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+def _served_runtimes(models: tuple[str, ...]) -> list[str]:
+    from ..models.registry import available_models
+
+    return [f"{spec.name}:{rt}" for spec in available_models() if not models or spec.name in models
+            for rt in spec.runtimes]
 
 
 def _bind(host: str, port: int) -> socket.socket:
