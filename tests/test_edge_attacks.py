@@ -246,3 +246,52 @@ def test_memory_limits_follow_budget_workers_and_cost():
     big = MemoryLimits(16 << 30, 2, 4096 * 4096, 48 << 20)
     assert big.frame_pixels("wct2:onnx") >= 1920 * 1080 > lim.frame_pixels("wct2:onnx")
     assert not lim.batch_fits("wct2:onnx", 8 * 1920 * 1080, 1920 * 1080 * 2)
+
+
+# ---------------------------------------------------------------- item 6: store faults degrade, never stop
+
+
+def test_corrupt_store_index_serves_with_collection_off(tmp_path, style_id):
+    data = tmp_path / "data"
+    (data / "frames").mkdir(parents=True)
+    (data / "index.sqlite").write_bytes(b"this is not a database" * 100)
+    log = open(tmp_path / "edge.log", "wb")
+    url, proc = start_server("--data-dir", str(data), "--models", "mk", log=log)
+    try:
+        style = httpx.post(f"{url}/v1/styles", content=encode_frame(np.full((16, 16, 3), 0.3, np.float32),
+                                                                    Encoding("png")),
+                           headers={"Content-Type": "image/png"}, timeout=30).json()["style_id"]
+        frame = encode_frame(np.random.default_rng(3).uniform(0, 1, (32, 48, 3)).astype(np.float32))
+        for _ in range(3):
+            r = httpx.post(f"{url}/v1/stylize", params={"style_id": style, "model": "mk", "collect": "true"},
+                           content=struct.pack(">I", len(frame)) + frame,
+                           headers={"Content-Type": FRAMES_MEDIA_TYPE}, timeout=60)
+            assert r.status_code == 200 and r.headers["X-Frames-Collected"] == "0"
+    finally:
+        stop_server(proc)
+        log.close()
+    text = (tmp_path / "edge.log").read_text()
+    assert text.count("serving with data collection OFF") == 1 and "Traceback" not in text
+
+
+def test_a_failing_insert_is_one_log_line(tmp_path, caplog):
+    import logging
+
+    from mvstylizer.edge import server as srv
+    from mvstylizer.edge.service import EdgeService
+
+    rt = srv._Runtime(EdgeService(), srv.ServerConfig(data_dir=tmp_path), srv.EdgeMetrics(set()))
+    rt.start()
+    try:
+        def broken(*a, **k):
+            raise OSError(28, "No space left on device")
+
+        rt.store.add = broken
+        frames = [np.zeros((8, 8, 3), np.float32)] * 3
+        with caplog.at_level(logging.WARNING, logger="mvstylizer.edge.server"):
+            assert srv._collect(rt, frames, "phone1") == 0
+            assert srv._collect(rt, frames, "phone1") == 0
+        recs = [r for r in caplog.records if r.name == "mvstylizer.edge.server"]
+        assert len(recs) == 2 and all(r.exc_info is None and "No space left" in r.getMessage() for r in recs)
+    finally:
+        rt.stop()

@@ -96,8 +96,12 @@ def test_failed_commit_leaves_no_row_and_no_file(tmp_path, monkeypatch):
     store = FrameStore(tmp_path)
     store.add(_frame(1))
 
-    def broken_evict() -> None:
-        raise sqlite3.OperationalError("disk I/O error")
+    reserve = store._evict_locked
+
+    def broken_evict(client=None, incoming=0) -> None:
+        if incoming:  # making room before the temp file is written: fine
+            return reserve(client, incoming)
+        raise sqlite3.OperationalError("disk I/O error")  # the eviction inside the insert's transaction
 
     monkeypatch.setattr(store, "_evict_locked", broken_evict)
     with pytest.raises(sqlite3.OperationalError):
@@ -169,3 +173,53 @@ def test_killed_writer_leaves_a_consistent_store_and_a_reader_can_follow(tmp_pat
         for fid, frame in zip(ids, store.iter_frames()):
             assert frame_id(frame) == fid  # every file holds exactly the pixels its id names
         assert store.total_bytes <= store.quota_bytes
+
+
+# ---------------------------------------------------------------- issue 14 item 6: faults degrade, never stop
+
+
+def test_per_client_quota_keeps_other_clients_frames(tmp_path):
+    frames = [_frame(50 + i, 32, 32) for i in range(8)]
+    with FrameStore(tmp_path / "probe") as probe:
+        probe.add(frames[0])
+        size = probe.total_bytes
+    with FrameStore(tmp_path / "s", quota_bytes=6 * size, client_quota_bytes=2 * size + size // 2) as store:
+        victim = store.add(_frame(99, 32, 32), "victim")
+        flood = [store.add(f, "flooder") for f in frames]
+        assert victim in store  # the flooder evicted only its own frames
+        assert [i for i in store.ids() if i != victim] == flood[-2:]
+        assert store.total_bytes <= store.quota_bytes
+
+
+def test_oversize_frame_and_full_disk_are_refused_not_counted(tmp_path):
+    from mvstylizer.edge.store import StoreFull
+
+    with FrameStore(tmp_path / "a", quota_bytes=10_000, client_quota_bytes=1000) as store:
+        keep = store.add(_frame(1, 8, 8), "c")
+        with pytest.raises(StoreFull, match="per-client quota"):
+            store.add(_frame(2, 64, 64), "c")  # ~12 KB of noise: larger than the quota on its own
+        assert store.ids() == [keep]  # it did not evict anything, itself included
+    with FrameStore(tmp_path / "b", min_free_bytes=1 << 62) as store:
+        with pytest.raises(StoreFull, match="free on the disk"):
+            store.add(_frame(3))
+        assert len(store) == 0 and not any((tmp_path / "b" / "frames").iterdir())
+
+
+def test_reconcile_never_deletes_foreign_files_and_cleans_dead_writers_temps(tmp_path):
+    with FrameStore(tmp_path) as store:
+        store.add(_frame(1))
+    frames_dir = tmp_path / "frames"
+    foreign = [frames_dir / "notes.txt", frames_dir / "holiday.png", frames_dir / ("AB" * 32 + ".png")]
+    for p in foreign:
+        p.write_bytes(b"the operator's")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    dead_temp = frames_dir / f".tmp-{dead}-{'0' * 32}.png"
+    live_temp = frames_dir / f".tmp-1-{'1' * 32}.png"  # pid 1 is alive: another writer's
+    mine = frames_dir / f".tmp-{os.getpid()}-{'2' * 32}.png"
+    for p in (dead_temp, live_temp, mine):
+        p.write_bytes(b"t")
+    with FrameStore(tmp_path) as store:
+        assert len(store) == 1
+    assert all(p.exists() for p in foreign)
+    assert not dead_temp.exists() and not mine.exists() and live_temp.exists()

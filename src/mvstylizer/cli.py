@@ -184,6 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", type=Path, metavar="DIR",
                        help="keep opted-in key frames here (federated learning); without it nothing is kept")
     serve.add_argument("--quota-mb", type=_positive_int, default=2048, help="frame store size limit (default 2048)")
+    serve.add_argument("--client-quota-mb", type=_positive_int,
+                       help="frame store limit per client (default: a quarter of --quota-mb)")
     serve.add_argument("--workers", type=_positive_int, default=2, help="DNN worker threads (default 2)")
     serve.add_argument("--max-pending", type=_positive_int, default=64,
                        help="requests queued or running before 503 (default 64)")
@@ -569,6 +571,7 @@ def _edge(args: argparse.Namespace) -> int:
         host=args.host, port=args.port, log_level=args.log_level,
         tokens=TokenSet.from_file(args.token_file) if args.token_file else TokenSet(),
         models=served_models(args.models), data_dir=args.data_dir, store_quota_bytes=args.quota_mb * 1024**2,
+        store_client_quota_bytes=args.client_quota_mb * 1024**2 if args.client_quota_mb else None,
         workers=args.workers, max_pending=args.max_pending,
         rate_limit=RateLimitConfig(rate=args.rate, burst=max(1, int(2 * args.rate))),
         ssl_keyfile=args.ssl_keyfile, ssl_certfile=args.ssl_certfile, memory_budget=budget,

@@ -32,9 +32,9 @@ the service and limits from ``app.state`` through small dependencies (no module-
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
-import sqlite3
 import struct
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +56,7 @@ from .memory import MemoryLimits, default_budget
 from .metrics import EdgeMetrics, MetricsMiddleware
 from .ratelimit import RateLimitConfig, RateLimiter, retry_after_header
 from .service import EdgeService
-from .store import FrameStore
+from .store import FrameStore, StoreFull
 
 log = logging.getLogger("mvstylizer.edge.server")
 
@@ -82,6 +82,7 @@ class ServerConfig:
     models: tuple[str, ...] = ()  # model names this edge serves (canonical, e.g. "dncm"); empty: all
     data_dir: Path | None = None  # opt-in frame store root; None: nothing is ever kept
     store_quota_bytes: int = 2 * 1024**3
+    store_client_quota_bytes: int | None = None  # per client (token name); None: a quarter of the quota
     ssl_keyfile: Path | None = None  # both set: HTTPS via uvicorn's ssl options
     ssl_certfile: Path | None = None
     # Working memory the workers may use together (bytes); None: half the machine's (or container's) RAM.
@@ -177,6 +178,7 @@ class _Runtime:
         self.busy = 0  # workers running a job; touched from worker threads, hence the lock
         self._busy_lock = threading.Lock()
         self.store: FrameStore | None = None
+        self.store_failed = False  # the store could not be opened: collection is off for this run
         self.allowed = frozenset(config.models)  # empty: every model
         self.limits = MemoryLimits(config.memory_budget or default_budget(), config.workers,
                                    config.max_frame_pixels, config.max_batch_pixels)
@@ -185,9 +187,11 @@ class _Runtime:
     def start(self) -> None:
         if self.pool is None:
             self.pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="edge-worker")
-        if self.store is None and self.config.data_dir is not None:
-            self.store = FrameStore(self.config.data_dir, self.config.store_quota_bytes)
-            self.metrics.store_bytes.set(self.store.total_bytes)
+        if self.store is None and self.config.data_dir is not None and not self.store_failed:
+            self.store = open_store(self.config)
+            self.store_failed = self.store is None
+            if self.store is not None:
+                self.metrics.store_bytes.set(self.store.total_bytes)
 
     def stop(self) -> None:
         if self.pool is not None:
@@ -226,6 +230,19 @@ class _Runtime:
             raise HTTPException(500, "internal error on the edge server") from None
         finally:
             self.pending -= 1
+
+
+def open_store(config: ServerConfig) -> FrameStore | None:
+    """The opt-in frame store, or None with one warning if it cannot be used (disk full, a corrupt
+    index, no permission...): the edge then serves with collection off rather than not at all."""
+    assert config.data_dir is not None
+    client_quota = config.store_client_quota_bytes or max(1, config.store_quota_bytes // 4)
+    try:
+        return FrameStore(config.data_dir, config.store_quota_bytes, client_quota_bytes=client_quota)
+    except Exception as e:  # noqa: BLE001 - an optional feature must never stop the edge
+        log.warning("frame store %s unusable (%s: %s); serving with data collection OFF (collect=true "
+                    "requests get X-Frames-Collected: 0)", config.data_dir, type(e).__name__, e)
+        return None
 
 
 def get_runtime(request: Request) -> _Runtime:
@@ -489,10 +506,14 @@ def _collect(rt: _Runtime, frames: list[np.ndarray], client: str) -> int:
             # decode_frame gives k/255 exactly, so this recovers the uploaded 8-bit pixels bit for bit.
             store.add((f * 255.0 + 0.5).astype(np.uint8), client)
             kept += 1
-        rt.metrics.frames_kept.inc(kept)
+    except StoreFull as e:
+        log.warning("frame store %s: not keeping %d frame(s) of %s: %s", store.root, len(frames) - kept, client, e)
+    except Exception as e:  # noqa: BLE001 - one line per failing insert, never a traceback per request
+        log.warning("frame store %s: could not keep %d frame(s) of %s (%s: %s)", store.root,
+                    len(frames) - kept, client, type(e).__name__, e)
+    rt.metrics.frames_kept.inc(kept)
+    with contextlib.suppress(Exception):
         rt.metrics.store_bytes.set(store.total_bytes)
-    except Exception:
-        log.exception("frame store %s: could not keep opted-in frames", store.root)
     return kept
 
 
@@ -634,11 +655,6 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
     for path in (config.ssl_keyfile, config.ssl_certfile):
         if path is not None and not Path(path).is_file():
             raise UserError(f"TLS file {path} does not exist")
-    if config.data_dir is not None:  # open (and reconcile) it now: a bad folder is a clear error, not a crash
-        try:
-            FrameStore(config.data_dir, config.store_quota_bytes).close()
-        except (OSError, sqlite3.Error) as e:
-            raise UserError(f"cannot use --data-dir {config.data_dir}: {e}") from None
     sock = _bind(config.host, config.port)
     app = create_app(service or EdgeService(), config)
     tls = config.ssl_certfile is not None

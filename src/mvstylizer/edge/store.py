@@ -16,7 +16,14 @@ Why it is built this way:
   run on open, removes both. Because reconciliation also takes the write lock, a second process
   opening the store (the FL client) never mistakes a frame that is being added for an orphan.
 - **Quota**: the total size of the frame files is kept under ``quota_bytes`` by evicting the oldest
-  frames first (insertion order), so the store cannot fill the disk.
+  frames first (insertion order), and each client's under ``client_quota_bytes`` by evicting that
+  client's oldest first, so one client cannot push everyone else's frames out. Room for a frame is
+  made *before* its temp file is written, so temp files count against the quota too. A frame larger
+  than the client's quota, or a write that would leave less than ``min_free_bytes`` free on the disk,
+  is refused with :class:`StoreFull` (and not counted as collected).
+- **Only its own files**: temp files are named ``.tmp-<pid>-<random>.png``; on open, those of
+  processes no longer running (or of this one) are deleted. Reconciliation deletes only files named
+  like a frame it writes (64 hex digits + ``.png``); anything else in the folder is left alone.
 - **Threads and processes**: one SQLite connection per instance guarded by a lock (the server calls
   :meth:`add` from worker threads); SQLite's own file locking and WAL let another process read while
   this one writes.
@@ -28,6 +35,8 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
+import shutil
 import sqlite3
 import threading
 import time
@@ -53,7 +62,26 @@ CREATE TABLE IF NOT EXISTS frames (
 """
 _SUFFIX = ".png"
 _TEMP_PREFIX = ".tmp-"
-_TEMP_GRACE_S = 600.0  # a temp file younger than this may belong to a writer in another process
+_TEMP_GRACE_S = 600.0  # an old-style temp file (no pid) younger than this may be another writer's
+_FRAME_NAME = re.compile(r"^[0-9a-f]{64}\.png$")
+_TEMP_PID = re.compile(r"^\.tmp-(\d+)-[0-9a-f]+\.png$")
+DEFAULT_MIN_FREE = 256 * 1024 * 1024  # never write a frame that would leave less free on the disk
+
+
+class StoreFull(Exception):
+    """A frame the store refuses to keep: over the client's quota on its own, or the disk nearly full."""
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers (a previous process with our pid, or none yet): not in use
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def frame_id(rgb8: np.ndarray) -> str:
@@ -66,11 +94,16 @@ def frame_id(rgb8: np.ndarray) -> str:
 class FrameStore:
     """A bounded, deduplicated, crash-safe on-disk store of uint8 RGB frames (see the module docs)."""
 
-    def __init__(self, root: Path, quota_bytes: int = 2 * 1024**3) -> None:
+    def __init__(self, root: Path, quota_bytes: int = 2 * 1024**3, client_quota_bytes: int | None = None,
+                 min_free_bytes: int = DEFAULT_MIN_FREE) -> None:
         if quota_bytes < 1:
             raise ValueError(f"quota_bytes must be >= 1, got {quota_bytes}")
+        if client_quota_bytes is not None and client_quota_bytes < 1:
+            raise ValueError(f"client_quota_bytes must be >= 1, got {client_quota_bytes}")
         self.root = Path(root)
         self.quota_bytes = int(quota_bytes)
+        self.client_quota_bytes = min(int(client_quota_bytes or quota_bytes), self.quota_bytes)
+        self.min_free_bytes = max(0, int(min_free_bytes))
         self.frames_dir = self.root / "frames"
         self.frames_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
@@ -98,7 +131,16 @@ class FrameStore:
         if not ok:
             raise ValueError("PNG encoding failed")
         data = buf.tobytes()
-        temp = self.frames_dir / f"{_TEMP_PREFIX}{uuid.uuid4().hex}{_SUFFIX}"
+        client = client[:200]
+        if len(data) > self.client_quota_bytes:
+            raise StoreFull(f"a {len(data)}-byte frame exceeds the per-client quota of {self.client_quota_bytes} bytes")
+        free = shutil.disk_usage(self.frames_dir).free
+        if free - len(data) < self.min_free_bytes:
+            raise StoreFull(f"only {free >> 20} MiB free on the disk of {self.frames_dir}; keeping "
+                            f"{self.min_free_bytes >> 20} MiB free")
+        with self._lock, self._transaction():  # room first: the temp file is inside the quota
+            self._evict_locked(client, incoming=len(data))
+        temp = self.frames_dir / f"{_TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex}{_SUFFIX}"
         try:
             with open(temp, "wb") as f:
                 f.write(data)
@@ -110,8 +152,8 @@ class FrameStore:
                 os.replace(temp, self._path(fid))
                 self._db.execute("INSERT INTO frames (id, bytes, height, width, client, added) "
                                  "VALUES (?, ?, ?, ?, ?, ?)",
-                                 (fid, len(data), rgb8.shape[0], rgb8.shape[1], client[:200], time.time()))
-                self._evict_locked()
+                                 (fid, len(data), rgb8.shape[0], rgb8.shape[1], client, time.time()))
+                self._evict_locked(client)
             _fsync_dir(self.frames_dir)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -128,40 +170,63 @@ class FrameStore:
             known = {row[0] for row in self._db.execute("SELECT id FROM frames")}
             present: set[str] = set()
             now = time.time()
+            foreign = 0
             for path in self.frames_dir.iterdir():
                 name = path.name
                 if name.startswith(_TEMP_PREFIX):
+                    m = _TEMP_PID.match(name)
                     with contextlib.suppress(FileNotFoundError):
-                        if now - path.stat().st_mtime > _TEMP_GRACE_S:  # a crashed writer's leftover
+                        if (not _pid_alive(int(m.group(1))) if m  # its writer is gone: a crash's leftover
+                                else now - path.stat().st_mtime > _TEMP_GRACE_S):
                             path.unlink()
                             deleted += 1
                     continue
-                stem = name[: -len(_SUFFIX)] if name.endswith(_SUFFIX) else ""
+                if not _FRAME_NAME.match(name) or not path.is_file():
+                    foreign += 1  # not a name this store writes: never deleted
+                    continue
+                stem = name[: -len(_SUFFIX)]
                 if stem in known:
                     present.add(stem)
-                elif path.is_file():  # renamed into place but never committed, or not ours
+                else:  # renamed into place but never committed
                     path.unlink()
                     deleted += 1
             missing = known - present
             self._db.executemany("DELETE FROM frames WHERE id = ?", [(m,) for m in missing])
             dropped = len(missing)
             self._evict_locked()  # the quota may have shrunk since the last run
+        if foreign:
+            log.warning("frame store %s: %d file(s) in %s not written by the store; left alone", self.root,
+                        foreign, self.frames_dir)
         if dropped or deleted:
             log.warning("frame store %s: dropped %d index rows without files, deleted %d orphan files",
                         self.root, dropped, deleted)
         return dropped, deleted
 
-    def _evict_locked(self) -> None:
-        """Drop the oldest frames until the total is within the quota (caller holds the transaction)."""
+    def _evict_locked(self, client: str | None = None, incoming: int = 0) -> None:
+        """Drop the oldest frames until ``client``'s frames are within the per-client quota and the total
+        within the quota, with ``incoming`` more bytes to come (caller holds the transaction)."""
+        if client is not None:
+            used = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM frames WHERE client = ?",
+                                    (client,)).fetchone()[0]
+            while used + incoming > self.client_quota_bytes:
+                row = self._db.execute("SELECT seq, id, bytes FROM frames WHERE client = ? ORDER BY seq LIMIT 1",
+                                       (client,)).fetchone()
+                if row is None:
+                    break
+                self._drop(row)
+                used -= row[2]
         total = self._db.execute("SELECT COALESCE(SUM(bytes), 0) FROM frames").fetchone()[0]
-        while total > self.quota_bytes:
+        while total + incoming > self.quota_bytes:
             row = self._db.execute("SELECT seq, id, bytes FROM frames ORDER BY seq LIMIT 1").fetchone()
             if row is None:
                 break
-            self._db.execute("DELETE FROM frames WHERE seq = ?", (row[0],))
-            with contextlib.suppress(FileNotFoundError):
-                self._path(row[1]).unlink()
+            self._drop(row)
             total -= row[2]
+
+    def _drop(self, row: tuple[int, str, int]) -> None:
+        self._db.execute("DELETE FROM frames WHERE seq = ?", (row[0],))
+        with contextlib.suppress(FileNotFoundError):
+            self._path(row[1]).unlink()
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[None]:
