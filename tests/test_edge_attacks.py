@@ -295,3 +295,75 @@ def test_a_failing_insert_is_one_log_line(tmp_path, caplog):
         assert len(recs) == 2 and all(r.exc_info is None and "No space left" in r.getMessage() for r in recs)
     finally:
         rt.stop()
+
+
+# ---------------------------------------------------------------- item 3: fair scheduling
+
+
+def test_a_flooding_client_does_not_starve_another(tmp_path):
+    import concurrent.futures
+    import re
+
+    tokens = {"flooder": "f" * 8 + "-flood-token-0123456789", "victim": "v" * 8 + "-victim-token-0123456789"}
+    (tmp_path / "tokens.txt").write_text("".join(f"{n} {t}\n" for n, t in tokens.items()))
+    (tmp_path / "tokens.txt").chmod(0o600)
+    url, proc = start_server("--token-file", str(tmp_path / "tokens.txt"), "--workers", "2", "--models", "regions",
+                             "mk")
+    try:
+        def client(name: str, timeout: float = 120) -> httpx.Client:
+            return httpx.Client(base_url=url, timeout=timeout, headers={"Authorization": f"Bearer {tokens[name]}"})
+
+        style_png = encode_frame(np.random.default_rng(5).uniform(0, 1, (48, 64, 3)), Encoding("png"))
+        with client("flooder") as c:
+            sid = c.post("/v1/styles", content=style_png, headers={"Content-Type": "image/png"}).json()["style_id"]
+        rng = np.random.default_rng(6)
+        heavy = [encode_frame(rng.uniform(0, 1, (320, 384, 3)).astype(np.float32)) for _ in range(3)]
+        heavy_body = b"".join(struct.pack(">I", len(b)) + b for b in heavy)
+        light = encode_frame(rng.uniform(0, 1, (32, 32, 3)).astype(np.float32))
+        light_body = struct.pack(">I", len(light)) + light
+        hdr = {"Content-Type": FRAMES_MEDIA_TYPE}
+
+        def flood_one(timeout: float = 120) -> int:
+            with client("flooder", timeout) as c:
+                try:
+                    return c.post("/v1/stylize", params={"style_id": sid, "model": "regions"}, content=heavy_body,
+                                  headers=hdr).status_code
+                except httpx.TimeoutException:
+                    return -1
+
+        t0 = time.monotonic()
+        assert flood_one() == 200  # warm: model built, style prepared
+        t0 = time.monotonic()
+        assert flood_one() == 200
+        t_job = time.monotonic() - t0
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            floods = [pool.submit(flood_one) for _ in range(8)]
+            time.sleep(0.5)  # the flooder's 8 requests are queued or running
+            with client("victim") as c:
+                t0 = time.monotonic()
+                r = c.post("/v1/stylize", params={"style_id": sid, "model": "mk"}, content=light_body, headers=hdr)
+                victim_s = time.monotonic() - t0
+            assert r.status_code == 200, r.text
+            statuses = [f.result() for f in floods]
+        assert all(s in (200, 429) for s in statuses), statuses
+        # FIFO made the victim wait for ~4 flood jobs (8 queued, 2 workers); round robin: at most ~1.
+        assert victim_s < 1.5 * t_job + 1.0, (victim_s, t_job)
+
+        # A client that gives up: its queued jobs are dropped, not run.
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            gave_up = list(pool.map(lambda _: flood_one(timeout=0.5), range(8)))
+        assert all(s == -1 for s in gave_up)
+        deadline = time.monotonic() + 4 * t_job + 10
+        dropped = 0
+        with client("flooder") as c:
+            while time.monotonic() < deadline:
+                text = c.get("/v1/metrics").text
+                m = re.search(r'mvstylizer_edge_rejected_total\{reason="client_gone"\} (\S+)', text)
+                dropped = float(m.group(1)) if m else 0
+                if dropped >= 4:
+                    break
+                time.sleep(0.3)
+        assert dropped >= 4  # at most 2 were running; the others were dropped unrun
+    finally:
+        stop_server(proc)

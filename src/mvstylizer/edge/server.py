@@ -37,7 +37,6 @@ import logging
 import socket
 import struct
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +54,7 @@ from .auth import TokenSet, bearer_token
 from .memory import MemoryLimits, default_budget
 from .metrics import EdgeMetrics, MetricsMiddleware
 from .ratelimit import RateLimitConfig, RateLimiter, retry_after_header
+from .scheduler import ClientGone, FairScheduler, ShuttingDown
 from .service import EdgeService
 from .store import FrameStore, StoreFull
 
@@ -173,7 +173,7 @@ class _Runtime:
         self.config = config
         self.metrics = metrics
         self.limiter = RateLimiter(config.rate_limit)
-        self.pool: ThreadPoolExecutor | None = None
+        self.scheduler: FairScheduler | None = None
         self.pending = 0  # only touched on the event loop thread
         self.busy = 0  # workers running a job; touched from worker threads, hence the lock
         self._busy_lock = threading.Lock()
@@ -185,8 +185,11 @@ class _Runtime:
         metrics.bind_queue(lambda: self.pending, lambda: self.busy)
 
     def start(self) -> None:
-        if self.pool is None:
-            self.pool = ThreadPoolExecutor(self.config.workers, thread_name_prefix="edge-worker")
+        if self.scheduler is None:
+            # In flight per client <= workers (issue 14 item 3): one client cannot hold every worker
+            # *and* a queue behind them; the round robin serves the other clients' jobs in between.
+            self.scheduler = FairScheduler(self.config.workers,
+                                           min(self.config.rate_limit.max_inflight, self.config.workers))
         if self.store is None and self.config.data_dir is not None and not self.store_failed:
             self.store = open_store(self.config)
             self.store_failed = self.store is None
@@ -194,9 +197,9 @@ class _Runtime:
                 self.metrics.store_bytes.set(self.store.total_bytes)
 
     def stop(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        if self.scheduler is not None:
+            self.scheduler.close()
+            self.scheduler = None
         if self.store is not None:
             self.store.close()
             self.store = None
@@ -213,18 +216,29 @@ class _Runtime:
             with self._busy_lock:
                 self.busy -= 1
 
-    async def run(self, fn: Callable[..., _T], *args: Any) -> _T:
-        """Run blocking work in the pool; UserError -> 400, anything unexpected -> logged 500."""
+    async def run(self, fn: Callable[..., _T], *args: Any, client: str = "", request: Request | None = None) -> _T:
+        """Run blocking work on a worker, fairly among clients (:class:`FairScheduler`).
+
+        503 when the queue is full or the edge is shutting down; UserError -> 400; anything unexpected
+        -> logged 500. Work of a client that disconnects while it waits is dropped unrun.
+        """
         if self.pending >= self.config.max_pending:
             self.metrics.rejected.labels("queue_full").inc()
             raise HTTPException(503, "edge server is busy; retry later", headers={"Retry-After": "1"})
         self.start()  # normally done by the lifespan; this keeps create_app usable without one
-        assert self.pool is not None
+        assert self.scheduler is not None
         self.pending += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.pool, self._tracked, fn, *args)
+            return await self.scheduler.submit(client, self._tracked, fn, *args,
+                                               disconnected=request.is_disconnected if request is not None else None)
         except (HTTPException, UserError):
             raise
+        except ShuttingDown:
+            raise HTTPException(503, "edge server is shutting down; retry later",
+                                headers={"Retry-After": "1"}) from None
+        except ClientGone:
+            self.metrics.rejected.labels("client_gone").inc()
+            raise HTTPException(499, "client disconnected; request dropped") from None
         except Exception:
             log.exception("unexpected error in %s", getattr(fn, "__name__", fn))
             raise HTTPException(500, "internal error on the edge server") from None
@@ -548,9 +562,9 @@ async def metrics(rt: Runtime) -> Response:
 
 @router.post("/styles", response_model=StyleCreated, tags=["stylize"],
              openapi_extra=_binary_body(*_STYLE_TYPES), responses=_COMMON_ERRORS)
-async def register_style(rt: Runtime, body: StyleBody) -> StyleCreated:
+async def register_style(rt: Runtime, client: Client, body: StyleBody, request: Request) -> StyleCreated:
     """Register a style photo (raw PNG/JPEG/WebP bytes). Its id is a content hash: re-sending is free."""
-    return StyleCreated(style_id=await rt.run(_register_style, rt, body))
+    return StyleCreated(style_id=await rt.run(_register_style, rt, body, client=client, request=request))
 
 
 @router.post("/stylize", tags=["stylize"], response_class=Response,
@@ -559,6 +573,7 @@ async def register_style(rt: Runtime, body: StyleBody) -> StyleCreated:
                               "description": "packed stylized frames, same order and sizes"},
                         404: _error("unknown style id"), **_COMMON_ERRORS})
 async def stylize(
+    request: Request,
     rt: Runtime,
     client: Client,
     body: FramesBody,
@@ -573,7 +588,7 @@ async def stylize(
         raise HTTPException(400, f"model {model!r} is not served by this edge; it serves: "
                                  f"{', '.join(sorted(rt.allowed))}")
     out, kept = await rt.run(_stylize, rt, body, style_id, model, wire.Encoding(encoding, quality),
-                             client if collect else None)
+                             client if collect else None, client=client, request=request)
     return Response(content=out, media_type=wire.FRAMES_MEDIA_TYPE,
                     headers={"X-Frames-Collected": str(kept)})
 
