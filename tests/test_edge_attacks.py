@@ -25,11 +25,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(*extra: str, env: dict | None = None, log=subprocess.DEVNULL) -> tuple[str, subprocess.Popen]:
+def start_server(*extra: str, env: dict | None = None, log=subprocess.DEVNULL, preexec_fn=None) -> tuple[str, subprocess.Popen]:
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "mvstylizer.cli", "edge", "serve", "--port", str(port),
                              "--log-level", "warning", *extra],
-                            stdout=log, stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else log, env=env)
+                            stdout=log, stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else log, env=env,
+                            preexec_fn=preexec_fn)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -323,11 +324,15 @@ def test_a_flooding_client_does_not_starve_another(tmp_path):
         light_body = struct.pack(">I", len(light)) + light
         hdr = {"Content-Type": FRAMES_MEDIA_TYPE}
 
+        flood_done: list[float] = []
+
         def flood_one(timeout: float = 120) -> int:
             with client("flooder", timeout) as c:
                 try:
-                    return c.post("/v1/stylize", params={"style_id": sid, "model": "regions"}, content=heavy_body,
-                                  headers=hdr).status_code
+                    status = c.post("/v1/stylize", params={"style_id": sid, "model": "regions"}, content=heavy_body,
+                                    headers=hdr).status_code
+                    flood_done.append(time.monotonic())
+                    return status
                 except httpx.TimeoutException:
                     return -1
 
@@ -337,18 +342,23 @@ def test_a_flooding_client_does_not_starve_another(tmp_path):
         assert flood_one() == 200
         t_job = time.monotonic() - t0
 
+        flood_done.clear()
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             floods = [pool.submit(flood_one) for _ in range(8)]
             time.sleep(0.5)  # the flooder's 8 requests are queued or running
             with client("victim") as c:
                 t0 = time.monotonic()
                 r = c.post("/v1/stylize", params={"style_id": sid, "model": "mk"}, content=light_body, headers=hdr)
-                victim_s = time.monotonic() - t0
+                victim_end = time.monotonic()
+                victim_s = victim_end - t0
             assert r.status_code == 200, r.text
             statuses = [f.result() for f in floods]
         assert all(s in (200, 429) for s in statuses), statuses
-        # FIFO made the victim wait for ~4 flood jobs (8 queued, 2 workers); round robin: at most ~1.
-        assert victim_s < 1.5 * t_job + 1.0, (victim_s, t_job)
+        # FIFO made the victim wait for all 8 flood jobs (measured 11.7 s with one job 0.84 s): none
+        # finished after it. Round robin serves it after about one job per worker, so most of the flood
+        # finishes after it (counted rather than timed: the shared CPU's load varies 5x).
+        after = sum(t > victim_end for t in flood_done)
+        assert after >= 4, (after, victim_s, t_job)
 
         # A client that gives up: its queued jobs are dropped, not run.
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
@@ -366,4 +376,51 @@ def test_a_flooding_client_does_not_starve_another(tmp_path):
                 time.sleep(0.3)
         assert dropped >= 4  # at most 2 were running; the others were dropped unrun
     finally:
+        stop_server(proc)
+
+
+# ---------------------------------------------------------------- item 2: idle sockets and slowloris
+
+
+def test_idle_socket_flood_does_not_lock_out_a_phone():
+    """~1,100 idle sockets past a 1,024 file limit gave every new client an empty reply, forever."""
+    import resource
+
+    def low_fd_limit() -> None:  # like systemd's default, scaled down so the test needs fewer sockets
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    url, proc = start_server("--header-timeout", "2", "--max-connections-per-ip", "64", preexec_fn=low_fd_limit)
+    host, port = "127.0.0.1", int(url.rsplit(":", 1)[1])
+    idle: list[socket.socket] = []
+    try:
+        for i in range(300):
+            s = socket.create_connection((host, port), timeout=5)
+            if i % 2:
+                s.sendall(b"POST /v1/stylize HTTP/1.1\r\nHost: x\r\n")  # slowloris: a header never finished
+            idle.append(s)
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        ok = False
+        while time.monotonic() - t0 < 20 and not ok:
+            try:
+                ok = httpx.get(f"{url}/v1/health", timeout=3).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert ok and time.monotonic() - t0 < 10, time.monotonic() - t0
+        # the idle sockets were closed by the server, not kept
+        closed = 0
+        for s in idle:
+            s.settimeout(0.01)
+            try:
+                if s.recv(1) == b"":
+                    closed += 1
+            except (TimeoutError, BlockingIOError):
+                pass
+            except OSError:
+                closed += 1
+        assert closed >= 250, closed
+        assert proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
         stop_server(proc)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 from .errors import UserError
@@ -95,13 +97,20 @@ def _pipeline_config(args: argparse.Namespace, progress: bool):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
     p = argparse.ArgumentParser(prog="mvstylizer", description="Edge-assisted photorealistic video style transfer.")
+    p.add_argument("--version", action="version", version=f"mvstylizer {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more messages: -v info, -vv debug")
+    p.add_argument("--log-level", dest="global_log_level", choices=["debug", "info", "warning", "error"],
+                   help="messages shown from the library (default warning; `edge serve` has its own)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("stylize", help="stylize a video or an image with a style photo")
     s.add_argument("input", type=Path, help="video (mp4, mov, avi, mkv, webm) or image")
     s.add_argument("--style", type=Path, required=True, help="style photo")
     s.add_argument("-o", "--output", type=Path, required=True, help="output video or image")
+    s.add_argument("-y", "--overwrite", action="store_true", help="replace the output file if it exists")
     _add_pipeline_options(s)
     s.add_argument("--edge", metavar="URL", help="use an edge server over HTTP instead of the in-process edge")
     s.add_argument("--edge-token-file", type=Path, metavar="FILE",
@@ -167,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     lut = sub.add_parser("export-lut", help="write a style as a 3D LUT (.cube) for Resolve, Premiere, FFmpeg")
     lut.add_argument("--style", type=Path, required=True)
     lut.add_argument("-o", "--output", type=Path, required=True, help="the .cube file")
+    lut.add_argument("-y", "--overwrite", action="store_true", help="replace the output file if it exists")
     lut.add_argument("--content", type=Path, help="a frame of the footage the LUT is for (sets the colour normalisation)")
     lut.add_argument("--size", type=int, default=33, help="grid points per axis (default 33)")
     lut.add_argument("--model", default="dncm",
@@ -190,6 +200,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-pending", type=_positive_int, default=64,
                        help="requests queued or running before 503 (default 64)")
     serve.add_argument("--rate", type=float, default=50.0, help="requests per second per client (default 50)")
+    serve.add_argument("--max-connections", type=_positive_int, default=1000,
+                       help="open connections before new requests get 503 (default 1000)")
+    serve.add_argument("--max-connections-per-ip", type=_positive_int, default=64,
+                       help="open connections per client address; more are closed at once (default 64)")
+    serve.add_argument("--header-timeout", type=float, default=10.0,
+                       help="seconds a connection has to send a complete request header (default 10)")
     serve.add_argument("--memory-budget", metavar="SIZE",
                        help="working memory for all workers, e.g. 8G or 512M (default: half the machine's RAM); "
                             "per-model pixel limits follow from it (docs/EDGE.md)")
@@ -200,32 +216,46 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _WarningLines(logging.Handler):
-    """Prints each warning the package logs as one `warning: ...` line on stderr (nothing else
-    configures logging for the command line), above the progress bar when one is shown."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
+class _LogLines(logging.Handler):
+    """Prints what the package logs as single lines on stderr (`warning: ...` for warnings), above
+    the progress bar when one is shown. Installed once by :func:`main`."""
 
     def emit(self, record: logging.LogRecord) -> None:
         from tqdm import tqdm
 
-        tqdm.write(f"warning: {record.getMessage()}", file=sys.stderr)
+        prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        tqdm.write(f"{prefix}{record.getMessage()}", file=sys.stderr)
+
+
+def _configure_logging(args: argparse.Namespace) -> None:
+    level = args.global_log_level or {0: "warning", 1: "info"}.get(args.verbose, "debug")
+    if args.command == "edge" and getattr(args, "log_level", None) and not args.global_log_level and not args.verbose:
+        level = args.log_level  # `edge serve --log-level` (default info): the server's own messages
+    logger = logging.getLogger("mvstylizer")
+    if not any(isinstance(h, _LogLines) for h in logger.handlers):
+        logger.addHandler(_LogLines())
+    logger.setLevel(level.upper() if level != "critical" else "CRITICAL")
+
+
+class _Terminated(Exception):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temporary files are removed on the way out."""
+
+
+def _on_signal(signum: int, _frame) -> None:  # noqa: ANN001
+    raise _Terminated(signal.Signals(signum).name)
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    from .mobile.pipeline import Stylizer
+    from .mobile.pipeline import VideoPipeline
 
     _check_report_folder(args.report)
+    _check_overwrite(args.output, args.overwrite)
     config = _pipeline_config(args, progress=not args.quiet and sys.stderr.isatty())
     edge = _edge_link(args)
-    warning_lines = _WarningLines()  # e.g. frames skipped in a damaged input video
-    logging.getLogger("mvstylizer").addHandler(warning_lines)
     try:
         _check_model(edge, args.model)
-        report = Stylizer(edge, config).run(args.input, args.style, args.output)
+        report = VideoPipeline(edge, config).run(args.input, args.style, args.output)
     finally:
-        logging.getLogger("mvstylizer").removeHandler(warning_lines)
         edge.close()
     collected = getattr(getattr(edge, "active", edge), "frames_collected", 0)
     if args.contribute and not args.quiet:
@@ -473,6 +503,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_overwrite(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise UserError(f"{output} already exists; add -y (--overwrite) to replace it")
+
+
 def _export_lut(args: argparse.Namespace) -> int:
     from .models.dncm import export_cube
     from .video.io import read_image
@@ -491,6 +526,7 @@ def _export_lut(args: argparse.Namespace) -> int:
         raise UserError(f"output folder {args.output.parent} does not exist")
     if not 2 <= args.size <= 256:
         raise UserError(f"--size must be 2..256, got {args.size}")
+    _check_overwrite(args.output, args.overwrite)
     content = read_image(args.content) if args.content else None
     export_cube(read_image(args.style), args.output, content=content, size=args.size)
     print(f"wrote {args.output}")
@@ -559,6 +595,8 @@ def _edge(args: argparse.Namespace) -> int:
         raise UserError("TLS needs both --ssl-keyfile and --ssl-certfile")
     if not args.rate > 0:
         raise UserError(f"--rate must be > 0, got {args.rate}")
+    if not args.header_timeout > 0:
+        raise UserError(f"--header-timeout must be > 0, got {args.header_timeout}")
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
         raise UserError(f"--data-dir {args.data_dir} is not a folder")
     from .edge.memory import parse_size
@@ -575,6 +613,8 @@ def _edge(args: argparse.Namespace) -> int:
         workers=args.workers, max_pending=args.max_pending,
         rate_limit=RateLimitConfig(rate=args.rate, burst=max(1, int(2 * args.rate))),
         ssl_keyfile=args.ssl_keyfile, ssl_certfile=args.ssl_certfile, memory_budget=budget,
+        max_connections=args.max_connections, max_connections_per_ip=args.max_connections_per_ip,
+        header_timeout_s=args.header_timeout,
     ))
     return 0
 
@@ -707,6 +747,13 @@ def _fl(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _configure_logging(args)
+    previous = {}
+    if args.command not in ("edge", "cloud") and threading.current_thread() is threading.main_thread():
+        # The servers handle their own signals; everything else unwinds, removing temporary files.
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                previous[sig] = signal.signal(sig, _on_signal)
     handlers = {"stylize": _stylize, "models": _models, "edge": _edge, "bench": _bench, "train": _train,
                 "export-lut": _export_lut, "cloud": _cloud, "fl": _fl}
     try:
@@ -717,11 +764,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except _Terminated as exc:
+        print(f"stopped by {exc}", file=sys.stderr)
+        return 143
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
         if os.environ.get("MVSTYLIZER_DEBUG"):
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (set MVSTYLIZER_DEBUG=1 for details)", file=sys.stderr)
         return 70
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 if __name__ == "__main__":

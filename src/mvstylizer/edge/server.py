@@ -88,6 +88,12 @@ class ServerConfig:
     # Working memory the workers may use together (bytes); None: half the machine's (or container's) RAM.
     # Per-model pixel limits follow from it and the measured cost per pixel (edge/memory.py).
     memory_budget: int | None = None
+    # Connections (issue 14 item 2): see edge/connections.py and docs/EDGE.md.
+    max_connections: int = 1000  # uvicorn limit_concurrency: beyond it new requests get 503
+    max_connections_per_ip: int = 64  # more from one peer address are closed at once
+    header_timeout_s: float = 10.0  # a connection must send a complete request header within this
+    keep_alive_s: int = 5  # an idle kept-alive connection is closed after this
+    max_header_bytes: int = 16 * 1024  # h11_max_incomplete_event_size
 
     def __post_init__(self) -> None:
         for name in ("max_request_bytes", "max_frame_pixels", "min_frame_side", "max_batch", "max_batch_pixels", "workers",
@@ -673,9 +679,15 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
     sock = _bind(config.host, config.port)
     app = create_app(service or EdgeService(), config)
     tls = config.ssl_certfile is not None
+    from .connections import guarded_protocol, raise_open_file_limit
+
+    nofile = raise_open_file_limit()
     server = uvicorn.Server(uvicorn.Config(
         app, host=config.host, port=sock.getsockname()[1], log_level=config.log_level,
         timeout_graceful_shutdown=10,
+        http=guarded_protocol(config.header_timeout_s, config.max_connections_per_ip),
+        limit_concurrency=config.max_connections, timeout_keep_alive=config.keep_alive_s,
+        h11_max_incomplete_event_size=config.max_header_bytes,
         ssl_keyfile=str(config.ssl_keyfile) if tls else None,
         ssl_certfile=str(config.ssl_certfile) if tls else None,
         # Behind no proxy: never trust X-Forwarded-For, or a client could pick its rate-limit identity.
@@ -685,6 +697,9 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
              sock.getsockname()[1])
     limits = MemoryLimits(config.memory_budget or default_budget(), config.workers, config.max_frame_pixels,
                           config.max_batch_pixels)
+    log.info("connections: at most %d (%d per address), request header within %g s, keep-alive %d s; "
+             "open-file limit %d", config.max_connections, config.max_connections_per_ip, config.header_timeout_s,
+             config.keep_alive_s, nofile)
     log.info("memory budget %d MiB for %d workers: max pixels per frame %s", limits.budget >> 20, config.workers,
              ", ".join(f"{m} {limits.frame_pixels(m)}" for m in _served_runtimes(config.models)))
     if not config.tokens.enabled and config.host not in ("127.0.0.1", "localhost", "::1"):

@@ -1,0 +1,97 @@
+"""Connection limits for the edge's uvicorn server (issue 14 item 2).
+
+uvicorn's h11 protocol only times out a connection *after* a response (``timeout_keep_alive``): a
+socket that connects and sends nothing, or sends half a request header (slowloris), is held forever,
+and ~1,100 of them exhaust a systemd service's 1,024 file descriptors so every new phone gets an empty
+reply. :func:`guarded_protocol` returns an ``H11Protocol`` subclass that adds
+
+- a **header timeout**: a new connection (or a kept-alive one after its response) must deliver a
+  complete request header within ``header_timeout`` seconds, else it is closed;
+- a **per-address cap**: at most ``per_ip`` open connections from one peer address; more are closed
+  at once (one warning line per address per minute).
+
+The server also sets uvicorn's ``limit_concurrency`` (503 beyond it), ``timeout_keep_alive``,
+``h11_max_incomplete_event_size`` (request header size) and raises the process's open-file limit to
+its hard limit.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from typing import Any
+
+log = logging.getLogger("mvstylizer.edge.connections")
+
+
+def guarded_protocol(header_timeout: float, per_ip: int) -> type:
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    open_by_ip: dict[str, int] = {}
+    warned: dict[str, float] = {}
+
+    class GuardedH11Protocol(H11Protocol):
+        _counted_ip: str | None = None
+        _header_timer: Any = None
+
+        def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            ip = self.client[0] if self.client else "unknown"
+            if open_by_ip.get(ip, 0) >= per_ip:
+                now = time.monotonic()
+                if now - warned.get(ip, -1e9) > 60:
+                    warned[ip] = now
+                    log.warning("connection limit: %s already has %d open connections; closing new ones", ip,
+                                per_ip)
+                transport.close()
+                return
+            open_by_ip[ip] = open_by_ip.get(ip, 0) + 1
+            self._counted_ip = ip
+            self._arm_header_timer()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_header_timer()
+            ip = self._counted_ip
+            if ip is not None:
+                self._counted_ip = None
+                left = open_by_ip.get(ip, 1) - 1
+                if left > 0:
+                    open_by_ip[ip] = left
+                else:
+                    open_by_ip.pop(ip, None)
+            super().connection_lost(exc)
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_header_timer()  # the next request's header must come in time too
+
+        def _arm_header_timer(self) -> None:
+            self._cancel_header_timer()
+            armed_cycle = self.cycle
+            self._header_timer = self.loop.call_later(header_timeout, self._header_timed_out, armed_cycle)
+
+        def _cancel_header_timer(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _header_timed_out(self, armed_cycle: Any) -> None:
+            self._header_timer = None
+            if self.cycle is armed_cycle and not self.transport.is_closing():  # no new request began
+                self.transport.close()
+
+    return GuardedH11Protocol
+
+
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard limit; returns the soft limit in force."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 65536)
+        if soft != resource.RLIM_INFINITY and soft < target:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        return soft
+    except (ValueError, OSError):
+        return -1
