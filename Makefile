@@ -15,7 +15,7 @@ demo: install
 	mkdir -p $(OUT)
 	mvstylizer stylize "$$($(PY) -m mvstylizer.video.media bikes.mp4)" \
 		--style "$$($(PY) -m mvstylizer.video.media coffee.png)" \
-		-o $(OUT)/bikes_stylized.mp4 --report $(OUT)/bikes_report.json
+		-o $(OUT)/bikes_stylized.mp4 -y --report $(OUT)/bikes_report.json
 	@echo "demo output: $(OUT)/bikes_stylized.mp4 (report: $(OUT)/bikes_report.json)"
 
 test: install-test

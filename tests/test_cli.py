@@ -252,11 +252,11 @@ def test_buffered_frames_stay_within_the_memory_budget(tmp_path, style):
     # 64x48 RGB = 9.2 kB a frame: a 0.05 MB budget holds 5 of them, so keys come at most 5 apart
     # although --max-gap allows 30 (what keeps 4K under 2 GiB).
     from mvstylizer.mobile.edge_link import EmbeddedEdge
-    from mvstylizer.mobile.pipeline import Stylizer, StylizeConfig
+    from mvstylizer.mobile.pipeline import StylizeConfig, VideoPipeline
 
     src = tmp_path / "long.mp4"
     write_test_clip(src, width=64, height=48, frames=60, fps=30.0)
-    rep = Stylizer(EmbeddedEdge(), StylizeConfig(model="reinhard", max_buffer_mb=0.05, progress=False)).run(
+    rep = VideoPipeline(EmbeddedEdge(), StylizeConfig(model="reinhard", max_buffer_mb=0.05, progress=False)).run(
         src, style, tmp_path / "out.mp4")
     assert rep.frames == 60 and rep.max_buffered_frames < 5
     assert np.diff(rep.key_frames).max() <= 5

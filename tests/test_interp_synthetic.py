@@ -1,6 +1,6 @@
 """The pipeline against frame-by-frame on synthetic clips of real-footage defects (issue 12).
 
-Each clip (tests/synthetic_scenes.py) goes through ``Stylizer`` with default options; frame-by-frame
+Each clip (tests/synthetic_scenes.py) goes through ``VideoPipeline`` with default options; frame-by-frame
 is the same model on every decoded input frame (as in ``bench compare``). The issue's targets:
 
 * warping error of ours <= frame-by-frame's, over the whole frame and over flat areas only
@@ -30,7 +30,7 @@ from mvstylizer.edge.service import EdgeService
 from mvstylizer.imaging import shrink_to
 from mvstylizer.metrics import WarpErrorMeter, flat_mask, flow_and_mask, ssim
 from mvstylizer.mobile.edge_link import EmbeddedEdge
-from mvstylizer.mobile.pipeline import StylizeConfig, Stylizer
+from mvstylizer.mobile.pipeline import StylizeConfig, VideoPipeline
 from mvstylizer.video.flow import FlowEstimator
 from mvstylizer.video.io import VideoReader, VideoWriter, read_image
 from mvstylizer.video.media import package_media
@@ -149,7 +149,7 @@ def outcome(workdir: Path, style_path: Path) -> Callable[[str, str], Outcome]:
         scene, path, inputs, pairs = clip(name)
         config = StylizeConfig(model=model, progress=False)
         out_path = workdir / f"{name}_{model}_ours.mp4"
-        report = Stylizer(edge, config).run(path, style_path, out_path)
+        report = VideoPipeline(edge, config).run(path, style_path, out_path)
         ours = _decode(out_path)
         raw = [(service.stylize(style_id, model, [x.astype(np.float32) / 255.0])[0] * 255 + 0.5).astype(np.uint8)
                for x in inputs]

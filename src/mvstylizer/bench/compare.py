@@ -26,7 +26,7 @@ from ..imaging import shrink_to
 from ..metrics import WarpErrorMeter, flat_mask, flow_and_mask, psnr, ssim
 from ..mobile.edge_link import EmbeddedEdge
 from ..mobile.keyframes import KeyframeSelector, Thumb
-from ..mobile.pipeline import StylizeConfig, Stylizer
+from ..mobile.pipeline import StylizeConfig, VideoPipeline
 from ..video.flow import FlowEstimator
 from ..video.io import VideoReader, VideoWriter, read_image
 from ..wire import Encoding, encode_frame
@@ -255,7 +255,7 @@ def compare(input_path: Path, style_path: Path, config: StylizeConfig, metric_si
     scorer = ClipScorer(metric_side)
     with tempfile.TemporaryDirectory() as tmp:
         out_path = Path(tmp) / "pipeline.mp4"
-        report = Stylizer(EmbeddedEdge(), config).run(input_path, style_path, out_path)
+        report = VideoPipeline(EmbeddedEdge(), config).run(input_path, style_path, out_path)
         summary = report.summary()
         framewise_seconds = score_clip(input_path, out_path,
                                        Framewise(style_path, config.model, config.max_style_side), scorer)

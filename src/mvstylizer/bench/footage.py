@@ -314,7 +314,7 @@ def run_clip(name: str, path: Path, style: Path, framewise: Framewise, stylize: 
         runs: dict[str, list[float]] = {"pipeline": [], "transcode": []}
         for _ in range(cfg.repeats):  # alternated, so both see the same machine state
             runs["pipeline"].append(_timed_child([*cli_command(), "stylize", str(path), "--style", str(style),
-                                                  "-o", str(ours), "--report", str(report_path), "-q", *model_args],
+                                                  "-o", str(ours), "-y", "--report", str(report_path), "-q", *model_args],
                                                  "pipeline"))
             runs["transcode"].append(_timed_child([sys.executable, "-c", _TRANSCODE_CHILD, str(path), str(copy),
                                                    str(stylize.crf), stylize.preset], "transcode"))

@@ -2,7 +2,7 @@
 
 What is measured, and how (docs/BENCHMARKS.md, "Headline", says the same for readers):
 
-* **Pipeline**: ``mobile.pipeline.Stylizer`` end to end with the embedded edge, decode -> H.264
+* **Pipeline**: ``mobile.pipeline.VideoPipeline`` end to end with the embedded edge, decode -> H.264
   encode to a temporary mp4, by default in a spawned child process so its peak RSS
   (``ru_maxrss``) is the pipeline's own. Model loading and style preparation happen in a warm-up
   before the clock starts (reported as ``pipeline_setup_seconds``), as they do for frame-by-frame.
@@ -42,7 +42,7 @@ from ..imaging import shrink_to
 from ..metrics import WarpErrorMeter, flow_and_mask, psnr, ssim
 from ..mobile.edge_link import EmbeddedEdge
 from ..mobile.keyframes import KeyframeSelector
-from ..mobile.pipeline import StylizeConfig, Stylizer, work_size
+from ..mobile.pipeline import StylizeConfig, VideoPipeline, work_size
 from ..models.registry import resolve_name
 from ..video.camera import visible_mask
 from ..video.flow import FlowEstimator
@@ -287,7 +287,7 @@ def pipeline_job(input_path: str, style: str, output_path: str, config: StylizeC
     size = work_size(first.shape[1], first.shape[0], config.key_size)
     low = _f32(cv2.resize(first, size, interpolation=cv2.INTER_AREA))
     (styled,) = edge.stylize(style_id, config.model, [low])
-    stylizer = Stylizer(edge, config)
+    stylizer = VideoPipeline(edge, config)
     smoother = getattr(stylizer, "smoother", None)
     if smoother is not None:  # a learned smoother loads its network on first use: warm it too
         smoother.maps(low, styled)

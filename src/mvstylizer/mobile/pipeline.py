@@ -10,11 +10,13 @@ torch: the edge is reached through ``EdgeLink``.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
@@ -36,6 +38,11 @@ from .exposure import ExposureTracker
 from .interpolate import InterpConfig, Interpolator, KeyFrame
 from .keyframes import KeyframeConfig, KeyframeSelector
 from .meta_smoothing import LearnedSmoother
+
+log = logging.getLogger(__name__)
+
+MIN_STYLE_SIDE = 32  # pixels; smaller styles get a warning
+MAX_STYLE_ASPECT = 8.0
 
 STAGES = ("decode", "select", "edge", "smoothing", "interpolation", "encode")
 SMOOTHERS = ("learned", "guided")
@@ -80,8 +87,10 @@ class StylizeReport:
     height: int
     fps: float
     frames: int = 0
-    key_frames: list[int] = field(default_factory=list)
-    key_reasons: dict[str, int] = field(default_factory=dict)
+    # Every key frame and why it is one: first, cut, before-cut (closes the scene before a cut),
+    # max-gap, motion, occlusion, colour, stride, refine (its two neighbouring keys disagreed on it),
+    # last (the video's last frame).
+    keys: list[dict] = field(default_factory=list)
     key_size: list[int] = field(default_factory=list)  # [width, height] sent to the edge
     stage_seconds: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
     total_seconds: float = 0.0
@@ -91,10 +100,21 @@ class StylizeReport:
     # Most decoded frames held at once: bounded by the key-frame gap, never by the video's length.
     max_buffered_frames: int = 0
 
+    @property
+    def key_frames(self) -> list[int]:
+        return [k["index"] for k in self.keys]
+
+    @property
+    def key_reasons(self) -> dict[str, int]:
+        """How many keys each reason made; the counts add up to the number of keys."""
+        return dict(Counter(k["reason"] for k in self.keys))
+
     def summary(self) -> dict:
         d = asdict(self)
-        keys = max(1, len(self.key_frames))
-        d["key_count"] = len(self.key_frames)
+        keys = max(1, len(self.keys))
+        d["key_frames"] = self.key_frames
+        d["key_reasons"] = self.key_reasons
+        d["key_count"] = len(self.keys)
         d["bytes_to_edge_per_key"] = round(self.bytes_to_edge / keys)
         d["bytes_from_edge_per_key"] = round(self.bytes_from_edge / keys)
         d["stage_seconds"] = {k: round(v, 4) for k, v in self.stage_seconds.items()}
@@ -123,8 +143,11 @@ def work_size(width: int, height: int, key_size: int) -> tuple[int, int]:
     return fit_within(width, height, key_size, min_side=8)
 
 
-class Stylizer:
-    """Stylizes videos and images through one edge link (embedded or HTTP)."""
+class VideoPipeline:
+    """Stylizes videos, images or a stream of frames through one edge link (embedded or HTTP).
+
+    The public face of this class is :class:`mvstylizer.VideoStylizer`.
+    """
 
     def __init__(self, edge: EdgeLink, config: StylizeConfig | None = None) -> None:
         self.edge = edge
@@ -133,6 +156,8 @@ class Stylizer:
 
     # --- public entry points -------------------------------------------------------------
     def run(self, input_path: str | Path, style_path: str | Path, output_path: str | Path) -> StylizeReport:
+        """Stylize a video or image file into ``output_path`` (written under a temporary name and
+        renamed at the end); returns the run's report. Raises :class:`UserError` on bad input."""
         input_path, output_path = Path(input_path), Path(output_path)
         check_output_path(input_path, output_path)
         if is_image_path(input_path):
@@ -145,9 +170,55 @@ class Stylizer:
                             f"(.mp4, .mov, .mkv), not {output_path.name}")
         return self._video(input_path, style_path, output_path)
 
+    def stream(self, frames: Iterable[np.ndarray], style: np.ndarray, report: StylizeReport | None = None
+               ) -> Iterator[np.ndarray]:
+        """Stylized frames, in order, for frames from any source (a camera, OpenCV, an array).
+
+        Args:
+            frames: HxWx3 RGB images, all the same size: uint8, or float in [0, 1].
+            style: the style photo, HxWx3 RGB (uint8 or float in [0, 1]).
+            report: filled in as frames go (keys and why, stage seconds), if given.
+
+        Returns:
+            An iterator of fresh HxWx3 arrays: uint8 for uint8 input, float32 in [0, 1] otherwise.
+            Frames come out in bursts, one key gap at a time: the frames between two keys are
+            rendered once the second key is known.
+        """
+        t0 = time.perf_counter()
+        style_id = self._register(_as_rgb8(style, "style"), "image")
+        state: dict = {}
+
+        def works() -> Iterator[_Work]:
+            for i, frame in enumerate(frames):
+                rgb8 = _as_rgb8(frame, f"frame {i}")
+                if "size" not in state:
+                    h, w = rgb8.shape[:2]
+                    state.update(size=work_size(w, h, self.config.key_size), shape=rgb8.shape,
+                                 float=np.asarray(frame).dtype != np.uint8)
+                    if report is not None:
+                        report.width, report.height, report.key_size = w, h, list(state["size"])
+                elif rgb8.shape != state["shape"]:
+                    raise UserError(f"frame {i} is {rgb8.shape[1]}x{rgb8.shape[0]}, the first was "
+                                    f"{state['shape'][1]}x{state['shape'][0]}: all frames must be the same size")
+                yield _make_work(i, None, rgb8, state["size"])
+
+        rep = report or StylizeReport("<frames>", "<frames>", self.config.model, self.config.interp.method, 0, 0, 0.0)
+        for out, _ in self._stream(works(), style_id, rep, _Timer(rep.stage_seconds)):
+            rep.frames += 1
+            yield out.astype(np.float32) * np.float32(1.0 / 255.0) if state["float"] else out.copy()
+        self._finish(rep, t0)
+
     # --- internals ---------------------------------------------------------------------------
     def _register_style(self, style_path: str | Path) -> str:
-        return self.edge.register_style(shrink_to(read_image(style_path), self.config.max_style_side))
+        return self._register(read_image(style_path), Path(style_path).name)
+
+    def _register(self, style: np.ndarray, name: str) -> str:
+        h, w = style.shape[:2]
+        if min(h, w) < MIN_STYLE_SIDE or max(h, w) > MAX_STYLE_ASPECT * min(h, w):
+            log.warning("style %s is %dx%d: a style is matched by its colours and what they are on, and so "
+                        "small or so thin an image holds little of either; a photo of at least %d px a side "
+                        "works best", name, w, h, 4 * MIN_STYLE_SIDE)
+        return self.edge.register_style(shrink_to(style, self.config.max_style_side))
 
     def _image(self, input_path: Path, style_path: str | Path, output_path: Path) -> StylizeReport:
         t0 = time.perf_counter()
@@ -162,7 +233,7 @@ class Stylizer:
         key = self._key(work, style_id, timer, self._interpolator())
         with timer("encode"):
             write_image(output_path, key.styled8)
-        report.frames, report.key_frames, report.key_size = 1, [0], list(size)
+        report.frames, report.keys, report.key_size = 1, [{"index": 0, "reason": "first"}], list(size)
         return self._finish(report, t0)
 
     def _video(self, input_path: Path, style_path: str | Path, output_path: Path) -> StylizeReport:
@@ -176,96 +247,110 @@ class Stylizer:
             size = work_size(info.width, info.height, self.config.key_size)
             report.key_size = list(size)
             timer = _Timer(report.stage_seconds)
-            interp = self._interpolator()
-            frame_mb = info.width * info.height * 3 / 1e6
-            max_gap = max(1, min(self.config.keyframes.max_gap, int(self.config.max_buffer_mb / frame_mb)))
-            selector = KeyframeSelector(replace(self.config.keyframes, max_gap=max_gap))
-            exposure = ExposureTracker()
             with VideoWriter(output_path, info.width, info.height, info.fps, reader.time_base,
                              audio_template=reader.audio_stream, crf=self.config.crf,
                              preset=self.config.preset) as writer:
-
-                def emit(rgb8: np.ndarray, pts: int | None) -> None:
-                    with timer("encode"):
-                        writer.write(rgb8, pts)
-                    report.frames += 1
-                    bar.update(1)
-
-                def fill(a: KeyFrame, b: KeyFrame, frames: list[_Work]) -> None:
-                    """Emit ``frames`` (strictly between keys a and b). Where the two keys style the
-                    middle frame's colours differently, something changed in between (a transition,
-                    new content, light) and a blend would guess: the middle frame becomes a key too,
-                    and each half is filled the same way. Adaptive key frames only: a fixed stride
-                    (``every:N``) is what the user asked for."""
-                    if frames and a is not b and self.config.keyframes.mode == "auto":
-                        mid = len(frames) // 2
-                        with timer("interpolation"):
-                            disagree = interp.keys_disagree(a, b, frames[mid].low8)
-                        if disagree:
-                            key = self._key(frames[mid], style_id, timer, interp)
-                            report.key_frames.append(key.index)
-                            refined[0] += 1
-                            fill(a, key, frames[:mid])
-                            emit(key.styled8, frames[mid].pts)
-                            fill(key, b, frames[mid + 1:])
-                            return
-                    for f in frames:
-                        with timer("interpolation"):
-                            # The writer copies each frame as it takes it, so one output buffer serves all.
-                            out = interp.frame(f.index, f.gray, f.rgb8, a, b, f.exposure, out=frame_buffer(f.rgb8))
-                        emit(out, f.pts)
-
-                def close_segment(key: KeyFrame, key_work: _Work) -> None:
-                    """Fill the buffered frames between the previous key and ``key``, then emit ``key``."""
-                    fill(last_key or key, key, pending)
-                    pending.clear()
-                    emit(key.styled8, key_work.pts)
-                    report.key_frames.append(key.index)
-
-                last_key: KeyFrame | None = None
-                pending: list[_Work] = []
-                refined = [0]  # keys added by fill()
-                buffers: list[np.ndarray] = []
-
-                def frame_buffer(like: np.ndarray) -> np.ndarray:
-                    if not buffers or buffers[0].shape != like.shape:
-                        buffers[:] = [np.empty_like(like)]
-                    return buffers[0]
-
                 bar = _progress(info.frame_count, self.config.progress, input_path.name)
                 with bar:
                     # The key-size view that feeds the selector and the maths is made on the decoding
                     # thread, beside the decode; "decode" counts the wait for both.
                     prepare = lambda f: _make_work(f.index, f.pts, f.rgb8, size)  # noqa: E731
-                    for work in _timed(reader.frames(audio_sink=writer.mux_audio, prepare=prepare), timer, "decode"):
-                        with timer("select"):
-                            work.exposure = exposure.push(work.gray)
-                            decision = selector.push(work.low8)
-                        if decision.is_key:
-                            if decision.previous_is_key and pending:
-                                prev = pending.pop()
-                                prev_key = self._key(prev, style_id, timer, interp)
-                                close_segment(prev_key, prev)
-                                last_key = prev_key
-                            key = self._key(work, style_id, timer, interp)
-                            close_segment(key, work)
-                            last_key = key
-                        else:
-                            pending.append(work)
-                            report.max_buffered_frames = max(report.max_buffered_frames, len(pending))
-                    if pending:  # the last frame is always a key, so no frame is extrapolated
-                        last = pending.pop()
-                        close_segment(self._key(last, style_id, timer, interp), last)
-                report.key_frames.sort()
-                report.key_reasons = dict(selector.stats)
-                if refined[0]:
-                    report.key_reasons["refine"] = refined[0]
+                    works = _timed(reader.frames(audio_sink=writer.mux_audio, prepare=prepare), timer, "decode")
+                    for rgb8, pts in self._stream(works, style_id, report, timer):
+                        with timer("encode"):
+                            writer.write(rgb8, pts)
+                        report.frames += 1
+                        bar.update(1)
                 with timer("encode"):  # the encoder's flush and the container's end are encoding too
                     writer.close()
         return self._finish(report, t0)
 
+    def _stream(self, works: Iterable[_Work], style_id: str, report: StylizeReport, timer: "_Timer"
+                ) -> Iterator[tuple[np.ndarray, int | None]]:
+        """Stylized frames (full-resolution uint8 RGB, and their pts) in input order.
+
+        The yielded image may be a buffer that is overwritten by the next frame: a consumer that
+        keeps it must copy it (an encoder copies what it takes anyway)."""
+        interp = self._interpolator()
+        exposure = ExposureTracker()
+        selector: KeyframeSelector | None = None
+        last_key: KeyFrame | None = None
+        pending: list[_Work] = []
+        buffers: list[np.ndarray] = []
+
+        def frame_buffer(like: np.ndarray) -> np.ndarray:
+            if not buffers or buffers[0].shape != like.shape:
+                buffers[:] = [np.empty_like(like)]
+            return buffers[0]
+
+        def key(work: _Work, reason: str) -> KeyFrame:
+            k = self._key(work, style_id, timer, interp)
+            report.keys.append({"index": work.index, "reason": reason})
+            return k
+
+        def fill(a: KeyFrame, b: KeyFrame, frames: list[_Work]) -> Iterator[tuple[np.ndarray, int | None]]:
+            """``frames`` (strictly between keys a and b). Where the two keys style the middle
+            frame's colours differently, something changed in between (a transition, new content,
+            light) and a blend would guess: the middle frame becomes a key too, and each half is
+            filled the same way. Adaptive key frames only: a fixed stride (``every:N``) is what the
+            user asked for."""
+            if frames and a is not b and self.config.keyframes.mode == "auto":
+                mid = len(frames) // 2
+                with timer("interpolation"):
+                    disagree = interp.keys_disagree(a, b, frames[mid].low8)
+                if disagree:
+                    middle = key(frames[mid], "refine")
+                    yield from fill(a, middle, frames[:mid])
+                    yield middle.styled8, frames[mid].pts
+                    yield from fill(middle, b, frames[mid + 1:])
+                    return
+            for f in frames:
+                with timer("interpolation"):
+                    out = interp.frame(f.index, f.gray, f.rgb8, a, b, f.exposure, out=frame_buffer(f.rgb8))
+                yield out, f.pts
+
+        def close_segment(k: KeyFrame, work: _Work) -> Iterator[tuple[np.ndarray, int | None]]:
+            """The buffered frames between the previous key and ``k``, then ``k`` itself."""
+            yield from fill(last_key or k, k, pending)
+            pending.clear()
+            yield k.styled8, work.pts
+
+        for work in works:
+            if selector is None:  # sized from the first frame: at most max_buffer_mb of frames held
+                frame_mb = work.rgb8.size / 1e6
+                max_gap = max(1, min(self.config.keyframes.max_gap, int(self.config.max_buffer_mb / frame_mb)))
+                selector = KeyframeSelector(replace(self.config.keyframes, max_gap=max_gap))
+            with timer("select"):
+                work.exposure = exposure.push(work.gray)
+                decision = selector.push(work.low8)
+            if decision.is_key:
+                if decision.previous_is_key and pending:
+                    prev = pending.pop()
+                    prev_key = key(prev, "before-cut")
+                    yield from close_segment(prev_key, prev)
+                    last_key = prev_key
+                current = key(work, decision.reason)
+                yield from close_segment(current, work)
+                last_key = current
+            else:
+                pending.append(work)
+                report.max_buffered_frames = max(report.max_buffered_frames, len(pending))
+        if pending:  # the last frame is always a key, so no frame is extrapolated
+            last = pending.pop()
+            yield from close_segment(key(last, "last"), last)
+        report.keys.sort(key=lambda k: k["index"])
+
     def _interpolator(self) -> Interpolator:
         return Interpolator(self.config.interp, spatial=self._model_is_spatial())
+
+    def _resolved_model(self) -> str:
+        """``name:runtime`` of the model the edge runs for ``config.model`` (as asked if it does not say)."""
+        base, _, runtime = self.config.model.partition(":")
+        for m in self.edge.models():
+            if base == m.get("name") or base in m.get("aliases", []):
+                runtimes = m.get("runtimes") or [""]
+                return f"{m['name']}:{runtime or runtimes[0]}".rstrip(":")
+        return self.config.model
 
     def _model_is_spatial(self) -> bool:
         """Whether the edge says the chosen model varies its colours over the picture (then keys
@@ -291,10 +376,23 @@ class Stylizer:
             return interp.key(work.index, work.low8, styled_low, work.rgb8, work.exposure, work.gray)
 
     def _finish(self, report: StylizeReport, t0: float) -> StylizeReport:
+        report.model = self._resolved_model()
         report.bytes_to_edge = self.edge.bytes_sent
         report.bytes_from_edge = self.edge.bytes_received
         report.total_seconds = time.perf_counter() - t0
         return report
+
+
+def _as_rgb8(img: np.ndarray, what: str) -> np.ndarray:
+    """HxWx3 uint8 RGB from uint8 or float-in-[0,1] RGB; a clear error for anything else."""
+    a = np.asarray(img)
+    if a.ndim != 3 or a.shape[2] != 3 or min(a.shape[:2]) < 1:
+        raise UserError(f"{what} must be an HxWx3 RGB image, got an array of shape {a.shape}")
+    if a.dtype == np.uint8:
+        return np.ascontiguousarray(a)
+    if not np.issubdtype(a.dtype, np.floating):
+        raise UserError(f"{what} must be uint8 or float in [0, 1], got {a.dtype}")
+    return (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _make_work(index: int, pts: int | None, rgb8: np.ndarray, size: tuple[int, int]) -> _Work:

@@ -12,6 +12,7 @@ Preprocessing is Keras/Caffe style: BGR, 0..255, minus the ImageNet mean in BGR 
 from __future__ import annotations
 
 import hashlib
+import logging
 import importlib.util
 import os
 from pathlib import Path
@@ -35,6 +36,10 @@ def cache_dir() -> Path:
     """Where derived files (converted weights) live: $MVSTYLIZER_CACHE or ~/.cache/mvstylizer."""
     root = os.environ.get("MVSTYLIZER_CACHE") or Path.home() / ".cache" / "mvstylizer"
     path = Path(root)
+    if not path.is_dir():
+        logging.getLogger(__name__).warning(
+            "first run: model files derived from the shipped weights (~70 MB) are written to %s "
+            "(set MVSTYLIZER_CACHE to put them elsewhere)", path)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -42,7 +42,10 @@ def package_media(name: str) -> Path:
 
 
 if __name__ == "__main__":  # `python -m mvstylizer.video.media bikes.mp4` prints the path (for make)
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m mvstylizer.video.media NAME  (e.g. bikes.mp4 or coffee.png): prints the "
+                 "path of a media file that ships in an installed package")
     try:
         print(package_media(sys.argv[1]))
-    except (UserError, IndexError) as exc:
+    except UserError as exc:
         sys.exit(f"error: {exc}")

@@ -1,0 +1,194 @@
+"""The Python API: what ``import mvstylizer`` offers (see docs/API.md for examples).
+
+Everything here is a thin front for the phone-side pipeline (``mobile/pipeline.py``) and the model
+registry: options are checked once, the edge link is opened and closed for you, and bad input raises
+:class:`mvstylizer.UserError` with a message meant for a person.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+
+from .errors import UserError
+from .mobile.interpolate import InterpConfig
+from .mobile.keyframes import KeyframeConfig
+from .mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
+
+PathLike = str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One model an edge can run (``mvstylizer models`` prints the same)."""
+
+    name: str
+    description: str
+    runtimes: tuple[str, ...]
+    spatial: bool  # its look varies over the picture (so no LUT export)
+    experimental: bool
+    default: bool
+
+
+def list_models() -> list[ModelInfo]:
+    """The models the embedded edge runs, the default first."""
+    from .models.registry import DEFAULT_MODEL, available_models
+
+    infos = [ModelInfo(s.name, s.description, tuple(s.runtimes), s.spatial, s.experimental, s.name == DEFAULT_MODEL)
+             for s in available_models()]
+    return sorted(infos, key=lambda m: not m.default)
+
+
+class VideoStylizer:
+    """Stylizes videos, images and frame streams; holds the edge link (embedded or HTTP) open.
+
+    Args:
+        model: a name from :func:`list_models` (``"default"``: the edge's default).
+        strength: how much of the style to apply, 0..1.
+        edge: URL of a remote edge (``mvstylizer edge serve``); None runs the model in this process.
+        token: the remote edge's bearer token.
+        key_size: long side of the key frames sent to the edge, pixels.
+        keyframes: ``"auto"`` or ``"every:N"``.
+        max_gap: most frames between two keys.
+        interp: ``"transform"`` (default) or ``"warp"`` (the paper's flow warping).
+        crf, preset: H.264 settings for video files.
+        progress: show a progress bar for files.
+
+    Use it as a context manager, or call :meth:`close`::
+
+        with VideoStylizer(model="regions") as vs:
+            vs.stylize_file("in.mp4", "style.jpg", "out.mp4")
+    """
+
+    def __init__(self, model: str = "default", *, strength: float = 1.0, edge: str | None = None,
+                 token: str | None = None, key_size: int = 512, keyframes: str = "auto", max_gap: int = 30,
+                 interp: str = "transform", crf: int = 18, preset: str = "veryfast", progress: bool = False) -> None:
+        self.config = _config(model, strength, key_size, keyframes, max_gap, interp, crf, preset, progress)
+        if edge:
+            from .mobile.http_edge import HttpEdge
+
+            self._edge = HttpEdge(edge, token=token)
+        else:
+            from .mobile.edge_link import EmbeddedEdge
+
+            self._edge = EmbeddedEdge()
+        self._pipeline = VideoPipeline(self._edge, self.config)
+
+    def stylize_file(self, input: PathLike, style: PathLike, output: PathLike, *, overwrite: bool = False
+                     ) -> StylizeReport:
+        """Stylize a video (mp4, mov, mkv, avi, webm) or image file; audio is kept.
+
+        Args:
+            input, style, output: file paths; ``output`` is written under a temporary name and
+                renamed when complete, so it never exists half-written.
+            overwrite: replace an existing ``output`` (refused otherwise).
+
+        Returns:
+            The run's report (frames, keys and why each is one, seconds per stage, bytes to the edge).
+        """
+        _check_overwrite(Path(output), overwrite)
+        return self._pipeline.run(input, style, output)
+
+    def stylize_frames(self, frames: Iterable[np.ndarray], style: np.ndarray | PathLike,
+                       report: StylizeReport | None = None) -> Iterator[np.ndarray]:
+        """Stylized frames for frames from your own source (OpenCV capture, camera, array).
+
+        Args:
+            frames: HxWx3 RGB images of one size, uint8 or float in [0, 1].
+            style: the style photo, as an array or a file path.
+            report: a :class:`StylizeReport` to fill in (keys, seconds), if you want one.
+
+        Returns:
+            An iterator of new arrays, one per input frame, in order: uint8 for uint8 input,
+            float32 in [0, 1] otherwise. It yields one key gap at a time (the frames between two
+            keys once the second key is known), so it holds at most ``max_gap`` frames.
+        """
+        if not isinstance(style, np.ndarray):
+            from .video.io import read_image
+
+            style = read_image(Path(style))
+        return self._pipeline.stream(frames, style, report)
+
+    def close(self) -> None:
+        self._edge.close()
+
+    def __enter__(self) -> "VideoStylizer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def stylize(input: PathLike, style: PathLike, output: PathLike, *, overwrite: bool = False, **options
+            ) -> StylizeReport:
+    """Stylize one video or image file with a style photo; the one-call form of :class:`VideoStylizer`.
+
+    Args:
+        input, style, output: file paths.
+        overwrite: replace an existing ``output``.
+        **options: any keyword of :class:`VideoStylizer` (model, strength, edge, key_size, ...).
+
+    Returns:
+        The run's :class:`StylizeReport`.
+    """
+    with VideoStylizer(**options) as vs:
+        return vs.stylize_file(input, style, output, overwrite=overwrite)
+
+
+def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = None, size: int = 33,
+               overwrite: bool = False) -> Path:
+    """Write a style as a 3D LUT (``.cube``) for Resolve, Premiere or FFmpeg: dncm's global look.
+
+    Args:
+        style: the style photo.
+        output: the ``.cube`` file.
+        content: a frame of the footage the LUT is for (sets the colour normalisation).
+        size: grid points per axis, 2..256.
+        overwrite: replace an existing ``output``.
+
+    Returns:
+        ``output`` as a Path.
+    """
+    from .models.dncm import export_cube
+    from .video.io import read_image
+
+    out = Path(output)
+    if out.suffix.lower() != ".cube":
+        raise UserError(f"a LUT file ends in .cube, not {out.name}")
+    if not out.parent.resolve().is_dir():
+        raise UserError(f"output folder {out.parent} does not exist")
+    if not 2 <= size <= 256:
+        raise UserError(f"size must be 2..256, got {size}")
+    _check_overwrite(out, overwrite)
+    export_cube(read_image(Path(style)), out, content=read_image(Path(content)) if content else None, size=size)
+    return out
+
+
+def _check_overwrite(output: Path, overwrite: bool) -> None:
+    if output.exists() and not overwrite:
+        raise UserError(f"{output} already exists; pass overwrite=True (CLI: -y/--overwrite) to replace it")
+
+
+def _config(model: str, strength: float, key_size: int, keyframes: str, max_gap: int, interp: str, crf: int,
+            preset: str, progress: bool) -> StylizeConfig:
+    if not 0.0 <= strength <= 1.0:
+        raise UserError(f"strength must be in [0, 1], got {strength}")
+    if key_size < 16:
+        raise UserError(f"key_size must be at least 16 pixels, got {key_size}")
+    if not 0 <= crf <= 51:
+        raise UserError(f"crf must be 0..51, got {crf}")
+    if max_gap < 1:
+        raise UserError(f"max_gap must be at least 1, got {max_gap}")
+    mode, _, every = keyframes.partition(":")
+    if mode not in ("auto", "every") or (mode == "every" and not every.isdigit()) or (mode == "auto" and every):
+        raise UserError(f"keyframes must be 'auto' or 'every:N', got {keyframes!r}")
+    try:
+        return replace(StylizeConfig(), model=model, key_size=key_size, crf=crf, preset=preset, progress=progress,
+                       keyframes=KeyframeConfig(mode=mode, every=int(every or 10), max_gap=max_gap),
+                       interp=InterpConfig(method=interp, strength=strength))
+    except ValueError as e:
+        raise UserError(str(e)) from None

@@ -1,0 +1,95 @@
+"""The Python API (mvstylizer/__init__.py, api.py) and the examples of docs/API.md."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import mvstylizer
+from helpers import texture
+from mvstylizer.video.synthetic import write_test_clip
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def style(tmp_path: Path) -> Path:
+    import cv2
+
+    path = tmp_path / "style.png"
+    img = np.zeros((96, 128, 3), np.uint8)
+    img[:48] = (30, 60, 200)
+    img[48:] = (200, 120, 40)
+    cv2.imwrite(str(path), img)
+    return path
+
+
+def test_public_names_and_no_heavy_import_at_import_time():
+    assert set(mvstylizer.__all__) >= {"stylize", "VideoStylizer", "export_lut", "list_models", "StylizeReport",
+                                       "UserError", "ModelInfo"}
+    for name in mvstylizer.__all__:
+        assert getattr(mvstylizer, name) is not None
+    code = "import mvstylizer, sys; assert not any(m in sys.modules for m in ('torch', 'flwr', 'ray', 'cv2')), sys.modules.keys()"
+    subprocess.run([sys.executable, "-c", code], check=True)
+    assert (ROOT / "src" / "mvstylizer" / "py.typed").is_file()
+
+
+def test_stylize_a_file_refuses_to_overwrite_and_reports_model_and_keys(tmp_path, style):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    write_test_clip(src, width=96, height=64, frames=12, fps=12.0)
+    report = mvstylizer.stylize(src, style, out, model="reinhard")
+    assert out.is_file() and report.frames == 12
+    assert report.model == "reinhard:numpy"
+    assert sum(report.key_reasons.values()) == len(report.keys) == len(report.key_frames)
+    assert report.keys[0] == {"index": 0, "reason": "first"} and report.keys[-1]["index"] == 11
+    before = out.read_bytes()
+    with pytest.raises(mvstylizer.UserError, match="already exists"):
+        mvstylizer.stylize(src, style, out, model="reinhard")
+    assert out.read_bytes() == before
+    mvstylizer.stylize(src, style, out, model="reinhard", overwrite=True, strength=0.3)
+
+
+def test_stylize_frames_matches_dtype_and_order(style):
+    frames = [(texture(48, 64, seed=i) * 255).astype(np.uint8) for i in range(7)]
+    with mvstylizer.VideoStylizer(model="reinhard", max_gap=3) as vs:
+        report = mvstylizer.StylizeReport("<frames>", "<frames>", "reinhard", "transform", 0, 0, 0.0)
+        out = list(vs.stylize_frames(iter(frames), style, report=report))
+        assert len(out) == 7 and all(o.shape == (48, 64, 3) and o.dtype == np.uint8 for o in out)
+        assert len({id(o) for o in out}) == 7  # fresh arrays, not one reused buffer
+        assert report.frames == 7 and report.keys[0]["index"] == 0
+        floats = list(vs.stylize_frames([f.astype(np.float32) / 255 for f in frames[:3]], style))
+        assert floats[0].dtype == np.float32 and 0.0 <= floats[0].min() and floats[0].max() <= 1.0
+        np.testing.assert_allclose(floats[0], out[0] / 255.0, atol=2 / 255)
+        with pytest.raises(mvstylizer.UserError, match="same size"):
+            list(vs.stylize_frames([frames[0], frames[1][:40]], style))
+        with pytest.raises(mvstylizer.UserError, match="HxWx3"):
+            list(vs.stylize_frames([np.zeros((4, 4), np.uint8)], style))
+
+
+def test_options_are_checked_with_clear_errors():
+    for kwargs in ({"strength": 2.0}, {"key_size": 4}, {"keyframes": "sometimes"}, {"max_gap": 0},
+                   {"interp": "magic"}):
+        with pytest.raises(mvstylizer.UserError):
+            mvstylizer.VideoStylizer(**kwargs)
+
+
+def test_list_models_default_first():
+    models = mvstylizer.list_models()
+    assert models[0].default and models[0].name == "regions"
+    assert {m.name for m in models if m.experimental} == {"wct2"}
+
+
+def test_api_md_examples_run(tmp_path):
+    text = (ROOT / "docs" / "API.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 3
+    for block in blocks:
+        result = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True,
+                                timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "bikes_coffee.mp4").is_file() and (tmp_path / "coffee.cube").is_file()

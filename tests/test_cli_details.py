@@ -1,0 +1,124 @@
+"""Command-line details: --version, overwrite refusal, SIGTERM cleanup, the report's keys and model,
+tiny-style warning, logging configuration, `python -m mvstylizer.video.media` without a name."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from mvstylizer import __version__
+from mvstylizer.cli import _configure_logging, build_parser, main
+from mvstylizer.video.synthetic import write_test_clip
+
+
+@pytest.fixture()
+def style(tmp_path: Path) -> Path:
+    path = tmp_path / "style.png"
+    cv2.imwrite(str(path), np.full((96, 128, 3), (40, 90, 200), np.uint8))
+    return path
+
+
+@pytest.fixture()
+def clip(tmp_path: Path) -> Path:
+    path = tmp_path / "in.mp4"
+    write_test_clip(path, width=96, height=64, frames=16, fps=12.0)
+    return path
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"mvstylizer {__version__}"
+
+
+def test_existing_output_is_refused_unless_overwrite(tmp_path, clip, style, capsys):
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"precious")
+    assert main(["stylize", str(clip), "--style", str(style), "-o", str(out), "--model", "reinhard", "-q"]) == 2
+    assert "already exists" in capsys.readouterr().err and out.read_bytes() == b"precious"
+    assert main(["stylize", str(clip), "--style", str(style), "-o", str(out), "--model", "reinhard", "-q", "-y"]) == 0
+    assert out.read_bytes() != b"precious"
+    cube = tmp_path / "look.cube"
+    cube.write_text("x")
+    assert main(["export-lut", "--style", str(style), "-o", str(cube)]) == 2
+    assert cube.read_text() == "x"
+
+
+def test_report_lists_each_key_with_its_reason_and_the_model_used(tmp_path, clip, style):
+    report = tmp_path / "run.json"
+    assert main(["stylize", str(clip), "--style", str(style), "-o", str(tmp_path / "o.mp4"), "--model", "classic",
+                 "--keyframes", "every:5", "--report", str(report), "-q"]) == 0
+    rep = json.loads(report.read_text())
+    assert rep["model"] == "mk:numpy"
+    assert [k["index"] for k in rep["keys"]] == rep["key_frames"] == [0, 5, 10, 15]
+    assert [k["reason"] for k in rep["keys"]] == ["first", "stride", "stride", "stride"]
+    assert sum(rep["key_reasons"].values()) == rep["key_count"]
+
+
+def test_key_reasons_add_up_with_a_last_frame_key(tmp_path, style):
+    src = tmp_path / "in.mp4"
+    write_test_clip(src, width=96, height=64, frames=13, fps=12.0)
+    report = tmp_path / "run.json"
+    assert main(["stylize", str(src), "--style", str(style), "-o", str(tmp_path / "o.mp4"), "--model", "reinhard",
+                 "--keyframes", "every:5", "--report", str(report), "-q"]) == 0
+    rep = json.loads(report.read_text())
+    assert rep["keys"][-1] == {"index": 12, "reason": "last"}
+    assert sum(rep["key_reasons"].values()) == rep["key_count"] == len(rep["keys"])
+
+
+def test_tiny_style_gets_a_warning(tmp_path, clip, capsys):
+    tiny = tmp_path / "tiny.png"
+    cv2.imwrite(str(tiny), np.full((2, 2, 3), 128, np.uint8))
+    assert main(["stylize", str(clip), "--style", str(tiny), "-o", str(tmp_path / "o.mp4"), "--model", "reinhard",
+                 "-q"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: style tiny.png is 2x2" in err
+
+
+def test_sigterm_removes_the_temporary_output(tmp_path, style):
+    src = tmp_path / "long.mp4"
+    write_test_clip(src, width=320, height=240, frames=400, fps=25.0)
+    out = tmp_path / "out.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "mvstylizer.cli", "stylize", str(src), "--style", str(style),
+                             "-o", str(out), "--model", "reinhard", "-q"], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]:
+        if proc.poll() is not None:
+            pytest.fail(f"finished before the signal: {proc.stderr.read()}")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "stopped by SIGTERM" in err and "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "style.png"]
+
+
+def test_verbosity_configures_the_package_logger(capsys):
+    log = logging.getLogger("mvstylizer.test")
+    try:
+        _configure_logging(build_parser().parse_args(["-v", "models"]))
+        log.info("an info line")
+        _configure_logging(build_parser().parse_args(["models"]))
+        log.info("hidden")
+        log.warning("a warning line")
+        err = capsys.readouterr().err
+        assert "an info line" in err and "hidden" not in err and "warning: a warning line" in err
+    finally:
+        logging.getLogger("mvstylizer").setLevel(logging.NOTSET)
+
+
+def test_media_module_without_a_name_prints_usage():
+    result = subprocess.run([sys.executable, "-m", "mvstylizer.video.media"], capture_output=True, text=True,
+                            env={**os.environ})
+    assert result.returncode != 0 and "usage:" in result.stderr and "Traceback" not in result.stderr
