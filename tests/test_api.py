@@ -81,7 +81,7 @@ def test_options_are_checked_with_clear_errors():
 def test_list_models_default_first():
     models = mvstylizer.list_models()
     assert models[0].default and models[0].name == "regions"
-    assert {m.name for m in models if m.experimental} == {"wct2"}
+    assert {m.name for m in models if m.experimental} == {"wct2", "mk", "reinhard"}
 
 
 def test_api_md_examples_run(tmp_path):

@@ -25,7 +25,7 @@ from helpers import texture, to8
 
 # These tests are about the edge transport, not meta-smoothing: the classic guided upsampling needs no
 # trained weights and is the cheaper of the two.
-GUIDED = ["--smoothing", "guided"]
+GUIDED = ["--smoothing", "guided", "-y"]  # -y: several runs write the same output
 
 
 def _free_port() -> int:
@@ -99,7 +99,7 @@ def test_stylize_through_the_server_matches_the_embedded_edge(tmp_path, server, 
 def test_unreachable_edge_is_one_clear_line(tmp_path, capsys):
     src, style = tmp_path / "in.mp4", tmp_path / "style.png"
     write_test_clip(src, width=64, height=48, frames=4, fps=10.0)
-    cv2.imwrite(str(style), to8(texture(20, 20)))
+    cv2.imwrite(str(style), to8(texture(48, 48)))
     out = tmp_path / "out.mp4"
     url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     assert main(["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(out), "--edge", url, "-q"]) == 2
@@ -115,7 +115,7 @@ def test_edge_killed_mid_video_gives_a_clear_error_and_no_output(tmp_path, capsy
     try:
         src, style = tmp_path / "in.mp4", tmp_path / "style.png"
         write_test_clip(src, width=64, height=48, frames=40, fps=10.0)
-        cv2.imwrite(str(style), to8(texture(20, 20)))
+        cv2.imwrite(str(style), to8(texture(48, 48)))
         out = tmp_path / "out.mp4"
         calls = {"n": 0}
         original = http_edge.HttpEdge.stylize
@@ -142,7 +142,7 @@ def _clip(tmp_path, frames: int = 12) -> tuple:
     src, style = tmp_path / "in.mp4", tmp_path / "style.png"
     if not src.exists():
         write_test_clip(src, width=64, height=48, frames=frames, fps=10.0)
-        cv2.imwrite(str(style), to8(texture(20, 20)))
+        cv2.imwrite(str(style), to8(texture(48, 48)))
     return src, style
 
 

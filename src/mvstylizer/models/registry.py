@@ -43,9 +43,9 @@ _SPECS = [
               "exports .cube LUTs",
               {"onnx": "dncm:DNCMOnnxStylizer", "torch": "dncm:DNCMStylizer"}),
     ModelSpec("mk", "classic, non-DNN: linear Monge-Kantorovich colour transfer in Lab (global)",
-              {"numpy": "classic:MongeKantorovichTransfer"}),
+              {"numpy": "classic:MongeKantorovichTransfer"}, experimental=True),
     ModelSpec("reinhard", "classic, non-DNN: Reinhard mean/std colour transfer in Lab (global)",
-              {"numpy": "classic:ReinhardTransfer"}),
+              {"numpy": "classic:ReinhardTransfer"}, experimental=True),
 ]
 # "default" lets a phone ask for whatever its edge ships as the default, without knowing its models.
 DEFAULT_MODEL = "regions"
