@@ -768,6 +768,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped by {exc}", file=sys.stderr)
         return 143
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+        if isinstance(exc, ImportError):  # a module an optional extra provides: name it (extras.py)
+            from .extras import missing_extra
+
+            err = missing_extra(exc)
+            if err is not None:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
         if os.environ.get("MVSTYLIZER_DEBUG"):
             raise
         print(f"internal error: {type(exc).__name__}: {exc} (set MVSTYLIZER_DEBUG=1 for details)", file=sys.stderr)

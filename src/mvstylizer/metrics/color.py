@@ -15,7 +15,6 @@ functions, so images with different pixel counts compare directly. ``p=1`` gives
 from __future__ import annotations
 
 import numpy as np
-from skimage.color import rgb2lab
 
 from mvstylizer.metrics.image import _as_float01
 
@@ -40,6 +39,8 @@ def _lab_pixel_samples(px: np.ndarray, max_pixels: int, seed: int) -> np.ndarray
         idx = np.random.default_rng([seed, 1]).choice(px.shape[0], size=max_pixels, replace=False)
         px = px[np.sort(idx)]
     px = np.clip(px.astype(np.float64), 0.0, 1.0)
+    from skimage.color import rgb2lab  # the [bench] extra; lazy so importing metrics needs only numpy
+
     return rgb2lab(px)
 
 

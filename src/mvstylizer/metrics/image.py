@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 
 from mvstylizer.imaging import shrink_to
-from skimage.color import rgb2gray
-from skimage.metrics import structural_similarity
+
+# scikit-image (the [bench] extra) is imported inside ssim/ssim_luma: the core install's regions model
+# imports this module (via metrics.vgg) and must not need it.
 
 
 def _as_float01(img: np.ndarray, name: str = "image") -> np.ndarray:
@@ -59,6 +60,8 @@ def ssim(a: np.ndarray, b: np.ndarray, max_side: int | None = None) -> float:
     a, b = _check_pair(a, b)
     a, b = _downscale(a, max_side), _downscale(b, max_side)
     channel_axis = -1 if a.ndim == 3 else None
+    from skimage.metrics import structural_similarity
+
     return float(structural_similarity(a, b, channel_axis=channel_axis, data_range=1.0))
 
 
@@ -70,6 +73,9 @@ def ssim_luma(a: np.ndarray, b: np.ndarray, max_side: int | None = None) -> floa
     a, b = _check_pair(a, b)
     if a.ndim != 3 or a.shape[2] != 3:
         raise ValueError(f"ssim_luma needs HxWx3 RGB images, got shape {a.shape}")
+    from skimage.color import rgb2gray
+    from skimage.metrics import structural_similarity
+
     la, lb = rgb2gray(a), rgb2gray(b)
     la, lb = _downscale(la, max_side), _downscale(lb, max_side)
     return float(structural_similarity(la, lb, data_range=1.0))

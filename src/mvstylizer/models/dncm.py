@@ -25,9 +25,11 @@ thumbnail, so the cost of the network does not grow with resolution.
 Inference paths
 ---------------
 * :class:`DNCMStylizer`: torch encoder, per-pixel map in torch.
-* :class:`DNCMOnnxStylizer`: encoder in ONNX Runtime (exported once by :func:`export_onnx`, cached),
-  per-pixel map as a tiny ORT graph; no torch needed at run time once the ONNX file exists. The
-  fast path: see "Measured" below.
+* :class:`DNCMOnnxStylizer`: encoder in ONNX Runtime, per-pixel map as a tiny ORT graph; no torch.
+  The encoder's graph for the shipped weights ships beside them (``weights/dncm.onnx``, made by
+  ``python -m mvstylizer.models.dncm``, which needs torch: ``pip install 'mvstylizer[train]'``), so
+  the core install runs dncm without torch; other weights are exported once into the cache (torch).
+  The fast path: see "Measured" below.
 * :func:`export_cube`: a 33^3 ``.cube`` LUT of the content-normalise-then-stylise map, for DaVinci
   Resolve, Premiere, FFmpeg's ``lut3d``.
 
@@ -69,6 +71,7 @@ import numpy as np
 from ..errors import UserError
 
 WEIGHTS_NAME = "dncm.pt"
+ONNX_NAME = "dncm.onnx"  # the shipped weights' encoder graph, made by `python -m mvstylizer.models.dncm`
 DEFAULT_ARCH: dict[str, Any] = {"k": 16, "thumb": 128, "stem": 32, "widths": [48, 96, 128], "hidden": 256,
                                 "quantiles": 16}
 _CHUNK = 1 << 20  # pixels per block in the per-pixel map: bounds memory at 4K, stays cache friendly
@@ -78,6 +81,17 @@ def default_weights() -> Path:
     # The folder is training.WEIGHTS_DIR, not imported from there: that module imports torch, which
     # the ONNX path must not pay for (~1 s of every run's start).
     return Path(__file__).parent / "weights" / WEIGHTS_NAME
+
+
+def shipped_onnx() -> Path:
+    """The ONNX graph of the shipped weights (see :func:`export_onnx`); loaded without torch."""
+    return Path(__file__).parent / "weights" / ONNX_NAME
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def thumbnail(img: np.ndarray, size: int) -> np.ndarray:
@@ -380,6 +394,8 @@ def export_onnx(path: str | os.PathLike[str], weights: Path | None = None) -> Pa
         "A_s": sm.A.detach().numpy().tolist(), "a_s": sm.a.detach().numpy().tolist(),
         "neutral_matrix": (net.neutral_code @ nm.Q).detach().numpy().tolist(),
         "trained": {k: meta.get(k) for k in ("wall_time_s", "final_loss", "steps", "seed") if k in meta},
+        # Which weights this graph holds: a shipped graph whose hash no longer matches dncm.pt is stale.
+        "weights_sha256": _sha256(Path(weights) if weights is not None else default_weights()),
     }
     with atomic_path(path) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -438,8 +454,10 @@ class DNCMOnnxStylizer:
     from :func:`export_onnx`, the per-pixel map as a second, tiny ORT graph built in memory from the
     lift parameters stored in the file's metadata (:func:`colour_map_onnx`).
 
-    ``onnx_path`` defaults to a file in the cache, exported from the shipped weights on first use
-    (keyed by the weights' hash, so retrained weights get a fresh export).
+    ``onnx_path`` defaults to the graph shipped with the package (:func:`shipped_onnx`) when it holds
+    the weights asked for (``weights`` None, or the shipped ``dncm.pt``); otherwise to a file in the
+    cache, exported from ``weights`` with torch on first use (keyed by the weights' hash, so
+    retrained weights get a fresh export).
     """
 
     onnx_path: Path | None = None
@@ -455,15 +473,13 @@ class DNCMOnnxStylizer:
 
         path = self.onnx_path
         if path is None:
-            from .vgg_weights import export_cache_path
-
             w = Path(self.weights) if self.weights is not None else default_weights()
             if not w.is_file():
                 raise UserError(f"no trained dncm weights at {w}; "
                                 "train them with: mvstylizer train dncm --data package")
-            path = export_cache_path("dncm", w, Path(__file__)) / "dncm.onnx"
-            if not path.is_file():
-                export_onnx(path, w)
+            path = shipped_onnx()
+            if not path.is_file() or _onnx_weights_hash(path) != _sha256(w):
+                path = self._export_to_cache(w)
         opts = ort.SessionOptions()
         if self.threads:
             opts.intra_op_num_threads = self.threads
@@ -482,6 +498,20 @@ class DNCMOnnxStylizer:
         self._map = ort.InferenceSession(colour_map_onnx(self.lift_n, self.lift_s, k), opts,
                                          providers=["CPUExecutionProvider"])
         self.onnx_path = path
+
+    @staticmethod
+    def _export_to_cache(weights: Path) -> Path:
+        from .vgg_weights import export_cache_path
+
+        path = export_cache_path("dncm", weights, Path(__file__)) / "dncm.onnx"
+        if not path.is_file():
+            try:
+                import torch  # noqa: F401 - only to say what is missing, before the export needs it
+            except ModuleNotFoundError:
+                raise UserError(f"dncm weights {weights} have no shipped ONNX graph, and exporting one needs "
+                                "PyTorch: pip install 'mvstylizer[train]'") from None
+            export_onnx(path, weights)
+        return path
 
     def _matrices(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         t = thumbnail(img, self.thumb).transpose(2, 0, 1)[None].copy()
@@ -506,6 +536,18 @@ class DNCMOnnxStylizer:
 
     def stylize(self, content: np.ndarray, style_state: DNCMStyle) -> np.ndarray:
         return self.map_colours(content, self.content_matrix(content), style_state)
+
+
+def _onnx_weights_hash(path: Path) -> str | None:
+    """The ``weights_sha256`` an :func:`export_onnx` graph records (None if absent), read with onnx
+    without loading the weights' tensors."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    for entry in model.metadata_props:
+        if entry.key == "dncm":
+            return json.loads(entry.value).get("weights_sha256")
+    return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -551,7 +593,7 @@ def export_cube(style: np.ndarray | str | os.PathLike[str], path: str | os.PathL
     def _img(v: Any) -> np.ndarray:
         return read_image(v) if isinstance(v, (str, os.PathLike)) else np.asarray(v, np.float32)
 
-    model = model or DNCMStylizer()
+    model = model or DNCMOnnxStylizer()
     style_state = model.prepare_style(_img(style))
     m_n = model.content_matrix(None if content is None else _img(content))
     lut = model.map_colours(cube_grid(size), m_n, style_state)
@@ -585,3 +627,19 @@ def parse_cube(path: str | os.PathLike[str]) -> tuple[int, np.ndarray]:
     if table.shape != (size**3, 3):
         raise UserError(f"{path}: expected {size**3} rows of 3 values, found {table.shape}")
     return size, table
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mvstylizer.models.dncm [OUT]``: (re)make the shipped encoder graph from the shipped
+    weights (needs torch: ``pip install 'mvstylizer[train]'``). Run it after ``mvstylizer train dncm``."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0]) if args else shipped_onnx()
+    export_onnx(out)
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) from {default_weights()}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

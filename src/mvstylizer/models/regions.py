@@ -220,16 +220,38 @@ def cell_features(vgg, img: np.ndarray, side: int, context: float) -> tuple[np.n
     Shape:
         returns (gh * gw, 512) float32 and (gh, gw).
     """
-    from scipy.ndimage import gaussian_filter
-
     f = vgg.features(shrink_to(img, side), None)["relu4_1"]
     gh, gw = f.shape[1:]
     x = _unit(f.reshape(f.shape[0], -1).T)
     x = _unit(x - x.mean(axis=0))
     if context > 0:
-        x = gaussian_filter(x.reshape(gh, gw, -1), sigma=(context, context, 0), mode="nearest").reshape(gh * gw, -1)
+        x = gaussian_cells(x.reshape(gh, gw, -1), context).reshape(gh * gw, -1)
         x = _unit(x)
     return x.astype(np.float32), (gh, gw)
+
+
+def gaussian_cells(x: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of a gh x gw x C array over its two grid axes, edges repeated.
+
+    The same numbers as ``scipy.ndimage.gaussian_filter(x, (sigma, sigma, 0), mode="nearest")``
+    (kernel truncated at 4 sigma; tests/test_light_install.py checks it), in numpy, so the core install
+    needs no scipy for it: the grid is small (40 x 30 cells at the default feature side).
+    """
+    radius = int(4.0 * sigma + 0.5)
+    taps = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * taps * taps / (sigma * sigma))
+    w /= w.sum()
+    out = x
+    for axis in (0, 1):
+        n = out.shape[axis]
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (radius, radius)
+        padded = np.pad(out, pad, mode="edge")
+        acc = np.zeros(out.shape, np.float64)
+        for i, wi in enumerate(w):
+            acc += wi * np.take(padded, np.arange(i, i + n), axis=axis)
+        out = acc.astype(x.dtype)
+    return out
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

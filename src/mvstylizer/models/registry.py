@@ -89,6 +89,16 @@ def resolve_name(name: str) -> str:
 
 
 def build_model(name: str) -> Stylizer:
+    """The model a ``--model`` value names, built. A model whose runtime needs something the core
+    install leaves out (PyTorch for wct2 and dncm:torch) raises a UserError naming the extra."""
     spec, runtime = _split(name)
     module, cls = spec.runtimes[runtime].split(":")
-    return getattr(importlib.import_module(f"{__package__}.{module}"), cls)()
+    try:
+        return getattr(importlib.import_module(f"{__package__}.{module}"), cls)()
+    except ImportError as exc:
+        from ..extras import missing_extra
+
+        err = missing_extra(exc, f"model {spec.name}:{runtime}")
+        if err is None:
+            raise
+        raise err from None
