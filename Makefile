@@ -2,7 +2,7 @@ PY ?= python3
 PIP ?= $(PY) -m pip
 OUT ?= demo-out
 
-.PHONY: install install-test demo test
+.PHONY: install install-test demo test onnx install-sizes
 
 install:
 	$(PIP) install -q -e ".[data]"
@@ -20,3 +20,17 @@ demo: install
 
 test: install-test
 	$(PY) -m pytest -q
+
+# Re-make dncm's shipped ONNX graph (src/mvstylizer/models/weights/dncm.onnx) from its weights, e.g. after
+# `mvstylizer train dncm`; needs torch (`pip install -e ".[train]"`). The core install runs dncm from it.
+onnx:
+	$(PY) -m mvstylizer.models.dncm
+
+# Site-packages size and package count (pip and setuptools included) of each install in a fresh venv:
+# the table in README.md, "Install". Slow: installs everything three times.
+install-sizes:
+	@for extra in "" "[edge]" "[all]"; do \
+		d=$$(mktemp -d); $(PY) -m venv $$d/v && $$d/v/bin/pip install -q ".$$extra" >/dev/null 2>&1 || exit 1; \
+		printf '%-20s %6s %4s packages\n' "mvstylizer$$extra" "$$(du -sh $$d/v/lib/python3*/site-packages | cut -f1)" \
+			"$$($$d/v/bin/pip list 2>/dev/null | tail -n +3 | wc -l)"; rm -rf $$d; \
+	done

@@ -105,8 +105,9 @@ def test_cli_stylizes_with_the_default_model_without_the_extras(media, tmp_path)
 
 def test_cli_stylizes_with_dncm_from_the_shipped_graph_without_torch(media, tmp_path):
     out, report = tmp_path / "out.mp4", tmp_path / "run.json"
-    proc, seen = _run(media, ["-m", "mvstylizer.cli", "stylize", str(media["clip"]), "--style", str(media["style"]),
-                              "-o", str(out), "-q", "--model", "dncm", "--report", str(report)], tmp_path)
+    args = ["stylize", str(media["clip"]), "--style", str(media["style"]), "-o", str(out), "-q", "--model", "dncm",
+            "--smoothing", "learned", "--report", str(report)]
+    proc, seen = _run(media, ["-m", "mvstylizer.cli", *args], tmp_path)
     _assert_light(proc, seen)
     assert json.loads(report.read_text())["model"] == "dncm:onnx"
     # The shipped graph was used: nothing was exported into the cache.
