@@ -153,7 +153,8 @@ def test_contributed_frames_survive_a_killed_server(tmp_path, capsys):
     src, style = _clip(tmp_path)
     token = "phone-token-0123456789abcdef"
     tokens, phone_token = tmp_path / "tokens", tmp_path / "phone.token"
-    tokens.write_text(f"phone1 {token}\n")
+    tokens.write_text(f"phone1 {token} stylize,metrics\n")
+    tokens.chmod(0o600)  # edge serve refuses a token file others can read
     phone_token.write_text(token + "\n")
     data = tmp_path / "data"
     args = ["--token-file", str(tokens), "--data-dir", str(data), "--models", "classic"]
@@ -204,6 +205,7 @@ def test_fallback_local_finishes_the_video_without_the_edge(tmp_path, capsys):
 def test_serve_refuses_bad_options_with_one_line(tmp_path, capsys):
     bad_tokens = tmp_path / "tokens"
     bad_tokens.write_text("short\n")
+    bad_tokens.chmod(0o600)
     not_dir = tmp_path / "file"
     not_dir.write_text("x")
     for extra, fragment in ((["--models", "nope"], "unknown model"),
@@ -218,7 +220,7 @@ def test_serve_refuses_bad_options_with_one_line(tmp_path, capsys):
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
-def test_tls_with_uvicorn_ssl_options(tmp_path):
+def test_tls_with_uvicorn_ssl_options(tmp_path, capsys):
     from mvstylizer.mobile.http_edge import HttpEdge
 
     key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
@@ -231,8 +233,15 @@ def test_tls_with_uvicorn_ssl_options(tmp_path):
         with HttpEdge(url, verify=str(cert)) as link:
             assert any(m["name"] == "mk" for m in link.models())
         with HttpEdge(url, retries=0) as link:  # the system CAs do not trust a self-signed edge
-            with pytest.raises(UserError, match="unreachable"):
+            with pytest.raises(UserError, match="certificate verify failed"):
                 link.models()
+        # A certificate failure is not "unreachable": --fallback local must not hide it (issue 14, 7k).
+        src, style = _clip(tmp_path)
+        code = main(["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(tmp_path / "out.mp4"), "-q",
+                     "--edge", url, "--fallback", "local", "--model", "classic"])
+        err = capsys.readouterr().err
+        assert code == 2 and "certificate verify failed" in err and "--fallback local" not in err, err
+        assert not (tmp_path / "out.mp4").exists()
         with pytest.raises(httpx.HTTPError):
             httpx.get(url.replace("https", "http") + "/v1/health", timeout=5)
     finally:

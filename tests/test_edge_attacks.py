@@ -306,7 +306,7 @@ def test_a_flooding_client_does_not_starve_another(tmp_path):
     import re
 
     tokens = {"flooder": "f" * 8 + "-flood-token-0123456789", "victim": "v" * 8 + "-victim-token-0123456789"}
-    (tmp_path / "tokens.txt").write_text("".join(f"{n} {t}\n" for n, t in tokens.items()))
+    (tmp_path / "tokens.txt").write_text("".join(f"{n} {t} stylize,metrics\n" for n, t in tokens.items()))
     (tmp_path / "tokens.txt").chmod(0o600)
     url, proc = start_server("--token-file", str(tmp_path / "tokens.txt"), "--workers", "2", "--models", "regions",
                              "mk")

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mvstylizer.edge.auth import TokenSet, bearer_token
-from mvstylizer.edge.ratelimit import RateLimitConfig, RateLimiter
+from mvstylizer.edge.ratelimit import AuthFailureConfig, RateLimitConfig, RateLimiter
 from mvstylizer.edge.server import ServerConfig, create_app, served_models
 from mvstylizer.edge.service import EdgeService
 from mvstylizer.edge.store import FrameStore, frame_id
@@ -28,7 +28,9 @@ from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, pack_fram
 from test_edge_http import _rng_image, _running
 
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789ab"}
+ALL_SCOPES = {name: ("stylize", "metrics") for name in TOKENS}  # scopes: test_edge_hardening.py
 OPEN_LIMITS = RateLimitConfig(rate=1e6, burst=10**6)
+OPEN_AUTH = AuthFailureConfig(rate=1e6, burst=10**6)  # the fuzzer sends many bad tokens from one address
 
 
 def _auth(name: str) -> dict[str, str]:
@@ -54,9 +56,10 @@ def _stylize(client: httpx.Client, headers: dict[str, str], sid: str, body: byte
 def secured(tmp_path_factory):
     """A server with tokens, two models and a frame store; yields (url, store_root)."""
     root = tmp_path_factory.mktemp("store")
-    config = ServerConfig(port=0, log_level="warning", tokens=TokenSet.from_tokens(TOKENS),
+    config = ServerConfig(port=0, log_level="warning", tokens=TokenSet.from_tokens(TOKENS, ALL_SCOPES),
                           models=served_models(["classic", "reinhard"]), data_dir=root,
-                          rate_limit=OPEN_LIMITS, max_request_bytes=1 << 20, max_frame_pixels=256 * 256,
+                          rate_limit=OPEN_LIMITS, auth_failures=OPEN_AUTH, max_request_bytes=1 << 20,
+                          max_frame_pixels=256 * 256,
                           max_batch=4, body_timeout_s=1.0)
     with _running(create_app(EdgeService(), config)) as url:
         yield url, root
@@ -102,12 +105,13 @@ def test_http_edge_sends_the_token_and_explains_a_refusal(secured):
 def test_token_file_parsing(tmp_path):
     f = tmp_path / "tokens"
     f.write_text("# phones\nalice alice-token-0123456789\n\n   lonely-token-0123456789  \n")
+    f.chmod(0o600)
     tokens = TokenSet.from_file(f)
     assert tokens.identify("alice-token-0123456789") == "alice"
     assert tokens.identify("lonely-token-0123456789") == "token-4"
     assert tokens.identify("alice-token-012345678") is None and tokens.identify("") is None
-    for text, fragment in (("a short\n", "shorter than"), ("a b c\n", "expected"), ("# none\n", "no tokens"),
-                           ("x aaaaaaaaaaaaaaaaaaaa\nx bbbbbbbbbbbbbbbbbbbbbb\n", "duplicate")):
+    for text, fragment in (("a short\n", "shorter than"), ("a b c d\n", "expected"), ("# none\n", "no tokens"),
+                           ("x alice-token-0123456789\nx bob-token-0123456789ab\n", "duplicate")):
         f.write_text(text)
         with pytest.raises(UserError, match=fragment):
             TokenSet.from_file(f)
@@ -139,7 +143,7 @@ def test_rate_limiter_bucket_and_inflight():
 
 
 def test_rate_limit_is_per_client_and_answers_429():
-    config = ServerConfig(port=0, log_level="warning", tokens=TokenSet.from_tokens(TOKENS),
+    config = ServerConfig(port=0, log_level="warning", tokens=TokenSet.from_tokens(TOKENS, ALL_SCOPES),
                           rate_limit=RateLimitConfig(rate=0.01, burst=3))
     with _running(create_app(EdgeService(), config)) as url, httpx.Client(base_url=url, timeout=10) as c:
         codes = [c.get("/v1/models", headers=_auth("alice")).status_code for _ in range(4)]
@@ -165,7 +169,7 @@ def test_one_slow_client_cannot_stall_the_rest():
         return real(style_id, model, frames)
 
     service.stylize = slow
-    config = ServerConfig(port=0, log_level="warning", tokens=TokenSet.from_tokens(TOKENS), workers=2,
+    config = ServerConfig(port=0, log_level="warning", tokens=TokenSet.from_tokens(TOKENS, ALL_SCOPES), workers=2,
                           rate_limit=RateLimitConfig(rate=1e6, burst=10**6, max_inflight=1))
     with _running(create_app(service, config)) as url, httpx.Client(base_url=url, timeout=10) as c:
         sid = _register(c, _auth("alice"))

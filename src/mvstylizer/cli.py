@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
     serve.add_argument("--token-file", type=Path, metavar="FILE",
-                       help="bearer tokens, one 'NAME TOKEN' per line; without it the API is open (loopback only!)")
+                       help="bearer tokens, one 'NAME TOKEN [SCOPES]' per line, mode 600 (see docs/EDGE.md); "
+                            "without it the API is open (loopback only!)")
     serve.add_argument("--models", nargs="+", metavar="NAME", help="serve only these models (default: all)")
     serve.add_argument("--data-dir", type=Path, metavar="DIR",
                        help="keep opted-in key frames here (federated learning); without it nothing is kept")

@@ -197,7 +197,9 @@ def run_edge_bench(cfg: EdgeBenchConfig = EdgeBenchConfig(), log: Callable[[str]
     runs = []
     with tempfile.TemporaryDirectory(prefix="mvstylizer-bench-edge-") as tmp:
         token_file = Path(tmp) / "tokens"
-        token_file.write_text("".join(f"phone{i} {t}\n" for i, t in enumerate(tokens)))
+        # phone0 also reads /v1/metrics at the end: a token needs the metrics scope for that.
+        token_file.write_text("".join(f"phone{i} {t}{' stylize,metrics' if i == 0 else ''}\n"
+                                      for i, t in enumerate(tokens)))
         os.chmod(token_file, 0o600)
         url, proc = _start_server(cfg, token_file)
         try:

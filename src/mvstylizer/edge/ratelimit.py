@@ -87,3 +87,60 @@ class RateLimiter:
 def retry_after_header(seconds: float) -> str:
     """Retry-After takes whole seconds; round up so a client that obeys it is accepted."""
     return str(max(1, math.ceil(seconds)))
+
+
+@dataclass(frozen=True)
+class AuthFailureConfig:
+    """Failed authentications (401s) allowed per peer address: ``burst`` at once, then ``rate`` per
+    second. Beyond it the address gets 429 for every request that needs a token, *before* its token is
+    checked, so guessing tokens runs at ``rate`` per second at most (as fail2ban would for ssh)."""
+
+    rate: float = 1.0
+    burst: int = 30
+    max_addresses: int = 10_000
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0 or self.burst < 1 or self.max_addresses < 1:
+            raise ValueError("AuthFailureConfig needs rate > 0, burst >= 1, max_addresses >= 1")
+
+
+@dataclass
+class AuthFailureLimiter:
+    """Token bucket of failed authentications per peer address (event-loop thread only)."""
+
+    config: AuthFailureConfig = field(default_factory=AuthFailureConfig)
+    clock: object = time.monotonic
+    _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def blocked(self, address: str) -> float | None:
+        """Seconds until ``address`` may fail again, or None if it may try now."""
+        bucket = self._refill(address)
+        if bucket is None or bucket.tokens >= 1.0:
+            return None
+        return (1.0 - bucket.tokens) / self.config.rate
+
+    def failed(self, address: str) -> None:
+        """Count one failed authentication of ``address``."""
+        bucket = self._refill(address)
+        if bucket is None:
+            if len(self._buckets) >= self.config.max_addresses:
+                self._forget_full()
+            bucket = self._buckets[address] = _Bucket(float(self.config.burst), self.clock())  # type: ignore[operator]
+        bucket.tokens = max(0.0, bucket.tokens - 1.0)
+
+    def _refill(self, address: str) -> _Bucket | None:
+        bucket = self._buckets.get(address)
+        if bucket is not None:
+            now = self.clock()  # type: ignore[operator]
+            bucket.tokens = min(float(self.config.burst), bucket.tokens + (now - bucket.stamp) * self.config.rate)
+            bucket.stamp = now
+        return bucket
+
+    def _forget_full(self) -> None:
+        now = self.clock()  # type: ignore[operator]
+        full_after = self.config.burst / self.config.rate
+        for k in [k for k, b in self._buckets.items() if now - b.stamp >= full_after]:
+            del self._buckets[k]
+        if len(self._buckets) >= self.config.max_addresses:  # still full: forget the oldest half
+            for _, k in sorted((b.stamp, k) for k, b in self._buckets.items())[: len(self._buckets) // 2 or 1]:
+                del self._buckets[k]

@@ -76,8 +76,9 @@ class FairScheduler:
             self._remove(job)
             raise
 
-    def close(self) -> None:
-        """Fail every queued job with ShuttingDown, then wait for the running ones."""
+    def stop_accepting(self) -> None:
+        """Fail every queued job with ShuttingDown (their requests answer 503 at once) and refuse new
+        ones; running jobs go on. Called when the server starts its graceful shutdown."""
         self._closed = True
         for q in self._queues.values():
             while q:
@@ -85,6 +86,10 @@ class FairScheduler:
                 if not job.future.done():
                     job.future.set_exception(ShuttingDown("the edge is shutting down; retry later"))
         self._queues.clear()
+
+    def close(self) -> None:
+        """Fail every queued job with ShuttingDown, then wait for the running ones."""
+        self.stop_accepting()
         self.pool.shutdown(wait=True, cancel_futures=True)
 
     # ------------------------------------------------------------------ internals

@@ -2,7 +2,7 @@
 
 Endpoints, versioned under ``/v1`` (the OpenAPI spec is at ``/openapi.json``, docs at ``/docs``):
 
-- ``GET  /v1/health``  -> ``{"status": "ok"}`` (never needs a token: liveness probes)
+- ``GET|HEAD /v1/health`` -> ``{"status": "ok"}`` (never needs a token: liveness probes)
 - ``GET  /v1/models``  -> ``{"models": [{"name", "description", "runtimes", "aliases"}, ...]}``
   (only the models this edge serves, ``--models``)
 - ``POST /v1/styles``  body: one PNG/JPEG/WebP image -> ``{"style_id": ...}``
@@ -12,7 +12,11 @@ Endpoints, versioned under ``/v1`` (the OpenAPI spec is at ``/openapi.json``, do
   the ``X-Frames-Collected`` response header says how many were.
 - ``GET  /v1/metrics`` -> Prometheus text exposition (requests, latency, queue depth, frames).
 
-With a token file every route but health needs ``Authorization: Bearer <token>`` (401 otherwise).
+With a token file every route but health needs ``Authorization: Bearer <token>`` (401 otherwise;
+after too many 401s from one address, 429 before any token is checked) whose scopes include the
+route's (403 otherwise: ``metrics`` for /v1/metrics, ``stylize`` for the rest). A token in the URL
+query is refused (400) and redacted from the access log. There is no ``/docs`` page (Swagger UI
+loads its scripts from a CDN); the spec is at ``/openapi.json``.
 Errors are JSON ``{"detail": "..."}``: 400 bad input, 401 no or unknown token, 404 unknown style,
 408 body too slow, 413 too large, 415 wrong content type, 422 bad query parameters, 429 this client
 over its rate or concurrency limit and 503 the edge over its queue limit (both with ``Retry-After``),
@@ -50,10 +54,10 @@ from pydantic import BaseModel
 from .. import __version__, wire
 from ..errors import UserError
 from ..models.registry import DEFAULT_MODEL, resolve_name
-from .auth import TokenSet, bearer_token
+from .auth import TokenSet, bearer_token, query_token_params
 from .memory import MemoryLimits, default_budget
 from .metrics import EdgeMetrics, MetricsMiddleware
-from .ratelimit import RateLimitConfig, RateLimiter, retry_after_header
+from .ratelimit import AuthFailureConfig, AuthFailureLimiter, RateLimitConfig, RateLimiter, retry_after_header
 from .scheduler import ClientGone, FairScheduler, ShuttingDown
 from .service import EdgeService
 from .store import FrameStore, StoreFull
@@ -79,6 +83,7 @@ class ServerConfig:
     log_level: str = "info"
     tokens: TokenSet = field(default_factory=TokenSet)  # empty: no auth (loopback/dev use only)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
+    auth_failures: AuthFailureConfig = field(default_factory=AuthFailureConfig)  # 401s per peer address
     models: tuple[str, ...] = ()  # model names this edge serves (canonical, e.g. "dncm"); empty: all
     data_dir: Path | None = None  # opt-in frame store root; None: nothing is ever kept
     store_quota_bytes: int = 2 * 1024**3
@@ -94,6 +99,7 @@ class ServerConfig:
     header_timeout_s: float = 10.0  # a connection must send a complete request header within this
     keep_alive_s: int = 5  # an idle kept-alive connection is closed after this
     max_header_bytes: int = 16 * 1024  # h11_max_incomplete_event_size
+    shutdown_grace_s: float = 10.0  # running jobs may finish this long after SIGTERM; then 503
 
     def __post_init__(self) -> None:
         for name in ("max_request_bytes", "max_frame_pixels", "min_frame_side", "max_batch", "max_batch_pixels", "workers",
@@ -163,9 +169,14 @@ _COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 # Every guarded route can answer these (declared on the router so the OpenAPI spec lists them).
 _GUARD_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("bad input, e.g. a bearer token in the URL query (send it in the Authorization header)"),
     401: _error("missing or unknown bearer token"),
-    429: _error("this client is over its rate or concurrency limit; retry after Retry-After seconds"),
+    403: _error("the token's scopes do not include this route's"),
+    429: _error("this client is over its rate or concurrency limit, or its address over its failed "
+                "authentications; retry after Retry-After seconds"),
 }
+# The scope a token needs per route (token file: NAME TOKEN SCOPES); any other guarded route: stylize.
+ROUTE_SCOPES = {f"{API_PREFIX}/metrics": "metrics"}
 
 
 # ---------------------------------------------------------------- per-app state and dependencies
@@ -179,6 +190,8 @@ class _Runtime:
         self.config = config
         self.metrics = metrics
         self.limiter = RateLimiter(config.rate_limit)
+        self.auth_failures = AuthFailureLimiter(config.auth_failures)
+        self.shutting_down = False
         self.scheduler: FairScheduler | None = None
         self.pending = 0  # only touched on the event loop thread
         self.busy = 0  # workers running a job; touched from worker threads, hence the lock
@@ -202,7 +215,15 @@ class _Runtime:
             if self.store is not None:
                 self.metrics.store_bytes.set(self.store.total_bytes)
 
+    def begin_shutdown(self) -> None:
+        """The server starts its graceful shutdown: queued jobs get 503 now, running ones may finish
+        within the grace period (after it, :meth:`run` answers 503 for them too)."""
+        self.shutting_down = True
+        if self.scheduler is not None:
+            self.scheduler.stop_accepting()
+
     def stop(self) -> None:
+        self.shutting_down = True
         if self.scheduler is not None:
             self.scheduler.close()
             self.scheduler = None
@@ -245,6 +266,13 @@ class _Runtime:
         except ClientGone:
             self.metrics.rejected.labels("client_gone").inc()
             raise HTTPException(499, "client disconnected; request dropped") from None
+        except asyncio.CancelledError:
+            if not self.shutting_down:
+                raise
+            # uvicorn cancels what is still running when the shutdown grace period ends; without this
+            # the client would get uvicorn's 500 for what is a restart, not a bug.
+            raise HTTPException(503, "edge server is shutting down; retry later",
+                                headers={"Retry-After": "1"}) from None
         except Exception:
             log.exception("unexpected error in %s", getattr(fn, "__name__", fn))
             raise HTTPException(500, "internal error on the edge server") from None
@@ -265,6 +293,48 @@ def open_store(config: ServerConfig) -> FrameStore | None:
         return None
 
 
+class QueryTokenMiddleware:
+    """Pure ASGI: a bearer token in the URL query (``?access_token=...``, or any parameter holding a
+    known token) is refused with 400 before routing, and the query is replaced by ``REDACTED`` in the
+    request scope, which is what uvicorn's access log prints. URLs end up in logs, proxies and
+    browser histories; tokens belong in the ``Authorization`` header."""
+
+    def __init__(self, app: Any, tokens: TokenSet) -> None:
+        self.app = app
+        self.tokens = tokens
+        self._last_warning = -1e9
+        self._quiet = 0  # refusals not logged since the last warning
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or not scope.get("query_string"):
+            await self.app(scope, receive, send)
+            return
+        names = query_token_params(scope["query_string"], self.tokens)
+        if not names:
+            await self.app(scope, receive, send)
+            return
+        scope["query_string"] = b"REDACTED"  # the access log reads the scope after the response
+        self._warn(scope, names)
+        response = JSONResponse({"detail": f"credentials in the URL query are refused (parameter "
+                                           f"{', '.join(sorted(set(names)))}): URLs are logged; send the token "
+                                           "as 'Authorization: Bearer <token>'"}, status_code=400)
+        await response(scope, receive, send)
+
+    def _warn(self, scope: dict, names: list[str]) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self._last_warning < 60:  # at most one line a minute, however many arrive
+            self._quiet += 1
+            return
+        client = scope.get("client") or ("unknown",)
+        log.warning("refused a request from %s carrying a credential in its URL query (parameter %s)%s; if it "
+                    "was a real token, it may be in proxies' logs: consider replacing it",
+                    client[0], ", ".join(sorted(set(names))),
+                    f" ({self._quiet} more since the last such line)" if self._quiet else "")
+        self._last_warning, self._quiet = now, 0
+
+
 def get_runtime(request: Request) -> _Runtime:
     return request.app.state.runtime
 
@@ -273,17 +343,32 @@ Runtime = Annotated[_Runtime, Depends(get_runtime)]
 
 
 async def guard(request: Request, rt: Runtime) -> AsyncIterator[str]:
-    """Auth, then the per-client rate/concurrency limit; yields the client's name for the request."""
+    """Auth (failed attempts limited per address), the token's scope, then the per-client
+    rate/concurrency limit; yields the client's name for the request."""
     tokens = rt.config.tokens
+    address = request.client.host if request.client else "unknown"
     if tokens.enabled:
+        wait = rt.auth_failures.blocked(address)
+        if wait is not None:  # before the token is looked at: guessing runs at the configured rate at most
+            rt.metrics.rejected.labels("auth_rate_limit").inc()
+            raise HTTPException(429, "too many failed authentications from this address; retry later",
+                                headers={"Retry-After": retry_after_header(wait)})
         token = bearer_token(request.headers.get("authorization"))
-        client = tokens.identify(token) if token is not None else None
-        if client is None:
+        found = tokens.lookup(token) if token is not None else None
+        if found is None:
+            rt.auth_failures.failed(address)
             rt.metrics.rejected.labels("auth").inc()
             raise HTTPException(401, "missing or unknown bearer token" if token is None else "unknown bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
+        client, scopes = found
+        route = request.scope.get("route")
+        needed = ROUTE_SCOPES.get(getattr(route, "path", request.url.path), "stylize")
+        if needed not in scopes:
+            rt.metrics.rejected.labels("scope").inc()
+            raise HTTPException(403, f"this token (client {client!r}) lacks the {needed!r} scope; give it in the "
+                                     f"token file's third column, e.g. 'NAME TOKEN {needed}'")
     else:
-        client = request.client.host if request.client else "unknown"
+        client = address
     wait = rt.limiter.acquire(client)
     if wait is not None:
         rt.metrics.rejected.labels("rate_limit").inc()
@@ -553,6 +638,12 @@ async def health() -> Health:
     return Health(status="ok")
 
 
+@public.head("/health", tags=["meta"], response_class=Response, responses={200: {"description": "alive"}})
+async def health_head() -> Response:
+    """Liveness for probes that send HEAD (no body)."""
+    return Response(status_code=200, media_type="application/json")
+
+
 @router.get("/models", response_model=ModelList, tags=["meta"])
 async def models(rt: Runtime) -> ModelList:
     return ModelList(models=[ModelInfo(**m) for m in rt.service.models()
@@ -623,8 +714,11 @@ def create_app(service: EdgeService, config: ServerConfig | None = None) -> Fast
                 watcher.stop()
             runtime.stop()
 
-    app = FastAPI(title="mvstylizer edge", version=__version__, lifespan=lifespan,
-                  description="Stylizes phones' key frames; see mvstylizer.wire for the frame format.")
+    # No /docs or /redoc: FastAPI's pages load Swagger UI / ReDoc scripts from a CDN, i.e. code from a
+    # third party in the browser of whoever opens the edge's docs. The spec stays at /openapi.json.
+    app = FastAPI(title="mvstylizer edge", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Stylizes phones' key frames; see mvstylizer.wire for the frame format. "
+                              "Open /openapi.json in any OpenAPI viewer.")
     app.state.runtime = runtime
     app.state.config = config
     app.state.service = service
@@ -640,7 +734,8 @@ def create_app(service: EdgeService, config: ServerConfig | None = None) -> Fast
 
     app.include_router(public)
     app.include_router(router)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(QueryTokenMiddleware, tokens=config.tokens)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the refusals above too
     _add_security_scheme(app, config.tokens.enabled)
     return app
 
@@ -671,28 +766,16 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
 
     The listening socket is bound here, so a taken port or a bad host is a ``UserError``.
     """
-    import uvicorn
-
     for path in (config.ssl_keyfile, config.ssl_certfile):
         if path is not None and not Path(path).is_file():
             raise UserError(f"TLS file {path} does not exist")
     sock = _bind(config.host, config.port)
     app = create_app(service or EdgeService(), config)
     tls = config.ssl_certfile is not None
-    from .connections import guarded_protocol, raise_open_file_limit
+    from .connections import raise_open_file_limit
 
     nofile = raise_open_file_limit()
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=config.host, port=sock.getsockname()[1], log_level=config.log_level,
-        timeout_graceful_shutdown=10,
-        http=guarded_protocol(config.header_timeout_s, config.max_connections_per_ip),
-        limit_concurrency=config.max_connections, timeout_keep_alive=config.keep_alive_s,
-        h11_max_incomplete_event_size=config.max_header_bytes,
-        ssl_keyfile=str(config.ssl_keyfile) if tls else None,
-        ssl_certfile=str(config.ssl_certfile) if tls else None,
-        # Behind no proxy: never trust X-Forwarded-For, or a client could pick its rate-limit identity.
-        proxy_headers=False,
-    ))
+    server = build_server(app, config, sock.getsockname()[1])
     log.info("edge server on %s://%s:%d (OpenAPI at /openapi.json)", "https" if tls else "http", config.host,
              sock.getsockname()[1])
     limits = MemoryLimits(config.memory_budget or default_budget(), config.workers, config.max_frame_pixels,
@@ -708,6 +791,37 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
         server.run(sockets=[sock])
     finally:
         sock.close()
+
+
+def build_server(app: FastAPI, config: ServerConfig, port: int) -> Any:
+    """The uvicorn server for ``app`` (made by :func:`create_app` with ``config``) on ``port``.
+
+    Its graceful shutdown (SIGTERM) first fails the queued jobs (503 + Retry-After at once), lets the
+    running ones finish for ``shutdown_grace_s``, and answers 503 for those still running after it.
+    """
+    import uvicorn
+
+    from .connections import guarded_protocol
+
+    runtime: _Runtime = app.state.runtime
+    tls = config.ssl_certfile is not None
+
+    class EdgeServer(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            runtime.begin_shutdown()
+            await super().shutdown(sockets)
+
+    return EdgeServer(uvicorn.Config(
+        app, host=config.host, port=port, log_level=config.log_level,
+        timeout_graceful_shutdown=config.shutdown_grace_s,
+        http=guarded_protocol(config.header_timeout_s, config.max_connections_per_ip),
+        limit_concurrency=config.max_connections, timeout_keep_alive=config.keep_alive_s,
+        h11_max_incomplete_event_size=config.max_header_bytes,
+        ssl_keyfile=str(config.ssl_keyfile) if tls else None,
+        ssl_certfile=str(config.ssl_certfile) if tls else None,
+        # Behind no proxy: never trust X-Forwarded-For, or a client could pick its rate-limit identity.
+        proxy_headers=False,
+    ))
 
 
 def _served_runtimes(models: tuple[str, ...]) -> list[str]:

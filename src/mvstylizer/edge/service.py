@@ -2,10 +2,15 @@
 
 Transport-agnostic: the in-process (embedded) edge and the HTTP server both wrap one ``EdgeService``,
 so a video stylized through either path gives the same frames.
+
+The style cache is bounded by count *and* bytes (issue 14 item 7): each style's decoded photo plus the
+states models prepared from it are counted, and the least recently used styles are dropped until the
+total fits ``EdgeConfig.max_style_bytes`` (a client whose style was dropped gets 404 and re-sends it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
@@ -25,12 +30,49 @@ from ..wire import decode_frame
 class EdgeConfig:
     max_styles: int = 64  # cached style states; least recently used is dropped first
     max_style_side: int = 1024  # style statistics need no more; bounds memory and time per style
+    # Bytes of all cached styles together (decoded photos + prepared states); LRU beyond it. The
+    # newest style is always kept, so a style larger than this still works (uncached after the next).
+    max_style_bytes: int = 256 * 1024**2
+
+    def __post_init__(self) -> None:
+        if self.max_styles < 1 or self.max_style_side < 1 or self.max_style_bytes < 1:
+            raise ValueError("EdgeConfig needs max_styles, max_style_side and max_style_bytes >= 1")
 
 
 @dataclass
 class _Style:
     image: np.ndarray
     states: dict[str, Any] = field(default_factory=dict)  # model name -> prepared style state
+    state_bytes: dict[str, int] = field(default_factory=dict)  # model name -> its state's size
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.image.nbytes) + sum(self.state_bytes.values())
+
+
+def size_of(obj: Any, _seen: set[int] | None = None, _depth: int = 0) -> int:
+    """Bytes held by arrays and tensors in ``obj`` (a model's prepared style state): numpy arrays,
+    torch tensors, and containers, dataclasses or objects holding them. Small Python scalars count 0."""
+    seen = _seen if _seen is not None else set()
+    if id(obj) in seen or _depth > 8 or obj is None or isinstance(obj, (int, float, str, bool)):
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, np.ndarray):
+        return int(obj.nbytes) if obj.base is None or id(obj.base) not in seen else 0
+    if hasattr(obj, "element_size") and hasattr(obj, "nelement"):  # torch.Tensor, without importing torch
+        try:
+            return int(obj.element_size() * obj.nelement())
+        except Exception:  # noqa: BLE001 - a size estimate must never fail a request
+            return 0
+    if isinstance(obj, dict):
+        return sum(size_of(v, seen, _depth + 1) for v in obj.values())
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return sum(size_of(v, seen, _depth + 1) for v in obj)
+    if dataclasses.is_dataclass(obj):
+        return sum(size_of(getattr(obj, f.name, None), seen, _depth + 1) for f in dataclasses.fields(obj))
+    if hasattr(obj, "__dict__"):
+        return sum(size_of(v, seen, _depth + 1) for v in vars(obj).values())
+    return 0
 
 
 class EdgeService:
@@ -40,7 +82,14 @@ class EdgeService:
         self.config = config or EdgeConfig()
         self._models: dict[str, Stylizer] = {}
         self._styles: OrderedDict[str, _Style] = OrderedDict()
+        self._style_bytes = 0  # sum of the cached styles' nbytes
         self._lock = threading.Lock()
+
+    @property
+    def style_cache_bytes(self) -> int:
+        """Bytes held by the style cache (decoded photos + prepared states)."""
+        with self._lock:
+            return self._style_bytes
 
     def models(self) -> list[dict]:
         return [{"name": s.name, "description": s.description, "runtimes": list(s.runtimes),
@@ -59,10 +108,19 @@ class EdgeService:
             raise UserError("style is not a decodable image") from None
         image = shrink_to(image, self.config.max_style_side)
         with self._lock:
-            self._styles[style_id] = _Style(image)
-            while len(self._styles) > self.config.max_styles:
-                self._styles.popitem(last=False)
+            if style_id not in self._styles:  # another thread may have registered it meanwhile
+                self._styles[style_id] = style = _Style(image)
+                self._style_bytes += style.nbytes
+            self._styles.move_to_end(style_id)
+            self._evict()
         return style_id
+
+    def _evict(self) -> None:
+        """Drop least recently used styles (never the newest) beyond the count or byte limit. Lock held."""
+        while len(self._styles) > 1 and (len(self._styles) > self.config.max_styles
+                                         or self._style_bytes > self.config.max_style_bytes):
+            _, old = self._styles.popitem(last=False)
+            self._style_bytes -= old.nbytes
 
     def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
         name = resolve_name(model)
@@ -86,7 +144,11 @@ class EdgeService:
                 # The model was swapped since this request took it: prepare for the old one, uncached.
                 return stylizer.prepare_style(style.image)
             if name not in style.states:
-                style.states[name] = stylizer.prepare_style(style.image)
+                state = stylizer.prepare_style(style.image)
+                style.states[name] = state
+                style.state_bytes[name] = size_of(state)
+                self._style_bytes += style.state_bytes[name]
+                self._evict()  # this style is the most recently used: it stays
             return style.states[name]
 
     def swap_model(self, name: str, stylizer: Stylizer) -> None:
@@ -100,4 +162,5 @@ class EdgeService:
             self._models[name] = stylizer
             for style in self._styles.values():
                 style.states.pop(name, None)
+                self._style_bytes -= style.state_bytes.pop(name, 0)
 

@@ -8,6 +8,7 @@ never the edge package or a model framework.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import os
 import random
 import ssl
@@ -41,7 +42,9 @@ class HttpEdge:
     ``token`` is sent as ``Authorization: Bearer``; ``collect=True`` is the user's opt-in to let the
     edge keep the key frames for federated learning (``frames_collected`` counts what it kept).
     ``verify`` is httpx's: True (system CAs, or ``SSL_CERT_FILE``), a CA bundle path, or an SSLContext.
-    An edge that cannot be reached, or still fails after the retries, raises ``EdgeUnavailable``.
+    An edge that cannot be reached, or still fails after the retries, raises ``EdgeUnavailable``. A TLS
+    certificate this phone does not trust is a plain ``UserError`` at once ("certificate verify
+    failed ..."): not retried, and never a reason for ``--fallback local`` (it may be an attack).
     """
 
     def __init__(
@@ -190,6 +193,13 @@ class HttpEdge:
             try:
                 resp = self._client.request(method, path, content=content, headers=headers, params=params)
             except httpx.TransportError as e:  # timeouts are transport errors too
+                cert = _certificate_failure(e)
+                if cert is not None:
+                    # Not "unreachable": the edge answered with a certificate this phone does not trust.
+                    # Retrying cannot fix that, and falling back to local would hide a possible attack.
+                    raise UserError(
+                        f"edge server at {self.url}: TLS certificate verify failed: {cert}; if the edge uses a "
+                        "private CA or a self-signed certificate, trust it with SSL_CERT_FILE=cert.pem") from None
                 if last:
                     what = (f"did not answer in time ({type(e).__name__})" if isinstance(e, httpx.TimeoutException)
                             else f"is unreachable: {_describe(e)}")
@@ -236,8 +246,30 @@ class HttpEdge:
 
 
 def _is_loopback(url: str) -> bool:
-    host = httpx.URL(url).host
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """True only for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1), never for a name like
+    ``127.attacker.example``, which DNS may point anywhere."""
+    host = httpx.URL(url).host.rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _certificate_failure(e: BaseException) -> str | None:
+    """The reason if ``e`` (or what caused it) is a failed TLS certificate verification, else None."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or str(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = str(e)
+    if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+        return text
+    return None
 
 
 def _detail(resp: httpx.Response) -> str:
