@@ -106,16 +106,17 @@ def test_sigterm_removes_the_temporary_output(tmp_path, style):
 
 def test_verbosity_configures_the_package_logger(capsys):
     log = logging.getLogger("mvstylizer.test")
-    try:
-        _configure_logging(build_parser().parse_args(["-v", "models"]))
-        log.info("an info line")
-        _configure_logging(build_parser().parse_args(["models"]))
-        log.info("hidden")
-        log.warning("a warning line")
-        err = capsys.readouterr().err
-        assert "an info line" in err and "hidden" not in err and "warning: a warning line" in err
-    finally:
-        logging.getLogger("mvstylizer").setLevel(logging.NOTSET)
+    restore = _configure_logging(build_parser().parse_args(["-v", "models"]))
+    log.info("an info line")
+    restore()
+    restore = _configure_logging(build_parser().parse_args(["models"]))
+    log.info("hidden")
+    log.warning("a warning line")
+    restore()
+    err = capsys.readouterr().err
+    assert "an info line" in err and "hidden" not in err and "warning: a warning line" in err
+    # main() leaves the logger as it found it
+    assert logging.getLogger("mvstylizer").level == logging.NOTSET and not logging.getLogger("mvstylizer").handlers
 
 
 def test_media_module_without_a_name_prints_usage():

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from typing import Callable
 
 from .errors import UserError
 
@@ -228,14 +229,23 @@ class _LogLines(logging.Handler):
         tqdm.write(f"{prefix}{record.getMessage()}", file=sys.stderr)
 
 
-def _configure_logging(args: argparse.Namespace) -> None:
+def _configure_logging(args: argparse.Namespace) -> Callable[[], None]:
+    """Route the package's log records to stderr at the level the flags ask for; returns a function
+    that undoes it (``main`` may be called in-process, e.g. by tests or another program)."""
     level = args.global_log_level or {0: "warning", 1: "info"}.get(args.verbose, "debug")
     if args.command == "edge" and getattr(args, "log_level", None) and not args.global_log_level and not args.verbose:
         level = args.log_level  # `edge serve --log-level` (default info): the server's own messages
     logger = logging.getLogger("mvstylizer")
-    if not any(isinstance(h, _LogLines) for h in logger.handlers):
-        logger.addHandler(_LogLines())
-    logger.setLevel(level.upper() if level != "critical" else "CRITICAL")
+    before = logger.level
+    handler = _LogLines()
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+    return restore
 
 
 class _Terminated(Exception):
@@ -748,7 +758,7 @@ def _fl(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _configure_logging(args)
+    restore_logging = _configure_logging(args)
     previous = {}
     if args.command not in ("edge", "cloud") and threading.current_thread() is threading.main_thread():
         # The servers handle their own signals; everything else unwinds, removing temporary files.
@@ -783,6 +793,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        restore_logging()
 
 
 if __name__ == "__main__":
