@@ -1,6 +1,6 @@
 """The edge's HTTP API (``mvstylizer edge serve``): a thin FastAPI layer over one ``EdgeService``.
 
-Endpoints, versioned under ``/v1`` (the OpenAPI spec is at ``/openapi.json``, docs at ``/docs``):
+Endpoints, versioned under ``/v1`` (the OpenAPI spec is at ``/openapi.json``):
 
 - ``GET|HEAD /v1/health`` -> ``{"status": "ok"}`` (never needs a token: liveness probes)
 - ``GET  /v1/models``  -> ``{"models": [{"name", "description", "runtimes", "aliases"}, ...]}``
