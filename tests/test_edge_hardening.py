@@ -139,10 +139,21 @@ def test_401s_are_rate_limited_per_client_address():
             assert "failed authentications" in r.json()["detail"]
             assert c.get("/v1/health").status_code == 200  # liveness is never blocked
         # Another address is not affected (all of 127/8 is loopback on Linux).
+        if not _can_bind("127.0.0.2"):
+            return
         with httpx.Client(base_url=url, timeout=10,
                           transport=httpx.HTTPTransport(local_address="127.0.0.2")) as other:
             assert other.get("/v1/models", headers=_bearer(PHONE)).status_code == 200
             assert other.get("/v1/models", headers=_bearer("guess-x-0123456789")).status_code == 401
+
+
+def _can_bind(host: str) -> bool:
+    try:
+        with socket.socket() as s:
+            s.bind((host, 0))
+        return True
+    except OSError:
+        return False
 
 
 # ------------------------------------------------------------------------- 7h: tokens in the query string
@@ -206,7 +217,7 @@ def test_requests_cancelled_at_shutdown_get_503_not_500():
     """SIGTERM with one job running past the grace period and two queued: all three get 503 with
     Retry-After (before: uvicorn's 500 for each, when it cancelled them after the grace period)."""
     service = _SlowService()
-    config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, shutdown_grace_s=1.0)
+    config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, shutdown_grace_s=2.0)
     app = create_app(service, config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -221,7 +232,7 @@ def test_requests_cancelled_at_shutdown_get_503_not_500():
     url = f"http://127.0.0.1:{port}"
     try:
         sid = httpx.post(f"{url}/v1/styles", content=_png(1), headers={"Content-Type": "image/png"}).json()["style_id"]
-        service.delay = 4.0
+        service.delay = 5.0
         body = pack_frames([_png(2, 12, 12)])
 
         def post() -> tuple[int, str | None, float]:
@@ -241,8 +252,8 @@ def test_requests_cancelled_at_shutdown_get_503_not_500():
             results = [f.result(timeout=30) for f in futures]
         for status, retry_after, done in results:
             assert status == 503 and retry_after == "1", results
-        assert all(done - t0 < 0.8 for _, _, done in results[1:]), results  # queued: at once
-        assert 0.8 < results[0][2] - t0 < 3.5, results  # running: after the grace period, before it ended
+        assert all(done - t0 < 1.5 for _, _, done in results[1:]), results  # queued: at once
+        assert 1.9 < results[0][2] - t0 < 4.5, results  # running: after the grace period, before it ended
     finally:
         server.should_exit = True
         thread.join(15)
