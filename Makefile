@@ -27,9 +27,9 @@ onnx:
 	$(PY) -m mvstylizer.models.dncm
 
 # Site-packages size and package count (pip and setuptools included) of each install in a fresh venv:
-# the table in README.md, "Install". Slow: installs everything three times.
+# the table in README.md, "Install". Slow: installs everything four times.
 install-sizes:
-	@for extra in "" "[edge]" "[all]"; do \
+	@for extra in "" "[data]" "[edge]" "[all]"; do \
 		d=$$(mktemp -d); $(PY) -m venv $$d/v && $$d/v/bin/pip install -q ".$$extra" >/dev/null 2>&1 || exit 1; \
 		printf '%-20s %6s %4s packages\n' "mvstylizer$$extra" "$$(du -sh $$d/v/lib/python3*/site-packages | cut -f1)" \
 			"$$($$d/v/bin/pip list 2>/dev/null | tail -n +3 | wc -l)"; rm -rf $$d; \
