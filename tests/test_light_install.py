@@ -198,3 +198,22 @@ def test_shipped_dncm_graph_is_current_and_matches_torch():
         np.testing.assert_allclose(ort_model.content_matrix(content), torch_model.content_matrix(content),
                                    atol=1e-4)
     np.testing.assert_allclose(ort_model.content_matrix(None), torch_model.content_matrix(None), atol=1e-5)
+
+
+def test_training_the_shipped_dncm_weights_remakes_the_shipped_graph(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    from mvstylizer.cli import main
+    from mvstylizer.models import dncm
+    from helpers import texture, to8
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(photos / f"p{i}.png"), to8(texture(96, 128, seed=30 + i)))
+    weights, graph = tmp_path / "dncm.pt", tmp_path / "dncm.onnx"
+    monkeypatch.setattr(dncm, "default_weights", lambda: weights)
+    monkeypatch.setattr(dncm, "shipped_onnx", lambda: graph)
+    assert main(["train", "dncm", "--data", str(photos), "--batch", "2", "--size", "64", "--steps", "1",
+                 "--out", str(weights), "-q"]) == 0
+    assert dncm._onnx_weights_hash(graph) == dncm._sha256(weights)
+    assert dncm.DNCMOnnxStylizer().onnx_path == graph

@@ -511,6 +511,11 @@ def _train(args: argparse.Namespace) -> int:
     module = recipe.get("module", f"{args.model}_train")
     path = importlib.import_module(f"mvstylizer.models.{module}").train(config)
     print(f"wrote {path}")
+    if args.model == "dncm":
+        from .models.dncm import default_weights, export_onnx, shipped_onnx
+
+        if Path(path).resolve() == default_weights().resolve():  # keep the graph the core install runs in step
+            print(f"wrote {export_onnx(shipped_onnx())}")
     return 0
 
 
