@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import ssl
-import socket
 import subprocess
-import sys
-import time
 
 import cv2
 import httpx
@@ -20,6 +16,7 @@ from mvstylizer.cli import main
 from mvstylizer.errors import UserError
 from mvstylizer.video.synthetic import write_test_clip
 
+from edge_server import free_port, start_server, stop_server
 from helpers import texture, to8
 
 
@@ -28,44 +25,11 @@ from helpers import texture, to8
 GUIDED = ["--smoothing", "guided", "-y"]  # -y: several runs write the same output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_server(*extra: str, scheme: str = "http", verify=True) -> tuple[str, subprocess.Popen]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mvstylizer.cli", "edge", "serve", "--port", str(port), *extra],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"{scheme}://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1, verify=verify).status_code == 200:
-                return url, proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("edge server did not start")
-        time.sleep(0.1)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 @pytest.fixture(scope="module")
 def server():
-    url, proc = _start_server()
+    url, proc = start_server()
     yield url, proc
-    _stop(proc)
+    stop_server(proc)
 
 
 def test_stylize_through_the_server_matches_the_embedded_edge(tmp_path, server, monkeypatch):
@@ -101,7 +65,7 @@ def test_unreachable_edge_is_one_clear_line(tmp_path, capsys):
     write_test_clip(src, width=64, height=48, frames=4, fps=10.0)
     cv2.imwrite(str(style), to8(texture(48, 48)))
     out = tmp_path / "out.mp4"
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     assert main(["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(out), "--edge", url, "-q"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "unreachable" in err and "\n" not in err
@@ -111,7 +75,7 @@ def test_unreachable_edge_is_one_clear_line(tmp_path, capsys):
 def test_edge_killed_mid_video_gives_a_clear_error_and_no_output(tmp_path, capsys, monkeypatch):
     from mvstylizer.mobile import http_edge
 
-    url, proc = _start_server()
+    url, proc = start_server()
     try:
         src, style = tmp_path / "in.mp4", tmp_path / "style.png"
         write_test_clip(src, width=64, height=48, frames=40, fps=10.0)
@@ -135,7 +99,7 @@ def test_edge_killed_mid_video_gives_a_clear_error_and_no_output(tmp_path, capsy
         assert err.startswith("error:") and "unreachable" in err and "\n" not in err
         assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 def _clip(tmp_path, frames: int = 12) -> tuple:
@@ -158,7 +122,7 @@ def test_contributed_frames_survive_a_killed_server(tmp_path, capsys):
     phone_token.write_text(token + "\n")
     data = tmp_path / "data"
     args = ["--token-file", str(tokens), "--data-dir", str(data), "--models", "classic"]
-    url, proc = _start_server(*args)
+    url, proc = start_server(*args)
     out = tmp_path / "out.mp4"
     try:
         base = ["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(out), "--edge", url, "--model", "classic",
@@ -176,7 +140,7 @@ def test_contributed_frames_survive_a_killed_server(tmp_path, capsys):
     finally:
         proc.kill()  # no graceful shutdown: as if the machine lost power
         proc.wait(10)
-    url, proc = _start_server(*args)
+    url, proc = start_server(*args)
     try:
         metrics = httpx.get(f"{url}/v1/metrics", headers={"Authorization": f"Bearer {token}"}).text
         size = next(float(line.split()[-1]) for line in metrics.splitlines()
@@ -186,13 +150,13 @@ def test_contributed_frames_survive_a_killed_server(tmp_path, capsys):
             for a, b in zip(frames, store.iter_frames()):
                 np.testing.assert_array_equal(a, b)
     finally:
-        _stop(proc)
+        stop_server(proc)
 
 
 def test_fallback_local_finishes_the_video_without_the_edge(tmp_path, capsys):
     src, style = _clip(tmp_path)
     out = tmp_path / "out.mp4"
-    url = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     code = main(["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(out), "--edge", url, "-q",
                  "--fallback", "local", "--model", "classic"])
     assert code == 0 and out.exists()
@@ -227,7 +191,7 @@ def test_tls_with_uvicorn_ssl_options(tmp_path, capsys):
     subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
                     "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
                    check=True, capture_output=True, timeout=60)
-    url, proc = _start_server("--ssl-keyfile", str(key), "--ssl-certfile", str(cert), scheme="https",
+    url, proc = start_server("--ssl-keyfile", str(key), "--ssl-certfile", str(cert), scheme="https",
                               verify=ssl.create_default_context(cafile=str(cert)))
     try:
         with HttpEdge(url, verify=str(cert)) as link:
@@ -245,4 +209,4 @@ def test_tls_with_uvicorn_ssl_options(tmp_path, capsys):
         with pytest.raises(httpx.HTTPError):
             httpx.get(url.replace("https", "http") + "/v1/health", timeout=5)
     finally:
-        _stop(proc)
+        stop_server(proc)

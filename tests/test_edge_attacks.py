@@ -5,54 +5,23 @@ Every test here failed on the edge before the fix it names (see docs/EDGE.md, "T
 
 from __future__ import annotations
 
-import signal
 import socket
 import struct
 import subprocess
-import sys
 import time
 
 import httpx
 import numpy as np
 import pytest
 
+import edge_server
+from edge_server import stop_server
 from mvstylizer.wire import BatchTooLarge, FrameBatchParser, FRAMES_MEDIA_TYPE, Encoding, encode_frame, unpack_frames
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_server(*extra: str, env: dict | None = None, log=subprocess.DEVNULL, preexec_fn=None) -> tuple[str, subprocess.Popen]:
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "mvstylizer.cli", "edge", "serve", "--port", str(port),
-                             "--log-level", "warning", *extra],
-                            stdout=log, stderr=subprocess.STDOUT if log is not subprocess.DEVNULL else log, env=env,
-                            preexec_fn=preexec_fn)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/v1/health", timeout=1).status_code == 200:
-                return url, proc
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError("edge server did not start")
-        time.sleep(0.1)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+def start_server(*extra: str, **kw) -> tuple[str, subprocess.Popen]:
+    """A real edge process, quiet unless a test asks for its log."""
+    return edge_server.start_server("--log-level", "warning", *extra, **kw)
 
 
 @pytest.fixture(scope="module")

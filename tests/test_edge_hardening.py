@@ -25,7 +25,7 @@ from mvstylizer.mobile.edge_link import EdgeUnavailable, EmbeddedEdge, FallbackE
 from mvstylizer.mobile.http_edge import HttpEdge, _is_loopback
 from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, pack_frames
 
-from test_edge_attacks import start_server, stop_server
+from edge_server import start_server, stop_server
 from test_edge_http import _rng_image, _running
 
 OPEN = RateLimitConfig(rate=1e6, burst=10**6)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,12 +18,7 @@ pytest.importorskip("flwr")
 torch = pytest.importorskip("torch")
 
 from helpers import texture, to8  # noqa: E402
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from edge_server import free_port  # noqa: E402
 
 
 def _edge_dir(root: Path, seed: int) -> Path:
@@ -56,7 +50,7 @@ def _pids(log: Path, pattern: str) -> list[int]:
 
 
 def test_superlink_and_two_supernodes_run_two_rounds(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1", FLWR_TELEMETRY_ENABLED="0")
     cli = [sys.executable, "-m", "mvstylizer.cli"]
     logs = {name: tmp_path / f"{name}.log" for name in ("cloud", "edge0", "edge1")}
@@ -73,7 +67,7 @@ def test_superlink_and_two_supernodes_run_two_rounds(tmp_path):
             with open(logs[f"edge{i}"], "wb") as out:
                 procs.append(subprocess.Popen(
                     [*cli, "edge", "fl-join", "--superlink", f"127.0.0.1:{port}", "--data-dir", str(d),
-                     "--port", str(_free_port())],
+                     "--port", str(free_port())],
                     stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True))
         try:
             rc = cloud.wait(timeout=240)
