@@ -123,3 +123,14 @@ def test_media_module_without_a_name_prints_usage():
     result = subprocess.run([sys.executable, "-m", "mvstylizer.video.media"], capture_output=True, text=True,
                             env={**os.environ})
     assert result.returncode != 0 and "usage:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_first_cache_write_is_announced_once(tmp_path, monkeypatch, caplog):
+    from mvstylizer.models.vgg_weights import cache_dir
+
+    monkeypatch.setenv("MVSTYLIZER_CACHE", str(tmp_path / "cache"))
+    with caplog.at_level(logging.WARNING, logger="mvstylizer"):
+        cache_dir()
+        cache_dir()
+    notes = [r for r in caplog.records if "first run" in r.getMessage()]
+    assert len(notes) == 1 and str(tmp_path / "cache") in notes[0].getMessage()
