@@ -671,11 +671,17 @@ def _add_fl_parsers(sub: argparse._SubParsersAction, esub: argparse._SubParsersA
 
     f = sub.add_parser("fl", help="federated learning experiments")
     fsub = f.add_subparsers(dest="fl_command", required=True)
-    sim = fsub.add_parser("simulate", help="non-IID edges on Flower's simulation engine, against baselines")
-    sim.add_argument("--edges", type=_positive_int, default=3)
+    sim = fsub.add_parser("simulate", help="non-IID edges: pretrained, local-only, federated, personalised, "
+                          "centralised, on the population and an unseen edge (docs/FL.md)")
+    sim.add_argument("--footage", type=Path, metavar="DIR", help="folder of real clips (default: package media)")
+    sim.add_argument("--edges", type=_positive_int, default=5, help="training edges (scene kinds; default 5)")
     sim.add_argument("--rounds", type=_positive_int, default=5)
-    sim.add_argument("--frames-per-edge", type=_positive_int, default=12, help="training frames per edge")
-    sim.add_argument("--held-out", type=_positive_int, default=8, help="held-out frames per edge")
+    sim.add_argument("--seeds", type=_positive_int, default=3)
+    sim.add_argument("--frames-per-clip", type=_positive_int, default=4, help="training frames per clip")
+    sim.add_argument("--held-out", type=_positive_int, default=2, help="held-out frames per clip")
+    sim.add_argument("--finetune-steps", type=int, default=5, help="personalised: local steps after federation")
+    sim.add_argument("--eval-crops", type=_positive_int, default=32, help="held-out crop pairs per edge")
+    sim.add_argument("--workers", type=_positive_int, default=1, help="processes running seeds side by side")
     sim.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     _add_fl_options(sim)
 
@@ -747,29 +753,10 @@ def _fl_join(args: argparse.Namespace) -> int:
 
 
 def _fl(args: argparse.Namespace) -> int:
-    import json
-    import shlex
-
-    from .fl.partitions import PartitionSpec
-    from .fl.simulate import SimConfig, simulate
-    from .video.io import atomic_path
+    from .fl.population import run_cli
 
     _check_report_folder(args.json)
-    cloud = _cloud_config(args, args.rounds, args.edges)
-    report = simulate(SimConfig(edges=args.edges, rounds=args.rounds, cloud=cloud,
-                                partition=PartitionSpec(frames_per_edge=args.frames_per_edge,
-                                                        held_out_per_edge=args.held_out)),
-                      log=lambda msg: print(msg, file=sys.stderr))
-    report = {"command": "mvstylizer " + shlex.join(sys.argv[1:]), **report}
-    text = json.dumps(report, indent=2)
-    if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(text + "\n")
-    for row in report["final"]:
-        print(f"edge {row['edge']} ({row['scene']}): held-out loss pre-trained {row['pretrained_loss']:.5f}, "
-              f"local-only {row['local_only_loss']:.5f}, federated {row['federated_loss']:.5f} "
-              f"({'beats both' if row['federated_beats_both'] else 'does not beat both'})")
-    return 0
+    return run_cli(args, _cloud_config(args, args.rounds, args.edges))
 
 
 def main(argv: list[str] | None = None) -> int:

