@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -45,6 +46,7 @@ def test_package_fallback_edges_are_non_iid_and_flag_contamination():
         PopConfig(edges=1)
 
 
+@pytest.mark.slow
 def test_fl_simulate_writes_summary_for_every_method(tmp_path, capsys):
     out = tmp_path / "pop.json"
     assert main(["fl", "simulate", "--edges", "5", *TINY, "--json", str(out)]) == 0
@@ -70,3 +72,22 @@ def test_fl_simulate_rejects_missing_footage(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["fl", "simulate", "--footage", str(tmp_path / "empty"), *TINY]) == 2
     assert "FOOTAGE_GROUPS" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fl_simulate_on_a_footage_folder_names_it_dir(tmp_path, monkeypatch):
+    from mvstylizer.video.media import package_media
+
+    footage = tmp_path / "clips"
+    footage.mkdir()  # stand-in clips under footage names (links to package videos)
+    for name, src in [("ped_street_1080p.mp4", "bikes.mp4"), ("face_talk_hands.mp4", "bigbuckbunny.mp4"),
+                      ("juggle_fast.mp4", "carphone_pristine.mp4")]:
+        (footage / name).symlink_to(package_media(src))
+    out = tmp_path / "pop.json"
+    argv = ["fl", "simulate", "--footage", str(footage), *TINY, "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", ["mvstylizer", *argv])  # the report's command comes from sys.argv
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert [e["scene"] for e in report["data"]["edges"]] == ["street", "faces"]
+    assert report["data"]["unseen"]["scene"] == "outdoor_nature"
+    assert str(footage) not in out.read_text() and "--footage DIR" in report["command"]

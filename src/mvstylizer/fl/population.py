@@ -467,7 +467,11 @@ def run_cli(args: Any, cloud: Any) -> int:
     if cfg.strategy == "fedprox":
         cfg.local.proximal_mu = cloud.strategy.proximal_mu
     report = run_population(cfg, log=lambda m: print(m, file=sys.stderr))
-    report = {"command": "mvstylizer " + shlex.join(sys.argv[1:]), **report}
+    # The footage folder is machine-specific (and may be private): the report names it DIR.
+    argv = ["DIR" if args.footage is not None and a == str(args.footage) else a for a in sys.argv[1:]]
+    report = {"command": "mvstylizer " + shlex.join(argv), **report}
+    if args.footage is not None:
+        report["config"]["footage"] = "DIR"
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
