@@ -186,6 +186,7 @@ def _finite_model(path: Path) -> bool:
     return all(torch.isfinite(v.float()).all() for v in blob["state_dict"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_federation_survives_dropout_and_poison_then_resumes(tmp_path):
     dirs = {n: _edge_dir(tmp_path / f"edge{n}", seed=n) for n in (11, 12, 13)}
     cfg = CloudConfig(registry=str(tmp_path / "registry"), num_rounds=2, local=TINY,
@@ -327,6 +328,7 @@ def test_fl_cli_rejects_bad_input(argv, message, capsys):
 # ---------------------------------------------------------------- Flower's simulation engine
 
 
+@pytest.mark.slow
 def test_fl_simulation_reports_rounds_and_baselines(tmp_path):
     pytest.importorskip("ray")
     from mvstylizer.fl.partitions import PartitionSpec
