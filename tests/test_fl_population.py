@@ -91,3 +91,17 @@ def test_fl_simulate_on_a_footage_folder_names_it_dir(tmp_path, monkeypatch):
     assert [e["scene"] for e in report["data"]["edges"]] == ["street", "faces"]
     assert report["data"]["unseen"]["scene"] == "outdoor_nature"
     assert str(footage) not in out.read_text() and "--footage DIR" in report["command"]
+
+
+def test_plot_draws_from_a_report(tmp_path):
+    pytest.importorskip("matplotlib")
+    from mvstylizer.fl.population import plot
+
+    edges = [{"scene": s} for s in ("a", "b")]
+    per = {"mean": 0.03, "std": 0.001}
+    report = {"data": {"edges": edges, "unseen": {"scene": "u"}}, "seeds": [0, 1],
+              "per_seed": {"pretrained": [{"loss": 0.03}] * 3,
+                           "runs": [{"federated_curve": [[0.03, 0.031, 0.029]] * 2}] * 2},
+              "summary": {m: {"population": per, "unseen": per} for m in METHODS}}
+    plot(report, tmp_path / "p.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000

@@ -481,3 +481,37 @@ def run_cli(args: Any, cloud: Any) -> int:
           f"beats every local model: {t['federated_beats_every_local_model']}; personalised beats local-only "
           f"everywhere: {t['personalized_beats_local_only_on_every_edge']}; gap closed: {t['gap_closed']}")
     return 0
+
+
+def plot(report: dict[str, Any], path: Path) -> None:
+    """Two panels: the federated model's held-out loss per round per edge (mean over seeds, relative to
+    the pretrained model), and population/unseen loss per method (mean ± std over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scenes = [e["scene"] for e in report["data"]["edges"]] + [report["data"]["unseen"]["scene"] + " (unseen)"]
+    pre = [s["loss"] for s in report["per_seed"]["pretrained"]]
+    curves = np.mean([r["federated_curve"] for r in report["per_seed"]["runs"]], axis=0)  # rounds x sets
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    rounds = np.arange(1, len(curves) + 1)
+    for i, name in enumerate(scenes):
+        a.plot(rounds, curves[:, i] - pre[i], marker="o", ls="--" if "unseen" in name else "-", label=name)
+    a.axhline(0, color="k", lw=0.8)
+    a.set(xlabel="round", ylabel="federated loss - pretrained loss", title="federated model per edge (mean of seeds)")
+    a.legend(fontsize=8)
+    s = report["summary"]
+    x = np.arange(len(METHODS))
+    for k, (key, off) in enumerate((("population", -0.2), ("unseen", 0.2))):
+        b.bar(x + off, [s[m][key]["mean"] for m in METHODS], 0.4, yerr=[s[m][key]["std"] for m in METHODS],
+              label=key, capsize=3)
+    lo = min(min(s[m][k]["mean"] for m in METHODS) for k in ("population", "unseen"))
+    hi = max(max(s[m][k]["mean"] for m in METHODS) for k in ("population", "unseen"))
+    b.set_ylim(lo - 0.1 * (hi - lo) - 1e-4, hi + 0.1 * (hi - lo) + 1e-4)
+    b.set_xticks(x, METHODS, rotation=20)
+    b.set(ylabel="held-out loss (lower is better)", title=f"methods, mean ± std over {len(report['seeds'])} seeds")
+    b.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
