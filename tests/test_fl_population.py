@@ -105,3 +105,24 @@ def test_plot_draws_from_a_report(tmp_path):
               "summary": {m: {"population": per, "unseen": per} for m in METHODS}}
     plot(report, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
+
+
+def test_poisoned_updates_and_the_guard():
+    from mvstylizer.fl.population import guard, poison_update
+
+    glob, honest = [np.zeros(4)], [np.full(4, 0.1)]
+    assert guard(glob, poison_update(glob, honest, "nan"), 100.0) is None
+    assert guard(glob, poison_update(glob, honest, "scale"), 100.0) is None  # norm 2e5
+    flipped = guard(glob, poison_update(glob, honest, "signflip"), 100.0)
+    np.testing.assert_allclose(flipped[0], -0.1)  # passes the guard: robust aggregation must bound it
+    np.testing.assert_allclose(guard(glob, [np.full(4, 3.0)], 100.0, clip_norm=1.0)[0], 0.5)
+    np.testing.assert_allclose(guard(glob, honest, 100.0)[0], 0.1)
+
+
+@pytest.mark.slow
+def test_fl_simulate_poisoned_run_reports_the_federated_model(tmp_path):
+    out = tmp_path / "p.json"
+    assert main(["fl", "simulate", "--edges", "5", *TINY, "--poison", "scale", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["rejected_updates_per_seed"] == [1, 1]  # one round, one poisoned edge, per seed
+    assert math.isfinite(report["summary"]["federated"]["population"]["mean"])

@@ -682,6 +682,8 @@ def _add_fl_parsers(sub: argparse._SubParsersAction, esub: argparse._SubParsersA
     sim.add_argument("--finetune-steps", type=int, default=5, help="personalised: local steps after federation")
     sim.add_argument("--eval-crops", type=_positive_int, default=32, help="held-out crop pairs per edge")
     sim.add_argument("--workers", type=_positive_int, default=1, help="processes running seeds side by side")
+    sim.add_argument("--poison", default="none", choices=["none", "nan", "scale", "signflip"],
+                     help="the first edge sends poisoned updates (NaN, x1e6, sign-flipped); federated only")
     sim.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
     _add_fl_options(sim)
 

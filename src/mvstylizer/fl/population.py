@@ -69,6 +69,7 @@ PACKAGE_UNSEEN: tuple[str, tuple[str, ...]] = ("space", ("rocket.jpg", "hubble_d
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 METHODS = ("pretrained", "local_only", "federated", "personalized", "centralized")
+POISONS = ("none", "nan", "scale", "signflip")
 
 
 @dataclass
@@ -88,12 +89,17 @@ class PopConfig:
     server_lr: float = 1.0
     base_weights: Path | None = None
     workers: int = 1  # processes running seeds side by side (fork; 1 = in this process)
+    poison: str = "none"  # none | nan | scale | signflip: the first edge's update, every round
+    reject_norm: float = 100.0  # the cloud's update guard: reject non-finite updates and longer ones
+    clip_norm: float = 0.0
 
     def __post_init__(self) -> None:
         if self.edges < 2 or self.rounds < 1 or self.seeds < 1:
             raise UserError("need --edges >= 2, --rounds >= 1 and --seeds >= 1")
         if self.frames_per_clip < 1 or self.held_out_per_clip < 1 or self.eval_crops < 2 or self.finetune_steps < 0:
             raise UserError("frames and held-out per clip must be >= 1, eval crops >= 2, finetune steps >= 0")
+        if self.poison not in POISONS:
+            raise UserError(f"unknown poison {self.poison!r}; choose one of {', '.join(POISONS)}")
         if self.strategy not in ("fedavg", "fedprox", "trimmed", "median"):
             raise UserError(f"unknown strategy {self.strategy!r}")
         if self.footage is not None and not Path(self.footage).is_dir():
@@ -195,6 +201,31 @@ def _load(net: Any, arrays: list[np.ndarray]) -> None:
             p.copy_(torch.from_numpy(a.astype(np.float32)))
 
 
+def poison_update(glob: list[np.ndarray], update: list[np.ndarray], kind: str) -> list[np.ndarray]:
+    """A poisoned edge's reply: NaN in its first array, its update x1e6, or its update sign-flipped."""
+    if kind == "nan":
+        out = [u.copy() for u in update]
+        out[0].flat[0] = np.nan
+        return out
+    if kind == "scale":
+        return [g + 1e6 * (u - g) for g, u in zip(glob, update)]
+    if kind == "signflip":
+        return [g - (u - g) for g, u in zip(glob, update)]
+    return update
+
+
+def guard(glob: list[np.ndarray], update: list[np.ndarray], reject_norm: float,
+          clip_norm: float = 0.0) -> list[np.ndarray] | None:
+    """The cloud's UpdateGuard rule: None for a non-finite update or one longer than ``reject_norm``;
+    clips longer than ``clip_norm`` (when set)."""
+    deltas = [u - g for g, u in zip(glob, update)]
+    norm = math.sqrt(sum(float(np.sum(d * d)) for d in deltas))
+    if not math.isfinite(norm) or norm > reject_norm:
+        return None
+    scale = clip_norm / norm if clip_norm and norm > clip_norm else 1.0
+    return update if scale == 1.0 else [g + scale * d for g, d in zip(glob, deltas)]
+
+
 def aggregate(glob: list[np.ndarray], updates: list[list[np.ndarray]], weights: list[float], strategy: str,
               trim_beta: float = 0.2, server_lr: float = 1.0) -> list[np.ndarray]:
     """New global parameters from the edges' models: Flower's FedAvg/FedProx (weighted mean, FedAvgM
@@ -243,7 +274,7 @@ def _run_seed(seed: int, cfg: PopConfig, edges: list[Edge], unseen: Edge, base: 
 
     # local-only: the edge's federated rounds without the averaging
     local_scores = []
-    for e in range(n):
+    for e in range(n if cfg.poison == "none" else 0):  # a poisoning run scores the federated model only
         net = copy.deepcopy(base)
         for r in range(1, cfg.rounds + 1):
             local_fit(net, banks[e], no_prox, steps[e], round_seed=r)
@@ -256,12 +287,21 @@ def _run_seed(seed: int, cfg: PopConfig, edges: list[Edge], unseen: Edge, base: 
     glob = _params(base)
     curve = []
     for r in range(1, cfg.rounds + 1):
-        updates = []
+        updates, weights = [], []
         for e in range(n):
             _load(net, glob)
             local_fit(net, banks[e], local, steps[e], round_seed=r)
-            updates.append(_params(net))
-        glob = aggregate(glob, updates, [len(x.train) for x in edges], cfg.strategy, cfg.trim_beta, cfg.server_lr)
+            update = _params(net)
+            if e == 0 and cfg.poison != "none":
+                update = poison_update(glob, update, cfg.poison)
+            vetted = guard(glob, update, cfg.reject_norm, cfg.clip_norm)
+            if vetted is None:
+                res["rejected_updates"] = res.get("rejected_updates", 0) + 1
+                continue
+            updates.append(vetted)
+            weights.append(len(edges[e].train))
+        if updates:
+            glob = aggregate(glob, updates, weights, cfg.strategy, cfg.trim_beta, cfg.server_lr)
         if r < cfg.rounds and cfg.rounds <= 10:
             _load(net, glob)
             curve.append([s["loss"] for s in scorer.score(net)])
@@ -271,6 +311,8 @@ def _run_seed(seed: int, cfg: PopConfig, edges: list[Edge], unseen: Edge, base: 
     curve.append([s["loss"] for s in res["federated"]])
     res["federated_curve"] = curve  # loss per round on every eval set
     log(f"  seed {seed}: federated done")
+    if cfg.poison != "none":
+        return res
 
     # personalised: a short fine-tune of the federated model on each edge's own frames (unseen too)
     pers = []
@@ -404,6 +446,20 @@ def run_population(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) 
             _FORK_STATE = None
     else:
         seeds = [_run_seed(s, cfg, edges, unseen, base, scorer, log) for s in range(cfg.seeds)]
+    if cfg.poison != "none":
+        fed = {k: [float(np.mean([s["federated"][i][k] for i in range(n)])) for s in seeds] for k in ("loss", "psnr")}
+        pre_pop = float(np.mean([pre[i]["loss"] for i in range(n)]))
+        return {"data": {"edges": [{"scene": e.scene, "clips": e.sources} for e in edges],
+                         "unseen": {"scene": unseen.scene, "clips": unseen.sources}},
+                "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+                "poisoned_edge": edges[0].scene, "seeds": list(range(cfg.seeds)),
+                "summary": {"pretrained": {"population": _ms([pre_pop] * len(seeds)), "unseen": _ms([pre[n]["loss"]] * len(seeds))},
+                            "federated": {"population": _ms(fed["loss"]), "unseen": _ms([s["federated"][n]["loss"] for s in seeds]),
+                                          "per_edge": [{"scene": e.scene, **_ms([s["federated"][i]["loss"] for s in seeds])}
+                                                       for i, e in enumerate(edges)],
+                                          "population_psnr": _ms(fed["psnr"], 3)}},
+                "rejected_updates_per_seed": [s.get("rejected_updates", 0) for s in seeds],
+                "per_seed": {"pretrained": pre, "runs": seeds}, "wall_s": round(time.perf_counter() - t0, 1)}
     views = {k: _per_seed_views(pre, seeds, n, k) for k in ("loss", "psnr")}
 
     def summarise(v: dict[str, Any], nd: int) -> dict[str, Any]:
@@ -463,7 +519,8 @@ def run_cli(args: Any, cloud: Any) -> int:
                     strategy=cloud.strategy.name, trim_beta=cloud.strategy.trim_beta,
                     server_lr=cloud.strategy.server_lr,
                     base_weights=Path(cloud.base_weights) if cloud.base_weights else None,
-                    workers=args.workers)
+                    workers=args.workers, poison=args.poison, reject_norm=cloud.strategy.reject_norm,
+                    clip_norm=cloud.strategy.clip_norm)
     if cfg.strategy == "fedprox":
         cfg.local.proximal_mu = cloud.strategy.proximal_mu
     report = run_population(cfg, log=lambda m: print(m, file=sys.stderr))
@@ -475,6 +532,13 @@ def run_cli(args: Any, cloud: Any) -> int:
     if args.json:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(report, indent=2) + "\n")
+    if cfg.poison != "none":
+        s = report["summary"]
+        print(f"poisoned ({cfg.poison}, edge {report['poisoned_edge']}), {cfg.strategy}: federated population loss "
+              f"{s['federated']['population']['mean']:.5f} ± {s['federated']['population']['std']:.5f} "
+              f"(pretrained {s['pretrained']['population']['mean']:.5f}); rejected updates per seed "
+              f"{report['rejected_updates_per_seed']}")
+        return 0
     print(table(report))
     t = report["targets"]
     print(f"federated beats pretrained on every edge: {t['federated_beats_pretrained_on_every_edge']}; "
