@@ -156,16 +156,7 @@ def _phone(url: str, token: str, style_blob: bytes, bodies: list[bytes], cfg: Ed
         params = {"style_id": sid, "model": cfg.model}
         barrier.wait()
         for i in range(cfg.requests):
-            body = bodies[i % len(bodies)]
-            t = time.perf_counter()
-            try:
-                r = client.post("/v1/stylize", content=body, params=params,
-                                headers={"Content-Type": FRAMES_MEDIA_TYPE})
-                statuses[str(r.status_code)] += 1
-                if r.status_code == 200:
-                    latencies.append(time.perf_counter() - t)
-            except httpx.HTTPError as e:
-                statuses[type(e).__name__] += 1
+            _timed_stylize(client, bodies[i % len(bodies)], params, statuses, latencies)
     out["latencies"] = latencies
     out["statuses"] = statuses
 
@@ -292,18 +283,23 @@ def _victim(url: str, token: str, sid: str, bodies: list[bytes], cfg: EdgeBenchC
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=300) as client:
         start = time.perf_counter()
         for i in range(cfg.victim_requests):
-            t = time.perf_counter()
-            try:
-                r = client.post("/v1/stylize", content=bodies[i % len(bodies)],
-                                params={"style_id": sid, "model": cfg.model},
-                                headers={"Content-Type": FRAMES_MEDIA_TYPE})
-                statuses[str(r.status_code)] += 1
-                if r.status_code == 200:
-                    latencies.append(time.perf_counter() - t)
-            except httpx.HTTPError as e:
-                statuses[type(e).__name__] += 1
+            _timed_stylize(client, bodies[i % len(bodies)], {"style_id": sid, "model": cfg.model}, statuses,
+                           latencies)
         wall = time.perf_counter() - start
     return _latency_summary(latencies, statuses, cfg.victim_requests, wall)
+
+
+def _timed_stylize(client: httpx.Client, body: bytes, params: dict, statuses: Counter, latencies: list[float]
+                   ) -> None:
+    """One /v1/stylize request: its status (or transport error) counted, its latency kept if it succeeded."""
+    t = time.perf_counter()
+    try:
+        r = client.post("/v1/stylize", content=body, params=params, headers={"Content-Type": FRAMES_MEDIA_TYPE})
+        statuses[str(r.status_code)] += 1
+        if r.status_code == 200:
+            latencies.append(time.perf_counter() - t)
+    except httpx.HTTPError as e:
+        statuses[type(e).__name__] += 1
 
 
 class _Flood:
