@@ -135,3 +135,11 @@ def test_hot_swap_refuses_a_file_whose_hash_does_not_match_the_recorded_one(tmp_
     # Once the stamp matches, the new model is swapped in.
     _publish(tmp_path, None)
     assert watcher.check() and len(service.swapped) == 2
+
+
+def test_fl_client_and_model_sync_share_one_model_file():
+    from mvstylizer.edge import fl_client, model_sync
+    from mvstylizer.fl.model_file import model_file
+
+    assert fl_client.MODEL_FILE is model_sync.MODEL_FILE
+    assert model_file() == model_file("dncm") == Path("models") / "dncm.pt"

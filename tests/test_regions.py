@@ -113,7 +113,8 @@ def test_dark_style_keeps_shadow_detail(model):
     assert ground.std() > 0.005
 
 
-def test_registered_as_spatial():
+def test_registered_as_spatial_and_built_with_options():
     spec = next(s for s in available_models() if s.name == "regions")
     assert spec.spatial
     assert isinstance(build_model("regions"), RegionTransfer)
+    assert build_model("regions", config=RegionConfig(strength=0.25)).config.strength == 0.25

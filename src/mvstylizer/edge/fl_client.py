@@ -31,8 +31,8 @@ from flwr.clientapp import ClientApp
 from ..errors import UserError
 from ..fl.local import (BANK_SIDE, FrameBank, LocalConfig, evaluate_net, held_out_batch, load_base, local_fit,
                         parameter_arrays, set_parameters, split_held_out)
+from ..fl.model_file import MODEL_FILE
 
-MODEL_FILE = Path("models") / "dncm.pt"
 
 
 @dataclass

@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..fl.model_file import MODEL_FILE
 from ..models.safeload import UnsafeModelFile, load_pt, sha256_file
 
 log = logging.getLogger("mvstylizer.edge.model_sync")
 
-MODEL_FILE = Path("models") / "dncm.pt"
 SERVING_DIR = Path("models") / "serving"
 KEEP_SNAPSHOTS = 3  # older snapshots are deleted; in-flight requests hold their model in memory
 

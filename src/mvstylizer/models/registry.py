@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import UserError
 from .base import Stylizer
@@ -88,13 +89,14 @@ def resolve_name(name: str) -> str:
     return f"{spec.name}:{runtime}"
 
 
-def build_model(name: str) -> Stylizer:
-    """The model a ``--model`` value names, built. A model whose runtime needs something the core
-    install leaves out (PyTorch for wct2 and dncm:torch) raises a UserError naming the extra."""
+def build_model(name: str, **kwargs: Any) -> Stylizer:
+    """The model a ``--model`` value names, built with ``kwargs`` (its constructor's: e.g. ``weights=``
+    for dncm, ``config=`` for regions). A model whose runtime needs something the core install leaves
+    out (PyTorch for wct2 and dncm:torch) raises a UserError naming the extra."""
     spec, runtime = _split(name)
     module, cls = spec.runtimes[runtime].split(":")
     try:
-        return getattr(importlib.import_module(f"{__package__}.{module}"), cls)()
+        return getattr(importlib.import_module(f"{__package__}.{module}"), cls)(**kwargs)
     except ImportError as exc:
         from ..extras import missing_extra
 
