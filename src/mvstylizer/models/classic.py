@@ -24,7 +24,8 @@ def _stats_sample(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def _rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """HxWx3 RGB in [0,1] -> CIE Lab (float32, L in [0, 100])."""
     return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2Lab)
 
 
@@ -42,9 +43,24 @@ def _mean_cov(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mu, cov
 
 
-def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
+def sqrtm_psd(m: np.ndarray) -> np.ndarray:
+    """Square root of a symmetric positive semi-definite matrix."""
     vals, vecs = np.linalg.eigh(m)
     return (vecs * np.sqrt(np.clip(vals, 1e-9, None))) @ vecs.T
+
+
+def monge_kantorovich(cov_c: np.ndarray, cov_s: np.ndarray) -> np.ndarray:
+    """The 3x3 linear optimal-transport map between Gaussians of covariance ``cov_c`` and ``cov_s``."""
+    half = sqrtm_psd(cov_c)
+    inv = np.linalg.inv(half)
+    return inv @ sqrtm_psd(half @ cov_s @ half) @ inv
+
+
+def gaussian_w2_sq(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
+    """Squared Wasserstein-2 distance between two Gaussians."""
+    half = sqrtm_psd(cov_b)
+    cross = sqrtm_psd(half @ cov_a @ half)
+    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * cross))
 
 
 @dataclass
@@ -55,13 +71,13 @@ class ReinhardTransfer:
     description: str = "classic, non-DNN: Reinhard mean/std colour transfer in Lab (global)"
 
     def prepare_style(self, style: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lab = _rgb_to_lab(_stats_sample(style)).reshape(-1, 3)
+        lab = rgb_to_lab(_stats_sample(style)).reshape(-1, 3)
         return lab.mean(axis=0), lab.std(axis=0) + 1e-3
 
     def stylize(self, content: np.ndarray, style_state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         mu_s, sd_s = style_state
-        lab_c = _rgb_to_lab(content)
-        stats = _rgb_to_lab(_stats_sample(content)).reshape(-1, 3)
+        lab_c = rgb_to_lab(content)
+        stats = rgb_to_lab(_stats_sample(content)).reshape(-1, 3)
         mu_c, sd_c = stats.mean(axis=0), stats.std(axis=0) + 1e-3
         return _lab_to_rgb((lab_c - mu_c) * (sd_s / sd_c) + mu_s)
 
@@ -78,14 +94,12 @@ class MongeKantorovichTransfer:
     description: str = "classic, non-DNN: linear Monge-Kantorovich colour transfer in Lab (global)"
 
     def prepare_style(self, style: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _mean_cov(_rgb_to_lab(_stats_sample(style)))
+        return _mean_cov(rgb_to_lab(_stats_sample(style)))
 
     def stylize(self, content: np.ndarray, style_state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         mu_s, cov_s = style_state
-        mu_c, cov_c = _mean_cov(_rgb_to_lab(_stats_sample(content)))
-        c_half = _sqrtm_psd(cov_c)
-        c_half_inv = np.linalg.inv(c_half)
-        t = c_half_inv @ _sqrtm_psd(c_half @ cov_s @ c_half) @ c_half_inv
-        lab = _rgb_to_lab(content)
+        mu_c, cov_c = _mean_cov(rgb_to_lab(_stats_sample(content)))
+        t = monge_kantorovich(cov_c, cov_s)
+        lab = rgb_to_lab(content)
         out = (lab.reshape(-1, 3) - mu_c.astype(np.float32)) @ t.T.astype(np.float32) + mu_s.astype(np.float32)
         return _lab_to_rgb(out.reshape(lab.shape))

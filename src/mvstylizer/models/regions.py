@@ -47,6 +47,7 @@ import numpy as np
 
 from ..imaging import shrink_to
 from ..mobile.affine import AffineFit, apply_affine, fit_local_affine
+from .classic import gaussian_w2_sq, monge_kantorovich, rgb_to_lab
 from .tone import KNEE, soft_clip
 
 _MAX_GAIN = 2.5  # most a colour transfer may stretch contrast (and noise) along any Lab direction
@@ -126,7 +127,7 @@ class RegionTransfer:
         style = _float_rgb(style)
         feats, grid = cell_features(self._vgg, style, self.config.feature_side, self.config.context)
         small = shrink_to(style, _STATS_SIDE)
-        lab = to_lab(small).reshape(-1, 3).astype(np.float64)
+        lab = rgb_to_lab(small).reshape(-1, 3).astype(np.float64)
         mean, cov = weighted_stats(lab, np.ones(len(lab)))
         return RegionStyle(feats, grid, lab, (small.shape[1], small.shape[0]), mean, cov)
 
@@ -142,7 +143,7 @@ class RegionTransfer:
         weights = _snap_to_edges(members.reshape(gh, gw, -1), content,
                                  max(1, round(cfg.edge_radius * scale)), cfg.edge_eps)
 
-        lab = to_lab(content)
+        lab = rgb_to_lab(content)
         out = np.zeros_like(lab)
         for k, (t, o) in enumerate(self._region_maps(content, weights, region_attention, style_state)):
             mapped = lab.reshape(-1, 3) @ t.T.astype(np.float32) + o.astype(np.float32)
@@ -160,7 +161,7 @@ class RegionTransfer:
         """
         cfg = self.config
         stats = shrink_to(content, _STATS_SIDE)
-        stats_lab = to_lab(stats).reshape(-1, 3).astype(np.float64)
+        stats_lab = rgb_to_lab(stats).reshape(-1, 3).astype(np.float64)
         stats_w = np.stack([shrink_to(weights[..., k], _STATS_SIDE) for k in range(weights.shape[2])], axis=2)
         stats_w = stats_w.reshape(len(stats_lab), -1)
         g_t, g_o = mk_map(*weighted_stats(stats_lab, np.ones(len(stats_lab))), style.mean, style.cov)
@@ -195,11 +196,6 @@ def _float_rgb(img: np.ndarray) -> np.ndarray:
     if img.dtype == np.uint8:
         return img.astype(np.float32) * (1.0 / 255.0)
     return np.clip(img.astype(np.float32, copy=False), 0.0, 1.0)
-
-
-def to_lab(rgb: np.ndarray) -> np.ndarray:
-    """HxWx3 RGB in [0,1] -> CIE Lab (float32, L in [0, 100])."""
-    return cv2.cvtColor(np.ascontiguousarray(rgb, dtype=np.float32), cv2.COLOR_RGB2Lab)
 
 
 def from_lab(lab: np.ndarray) -> np.ndarray:
@@ -295,11 +291,6 @@ def weighted_stats(px: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarra
     return mu, (d * w[:, None]).T @ d / total + np.eye(3) * _NOISE_FLOOR ** 2
 
 
-def _sqrtm_psd(m: np.ndarray) -> np.ndarray:
-    vals, vecs = np.linalg.eigh(m)
-    return (vecs * np.sqrt(np.clip(vals, 1e-9, None))) @ vecs.T
-
-
 def mk_map(mu_c: np.ndarray, cov_c: np.ndarray, mu_s: np.ndarray, cov_s: np.ndarray
            ) -> tuple[np.ndarray, np.ndarray]:
     """The affine Monge-Kantorovich map ``y = t x + o`` taking N(mu_c, cov_c) to N(mu_s, cov_s), its
@@ -312,20 +303,6 @@ def mk_map(mu_c: np.ndarray, cov_c: np.ndarray, mu_s: np.ndarray, cov_s: np.ndar
     vals, vecs = np.linalg.eigh(monge_kantorovich(cov_c, cov_s))
     t = (vecs * np.clip(vals, 0.0, _MAX_GAIN)) @ vecs.T
     return t, mu_s - t @ mu_c
-
-
-def gaussian_w2_sq(mu_a: np.ndarray, cov_a: np.ndarray, mu_b: np.ndarray, cov_b: np.ndarray) -> float:
-    """Squared Wasserstein-2 distance between two Gaussians."""
-    half = _sqrtm_psd(cov_b)
-    cross = _sqrtm_psd(half @ cov_a @ half)
-    return float(np.sum((mu_a - mu_b) ** 2) + np.trace(cov_a + cov_b - 2.0 * cross))
-
-
-def monge_kantorovich(cov_c: np.ndarray, cov_s: np.ndarray) -> np.ndarray:
-    """The 3x3 linear optimal-transport map between Gaussians of covariance ``cov_c`` and ``cov_s``."""
-    half = _sqrtm_psd(cov_c)
-    inv = np.linalg.inv(half)
-    return inv @ _sqrtm_psd(half @ cov_s @ half) @ inv
 
 
 def _snap_to_edges(members: np.ndarray, content: np.ndarray, radius: int, eps: float) -> np.ndarray:
