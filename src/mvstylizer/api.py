@@ -18,6 +18,7 @@ from .errors import UserError
 from .mobile.interpolate import InterpConfig
 from .mobile.keyframes import KeyframeConfig
 from .mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
+from .video.io import check_overwrite
 
 PathLike = str | os.PathLike[str]
 
@@ -90,7 +91,7 @@ class VideoStylizer:
         Returns:
             The run's report (frames, keys and why each is one, seconds per stage, bytes to the edge).
         """
-        _check_overwrite(Path(output), overwrite)
+        check_overwrite(output, overwrite)
         return self._pipeline.run(input, style, output)
 
     def stylize_frames(self, frames: Iterable[np.ndarray], style: np.ndarray | PathLike,
@@ -140,7 +141,7 @@ def stylize(input: PathLike, style: PathLike, output: PathLike, *, overwrite: bo
 
 
 def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = None, size: int = 33,
-               overwrite: bool = False) -> Path:
+               overwrite: bool = False, model: str = "dncm") -> Path:
     """Write a style as a 3D LUT (``.cube``) for Resolve, Premiere or FFmpeg: dncm's global look.
 
     Args:
@@ -149,13 +150,21 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
         content: a frame of the footage the LUT is for (sets the colour normalisation).
         size: grid points per axis, 2..256.
         overwrite: replace an existing ``output``.
+        model: only dncm has a LUT; any other model is refused with the reason.
 
     Returns:
         ``output`` as a Path.
     """
     from .models.dncm import export_cube
+    from .models.registry import available_models, resolve_name
     from .video.io import read_image
 
+    name = resolve_name(model).partition(":")[0]
+    if name != "dncm":
+        spec = next(s for s in available_models() if s.name == name)
+        why = ("its look varies over the picture (sky one way, buildings another) and a LUT maps a colour "
+               "the same way everywhere" if spec.spatial else "it has no LUT export yet")
+        raise UserError(f"cannot export {name} as a LUT: {why}; `export-lut --model dncm` writes a global look")
     out = Path(output)
     if out.suffix.lower() != ".cube":
         raise UserError(f"a LUT file ends in .cube, not {out.name}")
@@ -163,30 +172,17 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
         raise UserError(f"output folder {out.parent} does not exist")
     if not 2 <= size <= 256:
         raise UserError(f"size must be 2..256, got {size}")
-    _check_overwrite(out, overwrite)
+    check_overwrite(out, overwrite)
     export_cube(read_image(Path(style)), out, content=read_image(Path(content)) if content else None, size=size)
     return out
 
 
-def _check_overwrite(output: Path, overwrite: bool) -> None:
-    if output.exists() and not overwrite:
-        raise UserError(f"{output} already exists; pass overwrite=True (CLI: -y/--overwrite) to replace it")
-
-
 def _config(model: str, strength: float, key_size: int, keyframes: str, max_gap: int, interp: str, crf: int,
             preset: str, progress: bool) -> StylizeConfig:
-    if not 0.0 <= strength <= 1.0:
-        raise UserError(f"strength must be in [0, 1], got {strength}")
-    if key_size < 16:
-        raise UserError(f"key_size must be at least 16 pixels, got {key_size}")
-    if not 0 <= crf <= 51:
-        raise UserError(f"crf must be 0..51, got {crf}")
-    if max_gap < 1:
-        raise UserError(f"max_gap must be at least 1, got {max_gap}")
     mode, _, every = keyframes.partition(":")
     if mode not in ("auto", "every") or (mode == "every" and not every.isdigit()) or (mode == "auto" and every):
         raise UserError(f"keyframes must be 'auto' or 'every:N', got {keyframes!r}")
-    try:
+    try:  # each config checks its own values (strength, key size, CRF, gaps, interpolation)
         return replace(StylizeConfig(), model=model, key_size=key_size, crf=crf, preset=preset, progress=progress,
                        keyframes=KeyframeConfig(mode=mode, every=int(every or 10), max_gap=max_gap),
                        interp=InterpConfig(method=interp, strength=strength))

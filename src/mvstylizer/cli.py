@@ -266,9 +266,10 @@ def _on_signal(signum: int, _frame) -> None:  # noqa: ANN001
 
 def _stylize(args: argparse.Namespace) -> int:
     from .mobile.pipeline import VideoPipeline
+    from .video.io import check_overwrite
 
     _check_report_folder(args.report)
-    _check_overwrite(args.output, args.overwrite)
+    check_overwrite(args.output, args.overwrite)
     config = _pipeline_config(args, progress=not args.quiet and sys.stderr.isatty())
     edge = _edge_link(args)
     try:
@@ -530,32 +531,11 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_overwrite(output: Path, overwrite: bool) -> None:
-    if output.exists() and not overwrite:
-        raise UserError(f"{output} already exists; add -y (--overwrite) to replace it")
-
-
 def _export_lut(args: argparse.Namespace) -> int:
-    from .models.dncm import export_cube
-    from .video.io import read_image
+    from .api import export_lut
 
-    from .models.registry import available_models, resolve_name
-
-    model = resolve_name(args.model).partition(":")[0]
-    if model != "dncm":
-        spec = next(s for s in available_models() if s.name == model)
-        why = ("its look varies over the picture (sky one way, buildings another) and a LUT maps a colour "
-               "the same way everywhere" if spec.spatial else "it has no LUT export yet")
-        raise UserError(f"cannot export {model} as a LUT: {why}; `export-lut --model dncm` writes a global look")
-    if args.output.suffix.lower() != ".cube":
-        raise UserError(f"a LUT file ends in .cube, not {args.output.name}")
-    if not args.output.parent.resolve().is_dir():
-        raise UserError(f"output folder {args.output.parent} does not exist")
-    if not 2 <= args.size <= 256:
-        raise UserError(f"--size must be 2..256, got {args.size}")
-    _check_overwrite(args.output, args.overwrite)
-    content = read_image(args.content) if args.content else None
-    export_cube(read_image(args.style), args.output, content=content, size=args.size)
+    export_lut(args.style, args.output, content=args.content, size=args.size, overwrite=args.overwrite,
+               model=args.model)
     print(f"wrote {args.output}")
     return 0
 
@@ -585,15 +565,16 @@ def _edge_link(args: argparse.Namespace):
 
 def _check_model(edge, name: str) -> None:
     """Refuse an unknown model before any video is decoded, from what the edge says it runs."""
-    base, _, runtime = name.partition(":")
+    from .mobile.edge_link import find_model
+
     models = edge.models()
-    for m in models:
-        if base == m["name"] or base in m.get("aliases", []):
-            if runtime and runtime not in m.get("runtimes", [runtime]):
-                raise UserError(f"model {m['name']} has no runtime {runtime!r}; it has: {', '.join(m['runtimes'])}")
-            return
-    known = sorted({m["name"] for m in models} | {a for m in models for a in m.get("aliases", [])})
-    raise UserError(f"unknown model {name!r}; available: {', '.join(known)}")
+    m = find_model(models, name)
+    if m is None:
+        known = sorted({m["name"] for m in models} | {a for m in models for a in m.get("aliases", [])})
+        raise UserError(f"unknown model {name!r}; available: {', '.join(known)}")
+    runtime = name.partition(":")[2]
+    if runtime and runtime not in m.get("runtimes", [runtime]):
+        raise UserError(f"model {m['name']} has no runtime {runtime!r}; it has: {', '.join(m['runtimes'])}")
 
 
 def _models(_: argparse.Namespace) -> int:

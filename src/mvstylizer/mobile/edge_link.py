@@ -43,6 +43,13 @@ class EdgeLink(Protocol):
     def close(self) -> None: ...
 
 
+def find_model(models: list[dict], name: str) -> dict | None:
+    """The entry of an edge's ``models()`` list that ``name`` (``model`` or ``model:runtime``, a name
+    or an alias) refers to, or None."""
+    base = name.partition(":")[0]
+    return next((m for m in models if base == m.get("name") or base in m.get("aliases", [])), None)
+
+
 class EmbeddedEdge:
     """An in-process edge. Imports the edge (and so any model framework) only when created."""
 

@@ -33,7 +33,7 @@ from ..video.io import (
     write_image,
 )
 from .affine import render
-from .edge_link import EdgeLink
+from .edge_link import EdgeLink, find_model
 from .exposure import ExposureTracker
 from .interpolate import InterpConfig, Interpolator, KeyFrame
 from .keyframes import KeyframeConfig, KeyframeSelector
@@ -73,6 +73,8 @@ class StylizeConfig:
     def __post_init__(self) -> None:
         if self.key_size < 16:
             raise ValueError(f"key size must be at least 16 pixels, got {self.key_size}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be 0..51, got {self.crf}")
         if self.smoothing not in SMOOTHERS:
             raise ValueError(f"smoothing must be one of {SMOOTHERS}, got {self.smoothing!r}")
 
@@ -345,21 +347,17 @@ class VideoPipeline:
 
     def _resolved_model(self) -> str:
         """``name:runtime`` of the model the edge runs for ``config.model`` (as asked if it does not say)."""
-        base, _, runtime = self.config.model.partition(":")
-        for m in self.edge.models():
-            if base == m.get("name") or base in m.get("aliases", []):
-                runtimes = m.get("runtimes") or [""]
-                return f"{m['name']}:{runtime or runtimes[0]}".rstrip(":")
-        return self.config.model
+        m = find_model(self.edge.models(), self.config.model)
+        if m is None:
+            return self.config.model
+        runtime = self.config.model.partition(":")[2] or (m.get("runtimes") or [""])[0]
+        return f"{m['name']}:{runtime}".rstrip(":")
 
     def _model_is_spatial(self) -> bool:
         """Whether the edge says the chosen model varies its colours over the picture (then keys
         carry a bilateral grid besides their global look). An edge that does not say is assumed to."""
-        name = self.config.model.partition(":")[0]
-        for m in self.edge.models():
-            if name == m.get("name") or name in m.get("aliases", []):
-                return bool(m.get("spatial", True))
-        return True
+        m = find_model(self.edge.models(), self.config.model)
+        return True if m is None else bool(m.get("spatial", True))
 
     def _key(self, work: _Work, style_id: str, timer: "_Timer", interp: Interpolator) -> KeyFrame:
         low = work.low8.astype(np.float32) * (1.0 / 255.0)

@@ -149,6 +149,13 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     target.commit()
 
 
+def check_overwrite(output_path: str | os.PathLike[str], overwrite: bool) -> None:
+    """Refuse (UserError) to replace an existing file unless asked to (FFmpeg's ``-y``)."""
+    if Path(output_path).exists() and not overwrite:
+        raise UserError(f"{output_path} already exists; to replace it add -y (--overwrite) on the command line, "
+                        "or pass overwrite=True from Python")
+
+
 def check_output_path(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]) -> None:
     """Fail fast, before any work, on an output path that cannot or must not be written.
 
