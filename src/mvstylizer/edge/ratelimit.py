@@ -36,6 +36,11 @@ class _Bucket:
     stamp: float
     inflight: int = 0
 
+    def refill(self, now: float, burst: int, rate: float) -> None:
+        """Add the tokens earned since the last look, up to ``burst``."""
+        self.tokens = min(float(burst), self.tokens + (now - self.stamp) * rate)
+        self.stamp = now
+
 
 @dataclass
 class RateLimiter:
@@ -53,8 +58,7 @@ class RateLimiter:
         if bucket is None:
             self._make_room(now)
             bucket = self._buckets[client] = _Bucket(float(self.config.burst), now)
-        bucket.tokens = min(float(self.config.burst), bucket.tokens + (now - bucket.stamp) * self.config.rate)
-        bucket.stamp = now
+        bucket.refill(now, self.config.burst, self.config.rate)
         if bucket.inflight >= self.config.max_inflight:
             return 1.0
         if bucket.tokens < 1.0:
@@ -131,9 +135,7 @@ class AuthFailureLimiter:
     def _refill(self, address: str) -> _Bucket | None:
         bucket = self._buckets.get(address)
         if bucket is not None:
-            now = self.clock()  # type: ignore[operator]
-            bucket.tokens = min(float(self.config.burst), bucket.tokens + (now - bucket.stamp) * self.config.rate)
-            bucket.stamp = now
+            bucket.refill(self.clock(), self.config.burst, self.config.rate)  # type: ignore[operator]
         return bucket
 
     def _forget_full(self) -> None:
