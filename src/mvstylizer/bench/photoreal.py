@@ -454,7 +454,11 @@ def markdown_section(result: dict, grid_name: str | None = "photoreal_grid.png")
     if result["notes"]:
         lines += ["", "Notes:", ""] + [f"- {n}" for n in result["notes"]]
     if grid_name:
-        lines += ["", f"![content, style, DPST's result and each model's output, per pair]({grid_name})", "",
+        # The montage shows the benchmark's own photos (academic, non-commercial), so it is written
+        # beside this file for whoever runs the command but never committed (.gitignore).
+        lines += ["", f"The montage `{grid_name}` (content, style, DPST's result and each model's output, per "
+                  "pair) is written beside this file by the command above; it is not kept in the repository, "
+                  "because its thumbnails show the benchmark's non-commercial photos.", "",
                   f"Montage rows: pairs {', '.join(cfg['grid_pairs'])}"
                   + (f" (PNG {cfg['grid_encoding']}, to stay under 1.5 MB)." if cfg.get("grid_encoding", "lossless")
                      != "lossless" else ".")]
