@@ -25,7 +25,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from mvstylizer.video.io import VideoWriter
+from mvstylizer.video.writer import VideoWriter
 
 WIDTH, HEIGHT = 256, 192
 FRAMES = 36

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mvstylizer.cli import main
-from mvstylizer.video.io import VideoReader
+from mvstylizer.video.reader import VideoReader
 from mvstylizer.video.synthetic import write_test_clip
 
 from helpers import texture, to8

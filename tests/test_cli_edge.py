@@ -33,7 +33,7 @@ def server():
 
 
 def test_stylize_through_the_server_matches_the_embedded_edge(tmp_path, server, monkeypatch):
-    from mvstylizer.video import io as video_io
+    from mvstylizer.video.writer import VideoWriter
 
     url, _ = server
     src, style = tmp_path / "in.mp4", tmp_path / "style.png"
@@ -42,13 +42,13 @@ def test_stylize_through_the_server_matches_the_embedded_edge(tmp_path, server, 
     # Compare the frames handed to the encoder: x264's threads make the encoded pixels differ a
     # little from run to run even for identical input.
     written: list[list[np.ndarray]] = []
-    original = video_io.VideoWriter.write
+    original = VideoWriter.write
 
     def keep(self, rgb8, pts=None):
         written[-1].append(rgb8.astype(np.int16))
         return original(self, rgb8, pts)
 
-    monkeypatch.setattr(video_io.VideoWriter, "write", keep)
+    monkeypatch.setattr(VideoWriter, "write", keep)
     for edge in (["--edge", url], []):
         written.append([])
         report = tmp_path / "r.json"

@@ -111,7 +111,7 @@ def test_mapping_is_global_and_resolution_free(model, content, style):
 def test_exact_resume_matches_straight_training(tmp_path):
     from mvstylizer.models.dncm_train import train
     from mvstylizer.models.training import TrainConfig
-    from mvstylizer.video.io import write_image
+    from mvstylizer.video.image import write_image
 
     data = tmp_path / "photos"
     data.mkdir()

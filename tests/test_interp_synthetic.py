@@ -32,7 +32,9 @@ from mvstylizer.metrics import WarpErrorMeter, flat_mask, flow_and_mask, ssim
 from mvstylizer.mobile.edge_link import EmbeddedEdge
 from mvstylizer.mobile.pipeline import StylizeConfig, VideoPipeline
 from mvstylizer.video.flow import FlowEstimator
-from mvstylizer.video.io import VideoReader, VideoWriter, read_image
+from mvstylizer.video.image import read_image
+from mvstylizer.video.reader import VideoReader
+from mvstylizer.video.writer import VideoWriter
 from mvstylizer.video.media import package_media
 from mvstylizer.wire import Encoding, encode_frame
 

@@ -50,7 +50,7 @@ def test_slope_follows_the_model_on_grey_walls_and_pavement(scene):
     # made the wall flicker between keys. Scored against dncm's own slope at the scene's median colour.
     from mvstylizer.imaging import shrink_to
     from mvstylizer.models.dncm import DNCMOnnxStylizer
-    from mvstylizer.video.io import read_image
+    from mvstylizer.video.image import read_image
     from mvstylizer.video.media import package_media
     from synthetic_scenes import SCENES
 

@@ -19,7 +19,7 @@ from mvstylizer.mobile.meta_smoothing import ONNX_FILE, LearnedSmoother
 from mvstylizer.mobile.tone_curve import KNOTS, curve_lut, fit_tone_curves, guide, identity_curves
 from mvstylizer.models.meta_smoother import build_net, compose, expand, export_onnx
 from mvstylizer.models.smoothing_data import Damage, make_pair
-from mvstylizer.video.io import read_image
+from mvstylizer.video.image import read_image
 from mvstylizer.video.media import package_media
 
 from helpers import texture

@@ -20,7 +20,7 @@ import pytest
 
 from mvstylizer.cli import main
 from mvstylizer.errors import UserError
-from mvstylizer.video.io import DecodedFrame, VideoReader
+from mvstylizer.video.reader import DecodedFrame, VideoReader
 from mvstylizer.video.synthetic import clip_frames, write_test_clip
 
 from helpers import texture, to8

@@ -14,16 +14,11 @@ import numpy as np
 import pytest
 
 from mvstylizer.errors import UserError
-from mvstylizer.video.io import (
-    VideoReader,
-    VideoWriter,
-    atomic_path,
-    check_output_path,
-    is_image_path,
-    is_video_path,
-    read_image,
-    write_image,
-)
+from mvstylizer.files import atomic_path
+from mvstylizer.video.formats import check_output_path, is_image_path, is_video_path
+from mvstylizer.video.image import read_image, write_image
+from mvstylizer.video.reader import VideoReader
+from mvstylizer.video.writer import VideoWriter
 from mvstylizer.video.synthetic import MOTION_PX, clip_frames, write_test_clip
 
 

@@ -19,7 +19,7 @@ from mvstylizer.models.vgg_weights import onnx_source, preprocess
 from mvstylizer.models.wct2 import (LEVELS, WEIGHTS_FILE, WCT2OnnxStylizer, WCT2Stylizer, export_onnx,
                                     haar_merge, haar_split)
 from mvstylizer.models.wct2_train import train
-from mvstylizer.video.io import read_image
+from mvstylizer.video.image import read_image
 from mvstylizer.video.media import package_media
 
 # Measured with the committed weights (2026-11-25): Garden at 320 px reconstructs at 27.1 dB (default

@@ -18,7 +18,7 @@ from .errors import UserError
 from .mobile.interpolate import InterpConfig
 from .mobile.keyframes import KeyframeConfig
 from .mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
-from .video.io import check_overwrite
+from .files import check_overwrite
 
 PathLike = str | os.PathLike[str]
 
@@ -109,7 +109,7 @@ class VideoStylizer:
             keys once the second key is known), so it holds at most ``max_gap`` frames.
         """
         if not isinstance(style, np.ndarray):
-            from .video.io import read_image
+            from .video.image import read_image
 
             style = read_image(Path(style))
         return self._pipeline.stream(frames, style, report)
@@ -157,7 +157,7 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     """
     from .models.dncm import export_cube
     from .models.registry import available_models, resolve_name
-    from .video.io import read_image
+    from .video.image import read_image
 
     name = resolve_name(model).partition(":")[0]
     if name != "dncm":

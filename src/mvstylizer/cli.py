@@ -266,7 +266,7 @@ def _on_signal(signum: int, _frame) -> None:  # noqa: ANN001
 
 def _stylize(args: argparse.Namespace) -> int:
     from .mobile.pipeline import VideoPipeline
-    from .video.io import check_overwrite
+    from .files import check_overwrite
 
     _check_report_folder(args.report)
     check_overwrite(args.output, args.overwrite)
@@ -332,7 +332,7 @@ def _add_video_bench_parsers(bsub) -> None:
 def _video_bench(args: argparse.Namespace) -> int:
     import json
 
-    from .video.io import atomic_path
+    from .files import atomic_path
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
@@ -389,7 +389,7 @@ def _footage_bench(args: argparse.Namespace) -> int:
     import json
 
     from .bench.footage import FootageConfig, run_footage
-    from .video.io import atomic_path
+    from .files import atomic_path
 
     _check_report_folder(args.json)
     if args.montage is not None:
@@ -452,7 +452,7 @@ def _check_report_folder(path: Path | None) -> None:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
-    from .video.io import atomic_path
+    from .files import atomic_path
 
     if args.bench_command in ("clips", "speedup", "sweep"):
         return _video_bench(args)

@@ -19,7 +19,9 @@ import numpy as np
 
 from ..errors import UserError
 from ..video.camera import CameraClip, CameraConfig
-from ..video.io import VideoReader, VideoWriter, atomic_path
+from ..files import atomic_path
+from ..video.reader import VideoReader
+from ..video.writer import VideoWriter
 from ..video.media import package_media
 
 RESOLUTIONS: dict[str, tuple[int, int]] = {

@@ -28,7 +28,9 @@ from ..mobile.edge_link import EmbeddedEdge
 from ..mobile.keyframes import KeyframeSelector, Thumb
 from ..mobile.pipeline import StylizeConfig, VideoPipeline
 from ..video.flow import FlowEstimator
-from ..video.io import VideoReader, VideoWriter, read_image
+from ..video.image import read_image
+from ..video.reader import VideoReader
+from ..video.writer import VideoWriter
 from ..wire import Encoding, encode_frame
 
 

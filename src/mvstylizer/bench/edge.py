@@ -44,7 +44,8 @@ import numpy as np
 from ..errors import UserError
 from ..imaging import shrink_to
 from ..metrics.image import psnr, ssim
-from ..video.io import VideoReader, read_image
+from ..video.image import read_image
+from ..video.reader import VideoReader
 from ..video.media import package_media
 from ..wire import FRAMES_MEDIA_TYPE, Encoding, decode_frame, encode_frame, pack_frames
 

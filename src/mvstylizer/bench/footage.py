@@ -41,7 +41,10 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..video.io import VIDEO_EXTS, VideoReader, VideoWriter, write_image
+from ..video.formats import VIDEO_EXTS
+from ..video.image import write_image
+from ..video.reader import VideoReader
+from ..video.writer import VideoWriter
 
 if TYPE_CHECKING:
     from ..mobile.pipeline import StylizeConfig

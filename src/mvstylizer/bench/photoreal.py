@@ -44,7 +44,8 @@ from ..metrics import lab_swd, ssim_luma
 from ..metrics.photoreal import clipped_share, mask_labels, photorealism_db, region_palette_distance
 from ..mobile.pipeline import StylizeConfig
 from ..models.registry import available_models, build_model, resolve_name
-from ..video.io import atomic_path, read_image
+from ..files import atomic_path
+from ..video.image import read_image
 from .quality import _f, _label, _letterbox, _machine
 
 FIXED_METHODS = ("input", "dpst")

@@ -33,13 +33,15 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..files import atomic_path
 from ..metrics import lab_swd, ssim_luma
 from ..metrics.vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures, content_distance_between, gram_distance_between
 from ..mobile.pipeline import StylizeConfig, work_size
 from ..mobile.smoothing import GuidedUpsampler
 from ..models.base import Stylizer
 from ..models.registry import available_models, build_model, resolve_name
-from ..video.io import VideoReader, read_image
+from ..video.image import read_image
+from ..video.reader import VideoReader
 from ..video.media import package_media
 
 MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
@@ -432,10 +434,9 @@ def write_grid(result: dict, contents: dict[str, np.ndarray], styles: dict[str, 
         lines.append(np.concatenate(cells, axis=1))
     grid = np.concatenate(lines, axis=0)
     path = Path(path)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
-        raise OSError(f"cannot write {path}")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+            raise OSError(f"cannot write {path}")
 
 
 # --- the markdown ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..models.registry import available_models, build_model
-from ..video.io import read_image
+from ..video.image import read_image
 from ..video.media import package_media
 
 SIZES = {"key 512x288": (512, 288), "1080p": (1920, 1080)}

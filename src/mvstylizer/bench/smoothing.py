@@ -36,7 +36,8 @@ from ..mobile.meta_smoothing import ONNX_FILE, LearnedSmoother
 from ..models.data import package_sources
 from ..models.meta_smoother_train import HELD_OUT
 from ..models.smoothing_data import Damage, make_pair
-from ..video.io import atomic_path, read_image
+from ..files import atomic_path
+from ..video.image import read_image
 
 SCALES = (2.0, 2.7, 4.0, 8.0)
 METHODS = ("bicubic", "guided", "bgu", "learned")

@@ -46,7 +46,9 @@ from ..mobile.pipeline import StylizeConfig, VideoPipeline, work_size
 from ..models.registry import resolve_name
 from ..video.camera import visible_mask
 from ..video.flow import FlowEstimator
-from ..video.io import VideoReader, VideoWriter, read_image
+from ..video.image import read_image
+from ..video.reader import VideoReader
+from ..video.writer import VideoWriter
 from ..video.media import package_media
 from ..wire import Encoding, decode_frame, encode_frame
 from .clips import CLIP_KINDS, Clip, make_clip, parse_resolution, resolution_label

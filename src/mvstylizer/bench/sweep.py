@@ -16,7 +16,7 @@ from typing import Callable
 from ..errors import UserError
 from ..mobile.pipeline import SMOOTHERS, StylizeConfig
 from ..models.registry import resolve_name
-from ..video.io import atomic_path
+from ..files import atomic_path
 from .speedup import (
     BenchConfig,
     _rounded,

@@ -32,6 +32,7 @@ from typing import Callable
 import tomli_w
 
 from ..errors import UserError
+from ..files import atomic_write_text
 from .registry import ModelRegistry
 from .server_app import CloudConfig
 
@@ -78,18 +79,14 @@ def write_app(app_dir: Path, cloud: CloudConfig) -> Path:
         }}},
     }
     path = app_dir / "pyproject.toml"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(tomli_w.dumps(doc))
-    os.replace(tmp, path)
+    atomic_write_text(path, tomli_w.dumps(doc))
     return path
 
 
 def write_flower_config(home: Path, address: str) -> None:
     home.mkdir(parents=True, exist_ok=True)
     doc = {"superlink": {"default": CONNECTION, CONNECTION: {"address": address, "insecure": True}}}
-    tmp = home / "config.toml.tmp"
-    tmp.write_text(tomli_w.dumps(doc))
-    os.replace(tmp, home / "config.toml")
+    atomic_write_text(home / "config.toml", tomli_w.dumps(doc))
 
 
 def _bin(name: str) -> str:

@@ -19,7 +19,6 @@ Hot swap: with a ``data-dir``, every global model this edge receives is written 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from flwr.app import Array, ArrayRecord, Context, Message, MetricRecord, RecordD
 from flwr.clientapp import ClientApp
 
 from ..errors import UserError
+from ..files import atomic_write_text
 from ..fl.local import (BANK_SIDE, FrameBank, LocalConfig, evaluate_net, held_out_batch, load_base, local_fit,
                         parameter_arrays, set_parameters, split_held_out)
 from ..fl.model_file import MODEL_FILE
@@ -87,9 +87,7 @@ def publish_model(data_dir: Path, net: Any, meta: dict[str, Any], digest: str, s
         except (OSError, ValueError):
             pass  # an unreadable stamp: just write the model again
     save_weights(net, target, {**meta, "fl_round": server_round, "fl_digest": digest})
-    tmp = stamp.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"digest": digest, "sha256": sha256_file(target), "round": server_round}) + "\n")
-    os.replace(tmp, stamp)
+    atomic_write_text(stamp, json.dumps({"digest": digest, "sha256": sha256_file(target), "round": server_round}) + "\n")
     return True
 
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ..files import atomic_write_bytes
 from ..fl.model_file import MODEL_FILE
 from ..models.safeload import UnsafeModelFile, load_pt, sha256_file
 
@@ -143,9 +144,7 @@ class ModelWatcher:
         snap_dir.mkdir(parents=True, exist_ok=True)
         snapshot = snap_dir / f"dncm-{digest[:16]}.pt"
         if not snapshot.is_file() or sha256_file(snapshot) != digest:
-            tmp = snapshot.with_suffix(".tmp")
-            tmp.write_bytes(data)
-            tmp.replace(snapshot)
+            atomic_write_bytes(snapshot, data)
         try:
             stylizers = self.build(snapshot)  # fully built before anything is swapped
         except Exception as e:  # noqa: BLE001 - a model that does not load must not take the server down

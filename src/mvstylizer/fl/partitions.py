@@ -48,7 +48,7 @@ class EdgeData:
 
 
 def _video_frames(name: str, stride: int) -> list[np.ndarray]:
-    from ..video.io import VideoReader
+    from ..video.reader import VideoReader
     from ..video.media import package_media
 
     with VideoReader(package_media(name)) as r:
@@ -57,7 +57,8 @@ def _video_frames(name: str, stride: int) -> list[np.ndarray]:
 
 def _still_photos() -> list[np.ndarray]:
     from ..models.data import MATE_NATURE, PACKAGE_IMAGES
-    from ..video.io import IMAGE_EXTS, read_image
+    from ..video.formats import IMAGE_EXTS
+    from ..video.image import read_image
     from ..video.media import package_media
 
     paths = sorted(p for p in MATE_NATURE.iterdir() if p.suffix.lower() in IMAGE_EXTS) if MATE_NATURE.is_dir() else []

@@ -127,13 +127,13 @@ def _spread(pool: list[np.ndarray], count: int) -> list[np.ndarray]:
 def _split_source(path: Path, cfg: PopConfig) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(train, held-out) frames of one clip (temporal split) or photo (spatial split)."""
     if path.suffix.lower() in VIDEO_SUFFIXES:
-        from ..video.io import VideoReader
+        from ..video.reader import VideoReader
 
         with VideoReader(path) as r:
             frames = [shrink_to(f.rgb8, BANK_SIDE) for f in r.frames() if f.index % cfg.video_stride == 0]
         cut = max(1, int(len(frames) * 0.75))
         return _spread(frames[:cut], cfg.frames_per_clip), _spread(frames[cut:], cfg.held_out_per_clip)
-    from ..video.io import read_image
+    from ..video.image import read_image
 
     img = shrink_to((read_image(path) * 255 + 0.5).astype(np.uint8), BANK_SIDE)
     cut = int(img.shape[1] * 0.75)
@@ -511,7 +511,7 @@ def run_cli(args: Any, cloud: Any) -> int:
     import shlex
     import sys
 
-    from ..video.io import atomic_path
+    from ..files import atomic_path
 
     cfg = PopConfig(footage=args.footage, edges=args.edges, rounds=args.rounds, seeds=args.seeds,
                     frames_per_clip=args.frames_per_clip, held_out_per_clip=args.held_out,

@@ -30,15 +30,16 @@ features are scale dependent, so compare numbers taken at the same ``max_side``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
+from mvstylizer.files import atomic_write_bytes
 from mvstylizer.imaging import shrink_to
 from mvstylizer.metrics.image import _as_float01
 from mvstylizer.models.vgg_weights import cache_dir, load_vgg16_weights, preprocess
+
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYER = "relu4_1"
@@ -114,12 +115,7 @@ def trunk_path() -> Path:
     """Path of the cached trunk .onnx, written (atomically) on first use."""
     path = cache_dir() / _ONNX_NAME
     if not path.is_file():
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_bytes(build_trunk_model().SerializeToString())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write_bytes(path, build_trunk_model().SerializeToString())
     return path
 
 

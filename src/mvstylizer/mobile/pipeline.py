@@ -23,15 +23,11 @@ import numpy as np
 
 from ..errors import UserError
 from ..imaging import area_resize, fit_within, shrink_to
-from ..video.io import (
-    VideoReader,
-    VideoWriter,
-    atomic_path,
-    check_output_path,
-    is_image_path,
-    read_image,
-    write_image,
-)
+from ..files import atomic_path
+from ..video.formats import check_output_path, is_image_path
+from ..video.image import read_image, write_image
+from ..video.reader import VideoReader
+from ..video.writer import VideoWriter
 from .affine import render
 from .edge_link import EdgeLink, find_model
 from .exposure import ExposureTracker

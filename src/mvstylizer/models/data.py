@@ -15,7 +15,9 @@ import numpy as np
 
 from ..errors import UserError
 from ..imaging import shrink_to
-from ..video.io import IMAGE_EXTS, VIDEO_EXTS, VideoReader, read_image
+from ..video.formats import IMAGE_EXTS, VIDEO_EXTS
+from ..video.image import read_image
+from ..video.reader import VideoReader
 from ..video.media import package_media
 
 # Real photos and clips from installed packages; the Debian mate-backgrounds photos join when present.

@@ -371,7 +371,7 @@ def export_onnx(path: str | os.PathLike[str], weights: Path | None = None) -> Pa
     import onnx
     import torch
 
-    from ..video.io import atomic_path
+    from ..files import atomic_path
 
     net, meta = load_net(weights)
     nm, sm = net.norm_map, net.style_map
@@ -585,7 +585,8 @@ def export_cube(style: np.ndarray | str | os.PathLike[str], path: str | os.PathL
     Through FFmpeg's ``lut3d`` (tetrahedral) on 8-bit input, a content-referenced LUT matches
     ``stylize`` to 0.5/255 mean, 2/255 at the 99th percentile.
     """
-    from ..video.io import atomic_path, read_image
+    from ..files import atomic_path
+    from ..video.image import read_image
 
     if size < 2 or size > 256:
         raise UserError(f"LUT size must be in 2..256, got {size}")

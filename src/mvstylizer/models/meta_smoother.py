@@ -44,6 +44,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..files import atomic_path
+
 WEIGHTS_NAME = "meta_smoother.pt"
 ONNX_NAME = "meta_smoother.onnx"
 GRID_STRIDE = 4
@@ -235,13 +237,11 @@ def export_onnx(net: MetaSmootherNet, path: Path) -> Path:
     args = (torch.rand(1, 3, h, w), torch.rand(1, 3, h, w), torch.tensor([3.0]))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
     dims = {2: "height", 3: "width"}
-    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notices
+    with warnings.catch_warnings(), atomic_path(path) as tmp:  # the TorchScript exporter's deprecation notices
         warnings.simplefilter("ignore")
         torch.onnx.export(net, args, str(tmp), input_names=["styled", "content", "scale"],
                           output_names=["grid", "global_map"], opset_version=17,
                           dynamic_axes={"styled": dims, "content": dims, "grid": {2: "grid_h", 3: "grid_w"}},
                           dynamo=False)
-    tmp.replace(path)
     return path

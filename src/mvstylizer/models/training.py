@@ -7,13 +7,14 @@ model's parameters alone, in fp16, so they stay a few MB.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from ..files import atomic_path
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -44,9 +45,8 @@ class Checkpointer:
     def save(self, step: int, model: torch.nn.Module, optim: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
         state = {"step": step, "model": model.state_dict(), "optim": optim.state_dict(),
                  "rng": torch.get_rng_state(), "extra": extra, "saved_at": time.time()}
-        tmp = self.path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.path)
+        with atomic_path(self.path) as tmp:
+            torch.save(state, tmp)
 
     def load(self, model: torch.nn.Module, optim: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
         """Restore into ``model`` and ``optim``; returns (step, extra). (0, {}) when there is no checkpoint."""
@@ -66,9 +66,8 @@ def save_weights(model: torch.nn.Module, path: Path, meta: dict[str, Any]) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": state, "meta": meta}, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": state, "meta": meta}, tmp)
     return path
 
 

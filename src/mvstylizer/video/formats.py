@@ -1,0 +1,61 @@
+"""Which files are videos and images, and which output paths may be written."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mvstylizer.errors import UserError
+
+VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
+IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# The writer always encodes H.264, which WebM cannot hold (VP8/VP9/AV1 only): .webm is read-only.
+WRITABLE_VIDEO_EXTS = VIDEO_EXTS - {".webm"}
+
+
+def is_video_path(path: str | os.PathLike[str]) -> bool:
+    """True if the extension is a video container we read (case-insensitive)."""
+    return Path(path).suffix.lower() in VIDEO_EXTS
+
+
+def is_image_path(path: str | os.PathLike[str]) -> bool:
+    """True if the extension is a still-image format we read (case-insensitive)."""
+    return Path(path).suffix.lower() in IMAGE_EXTS
+
+
+def check_output_path(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]) -> None:
+    """Fail fast, before any work, on an output path that cannot or must not be written.
+
+    Raises :class:`UserError` if the output folder is missing or read-only, the output is a folder,
+    the output is the input (also through symlinks, ``..`` or hard links), or the output extension
+    is not one we can write for this kind of input.
+    """
+    inp, out = Path(input_path), Path(output_path)
+    suffix = out.suffix.lower()
+    if is_video_path(inp):
+        allowed, kind = WRITABLE_VIDEO_EXTS, "a video"
+    elif is_image_path(inp):
+        allowed, kind = IMAGE_EXTS, "an image"
+    else:
+        allowed, kind = WRITABLE_VIDEO_EXTS | IMAGE_EXTS, "a video or image"
+    if suffix not in allowed:
+        if suffix == ".webm" and allowed is not IMAGE_EXTS:
+            why = "H.264 output cannot be stored in .webm"
+        else:
+            why = f"unsupported output extension {suffix or '(none)'!r}"
+        raise UserError(f"{why} for {out}; {kind} output must end in {', '.join(sorted(allowed))}")
+    if out.is_dir():
+        raise UserError(f"output {out} is a folder; give a file name")
+    parent = out.parent
+    if not parent.is_dir():
+        raise UserError(f"output folder does not exist: {parent}")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"output folder is not writable: {parent}")
+    same = inp.resolve() == out.resolve()
+    if not same and inp.exists() and out.exists():
+        try:
+            same = os.path.samefile(inp, out)
+        except OSError:
+            same = False
+    if same:
+        raise UserError(f"output {out} is the input file; choose a different output path")

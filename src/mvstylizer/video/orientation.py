@@ -1,0 +1,105 @@
+"""Upright pixels: the display matrix of phone videos and the EXIF orientation of photos.
+
+Phone videos are stored sideways with a display matrix and photos with an EXIF orientation tag. The
+reader and :func:`~mvstylizer.video.image.read_image` turn every frame upright the way ``ffmpeg``'s
+autorotate and photo viewers do, so the rest of the package never sees rotation metadata.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """How stored pixels become upright: one of the eight dihedral transforms.
+
+    ``op`` names follow ffmpeg's ``transpose``/flip filters; ``rotation`` is the counter-clockwise
+    rotation in degrees (PyAV's ``VideoFrame.rotation`` convention, mod 360), reported in
+    :class:`~mvstylizer.video.reader.VideoInfo` (flips are applied but not reported there).
+    """
+
+    op: str = "none"
+    rotation: int = 0
+
+    @property
+    def swaps_dims(self) -> bool:
+        return self.op in ("cclock", "clock", "transpose", "antitranspose")
+
+    def apply(self, img: np.ndarray) -> np.ndarray:
+        op = self.op
+        if op == "none":
+            return img
+        if op == "cclock":
+            out = np.rot90(img, 1)
+        elif op == "clock":
+            out = np.rot90(img, -1)
+        elif op == "rot180":
+            out = img[::-1, ::-1]
+        elif op == "hflip":
+            out = img[:, ::-1]
+        elif op == "vflip":
+            out = img[::-1]
+        elif op == "transpose":
+            out = img.swapaxes(0, 1)
+        elif op == "antitranspose":
+            out = img[::-1, ::-1].swapaxes(0, 1)
+        else:  # pragma: no cover - constructed only below
+            raise AssertionError(op)
+        # Downstream OpenCV calls need contiguous memory; views with negative strides are not.
+        return np.ascontiguousarray(out)
+
+
+def orientation_of(frame: av.VideoFrame) -> Orientation:
+    """Decode the frame's display matrix the way ffmpeg's autorotate does (fftools, FFmpeg 7)."""
+    matrix = None
+    for sd in frame.side_data.keys():
+        if sd.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+            raw = bytes(sd)
+            if len(raw) >= 36:
+                matrix = np.frombuffer(raw[:36], dtype=np.int32)
+            break
+    if matrix is None:
+        return Orientation()
+    ccw = float(frame.rotation)  # av_display_rotation_get(): counter-clockwise degrees
+    if not math.isfinite(ccw):
+        return Orientation()
+    theta = (-round(ccw)) % 360  # clockwise degrees, as ffmpeg's get_rotation()
+    snapped = int(round(theta / 90.0)) * 90 % 360
+    if abs(((theta - snapped) + 180) % 360 - 180) > 1:
+        log.warning("video has a %d degree display rotation; rounding to %d", theta, snapped)
+    m0, m3, m4 = int(matrix[0]), int(matrix[3]), int(matrix[4])
+    if snapped == 90:
+        op = "transpose" if m3 > 0 else "clock"
+    elif snapped == 270:
+        op = "antitranspose" if m3 < 0 else "cclock"
+    elif snapped == 180:
+        h, v = m0 < 0, m4 < 0
+        op = "rot180" if (h and v) else "hflip" if h else "vflip" if v else "none"
+    else:
+        op = "vflip" if m4 < 0 else "none"
+    return Orientation(op=op, rotation=(360 - snapped) % 360)
+
+
+_EXIF_ORIENTATION_TAG = 0x0112
+EXIF_OPS = {2: "hflip", 3: "rot180", 4: "vflip", 5: "transpose", 6: "clock", 7: "antitranspose", 8: "cclock"}
+
+
+def exif_orientation(path: Path) -> int:
+    """EXIF orientation (1-8) read with Pillow's lazy header parse; 1 if none or unreadable."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            value = int(im.getexif().get(_EXIF_ORIENTATION_TAG, 1))
+    except Exception:  # noqa: BLE001 - no EXIF / format Pillow lacks -> as stored
+        return 1
+    return value if 1 <= value <= 8 else 1

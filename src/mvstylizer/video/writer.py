@@ -1,0 +1,323 @@
+"""Encoding: H.264 with the input's exact timing, audio copied through, never a half-written file.
+
+Output timing must match the input exactly (same frame count, fps, duration, audio sync), so the
+writer keeps the input's time base and presentation timestamps and copies the audio packets through
+untouched whenever the target container accepts them (else re-encodes them to AAC). Pixels are stored
+upright with no rotation metadata, so every player shows the output the same way.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import os
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+from collections.abc import Callable
+
+import av
+import numpy as np
+
+from mvstylizer.errors import UserError
+from mvstylizer.files import TempTarget
+
+from .formats import WRITABLE_VIDEO_EXTS
+from .reader import AV_ERRORS, SWS_ACCURATE_ENCODE, reason
+
+log = logging.getLogger(__name__)
+
+
+def fps_fraction(fps: float | Fraction) -> Fraction:
+    """Exact rational frame rate for a float one: 29.97... -> 30000/1001, 25.0 -> 25."""
+    if isinstance(fps, Fraction):
+        return fps
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise ValueError(f"fps must be a positive number, got {fps!r}")
+    ntsc = Fraction(fps).limit_denominator(1001)
+    if abs(float(ntsc) - fps) < 1e-6 * fps:
+        return ntsc
+    return Fraction(fps).limit_denominator(1_000_000)
+
+
+def _can_remux(format_name: str, template: av.stream.Stream) -> bool:
+    """Whether ``template`` can be copied into ``format_name`` without re-encoding.
+
+    Asking the muxer to write a real header into memory is the only reliable test: the format's
+    codec tag tables (``supported_codecs``) accept some codecs its header writer then rejects.
+    """
+    try:
+        with av.open(io.BytesIO(), mode="w", format=format_name) as probe:
+            probe.add_stream_from_template(template)
+            probe.start_encoding()
+        return True
+    except Exception:  # noqa: BLE001 - any failure just means "not remuxable"
+        return False
+
+
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+
+
+class VideoWriter:
+    """H.264 writer with input-matching timing and pass-through audio; atomic output.
+
+    Use as a context manager: leaving the block normally closes (flush + rename over ``path``),
+    leaving it with an exception aborts (temp file deleted, existing ``path`` untouched).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        width: int,
+        height: int,
+        fps: float,
+        time_base: Fraction | None = None,
+        audio_template: av.audio.stream.AudioStream | None = None,
+        crf: int = 18,
+        preset: str = "medium",
+        *,
+        fast_color: bool = False,
+        pix_fmt: str | None = None,
+        background: bool = True,
+    ) -> None:
+        self.path = Path(path)
+        # Encoding runs on one worker thread (PyAV releases the GIL inside FFmpeg), so the caller's
+        # next frame is decoded and processed while this one is converted and encoded. Every
+        # container operation (video and audio) goes through that one thread, in call order.
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="mvstylizer-encode") if background else None
+        self._pending: deque[Future] = deque()
+        self._sws = None if fast_color else SWS_ACCURATE_ENCODE
+        self._pix_fmt_wanted = pix_fmt  # None: 4:2:0 where the size allows (see _setup_video)
+        suffix = self.path.suffix.lower()
+        if suffix not in WRITABLE_VIDEO_EXTS:
+            raise UserError(
+                f"cannot write video {self.path}: use one of {', '.join(sorted(WRITABLE_VIDEO_EXTS))}"
+            )
+        if not self.path.parent.is_dir():
+            raise UserError(f"output folder does not exist: {self.path.parent}")
+        if int(width) <= 0 or int(height) <= 0:
+            raise ValueError(f"bad video size {width}x{height}")
+        self.width, self.height = int(width), int(height)
+        self.rate = fps_fraction(fps)
+        self.time_base: Fraction = Fraction(time_base) if time_base else 1 / self.rate
+        self.frames_written = 0
+        self._last_pts: int | None = None
+        self._closed = False
+        self._audio_mode = "none"  # "copy" | "aac" | "none"
+        self._audio_failed = False
+
+        self._target = TempTarget(self.path)
+        try:
+            self._container = av.open(str(self._target.temp), mode="w")
+        except AV_ERRORS as exc:
+            self._target.discard()
+            raise UserError(f"cannot create {self.path}: {reason(exc)}") from exc
+        try:
+            self._setup_video(crf, preset)
+            if audio_template is not None:
+                self._setup_audio(audio_template)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _setup_video(self, crf: int, preset: str) -> None:
+        stream = self._container.add_stream(
+            "libx264", rate=self.rate, options={"crf": str(int(crf)), "preset": str(preset)}
+        )
+        stream.width, stream.height = self.width, self.height
+        # 4:2:0 needs even dimensions. For odd sizes (e.g. 1919x1079) use 4:4:4 rather than crop
+        # or pad, so the output keeps the input's exact size (High 4:4:4 profile; fine for
+        # FFmpeg-based players, some hardware decoders refuse it).
+        even = self.width % 2 == 0 and self.height % 2 == 0
+        self._pix_fmt = self._pix_fmt_wanted or ("yuv420p" if even else "yuv444p")
+        stream.pix_fmt = self._pix_fmt
+        # Keep the input's time base so the input pts can be reused verbatim (exact timing).
+        # AVI is the exception: it counts frames, one tick per frame, so it needs 1/fps (with a
+        # 1/10240 clock it would declare 10240 fps and pad with empty frames).
+        if self._container.format.name == "avi":
+            self._enc_tb = 1 / self.rate
+            # AVI stores no presentation times, only decode order: B-frames would scramble pts.
+            stream.codec_context.max_b_frames = 0
+        else:
+            self._enc_tb = self.time_base
+        stream.time_base = self._enc_tb
+        ctx = stream.codec_context
+        ctx.time_base = self._enc_tb
+        # Convert and tag as BT.709 limited range, so players don't guess (and guess differently).
+        ctx.colorspace = 1  # AVCOL_SPC_BT709
+        ctx.color_primaries = 1  # AVCOL_PRI_BT709
+        ctx.color_trc = 1  # AVCOL_TRC_BT709
+        ctx.color_range = 1  # AVCOL_RANGE_MPEG
+        self._video = stream
+
+    def _setup_audio(self, template: av.audio.stream.AudioStream) -> None:
+        fmt = self._container.format.name
+        if _can_remux(fmt, template):
+            self._audio = self._container.add_stream_from_template(template)
+            self._audio_mode = "copy"
+            return
+        try:
+            in_ctx = template.codec_context
+            rate = int(in_ctx.sample_rate or 48000)
+            if rate not in _AAC_RATES:
+                rate = 48000
+            channels = in_ctx.layout.nb_channels if in_ctx.layout else 2
+            layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, "stereo")
+            self._audio = self._container.add_stream("aac", rate=rate, layout=layout)
+            self._audio.codec_context.bit_rate = 64000 * min(channels, 2) + 32000 * max(channels - 2, 0)
+            self._audio_decoder = in_ctx
+            self._audio_rate = rate
+            self._audio_mode = "aac"
+            log.info("audio %s cannot be copied into %s; re-encoding it as AAC", in_ctx.name, fmt)
+        except Exception as exc:  # noqa: BLE001 - fall back to a silent video, loudly
+            log.warning("dropping the audio track: cannot copy or re-encode it for %s (%s)", self.path, exc)
+            self._audio_mode = "none"
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, rgb8: np.ndarray, pts: int | None = None) -> None:
+        """Encode one upright frame. ``pts`` is in :attr:`time_base`; ``None`` -> from the index.
+
+        Timestamps must increase; a non-increasing one (broken input) is nudged one tick forward
+        rather than making the encoder fail.
+        """
+        if self._closed:
+            raise RuntimeError("VideoWriter is closed")
+        if rgb8.dtype != np.uint8 or rgb8.shape != (self.height, self.width, 3):
+            raise ValueError(
+                f"expected {self.height}x{self.width}x3 uint8, got {rgb8.shape} {rgb8.dtype}"
+            )
+        if pts is None:
+            pts = round(self.frames_written / (self.rate * self._enc_tb))
+        elif self._enc_tb != self.time_base:
+            pts = round(pts * self.time_base / self._enc_tb)
+        pts = int(pts)
+        if self._last_pts is not None and pts <= self._last_pts:
+            pts = self._last_pts + 1
+        self._last_pts = pts
+
+        # A copy in the caller's thread: the caller may reuse its array as soon as this returns.
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb8), format="rgb24")
+        self._run(self._encode_video, frame, pts)
+        self.frames_written += 1
+
+    def _encode_video(self, frame: av.VideoFrame, pts: int) -> None:
+        frame = frame.reformat(
+            format=self._pix_fmt, dst_colorspace="ITU709", dst_color_range="MPEG", interpolation=self._sws
+        )
+        frame.pts = pts
+        frame.time_base = self._enc_tb
+        try:
+            for packet in self._video.encode(frame):
+                self._container.mux(packet)
+        except AV_ERRORS as exc:
+            raise UserError(f"failed writing {self.path}: {reason(exc)}") from exc
+
+    def _run(self, fn: Callable[..., None], *args: object) -> None:
+        """``fn(*args)`` on the encode thread (or here without one). At most two jobs wait, which
+        bounds the frames held in memory; the first failure surfaces on the next call."""
+        if self._worker is None:
+            fn(*args)
+            return
+        self._pending.append(self._worker.submit(fn, *args))
+        while self._pending and (len(self._pending) > 2 or self._pending[0].done()):
+            self._pending.popleft().result()
+
+    def _drain(self) -> None:
+        """Wait for every queued job; re-raises the first failure."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def mux_audio(self, packet: av.Packet) -> None:
+        """Audio sink for :meth:`VideoReader.frames`: copy (or re-encode) one input audio packet.
+
+        An audio failure drops the rest of the audio with a warning instead of failing the video.
+        """
+        if self._closed or self._audio_mode == "none" or self._audio_failed or packet.dts is None:
+            return
+        self._run(self._mux_audio, packet)
+
+    def _mux_audio(self, packet: av.Packet) -> None:
+        if self._audio_failed:
+            return
+        try:
+            if self._audio_mode == "copy":
+                packet.stream = self._audio
+                self._container.mux(packet)
+            else:
+                for frame in self._audio_decoder.decode(packet):
+                    self._encode_audio(frame)
+        except AV_ERRORS as exc:
+            self._audio_failed = True
+            log.warning("dropping the rest of the audio of %s: %s", self.path, reason(exc))
+
+    def _encode_audio(self, frame: av.AudioFrame | None) -> None:
+        if frame is not None and frame.pts is not None and frame.time_base:
+            # Keep the input's audio timing (A/V sync) in the encoder's 1/sample_rate clock.
+            out_tb = Fraction(1, self._audio_rate)
+            frame.pts = round(frame.pts * frame.time_base / out_tb)
+            frame.time_base = out_tb
+        for packet in self._audio.encode(frame):
+            self._container.mux(packet)
+
+    def close(self) -> None:
+        """Flush the encoder, finish the container and atomically rename it over ``path``."""
+        if self._closed:
+            return
+        if self.frames_written == 0:
+            self.abort()
+            raise UserError(f"no frames were written to {self.path}")
+        try:
+            self._drain()
+            self._stop_worker()
+            for packet in self._video.encode(None):
+                self._container.mux(packet)
+            if self._audio_mode == "aac" and not self._audio_failed:
+                try:
+                    for frame in self._audio_decoder.decode(None):
+                        self._encode_audio(frame)
+                    self._encode_audio(None)
+                except AV_ERRORS as exc:
+                    log.warning("audio of %s may end early: %s", self.path, reason(exc))
+            self._container.close()
+        except AV_ERRORS as exc:
+            self.abort()
+            raise UserError(f"failed writing {self.path}: {reason(exc)}") from exc
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        self._target.commit()
+
+    def abort(self) -> None:
+        """Give up: close the container and delete the temp file; ``path`` is left untouched."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._stop_worker()
+            self._container.close()
+        except BaseException:  # noqa: BLE001 - the file is being thrown away anyway
+            pass
+        self._target.discard()
+
+    def _stop_worker(self) -> None:
+        """Let the queued jobs finish (their errors no longer matter here) and end the thread."""
+        if self._worker is not None:
+            self._pending.clear()
+            self._worker.shutdown(wait=True)
+            self._worker = None
+
+    def __enter__(self) -> VideoWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
