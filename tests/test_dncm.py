@@ -14,9 +14,10 @@ from helpers import texture, to8
 from mvstylizer.metrics import psnr
 from mvstylizer.models.colour_filters import random_filter
 from mvstylizer.models.dncm import (DNCMOnnxStylizer, DNCMStylizer, cube_grid, default_weights, export_cube,
-                                    export_onnx, parse_cube)
+                                    parse_cube)
 
 torch = pytest.importorskip("torch")
+from mvstylizer.models.dncm.export import export_onnx  # noqa: E402 - needs torch
 
 
 @pytest.fixture(scope="module")

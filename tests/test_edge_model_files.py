@@ -36,7 +36,7 @@ def _malicious(path: Path, marker: Path) -> Path:
 
 
 def test_a_pickle_that_runs_code_is_refused_by_every_loader(tmp_path):
-    from mvstylizer.models.dncm import load_net
+    from mvstylizer.models.dncm.network import load_net
     from mvstylizer.models.training import Checkpointer, load_weights
 
     marker = tmp_path / "pwned"
@@ -56,7 +56,8 @@ def test_a_pickle_that_runs_code_is_refused_by_every_loader(tmp_path):
 
 
 def test_shipped_weights_still_load_weights_only():
-    from mvstylizer.models.dncm import default_weights, load_net
+    from mvstylizer.models.dncm import default_weights
+    from mvstylizer.models.dncm.network import load_net
 
     blob = load_pt(default_weights())
     assert "state_dict" in blob and "meta" in blob

@@ -179,13 +179,13 @@ def test_regions_gaussian_matches_scipy():
 
 def test_shipped_dncm_graph_is_current_and_matches_torch():
     pytest.importorskip("torch")
-    from mvstylizer.models.dncm import (DNCMOnnxStylizer, DNCMStylizer, _onnx_weights_hash, _sha256,
-                                        default_weights, shipped_onnx)
+    from mvstylizer.models.dncm import DNCMOnnxStylizer, DNCMStylizer, default_weights, shipped_onnx
+    from mvstylizer.models.dncm.weights import onnx_weights_hash, sha256
 
     path = shipped_onnx()
     assert path.is_file() and path.stat().st_size < 4_000_000
     # Made from the shipped weights: after retraining, rerun `python -m mvstylizer.models.dncm`.
-    assert _onnx_weights_hash(path) == _sha256(default_weights())
+    assert onnx_weights_hash(path) == sha256(default_weights())
     ort_model, torch_model = DNCMOnnxStylizer(), DNCMStylizer()
     assert ort_model.onnx_path == path
     rng = np.random.default_rng(1)
@@ -203,7 +203,8 @@ def test_shipped_dncm_graph_is_current_and_matches_torch():
 def test_training_the_shipped_dncm_weights_remakes_the_shipped_graph(tmp_path, monkeypatch):
     pytest.importorskip("torch")
     from mvstylizer.cli import main
-    from mvstylizer.models import dncm
+    from mvstylizer.models.dncm import weights as dncm_files
+    from mvstylizer.models.dncm import DNCMOnnxStylizer
     from helpers import texture, to8
 
     photos = tmp_path / "photos"
@@ -211,9 +212,9 @@ def test_training_the_shipped_dncm_weights_remakes_the_shipped_graph(tmp_path, m
     for i in range(2):
         cv2.imwrite(str(photos / f"p{i}.png"), to8(texture(96, 128, seed=30 + i)))
     weights, graph = tmp_path / "dncm.pt", tmp_path / "dncm.onnx"
-    monkeypatch.setattr(dncm, "default_weights", lambda: weights)
-    monkeypatch.setattr(dncm, "shipped_onnx", lambda: graph)
+    monkeypatch.setattr(dncm_files, "default_weights", lambda: weights)
+    monkeypatch.setattr(dncm_files, "shipped_onnx", lambda: graph)
     assert main(["train", "dncm", "--data", str(photos), "--batch", "2", "--size", "64", "--steps", "1",
                  "--out", str(weights), "-q"]) == 0
-    assert dncm._onnx_weights_hash(graph) == dncm._sha256(weights)
-    assert dncm.DNCMOnnxStylizer().onnx_path == graph
+    assert dncm_files.onnx_weights_hash(graph) == dncm_files.sha256(weights)
+    assert DNCMOnnxStylizer().onnx_path == graph

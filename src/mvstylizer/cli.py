@@ -524,10 +524,11 @@ def _train(args: argparse.Namespace) -> int:
     path = importlib.import_module(f"mvstylizer.models.{module}").train(config)
     print(f"wrote {path}")
     if args.model == "dncm":
-        from .models.dncm import default_weights, export_onnx, shipped_onnx
+        from .models.dncm import weights as dncm_files
+        from .models.dncm.export import export_onnx
 
-        if Path(path).resolve() == default_weights().resolve():  # keep the graph the core install runs in step
-            print(f"wrote {export_onnx(shipped_onnx())}")
+        if Path(path).resolve() == dncm_files.default_weights().resolve():  # keep the core install's graph in step
+            print(f"wrote {export_onnx(dncm_files.shipped_onnx())}")
     return 0
 
 

@@ -108,7 +108,7 @@ class EdgeTrainer:
     def _model(self, msg: Message) -> tuple[Any, dict[str, Any], dict[str, np.ndarray], str]:
         import torch
 
-        torch.set_num_threads(1)  # shared CPUs: one thread trains this net fastest (see models/dncm.py)
+        torch.set_num_threads(1)  # shared CPUs: one thread trains this net fastest (see models/dncm/__init__.py)
         record = next(iter(msg.content.array_records.values()))
         arrays = {k: v.numpy() for k, v in record.items()}
         digest = _digest(arrays)

@@ -80,7 +80,7 @@ def split_held_out(n: int, every: int = 5) -> tuple[list[int], list[int]]:
 
 
 def load_base(weights: Path | None = None):  # noqa: ANN201 - a torch module, torch imported lazily
-    from ..models.dncm import load_net
+    from ..models.dncm.network import load_net
 
     net, meta = load_net(weights)
     return net, meta

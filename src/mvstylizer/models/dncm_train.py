@@ -40,7 +40,8 @@ from tqdm import tqdm
 from ..errors import UserError
 from .colour_filters import random_filter
 from .data import ImageBank, find_sources
-from .dncm import DEFAULT_ARCH, WEIGHTS_NAME, build_net, thumbnail
+from .dncm import DEFAULT_ARCH, WEIGHTS_NAME, thumbnail
+from .dncm.network import build_net
 from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights
 
 CONSISTENCY_WEIGHT = 10.0
