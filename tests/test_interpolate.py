@@ -105,3 +105,39 @@ def test_strength_blends_each_key_transform_with_the_identity(spatial):
 def test_unknown_method_is_refused():
     with pytest.raises(ValueError):
         InterpConfig(method="magic")
+
+
+def test_an_interpolation_method_is_one_registry_entry(monkeypatch):
+    from mvstylizer.cli import build_parser
+    from mvstylizer.mobile.interpolate import INTERPOLATORS, InterpConfig, InterpMethod, Interpolator
+
+    calls = []
+
+    def hold_a(interp, gray, full8, a, b, w_b, exposure, out):
+        calls.append(w_b)
+        return a.styled8
+
+    monkeypatch.setitem(INTERPOLATORS, "hold", InterpMethod("hold", "repeat the earlier key", hold_a))
+    args = build_parser().parse_args(["stylize", "in.mp4", "--style", "s.png", "-o", "o.mp4", "--interp", "hold"])
+    interp = Interpolator(InterpConfig(method=args.interp), spatial=False)
+    rng = np.random.default_rng(0)
+    full8 = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    gray = full8[..., 0].copy()
+    a = interp.key(0, full8, full8.astype(np.float32) / 255, full8)
+    b = interp.key(4, full8, full8.astype(np.float32) / 255, full8)
+    assert interp.frame(1, gray, full8, a, b) is a.styled8 and calls == [0.25]
+    assert not interp.keys_disagree(a, b, full8)  # refines_keys defaults to off
+    with pytest.raises(ValueError, match="hold"):
+        InterpConfig(method="nope")
+
+
+def test_a_smoother_is_one_registry_entry(monkeypatch):
+    from mvstylizer.cli import build_parser
+    from mvstylizer.mobile.meta_smoothing import SMOOTHERS, SmootherSpec
+    from mvstylizer.mobile.pipeline import StylizeConfig
+
+    monkeypatch.setitem(SMOOTHERS, "none", SmootherSpec("none", "no cleaning", lambda: None))
+    args = build_parser().parse_args(["stylize", "in.mp4", "--style", "s.png", "-o", "o.mp4", "--smoothing", "none"])
+    assert StylizeConfig(smoothing=args.smoothing).smoothing == "none"
+    with pytest.raises(ValueError, match="guided"):
+        StylizeConfig(smoothing="nope")

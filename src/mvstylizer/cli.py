@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from .errors import UserError
 
@@ -46,25 +46,30 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _choices_help(registry: dict[str, Any]) -> str:
+    return "; ".join(f"{name}: {entry.help}" for name, entry in sorted(registry.items()))
+
+
 def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    from .mobile.interpolate import INTERPOLATORS
+    from .mobile.meta_smoothing import SMOOTHERS
+
     p.add_argument("--model", default="default", help="edge model (see `mvstylizer models`; default: the edge's default)")
     p.add_argument("--keyframes", type=_keyframes_arg, default=("auto", 0), metavar="auto|every:N",
                    help="adaptive key frames (default) or a fixed stride")
     p.add_argument("--max-gap", type=_positive_int, default=30, metavar="N", help="most frames between keys")
     p.add_argument("--key-size", type=_positive_int, default=512, metavar="PIXELS",
                    help="long side of the key frames sent to the edge (default 512)")
-    p.add_argument("--interp", choices=["transform", "warp"], default="transform",
-                   help="in-between frames: the two keys' colour transforms blended in time and applied to the "
-                        "frame (default), or the keys' stylized pixels warped by optical flow (the paper's)")
+    p.add_argument("--interp", choices=sorted(INTERPOLATORS), default="transform",
+                   help="in-between frames (default transform): " + _choices_help(INTERPOLATORS))
     p.add_argument("--map-scale", type=float, default=0.5, metavar="F",
                    help="spatially varying models: the bilateral grid is sliced at this fraction of the key size "
                         "(default 0.5)")
     p.add_argument("--strength", type=float, default=1.0, metavar="S",
                    help="how much of the style to apply, 0..1 (default 1): each key's colour transform is "
                         "blended with the identity, like a preset's amount slider")
-    p.add_argument("--smoothing", choices=["learned", "guided"], default="guided",
-                   help="meta-smoothing of key frames: the key's colour transform fit straight to the edge's output "
-                        "(default), or to the learned module's cleaned version of it")
+    p.add_argument("--smoothing", choices=sorted(SMOOTHERS), default="guided",
+                   help="meta-smoothing of key frames (default guided): " + _choices_help(SMOOTHERS))
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     p.add_argument("--preset", default="veryfast",
                    choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"],

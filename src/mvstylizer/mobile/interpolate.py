@@ -19,6 +19,7 @@ wrong.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import cv2
@@ -27,9 +28,6 @@ import numpy as np
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
 from .grid import GridConfig, ResidualGrid, fit_grid
 from .look import Look, blend_gap, fit_look, identity_look
-
-METHODS = ("transform", "warp")
-
 
 @dataclass
 class KeyFrame:
@@ -70,8 +68,8 @@ class InterpConfig:
     occluded_weight: float = 0.02  # occluded pixels keep this much weight so the blend stays smooth
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"interpolation must be one of {METHODS}, got {self.method!r}")
+        if self.method not in INTERPOLATORS:
+            raise ValueError(f"interpolation must be one of {sorted(INTERPOLATORS)}, got {self.method!r}")
         if not 0.0 < self.map_scale <= 1.0:
             raise ValueError(f"map_scale must be in (0, 1], got {self.map_scale}")
         if not 0.0 <= self.strength <= 1.0:
@@ -83,6 +81,7 @@ class Interpolator:
 
     def __init__(self, config: InterpConfig | None = None, spatial: bool = True) -> None:
         self.config = config or InterpConfig()
+        self.method = INTERPOLATORS[self.config.method]
         self.spatial = spatial  # fit a residual grid (spatially varying models) or the look alone
         self._flow: FlowEstimator | None = None
         self._pair: tuple[int, int, bool] | None = None  # (a, b, parameter blend is close enough)
@@ -117,8 +116,10 @@ class Interpolator:
         at once (to an encoder that copies it) saves a fresh full-resolution image per frame."""
         span = max(1, b.index - a.index)
         w_b = min(1.0, max(0.0, (t - a.index) / span))
-        if self.config.method == "warp":
-            return self._warp(t, gray, full8, [(a, 1.0 - w_b), (b, w_b)])
+        return self.method.render(self, gray, full8, a, b, w_b, exposure, out)
+
+    def _blend_transforms(self, gray: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
+                          exposure: float, out: np.ndarray | None) -> np.ndarray:
         scratch = self._scratch_like(full8)
         grid = a.grid.blend(b.grid, w_b) if a.grid is not None and b.grid is not None else None
         gain = self._exposure_gain((1.0 - w_b) * a.exposure + w_b * b.exposure - exposure)
@@ -129,6 +130,10 @@ class Interpolator:
         out = cv2.addWeighted(first, 1.0 - w_b, b.look.exposed(gain).apply(full8, scratch=scratch), w_b, 0.0,
                               dst=out)
         return self._add_grid(out, grid, gray, gain)
+
+    def _warp_keys(self, gray: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
+                   exposure: float, out: np.ndarray | None) -> np.ndarray:
+        return self._warp(gray, full8, [(a, 1.0 - w_b), (b, w_b)])
 
     def _scratch_like(self, img: np.ndarray) -> np.ndarray:
         if self._scratch is None or self._scratch.shape != img.shape:
@@ -144,7 +149,7 @@ class Interpolator:
     def keys_disagree(self, a: KeyFrame, b: KeyFrame, content8: np.ndarray) -> bool:
         """Whether keys a and b style ``content8`` (a frame between them, any size) so differently
         that blending them would be a guess (mean difference over its pixels > ``refine_levels``)."""
-        if self.config.method == "warp":
+        if not self.method.refines_keys:
             return False
         sample = content8[::4, ::4]
         diff = cv2.absdiff(a.look.apply(sample), b.look.apply(sample))
@@ -170,7 +175,7 @@ class Interpolator:
         up = cv2.resize(offsets, out.shape[1::-1], interpolation=cv2.INTER_LINEAR)
         return cv2.add(out, up, dst=out, dtype=cv2.CV_8U)
 
-    def _warp(self, t: int, gray: np.ndarray, full8: np.ndarray, sides: list[tuple[KeyFrame, float]]) -> np.ndarray:
+    def _warp(self, gray: np.ndarray, full8: np.ndarray, sides: list[tuple[KeyFrame, float]]) -> np.ndarray:
         if self._flow is None:
             self._flow = FlowEstimator(self.config.flow_preset)
         h, w = full8.shape[:2]
@@ -188,3 +193,29 @@ class Interpolator:
         total = sum(weights)
         out = sum(layer * cv2.resize(wt / total, (w, h))[..., None] for layer, wt in zip(layers, weights))
         return cv2.convertScaleAbs(out)
+
+
+@dataclass(frozen=True)
+class InterpMethod:
+    """One way to make the frames between two keys: an entry of :data:`INTERPOLATORS`.
+
+    ``render(interpolator, gray, full8, a, b, w_b, exposure, out)`` returns frame t (full-resolution
+    uint8 RGB) from keys ``a`` and ``b``, ``w_b`` being b's weight in time (see :meth:`Interpolator.frame`).
+    """
+
+    name: str
+    help: str
+    render: Callable[[Interpolator, np.ndarray, np.ndarray, KeyFrame, KeyFrame, float, float, np.ndarray | None],
+                     np.ndarray]
+    # Whether two neighbouring keys that style a frame very differently make it a key too: only the
+    # transform blend can tell cheaply (it holds both keys' looks).
+    refines_keys: bool = False
+
+
+# Adding a method is one entry here; the CLI, the API and the config read their choices from it.
+INTERPOLATORS: dict[str, InterpMethod] = {m.name: m for m in (
+    InterpMethod("transform", "the two keys' colour transforms blended in time and applied to the frame itself",
+                 Interpolator._blend_transforms, refines_keys=True),
+    InterpMethod("warp", "the keys' stylized pixels warped by optical flow and blended (the paper's)",
+                 Interpolator._warp_keys),
+)}

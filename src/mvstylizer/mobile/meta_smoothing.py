@@ -10,6 +10,7 @@ transform interpolation warps: 12 affine coefficients and a 3-channel detail gai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,3 +70,22 @@ class LearnedSmoother:
         coeffs, global_map = self.maps(content_low, styled_low, content8.shape[1] / content_low.shape[1])
         return render(coeffs, global_map, content_low, content8, self._scratch)
 
+
+
+@dataclass(frozen=True)
+class SmootherSpec:
+    """One meta-smoothing choice: an entry of :data:`SMOOTHERS`. ``build()`` returns the module that
+    cleans the edge's output before the key's colour transform is fit to it, or None to fit straight
+    to the edge's output (the transform's own regularisation is then the smoothing)."""
+
+    name: str
+    help: str
+    build: Callable[[], LearnedSmoother | None]
+
+
+# Adding a smoother is one entry here; the CLI and the config read their choices from it.
+SMOOTHERS: dict[str, SmootherSpec] = {s.name: s for s in (
+    SmootherSpec("guided", "the key's colour transform fit straight to the edge's output", lambda: None),
+    SmootherSpec("learned", "the transform fit to the learned module's cleaned version of the edge's output "
+                 "(blotches, halos, JPEG blocks removed first)", LearnedSmoother),
+)}

@@ -33,7 +33,7 @@ from .edge_link import EdgeLink, find_model
 from .exposure import ExposureTracker
 from .interpolate import InterpConfig, Interpolator, KeyFrame
 from .keyframes import KeyframeConfig, KeyframeSelector
-from .meta_smoothing import LearnedSmoother
+from .meta_smoothing import SMOOTHERS
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,6 @@ MIN_STYLE_SIDE = 32  # pixels; smaller styles get a warning
 MAX_STYLE_ASPECT = 8.0
 
 STAGES = ("decode", "select", "edge", "smoothing", "interpolation", "encode")
-SMOOTHERS = ("learned", "guided")
 
 
 @dataclass
@@ -72,7 +71,7 @@ class StylizeConfig:
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be 0..51, got {self.crf}")
         if self.smoothing not in SMOOTHERS:
-            raise ValueError(f"smoothing must be one of {SMOOTHERS}, got {self.smoothing!r}")
+            raise ValueError(f"smoothing must be one of {sorted(SMOOTHERS)}, got {self.smoothing!r}")
 
 
 @dataclass
@@ -150,7 +149,7 @@ class VideoPipeline:
     def __init__(self, edge: EdgeLink, config: StylizeConfig | None = None) -> None:
         self.edge = edge
         self.config = config or StylizeConfig()
-        self.smoother = LearnedSmoother() if self.config.smoothing == "learned" else None
+        self.smoother = SMOOTHERS[self.config.smoothing].build()
 
     # --- public entry points -------------------------------------------------------------
     def run(self, input_path: str | Path, style_path: str | Path, output_path: str | Path) -> StylizeReport:
