@@ -166,7 +166,7 @@ def budget_server():
 
 def test_lying_4096_jpeg_is_refused_before_decoding(budget_server):
     """A 633-byte JPEG claiming 4096x4096 drove wct2 past 6 GiB; now 413 from the header, per model."""
-    from mvstylizer.edge.server import image_size
+    from mvstylizer.wire import image_size
 
     url, proc = budget_server
     blob = lying_jpeg()

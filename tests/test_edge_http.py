@@ -19,12 +19,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mvstylizer.edge.ratelimit import RateLimitConfig
-from mvstylizer.edge.server import ServerConfig, create_app, image_size
+from mvstylizer.edge.server import ServerConfig, create_app
 from mvstylizer.edge.service import EdgeConfig, EdgeService
 from mvstylizer.errors import UserError
 from mvstylizer.mobile.edge_link import EmbeddedEdge
 from mvstylizer.mobile.http_edge import HttpEdge
-from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, pack_frames
+from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, image_size, pack_frames
 
 # Small limits so the 413 paths are cheap to reach.
 CONFIG = ServerConfig(port=0, max_request_bytes=1 << 20, max_frame_pixels=256 * 256, max_batch=4,
@@ -183,7 +183,7 @@ def test_forgotten_style_is_resent(url, raw):
     "case, status, fragment",
     [
         ("style wrong content type", 415, "Content-Type"),
-        ("style garbage", 400, "not a PNG, JPEG or WebP"),
+        ("style garbage", 400, "not an image in any of the edge's encodings (jpeg, png, webp)"),
         ("style corrupt png", 400, "not a decodable image"),
         ("style empty", 400, "empty"),
         ("style too many pixels", 413, "pixels"),

@@ -4,7 +4,7 @@ model and runtime, and the pixel limits that follow from them.
 A request's memory is not bounded by its size: a 633-byte JPEG may claim 4096x4096 pixels (libjpeg
 fills in the missing data), and a model's working memory grows with the pixels it runs on. So the edge
 admits work by *decoded* size, read from the image header before a pixel is decoded
-(:func:`mvstylizer.edge.server.image_size`), against per-model limits:
+(:func:`mvstylizer.wire.image_size`), against per-model limits:
 
     per-worker budget  B = memory_budget / workers
     a batch fits if     HOLD * batch pixels + cost(model) * its largest frame's pixels <= B

@@ -39,7 +39,6 @@ import asyncio
 import contextlib
 import logging
 import socket
-import struct
 import threading
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -485,73 +484,19 @@ async def frames_body(request: Request, rt: Runtime) -> list[bytes]:
     return blobs
 
 
-_STYLE_TYPES = tuple(wire.MEDIA_TYPES.values())
+_STYLE_TYPES = tuple(c.media_type for c in wire.CODECS.values())
+EncodingName = Literal[tuple(wire.CODECS)]  # type: ignore[valid-type]  # the query's enum, from the registry
 StyleBody = Annotated[bytes, Depends(body_of_type(*_STYLE_TYPES))]
 FramesBody = Annotated[list[bytes], Depends(frames_body)]
-
-
-# ---------------------------------------------------------------- image header sniffing
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from a PNG, JPEG or WebP header without decoding; None if not one of those."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        if len(data) >= 24 and data[12:16] == b"IHDR":
-            w, h = struct.unpack_from(">II", data, 16)
-            return w, h
-        return None
-    if data.startswith(b"\xff\xd8"):
-        return _jpeg_size(data)
-    if len(data) >= 30 and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        kind = data[12:16]
-        if kind == b"VP8 " and data[23:26] == b"\x9d\x01\x2a":
-            w, h = struct.unpack_from("<HH", data, 26)
-            return w & 0x3FFF, h & 0x3FFF
-        if kind == b"VP8L" and data[20] == 0x2F:
-            bits = int.from_bytes(data[21:25], "little")
-            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
-        if kind == b"VP8X":
-            return int.from_bytes(data[24:27], "little") + 1, int.from_bytes(data[27:30], "little") + 1
-    return None
-
-
-_JPEG_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    pos, n = 2, len(data)
-    while pos < n:
-        if data[pos] != 0xFF:
-            return None
-        while pos < n and data[pos] == 0xFF:  # fill bytes
-            pos += 1
-        if pos >= n:
-            return None
-        marker = data[pos]
-        pos += 1
-        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a payload
-            continue
-        if marker in (0xD9, 0xDA) or pos + 2 > n:  # end of image / start of scan before any frame header
-            return None
-        (length,) = struct.unpack_from(">H", data, pos)
-        if length < 2:
-            return None
-        if marker in _JPEG_SOF:
-            if pos + 7 > n:
-                return None
-            h, w = struct.unpack_from(">HH", data, pos + 3)
-            return (w, h) if h > 0 else None  # h == 0 (DNL marker) is not worth supporting
-        pos += length
-    return None
 
 
 def _checked_size(blob: bytes, what: str, max_pixels: int, min_side: int = 1,
                   why: str = "") -> tuple[int, int]:
     """(width, height) from the image header; 400 if not an image or under ``min_side``, 413 beyond
     ``max_pixels`` (``why``: how that limit was derived, for the message)."""
-    size = image_size(blob)
+    size = wire.image_size(blob)
     if size is None:
-        raise HTTPException(400, f"{what} is not a PNG, JPEG or WebP image")
+        raise HTTPException(400, f"{what} is not an image in any of the edge's encodings ({', '.join(wire.CODECS)})")
     w, h = size
     if w < 1 or h < 1:
         raise HTTPException(400, f"{what} has invalid dimensions {w}x{h}")
@@ -676,7 +621,7 @@ async def stylize(
     body: FramesBody,
     style_id: Annotated[str, Query(min_length=8, max_length=64, pattern="^[0-9a-f]+$")],
     model: Annotated[str, Query(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")] = DEFAULT_MODEL,
-    encoding: Annotated[Literal["jpeg", "png", "webp"], Query()] = "jpeg",
+    encoding: Annotated[EncodingName, Query()] = "jpeg",
     quality: Annotated[int, Query(ge=1, le=100)] = 95,
     collect: Annotated[bool, Query(description="opt in: keep these key frames for federated learning")] = False,
 ) -> Response:
