@@ -126,3 +126,68 @@ def test_fl_simulate_poisoned_run_reports_the_federated_model(tmp_path):
     report = json.loads(out.read_text())
     assert report["rejected_updates_per_seed"] == [1, 1]  # one round, one poisoned edge, per seed
     assert math.isfinite(report["summary"]["federated"]["population"]["mean"])
+
+
+def test_server_optimisers_follow_flower():
+    from mvstylizer.fl.population import ServerOpt
+
+    glob, agg = [np.zeros(3)], [np.array([1.0, -2.0, 0.5])]
+    np.testing.assert_allclose(ServerOpt("sgd", 1.0).step(glob, agg, 1)[0], agg[0])  # FedAvg
+    np.testing.assert_allclose(ServerOpt("sgd", 3.0).step(glob, agg, 1)[0], 3 * agg[0])  # FedAvgM, no momentum
+    m = ServerOpt("sgd", 1.0, momentum=0.5)
+    first = m.step(glob, agg, 1)
+    np.testing.assert_allclose(m.step(first, [first[0] + agg[0]], 2)[0], first[0] + 1.5 * agg[0])
+    # FedAdam's first round: m = 0.1 d, v = 0.01 d^2, bias-corrected eta -> eta * 0.1414/0.19 * sign(d)
+    eta = 1e-3 * math.sqrt(1 - 0.99 ** 2) / (1 - 0.9 ** 2)
+    np.testing.assert_allclose(ServerOpt("adam", 1e-3).step(glob, agg, 1)[0], eta * np.sign(agg[0]), rtol=1e-6)
+    np.testing.assert_allclose(ServerOpt("yogi", 1e-3).step(glob, agg, 1)[0], eta * np.sign(agg[0]), rtol=1e-6)
+
+
+def test_validation_split_stays_inside_the_training_part():
+    from mvstylizer.fl.population import _split_source
+    from mvstylizer.video.media import package_media
+
+    photo = package_media("astronaut.png")
+    full_train, held = _split_source(photo, PopConfig(frames_per_clip=2, held_out_per_clip=1))
+    val_train, val = _split_source(photo, PopConfig(frames_per_clip=2, held_out_per_clip=1, validate=True))
+    # the validation split re-splits the training part only: the held-out quarter is never used
+    assert val_train[0].shape[1] + val[0].shape[1] == full_train[0].shape[1]
+    np.testing.assert_array_equal(val_train[0], full_train[0][:, : val_train[0].shape[1]])
+    with pytest.raises(UserError):
+        PopConfig(server_opt="sgdx")
+    with pytest.raises(UserError):
+        PopConfig(finetune_part="tail")
+
+
+def test_head_only_fine_tune_moves_only_the_last_layers():
+    from mvstylizer.fl.local import HEAD_PREFIXES, FrameBank, LocalConfig, load_base, local_fit
+
+    net, _ = load_base()
+    before = {k: p.detach().clone() for k, p in net.named_parameters()}
+    bank = FrameBank(frames=[np.random.default_rng(0).integers(0, 255, (48, 48, 3), dtype=np.uint8)], max_side=64)
+    seen = []
+    local_fit(net, bank, LocalConfig(batch=1, size=32, lr=1e-3), 2, part="head", on_step=seen.append)
+    assert seen == [1, 2]
+    for k, p in net.named_parameters():
+        assert p.requires_grad
+        moved = not torch.equal(p.detach(), before[k])
+        assert moved == k.startswith(HEAD_PREFIXES), k
+
+
+@pytest.mark.slow
+def test_tune_runs_on_validation_data_only(tmp_path):
+    from mvstylizer.fl import tune
+    from mvstylizer.fl.local import LocalConfig
+
+    cfg = PopConfig(rounds=1, seeds=1, frames_per_clip=2, held_out_per_clip=1, eval_crops=2,
+                    local=LocalConfig(epochs=1, batch=2, size=32, lr=3e-5, max_steps=1))
+    old = tune.SERVER_VARIANTS, tune.CHECKPOINTS
+    tune.SERVER_VARIANTS = {"fedavg": {}, "fedavgm_lr3": {"server_lr": 3.0}}
+    tune.CHECKPOINTS = (1, 2)
+    try:
+        r = tune.tune(cfg, 1, 1, "12")
+    finally:
+        tune.SERVER_VARIANTS, tune.CHECKPOINTS = old
+    assert r["config"]["validate"] and "unseen" not in json.dumps(r["stage1_server"])
+    assert r["stage1_choice"]["variant"] in ("fedavg", "fedavgm_lr3")
+    assert len(r["stage2_personalisation"]["variants"]) == 3 * 2

@@ -14,7 +14,7 @@ import math
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -108,19 +108,33 @@ def set_parameters(net: Any, arrays: dict[str, np.ndarray]) -> None:
             p.copy_(torch.from_numpy(a.astype(np.float32)))
 
 
-def local_fit(net: Any, bank: ImageBank, config: LocalConfig, steps: int, *, round_seed: int = 0) -> dict[str, float]:
+# What ``local_fit(..., part="head")`` trains: the encoder's last layer and the two colour maps (the
+# "last layers" a personalising edge may fine-tune alone); everything else stays frozen.
+HEAD_PREFIXES = ("encoder.head.", "norm_map.", "style_map.")
+
+
+def local_fit(net: Any, bank: ImageBank, config: LocalConfig, steps: int, *, round_seed: int = 0,
+              part: str = "all", on_step: Callable[[int], None] | None = None) -> dict[str, float]:
     """Fine-tune ``net`` in place for ``steps`` steps on crops of ``bank``; returns train metrics.
 
     A fresh Adam each round (as in FedAvg: optimiser state is local and does not survive the
     average). Crops and filters come from ``default_rng([seed, round_seed, step])``, so a round is
-    reproducible.
+    reproducible. ``part="head"`` trains only :data:`HEAD_PREFIXES`; ``on_step(k)`` is called after
+    the k-th step (k = 1..steps), e.g. to score checkpoints of one fine-tune.
     """
     import torch
 
     from ..models.dncm_train import make_batch, train_step
 
+    if part not in ("all", "head"):
+        raise UserError(f"unknown part {part!r}; choose all or head")
+    named = list(net.named_parameters())
+    trained = [p for k, p in named if part == "all" or k.startswith(HEAD_PREFIXES)]
+    frozen = [p for k, p in named if not (part == "all" or k.startswith(HEAD_PREFIXES))]
+    for p in frozen:
+        p.requires_grad_(False)
     net.train()
-    optim = torch.optim.Adam(net.parameters(), lr=config.lr)
+    optim = torch.optim.Adam(trained, lr=config.lr)
     regulariser = None
     if config.proximal_mu > 0:
         anchor = [p.detach().clone() for p in net.parameters()]
@@ -135,6 +149,11 @@ def local_fit(net: Any, bank: ImageBank, config: LocalConfig, steps: int, *, rou
         parts = train_step(net, optim, batch, config.lr, regulariser=regulariser)
         total += float(parts["total"].detach())
         rec += float(parts["rec"].detach())
+        if on_step is not None:
+            on_step(step + 1)
+            net.train()
+    for p in frozen:
+        p.requires_grad_(True)
     net.eval()
     return {"train-loss": total / max(1, steps), "train-rec": rec / max(1, steps), "steps": float(steps)}
 

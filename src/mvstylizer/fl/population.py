@@ -70,6 +70,7 @@ PACKAGE_UNSEEN: tuple[str, tuple[str, ...]] = ("space", ("rocket.jpg", "hubble_d
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
 METHODS = ("pretrained", "local_only", "federated", "personalized", "centralized")
 POISONS = ("none", "nan", "scale", "signflip")
+SERVER_OPTS = ("sgd", "adam", "yogi")
 
 
 @dataclass
@@ -92,8 +93,23 @@ class PopConfig:
     poison: str = "none"  # none | nan | scale | signflip: the first edge's update, every round
     reject_norm: float = 100.0  # the cloud's update guard: reject non-finite updates and longer ones
     clip_norm: float = 0.0
+    server_opt: str = "sgd"  # sgd (FedAvg; FedAvgM with server_lr/momentum) | adam (FedAdam) | yogi (FedYogi)
+    server_momentum: float = 0.0  # sgd only: FedAvgM's server momentum
+    server_tau: float = 1e-9  # adam/yogi: adaptivity (Flower's FedOpt tau)
+    weighting: str = "frames"  # aggregation weights: training frames (Flower's num-examples) or uniform
+    finetune_lr: float = 0.0  # personalised fine-tune learning rate (0: the local lr)
+    finetune_part: str = "all"  # all | head (encoder head + colour maps only)
+    finetune_checkpoints: tuple[int, ...] = ()  # also score the personalised models after these steps
+    validate: bool = False  # tuning mode: held-out = a later slice of each clip's *training* part
+    methods: tuple[str, ...] = METHODS  # which methods to run (pretrained is always scored)
 
     def __post_init__(self) -> None:
+        if self.server_opt not in SERVER_OPTS or self.weighting not in ("frames", "uniform"):
+            raise UserError(f"server optimiser must be one of {', '.join(SERVER_OPTS)}, weighting frames|uniform")
+        if self.finetune_part not in ("all", "head") or self.finetune_lr < 0:
+            raise UserError("finetune part must be all or head, finetune lr >= 0")
+        if not set(self.methods) <= set(METHODS):
+            raise UserError(f"methods must be among {', '.join(METHODS)}")
         if self.edges < 2 or self.rounds < 1 or self.seeds < 1:
             raise UserError("need --edges >= 2, --rounds >= 1 and --seeds >= 1")
         if self.frames_per_clip < 1 or self.held_out_per_clip < 1 or self.eval_crops < 2 or self.finetune_steps < 0:
@@ -132,11 +148,17 @@ def _split_source(path: Path, cfg: PopConfig) -> tuple[list[np.ndarray], list[np
         with VideoReader(path) as r:
             frames = [shrink_to(f.rgb8, BANK_SIDE) for f in r.frames() if f.index % cfg.video_stride == 0]
         cut = max(1, int(len(frames) * 0.75))
+        if cfg.validate:  # tuning: the same split again inside the training part; the held-out quarter unread
+            frames = frames[:cut]
+            cut = max(1, int(len(frames) * 0.75))
         return _spread(frames[:cut], cfg.frames_per_clip), _spread(frames[cut:], cfg.held_out_per_clip)
     from ..video.image import read_image
 
     img = shrink_to((read_image(path) * 255 + 0.5).astype(np.uint8), BANK_SIDE)
     cut = int(img.shape[1] * 0.75)
+    if cfg.validate:
+        img = np.ascontiguousarray(img[:, :cut])
+        cut = int(img.shape[1] * 0.75)
     return [np.ascontiguousarray(img[:, :cut])], [np.ascontiguousarray(img[:, cut:])]
 
 
@@ -246,6 +268,37 @@ def aggregate(glob: list[np.ndarray], updates: list[list[np.ndarray]], weights: 
     return out
 
 
+class ServerOpt:
+    """The server's step on the pseudo-gradient ``delta = aggregate - global`` (Reddi et al., *Adaptive
+    Federated Optimization*, 2021), as Flower computes it: ``sgd`` is FedAvg (``lr`` 1) or FedAvgM
+    (``global + lr * v`` with ``v = momentum * v + delta``); ``adam`` / ``yogi`` are FedAdam / FedYogi
+    (``lr`` is their eta; beta1 0.9, beta2 0.99, adaptivity ``tau``; Flower's bias correction)."""
+
+    def __init__(self, kind: str = "sgd", lr: float = 1.0, momentum: float = 0.0, tau: float = 1e-9,
+                 beta1: float = 0.9, beta2: float = 0.99) -> None:
+        self.kind, self.lr, self.momentum, self.tau, self.beta1, self.beta2 = kind, lr, momentum, tau, beta1, beta2
+        self.m: list[np.ndarray] | None = None
+        self.v: list[np.ndarray] | None = None
+
+    def step(self, glob: list[np.ndarray], agg: list[np.ndarray], server_round: int) -> list[np.ndarray]:
+        delta = [a - g for g, a in zip(glob, agg)]
+        if self.kind == "sgd":
+            if self.momentum > 0:
+                self.m = delta if self.m is None else [self.momentum * m + d for m, d in zip(self.m, delta)]
+                delta = self.m
+            return [g + self.lr * d for g, d in zip(glob, delta)]
+        if self.m is None or self.v is None:
+            self.m = [np.zeros_like(d) for d in delta]
+            self.v = [np.zeros_like(d) for d in delta]
+        self.m = [self.beta1 * m + (1 - self.beta1) * d for m, d in zip(self.m, delta)]
+        if self.kind == "adam":
+            self.v = [self.beta2 * v + (1 - self.beta2) * d * d for v, d in zip(self.v, delta)]
+        else:  # yogi
+            self.v = [v - (1 - self.beta2) * d * d * np.sign(v - d * d) for v, d in zip(self.v, delta)]
+        eta = self.lr * math.sqrt(1 - self.beta2 ** (server_round + 1.0)) / (1 - self.beta1 ** (server_round + 1.0))
+        return [g + eta * m / (np.sqrt(v) + self.tau) for g, m, v in zip(glob, self.m, self.v)]
+
+
 class _Scorer:
     def __init__(self, edges: list[Edge], unseen: Edge, crops: int, size: int) -> None:
         self.batches = [held_out_batch(FrameBank(frames=e.held_out, max_side=BANK_SIDE), 0, crops, size)
@@ -260,35 +313,38 @@ class _Scorer:
         return out
 
 
-def _run_seed(seed: int, cfg: PopConfig, edges: list[Edge], unseen: Edge, base: Any, scorer: _Scorer,
-              log: Callable[[str], None]) -> dict[str, Any]:
-    """One seed: every method's scores. Index len(edges) is the unseen edge."""
+@dataclass
+class Context:
+    """What every seed shares: the edges, the starting model, the fixed held-out crops and its scores."""
+
+    edges: list[Edge]
+    unseen: Edge
+    base: Any
+    meta: dict[str, Any]
+    scorer: _Scorer
+    pre: list[dict[str, float]]
+
+
+def _local_cfg(cfg: PopConfig, seed: int) -> tuple[LocalConfig, LocalConfig]:
     local = LocalConfig(**{**asdict(cfg.local), "seed": seed})
     if cfg.strategy == "fedprox" and local.proximal_mu <= 0:
         local.proximal_mu = 0.01
-    no_prox = LocalConfig(**{**asdict(local), "proximal_mu": 0.0})
+    return local, LocalConfig(**{**asdict(local), "proximal_mu": 0.0})
+
+
+def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dict[str, Any]:
+    """The federated rounds (in-process): {"params", "curve" (loss per round per eval set), "rejected"}."""
+    local, _ = _local_cfg(cfg, seed)
+    edges = ctx.edges
     banks = [FrameBank(frames=e.train, max_side=BANK_SIDE) for e in edges]
     steps = [local.steps_for(len(e.train)) for e in edges]
-    n, u = len(edges), len(edges)
-    res: dict[str, Any] = {"seed": seed, "steps_per_round": steps}
-
-    # local-only: the edge's federated rounds without the averaging
-    local_scores = []
-    for e in range(n if cfg.poison == "none" else 0):  # a poisoning run scores the federated model only
-        net = copy.deepcopy(base)
-        for r in range(1, cfg.rounds + 1):
-            local_fit(net, banks[e], no_prox, steps[e], round_seed=r)
-        local_scores.append(scorer.score(net))
-    res["local_only"] = local_scores  # [model][eval set]
-    log(f"  seed {seed}: local-only done")
-
-    # federated, in-process
-    net = copy.deepcopy(base)
-    glob = _params(base)
-    curve = []
+    opt = ServerOpt(cfg.server_opt, cfg.server_lr, cfg.server_momentum, cfg.server_tau)
+    net = copy.deepcopy(ctx.base)
+    glob = _params(ctx.base)
+    losses, rejected = [], 0
     for r in range(1, cfg.rounds + 1):
         updates, weights = [], []
-        for e in range(n):
+        for e in range(len(edges)):
             _load(net, glob)
             local_fit(net, banks[e], local, steps[e], round_seed=r)
             update = _params(net)
@@ -296,43 +352,95 @@ def _run_seed(seed: int, cfg: PopConfig, edges: list[Edge], unseen: Edge, base: 
                 update = poison_update(glob, update, cfg.poison)
             vetted = guard(glob, update, cfg.reject_norm, cfg.clip_norm)
             if vetted is None:
-                res["rejected_updates"] = res.get("rejected_updates", 0) + 1
+                rejected += 1
                 continue
             updates.append(vetted)
-            weights.append(len(edges[e].train))
+            weights.append(len(edges[e].train) if cfg.weighting == "frames" else 1.0)
         if updates:
-            glob = aggregate(glob, updates, weights, cfg.strategy, cfg.trim_beta, cfg.server_lr)
-        if r < cfg.rounds and cfg.rounds <= 10:
+            glob = opt.step(glob, aggregate(glob, updates, weights, cfg.strategy, cfg.trim_beta), r)
+        if curve and r < cfg.rounds and cfg.rounds <= 20:
             _load(net, glob)
-            curve.append([s["loss"] for s in scorer.score(net)])
-    _load(net, glob)
-    fed = copy.deepcopy(net)
-    res["federated"] = scorer.score(fed)
-    curve.append([s["loss"] for s in res["federated"]])
-    res["federated_curve"] = curve  # loss per round on every eval set
-    log(f"  seed {seed}: federated done")
-    if cfg.poison != "none":
-        return res
+            losses.append([s["loss"] for s in ctx.scorer.score(net)])
+    return {"params": glob, "curve": losses, "rejected": rejected}
 
-    # personalised: a short fine-tune of the federated model on each edge's own frames (unseen too)
-    pers = []
-    for e, bank in enumerate([*banks, FrameBank(frames=unseen.train, max_side=BANK_SIDE)]):
+
+def personalise(cfg: PopConfig, ctx: Context, seed: int, fed: Any, lr: float | None = None,
+                part: str | None = None, steps: int | None = None,
+                checkpoints: tuple[int, ...] = ()) -> tuple[list[dict[str, float]], dict[int, list[float]]]:
+    """Each edge fine-tunes the federated model on its own frames; (scores on its own held-out set,
+    {checkpoint step: [loss per edge]}). The unseen edge (last) fine-tunes on its own training frames;
+    in a validation run it is skipped (NaN)."""
+    _, no_prox = _local_cfg(cfg, seed)
+    ft = LocalConfig(**{**asdict(no_prox), "lr": lr or cfg.finetune_lr or no_prox.lr})
+    steps = cfg.finetune_steps if steps is None else steps
+    total = max([steps, *checkpoints])
+    pers, curves = [], {c: [] for c in checkpoints}
+    sets = [*ctx.edges, ctx.unseen]
+    for e, edge in enumerate(sets):
+        if cfg.validate and e == len(ctx.edges):
+            pers.append({"loss": math.nan, "psnr": math.nan})
+            for c in checkpoints:
+                curves[c].append(math.nan)
+            continue
         net = copy.deepcopy(fed)
-        if cfg.finetune_steps:
-            local_fit(net, bank, no_prox, cfg.finetune_steps, round_seed=cfg.rounds + 1)
-        pers.append(scorer.score(net, [e])[e])
-    res["personalized"] = pers
+        kept: dict[str, Any] = {}
 
-    # centralised: the union of the edges' training frames, the edges' total compute
-    net = copy.deepcopy(base)
-    union = FrameBank(frames=[f for e in edges for f in e.train], max_side=BANK_SIDE)
-    total = sum(steps) * cfg.rounds
-    per_round = math.ceil(total / cfg.rounds)
-    for r in range(1, cfg.rounds + 1):
-        local_fit(net, union, no_prox, per_round, round_seed=r)
-    res["centralized"] = scorer.score(net)
-    log(f"  seed {seed}: personalised and centralised done")
-    del u
+        def on_step(k: int, net: Any = net, e: int = e, kept: dict[str, Any] = kept) -> None:
+            if k in curves:
+                curves[k].append(ctx.scorer.score(net, [e])[e]["loss"])
+            if k == steps:
+                kept["score"] = ctx.scorer.score(net, [e])[e]
+
+        if total:
+            local_fit(net, FrameBank(frames=edge.train, max_side=BANK_SIDE), ft, total, round_seed=cfg.rounds + 1,
+                      part=part or cfg.finetune_part, on_step=on_step)
+        pers.append(kept.get("score") or ctx.scorer.score(net, [e])[e])
+    return pers, curves
+
+
+def _run_seed(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None]) -> dict[str, Any]:
+    """One seed: every method's scores. Index len(edges) is the unseen edge."""
+    local, no_prox = _local_cfg(cfg, seed)
+    edges, scorer = ctx.edges, ctx.scorer
+    banks = [FrameBank(frames=e.train, max_side=BANK_SIDE) for e in edges]
+    steps = [local.steps_for(len(e.train)) for e in edges]
+    res: dict[str, Any] = {"seed": seed, "steps_per_round": steps}
+
+    # local-only: the edge's federated rounds without the averaging
+    local_scores = []
+    if "local_only" in cfg.methods and cfg.poison == "none":  # a poisoning run scores the federated model only
+        for e in range(len(edges)):
+            net = copy.deepcopy(ctx.base)
+            for r in range(1, cfg.rounds + 1):
+                local_fit(net, banks[e], no_prox, steps[e], round_seed=r)
+            local_scores.append(scorer.score(net))
+        log(f"  seed {seed}: local-only done")
+    res["local_only"] = local_scores  # [model][eval set]
+
+    if {"federated", "personalized"} & set(cfg.methods):
+        out = federate(cfg, ctx, seed)
+        fed = copy.deepcopy(ctx.base)
+        _load(fed, out["params"])
+        res["federated"] = scorer.score(fed)
+        res["federated_curve"] = [*out["curve"], [s["loss"] for s in res["federated"]]]  # loss per round per set
+        if out["rejected"]:
+            res["rejected_updates"] = out["rejected"]
+        log(f"  seed {seed}: federated done")
+        if cfg.poison != "none":
+            return res
+        if "personalized" in cfg.methods:
+            res["personalized"], curves = personalise(cfg, ctx, seed, fed, checkpoints=cfg.finetune_checkpoints)
+            if curves:
+                res["personalized_curve"] = {str(k): v for k, v in curves.items()}
+
+    if "centralized" in cfg.methods:  # the union of the edges' training frames, the edges' total compute
+        net = copy.deepcopy(ctx.base)
+        union = FrameBank(frames=[f for e in edges for f in e.train], max_side=BANK_SIDE)
+        per_round = sum(steps)
+        for r in range(1, cfg.rounds + 1):
+            local_fit(net, union, no_prox, per_round, round_seed=r)
+        res["centralized"] = scorer.score(net)
+    log(f"  seed {seed}: done")
     return res
 
 
@@ -407,45 +515,67 @@ def _targets(v: dict[str, Any], scenes: list[str]) -> dict[str, Any]:
 _FORK_STATE: Any = None
 
 
-def _seed_in_child(seed: int) -> dict[str, Any]:
+def _job_in_child(job: tuple[Callable[..., Any], tuple[Any, ...]]) -> Any:
     import torch
 
     torch.set_num_threads(1)
-    cfg, edges, unseen, base, scorer, log = _FORK_STATE
-    return _run_seed(seed, cfg, edges, unseen, base, scorer, log)
+    fn, args = job
+    ctx, log = _FORK_STATE
+    return fn(*args, ctx, log)
+
+
+def run_jobs(ctx: Context, jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]], workers: int,
+             log: Callable[[str], None] = lambda m: None) -> list[Any]:
+    """``fn(*args, ctx, log)`` for each job, in ``workers`` forked processes (one torch thread each;
+    results identical to a serial run) or here when ``workers`` is 1."""
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        global _FORK_STATE
+        _FORK_STATE = (ctx, log)
+        try:
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=multiprocessing.get_context("fork")) as ex:
+                return list(ex.map(_job_in_child, jobs))
+        finally:
+            _FORK_STATE = None
+    return [fn(*args, ctx, log) for fn, args in jobs]
+
+
+def _seed_job(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None]) -> dict[str, Any]:
+    return _run_seed(seed, cfg, ctx, log)
+
+
+def prepare(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) -> Context:
+    """Load the edges and the starting model, fix the held-out crops and score the starting model."""
+    edges, unseen = load_edges(cfg)
+    for e in [*edges, unseen]:
+        log(f"edge {e.scene}{' (unseen)' if e is unseen else ''}: {len(e.train)} train / {len(e.held_out)} "
+            f"{'validation' if cfg.validate else 'held-out'} frames from {', '.join(e.sources)}")
+    base, meta = load_base(cfg.base_weights)
+    scorer = _Scorer(edges, unseen, cfg.eval_crops, cfg.local.size)
+    pre = scorer.score(base)
+    n = len(edges)
+    log(f"pretrained: population loss {np.mean([pre[i]['loss'] for i in range(n)]):.5f}"
+        + ("" if cfg.validate else f", unseen {pre[n]['loss']:.5f}"))
+    return Context(edges=edges, unseen=unseen, base=base, meta=meta, scorer=scorer, pre=pre)
 
 
 def run_population(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
     import torch
 
+    if cfg.validate or tuple(cfg.methods) != METHODS:
+        raise UserError("the report needs every method on the held-out sets; tuning runs are mvstylizer.fl.tune's")
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    edges, unseen = load_edges(cfg)
+    ctx = prepare(cfg, log)
+    edges, unseen, meta, pre = ctx.edges, ctx.unseen, ctx.meta, ctx.pre
     n = len(edges)
     scenes = [e.scene for e in edges]
-    for e in [*edges, unseen]:
-        log(f"edge {e.scene}{' (unseen)' if e is unseen else ''}: {len(e.train)} train / {len(e.held_out)} held-out "
-            f"frames from {', '.join(e.sources)}")
-    base, meta = load_base(cfg.base_weights)
     pretrain_sources = str(meta.get("sources", ""))
     all_sources = [s for e in [*edges, unseen] for s in e.sources]
     overlap = sorted({s for s in all_sources if re.search(rf"\b{re.escape(s)}\b", pretrain_sources)})
-    scorer = _Scorer(edges, unseen, cfg.eval_crops, cfg.local.size)
-    pre = scorer.score(base)
-    log(f"pretrained: population loss {np.mean([pre[i]['loss'] for i in range(n)]):.5f}, unseen {pre[n]['loss']:.5f}")
-    if cfg.workers > 1 and cfg.seeds > 1:  # seeds in forked processes (one torch thread each)
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        global _FORK_STATE
-        _FORK_STATE = (cfg, edges, unseen, base, scorer, log)
-        try:
-            with ProcessPoolExecutor(min(cfg.workers, cfg.seeds), mp_context=multiprocessing.get_context("fork")) as ex:
-                seeds = list(ex.map(_seed_in_child, range(cfg.seeds)))
-        finally:
-            _FORK_STATE = None
-    else:
-        seeds = [_run_seed(s, cfg, edges, unseen, base, scorer, log) for s in range(cfg.seeds)]
+    seeds = run_jobs(ctx, [(_seed_job, (s, cfg)) for s in range(cfg.seeds)], cfg.workers, log)
     if cfg.poison != "none":
         fed = {k: [float(np.mean([s["federated"][i][k] for i in range(n)])) for s in seeds] for k in ("loss", "psnr")}
         pre_pop = float(np.mean([pre[i]["loss"] for i in range(n)]))
@@ -477,7 +607,8 @@ def run_population(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) 
                            "pretrained_on": meta.get("data"), "sources_overlapping_the_edges": overlap,
                            "contaminated": bool(overlap)},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        "federated_engine": "in-process FedAvg (same local step and weighted average as the Flower apps)",
+        "federated_engine": ("in-process federation (same local step, guard and aggregation as the Flower apps; "
+                             f"server optimiser {cfg.server_opt}, server lr {cfg.server_lr})"),
         "metric": ("loss: held-out self-supervised loss of dncm_train.losses (lower is better); psnr: dB of "
                    "reproducing a held-out colour-filtered crop from its other filtered version (higher is better); "
                    f"{cfg.eval_crops} fixed crop pairs per edge, the same for every method and seed"),

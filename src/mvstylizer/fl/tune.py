@@ -1,0 +1,191 @@
+"""Choosing the federated experiment's levers on **validation** data only (issue 15).
+
+``python -m mvstylizer.fl.tune --footage DIR --json F`` runs the population experiment of
+:mod:`mvstylizer.fl.population` with ``validate=True``: every clip's training part (its first three
+quarters) is split again in time, training frames from its first three quarters and validation
+frames from the rest, so the held-out last quarter of every clip is never decoded, and the unseen
+edge is never scored (nor trained on). On that split it compares
+
+* stage 1, the server side: FedAvg, FedAvgM (server learning rate, momentum), FedAdam, FedYogi,
+  trimmed mean, uniform instead of frame weights, FedProx, by population validation loss (mean over
+  the five edges' validation sets) with local-only and centralised as reference;
+* stage 2, personalisation on top of the stage-1 choice: fine-tune learning rate and part (all
+  parameters or the last layers) scored after 10/20/40/80 steps on each edge's own validation set,
+  against that edge's local-only model.
+
+The choices it prints are what ``mvstylizer fl simulate`` is then run with on the held-out sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .local import LocalConfig
+from .population import Context, PopConfig, _load, _run_seed, compare, federate, personalise, prepare, run_jobs
+
+# Stage 1: name -> PopConfig overrides (everything else as the main experiment).
+# (Kept small: the shared 2-core machine ran at ~0.6 s per local step when this was run.)
+SERVER_VARIANTS: dict[str, dict[str, Any]] = {
+    "fedavg": {},
+    "fedavgm_lr3": {"server_lr": 3.0},
+    "fedavgm_lr5": {"server_lr": 5.0},
+    "fedadam_3e-4": {"server_opt": "adam", "server_lr": 3e-4},
+    "trimmed_lr3": {"strategy": "trimmed", "server_lr": 3.0},
+    "uniform_lr3": {"weighting": "uniform", "server_lr": 3.0},
+}
+# Stage 2: personalisation variants (lr, part), each scored at these steps.
+FINETUNE_VARIANTS: dict[str, tuple[float, str]] = {
+    "lr3e-5_all": (3e-5, "all"),
+    "lr1e-4_all": (1e-4, "all"),
+    "lr1e-4_head": (1e-4, "head"),
+}
+CHECKPOINTS = (20, 40, 80)
+
+
+def _pop(scores: list[dict[str, float]], n: int) -> float:
+    return float(np.mean([scores[i]["loss"] for i in range(n)]))
+
+
+def _base_job(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None]) -> dict[str, Any]:
+    return _run_seed(seed, replace(cfg, methods=("local_only", "centralized")), ctx, log)
+
+
+def _fed_job(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None]) -> dict[str, Any]:
+    import copy
+
+    out = federate(cfg, ctx, seed, curve=False)
+    fed = copy.deepcopy(ctx.base)
+    _load(fed, out["params"])
+    log(f"  seed {seed}: federated done")
+    return {"federated": ctx.scorer.score(fed), "params": [a.astype(np.float32) for a in out["params"]]}
+
+
+def _pers_job(seed: int, cfg: PopConfig, params: list[np.ndarray], lr: float, part: str, ctx: Context,
+              log: Callable[[str], None]) -> dict[str, list[float]]:
+    import copy
+
+    fed = copy.deepcopy(ctx.base)
+    _load(fed, params)
+    _, curves = personalise(cfg, ctx, seed, fed, lr=lr, part=part, steps=0, checkpoints=CHECKPOINTS)
+    log(f"  seed {seed}: personalisation lr {lr} {part} done")
+    return {str(k): v[: len(ctx.edges)] for k, v in curves.items()}
+
+
+def _ms(values: list[float]) -> dict[str, float]:
+    a = np.asarray(values, np.float64)
+    return {"mean": round(float(a.mean()), 6), "std": round(float(a.std(ddof=1)) if len(a) > 1 else 0.0, 6)}
+
+
+def tune(cfg: PopConfig, seeds: int, workers: int, stages: str = "12", server: str | None = None,
+         log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(2)
+    t0 = time.perf_counter()
+    cfg = replace(cfg, validate=True)
+    ctx = prepare(cfg, log)
+    n = len(ctx.edges)
+    pre_pop = _pop(ctx.pre, n)
+    report: dict[str, Any] = {
+        "split": ("validation: each clip's training part (first 3/4) split again in time, 3/4 train / 1/4 "
+                  "validation; held-out quarters never decoded; the unseen edge never scored"),
+        "edges": [{"scene": e.scene, "train_frames": len(e.train), "validation_frames": len(e.held_out)}
+                  for e in ctx.edges],
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        "seeds": list(range(seeds)),
+        "pretrained": {"population": round(pre_pop, 6), "per_edge": [round(ctx.pre[i]["loss"], 6) for i in range(n)]},
+    }
+    names = list(SERVER_VARIANTS) if "1" in stages else []
+    # one wave: the reference runs and the server variants side by side
+    wave = run_jobs(ctx, [(_base_job, (s, cfg)) for s in range(seeds)]
+                    + [(_fed_job, (s, replace(cfg, **SERVER_VARIANTS[v]))) for v in names for s in range(seeds)],
+                    workers, log)
+    base, out = wave[:seeds], wave[seeds:]
+    loc = [[b["local_only"][e][e]["loss"] for b in base] for e in range(n)]  # own model on own validation
+    report["local_only"] = {"per_edge": [_ms(x) for x in loc],
+                            "best_single_population": _ms([min(_pop(m, n) for m in b["local_only"]) for b in base])}
+    cen = [_pop(b["centralized"], n) for b in base]
+    report["centralized"] = {"population": _ms(cen)}
+    chosen = server
+    params: dict[tuple[str, int], list[np.ndarray]] = {}
+    if "1" in stages:
+        rows = {}
+        for k, v in enumerate(names):
+            runs = out[k * seeds:(k + 1) * seeds]
+            for s, r in enumerate(runs):
+                params[(v, s)] = r.pop("params")
+            pop = [_pop(r["federated"], n) for r in runs]
+            gap = [(pre_pop - p) / (pre_pop - c) if pre_pop > c else math.nan for p, c in zip(pop, cen)]
+            rows[v] = {"overrides": SERVER_VARIANTS[v], "population": _ms(pop), "gap_closed": _ms(gap),
+                       "per_edge": [_ms([r["federated"][e]["loss"] for r in runs]) for e in range(n)],
+                       "per_edge_minus_pretrained": [round(float(np.mean([r["federated"][e]["loss"] for r in runs]))
+                                                         - ctx.pre[e]["loss"], 6) for e in range(n)]}
+            log(f"{v}: population {rows[v]['population']['mean']:.5f} gap closed {rows[v]['gap_closed']['mean']:.2f}")
+        report["stage1_server"] = rows
+        if chosen is None:
+            chosen = min(rows, key=lambda v: rows[v]["population"]["mean"])
+        report["stage1_choice"] = {"variant": chosen, "rule": "lowest mean population validation loss"}
+    if "2" in stages and chosen:
+        if (chosen, 0) not in params:
+            scfg = replace(cfg, **SERVER_VARIANTS[chosen])
+            for s, r in enumerate(run_jobs(ctx, [(_fed_job, (s, scfg)) for s in range(seeds)], workers, log)):
+                params[(chosen, s)] = r["params"]
+        names = list(FINETUNE_VARIANTS)
+        jobs = [(_pers_job, (s, cfg, params[(chosen, s)], *FINETUNE_VARIANTS[v])) for v in names for s in range(seeds)]
+        out = run_jobs(ctx, jobs, workers, log)
+        rows = {}
+        for k, v in enumerate(names):
+            runs = out[k * seeds:(k + 1) * seeds]
+            for c in CHECKPOINTS:
+                per = [[r[str(c)][e] for r in runs] for e in range(n)]
+                verdicts = [compare(per[e], loc[e]) for e in range(n)]
+                rows[f"{v}_{c}steps"] = {
+                    "mean_over_edges": _ms([float(np.mean([per[e][s] for e in range(n)])) for s in range(seeds)]),
+                    "per_edge": [_ms(x) for x in per],
+                    "vs_local_only": [c_["verdict"] for c_ in verdicts],
+                    "diff_vs_local_only": [c_["mean_diff"] for c_ in verdicts],
+                    "wins": sum(c_["verdict"] == "win" for c_ in verdicts),
+                    "losses": sum(c_["verdict"] == "loss" for c_ in verdicts)}
+        report["stage2_personalisation"] = {"server": chosen, "variants": rows}
+        best = min(rows, key=lambda k: (rows[k]["losses"], -rows[k]["wins"], rows[k]["mean_over_edges"]["mean"]))
+        report["stage2_choice"] = {"variant": best, "rule": "fewest losses, then most wins against local-only "
+                                   "on the edges' own validation sets, then lowest mean"}
+    report["wall_s"] = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m mvstylizer.fl.tune", description=__doc__.split("\n\n")[0])
+    p.add_argument("--footage", type=Path, required=True, metavar="DIR")
+    p.add_argument("--seeds", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--stages", default="12", help="1 (server), 2 (personalisation) or 12")
+    p.add_argument("--server", choices=list(SERVER_VARIANTS), help="stage 2's server variant (default: stage 1's choice)")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--json", type=Path, required=True)
+    a = p.parse_args(argv)
+    cfg = PopConfig(footage=a.footage, rounds=a.rounds, seeds=a.seeds, frames_per_clip=4, held_out_per_clip=2,
+                    eval_crops=32, local=LocalConfig(epochs=2, batch=4, size=64, lr=a.lr, max_steps=8))
+    report = tune(cfg, a.seeds, a.workers, a.stages, a.server, log=lambda m: print(m, file=sys.stderr, flush=True))
+    argv_ = ["DIR" if x == str(a.footage) else x for x in (sys.argv[1:] if argv is None else argv)]
+    report = {"command": "python -m mvstylizer.fl.tune " + " ".join(argv_), **report}
+    report["config"]["footage"] = "DIR"
+    a.json.write_text(json.dumps(report, indent=2) + "\n")
+    for k in ("stage1_choice", "stage2_choice"):
+        if k in report:
+            print(k, report[k])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
