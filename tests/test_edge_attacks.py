@@ -247,10 +247,13 @@ def test_corrupt_store_index_serves_with_collection_off(tmp_path, style_id):
 def test_a_failing_insert_is_one_log_line(tmp_path, caplog):
     import logging
 
-    from mvstylizer.edge import server as srv
+    from mvstylizer.edge.metrics import EdgeMetrics
+    from mvstylizer.edge.server.config import ServerConfig
+    from mvstylizer.edge.server.jobs import collect
+    from mvstylizer.edge.server.runtime import ServerRuntime
     from mvstylizer.edge.service import EdgeService
 
-    rt = srv._Runtime(EdgeService(), srv.ServerConfig(data_dir=tmp_path), srv.EdgeMetrics(set()))
+    rt = ServerRuntime(EdgeService(), ServerConfig(data_dir=tmp_path), EdgeMetrics(set()))
     rt.start()
     try:
         def broken(*a, **k):
@@ -259,8 +262,8 @@ def test_a_failing_insert_is_one_log_line(tmp_path, caplog):
         rt.store.add = broken
         frames = [np.zeros((8, 8, 3), np.float32)] * 3
         with caplog.at_level(logging.WARNING, logger="mvstylizer.edge.server"):
-            assert srv._collect(rt, frames, "phone1") == 0
-            assert srv._collect(rt, frames, "phone1") == 0
+            assert collect(rt, frames, "phone1") == 0
+            assert collect(rt, frames, "phone1") == 0
         recs = [r for r in caplog.records if r.name == "mvstylizer.edge.server"]
         assert len(recs) == 2 and all(r.exc_info is None and "No space left" in r.getMessage() for r in recs)
     finally:

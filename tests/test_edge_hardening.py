@@ -18,7 +18,9 @@ import pytest
 
 from mvstylizer.edge.auth import TokenSet, query_token_params, token_weakness
 from mvstylizer.edge.ratelimit import AuthFailureConfig, AuthFailureLimiter, RateLimitConfig
-from mvstylizer.edge.server import ServerConfig, build_server, create_app
+from mvstylizer.edge.server.app import create_app
+from mvstylizer.edge.server.config import ServerConfig
+from mvstylizer.edge.server.serve import build_server
 from mvstylizer.edge.service import EdgeConfig, EdgeService
 from mvstylizer.errors import UserError
 from mvstylizer.mobile.edge_link import EdgeUnavailable, EmbeddedEdge, FallbackEdge

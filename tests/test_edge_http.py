@@ -19,7 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mvstylizer.edge.ratelimit import RateLimitConfig
-from mvstylizer.edge.server import ServerConfig, create_app
+from mvstylizer.edge.server.app import create_app
+from mvstylizer.edge.server.config import ServerConfig
 from mvstylizer.edge.service import EdgeConfig, EdgeService
 from mvstylizer.errors import UserError
 from mvstylizer.mobile.edge_link import EmbeddedEdge

@@ -17,7 +17,8 @@ from schemathesis.python.asgi import get_client  # noqa: E402
 
 from mvstylizer.edge.auth import TokenSet  # noqa: E402
 from mvstylizer.edge.ratelimit import AuthFailureConfig, RateLimitConfig  # noqa: E402
-from mvstylizer.edge.server import ServerConfig, create_app, served_models  # noqa: E402
+from mvstylizer.edge.server.app import create_app  # noqa: E402
+from mvstylizer.edge.server.config import ServerConfig, served_models  # noqa: E402
 from mvstylizer.edge.service import EdgeService  # noqa: E402
 from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, pack_frames  # noqa: E402
 

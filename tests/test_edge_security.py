@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 from mvstylizer.edge.auth import TokenSet, bearer_token
 from mvstylizer.edge.ratelimit import AuthFailureConfig, RateLimitConfig, RateLimiter
-from mvstylizer.edge.server import ServerConfig, create_app, served_models
+from mvstylizer.edge.server.app import create_app
+from mvstylizer.edge.server.config import ServerConfig, served_models
 from mvstylizer.edge.service import EdgeService
 from mvstylizer.edge.store import FrameStore, frame_id
 from mvstylizer.errors import UserError

@@ -33,7 +33,7 @@ def test_unknown_bytes_and_formats_are_refused():
 
 def test_the_edge_offers_exactly_the_registry():
     pytest.importorskip("fastapi")
-    from mvstylizer.edge.server import create_app
+    from mvstylizer.edge.server.app import create_app
     from mvstylizer.edge.service import EdgeService
 
     spec = create_app(EdgeService()).openapi()

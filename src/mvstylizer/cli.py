@@ -603,7 +603,8 @@ def _edge(args: argparse.Namespace) -> int:
         return _fl_join(args)
     from .edge.auth import TokenSet
     from .edge.ratelimit import RateLimitConfig
-    from .edge.server import ServerConfig, serve, served_models
+    from .edge.server.config import ServerConfig, served_models
+    from .edge.server.serve import serve
 
     if (args.ssl_keyfile is None) != (args.ssl_certfile is None):
         raise UserError("TLS needs both --ssl-keyfile and --ssl-certfile")

@@ -1,0 +1,120 @@
+"""Request bodies: content type, size and read time limited, a frame batch checked while it arrives."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, Callable
+
+from fastapi import Depends, HTTPException, Request
+
+from ... import wire
+from ...models.registry import DEFAULT_MODEL, resolve_name
+from .images import checked_size
+from .runtime import Runtime
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+
+
+async def read_limited_body(request: Request, rt: Runtime,
+                            on_chunk: Callable[[bytes], None] | None = None) -> bytes:
+    """The request body, refused with 413 as soon as it is known to exceed ``max_request_bytes``.
+
+    With ``on_chunk`` every chunk is handed to it as it arrives (it may raise HTTPException to refuse
+    the request there and then) and nothing is kept: the result is then ``b""``.
+    """
+    limit = rt.config.max_request_bytes
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise _too_large(limit)
+        except ValueError:
+            raise HTTPException(400, "invalid Content-Length header") from None
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(rt.config.body_timeout_s):  # a trickling upload is cut off, not waited on
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                if on_chunk is not None:
+                    on_chunk(chunk)
+                else:
+                    chunks.append(chunk)
+    except TimeoutError:
+        raise HTTPException(408, f"request body not received within {rt.config.body_timeout_s:g} s") from None
+    return b"".join(chunks)
+
+
+def _too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"request body exceeds the edge's limit of {limit} bytes")
+
+
+def body_of_type(*allowed: str) -> Callable[..., Any]:
+    """A dependency: 415 unless the Content-Type is one of ``allowed``, then the size-limited body."""
+
+    async def dependency(request: Request, rt: Runtime) -> bytes:
+        got = _media_type(request)
+        if got not in allowed:
+            raise HTTPException(415, f"Content-Type must be {' or '.join(allowed)}, got {got or 'none'!r}")
+        return await read_limited_body(request, rt)
+
+    return dependency
+
+
+async def frames_body(request: Request, rt: Runtime) -> list[bytes]:
+    """A dependency: the frame batch, checked header by header *while it arrives* (issue 14 item 4).
+
+    Each ``[u32 length]`` is checked as soon as its 4 bytes are in (frame count <= ``max_batch``, no
+    empty frame, no frame longer than the body limit), and each frame's image header as soon as the
+    frame is complete (an image, <= ``max_frame_pixels``, the batch <= ``max_batch_pixels``), so a bad
+    batch is refused (400/413) before the rest of its body is read, and nothing is unpacked twice.
+    """
+    got = _media_type(request)
+    if got != wire.FRAMES_MEDIA_TYPE:
+        raise HTTPException(415, f"Content-Type must be {wire.FRAMES_MEDIA_TYPE}, got {got or 'none'!r}")
+    cfg = rt.config
+    model = request.query_params.get("model") or DEFAULT_MODEL
+    if not rt.serves(model):  # unknown model: UserError -> 400; not served: 400; both before the body
+        raise HTTPException(400, f"model {model!r} is not served by this edge; it serves: "
+                                 f"{', '.join(sorted(rt.allowed))}")
+    canonical = resolve_name(model)
+    frame_limit = rt.limits.frame_pixels(canonical)
+    parser = wire.FrameBatchParser(max_frames=cfg.max_batch, max_frame_bytes=cfg.max_request_bytes)
+    pixels = largest = 0
+
+    def on_chunk(chunk: bytes) -> None:
+        nonlocal pixels, largest
+        try:
+            done = parser.feed(chunk)
+        except wire.BatchTooLarge as e:
+            raise HTTPException(413, f"frame batch refused: {e}; the edge accepts at most {cfg.max_batch} "
+                                     "frames per request") from None
+        except ValueError as e:
+            raise HTTPException(400, f"malformed frame batch: {e}") from None
+        for k, blob in enumerate(done, len(parser.frames) - len(done)):
+            w, h = checked_size(blob, f"frame {k}", frame_limit, cfg.min_frame_side,
+                                 rt.limits.describe(canonical))
+            pixels += w * h
+            largest = max(largest, w * h)
+            if not rt.limits.batch_fits(canonical, pixels, largest):
+                raise HTTPException(413, f"batch too large: frames 0..{k} have {pixels} pixels, beyond what one "
+                                         f"worker may hold for model {canonical} (at most {cfg.max_batch_pixels} "
+                                         f"pixels per batch; {rt.limits.describe(canonical)}); send fewer frames")
+
+    await read_limited_body(request, rt, on_chunk)
+    try:
+        blobs = parser.finish()
+    except ValueError as e:
+        raise HTTPException(400, f"malformed frame batch: {e}") from None
+    if not blobs:
+        raise HTTPException(400, "empty frame batch; send wire.pack_frames of at least one encoded frame")
+    return blobs
+
+
+STYLE_TYPES = tuple(c.media_type for c in wire.CODECS.values())
+StyleBody = Annotated[bytes, Depends(body_of_type(*STYLE_TYPES))]
+FramesBody = Annotated[list[bytes], Depends(frames_body)]

@@ -1,0 +1,102 @@
+"""Who may call what: credentials in the URL refused, bearer auth, scopes, per-client rate limits."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, AsyncIterator, Annotated, Callable
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from ..auth import TokenSet, bearer_token, query_token_params
+from ..ratelimit import retry_after_header
+from .config import API_PREFIX
+from .runtime import Runtime
+
+log = logging.getLogger("mvstylizer.edge.server")  # one logger for the whole server package
+
+# The scope a token needs per route (token file: NAME TOKEN SCOPES); any other guarded route: stylize.
+ROUTE_SCOPES = {f"{API_PREFIX}/metrics": "metrics"}
+
+
+class QueryTokenMiddleware:
+    """Pure ASGI: a bearer token in the URL query (``?access_token=...``, or any parameter holding a
+    known token) is refused with 400 before routing, and the query is replaced by ``REDACTED`` in the
+    request scope, which is what uvicorn's access log prints. URLs end up in logs, proxies and
+    browser histories; tokens belong in the ``Authorization`` header."""
+
+    def __init__(self, app: Any, tokens: TokenSet) -> None:
+        self.app = app
+        self.tokens = tokens
+        self._last_warning = -1e9
+        self._quiet = 0  # refusals not logged since the last warning
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or not scope.get("query_string"):
+            await self.app(scope, receive, send)
+            return
+        names = query_token_params(scope["query_string"], self.tokens)
+        if not names:
+            await self.app(scope, receive, send)
+            return
+        scope["query_string"] = b"REDACTED"  # the access log reads the scope after the response
+        self._warn(scope, names)
+        response = JSONResponse({"detail": f"credentials in the URL query are refused (parameter "
+                                           f"{', '.join(sorted(set(names)))}): URLs are logged; send the token "
+                                           "as 'Authorization: Bearer <token>'"}, status_code=400)
+        await response(scope, receive, send)
+
+    def _warn(self, scope: dict, names: list[str]) -> None:
+        import time
+
+        now = time.monotonic()
+        if now - self._last_warning < 60:  # at most one line a minute, however many arrive
+            self._quiet += 1
+            return
+        client = scope.get("client") or ("unknown",)
+        log.warning("refused a request from %s carrying a credential in its URL query (parameter %s)%s; if it "
+                    "was a real token, it may be in proxies' logs: consider replacing it",
+                    client[0], ", ".join(sorted(set(names))),
+                    f" ({self._quiet} more since the last such line)" if self._quiet else "")
+        self._last_warning, self._quiet = now, 0
+
+
+async def guard(request: Request, rt: Runtime) -> AsyncIterator[str]:
+    """Auth (failed attempts limited per address), the token's scope, then the per-client
+    rate/concurrency limit; yields the client's name for the request."""
+    tokens = rt.config.tokens
+    address = request.client.host if request.client else "unknown"
+    if tokens.enabled:
+        wait = rt.auth_failures.blocked(address)
+        if wait is not None:  # before the token is looked at: guessing runs at the configured rate at most
+            rt.metrics.rejected.labels("auth_rate_limit").inc()
+            raise HTTPException(429, "too many failed authentications from this address; retry later",
+                                headers={"Retry-After": retry_after_header(wait)})
+        token = bearer_token(request.headers.get("authorization"))
+        found = tokens.lookup(token) if token is not None else None
+        if found is None:
+            rt.auth_failures.failed(address)
+            rt.metrics.rejected.labels("auth").inc()
+            raise HTTPException(401, "missing or unknown bearer token" if token is None else "unknown bearer token",
+                                headers={"WWW-Authenticate": "Bearer"})
+        client, scopes = found
+        route = request.scope.get("route")
+        needed = ROUTE_SCOPES.get(getattr(route, "path", request.url.path), "stylize")
+        if needed not in scopes:
+            rt.metrics.rejected.labels("scope").inc()
+            raise HTTPException(403, f"this token (client {client!r}) lacks the {needed!r} scope; give it in the "
+                                     f"token file's third column, e.g. 'NAME TOKEN {needed}'")
+    else:
+        client = address
+    wait = rt.limiter.acquire(client)
+    if wait is not None:
+        rt.metrics.rejected.labels("rate_limit").inc()
+        raise HTTPException(429, "too many requests from this client; slow down",
+                            headers={"Retry-After": retry_after_header(wait)})
+    try:
+        yield client
+    finally:
+        rt.limiter.release(client)
+
+
+Client = Annotated[str, Depends(guard)]

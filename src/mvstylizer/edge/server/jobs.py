@@ -1,0 +1,61 @@
+"""The work a request hands to the worker pool: decode, stylize, encode, and keep opted-in frames."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+from fastapi import HTTPException
+
+from ... import wire
+from ...models.registry import resolve_name
+from ..store import StoreFull
+from .images import checked_decode
+from .runtime import ServerRuntime
+
+log = logging.getLogger("mvstylizer.edge.server")  # one logger for the whole server package
+
+
+def register_style(rt: ServerRuntime, body: bytes) -> str:
+    if not body:
+        raise HTTPException(400, "empty body; send the style photo's encoded bytes")
+    checked_decode(body, "style", rt.limits.style_pixels(), rt.config.min_frame_side,
+                   f"style photos, memory budget {rt.limits.budget >> 20} MiB / {rt.limits.workers} workers")
+    return rt.service.register_style(body)
+
+
+def stylize(rt: ServerRuntime, blobs: list[bytes], style_id: str, model: str, encoding: wire.Encoding,
+            collect_for: str | None = None) -> tuple[bytes, int]:
+    """Stylize a batch (its headers already checked by :func:`.bodies.frames_body`); with ``collect_for`` (the
+    client's name) also keep the decoded frames. Returns the packed results and how many were kept.
+    """
+    cfg = rt.config
+    limit = rt.limits.frame_pixels(resolve_name(model))
+    frames = [checked_decode(b, f"frame {i}", limit, cfg.min_frame_side) for i, b in enumerate(blobs)]
+    results = rt.service.stylize(style_id, model, frames)
+    rt.metrics.frames.labels(resolve_name(model).split(":", 1)[0]).inc(len(frames))
+    kept = collect(rt, frames, collect_for) if collect_for is not None else 0
+    return wire.pack_frames([wire.encode_frame(r, encoding) for r in results]), kept
+
+
+def collect(rt: ServerRuntime, frames: list[np.ndarray], client: str) -> int:
+    """Keep opted-in frames in the store; a store failure (disk full...) never fails the stylize call."""
+    store = rt.store
+    if store is None:
+        return 0
+    kept = 0
+    try:
+        for f in frames:
+            # decode_frame gives k/255 exactly, so this recovers the uploaded 8-bit pixels bit for bit.
+            store.add((f * 255.0 + 0.5).astype(np.uint8), client)
+            kept += 1
+    except StoreFull as e:
+        log.warning("frame store %s: not keeping %d frame(s) of %s: %s", store.root, len(frames) - kept, client, e)
+    except Exception as e:  # noqa: BLE001 - one line per failing insert, never a traceback per request
+        log.warning("frame store %s: could not keep %d frame(s) of %s (%s: %s)", store.root,
+                    len(frames) - kept, client, type(e).__name__, e)
+    rt.metrics.frames_kept.inc(kept)
+    with contextlib.suppress(Exception):
+        rt.metrics.store_bytes.set(store.total_bytes)
+    return kept

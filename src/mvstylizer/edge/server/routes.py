@@ -1,0 +1,80 @@
+"""The ``/v1`` routes: ``public`` (health, no token ever) and ``router`` (every other route, behind the guard)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+
+from ... import wire
+from ...models.registry import DEFAULT_MODEL
+from . import jobs
+from .bodies import STYLE_TYPES, FramesBody, StyleBody
+from .config import API_PREFIX
+from .guard import Client, guard
+from .runtime import Runtime
+from .schemas import (COMMON_ERRORS, GUARD_ERRORS, Health, ModelInfo, ModelList, StyleCreated, binary_body,
+                      error_response)
+
+EncodingName = Literal[tuple(wire.CODECS)]  # type: ignore[valid-type]  # the query's enum, from the registry
+
+
+public = APIRouter(prefix=API_PREFIX)
+router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard)], responses=GUARD_ERRORS)
+
+
+@public.get("/health", response_model=Health, tags=["meta"])
+async def health() -> Health:
+    return Health(status="ok")
+
+
+@public.head("/health", tags=["meta"], response_class=Response, responses={200: {"description": "alive"}})
+async def health_head() -> Response:
+    """Liveness for probes that send HEAD (no body)."""
+    return Response(status_code=200, media_type="application/json")
+
+
+@router.get("/models", response_model=ModelList, tags=["meta"])
+async def models(rt: Runtime) -> ModelList:
+    return ModelList(models=[ModelInfo(**m) for m in rt.service.models()
+                             if not rt.allowed or m["name"] in rt.allowed])
+
+
+@router.get("/metrics", tags=["meta"], response_class=Response,
+            responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}})
+async def metrics(rt: Runtime) -> Response:
+    body, content_type = rt.metrics.exposition()
+    return Response(content=body, media_type=content_type)
+
+
+@router.post("/styles", response_model=StyleCreated, tags=["stylize"],
+             openapi_extra=binary_body(*STYLE_TYPES), responses=COMMON_ERRORS)
+async def register_style(rt: Runtime, client: Client, body: StyleBody, request: Request) -> StyleCreated:
+    """Register a style photo (raw PNG/JPEG/WebP bytes). Its id is a content hash: re-sending is free."""
+    return StyleCreated(style_id=await rt.run(jobs.register_style, rt, body, client=client, request=request))
+
+
+@router.post("/stylize", tags=["stylize"], response_class=Response,
+             openapi_extra=binary_body(wire.FRAMES_MEDIA_TYPE),
+             responses={200: {"content": {wire.FRAMES_MEDIA_TYPE: {}},
+                              "description": "packed stylized frames, same order and sizes"},
+                        404: error_response("unknown style id"), **COMMON_ERRORS})
+async def stylize(
+    request: Request,
+    rt: Runtime,
+    client: Client,
+    body: FramesBody,
+    style_id: Annotated[str, Query(min_length=8, max_length=64, pattern="^[0-9a-f]+$")],
+    model: Annotated[str, Query(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")] = DEFAULT_MODEL,
+    encoding: Annotated[EncodingName, Query()] = "jpeg",
+    quality: Annotated[int, Query(ge=1, le=100)] = 95,
+    collect: Annotated[bool, Query(description="opt in: keep these key frames for federated learning")] = False,
+) -> Response:
+    """Stylize a batch of key frames; the response holds them in the same order, encoded as asked."""
+    if not rt.serves(model):  # unknown model -> UserError -> 400, before any decoding
+        raise HTTPException(400, f"model {model!r} is not served by this edge; it serves: "
+                                 f"{', '.join(sorted(rt.allowed))}")
+    out, kept = await rt.run(jobs.stylize, rt, body, style_id, model, wire.Encoding(encoding, quality),
+                             client if collect else None, client=client, request=request)
+    return Response(content=out, media_type=wire.FRAMES_MEDIA_TYPE,
+                    headers={"X-Frames-Collected": str(kept)})

@@ -1,0 +1,107 @@
+"""Running the server: the listening socket, the uvicorn server and its graceful shutdown (``mvstylizer edge serve``)."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+
+from ...errors import UserError
+from ..memory import MemoryLimits, default_budget
+from ..service import EdgeService
+from .app import create_app
+from .config import ServerConfig
+from .runtime import ServerRuntime
+
+log = logging.getLogger("mvstylizer.edge.server")  # one logger for the whole server package
+
+
+def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
+    """Run the edge server in the foreground until interrupted (what ``mvstylizer edge serve`` calls).
+
+    The listening socket is bound here, so a taken port or a bad host is a ``UserError``.
+    """
+    for path in (config.ssl_keyfile, config.ssl_certfile):
+        if path is not None and not Path(path).is_file():
+            raise UserError(f"TLS file {path} does not exist")
+    sock = _bind(config.host, config.port)
+    app = create_app(service or EdgeService(), config)
+    tls = config.ssl_certfile is not None
+    from ..connections import raise_open_file_limit
+
+    nofile = raise_open_file_limit()
+    server = build_server(app, config, sock.getsockname()[1])
+    log.info("edge server on %s://%s:%d (OpenAPI at /openapi.json)", "https" if tls else "http", config.host,
+             sock.getsockname()[1])
+    limits = MemoryLimits(config.memory_budget or default_budget(), config.workers, config.max_frame_pixels,
+                          config.max_batch_pixels)
+    log.info("connections: at most %d (%d per address), request header within %g s, keep-alive %d s; "
+             "open-file limit %d", config.max_connections, config.max_connections_per_ip, config.header_timeout_s,
+             config.keep_alive_s, nofile)
+    log.info("memory budget %d MiB for %d workers: max pixels per frame %s", limits.budget >> 20, config.workers,
+             ", ".join(f"{m} {limits.frame_pixels(m)}" for m in _served_runtimes(config.models)))
+    if not config.tokens.enabled and config.host not in ("127.0.0.1", "localhost", "::1"):
+        log.warning("no --token-file: anyone who can reach %s may use this edge", config.host)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+
+
+def build_server(app: FastAPI, config: ServerConfig, port: int) -> Any:
+    """The uvicorn server for ``app`` (made by :func:`create_app` with ``config``) on ``port``.
+
+    Its graceful shutdown (SIGTERM) first fails the queued jobs (503 + Retry-After at once), lets the
+    running ones finish for ``shutdown_grace_s``, and answers 503 for those still running after it.
+    """
+    import uvicorn
+
+    from ..connections import guarded_protocol
+
+    runtime: ServerRuntime = app.state.runtime
+    tls = config.ssl_certfile is not None
+
+    class EdgeServer(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            runtime.begin_shutdown()
+            await super().shutdown(sockets)
+
+    return EdgeServer(uvicorn.Config(
+        app, host=config.host, port=port, log_level=config.log_level,
+        timeout_graceful_shutdown=config.shutdown_grace_s,
+        http=guarded_protocol(config.header_timeout_s, config.max_connections_per_ip),
+        limit_concurrency=config.max_connections, timeout_keep_alive=config.keep_alive_s,
+        h11_max_incomplete_event_size=config.max_header_bytes,
+        ssl_keyfile=str(config.ssl_keyfile) if tls else None,
+        ssl_certfile=str(config.ssl_certfile) if tls else None,
+        # Behind no proxy: never trust X-Forwarded-For, or a client could pick its rate-limit identity.
+        proxy_headers=False,
+    ))
+
+
+def _served_runtimes(models: tuple[str, ...]) -> list[str]:
+    from ...models.registry import available_models
+
+    return [f"{spec.name}:{rt}" for spec in available_models() if not models or spec.name in models
+            for rt in spec.runtimes]
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as e:
+        raise UserError(f"cannot serve on {host}:{port}: {e}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(2048)
+    except OSError as e:
+        sock.close()
+        raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+    sock.set_inheritable(True)
+    return sock
