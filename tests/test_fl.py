@@ -332,7 +332,7 @@ def test_fl_cli_rejects_bad_input(argv, message, capsys):
 def test_fl_simulation_reports_rounds_and_baselines(tmp_path):
     pytest.importorskip("ray")
     from mvstylizer.fl.partitions import PartitionSpec
-    from mvstylizer.fl.simulate import SimConfig, simulate
+    from mvstylizer.cloud.simulate import SimConfig, simulate
 
     cloud = CloudConfig(local=TINY)
     report = simulate(SimConfig(edges=2, rounds=2, cloud=cloud, registry=tmp_path / "registry",

@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import socket
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +30,7 @@ import tomli_w
 
 from ..errors import UserError
 from ..files import atomic_write_text
+from ..fl.flower import console_script, flower_env, stop_process
 from .registry import ModelRegistry
 from .server_app import CloudConfig
 
@@ -54,14 +52,6 @@ class ServeConfig:
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
             raise UserError(f"--port must be 1..65535, got {self.port}")
-
-
-def flower_env(home: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env["FLWR_HOME"] = str(home)
-    env["FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION"] = "1"  # offline machines: never `uv sync`
-    env.setdefault("FLWR_TELEMETRY_ENABLED", "0")
-    return env
 
 
 def write_app(app_dir: Path, cloud: CloudConfig) -> Path:
@@ -89,12 +79,6 @@ def write_flower_config(home: Path, address: str) -> None:
     atomic_write_text(home / "config.toml", tomli_w.dumps(doc))
 
 
-def _bin(name: str) -> str:
-    """A Flower console script from this Python's environment (not whatever PATH finds first)."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
 def wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -109,25 +93,9 @@ def wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float) 
     raise UserError(f"nothing listens on {host}:{port} after {timeout:.0f} s")
 
 
-def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """Stop a process started with ``start_new_session=True`` and its children (its process group)."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
-
-
 def _flwr(args: list[str], env: dict[str, str], cwd: Path) -> dict:
-    out = subprocess.run([_bin("flwr"), *args, "--format", "json"], env=env, cwd=cwd, capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run([console_script("flwr"), *args, "--format", "json"], env=env, cwd=cwd,
+                         capture_output=True, text=True, timeout=120)
     text = out.stdout.strip()
     try:
         return json.loads(text[text.index("{"):]) if "{" in text else {}
@@ -156,7 +124,7 @@ def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> dict:
     log_path = state / "superlink.log"
     with open(log_path, "ab") as log_file:
         link = subprocess.Popen(
-            [_bin("flower-superlink"), "--insecure", "--host", cfg.host, "--port", str(cfg.port),
+            [console_script("flower-superlink"), "--insecure", "--host", cfg.host, "--port", str(cfg.port),
              "--disable-runtime-dependency-installation"],
             env=env, cwd=state, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     try:

@@ -36,16 +36,16 @@ class JoinConfig:
 
 
 def supernode_command(cfg: JoinConfig) -> list[str]:
-    from ..cloud.serve import _bin
+    from ..fl.flower import console_script
 
     data_dir = str(Path(cfg.data_dir).resolve()).replace('"', '\\"')
-    return [_bin("flower-supernode"), "--insecure", "--superlink", cfg.superlink,
+    return [console_script("flower-supernode"), "--insecure", "--superlink", cfg.superlink,
             "--node-config", f'data-dir="{data_dir}"', "--port", str(cfg.port)]
 
 
 def join(cfg: JoinConfig) -> int:
     """Run the SuperNode in the foreground until it exits or is interrupted; returns its exit status."""
-    from ..cloud.serve import flower_env, stop_process
+    from ..fl.flower import flower_env, stop_process
 
     env = flower_env(Path(cfg.data_dir).resolve() / "flwr-home")
     proc = subprocess.Popen(supernode_command(cfg), env=env, start_new_session=True)

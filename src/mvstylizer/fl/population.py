@@ -13,7 +13,7 @@ left three quarters / right quarter). Methods, all from the same starting model:
   very local step of the Flower ClientApp (:func:`mvstylizer.fl.local.local_fit`) and the same
   weighted average Flower's FedAvg computes (weights = training frames). The real Flower deployment
   is exercised by ``tests/test_fl_deploy.py``; the Flower/Ray simulation of
-  :mod:`mvstylizer.fl.simulate` costs ~20 s of start-up per run on a 2-core box, too much here;
+  :mod:`mvstylizer.cloud.simulate` costs ~20 s of start-up per run on a 2-core box, too much here;
 * ``personalized``: the federated model plus a short local fine-tune on each edge's own frames,
   scored on that edge's own held-out set (the unseen edge fine-tunes on its own training frames);
 * ``centralized``: one model trained on the union of the edges' training frames with the edges'

@@ -1,7 +1,7 @@
 """``mvstylizer fl simulate``: the federation on Flower's simulation engine, against two baselines.
 
 N virtual edges (Ray actors running :mod:`mvstylizer.edge.fl_client`) each hold one kind of scene
-(:mod:`.partitions`); the ServerApp (:mod:`mvstylizer.cloud.server_app`) runs R rounds and stores each
+(:mod:`mvstylizer.fl.partitions`); the ServerApp (:mod:`.server_app`) runs R rounds and stores each
 round's global model and the edges' held-out metrics in a registry. Then, in this process:
 
 * ``pretrained``: the shipped model, no retraining, scored on each edge's held-out frames;
@@ -11,6 +11,9 @@ round's global model and the edges' held-out metrics in a registry. Then, in thi
 
 All three are scored by one function (:func:`mvstylizer.fl.local.evaluate_net`) on one fixed batch of
 filtered held-out crops per edge, so the numbers are directly comparable.
+
+It lives in ``cloud/``, not ``fl/``, because it runs both sides (the cloud's ServerApp and the edges'
+ClientApp); ``fl/`` stays below both, so neither imports back into it.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import UserError
-from .local import BANK_SIDE, FrameBank, evaluate_net, held_out_batch, load_base, local_fit
-from .partitions import PartitionSpec, edge_data
+from ..fl.local import BANK_SIDE, FrameBank, evaluate_net, held_out_batch, load_base, local_fit
+from ..fl.partitions import PartitionSpec, edge_data
 
 
 @dataclass
@@ -62,8 +65,8 @@ def simulate(cfg: SimConfig, *, client_app: Any = None, log: Callable[[str], Non
     import torch
     from flwr.simulation import run_simulation
 
-    from ..cloud.registry import ModelRegistry
-    from ..cloud.server_app import CloudConfig, make_server_app
+    from .registry import ModelRegistry
+    from .server_app import CloudConfig, make_server_app
     from ..edge.fl_client import make_client_app
 
     torch.set_num_threads(1)
