@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator, Annotated, Callable
+from typing import Annotated, Any, AsyncIterator, Callable
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
