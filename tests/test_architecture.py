@@ -105,7 +105,8 @@ def find_cycle(graph: dict[str, dict[str, str]]) -> list[str] | None:
 
 
 def _describe(cycle: list[str], graph: dict[str, dict[str, str]]) -> str:
-    return " -> ".join(cycle) + "\n" + "\n".join(f"  {a} -> {b}: {graph[a][b]}" for a, b in zip(cycle, cycle[1:]))
+    steps = (f"  {a} -> {b}: {graph[a][b]}" for a, b in zip(cycle, cycle[1:], strict=False))
+    return " -> ".join(cycle) + "\n" + "\n".join(steps)
 
 
 def test_no_import_cycle_between_subpackages():

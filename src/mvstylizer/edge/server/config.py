@@ -46,8 +46,8 @@ class ServerConfig:
     shutdown_grace_s: float = 10.0  # running jobs may finish this long after SIGTERM; then 503
 
     def __post_init__(self) -> None:
-        for name in ("max_request_bytes", "max_frame_pixels", "min_frame_side", "max_batch", "max_batch_pixels", "workers",
-                     "max_pending", "store_quota_bytes"):
+        for name in ("max_request_bytes", "max_frame_pixels", "min_frame_side", "max_batch", "max_batch_pixels",
+                     "workers", "max_pending", "store_quota_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535:

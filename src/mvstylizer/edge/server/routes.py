@@ -13,8 +13,16 @@ from .bodies import STYLE_TYPES, FramesBody, StyleBody
 from .config import API_PREFIX
 from .guard import Client, guard
 from .runtime import Runtime
-from .schemas import (COMMON_ERRORS, GUARD_ERRORS, Health, ModelInfo, ModelList, StyleCreated, binary_body,
-                      error_response)
+from .schemas import (
+    COMMON_ERRORS,
+    GUARD_ERRORS,
+    Health,
+    ModelInfo,
+    ModelList,
+    StyleCreated,
+    binary_body,
+    error_response,
+)
 
 EncodingName = Literal[tuple(wire.CODECS)]  # type: ignore[valid-type]  # the query's enum, from the registry
 
@@ -66,7 +74,7 @@ async def stylize(
     body: FramesBody,
     style_id: Annotated[str, Query(min_length=8, max_length=64, pattern="^[0-9a-f]+$")],
     model: Annotated[str, Query(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")] = DEFAULT_MODEL,
-    encoding: Annotated[EncodingName, Query()] = "jpeg",
+    encoding: Annotated[EncodingName, Query()] = "jpeg",  # type: ignore[valid-type]
     quality: Annotated[int, Query(ge=1, le=100)] = 95,
     collect: Annotated[bool, Query(description="opt in: keep these key frames for federated learning")] = False,
 ) -> Response:

@@ -1,4 +1,4 @@
-"""Running the server: the listening socket, the uvicorn server and its graceful shutdown (``mvstylizer edge serve``)."""
+"""Running the server (``mvstylizer edge serve``): the listening socket, uvicorn, the graceful shutdown."""
 
 from __future__ import annotations
 
