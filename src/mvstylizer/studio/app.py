@@ -1,0 +1,591 @@
+"""The studio's web app: a page (``static/``) and a small JSON API under ``/api`` (FastAPI).
+
+Sessions: the page asks ``POST /api/session`` for an id once per browser tab (kept in the tab's
+``sessionStorage``) and sends it as the ``X-Studio-Session`` header, or as ``?session=`` where a
+browser cannot set headers (``<img>``, ``<video>``, downloads, ``EventSource``). Every file is looked
+up through its session's records, so another tab's ids answer 404.
+
+Errors are JSON ``{"error": message}`` with a message for a person; the page shows it in its
+``error`` element. Nothing answers with a traceback: an unexpected exception is one line in the
+server log and "internal error" on the page.
+
+Uploads are the raw request body (``fetch(url, {body: file})``), streamed to disk and cut off at the
+size limit, so an oversized file never fills the disk first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator, Callable
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import NotFoundError, UserError
+from . import media
+from .config import StudioConfig
+from .jobs import ACTIVE, FINISHED, Job, JobQueue, Renderer, StyleRef
+from .workspace import Session, Workspace
+
+log = logging.getLogger("mvstylizer.studio")
+
+STATIC = Path(__file__).with_name("static")
+SESSION_HEADER = "X-Studio-Session"
+CHUNK = 1 << 20
+LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+
+
+class TooLarge(UserError):
+    http_status = 413
+
+
+class LookRequest(BaseModel):
+    video: str = Field(max_length=64)
+    style: str = Field(max_length=80)  # "upload:<id>" or "gallery:<name>"
+    model: str = Field("default", max_length=40)
+    strength: float = Field(1.0, ge=0.0, le=1.0)
+
+
+# ------------------------------------------------------------------------------------ live updates
+
+
+class Broadcaster:
+    """Job updates to the event streams of one session; publish from any thread."""
+
+    def __init__(self) -> None:
+        self._subs: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]]] = {}
+        self._lock = threading.Lock()
+        self.closed = False
+
+    def subscribe(self, session: str) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
+        sub = (asyncio.get_running_loop(), asyncio.Queue(maxsize=1000))
+        with self._lock:
+            self._subs.setdefault(session, set()).add(sub)
+        return sub
+
+    def unsubscribe(self, session: str, sub: tuple[asyncio.AbstractEventLoop, asyncio.Queue]) -> None:
+        with self._lock:
+            self._subs.get(session, set()).discard(sub)
+
+    def publish(self, session: str, item: dict | None) -> None:
+        with self._lock:
+            subs = list(self._subs.get(session, ()))
+        for loop, q in subs:
+            try:
+                loop.call_soon_threadsafe(_offer, q, item)
+            except RuntimeError:  # its loop is closed: the server is going away
+                pass
+
+    def close(self) -> None:
+        """End every event stream (server shutdown)."""
+        self.closed = True
+        with self._lock:
+            sessions = list(self._subs)
+        for s in sessions:
+            self.publish(s, None)
+
+
+def _offer(q: asyncio.Queue, item: dict | None) -> None:
+    try:
+        q.put_nowait(item)
+    except asyncio.QueueFull:  # a stalled reader: it gets a fresh snapshot when it reconnects
+        pass
+
+
+# ------------------------------------------------------------------------------------ the app
+
+
+class Studio:
+    """What the routes share: config, work folder, job queue, models, gallery."""
+
+    def __init__(self, config: StudioConfig, frame_hook: Callable[[Job, int], None] | None = None) -> None:
+        self.config = config
+        self.workspace = Workspace(config.workdir, config.max_work_bytes, config.ttl_seconds)
+        self.broadcaster = Broadcaster()
+        self.renderer = Renderer(edge=config.edge, token=config.edge_token, crf=config.crf, preset=config.preset,
+                                 frame_hook=frame_hook)
+        self.queue = JobQueue(self.renderer, self._job_changed)
+        self.preview_lock = threading.Semaphore(1)
+        self.gallery = media.gallery()
+        self._models: list[dict] | None = None
+        self._stop = threading.Event()
+        self._janitor: threading.Thread | None = None
+
+    # -- lifecycle
+    def start(self) -> None:
+        self.queue.start()
+        if self._janitor is None:
+            self._janitor = threading.Thread(target=self._sweep_loop, name="mvstylizer-studio-janitor", daemon=True)
+            self._janitor.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.broadcaster.close()
+        self.queue.stop()
+
+    def _sweep_loop(self) -> None:
+        period = max(1.0, min(60.0, self.config.ttl_seconds / 4))
+        while not self._stop.wait(period):
+            try:
+                for job in self.workspace.sweep():
+                    self._job_changed(job)
+            except Exception as exc:  # noqa: BLE001 - the janitor must never die
+                log.error("work-folder clean-up failed: %s", exc)
+
+    def _job_changed(self, job: Job) -> None:
+        if job.state in FINISHED:
+            for changed in self.workspace.make_room():
+                if changed is not job:
+                    self.broadcaster.publish(changed.session, changed.as_dict())
+        self.broadcaster.publish(job.session, job.as_dict())
+
+    # -- models
+    def models(self) -> list[dict]:
+        if self._models is None:
+            self._models = self._load_models()
+        return self._models
+
+    def _load_models(self) -> list[dict]:
+        from ..api import list_models
+
+        local = {m.name: m for m in list_models()}
+        if self.config.edge:
+            from ..mobile.http_edge import HttpEdge
+
+            edge = HttpEdge(self.config.edge, token=self.config.edge_token)
+            try:
+                remote = edge.models()
+            finally:
+                edge.close()
+            entries = [(m["name"], m.get("description", ""), bool(m.get("spatial", True)),
+                        local[m["name"]].experimental if m["name"] in local else False) for m in remote]
+            default = next((m.name for m in local.values() if m.default), entries[0][0] if entries else "")
+            if default not in {e[0] for e in entries} and entries:
+                default = entries[0][0]
+        else:
+            entries = [(m.name, m.description, m.spatial, m.experimental) for m in local.values()]
+            default = next(m.name for m in local.values() if m.default)
+        out = []
+        for name, description, spatial, experimental in entries:
+            lut = name == "dncm"  # api.export_lut: the one model with a LUT export
+            reason = None if lut else (
+                "its look varies over the picture (sky one way, buildings another); a LUT maps a colour the same "
+                "way everywhere" if spatial else "no LUT export for this model yet; dncm has one")
+            out.append({"name": name, "label": _short(description), "description": description,
+                        "spatial": spatial, "experimental": experimental, "default": name == default,
+                        "lut": lut, "lut_reason": reason})
+        return sorted(out, key=lambda m: (not m["default"], m["experimental"], m["name"]))
+
+    def check_model(self, name: str) -> str:
+        names = {m["name"] for m in self.models()}
+        if name == "default":
+            return next(m["name"] for m in self.models() if m["default"])
+        if name not in names:
+            raise UserError(f"unknown model {name!r}; the studio has {', '.join(sorted(names))}")
+        return name
+
+    # -- styles
+    def style_ref(self, session: Session, key: str) -> StyleRef:
+        kind, _, ident = key.partition(":")
+        if kind == "gallery":
+            if ident not in self.gallery:
+                raise NotFoundError(f"no gallery style {ident!r}")
+            path, title = self.gallery[ident]
+            return StyleRef(key, title, path)
+        if kind == "upload":
+            st = session.style(ident)
+            return StyleRef(key, st.name, st.image)
+        raise UserError("pick a style photo first")
+
+
+def _short(description: str) -> str:
+    """A model's description cut to a few words for the model menu ("region-aware colour transfer")."""
+    head, _, rest = description.partition(":")
+    text = rest if rest and head.lower() in ("dnn", "classic, non-dnn") else head
+    for sep in (" (", ";", ","):
+        text = text.split(sep, 1)[0]
+    return text.strip()
+
+
+def _clean_name(name: str | None, fallback: str) -> str:
+    base = Path((name or "").replace("\\", "/")).name.strip()
+    base = "".join(c for c in base if c.isprintable())[:120]
+    return base or fallback
+
+
+def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] | None = None) -> FastAPI:
+    """The studio app. ``frame_hook(job, index)`` (tests) runs before each frame of a render is decoded."""
+    studio = Studio(config, frame_hook)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        studio.start()
+        try:
+            yield
+        finally:
+            studio.stop()
+
+    app = FastAPI(title="mvstylizer studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.studio = studio
+    loopback_only = config.host in LOOPBACK
+
+    # -- errors: always {"error": message}, never a traceback -------------------------------------
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        status = getattr(exc, "http_status", 400)
+        log.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+        return JSONResponse({"error": str(exc)}, status_code=status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        text = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return JSONResponse({"error": text}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        first = errors[0] if errors else {}
+        where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
+        return JSONResponse({"error": f"bad request: {where}: {first.get('msg', 'invalid')}"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        from ..extras import missing_extra
+
+        if isinstance(exc, ImportError) and (err := missing_extra(exc, "the studio")) is not None:
+            return JSONResponse({"error": str(err)}, status_code=500)
+        log.error("%s %s: internal error: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+        log.debug("traceback", exc_info=exc)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); the server log has the details"},
+                            status_code=500)
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):  # noqa: ANN001, ANN202
+        host = request.url.hostname or ""
+        if loopback_only and host not in LOOPBACK:  # DNS rebinding: a web page must not reach a local app
+            return JSONResponse({"error": f"unexpected host {host!r}"}, status_code=403)
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # Everything comes from this server: no CDN script, style sheet or font can load.
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob:; connect-src 'self'; "
+            "style-src 'self'; script-src 'self'; font-src 'self'; object-src 'none'; frame-ancestors 'none'")
+        return response
+
+    def session_of(request: Request) -> Session:
+        sid = request.headers.get(SESSION_HEADER) or request.query_params.get("session")
+        return studio.workspace.session(sid)
+
+    # -- page -------------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    # -- session, info, gallery -------------------------------------------------------------------
+    @app.post("/api/session")
+    async def new_session() -> dict:
+        return {"session": studio.workspace.new_session().id}
+
+    @app.get("/api/info")
+    async def info() -> dict:
+        try:
+            models = await run_in_threadpool(studio.models)
+            model_error = None
+        except UserError as exc:
+            models, model_error = [], f"cannot reach the edge {config.edge}: {exc}"
+        return {
+            "models": models, "model_error": model_error, "edge": config.edge or "in this process",
+            "gallery": [{"key": f"gallery:{k}", "name": title, "thumb": f"/api/gallery/{k}.jpg"}
+                        for k, (_p, title) in studio.gallery.items()],
+            "limits": {"upload_bytes": config.max_upload_bytes, "upload": media.human_bytes(config.max_upload_bytes),
+                       "style_bytes": config.max_style_bytes, "work": media.human_bytes(config.max_work_bytes),
+                       "ttl_hours": round(config.ttl_seconds / 3600, 2)},
+            "preview_frames": config.preview_frames,
+        }
+
+    @app.get("/api/gallery/{key}.jpg")
+    async def gallery_thumb(key: str) -> Response:
+        if key not in studio.gallery:
+            raise NotFoundError(f"no gallery style {key!r}")
+        path = studio.workspace.gallery_dir / f"{key}.jpg"
+        if not path.is_file():
+            def make() -> None:
+                from ..video.image import read_image
+
+                thumb = media.thumbnail(media.to_rgb8(read_image(studio.gallery[key][0])), 240)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_bytes(media.jpeg_bytes(thumb, 85))
+                tmp.replace(path)
+
+            await run_in_threadpool(make)
+        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
+
+    # -- uploads ----------------------------------------------------------------------------------
+    async def receive(request: Request, target: Path, limit: int, what: str, name: str) -> int:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            raise TooLarge(f"{name} is {media.human_bytes(int(declared))}; the studio takes {what} of at most "
+                           f"{media.human_bytes(limit)}")
+        await run_in_threadpool(studio.workspace.reserve, int(declared) if declared and declared.isdigit() else limit)
+        size = 0
+        with open(target, "wb") as f:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise TooLarge(f"{name} is larger than {media.human_bytes(limit)}, the studio's limit for {what}")
+                f.write(chunk)
+        if size == 0:
+            raise UserError(f"{name} is empty (0 bytes)")
+        return size
+
+    @app.post("/api/videos")
+    async def upload_video(request: Request, name: str | None = None, s: Session = Depends(session_of)) -> dict:
+        name = _clean_name(name or request.headers.get("X-File-Name"), "video.mp4")
+        suffix = media.check_video_name(name)
+        vid, folder = studio.workspace.new_dir(s, "videos")
+        source = folder / f"source{suffix}"
+        try:
+            size = await receive(request, source, config.max_upload_bytes, "videos", name)
+            up = await run_in_threadpool(_ingest_video, vid, name, folder, source, config)
+        except UserError as exc:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            raise type(exc)(media.as_user_message(exc, source, name)) from None
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        with studio.workspace.lock:
+            s.uploads[vid] = up
+        log.info("session %s: video %s (%s, %dx%d, %d frames)", s.id[:6], name, media.human_bytes(size),
+                 up.facts.width, up.facts.height, up.facts.frames)
+        return up.as_dict()
+
+    @app.get("/api/videos/{vid}/frames/{k}.jpg")
+    async def video_frame(vid: str, k: int, s: Session = Depends(session_of)) -> FileResponse:
+        up = s.upload(vid)
+        if not 0 <= k < len(up.frames):
+            raise NotFoundError("no such frame")
+        return FileResponse(up.frame_path(k), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    @app.post("/api/styles")
+    async def upload_style(request: Request, name: str | None = None, s: Session = Depends(session_of)) -> dict:
+        name = _clean_name(name or request.headers.get("X-File-Name"), "style.jpg")
+        sid, folder = studio.workspace.new_dir(s, "styles")
+        original = folder / f"original{Path(name).suffix.lower()[:8] or '.img'}"
+        try:
+            await receive(request, original, config.max_style_bytes, "style photos", name)
+            st = await run_in_threadpool(_ingest_style, sid, name, folder, original, config.max_style_pixels)
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        with studio.workspace.lock:
+            s.styles[sid] = st
+        return st.as_dict()
+
+    @app.get("/api/styles/{sid}/thumb.jpg")
+    async def style_thumb(sid: str, s: Session = Depends(session_of)) -> FileResponse:
+        return FileResponse(s.style(sid).thumb, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    # -- preview ----------------------------------------------------------------------------------
+    @app.post("/api/preview")
+    async def preview(req: LookRequest, s: Session = Depends(session_of)) -> dict:
+        up = s.upload(req.video)
+        style = studio.style_ref(s, req.style)
+        model = studio.check_model(req.model)
+        strength = round(req.strength, 2)
+        key = f"{up.id}|{style.key}|{model}|{strength:.2f}"
+        cached = s.previews.get(key)
+        if cached is None:
+            cached = await run_in_threadpool(_make_preview, studio, up, style, model, strength)
+            s.remember_preview(key, cached)
+        return _preview_json(cached, up)
+
+    @app.get("/api/previews/{pid}/{k}.jpg")
+    async def preview_image(pid: str, k: int, s: Session = Depends(session_of)) -> Response:
+        found = next((p for p in list(s.previews.values()) if p["id"] == pid), None)
+        if found is None or not 0 <= k < len(found["images"]):
+            raise NotFoundError("that preview is gone; it is made again when the look changes")
+        return Response(found["images"][k], media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+    # -- jobs -------------------------------------------------------------------------------------
+    @app.post("/api/jobs")
+    async def new_job(req: LookRequest, s: Session = Depends(session_of)) -> dict:
+        up = s.upload(req.video)
+        style = studio.style_ref(s, req.style)
+        model = studio.check_model(req.model)
+        active = sum(j.state in ACTIVE for j in s.jobs.values())
+        if active >= config.max_queued:
+            raise UserError(f"{active} renders are already waiting or running in this tab; cancel one or wait")
+        # Room for the output (about the size of the input at the default quality).
+        await run_in_threadpool(studio.workspace.reserve, up.source.stat().st_size)
+        jid = Job.new_id()
+        job = Job(jid, s.id, s.dir / "jobs" / jid, up.id, up.name, up.source,
+                  up.frame_path(len(up.frames) // 2) if up.frames else None, style, model, round(req.strength, 2),
+                  up.facts.frames if up.facts else 0)
+        with studio.workspace.lock:
+            s.jobs[jid] = job
+        studio.queue.submit(job)
+        log.info("session %s: job %s queued (%s, %s, %s, strength %.2f)", s.id[:6], jid, up.name, style.name,
+                 model, job.strength)
+        return job.as_dict()
+
+    @app.get("/api/jobs")
+    async def list_jobs(s: Session = Depends(session_of)) -> dict:
+        return {"jobs": [j.as_dict() for j in sorted(s.jobs.values(), key=lambda j: j.created)]}
+
+    @app.get("/api/jobs/{jid}")
+    async def get_job(jid: str, s: Session = Depends(session_of)) -> dict:
+        return s.job(jid).as_dict()
+
+    @app.post("/api/jobs/{jid}/cancel")
+    async def cancel_job(jid: str, s: Session = Depends(session_of)) -> dict:
+        job = s.job(jid)
+        if job.state in ACTIVE:
+            studio.queue.cancel(job)
+        return job.as_dict()
+
+    @app.delete("/api/jobs/{jid}")
+    async def delete_job(jid: str, s: Session = Depends(session_of)) -> dict:
+        job = s.job(jid)
+        if job.state in ACTIVE:
+            raise UserError("cancel the job before removing it")
+        studio.workspace.forget_job(s, job)
+        return {"removed": jid}
+
+    def job_file(s: Session, jid: str, kind: str) -> tuple[Job, Path]:
+        job = s.job(jid)
+        if job.expired:
+            raise NotFoundError("this job's files were removed (work-folder limit or age); render it again")
+        if job.state != "done":
+            raise NotFoundError(f"the job is {job.state}, so it has no {kind} to download")
+        path = {"video": job.video_file, "lut": job.lut_file, "report": job.report_file}[kind]
+        if not path.is_file():
+            if kind == "lut":
+                raise NotFoundError(f"no LUT for this job: {job.lut_reason or 'none was made'}")
+            raise NotFoundError(f"this job has no {kind}")
+        return job, path
+
+    @app.get("/api/jobs/{jid}/video")
+    async def job_video(jid: str, download: bool = False, s: Session = Depends(session_of)) -> FileResponse:
+        job, path = job_file(s, jid, "video")
+        return FileResponse(path, media_type="video/mp4", filename=f"{job.download_stem}.mp4" if download else None)
+
+    @app.get("/api/jobs/{jid}/lut")
+    async def job_lut(jid: str, s: Session = Depends(session_of)) -> FileResponse:
+        job, path = job_file(s, jid, "lut")
+        return FileResponse(path, media_type="text/plain", filename=f"{job.download_stem}.cube")
+
+    @app.get("/api/jobs/{jid}/report")
+    async def job_report(jid: str, download: bool = True, s: Session = Depends(session_of)) -> FileResponse:
+        job, path = job_file(s, jid, "report")
+        return FileResponse(path, media_type="application/json",
+                            filename=f"{job.download_stem}_report.json" if download else None)
+
+    @app.get("/api/events")
+    async def events(request: Request, s: Session = Depends(session_of)) -> StreamingResponse:
+        sub = studio.broadcaster.subscribe(s.id)
+        snapshot = [j.as_dict() for j in sorted(s.jobs.values(), key=lambda j: j.created)]
+
+        async def stream() -> AsyncIterator[str]:
+            try:
+                yield "retry: 1500\n\n"
+                yield f"event: snapshot\ndata: {json.dumps({'jobs': snapshot})}\n\n"
+                while not studio.broadcaster.closed:
+                    try:
+                        item = await asyncio.wait_for(sub[1].get(), timeout=15.0)
+                    except asyncio.TimeoutError:
+                        if await request.is_disconnected():
+                            return
+                        yield ": keep-alive\n\n"
+                        continue
+                    if item is None:
+                        return
+                    yield f"event: job\ndata: {json.dumps(item)}\n\n"
+            finally:
+                studio.broadcaster.unsubscribe(s.id, sub)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return app
+
+
+# ------------------------------------------------------------------------------------ blocking work
+
+
+def _ingest_video(vid: str, name: str, folder: Path, source: Path, config: StudioConfig):  # noqa: ANN202
+    from .workspace import Upload
+
+    facts = media.probe_video(source)
+    if facts.frames == 0:
+        raise UserError(f"{name} has no video frames")
+    picked = media.preview_frames(source, facts, config.preview_frames, config.preview_side)
+    if not picked:
+        raise UserError(f"{name} has no video frames")
+    up = Upload(vid, name, folder, source, facts)
+    for k, (index, t, rgb8) in enumerate(picked):
+        up.frame_path(k).write_bytes(media.jpeg_bytes(rgb8, 92))
+        up.frames.append((index, t))
+    return up
+
+
+def _ingest_style(sid: str, name: str, folder: Path, original: Path, max_pixels: int):  # noqa: ANN202
+    from .workspace import Style
+
+    rgb8 = media.load_style(original, name, max_pixels)
+    st = Style(sid, name, folder, width=rgb8.shape[1], height=rgb8.shape[0])
+    media.save_png(st.image, rgb8)
+    st.thumb.write_bytes(media.jpeg_bytes(media.thumbnail(rgb8, 240), 85))
+    original.unlink(missing_ok=True)
+    return st
+
+
+def _make_preview(studio: Studio, up, style: StyleRef, model: str, strength: float) -> dict:  # noqa: ANN001
+    """The upload's preview frames, each stylized as a key frame (the model runs on every one)."""
+    from ..api import VideoStylizer
+    from .workspace import new_id
+
+    frames = [media.read_jpeg(up.frame_path(k)) for k in range(len(up.frames))]
+    t0 = time.perf_counter()
+    with studio.preview_lock:
+        waited = time.perf_counter() - t0
+        with VideoStylizer(model, strength=strength, keyframes="every:1", max_gap=1, edge=studio.config.edge,
+                           token=studio.config.edge_token) as vs:
+            outs = list(vs.stylize_frames(frames, style.path))
+    seconds = time.perf_counter() - t0 - waited
+    digest = hashlib.sha1(f"{up.id}{style.key}{model}{strength}".encode()).hexdigest()[:6]
+    return {"id": f"{new_id()}{digest}", "images": [media.jpeg_bytes(o, 90) for o in outs], "model": model,
+            "strength": strength, "style": style.key, "style_name": style.name, "seconds": round(seconds, 2)}
+
+
+def _preview_json(p: dict, up) -> dict:  # noqa: ANN001
+    return {"id": p["id"], "model": p["model"], "strength": p["strength"], "style": p["style"],
+            "style_name": p["style_name"], "seconds": p["seconds"], "video": up.id,
+            "frames": [{"index": index, "time": round(t, 3), "before": f"/api/videos/{up.id}/frames/{k}.jpg",
+                        "after": f"/api/previews/{p['id']}/{k}.jpg"} for k, (index, t) in enumerate(up.frames)]}
+

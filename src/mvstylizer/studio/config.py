@@ -1,0 +1,62 @@
+"""What the studio needs to know: where its work folder is, its limits, which edge to use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+MB = 1024 * 1024
+
+
+@dataclass
+class StudioConfig:
+    """Settings of one studio server (``mvstylizer studio`` flags map onto these).
+
+    Args:
+        workdir: the work folder; uploads, previews' sources and finished jobs live in
+            ``workdir/sessions/<session>/``. Its ``sessions`` folder is emptied at start (sessions
+            live in the server's memory, so files of a previous run belong to nobody).
+        host, port: where to listen (port 0: any free port).
+        edge: URL of a remote edge server (``mvstylizer edge serve``); None runs the models in
+            this process, as ``mvstylizer stylize`` does.
+        edge_token: the remote edge's bearer token.
+        max_upload_bytes: largest video upload.
+        max_style_bytes: largest style photo upload.
+        max_style_pixels: largest style photo, in pixels (a small PNG can decode to gigabytes).
+        max_work_bytes: size limit of the work folder; the oldest finished jobs, then the oldest
+            unused uploads, are removed to stay under it.
+        ttl_seconds: files untouched for this long are removed (and idle sessions forgotten).
+        preview_frames: key frames stylized for a preview.
+        preview_side: long side of the preview frames, pixels.
+        max_queued: jobs one session may have queued or running at once.
+        crf, preset: H.264 settings of the rendered videos.
+    """
+
+    workdir: Path
+    host: str = "127.0.0.1"
+    port: int = 8500
+    edge: str | None = None
+    edge_token: str | None = None
+    max_upload_bytes: int = 500 * MB
+    max_style_bytes: int = 40 * MB
+    max_style_pixels: int = 50_000_000
+    max_work_bytes: int = 5000 * MB
+    ttl_seconds: float = 24 * 3600.0
+    preview_frames: int = 4
+    preview_side: int = 640
+    max_queued: int = 8
+    crf: int = 18
+    preset: str = "veryfast"
+
+    def __post_init__(self) -> None:
+        self.workdir = Path(self.workdir)
+        if self.max_upload_bytes < 1 or self.max_style_bytes < 1 or self.max_work_bytes < 1:
+            raise ValueError("upload and work-folder limits must be positive")
+        if self.max_upload_bytes > self.max_work_bytes:
+            raise ValueError("the upload limit cannot be larger than the work-folder limit")
+        if not 1 <= self.preview_frames <= 8:
+            raise ValueError(f"preview_frames must be 1..8, got {self.preview_frames}")
+        if not 64 <= self.preview_side <= 2048:
+            raise ValueError(f"preview_side must be 64..2048, got {self.preview_side}")
+        if self.ttl_seconds <= 0 or self.max_queued < 1:
+            raise ValueError("ttl_seconds and max_queued must be positive")

@@ -1,0 +1,262 @@
+"""Render jobs: a queue with one worker thread, live progress, cancel between frames.
+
+A job renders one uploaded video with one style through the Python API: frames are decoded here,
+stylized by :meth:`mvstylizer.VideoStylizer.stylize_frames` (the same pipeline as
+``mvstylizer stylize``: key frames to the edge, the rest from their keys' colour transforms) and
+encoded with the input's timing and audio. Doing the decode/encode loop here, rather than calling
+``stylize_file``, is what gives a progress count per frame and a cancel check between frames. The
+MP4 is written under a temporary name and renamed when complete, so a cancelled or failed job never
+leaves a half-written file.
+
+Jobs run one at a time (the pipeline already uses every core); the others wait in the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+
+log = logging.getLogger(__name__)
+
+ACTIVE = ("queued", "running")
+FINISHED = ("done", "failed", "cancelled")
+
+
+class Cancelled(Exception):
+    """Raised inside a render when its job was cancelled."""
+
+
+@dataclass
+class StyleRef:
+    """The style a job or a preview uses: an uploaded photo or a gallery one."""
+
+    key: str  # "upload:<id>" or "gallery:<id>"
+    name: str
+    path: Path
+
+
+@dataclass
+class Job:
+    id: str
+    session: str
+    dir: Path
+    upload_id: str
+    video_name: str
+    video_path: Path
+    content_frame: Path | None  # a frame of the footage (the LUT's colour normalisation)
+    style: StyleRef
+    model: str
+    strength: float
+    frames_total: int
+    state: str = "queued"
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    frames_in: int = 0  # decoded and handed to the pipeline
+    frames_out: int = 0  # stylized and encoded
+    error: str | None = None
+    lut_reason: str | None = None
+    summary: dict = field(default_factory=dict)
+    expired: bool = False  # its files were removed (work-folder limit or age)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    @staticmethod
+    def new_id() -> str:
+        return secrets.token_urlsafe(9)
+
+    @property
+    def video_file(self) -> Path:
+        return self.dir / "stylized.mp4"
+
+    @property
+    def lut_file(self) -> Path:
+        return self.dir / "look.cube"
+
+    @property
+    def report_file(self) -> Path:
+        return self.dir / "report.json"
+
+    @property
+    def download_stem(self) -> str:
+        stem = Path(self.video_name).stem[:60] or "video"
+        style = Path(self.style.name).stem[:40] or "style"
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{stem}_{style}")
+
+    @property
+    def progress(self) -> float:
+        if self.state == "done":
+            return 1.0
+        if not self.frames_total:
+            return 0.0
+        # Input and output both count: output comes in bursts (one key gap at a time), input steadily.
+        return min(0.99, (self.frames_in + self.frames_out) / (2.0 * self.frames_total))
+
+    def as_dict(self) -> dict:
+        done = self.state == "done" and not self.expired
+        base = f"/api/jobs/{self.id}"
+        now = time.time()
+        return {
+            "id": self.id, "state": self.state, "progress": round(self.progress, 4),
+            "frames_done": self.frames_out, "frames_total": self.frames_total,
+            "video_name": self.video_name, "style_name": self.style.name, "style_key": self.style.key,
+            "model": self.model, "strength": self.strength, "error": self.error, "expired": self.expired,
+            "created": self.created, "started": self.started, "finished": self.finished,
+            "elapsed": round((self.finished or now) - self.started, 2) if self.started else 0.0,
+            "video": f"{base}/video" if done else None,
+            "lut": f"{base}/lut" if done and self.lut_file.is_file() else None,
+            "lut_reason": self.lut_reason,
+            "report": f"{base}/report" if done and self.report_file.is_file() else None,
+            "summary": self.summary,
+        }
+
+
+class JobQueue:
+    """Runs jobs one at a time on a worker thread; ``on_change(job)`` after every state or progress change."""
+
+    def __init__(self, render: Callable[[Job, Callable[[], None]], None], on_change: Callable[[Job], None]) -> None:
+        self._render = render
+        self._on_change = on_change
+        self._queue: queue.Queue[Job | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.current: Job | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name="mvstylizer-studio-jobs", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel the running job, drop the queued ones and end the worker."""
+        with self._lock:
+            if self.current is not None:
+                self.current.cancel.set()
+        self._queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def submit(self, job: Job) -> None:
+        self.start()
+        self._queue.put(job)
+        self._on_change(job)
+
+    def cancel(self, job: Job) -> None:
+        """A queued job is cancelled at once; a running one at its next frame."""
+        with self._lock:
+            job.cancel.set()
+            if job.state == "queued":
+                job.state, job.finished = "cancelled", time.time()
+        self._on_change(job)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            with self._lock:
+                if job.state != "queued":  # cancelled while it waited
+                    continue
+                job.state, job.started = "running", time.time()
+                self.current = job
+            self._on_change(job)
+            last = [0.0]
+
+            def progress() -> None:
+                if job.cancel.is_set():
+                    raise Cancelled
+                now = time.monotonic()
+                if now - last[0] >= 0.1:
+                    last[0] = now
+                    self._on_change(job)
+
+            try:
+                self._render(job, progress)
+                job.state = "done"
+            except Cancelled:
+                job.state = "cancelled"
+            except UserError as exc:
+                job.state, job.error = "failed", str(exc).replace(str(job.video_path), job.video_name)
+                log.warning("job %s failed: %s", job.id, job.error)
+            except Exception as exc:  # noqa: BLE001 - a bug: one line for the page, the details in the log
+                job.state = "failed"
+                job.error = f"internal error ({type(exc).__name__}); the server log has the details"
+                log.error("job %s: internal error: %s: %s", job.id, type(exc).__name__, exc)
+                log.debug("job %s traceback", job.id, exc_info=True)
+            finally:
+                job.finished = time.time()
+                with self._lock:
+                    self.current = None
+                self._on_change(job)
+
+
+class Renderer:
+    """Renders a :class:`Job` with the Python API (embedded edge, or a remote one via ``edge``)."""
+
+    def __init__(self, *, edge: str | None = None, token: str | None = None, crf: int = 18,
+                 preset: str = "veryfast", frame_hook: Callable[[Job, int], None] | None = None) -> None:
+        self.edge, self.token, self.crf, self.preset = edge, token, crf, preset
+        self.frame_hook = frame_hook  # tests: called before each frame is decoded
+
+    def __call__(self, job: Job, progress: Callable[[], None]) -> None:
+        from ..api import VideoStylizer
+        from ..files import atomic_write_text
+        from ..mobile.pipeline import StylizeReport
+        from ..video.reader import VideoReader
+        from ..video.writer import VideoWriter
+
+        job.dir.mkdir(parents=True, exist_ok=True)
+        with VideoStylizer(job.model, strength=job.strength, edge=self.edge, token=self.token, crf=self.crf,
+                           preset=self.preset) as vs, VideoReader(job.video_path) as reader:
+            info = reader.info
+            job.frames_total = info.frame_count or job.frames_total
+            report = StylizeReport(job.video_name, f"{job.download_stem}.mp4", job.model, vs.config.interp.method,
+                                   info.width, info.height, info.fps, has_audio=info.has_audio)
+            pts: deque[int | None] = deque()
+            with VideoWriter(job.video_file, info.width, info.height, info.fps, reader.time_base,
+                             audio_template=reader.audio_stream, crf=self.crf, preset=self.preset) as writer:
+
+                def frames() -> Iterator[np.ndarray]:
+                    for f in reader.frames(audio_sink=writer.mux_audio):
+                        if self.frame_hook is not None:
+                            self.frame_hook(job, f.index)
+                        pts.append(f.pts)
+                        job.frames_in += 1
+                        progress()  # raises Cancelled between frames
+                        yield f.rgb8
+
+                for out in vs.stylize_frames(frames(), job.style.path, report):
+                    writer.write(out, pts.popleft())
+                    job.frames_out += 1
+                    progress()
+                progress()  # a cancel that came with the last frame still wins over the rename
+        job.frames_total = job.frames_out
+        summary = report.summary()
+        summary.update(style=job.style.name, strength=job.strength, studio_job=job.id)
+        atomic_write_text(job.report_file, json.dumps(summary, indent=2) + "\n")
+        job.summary = {"keys": summary["key_count"], "key_reasons": summary["key_reasons"],
+                       "model": summary["model"], "seconds": summary["total_seconds"],
+                       "size": [info.width, info.height], "fps": round(info.fps, 3)}
+        self._lut(job)
+
+    def _lut(self, job: Job) -> None:
+        """The job's look as a .cube LUT, where the API can write one (global models: dncm)."""
+        from ..api import export_lut
+
+        try:
+            export_lut(job.style.path, job.lut_file, content=job.content_frame, size=33, overwrite=True,
+                       model=job.model)
+        except UserError as exc:
+            job.lut_reason = str(exc).split("; `export-lut", 1)[0]

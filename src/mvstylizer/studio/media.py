@@ -1,0 +1,256 @@
+"""Media chores of the studio: probe an upload, pull its preview frames, check style photos, the gallery.
+
+Everything here raises :class:`~mvstylizer.errors.UserError` with a message fit for the page for
+bad input; server paths are replaced by the file's own name before a message leaves (see
+:func:`as_user_message`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ..errors import UserError
+from ..imaging import fit_within, shrink_to
+
+log = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+STYLE_SIDE = 1024  # the edge shrinks styles to this anyway (EdgeConfig.max_style_side)
+THUMB_SIDE = 200
+
+# Colour photos that ship inside scikit-image (public domain / CC0; skimage/data/README.txt), shown
+# as the style gallery when scikit-image is installed. Found by package location, not by import.
+GALLERY = {
+    "coffee": ("coffee.png", "Coffee"),
+    "chelsea": ("chelsea.png", "Chelsea"),
+    "astronaut": ("astronaut.png", "Astronaut"),
+    "rocket": ("rocket.jpg", "Dusk"),
+    "hubble": ("hubble_deep_field.jpg", "Deep field"),
+    "motorcycle": ("motorcycle_left.png", "Motorcycle"),
+}
+
+
+def as_user_message(exc: BaseException, path: Path, name: str) -> str:
+    """The error's text with the server-side path (and its folder) replaced by the user's file name."""
+    text = str(exc)
+    for p in (str(path), str(path.resolve())):
+        text = text.replace(p, name)
+    return text.replace(str(path.parent), "").strip()
+
+
+# ------------------------------------------------------------------------------------------ video
+
+
+@dataclass
+class VideoFacts:
+    width: int
+    height: int
+    fps: float
+    frames: int  # declared, or estimated from the duration
+    frames_exact: bool
+    duration: float | None
+    has_audio: bool
+    codec: str
+
+    def as_dict(self) -> dict:
+        return {"width": self.width, "height": self.height, "fps": round(self.fps, 3), "frames": self.frames,
+                "frames_exact": self.frames_exact, "duration": round(self.duration, 3) if self.duration else None,
+                "has_audio": self.has_audio, "codec": self.codec}
+
+
+def check_video_name(name: str) -> str:
+    """The suffix of an uploaded video's name, refused unless it is a video format we read."""
+    suffix = Path(name).suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise UserError(f"{name} is not a video: the studio takes {', '.join(VIDEO_SUFFIXES)} files")
+    return suffix
+
+
+def probe_video(path: Path) -> VideoFacts:
+    """Size, rate and length of a video; UserError if it is not one or has no frames."""
+    from ..video.reader import VideoReader
+
+    with VideoReader(path, fast_color=True) as reader:
+        info = reader.info
+    exact = bool(info.frame_count)
+    frames = info.frame_count or (round(info.duration * info.fps) if info.duration else 0)
+    return VideoFacts(info.width, info.height, info.fps, int(frames), exact, info.duration, info.has_audio,
+                      info.codec)
+
+
+def pick_indices(total: int, n: int) -> list[int]:
+    """``n`` evenly spread frame indices of ``total`` (the middle of each of n equal parts)."""
+    if total <= 0:
+        return []
+    n = min(n, total)
+    return sorted({min(total - 1, int((i + 0.5) * total / n)) for i in range(n)})
+
+
+def preview_frames(path: Path, facts: VideoFacts, n: int, side: int) -> list[tuple[int, float, np.ndarray]]:
+    """``n`` representative frames (index, seconds, upright uint8 RGB at most ``side`` px long side).
+
+    Long videos are sampled by seeking (a few decodes, whatever the length); short ones, or files
+    that do not seek well, by one pass over the frames.
+    """
+    size = fit_within(facts.width, facts.height, side, min_side=2)
+    if facts.frames > 300 and facts.duration:
+        try:
+            picked = _seek_frames(path, facts, n, size)
+            if len(picked) == min(n, facts.frames):
+                return picked
+        except Exception as exc:  # noqa: BLE001 - seeking is an optimisation; fall back to a pass
+            log.info("seeking in %s failed (%s); sampling frames in one pass", path.name, exc)
+    return _pass_frames(path, facts, n, size)
+
+
+def _pass_frames(path: Path, facts: VideoFacts, n: int, size: tuple[int, int]) -> list[tuple[int, float, np.ndarray]]:
+    from ..video.reader import VideoReader
+
+    if facts.frames_exact:
+        want = set(pick_indices(facts.frames, n))
+        picked: list[tuple[int, float, np.ndarray]] = []
+        with VideoReader(path, fast_color=True) as reader:
+            for f in reader.frames():
+                if f.index in want:
+                    picked.append((f.index, f.time, _fit(f.rgb8, size)))
+                    if len(picked) == len(want):
+                        break
+        if picked:
+            return picked
+    # Unknown (or wrong) length: keep a thinning sample of the whole video, then pick from it.
+    sample: list[tuple[int, float, np.ndarray]] = []
+    stride = 1
+    with VideoReader(path, fast_color=True) as reader:
+        for f in reader.frames():
+            if f.index % stride == 0:
+                sample.append((f.index, f.time, _fit(f.rgb8, size)))
+                if len(sample) >= 64:
+                    sample, stride = sample[::2], stride * 2
+    if not sample:
+        raise UserError("the video has no frames")
+    return [sample[i] for i in pick_indices(len(sample), n)]
+
+
+def _seek_frames(path: Path, facts: VideoFacts, n: int, size: tuple[int, int]) -> list[tuple[int, float, np.ndarray]]:
+    import av
+
+    from ..video.orientation import orientation_of
+
+    picked = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        tb = stream.time_base
+        start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+        assert facts.duration
+        for i in range(n):
+            target = start + facts.duration * (i + 0.5) / n
+            container.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
+            for frame in container.decode(stream):
+                t = float(frame.pts * tb) if frame.pts is not None else target
+                if t + 0.5 / facts.fps >= target:
+                    rgb = orientation_of(frame).apply(frame.to_ndarray(format="rgb24"))
+                    index = int(round((t - start) * facts.fps))
+                    picked.append((index, t - start, _fit(rgb, size)))
+                    break
+    return picked
+
+
+def _fit(rgb8: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (rgb8.shape[1], rgb8.shape[0]) == size:
+        return np.ascontiguousarray(rgb8)
+    return cv2.resize(rgb8, size, interpolation=cv2.INTER_AREA)
+
+
+# ------------------------------------------------------------------------------------------ images
+
+
+def jpeg_bytes(rgb8: np.ndarray, quality: int = 88) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:  # pragma: no cover - OpenCV encodes any uint8 RGB image
+        raise RuntimeError("JPEG encoding failed")
+    return buf.tobytes()
+
+
+def read_jpeg(path: Path) -> np.ndarray:
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise UserError(f"cannot read {path.name}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def to_rgb8(img: np.ndarray) -> np.ndarray:
+    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def load_style(path: Path, name: str, max_pixels: int) -> np.ndarray:
+    """A style photo as uint8 RGB, at most :data:`STYLE_SIDE` px long side; UserError if it is no image."""
+    from PIL import Image
+
+    from ..video.image import read_image
+
+    try:  # the header alone says how large it decodes: refuse decompression bombs before decoding
+        with Image.open(path) as im:
+            w, h = im.size
+    except Exception:  # noqa: BLE001 - not an image Pillow knows; OpenCV below has the last word
+        w = h = 0
+    if w * h > max_pixels:
+        raise UserError(f"{name} is {w}x{h} pixels; a style photo of at most {max_pixels // 1_000_000} "
+                        "megapixels is plenty (the style is read at 1024 px)")
+    try:
+        img = read_image(path)
+    except UserError as exc:
+        raise UserError(f"{name} is not an image the studio can read "
+                        f"({', '.join(IMAGE_SUFFIXES)})") from exc
+    if img.shape[0] * img.shape[1] > max_pixels:
+        raise UserError(f"{name} is too large ({img.shape[1]}x{img.shape[0]} pixels)")
+    if min(img.shape[:2]) < 8:
+        raise UserError(f"{name} is only {img.shape[1]}x{img.shape[0]} pixels: too small to take a look from")
+    return to_rgb8(shrink_to(img, STYLE_SIDE))
+
+
+def thumbnail(rgb8: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
+    """A centre-cropped square thumbnail (gallery tiles are square)."""
+    h, w = rgb8.shape[:2]
+    s = min(h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return cv2.resize(rgb8[y:y + s, x:x + s], (side, side), interpolation=cv2.INTER_AREA)
+
+
+def save_png(path: Path, rgb8: np.ndarray) -> None:
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR))
+    if not ok:  # pragma: no cover
+        raise RuntimeError("PNG encoding failed")
+    path.write_bytes(buf.tobytes())
+
+
+# ------------------------------------------------------------------------------------------ gallery
+
+
+def gallery() -> dict[str, tuple[Path, str]]:
+    """Style photos from installed packages: id -> (file, title); empty without scikit-image."""
+    spec = importlib.util.find_spec("skimage")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    folder = Path(next(iter(spec.submodule_search_locations))) / "data"
+    return {key: (folder / file, title) for key, (file, title) in GALLERY.items() if (folder / file).is_file()}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}".replace(".0 ", " ")
+        n /= 1024
+    return f"{n} GB"  # pragma: no cover
+
+
+def is_finite_number(x: object) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)

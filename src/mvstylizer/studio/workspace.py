@@ -1,0 +1,288 @@
+"""The work folder: one session per browser tab, its uploads, styles and jobs, a size limit and an age limit.
+
+Layout (everything under ``workdir/sessions`` belongs to the running server and is emptied at start)::
+
+    workdir/sessions/<session>/videos/<id>/source.mp4, frame0.jpg ...   an upload and its preview frames
+    workdir/sessions/<session>/styles/<id>/style.png, thumb.jpg         an uploaded style photo
+    workdir/sessions/<session>/jobs/<id>/stylized.mp4, look.cube, report.json
+    workdir/gallery/<name>.jpg                                          gallery thumbnails (shared)
+
+Files are found through the session's records only (ids the server made), never by joining a name
+from a request to a path, so one tab cannot reach another's files: an id of another session is
+simply not there (404).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import NotFoundError, UserError
+from .jobs import ACTIVE, Job
+from .media import VideoFacts, human_bytes
+
+log = logging.getLogger(__name__)
+
+MARKER = ".mvstylizer-studio"
+MAX_PREVIEWS = 12  # cached previews per session (small JPEGs in memory)
+
+
+class SessionUnknown(UserError):
+    http_status = 401
+
+
+class WorkFolderFull(UserError):
+    http_status = 507
+
+
+@dataclass
+class Upload:
+    id: str
+    name: str
+    dir: Path
+    source: Path
+    facts: VideoFacts | None = None
+    frames: list[tuple[int, float]] = field(default_factory=list)  # (index, seconds) of frame{i}.jpg
+    created: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+
+    def frame_path(self, i: int) -> Path:
+        return self.dir / f"frame{i}.jpg"
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "name": self.name, **(self.facts.as_dict() if self.facts else {}),
+                "frames_preview": [{"index": i, "time": round(t, 3), "url": f"/api/videos/{self.id}/frames/{k}.jpg"}
+                                   for k, (i, t) in enumerate(self.frames)]}
+
+
+@dataclass
+class Style:
+    id: str
+    name: str
+    dir: Path
+    created: float = field(default_factory=time.time)
+    last_used: float = field(default_factory=time.time)
+    width: int = 0
+    height: int = 0
+
+    @property
+    def image(self) -> Path:
+        return self.dir / "style.png"
+
+    @property
+    def thumb(self) -> Path:
+        return self.dir / "thumb.jpg"
+
+    def as_dict(self) -> dict:
+        return {"key": f"upload:{self.id}", "id": self.id, "name": self.name, "width": self.width,
+                "height": self.height, "thumb": f"/api/styles/{self.id}/thumb.jpg"}
+
+
+@dataclass
+class Session:
+    id: str
+    dir: Path
+    created: float = field(default_factory=time.time)
+    last_seen: float = field(default_factory=time.time)
+    uploads: dict[str, Upload] = field(default_factory=dict)
+    styles: dict[str, Style] = field(default_factory=dict)
+    jobs: dict[str, Job] = field(default_factory=dict)
+    previews: OrderedDict[str, dict] = field(default_factory=OrderedDict)
+
+    def upload(self, upload_id: str) -> Upload:
+        up = self.uploads.get(upload_id)
+        if up is None:
+            raise NotFoundError("that video is no longer here (removed after a while or to free space); "
+                                "drop it again")
+        up.last_used = time.time()
+        return up
+
+    def style(self, style_id: str) -> Style:
+        st = self.styles.get(style_id)
+        if st is None:
+            raise NotFoundError("that style photo is no longer here; drop it again")
+        st.last_used = time.time()
+        return st
+
+    def job(self, job_id: str) -> Job:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise NotFoundError("no such job")
+        return job
+
+    def remember_preview(self, key: str, preview: dict) -> None:
+        self.previews[key] = preview
+        self.previews.move_to_end(key)
+        while len(self.previews) > MAX_PREVIEWS:
+            self.previews.popitem(last=False)
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(9)
+
+
+def tree_size(path: Path) -> int:
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(root, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+class Workspace:
+    """Sessions and their files, within ``max_bytes`` and ``ttl`` seconds."""
+
+    def __init__(self, root: Path, max_bytes: int, ttl: float) -> None:
+        self.root = Path(root)
+        self.max_bytes = max_bytes
+        self.ttl = ttl
+        self.sessions_dir = self.root / "sessions"
+        self.gallery_dir = self.root / "gallery"
+        self.lock = threading.RLock()
+        self._sessions: dict[str, Session] = {}
+        self._prepare()
+
+    def _prepare(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            marker = self.root / MARKER
+            if not marker.exists():
+                if any(p.name != "gallery" for p in self.root.iterdir()):
+                    # Not a folder we made: never empty someone's folder; work in a subfolder of it.
+                    self.root = self.root / "mvstylizer-studio"
+                    self.sessions_dir, self.gallery_dir = self.root / "sessions", self.root / "gallery"
+                    self.root.mkdir(exist_ok=True)
+                    marker = self.root / MARKER
+                marker.write_text("work folder of `mvstylizer studio`; its sessions/ is emptied at start\n")
+            if self.sessions_dir.exists():  # files of a previous run: no session owns them any more
+                shutil.rmtree(self.sessions_dir, ignore_errors=True)
+            self.sessions_dir.mkdir(exist_ok=True)
+            self.gallery_dir.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot use work folder {self.root}: {exc.strerror or exc}") from None
+
+    # -- sessions ---------------------------------------------------------------------------------
+
+    def new_session(self) -> Session:
+        sid = secrets.token_urlsafe(18)
+        s = Session(sid, self.sessions_dir / sid)
+        with self.lock:
+            self._sessions[sid] = s
+        return s
+
+    def session(self, sid: str | None) -> Session:
+        with self.lock:
+            s = self._sessions.get(sid or "")
+            if s is None:
+                raise SessionUnknown("this page's session has ended (the studio restarted or it was idle too "
+                                     "long): reload the page")
+            s.last_seen = time.time()
+            return s
+
+    def sessions(self) -> list[Session]:
+        with self.lock:
+            return list(self._sessions.values())
+
+    # -- new files --------------------------------------------------------------------------------
+
+    def new_dir(self, session: Session, kind: str) -> tuple[str, Path]:
+        item = new_id()
+        path = session.dir / kind / item
+        path.mkdir(parents=True, exist_ok=True)
+        return item, path
+
+    def reserve(self, nbytes: int) -> None:
+        """Make room for ``nbytes`` more (removing the oldest finished files); WorkFolderFull if it cannot."""
+        with self.lock:
+            if self.usage() + nbytes <= self.max_bytes:
+                return
+            self.make_room(nbytes)
+            if self.usage() + nbytes > self.max_bytes:
+                raise WorkFolderFull(f"the studio's work folder is full ({human_bytes(self.max_bytes)} limit, "
+                                     "all of it in use by running jobs); try again when they are done")
+
+    def usage(self) -> int:
+        return tree_size(self.sessions_dir)
+
+    # -- clean-up ---------------------------------------------------------------------------------
+
+    def _in_use(self) -> tuple[set[str], set[str]]:
+        uploads, styles = set(), set()
+        for s in self._sessions.values():
+            for job in s.jobs.values():
+                if job.state in ACTIVE:
+                    uploads.add(job.upload_id)
+                    if job.style.key.startswith("upload:"):
+                        styles.add(job.style.key.partition(":")[2])
+        return uploads, styles
+
+    def _candidates(self) -> list[tuple[float, str, Session, object]]:
+        """Removable things, oldest first: finished jobs' files, then unused uploads and styles."""
+        uploads, styles = self._in_use()
+        out: list[tuple[float, str, Session, object]] = []
+        for s in self._sessions.values():
+            out += [(j.finished or j.created, "job", s, j) for j in s.jobs.values()
+                    if j.state not in ACTIVE and not j.expired]
+            out += [(u.last_used, "upload", s, u) for u in s.uploads.values() if u.id not in uploads]
+            out += [(st.last_used, "style", s, st) for st in s.styles.values() if st.id not in styles]
+        # Finished jobs go first (oldest first), then uploads and styles: an upload is what a user works on.
+        return sorted(out, key=lambda c: (c[1] != "job", c[0]))
+
+    def _remove(self, kind: str, s: Session, item) -> list[Job]:  # noqa: ANN001
+        """Remove one candidate's files; returns jobs whose state changed (for the page)."""
+        if kind == "job":
+            shutil.rmtree(item.dir, ignore_errors=True)
+            item.expired = True
+            return [item]
+        if kind == "upload":
+            s.uploads.pop(item.id, None)
+            for key in [k for k in s.previews if k.startswith(item.id + "|")]:
+                s.previews.pop(key, None)
+        else:
+            s.styles.pop(item.id, None)
+        shutil.rmtree(item.dir, ignore_errors=True)
+        return []
+
+    def make_room(self, nbytes: int = 0) -> list[Job]:
+        """Remove the oldest finished jobs, then unused uploads, until ``nbytes`` more fit."""
+        changed: list[Job] = []
+        with self.lock:
+            usage = self.usage()
+            for _t, kind, s, item in self._candidates():
+                if usage + nbytes <= self.max_bytes:
+                    break
+                size = tree_size(item.dir)
+                log.info("work folder over %s: removing %s %s of session %s", human_bytes(self.max_bytes), kind,
+                         item.id, s.id[:6])
+                changed += self._remove(kind, s, item)
+                usage -= size
+        return changed
+
+    def sweep(self, now: float | None = None) -> list[Job]:
+        """Remove what is older than the age limit, and sessions idle that long with nothing running."""
+        now = time.time() if now is None else now
+        changed: list[Job] = []
+        with self.lock:
+            for _t, kind, s, item in self._candidates():
+                if _t < now - self.ttl:
+                    changed += self._remove(kind, s, item)
+            for sid, s in list(self._sessions.items()):
+                if s.last_seen < now - self.ttl and not any(j.state in ACTIVE for j in s.jobs.values()):
+                    del self._sessions[sid]
+                    shutil.rmtree(s.dir, ignore_errors=True)
+        return changed
+
+    def forget_job(self, s: Session, job: Job) -> None:
+        with self.lock:
+            s.jobs.pop(job.id, None)
+            shutil.rmtree(job.dir, ignore_errors=True)
