@@ -8,17 +8,18 @@ registry: options are checked once, the edge link is opened and closed for you, 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 
 from .errors import UserError
+from .files import check_overwrite
+from .mobile.edge_link import EdgeLink
 from .mobile.interpolate import InterpConfig
 from .mobile.keyframes import KeyframeConfig
 from .mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
-from .files import check_overwrite
 
 PathLike = str | os.PathLike[str]
 
@@ -69,6 +70,7 @@ class VideoStylizer:
                  token: str | None = None, key_size: int = 512, keyframes: str = "auto", max_gap: int = 30,
                  interp: str = "transform", crf: int = 18, preset: str = "veryfast", progress: bool = False) -> None:
         self.config = _config(model, strength, key_size, keyframes, max_gap, interp, crf, preset, progress)
+        self._edge: EdgeLink
         if edge:
             from .mobile.http_edge import HttpEdge
 
@@ -117,7 +119,7 @@ class VideoStylizer:
     def close(self) -> None:
         self._edge.close()
 
-    def __enter__(self) -> "VideoStylizer":
+    def __enter__(self) -> VideoStylizer:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,8 +12,9 @@ HTTP round trip per batch without base64's 33 % overhead.
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Protocol
 
 import cv2
 import numpy as np

@@ -35,7 +35,7 @@ class ExposureTracker:
     def push(self, gray8: np.ndarray) -> float:
         """Log exposure (natural log of the brightness scale) of this frame relative to the first."""
         h, w = gray8.shape[:2]
-        thumb = area_resize(gray8, fit_within(w, h, _THUMB_SIDE)).astype(np.float32)
+        thumb: np.ndarray = area_resize(gray8, fit_within(w, h, _THUMB_SIDE)).astype(np.float32)
         thumb = cv2.GaussianBlur(thumb, (0, 0), 1.0)
         if self._prev is not None:
             self._log_exposure += log_ratio(self._prev, thumb)

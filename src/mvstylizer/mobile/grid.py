@@ -70,7 +70,7 @@ class ResidualGrid:
             out += layer * weight[..., None]
         return out
 
-    def blend(self, other: "ResidualGrid", weight: float) -> "ResidualGrid":
+    def blend(self, other: ResidualGrid, weight: float) -> ResidualGrid:
         """``(1 - weight) * self + weight * other``."""
         return ResidualGrid(((1.0 - weight) * self.offsets + weight * other.offsets).astype(np.float32))
 

@@ -203,7 +203,8 @@ class HttpEdge:
                 if last:
                     what = (f"did not answer in time ({type(e).__name__})" if isinstance(e, httpx.TimeoutException)
                             else f"is unreachable: {_describe(e)}")
-                    raise EdgeUnavailable(f"edge server at {self.url} {what} (after {attempt + 1} attempt(s))") from None
+                    raise EdgeUnavailable(
+                        f"edge server at {self.url} {what} (after {attempt + 1} attempt(s))") from None
                 self._sleep(attempt, None)
                 continue
             self.bytes_sent += len(content or b"")

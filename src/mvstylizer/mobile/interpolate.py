@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import cv2
 import numpy as np
@@ -28,6 +29,7 @@ import numpy as np
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
 from .grid import GridConfig, ResidualGrid, fit_grid
 from .look import Look, blend_gap, fit_look, identity_look
+
 
 @dataclass
 class KeyFrame:
@@ -191,7 +193,9 @@ class Interpolator:
             layers.append(warp(key.styled8, resize_flow(to_key, w, h)).astype(np.float32))
             weights.append(weight * (seen * (1.0 - eps) + eps))
         total = sum(weights)
-        out = sum(layer * cv2.resize(wt / total, (w, h))[..., None] for layer, wt in zip(layers, weights))
+        # sum() types its result as "array | 0" (its start); at least one side has weight > 0.
+        out = cast(np.ndarray, sum(layer * cv2.resize(wt / total, (w, h))[..., None]
+                                   for layer, wt in zip(layers, weights, strict=True)))
         return cv2.convertScaleAbs(out)
 
 

@@ -106,23 +106,23 @@ class KeyframeSelector:
             return Decision(True, "occlusion")
         return Decision(False)
 
-    def is_cut(self, prev: "Thumb", cur: "Thumb") -> bool:
+    def is_cut(self, prev: Thumb, cur: Thumb) -> bool:
         cfg = self.config
         if _hellinger(prev.hist, cur.hist) > cfg.cut:
             return True
         return float(self._missed(prev, cur, self._flow(cur.gray, prev.gray)).mean()) > cfg.cut_residual
 
-    def _missed(self, ref: "Thumb", cur: "Thumb", flow_cur_to_ref: np.ndarray) -> np.ndarray:
+    def _missed(self, ref: Thumb, cur: Thumb, flow_cur_to_ref: np.ndarray) -> np.ndarray:
         """Pixels of ``cur`` that ``ref``, warped by the flow, misses by more than the residual threshold."""
         return cv2.absdiff(cur.gray, warp(ref.gray, flow_cur_to_ref)) > self.config.residual * 255
 
-    def thumb(self, rgb8: np.ndarray) -> "Thumb":
+    def thumb(self, rgb8: np.ndarray) -> Thumb:
         """The small grey image and colour histogram the decisions are made on."""
         h, w = rgb8.shape[:2]
         s = min(1.0, self.config.thumb_side / max(h, w))
         small = cv2.resize(rgb8, (max(8, round(w * s)), max(8, round(h * s))), interpolation=cv2.INTER_AREA)
         hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
-        hist = cv2.calcHist([hsv], [0, 1, 2], None, [12, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
+        hist: np.ndarray = cv2.calcHist([hsv], [0, 1, 2], None, [12, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
         hist /= max(float(hist.sum()), 1.0)
         return Thumb(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY), hist)
 

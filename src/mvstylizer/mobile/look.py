@@ -84,7 +84,9 @@ class Look:
 
     def blend(self, other: Look, weight: float) -> Look:
         """``(1 - weight) * self + weight * other``, parameter by parameter: exact at both ends."""
-        mix = lambda a, b: ((1.0 - weight) * a + weight * b).astype(np.float32)  # noqa: E731
+        def mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+            return ((1.0 - weight) * a + weight * b).astype(np.float32)
+
         return Look(mix(self.pre, other.pre), mix(self.matrix, other.matrix),
                     float((1.0 - weight) * self.exposure + weight * other.exposure))
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,10 +30,10 @@ class LearnedSmoother:
 
     model: Path = ONNX_FILE
     threads: int = 2
-    _session: object = field(default=None, init=False, repr=False)
+    _session: Any = field(default=None, init=False, repr=False)  # an onnxruntime.InferenceSession
     _scratch: Scratch = field(default_factory=Scratch, init=False, repr=False)
 
-    def _sess(self):  # noqa: ANN202 - onnxruntime.InferenceSession
+    def _sess(self) -> Any:  # an onnxruntime.InferenceSession (onnxruntime ships no type information)
         if self._session is None:
             import onnxruntime as ort
 
@@ -58,7 +59,10 @@ class LearnedSmoother:
         if min(h, w) < 8:
             raise ValueError(f"key frame {w}x{h} is too small for meta-smoothing (8 px a side at least)")
         curves = fit_tone_curves(content_low, styled_low)
-        chw = lambda x: np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)[None]  # noqa: E731
+
+        def chw(x: np.ndarray) -> np.ndarray:
+            return np.ascontiguousarray(x.transpose(2, 0, 1), dtype=np.float32)[None]
+
         grid, global_map = self._sess().run(None, {
             "styled": chw(styled_low), "content": chw(guide(curves, content_low)),
             "scale": np.array([max(1.0, float(scale))], np.float32)})

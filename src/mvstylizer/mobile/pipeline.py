@@ -11,22 +11,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..imaging import area_resize, fit_within, shrink_to
 from ..files import atomic_path
+from ..imaging import area_resize, fit_within, shrink_to
 from ..video.formats import check_output_path, is_image_path
 from ..video.image import read_image, write_image
-from ..video.reader import VideoReader
+from ..video.reader import DecodedFrame, VideoReader
 from ..video.writer import VideoWriter
 from .affine import render
 from .edge_link import EdgeLink, find_model
@@ -152,7 +153,8 @@ class VideoPipeline:
         self.smoother = SMOOTHERS[self.config.smoothing].build()
 
     # --- public entry points -------------------------------------------------------------
-    def run(self, input_path: str | Path, style_path: str | Path, output_path: str | Path) -> StylizeReport:
+    def run(self, input_path: str | os.PathLike[str], style_path: str | os.PathLike[str],
+            output_path: str | os.PathLike[str]) -> StylizeReport:
         """Stylize a video or image file into ``output_path`` (written under a temporary name and
         renamed at the end); returns the run's report. Raises :class:`UserError` on bad input."""
         input_path, output_path = Path(input_path), Path(output_path)
@@ -206,7 +208,7 @@ class VideoPipeline:
         self._finish(rep, t0)
 
     # --- internals ---------------------------------------------------------------------------
-    def _register_style(self, style_path: str | Path) -> str:
+    def _register_style(self, style_path: str | os.PathLike[str]) -> str:
         return self._register(read_image(style_path), Path(style_path).name)
 
     def _register(self, style: np.ndarray, name: str) -> str:
@@ -217,7 +219,7 @@ class VideoPipeline:
                         "works best", name, w, h, 4 * MIN_STYLE_SIDE)
         return self.edge.register_style(shrink_to(style, self.config.max_style_side))
 
-    def _image(self, input_path: Path, style_path: str | Path, output_path: Path) -> StylizeReport:
+    def _image(self, input_path: Path, style_path: str | os.PathLike[str], output_path: Path) -> StylizeReport:
         t0 = time.perf_counter()
         rgb8 = (np.clip(read_image(input_path), 0, 1) * 255 + 0.5).astype(np.uint8)
         h, w = rgb8.shape[:2]
@@ -228,12 +230,13 @@ class VideoPipeline:
         size = work_size(w, h, self.config.key_size)
         work = _make_work(0, None, rgb8, size)
         key = self._key(work, style_id, timer, self._interpolator())
+        assert key.styled8 is not None  # Interpolator.key always renders the key's output
         with timer("encode"):
             write_image(output_path, key.styled8)
         report.frames, report.keys, report.key_size = 1, [{"index": 0, "reason": "first"}], list(size)
         return self._finish(report, t0)
 
-    def _video(self, input_path: Path, style_path: str | Path, output_path: Path) -> StylizeReport:
+    def _video(self, input_path: Path, style_path: str | os.PathLike[str], output_path: Path) -> StylizeReport:
         t0 = time.perf_counter()
         with VideoReader(input_path) as reader:
             info = reader.info
@@ -251,7 +254,9 @@ class VideoPipeline:
                 with bar:
                     # The key-size view that feeds the selector and the maths is made on the decoding
                     # thread, beside the decode; "decode" counts the wait for both.
-                    prepare = lambda f: _make_work(f.index, f.pts, f.rgb8, size)  # noqa: E731
+                    def prepare(f: DecodedFrame) -> _Work:
+                        return _make_work(f.index, f.pts, f.rgb8, size)
+
                     works = _timed(reader.frames(audio_sink=writer.mux_audio, prepare=prepare), timer, "decode")
                     for rgb8, pts in self._stream(works, style_id, report, timer):
                         with timer("encode"):
@@ -262,7 +267,7 @@ class VideoPipeline:
                     writer.close()
         return self._finish(report, t0)
 
-    def _stream(self, works: Iterable[_Work], style_id: str, report: StylizeReport, timer: "_Timer"
+    def _stream(self, works: Iterable[_Work], style_id: str, report: StylizeReport, timer: _Timer
                 ) -> Iterator[tuple[np.ndarray, int | None]]:
         """Stylized frames (full-resolution uint8 RGB, and their pts) in input order.
 
@@ -297,6 +302,7 @@ class VideoPipeline:
                     disagree = interp.keys_disagree(a, b, frames[mid].low8)
                 if disagree:
                     middle = key(frames[mid], "refine")
+                    assert middle.styled8 is not None  # Interpolator.key always renders the key's output
                     yield from fill(a, middle, frames[:mid])
                     yield middle.styled8, frames[mid].pts
                     yield from fill(middle, b, frames[mid + 1:])
@@ -310,6 +316,7 @@ class VideoPipeline:
             """The buffered frames between the previous key and ``k``, then ``k`` itself."""
             yield from fill(last_key or k, k, pending)
             pending.clear()
+            assert k.styled8 is not None  # Interpolator.key always renders the key's output
             yield k.styled8, work.pts
 
         for work in works:
@@ -354,7 +361,7 @@ class VideoPipeline:
         m = find_model(self.edge.models(), self.config.model)
         return True if m is None else bool(m.get("spatial", True))
 
-    def _key(self, work: _Work, style_id: str, timer: "_Timer", interp: Interpolator) -> KeyFrame:
+    def _key(self, work: _Work, style_id: str, timer: _Timer, interp: Interpolator) -> KeyFrame:
         low = work.low8.astype(np.float32) * (1.0 / 255.0)
         with timer("edge"):
             (styled_low,) = self.edge.stylize(style_id, self.config.model, [low])

@@ -34,8 +34,8 @@ import numpy as np
 from ..errors import UserError
 from ..files import atomic_path
 from .image import read_image
-from .writer import VideoWriter
 from .media import package_media
+from .writer import VideoWriter
 
 MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
 # Largest Debian mate-backgrounds photos first (2560x1920 / 2560x1600): least upscaling at 4K.
@@ -169,8 +169,9 @@ class CameraClip:
             2 * math.pi / (4.0 * cfg.fps),
             2 * math.pi / (5.0 * cfg.fps),
         )
-        phase = tuple(float(p) for p in rng.uniform(0, 2 * math.pi, 4))
-        return Scene(path.name, (pw, ph), image, factor, slack, omega, phase)  # type: ignore[arg-type]
+        p = rng.uniform(0, 2 * math.pi, 4)
+        phase = (float(p[0]), float(p[1]), float(p[2]), float(p[3]))
+        return Scene(path.name, (pw, ph), image, factor, slack, omega, phase)
 
     def _matrix(self, t: int) -> np.ndarray:
         """2x3 map from the scene's source pixels to frame ``t``'s pixels."""
@@ -242,7 +243,8 @@ class CameraClip:
         }
 
     # --- files -------------------------------------------------------------------------------
-    def write(self, path: str | Path, crf: int = 18, preset: str = "medium", flow_path: str | Path | None = None) -> dict:
+    def write(self, path: str | Path, crf: int = 18, preset: str = "medium",
+              flow_path: str | Path | None = None) -> dict:
         """Encode the clip to an H.264 file (atomically); with ``flow_path`` also save its ground truth.
 
         The .npz holds the per-frame affine maps and scene ids, not dense flow (a 1080p clip's dense
@@ -289,13 +291,15 @@ def affine_flow(m_ref: np.ndarray, m_other: np.ndarray, full_size: tuple[int, in
 def load_flow(npz_path: str | Path, t: int, size: tuple[int, int] | None = None) -> np.ndarray:
     """Forward flow t -> t+1 from a clip's .npz (see :meth:`CameraClip.write`); all NaN across the cut."""
     with np.load(npz_path) as data:
-        m, scene, full = data["matrices"], data["scene"], tuple(int(v) for v in data["size"])
+        m, scene = data["matrices"], data["scene"]
+        full_w, full_h = (int(v) for v in data["size"])
+    full = (full_w, full_h)
     if not 0 <= t < len(m) - 1:
         raise UserError(f"flow index {t} out of range 0..{len(m) - 2}")
     if scene[t] != scene[t + 1]:
         w, h = size or full
         return np.full((h, w, 2), np.nan, np.float32)
-    return affine_flow(m[t], m[t + 1], full, size)  # type: ignore[arg-type]
+    return affine_flow(m[t], m[t + 1], full, size)
 
 
 def visible_mask(flow: np.ndarray) -> np.ndarray:

@@ -6,8 +6,10 @@ the *other* frame, so ``warp(other, flow)`` resamples ``other`` into the referen
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import cast
 
 import cv2
 import numpy as np
@@ -35,13 +37,15 @@ class FlowEstimator:
     def __post_init__(self) -> None:
         if self.preset not in _PRESETS:
             raise ValueError(f"unknown DIS preset {self.preset!r}; choose from {sorted(_PRESETS)}")
-        self._dis = cv2.DISOpticalFlow_create(_PRESETS[self.preset])
+        self._dis = cv2.DISOpticalFlow.create(_PRESETS[self.preset])
 
     def __call__(self, ref_gray8: np.ndarray, other_gray8: np.ndarray) -> np.ndarray:
         """Flow HxWx2 float32 from ``ref`` to ``other`` (both grey uint8, same size)."""
         if ref_gray8.shape != other_gray8.shape:
             raise ValueError(f"flow needs equal sizes, got {ref_gray8.shape} and {other_gray8.shape}")
-        return self._dis.calc(ref_gray8, other_gray8, None)
+        # OpenCV's stub makes calc's flow argument an array; None, which has OpenCV allocate it, is valid.
+        calc = cast(Callable[[np.ndarray, np.ndarray, None], np.ndarray], self._dis.calc)
+        return calc(ref_gray8, other_gray8, None)
 
 
 @lru_cache(maxsize=8)

@@ -11,9 +11,12 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
+from av.sidedata.sidedata import SideDataContainer
+from av.sidedata.sidedata import Type as SideDataType
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,10 @@ class Orientation:
 def orientation_of(frame: av.VideoFrame) -> Orientation:
     """Decode the frame's display matrix the way ffmpeg's autorotate does (fftools, FFmpeg 7)."""
     matrix = None
-    for sd in frame.side_data.keys():
-        if sd.type == av.sidedata.sidedata.Type.DISPLAYMATRIX:
+    # PyAV's stub types Frame.side_data as a TypedDict; it is a SideDataContainer (a Mapping keyed by SideData).
+    side_data = cast(SideDataContainer, frame.side_data)
+    for sd in side_data.keys():
+        if sd.type == SideDataType.DISPLAYMATRIX:
             raw = bytes(sd)
             if len(raw) >= 36:
                 matrix = np.frombuffer(raw[:36], dtype=np.int32)
@@ -100,6 +105,6 @@ def exif_orientation(path: Path) -> int:
 
         with Image.open(path) as im:
             value = int(im.getexif().get(_EXIF_ORIENTATION_TAG, 1))
-    except Exception:  # noqa: BLE001 - no EXIF / format Pillow lacks -> as stored
+    except Exception:  # no EXIF / format Pillow lacks -> as stored
         return 1
     return value if 1 <= value <= 8 else 1

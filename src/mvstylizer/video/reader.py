@@ -18,7 +18,7 @@ import math
 import os
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -183,7 +183,7 @@ class VideoReader:
         # Prefer the stream FFmpeg would pick (highest resolution / default disposition).
         try:
             best = container.streams.best("video")
-        except Exception:  # noqa: BLE001 - best() is only a hint
+        except Exception:  # best() is only a hint
             best = None
         return best if best in streams else streams[0]
 
@@ -283,7 +283,8 @@ class VideoReader:
         if prefetch <= 0:
             for kind, item in self._items(audio_sink is not None, prepare):
                 if kind == "audio":
-                    audio_sink(item)  # type: ignore[misc]
+                    assert audio_sink is not None  # audio items come only when there is a sink
+                    audio_sink(item)
                 else:
                     yield item
             return
@@ -307,7 +308,7 @@ class VideoReader:
                     if stop.is_set():
                         return
                 items.put(("end", done))
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
+            except BaseException as exc:  # handed to the caller's thread below
                 items.put(("error", exc))
 
         worker = threading.Thread(target=work, name="mvstylizer-decode", daemon=True)
@@ -321,7 +322,8 @@ class VideoReader:
                 if kind == "error":
                     raise item
                 if kind == "audio":
-                    audio_sink(item)  # type: ignore[misc]
+                    assert audio_sink is not None  # audio items come only when there is a sink
+                    audio_sink(item)
                 else:
                     yield item
         finally:
@@ -332,6 +334,8 @@ class VideoReader:
                ) -> Iterator[tuple[str, Any]]:
         """("audio", packet) and ("frame", frame or prepare(frame)) in file order (see :meth:`frames`)."""
 
+        container = self._container
+        assert container is not None  # frames() checked that the reader is open
         stream = self._stream
         stream.thread_type = "AUTO"
         # Audio is always demuxed (cheap: the demuxer reads its packets anyway) so its end time
@@ -343,7 +347,7 @@ class VideoReader:
         video_end: float | None = None  # seconds covered by decoded frames
         audio_end: float | None = None  # seconds covered by audio packets
         damage = _Damage()
-        for packet in _packets(self._container, wanted, damage):
+        for packet in _packets(container, wanted, damage):
             if packet.stream.index == audio_index:
                 if packet.dts is None:  # dts None marks the demuxer's flush packet
                     continue
@@ -368,7 +372,7 @@ class VideoReader:
         self._report_losses(index, video_end, audio_end, damage)
 
     def _convert(self, frame: av.VideoFrame, index: int) -> DecodedFrame:
-        rgb8 = frame.to_ndarray(format="rgb24", interpolation=self._sws)
+        rgb8: np.ndarray = frame.to_ndarray(format="rgb24", interpolation=self._sws)
         rgb8 = self._orientation.apply(rgb8)
         if rgb8.shape[:2] != (self.info.height, self.info.width):
             # Mid-stream resolution change (rare, e.g. some screen recordings): keep the contract
@@ -446,7 +450,7 @@ class VideoReader:
 
 
 def _packets(
-    container: av.container.InputContainer, streams: list[av.stream.Stream], damage: _Damage
+    container: av.container.InputContainer, streams: Sequence[av.stream.Stream], damage: _Damage
 ) -> Iterator[av.Packet]:
     """``container.demux(*streams)`` that reads on past a failed read instead of ending there.
 

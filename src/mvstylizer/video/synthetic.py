@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import cv2
@@ -67,12 +68,13 @@ def clip_frames(
     pad_x, pad_y = dx * frames + 2, dy * frames + 2
     rng = np.random.default_rng(seed)
     tex_a = _texture(rng, height + pad_y, width + pad_x, np.array([1.15, 0.95, 0.7], np.float32))
-    tex_b = None
+    tex_b, cut = None, frames
     if scene_cut_at is not None and 0 <= scene_cut_at < frames:
         rng_b = np.random.default_rng(seed + 7919)
         tex_b = _texture(rng_b, height + pad_y, width + pad_x, np.array([0.55, 0.9, 1.3], np.float32))
+        cut = scene_cut_at
     for t in range(frames):
-        tex = tex_b if (tex_b is not None and t >= scene_cut_at) else tex_a  # type: ignore[operator]
+        tex = tex_b if (tex_b is not None and t >= cut) else tex_a
         # Window moves up-left by (dx, dy) each frame -> content moves down-right.
         x0, y0 = pad_x - 1 - dx * t, pad_y - 1 - dy * t
         yield np.ascontiguousarray(tex[y0 : y0 + height, x0 : x0 + width])
@@ -119,11 +121,12 @@ def write_test_clip(
         if rotation % 360:
             vs.set_display_rotation(int(rotation))
 
-        a_stream = None
+        a_stream: av.audio.stream.AudioStream | None = None
         a_rate = 48000 if webm else _AUDIO_RATE
         if audio:
             codec = audio_codec or ("libopus" if webm else "aac")
-            a_stream = out.add_stream(codec, rate=a_rate, layout="mono")
+            # add_stream's return type covers every codec kind; this codec is an audio one.
+            a_stream = cast(av.audio.stream.AudioStream, out.add_stream(codec, rate=a_rate, layout="mono"))
             a_stream.time_base = Fraction(1, a_rate)
         samples_done = 0
 

@@ -13,11 +13,11 @@ import logging
 import math
 import os
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from collections.abc import Callable
 
 import av
 import numpy as np
@@ -54,7 +54,7 @@ def _can_remux(format_name: str, template: av.stream.Stream) -> bool:
             probe.add_stream_from_template(template)
             probe.start_encoding()
         return True
-    except Exception:  # noqa: BLE001 - any failure just means "not remuxable"
+    except Exception:  # any failure just means "not remuxable"
         return False
 
 
@@ -172,7 +172,7 @@ class VideoWriter:
             self._audio_rate = rate
             self._audio_mode = "aac"
             log.info("audio %s cannot be copied into %s; re-encoding it as AAC", in_ctx.name, fmt)
-        except Exception as exc:  # noqa: BLE001 - fall back to a silent video, loudly
+        except Exception as exc:  # fall back to a silent video, loudly
             log.warning("dropping the audio track: cannot copy or re-encode it for %s (%s)", self.path, exc)
             self._audio_mode = "none"
 
@@ -300,7 +300,7 @@ class VideoWriter:
         try:
             self._stop_worker()
             self._container.close()
-        except BaseException:  # noqa: BLE001 - the file is being thrown away anyway
+        except BaseException:  # the file is being thrown away anyway
             pass
         self._target.discard()
 
