@@ -14,8 +14,8 @@ drawn from a caller-supplied ``numpy.random.Generator``, so a seed reproduces th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 

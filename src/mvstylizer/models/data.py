@@ -7,6 +7,7 @@ ships in installed packages (``package``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,8 +18,8 @@ from ..errors import UserError
 from ..imaging import shrink_to
 from ..video.formats import IMAGE_EXTS, VIDEO_EXTS
 from ..video.image import read_image
-from ..video.reader import VideoReader
 from ..video.media import package_media
+from ..video.reader import VideoReader
 
 # Real photos and clips from installed packages; the Debian mate-backgrounds photos join when present.
 PACKAGE_IMAGES = ("coffee.png", "chelsea.png", "astronaut.png", "rocket.jpg")
@@ -33,7 +34,7 @@ def package_sources() -> list[Path]:
     return paths
 
 
-def find_sources(dirs: list[str | Path]) -> list[Path]:
+def find_sources(dirs: Sequence[str | Path]) -> list[Path]:
     """Photos and videos under each entry (a file, a folder, or the word ``package``), sorted."""
     out: list[Path] = []
     for d in dirs:

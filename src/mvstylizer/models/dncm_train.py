@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,7 @@ from ..errors import UserError
 from .colour_filters import random_filter
 from .data import ImageBank, find_sources
 from .dncm import DEFAULT_ARCH, WEIGHTS_NAME, thumbnail
-from .dncm.network import build_net
+from .dncm.network import DNCMNet, build_net
 from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights
 
 CONSISTENCY_WEIGHT = 10.0
@@ -74,8 +75,8 @@ def make_batch(bank: ImageBank, rng: np.random.Generator, batch: int, size: int,
     crops = bank.crops(rng, batch, size)
     f1 = [random_filter(rng, identity_prob=IDENTITY_PROB) for _ in range(batch)]
     f2 = [random_filter(rng, identity_prob=IDENTITY_PROB) for _ in range(batch)]
-    a = np.stack([f(c) for f, c in zip(f1, crops)])
-    b = np.stack([f(c) for f, c in zip(f2, crops)])
+    a = np.stack([f(c) for f, c in zip(f1, crops, strict=True)])
+    b = np.stack([f(c) for f, c in zip(f2, crops, strict=True)])
     cross = np.stack([f2[(i + 1) % batch](crops[i]) for i in range(batch)])
     n = size * size
     idx = np.sort(rng.choice(n, size=min(pixels, n), replace=False)) if pixels < n else np.arange(n)
@@ -92,7 +93,7 @@ def _flat(x: np.ndarray, idx: np.ndarray | None = None) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(flat if idx is None else flat[:, idx]))
 
 
-def losses(net: torch.nn.Module, batch: dict[str, np.ndarray], cons_w: float,
+def losses(net: DNCMNet, batch: dict[str, np.ndarray], cons_w: float,
            cross_w: float) -> dict[str, torch.Tensor]:
     n = batch["a"].shape[0]
     thumb = int(net.arch["thumb"])
@@ -119,7 +120,7 @@ def _psnr(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def evaluate(net: torch.nn.Module, batch: dict[str, np.ndarray]) -> dict[str, float]:
+def evaluate(net: DNCMNet, batch: dict[str, np.ndarray]) -> dict[str, float]:
     """PSNR (dB) of the full normalise-then-stylise transfer, outputs clipped as at inference:
     ``self``: A's style onto B's content, target A (the same photo); ``cross``: crop i+1's style onto
     crop i, target crop i under crop i+1's filter; ``identity`` / ``cross_identity``: doing nothing
@@ -143,7 +144,7 @@ def validation_batch(bank: ImageBank, seed: int, n: int = 32, size: int = 128) -
 
 
 @torch.no_grad()
-def neutral_code(net: torch.nn.Module, images: list[np.ndarray]) -> torch.Tensor:
+def neutral_code(net: DNCMNet, images: list[np.ndarray]) -> torch.Tensor:
     """Mean content code d over whole, unfiltered pictures (the LUT export's default normalisation)."""
     thumb = int(net.arch["thumb"])
     codes = []
@@ -153,7 +154,7 @@ def neutral_code(net: torch.nn.Module, images: list[np.ndarray]) -> torch.Tensor
     return torch.cat(codes).mean(0)
 
 
-def train_step(net: torch.nn.Module, optim: torch.optim.Optimizer, batch: dict[str, np.ndarray], lr: float,
+def train_step(net: DNCMNet, optim: torch.optim.Optimizer, batch: dict[str, np.ndarray], lr: float,
                consistency_weight: float = CONSISTENCY_WEIGHT, cross_weight: float = CROSS_WEIGHT,
                regulariser: Callable[[], torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """One optimiser step on ``batch`` at learning rate ``lr``; returns the loss parts.
@@ -192,7 +193,8 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistenc
     setup = {"arch": net.arch, "steps": config.steps, "batch": config.batch, "size": config.size,
              "seed": config.seed, "lr": config.lr, "consistency_weight": consistency_weight,
              "cross_weight": cross_weight}
-    start, extra = 0, {}
+    start = 0
+    extra: dict[str, Any] = {}
     if config.resume:
         start, extra = ckpt.load(net, optim)
         if start and extra.get("setup") != setup:

@@ -171,15 +171,17 @@ class MetaSmootherNet(nn.Module):
         self.ctx = nn.Conv2d(width, width, 3, padding=2, dilation=2)  # wider context, no resampling
         self.glob = nn.Linear(width, width)
         self.out = nn.Conv2d(width, 1 + 12 + 3, 1)  # trust, coefficient correction, detail gain
-        self.film = nn.Sequential(nn.Linear(1, film_hidden), nn.ReLU(), nn.Linear(film_hidden, 2 * width * 4))
+        film_in, film_out = nn.Linear(1, film_hidden), nn.Linear(film_hidden, 2 * width * 4)
+        self.film = nn.Sequential(film_in, nn.ReLU(), film_out)
         self.width = width
         # Start from "trust the local fit, no correction, unit gain": the classic guided filter.
+        assert self.out.bias is not None  # Conv2d's default bias=True
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
         with torch.no_grad():
             self.out.bias[0] = 2.0
-        nn.init.zeros_(self.film[2].weight)
-        nn.init.zeros_(self.film[2].bias)
+        nn.init.zeros_(film_out.weight)
+        nn.init.zeros_(film_out.bias)
 
     def forward(self, styled: torch.Tensor, content: torch.Tensor, scale: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,7 +36,7 @@ def load_pt(source: Path | str | bytes) -> Any:
             return torch.load(f, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as e:  # noqa: BLE001 - UnpicklingError, RuntimeError (not a zip), EOFError...
+    except Exception as e:  # UnpicklingError, RuntimeError (not a zip), EOFError...
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UnsafeModelFile(f"{what} is not a weights-only model file ({type(e).__name__}: {first[:300]})") from None
 

@@ -104,7 +104,7 @@ def _look(rng: np.random.Generator, damage: Damage):
 def damage_frame(styled: np.ndarray, rng: np.random.Generator, damage: Damage) -> np.ndarray:
     """Style-transfer and transport artefacts on a stylized low-resolution frame (float RGB [0,1])."""
     h, w = styled.shape[:2]
-    x = styled.astype(np.float32)
+    x: np.ndarray = styled.astype(np.float32)
     if rng.random() < damage.clean_prob:
         return _jpeg(x, rng, damage.clean_jpeg_quality)
     x = x + _smooth_field(rng, h, w, 3, cells=float(rng.uniform(3, 12))) * damage.blotch * rng.random()
@@ -124,7 +124,10 @@ def _jpeg(x: np.ndarray, rng: np.random.Generator, quality_range: tuple[int, int
                                                    cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling])
     if not ok:  # pragma: no cover - OpenCV always encodes a uint8 RGB frame
         raise RuntimeError("JPEG encode failed")
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) * (1.0 / 255.0)
+    bgr = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    if bgr is None:  # pragma: no cover - OpenCV always decodes the JPEG it just encoded
+        raise RuntimeError("JPEG decode failed")
+    return bgr[..., ::-1].astype(np.float32) * (1.0 / 255.0)
 
 
 def make_pair(content: np.ndarray, scale: float, rng: np.random.Generator, damage: Damage = Damage()) -> Pair:

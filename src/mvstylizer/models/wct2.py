@@ -135,6 +135,8 @@ class WaveletEncoder(VGG16Trunk):
         p3, h3 = self.block3(p2)
         return self.block4(p3), p3, p2, p1, h3, h2, h1
 
+    # Not the trunk's forward(rgb, outputs) -> dict: the encoder shares VGG16Trunk's layers and
+    # preprocessing, not its call, and is never used where a trunk is expected.
     def forward(self, rgb: torch.Tensor) -> tuple[torch.Tensor, ...]:  # type: ignore[override]
         return self.encode(rgb)
 
@@ -172,6 +174,7 @@ class DecoderStage(nn.Module):
 
     def forward(self, x: torch.Tensor, high: torch.Tensor | None = None) -> torch.Tensor:
         if self.merge:
+            assert high is not None  # a merging stage always gets its skip band
             x = haar_merge(x * 2.0, high)
         x = self.conv2(F.relu(self.conv1(x * (1.0 / self.in_scale))))
         return x * self.out_scale if self.out_scale != 1.0 else x
@@ -352,7 +355,7 @@ class _WCT2Base:
         # a multiple of 8 by resizing rather than padding, so no mirrored pixels enter the statistics
         hs = max(_MIN_SIDE, round(h * s / _MULTIPLE) * _MULTIPLE)
         ws = max(_MIN_SIDE, round(w * s / _MULTIPLE) * _MULTIPLE)
-        img = np.asarray(style, np.float32)
+        img: np.ndarray = np.asarray(style, np.float32)
         if (hs, ws) != (h, w):
             interp = cv2.INTER_AREA if hs * ws < h * w else cv2.INTER_LINEAR
             img = cv2.resize(img, (ws, hs), interpolation=interp)
@@ -411,7 +414,7 @@ class WCT2Stylizer(_WCT2Base):
     def _encode(self, x: np.ndarray, depth: str) -> dict[str, np.ndarray]:
         enc = self.encoder
         with torch.inference_mode():
-            out = dict(zip(("p2", "h2", "p1", "h1"), enc.block12(torch.from_numpy(x))))
+            out = dict(zip(("p2", "h2", "p1", "h1"), enc.block12(torch.from_numpy(x)), strict=True))
             if depth in ("p3", "r4"):
                 out["p3"], out["h3"] = enc.block3(out["p2"])
             if depth == "r4":
@@ -430,8 +433,8 @@ class WCT2Stylizer(_WCT2Base):
 # --------------------------------------------------------------------------------------------------
 # onnxruntime runtime
 
-ONNX_FILES = {"enc12": "enc12.onnx", "enc3": "enc3.onnx", "enc4": "enc4.onnx", "r4": "dec_r4.onnx", "p3": "dec_p3.onnx", "p2": "dec_p2.onnx",
-              "p1": "dec_p1.onnx"}
+ONNX_FILES = {"enc12": "enc12.onnx", "enc3": "enc3.onnx", "enc4": "enc4.onnx",
+              "r4": "dec_r4.onnx", "p3": "dec_p3.onnx", "p2": "dec_p2.onnx", "p1": "dec_p1.onnx"}
 _OPSET = 17
 
 
@@ -450,7 +453,7 @@ def export_onnx(path: Path, weights: Path | None = None) -> Path:
     encoder = WaveletEncoder()
     x = torch.rand(1, 3, 32, 48)
     with torch.no_grad():
-        feats = dict(zip(_ENC_OUTPUTS, encoder(x)))
+        feats = dict(zip(_ENC_OUTPUTS, encoder(x), strict=True))
     hw = {2: "h", 3: "w"}
     jobs: list[tuple[str, nn.Module, tuple[torch.Tensor, ...], list[str], list[str]]] = [
         ("enc12", _EncoderPart(encoder, "block12"), (x,), ["rgb"], ["p2", "h2", "p1", "h1"]),
@@ -502,7 +505,7 @@ class WCT2OnnxStylizer(_WCT2Base):
                          for k, f in ONNX_FILES.items()}
 
     def _encode(self, x: np.ndarray, depth: str) -> dict[str, np.ndarray]:
-        out = dict(zip(("p2", "h2", "p1", "h1"), self.sessions["enc12"].run(None, {"rgb": x})))
+        out = dict(zip(("p2", "h2", "p1", "h1"), self.sessions["enc12"].run(None, {"rgb": x}), strict=True))
         if depth in ("p3", "r4"):
             out["p3"], out["h3"] = self.sessions["enc3"].run(None, {"x": out["p2"]})
         if depth == "r4":

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -69,7 +70,8 @@ def reconstruction_loss(encoder: WaveletEncoder, decoder: WCT2Decoder, trunk: VG
     rgb = decoder.dec1(p1, h1)
     pix = F.l1_loss(rgb, batch)
     feats = trunk(rgb, PERCEPTUAL_LAYERS)
-    perc = sum(_nmse(feats[k], target_feats[k]) for k in PERCEPTUAL_LAYERS)
+    # sum() types its result as "Tensor | 0" (its start); PERCEPTUAL_LAYERS is never empty.
+    perc = cast(torch.Tensor, sum(_nmse(feats[k], target_feats[k]) for k in PERCEPTUAL_LAYERS))
     loss = pix + W_POOLED * pooled + W_PERCEPTUAL * perc
     with torch.no_grad():
         mse = F.mse_loss(rgb.clamp(0, 1), batch).item()
@@ -95,7 +97,8 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
     optim = torch.optim.Adam(decoder.parameters(), lr=config.lr)
     ckpt = Checkpointer(config.checkpoint or default_checkpoint())
 
-    step, extra = 0, {}
+    step = 0
+    extra: dict[str, Any] = {}
     if config.resume:
         step, extra = ckpt.load(decoder, optim)
         if step:

@@ -75,8 +75,8 @@ class DNCMStylizer:
         nm, sm = self.net.norm_map, self.net.style_map
         with torch.inference_mode():
             for i in range(0, flat.shape[0], CHUNK):
-                z = nm.apply(flat[i : i + CHUNK], m_n)
-                torch.clamp(sm.apply(z, m_s), 0.0, 1.0, out=out[i : i + CHUNK])
+                z = nm.map_matrix(flat[i : i + CHUNK], m_n)
+                torch.clamp(sm.map_matrix(z, m_s), 0.0, 1.0, out=out[i : i + CHUNK])
         return out.numpy().reshape(content.shape)
 
 
@@ -122,7 +122,10 @@ class DNCMOnnxStylizer:
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         extra = json.loads(self._session.get_modelmeta().custom_metadata_map["dncm"])
         self.thumb = int(extra["arch"]["thumb"])
-        f32 = lambda v: np.asarray(v, np.float32)  # noqa: E731
+
+        def f32(v: Any) -> np.ndarray:
+            return np.asarray(v, np.float32)
+
         self.lift_n = LiftParams(f32(extra["A_n"]), f32(extra["a_n"]))
         self.lift_s = LiftParams(f32(extra["A_s"]), f32(extra["a_s"]))
         self.neutral_matrix = f32(extra["neutral_matrix"])
