@@ -8,11 +8,12 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from types import FrameType
+from typing import Any
 
 from .errors import UserError
-
 
 # Trainable models and the recipe each ships with (the committed weights were made with these).
 TRAINABLE: dict[str, dict] = {
@@ -54,7 +55,8 @@ def _add_pipeline_options(p: argparse.ArgumentParser) -> None:
     from .mobile.interpolate import INTERPOLATORS
     from .mobile.meta_smoothing import SMOOTHERS
 
-    p.add_argument("--model", default="default", help="edge model (see `mvstylizer models`; default: the edge's default)")
+    p.add_argument("--model", default="default",
+                   help="edge model (see `mvstylizer models`; default: the edge's default)")
     p.add_argument("--keyframes", type=_keyframes_arg, default=("auto", 0), metavar="auto|every:N",
                    help="adaptive key frames (default) or a fixed stride")
     p.add_argument("--max-gap", type=_positive_int, default=30, metavar="N", help="most frames between keys")
@@ -161,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     be.add_argument("--key-size", type=_positive_int, default=512, metavar="PIXELS")
     be.add_argument("--workers", type=_positive_int, default=2, help="the edge's DNN worker threads")
     be.add_argument("--scenario", choices=["load", "abusive"], default="load",
-                    help="load: transport + N phones (default); abusive: a victim phone alone vs with a flooding client")
+                    help="load: transport + N phones (default); abusive: a victim phone alone vs with a flooding "
+                         "client")
     be.add_argument("--victim-requests", type=_positive_int, default=30, metavar="R",
                     help="abusive: the victim's requests, alone and flooded (default 30)")
     be.add_argument("--flood-connections", type=_positive_int, default=12, metavar="C",
@@ -191,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
     lut.add_argument("--style", type=Path, required=True)
     lut.add_argument("-o", "--output", type=Path, required=True, help="the .cube file")
     lut.add_argument("-y", "--overwrite", action="store_true", help="replace the output file if it exists")
-    lut.add_argument("--content", type=Path, help="a frame of the footage the LUT is for (sets the colour normalisation)")
+    lut.add_argument("--content", type=Path,
+                     help="a frame of the footage the LUT is for (sets the colour normalisation)")
     lut.add_argument("--size", type=int, default=33, help="grid points per axis (default 33)")
     lut.add_argument("--model", default="dncm",
                      help="only global models have a LUT: dncm (default); a region-aware model's look varies "
@@ -265,13 +269,13 @@ class _Terminated(Exception):
     """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temporary files are removed on the way out."""
 
 
-def _on_signal(signum: int, _frame) -> None:  # noqa: ANN001
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
     raise _Terminated(signal.Signals(signum).name)
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    from .mobile.pipeline import VideoPipeline
     from .files import check_overwrite
+    from .mobile.pipeline import VideoPipeline
 
     _check_report_folder(args.report)
     check_overwrite(args.output, args.overwrite)
@@ -342,6 +346,7 @@ def _video_bench(args: argparse.Namespace) -> int:
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
+    result: list[dict] | dict
     if args.bench_command == "clips":
         from .bench.clips import make_clips
 
@@ -382,7 +387,8 @@ def _add_footage_parser(bsub: argparse._SubParsersAction) -> None:
     f.add_argument("--style", type=Path, metavar="PHOTO", help="style photo (default: scikit-image's coffee.png)")
     f.add_argument("--clips", nargs="+", metavar="NAME", help="only these clips (file names, extension optional)")
     f.add_argument("--max-frames", type=int, metavar="N",
-                   help="score only each clip's first N frames (cut to a near-lossless copy first): for slow models such as wct2")
+                   help="score only each clip's first N frames (cut to a near-lossless copy first): for slow "
+                        "models such as wct2")
     f.add_argument("--repeats", type=_positive_int, default=1, metavar="N",
                    help="time the pipeline and the transcode N times each, alternated; medians (default 1)")
     f.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
@@ -560,7 +566,8 @@ def _edge_link(args: argparse.Namespace):
         try:
             token = args.edge_token_file.read_text(encoding="utf-8").strip()
         except (OSError, UnicodeDecodeError) as e:
-            raise UserError(f"cannot read token file {args.edge_token_file}: {getattr(e, 'strerror', None) or e}") from None
+            why = getattr(e, "strerror", None) or e
+            raise UserError(f"cannot read token file {args.edge_token_file}: {why}") from None
         if not token or len(token.split()) != 1:
             raise UserError(f"token file {args.edge_token_file} must hold exactly one token")
     link = HttpEdge(args.edge, token=token, collect=args.contribute)
