@@ -191,3 +191,20 @@ def test_tune_runs_on_validation_data_only(tmp_path):
     assert r["config"]["validate"] and "unseen" not in json.dumps(r["stage1_server"])
     assert r["stage1_choice"]["variant"] in ("fedavg", "fedavgm_lr3")
     assert len(r["stage2_personalisation"]["variants"]) == 3 * 2
+
+
+def test_every_task_fits_and_scores_on_frames():
+    from mvstylizer.fl.local import LocalConfig
+    from mvstylizer.fl.tasks import TASKS, task
+
+    frames = [np.random.default_rng(i).integers(0, 255, (96, 128, 3), dtype=np.uint8) for i in range(2)]
+    for name in TASKS:
+        t = task(name)
+        net, meta = t.load_base(None)
+        held = t.eval_batch(t.bank(frames), 2, 32)
+        before = t.evaluate(net, held)
+        assert set(before) == {"loss", "psnr"} and all(math.isfinite(v) for v in before.values())
+        t.fit(net, t.bank(frames), LocalConfig(batch=1, size=32, lr=1e-3), 1, round_seed=1)
+        assert math.isfinite(t.evaluate(net, held)["loss"])
+    with pytest.raises(UserError):
+        task("regions")

@@ -32,7 +32,7 @@ import copy
 import math
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -40,7 +40,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..imaging import shrink_to
-from .local import BANK_SIDE, FrameBank, LocalConfig, evaluate_net, held_out_batch, load_base, local_fit
+from .local import BANK_SIDE, LocalConfig
+from .tasks import Task, task
 
 # Real footage, by scene kind: clip names (file stems in the --footage folder, see its INDEX.tsv).
 # Clips of one kind go to one edge; kinds are deliberately different (non-IID); edges differ in size
@@ -76,6 +77,7 @@ SERVER_OPTS = ("sgd", "adam", "yogi")
 @dataclass
 class PopConfig:
     footage: Path | None = None  # folder of real clips (FOOTAGE_GROUPS); None = package media
+    model: str = "dncm"  # the federated model: a key of fl.tasks.TASKS (dncm | meta_smoother)
     edges: int = 5  # how many scene kinds take part (the first N groups)
     rounds: int = 5
     seeds: int = 3
@@ -100,12 +102,15 @@ class PopConfig:
     finetune_lr: float = 0.0  # personalised fine-tune learning rate (0: the local lr)
     finetune_part: str = "all"  # all | head (encoder head + colour maps only)
     finetune_checkpoints: tuple[int, ...] = ()  # also score the personalised models after these steps
+    lr_schedule: str = "constant"  # constant | cosine: local lr of round r = lr * (1 + cos(pi (r-1) / rounds)) / 2
     validate: bool = False  # tuning mode: held-out = a later slice of each clip's *training* part
     methods: tuple[str, ...] = METHODS  # which methods to run (pretrained is always scored)
 
     def __post_init__(self) -> None:
         if self.server_opt not in SERVER_OPTS or self.weighting not in ("frames", "uniform"):
             raise UserError(f"server optimiser must be one of {', '.join(SERVER_OPTS)}, weighting frames|uniform")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise UserError(f"unknown lr schedule {self.lr_schedule!r}; choose constant or cosine")
         if self.finetune_part not in ("all", "head") or self.finetune_lr < 0:
             raise UserError("finetune part must be all or head, finetune lr >= 0")
         if not set(self.methods) <= set(METHODS):
@@ -300,15 +305,15 @@ class ServerOpt:
 
 
 class _Scorer:
-    def __init__(self, edges: list[Edge], unseen: Edge, crops: int, size: int) -> None:
-        self.batches = [held_out_batch(FrameBank(frames=e.held_out, max_side=BANK_SIDE), 0, crops, size)
-                        for e in [*edges, unseen]]
+    def __init__(self, task: Task, edges: list[Edge], unseen: Edge, crops: int, size: int) -> None:
+        self.task = task
+        self.batches = [task.eval_batch(task.bank(e.held_out), crops, size) for e in [*edges, unseen]]
 
     def score(self, net: Any, which: list[int] | None = None) -> list[dict[str, float] | None]:
         idx = range(len(self.batches)) if which is None else which
         out: list[dict[str, float] | None] = [None] * len(self.batches)
         for i in idx:
-            m = evaluate_net(net, self.batches[i])
+            m = self.task.evaluate(net, self.batches[i])
             out[i] = {"loss": m["loss"], "psnr": m["psnr"]}
         return out
 
@@ -323,6 +328,7 @@ class Context:
     meta: dict[str, Any]
     scorer: _Scorer
     pre: list[dict[str, float]]
+    task: Task
 
 
 def _local_cfg(cfg: PopConfig, seed: int) -> tuple[LocalConfig, LocalConfig]:
@@ -332,11 +338,18 @@ def _local_cfg(cfg: PopConfig, seed: int) -> tuple[LocalConfig, LocalConfig]:
     return local, LocalConfig(**{**asdict(local), "proximal_mu": 0.0})
 
 
+def at_round(local: LocalConfig, cfg: PopConfig, r: int) -> LocalConfig:
+    """The local config of round ``r`` (1-based) under ``cfg.lr_schedule`` (the same for every method)."""
+    if cfg.lr_schedule == "constant":
+        return local
+    return replace(local, lr=local.lr * 0.5 * (1.0 + math.cos(math.pi * (r - 1) / cfg.rounds)))
+
+
 def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dict[str, Any]:
     """The federated rounds (in-process): {"params", "curve" (loss per round per eval set), "rejected"}."""
     local, _ = _local_cfg(cfg, seed)
     edges = ctx.edges
-    banks = [FrameBank(frames=e.train, max_side=BANK_SIDE) for e in edges]
+    banks = [ctx.task.bank(e.train) for e in edges]
     steps = [local.steps_for(len(e.train)) for e in edges]
     opt = ServerOpt(cfg.server_opt, cfg.server_lr, cfg.server_momentum, cfg.server_tau)
     net = copy.deepcopy(ctx.base)
@@ -346,7 +359,7 @@ def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dic
         updates, weights = [], []
         for e in range(len(edges)):
             _load(net, glob)
-            local_fit(net, banks[e], local, steps[e], round_seed=r)
+            ctx.task.fit(net, banks[e], at_round(local, cfg, r), steps[e], round_seed=r)
             update = _params(net)
             if e == 0 and cfg.poison != "none":
                 update = poison_update(glob, update, cfg.poison)
@@ -392,7 +405,7 @@ def personalise(cfg: PopConfig, ctx: Context, seed: int, fed: Any, lr: float | N
                 kept["score"] = ctx.scorer.score(net, [e])[e]
 
         if total:
-            local_fit(net, FrameBank(frames=edge.train, max_side=BANK_SIDE), ft, total, round_seed=cfg.rounds + 1,
+            ctx.task.fit(net, ctx.task.bank(edge.train), ft, total, round_seed=cfg.rounds + 1,
                       part=part or cfg.finetune_part, on_step=on_step)
         pers.append(kept.get("score") or ctx.scorer.score(net, [e])[e])
     return pers, curves
@@ -402,7 +415,7 @@ def _run_seed(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None
     """One seed: every method's scores. Index len(edges) is the unseen edge."""
     local, no_prox = _local_cfg(cfg, seed)
     edges, scorer = ctx.edges, ctx.scorer
-    banks = [FrameBank(frames=e.train, max_side=BANK_SIDE) for e in edges]
+    banks = [ctx.task.bank(e.train) for e in edges]
     steps = [local.steps_for(len(e.train)) for e in edges]
     res: dict[str, Any] = {"seed": seed, "steps_per_round": steps}
 
@@ -412,7 +425,7 @@ def _run_seed(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None
         for e in range(len(edges)):
             net = copy.deepcopy(ctx.base)
             for r in range(1, cfg.rounds + 1):
-                local_fit(net, banks[e], no_prox, steps[e], round_seed=r)
+                ctx.task.fit(net, banks[e], at_round(no_prox, cfg, r), steps[e], round_seed=r)
             local_scores.append(scorer.score(net))
         log(f"  seed {seed}: local-only done")
     res["local_only"] = local_scores  # [model][eval set]
@@ -435,10 +448,10 @@ def _run_seed(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None
 
     if "centralized" in cfg.methods:  # the union of the edges' training frames, the edges' total compute
         net = copy.deepcopy(ctx.base)
-        union = FrameBank(frames=[f for e in edges for f in e.train], max_side=BANK_SIDE)
+        union = ctx.task.bank([f for e in edges for f in e.train])
         per_round = sum(steps)
         for r in range(1, cfg.rounds + 1):
-            local_fit(net, union, no_prox, per_round, round_seed=r)
+            ctx.task.fit(net, union, at_round(no_prox, cfg, r), per_round, round_seed=r)
         res["centralized"] = scorer.score(net)
     log(f"  seed {seed}: done")
     return res
@@ -552,13 +565,14 @@ def prepare(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) -> Cont
     for e in [*edges, unseen]:
         log(f"edge {e.scene}{' (unseen)' if e is unseen else ''}: {len(e.train)} train / {len(e.held_out)} "
             f"{'validation' if cfg.validate else 'held-out'} frames from {', '.join(e.sources)}")
-    base, meta = load_base(cfg.base_weights)
-    scorer = _Scorer(edges, unseen, cfg.eval_crops, cfg.local.size)
+    t = task(cfg.model)
+    base, meta = t.load_base(cfg.base_weights)
+    scorer = _Scorer(t, edges, unseen, cfg.eval_crops, cfg.local.size)
     pre = scorer.score(base)
     n = len(edges)
     log(f"pretrained: population loss {np.mean([pre[i]['loss'] for i in range(n)]):.5f}"
         + ("" if cfg.validate else f", unseen {pre[n]['loss']:.5f}"))
-    return Context(edges=edges, unseen=unseen, base=base, meta=meta, scorer=scorer, pre=pre)
+    return Context(edges=edges, unseen=unseen, base=base, meta=meta, scorer=scorer, pre=pre, task=t)
 
 
 def run_population(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
@@ -609,9 +623,9 @@ def run_population(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) 
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         "federated_engine": ("in-process federation (same local step, guard and aggregation as the Flower apps; "
                              f"server optimiser {cfg.server_opt}, server lr {cfg.server_lr})"),
-        "metric": ("loss: held-out self-supervised loss of dncm_train.losses (lower is better); psnr: dB of "
-                   "reproducing a held-out colour-filtered crop from its other filtered version (higher is better); "
-                   f"{cfg.eval_crops} fixed crop pairs per edge, the same for every method and seed"),
+        "model": cfg.model,
+        "metric": (f"{ctx.task.metric}; {cfg.eval_crops} fixed held-out crops/pairs per edge, the same for every "
+                   "method and seed"),
         "tie_rule": "paired over seeds: a win needs |mean difference| > 2 standard errors, else a tie",
         "seeds": list(range(cfg.seeds)),
         "summary": summarise(views["loss"], 5),

@@ -33,15 +33,31 @@ from .local import LocalConfig
 from .population import Context, PopConfig, _load, _run_seed, compare, federate, personalise, prepare, run_jobs
 
 # Stage 1: name -> PopConfig overrides (everything else as the main experiment).
-# (Kept small: the shared 2-core machine ran at ~0.6 s per local step when this was run.)
+# (Kept small: the shared 2-core machine ran at ~0.3-0.6 s per local step when this was run.)
 SERVER_VARIANTS: dict[str, dict[str, Any]] = {
     "fedavg": {},
+    "fedavgm_lr1.5": {"server_lr": 1.5},
     "fedavgm_lr3": {"server_lr": 3.0},
     "fedavgm_lr5": {"server_lr": 5.0},
+    "fedadam_1e-4": {"server_opt": "adam", "server_lr": 1e-4},
     "fedadam_3e-4": {"server_opt": "adam", "server_lr": 3e-4},
+    "trimmed": {"strategy": "trimmed"},
     "trimmed_lr3": {"strategy": "trimmed", "server_lr": 3.0},
+    "median": {"strategy": "median"},
+    "uniform": {"weighting": "uniform"},
     "uniform_lr3": {"weighting": "uniform", "server_lr": 3.0},
+    "fedprox_mu1": {"strategy": "fedprox", "proximal_mu": 1.0},
 }
+DEFAULT_VARIANTS = ("fedavg", "fedavgm_lr3", "fedavgm_lr5", "fedadam_3e-4", "trimmed_lr3", "uniform_lr3")
+
+
+def variant(cfg: PopConfig, name: str) -> PopConfig:
+    over = dict(SERVER_VARIANTS[name])
+    mu = over.pop("proximal_mu", None)
+    out = replace(cfg, **over)
+    return out if mu is None else replace(out, local=replace(cfg.local, proximal_mu=mu))
+
+
 # Stage 2: personalisation variants (lr, part), each scored at these steps.
 FINETUNE_VARIANTS: dict[str, tuple[float, str]] = {
     "lr3e-5_all": (3e-5, "all"),
@@ -86,7 +102,7 @@ def _ms(values: list[float]) -> dict[str, float]:
 
 
 def tune(cfg: PopConfig, seeds: int, workers: int, stages: str = "12", server: str | None = None,
-         log: Callable[[str], None] = lambda m: None) -> dict[str, Any]:
+         log: Callable[[str], None] = lambda m: None, variants: tuple[str, ...] = DEFAULT_VARIANTS) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(2)
@@ -104,10 +120,10 @@ def tune(cfg: PopConfig, seeds: int, workers: int, stages: str = "12", server: s
         "seeds": list(range(seeds)),
         "pretrained": {"population": round(pre_pop, 6), "per_edge": [round(ctx.pre[i]["loss"], 6) for i in range(n)]},
     }
-    names = list(SERVER_VARIANTS) if "1" in stages else []
+    names = list(variants) if "1" in stages else []
     # one wave: the reference runs and the server variants side by side
     wave = run_jobs(ctx, [(_base_job, (s, cfg)) for s in range(seeds)]
-                    + [(_fed_job, (s, replace(cfg, **SERVER_VARIANTS[v]))) for v in names for s in range(seeds)],
+                    + [(_fed_job, (s, variant(cfg, v))) for v in names for s in range(seeds)],
                     workers, log)
     base, out = wave[:seeds], wave[seeds:]
     loc = [[b["local_only"][e][e]["loss"] for b in base] for e in range(n)]  # own model on own validation
@@ -136,7 +152,7 @@ def tune(cfg: PopConfig, seeds: int, workers: int, stages: str = "12", server: s
         report["stage1_choice"] = {"variant": chosen, "rule": "lowest mean population validation loss"}
     if "2" in stages and chosen:
         if (chosen, 0) not in params:
-            scfg = replace(cfg, **SERVER_VARIANTS[chosen])
+            scfg = variant(cfg, chosen)
             for s, r in enumerate(run_jobs(ctx, [(_fed_job, (s, scfg)) for s in range(seeds)], workers, log)):
                 params[(chosen, s)] = r["params"]
         names = list(FINETUNE_VARIANTS)
@@ -172,11 +188,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--server", choices=list(SERVER_VARIANTS), help="stage 2's server variant (default: stage 1's choice)")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--lr", type=float, default=3e-5)
+    p.add_argument("--local-epochs", type=float, default=2.0)
+    p.add_argument("--local-steps", type=int, default=8)
+    p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
+    p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="stage 1: comma-separated SERVER_VARIANTS")
     p.add_argument("--json", type=Path, required=True)
     a = p.parse_args(argv)
     cfg = PopConfig(footage=a.footage, rounds=a.rounds, seeds=a.seeds, frames_per_clip=4, held_out_per_clip=2,
-                    eval_crops=32, local=LocalConfig(epochs=2, batch=4, size=64, lr=a.lr, max_steps=8))
-    report = tune(cfg, a.seeds, a.workers, a.stages, a.server, log=lambda m: print(m, file=sys.stderr, flush=True))
+                    eval_crops=32, lr_schedule=a.lr_schedule,
+                    local=LocalConfig(epochs=a.local_epochs, batch=4, size=64, lr=a.lr, max_steps=a.local_steps))
+    names = tuple(a.variants.split(","))
+    if not set(names) <= set(SERVER_VARIANTS):
+        p.error(f"unknown variants {sorted(set(names) - set(SERVER_VARIANTS))}")
+    report = tune(cfg, a.seeds, a.workers, a.stages, a.server, log=lambda m: print(m, file=sys.stderr, flush=True),
+                  variants=names)
     argv_ = ["DIR" if x == str(a.footage) else x for x in (sys.argv[1:] if argv is None else argv)]
     report = {"command": "python -m mvstylizer.fl.tune " + " ".join(argv_), **report}
     report["config"]["footage"] = "DIR"
