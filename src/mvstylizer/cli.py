@@ -680,6 +680,13 @@ def _add_fl_parsers(sub: argparse._SubParsersAction, esub: argparse._SubParsersA
     sim.add_argument("--poison", default="none", choices=["none", "nan", "scale", "signflip"],
                      help="the first edge sends poisoned updates (NaN, x1e6, sign-flipped); federated only")
     sim.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
+    sim.add_argument("--model", default="dncm", choices=["dncm", "meta_smoother"], help="the federated model")
+    sim.add_argument("--server-opt", default="sgd", choices=["sgd", "adam", "yogi"],
+                     help="server step on the averaged update: sgd (FedAvg/FedAvgM), adam (FedAdam), yogi (FedYogi)")
+    sim.add_argument("--weighting", default="frames", choices=["frames", "uniform"], help="aggregation weights")
+    sim.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"], help="local lr over rounds")
+    sim.add_argument("--finetune-lr", type=float, default=0.0, help="personalised fine-tune lr (default: --lr)")
+    sim.add_argument("--finetune-part", default="all", choices=["all", "head"], help="personalised: what fine-tunes")
     _add_fl_options(sim)
 
 

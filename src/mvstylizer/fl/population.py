@@ -665,7 +665,10 @@ def run_cli(args: Any, cloud: Any) -> int:
                     server_lr=cloud.strategy.server_lr,
                     base_weights=Path(cloud.base_weights) if cloud.base_weights else None,
                     workers=args.workers, poison=args.poison, reject_norm=cloud.strategy.reject_norm,
-                    clip_norm=cloud.strategy.clip_norm)
+                    clip_norm=cloud.strategy.clip_norm, server_momentum=cloud.strategy.server_momentum,
+                    model=getattr(args, "model", "dncm"), server_opt=getattr(args, "server_opt", "sgd"),
+                    weighting=getattr(args, "weighting", "frames"), lr_schedule=getattr(args, "lr_schedule", "constant"),
+                    finetune_lr=getattr(args, "finetune_lr", 0.0), finetune_part=getattr(args, "finetune_part", "all"))
     if cfg.strategy == "fedprox":
         cfg.local.proximal_mu = cloud.strategy.proximal_mu
     report = run_population(cfg, log=lambda m: print(m, file=sys.stderr))
