@@ -208,3 +208,12 @@ def test_every_task_fits_and_scores_on_frames():
         assert math.isfinite(t.evaluate(net, held)["loss"])
     with pytest.raises(UserError):
         task("regions")
+
+
+def test_local_warmup_ramps_the_learning_rate():
+    from mvstylizer.fl.local import LocalConfig
+
+    c = LocalConfig(lr=1e-4, warmup=4)
+    assert [round(c.lr_at(s), 9) for s in range(5)] == [2.5e-5, 5e-5, 7.5e-5, 1e-4, 1e-4]
+    assert LocalConfig(lr=1e-4).lr_at(0) == 1e-4
+    assert LocalConfig.from_config(c.to_config()).warmup == 4  # travels in the round's config

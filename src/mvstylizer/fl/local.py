@@ -37,6 +37,10 @@ class LocalConfig:
     max_steps: int = 50  # bound per round, so a big store does not stall the round
     proximal_mu: float = 0.0  # FedProx: weight of mu/2 * ||w - w_global||^2
     seed: int = 0
+    warmup: int = 0  # linear lr warm-up over a round's first steps (its fresh Adam's first steps are sign-like)
+
+    def lr_at(self, step: int) -> float:
+        return self.lr * min(1.0, (step + 1) / self.warmup) if self.warmup > 0 else self.lr
 
     def steps_for(self, frames: int) -> int:
         return max(1, min(self.max_steps, math.ceil(self.epochs * frames / self.batch)))
@@ -146,7 +150,7 @@ def local_fit(net: Any, bank: ImageBank, config: LocalConfig, steps: int, *, rou
     total = rec = 0.0
     for step in range(steps):
         batch = make_batch(bank, np.random.default_rng([config.seed, round_seed, step]), config.batch, config.size)
-        parts = train_step(net, optim, batch, config.lr, regulariser=regulariser)
+        parts = train_step(net, optim, batch, config.lr_at(step), regulariser=regulariser)
         total += float(parts["total"].detach())
         rec += float(parts["rec"].detach())
         if on_step is not None:

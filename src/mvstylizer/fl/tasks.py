@@ -80,6 +80,8 @@ def _smoother_fit(net: Any, bank: FrameBank, config: LocalConfig, steps: int, *,
     total = 0.0
     for step in range(steps):
         rng = np.random.default_rng([config.seed, round_seed, step])
+        for group in optim.param_groups:
+            group["lr"] = config.lr_at(step)
         optim.zero_grad(set_to_none=True)
         loss_sum = 0.0
         for _ in range(config.batch):

@@ -190,13 +190,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--local-epochs", type=float, default=2.0)
     p.add_argument("--local-steps", type=int, default=8)
+    p.add_argument("--local-warmup", type=int, default=0, help="linear lr warm-up over a round's first N steps")
     p.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
     p.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), help="stage 1: comma-separated SERVER_VARIANTS")
     p.add_argument("--json", type=Path, required=True)
     a = p.parse_args(argv)
     cfg = PopConfig(footage=a.footage, rounds=a.rounds, seeds=a.seeds, frames_per_clip=4, held_out_per_clip=2,
                     eval_crops=32, lr_schedule=a.lr_schedule,
-                    local=LocalConfig(epochs=a.local_epochs, batch=4, size=64, lr=a.lr, max_steps=a.local_steps))
+                    local=LocalConfig(epochs=a.local_epochs, batch=4, size=64, lr=a.lr, max_steps=a.local_steps,
+                                      warmup=a.local_warmup))
     names = tuple(a.variants.split(","))
     if not set(names) <= set(SERVER_VARIANTS):
         p.error(f"unknown variants {sorted(set(names) - set(SERVER_VARIANTS))}")
