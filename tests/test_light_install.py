@@ -141,6 +141,7 @@ def test_python_api_stylizes_without_the_extras(media, tmp_path):
     (["stylize", "{clip}", "--style", "{style}", "-o", "{out}", "-q", "--model", "dncm:torch"], "train"),
     (["train", "dncm", "--steps", "1"], "train"),
     (["edge", "serve", "--port", "0"], "edge"),
+    (["studio", "--port", "0"], "studio"),
 ])
 def test_what_needs_an_extra_says_which(media, tmp_path, args, extra):
     args = [a.format(clip=media["clip"], style=media["style"], out=tmp_path / "o.mp4") for a in args]
@@ -159,7 +160,7 @@ def test_core_dependencies_leave_the_heavy_packages_to_extras():
     assert {"data", "edge", "train", "fl", "bench", "all", "test"} <= set(extras)
     # Every extra an error message can name exists, and [all] / [test] pull in every one.
     assert {extra for extra, _ in EXTRA_OF.values()} <= set(extras)
-    assert extras["all"] == ["mvstylizer[data,edge,train,fl,bench]"]
+    assert extras["all"] == ["mvstylizer[data,edge,train,fl,bench,studio]"]
     assert "mvstylizer[all]" in extras["test"]
     assert "torch==2.13.0" in extras["train"]
 

@@ -21,9 +21,9 @@ import json
 import logging
 import threading
 import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, Callable
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -45,6 +45,8 @@ STATIC = Path(__file__).with_name("static")
 SESSION_HEADER = "X-Studio-Session"
 CHUNK = 1 << 20
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+PRIVATE_CACHE = {"Cache-Control": "private, max-age=3600"}
+Subscriber = tuple[asyncio.AbstractEventLoop, "asyncio.Queue[dict | None]"]
 
 
 class TooLarge(UserError):
@@ -65,17 +67,18 @@ class Broadcaster:
     """Job updates to the event streams of one session; publish from any thread."""
 
     def __init__(self) -> None:
-        self._subs: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue]]] = {}
+        self._subs: dict[str, set[Subscriber]] = {}
         self._lock = threading.Lock()
         self.closed = False
 
-    def subscribe(self, session: str) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue]:
-        sub = (asyncio.get_running_loop(), asyncio.Queue(maxsize=1000))
+    def subscribe(self, session: str) -> Subscriber:
+        queue: asyncio.Queue[dict | None] = asyncio.Queue(maxsize=1000)
+        sub = (asyncio.get_running_loop(), queue)
         with self._lock:
             self._subs.setdefault(session, set()).add(sub)
         return sub
 
-    def unsubscribe(self, session: str, sub: tuple[asyncio.AbstractEventLoop, asyncio.Queue]) -> None:
+    def unsubscribe(self, session: str, sub: Subscriber) -> None:
         with self._lock:
             self._subs.get(session, set()).discard(sub)
 
@@ -97,7 +100,7 @@ class Broadcaster:
             self.publish(s, None)
 
 
-def _offer(q: asyncio.Queue, item: dict | None) -> None:
+def _offer(q: asyncio.Queue[dict | None], item: dict | None) -> None:
     try:
         q.put_nowait(item)
     except asyncio.QueueFull:  # a stalled reader: it gets a fresh snapshot when it reconnects
@@ -260,8 +263,8 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
         return JSONResponse({"error": f"bad request: {where}: {first.get('msg', 'invalid')}"}, status_code=422)
 
-    @app.exception_handler(Exception)
-    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+    def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        """A bug, not bad input: one line in the log (the traceback at debug level), JSON for the page."""
         from ..extras import missing_extra
 
         if isinstance(exc, ImportError) and (err := missing_extra(exc, "the studio")) is not None:
@@ -276,7 +279,10 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         host = request.url.hostname or ""
         if loopback_only and host not in LOOPBACK:  # DNS rebinding: a web page must not reach a local app
             return JSONResponse({"error": f"unexpected host {host!r}"}, status_code=403)
-        response = await call_next(request)
+        try:  # caught here, not by an exception handler, so no server prints a traceback either
+            response = await call_next(request)
+        except Exception as exc:  # noqa: BLE001
+            response = internal_error(request, exc)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         # Everything comes from this server: no CDN script, style sheet or font can load.
@@ -388,7 +394,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         up = s.upload(vid)
         if not 0 <= k < len(up.frames):
             raise NotFoundError("no such frame")
-        return FileResponse(up.frame_path(k), media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return FileResponse(up.frame_path(k), media_type="image/jpeg", headers=PRIVATE_CACHE)
 
     @app.post("/api/styles")
     async def upload_style(request: Request, name: str | None = None, s: Session = Depends(session_of)) -> dict:
@@ -409,7 +415,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
 
     @app.get("/api/styles/{sid}/thumb.jpg")
     async def style_thumb(sid: str, s: Session = Depends(session_of)) -> FileResponse:
-        return FileResponse(s.style(sid).thumb, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return FileResponse(s.style(sid).thumb, media_type="image/jpeg", headers=PRIVATE_CACHE)
 
     # -- preview ----------------------------------------------------------------------------------
     @app.post("/api/preview")
@@ -430,7 +436,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         found = next((p for p in list(s.previews.values()) if p["id"] == pid), None)
         if found is None or not 0 <= k < len(found["images"]):
             raise NotFoundError("that preview is gone; it is made again when the look changes")
-        return Response(found["images"][k], media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+        return Response(found["images"][k], media_type="image/jpeg", headers=PRIVATE_CACHE)
 
     # -- jobs -------------------------------------------------------------------------------------
     @app.post("/api/jobs")
@@ -518,7 +524,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                 while not studio.broadcaster.closed:
                     try:
                         item = await asyncio.wait_for(sub[1].get(), timeout=15.0)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         if await request.is_disconnected():
                             return
                         yield ": keep-alive\n\n"

@@ -172,18 +172,8 @@ class JobQueue:
                 job.state, job.started = "running", time.time()
                 self.current = job
             self._on_change(job)
-            last = [0.0]
-
-            def progress() -> None:
-                if job.cancel.is_set():
-                    raise Cancelled
-                now = time.monotonic()
-                if now - last[0] >= 0.1:
-                    last[0] = now
-                    self._on_change(job)
-
             try:
-                self._render(job, progress)
+                self._render(job, _Progress(job, self._on_change))
                 job.state = "done"
             except Cancelled:
                 job.state = "cancelled"
@@ -200,6 +190,22 @@ class JobQueue:
                 with self._lock:
                     self.current = None
                 self._on_change(job)
+
+
+class _Progress:
+    """Called by a render between frames: raises :class:`Cancelled` once its job is cancelled, and
+    reports progress at most ten times a second."""
+
+    def __init__(self, job: Job, on_change: Callable[[Job], None]) -> None:
+        self.job, self.on_change, self.last = job, on_change, 0.0
+
+    def __call__(self) -> None:
+        if self.job.cancel.is_set():
+            raise Cancelled
+        now = time.monotonic()
+        if now - self.last >= 0.1:
+            self.last = now
+            self.on_change(self.job)
 
 
 class Renderer:

@@ -149,6 +149,8 @@ def _seek_frames(path: Path, facts: VideoFacts, n: int, size: tuple[int, int]) -
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         tb = stream.time_base
+        if tb is None:
+            return []
         start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
         assert facts.duration
         for i in range(n):

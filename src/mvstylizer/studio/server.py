@@ -55,7 +55,7 @@ def _server(app: Any, config: StudioConfig, log_level: str) -> Any:
 
 
 def serve(config: StudioConfig, *, log_level: str = "warning",
-          announce: Callable[[str], None] = print) -> None:
+          announce: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
     """Run the studio in the foreground until Ctrl-C / SIGTERM."""
     from .app import create_app
 

@@ -226,10 +226,10 @@ class Workspace:
                         styles.add(job.style.key.partition(":")[2])
         return uploads, styles
 
-    def _candidates(self) -> list[tuple[float, str, Session, object]]:
+    def _candidates(self) -> list[tuple[float, str, Session, Job | Upload | Style]]:
         """Removable things, oldest first: finished jobs' files, then unused uploads and styles."""
         uploads, styles = self._in_use()
-        out: list[tuple[float, str, Session, object]] = []
+        out: list[tuple[float, str, Session, Job | Upload | Style]] = []
         for s in self._sessions.values():
             out += [(j.finished or j.created, "job", s, j) for j in s.jobs.values()
                     if j.state not in ACTIVE and not j.expired]
@@ -238,13 +238,13 @@ class Workspace:
         # Finished jobs go first (oldest first), then uploads and styles: an upload is what a user works on.
         return sorted(out, key=lambda c: (c[1] != "job", c[0]))
 
-    def _remove(self, kind: str, s: Session, item) -> list[Job]:  # noqa: ANN001
+    def _remove(self, kind: str, s: Session, item: Job | Upload | Style) -> list[Job]:
         """Remove one candidate's files; returns jobs whose state changed (for the page)."""
-        if kind == "job":
+        if isinstance(item, Job):
             shutil.rmtree(item.dir, ignore_errors=True)
             item.expired = True
             return [item]
-        if kind == "upload":
+        if isinstance(item, Upload):
             s.uploads.pop(item.id, None)
             for key in [k for k in s.previews if k.startswith(item.id + "|")]:
                 s.previews.pop(key, None)
