@@ -18,11 +18,11 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..video.camera import CameraClip, CameraConfig
 from ..files import atomic_path
+from ..video.camera import CameraClip, CameraConfig
+from ..video.media import package_media
 from ..video.reader import VideoReader
 from ..video.writer import VideoWriter
-from ..video.media import package_media
 
 RESOLUTIONS: dict[str, tuple[int, int]] = {
     "360p": (640, 360),
@@ -90,7 +90,8 @@ def write_real_clip(name: str, path: Path, width: int, height: int, frames: int 
             for frame in reader.frames():
                 if frames is not None and written >= frames:
                     break
-                big = frame.rgb8 if (cw, ch) == (info.width, info.height) else cv2.resize(frame.rgb8, (cw, ch), interpolation=interp)
+                big = (frame.rgb8 if (cw, ch) == (info.width, info.height)
+                       else cv2.resize(frame.rgb8, (cw, ch), interpolation=interp))
                 writer.write(np.ascontiguousarray(big[y0:y0 + height, x0:x0 + width]), frame.pts)
                 written += 1
     if frames is not None and written < frames:

@@ -123,7 +123,7 @@ class ClipScorer:
         ``raw_small8``, if given, the model's frame before encoding, already at the metric side."""
         self._psnr.append(psnr(ours8, framewise8))
         small = {s: shrink_to(_f32(f), self.metric_side)
-                 for s, f in zip(_STREAMS, (ours8, framewise8, input8))}
+                 for s, f in zip(_STREAMS, (ours8, framewise8, input8), strict=True)}
         value = ssim(small["ours"], small["framewise"])
         if raw_small8 is not None:
             raw = _f32(raw_small8)
@@ -167,7 +167,7 @@ class ClipScorer:
 
 
 def score_clip(input_path: Path, ours_path: Path, framewise: Framewise, scorer: ClipScorer,
-               log: Callable[[str], None] | None = None, config: StylizeConfig = StylizeConfig()) -> float:
+               log: Callable[[str], None] | None = None, config: StylizeConfig | None = None) -> float:
     """Frame-by-frame on every input frame, then the input, our output and frame-by-frame walked in
     lockstep into ``scorer``; returns the frame-by-frame model seconds spent on this clip.
 
@@ -176,11 +176,13 @@ def score_clip(input_path: Path, ours_path: Path, framewise: Framewise, scorer: 
     the comparison is video to video. At CRF 18 the encode alone takes a stylized clip's SSIM to its
     unencoded frames to ~0.96-0.97 (``ssim_encode_floor``), which no encoded output can beat; the
     unencoded frames are kept at the metric side (a memory map on disk, never a whole clip in RAM)
-    for the ``ssim_raw_*`` scores.
+    for the ``ssim_raw_*`` scores. ``config`` defaults to ``StylizeConfig()``.
     """
+    config = config if config is not None else StylizeConfig()
     start = framewise.seconds
     with tempfile.TemporaryDirectory(prefix="mvstylizer-framewise-") as tmp:
-        video, raw = Path(tmp) / "framewise.mp4", None
+        video = Path(tmp) / "framewise.mp4"
+        raw: np.ndarray | None = None
         with VideoReader(input_path) as src:
             info = src.info
             with VideoWriter(video, info.width, info.height, info.fps, src.time_base, crf=config.crf,

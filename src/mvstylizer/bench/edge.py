@@ -45,8 +45,8 @@ from ..errors import UserError
 from ..imaging import shrink_to
 from ..metrics.image import psnr, ssim
 from ..video.image import read_image
-from ..video.reader import VideoReader
 from ..video.media import package_media
+from ..video.reader import VideoReader
 from ..wire import FRAMES_MEDIA_TYPE, Encoding, decode_frame, encode_frame, pack_frames
 
 CANDIDATES = (Encoding("jpeg", 90), Encoding("jpeg", 95), Encoding("webp", 90), Encoding("webp", 100),
@@ -96,7 +96,7 @@ def measure_transport(frames: list[np.ndarray], style: np.ndarray, model: str) -
         up = down = 0
         psnrs, ssims = [], []
         t_codec = 0.0
-        for frame, ref in zip(frames, reference):
+        for frame, ref in zip(frames, reference, strict=True):
             t = time.perf_counter()
             blob = encode_frame(frame, enc)
             received = decode_frame(blob)
@@ -132,6 +132,7 @@ def _start_server(cfg: EdgeBenchConfig, token_file: Path) -> tuple[str, subproce
     cmd = [sys.executable, "-m", "mvstylizer.cli", "edge", "serve", "--port", str(port), "--token-file",
            str(token_file), "--models", cfg.model, "--workers", str(cfg.workers), "--log-level", "warning"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    assert proc.stderr is not None  # stderr=PIPE
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -198,12 +198,14 @@ class FootageReport:
         }
 
     def as_dict(self) -> dict:
-        return _json_safe({  # type: ignore[return-value]
+        out = _json_safe({
             "folder": self.folder, "style": self.style, "model": self.model, "metric_side": self.metric_side,
             "pipeline_cli": self.pipeline_cli,
             "targets": {name: text for name, (_, text) in TARGETS.items()}, "notes": NOTES,
             "machine": self.machine, "clips": [r.as_dict() for r in self.results], "overall": self.overall(),
         })
+        assert isinstance(out, dict)  # _json_safe maps a dict to a dict
+        return out
 
     def markdown(self) -> str:
         """One row per clip and an overall row, ready to paste into docs/BENCHMARKS.md."""
@@ -295,7 +297,7 @@ def run_footage(cfg: FootageConfig, log: Callable[[str], None] = lambda msg: Non
         log(f"[{i}/{len(clips)}] {name}")
         try:
             results.append(run_clip(name, path, style, framewise, stylize, cfg, log))
-        except Exception as exc:  # noqa: BLE001 - one corrupt clip is an error row, not the end of the run
+        except Exception as exc:  # one corrupt clip is an error row, not the end of the run
             text = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
             log(f"  failed: {text}")
             results.append(ClipError(name, path.name, text))
@@ -317,8 +319,8 @@ def run_clip(name: str, path: Path, style: Path, framewise: Framewise, stylize: 
         runs: dict[str, list[float]] = {"pipeline": [], "transcode": []}
         for _ in range(cfg.repeats):  # alternated, so both see the same machine state
             runs["pipeline"].append(_timed_child([*cli_command(), "stylize", str(path), "--style", str(style),
-                                                  "-o", str(ours), "-y", "--report", str(report_path), "-q", *model_args],
-                                                 "pipeline"))
+                                                  "-o", str(ours), "-y", "--report", str(report_path), "-q",
+                                                  *model_args], "pipeline"))
             runs["transcode"].append(_timed_child([sys.executable, "-c", _TRANSCODE_CHILD, str(path), str(copy),
                                                    str(stylize.crf), stylize.preset], "transcode"))
             copy.unlink()
@@ -412,7 +414,7 @@ def write_montage(path: Path, frames: tuple[np.ndarray, ...], scores: ClipScores
     """Input, frame-by-frame and ours of the worst frame side by side, each labelled."""
     labels = ("input", "frame-by-frame",
               f"ours: SSIM {scores.ssim_worst:.3f} at frame {scores.ssim_worst_frame}")
-    write_image(path, np.hstack([_label(_panel(f), text) for f, text in zip(frames, labels)]))
+    write_image(path, np.hstack([_label(_panel(f), text) for f, text in zip(frames, labels, strict=True)]))
 
 
 def _panel(rgb: np.ndarray) -> np.ndarray:

@@ -31,20 +31,21 @@ import json
 import re
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..files import atomic_path
 from ..imaging import shrink_to
 from ..metrics import lab_swd, ssim_luma
 from ..metrics.photoreal import clipped_share, mask_labels, photorealism_db, region_palette_distance
 from ..mobile.pipeline import StylizeConfig
 from ..models.registry import available_models, build_model, resolve_name
-from ..files import atomic_path
 from ..video.image import read_image
 from .quality import _f, _label, _letterbox, _machine
 
@@ -218,9 +219,7 @@ def run_photoreal(
     names = _method_names(methods)
     folders = pair_folders(Path(folder), pairs)
     max_style_side = StylizeConfig().max_style_side
-    loaded: list[Pair] = []
-    for p in folders:
-        loaded.append(load_pair(p, max_side, max_style_side))
+    loaded: list[Pair] = [load_pair(f, max_side, max_style_side) for f in folders]
     notes = [n for p in loaded for n in p.notes]
     log(f"{len(loaded)} pairs loaded from {Path(folder).name} ({time.perf_counter() - t_start:.1f} s)")
     grid_pairs = _grid_names([p.name for p in loaded], grid_rows)
@@ -239,7 +238,7 @@ def run_photoreal(
         t = time.perf_counter()
         try:
             method_rows = _run_method(name, loaded, grid_pairs, thumbs, notes, log)
-        except Exception as exc:  # noqa: BLE001 - a DNN without weights (or torch) is skipped, not fatal
+        except Exception as exc:  # a DNN without weights (or torch) is skipped, not fatal
             skipped[name] = f"{type(exc).__name__}: {exc}"
             notes.append(f"{name}: skipped ({skipped[name]})")
             log(f"{name}: skipped ({skipped[name]})")
@@ -292,6 +291,7 @@ def _run_method(name: str, pairs: list[Pair], grid_pairs: list[str], thumbs: dic
                 continue
             out8 = p.dpst
         else:
+            assert model is not None  # built above for every method but the fixed ones
             content = p.content.astype(np.float32) / 255.0
             state = model.prepare_style(p.style.astype(np.float32) / 255.0)  # untimed, once per style
             if not warm:
@@ -304,7 +304,7 @@ def _run_method(name: str, pairs: list[Pair], grid_pairs: list[str], thumbs: dic
             if out.shape != content.shape:
                 raise ValueError(f"output {out.shape} for content {content.shape} (pair {p.name})")
             out8 = _to8(out)
-        row = {"method": name, "pair": p.name, **measure(out8, p), "seconds": seconds}
+        row: dict[str, Any] = {"method": name, "pair": p.name, **measure(out8, p), "seconds": seconds}
         rows.append(row)
         if p.name in grid_pairs:
             thumbs[(name, p.name)] = out8

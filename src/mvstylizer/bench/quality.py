@@ -25,9 +25,10 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
@@ -41,8 +42,8 @@ from ..mobile.smoothing import GuidedUpsampler
 from ..models.base import Stylizer
 from ..models.registry import available_models, build_model, resolve_name
 from ..video.image import read_image
-from ..video.reader import VideoReader
 from ..video.media import package_media
+from ..video.reader import VideoReader
 
 MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
 MATE_STYLES = ("Storm", "Dune", "Aqua", "YellowFlower")
@@ -240,7 +241,7 @@ def run_quality(
     for name in names:
         try:
             model = _build(name)
-        except Exception as exc:  # noqa: BLE001 - a DNN without weights (or torch) is skipped, not fatal
+        except Exception as exc:  # a DNN without weights (or torch) is skipped, not fatal
             skipped[name] = f"not built: {type(exc).__name__}: {exc}"
             notes.append(f"{name}: {skipped[name]}")
             log(f"{name}: skipped ({skipped[name]})")
@@ -248,7 +249,7 @@ def run_quality(
         try:
             method_rows = _run_method(model, name, pairs, c_float, c_low, contents, s_model, s_float, s_grams,
                                       c_feat, ref_of, vgg, upsampler, metric_side, grid_pairs, thumbs, cell_height)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # a model that fails on the data is skipped, not fatal
             skipped[name] = f"failed: {type(exc).__name__}: {exc}"
             notes.append(f"{name}: {skipped[name]}")
             log(f"{name}: skipped ({skipped[name]})")
@@ -359,8 +360,8 @@ def _means(rows: list[dict], keys) -> dict[str, float]:
     return {k: float(np.mean([r[k] for r in rows])) for k in keys} if rows else {}
 
 
-def _summary(rows: list[dict]) -> dict[str, dict[str, dict[str, float]]]:
-    out: dict[str, dict[str, dict[str, float]]] = {}
+def _summary(rows: list[dict]) -> dict[str, dict[str, dict[str, Any]]]:
+    out: dict[str, dict[str, dict[str, Any]]] = {}
     for r in rows:
         out.setdefault(r["method"], {}).setdefault(r["way"], {})
     for m, ways in out.items():
@@ -440,7 +441,7 @@ def write_grid(result: dict, contents: dict[str, np.ndarray], styles: dict[str, 
 
 
 # --- the markdown ---------------------------------------------------------------------------------
-def _f(x: float, digits: int = 3) -> str:
+def _f(x: float | None, digits: int = 3) -> str:
     if x is None or not math.isfinite(x):
         return "n/a"
     return f"{x:.{digits}g}" if abs(x) < 1e5 else f"{x:.3e}"
@@ -464,7 +465,8 @@ def write_markdown(result: dict, path: Path, grid_name: str | None = "quality_gr
         f"{cfg['key_size']} px key-size downscale, then `GuidedUpsampler().upscale` to full resolution "
         "(what a key frame goes through).",
         "",
-        "| method | way | Gram dist (x1e6) | Gram rel. to input | content dist | SSIM luma | Lab SWD | SWD rel. to input | s / MP (median) |",
+        "| method | way | Gram dist (x1e6) | Gram rel. to input | content dist | SSIM luma | Lab SWD "
+        "| SWD rel. to input | s / MP (median) |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     ref = result["reference_mean"]
@@ -473,7 +475,8 @@ def write_markdown(result: dict, path: Path, grid_name: str | None = "quality_gr
     for m, ways in result["summary"].items():
         for way, v in ways.items():
             lines.append(f"| {m} | {way} | {_f(v['gram'] / 1e6)} | {_f(v['gram_rel'])} | {_f(v['content_dist'])} | "
-                         f"{_f(v['ssim_luma'])} | {_f(v['lab_swd'])} | {_f(v['swd_rel'])} | {_f(v['s_per_mp_median'])} |")
+                         f"{_f(v['ssim_luma'])} | {_f(v['lab_swd'])} | {_f(v['swd_rel'])} "
+                         f"| {_f(v['s_per_mp_median'])} |")
     lines += ["", "Gram distance relative to the unchanged input, per VGG layer (mean over pairs):", "",
               "| method | way | " + " | ".join(STYLE_LAYERS) + " |", "|---|---|" + "---|" * len(STYLE_LAYERS)]
     for m, ways in result["summary"].items():

@@ -22,13 +22,15 @@ from __future__ import annotations
 import json
 import platform
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from ..files import atomic_path
 from ..imaging import shrink_to
 from ..metrics import psnr, ssim
 from ..mobile.affine import apply_affine, fit_global_affine, fit_local_affine, resize_maps, to_rgb8
@@ -36,7 +38,6 @@ from ..mobile.meta_smoothing import ONNX_FILE, LearnedSmoother
 from ..models.data import package_sources
 from ..models.meta_smoother_train import HELD_OUT
 from ..models.smoothing_data import Damage, make_pair
-from ..files import atomic_path
 from ..video.image import read_image
 
 SCALES = (2.0, 2.7, 4.0, 8.0)
@@ -96,7 +97,7 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
 def _corners(coords, shape):
     """Trilinear splat: for each of the 8 neighbouring grid nodes, (index tuple, weight per pixel)."""
     base = [np.floor(c).astype(np.int64).ravel() for c in coords]
-    frac = [c.ravel() - b for c, b in zip(coords, base)]
+    frac = [c.ravel() - b for c, b in zip(coords, base, strict=True)]
     for corner in range(8):
         idx, weight = [], np.ones_like(frac[0])
         for d in range(3):
@@ -177,7 +178,9 @@ def run_smoothing(looks: int = 3, timing_repeats: int = 21, methods: tuple[str, 
 
 
 def _upscalers(methods: tuple[str, ...], model: Path | None = None) -> dict[str, Upscaler]:
-    learned = lambda: learned_upscaler(LearnedSmoother(model=model) if model else None)  # noqa: E731
+    def learned() -> Upscaler:
+        return learned_upscaler(LearnedSmoother(model=model) if model else None)
+
     table: dict[str, Callable[[], Upscaler]] = {"bicubic": lambda: bicubic, "guided": lambda: guided,
                                                 "bgu": lambda: bgu, "learned": learned}
     unknown = set(methods) - set(table)

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..errors import UserError
+from ..files import atomic_path
 from ..mobile.pipeline import SMOOTHERS, StylizeConfig
 from ..models.registry import resolve_name
-from ..files import atomic_path
 from .speedup import (
     BenchConfig,
     _rounded,
@@ -113,7 +113,8 @@ def run_sweep(cfg: SweepConfig, log: Callable[[str], None] = lambda msg: None) -
         "resolution": f"{clip.width}x{clip.height}", "frames": fw.frames, "clip": clip.describe(),
         "style": style.name, "model": fw.model, "base": config_figures(bench.stylize),
         "warp_error_framewise": floor.get("warp_error_framewise"), "warp_error_input": floor.get("warp_error_input"),
-        "warp_flow": floor.get("warp_flow"), "warp_error_input_all_pairs": floor.get("warp_error_input_all_pairs"), "quality_frames": sorted(fw.outputs),
+        "warp_flow": floor.get("warp_flow"), "warp_error_input_all_pairs": floor.get("warp_error_input_all_pairs"),
+        "quality_frames": sorted(fw.outputs),
         **framewise_figures(fw), "points": points, "machine": machine_info(),
         "notes": ["every point is scored against the same frame-by-frame frames and frame pairs",
                   "gap points use fixed key frames every N (scene cuts still force keys)"],
@@ -146,14 +147,14 @@ def plot_sweep(result: dict, folder: Path) -> list[Path]:
         if all(p.get("warp_error_all_pairs") is not None for p in pts):
             series[2] = ("warping error (ours, input: every pair; frame-by-frame: sampled pairs)",
                          "warp_error_all_pairs", ("warp_error_framewise", "warp_error_input_all_pairs"))
-        for ax, (name, key, refs) in zip(panels, series):
+        for ax, (name, key, refs) in zip(panels, series, strict=True):
             ys = [p[key] if p[key] is not None else float("nan") for p in pts]
             if numeric:
                 ax.plot(list(xs), ys, "o-", color="C0", label="pipeline")
             else:
                 ax.bar(list(xs), ys, color="C0", width=0.5, label="pipeline")
             if refs:
-                for ref, style, lab in zip(refs, ("--", ":"), ("frame-by-frame", "input (floor)")):
+                for ref, style, lab in zip(refs, ("--", ":"), ("frame-by-frame", "input (floor)"), strict=True):
                     if result.get(ref) is not None:
                         ax.axhline(result[ref], color="C3" if style == "--" else "gray", linestyle=style, label=lab)
                 ax.legend(fontsize=8)

@@ -159,9 +159,9 @@ def region_palette_distance(
     sl = resize_labels(np.asarray(style_mask_labels), *sty.shape[:2])
     c_ids, c_counts = np.unique(cl, return_counts=True)
     s_ids, s_counts = np.unique(sl, return_counts=True)
-    s_count = dict(zip(s_ids.tolist(), s_counts.tolist()))
+    s_count = dict(zip(s_ids.tolist(), s_counts.tolist(), strict=True))
     total, weight = 0.0, 0
-    for label, n in zip(c_ids.tolist(), c_counts.tolist()):
+    for label, n in zip(c_ids.tolist(), c_counts.tolist(), strict=True):
         if n < min_pixels or s_count.get(label, 0) < min_pixels:
             continue
         d = lab_swd_pixels(out[cl == label], sty[sl == label], n_projections=n_projections, seed=seed, p=p)

@@ -30,8 +30,8 @@ features are scale dependent, so compare numbers taken at the same ``max_side``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
@@ -39,7 +39,6 @@ from mvstylizer.files import atomic_write_bytes
 from mvstylizer.imaging import shrink_to
 from mvstylizer.metrics.image import _as_float01
 from mvstylizer.models.vgg_weights import cache_dir, load_vgg16_weights, preprocess
-
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1")
 CONTENT_LAYER = "relu4_1"
@@ -188,20 +187,21 @@ class VGGFeatures:
 
     def features(self, img: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> dict[str, np.ndarray]:
         """``{layer: CxHxW float32}`` for the four layers; ``img`` is HxWx3 RGB in [0,1] (or uint8)."""
-        return {k: v[0] for k, v in zip(STYLE_LAYERS, self._run(img, max_side, list(STYLE_LAYERS)))}
+        return {k: v[0] for k, v in zip(STYLE_LAYERS, self._run(img, max_side, list(STYLE_LAYERS)), strict=True)}
 
     __call__ = features
 
     def grams(self, img: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> dict[str, np.ndarray]:
         """``{layer: CxC float32 Gram}`` (G = F F^T / (C H W)) for :data:`STYLE_LAYERS`."""
-        return dict(zip(STYLE_LAYERS, self._run(img, max_side, [f"gram_{k}" for k in STYLE_LAYERS])))
+        return dict(zip(STYLE_LAYERS, self._run(img, max_side, [f"gram_{k}" for k in STYLE_LAYERS]), strict=True))
 
     def features_and_grams(self, img: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE
                            ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         """Both of the above from one pass."""
         n = len(STYLE_LAYERS)
         outs = self._run(img, max_side, list(STYLE_LAYERS) + [f"gram_{k}" for k in STYLE_LAYERS])
-        return ({k: v[0] for k, v in zip(STYLE_LAYERS, outs[:n])}, dict(zip(STYLE_LAYERS, outs[n:])))
+        return ({k: v[0] for k, v in zip(STYLE_LAYERS, outs[:n], strict=True)},
+                dict(zip(STYLE_LAYERS, outs[n:], strict=True)))
 
     # --- distances ------------------------------------------------------------------------
     def gram_distance(self, output: np.ndarray, style: np.ndarray, max_side: int | None = DEFAULT_MAX_SIDE) -> float:
