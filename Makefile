@@ -2,7 +2,7 @@ PY ?= python3
 PIP ?= $(PY) -m pip
 OUT ?= demo-out
 
-.PHONY: install install-test demo test onnx install-sizes
+.PHONY: install install-test demo test lint onnx install-sizes
 
 install:
 	$(PIP) install -q -e ".[data]"
@@ -24,6 +24,12 @@ demo: install
 
 test: install-test
 	MVSTYLIZER_REQUIRE_BROWSER=1 $(PY) -m pytest -q
+
+# Static checks (issue 18), configured in pyproject.toml: ruff (E, F, I, B, UP) and mypy on src/. Both come
+# with the test extra (`make install-test`). Not in .ci/run until the whole of src/ passes.
+lint:
+	$(PY) -m ruff check src
+	$(PY) -m mypy
 
 # Re-make dncm's shipped ONNX graph (src/mvstylizer/models/weights/dncm.onnx) from its weights, e.g. after
 # `mvstylizer train dncm`; needs torch (`pip install -e ".[train]"`). The core install runs dncm from it.
