@@ -491,3 +491,28 @@ def test_cli_studio_serves_until_stopped_and_removes_its_temporary_folder(tmp_pa
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 143 and "Traceback" not in err, err
     assert not Path(m[2]).exists()
+
+
+def test_studio_on_a_remote_edge(tmp_path, clip, style):
+    """``--edge URL``: the models run on `mvstylizer edge serve`; previews and renders work the same."""
+    from edge_server import start_server, stop_server
+
+    edge_url, proc = start_server("--models", "mk", "dncm")
+    try:
+        client, gate = make_studio(tmp_path, edge=edge_url)
+        with client:
+            s = Studio(client, gate)
+            assert [m["name"] for m in client.get("/api/info").json()["models"]] == ["dncm", "mk"]
+            assert client.get("/api/info").json()["edge"] == edge_url
+            video = s.upload(clip).json()
+            st = s.upload(style, "styles").json()
+            r = client.post("/api/preview", json={"video": video["id"], "style": st["key"], "model": "mk"},
+                            headers=s.headers)
+            assert r.status_code == 200, r.text
+            job = s.wait(s.job(video["id"], st["key"], "mk").json()["id"])
+            assert job["state"] == "done" and job["frames_done"] == FRAMES
+            r = client.post("/api/preview", json={"video": video["id"], "style": st["key"], "model": "regions"},
+                            headers=s.headers)
+            assert r.status_code == 400 and "unknown model 'regions'" in r.json()["error"]
+    finally:
+        stop_server(proc)

@@ -172,7 +172,7 @@ def _show_middle_frame(page, selector: str) -> None:
     page.wait_for_function(f"() => {{ const v = document.querySelector({selector!r}); "
                            "return !v.seeking && v.readyState >= 3; }", timeout=30_000)
     if SHOTS:  # cosmetic only: the player's loading spinner fades out a moment after the seek
-        page.wait_for_timeout(800)
+        page.wait_for_timeout(2500)
 
 
 def _frame_count(path: Path) -> int:
