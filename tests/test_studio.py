@@ -516,3 +516,21 @@ def test_studio_on_a_remote_edge(tmp_path, clip, style):
             assert r.status_code == 400 and "unknown model 'regions'" in r.json()["error"]
     finally:
         stop_server(proc)
+
+
+def test_a_preview_superseded_while_it_waited_is_skipped(studio, clip, style):
+    from mvstylizer.errors import UserError
+    from mvstylizer.studio.app import _make_preview
+    from mvstylizer.studio.jobs import StyleRef
+
+    video = studio.upload(clip).json()
+    st = studio.upload(style, "styles").json()
+    state = studio.app.state.studio
+    session = state.workspace.session(studio.headers["X-Studio-Session"])
+    up = session.upload(video["id"])
+    ref = StyleRef(st["key"], st["name"], session.style(st["id"]).image)
+    session.preview_seq = 7  # the tab asked for a newer look while this one waited
+    with pytest.raises(UserError, match="newer preview") as exc:
+        _make_preview(state, session, 6, up, ref, "mk", 0.5)
+    assert exc.value.http_status == 409
+    assert len(_make_preview(state, session, 7, up, ref, "mk", 0.5)["images"]) == 4

@@ -37,7 +37,7 @@ from ..errors import NotFoundError, UserError
 from . import media
 from .config import StudioConfig
 from .jobs import ACTIVE, FINISHED, Job, JobQueue, Renderer, StyleRef
-from .workspace import Session, Workspace
+from .workspace import Session, Style, Upload, Workspace
 
 log = logging.getLogger("mvstylizer.studio")
 
@@ -51,6 +51,10 @@ Subscriber = tuple[asyncio.AbstractEventLoop, "asyncio.Queue[dict | None]"]
 
 class TooLarge(UserError):
     http_status = 413
+
+
+class Superseded(UserError):
+    http_status = 409
 
 
 class LookRequest(BaseModel):
@@ -425,10 +429,12 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         model = studio.check_model(req.model)
         strength = round(req.strength, 2)
         key = f"{up.id}|{style.key}|{model}|{strength:.2f}"
+        s.preview_seq += 1
         cached = s.previews.get(key)
         if cached is None:
-            cached = await run_in_threadpool(_make_preview, studio, up, style, model, strength)
-            s.remember_preview(key, cached)
+            cached = await run_in_threadpool(_make_preview, studio, s, s.preview_seq, up, style, model, strength)
+            with studio.workspace.lock:
+                s.remember_preview(key, cached)
         return _preview_json(cached, up)
 
     @app.get("/api/previews/{pid}/{k}.jpg")
@@ -452,7 +458,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         jid = Job.new_id()
         job = Job(jid, s.id, s.dir / "jobs" / jid, up.id, up.name, up.source,
                   up.frame_path(len(up.frames) // 2) if up.frames else None, style, model, round(req.strength, 2),
-                  up.facts.frames if up.facts else 0)
+                  up.facts.frames)
         with studio.workspace.lock:
             s.jobs[jid] = job
         studio.queue.submit(job)
@@ -544,9 +550,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
 # ------------------------------------------------------------------------------------ blocking work
 
 
-def _ingest_video(vid: str, name: str, folder: Path, source: Path, config: StudioConfig):  # noqa: ANN202
-    from .workspace import Upload
-
+def _ingest_video(vid: str, name: str, folder: Path, source: Path, config: StudioConfig) -> Upload:
     facts = media.probe_video(source)
     if facts.frames == 0:
         raise UserError(f"{name} has no video frames")
@@ -560,9 +564,7 @@ def _ingest_video(vid: str, name: str, folder: Path, source: Path, config: Studi
     return up
 
 
-def _ingest_style(sid: str, name: str, folder: Path, original: Path, max_pixels: int):  # noqa: ANN202
-    from .workspace import Style
-
+def _ingest_style(sid: str, name: str, folder: Path, original: Path, max_pixels: int) -> Style:
     rgb8 = media.load_style(original, name, max_pixels)
     st = Style(sid, name, folder, width=rgb8.shape[1], height=rgb8.shape[0])
     media.save_png(st.image, rgb8)
@@ -571,14 +573,20 @@ def _ingest_style(sid: str, name: str, folder: Path, original: Path, max_pixels:
     return st
 
 
-def _make_preview(studio: Studio, up, style: StyleRef, model: str, strength: float) -> dict:  # noqa: ANN001
-    """The upload's preview frames, each stylized as a key frame (the model runs on every one)."""
+def _make_preview(studio: Studio, session: Session, seq: int, up: Upload, style: StyleRef, model: str,
+                  strength: float) -> dict:
+    """The upload's preview frames, each stylized as a key frame (the model runs on every one).
+
+    Previews run one at a time; one that waited while its tab asked for a newer look is skipped (the
+    page has dropped it already: moving a slider must not queue a preview per step)."""
     from ..api import VideoStylizer
     from .workspace import new_id
 
     frames = [media.read_jpeg(up.frame_path(k)) for k in range(len(up.frames))]
     t0 = time.perf_counter()
     with studio.preview_lock:
+        if session.preview_seq != seq:
+            raise Superseded("a newer preview was asked for")
         waited = time.perf_counter() - t0
         with VideoStylizer(model, strength=strength, keyframes="every:1", max_gap=1, edge=studio.config.edge,
                            token=studio.config.edge_token) as vs:
@@ -589,7 +597,7 @@ def _make_preview(studio: Studio, up, style: StyleRef, model: str, strength: flo
             "strength": strength, "style": style.key, "style_name": style.name, "seconds": round(seconds, 2)}
 
 
-def _preview_json(p: dict, up) -> dict:  # noqa: ANN001
+def _preview_json(p: dict, up: Upload) -> dict:
     return {"id": p["id"], "model": p["model"], "strength": p["strength"], "style": p["style"],
             "style_name": p["style_name"], "seconds": p["seconds"], "video": up.id,
             "frames": [{"index": index, "time": round(t, 3), "before": f"/api/videos/{up.id}/frames/{k}.jpg",

@@ -48,7 +48,7 @@ class Upload:
     name: str
     dir: Path
     source: Path
-    facts: VideoFacts | None = None
+    facts: VideoFacts
     frames: list[tuple[int, float]] = field(default_factory=list)  # (index, seconds) of frame{i}.jpg
     created: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
@@ -57,7 +57,7 @@ class Upload:
         return self.dir / f"frame{i}.jpg"
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, **(self.facts.as_dict() if self.facts else {}),
+        return {"id": self.id, "name": self.name, **self.facts.as_dict(),
                 "frames_preview": [{"index": i, "time": round(t, 3), "url": f"/api/videos/{self.id}/frames/{k}.jpg"}
                                    for k, (i, t) in enumerate(self.frames)]}
 
@@ -95,6 +95,7 @@ class Session:
     styles: dict[str, Style] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
     previews: OrderedDict[str, dict] = field(default_factory=OrderedDict)
+    preview_seq: int = 0  # the newest preview request; older ones still waiting are skipped
 
     def upload(self, upload_id: str) -> Upload:
         up = self.uploads.get(upload_id)
@@ -246,7 +247,7 @@ class Workspace:
             return [item]
         if isinstance(item, Upload):
             s.uploads.pop(item.id, None)
-            for key in [k for k in s.previews if k.startswith(item.id + "|")]:
+            for key in [k for k in list(s.previews) if k.startswith(item.id + "|")]:
                 s.previews.pop(key, None)
         else:
             s.styles.pop(item.id, None)
