@@ -16,6 +16,7 @@ pictures show what a person would see.
 
 from __future__ import annotations
 
+import base64
 import io
 import os
 import threading
@@ -247,8 +248,15 @@ def test_text_file_named_mp4_shows_an_error(browser, studio, media, tmp_path):
         page.set_input_files(_tid("style-input"), str(bad_style))
         error.wait_for(state="visible")
         assert "sunset.jpg" in error.inner_text() and "not an image" in error.inner_text()
-        page.set_input_files(_tid("video-input"), str(media["clip"]))
+        # Dropping a file works like picking one: a real clip dropped on the video area is taken.
+        clip = base64.b64encode(media["clip"].read_bytes()).decode()
+        dropped = page.evaluate_handle(
+            """([data, name]) => { const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+                 const dt = new DataTransfer(); dt.items.add(new File([bytes], name, {type: "video/mp4"}));
+                 return dt; }""", [clip, "dropped.mp4"])
+        page.dispatch_event("#video-drop", "drop", {"dataTransfer": dropped})
         page.wait_for_selector("#video-drop[data-state='filled']")
+        assert page.inner_text("#video-name") == "dropped.mp4"
         error.wait_for(state="hidden")
         assert not [p for p in problems if "console" not in p], problems
     finally:

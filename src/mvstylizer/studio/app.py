@@ -252,7 +252,9 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
     @app.exception_handler(UserError)
     async def user_error(request: Request, exc: UserError) -> JSONResponse:
         status = getattr(exc, "http_status", 400)
-        log.info("%s %s -> %d: %s", request.method, request.url.path, status, exc)
+        # One line per refused request (bad input, limits); the routine ones only at info level.
+        log.log(logging.INFO if status in (401, 404, 409) else logging.WARNING, "%s %s -> %d: %s", request.method,
+                request.url.path, status, exc)
         return JSONResponse({"error": str(exc)}, status_code=status)
 
     @app.exception_handler(StarletteHTTPException)
