@@ -103,6 +103,17 @@ def test_other_strategies_aggregate_behind_the_guard(name):
         assert value == pytest.approx(2.0)
 
 
+@pytest.mark.parametrize("name", ["trimmed", "median"])
+def test_server_learning_rate_scales_a_robust_aggregate(name):
+    glob = {"w": np.full(3, 1.0, np.float32)}
+    guard = build_strategy(StrategyConfig(name=name, server_lr=1.5, min_train_nodes=1, min_available_nodes=1))
+    list(guard.configure_train(1, ArrayRecord({k: Array(v) for k, v in glob.items()}), ConfigRecord(), _Grid()))
+    replies = [_reply(i, {"w": np.full(3, v, np.float32)}) for i, v in enumerate([1.1, 1.2, 1.3, 1.4, 10.0], 1)]
+    arrays, _ = guard.aggregate_train(1, replies)
+    # robust aggregate 1.3 (0.3 from the global), moved 1.5 times as far: 1.45, as fl.population computes it
+    assert float(arrays["w"].numpy()[0]) == pytest.approx(1.45, rel=1e-5)
+
+
 def test_server_learning_rate_scales_the_averaged_update():
     glob = {"w": np.full(3, 1.0, np.float32)}
     guard = build_strategy(StrategyConfig(server_lr=3.0, min_train_nodes=1, min_available_nodes=1))
