@@ -49,6 +49,7 @@ def _pids(log: Path, pattern: str) -> list[int]:
     return [int(m) for m in re.findall(pattern, log.read_text(errors="replace"))] if log.is_file() else []
 
 
+@pytest.mark.slow
 def test_superlink_and_two_supernodes_run_two_rounds(tmp_path):
     port = free_port()
     env = dict(os.environ, PYTHONUNBUFFERED="1", FLWR_TELEMETRY_ENABLED="0")
