@@ -534,3 +534,10 @@ def test_a_preview_superseded_while_it_waited_is_skipped(studio, clip, style):
         _make_preview(state, session, 6, up, ref, "mk", 0.5)
     assert exc.value.http_status == 409
     assert len(_make_preview(state, session, 7, up, ref, "mk", 0.5)["images"]) == 4
+    assert len(_make_preview(state, session, 0, up, ref, "mk", 0.5)["images"]) == 4  # a client without numbers
+    # Requests that reach the server out of order: the older number is the one skipped.
+    body = {"video": video["id"], "style": st["key"], "model": "reinhard"}
+    assert studio.client.post("/api/preview", json={**body, "seq": 9}, headers=studio.headers).status_code == 200
+    r = studio.client.post("/api/preview", json={**body, "model": "mk", "strength": 0.3, "seq": 8},
+                           headers=studio.headers)
+    assert r.status_code == 409

@@ -62,6 +62,9 @@ class LookRequest(BaseModel):
     style: str = Field(max_length=80)  # "upload:<id>" or "gallery:<name>"
     model: str = Field("default", max_length=40)
     strength: float = Field(1.0, ge=0.0, le=1.0)
+    # Previews: the tab's request counter. A preview still waiting when one with a higher number has
+    # arrived is skipped (requests may reach the server in another order than the page sent them).
+    seq: int = Field(0, ge=0)
 
 
 # ------------------------------------------------------------------------------------ live updates
@@ -147,7 +150,7 @@ class Studio:
         while not self._stop.wait(period):
             try:
                 for job in self.workspace.sweep():
-                    self._job_changed(job)
+                    self._job_changed(job)  # expired: the page drops its player and downloads
             except Exception as exc:  # noqa: BLE001 - the janitor must never die
                 log.error("work-folder clean-up failed: %s", exc)
 
@@ -155,7 +158,11 @@ class Studio:
         if job.state in FINISHED:
             for changed in self.workspace.make_room():
                 if changed is not job:
+                    changed.rev += 1
                     self.broadcaster.publish(changed.session, changed.as_dict())
+        # An event and a response may cross (a job that starts while its POST is answered): the page
+        # keeps the higher revision.
+        job.rev += 1
         self.broadcaster.publish(job.session, job.as_dict())
 
     # -- models
@@ -431,10 +438,10 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         model = studio.check_model(req.model)
         strength = round(req.strength, 2)
         key = f"{up.id}|{style.key}|{model}|{strength:.2f}"
-        s.preview_seq += 1
+        s.preview_seq = max(s.preview_seq, req.seq)
         cached = s.previews.get(key)
         if cached is None:
-            cached = await run_in_threadpool(_make_preview, studio, s, s.preview_seq, up, style, model, strength)
+            cached = await run_in_threadpool(_make_preview, studio, s, req.seq, up, style, model, strength)
             with studio.workspace.lock:
                 s.remember_preview(key, cached)
         return _preview_json(cached, up)
@@ -587,7 +594,7 @@ def _make_preview(studio: Studio, session: Session, seq: int, up: Upload, style:
     frames = [media.read_jpeg(up.frame_path(k)) for k in range(len(up.frames))]
     t0 = time.perf_counter()
     with studio.preview_lock:
-        if session.preview_seq != seq:
+        if seq and session.preview_seq > seq:
             raise Superseded("a newer preview was asked for")
         waited = time.perf_counter() - t0
         with VideoStylizer(model, strength=strength, keyframes="every:1", max_gap=1, edge=studio.config.edge,

@@ -70,6 +70,7 @@ class Job:
     lut_reason: str | None = None
     summary: dict = field(default_factory=dict)
     expired: bool = False  # its files were removed (work-folder limit or age)
+    rev: int = 0  # bumped at every published change: the page keeps the newest of what reaches it
     cancel: threading.Event = field(default_factory=threading.Event)
 
     @staticmethod
@@ -108,7 +109,7 @@ class Job:
         base = f"/api/jobs/{self.id}"
         now = time.time()
         return {
-            "id": self.id, "state": self.state, "progress": round(self.progress, 4),
+            "id": self.id, "rev": self.rev, "state": self.state, "progress": round(self.progress, 4),
             "frames_done": self.frames_out, "frames_total": self.frames_total,
             "video_name": self.video_name, "style_name": self.style.name, "style_key": self.style.key,
             "model": self.model, "strength": self.strength, "error": self.error, "expired": self.expired,

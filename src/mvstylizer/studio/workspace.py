@@ -95,7 +95,7 @@ class Session:
     styles: dict[str, Style] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
     previews: OrderedDict[str, dict] = field(default_factory=OrderedDict)
-    preview_seq: int = 0  # the newest preview request; older ones still waiting are skipped
+    preview_seq: int = 0  # the highest preview request number seen; lower ones still waiting are skipped
 
     def upload(self, upload_id: str) -> Upload:
         up = self.uploads.get(upload_id)

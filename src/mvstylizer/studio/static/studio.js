@@ -270,7 +270,7 @@
     const ctrl = new AbortController();
     state.previewAbort = ctrl;
     const seq = ++state.previewSeq;
-    const req = lookRequest();
+    const req = { ...lookRequest(), seq };
     const box = $("preview");
     box.dataset.state = "loading";
     const n = state.video.frames_preview.length;
@@ -291,7 +291,7 @@
       $("preview-status").textContent =
         `${p.model} · ${pct(p.strength)} · ${p.style_name} · ${n} key frames in ${fmtSeconds(p.seconds || wall)}`;
     } catch (e) {
-      if (e.name === "AbortError" || seq !== state.previewSeq) return;
+      if (e.name === "AbortError" || e.status === 409 || seq !== state.previewSeq) return;
       box.dataset.state = state.preview ? "ready" : "error";
       $("preview-status").textContent = "Preview failed";
       showError(e.message);
@@ -395,6 +395,8 @@
   const STATE_LABEL = { queued: "Queued", running: "Rendering", done: "Done", failed: "Failed", cancelled: "Cancelled" };
 
   function upsertJob(job) {
+    const known = state.jobs.get(job.id);
+    if (known && job.rev < known.rev) return;  // an older view that arrived late (a response after an event)
     state.jobs.set(job.id, job);
     const list = $("jobs");
     let card = list.querySelector(`.job[data-job-id="${job.id}"]`);
