@@ -181,13 +181,12 @@ def test_tune_runs_on_validation_data_only(tmp_path):
 
     cfg = PopConfig(rounds=1, seeds=1, frames_per_clip=2, held_out_per_clip=1, eval_crops=2,
                     local=LocalConfig(epochs=1, batch=2, size=32, lr=3e-5, max_steps=1))
-    old = tune.SERVER_VARIANTS, tune.CHECKPOINTS
-    tune.SERVER_VARIANTS = {"fedavg": {}, "fedavgm_lr3": {"server_lr": 3.0}}
+    old = tune.CHECKPOINTS
     tune.CHECKPOINTS = (1, 2)
     try:
-        r = tune.tune(cfg, 1, 1, "12")
+        r = tune.tune(cfg, 1, 1, "12", variants=("fedavg", "fedavgm_lr3"))
     finally:
-        tune.SERVER_VARIANTS, tune.CHECKPOINTS = old
+        tune.CHECKPOINTS = old
     assert r["config"]["validate"] and "unseen" not in json.dumps(r["stage1_server"])
     assert r["stage1_choice"]["variant"] in ("fedavg", "fedavgm_lr3")
     assert len(r["stage2_personalisation"]["variants"]) == 3 * 2
