@@ -46,6 +46,7 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
     "median": {"strategy": "median"},
     "median_lr1.5": {"strategy": "median", "server_lr": 1.5},
     "trimmed_lr1.5": {"strategy": "trimmed", "server_lr": 1.5},
+    "trimmed_lr2": {"strategy": "trimmed", "server_lr": 2.0},
     "uniform": {"weighting": "uniform"},
     "uniform_lr3": {"weighting": "uniform", "server_lr": 3.0},
     "fedprox_mu1": {"strategy": "fedprox", "proximal_mu": 1.0},
