@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -145,7 +146,7 @@ def local_fit(net: Any, bank: ImageBank, config: LocalConfig, steps: int, *, rou
         mu = config.proximal_mu
 
         def regulariser() -> torch.Tensor:  # FedProx: stay near this round's global model
-            return 0.5 * mu * sum(((p - a) ** 2).sum() for p, a in zip(net.parameters(), anchor))
+            return 0.5 * mu * sum(((p - a) ** 2).sum() for p, a in zip(net.parameters(), anchor, strict=False))
 
     total = rec = 0.0
     for step in range(steps):

@@ -48,8 +48,8 @@ class EdgeData:
 
 
 def _video_frames(name: str, stride: int) -> list[np.ndarray]:
-    from ..video.reader import VideoReader
     from ..video.media import package_media
+    from ..video.reader import VideoReader
 
     with VideoReader(package_media(name)) as r:
         return [shrink_to(f.rgb8, BANK_SIDE) for f in r.frames() if f.index % stride == 0]

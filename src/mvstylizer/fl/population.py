@@ -32,9 +32,10 @@ import copy
 import math
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -224,7 +225,7 @@ def _load(net: Any, arrays: list[np.ndarray]) -> None:
     import torch
 
     with torch.no_grad():
-        for p, a in zip(net.parameters(), arrays):
+        for p, a in zip(net.parameters(), arrays, strict=False):
             p.copy_(torch.from_numpy(a.astype(np.float32)))
 
 
@@ -235,9 +236,9 @@ def poison_update(glob: list[np.ndarray], update: list[np.ndarray], kind: str) -
         out[0].flat[0] = np.nan
         return out
     if kind == "scale":
-        return [g + 1e6 * (u - g) for g, u in zip(glob, update)]
+        return [g + 1e6 * (u - g) for g, u in zip(glob, update, strict=False)]
     if kind == "signflip":
-        return [g - (u - g) for g, u in zip(glob, update)]
+        return [g - (u - g) for g, u in zip(glob, update, strict=False)]
     return update
 
 
@@ -245,12 +246,12 @@ def guard(glob: list[np.ndarray], update: list[np.ndarray], reject_norm: float,
           clip_norm: float = 0.0) -> list[np.ndarray] | None:
     """The cloud's UpdateGuard rule: None for a non-finite update or one longer than ``reject_norm``;
     clips longer than ``clip_norm`` (when set)."""
-    deltas = [u - g for g, u in zip(glob, update)]
+    deltas = [u - g for g, u in zip(glob, update, strict=False)]
     norm = math.sqrt(sum(float(np.sum(d * d)) for d in deltas))
     if not math.isfinite(norm) or norm > reject_norm:
         return None
     scale = clip_norm / norm if clip_norm and norm > clip_norm else 1.0
-    return update if scale == 1.0 else [g + scale * d for g, d in zip(glob, deltas)]
+    return update if scale == 1.0 else [g + scale * d for g, d in zip(glob, deltas, strict=False)]
 
 
 def aggregate(glob: list[np.ndarray], updates: list[list[np.ndarray]], weights: list[float], strategy: str,
@@ -286,22 +287,23 @@ class ServerOpt:
         self.v: list[np.ndarray] | None = None
 
     def step(self, glob: list[np.ndarray], agg: list[np.ndarray], server_round: int) -> list[np.ndarray]:
-        delta = [a - g for g, a in zip(glob, agg)]
+        delta = [a - g for g, a in zip(glob, agg, strict=False)]
         if self.kind == "sgd":
             if self.momentum > 0:
-                self.m = delta if self.m is None else [self.momentum * m + d for m, d in zip(self.m, delta)]
+                self.m = delta if self.m is None else [self.momentum * m + d
+                                                       for m, d in zip(self.m, delta, strict=True)]
                 delta = self.m
-            return [g + self.lr * d for g, d in zip(glob, delta)]
+            return [g + self.lr * d for g, d in zip(glob, delta, strict=False)]
         if self.m is None or self.v is None:
             self.m = [np.zeros_like(d) for d in delta]
             self.v = [np.zeros_like(d) for d in delta]
-        self.m = [self.beta1 * m + (1 - self.beta1) * d for m, d in zip(self.m, delta)]
+        self.m = [self.beta1 * m + (1 - self.beta1) * d for m, d in zip(self.m, delta, strict=False)]
         if self.kind == "adam":
-            self.v = [self.beta2 * v + (1 - self.beta2) * d * d for v, d in zip(self.v, delta)]
+            self.v = [self.beta2 * v + (1 - self.beta2) * d * d for v, d in zip(self.v, delta, strict=False)]
         else:  # yogi
-            self.v = [v - (1 - self.beta2) * d * d * np.sign(v - d * d) for v, d in zip(self.v, delta)]
+            self.v = [v - (1 - self.beta2) * d * d * np.sign(v - d * d) for v, d in zip(self.v, delta, strict=False)]
         eta = self.lr * math.sqrt(1 - self.beta2 ** (server_round + 1.0)) / (1 - self.beta1 ** (server_round + 1.0))
-        return [g + eta * m / (np.sqrt(v) + self.tau) for g, m, v in zip(glob, self.m, self.v)]
+        return [g + eta * m / (np.sqrt(v) + self.tau) for g, m, v in zip(glob, self.m, self.v, strict=False)]
 
 
 class _Scorer:
@@ -505,11 +507,13 @@ def _targets(v: dict[str, Any], scenes: list[str]) -> dict[str, Any]:
     t: dict[str, Any] = {}
     t["federated_vs_pretrained_per_edge"] = [{"scene": s, **compare(fed["per_edge"][e], pre["per_edge"][e])}
                                              for e, s in enumerate(scenes)]
-    t["federated_beats_pretrained_on_every_edge"] = all(c["verdict"] == "win" for c in t["federated_vs_pretrained_per_edge"])
+    t["federated_beats_pretrained_on_every_edge"] = all(
+        c["verdict"] == "win" for c in t["federated_vs_pretrained_per_edge"])
     t["federated_vs_every_local_model"] = {
         "population": [{"local_model_of": s, **compare(fed["population"], loc["each_population"][e])}
                        for e, s in enumerate(scenes)],
-        "unseen": [{"local_model_of": s, **compare(fed["unseen"], loc["each_unseen"][e])} for e, s in enumerate(scenes)],
+        "unseen": [{"local_model_of": s, **compare(fed["unseen"], loc["each_unseen"][e])}
+                   for e, s in enumerate(scenes)],
     }
     t["federated_beats_every_local_model"] = {
         k: all(c["verdict"] == "win" for c in rows) for k, rows in t["federated_vs_every_local_model"].items()}
@@ -597,9 +601,12 @@ def run_population(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) 
                          "unseen": {"scene": unseen.scene, "clips": unseen.sources}},
                 "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
                 "poisoned_edge": edges[0].scene, "seeds": list(range(cfg.seeds)),
-                "summary": {"pretrained": {"population": _ms([pre_pop] * len(seeds)), "unseen": _ms([pre[n]["loss"]] * len(seeds))},
-                            "federated": {"population": _ms(fed["loss"]), "unseen": _ms([s["federated"][n]["loss"] for s in seeds]),
-                                          "per_edge": [{"scene": e.scene, **_ms([s["federated"][i]["loss"] for s in seeds])}
+                "summary": {"pretrained": {"population": _ms([pre_pop] * len(seeds)),
+                                           "unseen": _ms([pre[n]["loss"]] * len(seeds))},
+                            "federated": {"population": _ms(fed["loss"]),
+                                          "unseen": _ms([s["federated"][n]["loss"] for s in seeds]),
+                                          "per_edge": [{"scene": e.scene,
+                                                        **_ms([s["federated"][i]["loss"] for s in seeds])}
                                                        for i, e in enumerate(edges)],
                                           "population_psnr": _ms(fed["psnr"], 3)}},
                 "rejected_updates_per_seed": [s.get("rejected_updates", 0) for s in seeds],
@@ -640,7 +647,8 @@ def table(report: dict[str, Any]) -> str:
     """A markdown table of the summary (loss mean ± std; PSNR mean)."""
     s, q = report["summary"], report["summary_psnr"]
     scenes = [e["scene"] for e in report["data"]["edges"]]
-    head = "| method | population loss | unseen loss | " + " | ".join(scenes) + " | population PSNR dB | unseen PSNR dB |"
+    head = ("| method | population loss | unseen loss | " + " | ".join(scenes)
+            + " | population PSNR dB | unseen PSNR dB |")
     rows = [head, "|" + "---|" * (len(scenes) + 5)]
     fmt = lambda d: f"{d['mean']:.5f} ± {d['std']:.5f}"  # noqa: E731
     for m in METHODS:
@@ -667,7 +675,8 @@ def run_cli(args: Any, cloud: Any) -> int:
                     workers=args.workers, poison=args.poison, reject_norm=cloud.strategy.reject_norm,
                     clip_norm=cloud.strategy.clip_norm, server_momentum=cloud.strategy.server_momentum,
                     model=getattr(args, "model", "dncm"), server_opt=getattr(args, "server_opt", "sgd"),
-                    weighting=getattr(args, "weighting", "frames"), lr_schedule=getattr(args, "lr_schedule", "constant"),
+                    weighting=getattr(args, "weighting", "frames"),
+                    lr_schedule=getattr(args, "lr_schedule", "constant"),
                     finetune_lr=getattr(args, "finetune_lr", 0.0), finetune_part=getattr(args, "finetune_part", "all"))
     if cfg.strategy == "fedprox":
         cfg.local.proximal_mu = cloud.strategy.proximal_mu
@@ -713,7 +722,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
         a.plot(rounds, curves[:, i] - pre[i], marker="o", ls="--" if "unseen" in name else "-", label=name)
     a.axhline(0, color="k", lw=0.8)
     model = report.get("model", "dncm")
-    a.set(xlabel="round", ylabel="federated loss - pretrained loss", title=f"federated {model} per edge (mean of seeds)")
+    a.set(xlabel="round", ylabel="federated loss - pretrained loss",
+          title=f"federated {model} per edge (mean of seeds)")
     a.legend(fontsize=8)
     s = report["summary"]
     x = np.arange(len(METHODS))

@@ -20,9 +20,10 @@ batch = crops or pairs per step, lr, FedProx mu) and the same seeding (``[seed, 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +90,8 @@ def _smoother_fit(net: Any, bank: FrameBank, config: LocalConfig, steps: int, *,
             (loss / config.batch).backward()
             loss_sum += float(loss.detach())
         if anchor is not None:
-            prox = 0.5 * config.proximal_mu * sum(((p - a) ** 2).sum() for p, a in zip(net.parameters(), anchor))
+            prox = 0.5 * config.proximal_mu * sum(((p - a) ** 2).sum()
+                                                  for p, a in zip(net.parameters(), anchor, strict=True))
             prox.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         optim.step()

@@ -23,9 +23,10 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -143,7 +144,7 @@ def tune(cfg: PopConfig, seeds: int, workers: int, stages: str = "12", server: s
             for s, r in enumerate(runs):
                 params[(v, s)] = r.pop("params")
             pop = [_pop(r["federated"], n) for r in runs]
-            gap = [(pre_pop - p) / (pre_pop - c) if pre_pop > c else math.nan for p, c in zip(pop, cen)]
+            gap = [(pre_pop - p) / (pre_pop - c) if pre_pop > c else math.nan for p, c in zip(pop, cen, strict=False)]
             rows[v] = {"overrides": SERVER_VARIANTS[v], "population": _ms(pop), "gap_closed": _ms(gap),
                        "per_edge": [_ms([r["federated"][e]["loss"] for r in runs]) for e in range(n)],
                        "per_edge_minus_pretrained": [round(float(np.mean([r["federated"][e]["loss"] for r in runs]))
@@ -188,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=2)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--stages", default="12", help="1 (server), 2 (personalisation) or 12")
-    p.add_argument("--server", choices=list(SERVER_VARIANTS), help="stage 2's server variant (default: stage 1's choice)")
+    p.add_argument("--server", choices=list(SERVER_VARIANTS),
+                   help="stage 2's server variant (default: stage 1's choice)")
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--lr", type=float, default=3e-5)
     p.add_argument("--local-epochs", type=float, default=2.0)
