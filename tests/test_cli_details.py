@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from mvstylizer import __version__
-from mvstylizer.cli import _configure_logging, build_parser, main
+from mvstylizer.cli import build_parser, main
+from mvstylizer.cli.main import _configure_logging
 from mvstylizer.video.synthetic import write_test_clip
 
 

@@ -1,0 +1,94 @@
+"""Argument types and the pipeline options shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+
+
+def keyframes_arg(text: str) -> tuple[str, int]:
+    if text == "auto":
+        return "auto", 0
+    if text.startswith("every:"):
+        try:
+            n = int(text.split(":", 1)[1])
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return "every", n
+    raise argparse.ArgumentTypeError(f"expected 'auto' or 'every:N' with N >= 1, got {text!r}")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def choices_help(registry: dict[str, Any]) -> str:
+    return "; ".join(f"{name}: {entry.help}" for name, entry in sorted(registry.items()))
+
+
+def add_pipeline_options(p: argparse.ArgumentParser) -> None:
+    from ..mobile.interpolate import INTERPOLATORS
+    from ..mobile.meta_smoothing import SMOOTHERS
+
+    p.add_argument("--model", default="default",
+                   help="edge model (see `mvstylizer models`; default: the edge's default)")
+    p.add_argument("--keyframes", type=keyframes_arg, default=("auto", 0), metavar="auto|every:N",
+                   help="adaptive key frames (default) or a fixed stride")
+    p.add_argument("--max-gap", type=positive_int, default=30, metavar="N", help="most frames between keys")
+    p.add_argument("--key-size", type=positive_int, default=512, metavar="PIXELS",
+                   help="long side of the key frames sent to the edge (default 512)")
+    p.add_argument("--interp", choices=sorted(INTERPOLATORS), default="transform",
+                   help="in-between frames (default transform): " + choices_help(INTERPOLATORS))
+    p.add_argument("--map-scale", type=float, default=0.5, metavar="F",
+                   help="spatially varying models: the bilateral grid is sliced at this fraction of the key size "
+                        "(default 0.5)")
+    p.add_argument("--strength", type=float, default=1.0, metavar="S",
+                   help="how much of the style to apply, 0..1 (default 1): each key's colour transform is "
+                        "blended with the identity, like a preset's amount slider")
+    p.add_argument("--smoothing", choices=sorted(SMOOTHERS), default="guided",
+                   help="meta-smoothing of key frames (default guided): " + choices_help(SMOOTHERS))
+    p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
+    p.add_argument("--preset", default="veryfast",
+                   choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"],
+                   help="x264 speed preset (default veryfast: encoding is the phone's largest cost at 1080p)")
+
+
+def pipeline_config(args: argparse.Namespace, progress: bool):
+    from ..mobile.interpolate import InterpConfig
+    from ..mobile.keyframes import KeyframeConfig
+    from ..mobile.pipeline import StylizeConfig
+
+    if args.key_size < 16:
+        raise UserError(f"--key-size must be at least 16 pixels, got {args.key_size}")
+    if not 0 <= args.crf <= 51:
+        raise UserError(f"--crf must be 0..51, got {args.crf}")
+    if not 0.0 < args.map_scale <= 1.0:
+        raise UserError(f"--map-scale must be in (0, 1], got {args.map_scale}")
+    if not 0.0 <= args.strength <= 1.0:
+        raise UserError(f"--strength must be in [0, 1], got {args.strength}")
+    mode, every = args.keyframes
+    return StylizeConfig(
+        model=args.model,
+        key_size=args.key_size,
+        keyframes=KeyframeConfig(mode=mode, every=every or 10, max_gap=args.max_gap),
+        interp=InterpConfig(method=args.interp, map_scale=args.map_scale, strength=args.strength),
+        smoothing=args.smoothing,
+        crf=args.crf,
+        preset=args.preset,
+        progress=progress,
+    )
+
+
+def check_report_folder(path: Path | None) -> None:
+    if path is not None and not path.parent.resolve().is_dir():
+        raise UserError(f"report folder {path.parent} does not exist")

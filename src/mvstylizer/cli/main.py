@@ -1,0 +1,110 @@
+"""The ``mvstylizer`` command line: one module per command group, each with ``register(sub)``.
+
+A command's parser names its handler (``set_defaults(handler=...)``); :func:`main` runs it and turns
+what escapes into one line and an exit code: 2 bad input, 70 a bug, 130 Ctrl-C, 143 SIGTERM/SIGHUP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from ..errors import UserError
+from . import bench, edge, fl, studio, stylize, train
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    p = argparse.ArgumentParser(prog="mvstylizer", description="Edge-assisted photorealistic video style transfer.")
+    p.add_argument("--version", action="version", version=f"mvstylizer {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more messages: -v info, -vv debug")
+    p.add_argument("--log-level", dest="global_log_level", choices=["debug", "info", "warning", "error"],
+                   help="messages shown from the library (default warning; `edge serve` has its own)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    for group in (stylize, bench, train, studio, edge, fl):
+        group.register(sub)
+    return p
+
+
+class _LogLines(logging.Handler):
+    """Prints what the package logs as single lines on stderr (`warning: ...` for warnings), above
+    the progress bar when one is shown. Installed once by :func:`main`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from tqdm import tqdm
+
+        prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
+        tqdm.write(f"{prefix}{record.getMessage()}", file=sys.stderr)
+
+
+def _configure_logging(args: argparse.Namespace) -> Callable[[], None]:
+    """Route the package's log records to stderr at the level the flags ask for; returns a function
+    that undoes it (``main`` may be called in-process, e.g. by tests or another program)."""
+    level = args.global_log_level or {0: "warning", 1: "info"}.get(args.verbose, "debug")
+    if args.command == "edge" and getattr(args, "log_level", None) and not args.global_log_level and not args.verbose:
+        level = args.log_level  # `edge serve --log-level` (default info): the server's own messages
+    logger = logging.getLogger("mvstylizer")
+    before = logger.level
+    handler = _LogLines()
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+
+    def restore() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(before)
+
+    return restore
+
+
+class _Terminated(Exception):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temporary files are removed on the way out."""
+
+
+def _on_signal(signum: int, _frame: FrameType | None) -> None:
+    raise _Terminated(signal.Signals(signum).name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    restore_logging = _configure_logging(args)
+    previous = {}
+    if args.command not in ("edge", "cloud") and threading.current_thread() is threading.main_thread():
+        # The servers handle their own signals; everything else unwinds, removing temporary files.
+        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+            if sig is not None:
+                previous[sig] = signal.signal(sig, _on_signal)
+    try:
+        return int(args.handler(args))
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except _Terminated as exc:
+        print(f"stopped by {exc}", file=sys.stderr)
+        return 143
+    except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+        if isinstance(exc, ImportError):  # a module an optional extra provides: name it (extras.py)
+            from ..extras import missing_extra
+
+            err = missing_extra(exc)
+            if err is not None:
+                print(f"error: {err}", file=sys.stderr)
+                return 2
+        if os.environ.get("MVSTYLIZER_DEBUG"):
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (set MVSTYLIZER_DEBUG=1 for details)", file=sys.stderr)
+        return 70
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        restore_logging()

@@ -1,0 +1,59 @@
+"""``mvstylizer train MODEL``: train a model with its shipped recipe (needs the [train] extra)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from .args import positive_int
+
+# Trainable models and the recipe each ships with (the committed weights were made with these).
+TRAINABLE: dict[str, dict] = {
+    "wct2": {"steps": 900, "batch": 4, "size": 112, "lr": 1e-3, "threads": 2},
+    "dncm": {"steps": 8000, "batch": 8, "size": 128, "lr": 1e-3, "threads": 1},
+    # Learned meta-smoothing; trains on pairs it makes itself (models/smoothing_data.py), crops vary.
+    "smoothing": {"steps": 4000, "batch": 12, "lr": 1e-3, "threads": 1, "module": "meta_smoother_train"},
+}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train a model from plain photos and video frames (self-supervised)")
+    t.set_defaults(handler=_train)
+    t.add_argument("model", choices=sorted(TRAINABLE), help="which model")
+    t.add_argument("--data", nargs="+", default=["package"], metavar="DIR",
+                   help="folders or files of photos/videos, or 'package' for media from installed packages")
+    t.add_argument("--steps", type=positive_int, help="optimiser steps (default: the model's recipe)")
+    t.add_argument("--batch", type=positive_int)
+    t.add_argument("--size", type=positive_int, help="training crop side in pixels")
+    t.add_argument("--lr", type=float)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--checkpoint", type=Path, help="checkpoint file (default: in the cache folder)")
+    t.add_argument("--checkpoint-every", type=positive_int, default=100)
+    t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument("--out", type=Path, help="weights file (default: the shipped weights of the model)")
+    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    t.add_argument("-q", "--quiet", action="store_true")
+
+
+def _train(args: argparse.Namespace) -> int:
+    import importlib
+
+    from ..models.training import TrainConfig
+
+    recipe = TRAINABLE[args.model]
+    config = TrainConfig(data=args.data, seed=args.seed, checkpoint=args.checkpoint,
+                         checkpoint_every=args.checkpoint_every, resume=args.resume, out=args.out,
+                         threads=args.threads or recipe.get("threads", 0), progress=not args.quiet)
+    for key in ("steps", "batch", "size", "lr"):  # unset flags keep the model's own recipe
+        value = getattr(args, key)
+        setattr(config, key, value if value is not None else recipe.get(key, getattr(config, key)))
+    module = recipe.get("module", f"{args.model}_train")
+    path = importlib.import_module(f"mvstylizer.models.{module}").train(config)
+    print(f"wrote {path}")
+    if args.model == "dncm":
+        from ..models.dncm import weights as dncm_files
+        from ..models.dncm.export import export_onnx
+
+        if Path(path).resolve() == dncm_files.default_weights().resolve():  # keep the core install's graph in step
+            print(f"wrote {export_onnx(dncm_files.shipped_onnx())}")
+    return 0
