@@ -73,7 +73,7 @@ class StrategyConfig:
 
 
 def build_strategy(cfg: StrategyConfig) -> UpdateGuard:
-    common = {"fraction_train": cfg.fraction_train, "fraction_evaluate": cfg.fraction_evaluate,
+    common: dict[str, Any] = {"fraction_train": cfg.fraction_train, "fraction_evaluate": cfg.fraction_evaluate,
               "min_train_nodes": cfg.min_train_nodes, "min_evaluate_nodes": cfg.min_evaluate_nodes,
               "min_available_nodes": cfg.min_available_nodes, "weighted_by_key": WEIGHT_KEY}
     inner: Strategy

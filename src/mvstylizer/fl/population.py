@@ -311,13 +311,13 @@ class _Scorer:
         self.task = task
         self.batches = [task.eval_batch(task.bank(e.held_out), crops, size) for e in [*edges, unseen]]
 
-    def score(self, net: Any, which: list[int] | None = None) -> list[dict[str, float] | None]:
-        idx = range(len(self.batches)) if which is None else which
-        out: list[dict[str, float] | None] = [None] * len(self.batches)
-        for i in idx:
-            m = self.task.evaluate(net, self.batches[i])
-            out[i] = {"loss": m["loss"], "psnr": m["psnr"]}
-        return out
+    def score_one(self, net: Any, i: int) -> dict[str, float]:
+        m = self.task.evaluate(net, self.batches[i])
+        return {"loss": m["loss"], "psnr": m["psnr"]}
+
+    def score(self, net: Any) -> list[dict[str, float]]:
+        """Every eval set's scores (the unseen edge's last)."""
+        return [self.score_one(net, i) for i in range(len(self.batches))]
 
 
 @dataclass
@@ -389,7 +389,8 @@ def personalise(cfg: PopConfig, ctx: Context, seed: int, fed: Any, lr: float | N
     ft = LocalConfig(**{**asdict(no_prox), "lr": lr or cfg.finetune_lr or no_prox.lr})
     steps = cfg.finetune_steps if steps is None else steps
     total = max([steps, *checkpoints])
-    pers, curves = [], {c: [] for c in checkpoints}
+    pers: list[dict[str, float]] = []
+    curves: dict[int, list[float]] = {c: [] for c in checkpoints}
     sets = [*ctx.edges, ctx.unseen]
     for e, edge in enumerate(sets):
         if cfg.validate and e == len(ctx.edges):
@@ -402,14 +403,14 @@ def personalise(cfg: PopConfig, ctx: Context, seed: int, fed: Any, lr: float | N
 
         def on_step(k: int, net: Any = net, e: int = e, kept: dict[str, Any] = kept) -> None:
             if k in curves:
-                curves[k].append(ctx.scorer.score(net, [e])[e]["loss"])
+                curves[k].append(ctx.scorer.score_one(net, e)["loss"])
             if k == steps:
-                kept["score"] = ctx.scorer.score(net, [e])[e]
+                kept["score"] = ctx.scorer.score_one(net, e)
 
         if total:
             ctx.task.fit(net, ctx.task.bank(edge.train), ft, total, round_seed=cfg.rounds + 1,
                       part=part or cfg.finetune_part, on_step=on_step)
-        pers.append(kept.get("score") or ctx.scorer.score(net, [e])[e])
+        pers.append(kept.get("score") or ctx.scorer.score_one(net, e))
     return pers, curves
 
 

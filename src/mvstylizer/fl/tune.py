@@ -138,7 +138,7 @@ def tune(cfg: PopConfig, seeds: int, workers: int, stages: str = "12", server: s
     chosen = server
     params: dict[tuple[str, int], list[np.ndarray]] = {}
     if "1" in stages:
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
         for k, v in enumerate(names):
             runs = out[k * seeds:(k + 1) * seeds]
             for s, r in enumerate(runs):
