@@ -22,9 +22,10 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import UserError
 from ..fl.local import BANK_SIDE, FrameBank, evaluate_net, held_out_batch, load_base, local_fit
@@ -65,9 +66,9 @@ def simulate(cfg: SimConfig, *, client_app: Any = None, log: Callable[[str], Non
     import torch
     from flwr.simulation import run_simulation
 
+    from ..edge.fl_client import make_client_app
     from .registry import ModelRegistry
     from .server_app import CloudConfig, make_server_app
-    from ..edge.fl_client import make_client_app
 
     torch.set_num_threads(1)
     t0 = time.perf_counter()
@@ -80,7 +81,8 @@ def simulate(cfg: SimConfig, *, client_app: Any = None, log: Callable[[str], Non
         cloud.strategy.min_train_nodes = min(cloud.strategy.min_train_nodes, cfg.edges)
         cloud.strategy.min_evaluate_nodes = min(cloud.strategy.min_evaluate_nodes, cfg.edges)
         data = [edge_data(e, cfg.edges, cfg.partition) for e in range(cfg.edges)]
-        log(f"edges: {', '.join(f'{e}={d.scene} ({len(d.train)} train / {len(d.held_out)} held out)' for e, d in enumerate(data))}")
+        edges = (f"{e}={d.scene} ({len(d.train)} train / {len(d.held_out)} held out)" for e, d in enumerate(data))
+        log(f"edges: {', '.join(edges)}")
         log(f"federated: {cfg.rounds} rounds, strategy {cloud.strategy.name}, Flower simulation engine")
         try:
             run_simulation(server_app=make_server_app(cloud), client_app=client_app or make_client_app(cfg.partition),

@@ -24,9 +24,9 @@ import hmac
 import math
 import os
 import stat
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from ..errors import UserError
 

@@ -19,6 +19,7 @@ Hot swap: with a ``data-dir``, every global model this edge receives is written 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,19 @@ from flwr.clientapp import ClientApp
 
 from ..errors import UserError
 from ..files import atomic_write_text
-from ..fl.local import (BANK_SIDE, FrameBank, LocalConfig, evaluate_net, held_out_batch, load_base, local_fit,
-                        parameter_arrays, set_parameters, split_held_out)
+from ..fl.local import (
+    BANK_SIDE,
+    FrameBank,
+    LocalConfig,
+    evaluate_net,
+    held_out_batch,
+    load_base,
+    local_fit,
+    parameter_arrays,
+    set_parameters,
+    split_held_out,
+)
 from ..fl.model_file import MODEL_FILE
-
 
 
 @dataclass
@@ -87,7 +97,8 @@ def publish_model(data_dir: Path, net: Any, meta: dict[str, Any], digest: str, s
         except (OSError, ValueError):
             pass  # an unreadable stamp: just write the model again
     save_weights(net, target, {**meta, "fl_round": server_round, "fl_digest": digest})
-    atomic_write_text(stamp, json.dumps({"digest": digest, "sha256": sha256_file(target), "round": server_round}) + "\n")
+    stamp_text = json.dumps({"digest": digest, "sha256": sha256_file(target), "round": server_round})
+    atomic_write_text(stamp, stamp_text + "\n")
     return True
 
 
@@ -112,7 +123,7 @@ class EdgeTrainer:
         record = next(iter(msg.content.array_records.values()))
         arrays = {k: v.numpy() for k, v in record.items()}
         digest = _digest(arrays)
-        cfg = msg.content.config_records.get("config", {})
+        cfg: Mapping[str, Any] = msg.content.config_records.get("config", {})
         expected = cfg.get("model-sha256") if hasattr(cfg, "get") else None
         if expected and expected != digest:  # corrupted or tampered with on the way: never serve it
             raise UserError(f"the global model received does not match the cloud's hash "
@@ -127,7 +138,7 @@ class EdgeTrainer:
             publish_model(Path(str(data_dir)), net, meta, digest, rnd)
 
     def train(self, msg: Message, context: Context) -> Message:
-        cfg = msg.content.config_records.get("config", {})
+        cfg: Mapping[str, Any] = msg.content.config_records.get("config", {})
         rnd = int(cfg.get("server-round", 0)) + int(cfg.get("round-offset", 0))
         net, meta, _, digest = self._model(msg)
         # The model this round starts from is the previous round's global model: serve it.
@@ -143,7 +154,7 @@ class EdgeTrainer:
         return Message(content=reply, reply_to=msg)
 
     def evaluate(self, msg: Message, context: Context) -> Message:
-        cfg = msg.content.config_records.get("config", {})
+        cfg: Mapping[str, Any] = msg.content.config_records.get("config", {})
         rnd = int(cfg.get("server-round", 0)) + int(cfg.get("round-offset", 0))
         net, meta, _, digest = self._model(msg)
         self._publish(context, net, meta, digest, rnd)

@@ -27,9 +27,10 @@ import json
 import logging
 import shutil
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..files import atomic_write_bytes
 from ..fl.model_file import MODEL_FILE

@@ -14,10 +14,12 @@ fail with :class:`ShuttingDown` (the server answers 503).
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 
 class ShuttingDown(Exception):
@@ -123,7 +125,10 @@ class FairScheduler:
             self._free -= 1
             self._running[job.client] = self._running.get(job.client, 0) + 1
             cf = self.pool.submit(job.fn, *job.args)
-            cf.add_done_callback(lambda f, job=job: loop.call_soon_threadsafe(self._finished, loop, job, f))
+            cf.add_done_callback(functools.partial(self._done_in_thread, loop, job))
+
+    def _done_in_thread(self, loop: asyncio.AbstractEventLoop, job: _Job, f: Any) -> None:
+        loop.call_soon_threadsafe(self._finished, loop, job, f)
 
     def _finished(self, loop: asyncio.AbstractEventLoop, job: _Job, f: Any) -> None:
         self._free += 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 
@@ -71,7 +71,8 @@ def build_server(app: FastAPI, config: ServerConfig, port: int) -> Any:
 
     return EdgeServer(uvicorn.Config(
         app, host=config.host, port=port, log_level=config.log_level,
-        timeout_graceful_shutdown=config.shutdown_grace_s,
+        # uvicorn hands it to asyncio.wait_for, which takes any number; its annotation says int.
+        timeout_graceful_shutdown=cast(int, config.shutdown_grace_s),
         http=guarded_protocol(config.header_timeout_s, config.max_connections_per_ip),
         limit_concurrency=config.max_connections, timeout_keep_alive=config.keep_alive_s,
         h11_max_incomplete_event_size=config.max_header_bytes,
