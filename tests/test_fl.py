@@ -358,3 +358,15 @@ def test_fl_simulation_reports_rounds_and_baselines(tmp_path):
             assert math.isfinite(row[kind]["mean_loss"])
     assert [f["scene"] for f in report["final"]] == ["street", "cg"]
     assert ModelRegistry(tmp_path / "registry").rounds() == [0, 1, 2]
+
+
+def test_every_aggregation_rule_has_its_flower_strategy():
+    from mvstylizer.cloud.strategies import FLOWER_STRATEGIES, StrategyConfig, build_strategy
+    from mvstylizer.fl.aggregation import AGGREGATIONS
+
+    assert set(FLOWER_STRATEGIES) == set(AGGREGATIONS)
+    for name in AGGREGATIONS:
+        assert build_strategy(StrategyConfig(name=name)) is not None
+    with pytest.raises(SystemExit) as exit_:  # argparse reads its choices from the registry
+        main(["cloud", "serve", "--strategy", "nope"])
+    assert exit_.value.code == 2

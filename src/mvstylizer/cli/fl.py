@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
-from .args import check_report_folder, positive_int
+from .args import check_report_folder, choices_help, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +53,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_fl_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--strategy", default="fedavg", choices=["fedavg", "fedprox", "trimmed", "median"])
+    from ..fl.aggregation import AGGREGATIONS
+
+    p.add_argument("--strategy", default="fedavg", choices=sorted(AGGREGATIONS),
+                   help="how the edges' models become one (default fedavg): " + choices_help(AGGREGATIONS))
     p.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx mu (default 0.01)")
     p.add_argument("--trim-beta", type=float, default=0.2, help="trimmed mean: cut fraction per end (default 0.2)")
     p.add_argument("--server-lr", type=float, default=1.0,

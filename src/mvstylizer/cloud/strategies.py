@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +37,10 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, FedAvgM, FedMedian, FedProx, FedTrimmedAvg, Strategy
 
 from ..errors import UserError
+from ..fl.aggregation import AGGREGATIONS
 
 log = logging.getLogger("mvstylizer.cloud")
 
-STRATEGIES = ("fedavg", "fedprox", "trimmed", "median")
 WEIGHT_KEY = "num-examples"
 
 
@@ -60,8 +60,8 @@ class StrategyConfig:
     min_available_nodes: int = 2
 
     def __post_init__(self) -> None:
-        if self.name not in STRATEGIES:
-            raise UserError(f"unknown strategy {self.name!r}; choose one of {', '.join(STRATEGIES)}")
+        if self.name not in AGGREGATIONS:
+            raise UserError(f"unknown strategy {self.name!r}; choose one of {', '.join(sorted(AGGREGATIONS))}")
         if self.clip_norm < 0 or self.reject_norm <= 0:
             raise UserError("clip norm must be >= 0 and the reject norm > 0")
         if not 0.0 <= self.trim_beta < 0.5:
@@ -72,21 +72,26 @@ class StrategyConfig:
             raise UserError("minimum node counts must be >= 1")
 
 
+def _fedavg(cfg: StrategyConfig, common: dict[str, Any]) -> Strategy:
+    if cfg.server_lr != 1.0 or cfg.server_momentum > 0.0:
+        return FedAvgM(server_learning_rate=cfg.server_lr, server_momentum=cfg.server_momentum, **common)
+    return FedAvg(**common)
+
+
+# The Flower strategy behind each aggregation rule of fl.aggregation.AGGREGATIONS (same names).
+FLOWER_STRATEGIES: dict[str, Callable[[StrategyConfig, dict[str, Any]], Strategy]] = {
+    "fedavg": _fedavg,
+    "fedprox": lambda cfg, common: FedProx(proximal_mu=cfg.proximal_mu, **common),
+    "trimmed": lambda cfg, common: FedTrimmedAvg(beta=cfg.trim_beta, **common),
+    "median": lambda cfg, common: FedMedian(**common),
+}
+
+
 def build_strategy(cfg: StrategyConfig) -> UpdateGuard:
     common: dict[str, Any] = {"fraction_train": cfg.fraction_train, "fraction_evaluate": cfg.fraction_evaluate,
               "min_train_nodes": cfg.min_train_nodes, "min_evaluate_nodes": cfg.min_evaluate_nodes,
               "min_available_nodes": cfg.min_available_nodes, "weighted_by_key": WEIGHT_KEY}
-    inner: Strategy
-    if cfg.name == "fedprox":
-        inner = FedProx(proximal_mu=cfg.proximal_mu, **common)
-    elif cfg.name == "trimmed":
-        inner = FedTrimmedAvg(beta=cfg.trim_beta, **common)
-    elif cfg.name == "median":
-        inner = FedMedian(**common)
-    elif cfg.server_lr != 1.0 or cfg.server_momentum > 0.0:
-        inner = FedAvgM(server_learning_rate=cfg.server_lr, server_momentum=cfg.server_momentum, **common)
-    else:
-        inner = FedAvg(**common)
+    inner = FLOWER_STRATEGIES[cfg.name](cfg, common)
     # FedAvgM applies the server step itself; for the others the guard scales the aggregate's move.
     step = 1.0 if cfg.name == "fedavg" else cfg.server_lr
     return UpdateGuard(inner, clip_norm=cfg.clip_norm, reject_norm=cfg.reject_norm, server_lr=step)

@@ -41,6 +41,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..imaging import shrink_to
+from .aggregation import AGGREGATIONS
 from .local import BANK_SIDE, LocalConfig
 from .tasks import Task, task
 
@@ -258,20 +259,10 @@ def aggregate(glob: list[np.ndarray], updates: list[list[np.ndarray]], weights: 
               trim_beta: float = 0.2, server_lr: float = 1.0) -> list[np.ndarray]:
     """New global parameters from the edges' models: Flower's FedAvg/FedProx (weighted mean, FedAvgM
     step ``server_lr``), FedTrimmedAvg (per-coordinate mean without the ``trim_beta`` tails) or FedMedian."""
-    out = []
+    combine = AGGREGATIONS[strategy].combine
     w = np.asarray(weights, np.float64) / float(np.sum(weights))
-    for i, g in enumerate(glob):
-        stack = np.stack([u[i] for u in updates])
-        if strategy in ("fedavg", "fedprox"):
-            agg = np.tensordot(w, stack, axes=1)
-        elif strategy == "median":
-            agg = np.median(stack, axis=0)
-        else:
-            k = int(trim_beta * len(updates))
-            s = np.sort(stack, axis=0)
-            agg = s[k: len(updates) - k].mean(axis=0)
-        out.append(g + server_lr * (agg - g))
-    return out
+    return [g + server_lr * (combine(np.stack([u[i] for u in updates]), w, trim_beta) - g)
+            for i, g in enumerate(glob)]
 
 
 class ServerOpt:
