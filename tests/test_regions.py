@@ -96,6 +96,34 @@ def test_strength_blends_from_content_to_full_transfer():
     assert 0.3 * d_full < d_half < 0.7 * d_full
     with pytest.raises(ValueError):
         RegionConfig(strength=1.5)
+    with pytest.raises(ValueError):
+        RegionConfig(tone_match=2.0)
+
+
+def test_vertical_prior_matches_top_to_top_when_features_cannot():
+    # The same texture above and below: features alone cannot tell the halves apart; the style's
+    # top is red and its bottom blue, so only the row prior can send the content's top to red.
+    rng = np.random.default_rng(10)
+    grain = cv2.GaussianBlur(rng.random((192, 256)).astype(np.float32), (0, 0), 2.0)[..., None]
+    texture = 0.4 + 0.4 * (grain - grain.min()) / (grain.max() - grain.min())
+    content = np.repeat(texture, 3, axis=2)
+    style = content.copy()
+    style[:96] *= np.float32([1.0, 0.3, 0.3])
+    style[96:] *= np.float32([0.3, 0.3, 1.0])
+    m = RegionTransfer(RegionConfig(regions=2))
+    top, bottom = _halves(m.stylize(content, m.prepare_style(style)))
+    assert top[0] > top[2] + 0.1 and bottom[2] > bottom[0] + 0.1, (top, bottom)
+
+
+def test_small_input_change_gives_no_larger_output_change(model):
+    # Video: consecutive frames differ a little; the regions (fixed by the style) and their maps
+    # must move as little, or the look flickers and the pipeline needs many more key frames.
+    content = _scene(sky=(0.55, 0.7, 0.95), ground=(0.8, 0.75, 0.7), seed=11)
+    moved = np.clip(np.roll(content, 2, axis=1) * 1.02 + 0.01, 0.0, 1.0)
+    style_state = model.prepare_style(_scene(sky=(0.9, 0.5, 0.2), ground=(0.2, 0.4, 0.3), seed=12, horizon=0.4))
+    change_in = np.abs(moved - content).mean()
+    change_out = np.abs(model.stylize(moved, style_state) - model.stylize(content, style_state)).mean()
+    assert change_out <= 1.2 * change_in, (change_out, change_in)
 
 
 def _clipped(img: np.ndarray) -> float:

@@ -5,20 +5,26 @@ style's sky, buildings from its buildings. It needs hand-made segmentation masks
 optimisation per image. This model finds the regions and their correspondence itself, from ImageNet
 VGG16 features, and recolours each region by a closed-form transform, in well under a second:
 
-1. **Features.** relu3_1 (pooled to stride 8) and relu4_1 of content and style, at
-   ``feature_side`` pixels, each L2-normalised per position and concatenated: a unit vector per
-   8x8 cell that says *what* is there, not what colour it is.
-2. **Regions.** Spherical k-means of the content's cell features into ``regions`` clusters
-   (deterministic farthest-point start); each cell's membership is a softmax of its cosine
-   similarity to the centres, so a cell between two regions belongs partly to both.
-3. **Correspondence.** Every content cell attends to the style's cells (softmax of cosine
-   similarity at ``match_temperature``); a region's style distribution is the attention of its
-   cells averaged over the region. Sky attends to sky, buildings to buildings, whatever colour
-   either is, because the features are largely colour-invariant at these layers.
+1. **Features.** relu4_1 of content and style at ``feature_side`` pixels, centred per image,
+   L2-normalised per position and averaged over neighbouring cells: a unit vector per 8x8 cell that
+   says *what* is there, not what colour it is.
+2. **Regions, from the style.** Spherical k-means of the *style's* cells into ``regions`` clusters
+   (deterministic farthest-point start), once per style. Each content cell belongs to each cluster
+   by a softmax of its cosine similarity to the cluster's centre, less a soft vertical prior (sky is
+   up, ground down: the squared distance between the cell's row and the cluster's mean row in the
+   style). Because the clusters are fixed by the style, a frame's regions are a smooth function of
+   the frame: nothing is re-clustered, so nearby frames get nearby regions (a k-means of each frame
+   jumped between splits, and its output moved more than its input).
+3. **Correspondence is the clustering.** A region's style colours are its cluster's cells
+   (membership-weighted), precomputed with the style; a cluster holding only a few cells is shrunk
+   towards the whole style.
 4. **Transfer.** Per region, the linear Monge-Kantorovich map in CIE Lab between the region's
-   membership-weighted content colours and its attention-weighted style colours (matches mean and
-   covariance, the optimal-transport map between Gaussians). Style statistics are shrunk towards
-   the whole style's in proportion to how little of the style a region attends to.
+   membership-weighted content colours and its cluster's colours (mean and covariance, the
+   optimal-transport map between Gaussians), then per Lab channel a monotone tone curve moving the
+   mapped quantiles ``tone_match`` of the way to the cluster's quantiles (the Gaussian map leaves a
+   region's tones Gaussian-shaped; a sunset sky is not). A region whose cluster's palette is close
+   to the whole style's takes the global map instead, in proportion (the W2 gate), and both the map's
+   gain and the curves' slopes are capped, so a plain region's noise is not stretched into blotches.
 5. **Edges.** Memberships are upsampled to the content and guided-filtered with the content as the
    guide, so region boundaries follow the photo's own edges instead of the 8-pixel feature grid
    (without this a dark halo of the city's transform spills into the sky).
@@ -33,9 +39,9 @@ VGG16 features, and recolours each region by a closed-form transform, in well un
 Everything runs in numpy, OpenCV and onnxruntime (the VGG trunk of :mod:`mvstylizer.metrics.vgg`);
 ~0.5 s for a 700 px image on 2 cores. Masks are never used.
 
-Simplification: regions come from one k-means per image, so a content region with no counterpart
-in the style (a face where the style has only landscape) takes the colours of whatever it resembles
-most, shrunk towards the global style; DPST with masks does better there.
+Simplification: the regions are the style's, so a content region with no counterpart in the style
+(a face where the style has only landscape) takes the colours of whatever cluster it resembles
+most; DPST with masks does better there.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ from .tone import KNEE, soft_clip
 _MAX_GAIN = 2.5  # most a colour transfer may stretch contrast (and noise) along any Lab direction
 _NOISE_FLOOR = 2.0  # Lab units: colour spread below this is taken for noise, not signal
 _STATS_SIDE = 256  # colour statistics (65k pixels) converge long before full resolution
+_KNOTS = 33  # quantiles per Lab channel of a region's tone curves
 
 
 @dataclass(frozen=True)
@@ -60,13 +67,19 @@ class RegionConfig:
     """Args:
     feature_side: long side at which VGG features are computed, pixels.
     context: Gaussian averaging of cell features over neighbouring cells (sigma, in cells).
-    regions: k-means clusters in the content.
-    match_temperature: softmax temperature of content-to-style attention (cosine units).
-    member_temperature: softmax temperature of cell-to-region membership (cosine units).
-    min_share: a region attending to less than this share of the style's cells is shrunk towards
-        the global style statistics.
+    regions: k-means clusters of the style's cells; each is one region of the content.
+    member_temperature: softmax temperature of cell-to-region membership (cosine units). The
+        cells of a plain wall are about as close to several clusters; sharper memberships (0.05)
+        matched the dev pairs' regions more closely but split such a wall into patches with
+        different maps, blotches that move from frame to frame (tests/test_interp_synthetic.py).
+    vertical_prior: cosine units taken off a content cell's similarity to a region per squared
+        distance (in image heights) between the cell's row and the region's mean row in the style.
+    min_share: a region holding less than this share of the style's cells is shrunk towards the
+        global style statistics.
     distinct: Lab distance (Gaussian W2) between a region's style palette and the whole style's at
-        which the region's own map and the global map weigh equally.
+        which the region's own map and the global map weigh equally (0: every region its own map).
+    tone_match: 0 gives each region the Monge-Kantorovich map alone (mean and covariance); 1 adds
+        per-channel tone curves that match the region's Lab quantiles to its style cluster's too.
     edge_radius, edge_eps: guided filter that snaps memberships to the content's edges (radius in
         pixels at a 512 px image; scaled with the image).
     fit_radius, fit_eps: local affine projection of the result (radius at a 512 px image).
@@ -76,11 +89,12 @@ class RegionConfig:
 
     feature_side: int = 320
     context: float = 1.5
-    regions: int = 5
-    match_temperature: float = 0.03
-    member_temperature: float = 0.05
+    regions: int = 8
+    member_temperature: float = 0.15
+    vertical_prior: float = 1.0
     min_share: float = 0.05
     distinct: float = 6.0
+    tone_match: float = 0.75
     edge_radius: int = 8
     edge_eps: float = 1e-3
     fit_radius: int = 4
@@ -93,19 +107,24 @@ class RegionConfig:
             raise ValueError(f"regions must be >= 1, got {self.regions}")
         if not 0.0 <= self.strength <= 1.0:
             raise ValueError(f"strength must be in [0, 1], got {self.strength}")
-        if min(self.match_temperature, self.member_temperature) <= 0.0:
-            raise ValueError("temperatures must be > 0")
+        if not 0.0 <= self.tone_match <= 1.0:
+            raise ValueError(f"tone_match must be in [0, 1], got {self.tone_match}")
+        if self.member_temperature <= 0.0:
+            raise ValueError("member_temperature must be > 0")
+        if self.vertical_prior < 0.0:
+            raise ValueError("vertical_prior must be >= 0")
 
 
 @dataclass
 class RegionStyle:
-    """A style photo digested once: its cell features and its colours at the feature grid."""
+    """A style photo digested once: its regions (clusters of its cells) and each one's colours."""
 
-    features: np.ndarray  # (cells, D) unit vectors
-    grid: tuple[int, int]  # (gh, gw) feature cells
-    lab: np.ndarray  # (pixels, 3) float64 Lab colours at ``lab_size``
-    lab_size: tuple[int, int]  # (w, h)
-    mean: np.ndarray  # global Lab mean and covariance
+    centres: np.ndarray  # (K, D) unit feature centres of the style's regions
+    rows: np.ndarray  # (K,) each region's mean row in the style, in image heights
+    means: np.ndarray  # (K, 3) Lab mean of each region
+    covs: np.ndarray = field(repr=False)  # (K, 3, 3) Lab covariance of each region
+    quantiles: np.ndarray = field(repr=False)  # (K, 3, _KNOTS) Lab quantiles of each region
+    mean: np.ndarray = field(repr=False)  # the whole style's Lab mean and covariance
     cov: np.ndarray = field(repr=False)
 
 
@@ -115,8 +134,8 @@ class RegionTransfer:
 
     config: RegionConfig = field(default_factory=RegionConfig)
     name: str = "regions"
-    description: str = ("region-aware colour transfer: VGG16 feature regions matched to the style's, "
-                        "Monge-Kantorovich per region, locally affine output (spatially varying)")
+    description: str = ("region-aware colour transfer: VGG16 feature regions of the style found in the content, "
+                        "Monge-Kantorovich and tone curves per region, locally affine output (spatially varying)")
 
     def __post_init__(self) -> None:
         from ..metrics.vgg import VGGFeatures
@@ -124,71 +143,124 @@ class RegionTransfer:
         self._vgg = VGGFeatures()
 
     def prepare_style(self, style: np.ndarray) -> RegionStyle:
+        cfg = self.config
         style = _float_rgb(style)
-        feats, grid = cell_features(self._vgg, style, self.config.feature_side, self.config.context)
+        feats, grid = cell_features(self._vgg, style, cfg.feature_side, cfg.context)
+        centres = spherical_kmeans(feats, min(cfg.regions, len(feats)))
+        members = softmax((feats @ centres.T) / cfg.member_temperature)  # (cells, K)
+        rows = (members * _cell_rows(grid)[:, None]).sum(axis=0) / (members.sum(axis=0) + 1e-8)
         small = shrink_to(style, _STATS_SIDE)
         lab = rgb_to_lab(small).reshape(-1, 3).astype(np.float64)
-        mean, cov = weighted_stats(lab, np.ones(len(lab)))
-        return RegionStyle(feats, grid, lab, (small.shape[1], small.shape[0]), mean, cov)
+        g_mean, g_cov = weighted_stats(lab, np.ones(len(lab)))
+        uniform = np.full(len(lab), 1.0 / len(lab))
+        means, covs, quantiles = [], [], []
+        for m in members.T:
+            w = cv2.resize(m.reshape(grid).astype(np.float64), small.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+            w = w.reshape(-1) / (w.sum() + 1e-12)
+            # A region holding only a few of the style's cells (its effective number, the
+            # participation ratio of its memberships, below min_share of them) is shrunk towards
+            # the global style: a handful of cells is no colour distribution to match.
+            share = float(m.sum()) ** 2 / (float(np.sum(m * m)) * len(m) + 1e-12)
+            trust = min(1.0, share / cfg.min_share) if cfg.min_share > 0 else 1.0
+            mu, cov = weighted_stats(lab, w)
+            means.append(trust * mu + (1.0 - trust) * g_mean)
+            covs.append(trust * cov + (1.0 - trust) * g_cov)
+            quantiles.append(weighted_quantiles(lab, trust * w + (1.0 - trust) * uniform))
+        return RegionStyle(centres, rows, np.array(means), np.array(covs), np.array(quantiles), g_mean, g_cov)
 
     def stylize(self, content: np.ndarray, style_state: RegionStyle) -> np.ndarray:
         cfg = self.config
         content = _float_rgb(content)
         scale = max(content.shape[:2]) / 512.0
         feats, (gh, gw) = cell_features(self._vgg, content, cfg.feature_side, cfg.context)
-        centres = spherical_kmeans(feats, min(cfg.regions, len(feats)))
-        members = softmax((feats @ centres.T) / cfg.member_temperature)  # (cells, K)
-        attention = softmax((feats @ style_state.features.T) / cfg.match_temperature)  # (cells, style cells)
-        region_attention = (members.T @ attention) / (members.sum(axis=0)[:, None] + 1e-8)  # (K, style cells)
+        # Sky is up and ground is down in both photos: a soft prior, so a grey sky does not take a
+        # grey road's colours, yet a region seen elsewhere in the frame still finds its counterpart.
+        offset = _cell_rows((gh, gw))[:, None] - style_state.rows[None, :]
+        logits = feats @ style_state.centres.T - cfg.vertical_prior * offset * offset
+        members = softmax(logits / cfg.member_temperature)  # (cells, K)
         weights = _snap_to_edges(members.reshape(gh, gw, -1), content,
                                  max(1, round(cfg.edge_radius * scale)), cfg.edge_eps)
 
         lab = rgb_to_lab(content)
-        out = np.zeros_like(lab)
-        for k, (t, o) in enumerate(self._region_maps(content, weights, region_attention, style_state)):
-            mapped = lab.reshape(-1, 3) @ t.T.astype(np.float32) + o.astype(np.float32)
-            out += mapped.reshape(lab.shape) * weights[..., k:k + 1]
-        rgb = soft_clip(from_lab(out), cfg.knee)
+        flat = lab.reshape(-1, 3)
+        out = np.zeros_like(flat)
+        for k, (t, o, curves) in enumerate(self._region_maps(content, weights, style_state)):
+            mapped = flat @ t.T.astype(np.float32) + o.astype(np.float32)
+            for c, (src, dst) in enumerate(curves):
+                mapped[:, c] = np.interp(mapped[:, c], src, dst)
+            out += mapped * weights[..., k].reshape(-1, 1)
+        # Strength blends with the identity: y = (1-s) x + s f(x).
+        out = (1.0 - cfg.strength) * flat + cfg.strength * out
+        rgb = soft_clip(from_lab(out.reshape(lab.shape)), cfg.knee)
         coeffs = fit_local_affine(content, rgb, AffineFit(max(1, round(cfg.fit_radius * scale)), cfg.fit_eps))
         return apply_affine(coeffs, content)
 
-    def _region_maps(self, content: np.ndarray, weights: np.ndarray, region_attention: np.ndarray,
-                     style: RegionStyle) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Each region's Lab map ``y = t x + o`` (strength applied).
+    def _region_maps(self, content: np.ndarray, weights: np.ndarray, style: RegionStyle
+                     ) -> list[tuple[np.ndarray, np.ndarray, list[tuple[np.ndarray, np.ndarray]]]]:
+        """Each region's Lab map: ``y = t x + o``, then per channel the curve ``src -> dst``.
 
         Shape:
-            weights: (H, W, K) region weights of the content; region_attention: (K, style cells).
+            weights: (H, W, K) region weights of the content.
         """
         cfg = self.config
-        stats = shrink_to(content, _STATS_SIDE)
-        stats_lab = rgb_to_lab(stats).reshape(-1, 3).astype(np.float64)
+        stats_lab = rgb_to_lab(shrink_to(content, _STATS_SIDE)).reshape(-1, 3).astype(np.float64)
         stats_w = np.stack([shrink_to(weights[..., k], _STATS_SIDE) for k in range(weights.shape[2])], axis=2)
         stats_w = stats_w.reshape(len(stats_lab), -1)
         g_t, g_o = mk_map(*weighted_stats(stats_lab, np.ones(len(stats_lab))), style.mean, style.cov)
-        sw, sh = style.lab_size
         maps = []
-        for k, a in enumerate(region_attention):
-            att = cv2.resize(a.reshape(style.grid).astype(np.float32), (sw, sh), interpolation=cv2.INTER_LINEAR)
-            mu_s, cov_s = weighted_stats(style.lab, att.reshape(-1))
-            # A region that attends to only a few of the style's cells (its effective number, the
-            # attention's participation ratio, below min_share of them) is shrunk towards the
-            # global style: a handful of cells is no colour distribution to match.
-            share = 1.0 / (float(np.sum(a * a)) * len(a) + 1e-12)
-            trust = min(1.0, share / cfg.min_share) if cfg.min_share > 0 else 1.0
-            mu_s = trust * mu_s + (1.0 - trust) * style.mean
-            cov_s = trust * cov_s + (1.0 - trust) * style.cov
-            # A region whose style colours are the style's overall colours gets the global map: on a
-            # plain wall, k-means still splits the wall, and mapping each piece's own statistics onto
-            # the same target would flatten its shading into blotches that move from frame to frame.
-            # Regions take their own map only as far as their target palette differs (Gaussian W2
-            # distance against ``distinct`` Lab units).
-            d2 = gaussian_w2_sq(mu_s, cov_s, style.mean, style.cov)
-            own = d2 / (d2 + cfg.distinct ** 2)
-            t, o = mk_map(*weighted_stats(stats_lab, stats_w[:, k]), mu_s, cov_s)
+        for k in range(weights.shape[2]):
+            # A region whose style colours are the style's overall colours gets the global map: a
+            # plain wall still falls partly into several clusters, and mapping each part's own
+            # statistics onto nearly the same target flattens its shading into blotches that move
+            # from frame to frame. Regions take their own map only as far as their target palette
+            # differs (Gaussian W2 distance against ``distinct`` Lab units).
+            d2 = gaussian_w2_sq(style.means[k], style.covs[k], style.mean, style.cov)
+            own = d2 / (d2 + cfg.distinct ** 2) if cfg.distinct > 0 else 1.0
+            t, o = mk_map(*weighted_stats(stats_lab, stats_w[:, k]), style.means[k], style.covs[k])
             t, o = own * t + (1.0 - own) * g_t, own * o + (1.0 - own) * g_o
-            # Strength blends the map with the identity: y = (1-s) x + s (t x + o).
-            maps.append(((1.0 - cfg.strength) * np.eye(3) + cfg.strength * t, cfg.strength * o))
+            # Mean and covariance leave a region's tone distribution Gaussian-shaped; the curves move
+            # the mapped quantiles towards the style region's (monotone, so the photo's order of
+            # tones is kept, and the local affine projection absorbs what is not smooth).
+            curves = []
+            if cfg.tone_match > 0.0:
+                src = weighted_quantiles(stats_lab @ t.T + o, stats_w[:, k])
+                lam = cfg.tone_match * own
+                curves = [(a, _capped_curve(a, (1.0 - lam) * a + lam * b)) for a, b in zip(src, style.quantiles[k])]
+            maps.append((t, o, curves))
         return maps
+
+
+def _capped_curve(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """``dst`` with each segment's slope against ``src`` kept within [1 / _MAX_GAIN, _MAX_GAIN],
+    then shifted back to ``dst``'s mean: the same reason as the Monge-Kantorovich gain cap (a
+    region's noise-only tones would otherwise be stretched to the style's whole range)."""
+    d_src = np.diff(src)
+    steps = np.clip(np.diff(dst), d_src / _MAX_GAIN, d_src * _MAX_GAIN)
+    out = np.concatenate([[0.0], np.cumsum(steps)])
+    return out + (dst.mean() - out.mean())
+
+
+def _cell_rows(grid: tuple[int, int]) -> np.ndarray:
+    """Row of each cell's centre, in image heights (0 top, 1 bottom), row-major."""
+    gh, gw = grid
+    return np.repeat((np.arange(gh) + 0.5) / gh, gw)
+
+
+def weighted_quantiles(px: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``_KNOTS`` evenly spaced weighted quantiles of each column of ``px``, strictly increasing
+    (so they can be the x of an interpolation).
+
+    Shape:
+        px: (N, 3); w: (N,). Returns (3, _KNOTS).
+    """
+    w = np.maximum(w.astype(np.float64), 0.0) + 1e-12
+    qs = np.linspace(0.0, 1.0, _KNOTS)
+    out = np.empty((px.shape[1], _KNOTS))
+    for c in range(px.shape[1]):
+        order = np.argsort(px[:, c])
+        cdf = np.cumsum(w[order])
+        out[c] = np.interp(qs * cdf[-1], cdf, px[order, c])
+    return np.maximum.accumulate(out + np.arange(_KNOTS) * 1e-6, axis=1)
 
 
 def _float_rgb(img: np.ndarray) -> np.ndarray:
