@@ -37,7 +37,7 @@ VGG16 features, and recolours each region by a closed-form transform, in well un
    has them, and no halo, blotch or painted texture can appear.
 
 Everything runs in numpy, OpenCV and onnxruntime (the VGG trunk of :mod:`mvstylizer.metrics.vgg`);
-~0.5 s for a 700 px image on 2 cores. Masks are never used.
+~0.6 s for a 700 px image on 2 cores. Masks are never used.
 
 Simplification: the regions are the style's, so a content region with no counterpart in the style
 (a face where the style has only landscape) takes the colours of whatever cluster it resembles
