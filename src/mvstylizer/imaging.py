@@ -1,4 +1,5 @@
-"""Resizing rules shared by the phone, the edge, the models and the metrics (numpy + OpenCV only)."""
+"""Pixel-format and resizing rules shared by the phone, the edge, the models and the metrics
+(numpy + OpenCV only)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,13 @@ def area_resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if img.shape[1::-1] == (w, h):
         return img
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+
+
+def as_float01(img: np.ndarray, name: str = "image") -> np.ndarray:
+    """Float32 copy-or-view in [0, 1]; uint8 is rescaled, other dtypes are only cast."""
+    arr = np.asarray(img)
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if not np.issubdtype(arr.dtype, np.floating) and arr.dtype != np.bool_:
+        raise TypeError(f"{name}: expected float in [0,1] or uint8, got dtype {arr.dtype}")
+    return arr.astype(np.float32, copy=False)

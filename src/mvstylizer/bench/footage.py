@@ -1,5 +1,5 @@
 """``mvstylizer bench footage DIR``: the pipeline on real camera clips, against frame-by-frame and a
-bare transcode (issue 12).
+bare transcode.
 
 For every clip, one after the other, with nothing else running:
 

@@ -8,7 +8,7 @@ bench writes numbers, one montage PNG and a markdown section.
 
 Methods: ``input`` (the content unchanged: the distances a method starts from), ``dpst`` (the pair's
 ``dpst.jpg``, resized to the content's size where it differs), and any model name of the registry
-(``build_model``; ``prepare_style`` once per pair, untimed; ``stylize`` timed; a warm-up call first).
+(``create_model``; ``prepare_style`` once per pair, untimed; ``stylize`` timed; a warm-up call first).
 
 Per pair and method (``metrics.photoreal``): region palette distance (Lab SW2 per shared mask label,
 area-weighted), global palette distance (``lab_swd`` to the style), photorealism dB (PSNR to the best
@@ -45,7 +45,7 @@ from ..imaging import shrink_to
 from ..metrics import lab_swd, ssim_luma
 from ..metrics.photoreal import clipped_share, mask_labels, photorealism_db, region_palette_distance
 from ..mobile.pipeline import StylizeConfig
-from ..models.registry import available_models, build_model, resolve_name
+from ..models.registry import available_models, create_model, resolve_name
 from ..video.image import read_image
 from .quality import _f, _label, _letterbox, _machine
 
@@ -278,7 +278,7 @@ def run_photoreal(
 
 def _run_method(name: str, pairs: list[Pair], grid_pairs: list[str], thumbs: dict, notes: list[str],
                 log: Callable[[str], None]) -> list[dict]:
-    model = build_model(name) if name not in FIXED_METHODS else None
+    model = create_model(name) if name not in FIXED_METHODS else None
     warm = False
     rows = []
     for p in pairs:

@@ -36,11 +36,12 @@ import numpy as np
 from ..errors import UserError
 from ..files import atomic_path
 from ..metrics import lab_swd, ssim_luma
-from ..metrics.vgg import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures, content_distance_between, gram_distance_between
+from ..metrics.vgg import content_distance_between, gram_distance_between
 from ..mobile.pipeline import StylizeConfig, work_size
 from ..mobile.smoothing import GuidedUpsampler
 from ..models.base import Stylizer
-from ..models.registry import available_models, build_model, resolve_name
+from ..models.registry import available_models, create_model, resolve_name
+from ..models.vgg_onnx import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
 from ..video.image import read_image
 from ..video.media import package_media
 from ..video.reader import VideoReader
@@ -105,7 +106,7 @@ def _method_names(methods: list[str] | None) -> list[str]:
 
 
 def _build(name: str) -> Stylizer:
-    return HistogramMatch() if name == "histmatch" else build_model(name)
+    return HistogramMatch() if name == "histmatch" else create_model(name)
 
 
 # --- images ------------------------------------------------------------------------------------

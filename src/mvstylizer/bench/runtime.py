@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ..models.registry import available_models, build_model
+from ..models.registry import available_models, create_model
 from ..video.image import read_image
 from ..video.media import package_media
 
@@ -39,7 +39,7 @@ def run_runtime(repeats: int = 5) -> dict:
         if len(spec.runtimes) < 2:
             continue
         for runtime in spec.runtimes:
-            model = build_model(f"{spec.name}:{runtime}")
+            model = create_model(f"{spec.name}:{runtime}")
             state = model.prepare_style(style)
             row: dict[str, Any] = {"model": spec.name, "runtime": runtime}
             for label, (w, h) in SIZES.items():

@@ -30,10 +30,10 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from ..colour.affine import apply_affine, fit_global_affine, fit_local_affine, resize_maps, to_rgb8
 from ..files import atomic_path
 from ..imaging import shrink_to
 from ..metrics import psnr, ssim
-from ..mobile.affine import apply_affine, fit_global_affine, fit_local_affine, resize_maps, to_rgb8
 from ..mobile.meta_smoothing import ONNX_FILE, LearnedSmoother
 from ..models.data import package_sources
 from ..models.meta_smoother_train import HELD_OUT

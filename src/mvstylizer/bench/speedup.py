@@ -44,13 +44,13 @@ from ..mobile.edge_link import EmbeddedEdge
 from ..mobile.keyframes import KeyframeSelector
 from ..mobile.pipeline import StylizeConfig, VideoPipeline, work_size
 from ..models.registry import resolve_name
-from ..video.camera import visible_mask
 from ..video.flow import FlowEstimator
 from ..video.image import read_image
 from ..video.media import package_media
 from ..video.reader import VideoReader
 from ..video.writer import VideoWriter
 from ..wire import Encoding, decode_frame, encode_frame
+from .camera import visible_mask
 from .clips import CLIP_KINDS, Clip, make_clip, parse_resolution, resolution_label
 
 
@@ -64,11 +64,11 @@ class BenchConfig:
     seed: int = 0
     style: str | None = None  # style photo; None -> scikit-image's coffee
     framewise_sample: int = 8  # K pairs (i, i+1) run frame-by-frame
-    metric_side: int = 640  # warping errors at most this long side (design.md's definition)
+    metric_side: int = 640  # warping errors at most this long side
     ssim_side: int = 0  # SSIM at most this long side; 0 -> full resolution (strictest)
     all_pairs: bool = True  # also score our output and the input on every consecutive pair
     isolate: bool = True  # run the pipeline in a spawned child: clean peak memory
-    sources: tuple[str, ...] = ()  # camera clips: photos to film; () -> video.camera.default_sources()
+    sources: tuple[str, ...] = ()  # camera clips: photos to film; () -> bench.camera.default_sources()
     stylize: StylizeConfig = field(default_factory=StylizeConfig)
 
     def __post_init__(self) -> None:
@@ -433,7 +433,7 @@ def pipeline_figures(run: dict, frames: int) -> dict:
         "edge_dnn_seconds": dnn, "edge_transport_seconds": None if dnn is None else stages["edge"] - dnn,
         "key_count": keys, "key_frames": run["key_frames"], "key_reasons": run["key_reasons"],
         "key_size": run["key_size"],
-        # design.md's phone-side figure: the work a non-key frame costs (interpolation); smoothing is
+        # the phone-side figure: the work a non-key frame costs (interpolation); smoothing is
         # paid per key frame, decode/select/encode per frame, each reported on its own.
         "phone_ms_per_nonkey_frame": 1000 * stages.get("interpolation", 0.0) / nonkey,
         "smoothing_ms_per_key_frame": 1000 * stages.get("smoothing", 0.0) / max(1, keys),

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_video_bench_parsers(bsub) -> None:
-    """`bench clips`, `bench speedup`, `bench sweep` (issue 7: the headline numbers and their sweeps)."""
+    """`bench clips`, `bench speedup`, `bench sweep`: the headline numbers and their sweeps."""
     from ..bench.clips import CLIP_KINDS
 
     clips = bsub.add_parser("clips", help="write the benchmark clips (virtual camera + upscaled package clips)")
@@ -177,7 +177,7 @@ def _footage_bench(args: argparse.Namespace) -> int:
 
 
 def add_photoreal_parser(bsub) -> None:
-    """`bench photoreal DIR` (issue 13): palette per region, photorealism, vs DPST's published results."""
+    """`bench photoreal DIR`: palette per region, photorealism, vs DPST's published results."""
     pr = bsub.add_parser("photoreal", help="region palette, photorealism and structure per method on segmented "
                                            "content/style pairs (Deep Photo Style Transfer's layout)")
     pr.add_argument("folder", type=Path, metavar="DIR",

@@ -1,4 +1,4 @@
-"""Connection limits for the edge's uvicorn server (issue 14 item 2).
+"""Connection limits for the edge's uvicorn server.
 
 uvicorn's h11 protocol only times out a connection *after* a response (``timeout_keep_alive``): a
 socket that connects and sends nothing, or sends half a request header (slowloris), is held forever,

@@ -54,7 +54,7 @@ class EdgeFrames:
 
 def store_frames(data_dir: Path) -> EdgeFrames:
     """The edge's stored frames, split into training and held-out ones (deterministic: by id order)."""
-    from .store import FrameStore  # the opt-in store (issue 5); imported here so simulation never needs it
+    from .store import FrameStore  # the opt-in store; imported here so simulation never needs it
 
     if not data_dir.is_dir():
         raise UserError(f"edge data folder {data_dir} does not exist")

@@ -1,4 +1,4 @@
-"""Memory admission for the edge server (issue 14 item 1): a budget, a measured cost per megapixel per
+"""Memory admission for the edge server: a budget, a measured cost per megapixel per
 model and runtime, and the pixel limits that follow from them.
 
 A request's memory is not bounded by its size: a 633-byte JPEG may claim 4096x4096 pixels (libjpeg

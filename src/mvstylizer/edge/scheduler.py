@@ -1,4 +1,4 @@
-"""Fair scheduling of the edge's worker threads (issue 14 item 3).
+"""Fair scheduling of the edge's worker threads.
 
 First-in-first-out let one client with many requests queued take every worker: another phone's
 one-frame request waited behind all of them (95 s instead of 0.05 s). Here every client has its own

@@ -3,7 +3,7 @@
 Transport-agnostic: the in-process (embedded) edge and the HTTP server both wrap one ``EdgeService``,
 so a video stylized through either path gives the same frames.
 
-The style cache is bounded by count *and* bytes (issue 14 item 7): each style's decoded photo plus the
+The style cache is bounded by count *and* bytes: each style's decoded photo plus the
 states models prepared from it are counted, and the least recently used styles are dropped until the
 total fits ``EdgeConfig.max_style_bytes`` (a client whose style was dropped gets 404 and re-sends it).
 """
@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import NotFoundError, UserError
 from ..imaging import shrink_to
 from ..models.base import Stylizer
-from ..models.registry import aliases_of, available_models, build_model, resolve_name
+from ..models.registry import aliases_of, available_models, create_model, resolve_name
 from ..wire import decode_frame
 
 
@@ -131,7 +131,7 @@ class EdgeService:
     def _model(self, name: str) -> Stylizer:
         with self._lock:
             if name not in self._models:
-                self._models[name] = build_model(name)
+                self._models[name] = create_model(name)
             return self._models[name]
 
     def _style_state(self, style_id: str, name: str, stylizer: Stylizer) -> Any:

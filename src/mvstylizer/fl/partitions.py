@@ -56,10 +56,10 @@ def _video_frames(name: str, stride: int) -> list[np.ndarray]:
 
 
 def _still_photos() -> list[np.ndarray]:
-    from ..models.data import MATE_NATURE, PACKAGE_IMAGES
+    from ..models.data import PACKAGE_IMAGES
     from ..video.formats import IMAGE_EXTS
     from ..video.image import read_image
-    from ..video.media import package_media
+    from ..video.media import MATE_NATURE, package_media
 
     paths = sorted(p for p in MATE_NATURE.iterdir() if p.suffix.lower() in IMAGE_EXTS) if MATE_NATURE.is_dir() else []
     if len(paths) < 4:  # a clean machine: scikit-image's photos stand in for the nature set

@@ -1,4 +1,4 @@
-"""The models federated learning can train, behind one interface (issue 15: "any trainable model").
+"""The models federated learning can train, behind one interface ("any trainable model").
 
 A :class:`Task` says how to load a model's shipped weights, fine-tune it on an edge's frames for a
 number of steps, and score it on fixed held-out data. The population experiment

@@ -1,4 +1,4 @@
-"""Choosing the federated experiment's levers on **validation** data only (issue 15).
+"""Choosing the federated experiment's levers on **validation** data only.
 
 ``python -m mvstylizer.fl.tune --footage DIR --json F`` runs the population experiment of
 :mod:`mvstylizer.fl.population` with ``validate=True``: every clip's training part (its first three

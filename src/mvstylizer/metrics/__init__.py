@@ -1,4 +1,4 @@
-"""Metrics shared by tests, benchmarks and the federated evaluation (design.md, "Metrics").
+"""Metrics shared by tests, benchmarks and the federated evaluation.
 
 numpy in, float out; images are HxWx3 RGB in [0, 1]. Torch-free: the VGG metrics run an ONNX trunk.
 """

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mvstylizer.metrics.image import _as_float01
+from mvstylizer.imaging import as_float01
 
 
 def _lab_samples(img: np.ndarray, max_pixels: int, seed: int) -> np.ndarray:
     """Nx3 float64 Lab colours of at most ``max_pixels`` pixels, picked deterministically from ``seed``."""
-    rgb = _as_float01(img)
+    rgb = as_float01(img)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"lab_swd needs HxWx3 RGB images, got shape {rgb.shape}")
     return _lab_pixel_samples(rgb.reshape(-1, 3), max_pixels, seed)
@@ -29,7 +29,7 @@ def _lab_samples(img: np.ndarray, max_pixels: int, seed: int) -> np.ndarray:
 
 def _lab_pixel_samples(px: np.ndarray, max_pixels: int, seed: int) -> np.ndarray:
     """Lab colours of at most ``max_pixels`` rows of an Nx3 RGB array (float in [0, 1] or uint8)."""
-    px = _as_float01(px)
+    px = as_float01(px)
     if px.ndim != 2 or px.shape[1] != 3:
         raise ValueError(f"lab_swd_pixels needs Nx3 RGB arrays, got shape {px.shape}")
     if px.shape[0] == 0:

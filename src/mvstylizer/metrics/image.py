@@ -8,25 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from mvstylizer.imaging import shrink_to
+from mvstylizer.imaging import as_float01, shrink_to
 
-# scikit-image (the [bench] extra) is imported inside ssim/ssim_luma: the core install's regions model
-# imports this module (via metrics.vgg) and must not need it.
-
-
-def _as_float01(img: np.ndarray, name: str = "image") -> np.ndarray:
-    """Float32 copy-or-view in [0, 1]; uint8 is rescaled, other dtypes are only cast."""
-    arr = np.asarray(img)
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float32) / 255.0
-    if not np.issubdtype(arr.dtype, np.floating) and arr.dtype != np.bool_:
-        raise TypeError(f"{name}: expected float in [0,1] or uint8, got dtype {arr.dtype}")
-    return arr.astype(np.float32, copy=False)
+# scikit-image (the [bench] extra) is imported inside ssim/ssim_luma: the core install imports this
+# module and must not need it.
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = _as_float01(a, "a")
-    b = _as_float01(b, "b")
+    a = as_float01(a, "a")
+    b = as_float01(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
     return a, b

@@ -20,9 +20,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from mvstylizer.colour.affine import AffineFit, apply_affine, fit_local_affine
+from mvstylizer.imaging import as_float01
 from mvstylizer.metrics.color import lab_swd_pixels
-from mvstylizer.metrics.image import _as_float01, psnr
-from mvstylizer.mobile.affine import AffineFit, apply_affine, fit_local_affine
+from mvstylizer.metrics.image import psnr
 
 # Channel levels of the mask colours. DPST's masks use black, white, red, green, blue, yellow, cyan,
 # magenta and grey (0.5): every channel at 0, 0.5 or 1 (its ExtractMask tests each channel within 0.1
@@ -70,7 +71,7 @@ def mask_labels(mask_rgb8: np.ndarray, levels: tuple[int, ...] = MASK_LEVELS) ->
     """
     m = np.asarray(mask_rgb8)
     if m.dtype != np.uint8:
-        m = (np.clip(_as_float01(m, "mask"), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        m = (np.clip(as_float01(m, "mask"), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     if m.ndim == 2:
         m = np.repeat(m[..., None], 3, axis=2)
     if m.ndim != 3 or m.shape[2] not in (3, 4) or m.shape[0] == 0 or m.shape[1] == 0:
@@ -150,8 +151,8 @@ def region_palette_distance(
     Returns:
         The distance in Lab units, or None when no label qualifies.
     """
-    out = _as_float01(output, "output")
-    sty = _as_float01(style, "style")
+    out = as_float01(output, "output")
+    sty = as_float01(style, "style")
     for name, img in (("output", out), ("style", sty)):
         if img.ndim != 3 or img.shape[2] != 3:
             raise ValueError(f"{name} must be HxWx3 RGB, got shape {img.shape}")
@@ -175,7 +176,7 @@ def photorealism_db(output: np.ndarray, content: np.ndarray, fit: AffineFit = PH
 
     The fit is a colour-guided filter (He et al. 2013): per output channel, over each
     (2 * radius + 1)^2 window, ``output ~= A . content + b`` with ridge ``eps`` on ``A``, the
-    coefficients then box-averaged (:func:`~mvstylizer.mobile.affine.fit_local_affine`, no prior;
+    coefficients then box-averaged (:func:`~mvstylizer.colour.affine.fit_local_affine`, no prior;
     radius 4, eps 1e-4, colours in [0, 1]). The fitted image is not clipped: the residual is what
     no local affine map reproduces (an output is in [0, 1] anyway). Recolouring keeps this high; an
     unchanged input scores ~51 dB on photos (the ridge shrinks ``A`` in flat windows), noise,
@@ -188,8 +189,8 @@ def photorealism_db(output: np.ndarray, content: np.ndarray, fit: AffineFit = PH
     Shape:
         output, content: (H, W, 3). Returns dB (inf for an exact fit).
     """
-    out = _as_float01(output, "output")
-    con = _as_float01(content, "content")
+    out = as_float01(output, "output")
+    con = as_float01(content, "content")
     if out.shape != con.shape or out.ndim != 3 or out.shape[2] != 3:
         raise ValueError(f"output {out.shape} and content {con.shape} must be the same HxWx3 size")
     coeffs = fit_local_affine(con, out, fit)
@@ -204,7 +205,7 @@ def clipped_share(img: np.ndarray) -> float:
         img: (H, W, 3), float in [0, 1] (rounded to uint8 first) or uint8. Returns a float in [0, 1].
     """
     arr = np.asarray(img)
-    q = arr if arr.dtype == np.uint8 else (np.clip(_as_float01(arr), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    q = arr if arr.dtype == np.uint8 else (np.clip(as_float01(arr), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
     if q.ndim != 3 or q.size == 0:
         raise ValueError(f"clipped_share needs an HxWxC image, got shape {q.shape}")
     return float(((q == 0) | (q == 255)).any(axis=2).mean())

@@ -1,4 +1,5 @@
-"""Temporal consistency: the warping error of design.md, batch and streaming.
+"""Temporal consistency: the warping error (the previous output warped by flow vs this one, occlusions
+masked), batch and streaming.
 
 Definition (colours in [0, 1]):
 
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mvstylizer.metrics.image import _as_float01
+from mvstylizer.imaging import as_float01
 from mvstylizer.video.flow import FlowEstimator, occlusion_mask, to_gray8, warp
 
 
@@ -53,8 +54,8 @@ def _pair_terms(
     prev_out: np.ndarray, out: np.ndarray, flow: np.ndarray, mask: np.ndarray | None
 ) -> tuple[float, float]:
     """(sum M * ||O_t - warp(O_{t-1}, F)||^2, sum M) for one frame pair."""
-    prev_out = _as_float01(prev_out, "prev_out")
-    out = _as_float01(out, "out")
+    prev_out = as_float01(prev_out, "prev_out")
+    out = as_float01(out, "out")
     if prev_out.shape != out.shape or out.ndim != 3:
         raise ValueError(f"frames must be HxWxC and equal, got {prev_out.shape} and {out.shape}")
     flow = np.asarray(flow, dtype=np.float32)
@@ -148,7 +149,7 @@ def flat_mask(rgb: np.ndarray, threshold: float = 0.015, window: int = 7) -> np.
 
     if window < 1 or window % 2 == 0:
         raise ValueError(f"window must be a positive odd size, got {window}")
-    x = _as_float01(rgb, "rgb")
+    x = as_float01(rgb, "rgb")
     if x.ndim != 3 or x.shape[2] != 3:
         raise ValueError(f"expected an HxWx3 RGB frame, got shape {x.shape}")
     y = np.ascontiguousarray(x[..., 0] * 0.2126 + x[..., 1] * 0.7152 + x[..., 2] * 0.0722, dtype=np.float32)

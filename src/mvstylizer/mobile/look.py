@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .tone_curve import cross_ridge, fit_tone_curves
+from ..colour.tone_curve import cross_ridge, fit_tone_curves
 
 KNOTS = 16
 _MAX_PIXELS = 16384  # the fit reads an evenly strided subset of a key frame's pixels

@@ -5,7 +5,7 @@ The network (trained by ``mvstylizer train smoothing``; design in
 low-resolution original and the scale factor, and returns colour maps on a stride-4 grid plus the
 frame's global map. Here the grid is resized to the key frame's size (the 15-channel maps the
 transform interpolation warps: 12 affine coefficients and a 3-channel detail gain), and
-:func:`mvstylizer.mobile.affine.render` makes the full-resolution frame. No torch on this path.
+:func:`mvstylizer.colour.affine.render` makes the full-resolution frame. No torch on this path.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from ..colour.affine import Scratch, render, resize_maps
+from ..colour.tone_curve import fit_tone_curves, guide
 from ..errors import UserError
-from .affine import Scratch, render, resize_maps
-from .tone_curve import fit_tone_curves, guide
 
 ONNX_FILE = Path(__file__).parent / "weights" / "meta_smoother.onnx"
 

@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..colour.affine import render
 from ..errors import UserError
 from ..files import atomic_path
 from ..imaging import area_resize, fit_within, shrink_to
@@ -29,7 +30,6 @@ from ..video.formats import check_output_path, is_image_path
 from ..video.image import read_image, write_image
 from ..video.reader import DecodedFrame, VideoReader
 from ..video.writer import VideoWriter
-from .affine import render
 from .edge_link import EdgeLink, find_model
 from .exposure import ExposureTracker
 from .interpolate import InterpConfig, Interpolator, KeyFrame

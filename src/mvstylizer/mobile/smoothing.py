@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .affine import AffineFit, fit_global_affine, fit_local_affine, render
+from ..colour.affine import AffineFit, fit_global_affine, fit_local_affine, render
 
 
 @dataclass

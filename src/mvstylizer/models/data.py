@@ -7,6 +7,7 @@ ships in installed packages (``package``).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,20 +19,24 @@ from ..errors import UserError
 from ..imaging import shrink_to
 from ..video.formats import IMAGE_EXTS, VIDEO_EXTS
 from ..video.image import read_image
-from ..video.media import package_media
+from ..video.media import MATE_NATURE, package_media
 from ..video.reader import VideoReader
+
+log = logging.getLogger(__name__)
 
 # Real photos and clips from installed packages; the Debian mate-backgrounds photos join when present.
 PACKAGE_IMAGES = ("coffee.png", "chelsea.png", "astronaut.png", "rocket.jpg")
 PACKAGE_VIDEOS = ("bikes.mp4", "bigbuckbunny.mp4", "carphone_pristine.mp4")
-MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
 
 
 def package_sources() -> list[Path]:
     paths = [package_media(n) for n in PACKAGE_IMAGES + PACKAGE_VIDEOS]
-    if MATE_NATURE.is_dir():
-        paths += sorted(p for p in MATE_NATURE.iterdir() if p.suffix.lower() in IMAGE_EXTS)
-    return paths
+    mate = sorted(p for p in MATE_NATURE.iterdir() if p.suffix.lower() in IMAGE_EXTS) if MATE_NATURE.is_dir() else []
+    # Said out loud: the same command trains on different data on a machine with or without that
+    # Debian package, and the shipped weights' recipe names what they saw.
+    log.info("training data 'package': %d files from Python packages + %d photos from %s%s", len(paths), len(mate),
+             MATE_NATURE, "" if mate else " (not installed: apt-get install mate-backgrounds)")
+    return paths + mate
 
 
 def find_sources(dirs: Sequence[str | Path]) -> list[Path]:

@@ -2,7 +2,7 @@
 
 The phone receives a stylized key frame S at low resolution (with the style transfer's blotches,
 halos and the transport's JPEG blocks) and has the original frame C at full resolution. C is first
-seen through the frame's global tone curves (:mod:`mvstylizer.mobile.tone_curve`: per-channel curves
+seen through the frame's global tone curves (:mod:`mvstylizer.colour.tone_curve`: per-channel curves
 fit so that S ~= M f(C) + b; one 8-bit lookup at full resolution), so the local maps below need not
 approximate a non-linear curve with an affine one; C stands for f(C) from here on. The output is
 
@@ -12,7 +12,7 @@ where ``up`` is bilinear resizing to full resolution (any real scale factor), ``
 3x3 colour map, ``S' = A(x) C_low + b(x)`` the cleaned low-resolution frame, and ``g`` a per-pixel,
 per-channel gain on the detail that only the full-resolution frame has. (1) keeps every
 full-resolution step a 3- or 6-channel OpenCV pass, which is what makes it cheap on a phone; with
-``A = G`` and ``g = 1`` it is exactly the classic guided upsampling of :mod:`mvstylizer.mobile.affine`.
+``A = G`` and ``g = 1`` it is exactly the classic guided upsampling of :mod:`mvstylizer.colour.affine`.
 
 How ``A, b, g`` are made (all inside one ONNX graph, so the phone needs only onnxruntime):
 

@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..colour.tone_curve import fit_tone_curves, guide
 from ..errors import UserError
-from ..mobile.tone_curve import fit_tone_curves, guide
 from .data import ImageBank, find_sources
 from .meta_smoother import ONNX_NAME, WEIGHTS_NAME, build_net, compose, expand, export_onnx
 from .smoothing_data import MAX_SCALE, Damage, make_pair

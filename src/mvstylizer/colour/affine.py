@@ -151,7 +151,7 @@ def render(coeffs: np.ndarray, global_map: np.ndarray, content_low: np.ndarray, 
     OpenCV pass. ``coeffs`` is HxWx12 (classic: ``g = 1``) or HxWx15 (learned meta-smoothing: the last
     three channels are ``g``, the per-pixel, per-channel gain on the detail). ``global_map`` is 12 floats,
     or for the learned module 12 + 3 x K: then the tail holds the tone curves of
-    :mod:`mvstylizer.mobile.tone_curve`, and the content (low and full resolution) goes through them
+    :mod:`mvstylizer.colour.tone_curve`, and the content (low and full resolution) goes through them
     before the maps apply. Pass a ``scratch`` to reuse working memory across frames; the returned frame
     is always a new array.
     """

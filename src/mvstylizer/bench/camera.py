@@ -1,6 +1,6 @@
 """Virtual-camera clips over still photos, with exactly known optical flow.
 
-No real 1080p/4K video ships in any package we can install (../shared/platform-facts.md), so the
+No real 1080p/4K video ships in any package we can install, so the
 benchmarks film high-resolution photos with a virtual camera: a smooth trajectory of centre (pan),
 zoom and a small rotation per frame, rendered with ``cv2.warpAffine``, and one scene cut to a second
 photo midway. Because every frame is an affine image of the same flat photo, the optical flow
@@ -33,11 +33,10 @@ import numpy as np
 
 from ..errors import UserError
 from ..files import atomic_path
-from .image import read_image
-from .media import package_media
-from .writer import VideoWriter
+from ..video.image import read_image
+from ..video.media import MATE_NATURE, package_media
+from ..video.writer import VideoWriter
 
-MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
 # Largest Debian mate-backgrounds photos first (2560x1920 / 2560x1600): least upscaling at 4K.
 _MATE_DEFAULT = ("Wood.jpg", "YellowFlower.jpg")
 _PACKAGE_DEFAULT = ("astronaut.png", "coffee.png")
