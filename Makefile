@@ -2,7 +2,7 @@ PY ?= python3
 PIP ?= $(PY) -m pip
 OUT ?= demo-out
 
-.PHONY: install install-test demo test lint onnx install-sizes
+.PHONY: install install-test demo test test-fast lint onnx install-sizes
 
 install:
 	$(PIP) install -q -e ".[data]"
@@ -25,8 +25,13 @@ demo: install
 test: install-test
 	MVSTYLIZER_REQUIRE_BROWSER=1 $(PY) -m pytest -q
 
-# Static checks (issue 18), configured in pyproject.toml: ruff (E, F, I, B, UP) and mypy on src/. Both come
-# with the test extra (`make install-test`). Not in .ci/run until the whole of src/ passes.
+# The quick loop while working: no training, Flower/Ray, server processes or browser (markers in
+# tests/conftest.py). `make test` runs everything and is what CI runs.
+test-fast:
+	$(PY) -m pytest -q -m "not slow and not network and not browser"
+
+# Static checks, configured in pyproject.toml: ruff (E, F, I, B, UP) and mypy on src/. Both come with the
+# test extra (`make install-test`); .ci/run runs them after the tests.
 lint:
 	$(PY) -m ruff check src
 	$(PY) -m mypy

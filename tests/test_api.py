@@ -12,7 +12,7 @@ import pytest
 
 import mvstylizer
 from helpers import texture
-from mvstylizer.video.synthetic import write_test_clip
+from mvstylizer.bench.synthetic import write_test_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 

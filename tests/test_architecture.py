@@ -16,15 +16,7 @@ ROOT = "mvstylizer"  # the node of the package's own __init__ (``from .. import 
 
 # Edges left in place, each closing a cycle outside what has been untangled so far. Remove an entry
 # with the edge; test_known_exceptions_are_still_needed fails once one is gone.
-KNOWN_EXCEPTIONS = {
-    # regions.py and meta_smoother_train.py reuse the phone's local affine fit and tone curves
-    # (mobile/affine.py, mobile/tone_curve.py), while mobile runs an in-process edge whose models
-    # these are: mobile -> edge -> models -> mobile. Fix: move those fits to a shared module below both.
-    ("models", "mobile"),
-    # metrics/vgg.py builds on models/vgg_weights.py while models/regions.py uses metrics.vgg's
-    # VGGFeatures: models <-> metrics. Fix: VGGFeatures next to its weights, in models/.
-    ("models", "metrics"),
-}
+KNOWN_EXCEPTIONS: set[tuple[str, str]] = set()
 
 
 def _node(parts: list[str]) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from mvstylizer.extras import EXTRA_OF
-from mvstylizer.video.synthetic import write_test_clip
+from mvstylizer.bench.synthetic import write_test_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 # Everything only an extra installs (scipy too: the core computes regions' Gaussian in numpy).

@@ -14,6 +14,9 @@ from mvstylizer.cli import main
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
+pytestmark = pytest.mark.network
+
+
 LATENCY_KEYS = {"requests", "ok", "errors", "statuses", "wall_s", "latency_p50_ms", "latency_p99_ms",
                 "latency_max_ms"}
 

@@ -14,7 +14,7 @@ import pytest
 from mvstylizer.bench.compare import ClipScorer, ClipScores
 from mvstylizer.bench.footage import TARGETS, ClipResult, FootageReport, find_clips
 from mvstylizer.cli import main
-from mvstylizer.video.synthetic import write_test_clip
+from mvstylizer.bench.synthetic import write_test_clip
 
 from helpers import shifted, texture, to8
 

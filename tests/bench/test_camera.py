@@ -9,7 +9,7 @@ import pytest
 
 from mvstylizer.bench.clips import make_clips, parse_resolution
 from mvstylizer.errors import UserError
-from mvstylizer.video.camera import CameraClip, CameraConfig, affine_flow, load_flow, visible_mask
+from mvstylizer.bench.camera import CameraClip, CameraConfig, affine_flow, load_flow, visible_mask
 from mvstylizer.video.flow import FlowEstimator, to_gray8, warp
 from mvstylizer.video.reader import VideoReader
 

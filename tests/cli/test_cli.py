@@ -12,19 +12,10 @@ import cv2
 import numpy as np
 import pytest
 
+from helpers import texture, to8
 from mvstylizer.cli import main
 from mvstylizer.video.reader import VideoReader
-from mvstylizer.video.synthetic import write_test_clip
-
-from helpers import texture, to8
-
-
-@pytest.fixture(scope="module")
-def style(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("style") / "style.png"
-    warm = np.clip(texture(60, 80, seed=11) * [1.2, 0.8, 0.5] + [0.1, 0.05, 0.0], 0, 1)
-    cv2.imwrite(str(p), cv2.cvtColor(to8(warm), cv2.COLOR_RGB2BGR))
-    return p
+from mvstylizer.bench.synthetic import write_test_clip
 
 
 def probe(path: Path) -> dict:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,21 +18,7 @@ import pytest
 from mvstylizer import __version__
 from mvstylizer.cli import build_parser, main
 from mvstylizer.cli.main import _configure_logging
-from mvstylizer.video.synthetic import write_test_clip
-
-
-@pytest.fixture()
-def style(tmp_path: Path) -> Path:
-    path = tmp_path / "style.png"
-    cv2.imwrite(str(path), np.full((96, 128, 3), (40, 90, 200), np.uint8))
-    return path
-
-
-@pytest.fixture()
-def clip(tmp_path: Path) -> Path:
-    path = tmp_path / "in.mp4"
-    write_test_clip(path, width=96, height=64, frames=16, fps=12.0)
-    return path
+from mvstylizer.bench.synthetic import write_test_clip
 
 
 def test_version(capsys):
@@ -102,7 +87,7 @@ def test_sigterm_removes_the_temporary_output(tmp_path, style):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "stopped by SIGTERM" in err and "Traceback" not in err
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4", "style.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["long.mp4"]
 
 
 def test_verbosity_configures_the_package_logger(capsys):

@@ -14,11 +14,13 @@ import pytest
 
 from mvstylizer.cli import main
 from mvstylizer.errors import UserError
-from mvstylizer.video.synthetic import write_test_clip
+from mvstylizer.bench.synthetic import write_test_clip
 
 from edge_server import free_port, start_server, stop_server
 from helpers import texture, to8
 
+
+pytestmark = pytest.mark.network
 
 # These tests are about the edge transport, not meta-smoothing: the classic guided upsampling needs no
 # trained weights and is the cheaper of the two.

@@ -10,13 +10,15 @@ import struct
 import subprocess
 import time
 
+import edge_server
 import httpx
 import numpy as np
 import pytest
-
-import edge_server
 from edge_server import stop_server
-from mvstylizer.wire import BatchTooLarge, FrameBatchParser, FRAMES_MEDIA_TYPE, Encoding, encode_frame, unpack_frames
+
+from mvstylizer.wire import FRAMES_MEDIA_TYPE, BatchTooLarge, Encoding, FrameBatchParser, encode_frame, unpack_frames
+
+pytestmark = pytest.mark.network
 
 
 def start_server(*extra: str, **kw) -> tuple[str, subprocess.Popen]:

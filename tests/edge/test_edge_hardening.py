@@ -15,6 +15,7 @@ import warnings
 import httpx
 import numpy as np
 import pytest
+from edge_server import photo_like, serve_in_thread, start_server, stop_server
 
 from mvstylizer.edge.auth import TokenSet, query_token_params, token_weakness
 from mvstylizer.edge.ratelimit import AuthFailureConfig, AuthFailureLimiter, RateLimitConfig
@@ -27,15 +28,12 @@ from mvstylizer.mobile.edge_link import EdgeUnavailable, EmbeddedEdge, FallbackE
 from mvstylizer.mobile.http_edge import HttpEdge, _is_loopback
 from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, pack_frames
 
-from edge_server import start_server, stop_server
-from test_edge_http import _rng_image, _running
-
 OPEN = RateLimitConfig(rate=1e6, burst=10**6)
 PHONE, OPS = "phone-token-5f2a9c0e7d1b", "ops-token-8c3e1a7f4b2d9"
 
 
 def _png(seed: int, h: int = 16, w: int = 16) -> bytes:
-    return encode_frame(_rng_image(seed, h, w), Encoding("png"))
+    return encode_frame(photo_like(seed, h, w), Encoding("png"))
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -100,7 +98,7 @@ def test_token_scopes_third_column_is_optional(tmp_path):
 def test_a_phone_token_cannot_read_metrics():
     tokens = TokenSet.from_tokens({"phone": PHONE, "ops": OPS}, scopes={"ops": ["metrics"]})
     config = ServerConfig(port=0, log_level="warning", tokens=tokens, rate_limit=OPEN)
-    with _running(create_app(EdgeService(), config)) as url, httpx.Client(base_url=url, timeout=10) as c:
+    with serve_in_thread(create_app(EdgeService(), config)) as url, httpx.Client(base_url=url, timeout=10) as c:
         r = c.get("/v1/metrics", headers=_bearer(PHONE))
         assert r.status_code == 403 and "'metrics' scope" in r.json()["detail"], r.text
         assert "mvstylizer_edge" not in r.text
@@ -132,7 +130,7 @@ def test_401s_are_rate_limited_per_client_address():
     tokens = TokenSet.from_tokens({"phone": PHONE})
     config = ServerConfig(port=0, log_level="warning", tokens=tokens, rate_limit=OPEN,
                           auth_failures=AuthFailureConfig(rate=0.2, burst=5))
-    with _running(create_app(EdgeService(), config)) as url:
+    with serve_in_thread(create_app(EdgeService(), config)) as url:
         with httpx.Client(base_url=url, timeout=10) as c:
             codes = [c.get("/v1/models", headers=_bearer(f"guess-{i:016d}")).status_code for i in range(8)]
             assert codes == [401] * 5 + [429] * 3, codes
@@ -168,6 +166,7 @@ def test_query_token_params_finds_names_and_known_values():
     assert query_token_params(b"style_id=ab12cd34&model=dncm&quality=90", tokens) == []
 
 
+@pytest.mark.network
 def test_a_token_in_the_query_string_is_refused_and_never_logged(tmp_path):
     f = _token_file(tmp_path, f"phone {PHONE}\n")
     log = tmp_path / "edge.log"
@@ -193,7 +192,7 @@ def test_a_token_in_the_query_string_is_refused_and_never_logged(tmp_path):
 
 
 def test_head_health_is_200_and_no_page_loads_a_cdn():
-    with _running(create_app(EdgeService(), ServerConfig(port=0, log_level="warning"))) as url, \
+    with serve_in_thread(create_app(EdgeService(), ServerConfig(port=0, log_level="warning"))) as url, \
             httpx.Client(base_url=url, timeout=10) as c:
         r = c.head("/v1/health")
         assert r.status_code == 200 and r.content == b""
@@ -215,6 +214,7 @@ class _SlowService(EdgeService):
         return super().stylize(style_id, model, frames)
 
 
+@pytest.mark.network
 def test_requests_cancelled_at_shutdown_get_503_not_500():
     """SIGTERM with one job running past the grace period and two queued: all three get 503 with
     Retry-After (before: uvicorn's 500 for each, when it cancelled them after the grace period)."""
@@ -275,7 +275,7 @@ def test_style_cache_is_bounded_in_bytes():
     h, w = 768, 1024  # 9 MiB each as float32
     ids = []
     for i in range(12):
-        img = _rng_image(i, h, w)
+        img = photo_like(i, h, w)
         ids.append(service.register_style(encode_frame(img, Encoding("jpeg", 80))))
         service.stylize(ids[-1], "classic", [img[:16, :16]])  # a prepared state is counted too
         held = sum(s.image.nbytes for s in service._styles.values())
@@ -285,7 +285,7 @@ def test_style_cache_is_bounded_in_bytes():
         service.stylize(ids[0], "classic", [np.zeros((8, 8, 3), np.float32)])  # evicted: the phone re-sends it
     tiny = EdgeService(EdgeConfig(max_style_bytes=1))  # smaller than any style: the newest still works
     sid = tiny.register_style(_png(3))
-    assert tiny.stylize(sid, "classic", [_rng_image(4, 8, 8)])[0].shape == (8, 8, 3)
+    assert tiny.stylize(sid, "classic", [photo_like(4, 8, 8)])[0].shape == (8, 8, 3)
     service.swap_model("classic", service._model("classic"))  # dropped states are no longer counted
     assert service.style_cache_bytes == sum(s.image.nbytes for s in service._styles.values())
 
@@ -337,6 +337,7 @@ def _tls_server(tmp_path):
 
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
+@pytest.mark.network
 def test_certificate_failure_is_clear_not_retried_and_never_falls_back(tmp_path):
     with _tls_server(tmp_path) as (url, cert):
         with HttpEdge(url, verify=str(cert)) as link:  # trusted: works

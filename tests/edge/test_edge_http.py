@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import socket
 import struct
 import subprocess
@@ -14,7 +13,7 @@ import time
 import httpx
 import numpy as np
 import pytest
-import uvicorn
+from edge_server import photo_like, serve_in_thread
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,44 +32,14 @@ CONFIG = ServerConfig(port=0, max_request_bytes=1 << 20, max_frame_pixels=256 * 
                       rate_limit=RateLimitConfig(rate=1e6, burst=10**6))  # rate limits: test_edge_security
 MAX_STYLES = 3
 
-
-def _rng_image(seed: int, h: int, w: int) -> np.ndarray:
-    """A smooth, photo-like RGB frame (noise alone makes JPEG sizes and colour stats unrealistic)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    base = rng.uniform(0.2, 0.8, 3).astype(np.float32)
-    img = base + 0.25 * np.stack([np.sin(xx / (7 + 3 * c) + c) * np.cos(yy / (5 + 2 * c)) for c in range(3)], -1)
-    img += rng.normal(0, 0.02, img.shape).astype(np.float32)
-    return np.clip(img, 0, 1).astype(np.float32)
-
-
-@contextlib.contextmanager
-def _running(app):
-    """Serve ``app`` with uvicorn on a free loopback port in a background thread; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "edge server did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
-        assert not thread.is_alive()
+pytestmark = pytest.mark.network  # a real uvicorn server on loopback (the edge fixture)
 
 
 @pytest.fixture(scope="module")
 def edge():
     """(base_url, service): one real server for the whole module, stopped at the end."""
     service = EdgeService(EdgeConfig(max_styles=MAX_STYLES))
-    with _running(create_app(service, CONFIG)) as url:
+    with serve_in_thread(create_app(service, CONFIG)) as url:
         yield url, service
 
 
@@ -87,7 +56,7 @@ def raw(url):
 
 @pytest.fixture(scope="module")
 def style_id(raw):
-    r = raw.post("/v1/styles", content=encode_frame(_rng_image(1, 40, 56), Encoding("png")),
+    r = raw.post("/v1/styles", content=encode_frame(photo_like(1, 40, 56), Encoding("png")),
                  headers={"Content-Type": "image/png"})
     assert r.status_code == 200, r.text
     return r.json()["style_id"]
@@ -122,8 +91,8 @@ def test_health_models_and_openapi(raw, url):
 
 
 def test_http_edge_matches_embedded_edge(url):
-    style = _rng_image(2, 48, 64)
-    frames = [_rng_image(3, 36, 52), _rng_image(4, 30, 40)]
+    style = photo_like(2, 48, 64)
+    frames = [photo_like(3, 36, 52), photo_like(4, 30, 40)]
     for encoding in (Encoding(), Encoding("png")):
         embedded = EmbeddedEdge(encoding)
         want = embedded.stylize(embedded.register_style(style), "classic", frames)
@@ -150,8 +119,8 @@ def test_byte_counters_equal_body_sizes(url):
 
     link = HttpEdge(url)
     link._client.event_hooks["response"] = [record]
-    sid = link.register_style(_rng_image(5, 32, 32))
-    link.stylize(sid, "reinhard", [_rng_image(6, 24, 24), _rng_image(7, 20, 28)])
+    sid = link.register_style(photo_like(5, 32, 32))
+    link.stylize(sid, "reinhard", [photo_like(6, 24, 24), photo_like(7, 20, 28)])
     link.close()
     assert len(seen) == 2
     assert link.bytes_sent == sum(s for s, _ in seen) > 0
@@ -159,21 +128,21 @@ def test_byte_counters_equal_body_sizes(url):
 
 
 def test_large_batches_are_split_to_fit_the_edge(url):
-    frames = [_rng_image(10 + i, 16, 16) for i in range(CONFIG.max_batch * 2 + 1)]
+    frames = [photo_like(10 + i, 16, 16) for i in range(CONFIG.max_batch * 2 + 1)]
     with HttpEdge(url, batch_size=CONFIG.max_batch) as link:
-        sid = link.register_style(_rng_image(8, 16, 16))
+        sid = link.register_style(photo_like(8, 16, 16))
         out = link.stylize(sid, "classic", frames)
     assert [o.shape for o in out] == [f.shape for f in frames]
 
 
 def test_forgotten_style_is_resent(url, raw):
     with HttpEdge(url) as link:
-        sid = link.register_style(_rng_image(20, 24, 24))
+        sid = link.register_style(photo_like(20, 24, 24))
         for seed in range(21, 21 + MAX_STYLES):  # evict it from the edge's LRU cache
-            raw.post("/v1/styles", content=encode_frame(_rng_image(seed, 8, 8), Encoding("png")),
+            raw.post("/v1/styles", content=encode_frame(photo_like(seed, 8, 8), Encoding("png")),
                      headers={"Content-Type": "image/png"})
-        assert _stylize(raw, _frames_body(_rng_image(0, 8, 8)), style_id=sid).status_code == 404
-        out = link.stylize(sid, "classic", [_rng_image(30, 12, 12)])
+        assert _stylize(raw, _frames_body(photo_like(0, 8, 8)), style_id=sid).status_code == 404
+        out = link.stylize(sid, "classic", [photo_like(30, 12, 12)])
     assert out[0].shape == (12, 12, 3)
 
 
@@ -205,7 +174,7 @@ def test_forgotten_style_is_resent(url, raw):
 )
 def test_bad_requests_get_4xx_and_server_survives(raw, style_id, case, status, fragment):
     png = {"Content-Type": "image/png"}
-    small = _rng_image(40, 16, 16)
+    small = photo_like(40, 16, 16)
     frames_ok = _frames_body(small, small)
     sid = {"style_id": style_id}
     if case == "style wrong content type":
@@ -253,7 +222,7 @@ def test_bad_requests_get_4xx_and_server_survives(raw, style_id, case, status, f
 
 
 def test_http_edge_maps_4xx_to_user_error(url, style_id):
-    frame = _rng_image(41, 16, 16)
+    frame = photo_like(41, 16, 16)
     with HttpEdge(url) as link:
         with pytest.raises(UserError, match="unknown model 'nope'"):
             link.stylize(style_id, "nope", [frame])
@@ -270,12 +239,12 @@ def test_unexpected_error_is_a_generic_500_and_server_survives(edge, raw, style_
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(service, "stylize", boom)
-    r = _stylize(raw, _frames_body(_rng_image(42, 8, 8)), style_id=style_id)
+    r = _stylize(raw, _frames_body(photo_like(42, 8, 8)), style_id=style_id)
     assert r.status_code == 500
     assert r.json() == {"detail": "internal error on the edge server"}
     _assert_healthy(raw)
     monkeypatch.undo()
-    assert _stylize(raw, _frames_body(_rng_image(42, 8, 8)), style_id=style_id).status_code == 200
+    assert _stylize(raw, _frames_body(photo_like(42, 8, 8)), style_id=style_id).status_code == 200
 
 
 def test_busy_edge_answers_503_with_retry_after():
@@ -290,10 +259,10 @@ def test_busy_edge_answers_503_with_retry_after():
 
     service.stylize = slow
     config = ServerConfig(workers=1, max_pending=1, log_level="warning")
-    with _running(create_app(service, config)) as url, httpx.Client(base_url=url, timeout=10) as raw:
-        sid = raw.post("/v1/styles", content=encode_frame(_rng_image(50, 8, 8), Encoding("png")),
+    with serve_in_thread(create_app(service, config)) as url, httpx.Client(base_url=url, timeout=10) as raw:
+        sid = raw.post("/v1/styles", content=encode_frame(photo_like(50, 8, 8), Encoding("png")),
                        headers={"Content-Type": "image/png"}).json()["style_id"]
-        body = _frames_body(_rng_image(51, 8, 8))
+        body = _frames_body(photo_like(51, 8, 8))
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             first = pool.submit(_stylize, raw, body, style_id=sid)
             assert entered.wait(5)  # the first request holds the only slot
@@ -312,7 +281,7 @@ def test_unreachable_edge_is_a_quick_user_error():
     t0 = time.monotonic()
     with HttpEdge(url, timeout=1.0, retries=1, backoff=0.01) as link:
         with pytest.raises(UserError, match=f"edge server at {url} is unreachable"):
-            link.register_style(_rng_image(43, 8, 8))
+            link.register_style(photo_like(43, 8, 8))
     assert time.monotonic() - t0 < 5
     with pytest.raises(UserError, match="http://"):
         HttpEdge("ftp://example.com")

@@ -12,6 +12,7 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 pytest.importorskip("fastapi")
 
+import numpy as np  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.python.asgi import get_client  # noqa: E402
 
@@ -21,8 +22,6 @@ from mvstylizer.edge.server.app import create_app  # noqa: E402
 from mvstylizer.edge.server.config import ServerConfig, served_models  # noqa: E402
 from mvstylizer.edge.service import EdgeService  # noqa: E402
 from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, pack_frames  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 TOKEN = "fuzz-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -7,11 +7,11 @@ from __future__ import annotations
 import concurrent.futures
 import socket
 import threading
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
+from edge_server import photo_like, serve_in_thread
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -26,7 +26,8 @@ from mvstylizer.mobile.edge_link import EdgeUnavailable, FallbackEdge
 from mvstylizer.mobile.http_edge import HttpEdge
 from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, pack_frames
 
-from test_edge_http import _rng_image, _running
+pytestmark = pytest.mark.network
+
 
 TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-0123456789ab"}
 ALL_SCOPES = {name: ("stylize", "metrics") for name in TOKENS}  # scopes: test_edge_hardening.py
@@ -39,7 +40,7 @@ def _auth(name: str) -> dict[str, str]:
 
 
 def _png(seed: int, h: int = 16, w: int = 16) -> bytes:
-    return encode_frame(_rng_image(seed, h, w), Encoding("png"))
+    return encode_frame(photo_like(seed, h, w), Encoding("png"))
 
 
 def _register(client: httpx.Client, headers: dict[str, str], seed: int = 1) -> str:
@@ -62,7 +63,7 @@ def secured(tmp_path_factory):
                           rate_limit=OPEN_LIMITS, auth_failures=OPEN_AUTH, max_request_bytes=1 << 20,
                           max_frame_pixels=256 * 256,
                           max_batch=4, body_timeout_s=1.0)
-    with _running(create_app(EdgeService(), config)) as url:
+    with serve_in_thread(create_app(EdgeService(), config)) as url:
         yield url, root
 
 
@@ -95,8 +96,8 @@ def test_auth_refusals(client):
 def test_http_edge_sends_the_token_and_explains_a_refusal(secured):
     url, _ = secured
     with HttpEdge(url, token=TOKENS["bob"]) as link:
-        sid = link.register_style(_rng_image(3, 16, 16))
-        assert link.stylize(sid, "classic", [_rng_image(4, 12, 12)])[0].shape == (12, 12, 3)
+        sid = link.register_style(photo_like(3, 16, 16))
+        assert link.stylize(sid, "classic", [photo_like(4, 12, 12)])[0].shape == (12, 12, 3)
     with HttpEdge(url, token="not-a-valid-token-at-all", retries=0) as link:
         with pytest.raises(UserError, match=r"refused the token \(401\)") as info:
             link.models()
@@ -146,7 +147,7 @@ def test_rate_limiter_bucket_and_inflight():
 def test_rate_limit_is_per_client_and_answers_429():
     config = ServerConfig(port=0, log_level="warning", tokens=TokenSet.from_tokens(TOKENS, ALL_SCOPES),
                           rate_limit=RateLimitConfig(rate=0.01, burst=3))
-    with _running(create_app(EdgeService(), config)) as url, httpx.Client(base_url=url, timeout=10) as c:
+    with serve_in_thread(create_app(EdgeService(), config)) as url, httpx.Client(base_url=url, timeout=10) as c:
         codes = [c.get("/v1/models", headers=_auth("alice")).status_code for _ in range(4)]
         assert codes == [200, 200, 200, 429]
         r = c.get("/v1/models", headers=_auth("alice"))
@@ -172,15 +173,15 @@ def test_one_slow_client_cannot_stall_the_rest():
     service.stylize = slow
     config = ServerConfig(port=0, log_level="warning", tokens=TokenSet.from_tokens(TOKENS, ALL_SCOPES), workers=2,
                           rate_limit=RateLimitConfig(rate=1e6, burst=10**6, max_inflight=1))
-    with _running(create_app(service, config)) as url, httpx.Client(base_url=url, timeout=10) as c:
+    with serve_in_thread(create_app(service, config)) as url, httpx.Client(base_url=url, timeout=10) as c:
         sid = _register(c, _auth("alice"))
-        alice_body = pack_frames([encode_frame(_rng_image(5, 9, 9))])
+        alice_body = pack_frames([encode_frame(photo_like(5, 9, 9))])
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
             first = pool.submit(_stylize, c, _auth("alice"), sid, alice_body)
             assert entered.wait(10)
             second = _stylize(c, _auth("alice"), sid, alice_body)
             assert second.status_code == 429 and second.headers["Retry-After"] == "1"
-            bob = _stylize(c, _auth("bob"), sid, pack_frames([encode_frame(_rng_image(6, 8, 8))]))
+            bob = _stylize(c, _auth("bob"), sid, pack_frames([encode_frame(photo_like(6, 8, 8))]))
             assert bob.status_code == 200
             metrics = c.get("/v1/metrics", headers=_auth("bob")).text
             assert "mvstylizer_edge_queue_depth 1.0" in metrics  # alice's request, still running
@@ -206,7 +207,7 @@ def test_models_restriction(client):
     names = [m["name"] for m in client.get("/v1/models", headers=_auth("alice")).json()["models"]]
     assert sorted(names) == ["mk", "reinhard"]
     sid = _register(client, _auth("alice"))
-    body = pack_frames([encode_frame(_rng_image(7, 8, 8))])
+    body = pack_frames([encode_frame(photo_like(7, 8, 8))])
     r = _stylize(client, _auth("alice"), sid, body, model="dncm")
     assert r.status_code == 400 and "not served by this edge" in r.json()["detail"]
     assert _stylize(client, _auth("alice"), sid, body, model="reinhard").status_code == 200
@@ -233,7 +234,7 @@ def test_metrics_exposition(client):
 def test_frames_are_kept_only_with_opt_in(secured, client):
     _, root = secured
     sid = _register(client, _auth("alice"))
-    frames = [(_rng_image(20 + i, 10, 14) * 255 + 0.5).astype(np.uint8) for i in range(2)]
+    frames = [(photo_like(20 + i, 10, 14) * 255 + 0.5).astype(np.uint8) for i in range(2)]
     body = pack_frames([encode_frame(f, Encoding("png")) for f in frames])
     before = set(FrameStore(root).ids())
     r = _stylize(client, _auth("alice"), sid, body)
@@ -263,16 +264,16 @@ def test_frames_are_kept_only_with_opt_in(secured, client):
 def test_http_edge_opt_in_flag(secured):
     url, root = secured
     with HttpEdge(url, token=TOKENS["bob"], collect=True) as link:
-        sid = link.register_style(_rng_image(30, 16, 16))
-        link.stylize(sid, "classic", [_rng_image(31, 10, 10), _rng_image(32, 10, 10)])
+        sid = link.register_style(photo_like(30, 16, 16))
+        link.stylize(sid, "classic", [photo_like(31, 10, 10), photo_like(32, 10, 10)])
     assert link.frames_collected == 2
 
 
 def test_no_data_dir_keeps_nothing(tmp_path):
     config = ServerConfig(port=0, log_level="warning", rate_limit=OPEN_LIMITS)
-    with _running(create_app(EdgeService(), config)) as url, httpx.Client(base_url=url, timeout=10) as c:
+    with serve_in_thread(create_app(EdgeService(), config)) as url, httpx.Client(base_url=url, timeout=10) as c:
         sid = _register(c, {})
-        r = _stylize(c, {}, sid, pack_frames([encode_frame(_rng_image(8, 8, 8))]), collect="true")
+        r = _stylize(c, {}, sid, pack_frames([encode_frame(photo_like(8, 8, 8))]), collect="true")
         assert r.status_code == 200 and r.headers["X-Frames-Collected"] == "0"
 
 
@@ -300,8 +301,8 @@ def test_fallback_switches_once_and_never_hides_refusals():
 
     warnings: list[str] = []
     edge = FallbackEdge(Down(), EmbeddedEdge, warn=warnings.append)
-    sid = edge.register_style(_rng_image(40, 16, 16))
-    out = edge.stylize(sid, "classic", [_rng_image(41, 12, 12)])
+    sid = edge.register_style(photo_like(40, 16, 16))
+    out = edge.stylize(sid, "classic", [photo_like(41, 12, 12)])
     assert out[0].shape == (12, 12, 3) and edge.fell_back and len(warnings) == 1
     assert "unreachable" in warnings[0] and edge.bytes_sent > 0
     with pytest.raises(UserError, match="refused"):

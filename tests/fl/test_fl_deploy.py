@@ -15,6 +15,9 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("flwr")
+pytestmark = pytest.mark.network
+
+
 torch = pytest.importorskip("torch")
 
 from helpers import texture, to8  # noqa: E402

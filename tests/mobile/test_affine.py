@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 
 from mvstylizer.metrics import psnr
-from mvstylizer.mobile.affine import apply_affine, fit_global_affine, fit_local_affine, render
+from mvstylizer.colour.affine import apply_affine, fit_global_affine, fit_local_affine, render
 from mvstylizer.mobile.smoothing import GuidedUpsampler
 
 from helpers import texture, to8

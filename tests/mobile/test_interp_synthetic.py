@@ -40,6 +40,10 @@ from mvstylizer.wire import Encoding, encode_frame
 
 from synthetic_scenes import FPS, SCENES, Scene, write_scene
 
+pytestmark = pytest.mark.media  # real photos that ship in scikit-image
+pytest.importorskip("skimage", reason="the real photos ship in scikit-image: pip install scikit-image")
+
+
 # Both videos go through the same x264 settings, but the quantisation x264 chooses depends on the
 # content: one CRF step up or down moved frame-by-frame's warping errors on these clips by 1-8%.
 # 5% is allowed for that; the defects this file is about cost 15% to 3x.

@@ -43,7 +43,7 @@ def test_clipped_outputs_are_censored_so_saturated_colours_stay_still():
 
 
 @pytest.mark.parametrize("scene", ["flat_wall", "person_crossing"])
-def test_slope_follows_the_model_on_grey_walls_and_pavement(scene):
+def test_slope_follows_the_model_on_grey_walls_and_pavement(scene, package_media):
     # On a grey wall or pavement the channels move together, so the colours alone cannot say which
     # input drives which output; a free fit took cross-channel gains of -0.4..+2.6 there (the model's:
     # 1.2-1.6 on the diagonal, < 0.6 off it), and its slope, what it does to each frame's noise,
@@ -51,7 +51,6 @@ def test_slope_follows_the_model_on_grey_walls_and_pavement(scene):
     from mvstylizer.imaging import shrink_to
     from mvstylizer.models.dncm import DNCMOnnxStylizer
     from mvstylizer.video.image import read_image
-    from mvstylizer.video.media import package_media
     from synthetic_scenes import SCENES
 
     x = SCENES[scene]().frames[0].astype(np.float32) / 255.0

@@ -14,13 +14,12 @@ import torch
 
 from mvstylizer.bench.smoothing import bgu, bicubic, guided, run_smoothing
 from mvstylizer.metrics import psnr
-from mvstylizer.mobile.affine import fit_global_affine, fit_local_affine, render, to_rgb8
+from mvstylizer.colour.affine import fit_global_affine, fit_local_affine, render, to_rgb8
 from mvstylizer.mobile.meta_smoothing import ONNX_FILE, LearnedSmoother
-from mvstylizer.mobile.tone_curve import KNOTS, curve_lut, fit_tone_curves, guide, identity_curves
+from mvstylizer.colour.tone_curve import KNOTS, curve_lut, fit_tone_curves, guide, identity_curves
 from mvstylizer.models.meta_smoother import build_net, compose, expand, export_onnx
 from mvstylizer.models.smoothing_data import Damage, make_pair
 from mvstylizer.video.image import read_image
-from mvstylizer.video.media import package_media
 
 from helpers import texture
 
@@ -160,7 +159,7 @@ def test_classic_baselines_are_exact_for_a_global_map():
     assert psnr(bicubic(styled_low, low, full8), t8) < psnr(guided(styled_low, low, full8), t8)
 
 
-def test_shipped_module_beats_classic_baselines_on_held_out_picture():
+def test_shipped_module_beats_classic_baselines_on_held_out_picture(package_media):
     """The committed weights, on a picture training never saw, at a non-integer and a large scale."""
     assert ONNX_FILE.is_file()
     full = read_image(package_media("astronaut.png"))

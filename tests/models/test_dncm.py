@@ -20,6 +20,10 @@ torch = pytest.importorskip("torch")
 from mvstylizer.models.dncm.export import export_onnx  # noqa: E402 - needs torch
 
 
+pytestmark = pytest.mark.media  # real photos that ship in scikit-image
+pytest.importorskip("skimage", reason="the real photos ship in scikit-image: pip install scikit-image")
+
+
 @pytest.fixture(scope="module")
 def model() -> DNCMStylizer:
     assert default_weights().is_file(), "the trained dncm weights must ship with the package"

