@@ -21,15 +21,16 @@ import av
 import cv2
 import numpy as np
 import pytest
+from render_gate import Gate
 
 pytest.importorskip("fastapi")
 
 from fastapi.testclient import TestClient  # noqa: E402
 
+from mvstylizer.bench.synthetic import write_test_clip  # noqa: E402
 from mvstylizer.cli import main  # noqa: E402
 from mvstylizer.studio import StudioConfig, create_app  # noqa: E402
 from mvstylizer.studio.app import STATIC  # noqa: E402
-from mvstylizer.bench.synthetic import write_test_clip  # noqa: E402
 
 FRAMES = 24
 
@@ -48,21 +49,6 @@ def style(tmp_path_factory) -> Path:
     img = np.broadcast_to(ramp, (96, 128, 1)) * np.array([255, 170, 90], np.float32) + [0, 20, 40]
     cv2.imwrite(str(p), cv2.cvtColor(img.clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
     return p
-
-
-class Gate:
-    """Frame hook: while closed, a render waits at its third frame until opened or cancelled."""
-
-    def __init__(self) -> None:
-        self.open = threading.Event()
-        self.open.set()
-        self.held = threading.Event()
-
-    def __call__(self, job, index: int) -> None:  # noqa: ANN001
-        if index == 2:
-            self.held.set()
-            while not (self.open.is_set() or job.cancel.is_set()):
-                self.open.wait(0.02)
 
 
 class Studio:

@@ -19,13 +19,13 @@ from __future__ import annotations
 import base64
 import io
 import os
-import threading
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 import pytest
+from render_gate import Gate
 
 pytestmark = pytest.mark.browser
 
@@ -101,22 +101,6 @@ def _warm_photo() -> np.ndarray:
     img[int(h * 0.68):] = np.array([24, 58, 66]) + 20 * np.random.default_rng(1).random((h - int(h * 0.68), w, 1))
     cv2.circle(img, (w * 2 // 3, int(h * 0.45)), 26, (255, 236, 190), -1)
     return np.clip(img, 0, 255).astype(np.uint8)
-
-
-class Gate:
-    """A frame hook that, while closed, holds each render at its third frame until it is opened or the
-    job is cancelled (no sleeps in the test: it waits on the page, the server waits on this)."""
-
-    def __init__(self) -> None:
-        self.open = threading.Event()
-        self.open.set()
-        self.held = threading.Event()
-
-    def __call__(self, job, index: int) -> None:  # noqa: ANN001
-        if index == 2:
-            self.held.set()
-            while not (self.open.is_set() or job.cancel.is_set()):
-                self.open.wait(0.05)
 
 
 @pytest.fixture(scope="module")

@@ -13,28 +13,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ..errors import UserError
+from .. import serving
 from .config import StudioConfig
 
 log = logging.getLogger("mvstylizer.studio")
 
 
 def bind(host: str, port: int) -> socket.socket:
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                          flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as e:
-        raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-        sock.listen(128)
-    except OSError as e:
-        sock.close()
-        hint = "; is another studio running? pick another --port" if e.errno in (98, 48) else ""
-        raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}{hint}") from None
-    return sock
+    return serving.bind(host, port, in_use_hint="; is another studio running? pick another --port")
 
 
 def url_of(host: str, port: int) -> str:

@@ -10,6 +10,7 @@ from typing import Any, cast
 from fastapi import FastAPI
 
 from ...errors import UserError
+from ...serving import bind
 from ..memory import MemoryLimits, default_budget
 from ..service import EdgeService
 from .app import create_app
@@ -91,18 +92,6 @@ def _served_runtimes(models: tuple[str, ...]) -> list[str]:
 
 
 def _bind(host: str, port: int) -> socket.socket:
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
-                                                          flags=socket.AI_PASSIVE)[0]
-        sock = socket.socket(family, kind, proto)
-    except OSError as e:
-        raise UserError(f"cannot serve on {host}:{port}: {e}") from None
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(addr)
-        sock.listen(2048)
-    except OSError as e:
-        sock.close()
-        raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+    sock = bind(host, port, backlog=2048)
     sock.set_inheritable(True)
     return sock
