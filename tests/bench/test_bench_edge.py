@@ -24,7 +24,7 @@ LATENCY_KEYS = {"requests", "ok", "errors", "statuses", "wall_s", "latency_p50_m
 def _check_abusive(result: dict, victim_requests: int, connections: int) -> None:
     assert result["command"] == "mvstylizer bench edge --scenario abusive"
     assert result["config"]["scenario"] == "abusive"
-    assert result["machine"]["cpus"] >= 1
+    assert result["machine"]["cpu_count"] >= 1
     ab = result["abusive"]
     for phase in ("victim_alone", "victim_flooded"):
         v = ab[phase]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import secrets
 import signal
 import socket
@@ -48,6 +47,7 @@ from ..video.image import read_image
 from ..video.media import package_media
 from ..video.reader import VideoReader
 from ..wire import FRAMES_MEDIA_TYPE, Encoding, decode_frame, encode_frame, pack_frames
+from .machine import machine_info
 
 CANDIDATES = (Encoding("jpeg", 90), Encoding("jpeg", 95), Encoding("webp", 90), Encoding("webp", 100),
               Encoding("png"))
@@ -217,10 +217,6 @@ def _register_and_warm(url: str, token: str, style_blob: bytes, body: bytes, mod
             raise UserError(f"warm-up request failed ({warm.status_code}): {warm.text[:200]}")
 
 
-def _machine() -> dict:
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-
-
 def run_edge_bench(cfg: EdgeBenchConfig = EdgeBenchConfig(), log: Callable[[str], None] = lambda m: None) -> dict:
     if cfg.scenario == "abusive":
         return run_abusive_bench(cfg, log)
@@ -253,7 +249,7 @@ def run_edge_bench(cfg: EdgeBenchConfig = EdgeBenchConfig(), log: Callable[[str]
     return {
         "command": "mvstylizer bench edge",
         "config": asdict(cfg),
-        "machine": _machine(),
+        "machine": machine_info(),
         "key_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
         "wire_encoding": f"{enc.format} q{enc.quality}",
         "bytes_up_per_key": round(sum(map(len, blobs)) / len(blobs)),
@@ -395,7 +391,7 @@ def run_abusive_bench(cfg: EdgeBenchConfig = EdgeBenchConfig(scenario="abusive")
     return {
         "command": "mvstylizer bench edge --scenario abusive",
         "config": asdict(cfg),
-        "machine": _machine(),
+        "machine": machine_info(),
         "key_size": [int(frames[0].shape[1]), int(frames[0].shape[0])],
         "wire_encoding": f"{enc.format} q{enc.quality}",
         "abusive": {

@@ -283,7 +283,7 @@ def run_footage(cfg: FootageConfig, log: Callable[[str], None] = lambda msg: Non
     from ..models.registry import resolve_name
     from ..video.media import package_media
     from .compare import Framewise
-    from .speedup import machine_info
+    from .machine import machine_info
 
     model = resolve_name(cfg.model)  # an unknown model is one error before any clip runs
     clips = find_clips(cfg.folder, cfg.clips)

@@ -47,7 +47,8 @@ from ..metrics.photoreal import clipped_share, mask_labels, photorealism_db, reg
 from ..mobile.pipeline import StylizeConfig
 from ..models.registry import available_models, create_model, resolve_name
 from ..video.image import read_image
-from .quality import _f, _label, _letterbox, _machine
+from .machine import machine_info
+from .quality import _f, _label, _letterbox
 
 FIXED_METHODS = ("input", "dpst")
 METRICS = ("region_palette", "global_palette", "photoreal_db", "ssim_luma", "clipped",
@@ -254,7 +255,7 @@ def run_photoreal(
         "config": {
             "folder": Path(folder).name, "pairs": [p.name for p in loaded], "methods": done, "skipped": skipped,
             "max_side": max_side, "max_style_side": max_style_side, "grid_pairs": grid_pairs,
-            "machine": _machine(), "command": command,
+            "machine": machine_info(), "command": command,
         },
         "definitions": _DEFINITIONS,
         "pair_info": pair_info,
@@ -411,7 +412,7 @@ def markdown_section(result: dict, grid_name: str | None = "photoreal_grid.png")
         f"## Photorealism on segmented pairs ({cfg['folder']}, {n_pairs} pairs)",
         "",
         f"Written by `{cfg['command']}` (`mvstylizer.bench.photoreal.run_photoreal`) on "
-        f"{cfg['machine']['cpu_count']} cores ({cfg['machine']['processor']}), Python {cfg['machine']['python']}; "
+        f"{cfg['machine']['cpu_count']} cores ({cfg['machine']['cpu']}), Python {cfg['machine']['python']}; "
         f"DIR = a folder of pair folders `NN/` (content.jpg, style.jpg, content_mask.png, style_mask.png, dpst.jpg), "
         f"here `{cfg['folder']}`: pairs {', '.join(cfg['pairs'])}.",
         "",

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -45,6 +43,7 @@ from ..models.vgg_onnx import CONTENT_LAYER, STYLE_LAYERS, VGGFeatures
 from ..video.image import read_image
 from ..video.media import package_media
 from ..video.reader import VideoReader
+from .machine import machine_info
 
 MATE_NATURE = Path("/usr/share/backgrounds/mate/nature")
 MATE_STYLES = ("Storm", "Dune", "Aqua", "YellowFlower")
@@ -266,7 +265,7 @@ def run_quality(
             "style_source": style_source,
             "methods": [n for n in names if n not in skipped], "skipped": skipped,
             "grid_pairs": [list(p) for p in grid_pairs],
-            "machine": _machine(), "command": command,
+            "machine": machine_info(), "command": command,
         },
         "definitions": _DEFINITIONS,
         "reference": reference,
@@ -376,11 +375,6 @@ def _summary(rows: list[dict]) -> dict[str, dict[str, dict[str, Any]]]:
     return out
 
 
-def _machine() -> dict[str, Any]:
-    return {"python": platform.python_version(), "platform": platform.platform(terse=True),
-            "processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
-
-
 # --- the grid image ------------------------------------------------------------------------------
 def _grid_pairs(contents: list[str], styles: list[str], max_rows: int) -> list[tuple[str, str]]:
     """All pairs if they fit in ``max_rows``, else a diagonal: every content and every style once."""
@@ -455,7 +449,7 @@ def write_markdown(result: dict, path: Path, grid_name: str | None = "quality_gr
         "# Quality: style and content per model",
         "",
         f"Written by `{cfg['command']}` (`mvstylizer.bench.quality.run_quality`) on "
-        f"{cfg['machine']['cpu_count']} cores ({cfg['machine']['processor']}), Python {cfg['machine']['python']}.",
+        f"{cfg['machine']['cpu_count']} cores ({cfg['machine']['cpu']}), Python {cfg['machine']['python']}.",
         "",
         f"- Content ({len(cfg['contents'])}): " + ", ".join(f"{k} ({w}x{h})" for k, (w, h) in cfg["contents"].items()),
         f"- Styles ({len(cfg['styles'])}, from {cfg['style_source']}): "

@@ -46,8 +46,9 @@ def run_runtime(repeats: int = 5) -> dict:
                 frame = cv2.resize(content, (w, h), interpolation=cv2.INTER_AREA)
                 row[f"ms {label}"] = round(1000 * _median_seconds(partial(model.stylize, frame, state), repeats), 1)
             rows.append(row)
+    key_size = f"ms {next(iter(SIZES))}"  # the first size is the key frames'
     fastest = {}
     for name in {r["model"] for r in rows}:
         mine = [r for r in rows if r["model"] == name]
-        fastest[name] = min(mine, key=lambda r: r["ms key 512x288"])["runtime"]
+        fastest[name] = min(mine, key=lambda r: r[key_size])["runtime"]
     return {"repeats": repeats, "rows": rows, "fastest_at_key_size": fastest}

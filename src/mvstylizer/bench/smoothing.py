@@ -20,7 +20,6 @@ Timing: each method's median ms per frame for a 512 px key frame to 1080p and to
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,6 +38,7 @@ from ..models.data import package_sources
 from ..models.meta_smoother_train import HELD_OUT
 from ..models.smoothing_data import Damage, make_pair
 from ..video.image import read_image
+from .machine import machine_info
 
 SCALES = (2.0, 2.7, 4.0, 8.0)
 METHODS = ("bicubic", "guided", "bgu", "learned")
@@ -174,7 +174,7 @@ def run_smoothing(looks: int = 3, timing_repeats: int = 21, methods: tuple[str, 
     return {"command": DEFAULT_COMMAND, "learned_model": str(model or ONNX_FILE),
             "pictures": sorted(pictures), "looks": looks, "scales": list(scales),
             "conditions": {c: vars(d) for c, d in CONDITIONS.items()}, "rows": rows, "summary": summary,
-            "ms_per_frame": timing, "machine": {"cpus": _cpus(), "platform": platform.platform()}}
+            "ms_per_frame": timing, "machine": machine_info()}
 
 
 def _upscalers(methods: tuple[str, ...], model: Path | None = None) -> dict[str, Upscaler]:
@@ -207,12 +207,6 @@ def _timing(upscalers: dict[str, Upscaler], repeats: int, sizes: dict[str, tuple
                 times.append(time.perf_counter() - t)
             out[method][label] = round(1000 * float(np.median(times)), 1)
     return out
-
-
-def _cpus() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def write_json(result: dict, path: Path) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from ..video.writer import VideoWriter
 from ..wire import Encoding, decode_frame, encode_frame
 from .camera import visible_mask
 from .clips import CLIP_KINDS, Clip, make_clip, parse_resolution, resolution_label
+from .machine import machine_info
 
 
 @dataclass
@@ -399,23 +399,6 @@ def _pair_flow(clip: Clip, j: int, prev_small: np.ndarray, cur_small: np.ndarray
 # --------------------------------------------------------------------------------------------
 # The benchmark
 # --------------------------------------------------------------------------------------------
-
-
-def machine_info() -> dict:
-    import psutil
-
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu,
-            "cpu_count": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)),
-            "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
 
 
 def pipeline_figures(run: dict, frames: int) -> dict:

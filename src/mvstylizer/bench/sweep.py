@@ -17,13 +17,13 @@ from ..errors import UserError
 from ..files import atomic_path
 from ..mobile.pipeline import SMOOTHERS, StylizeConfig
 from ..models.registry import resolve_name
+from .machine import machine_info
 from .speedup import (
     BenchConfig,
     _rounded,
     config_figures,
     evaluate,
     framewise_figures,
-    machine_info,
     pipeline_figures,
     prepare_clip,
     run_framewise,

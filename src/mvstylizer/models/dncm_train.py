@@ -43,7 +43,7 @@ from .colour_filters import random_filter
 from .data import ImageBank, find_sources
 from .dncm import DEFAULT_ARCH, WEIGHTS_NAME, thumbnail
 from .dncm.network import DNCMNet, build_net
-from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights
+from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights, warmup_cosine
 
 CONSISTENCY_WEIGHT = 10.0
 CROSS_WEIGHT = 0.0  # off: see the module docstring
@@ -57,14 +57,6 @@ def default_checkpoint() -> Path:
     from .vgg_weights import cache_dir
 
     return cache_dir() / "train" / "dncm.ckpt"
-
-
-def lr_at(step: int, steps: int, base: float) -> float:
-    """Linear warm-up, then cosine decay to 5% of ``base``; a pure function of the step (exact resume)."""
-    if step < WARMUP:
-        return base * (step + 1) / WARMUP
-    t = (step - WARMUP) / max(1, steps - WARMUP)
-    return base * (0.05 + 0.95 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, t))))
 
 
 def make_batch(bank: ImageBank, rng: np.random.Generator, batch: int, size: int,
@@ -214,8 +206,8 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistenc
     for step in bar:
         rng = np.random.default_rng([config.seed, step])
         batch = make_batch(bank, rng, config.batch, config.size)
-        parts = train_step(net, optim, batch, lr_at(step, config.steps, config.lr), consistency_weight,
-                           cross_weight)
+        lr = warmup_cosine(step, config.steps, config.lr, WARMUP, floor=0.05)
+        parts = train_step(net, optim, batch, lr, consistency_weight, cross_weight)
         value = float(parts["total"].detach())
         loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
         done = step + 1

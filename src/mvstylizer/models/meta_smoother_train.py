@@ -30,7 +30,7 @@ from ..errors import UserError
 from .data import ImageBank, find_sources
 from .meta_smoother import ONNX_NAME, WEIGHTS_NAME, build_net, compose, expand, export_onnx
 from .smoothing_data import MAX_SCALE, Damage, make_pair
-from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights
+from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights, warmup_cosine
 
 # Pictures the benchmark measures on; never trained on. The package ones exist on every machine, the
 # Debian mate-backgrounds ones where installed.
@@ -58,12 +58,6 @@ def split_sources(sources: list[Path]) -> tuple[list[Path], list[Path]]:
     """(training, held-out) by file name."""
     held = [p for p in sources if p.name in HELD_OUT]
     return [p for p in sources if p.name not in HELD_OUT], held
-
-
-def lr_at(step: int, steps: int, base: float) -> float:
-    if step < WARMUP:
-        return base * (step + 1) / WARMUP
-    return base * 0.5 * (1.0 + math.cos(math.pi * (step - WARMUP) / max(1, steps - WARMUP)))
 
 
 def random_crop_pair(images: list[np.ndarray], rng: np.random.Generator, damage: Damage,
@@ -121,7 +115,7 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Da
     for step in bar:
         rng = np.random.default_rng([config.seed, step])
         for group in optim.param_groups:
-            group["lr"] = lr_at(step, config.steps, config.lr)
+            group["lr"] = warmup_cosine(step, config.steps, config.lr, WARMUP)
         optim.zero_grad(set_to_none=True)
         mses = []
         for _ in range(config.batch):

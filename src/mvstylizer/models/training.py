@@ -7,6 +7,7 @@ model's parameters alone, in fp16, so they stay a few MB.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -87,3 +88,13 @@ def recipe(config: TrainConfig, **more: Any) -> dict[str, Any]:
     d.update(more)
     d["torch"] = torch.__version__
     return d
+
+
+def warmup_cosine(step: int, steps: int, base: float, warmup: int, floor: float = 0.0) -> float:
+    """Learning rate at ``step`` of ``steps``: linear warm-up over ``warmup`` steps, then cosine decay from
+    ``base`` to ``floor * base`` at the last step. A pure function of the step, so a resumed run follows
+    the same schedule exactly. Every trainer of the package uses it, with its own recipe's numbers."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, steps - warmup))
+    return base * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * t)))

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .data import ImageBank, find_sources
-from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights
+from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights, warmup_cosine
 from .vgg import VGG16Trunk
 from .wct2 import WaveletEncoder, WCT2Decoder
 
@@ -43,15 +43,6 @@ def default_checkpoint() -> Path:
     from .vgg_weights import cache_dir
 
     return cache_dir() / "train" / "wct2.ckpt"
-
-
-def lr_at(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then cosine decay to ``MIN_LR_FRACTION * lr`` at the last step."""
-    warm = min(WARMUP_STEPS, max(1, config.steps // 10))
-    if step < warm:
-        return config.lr * (step + 1) / warm
-    t = (step - warm) / max(1, config.steps - warm)
-    return config.lr * (MIN_LR_FRACTION + (1 - MIN_LR_FRACTION) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
 def _nmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -116,7 +107,8 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
     end = config.steps if stop_after is None else min(config.steps, stop_after)
     while step < end:
         for group in optim.param_groups:
-            group["lr"] = lr_at(step, config)
+            group["lr"] = warmup_cosine(step, config.steps, config.lr, min(WARMUP_STEPS, max(1, config.steps // 10)),
+                                          floor=MIN_LR_FRACTION)
         batch = torch.from_numpy(bank.crops(rng, config.batch, config.size).transpose(0, 3, 1, 2).copy())
         loss, last = reconstruction_loss(encoder, decoder, trunk, batch)
         optim.zero_grad(set_to_none=True)
