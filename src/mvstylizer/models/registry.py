@@ -9,6 +9,7 @@ remote edge, never imports a framework.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,9 @@ from .base import Stylizer
 class ModelSpec:
     name: str
     description: str
-    # runtime -> "module:Class" under mvstylizer.models; the first is the default
-    runtimes: dict[str, str]
+    # runtime -> "module:Class" under mvstylizer.models (imported only when built), or the class or
+    # factory itself (a model kept outside the package); the first runtime is the default
+    runtimes: dict[str, str | Callable[..., Stylizer]]
     # Whether a pixel's output depends on where it is, not only on its colour (see edge ModelInfo).
     spatial: bool = False
     # Shown but not recommended: misses the photorealism target of `mvstylizer bench photoreal`.
@@ -32,7 +34,9 @@ class ModelSpec:
         return next(iter(self.runtimes))
 
 
-_SPECS = [
+# Adding a model is one entry here (its module under models/, or the class itself); the CLI, the edge
+# and the benchmarks list and build models from this registry.
+MODELS: dict[str, ModelSpec] = {s.name: s for s in (
     ModelSpec("regions", "region-aware colour transfer: VGG16 feature regions matched to the style's, "
               "Monge-Kantorovich per region, locally affine output (like Deep Photo Style Transfer, "
               "without masks; spatially varying)",
@@ -47,20 +51,20 @@ _SPECS = [
               {"numpy": "classic:MongeKantorovichTransfer"}, experimental=True),
     ModelSpec("reinhard", "classic, non-DNN: Reinhard mean/std colour transfer in Lab (global)",
               {"numpy": "classic:ReinhardTransfer"}, experimental=True),
-]
+)}
 # "default" lets a phone ask for whatever its edge ships as the default, without knowing its models.
 DEFAULT_MODEL = "regions"
 ALIASES = {"classic": "mk", "default": DEFAULT_MODEL}
 
 
 def available_models() -> list[ModelSpec]:
-    return list(_SPECS)
+    return list(MODELS.values())
 
 
 def _split(name: str) -> tuple[ModelSpec, str]:
     base, _, runtime = name.partition(":")
     base = ALIASES.get(base, base)
-    spec = next((s for s in _SPECS if s.name == base), None)
+    spec = MODELS.get(base)
     if spec is None:
         raise UserError(f"unknown model {name!r}; available: {', '.join(model_names())}")
     runtime = runtime or spec.default_runtime
@@ -76,7 +80,7 @@ def aliases_of(name: str) -> list[str]:
 def model_names() -> list[str]:
     """Every accepted ``--model`` value."""
     names = set(ALIASES)
-    for s in _SPECS:
+    for s in MODELS.values():
         names.add(s.name)
         if len(s.runtimes) > 1:
             names.update(f"{s.name}:{r}" for r in s.runtimes)
@@ -94,7 +98,10 @@ def create_model(name: str, **kwargs: Any) -> Stylizer:
     for dncm, ``config=`` for regions). A model whose runtime needs something the core install leaves
     out (PyTorch for wct2 and dncm:torch) raises a UserError naming the extra."""
     spec, runtime = _split(name)
-    module, cls = spec.runtimes[runtime].split(":")
+    target = spec.runtimes[runtime]
+    if callable(target):
+        return target(**kwargs)
+    module, cls = target.split(":")
     try:
         return getattr(importlib.import_module(f"{__package__}.{module}"), cls)(**kwargs)
     except ImportError as exc:
