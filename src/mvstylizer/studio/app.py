@@ -19,6 +19,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import shutil
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -34,6 +35,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import NotFoundError, UserError
+from ..files import atomic_write_bytes
 from . import media
 from .config import StudioConfig
 from .jobs import ACTIVE, FINISHED, Job, JobQueue, Renderer, StyleRef
@@ -352,9 +354,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                 from ..video.image import read_image
 
                 thumb = media.thumbnail(media.to_rgb8(read_image(studio.gallery[key][0])), 240)
-                tmp = path.with_suffix(".tmp")
-                tmp.write_bytes(media.jpeg_bytes(thumb, 85))
-                tmp.replace(path)
+                atomic_write_bytes(path, media.jpeg_bytes(thumb, 85))
 
             await run_in_threadpool(make)
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
@@ -386,15 +386,10 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         try:
             size = await receive(request, source, config.max_upload_bytes, "videos", name)
             up = await run_in_threadpool(_ingest_video, vid, name, folder, source, config)
-        except UserError as exc:
-            import shutil
-
+        except BaseException as exc:
             shutil.rmtree(folder, ignore_errors=True)
-            raise type(exc)(media.as_user_message(exc, source, name)) from None
-        except BaseException:
-            import shutil
-
-            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, UserError):
+                raise type(exc)(media.as_user_message(exc, source, name)) from None
             raise
         with studio.workspace.lock:
             s.uploads[vid] = up
@@ -418,8 +413,6 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
             await receive(request, original, config.max_style_bytes, "style photos", name)
             st = await run_in_threadpool(_ingest_style, sid, name, folder, original, config.max_style_pixels)
         except BaseException:
-            import shutil
-
             shutil.rmtree(folder, ignore_errors=True)
             raise
         with studio.workspace.lock:
