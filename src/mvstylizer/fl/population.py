@@ -230,6 +230,13 @@ def _load(net: Any, arrays: list[np.ndarray]) -> None:
             p.copy_(torch.from_numpy(a.astype(np.float32)))
 
 
+def model_from(ctx: Context, params: list[np.ndarray]) -> Any:
+    """A fresh copy of the starting model holding ``params`` (e.g. a federated run's result)."""
+    net = copy.deepcopy(ctx.base)
+    _load(net, params)
+    return net
+
+
 def poison_update(glob: list[np.ndarray], update: list[np.ndarray], kind: str) -> list[np.ndarray]:
     """A poisoned edge's reply: NaN in its first array, its update x1e6, or its update sign-flipped."""
     if kind == "nan":
@@ -426,8 +433,7 @@ def _run_seed(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None
 
     if {"federated", "personalized"} & set(cfg.methods):
         out = federate(cfg, ctx, seed)
-        fed = copy.deepcopy(ctx.base)
-        _load(fed, out["params"])
+        fed = model_from(ctx, out["params"])
         res["federated"] = scorer.score(fed)
         res["federated_curve"] = [*out["curve"], [s["loss"] for s in res["federated"]]]  # loss per round per set
         if out["rejected"]:
@@ -454,7 +460,8 @@ def _run_seed(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None
 # ------------------------------------------------------------------------------------ summary
 
 
-def _ms(values: list[float], nd: int = 5) -> dict[str, float]:
+def mean_std(values: list[float], nd: int = 5) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value), rounded to ``nd`` decimals."""
     a = np.asarray(values, np.float64)
     return {"mean": round(float(a.mean()), nd), "std": round(float(a.std(ddof=1)) if len(a) > 1 else 0.0, nd)}
 
@@ -593,21 +600,21 @@ def run_population(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) 
                          "unseen": {"scene": unseen.scene, "clips": unseen.sources}},
                 "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
                 "poisoned_edge": edges[0].scene, "seeds": list(range(cfg.seeds)),
-                "summary": {"pretrained": {"population": _ms([pre_pop] * len(seeds)),
-                                           "unseen": _ms([pre[n]["loss"]] * len(seeds))},
-                            "federated": {"population": _ms(fed["loss"]),
-                                          "unseen": _ms([s["federated"][n]["loss"] for s in seeds]),
+                "summary": {"pretrained": {"population": mean_std([pre_pop] * len(seeds)),
+                                           "unseen": mean_std([pre[n]["loss"]] * len(seeds))},
+                            "federated": {"population": mean_std(fed["loss"]),
+                                          "unseen": mean_std([s["federated"][n]["loss"] for s in seeds]),
                                           "per_edge": [{"scene": e.scene,
-                                                        **_ms([s["federated"][i]["loss"] for s in seeds])}
+                                                        **mean_std([s["federated"][i]["loss"] for s in seeds])}
                                                        for i, e in enumerate(edges)],
-                                          "population_psnr": _ms(fed["psnr"], 3)}},
+                                          "population_psnr": mean_std(fed["psnr"], 3)}},
                 "rejected_updates_per_seed": [s.get("rejected_updates", 0) for s in seeds],
                 "per_seed": {"pretrained": pre, "runs": seeds}, "wall_s": round(time.perf_counter() - t0, 1)}
     views = {k: _per_seed_views(pre, seeds, n, k) for k in ("loss", "psnr")}
 
     def summarise(v: dict[str, Any], nd: int) -> dict[str, Any]:
-        return {m: {"population": _ms(v[m]["population"], nd), "unseen": _ms(v[m]["unseen"], nd),
-                    "per_edge": [{"scene": s, **_ms(v[m]["per_edge"][e], nd)} for e, s in enumerate(scenes)]}
+        return {m: {"population": mean_std(v[m]["population"], nd), "unseen": mean_std(v[m]["unseen"], nd),
+                    "per_edge": [{"scene": s, **mean_std(v[m]["per_edge"][e], nd)} for e, s in enumerate(scenes)]}
                 for m in METHODS}
 
     return {

@@ -31,7 +31,18 @@ from typing import Any
 import numpy as np
 
 from .local import LocalConfig
-from .population import Context, PopConfig, _load, _run_seed, compare, federate, personalise, prepare, run_jobs
+from .population import (
+    Context,
+    PopConfig,
+    _run_seed,
+    compare,
+    federate,
+    mean_std,
+    model_from,
+    personalise,
+    prepare,
+    run_jobs,
+)
 
 # Stage 1: name -> PopConfig overrides (everything else as the main experiment).
 # (Kept small: the shared 2-core machine ran at ~0.3-0.6 s per local step when this was run.)
@@ -80,29 +91,22 @@ def _base_job(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None
 
 
 def _fed_job(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None]) -> dict[str, Any]:
-    import copy
-
     out = federate(cfg, ctx, seed, curve=False)
-    fed = copy.deepcopy(ctx.base)
-    _load(fed, out["params"])
+    fed = model_from(ctx, out["params"])
     log(f"  seed {seed}: federated done")
     return {"federated": ctx.scorer.score(fed), "params": [a.astype(np.float32) for a in out["params"]]}
 
 
 def _pers_job(seed: int, cfg: PopConfig, params: list[np.ndarray], lr: float, part: str, ctx: Context,
               log: Callable[[str], None]) -> dict[str, list[float]]:
-    import copy
-
-    fed = copy.deepcopy(ctx.base)
-    _load(fed, params)
+    fed = model_from(ctx, params)
     _, curves = personalise(cfg, ctx, seed, fed, lr=lr, part=part, steps=0, checkpoints=CHECKPOINTS)
     log(f"  seed {seed}: personalisation lr {lr} {part} done")
     return {str(k): v[: len(ctx.edges)] for k, v in curves.items()}
 
 
 def _ms(values: list[float]) -> dict[str, float]:
-    a = np.asarray(values, np.float64)
-    return {"mean": round(float(a.mean()), 6), "std": round(float(a.std(ddof=1)) if len(a) > 1 else 0.0, 6)}
+    return mean_std(values, nd=6)
 
 
 def tune(cfg: PopConfig, seeds: int, workers: int, stages: str = "12", server: str | None = None,
