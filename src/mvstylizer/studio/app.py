@@ -36,6 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import NotFoundError, UserError
 from ..files import atomic_write_bytes
+from ..video.image import read_image, write_image
 from . import media
 from .config import StudioConfig
 from .jobs import ACTIVE, FINISHED, Job, JobQueue, Renderer, StyleRef
@@ -351,8 +352,6 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         path = studio.workspace.gallery_dir / f"{key}.jpg"
         if not path.is_file():
             def make() -> None:
-                from ..video.image import read_image
-
                 thumb = media.thumbnail(media.to_rgb8(read_image(studio.gallery[key][0])), 240)
                 atomic_write_bytes(path, media.jpeg_bytes(thumb, 85))
 
@@ -569,7 +568,7 @@ def _ingest_video(vid: str, name: str, folder: Path, source: Path, config: Studi
 def _ingest_style(sid: str, name: str, folder: Path, original: Path, max_pixels: int) -> Style:
     rgb8 = media.load_style(original, name, max_pixels)
     st = Style(sid, name, folder, width=rgb8.shape[1], height=rgb8.shape[0])
-    media.save_png(st.image, rgb8)
+    write_image(st.image, rgb8)
     st.thumb.write_bytes(media.jpeg_bytes(media.thumbnail(rgb8, 240), 85))
     original.unlink(missing_ok=True)
     return st

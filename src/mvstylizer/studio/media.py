@@ -227,13 +227,6 @@ def thumbnail(rgb8: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
     return cv2.resize(rgb8[y:y + s, x:x + s], (side, side), interpolation=cv2.INTER_AREA)
 
 
-def save_png(path: Path, rgb8: np.ndarray) -> None:
-    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR))
-    if not ok:  # pragma: no cover
-        raise RuntimeError("PNG encoding failed")
-    path.write_bytes(buf.tobytes())
-
-
 # ------------------------------------------------------------------------------------------ gallery
 
 
