@@ -14,8 +14,8 @@ def test_grid_recovers_a_smooth_spatial_offset():
     img = texture(96, 160, seed=2)
     ramp = np.linspace(-0.1, 0.1, 160, dtype=np.float32)[None, :, None] * np.float32([1, 0, -1])
     offset = np.broadcast_to(ramp, img.shape)
-    grid = fit_grid(luma8(img), offset, GridConfig(prior=1e-3))
-    got = grid.slice(luma8(img))
+    grid = fit_grid(luma8(img), img, offset, GridConfig(prior=1e-3))
+    got = grid.slice(luma8(img), img)
     inner = (slice(16, -16), slice(32, -32))
     assert np.abs(got[inner] - offset[inner]).mean() < 0.01
 
@@ -27,27 +27,28 @@ def test_offsets_follow_brightness_not_just_position():
     bright = rng.random((64, 64)) > 0.5
     img = np.where(bright[..., None], 0.85, 0.15).astype(np.float32) * np.ones(3, np.float32)
     residual = np.where(bright[..., None], np.float32([0.05, 0, 0]), np.float32([0, 0, 0.05]))
-    grid = fit_grid(luma8(img), residual.astype(np.float32))
+    grid = fit_grid(luma8(img), img, residual.astype(np.float32))
     moved = np.full((64, 64, 3), 0.15, np.float32)  # all dark now
-    got = grid.slice(luma8(moved))
+    got = grid.slice(luma8(moved), moved)
     assert got[..., 2].mean() > 0.04 and abs(got[..., 0].mean()) < 0.01
 
 
 def test_unseen_brightness_falls_back_to_the_global_look():
     img = np.full((64, 64, 3), 0.8, np.float32)
-    grid = fit_grid(luma8(img), np.full((64, 64, 3), 0.05, np.float32))
-    dark = grid.slice(luma8(np.full((64, 64, 3), 0.05, np.float32)))
+    grid = fit_grid(luma8(img), img, np.full((64, 64, 3), 0.05, np.float32))
+    dark_img = np.full((64, 64, 3), 0.05, np.float32)
+    dark = grid.slice(luma8(dark_img), dark_img)
     assert np.abs(dark).max() < 0.01
 
 
 def test_blend_and_checks():
     img = texture(32, 32, seed=1)
-    a = fit_grid(luma8(img), np.zeros((32, 32, 3), np.float32))
-    b = fit_grid(luma8(img), np.full((32, 32, 3), 0.1, np.float32))
-    mid = a.blend(b, 0.5).offsets
-    assert np.allclose(mid, 0.5 * b.offsets)
+    a = fit_grid(luma8(img), img, np.zeros((32, 32, 3), np.float32))
+    b = fit_grid(luma8(img), img, np.full((32, 32, 3), 0.1, np.float32))
+    mid = a.blend(b, 0.5).coeffs
+    assert np.allclose(mid, 0.5 * b.coeffs)
     with pytest.raises(ValueError):
-        fit_grid(luma8(img), np.zeros((8, 8, 3), np.float32))
+        fit_grid(luma8(img), img, np.zeros((8, 8, 3), np.float32))
     with pytest.raises(ValueError):
         GridConfig(cell=1)
 
@@ -55,6 +56,29 @@ def test_blend_and_checks():
 def test_frames_reaching_pure_white_keep_every_bin():
     # A uint8 max of 255 + 1 wrapped to 0 and the top bins were skipped for any frame with pure white.
     img = np.linspace(0, 1, 64, dtype=np.float32)[None, :, None] * np.ones((32, 1, 3), np.float32)
-    grid = fit_grid(luma8(img), np.full((32, 64, 3), 0.05, np.float32), GridConfig(prior=1e-3))
-    got = grid.slice(luma8(img))
+    grid = fit_grid(luma8(img), img, np.full((32, 64, 3), 0.05, np.float32), GridConfig(prior=1e-3))
+    got = grid.slice(luma8(img), img)
     assert got[:, -4:].mean() > 0.03
+
+
+def test_grid_recovers_a_local_contrast_change():
+    # A local affine model (regions) changes contrast region by region: offsets alone cannot follow
+    # that, a gain per cell and bin does.
+    img = texture(96, 160, seed=5)
+    left = (np.arange(160) < 80)[None, :, None]
+    residual = np.where(left, 0.6 * (img - img.mean()), 0.0).astype(np.float32)
+    grid = fit_grid(luma8(img), img, residual, GridConfig(prior=1e-3))
+    got = grid.slice(luma8(img), img)
+    inner = (slice(16, -16), slice(16, 56))
+    err = np.abs(got[inner] - residual[inner]).mean()
+    assert err < 0.2 * np.abs(residual[inner]).mean()
+
+
+def test_a_flat_walls_noise_gets_no_gain():
+    # Sensor noise on a plain wall carries no signal: a model whose output amplifies it must not
+    # make the grid amplify the next frame's (different) noise into boiling patches.
+    rng = np.random.default_rng(1)
+    wall = np.clip(0.7 + rng.normal(0, 0.004, (64, 96, 3)), 0, 1).astype(np.float32)
+    grid = fit_grid(luma8(wall), wall, 3.0 * (wall - 0.7))
+    nxt = np.clip(0.7 + rng.normal(0, 0.004, (64, 96, 3)), 0, 1).astype(np.float32)
+    assert np.std(grid.slice(luma8(nxt), nxt)) < 0.5 * np.std(nxt)

@@ -3,7 +3,6 @@ import pytest
 
 from mvstylizer.metrics import psnr
 from mvstylizer.mobile.interpolate import InterpConfig, Interpolator
-from mvstylizer.video.flow import to_gray8
 
 from helpers import shifted, texture, to8
 
@@ -34,7 +33,7 @@ def test_interpolated_middle_frame_matches_direct_stylization(method):
     interp = Interpolator(InterpConfig(method=method), spatial=True)
     a, b = key(interp, 0, frames[0], styles[0]), key(interp, 4, frames[4], styles[4])
     mid = frames[2]
-    out = interp.frame(2, to_gray8(to8(mid)), to8(mid), a, b)
+    out = interp.frame(2, to8(mid), to8(mid), a, b)
     assert out.shape == (120, 200, 3) and out.dtype == np.uint8
     inner = (slice(10, -10), slice(12, -12))
     assert psnr(out[inner] / 255.0, styles[2][inner]) > 30
@@ -49,10 +48,10 @@ def test_global_look_is_reproduced_exactly_without_flow():
     cur[10:20, 10:150] = 0.05
     interp = Interpolator(InterpConfig("transform"), spatial=False)
     a, b = key(interp, 0, base, warm(base)), key(interp, 2, base, warm(base))
-    out = interp.frame(1, to_gray8(to8(cur)), to8(cur), a, b)
+    out = interp.frame(1, to8(cur), to8(cur), a, b)
     assert a.grid is None
     assert psnr(out / 255.0, warm(cur)) > 38
-    w_out = Interpolator(InterpConfig("warp")).frame(1, to_gray8(to8(cur)), to8(cur), a, b)
+    w_out = Interpolator(InterpConfig("warp")).frame(1, to8(cur), to8(cur), a, b)
     region = (slice(42, 58), slice(72, 88))
     assert psnr(out[region] / 255.0, warm(cur)[region]) > psnr(w_out[region] / 255.0, warm(cur)[region]) + 10
 
@@ -63,11 +62,11 @@ def test_keys_blend_in_time_and_are_exact_at_the_keys():
     bright = lambda x: np.clip(x * 0.9 + 0.1, 0, 1)  # noqa: E731
     interp = Interpolator(InterpConfig("transform"), spatial=False)
     a, b = key(interp, 0, base, dark(base)), key(interp, 10, base, bright(base))
-    gray, img8 = to_gray8(to8(base)), to8(base)
-    at_a, mid, at_b = (interp.frame(t, gray, img8, a, b) / 255.0 for t in (0, 5, 10))
+    img8 = to8(base)
+    at_a, mid, at_b = (interp.frame(t, img8, img8, a, b) / 255.0 for t in (0, 5, 10))
     assert psnr(at_a, dark(base)) > 40 and psnr(at_b, bright(base)) > 40
     assert np.all(at_a.mean() < mid.mean()) and mid.mean() < at_b.mean()
-    assert np.array_equal(a.styled8, interp.frame(0, gray, img8, a, b))  # a key renders as its neighbours do
+    assert np.array_equal(a.styled8, interp.frame(0, img8, img8, a, b))  # a key renders as its neighbours do
 
 
 def test_flat_noisy_wall_stays_as_steady_as_the_input():
@@ -78,7 +77,7 @@ def test_flat_noisy_wall_stays_as_steady_as_the_input():
     frames = [np.clip(wall + rng.normal(0, 0.01, wall.shape).astype(np.float32), 0, 1) for _ in range(3)]
     interp = Interpolator(InterpConfig("transform"), spatial=True)
     a, b = key(interp, 0, frames[0], spatial_style(frames[0])), key(interp, 2, frames[2], spatial_style(frames[2]))
-    out = interp.frame(1, to_gray8(to8(frames[1])), to8(frames[1]), a, b).astype(np.float32)
+    out = interp.frame(1, to8(frames[1]), to8(frames[1]), a, b).astype(np.float32)
     ref = spatial_style(frames[1]) * 255
     # Noise in the output is the input's noise through the style, not amplified.
     assert np.std(out[40:56, 56:72] - ref[40:56, 56:72]) < 1.5
@@ -93,7 +92,7 @@ def test_strength_blends_each_key_transform_with_the_identity(spatial):
     for s in (0.0, 0.5, 1.0):
         interp = Interpolator(InterpConfig("transform", strength=s), spatial=spatial)
         a, b = key(interp, 0, base, styled), key(interp, 4, base, styled)
-        outs[s] = interp.frame(2, to_gray8(to8(base)), to8(base), a, b).astype(np.float32) / 255.0
+        outs[s] = interp.frame(2, to8(base), to8(base), a, b).astype(np.float32) / 255.0
     assert psnr(outs[0.0], to8(base) / 255.0) > 45
     full = np.abs(outs[1.0] - base).mean()
     half = np.abs(outs[0.5] - base).mean()
@@ -113,7 +112,7 @@ def test_an_interpolation_method_is_one_registry_entry(monkeypatch):
 
     calls = []
 
-    def hold_a(interp, gray, full8, a, b, w_b, exposure, out):
+    def hold_a(interp, low8, full8, a, b, w_b, exposure, out):
         calls.append(w_b)
         return a.styled8
 
@@ -122,10 +121,9 @@ def test_an_interpolation_method_is_one_registry_entry(monkeypatch):
     interp = Interpolator(InterpConfig(method=args.interp), spatial=False)
     rng = np.random.default_rng(0)
     full8 = rng.integers(0, 256, (24, 32, 3), dtype=np.uint8)
-    gray = full8[..., 0].copy()
     a = interp.key(0, full8, full8.astype(np.float32) / 255, full8)
     b = interp.key(4, full8, full8.astype(np.float32) / 255, full8)
-    assert interp.frame(1, gray, full8, a, b) is a.styled8 and calls == [0.25]
+    assert interp.frame(1, full8, full8, a, b) is a.styled8 and calls == [0.25]
     assert not interp.keys_disagree(a, b, full8)  # refines_keys defaults to off
     with pytest.raises(ValueError, match="hold"):
         InterpConfig(method="nope")

@@ -3,8 +3,8 @@
 Two methods:
 
 - ``transform`` (default): every key is kept as a colour transform fit to its stylization — a global
-  look (:mod:`.look`) and, for spatially varying models, a bilateral grid of offsets indexed by
-  position and brightness (:mod:`.grid`). A frame between keys ``a < t < b`` gets the two keys'
+  look (:mod:`.look`) and, for spatially varying models, a bilateral grid of affine colour maps
+  indexed by position and brightness (:mod:`.grid`). A frame between keys ``a < t < b`` gets the two keys'
   transforms blended by temporal distance, applied to the real frame t. No optical flow: nothing can
   land on the wrong object, flat walls stay as steady as the input, detail is frame t's own, and a
   key frame is rendered by the very same transform, so nothing jumps at keys.
@@ -46,12 +46,13 @@ class KeyFrame:
 @dataclass
 class InterpConfig:
     method: str = "transform"
-    # The grid is sliced with the frame's brightness at this fraction of the key size, then the
-    # offsets are upsampled: at 0.5 slicing costs ~1.3 ms instead of ~8 ms per frame and the fit to
-    # the stylized key moved by < 0.1 dB (six real clips, wct2 and mk).
-    map_scale: float = 0.5
+    # The grid is sliced with the frame's brightness and colours at this fraction of the key size,
+    # then its residual is upsampled: at 0.25 (128 x 72 for a 16:9 key) slicing the affine grid costs
+    # ~0.7 ms per frame instead of ~4.6 ms at 0.5, and a regions key frame's SSIM to the model's
+    # full-resolution output moved by < 0.005 (five real clips).
+    map_scale: float = 0.25
     # How much of the style to apply, 0..1: each key's transform is blended with the identity
-    # (look parameters and grid offsets alike), as a preset slider does; frames follow their keys.
+    # (look parameters and grid maps alike), as a preset slider does; frames follow their keys.
     strength: float = 1.0
     grid: GridConfig = field(default_factory=GridConfig)
     # Two keys' looks are blended parameter by parameter (one look per frame) when that stays within
@@ -101,41 +102,41 @@ class Interpolator:
             gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
         if self.spatial:
             residual = styled - look.apply(content8).astype(np.float32) * (1.0 / 255.0)
-            grid = fit_grid(gray, residual, self.config.grid)
+            grid = fit_grid(gray, content8.astype(np.float32) * (1.0 / 255.0), residual, self.config.grid)
         if self.config.strength < 1.0:
             look = identity_look(look.pre.shape[1]).blend(look, self.config.strength)
-            grid = ResidualGrid(grid.offsets * np.float32(self.config.strength)) if grid is not None else None
+            grid = grid.scaled(self.config.strength) if grid is not None else None
         key = KeyFrame(index, look, grid, gray, exposure=exposure)
-        key.styled8 = self._add_grid(look.apply(full8, scratch=self._scratch_like(full8)), grid, gray)
+        key.styled8 = self._add_grid(look.apply(full8, scratch=self._scratch_like(full8)), grid, content8)
         return key
 
-    def frame(self, t: int, gray: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame,
+    def frame(self, t: int, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame,
               exposure: float = 0.0, out: np.ndarray | None = None) -> np.ndarray:
         """Stylized frame t (full-resolution uint8 RGB) from keys ``a`` and ``b`` (a.index <= t <= b.index).
 
-        ``gray`` is frame t's key-size grey image, ``exposure`` its log exposure. Pass ``out`` (an
+        ``low8`` is frame t at the key size (uint8 RGB), ``exposure`` its log exposure. Pass ``out`` (an
         array like ``full8``) to have the frame written there: a caller that hands each frame on
         at once (to an encoder that copies it) saves a fresh full-resolution image per frame."""
         span = max(1, b.index - a.index)
         w_b = min(1.0, max(0.0, (t - a.index) / span))
-        return self.method.render(self, gray, full8, a, b, w_b, exposure, out)
+        return self.method.render(self, low8, full8, a, b, w_b, exposure, out)
 
-    def _blend_transforms(self, gray: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
+    def _blend_transforms(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                           exposure: float, out: np.ndarray | None) -> np.ndarray:
         scratch = self._scratch_like(full8)
         grid = a.grid.blend(b.grid, w_b) if a.grid is not None and b.grid is not None else None
         gain = self._exposure_gain((1.0 - w_b) * a.exposure + w_b * b.exposure - exposure)
         if w_b in (0.0, 1.0) or self._blends_by_parameters(a, b):
             look = a.look.blend(b.look, w_b).exposed(gain)
-            return self._add_grid(look.apply(full8, out, scratch), grid, gray, gain)
+            return self._add_grid(look.apply(full8, out, scratch), grid, low8, gain)
         first = a.look.exposed(gain).apply(full8, scratch=scratch)
         out = cv2.addWeighted(first, 1.0 - w_b, b.look.exposed(gain).apply(full8, scratch=scratch), w_b, 0.0,
                               dst=out)
-        return self._add_grid(out, grid, gray, gain)
+        return self._add_grid(out, grid, low8, gain)
 
-    def _warp_keys(self, gray: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
+    def _warp_keys(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                    exposure: float, out: np.ndarray | None) -> np.ndarray:
-        return self._warp(gray, full8, [(a, 1.0 - w_b), (b, w_b)])
+        return self._warp(cv2.cvtColor(low8, cv2.COLOR_RGB2GRAY), full8, [(a, 1.0 - w_b), (b, w_b)])
 
     def _scratch_like(self, img: np.ndarray) -> np.ndarray:
         if self._scratch is None or self._scratch.shape != img.shape:
@@ -162,18 +163,20 @@ class Interpolator:
             self._pair = (a.index, b.index, blend_gap(a.look, b.look) <= self.config.blend_tolerance)
         return self._pair[2]
 
-    def _add_grid(self, out: np.ndarray, grid: ResidualGrid | None, gray: np.ndarray, gain: float = 1.0
+    def _add_grid(self, out: np.ndarray, grid: ResidualGrid | None, low8: np.ndarray, gain: float = 1.0
                   ) -> np.ndarray:
         if grid is None:
             return out
-        h, w = gray.shape
+        h, w = low8.shape[:2]
         size = max(2, round(w * self.config.map_scale)), max(2, round(h * self.config.map_scale))
-        luma = cv2.resize(gray, size, interpolation=cv2.INTER_AREA) if size != (w, h) else gray
-        if gain != 1.0:  # brightness bins as the keys saw them
-            luma = cv2.convertScaleAbs(luma, alpha=gain)
+        small = cv2.resize(low8, size, interpolation=cv2.INTER_AREA) if size != (w, h) else low8
+        if gain != 1.0:  # brightness bins and colours as the keys saw them
+            small = cv2.convertScaleAbs(small, alpha=gain)
+        luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
         # Offsets in whole levels as int16: OpenCV upsamples and adds 16-bit offsets to 8-bit frames
         # in two passes (~1.7 ms at 1080p) where float images cost ~4x.
-        offsets = np.rint(grid.slice(luma) * 255.0).astype(np.int16)
+        offsets = np.rint(grid.slice(luma, small.astype(np.float32) * np.float32(1.0 / 255.0)) * 255.0
+                          ).astype(np.int16)
         up = cv2.resize(offsets, out.shape[1::-1], interpolation=cv2.INTER_LINEAR)
         return cv2.add(out, up, dst=out, dtype=cv2.CV_8U)
 
@@ -203,7 +206,7 @@ class Interpolator:
 class InterpMethod:
     """One way to make the frames between two keys: an entry of :data:`INTERPOLATORS`.
 
-    ``render(interpolator, gray, full8, a, b, w_b, exposure, out)`` returns frame t (full-resolution
+    ``render(interpolator, low8, full8, a, b, w_b, exposure, out)`` returns frame t (full-resolution
     uint8 RGB) from keys ``a`` and ``b``, ``w_b`` being b's weight in time (see :meth:`Interpolator.frame`).
     """
 

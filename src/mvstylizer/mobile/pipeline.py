@@ -309,7 +309,7 @@ class VideoPipeline:
                     return
             for f in frames:
                 with timer("interpolation"):
-                    out = interp.frame(f.index, f.gray, f.rgb8, a, b, f.exposure, out=frame_buffer(f.rgb8))
+                    out = interp.frame(f.index, f.low8, f.rgb8, a, b, f.exposure, out=frame_buffer(f.rgb8))
                 yield out, f.pts
 
         def close_segment(k: KeyFrame, work: _Work) -> Iterator[tuple[np.ndarray, int | None]]:
