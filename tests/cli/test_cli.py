@@ -251,3 +251,21 @@ def test_buffered_frames_stay_within_the_memory_budget(tmp_path, style):
         src, style, tmp_path / "out.mp4")
     assert rep.frames == 60 and rep.max_buffered_frames < 5
     assert np.diff(rep.key_frames).max() <= 5
+
+
+def test_a_run_asks_the_edge_for_its_model_list_once(tmp_path, style):
+    # A remote edge answers GET /v1/models over the network: the model's name and whether it varies
+    # over the picture are read from one answer per run, not asked again at each use.
+    from mvstylizer.mobile.edge_link import EmbeddedEdge
+    from mvstylizer.mobile.pipeline import StylizeConfig, VideoPipeline
+
+    edge = EmbeddedEdge()
+    calls = []
+    real = edge.models
+    edge.models = lambda: calls.append(1) or real()
+    src = tmp_path / "clip.mp4"
+    write_test_clip(src, width=64, height=48, frames=8, fps=30.0)
+    pipeline = VideoPipeline(edge, StylizeConfig(model="reinhard", progress=False))
+    for i in range(2):
+        assert pipeline.run(src, style, tmp_path / f"out{i}.mp4").model.startswith("reinhard")
+    assert len(calls) == 2

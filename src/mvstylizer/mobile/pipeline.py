@@ -151,6 +151,7 @@ class VideoPipeline:
         self.edge = edge
         self.config = config or StylizeConfig()
         self.smoother = SMOOTHERS[self.config.smoothing].build()
+        self._entry: tuple[dict | None] | None = None  # the edge's entry for config.model, once per run
 
     # --- public entry points -------------------------------------------------------------
     def run(self, input_path: str | os.PathLike[str], style_path: str | os.PathLike[str],
@@ -159,6 +160,7 @@ class VideoPipeline:
         renamed at the end); returns the run's report. Raises :class:`UserError` on bad input."""
         input_path, output_path = Path(input_path), Path(output_path)
         check_output_path(input_path, output_path)
+        self._entry = None
         if is_image_path(input_path):
             if not is_image_path(output_path):
                 raise UserError(f"input {input_path.name} is an image, so the output must be an image too "
@@ -184,6 +186,7 @@ class VideoPipeline:
             rendered once the second key is known.
         """
         t0 = time.perf_counter()
+        self._entry = None
         style_id = self._register(_as_rgb8(style, "style"), "image")
         state: dict = {}
 
@@ -347,9 +350,16 @@ class VideoPipeline:
     def _interpolator(self) -> Interpolator:
         return Interpolator(self.config.interp, spatial=self._model_is_spatial())
 
+    def _model_entry(self) -> dict | None:
+        """The edge's description of ``config.model`` (None if it lists no such model), asked once
+        per run: a remote edge answers over the network, and its list does not change mid-run."""
+        if self._entry is None:
+            self._entry = (find_model(self.edge.models(), self.config.model),)
+        return self._entry[0]
+
     def _resolved_model(self) -> str:
         """``name:runtime`` of the model the edge runs for ``config.model`` (as asked if it does not say)."""
-        m = find_model(self.edge.models(), self.config.model)
+        m = self._model_entry()
         if m is None:
             return self.config.model
         runtime = self.config.model.partition(":")[2] or (m.get("runtimes") or [""])[0]
@@ -358,7 +368,7 @@ class VideoPipeline:
     def _model_is_spatial(self) -> bool:
         """Whether the edge says the chosen model varies its colours over the picture (then keys
         carry a bilateral grid besides their global look). An edge that does not say is assumed to."""
-        m = find_model(self.edge.models(), self.config.model)
+        m = self._model_entry()
         return True if m is None else bool(m.get("spatial", True))
 
     def _key(self, work: _Work, style_id: str, timer: _Timer, interp: Interpolator) -> KeyFrame:
