@@ -93,3 +93,46 @@ def test_api_md_examples_run(tmp_path):
                                 timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "bikes_coffee.mp4").is_file() and (tmp_path / "coffee.cube").is_file()
+
+
+class Stop(Exception):
+    """What the on_frame hooks below raise: a caller cancelling a run."""
+
+
+def test_on_frame_counts_written_frames_and_its_exception_leaves_no_file(tmp_path, style):
+    src = tmp_path / "in.mp4"
+    write_test_clip(src, width=96, height=64, frames=12, fps=12.0)
+    image = tmp_path / "in.png"
+    image.write_bytes(style.read_bytes())
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    calls: list[tuple[int, int | None]] = []
+
+    def record(written: int, total: int | None) -> None:
+        calls.append((written, total))
+
+    def stop_at_5(written: int, total: int | None) -> None:
+        if written == 5:
+            raise Stop
+
+    def stop(written: int, total: int | None) -> None:
+        raise Stop
+
+    with mvstylizer.VideoStylizer(model="reinhard", max_gap=4) as vs:
+        report = vs.stylize_file(src, style, out_dir / "out.mp4", on_frame=record)
+        assert calls == [(n, 12) for n in range(1, 13)] and report.frames == 12
+        calls.clear()
+        vs.stylize_file(image, style, out_dir / "out.png", on_frame=record)
+        assert calls == [(1, 1)]
+        before = {p.name: p.read_bytes() for p in out_dir.iterdir()}
+        # A hook that raises: an existing output stays as it was, a new one is never created, and no
+        # temporary file (hidden, beside the output) is left either.
+        for target, hook in ((out_dir / "out.mp4", stop_at_5), (out_dir / "new.mp4", stop_at_5),
+                             (out_dir / "out.png", stop), (out_dir / "new.png", stop)):
+            with pytest.raises(Stop):
+                vs.stylize_file(src if target.suffix == ".mp4" else image, style, target, overwrite=True,
+                                on_frame=hook)
+        assert {p.name: p.read_bytes() for p in out_dir.iterdir()} == before
+    with pytest.raises(Stop):
+        mvstylizer.stylize(src, style, out_dir / "one_call.mp4", model="reinhard", on_frame=stop)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["out.mp4", "out.png"]

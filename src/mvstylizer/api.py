@@ -19,7 +19,7 @@ from .files import check_overwrite
 from .mobile.edge_link import EdgeLink
 from .mobile.interpolate import InterpConfig
 from .mobile.keyframes import KeyframeConfig
-from .mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
+from .mobile.pipeline import FrameHook, StylizeConfig, StylizeReport, VideoPipeline
 
 PathLike = str | os.PathLike[str]
 
@@ -81,20 +81,24 @@ class VideoStylizer:
             self._edge = EmbeddedEdge()
         self._pipeline = VideoPipeline(self._edge, self.config)
 
-    def stylize_file(self, input: PathLike, style: PathLike, output: PathLike, *, overwrite: bool = False
-                     ) -> StylizeReport:
+    def stylize_file(self, input: PathLike, style: PathLike, output: PathLike, *, overwrite: bool = False,
+                     on_frame: FrameHook | None = None) -> StylizeReport:
         """Stylize a video (mp4, mov, mkv, avi, webm) or image file; audio is kept.
 
         Args:
             input, style, output: file paths; ``output`` is written under a temporary name and
                 renamed when complete, so it never exists half-written.
             overwrite: replace an existing ``output`` (refused otherwise).
+            on_frame: ``on_frame(written, total)`` after each output frame is written: frames
+                written so far, and the input's declared frame count (None if it declares none).
+                Frames come out one key gap at a time. Whatever it raises ends the run, leaving no
+                ``output`` (an existing one is untouched): raise to cancel.
 
         Returns:
             The run's report (frames, keys and why each is one, seconds per stage, bytes to the edge).
         """
         check_overwrite(output, overwrite)
-        return self._pipeline.run(input, style, output)
+        return self._pipeline.run(input, style, output, on_frame=on_frame)
 
     def stylize_frames(self, frames: Iterable[np.ndarray], style: np.ndarray | PathLike,
                        report: StylizeReport | None = None) -> Iterator[np.ndarray]:
@@ -126,20 +130,21 @@ class VideoStylizer:
         self.close()
 
 
-def stylize(input: PathLike, style: PathLike, output: PathLike, *, overwrite: bool = False, **options
-            ) -> StylizeReport:
+def stylize(input: PathLike, style: PathLike, output: PathLike, *, overwrite: bool = False,
+            on_frame: FrameHook | None = None, **options) -> StylizeReport:
     """Stylize one video or image file with a style photo; the one-call form of :class:`VideoStylizer`.
 
     Args:
         input, style, output: file paths.
         overwrite: replace an existing ``output``.
+        on_frame: called after each output frame is written, as in :meth:`VideoStylizer.stylize_file`.
         **options: any keyword of :class:`VideoStylizer` (model, strength, edge, key_size, ...).
 
     Returns:
         The run's :class:`StylizeReport`.
     """
     with VideoStylizer(**options) as vs:
-        return vs.stylize_file(input, style, output, overwrite=overwrite)
+        return vs.stylize_file(input, style, output, overwrite=overwrite, on_frame=on_frame)
 
 
 def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = None, size: int = 33,

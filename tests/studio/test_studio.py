@@ -281,7 +281,7 @@ def test_a_render_that_breaks_fails_its_job_only(studio, clip, style, monkeypatc
     renderer = studio.app.state.studio.renderer
 
     def broken(job, index):  # noqa: ANN001
-        raise RuntimeError("decoder exploded")
+        raise RuntimeError("encoder exploded")
 
     monkeypatch.setattr(renderer, "frame_hook", broken)
     job = studio.wait(studio.job(video["id"], st["key"], "mk").json()["id"])

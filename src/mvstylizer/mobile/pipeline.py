@@ -14,7 +14,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -42,6 +42,10 @@ MIN_STYLE_SIDE = 32  # pixels; smaller styles get a warning
 MAX_STYLE_ASPECT = 8.0
 
 STAGES = ("decode", "select", "edge", "smoothing", "interpolation", "encode")
+
+# Called after each output frame is written: (frames written so far, the input's declared frame
+# count or None). What it raises ends the run with no output file, which is how a caller cancels.
+FrameHook = Callable[[int, int | None], None]
 
 
 @dataclass
@@ -155,9 +159,12 @@ class VideoPipeline:
 
     # --- public entry points -------------------------------------------------------------
     def run(self, input_path: str | os.PathLike[str], style_path: str | os.PathLike[str],
-            output_path: str | os.PathLike[str]) -> StylizeReport:
+            output_path: str | os.PathLike[str], *, on_frame: FrameHook | None = None) -> StylizeReport:
         """Stylize a video or image file into ``output_path`` (written under a temporary name and
-        renamed at the end); returns the run's report. Raises :class:`UserError` on bad input."""
+        renamed at the end); returns the run's report. Raises :class:`UserError` on bad input.
+
+        ``on_frame(written, total)`` runs after each output frame is written (``total``: the
+        input's declared frame count, or None); whatever it raises propagates and leaves no output."""
         input_path, output_path = Path(input_path), Path(output_path)
         check_output_path(input_path, output_path)
         self._entry = None
@@ -165,11 +172,11 @@ class VideoPipeline:
             if not is_image_path(output_path):
                 raise UserError(f"input {input_path.name} is an image, so the output must be an image too "
                                 f"(.png, .jpg, ...), not {output_path.name}")
-            return self._image(input_path, style_path, output_path)
+            return self._image(input_path, style_path, output_path, on_frame)
         if is_image_path(output_path):
             raise UserError(f"input {input_path.name} is a video, so the output must be a video "
                             f"(.mp4, .mov, .mkv), not {output_path.name}")
-        return self._video(input_path, style_path, output_path)
+        return self._video(input_path, style_path, output_path, on_frame)
 
     def stream(self, frames: Iterable[np.ndarray], style: np.ndarray, report: StylizeReport | None = None
                ) -> Iterator[np.ndarray]:
@@ -222,7 +229,8 @@ class VideoPipeline:
                         "works best", name, w, h, 4 * MIN_STYLE_SIDE)
         return self.edge.register_style(shrink_to(style, self.config.max_style_side))
 
-    def _image(self, input_path: Path, style_path: str | os.PathLike[str], output_path: Path) -> StylizeReport:
+    def _image(self, input_path: Path, style_path: str | os.PathLike[str], output_path: Path,
+               on_frame: FrameHook | None) -> StylizeReport:
         t0 = time.perf_counter()
         rgb8 = (np.clip(read_image(input_path), 0, 1) * 255 + 0.5).astype(np.uint8)
         h, w = rgb8.shape[:2]
@@ -234,12 +242,16 @@ class VideoPipeline:
         work = _make_work(0, None, rgb8, size)
         key = self._key(work, style_id, timer, self._interpolator())
         assert key.styled8 is not None  # Interpolator.key always renders the key's output
-        with timer("encode"):
-            write_image(output_path, key.styled8)
+        with atomic_path(output_path) as tmp:  # the hook runs before the rename: if it raises, no image is left
+            with timer("encode"):
+                write_image(tmp, key.styled8)
+            if on_frame is not None:
+                on_frame(1, 1)
         report.frames, report.keys, report.key_size = 1, [{"index": 0, "reason": "first"}], list(size)
         return self._finish(report, t0)
 
-    def _video(self, input_path: Path, style_path: str | os.PathLike[str], output_path: Path) -> StylizeReport:
+    def _video(self, input_path: Path, style_path: str | os.PathLike[str], output_path: Path,
+               on_frame: FrameHook | None) -> StylizeReport:
         t0 = time.perf_counter()
         with VideoReader(input_path) as reader:
             info = reader.info
@@ -266,6 +278,8 @@ class VideoPipeline:
                             writer.write(rgb8, pts)
                         report.frames += 1
                         bar.update(1)
+                        if on_frame is not None:
+                            on_frame(report.frames, info.frame_count)
                 with timer("encode"):  # the encoder's flush and the container's end are encoding too
                     writer.close()
         return self._finish(report, t0)

@@ -1,12 +1,11 @@
 """Render jobs: a queue with one worker thread, live progress, cancel between frames.
 
-A job renders one uploaded video with one style through the Python API: frames are decoded here,
-stylized by :meth:`mvstylizer.VideoStylizer.stylize_frames` (the same pipeline as
-``mvstylizer stylize``: key frames to the edge, the rest from their keys' colour transforms) and
-encoded with the input's timing and audio. Doing the decode/encode loop here, rather than calling
-``stylize_file``, is what gives a progress count per frame and a cancel check between frames. The
-MP4 is written under a temporary name and renamed when complete, so a cancelled or failed job never
-leaves a half-written file.
+A job renders one uploaded video with one style through
+:meth:`mvstylizer.VideoStylizer.stylize_file` (the same pipeline as ``mvstylizer stylize``: key
+frames to the edge, the rest from their keys' colour transforms, the input's timing and audio).
+Its ``on_frame`` hook, called after each written frame, counts progress and raises
+:class:`Cancelled` once the job is cancelled. The MP4 is written under a temporary name and renamed
+when complete, so a cancelled or failed job never leaves a half-written file.
 
 Jobs run one at a time (the pipeline already uses every core); the others wait in the queue.
 """
@@ -19,12 +18,9 @@ import queue
 import secrets
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
 
 from ..errors import UserError
 
@@ -64,7 +60,6 @@ class Job:
     created: float = field(default_factory=time.time)
     started: float | None = None
     finished: float | None = None
-    frames_in: int = 0  # decoded and handed to the pipeline
     frames_out: int = 0  # stylized and encoded
     error: str | None = None
     lut_reason: str | None = None
@@ -101,8 +96,7 @@ class Job:
             return 1.0
         if not self.frames_total:
             return 0.0
-        # Input and output both count: output comes in bursts (one key gap at a time), input steadily.
-        return min(0.99, (self.frames_in + self.frames_out) / (2.0 * self.frames_total))
+        return min(0.99, self.frames_out / self.frames_total)
 
     def as_dict(self) -> dict:
         done = self.state == "done" and not self.expired
@@ -155,7 +149,7 @@ class JobQueue:
         self._on_change(job)
 
     def cancel(self, job: Job) -> None:
-        """A queued job is cancelled at once; a running one at its next frame."""
+        """A queued job is cancelled at once; a running one at its next written frame."""
         with self._lock:
             job.cancel.set()
             if job.state == "queued":
@@ -215,47 +209,33 @@ class Renderer:
     def __init__(self, *, edge: str | None = None, token: str | None = None, crf: int = 18,
                  preset: str = "veryfast", frame_hook: Callable[[Job, int], None] | None = None) -> None:
         self.edge, self.token, self.crf, self.preset = edge, token, crf, preset
-        self.frame_hook = frame_hook  # tests: called before each frame is decoded
+        self.frame_hook = frame_hook  # tests: called after each frame is written, with its index
 
     def __call__(self, job: Job, progress: Callable[[], None]) -> None:
         from ..api import VideoStylizer
         from ..files import atomic_write_text
-        from ..mobile.pipeline import StylizeReport
-        from ..video.reader import VideoReader
-        from ..video.writer import VideoWriter
+
+        def on_frame(written: int, total: int | None) -> None:
+            job.frames_out, job.frames_total = written, total or job.frames_total
+            if self.frame_hook is not None:
+                self.frame_hook(job, written - 1)
+            # Raises Cancelled, which the pipeline passes on after dropping its unfinished file; after
+            # the last frame this is the check that lets a late cancel win over the rename.
+            progress()
 
         job.dir.mkdir(parents=True, exist_ok=True)
         with VideoStylizer(job.model, strength=job.strength, edge=self.edge, token=self.token, crf=self.crf,
-                           preset=self.preset) as vs, VideoReader(job.video_path) as reader:
-            info = reader.info
-            job.frames_total = info.frame_count or job.frames_total
-            report = StylizeReport(job.video_name, f"{job.download_stem}.mp4", job.model, vs.config.interp.method,
-                                   info.width, info.height, info.fps, has_audio=info.has_audio)
-            pts: deque[int | None] = deque()
-            with VideoWriter(job.video_file, info.width, info.height, info.fps, reader.time_base,
-                             audio_template=reader.audio_stream, crf=self.crf, preset=self.preset) as writer:
-
-                def frames() -> Iterator[np.ndarray]:
-                    for f in reader.frames(audio_sink=writer.mux_audio):
-                        if self.frame_hook is not None:
-                            self.frame_hook(job, f.index)
-                        pts.append(f.pts)
-                        job.frames_in += 1
-                        progress()  # raises Cancelled between frames
-                        yield f.rgb8
-
-                for out in vs.stylize_frames(frames(), job.style.path, report):
-                    writer.write(out, pts.popleft())
-                    job.frames_out += 1
-                    progress()
-                progress()  # a cancel that came with the last frame still wins over the rename
+                           preset=self.preset) as vs:
+            report = vs.stylize_file(job.video_path, job.style.path, job.video_file, overwrite=True,
+                                     on_frame=on_frame)
         job.frames_total = job.frames_out
+        report.input, report.output = job.video_name, f"{job.download_stem}.mp4"
         summary = report.summary()
         summary.update(style=job.style.name, strength=job.strength, studio_job=job.id)
         atomic_write_text(job.report_file, json.dumps(summary, indent=2) + "\n")
         job.summary = {"keys": summary["key_count"], "key_reasons": summary["key_reasons"],
                        "model": summary["model"], "seconds": summary["total_seconds"],
-                       "size": [info.width, info.height], "fps": round(info.fps, 3)}
+                       "size": [report.width, report.height], "fps": round(report.fps, 3)}
         self._lut(job)
 
     def _lut(self, job: Job) -> None:
