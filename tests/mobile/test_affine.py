@@ -63,3 +63,29 @@ def test_render_at_native_size_equals_applying_the_maps():
     out = render(k, g, full, to8(full))
     assert out.dtype == np.uint8
     assert np.abs(out / 255.0 - apply_affine(k, full)).max() < 3 / 255
+
+
+def test_guided_filter_of_many_channels_is_the_per_triple_fit():
+    # One guide, N channels: the same numbers as fitting and applying local affine maps three
+    # channels at a time, with the guide's statistics computed once.
+    from mvstylizer.colour.affine import AffineFit, guided_filter
+
+    rng = np.random.default_rng(3)
+    guide = texture(40, 56, seed=5)
+    src = rng.random((40, 56, 6)).astype(np.float32)
+    fit = AffineFit(3, 1e-3)
+    want = np.concatenate([apply_affine(fit_local_affine(guide, np.ascontiguousarray(src[..., i:i + 3]), fit),
+                                        guide, clip=False) for i in (0, 3)], axis=2)
+    assert np.allclose(guided_filter(guide, src, fit), want, atol=1e-5)
+
+
+def test_guided_filter_snaps_a_soft_mask_to_the_guides_edge():
+    from mvstylizer.colour.affine import AffineFit, guided_filter
+
+    guide = np.zeros((32, 64, 3), np.float32)
+    guide[:, 32:] = 1.0
+    soft = np.clip((np.arange(64, dtype=np.float32) - 24) / 16, 0, 1)[None, :, None] * np.ones((32, 1, 1), np.float32)
+    out = guided_filter(guide, soft, AffineFit(4, 1e-4))[..., 0]
+    # The ramp's change concentrates where the guide has its edge (a 0.06 step in the input).
+    steps = np.diff(out, axis=1)
+    assert np.all(steps[:, 31] > 0.25) and np.all(np.abs(np.delete(steps, 31, axis=1)) < 0.06)

@@ -37,6 +37,31 @@ def _box(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
 
 
+_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # the guide covariance's distinct entries
+
+
+def _radius(radius: int, h: int, w: int) -> int:
+    return max(1, min(radius, (min(h, w) - 1) // 2)) if min(h, w) > 2 else 1
+
+
+def _guide_terms(c: np.ndarray, r: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """Window means of the guide and the inverse of its ridged window covariance, (h, w, 3, 3)."""
+    mean_c = _box(c, r)
+    cc = _box(np.stack([c[..., i] * c[..., j] for i, j in _PAIRS], axis=2), r)
+    var = [cc[..., k] - mean_c[..., i] * mean_c[..., j] + (eps if i == j else 0.0)
+           for k, (i, j) in enumerate(_PAIRS)]
+    return mean_c, _inv_sym3(*var)
+
+
+def _window_cov(c: np.ndarray, mean_c: np.ndarray, s: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Window means of ``s`` (h, w, n) and its window covariance with the guide, (h, w, n, 3)."""
+    h, w, n = s.shape
+    mean_s = _box(s, r).reshape(h, w, n)  # OpenCV drops a single channel's axis
+    cs = _box(np.stack([s[..., i] * c[..., j] for i in range(n) for j in range(3)], axis=2), r)
+    cov = cs.reshape(h, w, n, 3) - mean_s[..., :, None] * mean_c[..., None, :]
+    return mean_s, cov
+
+
 def fit_local_affine(content: np.ndarray, styled: np.ndarray, fit: AffineFit = AffineFit(),
                      prior: np.ndarray | None = None) -> np.ndarray:
     """Per-pixel 3x4 colour maps (HxWx12) with ``styled ~= A . content + b`` over each window.
@@ -50,26 +75,47 @@ def fit_local_affine(content: np.ndarray, styled: np.ndarray, fit: AffineFit = A
     if content.shape != styled.shape:
         raise ValueError(f"content {content.shape} and styled {styled.shape} differ in size")
     h, w = content.shape[:2]
-    r = max(1, min(fit.radius, (min(h, w) - 1) // 2)) if min(h, w) > 2 else 1
+    r = _radius(fit.radius, h, w)
     c = content.astype(np.float32)
-    s = styled.astype(np.float32)
-    mean_c = _box(c, r)
-    mean_s = _box(s, r)
-    # Second moments, each box-filtered once: the 6 unique content pairs and 9 style-content pairs.
-    pairs = [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
-    cc = _box(np.stack([c[..., i] * c[..., j] for i, j in pairs], axis=2), r)
-    cs = _box(np.stack([s[..., i] * c[..., j] for i in range(3) for j in range(3)], axis=2), r)
-    var = [cc[..., k] - mean_c[..., i] * mean_c[..., j] + (fit.eps if i == j else 0.0)
-           for k, (i, j) in enumerate(pairs)]
-    cov_sc = (cs - (mean_s[..., :, None] * mean_c[..., None, :]).reshape(h, w, 9)).reshape(h, w, 3, 3)
+    mean_c, inv = _guide_terms(c, r, fit.eps)
+    mean_s, cov_sc = _window_cov(c, mean_c, styled.astype(np.float32), r)
     if prior is not None:
         cov_sc = cov_sc + fit.eps * prior.reshape(3, 4)[:, :3].astype(np.float32)
-    a = cov_sc @ _inv_sym3(*var)  # (h, w, 3 out, 3 in)
+    a = cov_sc @ inv  # (h, w, 3 out, 3 in)
     b = mean_s - (a @ mean_c[..., None])[..., 0]
     coeffs = np.concatenate([a, b[..., None]], axis=3).reshape(h, w, 12)
     # Averaging the maps over the window (the guided filter's second step) makes them smooth enough
     # to upsample and warp without seams.
     return _box(coeffs, r)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, fit: AffineFit = AffineFit()) -> np.ndarray:
+    """He et al.'s colour-guided filter of every channel of ``src``: each output channel is, over
+    every window, an affine function of the guide's colours, so edges follow the guide's.
+
+    The guide's window statistics and their inverse are computed once for all channels, where one
+    :func:`fit_local_affine` per three channels would redo them (OpenCV's own guided filter lives in
+    opencv-contrib, which the core install does not have).
+
+    Args:
+        guide: HxWx3 float32 in [0, 1].
+        src: HxWxN float32, any N.
+        fit: window radius and ridge.
+
+    Shape:
+        returns (H, W, N) float32, not clipped.
+    """
+    if guide.shape[:2] != src.shape[:2] or guide.ndim != 3 or guide.shape[2] != 3 or src.ndim != 3:
+        raise ValueError(f"guide {guide.shape} must be HxWx3 and src {src.shape} HxWxN of the same size")
+    h, w, n = src.shape
+    r = _radius(fit.radius, h, w)
+    c = guide.astype(np.float32)
+    mean_c, inv = _guide_terms(c, r, fit.eps)
+    mean_s, cov = _window_cov(c, mean_c, src.astype(np.float32), r)
+    a = cov @ inv  # (h, w, n, 3)
+    b = mean_s - (a @ mean_c[..., None])[..., 0]
+    a = _box(np.ascontiguousarray(a.reshape(h, w, n * 3)), r).reshape(h, w, n, 3)
+    return (a @ c[..., None])[..., 0] + _box(np.ascontiguousarray(b), r).reshape(h, w, n)
 
 
 def _inv_sym3(a, b, c, d, e, f) -> np.ndarray:

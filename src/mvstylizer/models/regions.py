@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from ..colour.affine import AffineFit, apply_affine, fit_local_affine
+from ..colour.affine import AffineFit, apply_affine, fit_local_affine, guided_filter
 from ..imaging import shrink_to
 from .classic import gaussian_w2_sq, monge_kantorovich, rgb_to_lab
 from .tone import KNEE, soft_clip
@@ -380,20 +380,14 @@ def mk_map(mu_c: np.ndarray, cov_c: np.ndarray, mu_s: np.ndarray, cov_s: np.ndar
 
 def _snap_to_edges(members: np.ndarray, content: np.ndarray, radius: int, eps: float) -> np.ndarray:
     """Upsample (gh, gw, K) memberships to the content and guided-filter them with the content as
-    guide, three at a time; renormalised to sum to 1 per pixel.
+    guide; renormalised to sum to 1 per pixel.
 
     Shape:
         returns (H, W, K) float32.
     """
     h, w = content.shape[:2]
-    k = members.shape[2]
     up = cv2.resize(members.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     if up.ndim == 2:
         up = up[..., None]
-    pad = (-k) % 3
-    stack = np.concatenate([up, np.zeros((h, w, pad), np.float32)], axis=2) if pad else up
-    parts = [apply_affine(fit_local_affine(content, np.ascontiguousarray(stack[..., i:i + 3]),
-                                           AffineFit(radius, eps)), content)
-             for i in range(0, stack.shape[2], 3)]
-    out = np.maximum(np.concatenate(parts, axis=2)[..., :k], 1e-4)
+    out = np.clip(guided_filter(content, up, AffineFit(radius, eps)), 1e-4, 1.0)
     return out / out.sum(axis=2, keepdims=True)
