@@ -243,7 +243,7 @@ def _clean_name(name: str | None, fallback: str) -> str:
 
 
 def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] | None = None) -> FastAPI:
-    """The studio app. ``frame_hook(job, index)`` (tests) runs before each frame of a render is decoded."""
+    """The studio app. ``frame_hook(job, index)`` (tests) runs after each frame of a render is written."""
     studio = Studio(config, frame_hook)
 
     @asynccontextmanager
