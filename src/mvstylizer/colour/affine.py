@@ -37,7 +37,7 @@ def _box(x: np.ndarray, r: int) -> np.ndarray:
     return cv2.boxFilter(x, -1, (2 * r + 1, 2 * r + 1), normalize=True, borderType=cv2.BORDER_REFLECT)
 
 
-_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # the guide covariance's distinct entries
+COV_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # the distinct entries of a 3x3 colour covariance
 
 
 def _radius(radius: int, h: int, w: int) -> int:
@@ -47,9 +47,9 @@ def _radius(radius: int, h: int, w: int) -> int:
 def _guide_terms(c: np.ndarray, r: int, eps: float) -> tuple[np.ndarray, np.ndarray]:
     """Window means of the guide and the inverse of its ridged window covariance, (h, w, 3, 3)."""
     mean_c = _box(c, r)
-    cc = _box(np.stack([c[..., i] * c[..., j] for i, j in _PAIRS], axis=2), r)
+    cc = _box(np.stack([c[..., i] * c[..., j] for i, j in COV_PAIRS], axis=2), r)
     var = [cc[..., k] - mean_c[..., i] * mean_c[..., j] + (eps if i == j else 0.0)
-           for k, (i, j) in enumerate(_PAIRS)]
+           for k, (i, j) in enumerate(COV_PAIRS)]
     return mean_c, _inv_sym3(*var)
 
 

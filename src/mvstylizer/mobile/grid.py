@@ -29,7 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-_PAIRS = ((0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2))  # the colour covariance's distinct entries
+from ..colour.affine import COV_PAIRS
+
 _PARAMS = 12  # a 3x3 gain (row-major) then a 3-vector offset, per cell and bin
 
 
@@ -123,7 +124,7 @@ def fit_grid(luma8: np.ndarray, content: np.ndarray, residual: np.ndarray,
     # Per pixel the products whose cell averages are the weighted least-squares statistics:
     # 1, c, c c^T (6 distinct), r, r c^T (9).
     products = np.concatenate(
-        [np.ones((h, w, 1), np.float32), c, np.stack([c[..., i] * c[..., j] for i, j in _PAIRS], axis=2),
+        [np.ones((h, w, 1), np.float32), c, np.stack([c[..., i] * c[..., j] for i, j in COV_PAIRS], axis=2),
          r, (r[..., :, None] * c[..., None, :]).reshape(h, w, 9)], axis=2)
     moments = np.zeros((config.bins, gh, gw, products.shape[2]), np.float32)
     for k, weight in enumerate(_bin_weights(luma8, config.bins)):
@@ -144,7 +145,7 @@ def _solve(moments: np.ndarray, config: GridConfig) -> np.ndarray:
     n = (count + 1e-8)[..., None]
     mu = moments[..., 1:4] / n
     second = np.empty(moments.shape[:3] + (3, 3), np.float32)
-    for idx, (i, j) in enumerate(_PAIRS):
+    for idx, (i, j) in enumerate(COV_PAIRS):
         second[..., i, j] = second[..., j, i] = moments[..., 4 + idx] / n[..., 0]
     cov = second - mu[..., :, None] * mu[..., None, :]
     r_mean = moments[..., 10:13] / n
