@@ -8,13 +8,16 @@ HDRNet). Each cell and bin holds the ridge-regressed affine map from the content
 the look leaves unexplained, over the pixels that fall in it, shrunk towards zero (the global look)
 when few pixels do, and smoothed over neighbouring cells and bins. Why this shape:
 
-* a flat wall falls into one or two bins of a few cells, each the fit of hundreds of pixels; the
-  ridge (``ridge``, in colour variance) makes a bin whose colours barely vary (a wall's spread is
-  sensor noise) take an offset, not a gain, so noise is never amplified into boiling patches (what
-  made per-pixel affine maps boil);
+* a flat wall falls into one or two bins of a few cells, each the fit of a hundred or more pixels
+  (a cell's own and, through the smoothing, its neighbours'); the ridge (``ridge``, in colour
+  variance) makes a bin whose colours barely vary (a wall's spread is sensor noise) take an offset,
+  not a gain, so noise is never amplified into boiling patches (what made per-pixel affine maps boil);
 * where the model changes local contrast (a recoloured region keeps its shading but with another
-  gain, as a local affine model like ``regions`` does) the gain follows; colour offsets alone
-  reproduced a ``regions`` key at SSIM 0.94-0.97, the affine grid at 0.95-0.98 (five real clips);
+  gain, as a local affine model like ``regions`` does) the gain follows. Against ``regions`` run on
+  the full-resolution first frame of five real clips, a key rendered through 32 px cells of colour
+  offsets scored SSIM 0.94-0.97, through 32 px affine cells 0.95-0.98, through 12 px affine cells
+  0.96-0.98 (16 px cells with half the smoothing across cells scored higher still, but let a grey
+  pavement's noise through: the flat-area test of tests/mobile/test_interp_synthetic.py);
 * an in-between frame looks its pixels up by *their own* brightness, so a dark coat passing a
   bright wall takes the dark bin's map wherever it is, not the wall's; and where the key saw no
   such brightness the map fades to zero and the global look alone applies;
@@ -37,7 +40,7 @@ _PARAMS = 12  # a 3x3 gain (row-major) then a 3-vector offset, per cell and bin
 @dataclass(frozen=True)
 class GridConfig:
     """Args:
-    cell: grid cell side, in key-frame pixels (16 x 9 cells for a 512 x 288 key at 32).
+    cell: grid cell side, in key-frame pixels (43 x 24 cells for a 512 x 288 key at 12).
     bins: brightness bins per cell.
     prior: pseudo-fraction of a cell's pixels that pulls every bin's map towards zero; a bin
         holding fewer than about this fraction of the cell's pixels mostly keeps the global look.
@@ -48,7 +51,7 @@ class GridConfig:
         get an offset rather than a gain.
     """
 
-    cell: int = 32
+    cell: int = 12
     bins: int = 8
     prior: float = 0.05
     blur: float = 1.0
