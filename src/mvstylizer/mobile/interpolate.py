@@ -96,13 +96,14 @@ class Interpolator:
         and its full-resolution original (uint8); renders the key's own output. ``exposure``: the
         frame's log exposure (:class:`~mvstylizer.mobile.exposure.ExposureTracker`); ``gray``: the
         key-size original's grey image, if the caller has it already."""
-        look = fit_look(content8.astype(np.float32) * (1.0 / 255.0), styled)
+        content = content8.astype(np.float32) * (1.0 / 255.0)
+        look = fit_look(content, styled)
         grid = None
         if gray is None:
             gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
         if self.spatial:
             residual = styled - look.apply(content8).astype(np.float32) * (1.0 / 255.0)
-            grid = fit_grid(gray, content8.astype(np.float32) * (1.0 / 255.0), residual, self.config.grid)
+            grid = fit_grid(gray, content, residual, self.config.grid)
         if self.config.strength < 1.0:
             look = identity_look(look.pre.shape[1]).blend(look, self.config.strength)
             grid = grid.scaled(self.config.strength) if grid is not None else None
