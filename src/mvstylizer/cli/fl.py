@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_fl_options(p: argparse.ArgumentParser) -> None:
     from ..fl.aggregation import AGGREGATIONS
+    from ..fl.anchor import ANCHORS
 
     p.add_argument("--strategy", default="fedavg", choices=sorted(AGGREGATIONS),
                    help="how the edges' models become one (default fedavg): " + choices_help(AGGREGATIONS))
@@ -62,6 +63,12 @@ def add_fl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-lr", type=float, default=1.0,
                    help="fedavg: server step on the averaged update (default 1; != 1 runs Flower's FedAvgM)")
     p.add_argument("--server-momentum", type=float, default=0.0, help="fedavg: FedAvgM server momentum (default 0)")
+    p.add_argument("--anchor", default="none", choices=["none", *ANCHORS],
+                   help="after each round, pull the global model toward generic content (default none): "
+                        + choices_help(ANCHORS))
+    p.add_argument("--anchor-weight", type=float, default=0.0, help="share of the anchor in the new model [0, 1)")
+    p.add_argument("--anchor-steps", type=positive_int, default=6,
+                   help="anchor generic: the server's own steps per round (default 6)")
     p.add_argument("--clip-norm", type=float, default=0.0, help="clip each update to this L2 norm (0: off)")
     p.add_argument("--reject-norm", type=float, default=100.0, help="reject updates longer than this (default 100)")
     p.add_argument("--local-epochs", type=float, default=1.0, help="local passes over an edge's frames per round")
@@ -83,8 +90,9 @@ def cloud_config(args: argparse.Namespace, rounds: int, min_edges: int, timeout:
         raise UserError(f"--base-weights {args.base_weights} does not exist")
     strategy = StrategyConfig(name=args.strategy, proximal_mu=args.proximal_mu, trim_beta=args.trim_beta,
                               server_lr=args.server_lr, server_momentum=args.server_momentum,
-                              clip_norm=args.clip_norm, reject_norm=args.reject_norm, min_train_nodes=min_edges,
-                              min_evaluate_nodes=min_edges, min_available_nodes=min_edges)
+                              clip_norm=args.clip_norm, reject_norm=args.reject_norm, anchor=args.anchor,
+                              anchor_weight=args.anchor_weight, anchor_steps=args.anchor_steps,
+                              min_train_nodes=min_edges, min_evaluate_nodes=min_edges, min_available_nodes=min_edges)
     local = LocalConfig(epochs=args.local_epochs, batch=args.batch, size=args.size, lr=args.lr,
                         max_steps=args.local_steps)
     return CloudConfig(num_rounds=rounds, round_timeout=timeout, strategy=strategy, local=local,

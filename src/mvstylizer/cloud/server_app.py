@@ -17,14 +17,16 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 
 from ..errors import UserError
-from ..fl.local import LocalConfig, load_base, parameter_arrays, set_parameters
+from ..fl.anchor import build_anchor
+from ..fl.local import BANK_SIDE, FrameBank, LocalConfig, load_base, local_fit, parameter_arrays, set_parameters
 from ..models.safeload import params_digest
 from .registry import ModelRegistry
-from .strategies import StrategyConfig, build_strategy
+from .strategies import Pull, StrategyConfig, build_strategy
 
 log = logging.getLogger("mvstylizer.cloud")
 
@@ -93,12 +95,33 @@ def _from_flat(cls: type, cfg: dict[str, Any], key_of: Any) -> Any:
     return cls(**kwargs)
 
 
+def anchor_pull(cfg: CloudConfig, net: Any, done: int) -> Pull | None:
+    """The strategy's anchor (``--anchor``) as the guard's pull on named arrays, or None when off.
+
+    The server's own generic steps run the edges' recipe (``cfg.local``), seeded by the absolute round
+    (``done`` rounds were completed before this run)."""
+    anchor = build_anchor(cfg.strategy.anchor_config(), net, local_fit,
+                          lambda frames: FrameBank(frames=frames, max_side=BANK_SIDE))
+    if anchor is None:
+        return None
+    names = [k for k, _ in net.named_parameters()]
+
+    def pull(current: dict[str, np.ndarray], stepped: dict[str, np.ndarray],
+             server_round: int) -> dict[str, np.ndarray]:
+        out = anchor.apply([current[k] for k in names], [stepped[k] for k in names], done + server_round, cfg.local)
+        return dict(zip(names, out, strict=True))
+
+    return pull
+
+
 def run_federation(grid: Grid, cfg: CloudConfig) -> ModelRegistry:
     """Run the rounds still missing from the registry; every finished round is stored at once."""
     registry = ModelRegistry(Path(cfg.registry))
     net, meta = load_base(Path(cfg.base_weights) if cfg.base_weights else None)
     meta = {k: v for k, v in meta.items() if k != "history"}
     latest = registry.latest()
+    # built from the starting model, before a resume loads a later one
+    pull = anchor_pull(cfg, net, latest.round if latest is not None else 0)
     if latest is None:
         registry.save(0, net.state_dict(), meta, {"note": "starting model (pre-trained)"},
                       params_sha256=params_digest(parameter_arrays(net)))
@@ -113,7 +136,7 @@ def run_federation(grid: Grid, cfg: CloudConfig) -> ModelRegistry:
         log.info("the registry already holds %d rounds; nothing to do", done)
         return registry
 
-    strategy = build_strategy(cfg.strategy)
+    strategy = build_strategy(cfg.strategy, pull)
     # Each round's config carries the local recipe and the absolute round, so edges seed their
     # crops per round and a resumed federation does not replay round 1's batches.
     train_config = ConfigRecord({**cfg.local.to_config(), "round-offset": done})

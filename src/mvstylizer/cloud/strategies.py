@@ -38,6 +38,7 @@ from flwr.serverapp.strategy import FedAvg, FedAvgM, FedMedian, FedProx, FedTrim
 
 from ..errors import UserError
 from ..fl.aggregation import AGGREGATIONS
+from ..fl.anchor import AnchorConfig
 
 log = logging.getLogger("mvstylizer.cloud")
 
@@ -58,8 +59,12 @@ class StrategyConfig:
     min_train_nodes: int = 2
     min_evaluate_nodes: int = 2
     min_available_nodes: int = 2
+    anchor: str = "none"  # the server's pull toward generic content after each round (fl.anchor.ANCHORS)
+    anchor_weight: float = 0.0
+    anchor_steps: int = 6  # anchor generic: the server's own steps on the generic source per round
 
     def __post_init__(self) -> None:
+        self.anchor_config()  # refuses an unknown kind or a weight outside [0, 1)
         if self.name not in AGGREGATIONS:
             raise UserError(f"unknown strategy {self.name!r}; choose one of {', '.join(sorted(AGGREGATIONS))}")
         if self.clip_norm < 0 or self.reject_norm <= 0:
@@ -70,6 +75,9 @@ class StrategyConfig:
             raise UserError("server learning rate must be > 0 and server momentum in [0, 1)")
         if min(self.min_train_nodes, self.min_available_nodes) < 1 or self.min_evaluate_nodes < 0:
             raise UserError("minimum node counts must be >= 1")
+
+    def anchor_config(self) -> AnchorConfig:
+        return AnchorConfig(self.anchor, self.anchor_weight, self.anchor_steps)
 
 
 def _fedavg(cfg: StrategyConfig, common: dict[str, Any]) -> Strategy:
@@ -87,14 +95,18 @@ FLOWER_STRATEGIES: dict[str, Callable[[StrategyConfig, dict[str, Any]], Strategy
 }
 
 
-def build_strategy(cfg: StrategyConfig) -> UpdateGuard:
+# (round's global, new global after the server step, round) -> the new global pulled toward an anchor
+Pull = Callable[[dict[str, np.ndarray], dict[str, np.ndarray], int], dict[str, np.ndarray]]
+
+
+def build_strategy(cfg: StrategyConfig, pull: Pull | None = None) -> UpdateGuard:
     common: dict[str, Any] = {"fraction_train": cfg.fraction_train, "fraction_evaluate": cfg.fraction_evaluate,
               "min_train_nodes": cfg.min_train_nodes, "min_evaluate_nodes": cfg.min_evaluate_nodes,
               "min_available_nodes": cfg.min_available_nodes, "weighted_by_key": WEIGHT_KEY}
     inner = FLOWER_STRATEGIES[cfg.name](cfg, common)
     # FedAvgM applies the server step itself; for the others the guard scales the aggregate's move.
     step = 1.0 if cfg.name == "fedavg" else cfg.server_lr
-    return UpdateGuard(inner, clip_norm=cfg.clip_norm, reject_norm=cfg.reject_norm, server_lr=step)
+    return UpdateGuard(inner, clip_norm=cfg.clip_norm, reject_norm=cfg.reject_norm, server_lr=step, pull=pull)
 
 
 def _finite_metrics(msg: Message) -> bool:
@@ -122,8 +134,9 @@ class UpdateGuard(Strategy):
     """Vets and clips the edges' updates, then hands the survivors to ``strategy``."""
 
     def __init__(self, strategy: Strategy, clip_norm: float = 0.0, reject_norm: float = 100.0,
-                 server_lr: float = 1.0) -> None:
+                 server_lr: float = 1.0, pull: Pull | None = None) -> None:
         self.strategy = strategy
+        self.pull = pull  # the server's anchor (fl.anchor), applied after the server step
         self.clip_norm = clip_norm
         self.reject_norm = reject_norm
         self.server_lr = server_lr  # new global = current + server_lr * (aggregate - current)
@@ -198,6 +211,9 @@ class UpdateGuard(Strategy):
         if arrays is not None and self.server_lr != 1.0:
             arrays = ArrayRecord({k: Array(np.asarray(self.current[k] + self.server_lr * (a.numpy() - self.current[k]),
                                                       dtype=self.current[k].dtype)) for k, a in arrays.items()})
+        if arrays is not None and self.pull is not None:
+            pulled = self.pull(self.current, {k: a.numpy() for k, a in arrays.items()}, server_round)
+            arrays = ArrayRecord({k: Array(np.asarray(v, dtype=self.current[k].dtype)) for k, v in pulled.items()})
         if arrays is not None and not all(np.all(np.isfinite(a.numpy())) for a in arrays.values()):
             log.error("round %d: aggregate is not finite; keeping the previous global model", server_round)
             return None, metrics

@@ -42,6 +42,7 @@ import numpy as np
 from ..errors import UserError
 from ..imaging import shrink_to
 from .aggregation import AGGREGATIONS
+from .anchor import AnchorConfig, build_anchor, load_params, params_of
 from .local import BANK_SIDE, LocalConfig
 from .tasks import Task, task
 
@@ -104,6 +105,7 @@ class PopConfig:
     finetune_lr: float = 0.0  # personalised fine-tune learning rate (0: the local lr)
     finetune_part: str = "all"  # all | head (encoder head + colour maps only)
     finetune_checkpoints: tuple[int, ...] = ()  # also score the personalised models after these steps
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)  # the server's pull toward generic content
     lr_schedule: str = "constant"  # constant | cosine: local lr of round r = lr * (1 + cos(pi (r-1) / rounds)) / 2
     validate: bool = False  # tuning mode: held-out = a later slice of each clip's *training* part
     methods: tuple[str, ...] = METHODS  # which methods to run (pretrained is always scored)
@@ -218,22 +220,10 @@ def load_edges(cfg: PopConfig) -> tuple[list[Edge], Edge]:
 # ----------------------------------------------------------------------------- training maths
 
 
-def _params(net: Any) -> list[np.ndarray]:
-    return [p.detach().cpu().numpy().astype(np.float64, copy=True) for p in net.parameters()]
-
-
-def _load(net: Any, arrays: list[np.ndarray]) -> None:
-    import torch
-
-    with torch.no_grad():
-        for p, a in zip(net.parameters(), arrays, strict=False):
-            p.copy_(torch.from_numpy(a.astype(np.float32)))
-
-
 def model_from(ctx: Context, params: list[np.ndarray]) -> Any:
     """A fresh copy of the starting model holding ``params`` (e.g. a federated run's result)."""
     net = copy.deepcopy(ctx.base)
-    _load(net, params)
+    load_params(net, params)
     return net
 
 
@@ -347,20 +337,21 @@ def at_round(local: LocalConfig, cfg: PopConfig, r: int) -> LocalConfig:
 
 def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dict[str, Any]:
     """The federated rounds (in-process): {"params", "curve" (loss per round per eval set), "rejected"}."""
-    local, _ = _local_cfg(cfg, seed)
+    local, no_prox = _local_cfg(cfg, seed)
     edges = ctx.edges
     banks = [ctx.task.bank(e.train) for e in edges]
     steps = [local.steps_for(len(e.train)) for e in edges]
     opt = ServerOpt(cfg.server_opt, cfg.server_lr, cfg.server_momentum, cfg.server_tau)
+    anchor = build_anchor(cfg.anchor, ctx.base, ctx.task.fit, ctx.task.bank)
     net = copy.deepcopy(ctx.base)
-    glob = _params(ctx.base)
+    glob = params_of(ctx.base)
     losses, rejected = [], 0
     for r in range(1, cfg.rounds + 1):
         updates, weights = [], []
         for e in range(len(edges)):
-            _load(net, glob)
+            load_params(net, glob)
             ctx.task.fit(net, banks[e], at_round(local, cfg, r), steps[e], round_seed=r)
-            update = _params(net)
+            update = params_of(net)
             if e == 0 and cfg.poison != "none":
                 update = poison_update(glob, update, cfg.poison)
             vetted = guard(glob, update, cfg.reject_norm, cfg.clip_norm)
@@ -370,9 +361,10 @@ def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dic
             updates.append(vetted)
             weights.append(len(edges[e].train) if cfg.weighting == "frames" else 1.0)
         if updates:
-            glob = opt.step(glob, aggregate(glob, updates, weights, cfg.strategy, cfg.trim_beta), r)
+            stepped = opt.step(glob, aggregate(glob, updates, weights, cfg.strategy, cfg.trim_beta), r)
+            glob = stepped if anchor is None else anchor.apply(glob, stepped, r, at_round(no_prox, cfg, r))
         if curve and r < cfg.rounds and cfg.rounds <= 20:
-            _load(net, glob)
+            load_params(net, glob)
             losses.append([s["loss"] for s in ctx.scorer.score(net)])
     return {"params": glob, "curve": losses, "rejected": rejected}
 
@@ -673,6 +665,7 @@ def run_cli(args: Any, cloud: Any) -> int:
                     base_weights=Path(cloud.base_weights) if cloud.base_weights else None,
                     workers=args.workers, poison=args.poison, reject_norm=cloud.strategy.reject_norm,
                     clip_norm=cloud.strategy.clip_norm, server_momentum=cloud.strategy.server_momentum,
+                    anchor=cloud.strategy.anchor_config(),
                     model=getattr(args, "model", "dncm"), server_opt=getattr(args, "server_opt", "sgd"),
                     weighting=getattr(args, "weighting", "frames"),
                     lr_schedule=getattr(args, "lr_schedule", "constant"),
