@@ -133,3 +133,29 @@ def test_federate_with_the_generic_anchor_on_package_media():
     anchored = federate(cfg, ctx, 0)
     assert all(np.all(np.isfinite(p)) for p in anchored["params"])
     assert any(not np.allclose(a, b) for a, b in zip(anchored["params"], plain["params"], strict=True))
+
+
+def test_tune_variants_override_the_server_the_rounds_and_the_local_recipe():
+    from mvstylizer.fl.tune import SERVER_VARIANTS, variant
+
+    cfg = PopConfig(rounds=10, local=TINY)
+    r5 = variant(cfg, "trimmed_r5x2")
+    assert (r5.strategy, r5.rounds, r5.local.epochs, r5.local.max_steps) == ("trimmed", 5, 4.0, 16)
+    assert r5.local.lr == TINY.lr
+    assert variant(cfg, "fedprox_mu1").local.proximal_mu == 1.0 and cfg.local.proximal_mu == 0.0
+    assert variant(cfg, "trimmed_lr1.5_generic0.2").anchor == AnchorConfig("generic", 0.2)
+    assert all(v.get("anchor", AnchorConfig()).kind in ("none", *ANCHORS) for v in SERVER_VARIANTS.values())
+
+
+@pytest.mark.slow
+def test_tune_checks_leave_each_edge_out_and_poison_on_validation_data():
+    from mvstylizer.fl import tune
+
+    cfg = PopConfig(rounds=1, seeds=1, frames_per_clip=1, held_out_per_clip=1, eval_crops=2, local=TINY)
+    r = tune.tune(cfg, 1, 1, "1", variants=("trimmed", "trimmed_generic0.2"), checks=True)
+    n = len(r["edges"])
+    for row in r["stage1_server"].values():
+        assert len(row["leave_one_out"]) == len(row["leave_one_out_minus_pretrained"]) == n
+        assert np.isfinite(row["signflip_gain_kept"]) and np.isfinite(row["generic_validation"]["mean"])
+    assert set(r["stage1_choice"]["constraints_failed"]) == {"trimmed", "trimmed_generic0.2"}
+    assert r["stage1_choice"]["variant"] in ("trimmed", "trimmed_generic0.2")
