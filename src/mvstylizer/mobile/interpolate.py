@@ -95,7 +95,8 @@ class Interpolator:
         """Key frame ``index`` from its key-size original (uint8), its stylization (float, same size)
         and its full-resolution original (uint8); renders the key's own output. ``exposure``: the
         frame's log exposure (:class:`~mvstylizer.mobile.exposure.ExposureTracker`); ``gray``: the
-        key-size original's grey image, if the caller has it already."""
+        key-size original's grey image, if the caller has it already. Touches no state that
+        :meth:`frame` uses, so a worker thread can make keys while frames render."""
         content = content8.astype(np.float32) * (1.0 / 255.0)
         look = fit_look(content, styled)
         grid = None
@@ -108,7 +109,8 @@ class Interpolator:
             look = identity_look(look.pre.shape[1]).blend(look, self.config.strength)
             grid = grid.scaled(self.config.strength) if grid is not None else None
         key = KeyFrame(index, look, grid, gray, exposure=exposure)
-        key.styled8 = self._add_grid(look.apply(full8, scratch=self._scratch_like(full8)), grid, content8)
+        # No shared scratch image: keys are made on the pipeline's worker thread while frames render.
+        key.styled8 = self._add_grid(look.apply(full8), grid, content8)
         return key
 
     def frame(self, t: int, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame,

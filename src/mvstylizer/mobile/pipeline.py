@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -41,7 +42,10 @@ log = logging.getLogger(__name__)
 MIN_STYLE_SIDE = 32  # pixels; smaller styles get a warning
 MAX_STYLE_ASPECT = 8.0
 
-STAGES = ("decode", "select", "edge", "smoothing", "interpolation", "encode")
+# "edge" and "smoothing" (a key's round trip and the fit of its transform) run on a worker thread
+# beside the others, so the stages add up to more than the run's wall time; "wait" is how long the
+# frames waited for a key that was not back yet.
+STAGES = ("decode", "select", "edge", "smoothing", "wait", "interpolation", "encode")
 
 # Called after each output frame is written: (frames written so far, the input's declared frame
 # count or None). What it raises ends the run with no output file, which is how a caller cancels.
@@ -65,8 +69,8 @@ class StylizeConfig:
     # more than all the phone's stylization work; at CRF 18 the files were of similar size.
     preset: str = "veryfast"
     progress: bool = True
-    # The frames since the last key are held in memory at full resolution; at most this many MB of
-    # them, which shortens the key gap for very large frames (4K: 12 frames instead of 30; the 4K
+    # The frames waiting for their keys are held in memory at full resolution; at most this many MB
+    # of them, which shortens the key gap for very large frames (4K: 12 frames instead of 30; the 4K
     # pipeline's peak memory was 2.2-2.4 GB with 30, against 1.06 GB for a bare transcode).
     max_buffer_mb: float = 320.0
 
@@ -99,7 +103,8 @@ class StylizeReport:
     bytes_to_edge: int = 0
     bytes_from_edge: int = 0
     has_audio: bool = False
-    # Most decoded frames held at once: bounded by the key-frame gap, never by the video's length.
+    # Most decoded frames held at once: at most two key-frame gaps (one waiting for its key, the
+    # next being decoded) and max_buffer_mb, never growing with the video's length.
     max_buffered_frames: int = 0
 
     @property
@@ -126,6 +131,17 @@ class StylizeReport:
     def write_json(self, path: str | Path) -> None:
         with atomic_path(Path(path)) as tmp:
             tmp.write_text(json.dumps(self.summary(), indent=2) + "\n")
+
+
+@dataclass
+class _Segment:
+    """A key asked of the edge and the frames between it and the key before (``previous``; the key
+    itself for the first)."""
+
+    previous: Future[KeyFrame]
+    frames: list[_Work]
+    key: Future[KeyFrame]
+    work: _Work
 
 
 @dataclass
@@ -288,24 +304,43 @@ class VideoPipeline:
                 ) -> Iterator[tuple[np.ndarray, int | None]]:
         """Stylized frames (full-resolution uint8 RGB, and their pts) in input order.
 
+        A key frame's round trip to the edge and the fit of its transform run on a worker thread
+        while this one goes on decoding and choosing keys: a phone does not sit idle while its
+        request is on the network and the edge's model runs. The frames since the last key wait in
+        memory until the key after them is back; all waiting frames together stay within the
+        ``max_buffer_mb`` budget (reaching it waits for the oldest key).
+
         The yielded image may be a buffer that is overwritten by the next frame: a consumer that
         keeps it must copy it (an encoder copies what it takes anyway)."""
         interp = self._interpolator()
         exposure = ExposureTracker()
         selector: KeyframeSelector | None = None
-        last_key: KeyFrame | None = None
+        budget = 0  # most frames held at once (pending and closed segments), set from the first frame
         pending: list[_Work] = []
+        segments: deque[_Segment] = deque()  # keys asked for, in order, with the frames before each
+        last_key: Future[KeyFrame] | None = None
         buffers: list[np.ndarray] = []
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mvstylizer-key")
 
         def frame_buffer(like: np.ndarray) -> np.ndarray:
             if not buffers or buffers[0].shape != like.shape:
                 buffers[:] = [np.empty_like(like)]
             return buffers[0]
 
-        def key(work: _Work, reason: str) -> KeyFrame:
-            k = self._key(work, style_id, timer, interp)
+        def ask(work: _Work, reason: str) -> Future[KeyFrame]:
             report.keys.append({"index": work.index, "reason": reason})
-            return k
+            return pool.submit(self._key, work, style_id, timer, interp)
+
+        def close(work: _Work, reason: str) -> None:
+            """``work`` becomes a key: the frames pending since the last key wait for it."""
+            nonlocal last_key
+            key = ask(work, reason)
+            segments.append(_Segment(last_key or key, list(pending), key, work))
+            pending.clear()
+            last_key = key
+
+        def held() -> int:
+            return len(pending) + sum(len(s.frames) + 1 for s in segments)
 
         def fill(a: KeyFrame, b: KeyFrame, frames: list[_Work]) -> Iterator[tuple[np.ndarray, int | None]]:
             """``frames`` (strictly between keys a and b). Where the two keys style the middle
@@ -318,7 +353,7 @@ class VideoPipeline:
                 with timer("interpolation"):
                     disagree = interp.keys_disagree(a, b, frames[mid].low8)
                 if disagree:
-                    middle = key(frames[mid], "refine")
+                    middle = ask(frames[mid], "refine").result()
                     assert middle.styled8 is not None  # Interpolator.key always renders the key's output
                     yield from fill(a, middle, frames[:mid])
                     yield middle.styled8, frames[mid].pts
@@ -329,36 +364,41 @@ class VideoPipeline:
                     out = interp.frame(f.index, f.low8, f.rgb8, a, b, f.exposure, out=frame_buffer(f.rgb8))
                 yield out, f.pts
 
-        def close_segment(k: KeyFrame, work: _Work) -> Iterator[tuple[np.ndarray, int | None]]:
-            """The buffered frames between the previous key and ``k``, then ``k`` itself."""
-            yield from fill(last_key or k, k, pending)
-            pending.clear()
-            assert k.styled8 is not None  # Interpolator.key always renders the key's output
-            yield k.styled8, work.pts
+        def render(wait: bool) -> Iterator[tuple[np.ndarray, int | None]]:
+            """The segments whose keys are back, in order (all of them if ``wait``, and the oldest
+            ones while the budget is used up: the next frame must fit)."""
+            while segments and (wait or segments[0].key.done() or held() >= budget):
+                seg = segments.popleft()
+                with timer("wait"):
+                    a, b = seg.previous.result(), seg.key.result()
+                yield from fill(a, b, seg.frames)
+                assert b.styled8 is not None  # Interpolator.key always renders the key's output
+                yield b.styled8, seg.work.pts
 
-        for work in works:
-            if selector is None:  # sized from the first frame: at most max_buffer_mb of frames held
-                frame_mb = work.rgb8.size / 1e6
-                max_gap = max(1, min(self.config.keyframes.max_gap, int(self.config.max_buffer_mb / frame_mb)))
-                selector = KeyframeSelector(replace(self.config.keyframes, max_gap=max_gap))
-            with timer("select"):
-                work.exposure = exposure.push(work.gray)
-                decision = selector.push(work.low8)
-            if decision.is_key:
-                if decision.previous_is_key and pending:
-                    prev = pending.pop()
-                    prev_key = key(prev, "before-cut")
-                    yield from close_segment(prev_key, prev)
-                    last_key = prev_key
-                current = key(work, decision.reason)
-                yield from close_segment(current, work)
-                last_key = current
-            else:
-                pending.append(work)
-                report.max_buffered_frames = max(report.max_buffered_frames, len(pending))
-        if pending:  # the last frame is always a key, so no frame is extrapolated
-            last = pending.pop()
-            yield from close_segment(key(last, "last"), last)
+        try:
+            for work in works:
+                if selector is None:  # sized from the first frame: at most max_buffer_mb of frames held
+                    budget = max(1, int(self.config.max_buffer_mb / (work.rgb8.size / 1e6)))
+                    max_gap = min(self.config.keyframes.max_gap, budget)
+                    selector = KeyframeSelector(replace(self.config.keyframes, max_gap=max_gap))
+                    # Two key gaps: the next gap decodes while the last one's key is at the edge.
+                    budget = min(budget, 2 * max_gap)
+                with timer("select"):
+                    work.exposure = exposure.push(work.gray)
+                    decision = selector.push(work.low8)
+                if decision.is_key:
+                    if decision.previous_is_key and pending:
+                        close(pending.pop(), "before-cut")
+                    close(work, decision.reason)
+                else:
+                    pending.append(work)
+                report.max_buffered_frames = max(report.max_buffered_frames, held())
+                yield from render(wait=False)
+            if pending:  # the last frame is always a key, so no frame is extrapolated
+                close(pending.pop(), "last")
+            yield from render(wait=True)
+        finally:  # an error or a cancelled run: the key in flight finishes, queued ones never start
+            pool.shutdown(wait=True, cancel_futures=True)
         report.keys.sort(key=lambda k: k["index"])
 
     def _interpolator(self) -> Interpolator:

@@ -296,20 +296,24 @@ class VideoReader:
         stop = threading.Event()
         done = object()
 
+        def put(item: tuple[str, Any]) -> bool:
+            """Queue ``item`` unless the caller stopped reading (then a full queue would never drain)."""
+            while not stop.is_set():
+                try:
+                    items.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
         def work() -> None:
             try:
                 for item in self._items(audio_sink is not None, prepare):
-                    while not stop.is_set():
-                        try:
-                            items.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
+                    if not put(item):
                         return
-                items.put(("end", done))
+                put(("end", done))
             except BaseException as exc:  # handed to the caller's thread below
-                items.put(("error", exc))
+                put(("error", exc))
 
         worker = threading.Thread(target=work, name="mvstylizer-decode", daemon=True)
         self._decode_thread, self._decode_stop = worker, stop
