@@ -39,6 +39,23 @@ def test_interpolated_middle_frame_matches_direct_stylization(method):
     assert psnr(out[inner] / 255.0, styles[2][inner]) > 30
 
 
+def test_a_frame_no_bigger_than_the_key_is_sliced_whole():
+    # Upsampling a coarse slice blurs one side's map across an edge; a small video (its frames at
+    # the key size) needs no upsampling at all, so its grid is sliced at full size at any map_scale.
+    base = texture(64, 96, seed=5)
+    styled = spatial_style(base)
+    outs = []
+    for scale in (0.25, 1.0):
+        interp = Interpolator(InterpConfig(map_scale=scale), spatial=True)
+        outs.append(key(interp, 0, base, styled).styled8)
+    assert np.array_equal(outs[0], outs[1])
+    bigger = np.repeat(np.repeat(to8(base), 2, axis=0), 2, axis=1)  # the same picture at twice the key size
+    coarse = Interpolator(InterpConfig(map_scale=0.25), spatial=True)
+    k = coarse.key(0, to8(base), styled.astype(np.float32), bigger)
+    fine = Interpolator(InterpConfig(map_scale=1.0), spatial=True)
+    assert not np.array_equal(k.styled8, fine.key(0, to8(base), styled.astype(np.float32), bigger).styled8)
+
+
 def test_global_look_is_reproduced_exactly_without_flow():
     # A global model's key is one colour function: any frame, however different from the keys
     # (here a new bright square and a dark bar), gets that function, not a warped neighbour's colours.

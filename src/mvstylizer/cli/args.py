@@ -37,7 +37,7 @@ def choices_help(registry: dict[str, Any]) -> str:
 
 
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
-    from ..mobile.interpolate import INTERPOLATORS
+    from ..mobile.interpolate import INTERPOLATORS, InterpConfig
     from ..mobile.meta_smoothing import SMOOTHERS
 
     p.add_argument("--model", default="default",
@@ -49,9 +49,9 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="long side of the key frames sent to the edge (default 512)")
     p.add_argument("--interp", choices=sorted(INTERPOLATORS), default="transform",
                    help="in-between frames (default transform): " + choices_help(INTERPOLATORS))
-    p.add_argument("--map-scale", type=float, default=0.5, metavar="F",
+    p.add_argument("--map-scale", type=float, default=InterpConfig.map_scale, metavar="F",
                    help="spatially varying models: the bilateral grid is sliced at this fraction of the key size "
-                        "(default 0.5)")
+                        f"(default {InterpConfig.map_scale}; a video no bigger than the key is sliced whole)")
     p.add_argument("--strength", type=float, default=1.0, metavar="S",
                    help="how much of the style to apply, 0..1 (default 1): each key's colour transform is "
                         "blended with the identity, like a preset's amount slider")
