@@ -67,8 +67,12 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
     "trimmed_generic0.1": {"strategy": "trimmed", "anchor": AnchorConfig("generic", 0.1)},
     "trimmed_generic0.2": {"strategy": "trimmed", "anchor": AnchorConfig("generic", 0.2)},
     "trimmed_generic0.4": {"strategy": "trimmed", "anchor": AnchorConfig("generic", 0.4)},
+    "trimmed_generic0.6": {"strategy": "trimmed", "anchor": AnchorConfig("generic", 0.6)},
+    "trimmed_generic0.4_s24": {"strategy": "trimmed", "anchor": AnchorConfig("generic", 0.4, steps=24)},
     "trimmed_lr1.5_generic0.2": {"strategy": "trimmed", "server_lr": 1.5, "anchor": AnchorConfig("generic", 0.2)},
+    "trimmed_lr1.5_generic0.4": {"strategy": "trimmed", "server_lr": 1.5, "anchor": AnchorConfig("generic", 0.4)},
     "trimmed_start0.1": {"strategy": "trimmed", "anchor": AnchorConfig("start", 0.1)},
+    "trimmed_start0.2": {"strategy": "trimmed", "anchor": AnchorConfig("start", 0.2)},
     "trimmed_lr1.5_start0.1": {"strategy": "trimmed", "server_lr": 1.5, "anchor": AnchorConfig("start", 0.1)},
     # the same 280 local steps as 5 rounds of twice the local steps, or with a cosine lr over rounds
     "trimmed_r5x2": {"strategy": "trimmed", "rounds": 5, "local": {"epochs": 4.0, "max_steps": 16}},
