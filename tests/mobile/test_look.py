@@ -78,6 +78,22 @@ def test_blend_is_exact_at_the_ends_and_gap_measures_the_middle():
     assert blend_gap(a, a) == pytest.approx(0.0, abs=1e-6)
     assert blend_gap(a, b) > 0.0
     assert blend_gap(identity_look(), Look(identity_look().pre, np.eye(3, 4, dtype=np.float32) * 0.5)) < 1e-4
+    # Measured on the colours a video holds, the gap is the largest over those colours only.
+    grey = np.full((1, 3), 0.5, np.float32)
+    exact = 0.5 * (a.apply_float(grey) + b.apply_float(grey))
+    assert blend_gap(a, b, grey) == pytest.approx(float(np.abs(a.blend(b, 0.5).apply_float(grey) - exact).max() * 255),
+                                                  abs=1e-4)
+    assert blend_gap(a, b, grey) <= blend_gap(a, b, np.concatenate([grey, key.reshape(-1, 3)]))
+
+
+def test_the_8_bit_output_is_rounded_once():
+    # Curves then matrix on 8-bit images: the curves' output is kept at 16 bits, so a look matches
+    # its exact float version to within half a level plus the table's own sampling.
+    key = texture(64, 64, seed=8)
+    look = fit_look(key, photo_look(key))
+    x = to8(key)
+    exact = look.apply_float(x.astype(np.float32) / 255.0) * 255.0
+    assert np.abs(look.apply(x).astype(np.float32) - exact).max() <= 0.51
 
 
 def test_shapes_are_checked():
