@@ -22,7 +22,7 @@ when few pixels do, and smoothed over neighbouring cells and bins. Why this shap
   bright wall takes the dark bin's map wherever it is, not the wall's; and where the key saw no
   such brightness the map fades to zero and the global look alone applies;
 * slicing is ``bins`` small-image resizes and multiply-adds at a fraction of the key resolution, in
-  OpenCV and numpy (well under a millisecond at 128 x 72).
+  OpenCV and numpy (~1.7 ms at 256 x 144, half a 16:9 key, on a loaded 2-core box).
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ class Look:
     # The tables OpenCV applies, made once per look. The curves' table is 16-bit (levels x 256), so
     # the output is rounded to 8 bits once, after the matrix: with an 8-bit curve stage its rounding
     # was amplified by the matrix, and a look blended parameter by parameter (a new table every
-    # frame) rounded differently from frame to frame, a +-1-2 level flicker on flat walls.
+    # frame) rounded differently from frame to frame (up to 1.04 levels off the exact look on a
+    # test texture; it flickered on the synthetic flat wall and grey pavement).
     _table: np.ndarray = field(init=False, repr=False, compare=False)
     _matrix: np.ndarray = field(init=False, repr=False, compare=False)
 
