@@ -99,3 +99,12 @@ def test_the_8_bit_output_is_rounded_once():
 def test_shapes_are_checked():
     with pytest.raises(ValueError):
         fit_look(np.zeros((4, 4, 3), np.float32), np.zeros((4, 5, 3), np.float32))
+
+
+def test_levels_are_the_look_before_clipping_at_white():
+    # A frame adds the grid's offsets to these levels and clips once; apply() is their clip.
+    x = to8(texture(32, 32, seed=9))
+    bright = Look(np.tile(np.linspace(0, 1, 16, dtype=np.float32), (3, 1)), np.eye(3, 4, dtype=np.float32) * 1.3)
+    levels = bright.levels(x)
+    assert levels.dtype == np.uint16 and levels.max() > 255
+    assert np.array_equal(bright.apply(x), np.minimum(levels, 255).astype(np.uint8))

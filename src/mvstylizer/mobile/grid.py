@@ -21,12 +21,13 @@ when few pixels do, and smoothed over neighbouring cells and bins. Why this shap
 * an in-between frame looks its pixels up by *their own* brightness, so a dark coat passing a
   bright wall takes the dark bin's map wherever it is, not the wall's; and where the key saw no
   such brightness the map fades to zero and the global look alone applies;
-* slicing is ``bins`` small-image resizes and multiply-adds at a fraction of the key resolution, in
-  OpenCV and numpy (~1.7 ms at 256 x 144, half a 16:9 key, on a loaded 2-core box).
+* slicing is two OpenCV remaps and a few multiply-adds at a fraction of the key resolution
+  (~1.2 ms at 256 x 144, half a 16:9 key, on the 2-core box).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import cv2
@@ -81,18 +82,29 @@ class ResidualGrid:
 
     def slice(self, luma8: np.ndarray, content: np.ndarray) -> np.ndarray:
         """Per-pixel residual ``A content + b`` (HxWx3 float32) of a frame whose brightness is
-        ``luma8`` (HxW uint8) and colours ``content`` (HxWx3 float32 in [0, 1], same size)."""
+        ``luma8`` (HxW uint8) and colours ``content`` (HxWx3 float32 in [0, 1], same size).
+
+        Trilinear: each pixel reads the two brightness bins around its own brightness, each
+        bilinearly between cells. The bins are stacked into one tall image (a replicated row above
+        and below each, so no bin reads its neighbour), and OpenCV's remap reads both at once for
+        all 12 coefficients: half the time of resizing every bin to the frame and weighting it
+        (1.2 vs 2.3 ms at 256 x 144). Remap places its samples on a 1/32-cell lattice: the residual
+        moved by at most 0.1 levels on a real 1080p frame's grid, ~0.35 on a test's noise-fit one."""
         h, w = luma8.shape
         if content.shape != (h, w, 3):
             raise ValueError(f"content {content.shape} does not match the brightness {luma8.shape}")
-        co = np.zeros((h, w, _PARAMS), np.float32)
-        tmp = np.empty_like(co)
-        for k, weight in enumerate(_bin_weights(luma8, self.bins)):
-            if weight is None:
-                continue
-            layer = cv2.resize(self.coeffs[k], (w, h), interpolation=cv2.INTER_LINEAR)
-            np.multiply(layer, weight[..., None], out=tmp)
-            co += tmp
+        bins, gh, gw, _ = self.coeffs.shape
+        xs, ys, bin_row, bin_frac = _slice_maps(bins, gh, gw, h, w)
+        stacked = np.empty((bins, gh + 2, gw, _PARAMS), np.float32)
+        stacked[:, 1:-1] = self.coeffs
+        stacked[:, 0], stacked[:, -1] = self.coeffs[:, 0], self.coeffs[:, -1]
+        stacked = stacked.reshape(bins * (gh + 2), gw, _PARAMS)
+        rows = ys + bin_row[luma8]
+        co = cv2.remap(stacked, xs, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        upper = cv2.remap(stacked, xs, rows + np.float32(gh + 2), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        upper -= co
+        upper *= bin_frac[luma8][..., None]
+        co += upper
         out = np.ascontiguousarray(co[..., 9:])
         for i in range(3):
             for j in range(3):
@@ -178,6 +190,22 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
 def _smooth_bins(x: np.ndarray) -> np.ndarray:
     padded = np.concatenate([x[:1], x, x[-1:]], axis=0)
     return 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+@functools.lru_cache(maxsize=8)
+def _slice_maps(bins: int, gh: int, gw: int, h: int, w: int
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where an h x w frame's pixels read a grid of ``bins`` stacked (gh + 2) x gw bins: column and
+    row in the lowest bin (cell centres at pixel centres), and per brightness level the row offset
+    of the bin below it and the weight of the bin above. Read-only: shared between calls."""
+    xs = np.tile(((np.arange(w, dtype=np.float32) + 0.5) * (gw / w) - 0.5), (h, 1))
+    ys = np.repeat(((np.arange(h, dtype=np.float32) + 0.5) * (gh / h) + 0.5)[:, None], w, axis=1)
+    pos = np.arange(256, dtype=np.float64) * ((bins - 1) / 255.0)
+    below = np.minimum(pos.astype(np.int64), bins - 2)
+    maps = (xs, ys, (below * (gh + 2)).astype(np.float32), (pos - below).astype(np.float32))
+    for m in maps:
+        m.setflags(write=False)
+    return maps
+
+
 def _bin_weights(luma8: np.ndarray, bins: int) -> list[np.ndarray | None]:
     """Tent weights of each pixel for each brightness bin (bins at evenly spaced levels 0..255);
     ``None`` for a bin no pixel touches, so callers skip it."""

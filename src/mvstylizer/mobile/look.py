@@ -75,9 +75,14 @@ class Look:
 
         ``scratch``: :func:`look_scratch` of ``rgb8``'s shape, the two 16-bit working images; at
         1080p, writing into memory already touched saves ~1-3 ms of page faults per frame."""
+        return cv2.convertScaleAbs(self.levels(rgb8, scratch), dst=dst)
+
+    def levels(self, rgb8: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
+        """The look of a uint8 RGB frame in whole 8-bit levels, uint16, not yet clipped at 255 (into
+        ``scratch[1]`` if given): a caller that adds offsets of its own rounds and clips once, in the
+        same pass, instead of clipping here and again after its addition."""
         curved, mixed = (None, None) if scratch is None else (scratch[0], scratch[1])
-        curved = cv2.LUT(rgb8, self._table, dst=curved)
-        return cv2.convertScaleAbs(cv2.transform(curved, self._matrix, dst=mixed), dst=dst)
+        return cv2.transform(cv2.LUT(rgb8, self._table, dst=curved), self._matrix, dst=mixed)
 
     def apply_float(self, rgb: np.ndarray) -> np.ndarray:
         """The look of float RGB colours in [0, 1] (any shape ...x3), without 8-bit rounding."""
