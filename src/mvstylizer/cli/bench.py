@@ -54,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="abusive: key frames per flood request (default 16)")
     add_video_bench_parsers(bsub)
     add_footage_parser(bsub)
+    add_phone_parser(bsub)
 
 
 def add_video_bench_parsers(bsub) -> None:
@@ -153,6 +154,37 @@ def add_footage_parser(bsub: argparse._SubParsersAction) -> None:
                    help="write <clip>_worst.png per clip: input / frame-by-frame / ours at the lowest-SSIM frame")
 
 
+def add_phone_parser(bsub: argparse._SubParsersAction) -> None:
+    p = bsub.add_parser("phone", help="the phone's own work per frame on one clip, alone: frames decoded first, "
+                                      "edge answers replayed, nothing encoded")
+    p.add_argument("clip", type=Path, metavar="CLIP", help="video file")
+    p.add_argument("--model", default="default", help="edge model (default: the edge's default)")
+    p.add_argument("--style", type=Path, metavar="PHOTO", help="style photo (default: scikit-image's coffee.png)")
+    p.add_argument("--frames", type=positive_int, default=120, metavar="N", help="the clip's first N frames (default 120)")
+    p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="timed runs; medians (default 5)")
+    p.add_argument("--json", type=Path, metavar="FILE", help="write every run as JSON")
+
+
+def _phone_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from ..bench.phone import PhoneBenchConfig, run_phone
+    from ..files import atomic_path
+    from ..models.registry import resolve_name
+
+    check_report_folder(args.json)
+    resolve_name(args.model)
+    if args.frames < 2:
+        raise UserError("--frames must be at least 2")
+    report = run_phone(PhoneBenchConfig(args.clip, args.style, args.model, args.frames, args.repeats),
+                       log=lambda msg: print(msg, file=sys.stderr))
+    if args.json:
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    print(report.markdown())
+    return 0
+
+
 def _footage_bench(args: argparse.Namespace) -> int:
     import json
 
@@ -221,6 +253,8 @@ def _bench(args: argparse.Namespace) -> int:
         return _video_bench(args)
     if args.bench_command == "footage":
         return _footage_bench(args)
+    if args.bench_command == "phone":
+        return _phone_bench(args)
     if args.bench_command == "photoreal":
         return _photoreal_bench(args)
     check_report_folder(args.json)

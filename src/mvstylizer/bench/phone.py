@@ -1,0 +1,183 @@
+"""The phone's own work per frame, alone: `mvstylizer bench phone CLIP`.
+
+A whole `stylize` run shares the cores between the phone's work, the decoder, the x264 encoder and,
+with the embedded edge, the model; its per-stage seconds are inflated by whatever ran beside them.
+This benchmark times what the phone adds to a transcode, and nothing else:
+
+* the clip's first ``frames`` frames are decoded into memory first (not timed);
+* :meth:`VideoPipeline.stream` then runs on them, the pipeline's own code from the frame to the
+  stylized frame: the key-size view, exposure, key selection, the key's transform fit (on the
+  pipeline's worker thread, beside the other work, as in a real run) and every in-between frame's
+  rendering, plus the refinement checks;
+* the edge's answers are recorded by one untimed warm-up run and replayed after it: a key's
+  stylization costs the phone nothing but waiting, which a remote edge overlaps (the worker thread);
+* nothing is encoded: the frames are dropped as they come out.
+
+Reported per run: wall and CPU milliseconds per frame (all frames, keys included) and the
+interpolation stage per in-between frame; medians over ``repeats`` runs. Simplification: the clip's
+frames are held in memory (at 1080p, 6 MB each), as a real run never does; a frame's first touch of
+fresh memory is then not paid in the timed runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UserError
+from ..mobile.edge_link import EmbeddedEdge
+from ..mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
+from ..video.image import read_image
+from ..video.media import package_media
+from ..video.reader import VideoReader
+from .machine import machine_info
+
+
+@dataclass(frozen=True)
+class PhoneBenchConfig:
+    """Args:
+    clip: the video whose first ``frames`` frames are stylized.
+    style: style photo; None: scikit-image's coffee.png, as `make demo` uses.
+    model: edge model, as `stylize --model`.
+    frames: how many frames, from the first.
+    repeats: timed runs after the warm-up; medians are reported.
+    """
+
+    clip: Path
+    style: Path | None = None
+    model: str = "default"
+    frames: int = 120
+    repeats: int = 5
+
+    def __post_init__(self) -> None:
+        if self.frames < 2 or self.repeats < 1:
+            raise ValueError(f"need at least 2 frames and 1 repeat, got {self.frames} and {self.repeats}")
+
+
+@dataclass
+class PhoneRun:
+    wall_ms_per_frame: float
+    cpu_ms_per_frame: float
+    interpolation_ms_per_inbetween: float
+    select_ms_per_frame: float
+    key_fit_ms_per_key: float
+
+
+@dataclass
+class PhoneReport:
+    clip: str
+    width: int
+    height: int
+    frames: int
+    keys: int
+    model: str
+    machine: dict
+    runs: list[PhoneRun] = field(default_factory=list)
+
+    def median(self, name: str) -> float:
+        return statistics.median(getattr(r, name) for r in self.runs)
+
+    def as_dict(self) -> dict:
+        medians = {name: round(self.median(name), 2) for name in PhoneRun.__dataclass_fields__}
+        return {**{k: v for k, v in asdict(self).items() if k != "runs"}, "median": medians,
+                "runs": [asdict(r) for r in self.runs]}
+
+    def markdown(self) -> str:
+        m = {name: self.median(name) for name in PhoneRun.__dataclass_fields__}
+        return "\n".join([
+            "| clip | size | frames / keys | model | phone ms per frame (wall) | CPU ms per frame | "
+            "interpolation ms per in-between frame | selection ms per frame | key fit ms per key |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {self.clip} | {self.width}x{self.height} | {self.frames} / {self.keys} | {self.model} | "
+            f"{m['wall_ms_per_frame']:.1f} | {m['cpu_ms_per_frame']:.1f} | "
+            f"{m['interpolation_ms_per_inbetween']:.1f} | {m['select_ms_per_frame']:.1f} | "
+            f"{m['key_fit_ms_per_key']:.0f} |",
+            "",
+            f"Medians of {len(self.runs)} runs after a warm-up; frames decoded beforehand, edge answers "
+            f"replayed, nothing encoded ({self.machine.get('cpu_count')} cores).",
+        ])
+
+
+class _ReplayEdge:
+    """The embedded edge the first time a key is asked for, its recorded answer afterwards."""
+
+    def __init__(self) -> None:
+        self._edge = EmbeddedEdge()
+        self._answers: dict[bytes, np.ndarray] = {}
+        self.bytes_sent = self.bytes_received = 0
+
+    def models(self) -> list[dict]:
+        return self._edge.models()
+
+    def register_style(self, style: np.ndarray) -> str:
+        return self._edge.register_style(style)
+
+    def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
+        out = []
+        for f in frames:
+            digest = hashlib.sha1(np.ascontiguousarray(f).tobytes()).digest()
+            if digest not in self._answers:
+                (self._answers[digest],) = self._edge.stylize(style_id, model, [f])
+            out.append(self._answers[digest].copy())
+        return out
+
+    def close(self) -> None:
+        self._edge.close()
+
+
+def run_phone(cfg: PhoneBenchConfig, log: Callable[[str], None] = lambda _msg: None) -> PhoneReport:
+    if not cfg.clip.is_file():
+        raise UserError(f"clip not found: {cfg.clip}")
+    style_path = cfg.style if cfg.style is not None else package_media("coffee.png")
+    style = read_image(style_path)
+    frames = _first_frames(cfg.clip, cfg.frames)
+    h, w = frames[0].shape[:2]
+    edge = _ReplayEdge()
+    try:
+        pipeline = VideoPipeline(edge, StylizeConfig(model=cfg.model, progress=False))
+        log(f"{cfg.clip.name}: {len(frames)} frames at {w}x{h}, warm-up (the edge stylizes the keys)")
+        warm = _run(pipeline, frames, style)
+        report = PhoneReport(cfg.clip.name, w, h, len(frames), len(warm[1].keys), warm[1].model, machine_info())
+        for i in range(cfg.repeats):
+            run, rep = _run(pipeline, frames, style)
+            if rep.key_frames != warm[1].key_frames:  # replayed answers make every run choose alike
+                raise RuntimeError("key frames differ between runs on the same frames")
+            report.runs.append(run)
+            log(f"  run {i + 1}/{cfg.repeats}: {run.wall_ms_per_frame:.1f} ms per frame")
+    finally:
+        edge.close()
+    return report
+
+
+def _run(pipeline: VideoPipeline, frames: list[np.ndarray], style: np.ndarray) -> tuple[PhoneRun, StylizeReport]:
+    report = StylizeReport("<frames>", "<frames>", pipeline.config.model, pipeline.config.interp.method,
+                           0, 0, 0.0)
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in pipeline.stream(frames, style, report):
+        pass
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    n, keys = len(frames), len(report.keys)
+    s = report.stage_seconds
+    run = PhoneRun(wall_ms_per_frame=1000 * wall / n, cpu_ms_per_frame=1000 * cpu / n,
+                   interpolation_ms_per_inbetween=1000 * s["interpolation"] / max(1, n - keys),
+                   select_ms_per_frame=1000 * s["select"] / n,
+                   key_fit_ms_per_key=1000 * s["smoothing"] / max(1, keys))
+    return run, report
+
+
+def _first_frames(path: Path, count: int) -> list[np.ndarray]:
+    frames = []
+    with VideoReader(path) as reader:
+        for f in reader.frames():
+            if f.index >= count:
+                break
+            frames.append(f.rgb8.copy())
+    if len(frames) < 2:
+        raise UserError(f"{path.name}: fewer than 2 decodable frames")
+    return frames
