@@ -160,7 +160,8 @@ def add_phone_parser(bsub: argparse._SubParsersAction) -> None:
     p.add_argument("clip", type=Path, metavar="CLIP", help="video file")
     p.add_argument("--model", default="default", help="edge model (default: the edge's default)")
     p.add_argument("--style", type=Path, metavar="PHOTO", help="style photo (default: scikit-image's coffee.png)")
-    p.add_argument("--frames", type=positive_int, default=120, metavar="N", help="the clip's first N frames (default 120)")
+    p.add_argument("--frames", type=positive_int, default=120, metavar="N",
+                   help="the clip's first N frames (default 120)")
     p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="timed runs; medians (default 5)")
     p.add_argument("--json", type=Path, metavar="FILE", help="write every run as JSON")
 
