@@ -50,7 +50,7 @@ def _guide_terms(c: np.ndarray, r: int, eps: float) -> tuple[np.ndarray, np.ndar
     cc = _box(np.stack([c[..., i] * c[..., j] for i, j in COV_PAIRS], axis=2), r)
     var = [cc[..., k] - mean_c[..., i] * mean_c[..., j] + (eps if i == j else 0.0)
            for k, (i, j) in enumerate(COV_PAIRS)]
-    return mean_c, _inv_sym3(*var)
+    return mean_c, inv_sym3(*var)
 
 
 def _window_cov(c: np.ndarray, mean_c: np.ndarray, s: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +147,8 @@ def _guided_coeffs(c: np.ndarray, s: np.ndarray, radius: int, eps: float) -> tup
     return a, _box(np.ascontiguousarray(b), r).reshape(h, w, n)
 
 
-def _inv_sym3(a, b, c, d, e, f) -> np.ndarray:
+def inv_sym3(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray, e: np.ndarray, f: np.ndarray
+             ) -> np.ndarray:
     """Per-pixel inverse of symmetric 3x3 matrices [[a,b,c],[b,d,e],[c,e,f]] by cofactors.
 
     np.linalg.inv on a stack of 3x3 matrices took ~45 ms of a ~95 ms fit at 512x218; with this the

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..colour.affine import COV_PAIRS
+from ..colour.affine import COV_PAIRS, inv_sym3
 
 _PARAMS = 12  # a 3x3 gain (row-major) then a 3-vector offset, per cell and bin
 
@@ -102,9 +102,9 @@ class ResidualGrid:
         rows = ys + bin_row[luma8]
         co = cv2.remap(stacked, xs, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         upper = cv2.remap(stacked, xs, rows + np.float32(gh + 2), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        upper -= co
-        upper *= bin_frac[luma8][..., None]
-        co += upper
+        np.subtract(upper, co, out=upper)
+        np.multiply(upper, bin_frac[luma8][..., None], out=upper)
+        np.add(co, upper, out=co)
         out = np.ascontiguousarray(co[..., 9:])
         for i in range(3):
             for j in range(3):
@@ -141,11 +141,15 @@ def fit_grid(luma8: np.ndarray, content: np.ndarray, residual: np.ndarray,
     products = np.concatenate(
         [np.ones((h, w, 1), np.float32), c, np.stack([c[..., i] * c[..., j] for i, j in COV_PAIRS], axis=2),
          r, (r[..., :, None] * c[..., None, :]).reshape(h, w, 9)], axis=2)
+    # OpenCV area-resizes at most 4 channels at other than whole-number ratios: the products are
+    # split once into contiguous 4-channel parts, and each bin's weighted part is made contiguous.
+    parts = [np.ascontiguousarray(products[..., i:i + 4]) for i in range(0, products.shape[2], 4)]
     moments = np.zeros((config.bins, gh, gw, products.shape[2]), np.float32)
     for k, weight in enumerate(_bin_weights(luma8, config.bins)):
         if weight is None:
             continue
-        moments[k] = _area_resize(products * weight[..., None], (gw, gh))
+        moments[k] = np.concatenate([cv2.resize(p * weight[..., None], (gw, gh), interpolation=cv2.INTER_AREA)
+                                     .reshape(gh, gw, -1) for p in parts], axis=2)
     if config.blur > 0:
         for k in range(config.bins):
             moments[k] = _blur(moments[k], config.blur)
@@ -166,20 +170,13 @@ def _solve(moments: np.ndarray, config: GridConfig) -> np.ndarray:
     r_mean = moments[..., 10:13] / n
     cross = moments[..., 13:22].reshape(moments.shape[:3] + (3, 3)) / n[..., None] \
         - r_mean[..., :, None] * mu[..., None, :]
-    gain = cross @ np.linalg.inv(cov + np.float32(config.ridge) * np.eye(3, dtype=np.float32))
+    ridge = np.float32(config.ridge)
+    gain = cross @ inv_sym3(cov[..., 0, 0] + ridge, cov[..., 0, 1], cov[..., 0, 2], cov[..., 1, 1] + ridge,
+                            cov[..., 1, 2], cov[..., 2, 2] + ridge)
     offset = r_mean - (gain @ mu[..., None])[..., 0]
     shrink = (count / (count + config.prior))[..., None]
     return np.concatenate([(gain * shrink[..., None]).reshape(moments.shape[:3] + (9,)), offset * shrink],
                           axis=3).astype(np.float32)
-
-
-def _area_resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Area resize of an image with any number of channels (OpenCV's takes at most 4 at other than
-    whole-number ratios)."""
-    w, h = size
-    parts = [cv2.resize(np.ascontiguousarray(img[..., i:i + 4]), size, interpolation=cv2.INTER_AREA).reshape(h, w, -1)
-             for i in range(0, img.shape[2], 4)]
-    return np.concatenate(parts, axis=2)
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -190,6 +187,8 @@ def _blur(img: np.ndarray, sigma: float) -> np.ndarray:
 def _smooth_bins(x: np.ndarray) -> np.ndarray:
     padded = np.concatenate([x[:1], x, x[-1:]], axis=0)
     return 0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]
+
+
 @functools.lru_cache(maxsize=8)
 def _slice_maps(bins: int, gh: int, gw: int, h: int, w: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

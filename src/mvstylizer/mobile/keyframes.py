@@ -99,7 +99,7 @@ class KeyframeSelector:
             return Decision(True, "colour")
         fw = self._flow(t.gray, self._key.gray)
         side = max(t.gray.shape)
-        if float(np.linalg.norm(fw, axis=2).mean()) > cfg.motion * side:
+        if float(cv2.magnitude(fw[..., 0], fw[..., 1]).mean()) > cfg.motion * side:
             return Decision(True, "motion")
         bw = self._flow(self._key.gray, t.gray)
         if float((self._missed(self._key, t, fw) & ~occlusion_mask(fw, bw)).mean()) > cfg.occlusion:

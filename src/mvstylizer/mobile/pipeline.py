@@ -26,7 +26,7 @@ import numpy as np
 from ..colour.affine import render
 from ..errors import UserError
 from ..files import atomic_path
-from ..imaging import area_resize, fit_within, shrink_to
+from ..imaging import fit_within, quick_downscale, shrink_to
 from ..video.formats import check_output_path, is_image_path
 from ..video.image import read_image, write_image
 from ..video.reader import DecodedFrame, VideoReader
@@ -460,7 +460,7 @@ def _as_rgb8(img: np.ndarray, what: str) -> np.ndarray:
 
 
 def _make_work(index: int, pts: int | None, rgb8: np.ndarray, size: tuple[int, int]) -> _Work:
-    low8 = area_resize(rgb8, size)
+    low8 = quick_downscale(rgb8, size)
     return _Work(index, pts, rgb8, low8, cv2.cvtColor(low8, cv2.COLOR_RGB2GRAY))
 
 
