@@ -33,6 +33,7 @@ def test_cli_reports_medians_of_every_run(clip, tmp_path):
     assert 1 <= r["keys"] <= 10 and len(r["runs"]) == 2
     for run in r["runs"]:
         assert run["wall_ms_per_frame"] > 0 and run["cpu_ms_per_frame"] > 0 and run["select_ms_per_frame"] > 0
+        assert run["work_ms_per_frame"] + run["wait_ms_per_frame"] == pytest.approx(run["wall_ms_per_frame"])
     assert min(x["wall_ms_per_frame"] for x in r["runs"]) <= r["median"]["wall_ms_per_frame"] \
         <= max(x["wall_ms_per_frame"] for x in r["runs"])
     assert "| pan.mp4 | 96x64 | 10 /" in stdout.getvalue()
