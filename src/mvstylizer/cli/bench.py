@@ -137,12 +137,16 @@ def _video_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_and_style(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default="default", help="edge model (default: the edge's default)")
+    p.add_argument("--style", type=Path, metavar="PHOTO", help="style photo (default: scikit-image's coffee.png)")
+
+
 def add_footage_parser(bsub: argparse._SubParsersAction) -> None:
     f = bsub.add_parser("footage", help="real camera clips in a folder: the pipeline vs frame-by-frame vs a bare "
                                          "transcode, per clip and overall (markdown table on stdout)")
     f.add_argument("folder", type=Path, metavar="DIR", help="folder of clips (*.mp4, *.avi, *.mov, *.mkv, *.webm)")
-    f.add_argument("--model", default="default", help="edge model (default: the edge's default)")
-    f.add_argument("--style", type=Path, metavar="PHOTO", help="style photo (default: scikit-image's coffee.png)")
+    _model_and_style(f)
     f.add_argument("--clips", nargs="+", metavar="NAME", help="only these clips (file names, extension optional)")
     f.add_argument("--max-frames", type=int, metavar="N",
                    help="score only each clip's first N frames (cut to a near-lossless copy first): for slow "
@@ -158,8 +162,7 @@ def add_phone_parser(bsub: argparse._SubParsersAction) -> None:
     p = bsub.add_parser("phone", help="the phone's own work per frame on one clip, alone: frames decoded first, "
                                       "edge answers replayed, nothing encoded")
     p.add_argument("clip", type=Path, metavar="CLIP", help="video file")
-    p.add_argument("--model", default="default", help="edge model (default: the edge's default)")
-    p.add_argument("--style", type=Path, metavar="PHOTO", help="style photo (default: scikit-image's coffee.png)")
+    _model_and_style(p)
     p.add_argument("--frames", type=positive_int, default=120, metavar="N",
                    help="the clip's first N frames (default 120)")
     p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="timed runs; medians (default 5)")
