@@ -131,10 +131,12 @@ def fit_grid(luma8: np.ndarray, content: np.ndarray, residual: np.ndarray,
     c = content.astype(np.float32, copy=False)
     r = residual.astype(np.float32, copy=False)
     if config.cell >= 8:
-        # A cell's statistics from every other pixel of every other row: still averages over
-        # hundreds of pixels, at a quarter of the cost (the key's fit took ~37 ms at 512 x 288). Not
-        # an area downscale, which would mix dark and bright neighbours into one mid-grey bin.
-        luma8, c, r = luma8[::2, ::2], c[::2, ::2], r[::2, ::2]
+        # A cell's statistics from every third pixel of every third row (the centre of each 3 x 3
+        # block): 16 pixels per 12 px cell, and through the smoothing across cells ~100. The key's
+        # fit at 512 x 288 took 13 ms from every other pixel, 7 ms so, with the same fidelity to the
+        # model (in-between frames of two real clips: SSIM unchanged to 4 digits). Not an area
+        # downscale, which would mix dark and bright neighbours into one mid-grey bin.
+        luma8, c, r = luma8[1::3, 1::3], c[1::3, 1::3], r[1::3, 1::3]
         h, w = luma8.shape
     # Per pixel the products whose cell averages are the weighted least-squares statistics:
     # 1, c, c c^T (6 distinct), r, r c^T (9).
