@@ -353,7 +353,8 @@ class VideoPipeline:
                 with timer("interpolation"):
                     disagree = interp.keys_disagree(a, b, frames[mid].low8)
                 if disagree:
-                    middle = ask(frames[mid], "refine").result()
+                    with timer("wait"):
+                        middle = ask(frames[mid], "refine").result()
                     assert middle.styled8 is not None  # Interpolator.key always renders the key's output
                     yield from fill(a, middle, frames[:mid])
                     yield middle.styled8, frames[mid].pts
