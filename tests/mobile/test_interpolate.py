@@ -156,3 +156,22 @@ def test_a_smoother_is_one_registry_entry(monkeypatch):
     assert StylizeConfig(smoothing=args.smoothing).smoothing == "none"
     with pytest.raises(ValueError, match="guided"):
         StylizeConfig(smoothing="nope")
+
+
+def cold(img):
+    x = np.clip(img, 0, 1)
+    return np.clip(x ** 1.3 * np.float32([0.7, 0.95, 1.15]), 0, 1)
+
+
+@pytest.mark.parametrize("spatial", [False, True])
+def test_two_looks_too_far_apart_are_mixed_exactly(spatial):
+    # Keys whose looks cannot be blended by their parameters: each frame between them is the mix of
+    # both keys' outputs (within a level of rounding), with or without a grid on top.
+    img = texture(64, 96, seed=11)
+    both = Interpolator(InterpConfig(blend_tolerance=0.0), spatial=spatial)
+    a, b = key(both, 0, img, warm(img)), key(both, 4, img, cold(img))
+    for t, w_b in ((1, 0.25), (2, 0.5)):
+        out = both.frame(t, to8(img), to8(img), a, b).astype(np.float32)
+        exact = (1 - w_b) * a.styled8.astype(np.float32) + w_b * b.styled8.astype(np.float32)
+        # Each key output, the mix and the grid offsets are rounded to whole levels.
+        assert np.abs(out - exact).max() <= 2.0 and np.abs(out - exact).mean() < 0.6
