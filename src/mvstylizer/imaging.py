@@ -29,8 +29,7 @@ def area_resize(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     area average, so the result differs from a one-step area resize by rounding only.
     """
     w, h = size
-    while img.shape[1] >= 2 * w and img.shape[0] >= 2 * h and img.shape[1] % 2 == 0 and img.shape[0] % 2 == 0:
-        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    img = _halved_towards(img, size)
     if img.shape[1::-1] == (w, h):
         return img
     return cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
@@ -45,12 +44,19 @@ def quick_downscale(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     footprint): SSIM 0.993-0.999 to :func:`area_resize` on the first frames of five real clips.
     """
     w, h = size
-    while img.shape[1] >= 2 * w and img.shape[0] >= 2 * h and img.shape[1] % 2 == 0 and img.shape[0] % 2 == 0:
-        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    img = _halved_towards(img, size)
     if img.shape[1::-1] == (w, h):
         return img
     step = cv2.INTER_LINEAR if img.shape[1] < 2 * w and img.shape[0] < 2 * h else cv2.INTER_AREA
     return cv2.resize(img, (w, h), interpolation=step)
+
+
+def _halved_towards(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``img`` area-halved (an exact 2x2 average) while it is at least twice ``size`` (w, h) and even."""
+    w, h = size
+    while img.shape[1] >= 2 * w and img.shape[0] >= 2 * h and img.shape[1] % 2 == 0 and img.shape[0] % 2 == 0:
+        img = cv2.resize(img, (img.shape[1] // 2, img.shape[0] // 2), interpolation=cv2.INTER_AREA)
+    return img
 
 
 def as_float01(img: np.ndarray, name: str = "image") -> np.ndarray:
