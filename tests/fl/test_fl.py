@@ -125,6 +125,29 @@ def test_server_learning_rate_scales_the_averaged_update():
         StrategyConfig(server_lr=0.0)
 
 
+def test_guard_drops_an_update_pointing_against_the_others():
+    rng = np.random.default_rng(0)
+    glob = {"w": np.zeros(400, np.float32), "b": np.zeros(3, np.float32)}
+    common = rng.normal(size=403)
+    honest = [common + 1.5 * rng.normal(size=403) for _ in range(5)]
+    deltas = [-honest[0], *honest[1:]]  # the first edge sign-flips its update
+    replies = [_reply(i, {"w": d[:400].astype(np.float32), "b": d[400:].astype(np.float32)}, n=4.0 + i)
+               for i, d in enumerate(deltas, 1)]
+    guard = build_strategy(StrategyConfig(name="fedavg", min_agreement=0.0, min_train_nodes=1,
+                                          min_available_nodes=1))
+    list(guard.configure_train(1, ArrayRecord({k: Array(v) for k, v in glob.items()}), ConfigRecord(), _Grid()))
+    arrays, metrics = guard.aggregate_train(1, replies)
+    assert metrics["accepted-updates"] == 4 and metrics["rejected-updates"] == 1
+    updates = {u["node"]: u for u in guard.last_round["updates"]}
+    assert not updates[1]["accepted"] and updates[1]["reason"].startswith("mean agreement")
+    assert updates[1]["agreement"] < 0 < min(updates[i]["agreement"] for i in range(2, 6))
+    weights = np.arange(6.0, 10.0)  # frame counts of edges 2-5
+    expected = np.tensordot(weights / weights.sum(), np.stack(deltas[1:]), axes=1)
+    np.testing.assert_allclose(arrays["w"].numpy(), expected[:400], rtol=1e-4, atol=1e-5)
+    with pytest.raises(UserError):
+        StrategyConfig(min_agreement=1.0)
+
+
 # ---------------------------------------------------------------- in-process federation
 
 
@@ -329,6 +352,7 @@ def test_model_watcher_swaps_without_failing_requests(tmp_path):
     (["edge", "fl-join", "--superlink", "127.0.0.1:9092", "--data-dir", "/no/such/dir"], "not a folder"),
     (["fl", "simulate", "--edges", "2", "--rounds", "1", "--strategy", "trimmed", "--trim-beta", "0.7"], "beta"),
     (["cloud", "serve", "--port", "70000"], "port"),
+    (["cloud", "serve", "--min-agreement", "2"], "agreement"),
 ])
 def test_fl_cli_rejects_bad_input(argv, message, capsys):
     assert main(argv) == 2

@@ -128,6 +128,19 @@ def test_fl_simulate_poisoned_run_reports_the_federated_model(tmp_path):
     assert math.isfinite(report["summary"]["federated"]["population"]["mean"])
 
 
+@pytest.mark.slow
+def test_fl_simulate_screens_by_agreement(tmp_path):
+    out = tmp_path / "s.json"
+    assert main(["fl", "simulate", "--edges", "5", *TINY, "--poison", "signflip", "--min-agreement", "0",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    runs = report["per_seed"]["runs"]
+    for run, screened in zip(runs, report["screened_updates_per_seed"], strict=True):
+        (round_1,) = run["agreement"]  # one round: five updates, each judged on this round alone
+        assert len(round_1) == 5 and all(-1 <= c <= 1 for c in round_1)
+        assert screened == sum(c < 0 for c in round_1)
+
+
 def test_server_optimisers_follow_flower():
     from mvstylizer.fl.population import ServerOpt
 

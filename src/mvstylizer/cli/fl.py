@@ -71,6 +71,9 @@ def add_fl_options(p: argparse.ArgumentParser) -> None:
                    help="anchor generic: the server's own steps per round (default 6)")
     p.add_argument("--clip-norm", type=float, default=0.0, help="clip each update to this L2 norm (0: off)")
     p.add_argument("--reject-norm", type=float, default=100.0, help="reject updates longer than this (default 100)")
+    p.add_argument("--min-agreement", type=float, default=-1.0, metavar="COS",
+                   help="drop an update whose cosine with the other edges' median update is below COS, e.g. 0 "
+                        "(a sign-flipping edge); needs 3 or more edges a round (default -1: off)")
     p.add_argument("--local-epochs", type=float, default=1.0, help="local passes over an edge's frames per round")
     p.add_argument("--local-steps", type=positive_int, default=50, help="most local steps per round (default 50)")
     p.add_argument("--lr", type=float, default=1e-4, help="local learning rate (default 1e-4)")
@@ -91,6 +94,7 @@ def cloud_config(args: argparse.Namespace, rounds: int, min_edges: int, timeout:
     strategy = StrategyConfig(name=args.strategy, proximal_mu=args.proximal_mu, trim_beta=args.trim_beta,
                               server_lr=args.server_lr, server_momentum=args.server_momentum,
                               clip_norm=args.clip_norm, reject_norm=args.reject_norm, anchor=args.anchor,
+                              min_agreement=args.min_agreement,
                               anchor_weight=args.anchor_weight, anchor_steps=args.anchor_steps,
                               min_train_nodes=min_edges, min_evaluate_nodes=min_edges, min_available_nodes=min_edges)
     local = LocalConfig(epochs=args.local_epochs, batch=args.batch, size=args.size, lr=args.lr,

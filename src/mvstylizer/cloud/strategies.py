@@ -37,7 +37,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, FedAvgM, FedMedian, FedProx, FedTrimmedAvg, Strategy
 
 from ..errors import UserError
-from ..fl.aggregation import AGGREGATIONS
+from ..fl.aggregation import AGGREGATIONS, AgreementScreen
 from ..fl.anchor import AnchorConfig
 
 log = logging.getLogger("mvstylizer.cloud")
@@ -54,6 +54,7 @@ class StrategyConfig:
     server_momentum: float = 0.0  # fedavg only: FedAvgM's server momentum
     clip_norm: float = 0.0  # update-norm clipping; 0 = off
     reject_norm: float = 100.0  # an update this long is an attack or a bug, never a round of training
+    min_agreement: float = -1.0  # drop an edge whose mean agreement with the others is lower (AgreementScreen); -1 off
     fraction_train: float = 1.0
     fraction_evaluate: float = 1.0
     min_train_nodes: int = 2
@@ -69,6 +70,8 @@ class StrategyConfig:
             raise UserError(f"unknown strategy {self.name!r}; choose one of {', '.join(sorted(AGGREGATIONS))}")
         if self.clip_norm < 0 or self.reject_norm <= 0:
             raise UserError("clip norm must be >= 0 and the reject norm > 0")
+        if not -1.0 <= self.min_agreement < 1.0:
+            raise UserError(f"minimum agreement must be a cosine in [-1, 1), got {self.min_agreement}")
         if not 0.0 <= self.trim_beta < 0.5:
             raise UserError(f"trim beta must be in [0, 0.5), got {self.trim_beta}")
         if not (self.server_lr > 0 and 0.0 <= self.server_momentum < 1.0):
@@ -106,7 +109,8 @@ def build_strategy(cfg: StrategyConfig, pull: Pull | None = None) -> UpdateGuard
     inner = FLOWER_STRATEGIES[cfg.name](cfg, common)
     # FedAvgM applies the server step itself; for the others the guard scales the aggregate's move.
     step = 1.0 if cfg.name == "fedavg" else cfg.server_lr
-    return UpdateGuard(inner, clip_norm=cfg.clip_norm, reject_norm=cfg.reject_norm, server_lr=step, pull=pull)
+    return UpdateGuard(inner, clip_norm=cfg.clip_norm, reject_norm=cfg.reject_norm, server_lr=step, pull=pull,
+                       min_agreement=cfg.min_agreement)
 
 
 def _finite_metrics(msg: Message) -> bool:
@@ -134,8 +138,9 @@ class UpdateGuard(Strategy):
     """Vets and clips the edges' updates, then hands the survivors to ``strategy``."""
 
     def __init__(self, strategy: Strategy, clip_norm: float = 0.0, reject_norm: float = 100.0,
-                 server_lr: float = 1.0, pull: Pull | None = None) -> None:
+                 server_lr: float = 1.0, pull: Pull | None = None, min_agreement: float = -1.0) -> None:
         self.strategy = strategy
+        self.screen = AgreementScreen(min_agreement)  # remembers each node's agreement across rounds
         self.pull = pull  # the server's anchor (fl.anchor), applied after the server step
         self.clip_norm = clip_norm
         self.reject_norm = reject_norm
@@ -192,6 +197,11 @@ class UpdateGuard(Strategy):
                                     for name in record.keys()})
         return True, ("clipped" if scale < 1.0 else "ok"), norm
 
+    def _delta(self, reply: Message) -> np.ndarray:
+        """A vetted reply's update (its model minus the round's global), flattened in the global's order."""
+        record = next(iter(reply.content.array_records.values()))
+        return np.concatenate([(record[k].numpy().astype(np.float64) - v).ravel() for k, v in self.current.items()])
+
     def aggregate_train(self, server_round: int,
                         replies: Iterable[Message]) -> tuple[ArrayRecord | None, MetricRecord | None]:
         accepted, report = [], []
@@ -204,6 +214,15 @@ class UpdateGuard(Strategy):
                 accepted.append(reply)
             else:
                 log.warning("round %d: rejected the update from node %d (%s)", server_round, node, reason)
+        keep, cos = self.screen([int(r.metadata.src_node_id) for r in accepted], [self._delta(r) for r in accepted])
+        for entry, reply, ok, c in zip([e for e in report if e["accepted"]], accepted, keep, cos, strict=True):
+            entry["agreement"] = None if math.isnan(c) else round(float(c), 4)
+            if not ok:
+                mean = float(np.mean(self.screen.history[entry["node"]]))
+                entry.update(accepted=False, reason=f"mean agreement {mean:.3f} < {self.screen.min_agreement:g}")
+                log.warning("round %d: dropped the update from node %d (%s)", server_round,
+                            reply.metadata.src_node_id, entry["reason"])
+        accepted = [r for r, ok in zip(accepted, keep, strict=True) if ok]
         self.last_round = {"round": server_round, "updates": report}
         if not accepted:
             return None, None  # Strategy.start keeps the previous global model

@@ -9,8 +9,8 @@ needs no Flower.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -48,3 +48,65 @@ AGGREGATIONS: dict[str, Aggregation] = {a.name: a for a in (
                 robust=True),
     Aggregation("median", "per-coordinate median (FedMedian)", _median, robust=True),
 )}
+
+
+def agreement(deltas: list[np.ndarray]) -> np.ndarray:
+    """Each update's cosine similarity with the coordinate-wise median of the *other* edges' updates.
+
+    A per-coordinate trim or median bounds how far one edge can drag each weight, but an edge that
+    sends its honest update sign-flipped stays inside the honest range on most coordinates and still
+    cancels part of the others' progress. Its direction gives it away: it points against what the
+    others agree on. The reference is the median of the others (not of all, not their mean), so the
+    edge under test cannot pull it, and one bad edge among the others moves it little. This is the
+    direction test of FLTrust (Cao et al., NDSS 2021) with the other edges' median in place of a
+    server-side root dataset.
+
+    Args:
+        deltas: E flattened updates (edge model minus the round's global model), all the same length.
+
+    Returns:
+        E cosines in [-1, 1]; NaN for all when E < 3 (with two edges there is no majority to agree with)
+        and for an update or reference of zero length.
+    """
+    n = len(deltas)
+    if n < 3:
+        return np.full(n, np.nan)
+    stack = np.stack([np.asarray(d, np.float64) for d in deltas])
+    out = np.empty(n)
+    for i in range(n):
+        ref = np.median(np.delete(stack, i, axis=0), axis=0)
+        denom = float(np.linalg.norm(stack[i]) * np.linalg.norm(ref))
+        out[i] = float(stack[i] @ ref) / denom if denom > 0 else np.nan
+    return out
+
+
+@dataclass
+class AgreementScreen:
+    """Drops the updates of an edge whose agreement (:func:`agreement`), averaged over every round it
+    has sent an update in, is below ``min_agreement``.
+
+    One round's agreement is a weak signal here: a few local Adam steps from a fresh optimiser state
+    are mostly noise, so honest edges of different scenes score between about -0.2 and 0.5 in a
+    round, and a sign-flipping edge now and then scores above zero. Its *mean* over rounds is what
+    separates them: honest edges drift above zero, a sign-flipper below. The average has no
+    parameter of its own; ``min_agreement`` 0 reads "an edge stays while its updates have agreed with
+    the others at least as much as they disagreed". -1 (or less) screens nothing and computes nothing.
+    An update whose agreement is undefined (fewer than 3 updates, a zero update) is kept and not
+    counted.
+    """
+
+    min_agreement: float = -1.0
+    history: dict[Hashable, list[float]] = field(default_factory=dict)  # edge -> its agreement per round
+
+    def __call__(self, edges: list[Hashable], deltas: list[np.ndarray]) -> tuple[list[bool], np.ndarray]:
+        """(keep, this round's agreement) for the updates ``deltas`` of ``edges`` (flattened, same order)."""
+        if self.min_agreement <= -1.0:
+            return [True] * len(deltas), np.full(len(deltas), np.nan)
+        cos = agreement(deltas)
+        keep = []
+        for edge, c in zip(edges, cos, strict=True):
+            past = self.history.setdefault(edge, [])
+            if not np.isnan(c):
+                past.append(float(c))
+            keep.append(not past or float(np.mean(past)) >= self.min_agreement)
+        return keep, cos

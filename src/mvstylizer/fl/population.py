@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..imaging import shrink_to
-from .aggregation import AGGREGATIONS
+from .aggregation import AGGREGATIONS, AgreementScreen
 from .anchor import AnchorConfig, build_anchor, load_params, params_of
 from .local import BANK_SIDE, LocalConfig
 from .tasks import Task, task
@@ -98,6 +98,7 @@ class PopConfig:
     poison: str = "none"  # none | nan | scale | signflip: the first edge's update, every round
     reject_norm: float = 100.0  # the cloud's update guard: reject non-finite updates and longer ones
     clip_norm: float = 0.0
+    min_agreement: float = -1.0  # drop an edge whose mean agreement is lower (fl.aggregation.AgreementScreen); -1 off
     server_opt: str = "sgd"  # sgd (FedAvg; FedAvgM with server_lr/momentum) | adam (FedAdam) | yogi (FedYogi)
     server_momentum: float = 0.0  # sgd only: FedAvgM's server momentum
     server_tau: float = 1e-9  # adam/yogi: adaptivity (Flower's FedOpt tau)
@@ -345,9 +346,10 @@ def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dic
     anchor = build_anchor(cfg.anchor, ctx.base, ctx.task.fit, ctx.task.bank)
     net = copy.deepcopy(ctx.base)
     glob = params_of(ctx.base)
-    losses, rejected = [], 0
+    losses, rejected, screened, cosines = [], 0, 0, []
+    screen = AgreementScreen(cfg.min_agreement)
     for r in range(1, cfg.rounds + 1):
-        updates, weights = [], []
+        updates, weights, senders = [], [], []
         for e in range(len(edges)):
             load_params(net, glob)
             ctx.task.fit(net, banks[e], at_round(local, cfg, r), steps[e], round_seed=r)
@@ -359,14 +361,21 @@ def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dic
                 rejected += 1
                 continue
             updates.append(vetted)
+            senders.append(e)
             weights.append(len(edges[e].train) if cfg.weighting == "frames" else 1.0)
+        keep, cos = screen(senders, [np.concatenate([(u - g).ravel() for g, u in zip(glob, upd, strict=True)])
+                                     for upd in updates])
+        cosines.append([round(float(c), 4) for c in cos])
+        screened += keep.count(False)
+        updates = [u for u, k in zip(updates, keep, strict=True) if k]
+        weights = [w for w, k in zip(weights, keep, strict=True) if k]
         if updates:
             stepped = opt.step(glob, aggregate(glob, updates, weights, cfg.strategy, cfg.trim_beta), r)
             glob = stepped if anchor is None else anchor.apply(glob, stepped, r, at_round(no_prox, cfg, r))
         if curve and r < cfg.rounds and cfg.rounds <= 20:
             load_params(net, glob)
             losses.append([s["loss"] for s in ctx.scorer.score(net)])
-    return {"params": glob, "curve": losses, "rejected": rejected}
+    return {"params": glob, "curve": losses, "rejected": rejected, "screened": screened, "cosines": cosines}
 
 
 def personalise(cfg: PopConfig, ctx: Context, seed: int, fed: Any, lr: float | None = None,
@@ -430,6 +439,8 @@ def _run_seed(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None
         res["federated_curve"] = [*out["curve"], [s["loss"] for s in res["federated"]]]  # loss per round per set
         if out["rejected"]:
             res["rejected_updates"] = out["rejected"]
+        if cfg.min_agreement > -1.0:  # per round, each surviving update's agreement with the others
+            res["screened_updates"], res["agreement"] = out["screened"], out["cosines"]
         log(f"  seed {seed}: federated done")
         if cfg.poison != "none":
             return res
@@ -601,6 +612,7 @@ def run_population(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) 
                                                        for i, e in enumerate(edges)],
                                           "population_psnr": mean_std(fed["psnr"], 3)}},
                 "rejected_updates_per_seed": [s.get("rejected_updates", 0) for s in seeds],
+                "screened_updates_per_seed": [s.get("screened_updates", 0) for s in seeds],
                 "per_seed": {"pretrained": pre, "runs": seeds}, "wall_s": round(time.perf_counter() - t0, 1)}
     views = {k: _per_seed_views(pre, seeds, n, k) for k in ("loss", "psnr")}
 
@@ -664,7 +676,8 @@ def run_cli(args: Any, cloud: Any) -> int:
                     server_lr=cloud.strategy.server_lr,
                     base_weights=Path(cloud.base_weights) if cloud.base_weights else None,
                     workers=args.workers, poison=args.poison, reject_norm=cloud.strategy.reject_norm,
-                    clip_norm=cloud.strategy.clip_norm, server_momentum=cloud.strategy.server_momentum,
+                    clip_norm=cloud.strategy.clip_norm, min_agreement=cloud.strategy.min_agreement,
+                    server_momentum=cloud.strategy.server_momentum,
                     anchor=cloud.strategy.anchor_config(),
                     model=getattr(args, "model", "dncm"), server_opt=getattr(args, "server_opt", "sgd"),
                     weighting=getattr(args, "weighting", "frames"),
@@ -686,7 +699,7 @@ def run_cli(args: Any, cloud: Any) -> int:
         print(f"poisoned ({cfg.poison}, edge {report['poisoned_edge']}), {cfg.strategy}: federated population loss "
               f"{s['federated']['population']['mean']:.5f} ± {s['federated']['population']['std']:.5f} "
               f"(pretrained {s['pretrained']['population']['mean']:.5f}); rejected updates per seed "
-              f"{report['rejected_updates_per_seed']}")
+              f"{report['rejected_updates_per_seed']}, screened out per seed {report['screened_updates_per_seed']}")
         return 0
     print(table(report))
     t = report["targets"]

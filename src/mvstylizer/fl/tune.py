@@ -77,6 +77,10 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
     # the same 280 local steps as 5 rounds of twice the local steps, or with a cosine lr over rounds
     "trimmed_r5x2": {"strategy": "trimmed", "rounds": 5, "local": {"epochs": 4.0, "max_steps": 16}},
     "trimmed_cosine": {"strategy": "trimmed", "lr_schedule": "cosine"},
+    # drop an update pointing against the other edges' median (fl.aggregation.screen)
+    "fedavg_agree0": {"min_agreement": 0.0},
+    "trimmed_agree0": {"strategy": "trimmed", "min_agreement": 0.0},
+    "trimmed_lr1.5_agree0": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0},
 }
 DEFAULT_VARIANTS = ("fedavg", "fedavgm_lr3", "fedavgm_lr5", "fedadam_3e-4", "trimmed_lr3", "uniform_lr3")
 
@@ -112,7 +116,8 @@ def _fed_job(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None]
     out = federate(cfg, ctx, seed, curve=False)
     fed = model_from(ctx, out["params"])
     log(f"  seed {seed}: federated done")
-    return {"federated": ctx.scorer.score(fed), "params": [a.astype(np.float32) for a in out["params"]]}
+    return {"federated": ctx.scorer.score(fed), "params": [a.astype(np.float32) for a in out["params"]],
+            "screened": out["screened"], "agreement": out["cosines"]}
 
 
 def _leave_out_job(seed: int, cfg: PopConfig, k: int, ctx: Context, log: Callable[[str], None]) -> float:
@@ -126,7 +131,8 @@ def _leave_out_job(seed: int, cfg: PopConfig, k: int, ctx: Context, log: Callabl
 def _poisoned_job(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None]) -> float:
     """Population validation loss of the federated model with the first edge sign-flipping every round."""
     out = federate(replace(cfg, poison="signflip"), ctx, seed, curve=False)
-    log(f"  seed {seed}: sign-flip poisoned federation done")
+    log(f"  seed {seed}: sign-flip poisoned federation done; screened out {out['screened']} updates; "
+        f"agreement per round {out['cosines']}")
     return _pop(ctx.scorer.score(model_from(ctx, out["params"])), len(ctx.edges))
 
 
@@ -211,6 +217,9 @@ def tune(cfg: PopConfig, seeds: int, workers: int, stages: str = "12", server: s
             generic = [ctx.task.evaluate(model_from(ctx, params[(v, s)]), generic_val)["loss"] for s in range(seeds)]
             rows[v] = {"overrides": _jsonable(SERVER_VARIANTS[v]), "population": _ms(pop), "gap_closed": _ms(gap),
                        "generic_validation": _ms(generic),
+                       "screened_updates": [r["screened"] for r in runs],
+                       "lowest_agreement": [min((c for rnd in r["agreement"] for c in rnd if c == c), default=None)
+                                            for r in runs],
                        "per_edge": [_ms([r["federated"][e]["loss"] for r in runs]) for e in range(n)],
                        "per_edge_minus_pretrained": [round(float(np.mean([r["federated"][e]["loss"] for r in runs]))
                                                          - ctx.pre[e]["loss"], 6) for e in range(n)]}
