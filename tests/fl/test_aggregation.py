@@ -59,3 +59,28 @@ def test_screen_off_or_without_a_majority_keeps_everything():
     assert keep == [True, True] and np.all(np.isnan(cos)) and screen.history == {0: [], 1: []}
     keep, cos = screen([0, 1, 2], [np.zeros(10), np.ones(10), np.ones(10)])  # a zero update has no direction
     assert keep == [True, True, True] and np.isnan(cos[0]) and cos[1] == pytest.approx(1.0)
+
+
+def test_a_round_never_loses_its_majority():
+    """Five edges all below the threshold (a first round can look like that): only the two lowest go."""
+    screen = AgreementScreen(0.5)
+    honest = _updates(5, seed=4)
+    first_pass = agreement(honest)
+    keep, cos = screen(list("abcde"), honest)
+    assert np.all(first_pass < 0.5) and keep.count(False) == 2
+    assert not keep[int(np.argmin(first_pass))]  # the lowest goes first, the next is chosen without it
+
+
+def test_an_honest_edge_like_the_flipper_is_judged_without_it():
+    """An honest edge whose scenes resemble the flipper's own looks bad against a reference the flipper
+    sits in; once the flipper is out, it is judged by the honest edges alone and kept."""
+    rng = np.random.default_rng(5)
+    common, street = rng.normal(size=4000), rng.normal(size=4000)
+    honest = [0.1 * common + street, 0.1 * common + street + 0.3 * rng.normal(size=4000),
+              *[common + rng.normal(size=4000) for _ in range(3)]]
+    assert np.all(agreement(honest) > 0.2)
+    flipped = [-honest[0], *honest[1:]]
+    first_pass = agreement(flipped)
+    assert first_pass[1] < 0  # the street-like indoor edge against a reference holding -street
+    keep, cos = AgreementScreen(0.0)(list(range(5)), flipped)
+    assert keep == [False, True, True, True, True] and cos[1] > 0

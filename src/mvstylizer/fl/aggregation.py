@@ -92,21 +92,39 @@ class AgreementScreen:
     parameter of its own; ``min_agreement`` 0 reads "an edge stays while its updates have agreed with
     the others at least as much as they disagreed". -1 (or less) screens nothing and computes nothing.
     An update whose agreement is undefined (fewer than 3 updates, a zero update) is kept and not
-    counted.
+    counted. The median reference assumes an honest majority, so a round never loses a majority to the
+    screen: at most (E - 1) // 2 of its E updates are dropped, the lowest means first (in a first
+    round every edge may score below zero).
     """
 
     min_agreement: float = -1.0
     history: dict[Hashable, list[float]] = field(default_factory=dict)  # edge -> its agreement per round
 
     def __call__(self, edges: list[Hashable], deltas: list[np.ndarray]) -> tuple[list[bool], np.ndarray]:
-        """(keep, this round's agreement) for the updates ``deltas`` of ``edges`` (flattened, same order)."""
+        """(keep, this round's agreement) for the updates ``deltas`` of ``edges`` (flattened, same order).
+
+        Edges are dropped one at a time, the lowest mean first, and the others are judged again without
+        it: a sign-flipper in the reference drags down exactly the honest edge whose scenes resemble its
+        own, which would otherwise go with it."""
+        n = len(deltas)
+        cos = np.full(n, np.nan)
         if self.min_agreement <= -1.0:
-            return [True] * len(deltas), np.full(len(deltas), np.nan)
-        cos = agreement(deltas)
-        keep = []
+            return [True] * n, cos
+        active = list(range(n))
+        while True:
+            cos[active] = agreement([deltas[i] for i in active])
+            means = {i: self._mean(edges[i], cos[i]) for i in active}
+            below = [i for i in active if means[i] < self.min_agreement]
+            if not below or n - len(active) >= (n - 1) // 2:
+                break
+            active.remove(min(below, key=means.__getitem__))
         for edge, c in zip(edges, cos, strict=True):
             past = self.history.setdefault(edge, [])
             if not np.isnan(c):
                 past.append(float(c))
-            keep.append(not past or float(np.mean(past)) >= self.min_agreement)
-        return keep, cos
+        return [i in active for i in range(n)], cos
+
+    def _mean(self, edge: Hashable, latest: float) -> float:
+        """The edge's mean agreement over its past rounds and ``latest`` (inf with nothing to judge by)."""
+        values = [*self.history.get(edge, []), *([] if np.isnan(latest) else [latest])]
+        return float(np.mean(values)) if values else np.inf

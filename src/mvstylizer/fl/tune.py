@@ -81,6 +81,10 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
     "fedavg_agree0": {"min_agreement": 0.0},
     "trimmed_agree0": {"strategy": "trimmed", "min_agreement": 0.0},
     "trimmed_lr1.5_agree0": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0},
+    "trimmed_lr1.5_agree0_generic0.2": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0,
+                                        "anchor": AnchorConfig("generic", 0.2)},
+    "trimmed_lr1.5_agree0_generic0.4": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0,
+                                        "anchor": AnchorConfig("generic", 0.4)},
 }
 DEFAULT_VARIANTS = ("fedavg", "fedavgm_lr3", "fedavgm_lr5", "fedadam_3e-4", "trimmed_lr3", "uniform_lr3")
 
