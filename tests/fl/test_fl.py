@@ -146,6 +146,8 @@ def test_guard_drops_an_update_pointing_against_the_others():
     np.testing.assert_allclose(arrays["w"].numpy(), expected[:400], rtol=1e-4, atol=1e-5)
     with pytest.raises(UserError):
         StrategyConfig(min_agreement=1.0)
+    sent = CloudConfig(strategy=StrategyConfig(name="trimmed", min_agreement=0.0)).to_run_config()
+    assert CloudConfig.from_run_config(sent).strategy.min_agreement == 0.0  # reaches the ServerApp
 
 
 # ---------------------------------------------------------------- in-process federation
