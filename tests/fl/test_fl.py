@@ -114,6 +114,23 @@ def test_server_learning_rate_scales_a_robust_aggregate(name):
     assert float(arrays["w"].numpy()[0]) == pytest.approx(1.45, rel=1e-5)
 
 
+def test_server_momentum_on_a_robust_aggregate_matches_the_experiment():
+    from mvstylizer.fl.population import ServerOpt
+
+    guard = build_strategy(StrategyConfig(name="median", server_lr=0.75, server_momentum=0.5, min_train_nodes=1,
+                                          min_available_nodes=1))
+    opt = ServerOpt("sgd", 0.75, 0.5)
+    glob = np.full(3, 1.0)
+    for r, moves in enumerate(([0.1, 0.2, 0.3], [-0.2, 0.05, 0.4]), 1):
+        list(guard.configure_train(r, ArrayRecord({"w": Array(glob.astype(np.float32))}), ConfigRecord(), _Grid()))
+        replies = [_reply(i, {"w": (glob + m).astype(np.float32)}) for i, m in enumerate(moves, 1)]
+        arrays, _ = guard.aggregate_train(r, replies)
+        expected = opt.step([glob], [glob + float(np.median(moves))], r)[0]
+        np.testing.assert_allclose(arrays["w"].numpy(), expected, rtol=1e-5)
+        glob = arrays["w"].numpy().astype(np.float64)
+    assert float(glob[0]) != pytest.approx(1.0 + 0.75 * (0.2 + 0.05))  # the second step carried momentum
+
+
 def test_server_learning_rate_scales_the_averaged_update():
     glob = {"w": np.full(3, 1.0, np.float32)}
     guard = build_strategy(StrategyConfig(server_lr=3.0, min_train_nodes=1, min_available_nodes=1))

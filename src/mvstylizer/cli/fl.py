@@ -61,8 +61,9 @@ def add_fl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx mu (default 0.01)")
     p.add_argument("--trim-beta", type=float, default=0.2, help="trimmed mean: cut fraction per end (default 0.2)")
     p.add_argument("--server-lr", type=float, default=1.0,
-                   help="fedavg: server step on the averaged update (default 1; != 1 runs Flower's FedAvgM)")
-    p.add_argument("--server-momentum", type=float, default=0.0, help="fedavg: FedAvgM server momentum (default 0)")
+                   help="server step on the aggregate's move (default 1; for fedavg != 1 runs Flower's FedAvgM)")
+    p.add_argument("--server-momentum", type=float, default=0.0,
+                   help="FedAvgM's server momentum, on any aggregate (default 0)")
     p.add_argument("--anchor", default="none", choices=["none", *ANCHORS],
                    help="after each round, pull the global model toward generic content (default none): "
                         + choices_help(ANCHORS))

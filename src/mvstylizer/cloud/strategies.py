@@ -9,8 +9,9 @@
   mu/2 * ||w - w_global||^2 to their loss (:func:`mvstylizer.fl.local.local_fit`).
 * ``trimmed`` / ``median``: :class:`~flwr.serverapp.strategy.FedTrimmedAvg` /
   :class:`~flwr.serverapp.strategy.FedMedian`, coordinate-wise robust aggregation (a minority of bad
-  edges cannot drag a weight arbitrarily far). With ``server_lr`` != 1 (and for ``fedprox``) the guard
-  moves the global model ``server_lr`` times as far as the aggregate would (docs/FL.md: trimmed mean
+  edges cannot drag a weight arbitrarily far). With ``server_lr`` != 1 or ``server_momentum`` > 0 (and
+  for ``fedprox``) the guard takes FedAvgM's server step on the aggregate instead: the global model
+  moves ``server_lr`` times the aggregate's move plus momentum (docs/FL.md: trimmed mean
   with server lr 1.5 is what the population experiment chose on validation data).
 
 Whatever the strategy, :class:`UpdateGuard` wraps it. Before aggregation it drops any reply whose
@@ -50,8 +51,8 @@ class StrategyConfig:
     name: str = "fedavg"
     proximal_mu: float = 0.01  # fedprox only
     trim_beta: float = 0.2  # trimmed only: fraction cut at each end per coordinate
-    server_lr: float = 1.0  # fedavg only: step size on the averaged update (FedAvgM when != 1)
-    server_momentum: float = 0.0  # fedavg only: FedAvgM's server momentum
+    server_lr: float = 1.0  # step size on the aggregate's move (for fedavg: Flower's FedAvgM when != 1)
+    server_momentum: float = 0.0  # FedAvgM's server momentum, on any aggregate
     clip_norm: float = 0.0  # update-norm clipping; 0 = off
     reject_norm: float = 100.0  # an update this long is an attack or a bug, never a round of training
     min_agreement: float = -1.0  # drop an edge whose mean agreement with the others is lower (AgreementScreen); -1 off
@@ -108,9 +109,9 @@ def build_strategy(cfg: StrategyConfig, pull: Pull | None = None) -> UpdateGuard
               "min_available_nodes": cfg.min_available_nodes, "weighted_by_key": WEIGHT_KEY}
     inner = FLOWER_STRATEGIES[cfg.name](cfg, common)
     # FedAvgM applies the server step itself; for the others the guard scales the aggregate's move.
-    step = 1.0 if cfg.name == "fedavg" else cfg.server_lr
+    step, momentum = (1.0, 0.0) if cfg.name == "fedavg" else (cfg.server_lr, cfg.server_momentum)
     return UpdateGuard(inner, clip_norm=cfg.clip_norm, reject_norm=cfg.reject_norm, server_lr=step, pull=pull,
-                       min_agreement=cfg.min_agreement)
+                       min_agreement=cfg.min_agreement, server_momentum=momentum)
 
 
 def _finite_metrics(msg: Message) -> bool:
@@ -138,13 +139,18 @@ class UpdateGuard(Strategy):
     """Vets and clips the edges' updates, then hands the survivors to ``strategy``."""
 
     def __init__(self, strategy: Strategy, clip_norm: float = 0.0, reject_norm: float = 100.0,
-                 server_lr: float = 1.0, pull: Pull | None = None, min_agreement: float = -1.0) -> None:
+                 server_lr: float = 1.0, pull: Pull | None = None, min_agreement: float = -1.0,
+                 server_momentum: float = 0.0) -> None:
         self.strategy = strategy
         self.screen = AgreementScreen(min_agreement)  # remembers each node's agreement across rounds
         self.pull = pull  # the server's anchor (fl.anchor), applied after the server step
         self.clip_norm = clip_norm
         self.reject_norm = reject_norm
-        self.server_lr = server_lr  # new global = current + server_lr * (aggregate - current)
+        # new global = current + server_lr * v, v = server_momentum * v + (aggregate - current): FedAvgM's
+        # step, as fl.population.ServerOpt takes it (the velocity lives as long as this process)
+        self.server_lr = server_lr
+        self.server_momentum = server_momentum
+        self.velocity: dict[str, np.ndarray] = {}
         self.current: dict[str, np.ndarray] = {}
         self.last_round: dict[str, Any] = {}  # what the last aggregate_train did, for the registry
         self.last_evaluate: list[dict[str, Any]] = []  # each edge's held-out metrics, last round
@@ -227,9 +233,14 @@ class UpdateGuard(Strategy):
         if not accepted:
             return None, None  # Strategy.start keeps the previous global model
         arrays, metrics = self.strategy.aggregate_train(server_round, accepted)
-        if arrays is not None and self.server_lr != 1.0:
-            arrays = ArrayRecord({k: Array(np.asarray(self.current[k] + self.server_lr * (a.numpy() - self.current[k]),
-                                                      dtype=self.current[k].dtype)) for k, a in arrays.items()})
+        if arrays is not None and (self.server_lr != 1.0 or self.server_momentum > 0.0):
+            move = {k: a.numpy().astype(np.float64) - self.current[k] for k, a in arrays.items()}
+            if self.server_momentum > 0.0:
+                self.velocity = {k: self.server_momentum * self.velocity[k] + d if k in self.velocity else d
+                                 for k, d in move.items()}
+                move = self.velocity
+            arrays = ArrayRecord({k: Array(np.asarray(self.current[k] + self.server_lr * d,
+                                                      dtype=self.current[k].dtype)) for k, d in move.items()})
         if arrays is not None and self.pull is not None:
             pulled = self.pull(self.current, {k: a.numpy() for k, a in arrays.items()}, server_round)
             arrays = ArrayRecord({k: Array(np.asarray(v, dtype=self.current[k].dtype)) for k, v in pulled.items()})

@@ -83,6 +83,13 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
     "trimmed_lr1.5_agree0": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0},
     "trimmed_lr1.5_agree0_generic0.2": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0,
                                         "anchor": AnchorConfig("generic", 0.2)},
+    "trimmed_agree0_m0.5": {"strategy": "trimmed", "server_momentum": 0.5, "min_agreement": 0.0},
+    "trimmed_agree0_m0.7": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0},
+    "trimmed_agree0_m0.85": {"strategy": "trimmed", "server_momentum": 0.85, "min_agreement": 0.0},
+    "trimmed_lr1.5_agree0_m0.3": {"strategy": "trimmed", "server_lr": 1.5, "server_momentum": 0.3,
+                                  "min_agreement": 0.0},
+    "trimmed_lr0.75_agree0_m0.5": {"strategy": "trimmed", "server_lr": 0.75, "server_momentum": 0.5,
+                                   "min_agreement": 0.0},
     "trimmed_lr1.5_agree0_generic0.4": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0,
                                         "anchor": AnchorConfig("generic", 0.4)},
 }
