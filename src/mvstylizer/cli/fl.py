@@ -73,8 +73,9 @@ def add_fl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clip-norm", type=float, default=0.0, help="clip each update to this L2 norm (0: off)")
     p.add_argument("--reject-norm", type=float, default=100.0, help="reject updates longer than this (default 100)")
     p.add_argument("--min-agreement", type=float, default=-1.0, metavar="COS",
-                   help="drop an update whose cosine with the other edges' median update is below COS, e.g. 0 "
-                        "(a sign-flipping edge); needs 3 or more edges a round (default -1: off)")
+                   help="drop an edge whose updates' cosine with the other edges' median update, averaged over "
+                        "its rounds, is below COS, e.g. 0 (a sign-flipping edge); needs 3 or more edges a round "
+                        "(default -1: off)")
     p.add_argument("--local-epochs", type=float, default=1.0, help="local passes over an edge's frames per round")
     p.add_argument("--local-steps", type=positive_int, default=50, help="most local steps per round (default 50)")
     p.add_argument("--lr", type=float, default=1e-4, help="local learning rate (default 1e-4)")

@@ -77,12 +77,15 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
     # the same 280 local steps as 5 rounds of twice the local steps, or with a cosine lr over rounds
     "trimmed_r5x2": {"strategy": "trimmed", "rounds": 5, "local": {"epochs": 4.0, "max_steps": 16}},
     "trimmed_cosine": {"strategy": "trimmed", "lr_schedule": "cosine"},
-    # drop an update pointing against the other edges' median (fl.aggregation.screen)
+    # drop an edge whose updates point against the other edges' median (fl.aggregation.AgreementScreen),
+    # alone, with the generic anchor, or with server momentum
     "fedavg_agree0": {"min_agreement": 0.0},
     "trimmed_agree0": {"strategy": "trimmed", "min_agreement": 0.0},
     "trimmed_lr1.5_agree0": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0},
     "trimmed_lr1.5_agree0_generic0.2": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0,
                                         "anchor": AnchorConfig("generic", 0.2)},
+    "trimmed_lr1.5_agree0_generic0.4": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0,
+                                        "anchor": AnchorConfig("generic", 0.4)},
     "trimmed_agree0_m0.5": {"strategy": "trimmed", "server_momentum": 0.5, "min_agreement": 0.0},
     "trimmed_agree0_m0.7": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0},
     "trimmed_agree0_m0.85": {"strategy": "trimmed", "server_momentum": 0.85, "min_agreement": 0.0},
@@ -90,8 +93,6 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
                                   "min_agreement": 0.0},
     "trimmed_lr0.75_agree0_m0.5": {"strategy": "trimmed", "server_lr": 0.75, "server_momentum": 0.5,
                                    "min_agreement": 0.0},
-    "trimmed_lr1.5_agree0_generic0.4": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0,
-                                        "anchor": AnchorConfig("generic", 0.4)},
 }
 DEFAULT_VARIANTS = ("fedavg", "fedavgm_lr3", "fedavgm_lr5", "fedadam_3e-4", "trimmed_lr3", "uniform_lr3")
 
