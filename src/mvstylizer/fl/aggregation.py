@@ -9,7 +9,7 @@ needs no Flower.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +50,7 @@ AGGREGATIONS: dict[str, Aggregation] = {a.name: a for a in (
 )}
 
 
-def agreement(deltas: list[np.ndarray]) -> np.ndarray:
+def agreement(deltas: Sequence[np.ndarray]) -> np.ndarray:
     """Each update's cosine similarity with the coordinate-wise median of the *other* edges' updates.
 
     A per-coordinate trim or median bounds how far one edge can drag each weight, but an edge that
@@ -100,7 +100,7 @@ class AgreementScreen:
     min_agreement: float = -1.0
     history: dict[Hashable, list[float]] = field(default_factory=dict)  # edge -> its agreement per round
 
-    def __call__(self, edges: list[Hashable], deltas: list[np.ndarray]) -> tuple[list[bool], np.ndarray]:
+    def __call__(self, edges: Sequence[Hashable], deltas: Sequence[np.ndarray]) -> tuple[list[bool], np.ndarray]:
         """(keep, this round's agreement) for the updates ``deltas`` of ``edges`` (flattened, same order).
 
         Edges are dropped one at a time, the lowest mean first, and the others are judged again without
