@@ -84,3 +84,11 @@ def test_an_honest_edge_like_the_flipper_is_judged_without_it():
     assert first_pass[1] < 0  # the street-like indoor edge against a reference holding -street
     keep, cos = AgreementScreen(0.0)(list(range(5)), flipped)
     assert keep == [False, True, True, True, True] and cos[1] > 0
+
+
+def test_three_edges_lose_at_most_one_and_keep_their_scores():
+    honest = _updates(3, seed=6)
+    screen = AgreementScreen(0.0)
+    keep, cos = screen(["a", "b", "c"], [-honest[0], honest[1], honest[2]])
+    assert keep == [False, True, True]
+    assert not np.isnan(cos).any() and all(len(screen.history[e]) == 1 for e in "abc")

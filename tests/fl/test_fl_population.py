@@ -137,8 +137,10 @@ def test_fl_simulate_screens_by_agreement(tmp_path):
     runs = report["per_seed"]["runs"]
     for run, screened in zip(runs, report["screened_updates_per_seed"], strict=True):
         (round_1,) = run["agreement"]  # one round: five updates, each judged on this round alone
-        assert len(round_1) == 5 and all(-1 <= c <= 1 for c in round_1)
-        assert screened == sum(c < 0 for c in round_1)
+        assert len(round_1) == 5 and all(c is None or -1 <= c <= 1 for c in round_1)
+        below = sum(c is not None and c < 0 for c in round_1)
+        assert screened <= 2 and screened <= below  # only edges below 0 go, at most a minority
+        assert screened > 0 or below == 0  # and with one below 0, something goes
 
 
 def test_server_optimisers_follow_flower():

@@ -220,7 +220,9 @@ class UpdateGuard(Strategy):
                 accepted.append(reply)
             else:
                 log.warning("round %d: rejected the update from node %d (%s)", server_round, node, reason)
-        keep, cos = self.screen([int(r.metadata.src_node_id) for r in accepted], [self._delta(r) for r in accepted])
+        screening = self.screen.min_agreement > -1.0  # off: no need to decode and flatten every reply
+        keep, cos = self.screen([int(r.metadata.src_node_id) for r in accepted],
+                                [self._delta(r) for r in accepted] if screening else [np.empty(0)] * len(accepted))
         for entry, reply, ok, c in zip([e for e in report if e["accepted"]], accepted, keep, cos, strict=True):
             entry["agreement"] = None if math.isnan(c) else round(float(c), 4)
             if not ok:
@@ -233,12 +235,13 @@ class UpdateGuard(Strategy):
         if not accepted:
             return None, None  # Strategy.start keeps the previous global model
         arrays, metrics = self.strategy.aggregate_train(server_round, accepted)
+        velocity = self.velocity
         if arrays is not None and (self.server_lr != 1.0 or self.server_momentum > 0.0):
             move = {k: a.numpy().astype(np.float64) - self.current[k] for k, a in arrays.items()}
             if self.server_momentum > 0.0:
-                self.velocity = {k: self.server_momentum * self.velocity[k] + d if k in self.velocity else d
-                                 for k, d in move.items()}
-                move = self.velocity
+                velocity = {k: self.server_momentum * self.velocity[k] + d
+                            if self.velocity.get(k, np.empty(0)).shape == d.shape else d for k, d in move.items()}
+                move = velocity
             arrays = ArrayRecord({k: Array(np.asarray(self.current[k] + self.server_lr * d,
                                                       dtype=self.current[k].dtype)) for k, d in move.items()})
         if arrays is not None and self.pull is not None:
@@ -247,6 +250,7 @@ class UpdateGuard(Strategy):
         if arrays is not None and not all(np.all(np.isfinite(a.numpy())) for a in arrays.values()):
             log.error("round %d: aggregate is not finite; keeping the previous global model", server_round)
             return None, metrics
+        self.velocity = velocity  # only a step that was taken moves the momentum
         metrics = metrics if metrics is not None else MetricRecord()
         metrics["accepted-updates"] = len(accepted)
         metrics["rejected-updates"] = len(report) - len(accepted)

@@ -111,13 +111,15 @@ class AgreementScreen:
         if self.min_agreement <= -1.0:
             return [True] * n, cos
         active = list(range(n))
+        cos[active] = agreement(deltas)
         while True:
-            cos[active] = agreement([deltas[i] for i in active])
             means = {i: self._mean(edges[i], cos[i]) for i in active}
             below = [i for i in active if means[i] < self.min_agreement]
             if not below or n - len(active) >= (n - 1) // 2:
                 break
             active.remove(min(below, key=means.__getitem__))
+            if len(active) >= 3:  # judged again without it (two left would have no majority: keep their scores)
+                cos[active] = agreement([deltas[i] for i in active])
         for edge, c in zip(edges, cos, strict=True):
             past = self.history.setdefault(edge, [])
             if not np.isnan(c):

@@ -365,7 +365,7 @@ def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dic
             weights.append(len(edges[e].train) if cfg.weighting == "frames" else 1.0)
         keep, cos = screen(senders, [np.concatenate([(u - g).ravel() for g, u in zip(glob, upd, strict=True)])
                                      for upd in updates])
-        cosines.append([round(float(c), 4) for c in cos])
+        cosines.append([None if np.isnan(c) else round(float(c), 4) for c in cos])  # JSON has no NaN
         screened += keep.count(False)
         updates = [u for u, k in zip(updates, keep, strict=True) if k]
         weights = [w for w, k in zip(weights, keep, strict=True) if k]
