@@ -230,8 +230,8 @@ def tune(cfg: PopConfig, seeds: int, workers: int, stages: str = "12", server: s
             rows[v] = {"overrides": _jsonable(SERVER_VARIANTS[v]), "population": _ms(pop), "gap_closed": _ms(gap),
                        "generic_validation": _ms(generic),
                        "screened_updates": [r["screened"] for r in runs],
-                       "lowest_agreement": [min((c for rnd in r["agreement"] for c in rnd if c == c), default=None)
-                                            for r in runs],
+                       "lowest_agreement": [min((c for rnd in r["agreement"] for c in rnd if c is not None),
+                                                default=None) for r in runs],
                        "per_edge": [_ms([r["federated"][e]["loss"] for r in runs]) for e in range(n)],
                        "per_edge_minus_pretrained": [round(float(np.mean([r["federated"][e]["loss"] for r in runs]))
                                                          - ctx.pre[e]["loss"], 6) for e in range(n)]}
