@@ -79,7 +79,6 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
     "trimmed_cosine": {"strategy": "trimmed", "lr_schedule": "cosine"},
     # drop an edge whose updates point against the other edges' median (fl.aggregation.AgreementScreen),
     # alone, with the generic anchor, or with server momentum
-    "fedavg_agree0": {"min_agreement": 0.0},
     "trimmed_agree0": {"strategy": "trimmed", "min_agreement": 0.0},
     "trimmed_lr1.5_agree0": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0},
     "trimmed_lr1.5_agree0_generic0.2": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0,
