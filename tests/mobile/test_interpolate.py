@@ -1,3 +1,4 @@
+import cv2
 import numpy as np
 import pytest
 
@@ -164,14 +165,38 @@ def cold(img):
 
 
 @pytest.mark.parametrize("spatial", [False, True])
-def test_two_looks_too_far_apart_are_mixed_exactly(spatial):
+def test_two_looks_too_far_apart_are_mixed(spatial):
     # Keys whose looks cannot be blended by their parameters: each frame between them is the mix of
-    # both keys' outputs (within a level of rounding), with or without a grid on top.
+    # both keys' outputs, with or without a grid on top. The parameter blend is corrected by the exact
+    # mix made at the map size, here the frame itself (no bigger than the key): within a level and a
+    # half of rounding wherever neither key's output is clipped at black or white (the correction
+    # mixes the looks before the clip, the keys' outputs after it).
     img = texture(64, 96, seed=11)
     both = Interpolator(InterpConfig(blend_tolerance=0.0), spatial=spatial)
     a, b = key(both, 0, img, warm(img)), key(both, 4, img, cold(img))
+    unclipped = ~np.any((a.styled8 % 255 == 0) | (b.styled8 % 255 == 0), axis=2)
+    assert unclipped.mean() > 0.8
     for t, w_b in ((1, 0.25), (2, 0.5)):
         out = both.frame(t, to8(img), to8(img), a, b).astype(np.float32)
         exact = (1 - w_b) * a.styled8.astype(np.float32) + w_b * b.styled8.astype(np.float32)
-        # Each key output, the mix and the grid offsets are rounded to whole levels.
-        assert np.abs(out - exact).max() <= 2.0 and np.abs(out - exact).mean() < 0.6
+        err = np.abs(out - exact)[unclipped]
+        assert err.max() <= 1.5 and err.mean() < 0.6
+
+
+def test_two_looks_mixed_at_the_map_size_match_the_full_resolution_mix():
+    # A frame 4x the key's size: the correction is made on the frame at half the key size and upsampled,
+    # so it only softens across the frame's sharpest edges; the parameter blend alone is further off.
+    img = texture(256, 384, seed=12)
+    low = cv2.resize(img, (96, 64), interpolation=cv2.INTER_AREA)
+    interp = Interpolator(InterpConfig(blend_tolerance=0.0), spatial=False)
+    a, b = key(interp, 0, low, warm(low)), key(interp, 4, low, cold(low))
+    full8 = to8(img)
+    exact = 0.5 * (a.look.float_levels(full8) + b.look.float_levels(full8))
+    out = interp.frame(2, to8(low), full8, a, b).astype(np.float32)
+    blended = a.look.blend(b.look, 0.5).apply(full8).astype(np.float32)
+    unclipped = ~np.any((exact <= 1) | (exact >= 254), axis=2)
+    err, before = np.abs(out - exact)[unclipped], np.abs(blended - exact)[unclipped]
+    # Rounding alone costs ~0.25 levels; this texture's per-pixel grain is a harsh case for the
+    # upsampling (8x here, 7.5x for a 1080p frame), real frames fare better (docs/BENCHMARKS.md).
+    assert before.mean() > 2 * err.mean()
+    assert err.mean() < 0.6 and np.percentile(err, 99) <= 3.0

@@ -60,10 +60,11 @@ class InterpConfig:
     # (look parameters and grid maps alike), as a preset slider does; frames follow their keys.
     strength: float = 1.0
     grid: GridConfig = field(default_factory=GridConfig)
-    # Two keys' looks are blended parameter by parameter (one look per frame) when that stays within
-    # this many 8-bit levels of blending their outputs (two looks per frame), which is exact, on
-    # the colours the two keys hold. On ped_street_1080p's first keys the whole colour cube's gap was
-    # 1.3 levels, the keys' own colours' 0.43: one look, 7.4 instead of 12.7 ms per frame.
+    # Two keys' looks are blended parameter by parameter (one look per frame). Where that strays more
+    # than this many 8-bit levels from blending their outputs, which is exact, on the colours the two
+    # keys hold, the difference is made on the frame at the map size and added with the grid's
+    # residual (:class:`_LookMix`). On ped_street_1080p's first keys the whole colour cube's gap was
+    # 1.3 levels, the keys' own colours' 0.43.
     blend_tolerance: float = 1.0
     # A frame the camera exposed darker or brighter than its keys (auto exposure hunting mid-gap)
     # is scaled back to their exposure before the look, as a model run on the frame itself would
@@ -138,13 +139,11 @@ class Interpolator:
         scratch = self._scratch_like(full8)
         grid = a.grid.blend(b.grid, w_b) if a.grid is not None and b.grid is not None else None
         gain = self._exposure_gain((1.0 - w_b) * a.exposure + w_b * b.exposure - exposure)
-        if w_b in (0.0, 1.0) or self._blends_by_parameters(a, b):
-            look = a.look.blend(b.look, w_b).exposed(gain)
-            return self._add_grid(look.levels(full8, scratch), grid, low8, gain, out)
-        first = a.look.exposed(gain).apply(full8, scratch=scratch)
-        out = cv2.addWeighted(first, 1.0 - w_b, b.look.exposed(gain).apply(full8, scratch=scratch), w_b, 0.0,
-                              dst=out)
-        return self._add_grid(out, grid, low8, gain, out)
+        look = a.look.blend(b.look, w_b).exposed(gain)
+        mix = None
+        if not (w_b in (0.0, 1.0) or self._blends_by_parameters(a, b)):
+            mix = _LookMix(a.look.exposed(gain), b.look.exposed(gain), w_b, look)
+        return self._add_grid(look.levels(full8, scratch), grid, low8, gain, out, mix)
 
     def _warp_keys(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                    exposure: float, out: np.ndarray | None) -> np.ndarray:
@@ -177,21 +176,24 @@ class Interpolator:
         return self._pair[2]
 
     def _add_grid(self, base: np.ndarray, grid: ResidualGrid | None, low8: np.ndarray, gain: float = 1.0,
-                  out: np.ndarray | None = None) -> np.ndarray:
-        """``base`` (a look's uint16 levels or a uint8 frame) plus the grid's residual, uint8, into ``out``."""
-        if grid is None:
+                  out: np.ndarray | None = None, mix: _LookMix | None = None) -> np.ndarray:
+        """``base`` (a look's uint16 levels or a uint8 frame) plus the grid's residual and ``mix``'s
+        correction, both made at the map size and upsampled, uint8, into ``out``."""
+        if grid is None and mix is None:
             return base if base.dtype == np.uint8 else cv2.convertScaleAbs(base, dst=out)
         h, w = low8.shape[:2]
         scale = 1.0 if low8.shape == base.shape else self.config.map_scale
         size = max(2, round(w * scale)), max(2, round(h * scale))
         small = cv2.resize(low8, size, interpolation=cv2.INTER_AREA) if size != (w, h) else low8
-        if gain != 1.0:  # brightness bins and colours as the keys saw them
-            small = cv2.convertScaleAbs(small, alpha=gain)
-        luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        levels = mix.correction(small) if mix is not None else np.zeros(small.shape, np.float32)
+        if grid is not None:
+            if gain != 1.0:  # brightness bins and colours as the keys saw them
+                small = cv2.convertScaleAbs(small, alpha=gain)
+            luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+            levels += grid.slice(luma, small.astype(np.float32) * np.float32(1.0 / 255.0)) * np.float32(255.0)
         # Offsets in whole levels as int16: OpenCV upsamples them and adds them to the look's 16-bit
         # levels, rounding to 8 bits in the same pass, in ~1.9 ms at 1080p (float images cost ~4x).
-        offsets = np.rint(grid.slice(luma, small.astype(np.float32) * np.float32(1.0 / 255.0)) * 255.0
-                          ).astype(np.int16)
+        offsets = np.rint(levels).astype(np.int16)
         up = cv2.resize(offsets, base.shape[1::-1], interpolation=cv2.INTER_LINEAR)
         return cv2.add(base, up, dst=out, dtype=cv2.CV_8U)
 
@@ -215,6 +217,27 @@ class Interpolator:
         out = cast(np.ndarray, sum(layer * cv2.resize(wt / total, (w, h))[..., None]
                                    for layer, wt in zip(layers, weights, strict=True)))
         return cv2.convertScaleAbs(out)
+
+
+@dataclass(frozen=True)
+class _LookMix:
+    """The exact blend of two keys' looks, ``(1 - w) a(c) + w b(c)``, for a frame rendered by their
+    parameter blend ``blended`` instead: :meth:`correction` is what the exact blend adds, made on the
+    frame at the map size and upsampled like the grid's residual. Blending the outputs at full
+    resolution cost a second look per frame: 14 ms per such 1080p frame on a walking selfie, where 3
+    of 4 in-between frames fall between keys too different to blend by parameters, 9.5 ms so. The
+    correction is a smooth function of colour, so upsampling it only softens it across the frame's
+    sharpest edges."""
+
+    a: Look
+    b: Look
+    w: float
+    blended: Look
+
+    def correction(self, small8: np.ndarray) -> np.ndarray:
+        """Exact blend minus parameter blend of ``small8`` (uint8 RGB), float32 8-bit levels."""
+        exact = cv2.addWeighted(self.a.float_levels(small8), 1.0 - self.w, self.b.float_levels(small8), self.w, 0.0)
+        return exact - self.blended.float_levels(small8)
 
 
 def _colour_sample(content: np.ndarray, count: int = 4096) -> np.ndarray:

@@ -17,8 +17,9 @@ instead costs one look per frame rather than two, and errs by ``w (1 - w) (M_a -
 second order, because with normalised curves both parameters are pinned down by the colours (a third
 stage, output curves, made them trade off against each other: the same look fit to two keys came
 out with different parameters whose blend was lighter than either; it also bought only 0.3-1.5 dB).
-:func:`blend_gap` measures that error for a pair of keys once, on the colours the two keys hold, so the
-phone blends parameters only where the result is within a level of the exact blend.
+:func:`blend_gap` measures that error for a pair of keys once, on the colours the two keys hold; where
+it exceeds a level, the phone adds the difference, made on a small copy of the frame
+(:mod:`.interpolate`), instead of applying both looks at full resolution.
 """
 
 from __future__ import annotations
@@ -83,6 +84,11 @@ class Look:
         same pass, instead of clipping here and again after its addition."""
         curved, mixed = (None, None) if scratch is None else (scratch[0], scratch[1])
         return cv2.transform(cv2.LUT(rgb8, self._table, dst=curved), self._matrix, dst=mixed)
+
+    def float_levels(self, rgb8: np.ndarray) -> np.ndarray:
+        """:meth:`levels` unrounded and unclipped, float32: for small images, where a caller adds
+        differences of looks that rounding would blur by a level."""
+        return cv2.transform(cv2.LUT(rgb8, self._table).astype(np.float32), self._matrix)
 
     def apply_float(self, rgb: np.ndarray) -> np.ndarray:
         """The look of float RGB colours in [0, 1] (any shape ...x3), without 8-bit rounding."""
