@@ -25,7 +25,8 @@ CLIP_FIELDS = {
     "ssim_worst_frame", "psnr_mean", "psnr_worst", "warp_ours", "warp_framewise", "warp_input", "flat_warp_ours",
     "flat_warp_framewise", "flat_warp_input", "warp_pairs", "flat_warp_pairs", "flat_fraction",
     "scene_cuts_skipped", "targets", "framewise_model_seconds", "ssim_raw_mean", "ssim_raw_worst",
-    "ssim_encode_floor", "stage_seconds", "key_reasons", "phone_ms_per_frame",
+    "ssim_encode_floor", "stage_seconds", "key_reasons", "phone_ms_per_frame", "edge_elsewhere_seconds",
+    "edge_elsewhere_over_transcode",
 }
 
 
@@ -44,7 +45,7 @@ def run(tmp_path_factory) -> dict:
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         rc = main(["bench", "footage", str(clips), "--model", "reinhard", "--json", str(out),
-                   "--montage", str(montage)])
+                   "--montage", str(montage), "--edge-elsewhere"])
     return {"rc": rc, "json": json.loads(out.read_text()), "montage": montage, "markdown": stdout.getvalue()}
 
 
@@ -68,6 +69,8 @@ def test_json_has_every_field_per_clip_and_overall(run):
         # Frame-by-frame is scored as an encoded video: the encode alone keeps it below its raw frames.
         assert 0.5 < c["ssim_encode_floor"] < 1 and 0.5 < c["ssim_raw_worst"] <= c["ssim_raw_mean"] <= 1
         assert c["pipeline_over_transcode"] == pytest.approx(c["pipeline_seconds"] / c["transcode_seconds"])
+        assert c["edge_elsewhere_seconds"] > 0
+        assert c["edge_elsewhere_over_transcode"] == pytest.approx(c["edge_elsewhere_seconds"] / c["transcode_seconds"])
         for k in ("warp_ours", "warp_framewise", "warp_input"):
             assert 0 <= c[k] < 0.1
         assert set(c["targets"]) == set(TARGETS)
@@ -92,6 +95,7 @@ def test_markdown_table_has_a_row_per_clip_and_overall(run):
     assert {row.split(" | ")[0][2:] for row in rows[1:]} == {"broken", "cut", "pan", "**overall** (mean of 2/3 clips)"}
     assert any("error:" in row for row in rows)
     assert all(len(row.split(" | ")) == len(rows[0].split(" | ")) for row in rows)
+    assert "Edge elsewhere" in run["markdown"] and "x the transcode" in run["markdown"]
 
 
 def test_montage_has_three_panels_of_the_worst_frame(run):

@@ -41,11 +41,11 @@ def test_cli_reports_medians_of_every_run(clip, tmp_path):
 
 def test_the_edge_is_asked_once_per_key(clip, monkeypatch):
     # Timed runs replay the warm-up's answers: the edge's model never runs inside the clock.
-    from mvstylizer.mobile.edge_link import EmbeddedEdge
+    from mvstylizer.edge.service import EdgeService
 
     calls = []
-    real = EmbeddedEdge.stylize
-    monkeypatch.setattr(EmbeddedEdge, "stylize", lambda self, *a: calls.append(1) or real(self, *a))
+    real = EdgeService.stylize
+    monkeypatch.setattr(EdgeService, "stylize", lambda self, *a: calls.append(1) or real(self, *a))
     report = run_phone(PhoneBenchConfig(clip, model="reinhard", frames=12, repeats=3))
     assert len(calls) == report.keys and len(report.runs) == 3
 

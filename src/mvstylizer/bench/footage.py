@@ -65,7 +65,7 @@ MEAN_KEYS = ("frames", "key_count", "warp_ours", "warp_framewise", "warp_input",
              "flat_warp_framewise", "flat_warp_input", "ssim_mean", "ssim_worst", "psnr_mean", "psnr_worst",
              "ssim_raw_mean", "ssim_raw_worst", "ssim_encode_floor", "pipeline_seconds", "framewise_seconds",
              "framewise_model_seconds", "transcode_seconds", "pipeline_over_transcode", "pipeline_over_framewise",
-             "phone_ms_per_frame")
+             "phone_ms_per_frame", "edge_elsewhere_seconds", "edge_elsewhere_over_transcode")
 PANEL_WIDTH = 640  # montage panels are at most this wide
 
 NOTES = [
@@ -87,6 +87,10 @@ NOTES = [
     "warping error: DIS (medium) flow of the input frames t -> t-1 with forward-backward occlusion masks, "
     "pairs across scene cuts skipped; flat_*: only pixels of input frame t whose 7x7 luminance std is "
     "< 0.015, and visible",
+    "edge_elsewhere_seconds (with --edge-elsewhere): wall time of a child process that runs the same "
+    "pipeline code with its edge's answers replayed from a recording made beforehand: the phone encodes "
+    "each key and decodes each answer as with --edge URL; the model, network latency and HTTP are not "
+    "paid (the edge runs on another machine in the system's design); process start included",
     "null: undefined (no pair to score, e.g. a clip without flat pixels; PSNR of identical frames); "
     "overall means leave nulls out",
 ]
@@ -104,6 +108,9 @@ class FootageConfig:
     # costs seconds per full-resolution frame). None: whole clips.
     max_frames: int | None = None
     repeats: int = 1  # timed runs of the pipeline and the transcode per clip (medians reported)
+    # Also time the pipeline with its edge on another machine (answers recorded first, replayed in a
+    # fresh process: bench/recorded_edge.py), alternated with the other two.
+    edge_elsewhere: bool = False
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
@@ -127,6 +134,8 @@ class ClipResult:
     # encode) and why each key was chosen.
     stage_seconds: dict[str, float] = field(default_factory=dict)
     key_reasons: dict[str, int] = field(default_factory=dict)
+    # The pipeline with its edge elsewhere (``FootageConfig.edge_elsewhere``), else None.
+    edge_elsewhere_seconds: float | None = None
 
     @property
     def phone_ms_per_frame(self) -> float:
@@ -142,6 +151,12 @@ class ClipResult:
     @property
     def pipeline_over_transcode(self) -> float:
         return self.pipeline_seconds / self.transcode_seconds
+
+    @property
+    def edge_elsewhere_over_transcode(self) -> float | None:
+        if self.edge_elsewhere_seconds is None:
+            return None
+        return self.edge_elsewhere_seconds / self.transcode_seconds
 
     @property
     def pipeline_over_framewise(self) -> float:
@@ -163,6 +178,7 @@ class ClipResult:
         d.update(asdict(self.scores), framewise_seconds=self.framewise_seconds,
                  phone_ms_per_frame=self.phone_ms_per_frame,
                  pipeline_over_transcode=self.pipeline_over_transcode,
+                 edge_elsewhere_over_transcode=self.edge_elsewhere_over_transcode,
                  pipeline_over_framewise=self.pipeline_over_framewise, targets=self.targets())
         return d
 
@@ -244,6 +260,11 @@ class FootageReport:
                  _num(m["transcode_seconds"], ".1f"), _num(m["pipeline_over_transcode"], ".2f"),
                  _num(m["pipeline_over_framewise"], ".2f"), _num(m["phone_ms_per_frame"], ".1f"), met]
         lines.append("| " + " | ".join(cells) + " |")
+        elsewhere = [r for r in self.results if isinstance(r, ClipResult) and r.edge_elsewhere_seconds is not None]
+        if elsewhere:
+            lines += ["", "Edge elsewhere (the pipeline's own code, the edge's answers replayed in a fresh process): "
+                      + "; ".join(f"{r.clip} {_num(r.edge_elsewhere_seconds, '.2f')} s, "
+                                  f"{_num(r.edge_elsewhere_over_transcode, '.2f')}x the transcode" for r in elsewhere)]
         legend = "; ".join(f"{label}: {text}" for label, text in TARGETS.values())
         lines += ["", f"Model {self.model}, style {Path(self.style).name}. Targets ({legend}). "
                   f"SSIM and warping errors at <= {self.metric_side} px, PSNR at full resolution; "
@@ -309,6 +330,8 @@ def run_clip(name: str, path: Path, style: Path, framewise: Framewise, stylize: 
              cfg: FootageConfig, log: Callable[[str], None]) -> ClipResult:
     """The pipeline, a transcode and frame-by-frame on one clip, then the scores."""
     from .compare import ClipScorer, score_clip
+    from .recorded_edge import CHILD as RECORDED_CHILD
+    from .recorded_edge import record
 
     with tempfile.TemporaryDirectory(prefix="mvstylizer-footage-") as tmp:
         if cfg.max_frames is not None:
@@ -316,8 +339,16 @@ def run_clip(name: str, path: Path, style: Path, framewise: Framewise, stylize: 
         _read_through(path)
         ours, report_path, copy = Path(tmp) / "ours.mp4", Path(tmp) / "report.json", Path(tmp) / "transcode.mp4"
         model_args = [] if cfg.model == "default" else ["--model", cfg.model]
-        runs: dict[str, list[float]] = {"pipeline": [], "transcode": []}
-        for _ in range(cfg.repeats):  # alternated, so both see the same machine state
+        runs: dict[str, list[float]] = {"pipeline": [], "transcode": [], "edge_elsewhere": []}
+        answers = Path(tmp) / "answers.pkl"
+        if cfg.edge_elsewhere:
+            log("  recording the edge's answers")
+            record(path, style, cfg.model, answers, Path(tmp) / "recorded.mp4")
+        for _ in range(cfg.repeats):  # alternated, so all see the same machine state
+            if cfg.edge_elsewhere:
+                runs["edge_elsewhere"].append(_timed_child(
+                    [sys.executable, "-c", RECORDED_CHILD, str(path), str(style), cfg.model, str(answers),
+                     str(Path(tmp) / "elsewhere.mp4")], "pipeline with the edge elsewhere"))
             runs["pipeline"].append(_timed_child([*cli_command(), "stylize", str(path), "--style", str(style),
                                                   "-o", str(ours), "-y", "--report", str(report_path), "-q",
                                                   *model_args], "pipeline"))
@@ -325,14 +356,16 @@ def run_clip(name: str, path: Path, style: Path, framewise: Framewise, stylize: 
                                                    str(stylize.crf), stylize.preset], "transcode"))
             copy.unlink()
         pipeline_s, transcode_s = float(np.median(runs["pipeline"])), float(np.median(runs["transcode"]))
-        log(f"  pipeline {pipeline_s:.1f} s, transcode {transcode_s:.1f} s (median of {cfg.repeats}); "
-            "frame-by-frame and scoring")
+        elsewhere_s = float(np.median(runs["edge_elsewhere"])) if cfg.edge_elsewhere else None
+        log(f"  pipeline {pipeline_s:.1f} s, transcode {transcode_s:.1f} s"
+            + (f", edge elsewhere {elsewhere_s:.1f} s" if elsewhere_s is not None else "")
+            + f" (median of {cfg.repeats}); frame-by-frame and scoring")
         report = json.loads(report_path.read_text())
         scorer = ClipScorer(cfg.metric_side)
         framewise_s = score_clip(path, ours, framewise, scorer, log, stylize)
     result = ClipResult(name, path.name, report["width"], report["height"], len(report["key_frames"]),
                         pipeline_s, framewise_s, transcode_s, scorer.result(),
-                        report.get("stage_seconds", {}), report.get("key_reasons", {}))
+                        report.get("stage_seconds", {}), report.get("key_reasons", {}), elsewhere_s)
     s = result.scores
     log(f"  frame-by-frame {framewise_s:.1f} s; SSIM {s.ssim_mean:.3f} (worst {s.ssim_worst:.3f}), "
         f"warp ours {s.warp_ours:.5f} vs frame-by-frame {s.warp_framewise:.5f}")

@@ -9,8 +9,9 @@ This benchmark times what the phone adds to a transcode, and nothing else:
   stylized frame: the key-size view, exposure, key selection, the key's transform fit (on the
   pipeline's worker thread, beside the other work, as in a real run) and every in-between frame's
   rendering, plus the refinement checks;
-* the edge's answers are recorded by one untimed warm-up run and replayed after it: a key's
-  stylization costs the phone nothing but waiting, which a remote edge overlaps (the worker thread);
+* the edge's answers are recorded by one untimed warm-up run and replayed after it
+  (:mod:`.recorded_edge`): a key costs the phone its JPEG encode and the answer's decode, as with a
+  remote edge, and otherwise only waiting, which the worker thread overlaps;
 * nothing is encoded: the frames are dropped as they come out.
 
 Reported per run: wall and CPU milliseconds per frame (all frames, keys included), the part of the
@@ -23,7 +24,6 @@ fresh memory is then not paid in the timed runs.
 
 from __future__ import annotations
 
-import hashlib
 import statistics
 import time
 from collections.abc import Callable
@@ -32,13 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..edge.service import EdgeService
 from ..errors import UserError
-from ..mobile.edge_link import EmbeddedEdge
 from ..mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
 from ..video.image import read_image
 from ..video.media import package_media
 from ..video.reader import VideoReader
 from .machine import machine_info
+from .recorded_edge import RecordedEdge
 
 
 @dataclass(frozen=True)
@@ -108,33 +109,6 @@ class PhoneReport:
         ])
 
 
-class _ReplayEdge:
-    """The embedded edge the first time a key is asked for, its recorded answer afterwards."""
-
-    def __init__(self) -> None:
-        self._edge = EmbeddedEdge()
-        self._answers: dict[bytes, np.ndarray] = {}
-        self.bytes_sent = self.bytes_received = 0
-
-    def models(self) -> list[dict]:
-        return self._edge.models()
-
-    def register_style(self, style: np.ndarray) -> str:
-        return self._edge.register_style(style)
-
-    def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
-        out = []
-        for f in frames:
-            digest = hashlib.sha1(np.ascontiguousarray(f).tobytes()).digest()
-            if digest not in self._answers:
-                (self._answers[digest],) = self._edge.stylize(style_id, model, [f])
-            out.append(self._answers[digest].copy())
-        return out
-
-    def close(self) -> None:
-        self._edge.close()
-
-
 def run_phone(cfg: PhoneBenchConfig, log: Callable[[str], None] = lambda _msg: None) -> PhoneReport:
     if not cfg.clip.is_file():
         raise UserError(f"clip not found: {cfg.clip}")
@@ -142,7 +116,7 @@ def run_phone(cfg: PhoneBenchConfig, log: Callable[[str], None] = lambda _msg: N
     style = read_image(style_path)
     frames = _first_frames(cfg.clip, cfg.frames)
     h, w = frames[0].shape[:2]
-    edge = _ReplayEdge()
+    edge = RecordedEdge(EdgeService())
     try:
         pipeline = VideoPipeline(edge, StylizeConfig(model=cfg.model, progress=False))
         log(f"{cfg.clip.name}: {len(frames)} frames at {w}x{h}, warm-up (the edge stylizes the keys)")

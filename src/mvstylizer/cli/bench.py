@@ -153,6 +153,9 @@ def add_footage_parser(bsub: argparse._SubParsersAction) -> None:
                         "models such as wct2")
     f.add_argument("--repeats", type=positive_int, default=1, metavar="N",
                    help="time the pipeline and the transcode N times each, alternated; medians (default 1)")
+    f.add_argument("--edge-elsewhere", action="store_true",
+                   help="also time the pipeline with its edge on another machine: the edge's answers are "
+                        "recorded once, then replayed to the same pipeline code in a fresh process")
     f.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
     f.add_argument("--montage", type=Path, metavar="DIR",
                    help="write <clip>_worst.png per clip: input / frame-by-frame / ours at the lowest-SSIM frame")
@@ -203,7 +206,8 @@ def _footage_bench(args: argparse.Namespace) -> int:
         args.montage.mkdir(exist_ok=True)
     report = run_footage(FootageConfig(folder=args.folder, model=args.model, style=args.style,
                                        clips=tuple(args.clips or ()), montage=args.montage,
-                                       max_frames=args.max_frames, repeats=args.repeats),
+                                       max_frames=args.max_frames, repeats=args.repeats,
+                                       edge_elsewhere=args.edge_elsewhere),
                          log=lambda msg: print(msg, file=sys.stderr))
     if args.json:
         with atomic_path(args.json) as tmp:
