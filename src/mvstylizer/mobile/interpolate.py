@@ -96,7 +96,11 @@ class Interpolator:
         self.spatial = spatial  # fit a residual grid (spatially varying models) or the look alone
         self._flow: FlowEstimator | None = None
         self._pair: tuple[int, int, bool] | None = None  # (a, b, parameter blend is close enough)
-        self._scratch: np.ndarray | None = None  # the look's full-resolution working images, reused
+        # Full-resolution working images of the frames (not the keys: those are made on another
+        # thread), reused: fresh ones cost their page faults every frame (at 4K, ~6 ms for the
+        # grid's upsampled offsets alone).
+        self._scratch: np.ndarray | None = None  # the look's two 16-bit images
+        self._offsets: np.ndarray | None = None  # the grid's offsets, upsampled
 
     def key(self, index: int, content8: np.ndarray, styled: np.ndarray, full8: np.ndarray,
             exposure: float = 0.0, gray: np.ndarray | None = None) -> KeyFrame:
@@ -143,7 +147,9 @@ class Interpolator:
         mix = None
         if not (w_b in (0.0, 1.0) or self._blends_by_parameters(a, b)):
             mix = _LookMix(a.look.exposed(gain), b.look.exposed(gain), w_b, look)
-        return self._add_grid(look.levels(full8, scratch), grid, low8, gain, out, mix)
+        if self._offsets is None or self._offsets.shape != full8.shape:
+            self._offsets = np.empty(full8.shape, np.int16)
+        return self._add_grid(look.levels(full8, scratch), grid, low8, gain, out, mix, self._offsets)
 
     def _warp_keys(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                    exposure: float, out: np.ndarray | None) -> np.ndarray:
@@ -176,9 +182,11 @@ class Interpolator:
         return self._pair[2]
 
     def _add_grid(self, base: np.ndarray, grid: ResidualGrid | None, low8: np.ndarray, gain: float = 1.0,
-                  out: np.ndarray | None = None, mix: _LookMix | None = None) -> np.ndarray:
+                  out: np.ndarray | None = None, mix: _LookMix | None = None,
+                  scratch: np.ndarray | None = None) -> np.ndarray:
         """``base`` (a look's uint16 levels or a uint8 frame) plus the grid's residual and ``mix``'s
-        correction, both made at the map size and upsampled, uint8, into ``out``."""
+        correction, both made at the map size and upsampled (into ``scratch``, int16 like ``base``,
+        if given), uint8, into ``out``."""
         if grid is None and mix is None:
             return base if base.dtype == np.uint8 else cv2.convertScaleAbs(base, dst=out)
         h, w = low8.shape[:2]
@@ -194,7 +202,7 @@ class Interpolator:
         # Offsets in whole levels as int16: OpenCV upsamples them and adds them to the look's 16-bit
         # levels, rounding to 8 bits in the same pass, in ~1.9 ms at 1080p (float images cost ~4x).
         offsets = np.rint(levels).astype(np.int16)
-        up = cv2.resize(offsets, base.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        up = cv2.resize(offsets, base.shape[1::-1], dst=scratch, interpolation=cv2.INTER_LINEAR)
         return cv2.add(base, up, dst=out, dtype=cv2.CV_8U)
 
     def _warp(self, gray: np.ndarray, full8: np.ndarray, sides: list[tuple[KeyFrame, float]]) -> np.ndarray:
