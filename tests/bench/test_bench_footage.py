@@ -179,3 +179,4 @@ def test_max_frames_scores_only_the_first_frames(tmp_path):
                      "--json", str(out)]) == 0
     (clip,) = json.loads(out.read_text())["clips"]
     assert clip["frames"] == 4 and clip["key_count"] <= 4
+    assert clip["edge_elsewhere_seconds"] is None and clip["edge_elsewhere_over_transcode"] is None

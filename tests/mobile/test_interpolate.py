@@ -183,6 +183,22 @@ def test_two_looks_too_far_apart_are_mixed(spatial):
         assert err.max() <= 1.5 and err.mean() < 0.6
 
 
+def test_two_looks_mixed_for_a_darker_frame_are_the_exposed_looks_mix():
+    # A frame the camera exposed darker than both keys: each key's look is applied as if the frame
+    # were exposed like the keys (the gain, capped at max_exposure_gain), the correction too.
+    img = texture(256, 384, seed=13)
+    low = cv2.resize(img, (96, 64), interpolation=cv2.INTER_AREA)
+    interp = Interpolator(InterpConfig(blend_tolerance=0.0), spatial=False)
+    a, b = key(interp, 0, low, warm(low)), key(interp, 4, low, cold(low))
+    dark, dark_low = to8(img * 0.8), to8(low * 0.8)
+    gain = 1.0 / 0.8
+    exact = 0.5 * (a.look.exposed(gain).float_levels(dark) + b.look.exposed(gain).float_levels(dark))
+    out = interp.frame(2, dark_low, dark, a, b, exposure=float(np.log(0.8))).astype(np.float32)
+    unclipped = ~np.any((exact <= 1) | (exact >= 254), axis=2)
+    err = np.abs(out - exact)[unclipped]
+    assert err.mean() < 0.6 and np.percentile(err, 99) <= 3.0
+
+
 def test_two_looks_mixed_at_the_map_size_match_the_full_resolution_mix():
     # A frame 4x the key's size: the correction is made on the frame at half the key size and upsampled,
     # so it only softens across the frame's sharpest edges; the parameter blend alone is further off.

@@ -89,8 +89,9 @@ NOTES = [
     "< 0.015, and visible",
     "edge_elsewhere_seconds (with --edge-elsewhere): wall time of a child process that runs the same "
     "pipeline code with its edge's answers replayed from a recording made beforehand: the phone encodes "
-    "each key and decodes each answer as with --edge URL; the model, network latency and HTTP are not "
-    "paid (the edge runs on another machine in the system's design); process start included",
+    "each key and decodes each answer as with --edge URL; the model and HTTP are not paid (the edge runs "
+    "on another machine in the system's design), nor the edge's latency: an edge that answers at once, so "
+    "a lower bound; process start included",
     "null: undefined (no pair to score, e.g. a clip without flat pixels; PSNR of identical frames); "
     "overall means leave nulls out",
 ]

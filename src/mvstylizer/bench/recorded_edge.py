@@ -6,8 +6,10 @@ first records, key by key, what a real :class:`~mvstylizer.edge.service.EdgeServ
 replays the answers, in this process (``bench phone``) or from a file in a fresh one
 (``bench footage --edge-elsewhere``). Either way the phone's side of every exchange is paid exactly
 as with ``--edge URL``: each key is JPEG-encoded for the wire and each answer decoded from the bytes
-the edge sent. Not paid: the model, the network's latency (which the pipeline's worker thread
-overlaps with decoding) and HTTP's own overhead.
+the edge sent. Not paid: the model and HTTP (httpx's import and requests). It is an edge that answers
+at once, so a replayed run's time is a lower bound: with a real edge, the frames after the last key
+and a refinement key wait for their round trip, and the one worker thread sends keys one at a time,
+so a clip with keys every few frames can be bound by the edge's latency.
 """
 
 from __future__ import annotations

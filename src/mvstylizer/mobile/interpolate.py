@@ -63,8 +63,8 @@ class InterpConfig:
     # Two keys' looks are blended parameter by parameter (one look per frame). Where that strays more
     # than this many 8-bit levels from blending their outputs, which is exact, on the colours the two
     # keys hold, the difference is made on the frame at the map size and added with the grid's
-    # residual (:class:`_LookMix`). On ped_street_1080p's first keys the whole colour cube's gap was
-    # 1.3 levels, the keys' own colours' 0.43.
+    # residual (:class:`_LookMix`). The gap is measured on the keys' own colours: on ped_street_1080p's
+    # first keys the whole colour cube's was 1.3 levels, theirs 0.43, so that pair needs no correction.
     blend_tolerance: float = 1.0
     # A frame the camera exposed darker or brighter than its keys (auto exposure hunting mid-gap)
     # is scaled back to their exposure before the look, as a model run on the frame itself would
@@ -185,8 +185,8 @@ class Interpolator:
                   out: np.ndarray | None = None, mix: _LookMix | None = None,
                   scratch: np.ndarray | None = None) -> np.ndarray:
         """``base`` (a look's uint16 levels or a uint8 frame) plus the grid's residual and ``mix``'s
-        correction, both made at the map size and upsampled (into ``scratch``, int16 like ``base``,
-        if given), uint8, into ``out``."""
+        correction, both made at the map size and upsampled (into ``scratch``, int16 of ``base``'s
+        shape, if given), uint8, into ``out``."""
         if grid is None and mix is None:
             return base if base.dtype == np.uint8 else cv2.convertScaleAbs(base, dst=out)
         h, w = low8.shape[:2]

@@ -18,7 +18,7 @@ second order, because with normalised curves both parameters are pinned down by 
 stage, output curves, made them trade off against each other: the same look fit to two keys came
 out with different parameters whose blend was lighter than either; it also bought only 0.3-1.5 dB).
 :func:`blend_gap` measures that error for a pair of keys once, on the colours the two keys hold; where
-it exceeds a level, the phone adds the difference, made on a small copy of the frame
+it exceeds ``blend_tolerance`` (a level by default), the phone adds the difference, made on a small copy of the frame
 (:mod:`.interpolate`), instead of applying both looks at full resolution.
 """
 
@@ -86,9 +86,9 @@ class Look:
         return cv2.transform(cv2.LUT(rgb8, self._table, dst=curved), self._matrix, dst=mixed)
 
     def float_levels(self, rgb8: np.ndarray) -> np.ndarray:
-        """:meth:`levels` unrounded and unclipped, float32: for small images, where a caller adds
-        differences of looks that rounding would blur by a level."""
-        return cv2.transform(cv2.LUT(rgb8, self._table).astype(np.float32), self._matrix)
+        """:meth:`levels` unrounded, float32, clipped at black as those are (not yet at white): for
+        small images, where a caller adds differences of looks that rounding would blur by a level."""
+        return np.maximum(cv2.transform(cv2.LUT(rgb8, self._table).astype(np.float32), self._matrix), 0.0)
 
     def apply_float(self, rgb: np.ndarray) -> np.ndarray:
         """The look of float RGB colours in [0, 1] (any shape ...x3), without 8-bit rounding."""
