@@ -153,7 +153,7 @@ class JobQueue:
         with self._lock:
             job.cancel.set()
             if job.state == "queued":
-                job.state, job.finished = "cancelled", time.time()
+                _end(job, "cancelled")
         self._on_change(job)
 
     def _work(self) -> None:
@@ -169,22 +169,32 @@ class JobQueue:
             self._on_change(job)
             try:
                 self._render(job, _Progress(job, self._on_change))
-                job.state = "done"
+                _end(job, "done")
             except Cancelled:
-                job.state = "cancelled"
+                _end(job, "cancelled")
             except UserError as exc:
-                job.state, job.error = "failed", str(exc).replace(str(job.video_path), job.video_name)
+                _end(job, "failed", str(exc).replace(str(job.video_path), job.video_name))
                 log.warning("job %s failed: %s", job.id, job.error)
             except Exception as exc:  # noqa: BLE001 - a bug: one line for the page, the details in the log
-                job.state = "failed"
-                job.error = f"internal error ({type(exc).__name__}); the server log has the details"
+                _end(job, "failed", f"internal error ({type(exc).__name__}); the server log has the details")
                 log.error("job %s: internal error: %s: %s", job.id, type(exc).__name__, exc)
                 log.debug("job %s traceback", job.id, exc_info=True)
             finally:
-                job.finished = time.time()
+                if job.finished is None:  # interrupted by something none of the above caught
+                    job.finished = time.time()
                 with self._lock:
                     self.current = None
                 self._on_change(job)
+
+
+def _end(job: Job, state: str, error: str | None = None) -> None:
+    """A job's last state, its time first: other threads read the state without the runner's lock,
+    and a job that reads as finished but has no finishing time sorted as the oldest one, so freeing
+    space removed the newest result instead of the oldest."""
+    job.finished = time.time()
+    if error is not None:
+        job.error = error
+    job.state = state
 
 
 class _Progress:
