@@ -19,6 +19,7 @@ wrong.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
@@ -96,11 +97,12 @@ class Interpolator:
         self.spatial = spatial  # fit a residual grid (spatially varying models) or the look alone
         self._flow: FlowEstimator | None = None
         self._pair: tuple[int, int, bool] | None = None  # (a, b, parameter blend is close enough)
-        # Full-resolution working images of the frames (not the keys: those are made on another
-        # thread), reused: fresh ones cost their page faults every frame (at 4K, ~6 ms for the
-        # grid's upsampled offsets alone).
+        # Full-resolution working images, reused: fresh ones cost their page faults every frame (at
+        # 4K, ~6 ms for the grid's upsampled offsets alone). Keys are made on another thread than
+        # frames, so they have their own, per thread.
         self._scratch: np.ndarray | None = None  # the look's two 16-bit images
         self._offsets: np.ndarray | None = None  # the grid's offsets, upsampled
+        self._key_buffers = threading.local()  # the same for keys, per thread that makes them
 
     def key(self, index: int, content8: np.ndarray, styled: np.ndarray, full8: np.ndarray,
             exposure: float = 0.0, gray: np.ndarray | None = None) -> KeyFrame:
@@ -124,7 +126,11 @@ class Interpolator:
             grid = grid.scaled(self.config.strength) if grid is not None else None
         key = KeyFrame(index, look, grid, gray, exposure=exposure, colours=_colour_sample(content))
         # No shared scratch image: keys are made on the pipeline's worker thread while frames render.
-        key.styled8 = self._add_grid(look.levels(full8), grid, content8)
+        buffers = self._key_buffers
+        if getattr(buffers, "shape", None) != full8.shape:
+            buffers.shape = full8.shape
+            buffers.look, buffers.offsets = look_scratch(full8.shape), np.empty(full8.shape, np.int16)
+        key.styled8 = self._add_grid(look.levels(full8, buffers.look), grid, content8, scratch=buffers.offsets)
         return key
 
     def frame(self, t: int, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame,
