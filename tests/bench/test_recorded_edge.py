@@ -67,3 +67,20 @@ def test_each_request_reaches_the_service_once_and_unseen_ones_fail_after_loadin
         loaded.stylize(style_id, "reinhard", [1.0 - key])
     with pytest.raises(NotRecorded):
         loaded.stylize(style_id, "mk", [key])
+
+
+def test_a_replay_with_model_time_answers_as_late_as_the_model_took(tmp_path, monkeypatch):
+    import mvstylizer.bench.recorded_edge as recorded
+
+    edge = RecordedEdge(EdgeService())
+    style_id = edge.register_style(np.full((64, 64, 3), 0.5, np.float32))
+    key = np.random.default_rng(1).random((32, 48, 3)).astype(np.float32)
+    edge.stylize(style_id, "reinhard", [key])
+    edge.save(tmp_path / "a.pkl")
+    (took,) = edge._seconds.values()
+    slept: list[float] = []
+    monkeypatch.setattr(recorded.time, "sleep", slept.append)
+    RecordedEdge.load(tmp_path / "a.pkl").stylize(style_id, "reinhard", [key])
+    assert slept == []
+    RecordedEdge.load(tmp_path / "a.pkl", model_time=True).stylize(style_id, "reinhard", [key])
+    assert slept == [took] and took > 0

@@ -88,10 +88,10 @@ NOTES = [
     "pairs across scene cuts skipped; flat_*: only pixels of input frame t whose 7x7 luminance std is "
     "< 0.015, and visible",
     "edge_elsewhere_seconds (with --edge-elsewhere): wall time of a child process that runs the same "
-    "pipeline code with its edge's answers replayed from a recording made beforehand: the phone encodes "
-    "each key and decodes each answer as with --edge URL; the model and HTTP are not paid (the edge runs "
-    "on another machine in the system's design), nor the edge's latency: an edge that answers at once, so "
-    "a lower bound; process start included",
+    "pipeline code with its edge's answers replayed from a recording made beforehand, each as late as "
+    "the model took to make it (an edge as fast as this machine, on its own cores, no network latency): "
+    "the phone encodes each key and decodes each answer as with --edge URL; the model's CPU and HTTP are "
+    "not paid here (the edge runs on another machine in the system's design); process start included",
     "null: undefined (no pair to score, e.g. a clip without flat pixels; PSNR of identical frames); "
     "overall means leave nulls out",
 ]
@@ -263,7 +263,8 @@ class FootageReport:
         lines.append("| " + " | ".join(cells) + " |")
         elsewhere = [r for r in self.results if isinstance(r, ClipResult) and r.edge_elsewhere_seconds is not None]
         if elsewhere:
-            lines += ["", "Edge elsewhere (the pipeline's own code, the edge's answers replayed in a fresh process): "
+            lines += ["", "Edge elsewhere (the pipeline's own code in a fresh process, the edge's answers replayed "
+                      "as late as its model took alone): "
                       + "; ".join(f"{r.clip} {_num(r.edge_elsewhere_seconds, '.2f')} s, "
                                   f"{_num(r.edge_elsewhere_over_transcode, '.2f')}x the transcode" for r in elsewhere)]
         legend = "; ".join(f"{label}: {text}" for label, text in TARGETS.values())

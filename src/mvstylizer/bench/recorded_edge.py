@@ -6,16 +6,18 @@ first records, key by key, what a real :class:`~mvstylizer.edge.service.EdgeServ
 replays the answers, in this process (``bench phone``) or from a file in a fresh one
 (``bench footage --edge-elsewhere``). Either way the phone's side of every exchange is paid exactly
 as with ``--edge URL``: each key is JPEG-encoded for the wire and each answer decoded from the bytes
-the edge sent. Not paid: the model and HTTP (httpx's import and requests). It is an edge that answers
-at once, so a replayed run's time is a lower bound: with a real edge, the frames after the last key
-and a refinement key wait for their round trip, and the one worker thread sends keys one at a time,
-so a clip with keys every few frames can be bound by the edge's latency.
+the edge sent. Not paid: the model's CPU and HTTP (httpx's import and requests). With
+``model_time=True`` each answer comes back as late as the model took to make it, timed again alone
+after the recording (the replay sleeps, which costs this box no CPU): an edge as fast as this
+machine, on its own cores, over a network with no latency. Without it the edge answers at once, a
+lower bound.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,14 +38,21 @@ class NotRecorded(RuntimeError):
 class RecordedEdge:
     """An :class:`~mvstylizer.mobile.edge_link.EdgeLink` that asks ``service`` the first time it sees a
     request and answers every later identical request from its recording; with no service (a recording
-    loaded by :meth:`load`) an unseen request raises :class:`NotRecorded`."""
+    loaded by :meth:`load`) an unseen request raises :class:`NotRecorded`. ``model_time``: replayed
+    answers wait as long as the service took to make them."""
 
-    def __init__(self, service: EdgeService | None = None, encoding: Encoding = Encoding()) -> None:
+    def __init__(self, service: EdgeService | None = None, encoding: Encoding = Encoding(),
+                 model_time: bool = False) -> None:
         self._service = service
         self.encoding = encoding
+        self.model_time = model_time
         self._models: list[dict] = service.models() if service is not None else []
         self._styles: dict[bytes, str] = {}  # digest of the style's PNG -> the edge's id
         self._answers: dict[bytes, bytes] = {}  # digest of (style, model, key's JPEG) -> the answer's JPEG
+        self._seconds: dict[bytes, float] = {}  # the same digest -> seconds the service took
+        # What was asked, in order, to time it again with the service alone (:meth:`retime_alone`).
+        self._style_blobs: dict[str, bytes] = {}
+        self._requests: list[tuple[bytes, str, str, bytes]] = []  # (digest, style id, model, key's JPEG)
         self.bytes_sent = self.bytes_received = 0
 
     def models(self) -> list[dict]:
@@ -55,6 +64,7 @@ class RecordedEdge:
         digest = hashlib.sha1(blob).digest()
         if digest not in self._styles:
             self._styles[digest] = self._require().register_style(blob)
+            self._style_blobs[self._styles[digest]] = blob
         return self._styles[digest]
 
     def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -63,8 +73,13 @@ class RecordedEdge:
             blob = encode_frame(frame, self.encoding)
             digest = hashlib.sha1(f"{style_id}\0{model}\0".encode() + blob).digest()
             if digest not in self._answers:
-                (answer,) = self._require().stylize(style_id, model, [decode_frame(blob)])
+                service, t = self._require(), time.perf_counter()
+                (answer,) = service.stylize(style_id, model, [decode_frame(blob)])
+                self._seconds[digest] = time.perf_counter() - t
                 self._answers[digest] = encode_frame(answer, self.encoding)
+                self._requests.append((digest, style_id, model, blob))
+            elif self.model_time:
+                time.sleep(self._seconds[digest])
             back = self._answers[digest]
             self.bytes_sent += len(blob)
             self.bytes_received += len(back)
@@ -74,15 +89,33 @@ class RecordedEdge:
     def close(self) -> None:
         pass
 
+    def retime_alone(self, service: EdgeService) -> None:
+        """Time every recorded request again on ``service`` (a fresh one, nothing else running), in the
+        order they came: while recording, the model shared the cores with the phone's own work, which
+        an edge on its own machine does not. The first request of a style includes its preparation;
+        the model's loading does not (a running edge has its models loaded): one untimed request of
+        another style first."""
+        grey = np.full((64, 64, 3), 0.5, np.float32)
+        warm_style = service.register_style(encode_frame(grey, _STYLE_ENCODING))
+        for model in dict.fromkeys(model for _, _, model, _ in self._requests):
+            service.stylize(warm_style, model, [grey])
+        ids = {old: service.register_style(blob) for old, blob in self._style_blobs.items()}
+        for digest, style_id, model, blob in self._requests:
+            t = time.perf_counter()
+            service.stylize(ids[style_id], model, [decode_frame(blob)])
+            self._seconds[digest] = time.perf_counter() - t
+
     def save(self, path: Path) -> None:
         """Write the recording for :meth:`load` (a benchmark's scratch file, read back by the same version)."""
-        path.write_bytes(pickle.dumps({"models": self._models, "styles": self._styles, "answers": self._answers}))
+        path.write_bytes(pickle.dumps({"models": self._models, "styles": self._styles, "answers": self._answers,
+                                       "seconds": self._seconds}))
 
     @classmethod
-    def load(cls, path: Path) -> RecordedEdge:
+    def load(cls, path: Path, model_time: bool = False) -> RecordedEdge:
         data: dict[str, Any] = pickle.loads(path.read_bytes())
-        edge = cls()
+        edge = cls(model_time=model_time)
         edge._models, edge._styles, edge._answers = data["models"], data["styles"], data["answers"]
+        edge._seconds = data["seconds"]
         return edge
 
     def _require(self) -> EdgeService:
@@ -92,23 +125,26 @@ class RecordedEdge:
 
 
 def record(clip: Path, style: Path, model: str, answers: Path, output: Path) -> None:
-    """Stylize ``clip`` once with an in-process edge service, recording its answers into ``answers``."""
+    """Stylize ``clip`` once with an in-process edge service, recording its answers into ``answers``,
+    each with the seconds a fresh service takes for it alone."""
     from ..edge.service import EdgeService
     from ..mobile.pipeline import StylizeConfig, VideoPipeline
 
     edge = RecordedEdge(EdgeService())
     VideoPipeline(edge, StylizeConfig(model=model, progress=False)).run(clip, style, output)
+    edge.retime_alone(EdgeService())
     edge.save(answers)
 
 
-def stylize_recorded(clip: str, style: str, model: str, answers: str, output: str) -> None:
+def stylize_recorded(clip: str, style: str, model: str, answers: str, output: str, model_time: str = "1") -> None:
     """What ``mvstylizer stylize`` does with its edge elsewhere, the edge's answers read from ``answers``
-    (:func:`record`): the body of the timed child process."""
+    (:func:`record`), each as late as the model took unless ``model_time`` is "0": the body of the
+    timed child process."""
     from ..mobile.pipeline import StylizeConfig, VideoPipeline
 
-    edge = RecordedEdge.load(Path(answers))
+    edge = RecordedEdge.load(Path(answers), model_time=model_time != "0")
     VideoPipeline(edge, StylizeConfig(model=model, progress=False)).run(clip, style, output)
 
 
-# The timed child: argv = clip, style, model, answers, output.
-CHILD = "import sys; from mvstylizer.bench.recorded_edge import stylize_recorded; stylize_recorded(*sys.argv[1:6])"
+# The timed child: argv = clip, style, model, answers, output[, model_time "1" (default) or "0"].
+CHILD = "import sys; from mvstylizer.bench.recorded_edge import stylize_recorded; stylize_recorded(*sys.argv[1:7])"

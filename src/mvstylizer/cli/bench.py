@@ -155,7 +155,8 @@ def add_footage_parser(bsub: argparse._SubParsersAction) -> None:
                    help="time the pipeline and the transcode N times each, alternated; medians (default 1)")
     f.add_argument("--edge-elsewhere", action="store_true",
                    help="also time the pipeline with its edge on another machine: the edge's answers are "
-                        "recorded once, then replayed to the same pipeline code in a fresh process")
+                        "recorded once, then replayed to the same pipeline code in a fresh process, each as late "
+                        "as the model took to make it alone")
     f.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
     f.add_argument("--montage", type=Path, metavar="DIR",
                    help="write <clip>_worst.png per clip: input / frame-by-frame / ours at the lowest-SSIM frame")
