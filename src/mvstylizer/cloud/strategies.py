@@ -38,7 +38,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, FedAvgM, FedMedian, FedProx, FedTrimmedAvg, Strategy
 
 from ..errors import UserError
-from ..fl.aggregation import AGGREGATIONS, AgreementScreen
+from ..fl.aggregation import AGGREGATIONS, AgreementScreen, fedavgm_step
 from ..fl.anchor import AnchorConfig
 
 log = logging.getLogger("mvstylizer.cloud")
@@ -146,8 +146,8 @@ class UpdateGuard(Strategy):
         self.pull = pull  # the server's anchor (fl.anchor), applied after the server step
         self.clip_norm = clip_norm
         self.reject_norm = reject_norm
-        # new global = current + server_lr * v, v = server_momentum * v + (aggregate - current): FedAvgM's
-        # step, as fl.population.ServerOpt takes it (the velocity lives as long as this process)
+        # FedAvgM's step (fl.aggregation.fedavgm_step, as fl.population.ServerOpt takes it); the velocity
+        # lives as long as this process
         self.server_lr = server_lr
         self.server_momentum = server_momentum
         self.velocity: dict[str, np.ndarray] = {}
@@ -220,9 +220,9 @@ class UpdateGuard(Strategy):
                 accepted.append(reply)
             else:
                 log.warning("round %d: rejected the update from node %d (%s)", server_round, node, reason)
-        screening = self.screen.min_agreement > -1.0  # off: no need to decode and flatten every reply
-        keep, cos = self.screen([int(r.metadata.src_node_id) for r in accepted],
-                                [self._delta(r) for r in accepted] if screening else [np.empty(0)] * len(accepted))
+        # A screen that is off needs no update decoded and flattened.
+        deltas = [self._delta(r) for r in accepted] if self.screen.active else [np.empty(0)] * len(accepted)
+        keep, cos = self.screen([int(r.metadata.src_node_id) for r in accepted], deltas)
         for entry, reply, ok, c in zip([e for e in report if e["accepted"]], accepted, keep, cos, strict=True):
             entry["agreement"] = None if math.isnan(c) else round(float(c), 4)
             if not ok:
@@ -237,13 +237,12 @@ class UpdateGuard(Strategy):
         arrays, metrics = self.strategy.aggregate_train(server_round, accepted)
         velocity = self.velocity
         if arrays is not None and (self.server_lr != 1.0 or self.server_momentum > 0.0):
-            move = {k: a.numpy().astype(np.float64) - self.current[k] for k, a in arrays.items()}
+            steps = {k: fedavgm_step(self.current[k], a.numpy().astype(np.float64), self.velocity.get(k),
+                                     self.server_lr, self.server_momentum) for k, a in arrays.items()}
             if self.server_momentum > 0.0:
-                velocity = {k: self.server_momentum * self.velocity[k] + d
-                            if self.velocity.get(k, np.empty(0)).shape == d.shape else d for k, d in move.items()}
-                move = velocity
-            arrays = ArrayRecord({k: Array(np.asarray(self.current[k] + self.server_lr * d,
-                                                      dtype=self.current[k].dtype)) for k, d in move.items()})
+                velocity = {k: v for k, (_, v) in steps.items()}
+            arrays = ArrayRecord({k: Array(np.asarray(new, dtype=self.current[k].dtype))
+                                  for k, (new, _) in steps.items()})
         if arrays is not None and self.pull is not None:
             pulled = self.pull(self.current, {k: a.numpy() for k, a in arrays.items()}, server_round)
             arrays = ArrayRecord({k: Array(np.asarray(v, dtype=self.current[k].dtype)) for k, v in pulled.items()})

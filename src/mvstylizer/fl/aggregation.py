@@ -50,6 +50,17 @@ AGGREGATIONS: dict[str, Aggregation] = {a.name: a for a in (
 )}
 
 
+def fedavgm_step(glob: np.ndarray, agg: np.ndarray, velocity: np.ndarray | None, lr: float, momentum: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """FedAvgM's server step on one array (Hsu et al. 2019, as Flower takes it): ``v = momentum * v +
+    (agg - glob)``, new global ``glob + lr * v``; returns (new global, v). With momentum 0, or no
+    velocity of the move's shape yet (a first round, a changed model), ``v`` is the move itself."""
+    move = agg - glob
+    if momentum > 0.0 and velocity is not None and velocity.shape == move.shape:
+        move = momentum * velocity + move
+    return glob + lr * move, move
+
+
 def agreement(deltas: Sequence[np.ndarray]) -> np.ndarray:
     """Each update's cosine similarity with the coordinate-wise median of the *other* edges' updates.
 
@@ -100,6 +111,11 @@ class AgreementScreen:
     min_agreement: float = -1.0
     history: dict[Hashable, list[float]] = field(default_factory=dict)  # edge -> its agreement per round
 
+    @property
+    def active(self) -> bool:
+        """Whether the screen judges anything (its callers need not compute the updates otherwise)."""
+        return self.min_agreement > -1.0
+
     def __call__(self, edges: Sequence[Hashable], deltas: Sequence[np.ndarray]) -> tuple[list[bool], np.ndarray]:
         """(keep, this round's agreement) for the updates ``deltas`` of ``edges`` (flattened, same order).
 
@@ -108,7 +124,7 @@ class AgreementScreen:
         own, which would otherwise go with it."""
         n = len(deltas)
         cos = np.full(n, np.nan)
-        if self.min_agreement <= -1.0:
+        if not self.active:
             return [True] * n, cos
         active = list(range(n))
         cos[active] = agreement(deltas)

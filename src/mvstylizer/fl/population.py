@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..imaging import shrink_to
-from .aggregation import AGGREGATIONS, AgreementScreen
+from .aggregation import AGGREGATIONS, AgreementScreen, fedavgm_step
 from .anchor import AnchorConfig, build_anchor, load_params, params_of
 from .local import BANK_SIDE, LocalConfig
 from .tasks import Task, task
@@ -276,13 +276,14 @@ class ServerOpt:
         self.v: list[np.ndarray] | None = None
 
     def step(self, glob: list[np.ndarray], agg: list[np.ndarray], server_round: int) -> list[np.ndarray]:
-        delta = [a - g for g, a in zip(glob, agg, strict=False)]
         if self.kind == "sgd":
+            velocity: list[np.ndarray | None] = list(self.m) if self.m is not None else [None] * len(glob)
+            steps = [fedavgm_step(g, a, v, self.lr, self.momentum)
+                     for g, a, v in zip(glob, agg, velocity, strict=False)]
             if self.momentum > 0:
-                self.m = delta if self.m is None else [self.momentum * m + d
-                                                       for m, d in zip(self.m, delta, strict=True)]
-                delta = self.m
-            return [g + self.lr * d for g, d in zip(glob, delta, strict=False)]
+                self.m = [v for _, v in steps]
+            return [new for new, _ in steps]
+        delta = [a - g for g, a in zip(glob, agg, strict=False)]
         if self.m is None or self.v is None:
             self.m = [np.zeros_like(d) for d in delta]
             self.v = [np.zeros_like(d) for d in delta]
