@@ -18,8 +18,8 @@ second order, because with normalised curves both parameters are pinned down by 
 stage, output curves, made them trade off against each other: the same look fit to two keys came
 out with different parameters whose blend was lighter than either; it also bought only 0.3-1.5 dB).
 :func:`blend_gap` measures that error for a pair of keys once, on the colours the two keys hold; where
-it exceeds ``blend_tolerance`` (a level by default), the phone adds the difference, made on a small copy of the frame
-(:mod:`.interpolate`), instead of applying both looks at full resolution.
+it exceeds ``blend_tolerance`` (a level by default), the phone adds the difference, made on a small
+copy of the frame (:mod:`.interpolate`), instead of applying both looks at full resolution.
 """
 
 from __future__ import annotations
