@@ -89,7 +89,8 @@ class PhoneReport:
         return statistics.median(getattr(r, name) for r in self.runs)
 
     def as_dict(self) -> dict:
-        medians = {name: round(self.median(name), 2) for name in PhoneRun.__dataclass_fields__}
+        # Unrounded, so a median always lies between its runs as written.
+        medians = {name: self.median(name) for name in PhoneRun.__dataclass_fields__}
         return {**{k: v for k, v in asdict(self).items() if k != "runs"}, "median": medians,
                 "runs": [asdict(r) for r in self.runs]}
 
