@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 
@@ -12,7 +13,7 @@ from helpers import texture
 from mvstylizer.errors import UserError
 from mvstylizer.mobile.edge_link import EmbeddedEdge
 from mvstylizer.mobile.keyframes import KeyframeConfig
-from mvstylizer.mobile.pipeline import StylizeConfig, VideoPipeline
+from mvstylizer.mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
 
 
 class _GatedEdge(EmbeddedEdge):
@@ -45,9 +46,12 @@ class _FailingEdge(EmbeddedEdge):
         return super().stylize(style_id, model, frames)
 
 
-def _frames(n: int, pulled: list[int]):
+def _frames(n: int, pulled: list[int], seconds: float = 0.0):
+    """``n`` textured frames; ``seconds`` each after the first 20 (a camera, a decoder)."""
     for i in range(n):
         pulled[0] = i + 1
+        if i >= 20:
+            time.sleep(seconds)
         yield (texture(48, 64, seed=i) * 255).astype(np.uint8)
 
 
@@ -80,3 +84,69 @@ def test_an_edge_error_on_a_later_key_reaches_the_caller():
     with pytest.raises(UserError, match="refused"):
         list(pipe.stream(_frames(12, [0]), _style()))
     assert not [t for t in threading.enumerate() if t.name.startswith("mvstylizer-key")]
+
+
+def _record_outputs(pipe: VideoPipeline, frames, style, pulled: list[int]) -> list[int]:
+    """Runs ``pipe`` on ``frames``; returns how many frames had been pulled when each output came."""
+    return [pulled[0] for _ in pipe.stream(frames, style)]
+
+
+def test_decoding_keeps_the_lead_it_gained_while_a_key_was_out():
+    # The first key answers only once 20 frames are read. From then on one frame is rendered per
+    # frame read (until the input ends), so the later keys are still asked ~20 frames before their
+    # frames are needed. Rendering every frame whose keys were back before reading on (five at a time
+    # here) gave that lead away, and a slow edge was then waited for at every key.
+    pulled = [0]
+    edge = _GatedEdge(pulled, ahead=20)
+    pipe = VideoPipeline(edge, StylizeConfig(model="reinhard", progress=False,
+                                             keyframes=KeyframeConfig(mode="every", every=5)))
+    seen = _record_outputs(pipe, _frames(40, pulled, seconds=0.02), _style(), pulled)
+    assert edge.saw_frames_ahead is True and len(seen) == 40
+    while_reading = [n for n in seen if n < 40]
+    assert while_reading and all(b > a for a, b in itertools.pairwise(while_reading)), seen
+    assert while_reading[0] >= 20
+
+
+class _StagedEdge(EmbeddedEdge):
+    """Every other answer is the key frame's negative, so neighbouring keys disagree everywhere.
+    The second key (frame 5) answers once the third (frame 10) is asked; the first refinement (a
+    frame between 0 and 5) answers once a frame after 5 is being refined too, or after ``timeout``."""
+
+    def __init__(self, report: StylizeReport, timeout: float = 10.0) -> None:
+        super().__init__()
+        self.report, self.timeout, self.calls = report, timeout, 0
+        self.timed_out = False
+
+    def _wait_for(self, asked) -> None:
+        end = time.monotonic() + self.timeout
+        while not any(asked(k) for k in list(self.report.keys)):
+            if time.monotonic() > end:
+                self.timed_out = True
+                return
+            time.sleep(0.005)
+
+    def stylize(self, style_id, model, frames):
+        self.calls += 1
+        if self.calls == 2:
+            self._wait_for(lambda k: k["index"] == 10)
+        elif self.calls == 4:
+            self._wait_for(lambda k: k["reason"] == "refine" and k["index"] > 5)
+        super().stylize(style_id, model, frames)
+        return [1.0 - f if self.calls % 2 else f for f in frames]
+
+
+def _panning(n: int):
+    wide = (texture(48, 64 + n, seed=3) * 255).astype(np.uint8)
+    for i in range(n):
+        yield np.ascontiguousarray(wide[:, i:i + 64])
+
+
+def test_a_gap_is_refined_as_soon_as_its_two_keys_are_back():
+    # While the first gap waits for its refinement, the second gap's keys come back: it is checked
+    # and its own refinement asked then, not once the first gap is rendered.
+    report = StylizeReport("", "", "reinhard", "transform", 64, 48, 25.0)
+    edge = _StagedEdge(report)
+    pipe = VideoPipeline(edge, StylizeConfig(model="reinhard", progress=False, keyframes=KeyframeConfig(max_gap=5)))
+    out = list(pipe.stream(_panning(21), _style(), report))
+    assert len(out) == 21 and not edge.timed_out
+    assert {k["index"] for k in report.keys if k["reason"] != "refine"} == {0, 5, 10, 15, 20}

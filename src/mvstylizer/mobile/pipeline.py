@@ -15,7 +15,8 @@ import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -142,6 +143,7 @@ class _Segment:
     frames: list[_Work]
     key: Future[KeyFrame]
     work: _Work
+    checked: bool = False  # its keys are back and were compared (``_stream``'s refinement)
 
 
 @dataclass
@@ -310,10 +312,18 @@ class VideoPipeline:
         memory until the key after them is back; all waiting frames together stay within the
         ``max_buffer_mb`` budget (reaching it waits for the oldest key).
 
+        Decoding runs ahead of rendering: one frame is rendered per frame decoded, and while the
+        oldest frames wait for their key, decoding goes on alone. Whatever lead it gains (up to the
+        budget) it keeps, so later keys are asked that many frames before they are needed and the
+        edge's latency hides behind rendering them. Rendering each segment as soon as its key was
+        back, and only then decoding on, left no lead: every key's whole round trip was waited for
+        (docs/BENCHMARKS.md, "The edge's latency").
+
         The yielded image may be a buffer that is overwritten by the next frame: a consumer that
         keeps it must copy it (an encoder copies what it takes anyway)."""
         interp = self._interpolator()
         exposure = ExposureTracker()
+        refine = self.config.keyframes.mode == "auto"
         selector: KeyframeSelector | None = None
         budget = 0  # most frames held at once (pending and closed segments), set from the first frame
         pending: list[_Work] = []
@@ -342,39 +352,55 @@ class VideoPipeline:
         def held() -> int:
             return len(pending) + sum(len(s.frames) + 1 for s in segments)
 
-        def fill(a: KeyFrame, b: KeyFrame, frames: list[_Work]) -> Iterator[tuple[np.ndarray, int | None]]:
-            """``frames`` (strictly between keys a and b). Where the two keys style the middle
-            frame's colours differently, something changed in between (a transition, new content,
-            light) and a blend would guess: the middle frame becomes a key too, and each half is
-            filled the same way. Adaptive key frames only: a fixed stride (``every:N``) is what the
-            user asked for."""
-            if frames and a is not b and self.config.keyframes.mode == "auto":
-                mid = len(frames) // 2
-                with timer("interpolation"):
-                    disagree = interp.keys_disagree(a, b, frames[mid].low8)
-                if disagree:
-                    with timer("wait"):
-                        middle = ask(frames[mid], "refine").result()
-                    assert middle.styled8 is not None  # Interpolator.key always renders the key's output
-                    yield from fill(a, middle, frames[:mid])
-                    yield middle.styled8, frames[mid].pts
-                    yield from fill(middle, b, frames[mid + 1:])
-                    return
-            for f in frames:
-                with timer("interpolation"):
-                    out = interp.frame(f.index, f.low8, f.rgb8, a, b, f.exposure, out=frame_buffer(f.rgb8))
-                yield out, f.pts
+        def check(seg: _Segment) -> list[_Segment]:
+            """``seg`` (its keys back) as it will be rendered. Where its two keys style the middle frame's
+            colours differently, something changed in between (a transition, new content, light) and a
+            blend would guess: the middle frame becomes a key too, asked at once, and each half is
+            checked the same way once that key is back. Adaptive key frames only: a fixed stride
+            (``every:N``) is what the user asked for."""
+            seg.checked = True
+            if not refine or not seg.frames or seg.previous is seg.key:
+                return [seg]
+            mid = len(seg.frames) // 2
+            with timer("interpolation"):
+                disagree = interp.keys_disagree(seg.previous.result(), seg.key.result(), seg.frames[mid].low8)
+            if not disagree:
+                return [seg]
+            middle = ask(seg.frames[mid], "refine")
+            return [_Segment(seg.previous, seg.frames[:mid], middle, seg.frames[mid]),
+                    _Segment(middle, seg.frames[mid + 1:], seg.key, seg.work)]
 
-        def render(wait: bool) -> Iterator[tuple[np.ndarray, int | None]]:
-            """The segments whose keys are back, in order (all of them if ``wait``, and the oldest
-            ones while the budget is used up: the next frame must fit)."""
-            while segments and (wait or segments[0].key.done() or held() >= budget):
-                seg = segments.popleft()
-                with timer("wait"):
-                    a, b = seg.previous.result(), seg.key.result()
-                yield from fill(a, b, seg.frames)
+        def check_ready() -> None:
+            """Check every segment whose keys are back, so refinements are asked as early as possible."""
+            checked: list[_Segment] = []
+            for seg in segments:
+                ready = not seg.checked and seg.previous.done() and seg.key.done()
+                checked.extend(check(seg) if ready else [seg])
+            segments.clear()
+            segments.extend(checked)
+
+        def next_frame(wait: bool) -> tuple[np.ndarray, int | None] | None:
+            """The next output frame, or None if the oldest segment's keys are not back and not ``wait``.
+            Waiting wakes at every key that comes back, so the gaps it closes are checked at once."""
+            while True:
+                check_ready()
+                seg = segments[0]
+                if not seg.checked:
+                    if not wait:
+                        return None
+                    outstanding = {f for s in segments for f in (s.previous, s.key) if not f.done()}
+                    with timer("wait"):
+                        futures_wait(outstanding, return_when=FIRST_COMPLETED)
+                    continue
+                a, b = seg.previous.result(), seg.key.result()
+                if seg.frames:
+                    f = seg.frames.pop(0)
+                    with timer("interpolation"):
+                        out = interp.frame(f.index, f.low8, f.rgb8, a, b, f.exposure, out=frame_buffer(f.rgb8))
+                    return out, f.pts
+                segments.popleft()
                 assert b.styled8 is not None  # Interpolator.key always renders the key's output
-                yield b.styled8, seg.work.pts
+                return b.styled8, seg.work.pts
 
         try:
             for work in works:
@@ -394,10 +420,19 @@ class VideoPipeline:
                 else:
                     pending.append(work)
                 report.max_buffered_frames = max(report.max_buffered_frames, held())
-                yield from render(wait=False)
+                while held() >= budget:  # the next frame must fit
+                    out = next_frame(wait=True)
+                    assert out is not None
+                    yield out
+                out = next_frame(wait=False) if segments else None
+                if out is not None:
+                    yield out
             if pending:  # the last frame is always a key, so no frame is extrapolated
                 close(pending.pop(), "last")
-            yield from render(wait=True)
+            while segments:
+                out = next_frame(wait=True)
+                assert out is not None
+                yield out
         finally:  # an error or a cancelled run: the key in flight finishes, queued ones never start
             pool.shutdown(wait=True, cancel_futures=True)
         report.keys.sort(key=lambda k: k["index"])
