@@ -45,7 +45,7 @@ def run(tmp_path_factory) -> dict:
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         rc = main(["bench", "footage", str(clips), "--model", "reinhard", "--json", str(out),
-                   "--montage", str(montage), "--edge-elsewhere"])
+                   "--montage", str(montage), "--edge-elsewhere", "--edge-latency", "0.05"])
     return {"rc": rc, "json": json.loads(out.read_text()), "montage": montage, "markdown": stdout.getvalue()}
 
 
@@ -54,7 +54,7 @@ def test_json_has_every_field_per_clip_and_overall(run):
     r = run["json"]
     assert r["model"] == "reinhard:numpy" and r["style"].endswith("coffee.png") and r["metric_side"] == 640
     assert set(r["targets"]) == set(TARGETS) and r["notes"] and r["machine"]["cpu_count"] >= 1
-    assert "mvstylizer" in r["pipeline_cli"]
+    assert "mvstylizer" in r["pipeline_cli"] and r["edge_latency"] == 0.05
     good = {c["clip"]: c for c in r["clips"] if "error" not in c}
     assert sorted(good) == ["cut", "pan"]
     for c in good.values():

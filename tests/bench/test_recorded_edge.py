@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -84,3 +87,35 @@ def test_a_replay_with_model_time_answers_as_late_as_the_model_took(tmp_path, mo
     assert slept == []
     RecordedEdge.load(tmp_path / "a.pkl", model_time=True).stylize(style_id, "reinhard", [key])
     assert slept == [took] and took > 0
+    slept.clear()
+    RecordedEdge.load(tmp_path / "a.pkl", model_time=True, latency=0.2).stylize(style_id, "reinhard", [key])
+    assert slept == [0.1, took, 0.1]
+
+
+def test_keys_in_flight_overlap_their_network_time_but_not_the_model(tmp_path, monkeypatch):
+    import mvstylizer.bench.recorded_edge as recorded
+
+    edge = RecordedEdge(EdgeService())
+    style_id = edge.register_style(np.full((64, 64, 3), 0.5, np.float32))
+    keys = [np.random.default_rng(i).random((32, 48, 3)).astype(np.float32) for i in range(3)]
+    for key in keys:
+        edge.stylize(style_id, "reinhard", [key])
+    edge._seconds = dict.fromkeys(edge._seconds, 0.05)  # the model; the network's half trip is 0.15
+    edge.save(tmp_path / "a.pkl")
+    replay = RecordedEdge.load(tmp_path / "a.pkl", model_time=True, latency=0.3, max_in_flight=3)
+    lock, now, most = threading.Lock(), {0.05: 0, 0.15: 0}, {0.05: 0, 0.15: 0}
+    real_sleep = time.sleep
+
+    def sleep(seconds):
+        with lock:
+            now[seconds] += 1
+            most[seconds] = max(most[seconds], now[seconds])
+        real_sleep(seconds)
+        with lock:
+            now[seconds] -= 1
+
+    monkeypatch.setattr(recorded.time, "sleep", sleep)
+    with ThreadPoolExecutor(3) as pool:
+        list(pool.map(lambda k: replay.stylize(style_id, "reinhard", [k]), keys))
+    assert most[0.15] >= 2  # keys on the network at once
+    assert most[0.05] == 1  # one key in the model at a time

@@ -7,6 +7,7 @@ from __future__ import annotations
 import concurrent.futures
 import socket
 import threading
+import time
 
 import httpx
 import numpy as np
@@ -283,6 +284,7 @@ def test_no_data_dir_keeps_nothing(tmp_path):
 def test_fallback_switches_once_and_never_hides_refusals():
     class Down:
         bytes_sent = bytes_received = 0
+        max_in_flight = 3
         calls = 0
 
         def models(self, *args):
@@ -307,6 +309,38 @@ def test_fallback_switches_once_and_never_hides_refusals():
     assert "unreachable" in warnings[0] and edge.bytes_sent > 0
     with pytest.raises(UserError, match="refused"):
         FallbackEdge(Refusing(), EmbeddedEdge).models()
+
+
+def test_keys_in_flight_fail_over_to_one_local_edge():
+    from mvstylizer.mobile.edge_link import EmbeddedEdge
+
+    class Down:
+        bytes_sent = bytes_received = 0
+        max_in_flight = 4
+
+        def register_style(self, style):
+            return "remote-style"
+
+        def stylize(self, *args):
+            time.sleep(0.05)  # all four keys are out when the edge goes
+            raise EdgeUnavailable("edge server at http://x is unreachable")
+
+        def close(self):
+            pass
+
+    made, warnings = [], []
+
+    def local():
+        made.append(EmbeddedEdge())
+        return made[-1]
+
+    edge = FallbackEdge(Down(), local, warn=warnings.append)
+    sid = edge.register_style(photo_like(40, 16, 16))
+    assert edge.max_in_flight == 4
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(lambda i: edge.stylize(sid, "classic", [photo_like(50 + i, 12, 12)]), range(4)))
+    assert [o[0].shape for o in outs] == [(12, 12, 3)] * 4
+    assert len(made) == 1 and len(warnings) == 1
 
 
 # ---------------------------------------------------------------------------------------------- fuzzing

@@ -150,3 +150,31 @@ def test_a_gap_is_refined_as_soon_as_its_two_keys_are_back():
     out = list(pipe.stream(_panning(21), _style(), report))
     assert len(out) == 21 and not edge.timed_out
     assert {k["index"] for k in report.keys if k["reason"] != "refine"} == {0, 5, 10, 15, 20}
+
+
+class _SlowRemoteEdge(EmbeddedEdge):
+    """An edge ``seconds`` away that takes ``max_in_flight`` keys at once; counts how many were out."""
+
+    def __init__(self, max_in_flight: int, seconds: float = 0.05) -> None:
+        super().__init__()
+        self.max_in_flight, self.seconds = max_in_flight, seconds
+        self._lock, self._out, self.most_out = threading.Lock(), 0, 0
+
+    def stylize(self, style_id, model, frames):
+        with self._lock:
+            self._out += 1
+            self.most_out = max(self.most_out, self._out)
+        time.sleep(self.seconds)
+        with self._lock:
+            self._out -= 1
+        return super().stylize(style_id, model, frames)
+
+
+def test_keys_go_out_together_to_an_edge_that_takes_several_and_the_frames_are_the_same():
+    config = StylizeConfig(model="reinhard", progress=False, keyframes=KeyframeConfig(mode="every", every=3))
+    outs = {}
+    for in_flight in (1, 3):
+        edge = _SlowRemoteEdge(in_flight)
+        outs[in_flight] = list(VideoPipeline(edge, config).stream(_panning(30), _style()))
+        assert edge.most_out == in_flight
+    assert all(np.array_equal(a, b) for a, b in zip(outs[1], outs[3], strict=True))

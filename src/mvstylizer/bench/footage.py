@@ -89,9 +89,11 @@ NOTES = [
     "< 0.015, and visible",
     "edge_elsewhere_seconds (with --edge-elsewhere): wall time of a child process that runs the same "
     "pipeline code with its edge's answers replayed from a recording made beforehand, each as late as "
-    "the model took to make it (an edge as fast as this machine, on its own cores, no network latency): "
-    "the phone encodes each key and decodes each answer as with --edge URL; the model's CPU and HTTP are "
-    "not paid here (the edge runs on another machine in the system's design); process start included",
+    "the model took to make it (an edge as fast as this machine, on its own cores, one key at a time), "
+    "plus --edge-latency seconds of network round trip per key, with as many keys out at once as "
+    "--edge URL has: the phone encodes each key and decodes each answer as with --edge URL; the model's "
+    "CPU and HTTP are not paid here (the edge runs on another machine in the system's design); process "
+    "start included",
     "null: undefined (no pair to score, e.g. a clip without flat pixels; PSNR of identical frames); "
     "overall means leave nulls out",
 ]
@@ -112,10 +114,13 @@ class FootageConfig:
     # Also time the pipeline with its edge on another machine (answers recorded first, replayed in a
     # fresh process: bench/recorded_edge.py), alternated with the other two.
     edge_elsewhere: bool = False
+    edge_latency: float = 0.0  # network round trip per key of that edge, seconds
 
     def __post_init__(self) -> None:
         if self.repeats < 1:
             raise UserError(f"--repeats must be at least 1, got {self.repeats}")
+        if self.edge_latency < 0:
+            raise UserError(f"--edge-latency must be >= 0 seconds, got {self.edge_latency}")
         if self.max_frames is not None and self.max_frames < 2:
             raise UserError(f"--max-frames must be at least 2, got {self.max_frames}")
 
@@ -203,6 +208,7 @@ class FootageReport:
     pipeline_cli: str  # the command the pipeline ran as
     results: list[ClipResult | ClipError]
     machine: dict
+    edge_latency: float = 0.0  # with --edge-elsewhere: the network round trip per key, seconds
 
     def overall(self) -> dict:
         """Means over the clips that ran, and how many of them meet each target."""
@@ -217,7 +223,7 @@ class FootageReport:
     def as_dict(self) -> dict:
         out = _json_safe({
             "folder": self.folder, "style": self.style, "model": self.model, "metric_side": self.metric_side,
-            "pipeline_cli": self.pipeline_cli,
+            "pipeline_cli": self.pipeline_cli, "edge_latency": self.edge_latency,
             "targets": {name: text for name, (_, text) in TARGETS.items()}, "notes": NOTES,
             "machine": self.machine, "clips": [r.as_dict() for r in self.results], "overall": self.overall(),
         })
@@ -264,7 +270,8 @@ class FootageReport:
         elsewhere = [r for r in self.results if isinstance(r, ClipResult) and r.edge_elsewhere_seconds is not None]
         if elsewhere:
             lines += ["", "Edge elsewhere (the pipeline's own code in a fresh process, the edge's answers replayed "
-                      "as late as its model took alone): "
+                      f"as late as its model took alone, plus {_num(self.edge_latency, '.2f')} s of network "
+                      "round trip per key): "
                       + "; ".join(f"{r.clip} {_num(r.edge_elsewhere_seconds, '.2f')} s, "
                                   f"{_num(r.edge_elsewhere_over_transcode, '.2f')}x the transcode" for r in elsewhere)]
         legend = "; ".join(f"{label}: {text}" for label, text in TARGETS.values())
@@ -325,12 +332,13 @@ def run_footage(cfg: FootageConfig, log: Callable[[str], None] = lambda msg: Non
             log(f"  failed: {text}")
             results.append(ClipError(name, path.name, text))
     return FootageReport(str(cfg.folder), str(style), model, cfg.metric_side, shlex.join(cli_command()), results,
-                         machine_info())
+                         machine_info(), cfg.edge_latency)
 
 
 def run_clip(name: str, path: Path, style: Path, framewise: Framewise, stylize: StylizeConfig,
              cfg: FootageConfig, log: Callable[[str], None]) -> ClipResult:
     """The pipeline, a transcode and frame-by-frame on one clip, then the scores."""
+    from ..mobile.edge_link import REMOTE_IN_FLIGHT
     from .compare import ClipScorer, score_clip
     from .recorded_edge import CHILD as RECORDED_CHILD
     from .recorded_edge import record
@@ -350,7 +358,8 @@ def run_clip(name: str, path: Path, style: Path, framewise: Framewise, stylize: 
             if cfg.edge_elsewhere:
                 runs["edge_elsewhere"].append(_timed_child(
                     [sys.executable, "-c", RECORDED_CHILD, str(path), str(style), cfg.model, str(answers),
-                     str(Path(tmp) / "elsewhere.mp4")], "pipeline with the edge elsewhere"))
+                     str(Path(tmp) / "elsewhere.mp4"), "1", str(cfg.edge_latency), str(REMOTE_IN_FLIGHT)],
+                    "pipeline with the edge elsewhere"))
             runs["pipeline"].append(_timed_child([*cli_command(), "stylize", str(path), "--style", str(style),
                                                   "-o", str(ours), "-y", "--report", str(report_path), "-q",
                                                   *model_args], "pipeline"))

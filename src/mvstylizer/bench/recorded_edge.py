@@ -9,14 +9,18 @@ as with ``--edge URL``: each key is JPEG-encoded for the wire and each answer de
 the edge sent. Not paid: the model's CPU and HTTP (httpx's import and requests). With
 ``model_time=True`` each answer comes back as late as the model took to make it, timed again alone
 after the recording (the replay sleeps, which costs this box no CPU): an edge as fast as this
-machine, on its own cores, over a network with no latency. Without it the edge answers at once, a
-lower bound.
+machine, on its own cores, running one key at a time. ``latency`` adds a network round trip to every
+key (half on the way there, half back), and ``max_in_flight`` lets the pipeline have that many keys
+out at once, as with an :class:`~mvstylizer.mobile.http_edge.HttpEdge`: their network time overlaps,
+their model time does not. Without ``model_time`` and ``latency`` the edge answers at once, a lower
+bound.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,10 +46,16 @@ class RecordedEdge:
     answers wait as long as the service took to make them."""
 
     def __init__(self, service: EdgeService | None = None, encoding: Encoding = Encoding(),
-                 model_time: bool = False) -> None:
+                 model_time: bool = False, latency: float = 0.0, max_in_flight: int = 1) -> None:
+        if latency < 0 or max_in_flight < 1:
+            raise ValueError("latency must be >= 0 and max_in_flight >= 1")
         self._service = service
         self.encoding = encoding
         self.model_time = model_time
+        self.latency = latency
+        self.max_in_flight = max_in_flight
+        self._model = threading.Lock()  # the edge's model runs one key at a time
+        self._count = threading.Lock()
         self._models: list[dict] = service.models() if service is not None else []
         self._styles: dict[bytes, str] = {}  # digest of the style's PNG -> the edge's id
         self._answers: dict[bytes, bytes] = {}  # digest of (style, model, key's JPEG) -> the answer's JPEG
@@ -78,16 +88,26 @@ class RecordedEdge:
                 self._seconds[digest] = time.perf_counter() - t
                 self._answers[digest] = encode_frame(answer, self.encoding)
                 self._requests.append((digest, style_id, model, blob))
-            elif self.model_time:
-                time.sleep(self._seconds[digest])
+            elif self.model_time or self.latency:
+                self._travel()
+                if self.model_time:
+                    with self._model:
+                        time.sleep(self._seconds[digest])
+                self._travel()
             back = self._answers[digest]
-            self.bytes_sent += len(blob)
-            self.bytes_received += len(back)
+            with self._count:
+                self.bytes_sent += len(blob)
+                self.bytes_received += len(back)
             out.append(decode_frame(back))
         return out
 
     def close(self) -> None:
         pass
+
+    def _travel(self) -> None:
+        """Half the network round trip."""
+        if self.latency:
+            time.sleep(self.latency / 2)
 
     def retime_alone(self, service: EdgeService) -> None:
         """Time every recorded request again on ``service`` (a fresh one, nothing else running), in the
@@ -111,9 +131,10 @@ class RecordedEdge:
                                        "seconds": self._seconds}))
 
     @classmethod
-    def load(cls, path: Path, model_time: bool = False) -> RecordedEdge:
+    def load(cls, path: Path, model_time: bool = False, latency: float = 0.0, max_in_flight: int = 1
+             ) -> RecordedEdge:
         data: dict[str, Any] = pickle.loads(path.read_bytes())
-        edge = cls(model_time=model_time)
+        edge = cls(model_time=model_time, latency=latency, max_in_flight=max_in_flight)
         edge._models, edge._styles, edge._answers = data["models"], data["styles"], data["answers"]
         edge._seconds = data["seconds"]
         return edge
@@ -136,15 +157,19 @@ def record(clip: Path, style: Path, model: str, answers: Path, output: Path) -> 
     edge.save(answers)
 
 
-def stylize_recorded(clip: str, style: str, model: str, answers: str, output: str, model_time: str = "1") -> None:
+def stylize_recorded(clip: str, style: str, model: str, answers: str, output: str, model_time: str = "1",
+                     latency: str = "0", max_in_flight: str = "1") -> None:
     """What ``mvstylizer stylize`` does with its edge elsewhere, the edge's answers read from ``answers``
-    (:func:`record`), each as late as the model took unless ``model_time`` is "0": the body of the
-    timed child process."""
+    (:func:`record`), each as late as the model took unless ``model_time`` is "0", plus ``latency``
+    seconds of network round trip, with ``max_in_flight`` keys out at once: the body of the timed
+    child process (its arguments are strings, from the command line)."""
     from ..mobile.pipeline import StylizeConfig, VideoPipeline
 
-    edge = RecordedEdge.load(Path(answers), model_time=model_time != "0")
+    edge = RecordedEdge.load(Path(answers), model_time=model_time != "0", latency=float(latency),
+                             max_in_flight=int(max_in_flight))
     VideoPipeline(edge, StylizeConfig(model=model, progress=False)).run(clip, style, output)
 
 
-# The timed child: argv = clip, style, model, answers, output[, model_time "1" (default) or "0"].
-CHILD = "import sys; from mvstylizer.bench.recorded_edge import stylize_recorded; stylize_recorded(*sys.argv[1:7])"
+# The timed child: argv = clip, style, model, answers, output[, model_time "1" (default) or "0"
+# [, latency seconds [, keys in flight]]].
+CHILD = "import sys; from mvstylizer.bench.recorded_edge import stylize_recorded; stylize_recorded(*sys.argv[1:9])"

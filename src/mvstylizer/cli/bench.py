@@ -157,6 +157,9 @@ def add_footage_parser(bsub: argparse._SubParsersAction) -> None:
                    help="also time the pipeline with its edge on another machine: the edge's answers are "
                         "recorded once, then replayed to the same pipeline code in a fresh process, each as late "
                         "as the model took to make it alone")
+    f.add_argument("--edge-latency", type=float, default=0.0, metavar="S",
+                   help="with --edge-elsewhere: S seconds of network round trip per key (half each way), "
+                        "with as many keys out at once as --edge URL has (default 0)")
     f.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
     f.add_argument("--montage", type=Path, metavar="DIR",
                    help="write <clip>_worst.png per clip: input / frame-by-frame / ours at the lowest-SSIM frame")
@@ -208,7 +211,7 @@ def _footage_bench(args: argparse.Namespace) -> int:
     report = run_footage(FootageConfig(folder=args.folder, model=args.model, style=args.style,
                                        clips=tuple(args.clips or ()), montage=args.montage,
                                        max_frames=args.max_frames, repeats=args.repeats,
-                                       edge_elsewhere=args.edge_elsewhere),
+                                       edge_elsewhere=args.edge_elsewhere, edge_latency=args.edge_latency),
                          log=lambda msg: print(msg, file=sys.stderr))
     if args.json:
         with atomic_path(args.json) as tmp:

@@ -7,6 +7,7 @@ byte counts in a report mean the same thing either way.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
@@ -16,6 +17,11 @@ from ..errors import UserError
 from ..wire import Encoding, decode_frame, encode_frame
 
 _T = TypeVar("_T")
+
+# Keys a phone has out at a remote edge at once by default: their network round trips overlap (a
+# 1080p clip with a key every 30 frames waited each key's whole round trip with one), and the edge's
+# fair scheduler takes them side by side or in turn.
+REMOTE_IN_FLIGHT = 3
 
 
 class EdgeUnavailable(UserError):
@@ -27,6 +33,10 @@ class EdgeUnavailable(UserError):
 class EdgeLink(Protocol):
     bytes_sent: int
     bytes_received: int
+    # How many key frames the phone may have at the edge at once (``stylize`` is then called from
+    # that many threads). A remote edge's network time overlaps; an in-process model shares the
+    # phone's cores, so it takes one at a time.
+    max_in_flight: int
 
     def models(self) -> list[dict]:
         """What the edge runs: ``name``, ``description``, ``runtimes``, ``aliases`` per model."""
@@ -60,6 +70,8 @@ class EmbeddedEdge:
         self.encoding = encoding
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.max_in_flight = 1
+        self._count = threading.Lock()  # a fallback for a remote edge is called from several threads
 
     def models(self) -> list[dict]:
         return self._service.models()
@@ -71,10 +83,11 @@ class EmbeddedEdge:
 
     def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
         sent = [encode_frame(f, self.encoding) for f in frames]
-        self.bytes_sent += sum(map(len, sent))
         results = self._service.stylize(style_id, model, [decode_frame(b) for b in sent])
         back = [encode_frame(r, self.encoding) for r in results]
-        self.bytes_received += sum(map(len, back))
+        with self._count:
+            self.bytes_sent += sum(map(len, sent))
+            self.bytes_received += sum(map(len, back))
         return [decode_frame(b) for b in back]
 
     def close(self) -> None:
@@ -98,6 +111,8 @@ class FallbackEdge:
         self._fallback: EdgeLink | None = None
         self._styles: dict[str, np.ndarray] = {}  # primary's style id -> photo, to re-register locally
         self._local_ids: dict[str, str] = {}
+        self._switch = threading.Lock()  # keys in flight may fail over together: one fallback
+        self.max_in_flight = primary.max_in_flight
 
     @property
     def active(self) -> EdgeLink:
@@ -136,13 +151,16 @@ class FallbackEdge:
             try:
                 return fn(self._primary)
             except EdgeUnavailable as e:
-                self._warn(f"warning: {e}; continuing with the in-process edge (--fallback local)")
-                self._fallback = self._make_fallback()
+                with self._switch:
+                    if self._fallback is None:
+                        self._warn(f"warning: {e}; continuing with the in-process edge (--fallback local)")
+                        self._fallback = self._make_fallback()
         return fn(self._fallback)
 
     def _local_id(self, edge: EdgeLink, style_id: str) -> str:
         if edge is self._primary or style_id not in self._styles:
             return style_id
-        if style_id not in self._local_ids:
-            self._local_ids[style_id] = edge.register_style(self._styles[style_id])
-        return self._local_ids[style_id]
+        with self._switch:
+            if style_id not in self._local_ids:
+                self._local_ids[style_id] = edge.register_style(self._styles[style_id])
+            return self._local_ids[style_id]

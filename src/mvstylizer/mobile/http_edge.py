@@ -12,6 +12,7 @@ import ipaddress
 import os
 import random
 import ssl
+import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 from .. import __version__
 from ..errors import UserError
 from ..wire import FRAMES_MEDIA_TYPE, Encoding, decode_frame, encode_frame, pack_frames, unpack_frames
-from .edge_link import EdgeUnavailable
+from .edge_link import REMOTE_IN_FLIGHT, EdgeUnavailable
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _MAX_RETRY_AFTER = 30.0  # never sleep longer than this on a server's Retry-After
@@ -42,6 +43,9 @@ class HttpEdge:
     ``token`` is sent as ``Authorization: Bearer``; ``collect=True`` is the user's opt-in to let the
     edge keep the key frames for federated learning (``frames_collected`` counts what it kept).
     ``verify`` is httpx's: True (system CAs, or ``SSL_CERT_FILE``), a CA bundle path, or an SSLContext.
+    ``max_in_flight``: key frames a pipeline may have at this edge at once (one thread each; the
+    client and its connection pool are shared): their network time overlaps, and the edge's fair
+    scheduler runs them side by side or in turn.
     An edge that cannot be reached, or still fails after the retries, raises ``EdgeUnavailable``. A TLS
     certificate this phone does not trust is a plain ``UserError`` at once ("certificate verify
     failed ..."): not retried, and never a reason for ``--fallback local`` (it may be an attack).
@@ -62,12 +66,14 @@ class HttpEdge:
         collect: bool = False,
         verify: Any = True,
         transport: httpx.BaseTransport | None = None,
+        max_in_flight: int = REMOTE_IN_FLIGHT,
     ) -> None:
         url = url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise UserError(f"edge URL must start with http:// or https://, got {url!r}")
-        if retries < 0 or timeout <= 0 or batch_size < 1 or batch_bytes < 1:
-            raise ValueError("HttpEdge needs retries >= 0, timeout > 0, batch_size >= 1, batch_bytes >= 1")
+        if retries < 0 or timeout <= 0 or batch_size < 1 or batch_bytes < 1 or max_in_flight < 1:
+            raise ValueError("HttpEdge needs retries >= 0, timeout > 0, batch_size >= 1, batch_bytes >= 1, "
+                             "max_in_flight >= 1")
         self.url = url
         self.encoding = encoding
         self.retries = retries
@@ -75,9 +81,11 @@ class HttpEdge:
         self.batch_size = batch_size
         self.batch_bytes = batch_bytes
         self.collect = collect
+        self.max_in_flight = max_in_flight
         self.bytes_sent = 0
         self.bytes_received = 0
         self.frames_collected = 0
+        self._count = threading.Lock()  # the counters and the style cache, shared by the threads in flight
         self._styles: OrderedDict[str, bytes] = OrderedDict()
         connect = min(timeout, 10.0) if connect_timeout is None else connect_timeout
         headers = {"User-Agent": f"mvstylizer/{__version__}"}
@@ -117,10 +125,11 @@ class HttpEdge:
     def register_style(self, style: np.ndarray) -> str:
         blob = encode_frame(style, Encoding("png"))  # lossless, like EmbeddedEdge: same style, same id
         style_id = self._upload_style(blob)
-        self._styles[style_id] = blob
-        self._styles.move_to_end(style_id)
-        while len(self._styles) > _KEEP_STYLES:
-            self._styles.popitem(last=False)
+        with self._count:
+            self._styles[style_id] = blob
+            self._styles.move_to_end(style_id)
+            while len(self._styles) > _KEEP_STYLES:
+                self._styles.popitem(last=False)
         return style_id
 
     def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -167,16 +176,20 @@ class HttpEdge:
         headers = {"Content-Type": FRAMES_MEDIA_TYPE}
         resp = self._request("POST", "/v1/stylize", content=body, headers=headers, params=params,
                              raise_4xx=False)
-        if resp.status_code == 404 and style_id in self._styles:
+        with self._count:
+            ours = self._styles.get(style_id)
+        if resp.status_code == 404 and ours is not None:
             # The edge forgot the style (restarted, or evicted it); it is ours, so send it again.
-            self._upload_style(self._styles[style_id])
+            self._upload_style(ours)
             resp = self._request("POST", "/v1/stylize", content=body, headers=headers, params=params,
                                  raise_4xx=False)
         self._raise_for_status(resp)
         try:
-            self.frames_collected += int(resp.headers.get("X-Frames-Collected", "0"))
+            collected = int(resp.headers.get("X-Frames-Collected", "0"))
         except ValueError:
-            pass
+            collected = 0
+        with self._count:
+            self.frames_collected += collected
         try:
             results = [decode_frame(b) for b in unpack_frames(resp.content)]
         except ValueError:
@@ -207,8 +220,9 @@ class HttpEdge:
                         f"edge server at {self.url} {what} (after {attempt + 1} attempt(s))") from None
                 self._sleep(attempt, None)
                 continue
-            self.bytes_sent += len(content or b"")
-            self.bytes_received += len(resp.content)
+            with self._count:
+                self.bytes_sent += len(content or b"")
+                self.bytes_received += len(resp.content)
             if resp.status_code in _RETRY_STATUS and not last:
                 self._sleep(attempt, resp.headers.get("Retry-After"))
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -306,9 +307,10 @@ class VideoPipeline:
                 ) -> Iterator[tuple[np.ndarray, int | None]]:
         """Stylized frames (full-resolution uint8 RGB, and their pts) in input order.
 
-        A key frame's round trip to the edge and the fit of its transform run on a worker thread
-        while this one goes on decoding and choosing keys: a phone does not sit idle while its
-        request is on the network and the edge's model runs. The frames since the last key wait in
+        A key frame's round trip to the edge and the fit of its transform run on worker threads (as
+        many keys at once as the edge link's ``max_in_flight``) while this one goes on decoding and
+        choosing keys: a phone does not sit idle while its request is on the network and the edge's
+        model runs. The frames since the last key wait in
         memory until the key after them is back; all waiting frames together stay within the
         ``max_buffer_mb`` budget (reaching it waits for the oldest key).
 
@@ -330,7 +332,7 @@ class VideoPipeline:
         segments: deque[_Segment] = deque()  # keys asked for, in order, with the frames before each
         last_key: Future[KeyFrame] | None = None
         buffers: list[np.ndarray] = []
-        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mvstylizer-key")
+        pool = ThreadPoolExecutor(max_workers=max(1, self.edge.max_in_flight), thread_name_prefix="mvstylizer-key")
 
         def frame_buffer(like: np.ndarray) -> np.ndarray:
             if not buffers or buffers[0].shape != like.shape:
@@ -505,6 +507,7 @@ class _Timer:
 
     def __init__(self, totals: dict[str, float]) -> None:
         self.totals = totals
+        self._lock = threading.Lock()  # keys in flight are timed on several threads
 
     @contextmanager
     def __call__(self, stage: str) -> Iterator[None]:
@@ -512,7 +515,8 @@ class _Timer:
         try:
             yield
         finally:
-            self.totals[stage] = self.totals.get(stage, 0.0) + time.perf_counter() - t
+            with self._lock:
+                self.totals[stage] = self.totals.get(stage, 0.0) + time.perf_counter() - t
 
 
 def _timed(frames: Iterator[_Work], timer: _Timer, stage: str) -> Iterator[_Work]:
