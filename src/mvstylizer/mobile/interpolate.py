@@ -98,11 +98,14 @@ class Interpolator:
         self._flow: FlowEstimator | None = None
         self._pair: tuple[int, int, bool] | None = None  # (a, b, parameter blend is close enough)
         # Full-resolution working images, reused: fresh ones cost their page faults every frame (at
-        # 4K, ~6 ms for the grid's upsampled offsets alone). Keys are made on another thread than
-        # frames, so they have their own, per thread.
+        # 4K, ~6 ms for the grid's upsampled offsets alone). Keys are made on other threads than
+        # frames, so they have their own: one set, taken in turn (per thread, three keys in flight
+        # held three sets, 450 MB at 4K), as a key's render keeps a core busy anyway.
         self._scratch: np.ndarray | None = None  # the look's two 16-bit images
         self._offsets: np.ndarray | None = None  # the grid's offsets, upsampled
-        self._key_buffers = threading.local()  # the same for keys, per thread that makes them
+        self._key_look: np.ndarray | None = None
+        self._key_offsets: np.ndarray | None = None
+        self._key_lock = threading.Lock()
 
     def key(self, index: int, content8: np.ndarray, styled: np.ndarray, full8: np.ndarray,
             exposure: float = 0.0, gray: np.ndarray | None = None) -> KeyFrame:
@@ -110,7 +113,7 @@ class Interpolator:
         and its full-resolution original (uint8); renders the key's own output. ``exposure``: the
         frame's log exposure (:class:`~mvstylizer.mobile.exposure.ExposureTracker`); ``gray``: the
         key-size original's grey image, if the caller has it already. Touches no state that
-        :meth:`frame` uses, so a worker thread can make keys while frames render."""
+        :meth:`frame` uses, so worker threads can make keys while frames render."""
         content = content8.astype(np.float32) * (1.0 / 255.0)
         look = fit_look(content, styled)
         grid = None
@@ -125,12 +128,11 @@ class Interpolator:
             look = identity_look(look.pre.shape[1]).blend(look, self.config.strength)
             grid = grid.scaled(self.config.strength) if grid is not None else None
         key = KeyFrame(index, look, grid, gray, exposure=exposure, colours=_colour_sample(content))
-        # No shared scratch image: keys are made on the pipeline's worker thread while frames render.
-        buffers = self._key_buffers
-        if getattr(buffers, "shape", None) != full8.shape:
-            buffers.shape = full8.shape
-            buffers.look, buffers.offsets = look_scratch(full8.shape), np.empty(full8.shape, np.int16)
-        key.styled8 = self._add_grid(look.levels(full8, buffers.look), grid, content8, scratch=buffers.offsets)
+        with self._key_lock:
+            if self._key_offsets is None or self._key_offsets.shape != full8.shape:
+                self._key_look, self._key_offsets = look_scratch(full8.shape), np.empty(full8.shape, np.int16)
+            key.styled8 = self._add_grid(look.levels(full8, self._key_look), grid, content8,
+                                         scratch=self._key_offsets)
         return key
 
     def frame(self, t: int, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame,
