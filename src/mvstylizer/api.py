@@ -91,8 +91,9 @@ class VideoStylizer:
             overwrite: replace an existing ``output`` (refused otherwise).
             on_frame: ``on_frame(written, total)`` after each output frame is written: frames
                 written so far, and the input's declared frame count (None if it declares none).
-                Frames come out one key gap at a time. Whatever it raises ends the run, leaving no
-                ``output`` (an existing one is untouched): raise to cancel.
+                Frames come out about one per frame read, once the first key is back. Whatever it
+                raises ends the run, leaving no ``output`` (an existing one is untouched): raise to
+                cancel.
 
         Returns:
             The run's report (frames, keys and why each is one, seconds per stage, bytes to the edge).
@@ -111,8 +112,8 @@ class VideoStylizer:
 
         Returns:
             An iterator of new arrays, one per input frame, in order: uint8 for uint8 input,
-            float32 in [0, 1] otherwise. It yields one key gap at a time (the frames between two
-            keys once the second key is known), so it holds at most ``max_gap`` frames.
+            float32 in [0, 1] otherwise. A frame comes once the key after it is back, about one
+            per frame read; it holds at most two key gaps of frames (and ``max_buffer_mb``).
         """
         if not isinstance(style, np.ndarray):
             from .video.image import read_image

@@ -208,8 +208,8 @@ class VideoPipeline:
 
         Returns:
             An iterator of fresh HxWx3 arrays: uint8 for uint8 input, float32 in [0, 1] otherwise.
-            Frames come out in bursts, one key gap at a time: the frames between two keys are
-            rendered once the second key is known.
+            A frame comes out once the key after it is back, and at most one per frame read while
+            frames are still coming (the reader keeps its lead on the keys); the last ones at the end.
         """
         t0 = time.perf_counter()
         self._entry = None
@@ -310,9 +310,9 @@ class VideoPipeline:
         A key frame's round trip to the edge and the fit of its transform run on worker threads (as
         many keys at once as the edge link's ``max_in_flight``) while this one goes on decoding and
         choosing keys: a phone does not sit idle while its request is on the network and the edge's
-        model runs. The frames since the last key wait in
-        memory until the key after them is back; all waiting frames together stay within the
-        ``max_buffer_mb`` budget (reaching it waits for the oldest key).
+        model runs. The frames since the last key wait in memory until the key after them is back;
+        all waiting frames together stay within the ``max_buffer_mb`` budget (reaching it waits for
+        the oldest key).
 
         Decoding runs ahead of rendering: one frame is rendered per frame decoded, and while the
         oldest frames wait for their key, decoding goes on alone. Whatever lead it gains (up to the
@@ -435,7 +435,7 @@ class VideoPipeline:
                 out = next_frame(wait=True)
                 assert out is not None
                 yield out
-        finally:  # an error or a cancelled run: the key in flight finishes, queued ones never start
+        finally:  # an error or a cancelled run: keys in flight finish, queued ones never start
             pool.shutdown(wait=True, cancel_futures=True)
         report.keys.sort(key=lambda k: k["index"])
 
