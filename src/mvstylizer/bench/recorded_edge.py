@@ -163,8 +163,10 @@ def stylize_recorded(clip: str, style: str, model: str, answers: str, output: st
     (:func:`record`), each as late as the model took unless ``model_time`` is "0", plus ``latency``
     seconds of network round trip, with ``max_in_flight`` keys out at once: the body of the timed
     child process (its arguments are strings, from the command line)."""
+    from ..memory import limit_malloc_arenas
     from ..mobile.pipeline import StylizeConfig, VideoPipeline
 
+    limit_malloc_arenas()  # as `stylize` does
     edge = RecordedEdge.load(Path(answers), model_time=model_time != "0", latency=float(latency),
                              max_in_flight=int(max_in_flight))
     VideoPipeline(edge, StylizeConfig(model=model, progress=False)).run(clip, style, output)

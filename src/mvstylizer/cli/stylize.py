@@ -47,8 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _stylize(args: argparse.Namespace) -> int:
     from ..files import check_overwrite
+    from ..memory import limit_malloc_arenas
     from ..mobile.pipeline import VideoPipeline
 
+    limit_malloc_arenas()
     check_report_folder(args.report)
     check_overwrite(args.output, args.overwrite)
     config = pipeline_config(args, progress=not args.quiet and sys.stderr.isatty())
