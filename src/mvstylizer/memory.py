@@ -3,8 +3,8 @@
 glibc gives every thread that allocates its own malloc arena (up to eight per core) and keeps what is
 freed in an arena for reuse. A run's frames are allocated on the decoding thread, freed on the
 rendering one, and working images come and go on the key threads: each arena ends up holding
-frames' worth of freed memory. At 4K a `stylize` run peaked at 2.1-2.3 GB that way; with two arenas,
-1.8 GB, in the same time (docs/BENCHMARKS.md, "The edge's latency").
+frames' worth of freed memory. At 4K a `stylize` run peaked at 2.1-2.2 GiB that way; with two arenas,
+1.7-1.9 GiB, in the same time (docs/BENCHMARKS.md, "The edge's latency").
 """
 
 from __future__ import annotations
