@@ -4,7 +4,8 @@ glibc gives every thread that allocates its own malloc arena (up to eight per co
 freed in an arena for reuse. A run's frames are allocated on the decoding thread, freed on the
 rendering one, and working images come and go on the key threads: each arena ends up holding
 frames' worth of freed memory. At 4K a `stylize` run peaked at 2.1-2.2 GiB that way; with two arenas,
-1.7-1.9 GiB, in the same time (docs/BENCHMARKS.md, "The edge's latency").
+1.7-2.0 GiB in twelve runs, in the same time (docs/BENCHMARKS.md, "The edge's latency"). Process-wide,
+so only the command line sets it (`stylize`, and the benchmark's stand-in for it), not the library.
 """
 
 from __future__ import annotations

@@ -176,5 +176,62 @@ def test_keys_go_out_together_to_an_edge_that_takes_several_and_the_frames_are_t
     for in_flight in (1, 3):
         edge = _SlowRemoteEdge(in_flight)
         outs[in_flight] = list(VideoPipeline(edge, config).stream(_panning(30), _style()))
-        assert edge.most_out == in_flight
+        assert edge.most_out == 1 if in_flight == 1 else edge.most_out >= 2
     assert all(np.array_equal(a, b) for a, b in zip(outs[1], outs[3], strict=True))
+
+
+class _ContentEdge(EmbeddedEdge):
+    """Answers with the key's negative when its mean brightness is above the median of this clip's
+    frames, after a random delay: the keys' colours clash (so gaps are refined) by what they show,
+    not by the order they arrive in."""
+
+    def __init__(self, max_in_flight: int, delays: bool) -> None:
+        super().__init__()
+        self.max_in_flight = max_in_flight
+        self._rng = np.random.default_rng(7) if delays else None
+
+    def stylize(self, style_id, model, frames):
+        if self._rng is not None:
+            time.sleep(float(self._rng.uniform(0.0, 0.03)))
+        super().stylize(style_id, model, frames)
+        return [1.0 - f if f.mean() > 0.5 else f for f in frames]
+
+
+def _brightening(n: int):
+    base = texture(48, 64, seed=5)
+    for i in range(n):
+        yield np.clip((base * 0.8 + 0.1 + 0.15 * np.sin(i / 3.0)) * 255, 0, 255).astype(np.uint8)
+
+
+def test_keys_and_frames_do_not_depend_on_when_the_edge_answers():
+    # Adaptive keys with refinements: an edge answering at once, one key at a time, against one that
+    # answers after random delays with three keys out; the same keys, reasons and frames.
+    runs = []
+    for in_flight, delays in ((1, False), (3, True)):
+        report = StylizeReport("", "", "reinhard", "transform", 64, 48, 25.0)
+        pipe = VideoPipeline(_ContentEdge(in_flight, delays),
+                             StylizeConfig(model="reinhard", progress=False, keyframes=KeyframeConfig(max_gap=6)))
+        runs.append((list(pipe.stream(_brightening(40), _style(), report)), report.keys))
+    (quick, quick_keys), (slow, slow_keys) = runs
+    assert any(k["reason"] == "refine" for k in quick_keys)
+    assert quick_keys == slow_keys
+    assert all(np.array_equal(a, b) for a, b in zip(quick, slow, strict=True))
+
+
+def test_a_stride_longer_than_the_frame_budget_still_streams():
+    # every:8 with room for 5 frames: the budget, not a key, makes the oldest frames render.
+    config = StylizeConfig(model="reinhard", progress=False, max_buffer_mb=0.05,
+                           keyframes=KeyframeConfig(mode="every", every=8))
+    report = StylizeReport("", "", "reinhard", "transform", 64, 48, 25.0)
+    out = list(VideoPipeline(EmbeddedEdge(), config).stream(_panning(20), _style(), report))
+    assert len(out) == 20 and [k["index"] for k in report.keys] == [0, 8, 16, 19]
+
+
+def test_frames_before_a_failed_key_come_out_before_its_error():
+    edge = _FailingEdge(fail_at=3)  # the key at frame 6 (keys at 0, 3, 6, ...)
+    pipe = VideoPipeline(edge, StylizeConfig(model="reinhard", progress=False, keyframes=KeyframeConfig(max_gap=3)))
+    got = []
+    with pytest.raises(UserError, match="refused"):
+        for frame in pipe.stream(_panning(12), _style()):
+            got.append(frame)
+    assert len(got) >= 4  # frames 0-3: their keys came back

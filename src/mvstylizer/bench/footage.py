@@ -121,6 +121,8 @@ class FootageConfig:
             raise UserError(f"--repeats must be at least 1, got {self.repeats}")
         if self.edge_latency < 0:
             raise UserError(f"--edge-latency must be >= 0 seconds, got {self.edge_latency}")
+        if self.edge_latency and not self.edge_elsewhere:
+            raise UserError("--edge-latency applies to --edge-elsewhere; add it")
         if self.max_frames is not None and self.max_frames < 2:
             raise UserError(f"--max-frames must be at least 2, got {self.max_frames}")
 

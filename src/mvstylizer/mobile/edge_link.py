@@ -78,7 +78,8 @@ class EmbeddedEdge:
 
     def register_style(self, style: np.ndarray) -> str:
         blob = encode_frame(style, Encoding("png"))
-        self.bytes_sent += len(blob)
+        with self._count:
+            self.bytes_sent += len(blob)
         return self._service.register_style(blob)
 
     def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
@@ -112,6 +113,9 @@ class FallbackEdge:
         self._styles: dict[str, np.ndarray] = {}  # primary's style id -> photo, to re-register locally
         self._local_ids: dict[str, str] = {}
         self._switch = threading.Lock()  # keys in flight may fail over together: one fallback
+        # The pipeline sizes its key threads by the primary; the fallback takes as many at once as it
+        # says (one, for an in-process model that shares the phone's cores).
+        self._slots: threading.BoundedSemaphore | None = None
         self.max_in_flight = primary.max_in_flight
 
     @property
@@ -154,8 +158,12 @@ class FallbackEdge:
                 with self._switch:
                     if self._fallback is None:
                         self._warn(f"warning: {e}; continuing with the in-process edge (--fallback local)")
-                        self._fallback = self._make_fallback()
-        return fn(self._fallback)
+                        fallback = self._make_fallback()
+                        self._slots = threading.BoundedSemaphore(max(1, fallback.max_in_flight))
+                        self._fallback = fallback
+        assert self._slots is not None  # set with the fallback
+        with self._slots:
+            return fn(self._fallback)
 
     def _local_id(self, edge: EdgeLink, style_id: str) -> str:
         if edge is self._primary or style_id not in self._styles:

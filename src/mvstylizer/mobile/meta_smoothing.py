@@ -10,6 +10,7 @@ transform interpolation warps: 12 affine coefficients and a 3-channel detail gai
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,22 +33,29 @@ class LearnedSmoother:
     threads: int = 2
     _session: Any = field(default=None, init=False, repr=False)  # an onnxruntime.InferenceSession
     _scratch: Scratch = field(default_factory=Scratch, init=False, repr=False)
+    # Keys in flight call :meth:`maps` from several threads; the session is made once, then shared
+    # (onnxruntime runs one session from many threads).
+    _made: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def _sess(self) -> Any:  # an onnxruntime.InferenceSession (onnxruntime ships no type information)
-        if self._session is None:
-            import onnxruntime as ort
+        with self._made:
+            if self._session is None:
+                self._session = self._open()
+            return self._session
 
-            if not Path(self.model).is_file():
-                raise UserError(f"meta-smoothing model {self.model} is missing; run `mvstylizer train "
-                                f"smoothing` to make it, or pass --smoothing guided")
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-            # ORT's idle workers spin after each run by default, stealing the cores OpenCV's
-            # full-resolution passes need next (measured: 36 ms instead of 25 ms per 1080p frame).
-            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            self._session = ort.InferenceSession(str(self.model), opts, providers=["CPUExecutionProvider"])
-        return self._session
+    def _open(self) -> Any:
+        import onnxruntime as ort
+
+        if not Path(self.model).is_file():
+            raise UserError(f"meta-smoothing model {self.model} is missing; run `mvstylizer train "
+                            f"smoothing` to make it, or pass --smoothing guided")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        # ORT's idle workers spin after each run by default, stealing the cores OpenCV's
+        # full-resolution passes need next (measured: 36 ms instead of 25 ms per 1080p frame).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return ort.InferenceSession(str(self.model), opts, providers=["CPUExecutionProvider"])
 
     def maps(self, content_low: np.ndarray, styled_low: np.ndarray, scale: float = 4.0
              ) -> tuple[np.ndarray, np.ndarray]:

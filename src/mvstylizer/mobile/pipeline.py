@@ -2,8 +2,8 @@
 
 One streaming pass: decode -> key-frame selector -> (key) send downscaled to the edge, fit its colour
 transform / (other) buffer until the next key -> render the buffered frames from their two keys'
-transforms -> encode. Only the frames since the last key are held, so memory is bounded by
-``max_gap`` frames (and ``max_buffer_mb``), not by the length of the video. This module imports no
+transforms -> encode. Only the frames waiting for their keys are held (two key gaps at most, and
+``max_buffer_mb``), so memory is bounded, not by the length of the video. This module imports no
 torch: the edge is reached through ``EdgeLink``.
 """
 
@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 MIN_STYLE_SIDE = 32  # pixels; smaller styles get a warning
 MAX_STYLE_ASPECT = 8.0
 
-# "edge" and "smoothing" (a key's round trip and the fit of its transform) run on a worker thread
-# beside the others, so the stages add up to more than the run's wall time; "wait" is how long the
-# frames waited for a key that was not back yet.
+# "edge" and "smoothing" (a key's round trip and the fit of its transform) run on worker threads
+# beside the others (as many as the edge link has keys in flight), so the stages add up to more than
+# the run's wall time; "wait" is how long the frames waited for a key that was not back yet.
 STAGES = ("decode", "select", "edge", "smoothing", "wait", "interpolation", "encode")
 
 # Called after each output frame is written: (frames written so far, the input's declared frame
@@ -143,7 +143,7 @@ class _Segment:
     previous: Future[KeyFrame]
     frames: list[_Work]
     key: Future[KeyFrame]
-    work: _Work
+    pts: int | None  # the key frame's (its pixels stay with the key's job only until it is done)
     checked: bool = False  # its keys are back and were compared (``_stream``'s refinement)
 
 
@@ -347,7 +347,7 @@ class VideoPipeline:
             """``work`` becomes a key: the frames pending since the last key wait for it."""
             nonlocal last_key
             key = ask(work, reason)
-            segments.append(_Segment(last_key or key, list(pending), key, work))
+            segments.append(_Segment(last_key or key, list(pending), key, work.pts))
             pending.clear()
             last_key = key
 
@@ -369,15 +369,20 @@ class VideoPipeline:
             if not disagree:
                 return [seg]
             middle = ask(seg.frames[mid], "refine")
-            return [_Segment(seg.previous, seg.frames[:mid], middle, seg.frames[mid]),
-                    _Segment(middle, seg.frames[mid + 1:], seg.key, seg.work)]
+            return [_Segment(seg.previous, seg.frames[:mid], middle, seg.frames[mid].pts),
+                    _Segment(middle, seg.frames[mid + 1:], seg.key, seg.pts)]
 
         def check_ready() -> None:
-            """Check every segment whose keys are back, so refinements are asked as early as possible."""
+            """Check every segment whose keys are back, so refinements are asked as early as possible. A
+            key that failed is left for its turn: the frames before it come out first."""
             checked: list[_Segment] = []
-            for seg in segments:
-                ready = not seg.checked and seg.previous.done() and seg.key.done()
-                checked.extend(check(seg) if ready else [seg])
+            for i, seg in enumerate(segments):
+                keys = (seg.previous, seg.key)
+                ready = not seg.checked and all(f.done() for f in keys)
+                if ready and (i == 0 or not any(f.exception() for f in keys)):
+                    checked.extend(check(seg))
+                else:
+                    checked.append(seg)
             segments.clear()
             segments.extend(checked)
 
@@ -402,7 +407,7 @@ class VideoPipeline:
                     return out, f.pts
                 segments.popleft()
                 assert b.styled8 is not None  # Interpolator.key always renders the key's output
-                return b.styled8, seg.work.pts
+                return b.styled8, seg.pts
 
         try:
             for work in works:
@@ -422,11 +427,13 @@ class VideoPipeline:
                 else:
                     pending.append(work)
                 report.max_buffered_frames = max(report.max_buffered_frames, held())
-                while held() >= budget:  # the next frame must fit
+                made_room = False
+                while segments and held() >= budget:  # the next frame must fit
                     out = next_frame(wait=True)
                     assert out is not None
                     yield out
-                out = next_frame(wait=False) if segments else None
+                    made_room = True
+                out = next_frame(wait=False) if segments and not made_room else None
                 if out is not None:
                     yield out
             if pending:  # the last frame is always a key, so no frame is extrapolated
