@@ -12,22 +12,43 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import sys
+from typing import Any
 
 _M_ARENA_MAX = -8  # mallopt parameter number, from glibc's malloc.h
+
+
+@functools.lru_cache(maxsize=1)
+def _glibc() -> Any:
+    """glibc, or None (not Linux, or a C library without mallopt / malloc_trim, e.g. musl)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        libc = ctypes.CDLL(name)
+    except OSError:
+        return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:
     """Cap glibc's malloc arenas for threads started from now on; True if it took effect.
 
     A no-op (False) off Linux or without glibc. Call it before the run starts its threads."""
-    if not sys.platform.startswith("linux"):
+    libc = _glibc()
+    return libc is not None and bool(libc.mallopt(_M_ARENA_MAX, int(arenas)))
+
+
+def release_free_memory() -> bool:
+    """Hand the free pages inside malloc's heaps back to the system (glibc's ``malloc_trim``); True if
+    it ran. With two arenas, 4K runs still peaked at 1.90-2.15 GiB, as freed 25 MB frames left holes
+    that the next frames did not fit; trimmed every 10 frames, 1.72-1.87 GiB (seven runs), for ~5% of
+    the run's time, so the pipeline does it for frames of 16 MB or more only."""
+    libc = _glibc()
+    if libc is None:
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        return bool(libc.mallopt(_M_ARENA_MAX, int(arenas)))
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
+    libc.malloc_trim(0)
+    return True

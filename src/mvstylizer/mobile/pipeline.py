@@ -29,6 +29,7 @@ from ..colour.affine import render
 from ..errors import UserError
 from ..files import atomic_path
 from ..imaging import fit_within, quick_downscale, shrink_to
+from ..memory import release_free_memory
 from ..video.formats import check_output_path, is_image_path
 from ..video.image import read_image, write_image
 from ..video.reader import DecodedFrame, VideoReader
@@ -42,6 +43,9 @@ from .meta_smoothing import SMOOTHERS
 log = logging.getLogger(__name__)
 
 MIN_STYLE_SIDE = 32  # pixels; smaller styles get a warning
+# Frames this large (4K: 25 MB) leave holes in malloc's heaps that it keeps; every 10 of them the
+# pipeline hands the free pages back (mvstylizer/memory.py).
+_TRIM_FRAME_BYTES = 16_000_000
 MAX_STYLE_ASPECT = 8.0
 
 # "edge" and "smoothing" (a key's round trip and the fit of its transform) run on worker threads
@@ -292,10 +296,13 @@ class VideoPipeline:
                         return _make_work(f.index, f.pts, f.rgb8, size)
 
                     works = _timed(reader.frames(audio_sink=writer.mux_audio, prepare=prepare), timer, "decode")
+                    trim = info.width * info.height * 3 >= _TRIM_FRAME_BYTES
                     for rgb8, pts in self._stream(works, style_id, report, timer):
                         with timer("encode"):
                             writer.write(rgb8, pts)
                         report.frames += 1
+                        if trim and report.frames % 10 == 0:
+                            release_free_memory()
                         bar.update(1)
                         if on_frame is not None:
                             on_frame(report.frames, info.frame_count)
