@@ -3,9 +3,10 @@
 glibc gives every thread that allocates its own malloc arena (up to eight per core) and keeps what is
 freed in an arena for reuse. A run's frames are allocated on the decoding thread, freed on the
 rendering one, and working images come and go on the key threads: each arena ends up holding
-frames' worth of freed memory. At 4K a `stylize` run peaked at 2.1-2.2 GiB that way; with two arenas,
-1.7-2.0 GiB in twelve runs, in the same time (docs/BENCHMARKS.md, "The edge's latency"). Process-wide,
-so only the command line sets it (`stylize`, and the benchmark's stand-in for it), not the library.
+frames' worth of freed memory. At 4K a `stylize` run peaked at 2.1-2.2 GiB that way, with two arenas
+mostly under 2 GiB, in the same time (docs/BENCHMARKS.md, "The edge's latency"). The cap is
+process-wide, so only the command line sets it (`stylize`, and the benchmark's stand-in for it), not
+the library; the trim below is the pipeline's own.
 """
 
 from __future__ import annotations
@@ -44,9 +45,9 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
 
 def release_free_memory() -> bool:
     """Hand the free pages inside malloc's heaps back to the system (glibc's ``malloc_trim``); True if
-    it ran. With two arenas, 4K runs still peaked at 1.90-2.15 GiB, as freed 25 MB frames left holes
-    that the next frames did not fit; trimmed every 10 frames, 1.72-1.87 GiB (seven runs), for ~5% of
-    the run's time, so the pipeline does it for frames of 16 MB or more only."""
+    it ran. With two arenas, 6 of 22 4K runs still peaked over 2 GiB (2.01-2.17), as freed 25 MB frames
+    left holes that the next frames did not fit; trimmed every 5 or 10 frames, 1.72-1.87 GiB (seven
+    runs), for ~6% of the run's time, so the pipeline does it for frames of 16 MB or more only."""
     libc = _glibc()
     if libc is None:
         return False
