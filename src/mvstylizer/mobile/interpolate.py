@@ -97,14 +97,11 @@ class Interpolator:
         self.spatial = spatial  # fit a residual grid (spatially varying models) or the look alone
         self._flow: FlowEstimator | None = None
         self._pair: tuple[int, int, bool] | None = None  # (a, b, parameter blend is close enough)
-        # Full-resolution working images, reused: fresh ones cost their page faults every frame (at
-        # 4K, ~6 ms for the grid's upsampled offsets alone). Keys are made on other threads than
-        # frames, so they have their own: one set, taken in turn (per thread, three keys in flight
-        # held three sets, 450 MB at 4K), as a key's render keeps a core busy anyway.
-        self._scratch: np.ndarray | None = None  # the look's two 16-bit images
-        self._offsets: np.ndarray | None = None  # the grid's offsets, upsampled
-        self._key_look: np.ndarray | None = None
-        self._key_offsets: np.ndarray | None = None
+        # Keys are made on other threads than frames, so they have their own working images: one
+        # set, taken in turn (per thread, three keys in flight held three sets, 450 MB at 4K), as a
+        # key's render keeps a core busy anyway.
+        self._frame_scratch = _Scratch()
+        self._key_scratch = _Scratch()
         self._key_lock = threading.Lock()
 
     def key(self, index: int, content8: np.ndarray, styled: np.ndarray, full8: np.ndarray,
@@ -129,10 +126,8 @@ class Interpolator:
             grid = grid.scaled(self.config.strength) if grid is not None else None
         key = KeyFrame(index, look, grid, gray, exposure=exposure, colours=_colour_sample(content))
         with self._key_lock:
-            if self._key_offsets is None or self._key_offsets.shape != full8.shape:
-                self._key_look, self._key_offsets = look_scratch(full8.shape), np.empty(full8.shape, np.int16)
-            key.styled8 = self._add_grid(look.levels(full8, self._key_look), grid, content8,
-                                         scratch=self._key_offsets)
+            levels, offsets = self._key_scratch.like(full8)
+            key.styled8 = self._add_grid(look.levels(full8, levels), grid, content8, scratch=offsets)
         return key
 
     def frame(self, t: int, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame,
@@ -148,25 +143,18 @@ class Interpolator:
 
     def _blend_transforms(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                           exposure: float, out: np.ndarray | None) -> np.ndarray:
-        scratch = self._scratch_like(full8)
+        levels, offsets = self._frame_scratch.like(full8)
         grid = a.grid.blend(b.grid, w_b) if a.grid is not None and b.grid is not None else None
         gain = self._exposure_gain((1.0 - w_b) * a.exposure + w_b * b.exposure - exposure)
         look = a.look.blend(b.look, w_b).exposed(gain)
         mix = None
         if not (w_b in (0.0, 1.0) or self._blends_by_parameters(a, b)):
             mix = _LookMix(a.look.exposed(gain), b.look.exposed(gain), w_b, look)
-        if self._offsets is None or self._offsets.shape != full8.shape:
-            self._offsets = np.empty(full8.shape, np.int16)
-        return self._add_grid(look.levels(full8, scratch), grid, low8, gain, out, mix, self._offsets)
+        return self._add_grid(look.levels(full8, levels), grid, low8, gain, out, mix, offsets)
 
     def _warp_keys(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                    exposure: float, out: np.ndarray | None) -> np.ndarray:
         return self._warp(cv2.cvtColor(low8, cv2.COLOR_RGB2GRAY), full8, [(a, 1.0 - w_b), (b, w_b)])
-
-    def _scratch_like(self, img: np.ndarray) -> np.ndarray:
-        if self._scratch is None or self._scratch.shape[1:] != img.shape:
-            self._scratch = look_scratch(img.shape)
-        return self._scratch
 
     def _exposure_gain(self, log_gain: float) -> float:
         limit = self.config.max_exposure_gain
@@ -233,6 +221,22 @@ class Interpolator:
         out = cast(np.ndarray, sum(layer * cv2.resize(wt / total, (w, h))[..., None]
                                    for layer, wt in zip(layers, weights, strict=True)))
         return cv2.convertScaleAbs(out)
+
+
+class _Scratch:
+    """Full-resolution working images for frames of one shape, reused: fresh ones cost their page
+    faults every frame (at 4K, ~6 ms for the grid's upsampled offsets alone). Not thread-safe."""
+
+    def __init__(self) -> None:
+        self._shape: tuple[int, ...] | None = None
+        self._levels = self._offsets = np.empty(0, np.int16)
+
+    def like(self, img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the look's two 16-bit images, the grid's upsampled int16 offsets) for frames like ``img``."""
+        if self._shape != img.shape:
+            self._shape = img.shape
+            self._levels, self._offsets = look_scratch(img.shape), np.empty(img.shape, np.int16)
+        return self._levels, self._offsets
 
 
 @dataclass(frozen=True)
