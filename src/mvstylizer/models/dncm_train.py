@@ -234,7 +234,7 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistenc
     out = Path(config.out) if config.out else WEIGHTS_DIR / WEIGHTS_NAME
     meta = recipe(config, model="dncm", arch=net.arch, consistency_weight=consistency_weight,
                   cross_weight=cross_weight, identity_prob=IDENTITY_PROB, warmup=WARMUP,
-                  wall_time_s=round(wall, 1), final_loss=None if loss_ema is None else round(loss_ema, 5),
+                  wall_time_s=round(wall, 3), final_loss=None if loss_ema is None else round(loss_ema, 5),
                   validation=history[-1] if history else None, history=history,
                   sources=[s.name for s in sources], neutral_images=len(bank.images),
                   params=sum(p.numel() for p in net.parameters()))

@@ -131,7 +131,7 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
     wall += time.perf_counter() - t0
     decoder.eval()
     out = Path(config.out) if config.out else WEIGHTS_DIR / "wct2.pt"
-    meta = recipe(config, model="wct2", wall_time_s=round(wall, 1), final_loss=last.get("loss"),
+    meta = recipe(config, model="wct2", wall_time_s=round(wall, 3), final_loss=last.get("loss"),
                   final_loss_ema=ema, final_pooled_nmse=last.get("pooled"),
                   final_psnr_last_stage=last.get("psnr_last_stage"), loss=(
                       f"L1 + {W_POOLED}*pooled-feature nMSE + {W_PERCEPTUAL}*VGG16 {'+'.join(PERCEPTUAL_LAYERS)} nMSE"),
