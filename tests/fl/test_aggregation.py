@@ -92,15 +92,3 @@ def test_three_edges_lose_at_most_one_and_keep_their_scores():
     keep, cos = screen(["a", "b", "c"], [-honest[0], honest[1], honest[2]])
     assert keep == [False, True, True]
     assert not np.isnan(cos).any() and all(len(screen.history[e]) == 1 for e in "abc")
-
-
-def test_momentum_restarts_only_when_an_edge_it_holds_is_screened_out():
-    from mvstylizer.fl.aggregation import MomentumReset
-
-    reset = MomentumReset()
-    assert not reset(["a", "b", "c"], [])
-    assert not reset(["a", "b"], ["d"])  # d never entered the velocity
-    assert reset(["a", "b"], ["c"])  # c's earlier updates are in it
-    assert reset.contributors == {"a", "b"}
-    assert not reset(["a", "b", "c"], [])  # c back: held again from now on
-    assert reset(["b", "c"], ["a"])

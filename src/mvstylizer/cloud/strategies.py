@@ -38,7 +38,7 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAvg, FedAvgM, FedMedian, FedProx, FedTrimmedAvg, Strategy
 
 from ..errors import UserError
-from ..fl.aggregation import AGGREGATIONS, AgreementScreen, MomentumReset, fedavgm_step
+from ..fl.aggregation import AGGREGATIONS, AgreementScreen, fedavgm_step
 from ..fl.anchor import AnchorConfig
 
 log = logging.getLogger("mvstylizer.cloud")
@@ -143,7 +143,6 @@ class UpdateGuard(Strategy):
                  server_momentum: float = 0.0) -> None:
         self.strategy = strategy
         self.screen = AgreementScreen(min_agreement)  # remembers each node's agreement across rounds
-        self.momentum_reset = MomentumReset()
         self.pull = pull  # the server's anchor (fl.anchor), applied after the server step
         self.clip_norm = clip_norm
         self.reject_norm = reject_norm
@@ -223,8 +222,7 @@ class UpdateGuard(Strategy):
                 log.warning("round %d: rejected the update from node %d (%s)", server_round, node, reason)
         # A screen that is off needs no update decoded and flattened.
         deltas = [self._delta(r) for r in accepted] if self.screen.active else [np.empty(0)] * len(accepted)
-        nodes = [int(r.metadata.src_node_id) for r in accepted]
-        keep, cos = self.screen(nodes, deltas)
+        keep, cos = self.screen([int(r.metadata.src_node_id) for r in accepted], deltas)
         for entry, reply, ok, c in zip([e for e in report if e["accepted"]], accepted, keep, cos, strict=True):
             entry["agreement"] = None if math.isnan(c) else round(float(c), 4)
             if not ok:
@@ -232,12 +230,8 @@ class UpdateGuard(Strategy):
                 entry.update(accepted=False, reason=f"mean agreement {mean:.3f} < {self.screen.min_agreement:g}")
                 log.warning("round %d: dropped the update from node %d (%s)", server_round,
                             reply.metadata.src_node_id, entry["reason"])
-        restart = self.momentum_reset([n for n, ok in zip(nodes, keep, strict=True) if ok],
-                                      [n for n, ok in zip(nodes, keep, strict=True) if not ok])
-        if restart:
-            self.velocity = {}
         accepted = [r for r, ok in zip(accepted, keep, strict=True) if ok]
-        self.last_round = {"round": server_round, "updates": report, "momentum_restart": restart}
+        self.last_round = {"round": server_round, "updates": report}
         if not accepted:
             return None, None  # Strategy.start keeps the previous global model
         arrays, metrics = self.strategy.aggregate_train(server_round, accepted)

@@ -146,31 +146,3 @@ class AgreementScreen:
         """The edge's mean agreement over its past rounds and ``latest`` (inf with nothing to judge by)."""
         values = [*self.history.get(edge, []), *([] if np.isnan(latest) else [latest])]
         return float(np.mean(values)) if values else np.inf
-
-
-@dataclass
-class MomentumReset:
-    """Says when the server's momentum must forget what it has accumulated: when an edge whose
-    updates it holds is screened out.
-
-    The agreement screen needs a few rounds to tell a sign-flipping edge from an honest one, and until
-    then the flipper's updates enter the aggregate. Without momentum that costs those rounds' steps
-    only; with momentum m the velocity keeps replaying them, 1 / (1 - m) times in all (3.3x at 0.7).
-    Restarting the velocity once the screen drops a contributor stops the replay (the model keeps the
-    steps already taken). A velocity that held only the edges still trusted would be exact, but it
-    would mean keeping every edge's update of every remembered round; the restart keeps nothing but the
-    edges' names. An honest edge the screen drops early costs a restart too, while the velocity is
-    still small.
-    """
-
-    contributors: set[Hashable] = field(default_factory=set)  # edges whose updates the velocity holds
-
-    def __call__(self, kept: Sequence[Hashable], dropped: Sequence[Hashable]) -> bool:
-        """Whether the velocity must restart this round, given the round's kept and screened-out edges;
-        afterwards the velocity holds the kept edges (and, without a restart, the earlier ones)."""
-        restart = not self.contributors.isdisjoint(dropped)
-        if restart:
-            self.contributors = set()
-        self.contributors.update(kept)
-        return restart
-

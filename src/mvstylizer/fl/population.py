@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import UserError
 from ..imaging import shrink_to
-from .aggregation import AGGREGATIONS, AgreementScreen, MomentumReset, fedavgm_step
+from .aggregation import AGGREGATIONS, AgreementScreen, fedavgm_step
 from .anchor import AnchorConfig, build_anchor, load_params, params_of
 from .local import BANK_SIDE, LocalConfig
 from .tasks import Task, task
@@ -275,10 +275,6 @@ class ServerOpt:
         self.m: list[np.ndarray] | None = None
         self.v: list[np.ndarray] | None = None
 
-    def restart(self) -> None:
-        """Forget the accumulated moments (:class:`~mvstylizer.fl.aggregation.MomentumReset`)."""
-        self.m = self.v = None
-
     def step(self, glob: list[np.ndarray], agg: list[np.ndarray], server_round: int) -> list[np.ndarray]:
         if self.kind == "sgd":
             velocity: list[np.ndarray | None] = list(self.m) if self.m is not None else [None] * len(glob)
@@ -351,8 +347,8 @@ def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dic
     anchor = build_anchor(cfg.anchor, ctx.base, ctx.task.fit, ctx.task.bank)
     net = copy.deepcopy(ctx.base)
     glob = params_of(ctx.base)
-    losses, rejected, screened, restarts, cosines = [], 0, 0, 0, []
-    screen, reset = AgreementScreen(cfg.min_agreement), MomentumReset()
+    losses, rejected, screened, cosines = [], 0, 0, []
+    screen = AgreementScreen(cfg.min_agreement)
     for r in range(1, cfg.rounds + 1):
         updates, weights, senders = [], [], []
         for e in range(len(edges)):
@@ -372,10 +368,6 @@ def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dic
                                      for upd in updates])
         cosines.append([None if np.isnan(c) else round(float(c), 4) for c in cos])  # JSON has no NaN
         screened += keep.count(False)
-        if reset([e for e, k in zip(senders, keep, strict=True) if k],
-                 [e for e, k in zip(senders, keep, strict=True) if not k]):
-            opt.restart()
-            restarts += 1
         updates = [u for u, k in zip(updates, keep, strict=True) if k]
         weights = [w for w, k in zip(weights, keep, strict=True) if k]
         if updates:
@@ -384,8 +376,7 @@ def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dic
         if curve and r < cfg.rounds and cfg.rounds <= 20:
             load_params(net, glob)
             losses.append([s["loss"] for s in ctx.scorer.score(net)])
-    return {"params": glob, "curve": losses, "rejected": rejected, "screened": screened,
-            "momentum_restarts": restarts, "cosines": cosines}
+    return {"params": glob, "curve": losses, "rejected": rejected, "screened": screened, "cosines": cosines}
 
 
 def personalise(cfg: PopConfig, ctx: Context, seed: int, fed: Any, lr: float | None = None,
@@ -451,7 +442,6 @@ def _run_seed(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None
             res["rejected_updates"] = out["rejected"]
         if cfg.min_agreement > -1.0:  # per round, each surviving update's agreement with the others
             res["screened_updates"], res["agreement"] = out["screened"], out["cosines"]
-            res["momentum_restarts"] = out["momentum_restarts"]
         log(f"  seed {seed}: federated done")
         if cfg.poison != "none":
             return res

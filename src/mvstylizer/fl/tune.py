@@ -132,7 +132,7 @@ def _fed_job(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None]
     fed = model_from(ctx, out["params"])
     log(f"  seed {seed}: federated done")
     return {"federated": ctx.scorer.score(fed), "params": [a.astype(np.float32) for a in out["params"]],
-            "screened": out["screened"], "momentum_restarts": out["momentum_restarts"], "agreement": out["cosines"]}
+            "screened": out["screened"], "agreement": out["cosines"]}
 
 
 def _leave_out_job(seed: int, cfg: PopConfig, k: int, ctx: Context, log: Callable[[str], None]) -> float:
@@ -233,7 +233,6 @@ def tune(cfg: PopConfig, seeds: int, workers: int, stages: str = "12", server: s
             rows[v] = {"overrides": _jsonable(SERVER_VARIANTS[v]), "population": _ms(pop), "gap_closed": _ms(gap),
                        "generic_validation": _ms(generic),
                        "screened_updates": [r["screened"] for r in runs],
-                       "momentum_restarts": [r["momentum_restarts"] for r in runs],
                        "lowest_agreement": [min((c for rnd in r["agreement"] for c in rnd if c is not None),
                                                 default=None) for r in runs],
                        "per_edge": [_ms([r["federated"][e]["loss"] for r in runs]) for e in range(n)],
