@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -23,26 +24,36 @@ def _frames(path) -> list[np.ndarray]:
         return [f.rgb8.copy() for f in reader.frames()]
 
 
+# Each child logs a digest of every frame it hands to the encoder: x264 itself is not reproducible
+# from run to run here (the same frames, handed over in two processes, came out up to 0.4 levels
+# apart on average in 2 of 8 runs), so the frames are compared exactly before the encoder, and the
+# videos only within that noise.
+_HASHES = ("import atexit, hashlib, os, mvstylizer.video.writer as W; _h = []; _w = W.VideoWriter.write; "
+           "W.VideoWriter.write = lambda self, rgb8, pts=None: (_h.append(hashlib.md5(rgb8.tobytes()).hexdigest()), "
+           "_w(self, rgb8, pts))[1]; atexit.register(lambda: open(os.environ['HASHES'], 'w').write(' '.join(_h))); ")
+
+
 def test_a_replay_in_a_fresh_process_gives_the_recorded_video_without_the_edge(tmp_path):
     clip, answers = tmp_path / "pan.mp4", tmp_path / "answers.pkl"
     write_test_clip(clip, width=96, height=64, frames=12, fps=10.0)
     style = package_media("coffee.png")
-    # Both runs in fresh processes: x264's output for the same frames was seen to differ by a few
-    # levels between two runs inside one process that had encoded other videos before (the frames
-    # handed to the encoder were identical); fresh processes encode alike.
-    recording = ("import sys; from pathlib import Path; from mvstylizer.bench.recorded_edge import record; "
+    recording = (_HASHES + "import sys; from pathlib import Path; from mvstylizer.bench.recorded_edge import record; "
                  "record(*map(Path, sys.argv[1:3]), sys.argv[3], *map(Path, sys.argv[4:6]))")
+    env = {**os.environ, "HASHES": str(tmp_path / "recorded.txt")}
     done = subprocess.run([sys.executable, "-c", recording, str(clip), str(style), "reinhard", str(answers),
-                           str(tmp_path / "recorded.mp4")], capture_output=True, text=True)
+                           str(tmp_path / "recorded.mp4")], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
     # The timed child as bench footage runs it, then a check that it never loaded the edge or torch.
     check = "; assert not {'mvstylizer.edge.service', 'torch'} & set(sys.modules), sorted(sys.modules)"
-    done = subprocess.run([sys.executable, "-c", CHILD + check, str(clip), str(style), "reinhard", str(answers),
-                           str(tmp_path / "replayed.mp4")], capture_output=True, text=True)
+    env["HASHES"] = str(tmp_path / "replayed.txt")
+    done = subprocess.run([sys.executable, "-c", _HASHES + CHILD + check, str(clip), str(style), "reinhard",
+                           str(answers), str(tmp_path / "replayed.mp4")], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr
+    handed = [(tmp_path / f"{run}.txt").read_text().split() for run in ("recorded", "replayed")]
+    assert len(handed[0]) == 12 and handed[0] == handed[1]
     recorded, replayed = _frames(tmp_path / "recorded.mp4"), _frames(tmp_path / "replayed.mp4")
     assert len(replayed) == len(recorded) == 12
-    assert all(np.array_equal(a, b) for a, b in zip(recorded, replayed, strict=True))
+    assert all(np.abs(a.astype(int) - b).mean() < 1.0 for a, b in zip(recorded, replayed, strict=True))
 
 
 def test_recording_and_replay_run_what_stylize_runs_by_default():
