@@ -235,3 +235,28 @@ def test_frames_before_a_failed_key_come_out_before_its_error():
         for frame in pipe.stream(_panning(12), _style()):
             got.append(frame)
     assert len(got) >= 4  # frames 0-3: their keys came back
+
+
+def test_large_frames_wait_for_their_keys_as_decoded_and_twice_as_many_fit(tmp_path):
+    """Where the frame budget would hold fewer RGB frames than a key gap (4K), frames are held as the
+    decoder gave them (4:2:0, half the bytes) and made RGB when rendered: more of them fit, the key
+    gap is not cut as short, and the video comes out as it does with frames held as RGB."""
+    from mvstylizer.bench.synthetic import write_test_clip
+    from mvstylizer.video.image import write_image
+    from mvstylizer.video.reader import VideoReader
+
+    clip, style = tmp_path / "clip.mp4", tmp_path / "style.png"
+    write_test_clip(clip, width=320, height=192, frames=40)
+    write_image(style, _style())
+    rgb_mb = 320 * 192 * 3 / 1e6
+    small = StylizeConfig(model="reinhard", progress=False, max_buffer_mb=8 * rgb_mb)  # 8 RGB frames
+    roomy = StylizeConfig(model="reinhard", progress=False, keyframes=KeyframeConfig(max_gap=13))
+    pipe, plain = VideoPipeline(EmbeddedEdge(), small), VideoPipeline(EmbeddedEdge(), roomy)
+    assert pipe._defer_frames((192, 320, 3)) and not plain._defer_frames((192, 320, 3))
+    report = pipe.run(clip, style, tmp_path / "deferred.mp4")
+    assert report.frames == 40 and report.max_buffered_frames > 8  # 13 fit as decoded
+    plain.run(clip, style, tmp_path / "rgb.mp4")
+    with VideoReader(tmp_path / "deferred.mp4") as a, VideoReader(tmp_path / "rgb.mp4") as b:
+        for fa, fb in zip(a.frames(), b.frames(), strict=True):
+            mse = np.mean((fa.rgb8.astype(float) - fb.rgb8.astype(float)) ** 2)
+            assert 10 * np.log10(255**2 / max(mse, 1e-9)) > 35

@@ -610,3 +610,36 @@ def test_writer_thread_output_matches_the_inline_writer(tmp_path):
     assert len(a) == len(b) == 15
     assert all(np.array_equal(x.rgb8, y.rgb8) and x.pts == y.pts for x, y in zip(a, b))
     assert audio_summary(tmp_path / "bg.mp4") == audio_summary(tmp_path / "inline.mp4")
+
+
+# ---------------------------------------------------------------------------------------------
+# deferred frames: held as decoded, made RGB when asked
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("rotation", [0, 90])
+def test_deferred_frames_convert_as_decoded_frames_do(tmp_path, rotation):
+    from mvstylizer.imaging import quick_downscale
+
+    path = tmp_path / "clip.mp4"
+    write_test_clip(path, width=320, height=192, rotation=rotation)
+    info, eager = read_all(path)
+    with VideoReader(path) as reader:
+        deferred = list(reader.frames(deferred=True))
+    assert [f.index for f in deferred] == [f.index for f in eager]
+    assert [f.pts for f in deferred] == [f.pts for f in eager] and [f.time for f in deferred] == [f.time for f in eager]
+    for d, e in zip(deferred, eager, strict=True):
+        assert np.array_equal(d.rgb8(), e.rgb8)  # the same conversion, only later
+        assert d.nbytes <= 0.6 * e.rgb8.nbytes  # 4:2:0 as decoded: half of RGB, plus the planes' padding
+        w, h = info.width // 2, info.height // 2
+        small = d.small(w, h)
+        assert small.shape == (h, w, 3)  # upright, like the full frame
+        assert np.abs(small.astype(int) - quick_downscale(e.rgb8, (w, h))).mean() < 2.0
+
+
+def test_deferred_frames_can_be_prepared_on_the_decoding_thread(tmp_path):
+    path = tmp_path / "clip.mp4"
+    write_test_clip(path, width=64, height=48)
+    with VideoReader(path) as reader:
+        sizes = list(reader.frames(prepare=lambda f: f.small(32, 24).shape, deferred=True))
+    assert sizes and all(s == (24, 32, 3) for s in sizes)

@@ -32,7 +32,7 @@ from ..imaging import fit_within, quick_downscale, shrink_to
 from ..memory import release_free_memory
 from ..video.formats import check_output_path, is_image_path
 from ..video.image import read_image, write_image
-from ..video.reader import DecodedFrame, VideoReader
+from ..video.reader import DecodedFrame, DeferredFrame, VideoReader
 from ..video.writer import VideoWriter
 from .edge_link import EdgeLink, find_model
 from .exposure import ExposureTracker
@@ -157,7 +157,9 @@ class _Work:
 
     index: int
     pts: int | None
-    rgb8: np.ndarray
+    full: Callable[[], np.ndarray]  # the full-resolution frame, uint8 RGB (made when asked, for a video)
+    shape: tuple[int, ...]  # of ``full()``
+    nbytes: int  # what holding the frame costs
     low8: np.ndarray  # work resolution, uint8
     gray: np.ndarray  # work resolution, uint8
     exposure: float = 0.0  # log exposure relative to the first frame (mobile/exposure.py)
@@ -292,10 +294,16 @@ class VideoPipeline:
                 with bar:
                     # The key-size view that feeds the selector and the maths is made on the decoding
                     # thread, beside the decode; "decode" counts the wait for both.
-                    def prepare(f: DecodedFrame) -> _Work:
+                    shape = (info.height, info.width, 3)
+                    deferred = self._defer_frames(shape)
+
+                    def prepare(f: DecodedFrame | DeferredFrame) -> _Work:
+                        if isinstance(f, DeferredFrame):
+                            return _deferred_work(f, size, shape)
                         return _make_work(f.index, f.pts, f.rgb8, size)
 
-                    works = _timed(reader.frames(audio_sink=writer.mux_audio, prepare=prepare), timer, "decode")
+                    works = _timed(reader.frames(audio_sink=writer.mux_audio, prepare=prepare, deferred=deferred),
+                                   timer, "decode")
                     trim = info.width * info.height * 3 >= _TRIM_FRAME_BYTES
                     for rgb8, pts in self._stream(works, style_id, report, timer):
                         with timer("encode"):
@@ -309,6 +317,17 @@ class VideoPipeline:
                 with timer("encode"):  # the encoder's flush and the container's end are encoding too
                     writer.close()
         return self._finish(report, t0)
+
+    def _defer_frames(self, shape: tuple[int, int, int]) -> bool:
+        """Whether a video's frames wait for their keys as decoded rather than as RGB: where the
+        frame budget would hold fewer RGB frames than a key gap (4K: 12 in 320 MB), so that keys would
+        come closer together and every key's round trip would be waited for. Held as decoded (4:2:0:
+        half the bytes), twice as many fit, for a conversion at render time that runs beside the
+        rendering. At 1080p (51 RGB frames) it bought nothing: the same work moved off the decoding
+        thread, and the key-size views, made from the decoder's pixels instead of the RGB frame,
+        differ by ~0.6 levels, enough to choose other keys (docs/BENCHMARKS.md)."""
+        rgb_frames = self.config.max_buffer_mb * 1e6 / float(np.prod(shape))
+        return rgb_frames < self.config.keyframes.max_gap
 
     def _stream(self, works: Iterable[_Work], style_id: str, report: StylizeReport, timer: _Timer
                 ) -> Iterator[tuple[np.ndarray, int | None]]:
@@ -340,6 +359,17 @@ class VideoPipeline:
         last_key: Future[KeyFrame] | None = None
         buffers: list[np.ndarray] = []
         pool = ThreadPoolExecutor(max_workers=max(1, self.edge.max_in_flight), thread_name_prefix="mvstylizer-key")
+        # A video's frames are made RGB only when rendered (DeferredFrame); the next frame's conversion
+        # runs on its own thread while this one renders, as it did on the decoding thread before.
+        ahead = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mvstylizer-rgb")
+        converted: dict[int, Future[np.ndarray]] = {}
+
+        def full(f: _Work, then: _Work | None) -> np.ndarray:
+            """``f``'s full-resolution frame, and ``then``'s started."""
+            job = converted.pop(f.index, None)
+            if then is not None and then.index not in converted:
+                converted[then.index] = ahead.submit(then.full)
+            return job.result() if job is not None else f.full()
 
         def frame_buffer(like: np.ndarray) -> np.ndarray:
             if not buffers or buffers[0].shape != like.shape:
@@ -409,8 +439,10 @@ class VideoPipeline:
                 a, b = seg.previous.result(), seg.key.result()
                 if seg.frames:
                     f = seg.frames.pop(0)
+                    with timer("decode"):
+                        rgb8 = full(f, seg.frames[0] if seg.frames else None)
                     with timer("interpolation"):
-                        out = interp.frame(f.index, f.low8, f.rgb8, a, b, f.exposure, out=frame_buffer(f.rgb8))
+                        out = interp.frame(f.index, f.low8, rgb8, a, b, f.exposure, out=frame_buffer(rgb8))
                     return out, f.pts
                 segments.popleft()
                 assert b.styled8 is not None  # Interpolator.key always renders the key's output
@@ -419,7 +451,7 @@ class VideoPipeline:
         try:
             for work in works:
                 if selector is None:  # sized from the first frame: at most max_buffer_mb of frames held
-                    budget = max(1, int(self.config.max_buffer_mb / (work.rgb8.size / 1e6)))
+                    budget = max(1, int(self.config.max_buffer_mb / (work.nbytes / 1e6)))
                     max_gap = min(self.config.keyframes.max_gap, budget)
                     selector = KeyframeSelector(replace(self.config.keyframes, max_gap=max_gap))
                     # Two key gaps: the next gap decodes while the last one's key is at the edge.
@@ -451,6 +483,7 @@ class VideoPipeline:
                 yield out
         finally:  # an error or a cancelled run: keys in flight finish, queued ones never start
             pool.shutdown(wait=True, cancel_futures=True)
+            ahead.shutdown(wait=True, cancel_futures=True)
         report.keys.sort(key=lambda k: k["index"])
 
     def _interpolator(self) -> Interpolator:
@@ -486,10 +519,10 @@ class VideoPipeline:
                             f"{low.shape[1]}x{low.shape[0]} key frame")
         with timer("smoothing"):
             if self.smoother is not None:
-                coeffs, global_map = self.smoother.maps(low, styled_low, work.rgb8.shape[1] / low.shape[1])
+                coeffs, global_map = self.smoother.maps(low, styled_low, work.shape[1] / low.shape[1])
                 styled_low = render(coeffs, global_map, low, work.low8).astype(np.float32) * (1.0 / 255.0)
             # A key is rendered by its own transform, exactly as the frames around it are.
-            return interp.key(work.index, work.low8, styled_low, work.rgb8, work.exposure, work.gray)
+            return interp.key(work.index, work.low8, styled_low, work.full(), work.exposure, work.gray)
 
     def _finish(self, report: StylizeReport, t0: float) -> StylizeReport:
         report.model = self._resolved_model()
@@ -513,7 +546,13 @@ def _as_rgb8(img: np.ndarray, what: str) -> np.ndarray:
 
 def _make_work(index: int, pts: int | None, rgb8: np.ndarray, size: tuple[int, int]) -> _Work:
     low8 = quick_downscale(rgb8, size)
-    return _Work(index, pts, rgb8, low8, cv2.cvtColor(low8, cv2.COLOR_RGB2GRAY))
+    return _Work(index, pts, lambda: rgb8, rgb8.shape, rgb8.nbytes, low8, cv2.cvtColor(low8, cv2.COLOR_RGB2GRAY))
+
+
+def _deferred_work(f: DeferredFrame, size: tuple[int, int], shape: tuple[int, ...]) -> _Work:
+    """A video frame held as decoded (half the bytes of RGB for 4:2:0), made RGB where it is rendered."""
+    low8 = f.small(*size)
+    return _Work(f.index, f.pts, f.rgb8, shape, f.nbytes, low8, cv2.cvtColor(low8, cv2.COLOR_RGB2GRAY))
 
 
 class _Timer:
