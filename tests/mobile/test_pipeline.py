@@ -252,7 +252,9 @@ def test_large_frames_wait_for_their_keys_as_decoded_and_twice_as_many_fit(tmp_p
     small = StylizeConfig(model="reinhard", progress=False, max_buffer_mb=8 * rgb_mb)  # 8 RGB frames
     roomy = StylizeConfig(model="reinhard", progress=False, keyframes=KeyframeConfig(max_gap=13))
     pipe, plain = VideoPipeline(EmbeddedEdge(), small), VideoPipeline(EmbeddedEdge(), roomy)
-    assert pipe._defer_frames((192, 320, 3)) and not plain._defer_frames((192, 320, 3))
+    yuv420, rgb = 320 * 192 * 3 // 2, 320 * 192 * 3
+    assert pipe._defer_frames((192, 320, 3), yuv420) and not plain._defer_frames((192, 320, 3), yuv420)
+    assert not pipe._defer_frames((192, 320, 3), rgb) and not pipe._defer_frames((192, 320, 3), None)  # 4:4:4
     report = pipe.run(clip, style, tmp_path / "deferred.mp4")
     assert report.frames == 40 and report.max_buffered_frames > 8  # 13 fit as decoded
     plain.run(clip, style, tmp_path / "rgb.mp4")

@@ -626,6 +626,7 @@ def test_deferred_frames_convert_as_decoded_frames_do(tmp_path, rotation):
     info, eager = read_all(path)
     with VideoReader(path) as reader:
         deferred = list(reader.frames(deferred=True))
+    assert info.decoded_frame_bytes == 320 * 192 * 3 // 2  # 8-bit 4:2:0
     assert [f.index for f in deferred] == [f.index for f in eager]
     assert [f.pts for f in deferred] == [f.pts for f in eager] and [f.time for f in deferred] == [f.time for f in eager]
     for d, e in zip(deferred, eager, strict=True):

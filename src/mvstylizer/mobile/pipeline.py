@@ -295,7 +295,7 @@ class VideoPipeline:
                     # The key-size view that feeds the selector and the maths is made on the decoding
                     # thread, beside the decode; "decode" counts the wait for both.
                     shape = (info.height, info.width, 3)
-                    deferred = self._defer_frames(shape)
+                    deferred = self._defer_frames(shape, info.decoded_frame_bytes)
 
                     def prepare(f: DecodedFrame | DeferredFrame) -> _Work:
                         if isinstance(f, DeferredFrame):
@@ -318,16 +318,18 @@ class VideoPipeline:
                     writer.close()
         return self._finish(report, t0)
 
-    def _defer_frames(self, shape: tuple[int, int, int]) -> bool:
-        """Whether a video's frames wait for their keys as decoded rather than as RGB: where the
-        frame budget would hold fewer RGB frames than a key gap (4K: 12 in 320 MB), so that keys would
-        come closer together and every key's round trip would be waited for. Held as decoded (4:2:0:
-        half the bytes), twice as many fit, for a conversion at render time that runs beside the
-        rendering. At 1080p (51 RGB frames) it bought nothing: the same work moved off the decoding
+    def _defer_frames(self, shape: tuple[int, int, int], decoded_bytes: int | None) -> bool:
+        """Whether a video's frames wait for their keys as decoded (``decoded_bytes`` each) rather than
+        as RGB: where the frame budget would hold fewer RGB frames than a key gap (4K: 12 in 320 MB),
+        so that keys would come closer together and every key's round trip would be waited for, and
+        the decoder's frames are at least a quarter smaller (4:2:0: half, so twice as many fit). The
+        conversion then runs at render time, beside the rendering. Where it buys no room it only
+        costs: at 1080p (51 RGB frames) and for 4:4:4 4K it moved the same work off the decoding
         thread, and the key-size views, made from the decoder's pixels instead of the RGB frame,
         differ by ~0.6 levels, enough to choose other keys (docs/BENCHMARKS.md)."""
-        rgb_frames = self.config.max_buffer_mb * 1e6 / float(np.prod(shape))
-        return rgb_frames < self.config.keyframes.max_gap
+        rgb = float(np.prod(shape))
+        smaller = decoded_bytes is not None and decoded_bytes <= 0.75 * rgb
+        return smaller and self.config.max_buffer_mb * 1e6 / rgb < self.config.keyframes.max_gap
 
     def _stream(self, works: Iterable[_Work], style_id: str, report: StylizeReport, timer: _Timer
                 ) -> Iterator[tuple[np.ndarray, int | None]]:

@@ -66,6 +66,9 @@ class VideoInfo:
     rotation: int  # 0/90/180/270: counter-clockwise turn applied to stored pixels to make them upright
     has_audio: bool
     codec: str
+    # Bytes of one frame as the decoder gives it (all planes, no padding): 1.5 per pixel for 8-bit 4:2:0,
+    # 3 for 4:4:4 (as much as RGB); None if the stream does not say its pixel format.
+    decoded_frame_bytes: int | None = None
 
 
 @dataclass
@@ -136,6 +139,13 @@ class DeferredFrame:
         """The upright frame area-downscaled to ``width`` x ``height`` (uint8 RGB), from the decoder's
         pixels in one pass. A frame that changed resolution mid-stream is scaled to that size as well."""
         return self.to_rgb.small(self.frame, width, height)
+
+
+def _frame_bytes(fmt: av.VideoFormat | None) -> int | None:
+    """Bytes of a frame in pixel format ``fmt`` (of its size): each component's samples, whole bytes each."""
+    if fmt is None or not fmt.components:
+        return None
+    return sum(c.width * c.height * ((c.bits + 7) // 8) for c in fmt.components)
 
 
 def reason(exc: BaseException) -> str:
@@ -318,6 +328,7 @@ class VideoReader:
             rotation=orientation.rotation,
             has_audio=self.audio_stream is not None,
             codec=ctx.name or "unknown",
+            decoded_frame_bytes=_frame_bytes(ctx.format),
         )
 
     # -- streaming ------------------------------------------------------------------------
