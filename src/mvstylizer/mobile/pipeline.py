@@ -163,6 +163,7 @@ class _Work:
     low8: np.ndarray  # work resolution, uint8
     gray: np.ndarray  # work resolution, uint8
     exposure: float = 0.0  # log exposure relative to the first frame (mobile/exposure.py)
+    deferred: bool = False  # ``full()`` converts (DeferredFrame) rather than returning a held image
 
 
 def work_size(width: int, height: int, key_size: int) -> tuple[int, int]:
@@ -369,7 +370,7 @@ class VideoPipeline:
         def full(f: _Work, then: _Work | None) -> np.ndarray:
             """``f``'s full-resolution frame, and ``then``'s started."""
             job = converted.pop(f.index, None)
-            if then is not None and then.index not in converted:
+            if then is not None and then.deferred and then.index not in converted:
                 converted[then.index] = ahead.submit(then.full)
             return job.result() if job is not None else f.full()
 
@@ -554,7 +555,7 @@ def _make_work(index: int, pts: int | None, rgb8: np.ndarray, size: tuple[int, i
 def _deferred_work(f: DeferredFrame, size: tuple[int, int], shape: tuple[int, ...]) -> _Work:
     """A video frame held as decoded (half the bytes of RGB for 4:2:0), made RGB where it is rendered."""
     low8 = f.small(*size)
-    return _Work(f.index, f.pts, f.rgb8, shape, f.nbytes, low8, cv2.cvtColor(low8, cv2.COLOR_RGB2GRAY))
+    return _Work(f.index, f.pts, f.rgb8, shape, f.nbytes, low8, cv2.cvtColor(low8, cv2.COLOR_RGB2GRAY), deferred=True)
 
 
 class _Timer:
