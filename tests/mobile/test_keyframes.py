@@ -45,3 +45,29 @@ def test_fast_motion_triggers_more_keys_than_slow_motion():
 def test_bad_config_is_refused():
     with pytest.raises(ValueError):
         KeyframeConfig(mode="sometimes")
+
+
+def _entering(n: int = 30, speed: int = 8) -> list[np.ndarray]:
+    """A textured wall, and another texture sliding in from the right over it, ``speed`` px a frame."""
+    wall, thing = texture(120, 200, seed=5), texture(120, 200, seed=6)[::-1] * 0.5 + 0.4
+    frames = []
+    for i in range(n):
+        f = wall.copy()
+        x = max(0, 200 - speed * i)
+        f[:, x:] = thing[:, : 200 - x]
+        frames.append(f)
+    return frames
+
+
+def test_occlusion_needs_the_backward_flow_only_when_enough_pixels_are_missed():
+    """Something entering the view makes occlusion keys; the backward flow is computed only on frames
+    where enough pixels are missed for it to change the answer."""
+    frames = _entering()
+    sel = KeyframeSelector(KeyframeConfig(max_gap=100))
+    calls = []
+    flow = sel._flow
+    sel._flow = lambda a, b: (calls.append(1), flow(a, b))[1]
+    decisions = [sel.push(to8(f)) for f in frames]
+    assert any(d.reason == "occlusion" for d in decisions)
+    # per frame after the first: the cut check's flow and the forward flow, plus a backward one at times
+    assert 2 * (len(frames) - 1) <= len(calls) < 3 * (len(frames) - 1)

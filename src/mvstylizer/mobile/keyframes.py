@@ -101,8 +101,13 @@ class KeyframeSelector:
         side = max(t.gray.shape)
         if float(cv2.magnitude(fw[..., 0], fw[..., 1]).mean()) > cfg.motion * side:
             return Decision(True, "motion")
+        missed = self._missed(self._key, t, fw)
+        # Occluded pixels are missed pixels that also fail the forward-backward check: when too few are
+        # missed, the backward flow cannot change the answer and is not computed (most frames).
+        if float(missed.mean()) <= cfg.occlusion:
+            return Decision(False)
         bw = self._flow(self._key.gray, t.gray)
-        if float((self._missed(self._key, t, fw) & ~occlusion_mask(fw, bw)).mean()) > cfg.occlusion:
+        if float((missed & ~occlusion_mask(fw, bw)).mean()) > cfg.occlusion:
             return Decision(True, "occlusion")
         return Decision(False)
 
