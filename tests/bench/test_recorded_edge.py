@@ -24,12 +24,12 @@ def _frames(path) -> list[np.ndarray]:
         return [f.rgb8.copy() for f in reader.frames()]
 
 
-# Each child logs a digest of every frame it hands to the encoder: x264 itself is not reproducible
+# Each child logs every frame it hands to the encoder (its pts and a digest of its pixels): x264 itself is not reproducible
 # from run to run here (the same frames, handed over in two processes, came out up to 0.4 levels
 # apart on average in 2 of 8 runs), so the frames are compared exactly before the encoder, and the
 # videos only within that noise.
 _HASHES = ("import atexit, hashlib, os, mvstylizer.video.writer as W; _h = []; _w = W.VideoWriter.write; "
-           "W.VideoWriter.write = lambda self, rgb8, pts=None: (_h.append(hashlib.md5(rgb8.tobytes()).hexdigest()), "
+           "W.VideoWriter.write = lambda self, rgb8, pts=None: (_h.append(f'{pts}:' + hashlib.md5(rgb8.tobytes()).hexdigest()), "
            "_w(self, rgb8, pts))[1]; atexit.register(lambda: open(os.environ['HASHES'], 'w').write(' '.join(_h))); ")
 
 

@@ -330,7 +330,9 @@ class VideoPipeline:
         differ by ~0.6 levels, enough to choose other keys (docs/BENCHMARKS.md)."""
         rgb = float(np.prod(shape))
         smaller = decoded_bytes is not None and decoded_bytes <= 0.75 * rgb
-        return smaller and self.config.max_buffer_mb * 1e6 / rgb < self.config.keyframes.max_gap
+        keys = self.config.keyframes
+        gap = keys.every if keys.mode == "every" else keys.max_gap
+        return smaller and self.config.max_buffer_mb * 1e6 / rgb < gap
 
     def _stream(self, works: Iterable[_Work], style_id: str, report: StylizeReport, timer: _Timer
                 ) -> Iterator[tuple[np.ndarray, int | None]]:
@@ -356,7 +358,7 @@ class VideoPipeline:
         exposure = ExposureTracker()
         refine = self.config.keyframes.mode == "auto"
         selector: KeyframeSelector | None = None
-        budget = 0  # most frames held at once (pending and closed segments), set from the first frame
+        budget = 0  # most bytes held at once (pending and closed segments), set from the first frame
         pending: list[_Work] = []
         segments: deque[_Segment] = deque()  # keys asked for, in order, with the frames before each
         last_key: Future[KeyFrame] | None = None
@@ -393,6 +395,11 @@ class VideoPipeline:
 
         def held() -> int:
             return len(pending) + sum(len(s.frames) + 1 for s in segments)
+
+        def held_bytes(key_bytes: int) -> int:
+            """Frames as they are held, each segment's key as the full-resolution RGB image it renders."""
+            frames = sum(w.nbytes for w in pending) + sum(w.nbytes for s in segments for w in s.frames)
+            return frames + key_bytes * len(segments)
 
         def check(seg: _Segment) -> list[_Segment]:
             """``seg`` (its keys back) as it will be rendered. Where its two keys style the middle frame's
@@ -454,11 +461,12 @@ class VideoPipeline:
         try:
             for work in works:
                 if selector is None:  # sized from the first frame: at most max_buffer_mb of frames held
-                    budget = max(1, int(self.config.max_buffer_mb / (work.nbytes / 1e6)))
-                    max_gap = min(self.config.keyframes.max_gap, budget)
+                    fit = max(1, int(self.config.max_buffer_mb / (work.nbytes / 1e6)))
+                    max_gap = min(self.config.keyframes.max_gap, fit)
                     selector = KeyframeSelector(replace(self.config.keyframes, max_gap=max_gap))
                     # Two key gaps: the next gap decodes while the last one's key is at the edge.
-                    budget = min(budget, 2 * max_gap)
+                    budget = min(fit, 2 * max_gap) * work.nbytes
+                    key_bytes = int(np.prod(work.shape))
                 with timer("select"):
                     work.exposure = exposure.push(work.gray)
                     decision = selector.push(work.low8)
@@ -470,7 +478,7 @@ class VideoPipeline:
                     pending.append(work)
                 report.max_buffered_frames = max(report.max_buffered_frames, held())
                 made_room = False
-                while segments and held() >= budget:  # the next frame must fit
+                while segments and held_bytes(key_bytes) >= budget:  # the next frame must fit
                     out = next_frame(wait=True)
                     assert out is not None
                     yield out

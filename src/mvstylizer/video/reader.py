@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 AV_ERRORS = (av.FFmpegError, OSError)
 
 _Interp = av.video.reformatter.Interpolation
+VideoReformatter = av.video.reformatter.VideoReformatter
 # swscale's default YUV<->RGB fast path rounds down: every decode comes out ~1.3 levels (of 255)
 # too dark and every encode adds the same again, which shows up in PSNR/SSIM against references
 # and accumulates over read-write generations. Accurate rounding with full chroma interpolation
@@ -66,8 +67,8 @@ class VideoInfo:
     rotation: int  # 0/90/180/270: counter-clockwise turn applied to stored pixels to make them upright
     has_audio: bool
     codec: str
-    # Bytes of one frame as the decoder gives it (all planes, no padding): 1.5 per pixel for 8-bit 4:2:0,
-    # 3 for 4:4:4 (as much as RGB); None if the stream does not say its pixel format.
+    # Bytes of the first frame as the decoder gave it (all planes, no padding): 1.5 per pixel for 8-bit
+    # 4:2:0, 3 for 4:4:4 (as much as RGB); None for a format without components (hardware frames).
     decoded_frame_bytes: int | None = None
 
 
@@ -94,9 +95,20 @@ class _ToRgb:
     orientation: Orientation
     width: int
     height: int
+    # One swscale context per thread that converts, reused from frame to frame. A frame's own
+    # (``frame.to_ndarray``) lives as long as the frame and keeps a worker thread per core: 25 frames
+    # waiting for their keys kept ~60 idle threads alive on a 2-core box.
+    _local: threading.local = field(default_factory=threading.local, compare=False, repr=False)
+
+    def _rgb(self, frame: av.VideoFrame, **kwargs: Any) -> np.ndarray:
+        reformatter = getattr(self._local, "reformatter", None)
+        if reformatter is None:
+            reformatter = self._local.reformatter = VideoReformatter()
+        out: np.ndarray = reformatter.reformat(frame, format="rgb24", **kwargs).to_ndarray()
+        return out
 
     def full(self, frame: av.VideoFrame) -> np.ndarray:
-        rgb8: np.ndarray = self.orientation.apply(frame.to_ndarray(format="rgb24", interpolation=self.sws))
+        rgb8 = self.orientation.apply(self._rgb(frame, interpolation=self.sws))
         if rgb8.shape[:2] != (self.height, self.width):
             # Mid-stream resolution change (rare, e.g. some screen recordings): keep the contract
             # that every frame has the size in ``info``, which the writer was created with.
@@ -105,8 +117,7 @@ class _ToRgb:
 
     def small(self, frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
         w, h = (height, width) if self.orientation.swaps_dims else (width, height)
-        rgb8 = frame.to_ndarray(format="rgb24", width=w, height=h, interpolation=_SWS_SMALL)
-        return self.orientation.apply(rgb8)
+        return self.orientation.apply(self._rgb(frame, width=w, height=h, interpolation=_SWS_SMALL))
 
 
 @dataclass
@@ -228,10 +239,10 @@ class VideoReader:
         self._consumed = False
         self._decode_thread: threading.Thread | None = None
         self._decode_stop = threading.Event()
-        orientation, stored_size = self._probe_first_frame()
+        orientation, stored_size, frame_bytes = self._probe_first_frame()
         self._container = self._open()
         try:
-            self._setup(orientation, stored_size)
+            self._setup(orientation, stored_size, frame_bytes)
         except BaseException:
             self.close()
             raise
@@ -259,7 +270,7 @@ class VideoReader:
             best = None
         return best if best in streams else streams[0]
 
-    def _probe_first_frame(self) -> tuple[Orientation, tuple[int, int]]:
+    def _probe_first_frame(self) -> tuple[Orientation, tuple[int, int], int | None]:
         """Decode the first frame once to read its display matrix (PyAV has no stream-level
         getter) and its real size, then close: :meth:`frames` reopens so audio and video start at
         the beginning without relying on seeking, which some containers do badly."""
@@ -271,7 +282,7 @@ class VideoReader:
             damage = _Damage()
             for packet in _packets(container, [stream], damage):
                 for frame in _decode(packet, damage):
-                    return orientation_of(frame), (int(frame.width), int(frame.height))
+                    return orientation_of(frame), (int(frame.width), int(frame.height)), _frame_bytes(frame.format)
             if damage:
                 raise UserError(
                     f"cannot decode {self.path}: none of its video frames could be decoded, it is "
@@ -281,7 +292,7 @@ class VideoReader:
         finally:
             container.close()
 
-    def _setup(self, orientation: Orientation, stored_size: tuple[int, int]) -> None:
+    def _setup(self, orientation: Orientation, stored_size: tuple[int, int], frame_bytes: int | None) -> None:
         container = self._container
         assert container is not None
         stream = self._video_stream_of(container)
@@ -328,7 +339,7 @@ class VideoReader:
             rotation=orientation.rotation,
             has_audio=self.audio_stream is not None,
             codec=ctx.name or "unknown",
-            decoded_frame_bytes=_frame_bytes(ctx.format),
+            decoded_frame_bytes=frame_bytes,
         )
 
     # -- streaming ------------------------------------------------------------------------
