@@ -24,9 +24,11 @@ def _frames(path) -> list[np.ndarray]:
         return [f.rgb8.copy() for f in reader.frames()]
 
 
-# Each child logs every frame it hands to the encoder (its pts and a digest of its pixels): x264 itself is not reproducible
-# from run to run here (the same frames, handed over in two processes, came out up to 0.4 levels
-# apart on average in 2 of 8 runs), so the frames are compared exactly before the encoder, and the
+# Each child logs every frame it hands to the encoder (its pts and a digest of its pixels). x264 is not
+# reproducible from process to process inside the pipeline: the same YUV frames (hashed after the
+# writer's conversion, padding included) with the same pts came out as three different bitstreams in
+# six runs, up to 0.4 levels apart on average, even with x264 on one thread, while a bare script
+# encoding the same frames gave one. So the frames are compared exactly before the encoder, and the
 # videos only within that noise.
 _HASHES = ("import atexit, hashlib, os, mvstylizer.video.writer as W; _h = []; _w = W.VideoWriter.write; "
            "W.VideoWriter.write = lambda self, rgb8, pts=None: (_h.append(f'{pts}:' + hashlib.md5(rgb8.tobytes()).hexdigest()), "
