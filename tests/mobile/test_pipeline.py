@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 import threading
 import time
 
@@ -255,6 +256,8 @@ def test_large_frames_wait_for_their_keys_as_decoded_and_twice_as_many_fit(tmp_p
     yuv420, rgb = 320 * 192 * 3 // 2, 320 * 192 * 3
     assert pipe._defer_frames((192, 320, 3), yuv420) and not plain._defer_frames((192, 320, 3), yuv420)
     assert not pipe._defer_frames((192, 320, 3), rgb) and not pipe._defer_frames((192, 320, 3), None)  # 4:4:4
+    stride = replace(small, keyframes=KeyframeConfig(mode="every", every=4))  # 8 RGB frames hold two strides
+    assert not VideoPipeline(EmbeddedEdge(), stride)._defer_frames((192, 320, 3), yuv420)
     report = pipe.run(clip, style, tmp_path / "deferred.mp4")
     assert report.frames == 40 and report.max_buffered_frames > 8  # 13 fit as decoded
     plain.run(clip, style, tmp_path / "rgb.mp4")
