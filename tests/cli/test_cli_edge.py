@@ -212,3 +212,30 @@ def test_tls_with_uvicorn_ssl_options(tmp_path, capsys):
             httpx.get(url.replace("https", "http") + "/v1/health", timeout=5)
     finally:
         stop_server(proc)
+
+
+@pytest.mark.parametrize("flags", [["--port", "70000"], ["--port", "-1"], ["--rate", "inf"], ["--rate", "nan"]],
+                         ids=" ".join)
+def test_edge_serve_refuses_bad_numbers_in_one_line(capsys, flags):
+    assert main(["edge", "serve", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "internal error" not in err and "Traceback" not in err
+
+
+def test_an_unexpected_server_error_logs_its_traceback(capsys):
+    """The edge's log is the operator's only view of a 500: the exception's type and traceback go there."""
+    import logging
+
+    from mvstylizer.cli.main import _LogLines
+
+    log = logging.getLogger("mvstylizer.test_log_lines")
+    log.addHandler(handler := _LogLines())
+    try:
+        try:
+            raise ValueError("images must be at least 8x8 pixels")
+        except ValueError:
+            log.exception("unexpected error in stylize")
+    finally:
+        log.removeHandler(handler)
+    err = capsys.readouterr().err
+    assert "error: unexpected error in stylize" in err and "ValueError: images must be at least 8x8" in err

@@ -201,6 +201,29 @@ def test_slow_upload_is_cut_off_with_408(secured, client):
     assert client.get("/v1/health").status_code == 200
 
 
+def test_a_client_that_disconnects_mid_upload_is_not_a_server_error(secured, client):
+    def count(text: str, needle: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(needle))
+
+    def metrics() -> str:
+        return client.get("/v1/metrics", headers=_auth("alice")).text
+
+    before = metrics()
+    host, port = secured[0].removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall((f"POST /v1/styles HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKENS['alice']}\r\n"
+                   "Content-Type: image/png\r\nContent-Length: 100000\r\n\r\n").encode() + b"\x89PNG" * 6)
+    deadline = time.monotonic() + 10
+    while count(metrics(), 'mvstylizer_edge_rejected_total{reason="client_gone"}') <= \
+            count(before, 'mvstylizer_edge_rejected_total{reason="client_gone"}'):
+        assert time.monotonic() < deadline, "the disconnect was never counted"
+        time.sleep(0.05)
+    after = metrics()
+    assert count(after, 'mvstylizer_edge_requests_total{method="POST",route="/v1/styles",status="500"}') == \
+        count(before, 'mvstylizer_edge_requests_total{method="POST",route="/v1/styles",status="500"}')
+    assert client.get("/v1/health").status_code == 200
+
+
 # ---------------------------------------------------------------------------------------------- models, metrics
 
 
@@ -212,6 +235,8 @@ def test_models_restriction(client):
     r = _stylize(client, _auth("alice"), sid, body, model="dncm")
     assert r.status_code == 400 and "not served by this edge" in r.json()["detail"]
     assert _stylize(client, _auth("alice"), sid, body, model="reinhard").status_code == 200
+    r = _stylize(client, _auth("alice"), sid, body, model="no-such-model")  # names only what is served
+    assert r.status_code == 400 and r.json()["detail"].endswith("this edge serves: mk, reinhard"), r.text
     with pytest.raises(UserError, match="unknown model"):
         served_models(["no-such-model"])
 

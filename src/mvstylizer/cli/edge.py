@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from ..errors import UserError
@@ -59,8 +60,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     if (args.ssl_keyfile is None) != (args.ssl_certfile is None):
         raise UserError("TLS needs both --ssl-keyfile and --ssl-certfile")
-    if not args.rate > 0:
-        raise UserError(f"--rate must be > 0, got {args.rate}")
+    if not 0 < args.rate < math.inf:
+        raise UserError(f"--rate must be a number > 0, got {args.rate}")
     if not args.header_timeout > 0:
         raise UserError(f"--header-timeout must be > 0, got {args.header_timeout}")
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():
@@ -71,17 +72,21 @@ def _serve(args: argparse.Namespace) -> int:
         budget = parse_size(args.memory_budget) if args.memory_budget else None
     except ValueError as e:
         raise UserError(f"--memory-budget: {e}") from None
-    serve(ServerConfig(
-        host=args.host, port=args.port, log_level=args.log_level,
-        tokens=TokenSet.from_file(args.token_file) if args.token_file else TokenSet(),
-        models=served_models(args.models), data_dir=args.data_dir, store_quota_bytes=args.quota_mb * 1024**2,
-        store_client_quota_bytes=args.client_quota_mb * 1024**2 if args.client_quota_mb else None,
-        workers=args.workers, max_pending=args.max_pending,
-        rate_limit=RateLimitConfig(rate=args.rate, burst=max(1, int(2 * args.rate))),
-        ssl_keyfile=args.ssl_keyfile, ssl_certfile=args.ssl_certfile, memory_budget=budget,
-        max_connections=args.max_connections, max_connections_per_ip=args.max_connections_per_ip,
-        header_timeout_s=args.header_timeout,
-    ))
+    try:
+        config = ServerConfig(
+            host=args.host, port=args.port, log_level=args.log_level,
+            tokens=TokenSet.from_file(args.token_file) if args.token_file else TokenSet(),
+            models=served_models(args.models), data_dir=args.data_dir, store_quota_bytes=args.quota_mb * 1024**2,
+            store_client_quota_bytes=args.client_quota_mb * 1024**2 if args.client_quota_mb else None,
+            workers=args.workers, max_pending=args.max_pending,
+            rate_limit=RateLimitConfig(rate=args.rate, burst=max(1, int(2 * args.rate))),
+            ssl_keyfile=args.ssl_keyfile, ssl_certfile=args.ssl_certfile, memory_budget=budget,
+            max_connections=args.max_connections, max_connections_per_ip=args.max_connections_per_ip,
+            header_timeout_s=args.header_timeout,
+        )
+    except ValueError as e:  # the config's own checks (a port out of range, ...) are the user's input
+        raise UserError(str(e)) from None
+    serve(config)
     return 0
 
 

@@ -42,7 +42,10 @@ class _LogLines(logging.Handler):
         from tqdm import tqdm
 
         prefix = f"{record.levelname.lower()}: " if record.levelno >= logging.WARNING else ""
-        tqdm.write(f"{prefix}{record.getMessage()}", file=sys.stderr)
+        text = f"{prefix}{record.getMessage()}"
+        if record.exc_info:  # a server's unexpected error: its operator needs the traceback
+            text += "\n" + logging.Formatter().formatException(record.exc_info)
+        tqdm.write(text, file=sys.stderr)
 
 
 def _configure_logging(args: argparse.Namespace) -> Callable[[], None]:

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 
 from ..errors import NotFoundError, UserError
@@ -106,7 +107,7 @@ class EdgeService:
             image = decode_frame(encoded)
         except ValueError:
             raise UserError("style is not a decodable image") from None
-        image = shrink_to(image, self.config.max_style_side)
+        image = _style_sized(image, self.config.max_style_side)
         with self._lock:
             if style_id not in self._styles:  # another thread may have registered it meanwhile
                 self._styles[style_id] = style = _Style(image)
@@ -164,3 +165,18 @@ class EdgeService:
                 style.states.pop(name, None)
                 self._style_bytes -= style.state_bytes.pop(name, 0)
 
+
+
+_MIN_STYLE_SIDE = 8  # the feature models' trunk pools three times: fewer pixels across leave it nothing
+
+
+def _style_sized(image: np.ndarray, max_side: int) -> np.ndarray:
+    """A style photo at most ``max_side`` long and at least :data:`_MIN_STYLE_SIDE` across: a tiny or
+    long thin style is enlarged (nearest neighbour: its colours are what counts), not refused."""
+    image = shrink_to(image, max_side, min_side=_MIN_STYLE_SIDE)
+    h, w = image.shape[:2]
+    if min(h, w) < _MIN_STYLE_SIDE:
+        scale = _MIN_STYLE_SIDE / min(h, w)
+        size = (max(_MIN_STYLE_SIDE, round(w * scale)), max(_MIN_STYLE_SIDE, round(h * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
+    return image

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
+import math
 import os
 import random
 import ssl
@@ -22,7 +23,7 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UserError
-from ..wire import FRAMES_MEDIA_TYPE, Encoding, decode_frame, encode_frame, pack_frames, unpack_frames
+from ..wire import FRAMES_MEDIA_TYPE, Encoding, decode_frame, encode_frame, image_size, pack_frames, unpack_frames
 from .edge_link import REMOTE_IN_FLIGHT, EdgeUnavailable
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -76,6 +77,7 @@ class HttpEdge:
                              "max_in_flight >= 1")
         self.url = url
         self.encoding = encoding
+        self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.batch_size = batch_size
@@ -101,6 +103,10 @@ class HttpEdge:
                 verify = ssl.create_default_context(cafile=os.fspath(verify))
             except (OSError, ssl.SSLError) as e:
                 raise UserError(f"cannot use CA file {verify}: {e}") from None
+        try:
+            httpx.URL(url)
+        except httpx.InvalidURL as e:
+            raise UserError(f"edge URL {url!r} is not valid: {e}") from None
         self._client = httpx.Client(
             base_url=url,
             timeout=httpx.Timeout(timeout, connect=connect),
@@ -191,12 +197,20 @@ class HttpEdge:
         with self._count:
             self.frames_collected += collected
         try:
-            results = [decode_frame(b) for b in unpack_frames(resp.content)]
+            blobs_back = unpack_frames(resp.content)
         except ValueError:
             raise self._malformed("stylized frame batch") from None
-        if [r.shape[:2] for r in results] != list(shapes):
-            raise self._malformed(f"stylized frame batch ({len(results)} frames for {len(shapes)} sent)")
-        return results
+        # Sizes from the headers first: a frame that decodes to far more pixels than was sent (a tiny
+        # PNG can claim 8000 x 8000) is refused before it costs the phone its memory.
+        sizes = [image_size(b) for b in blobs_back]
+        expected = [(s[1], s[0]) for s in shapes]
+        if sizes != expected:
+            raise self._malformed(f"stylized frame batch ({len(blobs_back)} frames for {len(shapes)} sent, "
+                                  f"sizes {sizes[:3]} for {expected[:3]})")
+        try:
+            return [decode_frame(b) for b in blobs_back]
+        except ValueError:
+            raise self._malformed("stylized frame batch") from None
 
     def _request(self, method: str, path: str, *, content: bytes | None = None,
                  headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
@@ -204,7 +218,9 @@ class HttpEdge:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                resp = self._client.request(method, path, content=content, headers=headers, params=params)
+                resp = self._send(method, path, content, headers, params)
+            except httpx.DecodingError:  # e.g. "Content-Encoding: gzip" on a body that is not
+                raise self._malformed("answer (its Content-Encoding does not match its body)") from None
             except httpx.TransportError as e:  # timeouts are transport errors too
                 cert = _certificate_failure(e)
                 if cert is not None:
@@ -230,6 +246,22 @@ class HttpEdge:
                 self._raise_for_status(resp)
             return resp
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _send(self, method: str, path: str, content: bytes | None, headers: dict[str, str] | None,
+              params: dict[str, str] | None) -> httpx.Response:
+        """One attempt, its answer read whole within ``timeout`` seconds: httpx's own timeouts bound
+        each read, so an edge sending a byte every few seconds would otherwise hold the phone."""
+        deadline = time.monotonic() + self.timeout
+        with self._client.stream(method, path, content=content, headers=headers, params=params) as resp:
+            body = bytearray()
+            for chunk in resp.iter_bytes():
+                body += chunk
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout(f"answer not complete within {self.timeout:g} s", request=resp.request)
+        # The body is decoded already: the new response must not claim an encoding or a length.
+        kept = [(k, v) for k, v in resp.headers.multi_items()
+                if k.lower() not in ("content-encoding", "content-length")]
+        return httpx.Response(resp.status_code, headers=kept, content=bytes(body), request=resp.request)
 
     def _raise_for_status(self, resp: httpx.Response) -> None:
         if resp.is_success:
@@ -317,7 +349,8 @@ def _parse_retry_after(value: str | None) -> float | None:
     if not value:
         return None
     try:
-        return float(value)
+        delay = float(value)
+        return delay if math.isfinite(delay) else None  # "nan" or "inf" would reach time.sleep
     except ValueError:
         pass
     try:

@@ -324,7 +324,7 @@ def cell_features(vgg, img: np.ndarray, side: int, context: float) -> tuple[np.n
     Shape:
         returns (gh * gw, 512) float32 and (gh, gw).
     """
-    f = vgg.features(shrink_to(img, side), None)["relu4_1"]
+    f = vgg.features(img, side)["relu4_1"]  # its own downscale keeps the short side >= the trunk's minimum
     gh, gw = f.shape[1:]
     x = _unit(f.reshape(f.shape[0], -1).T)
     x = _unit(x - x.mean(axis=0))

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
+from starlette.requests import ClientDisconnect
 
 from ... import wire
 from ...models.registry import DEFAULT_MODEL, resolve_name
@@ -47,6 +48,9 @@ async def read_limited_body(request: Request, rt: Runtime,
                     chunks.append(chunk)
     except TimeoutError:
         raise HTTPException(408, f"request body not received within {rt.config.body_timeout_s:g} s") from None
+    except ClientDisconnect:  # a phone that lost its network mid-upload, not a server error
+        rt.metrics.rejected.labels("client_gone").inc()
+        raise HTTPException(499, "client disconnected before its request body arrived") from None
     return b"".join(chunks)
 
 

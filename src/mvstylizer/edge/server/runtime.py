@@ -77,7 +77,15 @@ class ServerRuntime:
             self.store = None
 
     def serves(self, model: str) -> bool:
-        return not self.allowed or resolve_name(model).split(":", 1)[0] in self.allowed
+        """Whether this edge serves ``model``; an unknown name raises UserError (400) naming only the
+        models this edge serves when it serves a subset."""
+        if not self.allowed:
+            return True
+        try:
+            name = resolve_name(model)
+        except UserError:
+            raise UserError(f"unknown model {model!r}; this edge serves: {', '.join(sorted(self.allowed))}") from None
+        return name.split(":", 1)[0] in self.allowed
 
     def _tracked(self, fn: Callable[..., _T], *args: Any) -> _T:
         with self._busy_lock:

@@ -1,0 +1,93 @@
+"""The phone's HTTP client against answers no honest edge sends (a mock transport plays the edge)."""
+
+from __future__ import annotations
+
+import gzip
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import numpy as np
+import pytest
+
+from mvstylizer.errors import UserError
+from mvstylizer.mobile.edge_link import EdgeUnavailable
+from mvstylizer.mobile.http_edge import HttpEdge, _parse_retry_after
+from mvstylizer.wire import Encoding, encode_frame, pack_frames
+
+
+def _edge(handler: Callable[[httpx.Request], httpx.Response], **kw) -> HttpEdge:
+    return HttpEdge("http://edge.test", transport=httpx.MockTransport(handler), backoff=0.0, **kw)
+
+
+def _styles_then(answer: Callable[[httpx.Request], httpx.Response]) -> Callable[[httpx.Request], httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/styles":
+            return httpx.Response(200, json={"style_id": "s1"})
+        return answer(request)
+    return handler
+
+
+def test_retry_after_that_is_not_a_finite_number_is_ignored():
+    assert _parse_retry_after("nan") is None and _parse_retry_after("inf") is None
+    assert _parse_retry_after("2") == 2.0
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        return httpx.Response(503, headers={"Retry-After": "nan"}, json={"detail": "busy"})
+
+    with pytest.raises(EdgeUnavailable, match="503"):  # retried with its own backoff, then gave up
+        _edge(handler, retries=2).models()
+    assert len(calls) == 3
+
+
+def test_a_body_that_does_not_match_its_content_encoding_is_a_malformed_answer():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=b"not gzip at all")
+
+    with pytest.raises(UserError, match="malformed"):
+        _edge(handler).models()
+
+
+def test_a_gzip_answer_is_read():
+    body = gzip.compress(b'{"models": [{"name": "mk", "description": "d"}]}')
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+                              content=body)
+
+    assert [m["name"] for m in _edge(handler).models()] == ["mk"]
+
+
+def test_an_answer_frame_bigger_than_the_key_is_refused_before_it_is_decoded(monkeypatch):
+    huge = encode_frame(np.zeros((2000, 2000, 3), np.float32), Encoding("png"))  # a few kB of PNG
+    decoded = []
+    import mvstylizer.mobile.http_edge as http_edge
+
+    monkeypatch.setattr(http_edge, "decode_frame", lambda b: decoded.append(b) or np.zeros((1, 1, 3)))
+    edge = _edge(_styles_then(lambda r: httpx.Response(200, content=pack_frames([huge]))))
+    sid = edge.register_style(np.zeros((16, 16, 3), np.float32))
+    with pytest.raises(UserError, match="malformed stylized frame batch"):
+        edge.stylize(sid, "mk", [np.zeros((24, 32, 3), np.float32)])
+    assert decoded == []
+
+
+def test_an_edge_that_trickles_its_answer_is_cut_off_at_the_timeout():
+    def trickle() -> Iterator[bytes]:
+        for _ in range(20):
+            time.sleep(0.1)
+            yield b" "
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, content=trickle())
+
+    start = time.monotonic()
+    with pytest.raises(EdgeUnavailable, match="did not answer in time"):
+        _edge(handler, timeout=0.3, retries=0).models()
+    assert time.monotonic() - start < 1.5  # the whole answer would take 2 s
+
+
+def test_an_edge_url_that_is_not_a_url_is_a_user_error():
+    with pytest.raises(UserError, match="not valid"):
+        HttpEdge("https://exa\x00mple")
