@@ -178,10 +178,17 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
         raise UserError(f"a LUT file ends in .cube, not {out.name}")
     if not out.parent.resolve().is_dir():
         raise UserError(f"output folder {out.parent} does not exist")
+    if not os.access(out.parent.resolve(), os.W_OK | os.X_OK):
+        raise UserError(f"output folder is not writable: {out.parent}")
     if not 2 <= size <= 256:
         raise UserError(f"size must be 2..256, got {size}")
     check_overwrite(out, overwrite)
-    export_cube(read_image(Path(style)), out, content=read_image(Path(content)) if content else None, size=size)
+    style_img = read_image(Path(style))
+    content_img = read_image(Path(content)) if content else None
+    try:
+        export_cube(style_img, out, content=content_img, size=size)
+    except OSError as e:  # a full disk: nothing is left behind (written under a temporary name)
+        raise UserError(f"cannot write {out}: {e.strerror or e}") from None
     return out
 
 

@@ -19,6 +19,7 @@ from mvstylizer import __version__
 from mvstylizer.cli import build_parser, main
 from mvstylizer.cli.main import _configure_logging
 from mvstylizer.bench.synthetic import write_test_clip
+from mvstylizer.video.writer import VideoWriter
 
 
 def test_version(capsys):
@@ -70,6 +71,65 @@ def test_tiny_style_gets_a_warning(tmp_path, clip, capsys):
                  "-q"]) == 0
     err = capsys.readouterr().err
     assert "warning: style tiny.png is 2x2" in err
+
+
+def test_a_tiny_style_works_with_the_default_model(tmp_path, clip, capsys):
+    tiny = tmp_path / "one.png"
+    cv2.imwrite(str(tiny), np.full((1, 1, 3), 90, np.uint8))
+    assert main(["stylize", str(clip), "--style", str(tiny), "-o", str(tmp_path / "o.mp4"), "-q"]) == 0, \
+        capsys.readouterr().err
+
+
+@pytest.mark.parametrize("side", [2, 11])
+def test_a_video_a_few_pixels_across_is_stylized(tmp_path, style, side):
+    """Optical flow (key selection) refuses images under 12 px; a static clip makes the selector use it."""
+    src = tmp_path / "tiny.mp4"
+    with VideoWriter(src, side, side, 10.0) as w:
+        for _ in range(6):
+            w.write(np.full((side, side, 3), 120, np.uint8))
+    assert main(["stylize", str(src), "--style", str(style), "-o", str(tmp_path / "o.mp4"), "--model", "reinhard",
+                 "-q"]) == 0
+
+
+@pytest.mark.parametrize("target", ["input", "style", "output", "folder"])
+def test_a_report_path_that_would_replace_a_file_of_the_run_is_refused_first(tmp_path, clip, style, capsys,
+                                                                             target):
+    src = tmp_path / "in.mp4"
+    src.write_bytes(clip.read_bytes())
+    sty = tmp_path / "style.png"
+    sty.write_bytes(style.read_bytes())
+    out = tmp_path / "o.mp4"
+    report = {"input": src, "style": sty, "output": out, "folder": tmp_path}[target]
+    before = {p: p.read_bytes() for p in (src, sty)}
+    assert main(["stylize", str(src), "--style", str(sty), "-o", str(out), "--model", "reinhard",
+                 "--report", str(report), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: report") and "Traceback" not in err
+    assert not out.exists() and all(p.read_bytes() == b for p, b in before.items())
+
+
+def test_output_that_is_the_input_says_so_even_without_y(tmp_path, clip, capsys):
+    src = tmp_path / "in.mp4"
+    src.write_bytes(clip.read_bytes())
+    assert main(["stylize", str(src), "--style", str(clip), "-o", str(src), "-q"]) == 2
+    assert "is the input file" in capsys.readouterr().err
+
+
+def test_a_full_disk_under_export_lut_is_one_error_line(tmp_path, style, capsys, monkeypatch):
+    import mvstylizer.models.dncm as dncm
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(dncm, "export_cube", full)
+    assert main(["export-lut", "--style", str(style), "-o", str(tmp_path / "look.cube")]) == 2
+    assert capsys.readouterr().err.startswith("error: cannot write") and not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_bench_footage_refuses_an_edge_latency_that_is_not_a_number_of_seconds(tmp_path, capsys, value):
+    assert main(["bench", "footage", str(tmp_path), "--edge-elsewhere", "--edge-latency", value]) == 2
+    assert "--edge-latency must be" in capsys.readouterr().err
 
 
 def test_sigterm_removes_the_temporary_output(tmp_path, style):

@@ -644,3 +644,40 @@ def test_deferred_frames_can_be_prepared_on_the_decoding_thread(tmp_path):
     with VideoReader(path) as reader:
         sizes = list(reader.frames(prepare=lambda f: f.small(32, 24).shape, deferred=True))
     assert sizes and all(s == (24, 32, 3) for s in sizes)
+
+
+def _two_audio_tracks(path: Path, default: int) -> None:
+    """A short MKV with two AAC tracks (English, French), track ``default`` (0 or 1) marked default."""
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
+        tracks = []
+        for i, lang in enumerate(("eng", "fra")):
+            a = out.add_stream("aac", rate=16000)
+            a.layout = "mono"
+            a.metadata["language"] = lang
+            a.disposition = av.stream.Disposition.default if i == default else av.stream.Disposition(0)
+            tracks.append(a)
+        for i in range(5):
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 40 * i, np.uint8), format="rgb24")
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for a in tracks:
+            samples = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="fltp", layout="mono")
+            samples.sample_rate, samples.pts = 16000, 0
+            for packet in a.encode(samples):
+                out.mux(packet)
+            for packet in a.encode():
+                out.mux(packet)
+        for packet in video.encode():
+            out.mux(packet)
+
+
+@pytest.mark.parametrize("default", [0, 1])
+def test_the_default_audio_track_is_kept_and_the_user_told(tmp_path, caplog, default):
+    path = tmp_path / "two_tracks.mkv"
+    _two_audio_tracks(path, default)
+    with caplog.at_level(logging.WARNING, logger="mvstylizer"), VideoReader(path) as reader:
+        assert reader.audio_stream is not None
+        assert reader.audio_stream.metadata.get("language") == ("eng", "fra")[default]
+    assert f"2 audio tracks; only track {default + 1} ({('eng', 'fra')[default]}) is kept" in caplog.text

@@ -119,8 +119,8 @@ class FootageConfig:
     def __post_init__(self) -> None:
         if self.repeats < 1:
             raise UserError(f"--repeats must be at least 1, got {self.repeats}")
-        if self.edge_latency < 0:
-            raise UserError(f"--edge-latency must be >= 0 seconds, got {self.edge_latency}")
+        if not 0 <= self.edge_latency < math.inf:
+            raise UserError(f"--edge-latency must be a number of seconds >= 0, got {self.edge_latency}")
         if self.edge_latency and not self.edge_elsewhere:
             raise UserError("--edge-latency applies to --edge-elsewhere; add it")
         if self.max_frames is not None and self.max_frames < 2:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,26 @@ def pipeline_config(args: argparse.Namespace, progress: bool):
     )
 
 
-def check_report_folder(path: Path | None) -> None:
-    if path is not None and not path.parent.resolve().is_dir():
+def check_report_folder(path: Path | None, *keep: str | os.PathLike[str] | None) -> None:
+    """Refuse, before any work, a report path that could not be written or would replace one of
+    ``keep`` (the run's input, style or output)."""
+    if path is None:
+        return
+    if path.is_dir():
+        raise UserError(f"report {path} is a folder; give a file name")
+    if not path.parent.resolve().is_dir():
         raise UserError(f"report folder {path.parent} does not exist")
+    if not os.access(path.parent.resolve(), os.W_OK | os.X_OK):
+        raise UserError(f"report folder is not writable: {path.parent}")
+    for other in keep:
+        if other is not None and _same_file(path, Path(other)):
+            raise UserError(f"report {path} would overwrite {other}; choose another report path")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False

@@ -49,9 +49,11 @@ def _stylize(args: argparse.Namespace) -> int:
     from ..files import check_overwrite
     from ..memory import limit_malloc_arenas
     from ..mobile.pipeline import VideoPipeline
+    from ..video.formats import check_output_path
 
     limit_malloc_arenas()
-    check_report_folder(args.report)
+    check_report_folder(args.report, args.input, args.style, args.output)
+    check_output_path(args.input, args.output)  # before the overwrite check: "-y" must not be the fix it suggests
     check_overwrite(args.output, args.overwrite)
     config = pipeline_config(args, progress=not args.quiet and sys.stderr.isatty())
     edge = _edge_link(args)
@@ -64,7 +66,10 @@ def _stylize(args: argparse.Namespace) -> int:
     if args.contribute and not args.quiet:
         print(f"the edge kept {collected} key frame(s) for federated learning (--contribute)")
     if args.report:
-        report.write_json(args.report)
+        try:
+            report.write_json(args.report)
+        except OSError as e:
+            raise UserError(f"wrote {args.output}, but not the report {args.report}: {e.strerror or e}") from None
     if not args.quiet:
         s = report.summary()
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in s["stage_seconds"].items())

@@ -270,7 +270,7 @@ class VideoPipeline:
         assert key.styled8 is not None  # Interpolator.key always renders the key's output
         with atomic_path(output_path) as tmp:  # the hook runs before the rename: if it raises, no image is left
             with timer("encode"):
-                write_image(tmp, key.styled8)
+                write_image(tmp, key.styled8, shown_as=output_path)
             if on_frame is not None:
                 on_frame(1, 1)
         report.frames, report.keys, report.key_size = 1, [{"index": 0, "reason": "first"}], list(size)

@@ -28,6 +28,9 @@ def to_gray8(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
+_DIS_MIN_SIDE = 12  # OpenCV's DIS flow refuses smaller images
+
+
 @dataclass
 class FlowEstimator:
     """DIS optical flow; one OpenCV object reused, since creating it costs more than small flows."""
@@ -45,7 +48,15 @@ class FlowEstimator:
             raise ValueError(f"flow needs equal sizes, got {ref_gray8.shape} and {other_gray8.shape}")
         # OpenCV's stub makes calc's flow argument an array; None, which has OpenCV allocate it, is valid.
         calc = cast(Callable[[np.ndarray, np.ndarray, None], np.ndarray], self._dis.calc)
-        return calc(ref_gray8, other_gray8, None)
+        h, w = ref_gray8.shape[:2]
+        if min(h, w) >= _DIS_MIN_SIDE:
+            return calc(ref_gray8, other_gray8, None)
+        # DIS refuses images under 12 px (a tiny video's thumbnails): flow on an enlarged copy, in its
+        # own pixels, brought back to this size.
+        k = -(-_DIS_MIN_SIDE // min(h, w))
+        big = [cv2.resize(g, (w * k, h * k), interpolation=cv2.INTER_LINEAR) for g in (ref_gray8, other_gray8)]
+        flow = calc(big[0], big[1], None)
+        return cv2.resize(flow, (w, h), interpolation=cv2.INTER_AREA) * np.float32(1.0 / k)
 
 
 @lru_cache(maxsize=8)

@@ -71,9 +71,12 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
     return np.ascontiguousarray(rgb, dtype=np.float32)
 
 
-def write_image(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
-    """Write HxWx3 RGB (float in [0, 1] or uint8; uint16 kept 16-bit for PNG/TIFF) atomically."""
+def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, shown_as: str | os.PathLike[str] | None = None
+                ) -> None:
+    """Write HxWx3 RGB (float in [0, 1] or uint8; uint16 kept 16-bit for PNG/TIFF) atomically.
+    ``shown_as``: the path error messages name, for a caller writing under a temporary name."""
     p = Path(path)
+    name = Path(shown_as) if shown_as is not None else p
     suffix = p.suffix.lower()
     if suffix not in IMAGE_EXTS:
         raise UserError(f"cannot write image {p}: use one of {', '.join(sorted(IMAGE_EXTS))}")
@@ -100,11 +103,11 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray) -> None:
     try:
         ok, buf = cv2.imencode(suffix, out, params)
     except cv2.error as exc:
-        raise UserError(f"cannot encode {p}: {str(exc).strip().splitlines()[-1]}") from exc
+        raise UserError(f"cannot encode {name}: {str(exc).strip().splitlines()[-1]}") from exc
     if not ok:
-        raise UserError(f"cannot encode {p} as {suffix}")
+        raise UserError(f"cannot encode {name} as {suffix}")
     try:
         with atomic_path(p) as tmp:
             tmp.write_bytes(buf.tobytes())
     except OSError as exc:
-        raise UserError(f"cannot write {p}: {reason(exc)}") from exc
+        raise UserError(f"cannot write {name}: {reason(exc)}") from exc

@@ -292,6 +292,19 @@ class VideoReader:
         finally:
             container.close()
 
+    def _audio_stream_of(self, container: av.container.InputContainer) -> av.audio.stream.AudioStream | None:
+        """The audio track the output keeps: the one marked default, else the first. The writer keeps
+        one track (a phone's video has one); where there are more, the user is told which stays."""
+        audio = list(container.streams.audio)
+        if not audio:
+            return None
+        chosen = next((a for a in audio if a.disposition & av.stream.Disposition.default), audio[0])
+        if len(audio) > 1:
+            lang = chosen.metadata.get("language")
+            log.warning("%s has %d audio tracks; only track %d%s is kept", self.path, len(audio),
+                        audio.index(chosen) + 1, f" ({lang})" if lang else "")
+        return chosen
+
     def _setup(self, orientation: Orientation, stored_size: tuple[int, int], frame_bytes: int | None) -> None:
         container = self._container
         assert container is not None
@@ -299,8 +312,7 @@ class VideoReader:
         self._stream = stream
         self._orientation = orientation
         self.time_base: Fraction = stream.time_base or Fraction(1, 90000)
-        audio = container.streams.audio
-        self.audio_stream: av.audio.stream.AudioStream | None = audio[0] if audio else None
+        self.audio_stream: av.audio.stream.AudioStream | None = self._audio_stream_of(container)
 
         ctx = stream.codec_context
         width, height = stored_size
