@@ -531,3 +531,75 @@ def test_a_preview_superseded_while_it_waited_is_skipped(studio, clip, style):
     r = studio.client.post("/api/preview", json={**body, "model": "mk", "strength": 0.3, "seq": 8},
                            headers=studio.headers)
     assert r.status_code == 409
+
+
+# ---------------------------------------------------------------------------------------------- limits
+
+
+def test_a_job_never_frees_space_by_removing_its_own_video(studio, clip, style):
+    ws = studio.app.state.studio.workspace
+    video = studio.upload(clip).json()
+    st = studio.upload(style, "styles").json()
+    ws.max_bytes = ws.usage()  # room for the output only by removing the job's own upload and style
+    r = studio.job(video["id"], st["key"], "mk")
+    assert r.status_code == 507 and "work folder is full" in r.json()["error"]
+    assert studio.client.get(video["frames_preview"][0]["url"], headers=studio.headers).status_code == 200
+
+
+def test_a_reservation_larger_than_the_work_folder_removes_nothing(studio, clip):
+    from mvstylizer.studio.workspace import WorkFolderFull
+
+    ws = studio.app.state.studio.workspace
+    video = studio.upload(clip).json()
+    with pytest.raises(WorkFolderFull, match="more than the studio's whole work folder"):
+        ws.reserve(ws.max_bytes + 1)
+    assert studio.client.get(video["frames_preview"][0]["url"], headers=studio.headers).status_code == 200
+
+
+def test_json_routes_refuse_a_huge_body_before_reading_it(studio):
+    body = b'{"video": "x", "style": "y", "pad": "' + b"a" * (1 << 20) + b'"}'
+    r = studio.client.post("/api/preview", content=body, headers={**studio.headers, "Content-Type": "application/json"})
+    assert r.status_code == 413 and "request body over" in r.json()["error"]
+
+    def chunks():
+        yield body[:1000]
+        yield body[1000:]
+
+    r = studio.client.post("/api/jobs", content=chunks(), headers={**studio.headers, "Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_a_long_file_name_keeps_its_extension(studio, clip):
+    r = studio.upload(clip, name="x" * 300 + ".mp4")
+    assert r.status_code == 200 and r.json()["name"].endswith(".mp4") and len(r.json()["name"]) <= 120
+
+
+def test_a_decompression_bomb_style_is_refused_from_its_header(studio, tmp_path):
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    bomb = tmp_path / "bomb.png"  # a PNG header that claims 15000 x 15000 grey pixels
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 15000, 15000, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 15001)) + chunk(b"IEND", b""))
+    r = studio.upload(bomb, "styles")
+    assert r.status_code == 400 and "far too large" in r.json()["error"]
+
+
+def test_a_cancel_that_arrives_while_the_report_is_written_wins(studio, clip, style, monkeypatch):
+    from mvstylizer.studio.jobs import Renderer
+
+    original = Renderer._lut
+
+    def late_cancel(self, job):
+        original(self, job)
+        job.cancel.set()  # the last frame is written; the cancel lands before the job ends
+
+    monkeypatch.setattr(Renderer, "_lut", late_cancel)
+    video = studio.upload(clip).json()
+    st = studio.upload(style, "styles").json()
+    job = studio.wait(studio.job(video["id"], st["key"], "mk").json()["id"])
+    assert job["state"] == "cancelled"
+    assert studio.client.get(f"/api/jobs/{job['id']}/video", headers=studio.headers).status_code == 404

@@ -191,7 +191,7 @@ class HttpEdge:
                                  raise_4xx=False)
         self._raise_for_status(resp)
         try:
-            collected = int(resp.headers.get("X-Frames-Collected", "0"))
+            collected = min(max(int(resp.headers.get("X-Frames-Collected", "0")), 0), len(shapes))
         except ValueError:
             collected = 0
         with self._count:

@@ -33,6 +33,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ..errors import NotFoundError, UserError
 from ..files import atomic_write_bytes
@@ -58,6 +59,33 @@ class TooLarge(UserError):
 
 class Superseded(UserError):
     http_status = 409
+
+
+class _BodyLimit:
+    """Caps request bodies outside the upload routes (JSON of a few hundred bytes): a 300 MB JSON
+    body was read whole, 2.4 GB of memory, before its session was even checked."""
+
+    def __init__(self, app: Callable, limit: int, uploads: frozenset[str]) -> None:
+        self.app, self.limit, self.uploads = app, limit, uploads
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["path"] in self.uploads:
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.limit:
+            response = JSONResponse({"error": f"request body over {self.limit} bytes"}, status_code=413)
+            return await response(scope, receive, send)
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:  # an HTTPException: FastAPI turns anything else raised here into a 400
+                raise StarletteHTTPException(413, f"request body over {self.limit} bytes")
+            return message
+
+        await self.app(scope, limited, send)
 
 
 class LookRequest(BaseModel):
@@ -236,9 +264,18 @@ def _short(description: str) -> str:
     return text.strip()
 
 
-def _clean_name(name: str | None, fallback: str) -> str:
+_RESERVE_BLOCK = 4 << 20  # an upload asks for room 4 MB at a time, as it arrives
+_JSON_BODY_LIMIT = 64 << 10  # every route but the two uploads takes a small JSON body or none
+
+
+def _clean_name(name: str | None, fallback: str, limit: int = 120) -> str:
+    """A file name fit to show and to judge by its extension: no folders, no control characters,
+    at most ``limit`` characters with the extension kept."""
     base = Path((name or "").replace("\\", "/")).name.strip()
-    base = "".join(c for c in base if c.isprintable())[:120]
+    base = "".join(c for c in base if c.isprintable())
+    if len(base) > limit:
+        stem, suffix = Path(base).stem, Path(base).suffix[:16]
+        base = stem[:limit - len(suffix)] + suffix
     return base or fallback
 
 
@@ -256,6 +293,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
 
     app = FastAPI(title="mvstylizer studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.studio = studio
+    app.add_middleware(_BodyLimit, limit=_JSON_BODY_LIMIT, uploads=frozenset({"/api/videos", "/api/styles"}))
     loopback_only = config.host in LOOPBACK
 
     # -- errors: always {"error": message}, never a traceback -------------------------------------
@@ -364,14 +402,25 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         if declared and declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"{name} is {media.human_bytes(int(declared))}; the studio takes {what} of at most "
                            f"{media.human_bytes(limit)}")
-        await run_in_threadpool(studio.workspace.reserve, int(declared) if declared and declared.isdigit() else limit)
-        size = 0
-        with open(target, "wb") as f:
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise TooLarge(f"{name} is larger than {media.human_bytes(limit)}, the studio's limit for {what}")
-                f.write(chunk)
+        # Room is made as the data arrives, a block at a time (what is written counts as used): a
+        # declared size or the route's limit, reserved up front, made others' files go for bytes that
+        # an aborted or small chunked upload never sent.
+        size = reserved = 0
+        try:
+            with open(target, "wb") as f:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise TooLarge(f"{name} is larger than {media.human_bytes(limit)}, the studio's limit "
+                                       f"for {what}")
+                    if size > reserved:
+                        block = min(_RESERVE_BLOCK, limit - reserved, studio.workspace.max_bytes)
+                        await run_in_threadpool(studio.workspace.reserve, block)
+                        reserved += block
+                    f.write(chunk)
+        except ClientDisconnect:
+            log.info("%s %s: the page hung up during the upload of %s", request.method, request.url.path, name)
+            raise UserError(f"the upload of {name} was interrupted") from None
         if size == 0:
             raise UserError(f"{name} is empty (0 bytes)")
         return size
@@ -454,14 +503,21 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         active = sum(j.state in ACTIVE for j in s.jobs.values())
         if active >= config.max_queued:
             raise UserError(f"{active} renders are already waiting or running in this tab; cancel one or wait")
-        # Room for the output (about the size of the input at the default quality).
-        await run_in_threadpool(studio.workspace.reserve, up.source.stat().st_size)
         jid = Job.new_id()
         job = Job(jid, s.id, s.dir / "jobs" / jid, up.id, up.name, up.source,
                   up.frame_path(len(up.frames) // 2) if up.frames else None, style, model, round(req.strength, 2),
                   up.facts.frames)
-        with studio.workspace.lock:
-            s.jobs[jid] = job
+
+        def admit() -> None:
+            """Room for the output (about the size of the input at the default quality) and the job's
+            entry, in one step: until the job is listed, freeing space could remove its own video."""
+            with studio.workspace.lock:
+                if not up.source.exists():
+                    raise NotFoundError(f"{up.name} is gone (the work folder was full); upload it again")
+                studio.workspace.reserve(up.source.stat().st_size, keep={up.id, style.key.partition(":")[2]})
+                s.jobs[jid] = job
+
+        await run_in_threadpool(admit)
         studio.queue.submit(job)
         log.info("session %s: job %s queued (%s, %s, %s, strength %.2f)", s.id[:6], jid, up.name, style.name,
                  model, job.strength)

@@ -202,6 +202,9 @@ def load_style(path: Path, name: str, max_pixels: int) -> np.ndarray:
     try:  # the header alone says how large it decodes: refuse decompression bombs before decoding
         with Image.open(path) as im:
             w, h = im.size
+    except Image.DecompressionBombError:  # Pillow's own limit (~179 Mpixel): far beyond ours
+        raise UserError(f"{name} is far too large; a style photo of at most {max_pixels // 1_000_000} "
+                        "megapixels is plenty (the style is read at 1024 px)") from None
     except Exception:  # noqa: BLE001 - not an image Pillow knows; OpenCV below has the last word
         w = h = 0
     if w * h > max_pixels:
@@ -216,7 +219,7 @@ def load_style(path: Path, name: str, max_pixels: int) -> np.ndarray:
         raise UserError(f"{name} is too large ({img.shape[1]}x{img.shape[0]} pixels)")
     if min(img.shape[:2]) < 8:
         raise UserError(f"{name} is only {img.shape[1]}x{img.shape[0]} pixels: too small to take a look from")
-    return to_rgb8(shrink_to(img, STYLE_SIDE))
+    return to_rgb8(shrink_to(img, STYLE_SIDE, min_side=8))  # a long thin photo keeps 8 px across
 
 
 def thumbnail(rgb8: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:

@@ -21,6 +21,7 @@ import shutil
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -202,15 +203,19 @@ class Workspace:
         path.mkdir(parents=True, exist_ok=True)
         return item, path
 
-    def reserve(self, nbytes: int) -> None:
-        """Make room for ``nbytes`` more (removing the oldest finished files); WorkFolderFull if it cannot."""
+    def reserve(self, nbytes: int, keep: Collection[str] = ()) -> None:
+        """Make room for ``nbytes`` more (removing the oldest finished files, never the uploads and
+        styles whose ids are in ``keep``); WorkFolderFull if it cannot."""
+        if nbytes > self.max_bytes:  # no eviction can make this fit: refuse before removing anything
+            raise WorkFolderFull(f"this needs {human_bytes(nbytes)}, more than the studio's whole work folder "
+                                 f"({human_bytes(self.max_bytes)}); start it with a larger --max-work-mb")
         with self.lock:
             if self.usage() + nbytes <= self.max_bytes:
                 return
-            self.make_room(nbytes)
+            self.make_room(nbytes, keep)
             if self.usage() + nbytes > self.max_bytes:
-                raise WorkFolderFull(f"the studio's work folder is full ({human_bytes(self.max_bytes)} limit, "
-                                     "all of it in use by running jobs); try again when they are done")
+                raise WorkFolderFull(f"the studio's work folder is full ({human_bytes(self.max_bytes)} limit, in "
+                                     "use by renders and the files they need); try again when a render is done")
 
     def usage(self) -> int:
         return tree_size(self.sessions_dir)
@@ -254,14 +259,17 @@ class Workspace:
         shutil.rmtree(item.dir, ignore_errors=True)
         return []
 
-    def make_room(self, nbytes: int = 0) -> list[Job]:
-        """Remove the oldest finished jobs, then unused uploads, until ``nbytes`` more fit."""
+    def make_room(self, nbytes: int = 0, keep: Collection[str] = ()) -> list[Job]:
+        """Remove the oldest finished jobs, then unused uploads, until ``nbytes`` more fit; never the
+        uploads and styles whose ids are in ``keep``."""
         changed: list[Job] = []
         with self.lock:
             usage = self.usage()
             for _t, kind, s, item in self._candidates():
                 if usage + nbytes <= self.max_bytes:
                     break
+                if item.id in keep:
+                    continue
                 size = tree_size(item.dir)
                 log.info("work folder over %s: removing %s %s of session %s", human_bytes(self.max_bytes), kind,
                          item.id, s.id[:6])
