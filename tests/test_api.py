@@ -136,3 +136,41 @@ def test_on_frame_counts_written_frames_and_its_exception_leaves_no_file(tmp_pat
     with pytest.raises(Stop):
         mvstylizer.stylize(src, style, out_dir / "one_call.mp4", model="reinhard", on_frame=stop)
     assert sorted(p.name for p in out_dir.iterdir()) == ["out.mp4", "out.png"]
+
+
+def test_a_stride_longer_than_the_frame_budget_is_shortened_not_held(style, caplog):
+    """every:N holds the N frames between two keys: past the budget it would grow with the video."""
+    from dataclasses import replace
+
+    frames = [(texture(48, 64, seed=i) * 255).astype(np.uint8) for i in range(40)]
+    budget_frames = 8
+    with mvstylizer.VideoStylizer(model="reinhard", keyframes="every:30") as vs:
+        vs._pipeline.config = replace(vs._pipeline.config, max_buffer_mb=budget_frames * frames[0].nbytes / 1e6)
+        report = mvstylizer.StylizeReport("<frames>", "<frames>", "reinhard", "transform", 0, 0, 0.0)
+        with caplog.at_level("WARNING", logger="mvstylizer"):
+            out = list(vs.stylize_frames(frames, style, report=report))
+    assert len(out) == 40 and report.max_buffered_frames <= 2 * budget_frames
+    assert "every:30 would hold 30 frames" in caplog.text
+
+
+def test_bad_numbers_and_files_are_user_errors(tmp_path, style):
+    frame = np.full((24, 32, 3), np.nan, np.float32)
+    with mvstylizer.VideoStylizer(model="reinhard") as vs:
+        (out,) = vs.stylize_frames([frame], style)  # NaN is black, as read_image takes it
+    assert np.isfinite(out).all()
+    for kwargs in ({"max_gap": float("nan")}, {"max_gap": 2.5}, {"keyframes": "every:3", "max_gap": True}):
+        with pytest.raises(mvstylizer.UserError):
+            mvstylizer.VideoStylizer(**kwargs)
+    for size in (4.5, "5", True):
+        with pytest.raises(mvstylizer.UserError, match="whole number"):
+            mvstylizer.export_lut(style, tmp_path / "a.cube", size=size)
+    report = mvstylizer.StylizeReport("<frames>", "<frames>", "reinhard", "transform", 0, 0, 0.0)
+    with pytest.raises(mvstylizer.UserError, match="cannot write the report"):
+        report.write_json(tmp_path / "missing" / "r.json")
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(style.read_bytes())
+    own_style = tmp_path / "s.png"
+    own_style.write_bytes(style.read_bytes())
+    with pytest.raises(mvstylizer.UserError, match="is the style photo"):
+        mvstylizer.stylize(photo, own_style, own_style, model="reinhard", overwrite=True)
+    assert own_style.read_bytes() == style.read_bytes()

@@ -7,6 +7,7 @@ registry: options are checked once, the edge link is opened and closed for you, 
 
 from __future__ import annotations
 
+import numbers
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
@@ -180,8 +181,8 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
         raise UserError(f"output folder {out.parent} does not exist")
     if not os.access(out.parent.resolve(), os.W_OK | os.X_OK):
         raise UserError(f"output folder is not writable: {out.parent}")
-    if not 2 <= size <= 256:
-        raise UserError(f"size must be 2..256, got {size}")
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 2 <= size <= 256:
+        raise UserError(f"size must be a whole number 2..256, got {size!r}")
     check_overwrite(out, overwrite)
     style_img = read_image(Path(style))
     content_img = read_image(Path(content)) if content else None

@@ -413,3 +413,52 @@ def test_every_aggregation_rule_has_its_flower_strategy():
     with pytest.raises(SystemExit) as exit_:  # argparse reads its choices from the registry
         main(["cloud", "serve", "--strategy", "nope"])
     assert exit_.value.code == 2
+
+
+@pytest.mark.parametrize("flags", [["--lr", "inf"], ["--server-lr", "nan"], ["--local-epochs", "inf"],
+                                   ["--reject-norm", "nan"], ["--clip-norm", "inf"], ["--finetune-lr", "nan"]],
+                         ids=" ".join)
+def test_fl_simulate_refuses_numbers_that_are_not_finite(capsys, flags):
+    with pytest.raises(SystemExit) as exc:
+        main(["fl", "simulate", *flags])
+    assert exc.value.code == 2 and "expected a finite number" in capsys.readouterr().err
+
+
+def test_strategy_config_refuses_nan_norms_from_python_too():
+    for kwargs in ({"reject_norm": math.nan}, {"clip_norm": math.nan}, {"server_lr": math.inf}):
+        with pytest.raises(UserError):
+            StrategyConfig(**kwargs)
+
+
+def test_fl_simulate_json_cannot_replace_its_base_weights(tmp_path, capsys):
+    weights = tmp_path / "mine.pt"
+    weights.write_bytes(b"weights")
+    assert main(["fl", "simulate", "--base-weights", str(weights), "--json", str(weights)]) == 2
+    assert "would overwrite" in capsys.readouterr().err and weights.read_bytes() == b"weights"
+
+
+@pytest.mark.parametrize("flag", ["--state-dir", "--registry"])
+def test_cloud_serve_with_a_file_for_a_folder_is_one_error_line(tmp_path, capsys, flag):
+    afile = tmp_path / "afile.txt"
+    afile.write_text("x")
+    assert main(["cloud", "serve", "--port", "19411", "--rounds", "1", flag, str(afile)]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {flag}")
+
+
+def test_fl_join_passes_any_folder_name_to_flower_verbatim(tmp_path):
+    from flwr.common.config import parse_config_args
+
+    from mvstylizer.edge.fl_join import JoinConfig, supernode_command
+
+    for name in ('st"q', "back\\slash", "tab\\tname", "with space"):
+        store = tmp_path / name
+        store.mkdir()
+        (store / "index.sqlite").write_text("")
+        cmd = supernode_command(JoinConfig(superlink="127.0.0.1:9092", data_dir=str(store)))
+        node_config = cmd[cmd.index("--node-config") + 1]
+        assert parse_config_args([node_config]) == {"data-dir": str(store.resolve())}
+    quote = tmp_path / "it's"
+    quote.mkdir()
+    (quote / "index.sqlite").write_text("")
+    with pytest.raises(UserError, match="cannot hold a path"):
+        JoinConfig(superlink="127.0.0.1:9092", data_dir=str(quote))

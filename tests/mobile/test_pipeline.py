@@ -219,13 +219,16 @@ def test_keys_and_frames_do_not_depend_on_when_the_edge_answers():
     assert all(np.array_equal(a, b) for a, b in zip(quick, slow, strict=True))
 
 
-def test_a_stride_longer_than_the_frame_budget_still_streams():
-    # every:8 with room for 5 frames: the budget, not a key, makes the oldest frames render.
+def test_a_stride_longer_than_the_frame_budget_is_shortened_to_fit(caplog):
+    # every:8 with room for 5 frames: the frames between two keys wait in memory, so 8 of them would
+    # overrun the budget (every:200 at 720p held 553 MB against 320 MB); keys come every 5, with a warning.
     config = StylizeConfig(model="reinhard", progress=False, max_buffer_mb=0.05,
                            keyframes=KeyframeConfig(mode="every", every=8))
     report = StylizeReport("", "", "reinhard", "transform", 64, 48, 25.0)
-    out = list(VideoPipeline(EmbeddedEdge(), config).stream(_panning(20), _style(), report))
-    assert len(out) == 20 and [k["index"] for k in report.keys] == [0, 8, 16, 19]
+    with caplog.at_level("WARNING", logger="mvstylizer"):
+        out = list(VideoPipeline(EmbeddedEdge(), config).stream(_panning(20), _style(), report))
+    assert len(out) == 20 and [k["index"] for k in report.keys] == [0, 5, 10, 15, 19]
+    assert report.max_buffered_frames <= 5 and "a key every 5 frames instead" in caplog.text
 
 
 def test_frames_before_a_failed_key_come_out_before_its_error():

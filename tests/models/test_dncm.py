@@ -210,3 +210,30 @@ def test_colour_filters_are_seeded_global_and_in_range():
         assert out.dtype == np.float32 and out.min() >= 0.0 and out.max() <= 1.0
         perm = np.random.default_rng(seed).permutation(40 * 50)
         np.testing.assert_allclose(f(img.reshape(-1, 3)[perm]), out.reshape(-1, 3)[perm], atol=1e-6)
+
+
+@pytest.mark.parametrize("flags", [["--lr", "-1"], ["--seed", "-1"], ["--threads", "-1"], ["--out", "{data}"],
+                                   ["--out", "{data}/o.pt"], ["--out", "{tmp}/x.pt", "--checkpoint", "{tmp}/x.pt"]],
+                         ids=" ".join)
+def test_train_refuses_bad_settings_before_any_step(tmp_path, capsys, flags):
+    from mvstylizer.cli import main
+    from mvstylizer.video.image import write_image
+
+    data = tmp_path / "photo.png"
+    write_image(data, texture(40, 48, seed=1))
+    before = data.read_bytes()
+    args = [f.format(data=data, tmp=tmp_path) for f in flags]
+    assert main(["train", "dncm", "--data", str(data), "--steps", "1", "-q", *args]) == 2
+    assert capsys.readouterr().err.startswith("error:") and data.read_bytes() == before
+
+
+def test_resuming_from_another_models_checkpoint_is_a_user_error(tmp_path):
+    from mvstylizer.errors import UserError
+    from mvstylizer.models.training import Checkpointer
+
+    path = tmp_path / "other.ckpt"
+    torch.save({"step": 3, "model": {"not.this.model": torch.zeros(2)}, "optim": {}, "rng": torch.get_rng_state(),
+                "extra": {}}, path)
+    model = torch.nn.Linear(2, 2)
+    with pytest.raises(UserError, match="not a training checkpoint of this model"):
+        Checkpointer(path).load(model, torch.optim.Adam(model.parameters()))

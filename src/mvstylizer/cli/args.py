@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..video.formats import same_file
 
 
 def keyframes_arg(text: str) -> tuple[str, int]:
@@ -33,6 +35,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def finite_float(text: str) -> float:
+    """A number option: "nan" and "inf" parse as floats but make no sense as a rate, a step or a norm."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def choices_help(registry: dict[str, Any]) -> str:
     return "; ".join(f"{name}: {entry.help}" for name, entry in sorted(registry.items()))
 
@@ -50,10 +63,10 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="long side of the key frames sent to the edge (default 512)")
     p.add_argument("--interp", choices=sorted(INTERPOLATORS), default="transform",
                    help="in-between frames (default transform): " + choices_help(INTERPOLATORS))
-    p.add_argument("--map-scale", type=float, default=InterpConfig.map_scale, metavar="F",
+    p.add_argument("--map-scale", type=finite_float, default=InterpConfig.map_scale, metavar="F",
                    help="spatially varying models: the bilateral grid is sliced at this fraction of the key size "
                         f"(default {InterpConfig.map_scale}; a video no bigger than the key is sliced whole)")
-    p.add_argument("--strength", type=float, default=1.0, metavar="S",
+    p.add_argument("--strength", type=finite_float, default=1.0, metavar="S",
                    help="how much of the style to apply, 0..1 (default 1): each key's colour transform is "
                         "blended with the identity, like a preset's amount slider")
     p.add_argument("--smoothing", choices=sorted(SMOOTHERS), default="guided",
@@ -102,14 +115,5 @@ def check_report_folder(path: Path | None, *keep: str | os.PathLike[str] | None)
     if not os.access(path.parent.resolve(), os.W_OK | os.X_OK):
         raise UserError(f"report folder is not writable: {path.parent}")
     for other in keep:
-        if other is not None and _same_file(path, Path(other)):
+        if other is not None and same_file(path, Path(other)):
             raise UserError(f"report {path} would overwrite {other}; choose another report path")
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False

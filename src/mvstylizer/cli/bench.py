@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .args import add_pipeline_options, check_report_folder, pipeline_config, positive_int
+from .args import add_pipeline_options, check_report_folder, finite_float, pipeline_config, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -157,7 +157,7 @@ def add_footage_parser(bsub: argparse._SubParsersAction) -> None:
                    help="also time the pipeline with its edge on another machine: the edge's answers are "
                         "recorded once, then replayed to the same pipeline code in a fresh process, each as late "
                         "as the model took to make it alone")
-    f.add_argument("--edge-latency", type=float, default=0.0, metavar="S",
+    f.add_argument("--edge-latency", type=finite_float, default=0.0, metavar="S",
                    help="with --edge-elsewhere: S seconds of network round trip per key (half each way), "
                         "with as many keys out at once as --edge URL has (default 0)")
     f.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")

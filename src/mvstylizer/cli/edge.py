@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from ..errors import UserError
-from .args import positive_int
+from .args import finite_float, positive_int
 from .fl import stop_on_sigterm
 
 
@@ -31,12 +31,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--workers", type=positive_int, default=2, help="DNN worker threads (default 2)")
     serve.add_argument("--max-pending", type=positive_int, default=64,
                        help="requests queued or running before 503 (default 64)")
-    serve.add_argument("--rate", type=float, default=50.0, help="requests per second per client (default 50)")
+    serve.add_argument("--rate", type=finite_float, default=50.0, help="requests per second per client (default 50)")
     serve.add_argument("--max-connections", type=positive_int, default=1000,
                        help="open connections before new requests get 503 (default 1000)")
     serve.add_argument("--max-connections-per-ip", type=positive_int, default=64,
                        help="open connections per client address; more are closed at once (default 64)")
-    serve.add_argument("--header-timeout", type=float, default=10.0,
+    serve.add_argument("--header-timeout", type=finite_float, default=10.0,
                        help="seconds a connection has to send a complete request header (default 10)")
     serve.add_argument("--memory-budget", metavar="SIZE",
                        help="working memory for all workers, e.g. 8G or 512M (default: half the machine's RAM); "

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
-from .args import check_report_folder, choices_help, positive_int
+from .args import check_report_folder, choices_help, finite_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     cs.add_argument("--registry", type=Path, metavar="DIR", help="global model registry (default STATE/registry)")
     cs.add_argument("--rounds", type=positive_int, default=10, help="total rounds to reach (resumes; default 10)")
     cs.add_argument("--min-edges", type=positive_int, default=2, help="edges needed to start a round (default 2)")
-    cs.add_argument("--round-timeout", type=float, default=600.0, help="seconds to wait for edges per round")
+    cs.add_argument("--round-timeout", type=finite_float, default=600.0, help="seconds to wait for edges per round")
     add_fl_options(cs)
 
     f = sub.add_parser("fl", help="federated learning experiments")
@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                      help="server step on the averaged update: sgd (FedAvg/FedAvgM), adam (FedAdam), yogi (FedYogi)")
     sim.add_argument("--weighting", default="frames", choices=["frames", "uniform"], help="aggregation weights")
     sim.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"], help="local lr over rounds")
-    sim.add_argument("--finetune-lr", type=float, default=0.0, help="personalised fine-tune lr (default: --lr)")
+    sim.add_argument("--finetune-lr", type=finite_float, default=0.0, help="personalised fine-tune lr (default: --lr)")
     sim.add_argument("--finetune-part", default="all", choices=["all", "head"], help="personalised: what fine-tunes")
     add_fl_options(sim)
 
@@ -58,27 +58,31 @@ def add_fl_options(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--strategy", default="fedavg", choices=sorted(AGGREGATIONS),
                    help="how the edges' models become one (default fedavg): " + choices_help(AGGREGATIONS))
-    p.add_argument("--proximal-mu", type=float, default=0.01, help="FedProx mu (default 0.01)")
-    p.add_argument("--trim-beta", type=float, default=0.2, help="trimmed mean: cut fraction per end (default 0.2)")
-    p.add_argument("--server-lr", type=float, default=1.0,
+    p.add_argument("--proximal-mu", type=finite_float, default=0.01, help="FedProx mu (default 0.01)")
+    p.add_argument("--trim-beta", type=finite_float, default=0.2,
+                   help="trimmed mean: cut fraction per end (default 0.2)")
+    p.add_argument("--server-lr", type=finite_float, default=1.0,
                    help="server step on the aggregate's move (default 1; for fedavg != 1 runs Flower's FedAvgM)")
-    p.add_argument("--server-momentum", type=float, default=0.0,
+    p.add_argument("--server-momentum", type=finite_float, default=0.0,
                    help="FedAvgM's server momentum, on any aggregate (default 0)")
     p.add_argument("--anchor", default="none", choices=["none", *ANCHORS],
                    help="after each round, pull the global model toward generic content (default none): "
                         + choices_help(ANCHORS))
-    p.add_argument("--anchor-weight", type=float, default=0.0, help="share of the anchor in the new model [0, 1)")
+    p.add_argument("--anchor-weight", type=finite_float, default=0.0,
+                   help="share of the anchor in the new model [0, 1)")
     p.add_argument("--anchor-steps", type=positive_int, default=6,
                    help="anchor generic: the server's own steps per round (default 6)")
-    p.add_argument("--clip-norm", type=float, default=0.0, help="clip each update to this L2 norm (0: off)")
-    p.add_argument("--reject-norm", type=float, default=100.0, help="reject updates longer than this (default 100)")
-    p.add_argument("--min-agreement", type=float, default=-1.0, metavar="COS",
+    p.add_argument("--clip-norm", type=finite_float, default=0.0, help="clip each update to this L2 norm (0: off)")
+    p.add_argument("--reject-norm", type=finite_float, default=100.0,
+                   help="reject updates longer than this (default 100)")
+    p.add_argument("--min-agreement", type=finite_float, default=-1.0, metavar="COS",
                    help="drop an edge whose updates' cosine with the other edges' median update, averaged over "
                         "its rounds, is below COS, e.g. 0 (a sign-flipping edge); needs 3 or more edges a round "
                         "(default -1: off)")
-    p.add_argument("--local-epochs", type=float, default=1.0, help="local passes over an edge's frames per round")
+    p.add_argument("--local-epochs", type=finite_float, default=1.0,
+                   help="local passes over an edge's frames per round")
     p.add_argument("--local-steps", type=positive_int, default=50, help="most local steps per round (default 50)")
-    p.add_argument("--lr", type=float, default=1e-4, help="local learning rate (default 1e-4)")
+    p.add_argument("--lr", type=finite_float, default=1e-4, help="local learning rate (default 1e-4)")
     p.add_argument("--batch", type=positive_int, default=8)
     p.add_argument("--size", type=positive_int, default=96, help="training crop side (default 96)")
     p.add_argument("--base-weights", type=Path, help="starting model (default: the shipped dncm weights)")
@@ -131,5 +135,5 @@ def _cloud(args: argparse.Namespace) -> int:
 def _fl(args: argparse.Namespace) -> int:
     from ..fl.population import run_cli
 
-    check_report_folder(args.json)
+    check_report_folder(args.json, args.base_weights)
     return run_cli(args, cloud_config(args, args.rounds, args.edges))

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
-from .args import positive_int
+from .args import finite_float, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="largest video (default 500)")
     st.add_argument("--max-work-mb", type=positive_int, default=5000, metavar="MB",
                     help="work folder size limit; the oldest renders go first (default 5000)")
-    st.add_argument("--keep-hours", type=float, default=24.0, metavar="H",
+    st.add_argument("--keep-hours", type=finite_float, default=24.0, metavar="H",
                     help="files untouched this long are removed (default 24)")
 
 

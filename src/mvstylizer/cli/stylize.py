@@ -53,7 +53,8 @@ def _stylize(args: argparse.Namespace) -> int:
 
     limit_malloc_arenas()
     check_report_folder(args.report, args.input, args.style, args.output)
-    check_output_path(args.input, args.output)  # before the overwrite check: "-y" must not be the fix it suggests
+    # Before the overwrite check, so "-y" is never the fix suggested for an output that cannot be used.
+    check_output_path(args.input, args.output, args.style)
     check_overwrite(args.output, args.overwrite)
     config = pipeline_config(args, progress=not args.quiet and sys.stderr.isatty())
     edge = _edge_link(args)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import positive_int
+from .args import finite_float, positive_int
 
 # Trainable models and the recipe each ships with (the committed weights were made with these).
 TRAINABLE: dict[str, dict] = {
@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--steps", type=positive_int, help="optimiser steps (default: the model's recipe)")
     t.add_argument("--batch", type=positive_int)
     t.add_argument("--size", type=positive_int, help="training crop side in pixels")
-    t.add_argument("--lr", type=float)
+    t.add_argument("--lr", type=finite_float)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--checkpoint", type=Path, help="checkpoint file (default: in the cache folder)")
     t.add_argument("--checkpoint-every", type=positive_int, default=100)
@@ -41,12 +41,12 @@ def _train(args: argparse.Namespace) -> int:
     from ..models.training import TrainConfig
 
     recipe = TRAINABLE[args.model]
+    # Unset flags keep the model's own recipe (or TrainConfig's default where the recipe has none).
+    chosen = {key: getattr(args, key) if getattr(args, key) is not None else recipe[key]
+              for key in ("steps", "batch", "size", "lr") if getattr(args, key) is not None or key in recipe}
     config = TrainConfig(data=args.data, seed=args.seed, checkpoint=args.checkpoint,
                          checkpoint_every=args.checkpoint_every, resume=args.resume, out=args.out,
-                         threads=args.threads or recipe.get("threads", 0), progress=not args.quiet)
-    for key in ("steps", "batch", "size", "lr"):  # unset flags keep the model's own recipe
-        value = getattr(args, key)
-        setattr(config, key, value if value is not None else recipe.get(key, getattr(config, key)))
+                         threads=args.threads or recipe.get("threads", 0), progress=not args.quiet, **chosen)
     module = recipe.get("module", f"{args.model}_train")
     path = importlib.import_module(f"mvstylizer.models.{module}").train(config)
     print(f"wrote {path}")

@@ -106,9 +106,14 @@ def _flwr(args: list[str], env: dict[str, str], cwd: Path) -> dict:
 def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> dict:
     """Run the SuperLink and the federation to ``cfg.cloud.num_rounds`` rounds; returns the run's summary."""
     state = cfg.state_dir.resolve()
-    state.mkdir(parents=True, exist_ok=True)
     cloud = cfg.cloud
     cloud.registry = str(Path(cfg.registry).resolve() if cfg.registry else state / "registry")
+    for flag, folder in (("--state-dir", state), ("--registry", Path(cloud.registry) / "rounds")):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:  # a file of that name, no permission
+            raise UserError(f"{flag} {folder.parent if flag == '--registry' else folder} cannot be used as a "
+                            f"folder: {e.strerror or e}") from None
     registry = ModelRegistry(Path(cloud.registry))
     done = registry.latest()
     if done is not None and done.round >= cloud.num_rounds:

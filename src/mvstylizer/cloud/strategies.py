@@ -69,13 +69,13 @@ class StrategyConfig:
         self.anchor_config()  # refuses an unknown kind or a weight outside [0, 1)
         if self.name not in AGGREGATIONS:
             raise UserError(f"unknown strategy {self.name!r}; choose one of {', '.join(sorted(AGGREGATIONS))}")
-        if self.clip_norm < 0 or self.reject_norm <= 0:
+        if not (0 <= self.clip_norm < math.inf and 0 < self.reject_norm < math.inf):  # NaN fails too
             raise UserError("clip norm must be >= 0 and the reject norm > 0")
         if not -1.0 <= self.min_agreement < 1.0:
             raise UserError(f"minimum agreement must be a cosine in [-1, 1), got {self.min_agreement}")
         if not 0.0 <= self.trim_beta < 0.5:
             raise UserError(f"trim beta must be in [0, 0.5), got {self.trim_beta}")
-        if not (self.server_lr > 0 and 0.0 <= self.server_momentum < 1.0):
+        if not (0 < self.server_lr < math.inf and 0.0 <= self.server_momentum < 1.0):
             raise UserError("server learning rate must be > 0 and server momentum in [0, 1)")
         if min(self.min_train_nodes, self.min_available_nodes) < 1 or self.min_evaluate_nodes < 0:
             raise UserError("minimum node counts must be >= 1")

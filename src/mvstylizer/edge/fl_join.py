@@ -30,6 +30,9 @@ class JoinConfig:
             raise UserError(f"--port must be 1..65535, got {self.port}")
         if not Path(self.data_dir).is_dir():
             raise UserError(f"--data-dir {self.data_dir} is not a folder")
+        if any(c in str(Path(self.data_dir).resolve()) for c in "'\n\r"):
+            raise UserError(f"--data-dir {self.data_dir}: Flower's node config cannot hold a path with a ' or a "
+                            "line break; use another folder name")
         if not (Path(self.data_dir) / "index.sqlite").is_file():
             raise UserError(f"--data-dir {self.data_dir} holds no frame store; run `mvstylizer edge serve "
                             f"--data-dir {self.data_dir}` and let phones opt in first")
@@ -38,9 +41,11 @@ class JoinConfig:
 def supernode_command(cfg: JoinConfig) -> list[str]:
     from ..fl.flower import console_script
 
-    data_dir = str(Path(cfg.data_dir).resolve()).replace('"', '\\"')
+    # A TOML literal string: Flower reads the value as TOML, where a basic "..." string would turn a
+    # Windows path's backslashes into escapes and could not hold a '"'. (JoinConfig refuses a "'".)
+    data_dir = str(Path(cfg.data_dir).resolve())
     return [console_script("flower-supernode"), "--insecure", "--superlink", cfg.superlink,
-            "--node-config", f'data-dir="{data_dir}"', "--port", str(cfg.port)]
+            "--node-config", f"data-dir='{data_dir}'", "--port", str(cfg.port)]
 
 
 def join(cfg: JoinConfig) -> int:

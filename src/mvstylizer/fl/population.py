@@ -116,7 +116,7 @@ class PopConfig:
             raise UserError(f"server optimiser must be one of {', '.join(SERVER_OPTS)}, weighting frames|uniform")
         if self.lr_schedule not in ("constant", "cosine"):
             raise UserError(f"unknown lr schedule {self.lr_schedule!r}; choose constant or cosine")
-        if self.finetune_part not in ("all", "head") or self.finetune_lr < 0:
+        if self.finetune_part not in ("all", "head") or not 0 <= self.finetune_lr < math.inf:
             raise UserError("finetune part must be all or head, finetune lr >= 0")
         if not set(self.methods) <= set(METHODS):
             raise UserError(f"methods must be among {', '.join(METHODS)}")

@@ -7,6 +7,7 @@ gap reached its maximum. Works on a small grey/colour thumbnail so it costs ~1-2
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field
 
 import cv2
@@ -39,8 +40,10 @@ class KeyframeConfig:
     def __post_init__(self) -> None:
         if self.mode not in ("auto", "every"):
             raise ValueError(f"key-frame mode must be 'auto' or 'every', got {self.mode!r}")
-        if self.every < 1 or self.max_gap < 1:
-            raise ValueError("key-frame gaps must be at least 1")
+        for name in ("every", "max_gap"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+                raise ValueError(f"key-frame {name} must be a whole number >= 1, got {value!r}")
 
 
 @dataclass

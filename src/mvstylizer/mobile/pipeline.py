@@ -135,8 +135,12 @@ class StylizeReport:
         return d
 
     def write_json(self, path: str | Path) -> None:
-        with atomic_path(Path(path)) as tmp:
-            tmp.write_text(json.dumps(self.summary(), indent=2) + "\n")
+        path = Path(path)
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(self.summary(), indent=2) + "\n")
+        except OSError as e:
+            raise UserError(f"cannot write the report {path}: {e.strerror or e}") from None
 
 
 @dataclass
@@ -192,7 +196,7 @@ class VideoPipeline:
         ``on_frame(written, total)`` runs after each output frame is written (``total``: the
         input's declared frame count, or None); whatever it raises propagates and leaves no output."""
         input_path, output_path = Path(input_path), Path(output_path)
-        check_output_path(input_path, output_path)
+        check_output_path(input_path, output_path, style_path)
         self._entry = None
         if is_image_path(input_path):
             if not is_image_path(output_path):
@@ -462,8 +466,16 @@ class VideoPipeline:
             for work in works:
                 if selector is None:  # sized from the first frame: at most max_buffer_mb of frames held
                     fit = max(1, int(self.config.max_buffer_mb / (work.nbytes / 1e6)))
-                    max_gap = min(self.config.keyframes.max_gap, fit)
-                    selector = KeyframeSelector(replace(self.config.keyframes, max_gap=max_gap))
+                    keys = self.config.keyframes
+                    max_gap = min(keys.max_gap, fit)
+                    if keys.mode == "every" and keys.every > fit:
+                        # The frames between two keys wait in memory: a stride longer than the budget
+                        # holds would grow with the video. It is shortened, and the user told.
+                        log.warning("every:%d would hold %d frames of %.1f MB, over the %d MB frame budget; "
+                                    "a key every %d frames instead", keys.every, keys.every, work.nbytes / 1e6,
+                                    self.config.max_buffer_mb, fit)
+                        keys = replace(keys, every=fit)
+                    selector = KeyframeSelector(replace(keys, max_gap=max_gap))
                     # Two key gaps: the next gap decodes while the last one's key is at the edge.
                     budget = min(fit, 2 * max_gap) * work.nbytes
                     key_bytes = int(np.prod(work.shape))
@@ -552,7 +564,8 @@ def _as_rgb8(img: np.ndarray, what: str) -> np.ndarray:
         return np.ascontiguousarray(a)
     if not np.issubdtype(a.dtype, np.floating):
         raise UserError(f"{what} must be uint8 or float in [0, 1], got {a.dtype}")
-    return (np.clip(a, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    # NaN has no defined uint8; as read_image does, it is taken as black (and +-inf as the range's ends).
+    return (np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _make_work(index: int, pts: int | None, rgb8: np.ndarray, size: tuple[int, int]) -> _Work:

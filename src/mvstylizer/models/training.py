@@ -15,7 +15,9 @@ from typing import Any
 
 import torch
 
+from ..errors import UserError
 from ..files import atomic_path
+from ..video.formats import same_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -35,13 +37,28 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 = torch's default
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        if not 0 < self.lr < math.inf:
+            raise UserError(f"learning rate must be a finite number > 0, got {self.lr}")
+        if self.seed < 0 or self.threads < 0:
+            raise UserError(f"seed and threads must be >= 0, got {self.seed} and {self.threads}")
+        written = {"--out": self.out, "--checkpoint": self.checkpoint}
+        for flag, path in written.items():
+            if path is not None and path.parent.exists() and not path.parent.is_dir():
+                raise UserError(f"{flag} {path}: {path.parent} is a file, not a folder")
+        if self.out is not None and self.checkpoint is not None and same_file(self.out, self.checkpoint):
+            raise UserError("--out and --checkpoint must be different files")
+        for flag, path in written.items():
+            if path is not None and any(same_file(path, Path(d)) for d in self.data if d != "package"):
+                raise UserError(f"{flag} {path} is one of the training files; choose another path")
+
 
 class Checkpointer:
     """Saves and restores training state for one run."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(self.path.parent)
 
     def save(self, step: int, model: torch.nn.Module, optim: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
         state = {"step": step, "model": model.state_dict(), "optim": optim.state_dict(),
@@ -56,16 +73,27 @@ class Checkpointer:
         from .safeload import load_pt
 
         state = load_pt(self.path)  # weights only: a checkpoint is data, never code
-        model.load_state_dict(state["model"])
-        optim.load_state_dict(state["optim"])
-        torch.set_rng_state(state["rng"])
-        return int(state["step"]), dict(state["extra"])
+        try:
+            model.load_state_dict(state["model"])
+            optim.load_state_dict(state["optim"])
+            torch.set_rng_state(state["rng"])
+            return int(state["step"]), dict(state["extra"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:  # another model's, or not a checkpoint
+            raise UserError(f"{self.path} is not a training checkpoint of this model "
+                            f"({type(e).__name__}); start without --resume or give its own --checkpoint") from None
+
+
+def _make_folder(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:  # a file where a folder should be, no permission
+        raise UserError(f"cannot make the folder {folder}: {e.strerror or e}") from None
 
 
 def save_weights(model: torch.nn.Module, path: Path, meta: dict[str, Any]) -> Path:
     """Parameters only, fp16, with the training recipe alongside (atomic write)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _make_folder(path.parent)
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "meta": meta}, tmp)

@@ -23,12 +23,13 @@ def is_image_path(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTS
 
 
-def check_output_path(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str]) -> None:
+def check_output_path(input_path: str | os.PathLike[str], output_path: str | os.PathLike[str],
+                      style_path: str | os.PathLike[str] | None = None) -> None:
     """Fail fast, before any work, on an output path that cannot or must not be written.
 
     Raises :class:`UserError` if the output folder is missing or read-only, the output is a folder,
-    the output is the input (also through symlinks, ``..`` or hard links), or the output extension
-    is not one we can write for this kind of input.
+    the output is the input or the style photo (also through symlinks, ``..`` or hard links), or the
+    output extension is not one we can write for this kind of input.
     """
     inp, out = Path(input_path), Path(output_path)
     suffix = out.suffix.lower()
@@ -51,11 +52,17 @@ def check_output_path(input_path: str | os.PathLike[str], output_path: str | os.
         raise UserError(f"output folder does not exist: {parent}")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise UserError(f"output folder is not writable: {parent}")
-    same = inp.resolve() == out.resolve()
-    if not same and inp.exists() and out.exists():
-        try:
-            same = os.path.samefile(inp, out)
-        except OSError:
-            same = False
-    if same:
+    if same_file(inp, out):
         raise UserError(f"output {out} is the input file; choose a different output path")
+    if style_path is not None and same_file(Path(style_path), out):
+        raise UserError(f"output {out} is the style photo; choose a different output path")
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: equal once resolved, or the same file on disk (hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
