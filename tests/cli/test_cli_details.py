@@ -184,3 +184,10 @@ def test_first_cache_write_is_announced_once(tmp_path, monkeypatch, caplog):
         cache_dir()
     notes = [r for r in caplog.records if "first run" in r.getMessage()]
     assert len(notes) == 1 and str(tmp_path / "cache") in notes[0].getMessage()
+
+
+def test_bench_footage_writes_montages_into_an_existing_folder(tmp_path, capsys):
+    montage = tmp_path / "montage"
+    montage.mkdir()
+    code = main(["bench", "footage", str(tmp_path / "no_clips_here"), "--montage", str(montage)])
+    assert "is a folder" not in capsys.readouterr().err and code == 2  # refused for the missing clips only

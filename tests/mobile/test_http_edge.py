@@ -91,3 +91,37 @@ def test_an_edge_that_trickles_its_answer_is_cut_off_at_the_timeout():
 def test_an_edge_url_that_is_not_a_url_is_a_user_error():
     with pytest.raises(UserError, match="not valid"):
         HttpEdge("https://exa\x00mple")
+
+
+def test_a_slow_edge_whose_answer_completes_is_not_cut_off():
+    """The deadline runs from the answer's headers, and the chunk that completes the body counts even
+    if it comes just after it: the edge's own time (queue, model) is not charged to it."""
+    body = b'{"models": [{"name": "mk", "description": "d"}]}'
+
+    def slow() -> Iterator[bytes]:
+        yield body[:10]
+        time.sleep(0.4)  # past the 0.3 s deadline, but it completes the answer
+        yield body[10:]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        time.sleep(0.5)  # the edge thinks longer than the timeout before it answers
+        return httpx.Response(200, headers={"Content-Length": str(len(body))}, content=slow())
+
+    assert [m["name"] for m in _edge(handler, timeout=0.3, retries=0).models()] == ["mk"]
+
+
+def test_an_answer_frame_that_decodes_to_another_shape_is_refused():
+    import cv2
+
+    frame = np.zeros((24, 32, 3), np.uint8)
+    ok, jpeg = cv2.imencode(".jpg", frame)
+    data = bytearray(jpeg.tobytes())
+    # An EXIF APP1 segment right after SOI with orientation 6 (rotate 90): header 32x24, decodes 24x32.
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00" + b"\x00" * 4
+    app1 = b"\xff\xe1" + (len(tiff) + 8).to_bytes(2, "big") + b"Exif\x00\x00" + tiff
+    rotated = bytes(data[:2]) + app1 + bytes(data[2:])
+    assert cv2.imdecode(np.frombuffer(rotated, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (32, 24)
+    edge = _edge(_styles_then(lambda r: httpx.Response(200, content=pack_frames([rotated]))))
+    sid = edge.register_style(np.zeros((16, 16, 3), np.float32))
+    with pytest.raises(UserError, match="malformed stylized frame batch"):
+        edge.stylize(sid, "mk", [np.zeros((24, 32, 3), np.float32)])

@@ -603,3 +603,13 @@ def test_a_cancel_that_arrives_while_the_report_is_written_wins(studio, clip, st
     job = studio.wait(studio.job(video["id"], st["key"], "mk").json()["id"])
     assert job["state"] == "cancelled"
     assert studio.client.get(f"/api/jobs/{job['id']}/video", headers=studio.headers).status_code == 404
+
+
+def test_an_upload_asks_for_room_for_every_byte_it_writes(studio, monkeypatch):
+    ws = studio.app.state.studio.workspace
+    asked = []
+    original = ws.reserve
+    monkeypatch.setattr(ws, "reserve", lambda nbytes, keep=(): (asked.append(nbytes), original(nbytes, keep))[1])
+    body = b"\x00" * (9 << 20)  # one 9 MB chunk through the test client: more than one 4 MB block
+    studio.client.post("/api/videos", params={"name": "zeros.mp4"}, content=body, headers=studio.headers)
+    assert sum(asked) >= len(body)

@@ -203,8 +203,9 @@ def _footage_bench(args: argparse.Namespace) -> int:
     from ..files import atomic_path
 
     check_report_folder(args.json)
-    if args.montage is not None:
-        check_report_folder(args.montage)
+    if args.montage is not None:  # a folder (made if missing, kept if there), inside one that exists
+        if not args.montage.parent.resolve().is_dir():
+            raise UserError(f"--montage folder {args.montage.parent} does not exist")
         if args.montage.exists() and not args.montage.is_dir():
             raise UserError(f"--montage {args.montage} is a file, not a folder")
         args.montage.mkdir(exist_ok=True)

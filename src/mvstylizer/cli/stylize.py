@@ -69,8 +69,8 @@ def _stylize(args: argparse.Namespace) -> int:
     if args.report:
         try:
             report.write_json(args.report)
-        except OSError as e:
-            raise UserError(f"wrote {args.output}, but not the report {args.report}: {e.strerror or e}") from None
+        except UserError as e:
+            raise UserError(f"wrote {args.output}, but not the report: {e}") from None
     if not args.quiet:
         s = report.summary()
         stages = ", ".join(f"{k} {v:.2f}s" for k, v in s["stage_seconds"].items())

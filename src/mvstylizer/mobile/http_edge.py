@@ -208,9 +208,12 @@ class HttpEdge:
             raise self._malformed(f"stylized frame batch ({len(blobs_back)} frames for {len(shapes)} sent, "
                                   f"sizes {sizes[:3]} for {expected[:3]})")
         try:
-            return [decode_frame(b) for b in blobs_back]
+            results = [decode_frame(b) for b in blobs_back]
         except ValueError:
             raise self._malformed("stylized frame batch") from None
+        if [r.shape[:2] for r in results] != list(shapes):  # e.g. a JPEG whose EXIF turns it on its side
+            raise self._malformed(f"stylized frame batch (decoded sizes {[r.shape[:2] for r in results][:3]})")
+        return results
 
     def _request(self, method: str, path: str, *, content: bytes | None = None,
                  headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
@@ -249,14 +252,20 @@ class HttpEdge:
 
     def _send(self, method: str, path: str, content: bytes | None, headers: dict[str, str] | None,
               params: dict[str, str] | None) -> httpx.Response:
-        """One attempt, its answer read whole within ``timeout`` seconds: httpx's own timeouts bound
-        each read, so an edge sending a byte every few seconds would otherwise hold the phone."""
-        deadline = time.monotonic() + self.timeout
+        """One attempt, its answer's body read within ``timeout`` seconds of its headers: httpx's own
+        timeouts bound each read, so an edge sending a byte every few seconds would otherwise hold the
+        phone. (The upload and the edge's own time stay bounded per read, as before.)"""
         with self._client.stream(method, path, content=content, headers=headers, params=params) as resp:
+            deadline = time.monotonic() + self.timeout
+            try:
+                expected = int(resp.headers.get("content-length", "-1"))
+            except ValueError:
+                expected = -1
             body = bytearray()
             for chunk in resp.iter_bytes():
                 body += chunk
-                if time.monotonic() > deadline:
+                complete = resp.num_bytes_downloaded == expected  # a last chunk just late still counts
+                if time.monotonic() > deadline and not complete:
                     raise httpx.ReadTimeout(f"answer not complete within {self.timeout:g} s", request=resp.request)
         # The body is decoded already: the new response must not claim an encoding or a length.
         kept = [(k, v) for k, v in resp.headers.multi_items()

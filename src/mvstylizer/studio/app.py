@@ -413,7 +413,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                     if size > limit:
                         raise TooLarge(f"{name} is larger than {media.human_bytes(limit)}, the studio's limit "
                                        f"for {what}")
-                    if size > reserved:
+                    while size > reserved:
                         block = min(_RESERVE_BLOCK, limit - reserved, studio.workspace.max_bytes)
                         await run_in_threadpool(studio.workspace.reserve, block)
                         reserved += block
@@ -514,6 +514,8 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
             with studio.workspace.lock:
                 if not up.source.exists():
                     raise NotFoundError(f"{up.name} is gone (the work folder was full); upload it again")
+                if not style.path.exists():
+                    raise NotFoundError(f"the style {style.name} is gone (the work folder was full); add it again")
                 studio.workspace.reserve(up.source.stat().st_size, keep={up.id, style.key.partition(":")[2]})
                 s.jobs[jid] = job
 

@@ -169,12 +169,13 @@ class JobQueue:
             self._on_change(job)
             try:
                 self._render(job, _Progress(job, self._on_change))
-                if job.cancel.is_set():  # cancelled while its report and LUT were written: the cancel wins
-                    for path in (job.video_file, job.report_file, job.lut_file):
-                        path.unlink(missing_ok=True)
-                    _end(job, "cancelled")
-                else:
-                    _end(job, "done")
+                with self._lock:  # as cancel() takes it: a cancel either lands before this or finds the job done
+                    if job.cancel.is_set():  # cancelled while its report and LUT were written: the cancel wins
+                        for path in (job.video_file, job.report_file, job.lut_file):
+                            path.unlink(missing_ok=True)
+                        _end(job, "cancelled")
+                    else:
+                        _end(job, "done")
             except Cancelled:
                 _end(job, "cancelled")
             except UserError as exc:
