@@ -144,3 +144,34 @@ def test_fl_client_and_model_sync_share_one_model_file():
 
     assert fl_client.MODEL_FILE is model_sync.MODEL_FILE
     assert model_file() == model_file("dncm") == Path("models") / "dncm.pt"
+
+
+def test_hot_swap_refuses_nan_weights(tmp_path, caplog):
+    service = _Service()
+    _publish(tmp_path, _good_blob(tmp_path))
+    watcher = _watcher(tmp_path, service)
+    assert watcher.check()
+    bad = tmp_path / "nan.pt"
+    torch.save({"state_dict": {"w": torch.tensor([1.0, float("nan")]).half()}, "meta": {}}, bad)
+    _publish(tmp_path, bad.read_bytes())
+    with caplog.at_level(logging.ERROR, logger="mvstylizer.edge.model_sync"):
+        assert not watcher.check()
+    assert len(service.swapped) == 1 and watcher.refused == 1 and "NaN or infinite" in caplog.text
+
+
+def test_a_snapshot_that_cannot_be_written_is_retried_and_never_stops_the_start(tmp_path, monkeypatch):
+    import mvstylizer.edge.model_sync as sync
+
+    service = _Service()
+    _publish(tmp_path, _good_blob(tmp_path))
+    watcher = _watcher(tmp_path, service)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(sync, "atomic_write_bytes", full)
+    watcher.start()  # the first check fails: the server starts on the shipped model
+    watcher.stop()
+    assert not service.swapped
+    monkeypatch.undo()
+    assert watcher.check() and len(service.swapped) == 1  # space again: the same file is swapped in

@@ -217,9 +217,68 @@ def test_reconcile_never_deletes_foreign_files_and_cleans_dead_writers_temps(tmp
     dead_temp = frames_dir / f".tmp-{dead}-{'0' * 32}.png"
     live_temp = frames_dir / f".tmp-1-{'1' * 32}.png"  # pid 1 is alive: another writer's
     mine = frames_dir / f".tmp-{os.getpid()}-{'2' * 32}.png"
-    for p in (dead_temp, live_temp, mine):
+    # A writer in another PID namespace looks dead from here: its fresh temp file must survive.
+    fresh_dead = frames_dir / f".tmp-{dead}-{'3' * 32}.png"
+    for p in (dead_temp, live_temp, mine, fresh_dead):
         p.write_bytes(b"t")
+    minute_ago = time.time() - 120
+    for p in (dead_temp, mine):
+        os.utime(p, (minute_ago, minute_ago))
+    # Not a name the store writes (the operator's), and a pid no kill() takes (an old temp name: deleted,
+    # where it once stopped the store from opening).
+    odd = [frames_dir / ".tmp-notes.txt"]
+    huge_pid = frames_dir / f".tmp-{'9' * 20}-ab.png"
+    for p in [*odd, huge_pid]:
+        p.write_bytes(b"x")
+        os.utime(p, (0, 0))
+    (frames_dir / f".tmp-{dead}-{'4' * 32}.png").mkdir()  # a folder with a temp file's name
     with FrameStore(tmp_path) as store:
         assert len(store) == 1
-    assert all(p.exists() for p in foreign)
-    assert not dead_temp.exists() and not mine.exists() and live_temp.exists()
+    assert all(p.exists() for p in foreign + odd) and not huge_pid.exists()
+    assert not dead_temp.exists() and not mine.exists() and live_temp.exists() and fresh_dead.exists()
+
+
+def test_a_read_only_store_never_evicts_or_deletes(tmp_path):
+    with FrameStore(tmp_path, quota_bytes=1 << 30) as store:
+        ids = [store.add(_frame(i, 32, 32)) for i in range(4)]
+    orphan = tmp_path / "frames" / ("ab" * 32 + ".png")  # a file the index does not know
+    orphan.write_bytes(b"x")
+    with FrameStore(tmp_path, quota_bytes=1, read_only=True) as reader:  # a quota it does not own
+        assert sorted(reader.ids()) == sorted(ids)
+        with pytest.raises(RuntimeError, match="read-only"):
+            reader.add(_frame(9))
+    assert orphan.exists()
+
+
+def test_the_fl_client_skips_frames_the_server_evicted_while_it_read(tmp_path, monkeypatch):
+    from mvstylizer.edge.fl_client import store_frames
+
+    with FrameStore(tmp_path) as store:
+        ids = [store.add(_frame(i, 32, 32)) for i in range(6)]
+    load = FrameStore.load
+
+    def evicted_meanwhile(self, fid):
+        if fid == ids[2]:  # listed by ids(), gone by the time it is read
+            raise KeyError(fid)
+        return load(self, fid)
+
+    monkeypatch.setattr(FrameStore, "load", evicted_meanwhile)
+    frames = store_frames(tmp_path)
+    assert len(frames.train) + len(frames.held_out) == 5
+
+
+def test_one_oversize_frame_does_not_stop_the_rest_of_its_batch(tmp_path):
+    from types import SimpleNamespace
+
+    from mvstylizer.edge.server.jobs import collect
+
+    class _Counter:
+        def inc(self, n: int = 1) -> None: ...
+
+        def set(self, v: float) -> None: ...
+
+    with FrameStore(tmp_path, quota_bytes=100_000, client_quota_bytes=2000) as store:
+        rt = SimpleNamespace(store=store, metrics=SimpleNamespace(frames_kept=_Counter(), store_bytes=_Counter()))
+        small = [_frame(i, 8, 8).astype(np.float32) / 255 for i in range(3)]
+        big = _frame(9, 64, 64).astype(np.float32) / 255  # noise: over the client's quota on its own
+        assert collect(rt, [small[0], big, small[1], small[2]], "c") == 3

@@ -18,6 +18,7 @@ Hot swap: with a ``data-dir``, every global model this edge receives is written 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -58,10 +59,14 @@ def store_frames(data_dir: Path) -> EdgeFrames:
 
     if not data_dir.is_dir():
         raise UserError(f"edge data folder {data_dir} does not exist")
-    with FrameStore(data_dir) as store:
-        ids = sorted(store.ids())  # ids are content hashes: a fixed order that does not follow arrival
-        train_idx, held_idx = split_held_out(len(ids))
-        return EdgeFrames([store.load(ids[i]) for i in train_idx], [store.load(ids[i]) for i in held_idx], -1)
+    # Read-only: the server owns the store's quota and its clean-up; opened with ours, it evicted frames.
+    with FrameStore(data_dir, read_only=True) as store:
+        frames = []
+        for fid in sorted(store.ids()):  # ids are content hashes: a fixed order that does not follow arrival
+            with contextlib.suppress(KeyError):  # evicted by the server meanwhile, or unreadable
+                frames.append(store.load(fid))
+    train_idx, held_idx = split_held_out(len(frames))
+    return EdgeFrames([frames[i] for i in train_idx], [frames[i] for i in held_idx], -1)
 
 
 def simulated_frames(context: Context, spec: Any) -> EdgeFrames:

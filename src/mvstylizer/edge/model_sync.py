@@ -75,7 +75,10 @@ class ModelWatcher:
 
     def start(self) -> ModelWatcher:
         if self._thread is None:
-            self.check()  # a model already there serves from the first request on
+            try:
+                self.check()  # a model already there serves from the first request on
+            except Exception:  # noqa: BLE001 - e.g. a full disk: serve the shipped model, retry in the loop
+                log.exception("model sync: first check failed; serving the shipped model meanwhile")
             self._thread = threading.Thread(target=self._loop, name="model-sync", daemon=True)
             self._thread.start()
         return self
@@ -134,10 +137,12 @@ class ModelWatcher:
                       else f"it does not match the hash recorded in {self.stamp} ({expected[:12]})")
             return False
         self._mismatch = None
-        self._seen = seen
         try:
-            load_pt(data)  # weights only: a pickle that would run code is refused here, unrun
+            blob = load_pt(data)  # weights only: a pickle that would run code is refused here, unrun
+            if not _all_finite(blob):  # a diverged round: it would turn every frame black
+                raise UnsafeModelFile("it holds NaN or infinite weights")
         except UnsafeModelFile as e:
+            self._seen = seen  # refused for good: the same file is not looked at again
             self.refused += 1
             log.error("model sync: refusing %s: %s; still serving the previous model", self.path, e)
             return False
@@ -149,6 +154,7 @@ class ModelWatcher:
         try:
             stylizers = self.build(snapshot)  # fully built before anything is swapped
         except Exception as e:  # noqa: BLE001 - a model that does not load must not take the server down
+            self._seen = seen
             self.refused += 1
             log.error("model sync: %s does not load (%s: %s); keeping the previous model", self.path,
                       type(e).__name__, str(e)[:300])
@@ -156,6 +162,7 @@ class ModelWatcher:
         for name, stylizer in stylizers.items():
             self.service.swap_model(name, stylizer)
         self.current = digest
+        self._seen = seen  # only now: a snapshot that could not be written (a full disk) is tried again
         self.swaps += 1
         log.info("model sync: now serving %s (%s)", self.path, digest[:12])
         self._prune(snap_dir, keep=snapshot)
@@ -174,3 +181,16 @@ class ModelWatcher:
         for p in snaps[: max(0, len(snaps) - (KEEP_SNAPSHOTS - 1))]:
             p.unlink(missing_ok=True)
         shutil.rmtree(snap_dir / "tmp", ignore_errors=True)
+
+
+def _all_finite(obj: Any) -> bool:
+    """Whether every floating-point tensor in a loaded model file (nested dicts and lists) is finite."""
+    import torch
+
+    if isinstance(obj, torch.Tensor):
+        return not obj.is_floating_point() or bool(torch.isfinite(obj).all())
+    if isinstance(obj, dict):
+        return all(_all_finite(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return all(_all_finite(v) for v in obj)
+    return True

@@ -21,9 +21,13 @@ Why it is built this way:
   made *before* its temp file is written, so temp files count against the quota too. A frame larger
   than the client's quota, or a write that would leave less than ``min_free_bytes`` free on the disk,
   is refused with :class:`StoreFull` (and not counted as collected).
-- **Only its own files**: temp files are named ``.tmp-<pid>-<random>.png``; on open, those of
-  processes no longer running (or of this one) are deleted. Reconciliation deletes only files named
-  like a frame it writes (64 hex digits + ``.png``); anything else in the folder is left alone.
+- **Only its own files**: temp files are named ``.tmp-<pid>-<hex>.png``; on open, those of
+  processes no longer running (or of this one) are deleted once a minute old, any of them once ten
+  minutes old: a writer in another PID namespace (another container on the same volume) looks dead
+  from here, and writes a frame in milliseconds. Reconciliation deletes only regular files named like
+  what it writes (64 hex digits + ``.png``, or such a temp name); anything else is left alone.
+- **Readers**: ``FrameStore(root, read_only=True)`` (the federated-learning client) reads the index
+  and the files and changes nothing: no reconciliation, no eviction under a quota it does not own.
 - **Threads and processes**: one SQLite connection per instance guarded by a lock (the server calls
   :meth:`add` from worker threads); SQLite's own file locking and WAL let another process read while
   this one writes.
@@ -62,14 +66,19 @@ CREATE TABLE IF NOT EXISTS frames (
 """
 _SUFFIX = ".png"
 _TEMP_PREFIX = ".tmp-"
-_TEMP_GRACE_S = 600.0  # an old-style temp file (no pid) younger than this may be another writer's
+_TEMP_GRACE_S = 600.0  # any temp file younger than this may still be another writer's
+_DEAD_TEMP_GRACE_S = 60.0  # ... and one whose writer looks gone, younger than this (PID namespaces)
 _FRAME_NAME = re.compile(r"^[0-9a-f]{64}\.png$")
-_TEMP_PID = re.compile(r"^\.tmp-(\d+)-[0-9a-f]+\.png$")
+_TEMP_NAME = re.compile(r"^\.tmp-(?:(\d{1,9})-)?[\w-]+\.png$")  # with a pid, or (older versions) without
 DEFAULT_MIN_FREE = 256 * 1024 * 1024  # never write a frame that would leave less free on the disk
 
 
 class StoreFull(Exception):
     """A frame the store refuses to keep: over the client's quota on its own, or the disk nearly full."""
+
+
+class FrameTooLarge(StoreFull):
+    """This one frame is over the client's quota on its own; smaller ones may still be kept."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -79,8 +88,8 @@ def _pid_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except (PermissionError, OverflowError, ValueError, OSError):
+        return True  # cannot tell: the age limit decides
     return True
 
 
@@ -95,7 +104,7 @@ class FrameStore:
     """A bounded, deduplicated, crash-safe on-disk store of uint8 RGB frames (see the module docs)."""
 
     def __init__(self, root: Path, quota_bytes: int = 2 * 1024**3, client_quota_bytes: int | None = None,
-                 min_free_bytes: int = DEFAULT_MIN_FREE) -> None:
+                 min_free_bytes: int = DEFAULT_MIN_FREE, *, read_only: bool = False) -> None:
         if quota_bytes < 1:
             raise ValueError(f"quota_bytes must be >= 1, got {quota_bytes}")
         if client_quota_bytes is not None and client_quota_bytes < 1:
@@ -105,7 +114,9 @@ class FrameStore:
         self.client_quota_bytes = min(int(client_quota_bytes or quota_bytes), self.quota_bytes)
         self.min_free_bytes = max(0, int(min_free_bytes))
         self.frames_dir = self.root / "frames"
-        self.frames_dir.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
+        if not read_only:
+            self.frames_dir.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a transaction spans file operations.
         self._db = sqlite3.connect(self.root / "index.sqlite", timeout=30.0, isolation_level=None,
@@ -114,7 +125,8 @@ class FrameStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute(_SCHEMA)
-        self.reconcile()
+        if not read_only:  # the server's store: a reader must not evict under a quota it does not own
+            self.reconcile()
 
     # ------------------------------------------------------------------ writing
 
@@ -122,6 +134,8 @@ class FrameStore:
         """Keep a frame (HxWx3 uint8 RGB); returns its content-hash id. A known frame is not written again."""
         if rgb8.dtype != np.uint8 or rgb8.ndim != 3 or rgb8.shape[2] != 3 or 0 in rgb8.shape:
             raise ValueError(f"FrameStore.add needs an HxWx3 uint8 frame, got {rgb8.dtype} {rgb8.shape}")
+        if self.read_only:
+            raise RuntimeError("this FrameStore was opened read-only")
         fid = frame_id(rgb8)
         with self._lock:
             if self._db.execute("SELECT 1 FROM frames WHERE id = ?", (fid,)).fetchone():
@@ -133,7 +147,8 @@ class FrameStore:
         data = buf.tobytes()
         client = client[:200]
         if len(data) > self.client_quota_bytes:
-            raise StoreFull(f"a {len(data)}-byte frame exceeds the per-client quota of {self.client_quota_bytes} bytes")
+            raise FrameTooLarge(f"a {len(data)}-byte frame exceeds the per-client quota of "
+                                f"{self.client_quota_bytes} bytes")
         free = shutil.disk_usage(self.frames_dir).free
         if free - len(data) < self.min_free_bytes:
             raise StoreFull(f"only {free >> 20} MiB free on the disk of {self.frames_dir}; keeping "
@@ -173,11 +188,12 @@ class FrameStore:
             foreign = 0
             for path in self.frames_dir.iterdir():
                 name = path.name
-                if name.startswith(_TEMP_PREFIX):
-                    m = _TEMP_PID.match(name)
+                m = _TEMP_NAME.match(name)
+                if m and path.is_file():
                     with contextlib.suppress(FileNotFoundError):
-                        if (not _pid_alive(int(m.group(1))) if m  # its writer is gone: a crash's leftover
-                                else now - path.stat().st_mtime > _TEMP_GRACE_S):
+                        age = now - path.stat().st_mtime
+                        gone = m.group(1) is not None and not _pid_alive(int(m.group(1)))
+                        if age > _TEMP_GRACE_S or (gone and age > _DEAD_TEMP_GRACE_S):  # a crash's leftover
                             path.unlink()
                             deleted += 1
                     continue

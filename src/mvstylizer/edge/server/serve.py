@@ -50,6 +50,8 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
         server.run(sockets=[sock])
     finally:
         sock.close()
+    if not server.started:  # uvicorn returns normally when its startup fails: a supervisor must see it
+        raise UserError("the edge server did not start (its log above says why)")
 
 
 def build_server(app: FastAPI, config: ServerConfig, port: int) -> Any:
