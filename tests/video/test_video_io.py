@@ -681,3 +681,58 @@ def test_the_default_audio_track_is_kept_and_the_user_told(tmp_path, caplog, def
         assert reader.audio_stream is not None
         assert reader.audio_stream.metadata.get("language") == ("eng", "fra")[default]
     assert f"2 audio tracks; only track {default + 1} ({('eng', 'fra')[default]}) is kept" in caplog.text
+
+
+def test_stereo_pcm_from_avi_goes_into_mp4_as_aac(tmp_path):
+    """FFmpeg gives AVI's stereo PCM channels in no stated order: the MP4 muxer took its header and
+    refused at the trailer, after the whole video was encoded."""
+    src, out = tmp_path / "pcm.avi", tmp_path / "out.mp4"
+    with av.open(str(src), "w") as o:
+        v = o.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = o.add_stream("pcm_s16le", rate=44100)
+        a.layout = "stereo"
+        for i in range(10):
+            for p in v.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")):
+                o.mux(p)
+        for i in range(8):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.int16), format="s16", layout="stereo")
+            f.sample_rate, f.pts = 44100, i * 1024
+            for p in a.encode(f):
+                o.mux(p)
+        for s in (v, a):
+            for p in s.encode():
+                o.mux(p)
+    with VideoReader(src) as reader:
+        assert reader.audio_stream.codec_context.layout.name == "2 channels"
+        with VideoWriter(out, 64, 48, reader.info.fps, reader.time_base, audio_template=reader.audio_stream) as w:
+            for f in reader.frames(audio_sink=w.mux_audio):
+                w.write(f.rgb8, f.pts)
+    with av.open(str(out)) as c:
+        assert c.streams.audio[0].codec_context.name == "aac" and c.streams.audio[0].frames > 0
+
+
+def test_an_mkv_whose_video_starts_after_its_audio_is_not_called_damaged(tmp_path, caplog):
+    """Matroska's per-track DURATION tag is where the track ends, not its length."""
+    path = tmp_path / "late.mkv"
+    with av.open(str(path), "w") as o:
+        v = o.add_stream("libx264", rate=30)
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        a = o.add_stream("aac", rate=48000)
+        a.layout = "mono"
+        for i in range(40):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts = 48000, i * 1024
+            for p in a.encode(f):
+                o.mux(p)
+        for i in range(30):
+            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 8, np.uint8), format="rgb24")
+            f.pts, f.time_base = 15 + i, Fraction(1, 30)  # the video starts at 0.5 s
+            for p in v.encode(f):
+                o.mux(p)
+        for s in (v, a):
+            for p in s.encode():
+                o.mux(p)
+    with caplog.at_level(logging.WARNING, logger="mvstylizer"), VideoReader(path) as reader:
+        assert len(list(reader.frames())) == 30
+    assert "declares" not in caplog.text

@@ -332,7 +332,11 @@ class VideoReader:
         if stream.duration is not None and stream.duration > 0:
             self._video_duration = float(stream.duration * self.time_base)
         else:
-            self._video_duration = _parse_hms(stream.metadata.get("DURATION"))
+            # The tag is where the track ends (FFmpeg writes its last timestamp plus one frame), so a
+            # video that starts after 0 (audio first) declares start + length.
+            end = _parse_hms(stream.metadata.get("DURATION"))
+            start = float(stream.start_time * self.time_base) if stream.start_time else 0.0
+            self._video_duration = end - start if end is not None and end > start else end
         self._container_duration: float | None = (
             container.duration / av.time_base if container.duration and container.duration > 0 else None
         )

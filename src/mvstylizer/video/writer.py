@@ -49,6 +49,11 @@ def _can_remux(format_name: str, template: av.stream.Stream) -> bool:
     Asking the muxer to write a real header into memory is the only reliable test: the format's
     codec tag tables (``supported_codecs``) accept some codecs its header writer then rejects.
     """
+    layout = getattr(getattr(template, "codec_context", None), "layout", None)
+    if format_name in ("mp4", "ipod", "mov") and layout is not None and layout.name.endswith(" channels"):
+        # Channels in no stated order (stereo PCM from AVI or MKV): the MP4 muxer takes the header and
+        # refuses at the trailer, after the whole video is encoded. Re-encoded, they get one.
+        return False
     try:
         with av.open(io.BytesIO(), mode="w", format=format_name) as probe:
             probe.add_stream_from_template(template)
