@@ -8,7 +8,7 @@ here. Without Chromium or Playwright these tests skip, saying why, unless
 Screenshots of the preview and of a finished render, at 1280x800 and 390x844, go to the test's
 temporary folder; to remake the ones in docs/ (README.md and docs/STUDIO.md show them)::
 
-    MVSTYLIZER_STUDIO_SCREENSHOTS=docs python -m pytest -q tests/test_studio_browser.py
+    MVSTYLIZER_STUDIO_SCREENSHOTS=docs python -m pytest -q tests/studio/test_studio_browser.py
 
 which films a virtual-camera clip over a scikit-image photo instead of the noise test clip, so the
 pictures show what a person would see.
