@@ -174,3 +174,26 @@ def test_bad_numbers_and_files_are_user_errors(tmp_path, style):
     with pytest.raises(mvstylizer.UserError, match="is the style photo"):
         mvstylizer.stylize(photo, own_style, own_style, model="reinhard", overwrite=True)
     assert own_style.read_bytes() == style.read_bytes()
+
+
+def test_a_source_that_refills_one_buffer_gets_the_same_video(style):
+    frames = [(texture(48, 64, seed=i) * 255).astype(np.uint8) for i in range(12)]
+
+    def refilled():
+        buf = np.empty_like(frames[0])
+        for f in frames:
+            buf[...] = f
+            yield buf
+
+    with mvstylizer.VideoStylizer(model="reinhard") as vs:
+        copies = list(vs.stylize_frames(frames, style))
+        reused = list(vs.stylize_frames(refilled(), style))
+    assert all(np.array_equal(a, b) for a, b in zip(copies, reused, strict=True))
+
+
+def test_strength_0_leaves_a_frame_exposed_differently_from_its_keys_as_it_is(style):
+    base = (texture(48, 64, seed=3) * 200).astype(np.uint8)
+    frames = [base] * 9 + [np.clip(base.astype(np.float32) * 1.08, 0, 255).astype(np.uint8)] + [base] * 6
+    with mvstylizer.VideoStylizer(model="reinhard", strength=0.0) as vs:
+        out = list(vs.stylize_frames(frames, style))
+    assert max(np.abs(o.astype(int) - f).mean() for o, f in zip(out, frames, strict=True)) < 1.0

@@ -230,6 +230,8 @@ class VideoPipeline:
         def works() -> Iterator[_Work]:
             for i, frame in enumerate(frames):
                 rgb8 = _as_rgb8(frame, f"frame {i}")
+                if np.may_share_memory(rgb8, frame):  # frames wait for their key: a camera loop may refill
+                    rgb8 = rgb8.copy()  # one buffer every frame, so the caller's array is not kept
                 if "size" not in state:
                     h, w = rgb8.shape[:2]
                     state.update(size=work_size(w, h, self.config.key_size), shape=rgb8.shape,
