@@ -318,12 +318,8 @@ def test_audio_only_file_has_no_video_stream(tmp_path):
     path = tmp_path / "sound.mp4"
     with av.open(str(path), "w") as out:
         a = out.add_stream("aac", rate=44100, layout="mono")
-        frame = av.AudioFrame.from_ndarray(np.zeros((1, 4096), np.float32), format="fltp", layout="mono")
-        frame.sample_rate, frame.pts = 44100, 0
-        for p in a.encode(frame):
-            out.mux(p)
-        for p in a.encode():
-            out.mux(p)
+        _mux(out, a, _silence(4096, 44100))
+        _mux(out, a, None)
     with pytest.raises(UserError, match="no video stream"):
         VideoReader(path)
 
@@ -646,6 +642,35 @@ def test_deferred_frames_can_be_prepared_on_the_decoding_thread(tmp_path):
     assert sizes and all(s == (24, 32, 3) for s in sizes)
 
 
+def _mux(out: av.container.OutputContainer, stream: av.stream.Stream, frame: av.frame.Frame | None) -> None:
+    """Encode ``frame`` (None: flush) on ``stream`` and mux what comes out."""
+    for packet in stream.encode(frame):
+        out.mux(packet)
+
+
+def _silence(samples: int, rate: int, layout: str = "mono", pts: int = 0) -> av.AudioFrame:
+    channels = 2 if layout == "stereo" else 1
+    frame = av.AudioFrame.from_ndarray(np.zeros((1, samples * channels), np.int16) if layout == "stereo"
+                                       else np.zeros((1, samples), np.float32),
+                                       format="s16" if layout == "stereo" else "fltp", layout=layout)
+    frame.sample_rate, frame.pts = rate, pts
+    return frame
+
+
+def _video_and_audio(out: av.container.OutputContainer, codec: str, rate: int, layout: str
+                     ) -> tuple[av.stream.Stream, av.stream.Stream]:
+    """A 64x48 30 fps H.264 stream and an audio stream in ``out``."""
+    v = out.add_stream("libx264", rate=30)
+    v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+    a = out.add_stream(codec, rate=rate)
+    a.layout = layout
+    return v, a
+
+
+def _grey(level: int, h: int = 48, w: int = 64) -> av.VideoFrame:
+    return av.VideoFrame.from_ndarray(np.full((h, w, 3), level, np.uint8), format="rgb24")
+
+
 def _two_audio_tracks(path: Path, default: int) -> None:
     """A short MKV with two AAC tracks (English, French), track ``default`` (0 or 1) marked default."""
     with av.open(str(path), "w") as out:
@@ -659,18 +684,11 @@ def _two_audio_tracks(path: Path, default: int) -> None:
             a.disposition = av.stream.Disposition.default if i == default else av.stream.Disposition(0)
             tracks.append(a)
         for i in range(5):
-            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 40 * i, np.uint8), format="rgb24")
-            for packet in video.encode(frame):
-                out.mux(packet)
+            _mux(out, video, _grey(40 * i, 24, 32))
         for a in tracks:
-            samples = av.AudioFrame.from_ndarray(np.zeros((1, 8000), np.float32), format="fltp", layout="mono")
-            samples.sample_rate, samples.pts = 16000, 0
-            for packet in a.encode(samples):
-                out.mux(packet)
-            for packet in a.encode():
-                out.mux(packet)
-        for packet in video.encode():
-            out.mux(packet)
+            _mux(out, a, _silence(8000, 16000))
+            _mux(out, a, None)
+        _mux(out, video, None)
 
 
 @pytest.mark.parametrize("default", [0, 1])
@@ -688,21 +706,13 @@ def test_stereo_pcm_from_avi_goes_into_mp4_as_aac(tmp_path):
     refused at the trailer, after the whole video was encoded."""
     src, out = tmp_path / "pcm.avi", tmp_path / "out.mp4"
     with av.open(str(src), "w") as o:
-        v = o.add_stream("libx264", rate=30)
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        a = o.add_stream("pcm_s16le", rate=44100)
-        a.layout = "stereo"
+        v, a = _video_and_audio(o, "pcm_s16le", 44100, "stereo")
         for i in range(10):
-            for p in v.encode(av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 20, np.uint8), format="rgb24")):
-                o.mux(p)
+            _mux(o, v, _grey(i * 20))
         for i in range(8):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.int16), format="s16", layout="stereo")
-            f.sample_rate, f.pts = 44100, i * 1024
-            for p in a.encode(f):
-                o.mux(p)
+            _mux(o, a, _silence(1024, 44100, "stereo", i * 1024))
         for s in (v, a):
-            for p in s.encode():
-                o.mux(p)
+            _mux(o, s, None)
     with VideoReader(src) as reader:
         assert reader.audio_stream.codec_context.layout.name == "2 channels"
         with VideoWriter(out, 64, 48, reader.info.fps, reader.time_base, audio_template=reader.audio_stream) as w:
@@ -716,23 +726,15 @@ def test_an_mkv_whose_video_starts_after_its_audio_is_not_called_damaged(tmp_pat
     """Matroska's per-track DURATION tag is where the track ends, not its length."""
     path = tmp_path / "late.mkv"
     with av.open(str(path), "w") as o:
-        v = o.add_stream("libx264", rate=30)
-        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
-        a = o.add_stream("aac", rate=48000)
-        a.layout = "mono"
+        v, a = _video_and_audio(o, "aac", 48000, "mono")
         for i in range(40):
-            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            f.sample_rate, f.pts = 48000, i * 1024
-            for p in a.encode(f):
-                o.mux(p)
+            _mux(o, a, _silence(1024, 48000, pts=i * 1024))
         for i in range(30):
-            f = av.VideoFrame.from_ndarray(np.full((48, 64, 3), i * 8, np.uint8), format="rgb24")
+            f = _grey(i * 8)
             f.pts, f.time_base = 15 + i, Fraction(1, 30)  # the video starts at 0.5 s
-            for p in v.encode(f):
-                o.mux(p)
+            _mux(o, v, f)
         for s in (v, a):
-            for p in s.encode():
-                o.mux(p)
+            _mux(o, s, None)
     with caplog.at_level(logging.WARNING, logger="mvstylizer"), VideoReader(path) as reader:
         assert len(list(reader.frames())) == 30
     assert "declares" not in caplog.text
