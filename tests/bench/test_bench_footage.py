@@ -136,6 +136,22 @@ def test_scorer_on_known_answers():
     assert math.isinf(s.psnr_mean) and s.warp_pairs == 5 and s.scene_cuts_skipped == 0
     assert s.warp_ours == s.warp_framewise and s.flat_warp_ours == s.flat_warp_framewise
     assert s.flat_warp_pairs == 5 and 0.1 < s.flat_fraction < 0.5
+    # A colour transform of a moving clip is as steady as the clip: near 0 in absolute terms (a flow
+    # taken the wrong way, or no motion compensation, gave 0.02-0.06 here), and fresh noise in every
+    # frame costs about 2 x 3 channels x sigma^2.
+    assert s.warp_ours < 1e-4 and s.flat_warp_ours < 1e-4
+    noisy = ClipScorer()
+    rng = np.random.default_rng(0)
+    for x, y in zip(frames, styled):
+        noisy.add(x, np.clip(y + rng.normal(0, 0.03 * 255, y.shape), 0, 255).astype(np.uint8), y)
+    n = noisy.result()
+    assert 0.5 * 6 * 0.03**2 < n.warp_ours < 1.5 * 6 * 0.03**2 and n.warp_framewise < 1e-4
+    # One identical frame among differing ones: the clip's mean PSNR is over the differing frames.
+    assert math.isfinite(n.psnr_mean)
+    mixed = ClipScorer()
+    for i, (x, y) in enumerate(zip(frames, styled)):
+        mixed.add(x, y if i == 0 else np.clip(y.astype(int) + 3, 0, 255).astype(np.uint8), y)
+    assert math.isfinite(mixed.result().psnr_mean) and math.isfinite(mixed.result().psnr_worst)
 
     unstyled = ClipScorer()  # ours == input: our warping error is the input's
     for x in frames:

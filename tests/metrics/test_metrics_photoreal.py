@@ -141,7 +141,7 @@ def test_region_palette_none_without_a_shared_label_and_min_pixels():
     cl = mask_labels(cmask)
     sl = mask_labels(np.full(smask.shape, 255, np.uint8))  # style all white: no label in common
     assert region_palette_distance(content, style, cl, sl) is None
-    # only the red region is large enough on the style side at min_pixels=400 (20x70 red, 30x70 blue)
+    # at min_pixels=1500 only the blue region is large enough on the style side (20x70 red, 30x70 blue)
     sl = mask_labels(smask)
     only_blue = region_palette_distance(content, style, cl, sl, min_pixels=1500)
     assert only_blue is not None

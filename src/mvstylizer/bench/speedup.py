@@ -51,6 +51,7 @@ from ..video.writer import VideoWriter
 from ..wire import Encoding, decode_frame, encode_frame
 from .camera import visible_mask
 from .clips import CLIP_KINDS, Clip, make_clip, parse_resolution, resolution_label
+from .compare import finite_mean
 from .machine import machine_info
 
 
@@ -366,7 +367,7 @@ def evaluate(clip: Clip, output: Path, fw: Framewise, cfg: BenchConfig) -> dict:
     if n != fw.frames:
         raise UserError(f"the pipeline's output has {n} frames against the input's {fw.frames}")
     out = {
-        "ssim_vs_framewise": float(np.mean(ssims)), "psnr_vs_framewise": float(np.mean(psnrs)),
+        "ssim_vs_framewise": float(np.mean(ssims)), "psnr_vs_framewise": finite_mean(psnrs),
         "quality_frames": sorted(fw.outputs),
         "warp_error": m_out.value, "warp_error_framewise": m_fw.value, "warp_error_input": m_in.value,
         "warp_pairs": m_out.pairs, "warp_pairs_across_cut_skipped": sum(
