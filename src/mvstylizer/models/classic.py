@@ -35,12 +35,25 @@ def _lab_to_rgb(lab: np.ndarray) -> np.ndarray:
     return soft_clip(cv2.cvtColor(lab.astype(np.float32), cv2.COLOR_Lab2RGB))
 
 
+# Lab units: colour spread below this is taken for sensor noise, not signal. Without it a flat or
+# dark frame's noise (0.4 Lab) was stretched ~50x to a full-range colour confetti (the same floor
+# as regions' statistics).
+_NOISE_FLOOR = 2.0
+
+
 def _mean_cov(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     x = lab.reshape(-1, 3).astype(np.float64)
     mu = x.mean(axis=0)
-    # Population covariance (defined for a single pixel too), ridged so the square roots stay real.
-    cov = (x - mu).T @ (x - mu) / len(x) + np.eye(3) * 1e-3
+    # Population covariance (defined for a single pixel too), ridged by the noise floor.
+    cov = (x - mu).T @ (x - mu) / len(x) + np.eye(3) * _NOISE_FLOOR**2
     return mu, cov
+
+
+def _mean_std(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation (ridged by the noise floor), in float64: float32 sums
+    over 150k identical pixels were off by 0.08 Lab, which a flat frame's tiny std then amplified."""
+    x = lab.reshape(-1, 3).astype(np.float64)
+    return x.mean(axis=0), np.sqrt(x.var(axis=0) + _NOISE_FLOOR**2)
 
 
 def sqrtm_psd(m: np.ndarray) -> np.ndarray:
@@ -71,15 +84,13 @@ class ReinhardTransfer:
     description: str = "classic, non-DNN: Reinhard mean/std colour transfer in Lab (global)"
 
     def prepare_style(self, style: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lab = rgb_to_lab(_stats_sample(style)).reshape(-1, 3)
-        return lab.mean(axis=0), lab.std(axis=0) + 1e-3
+        return _mean_std(rgb_to_lab(_stats_sample(style)))
 
     def stylize(self, content: np.ndarray, style_state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         mu_s, sd_s = style_state
         lab_c = rgb_to_lab(content)
-        stats = rgb_to_lab(_stats_sample(content)).reshape(-1, 3)
-        mu_c, sd_c = stats.mean(axis=0), stats.std(axis=0) + 1e-3
-        return _lab_to_rgb((lab_c - mu_c) * (sd_s / sd_c) + mu_s)
+        mu_c, sd_c = _mean_std(rgb_to_lab(_stats_sample(content)))
+        return _lab_to_rgb(((lab_c - mu_c) * (sd_s / sd_c) + mu_s).astype(np.float32))
 
 
 @dataclass
