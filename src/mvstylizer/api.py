@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .files import check_overwrite
+from .files import check_overwrite, check_writable_folder
 from .mobile.edge_link import EdgeLink
 from .mobile.interpolate import InterpConfig
 from .mobile.keyframes import KeyframeConfig
@@ -177,10 +177,7 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     out = Path(output)
     if out.suffix.lower() != ".cube":
         raise UserError(f"a LUT file ends in .cube, not {out.name}")
-    if not out.parent.resolve().is_dir():
-        raise UserError(f"output folder {out.parent} does not exist")
-    if not os.access(out.parent.resolve(), os.W_OK | os.X_OK):
-        raise UserError(f"output folder is not writable: {out.parent}")
+    check_writable_folder(out.parent)
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 2 <= size <= 256:
         raise UserError(f"size must be a whole number 2..256, got {size!r}")
     check_overwrite(out, overwrite)

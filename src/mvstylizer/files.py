@@ -91,6 +91,15 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def check_writable_folder(folder: str | os.PathLike[str], what: str = "output") -> None:
+    """Refuse (UserError), before any work, a folder that is missing or where no file can be created."""
+    resolved = Path(folder).resolve()
+    if not resolved.is_dir():
+        raise UserError(f"{what} folder does not exist: {folder}")
+    if not os.access(resolved, os.W_OK | os.X_OK):
+        raise UserError(f"{what} folder is not writable: {folder}")
+
+
 def check_overwrite(output_path: str | os.PathLike[str], overwrite: bool) -> None:
     """Refuse (UserError) to replace an existing file unless asked to (FFmpeg's ``-y``)."""
     if Path(output_path).exists() and not overwrite:

@@ -219,8 +219,8 @@ def _grown(raw: np.ndarray, path: Path, frames: int) -> np.ndarray:
 
 
 def finite_mean(values: list[float]) -> float:
-    """Mean PSNR over the frames that differ at all: one identical frame (a shared black intro) is
-    inf and would make the clip's mean inf; inf only when every frame is identical."""
+    """Mean of the finite values, inf if there are none. For PSNR: one identical frame (a shared black
+    intro) is inf and would make a clip's mean inf; it is inf only when every frame is identical."""
     finite = [v for v in values if math.isfinite(v)]
     return float(np.mean(finite)) if finite else float("inf")
 

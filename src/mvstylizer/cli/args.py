@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..files import check_writable_folder
 from ..video.formats import same_file
 
 
@@ -110,10 +111,7 @@ def check_report_folder(path: Path | None, *keep: str | os.PathLike[str] | None)
         return
     if path.is_dir():
         raise UserError(f"report {path} is a folder; give a file name")
-    if not path.parent.resolve().is_dir():
-        raise UserError(f"report folder {path.parent} does not exist")
-    if not os.access(path.parent.resolve(), os.W_OK | os.X_OK):
-        raise UserError(f"report folder is not writable: {path.parent}")
+    check_writable_folder(path.parent, "report")
     for other in keep:
         if other is not None and same_file(path, Path(other)):
             raise UserError(f"report {path} would overwrite {other}; choose another report path")

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
+from ..files import check_writable_folder
 from .args import add_pipeline_options, check_report_folder, finite_float, pipeline_config, positive_int
 
 
@@ -204,8 +205,7 @@ def _footage_bench(args: argparse.Namespace) -> int:
 
     check_report_folder(args.json)
     if args.montage is not None:  # a folder (made if missing, kept if there), inside one that exists
-        if not args.montage.parent.resolve().is_dir():
-            raise UserError(f"--montage folder {args.montage.parent} does not exist")
+        check_writable_folder(args.montage.parent, "--montage")
         if args.montage.exists() and not args.montage.is_dir():
             raise UserError(f"--montage {args.montage} is a file, not a folder")
         args.montage.mkdir(exist_ok=True)

@@ -41,9 +41,10 @@ def _train(args: argparse.Namespace) -> int:
     from ..models.training import TrainConfig
 
     recipe = TRAINABLE[args.model]
-    # Unset flags keep the model's own recipe (or TrainConfig's default where the recipe has none).
-    chosen = {key: getattr(args, key) if getattr(args, key) is not None else recipe[key]
-              for key in ("steps", "batch", "size", "lr") if getattr(args, key) is not None or key in recipe}
+    # The model's recipe, then the flags given (TrainConfig's defaults for what neither sets).
+    keys = ("steps", "batch", "size", "lr")
+    chosen = {key: recipe[key] for key in keys if key in recipe}
+    chosen.update({key: getattr(args, key) for key in keys if getattr(args, key) is not None})
     config = TrainConfig(data=args.data, seed=args.seed, checkpoint=args.checkpoint,
                          checkpoint_every=args.checkpoint_every, resume=args.resume, out=args.out,
                          threads=args.threads or recipe.get("threads", 0), progress=not args.quiet, **chosen)

@@ -108,13 +108,13 @@ def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> dict:
     state = cfg.state_dir.resolve()
     cloud = cfg.cloud
     cloud.registry = str(Path(cfg.registry).resolve() if cfg.registry else state / "registry")
-    for flag, folder in (("--state-dir", state), ("--registry", Path(cloud.registry) / "rounds")):
+    registry_dir = Path(cloud.registry)
+    for flag, folder, made in (("--state-dir", state, state), ("--registry", registry_dir, registry_dir / "rounds")):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            made.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a file of that name, no permission
-            raise UserError(f"{flag} {folder.parent if flag == '--registry' else folder} cannot be used as a "
-                            f"folder: {e.strerror or e}") from None
-    registry = ModelRegistry(Path(cloud.registry))
+            raise UserError(f"{flag} {folder} cannot be used as a folder: {e.strerror or e}") from None
+    registry = ModelRegistry(registry_dir)
     done = registry.latest()
     if done is not None and done.round >= cloud.num_rounds:
         echo(f"the registry {cloud.registry} already holds {done.round} rounds (>= {cloud.num_rounds}); nothing to do")

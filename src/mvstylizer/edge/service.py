@@ -24,6 +24,7 @@ from ..errors import NotFoundError, UserError
 from ..imaging import shrink_to
 from ..models.base import Stylizer
 from ..models.registry import aliases_of, available_models, create_model, resolve_name
+from ..models.vgg_onnx import MIN_SIDE
 from ..wire import decode_frame
 
 
@@ -166,17 +167,14 @@ class EdgeService:
                 self._style_bytes -= style.state_bytes.pop(name, 0)
 
 
-
-_MIN_STYLE_SIDE = 8  # the feature models' trunk pools three times: fewer pixels across leave it nothing
-
-
 def _style_sized(image: np.ndarray, max_side: int) -> np.ndarray:
-    """A style photo at most ``max_side`` long and at least :data:`_MIN_STYLE_SIDE` across: a tiny or
-    long thin style is enlarged (nearest neighbour: its colours are what counts), not refused."""
-    image = shrink_to(image, max_side, min_side=_MIN_STYLE_SIDE)
+    """A style photo at most ``max_side`` long and at least the feature trunk's ``MIN_SIDE`` across
+    (it pools three times): a tiny or long thin style is enlarged (nearest neighbour: its colours
+    are what counts), not refused."""
+    image = shrink_to(image, max_side, min_side=MIN_SIDE)
     h, w = image.shape[:2]
-    if min(h, w) < _MIN_STYLE_SIDE:
-        scale = _MIN_STYLE_SIDE / min(h, w)
-        size = (max(_MIN_STYLE_SIDE, round(w * scale)), max(_MIN_STYLE_SIDE, round(h * scale)))
+    if min(h, w) < MIN_SIDE:
+        scale = MIN_SIDE / min(h, w)
+        size = (max(MIN_SIDE, round(w * scale)), max(MIN_SIDE, round(h * scale)))
         image = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
     return image

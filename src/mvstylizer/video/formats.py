@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from mvstylizer.errors import UserError
+from mvstylizer.files import check_writable_folder
 
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -47,11 +48,7 @@ def check_output_path(input_path: str | os.PathLike[str], output_path: str | os.
         raise UserError(f"{why} for {out}; {kind} output must end in {', '.join(sorted(allowed))}")
     if out.is_dir():
         raise UserError(f"output {out} is a folder; give a file name")
-    parent = out.parent
-    if not parent.is_dir():
-        raise UserError(f"output folder does not exist: {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UserError(f"output folder is not writable: {parent}")
+    check_writable_folder(out.parent)
     if same_file(inp, out):
         raise UserError(f"output {out} is the input file; choose a different output path")
     if style_path is not None and same_file(Path(style_path), out):

@@ -44,22 +44,21 @@ def collect(rt: ServerRuntime, frames: list[np.ndarray], client: str) -> int:
     store = rt.store
     if store is None:
         return 0
-    kept = tried = 0
-    try:
-        for f in frames:
-            tried += 1
-            try:
-                # decode_frame gives k/255 exactly, so this recovers the uploaded 8-bit pixels bit for bit.
-                store.add((f * 255.0 + 0.5).astype(np.uint8), client)
-                kept += 1
-            except FrameTooLarge as e:  # this frame only: the batch's smaller frames are still kept
-                log.warning("frame store %s: not keeping a frame of %s: %s", store.root, client, e)
-    except StoreFull as e:
-        log.warning("frame store %s: not keeping %d frame(s) of %s: %s", store.root, len(frames) - tried + 1,
-                    client, e)
-    except Exception as e:  # noqa: BLE001 - one line per failing insert, never a traceback per request
-        log.warning("frame store %s: could not keep %d frame(s) of %s (%s: %s)", store.root,
-                    len(frames) - tried + 1, client, type(e).__name__, e)
+    kept = 0
+    for i, f in enumerate(frames):
+        try:
+            # decode_frame gives k/255 exactly, so this recovers the uploaded 8-bit pixels bit for bit.
+            store.add((f * 255.0 + 0.5).astype(np.uint8), client)
+            kept += 1
+        except FrameTooLarge as e:  # this frame only: the batch's smaller frames are still kept
+            log.warning("frame store %s: not keeping a frame of %s: %s", store.root, client, e)
+        except StoreFull as e:
+            log.warning("frame store %s: not keeping %d frame(s) of %s: %s", store.root, len(frames) - i, client, e)
+            break
+        except Exception as e:  # noqa: BLE001 - one line per failing insert, never a traceback per request
+            log.warning("frame store %s: could not keep %d frame(s) of %s (%s: %s)", store.root,
+                        len(frames) - i, client, type(e).__name__, e)
+            break
     rt.metrics.frames_kept.inc(kept)
     with contextlib.suppress(Exception):
         rt.metrics.store_bytes.set(store.total_bytes)
