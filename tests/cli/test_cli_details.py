@@ -53,6 +53,20 @@ def test_report_lists_each_key_with_its_reason_and_the_model_used(tmp_path, clip
     assert sum(rep["key_reasons"].values()) == rep["key_count"]
 
 
+def test_max_gap_caps_a_fixed_stride_only_when_given(tmp_path, clip, style, caplog):
+    def keys(*extra: str) -> list[int]:
+        report = tmp_path / "run.json"
+        assert main(["stylize", str(clip), "--style", str(style), "-o", str(tmp_path / "o.mp4"), "-y",
+                     "--model", "reinhard", "--report", str(report), "-q", *extra]) == 0
+        return json.loads(report.read_text())["key_frames"]
+
+    assert keys("--keyframes", "every:8") == [0, 8, 15]  # 16 frames: the last is a key too
+    with caplog.at_level(logging.WARNING, logger="mvstylizer"):
+        assert keys("--keyframes", "every:8", "--max-gap", "5") == [0, 5, 10, 15]
+    assert "every:8 with --max-gap 5" in caplog.text
+    assert keys("--keyframes", "every:3", "--max-gap", "5")[:3] == [0, 3, 6]
+
+
 def test_key_reasons_add_up_with_a_last_frame_key(tmp_path, style):
     src = tmp_path / "in.mp4"
     write_test_clip(src, width=96, height=64, frames=13, fps=12.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import os
 from pathlib import Path
@@ -11,6 +12,8 @@ from typing import Any
 from ..errors import UserError
 from ..files import check_writable_folder
 from ..video.formats import same_file
+
+log = logging.getLogger(__name__)
 
 
 def keyframes_arg(text: str) -> tuple[str, int]:
@@ -53,13 +56,15 @@ def choices_help(registry: dict[str, Any]) -> str:
 
 def add_pipeline_options(p: argparse.ArgumentParser) -> None:
     from ..mobile.interpolate import INTERPOLATORS, InterpConfig
+    from ..mobile.keyframes import KeyframeConfig
     from ..mobile.meta_smoothing import SMOOTHERS
 
     p.add_argument("--model", default="default",
                    help="edge model (see `mvstylizer models`; default: the edge's default)")
     p.add_argument("--keyframes", type=keyframes_arg, default=("auto", 0), metavar="auto|every:N",
                    help="adaptive key frames (default) or a fixed stride")
-    p.add_argument("--max-gap", type=positive_int, default=30, metavar="N", help="most frames between keys")
+    p.add_argument("--max-gap", type=positive_int, default=None, metavar="N",
+                   help=f"most frames between keys (default {KeyframeConfig.max_gap}; with every:N, caps N)")
     p.add_argument("--key-size", type=positive_int, default=512, metavar="PIXELS",
                    help="long side of the key frames sent to the edge (default 512)")
     p.add_argument("--interp", choices=sorted(INTERPOLATORS), default="transform",
@@ -92,10 +97,15 @@ def pipeline_config(args: argparse.Namespace, progress: bool):
     if not 0.0 <= args.strength <= 1.0:
         raise UserError(f"--strength must be in [0, 1], got {args.strength}")
     mode, every = args.keyframes
+    max_gap = KeyframeConfig.max_gap if args.max_gap is None else args.max_gap
+    if mode == "every" and args.max_gap is not None and every > max_gap:
+        # Both asked: "most frames between keys" is a bound, so it wins over the stride.
+        log.warning("--keyframes every:%d with --max-gap %d: a key every %d frames", every, max_gap, max_gap)
+        every = max_gap
     return StylizeConfig(
         model=args.model,
         key_size=args.key_size,
-        keyframes=KeyframeConfig(mode=mode, every=every or 10, max_gap=args.max_gap),
+        keyframes=KeyframeConfig(mode=mode, every=every or 10, max_gap=max_gap),
         interp=InterpConfig(method=args.interp, map_scale=args.map_scale, strength=args.strength),
         smoothing=args.smoothing,
         crf=args.crf,
