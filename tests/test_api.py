@@ -78,6 +78,17 @@ def test_options_are_checked_with_clear_errors():
             mvstylizer.VideoStylizer(**kwargs)
 
 
+def test_max_gap_bounds_a_fixed_stride_only_when_given():
+    def stride(**kwargs) -> tuple[int, int]:
+        cfg = mvstylizer.VideoStylizer(model="reinhard", **kwargs).config.keyframes
+        return cfg.every, cfg.max_gap
+
+    assert stride(keyframes="every:50") == (50, 30)
+    assert stride(keyframes="every:50", max_gap=12) == (12, 12)
+    assert stride(keyframes="every:5", max_gap=12) == (5, 12)
+    assert stride(max_gap=12) == (10, 12)
+
+
 def test_list_models_default_first():
     models = mvstylizer.list_models()
     assert models[0].default and models[0].name == "regions"

@@ -19,7 +19,7 @@ from .errors import UserError
 from .files import check_overwrite, check_writable_folder
 from .mobile.edge_link import EdgeLink
 from .mobile.interpolate import InterpConfig
-from .mobile.keyframes import KeyframeConfig
+from .mobile.keyframes import keyframe_config
 from .mobile.pipeline import FrameHook, StylizeConfig, StylizeReport, VideoPipeline
 
 PathLike = str | os.PathLike[str]
@@ -56,7 +56,7 @@ class VideoStylizer:
         token: the remote edge's bearer token.
         key_size: long side of the key frames sent to the edge, pixels.
         keyframes: ``"auto"`` or ``"every:N"``.
-        max_gap: most frames between two keys.
+        max_gap: most frames between two keys (default 30); with "every:N", a bound on N.
         interp: ``"transform"`` (default) or ``"warp"`` (the paper's flow warping).
         crf, preset: H.264 settings for video files.
         progress: show a progress bar for files.
@@ -68,7 +68,7 @@ class VideoStylizer:
     """
 
     def __init__(self, model: str = "default", *, strength: float = 1.0, edge: str | None = None,
-                 token: str | None = None, key_size: int = 512, keyframes: str = "auto", max_gap: int = 30,
+                 token: str | None = None, key_size: int = 512, keyframes: str = "auto", max_gap: int | None = None,
                  interp: str = "transform", crf: int = 18, preset: str = "veryfast", progress: bool = False) -> None:
         self.config = _config(model, strength, key_size, keyframes, max_gap, interp, crf, preset, progress)
         self._edge: EdgeLink
@@ -190,14 +190,14 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     return out
 
 
-def _config(model: str, strength: float, key_size: int, keyframes: str, max_gap: int, interp: str, crf: int,
+def _config(model: str, strength: float, key_size: int, keyframes: str, max_gap: int | None, interp: str, crf: int,
             preset: str, progress: bool) -> StylizeConfig:
     mode, _, every = keyframes.partition(":")
     if mode not in ("auto", "every") or (mode == "every" and not every.isdigit()) or (mode == "auto" and every):
         raise UserError(f"keyframes must be 'auto' or 'every:N', got {keyframes!r}")
     try:  # each config checks its own values (strength, key size, CRF, gaps, interpolation)
         return replace(StylizeConfig(), model=model, key_size=key_size, crf=crf, preset=preset, progress=progress,
-                       keyframes=KeyframeConfig(mode=mode, every=int(every or 10), max_gap=max_gap),
+                       keyframes=keyframe_config(mode, int(every or 10), max_gap),
                        interp=InterpConfig(method=interp, strength=strength))
     except ValueError as e:
         raise UserError(str(e)) from None

@@ -63,7 +63,7 @@ def test_max_gap_caps_a_fixed_stride_only_when_given(tmp_path, clip, style, capl
     assert keys("--keyframes", "every:8") == [0, 8, 15]  # 16 frames: the last is a key too
     with caplog.at_level(logging.WARNING, logger="mvstylizer"):
         assert keys("--keyframes", "every:8", "--max-gap", "5") == [0, 5, 10, 15]
-    assert "every:8 with --max-gap 5" in caplog.text
+    assert "every:8 with a max gap of 5" in caplog.text
     assert keys("--keyframes", "every:3", "--max-gap", "5")[:3] == [0, 3, 6]
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
 from pathlib import Path
@@ -12,8 +11,6 @@ from typing import Any
 from ..errors import UserError
 from ..files import check_writable_folder
 from ..video.formats import same_file
-
-log = logging.getLogger(__name__)
 
 
 def keyframes_arg(text: str) -> tuple[str, int]:
@@ -85,7 +82,7 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
 
 def pipeline_config(args: argparse.Namespace, progress: bool):
     from ..mobile.interpolate import InterpConfig
-    from ..mobile.keyframes import KeyframeConfig
+    from ..mobile.keyframes import keyframe_config
     from ..mobile.pipeline import StylizeConfig
 
     if args.key_size < 16:
@@ -97,15 +94,10 @@ def pipeline_config(args: argparse.Namespace, progress: bool):
     if not 0.0 <= args.strength <= 1.0:
         raise UserError(f"--strength must be in [0, 1], got {args.strength}")
     mode, every = args.keyframes
-    max_gap = KeyframeConfig.max_gap if args.max_gap is None else args.max_gap
-    if mode == "every" and args.max_gap is not None and every > max_gap:
-        # Both asked: "most frames between keys" is a bound, so it wins over the stride.
-        log.warning("--keyframes every:%d with --max-gap %d: a key every %d frames", every, max_gap, max_gap)
-        every = max_gap
     return StylizeConfig(
         model=args.model,
         key_size=args.key_size,
-        keyframes=KeyframeConfig(mode=mode, every=every or 10, max_gap=max_gap),
+        keyframes=keyframe_config(mode, every or 10, args.max_gap),
         interp=InterpConfig(method=args.interp, map_scale=args.map_scale, strength=args.strength),
         smoothing=args.smoothing,
         crf=args.crf,

@@ -7,6 +7,7 @@ gap reached its maximum. Works on a small grey/colour thumbnail so it costs ~1-2
 
 from __future__ import annotations
 
+import logging
 import numbers
 from dataclasses import dataclass, field
 
@@ -14,6 +15,8 @@ import cv2
 import numpy as np
 
 from ..video.flow import FlowEstimator, occlusion_mask, warp
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -44,6 +47,18 @@ class KeyframeConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"key-frame {name} must be a whole number >= 1, got {value!r}")
+
+
+def keyframe_config(mode: str, every: int, max_gap: int | None) -> KeyframeConfig:
+    """The key-frame options a user gave: ``max_gap`` None is the default; given with a fixed stride
+    longer than it, it wins ("most frames between keys" is a bound), with a warning."""
+    if max_gap is None:
+        max_gap = KeyframeConfig.max_gap
+    elif mode == "every" and isinstance(every, numbers.Integral) and isinstance(max_gap, numbers.Integral) \
+            and every > max_gap >= 1:
+        log.warning("key frames every:%d with a max gap of %d: a key every %d frames", every, max_gap, max_gap)
+        every = max_gap
+    return KeyframeConfig(mode=mode, every=every, max_gap=max_gap)
 
 
 @dataclass
