@@ -16,6 +16,7 @@ size limit, so an oversized file never fills the disk first.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
@@ -25,7 +26,9 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TypeVar
 
+import anyio
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -50,6 +53,7 @@ SESSION_HEADER = "X-Studio-Session"
 CHUNK = 1 << 20
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 PRIVATE_CACHE = {"Cache-Control": "private, max-age=3600"}
+T = TypeVar("T")
 Subscriber = tuple[asyncio.AbstractEventLoop, "asyncio.Queue[dict | None]"]
 
 
@@ -159,6 +163,9 @@ class Studio:
                                  frame_hook=frame_hook)
         self.queue = JobQueue(self.renderer, self._job_changed)
         self.preview_lock = threading.Semaphore(1)
+        # Decoding an upload can take hundreds of MB; requests beyond these slots wait their turn
+        # without a thread (four 7000x7000 PNGs at once peaked at 5.7 GB).
+        self.decoding = anyio.CapacityLimiter(config.decode_slots)
         self.gallery = media.gallery()
         self._models: list[dict] | None = None
         self._stop = threading.Event()
@@ -397,6 +404,10 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
     # -- uploads ----------------------------------------------------------------------------------
+    async def decode(fn: Callable[..., T], *args: object) -> T:
+        """``fn(*args)`` on a thread once one of the studio's decoding slots is free."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=studio.decoding)
+
     async def receive(request: Request, target: Path, limit: int, what: str, name: str) -> int:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
@@ -433,7 +444,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         source = folder / f"source{suffix}"
         try:
             size = await receive(request, source, config.max_upload_bytes, "videos", name)
-            up = await run_in_threadpool(_ingest_video, vid, name, folder, source, config)
+            up = await decode(_ingest_video, vid, name, folder, source, config)
         except BaseException as exc:
             shutil.rmtree(folder, ignore_errors=True)
             if isinstance(exc, UserError):
@@ -459,7 +470,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         original = folder / f"original{Path(name).suffix.lower()[:8] or '.img'}"
         try:
             await receive(request, original, config.max_style_bytes, "style photos", name)
-            st = await run_in_threadpool(_ingest_style, sid, name, folder, original, config.max_style_pixels)
+            st = await decode(_ingest_style, sid, name, folder, original, config.max_style_pixels)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise

@@ -23,6 +23,8 @@ class StudioConfig:
         max_upload_bytes: largest video upload.
         max_style_bytes: largest style photo upload.
         max_style_pixels: largest style photo, in pixels (a small PNG can decode to gigabytes).
+        decode_slots: uploads decoded at once (style photos, a video's probe and preview frames);
+            the others wait, without holding a server thread. Each can take a few hundred MB.
         max_work_bytes: size limit of the work folder; the oldest finished jobs, then the oldest
             unused uploads, are removed to stay under it.
         ttl_seconds: files untouched for this long are removed (and idle sessions forgotten).
@@ -40,6 +42,7 @@ class StudioConfig:
     max_upload_bytes: int = 500 * MB
     max_style_bytes: int = 40 * MB
     max_style_pixels: int = 50_000_000
+    decode_slots: int = 2
     max_work_bytes: int = 5000 * MB
     ttl_seconds: float = 24 * 3600.0
     preview_frames: int = 4
@@ -58,5 +61,5 @@ class StudioConfig:
             raise ValueError(f"preview_frames must be 1..8, got {self.preview_frames}")
         if not 64 <= self.preview_side <= 2048:
             raise ValueError(f"preview_side must be 64..2048, got {self.preview_side}")
-        if self.ttl_seconds <= 0 or self.max_queued < 1:
-            raise ValueError("ttl_seconds and max_queued must be positive")
+        if self.ttl_seconds <= 0 or self.max_queued < 1 or self.decode_slots < 1:
+            raise ValueError("ttl_seconds, max_queued and decode_slots must be positive")

@@ -1,0 +1,120 @@
+"""The studio under attack: memory of decoding uploads, the work folder's share of each session, the
+render queue, previews and sessions, each within a bound (docs/STUDIO.md, "Limits").
+
+Uses the root conftest's small ``clip`` (96x64, 16 frames) and ``style``; nothing here waits on a
+clock: renders are held by the test gate, threads by events.
+"""
+
+from __future__ import annotations
+
+import threading
+import tracemalloc
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+
+from test_studio import Studio, make_studio  # noqa: E402
+
+from mvstylizer.studio import media  # noqa: E402
+
+
+@pytest.fixture
+def studio(tmp_path):
+    client, gate = make_studio(tmp_path)
+    with client:
+        yield Studio(client, gate)
+        gate.open.set()
+
+
+def until(condition, what: str, timeout: float = 30.0) -> None:
+    """Wait for a state another thread reaches (polled; the timeout only bounds a hang)."""
+    done = threading.Event()
+    for _ in range(int(timeout / 0.01)):
+        if condition():
+            return
+        done.wait(0.01)
+    raise AssertionError(f"not reached: {what}")
+
+
+# ---------------------------------------------------------------------------------------------- style photos
+
+
+def test_a_style_whose_size_is_not_in_a_header_we_read_is_refused_before_decoding(studio, tmp_path, monkeypatch):
+    hdr = tmp_path / "sky.hdr"  # Radiance HDR: Pillow cannot read its size, OpenCV decodes it whole
+    cv2.imwrite(str(hdr), np.full((64, 64, 3), 0.5, np.float32))
+    decoded = []
+    monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a) or None)
+    r = studio.upload(hdr, "styles")
+    assert r.status_code == 400 and "sky.hdr is not an image the studio can read" in r.json()["error"]
+    assert not decoded
+    # Named like a format we take, it is judged by its content all the same.
+    r = studio.upload(hdr, "styles", name="sky.png")
+    assert r.status_code == 400 and not decoded
+
+
+def test_a_large_style_is_decoded_once_at_its_own_pixel_type(tmp_path):
+    path = tmp_path / "wide.png"
+    img = np.zeros((2000, 3000, 3), np.uint8)
+    img[::7] = (40, 120, 200)
+    cv2.imwrite(str(path), img)
+    tracemalloc.start()
+    try:
+        rgb8 = media.load_style(path, "wide.png", 50_000_000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert rgb8.shape == (683, 1024, 3) and rgb8.dtype == np.uint8
+    assert abs(rgb8[..., 0].mean() - 200 / 7) < 2 and abs(rgb8[..., 2].mean() - 40 / 7) < 2  # BGR file, RGB out
+    # 18 MB as decoded; float copies of the whole photo (read_image) peaked at 160 MB.
+    assert peak < 3 * img.nbytes, peak
+
+
+def test_style_pixels_read_as_read_image_reads_them(tmp_path):
+    from PIL import Image
+
+    from mvstylizer.video.image import read_image
+
+    rng = np.random.default_rng(3)
+    for name, pixels in {"grey16.png": (rng.random((40, 50)) * 65535).astype(np.uint16),
+                         "alpha.png": (rng.random((40, 50, 4)) * 255).astype(np.uint8),
+                         "rgb16.tiff": (rng.random((40, 50, 3)) * 65535).astype(np.uint16),
+                         "float.tiff": rng.random((40, 50)).astype(np.float32) * 1.2}.items():
+        cv2.imwrite(str(tmp_path / name), pixels)
+    Image.fromarray((rng.random((40, 50, 2)) * 255).astype(np.uint8), "LA").save(tmp_path / "greyalpha.png")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: turned upright
+    Image.fromarray((rng.random((40, 50, 3)) * 255).astype(np.uint8)).save(tmp_path / "phone.jpg", exif=exif)
+    for path in tmp_path.iterdir():
+        expected = media.to_rgb8(read_image(path))
+        assert np.abs(media.load_style(path, path.name, 10**6).astype(int) - expected).max() <= 1, path.name
+
+
+def test_uploads_are_decoded_a_few_at_a_time(tmp_path, style, monkeypatch):
+    client, gate = make_studio(tmp_path, decode_slots=1)
+    release, inside, most = threading.Event(), [], []
+    original = media.load_style
+
+    def held(*args):  # noqa: ANN002
+        inside.append(1)
+        most.append(len(inside))
+        release.wait(30)
+        inside.pop()
+        return original(*args)
+
+    monkeypatch.setattr(media, "load_style", held)
+    with client:
+        s = Studio(client, gate)
+        answers: list[int] = []
+        threads = [threading.Thread(target=lambda: answers.append(s.upload(style, "styles").status_code))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        limiter = client.app.state.studio.decoding
+        until(lambda: inside and limiter.statistics().tasks_waiting == 2, "one decoding, two waiting")
+        release.set()
+        for t in threads:
+            t.join(60)
+    assert answers == [200, 200, 200] and max(most) == 1
