@@ -118,3 +118,28 @@ def test_uploads_are_decoded_a_few_at_a_time(tmp_path, style, monkeypatch):
         for t in threads:
             t.join(60)
     assert answers == [200, 200, 200] and max(most) == 1
+
+
+# ---------------------------------------------------------------------------------------------- videos
+
+
+def test_a_video_over_the_frame_size_limit_is_refused_after_probing(tmp_path, clip):
+    client, gate = make_studio(tmp_path, max_video_pixels=96 * 64 - 1)
+    with client:
+        s = Studio(client, gate)
+        assert client.get("/api/info").json()["limits"]["video_pixels"] == 96 * 64 - 1
+        r = s.upload(clip, name="wide.mp4")
+        assert r.status_code == 413 and r.json()["error"].startswith("wide.mp4 is 96x64;"), r.json()
+        assert not [p for p in (tmp_path / "work" / "sessions").rglob("*") if p.is_file()]
+
+
+def test_the_default_frame_size_limit_is_4k_either_way_up(tmp_path):
+    from mvstylizer.errors import UserError
+    from mvstylizer.studio import StudioConfig
+
+    limit = StudioConfig(workdir=tmp_path).max_video_pixels
+    for w, h in ((3840, 2160), (2160, 3840)):
+        media.check_video_size(media.VideoFacts(w, h, 30.0, 3, True, 0.1, False, "h264"), "uhd.mp4", limit)
+    with pytest.raises(UserError, match="8000x8000") as refused:
+        media.check_video_size(media.VideoFacts(8000, 8000, 30.0, 3, True, 0.1, False, "h264"), "big.mp4", limit)
+    assert refused.value.http_status == 413

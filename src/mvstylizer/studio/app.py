@@ -385,6 +385,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
             "gallery": [{"key": f"gallery:{k}", "name": title, "thumb": f"/api/gallery/{k}.jpg"}
                         for k, (_p, title) in studio.gallery.items()],
             "limits": {"upload_bytes": config.max_upload_bytes, "upload": media.human_bytes(config.max_upload_bytes),
+                       "video_pixels": config.max_video_pixels,
                        "style_bytes": config.max_style_bytes, "work": media.human_bytes(config.max_work_bytes),
                        "ttl_hours": round(config.ttl_seconds / 3600, 2)},
             "preview_frames": config.preview_frames,
@@ -622,6 +623,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
 
 def _ingest_video(vid: str, name: str, folder: Path, source: Path, config: StudioConfig) -> Upload:
     facts = media.probe_video(source)
+    media.check_video_size(facts, name, config.max_video_pixels)
     if facts.frames == 0:
         raise UserError(f"{name} has no video frames")
     picked = media.preview_frames(source, facts, config.preview_frames, config.preview_side)

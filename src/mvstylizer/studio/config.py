@@ -21,6 +21,8 @@ class StudioConfig:
             this process, as ``mvstylizer stylize`` does.
         edge_token: the remote edge's bearer token.
         max_upload_bytes: largest video upload.
+        max_video_pixels: largest video frame, in pixels (width x height, so either orientation of
+            4K UHD fits the default); a render's memory grows with it, whatever the file's size.
         max_style_bytes: largest style photo upload.
         max_style_pixels: largest style photo, in pixels (a small PNG can decode to gigabytes).
         decode_slots: uploads decoded at once (style photos, a video's probe and preview frames);
@@ -40,6 +42,7 @@ class StudioConfig:
     edge: str | None = None
     edge_token: str | None = None
     max_upload_bytes: int = 500 * MB
+    max_video_pixels: int = 3840 * 2160
     max_style_bytes: int = 40 * MB
     max_style_pixels: int = 50_000_000
     decode_slots: int = 2
@@ -61,5 +64,7 @@ class StudioConfig:
             raise ValueError(f"preview_frames must be 1..8, got {self.preview_frames}")
         if not 64 <= self.preview_side <= 2048:
             raise ValueError(f"preview_side must be 64..2048, got {self.preview_side}")
+        if self.max_video_pixels < 1 or self.max_style_pixels < 1:
+            raise ValueError("pixel limits must be positive")
         if self.ttl_seconds <= 0 or self.max_queued < 1 or self.decode_slots < 1:
             raise ValueError("ttl_seconds, max_queued and decode_slots must be positive")

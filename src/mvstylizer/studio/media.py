@@ -86,6 +86,18 @@ def probe_video(path: Path) -> VideoFacts:
                       info.codec)
 
 
+class FrameTooLarge(UserError):
+    http_status = 413
+
+
+def check_video_size(facts: VideoFacts, name: str, max_pixels: int) -> None:
+    """Refuse a video whose frames are over ``max_pixels`` (a 3-frame 8000x8000 clip is a small
+    file, and its render took 3 GB)."""
+    if facts.width * facts.height > max_pixels:
+        raise FrameTooLarge(f"{name} is {facts.width}x{facts.height}; the studio takes videos of at most "
+                            f"{max_pixels / 1e6:.1f} megapixels a frame (4K UHD, 3840x2160, is 8.3)")
+
+
 def pick_indices(total: int, n: int) -> list[int]:
     """``n`` evenly spread frame indices of ``total`` (the middle of each of n equal parts)."""
     if total <= 0:

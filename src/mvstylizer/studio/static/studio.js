@@ -126,7 +126,8 @@
     const info = await api("/api/info");
     state.info = info;
     $("edge-chip").textContent = "edge: " + info.edge;
-    $("video-limits").textContent = `MP4, MOV, MKV, WebM · up to ${info.limits.upload}`;
+    const mpx = (info.limits.video_pixels / 1e6).toFixed(1);
+    $("video-limits").textContent = `MP4, MOV, MKV, WebM · up to ${info.limits.upload}, ${mpx} Mpx a frame`;
     $("footer").textContent = `Files stay on this machine, in the studio's work folder (${info.limits.work} at most; ` +
       `kept ${info.limits.ttl_hours} h). Other tabs cannot see them.`;
     if (info.model_error) showError(info.model_error);
