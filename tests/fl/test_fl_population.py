@@ -74,6 +74,15 @@ def test_fl_simulate_rejects_missing_footage(tmp_path, capsys):
     assert "FOOTAGE_GROUPS" in capsys.readouterr().err
 
 
+def test_fl_options_too_big_to_train_are_refused_before_any_work(capsys):
+    # A crop larger than the frames held in memory, or a batch of thousands, ran out of memory mid-run.
+    for extra in (["--size", "100000"], ["--batch", "100000"]):
+        assert main(["fl", "simulate", *TINY, *extra]) == 2
+        assert "--size must be at most" in capsys.readouterr().err
+    assert main(["cloud", "serve", "--size", "5000"]) == 2
+    assert "--size must be at most" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_fl_simulate_on_a_footage_folder_names_it_dir(tmp_path, monkeypatch):
     from mvstylizer.video.media import package_media

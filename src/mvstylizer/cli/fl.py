@@ -83,18 +83,23 @@ def add_fl_options(p: argparse.ArgumentParser) -> None:
                    help="local passes over an edge's frames per round")
     p.add_argument("--local-steps", type=positive_int, default=50, help="most local steps per round (default 50)")
     p.add_argument("--lr", type=finite_float, default=1e-4, help="local learning rate (default 1e-4)")
-    p.add_argument("--batch", type=positive_int, default=8)
-    p.add_argument("--size", type=positive_int, default=96, help="training crop side (default 96)")
+    p.add_argument("--batch", type=positive_int, default=8, help="crops per local step (default 8, at most 128)")
+    p.add_argument("--size", type=positive_int, default=96, help="training crop side (default 96, 16..384)")
     p.add_argument("--base-weights", type=Path, help="starting model (default: the shipped dncm weights)")
 
 
 def cloud_config(args: argparse.Namespace, rounds: int, min_edges: int, timeout: float = 600.0):
     from ..cloud.server_app import CloudConfig
     from ..cloud.strategies import StrategyConfig
-    from ..fl.local import LocalConfig
+    from ..fl.local import BANK_SIDE, MAX_BATCH, LocalConfig
 
     if not (args.lr > 0 and args.local_epochs > 0 and args.size >= 16 and args.proximal_mu >= 0):
         raise UserError("--lr and --local-epochs must be > 0, --size >= 16, --proximal-mu >= 0")
+    if args.size > BANK_SIDE or args.batch > MAX_BATCH:
+        # Crops come from frames held at BANK_SIDE px: a larger crop is an upscaled one, and a huge
+        # batch ran out of memory instead of training.
+        raise UserError(f"--size must be at most {BANK_SIDE} (the frames' long side in memory) and --batch at most "
+                        f"{MAX_BATCH}, got --size {args.size} --batch {args.batch}")
     if args.base_weights is not None and not args.base_weights.is_file():
         raise UserError(f"--base-weights {args.base_weights} does not exist")
     strategy = StrategyConfig(name=args.strategy, proximal_mu=args.proximal_mu, trim_beta=args.trim_beta,

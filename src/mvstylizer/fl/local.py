@@ -25,6 +25,7 @@ from ..models.data import ImageBank
 # Frames are kept at this long side in memory: training crops are 64-128 px and the encoder reads a
 # 128 px thumbnail, so a bigger copy would cost memory and resize time for nothing.
 BANK_SIDE = 384
+MAX_BATCH = 128  # crops per local step: 128 crops of 384 px and their filtered copies are ~1 GB
 
 
 @dataclass
