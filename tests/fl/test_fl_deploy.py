@@ -98,3 +98,19 @@ def test_superlink_and_two_supernodes_run_two_rounds(tmp_path):
         for pid in flower:
             with pytest.raises(ProcessLookupError):
                 os.killpg(pid, 0)
+
+
+def test_cloud_serve_refuses_a_port_in_use(tmp_path, capsys):
+    # Before, the SuperLink failed to bind, the listener already there answered the readiness check,
+    # and the run failed later with Flower's "SuperLink unavailable".
+    import socket
+
+    from mvstylizer.cli import main
+
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        assert main(["cloud", "serve", "--host", "127.0.0.1", "--port", str(port), "--state-dir",
+                     str(tmp_path / "state")]) == 2
+    assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err

@@ -79,6 +79,20 @@ def write_flower_config(home: Path, address: str) -> None:
     atomic_write_text(home / "config.toml", tomli_w.dumps(doc))
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on: the SuperLink would fail to bind it, and the
+    listener there would answer in its place (the run then fails with Flower's "SuperLink unavailable")."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As servers bind: a port that only holds closed connections (TIME_WAIT) is free, a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise UserError(f"port {port} on {host} is in use ({e.strerror or e}); stop what listens there "
+                            "or choose another --port") from None
+
+
 def wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -127,6 +141,7 @@ def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> dict:
     write_flower_config(home, control)
     env = flower_env(home)
     log_path = state / "superlink.log"
+    check_port_free(cfg.host, cfg.port)
     with open(log_path, "ab") as log_file:
         link = subprocess.Popen(
             [console_script("flower-superlink"), "--insecure", "--host", cfg.host, "--port", str(cfg.port),
