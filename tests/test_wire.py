@@ -3,6 +3,7 @@ what the edge offers, so adding a codec is one entry."""
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -41,3 +42,38 @@ def test_the_edge_offers_exactly_the_registry():
     assert encoding["schema"]["enum"] == list(wire.CODECS)
     style_types = spec["paths"]["/v1/styles"]["post"]["requestBody"]["content"]
     assert list(style_types) == [c.media_type for c in wire.CODECS.values()]
+
+
+def _progressive_jpeg(side: int = 64) -> bytes:
+    flat = np.full((side, side, 3), 128, np.uint8)
+    return cv2.imencode(".jpg", flat, [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+
+
+def _scan_bomb(total_scans: int, side: int = 64) -> bytes:
+    """A progressive JPEG whose last scan is repeated until it has ``total_scans``: libjpeg decodes it,
+    one pass over the whole image per scan (1024 px, 10,000 scans: 5.5 s for a 126 KB file)."""
+    blob = _progressive_jpeg(side)
+    scans = blob.count(b"\xff\xda")  # no payload of an OpenCV-made JPEG holds these bytes
+    last = blob.rindex(b"\xff\xda")
+    return blob[:last] + blob[last:-2] * (total_scans - scans + 1) + blob[-2:]
+
+
+def test_a_jpeg_of_too_many_scans_is_refused_before_decoding():
+    assert wire.decode_frame(_scan_bomb(wire.MAX_JPEG_SCANS)).shape == (64, 64, 3)  # at the limit: decoded
+    bomb = _scan_bomb(wire.MAX_JPEG_SCANS + 1)
+    assert wire.image_size(bomb) == (64, 64)  # the header alone looks like any frame
+    with pytest.raises(wire.TooCostly, match=f"more than {wire.MAX_JPEG_SCANS} scans"):
+        wire.decode_frame(bomb)
+    blob = _progressive_jpeg()
+    comments = b"\xff\xfe\x00\x02" * wire.MAX_JPEG_SEGMENTS  # a walk of thousands of empty segments is refused too
+    with pytest.raises(wire.TooCostly, match="marker segments"):
+        wire.decode_frame(blob[:2] + comments + blob[2:])
+
+
+def test_scans_are_counted_by_segment_not_by_bytes():
+    blob = _progressive_jpeg()
+    # An application segment full of start-of-scan bytes (an EXIF thumbnail holds real ones) is skipped
+    # by its length, so it does not count.
+    payload = b"\xff\xda" * 200
+    app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
+    assert wire.decode_frame(blob[:2] + app1 + blob[2:]).shape == (64, 64, 3)

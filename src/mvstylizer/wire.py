@@ -11,6 +11,7 @@ HTTP round trip per batch without base64's 33 % overhead.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,18 @@ class Codec(Protocol):
         """(width, height) from the header alone, without decoding; None if ``data`` is not this codec's."""
         ...
 
+    def check_cost(self, data: bytes) -> None:
+        """Raise :class:`TooCostly` if decoding ``data`` would take far longer than its size suggests."""
+        ...
+
+
+class TooCostly(ValueError):
+    """An image whose decoding would cost far more than its pixel count says (the edge answers 400)."""
+
+
+def _no_check(data: bytes) -> None:
+    return None
+
 
 @dataclass(frozen=True)
 class OpenCVCodec:
@@ -59,6 +72,7 @@ class OpenCVCodec:
     extension: str  # picks OpenCV's encoder
     sniff: Callable[[bytes], Size | None]
     params: Callable[[int], list[int]] = lambda quality: []  # OpenCV imwrite flags for a quality
+    cost_check: Callable[[bytes], None] = _no_check  # raises TooCostly
 
     def encode(self, rgb: np.ndarray, quality: int) -> bytes:
         ok, buf = cv2.imencode(self.extension, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), self.params(quality))
@@ -67,6 +81,7 @@ class OpenCVCodec:
         return buf.tobytes()
 
     def decode(self, data: bytes) -> np.ndarray:
+        self.cost_check(data)
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
         if img is None:
             raise ValueError("not a decodable image")
@@ -74,6 +89,9 @@ class OpenCVCodec:
 
     def image_size(self, data: bytes) -> Size | None:
         return self.sniff(data)
+
+    def check_cost(self, data: bytes) -> None:
+        self.cost_check(data)
 
 
 def _png_size(data: bytes) -> Size | None:
@@ -115,6 +133,39 @@ def _jpeg_size(data: bytes) -> Size | None:
     return None
 
 
+# A progressive JPEG has ~10 scans; each one makes libjpeg pass over the whole image's coefficients
+# again, so a 126 KB JPEG repeating one 12-byte refinement scan 10,000 times took 5.5 s to decode
+# (0.025 s for the same 1024x1024 image with its own 10). Pixel limits cannot see that.
+MAX_JPEG_SCANS = 64
+MAX_JPEG_SEGMENTS = 1024  # marker segments of any kind; bounds this walk (a real JPEG has a few dozen)
+# The next marker after a segment or inside entropy-coded data: 0xFF then a code that is neither a
+# stuffed zero, a restart marker nor a fill byte (libjpeg skips those the same way).
+_JPEG_NEXT_MARKER = re.compile(rb"\xff[^\x00\xd0-\xd7\xff]")
+
+
+def _jpeg_check_cost(data: bytes) -> None:
+    """Refuse a JPEG with more than :data:`MAX_JPEG_SCANS` scans (SOS markers) or
+    :data:`MAX_JPEG_SEGMENTS` marker segments. Segments are skipped by their length, so an EXIF
+    thumbnail's scans are not counted; the walk is one regex search per segment, C speed."""
+    scans = segments = 0
+    pos, n = 2, len(data)
+    while (found := _JPEG_NEXT_MARKER.search(data, pos)) is not None:
+        marker = data[found.start() + 1]
+        pos = found.end()
+        if marker in (0x01, 0xD8):  # TEM, SOI: no payload
+            continue
+        if marker == 0xD9 or pos + 2 > n:  # end of image, or truncated: the decoder stops there too
+            return
+        segments += 1
+        scans += marker == 0xDA
+        if scans > MAX_JPEG_SCANS:
+            raise TooCostly(f"JPEG has more than {MAX_JPEG_SCANS} scans (a normal one has about 10); "
+                            "re-encode it")
+        if segments > MAX_JPEG_SEGMENTS:
+            raise TooCostly(f"JPEG has more than {MAX_JPEG_SEGMENTS} marker segments; re-encode it")
+        pos += struct.unpack_from(">H", data, pos)[0]
+
+
 def _webp_size(data: bytes) -> Size | None:
     if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         return None
@@ -137,7 +188,7 @@ CODECS: dict[str, Codec] = {c.name: c for c in (
     # ~2.8 dB PSNR of the final frame against frame-by-frame for ~20 % fewer bytes (bikes.mp4).
     OpenCVCodec("jpeg", "image/jpeg", ".jpg", _jpeg_size,
                 lambda q: [cv2.IMWRITE_JPEG_QUALITY, q, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
-                           cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444]),
+                           cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444], _jpeg_check_cost),
     OpenCVCodec("png", "image/png", ".png", _png_size),
     OpenCVCodec("webp", "image/webp", ".webp", _webp_size, lambda q: [cv2.IMWRITE_WEBP_QUALITY, q]),
 )}

@@ -71,6 +71,15 @@ def _stylize(raw: httpx.Client, body: bytes, **params):
     return raw.post("/v1/stylize", content=body, params=params, headers={"Content-Type": FRAMES_MEDIA_TYPE})
 
 
+def _scan_bomb() -> bytes:
+    """A 64x64 progressive JPEG whose last scan is repeated 100 times (tests/test_wire.py says why)."""
+    import cv2
+
+    blob = cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8), [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])[1].tobytes()
+    last = blob.rindex(b"\xff\xda")
+    return blob[:last] + blob[last:-2] * 100 + blob[-2:]
+
+
 def _assert_healthy(raw: httpx.Client) -> None:
     r = raw.get("/v1/health")
     assert r.status_code == 200 and r.json() == {"status": "ok"}
@@ -101,7 +110,7 @@ def test_http_edge_matches_embedded_edge(url):
             got = link.stylize(sid, "classic", frames)
             assert sid == embedded._service.register_style(encode_frame(style, Encoding("png")))
         assert len(got) == 2
-        for g, w, f in zip(got, want, frames):
+        for g, w, f in zip(got, want, frames, strict=True):
             assert g.shape == w.shape == f.shape and g.dtype == np.float32
             assert np.abs(g - w).max() <= 1.5 / 255
         # Same payloads in both transports; HTTP also counts the 4-byte length prefix of each packed
@@ -157,11 +166,13 @@ def test_forgotten_style_is_resent(url, raw):
         ("style corrupt png", 400, "not a decodable image"),
         ("style empty", 400, "empty"),
         ("style too many pixels", 413, "pixels"),
+        ("style scan bomb", 400, "scans"),
         ("style body too large", 413, "exceeds"),
         ("frames wrong content type", 415, "Content-Type"),
         ("frames empty", 400, "empty frame batch"),
         ("frames truncated", 400, "truncated"),
         ("frames garbage frame", 400, "frame 1 is not"),
+        ("frames scan bomb", 400, "frame 1 is refused: JPEG has more than 64 scans"),
         ("frames too many", 413, "at most 4"),
         ("frames frame too big", 413, "pixels"),
         ("frames batch too big", 413, "pixels"),
@@ -188,6 +199,8 @@ def test_bad_requests_get_4xx_and_server_survives(raw, style_id, case, status, f
     elif case == "style too many pixels":
         r = raw.post("/v1/styles", content=encode_frame(np.zeros((300, 300, 3), np.uint8), Encoding("png")),
                      headers=png)
+    elif case == "style scan bomb":
+        r = raw.post("/v1/styles", content=_scan_bomb(), headers={"Content-Type": "image/jpeg"})
     elif case == "style body too large":
         r = raw.post("/v1/styles", content=b"\x89PNG" + bytes(CONFIG.max_request_bytes), headers=png)
     elif case == "frames wrong content type":
@@ -198,6 +211,8 @@ def test_bad_requests_get_4xx_and_server_survives(raw, style_id, case, status, f
         r = _stylize(raw, frames_ok[:-10], **sid)
     elif case == "frames garbage frame":
         r = _stylize(raw, pack_frames([encode_frame(small), b"garbage"]), **sid)
+    elif case == "frames scan bomb":
+        r = _stylize(raw, pack_frames([encode_frame(small), _scan_bomb()]), **sid)
     elif case == "frames too many":
         r = _stylize(raw, _frames_body(*[small] * (CONFIG.max_batch + 1)), **sid)
     elif case == "frames frame too big":

@@ -27,10 +27,13 @@ def checked_size(blob: bytes, what: str, max_pixels: int, min_side: int = 1,
 
 
 def checked_decode(blob: bytes, what: str, max_pixels: int, min_side: int = 1, why: str = "") -> np.ndarray:
-    """Header check, decode, then a check of the decoded size (a header that lies is caught too)."""
+    """Header check, decode (refusing an image far costlier to decode than its size, 400), then a check
+    of the decoded size (a header that lies is caught too)."""
     checked_size(blob, what, max_pixels, min_side, why)
     try:
         frame = wire.decode_frame(blob)
+    except wire.TooCostly as e:  # e.g. a JPEG of thousands of scans; checked in the worker: it reads the whole blob
+        raise HTTPException(400, f"{what} is refused: {e}") from None
     except ValueError:
         raise HTTPException(400, f"{what} is not a decodable image") from None
     if frame.shape[0] * frame.shape[1] > max_pixels:  # header and payload disagree
