@@ -392,7 +392,7 @@ def test_work_folder_limit_removes_oldest_finished_jobs_first(studio, clip, styl
     assert studio.gate.held.wait(60)
     ws.max_bytes = 1
     r = studio.upload(clip)
-    assert r.status_code == 507 and "work folder is full" in r.json()["error"]
+    assert r.status_code == 507 and "studio storage full" in r.json()["error"]
     assert studio.client.get(f"/api/jobs/{held['id']}", headers=studio.headers).json()["state"] == "running"
     assert studio.client.get(video["frames_preview"][0]["url"], headers=studio.headers).status_code == 200
     studio.gate.open.set()
@@ -542,7 +542,7 @@ def test_a_job_never_frees_space_by_removing_its_own_video(studio, clip, style):
     st = studio.upload(style, "styles").json()
     ws.max_bytes = ws.usage()  # room for the output only by removing the job's own upload and style
     r = studio.job(video["id"], st["key"], "mk")
-    assert r.status_code == 507 and "work folder is full" in r.json()["error"]
+    assert r.status_code == 507 and "studio storage full" in r.json()["error"]
     assert studio.client.get(video["frames_preview"][0]["url"], headers=studio.headers).status_code == 200
 
 
@@ -552,7 +552,7 @@ def test_a_reservation_larger_than_the_work_folder_removes_nothing(studio, clip)
     ws = studio.app.state.studio.workspace
     video = studio.upload(clip).json()
     with pytest.raises(WorkFolderFull, match="more than the studio's whole work folder"):
-        ws.reserve(ws.max_bytes + 1)
+        ws.reserve(ws.max_bytes + 1, ws.session(studio.headers["X-Studio-Session"]), others=True)
     assert studio.client.get(video["frames_preview"][0]["url"], headers=studio.headers).status_code == 200
 
 
@@ -565,7 +565,8 @@ def test_json_routes_refuse_a_huge_body_before_reading_it(studio):
         yield body[:1000]
         yield body[1000:]
 
-    r = studio.client.post("/api/jobs", content=chunks(), headers={**studio.headers, "Content-Type": "application/json"})
+    r = studio.client.post("/api/jobs", content=chunks(),
+                           headers={**studio.headers, "Content-Type": "application/json"})
     assert r.status_code == 413
 
 
@@ -609,7 +610,7 @@ def test_an_upload_asks_for_room_for_every_byte_it_writes(studio, monkeypatch):
     ws = studio.app.state.studio.workspace
     asked = []
     original = ws.reserve
-    monkeypatch.setattr(ws, "reserve", lambda nbytes, keep=(): (asked.append(nbytes), original(nbytes, keep))[1])
+    monkeypatch.setattr(ws, "reserve", lambda nbytes, *a, **k: (asked.append(nbytes), original(nbytes, *a, **k))[1])
     body = b"\x00" * (9 << 20)  # one 9 MB chunk through the test client: more than one 4 MB block
     studio.client.post("/api/videos", params={"name": "zeros.mp4"}, content=body, headers=studio.headers)
     assert sum(asked) >= len(body)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import tracemalloc
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -143,3 +144,72 @@ def test_the_default_frame_size_limit_is_4k_either_way_up(tmp_path):
     with pytest.raises(UserError, match="8000x8000") as refused:
         media.check_video_size(media.VideoFacts(8000, 8000, 30.0, 3, True, 0.1, False, "h264"), "big.mp4", limit)
     assert refused.value.http_status == 413
+
+
+# ---------------------------------------------------------------------------------------------- work folder
+
+
+def files_of(ws, headers: dict) -> set[Path]:
+    return {p for p in (ws.sessions_dir / headers["X-Studio-Session"]).rglob("*") if p.is_file()}
+
+
+def test_an_upload_does_not_remove_another_tabs_files(studio, clip, style, tmp_path):
+    ws = studio.app.state.studio.workspace
+    video = studio.upload(clip).json()
+    st = studio.upload(style, "styles").json()
+    job = studio.wait(studio.job(video["id"], st["key"], "mk").json()["id"])
+    mine = files_of(ws, studio.headers)
+    other = studio.new_session()
+    ws.max_bytes = ws.usage() + 1000  # full: the old render would have to go
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"\1" * 20_000)
+    r = studio.upload(junk, headers=other)
+    assert r.status_code == 507 and "studio storage full" in r.json()["error"], r.json()
+    assert files_of(ws, studio.headers) == mine
+    assert studio.client.get(job["video"], headers=studio.headers).status_code == 200
+    # Its own files, though, make room for it.
+    ws.max_bytes += 20_000
+    own = studio.upload(style, "styles", headers=other)
+    assert own.status_code == 200
+    ws.max_bytes = ws.usage() + 1000
+    assert studio.upload(junk, headers=other).status_code == 400  # read, and refused as not a video
+    assert studio.client.get(own.json()["thumb"], headers=other).status_code == 404  # its own style went
+    assert files_of(ws, studio.headers) == mine
+
+
+def test_a_render_takes_room_only_from_tabs_over_their_share(studio, clip, style):
+    from mvstylizer.studio.workspace import WorkFolderFull, tree_size
+
+    ws = studio.app.state.studio.workspace
+    hog = [studio.upload(clip).json() for _ in range(3)]  # three unused videos
+    other = studio.new_session()
+    studio.upload(clip, headers=other)
+    small = ws.session(other["X-Studio-Session"])
+    size = clip.stat().st_size
+    ws.max_bytes = ws.usage()  # full; the hog holds 3/4 of it, over its half
+    assert ws.reserve(size, small, others=True) == []
+    urls = [v["frames_preview"][0]["url"] for v in hog]
+    assert [studio.client.get(u, headers=studio.headers).status_code for u in urls] == [404, 200, 200]
+    # More than its own files and the free room, and over its share: refused, and nothing removed.
+    before = files_of(ws, studio.headers), files_of(ws, other)
+    with pytest.raises(WorkFolderFull):
+        ws.reserve(ws.max_bytes - ws.usage() + tree_size(small.dir) + 1, small, others=True)
+    assert (files_of(ws, studio.headers), files_of(ws, other)) == before
+
+
+def test_room_promised_to_an_upload_counts_until_it_is_written(studio):
+    from mvstylizer.studio.workspace import WorkFolderFull
+
+    ws = studio.app.state.studio.workspace
+    s = ws.session(studio.headers["X-Studio-Session"])
+    ws.max_bytes = ws.usage() + (6 << 20)
+    first, second = ws.hold(s), ws.hold(s)
+    ws.reserve(4 << 20, s, first)
+    with pytest.raises(WorkFolderFull):  # two uploads at once: not both promised the same 4 MB
+        ws.reserve(4 << 20, s, second)
+    ws.written(first, 1 << 20)
+    assert ws.usage() == ws.max_bytes - (3 << 20)
+    ws.release(first)
+    ws.reserve(4 << 20, s, second)
+    ws.release(second)
+    assert ws.usage() == ws.max_bytes - (6 << 20)

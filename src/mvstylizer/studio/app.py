@@ -193,15 +193,19 @@ class Studio:
                 log.error("work-folder clean-up failed: %s", exc)
 
     def _job_changed(self, job: Job) -> None:
-        if job.state in FINISHED:
-            for changed in self.workspace.make_room():
-                if changed is not job:
-                    changed.rev += 1
-                    self.broadcaster.publish(changed.session, changed.as_dict())
+        if job.state in FINISHED:  # its output may be larger than the room it was given: its tab pays first
+            owner = self.workspace.find(job.session)
+            self.publish_removed([j for j in self.workspace.make_room(session=owner) if j is not job])
         # An event and a response may cross (a job that starts while its POST is answered): the page
         # keeps the higher revision.
         job.rev += 1
         self.broadcaster.publish(job.session, job.as_dict())
+
+    def publish_removed(self, jobs: list[Job]) -> None:
+        """Tell the pages of jobs whose files were removed to make room (they drop player and downloads)."""
+        for job in jobs:
+            job.rev += 1
+            self.broadcaster.publish(job.session, job.as_dict())
 
     # -- models
     def models(self) -> list[dict]:
@@ -409,15 +413,18 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         """``fn(*args)`` on a thread once one of the studio's decoding slots is free."""
         return await anyio.to_thread.run_sync(functools.partial(fn, *args), limiter=studio.decoding)
 
-    async def receive(request: Request, target: Path, limit: int, what: str, name: str) -> int:
+    async def receive(request: Request, s: Session, target: Path, limit: int, what: str, name: str) -> int:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             raise TooLarge(f"{name} is {media.human_bytes(int(declared))}; the studio takes {what} of at most "
                            f"{media.human_bytes(limit)}")
-        # Room is made as the data arrives, a block at a time (what is written counts as used): a
-        # declared size or the route's limit, reserved up front, made others' files go for bytes that
-        # an aborted or small chunked upload never sent.
+        # Room is asked for as the data arrives, a block at a time, and held until written (a declared
+        # size or the route's limit, reserved up front, made files go for bytes that an aborted or
+        # small chunked upload never sent). Only the tab's own files may make room for it.
+        ws = studio.workspace
         size = reserved = 0
+        wanted = min(limit, int(declared)) if declared and declared.isdigit() else limit  # no 4 MB for a small one
+        hold = ws.hold(s)
         try:
             with open(target, "wb") as f:
                 async for chunk in request.stream():
@@ -426,13 +433,16 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                         raise TooLarge(f"{name} is larger than {media.human_bytes(limit)}, the studio's limit "
                                        f"for {what}")
                     while size > reserved:
-                        block = min(_RESERVE_BLOCK, limit - reserved, studio.workspace.max_bytes)
-                        await run_in_threadpool(studio.workspace.reserve, block)
+                        block = min(_RESERVE_BLOCK, max(wanted, size) - reserved, ws.max_bytes)
+                        studio.publish_removed(await run_in_threadpool(ws.reserve, block, s, hold))
                         reserved += block
                     f.write(chunk)
+                    ws.written(hold, len(chunk))
         except ClientDisconnect:
             log.info("%s %s: the page hung up during the upload of %s", request.method, request.url.path, name)
             raise UserError(f"the upload of {name} was interrupted") from None
+        finally:
+            ws.release(hold)
         if size == 0:
             raise UserError(f"{name} is empty (0 bytes)")
         return size
@@ -444,7 +454,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         vid, folder = studio.workspace.new_dir(s, "videos")
         source = folder / f"source{suffix}"
         try:
-            size = await receive(request, source, config.max_upload_bytes, "videos", name)
+            size = await receive(request, s, source, config.max_upload_bytes, "videos", name)
             up = await decode(_ingest_video, vid, name, folder, source, config)
         except BaseException as exc:
             shutil.rmtree(folder, ignore_errors=True)
@@ -470,7 +480,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         sid, folder = studio.workspace.new_dir(s, "styles")
         original = folder / f"original{Path(name).suffix.lower()[:8] or '.img'}"
         try:
-            await receive(request, original, config.max_style_bytes, "style photos", name)
+            await receive(request, s, original, config.max_style_bytes, "style photos", name)
             st = await decode(_ingest_style, sid, name, folder, original, config.max_style_pixels)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
@@ -520,7 +530,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                   up.frame_path(len(up.frames) // 2) if up.frames else None, style, model, round(req.strength, 2),
                   up.facts.frames)
 
-        def admit() -> None:
+        def admit() -> list[Job]:
             """Room for the output (about the size of the input at the default quality) and the job's
             entry, in one step: until the job is listed, freeing space could remove its own video."""
             with studio.workspace.lock:
@@ -528,10 +538,12 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                     raise NotFoundError(f"{up.name} is gone (the work folder was full); upload it again")
                 if not style.path.exists():
                     raise NotFoundError(f"the style {style.name} is gone (the work folder was full); add it again")
-                studio.workspace.reserve(up.source.stat().st_size, keep={up.id, style.key.partition(":")[2]})
+                keep = {up.id, style.key.partition(":")[2]}
+                removed = studio.workspace.reserve(up.source.stat().st_size, s, keep=keep, others=True)
                 s.jobs[jid] = job
+                return removed
 
-        await run_in_threadpool(admit)
+        studio.publish_removed(await run_in_threadpool(admit))
         studio.queue.submit(job)
         log.info("session %s: job %s queued (%s, %s, %s, strength %.2f)", s.id[:6], jid, up.name, style.name,
                  model, job.strength)

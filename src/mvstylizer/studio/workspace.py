@@ -126,6 +126,9 @@ class Session:
             self.previews.popitem(last=False)
 
 
+Candidate = tuple[float, str, Session, Job | Upload | Style]  # (time, kind, owner, item): what may be removed
+
+
 def new_id() -> str:
     return secrets.token_urlsafe(9)
 
@@ -141,6 +144,15 @@ def tree_size(path: Path) -> int:
     return total
 
 
+@dataclass(eq=False)
+class Hold:
+    """Room promised to a write in progress (an upload's next block) that its file does not take yet.
+    Promised room counts as used, so two uploads at once are not both promised the same free bytes."""
+
+    session: str
+    nbytes: int = 0
+
+
 class Workspace:
     """Sessions and their files, within ``max_bytes`` and ``ttl`` seconds."""
 
@@ -152,6 +164,7 @@ class Workspace:
         self.gallery_dir = self.root / "gallery"
         self.lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
+        self._holds: list[Hold] = []
         self._prepare()
 
     def _prepare(self) -> None:
@@ -191,6 +204,11 @@ class Workspace:
             s.last_seen = time.time()
             return s
 
+    def find(self, sid: str) -> Session | None:
+        """A session by id, if it is still there (not a request of its own: its idle time is kept)."""
+        with self.lock:
+            return self._sessions.get(sid)
+
     def sessions(self) -> list[Session]:
         with self.lock:
             return list(self._sessions.values())
@@ -203,22 +221,59 @@ class Workspace:
         path.mkdir(parents=True, exist_ok=True)
         return item, path
 
-    def reserve(self, nbytes: int, keep: Collection[str] = ()) -> None:
-        """Make room for ``nbytes`` more (removing the oldest finished files, never the uploads and
-        styles whose ids are in ``keep``); WorkFolderFull if it cannot."""
+    def hold(self, session: Session) -> Hold:
+        """A new, empty promise of room for ``session``; :meth:`release` it when the write ends."""
+        hold = Hold(session.id)
+        with self.lock:
+            self._holds.append(hold)
+        return hold
+
+    def written(self, hold: Hold, nbytes: int) -> None:
+        """``nbytes`` of the promised room are now in a file (and counted there)."""
+        with self.lock:
+            hold.nbytes = max(0, hold.nbytes - nbytes)
+
+    def release(self, hold: Hold) -> None:
+        with self.lock:
+            if hold in self._holds:
+                self._holds.remove(hold)
+            hold.nbytes = 0
+
+    def reserve(self, nbytes: int, session: Session, hold: Hold | None = None, *, keep: Collection[str] = (),
+                others: bool = False) -> list[Job]:
+        """Promise ``nbytes`` more to ``hold`` (None: only check they fit), making room if needed:
+        ``session``'s own oldest files no job needs (never those whose ids are in ``keep``) and, with
+        ``others``, files of sessions over their fair share (see :meth:`make_room`). Returns the jobs
+        whose files went; WorkFolderFull, with nothing removed, if that is not enough room.
+
+        An upload passes ``others=False``: bytes not yet known to be a video or a photo must not cost
+        another tab its files (an upload refused as "not a video" had removed others' renders).
+        """
         if nbytes > self.max_bytes:  # no eviction can make this fit: refuse before removing anything
             raise WorkFolderFull(f"this needs {human_bytes(nbytes)}, more than the studio's whole work folder "
                                  f"({human_bytes(self.max_bytes)}); start it with a larger --max-work-mb")
         with self.lock:
-            if self.usage() + nbytes <= self.max_bytes:
-                return
-            self.make_room(nbytes, keep)
+            victims: list[Candidate] = []
             if self.usage() + nbytes > self.max_bytes:
-                raise WorkFolderFull(f"the studio's work folder is full ({human_bytes(self.max_bytes)} limit, in "
-                                     "use by renders and the files they need); try again when a render is done")
+                victims, after = self._victims(nbytes, keep, session, others)
+                if after + nbytes > self.max_bytes:
+                    raise WorkFolderFull(f"studio storage full: the work folder ({human_bytes(self.max_bytes)} "
+                                         "limit) holds renders, the files they need and other tabs' files; try "
+                                         "again when a render is done, or remove finished ones")
+            if hold is not None:
+                hold.nbytes += nbytes
+            return self._remove_all(victims)
 
     def usage(self) -> int:
-        return tree_size(self.sessions_dir)
+        """Bytes the sessions' files take, plus the room promised to writes in progress."""
+        with self.lock:
+            return tree_size(self.sessions_dir) + sum(h.nbytes for h in self._holds)
+
+    def _usage_by_session(self) -> dict[str, int]:
+        sizes = {sid: tree_size(s.dir) for sid, s in self._sessions.items()}
+        for h in self._holds:
+            sizes[h.session] = sizes.get(h.session, 0) + h.nbytes
+        return sizes
 
     # -- clean-up ---------------------------------------------------------------------------------
 
@@ -232,10 +287,10 @@ class Workspace:
                         styles.add(job.style.key.partition(":")[2])
         return uploads, styles
 
-    def _candidates(self) -> list[tuple[float, str, Session, Job | Upload | Style]]:
+    def _candidates(self) -> list[Candidate]:
         """Removable things, oldest first: finished jobs' files, then unused uploads and styles."""
         uploads, styles = self._in_use()
-        out: list[tuple[float, str, Session, Job | Upload | Style]] = []
+        out: list[Candidate] = []
         for s in self._sessions.values():
             out += [(j.finished or j.created, "job", s, j) for j in s.jobs.values()
                     if j.state not in ACTIVE and not j.expired]
@@ -259,22 +314,50 @@ class Workspace:
         shutil.rmtree(item.dir, ignore_errors=True)
         return []
 
-    def make_room(self, nbytes: int = 0, keep: Collection[str] = ()) -> list[Job]:
-        """Remove the oldest finished jobs, then unused uploads, until ``nbytes`` more fit; never the
-        uploads and styles whose ids are in ``keep``."""
-        changed: list[Job] = []
+    def make_room(self, nbytes: int = 0, keep: Collection[str] = (), session: Session | None = None,
+                  others: bool = True) -> list[Job]:
+        """Remove the oldest finished jobs, then unused uploads and styles, until ``nbytes`` more fit
+        (or nothing more may go); returns the jobs whose files went. Who may lose files: see
+        :meth:`_victims`."""
         with self.lock:
-            usage = self.usage()
-            for _t, kind, s, item in self._candidates():
-                if usage + nbytes <= self.max_bytes:
-                    break
-                if item.id in keep:
-                    continue
-                size = tree_size(item.dir)
-                log.info("work folder over %s: removing %s %s of session %s", human_bytes(self.max_bytes), kind,
-                         item.id, s.id[:6])
-                changed += self._remove(kind, s, item)
-                usage -= size
+            return self._remove_all(self._victims(nbytes, keep, session, others)[0])
+
+    def _victims(self, nbytes: int, keep: Collection[str], session: Session | None,
+                 others: bool) -> tuple[list[Candidate], int]:
+        """What to remove, oldest first, for ``nbytes`` more to fit, and the usage once it is gone;
+        never the files whose ids are in ``keep``.
+
+        For ``session``'s request, only its own files, and, with ``others``, those of sessions over
+        their fair share (the folder split evenly between the sessions that hold files) while
+        ``session`` stays within its own: one tab cannot push every other tab's files out. Without a
+        session (clean-up), the oldest, whoever's they are.
+        """
+        sizes = self._usage_by_session()
+        usage = self.usage()
+        holders = {sid for sid, size in sizes.items() if size > 0} | ({session.id} if session else set())
+        share = self.max_bytes / max(1, len(holders))
+        mine = sizes.get(session.id, 0) + nbytes if session else 0
+        victims: list[Candidate] = []
+        for c in self._candidates():
+            if usage + nbytes <= self.max_bytes:
+                break
+            _t, _kind, s, item = c
+            if item.id in keep:
+                continue
+            if session is not None and s is not session and not (others and sizes[s.id] > share >= mine):
+                continue
+            size = tree_size(item.dir)
+            victims.append(c)
+            usage -= size
+            sizes[s.id] -= size
+        return victims, usage
+
+    def _remove_all(self, victims: list[Candidate]) -> list[Job]:
+        changed: list[Job] = []
+        for _t, kind, s, item in victims:
+            log.info("work folder over %s: removing %s %s of session %s", human_bytes(self.max_bytes), kind,
+                     item.id, s.id[:6])
+            changed += self._remove(kind, s, item)
         return changed
 
     def sweep(self, now: float | None = None) -> list[Job]:
