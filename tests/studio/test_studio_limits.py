@@ -213,3 +213,52 @@ def test_room_promised_to_an_upload_counts_until_it_is_written(studio):
     ws.reserve(4 << 20, s, second)
     ws.release(second)
     assert ws.usage() == ws.max_bytes - (6 << 20)
+
+
+# ---------------------------------------------------------------------------------------------- render queue
+
+
+def looks(s: Studio, clip, style, headers: dict) -> tuple[str, str]:
+    """A tab's uploaded video and style key."""
+    video = s.upload(clip, headers=headers).json()["id"]
+    return video, s.upload(style, "styles", headers=headers).json()["key"]
+
+
+def test_the_whole_queue_is_bounded_not_only_each_tabs(tmp_path, clip, style):
+    client, gate = make_studio(tmp_path, max_queued=2, max_queued_total=3)
+    with client:
+        s = Studio(client, gate)
+        other = s.new_session()
+        mine, theirs = looks(s, clip, style, s.headers), looks(s, clip, style, other)
+        gate.open.clear()
+        first = s.job(*mine, model="mk").json()
+        assert gate.held.wait(60)
+        second = s.job(*mine, model="mk").json()
+        assert s.job(*mine, model="mk").status_code == 400  # the tab's own limit
+        assert s.job(*theirs, model="mk", headers=other).status_code == 200
+        r = s.job(*theirs, model="mk", headers=other)
+        assert r.status_code == 503 and "the studio is busy" in r.json()["error"], r.json()
+        client.post(f"/api/jobs/{second['id']}/cancel", headers=s.headers)
+        assert s.job(*theirs, model="mk", headers=other).status_code == 200
+        for job in client.get("/api/jobs", headers=other).json()["jobs"] + [first]:
+            client.post(f"/api/jobs/{job['id']}/cancel", headers=other if job is not first else s.headers)
+        gate.open.set()
+        assert s.wait(first["id"])["state"] == "cancelled"
+
+
+def test_tabs_take_turns_in_the_queue(studio, clip, style):
+    other = studio.new_session()
+    mine, theirs = looks(studio, clip, style, studio.headers), looks(studio, clip, style, other)
+    studio.gate.open.clear()
+    ids = [studio.job(*mine, model="mk").json()["id"]]
+    assert studio.gate.held.wait(60)
+    ids += [studio.job(*mine, model="mk").json()["id"] for _ in range(3)]
+    theirs_id = studio.job(*theirs, model="mk", headers=other).json()["id"]
+    studio.gate.open.set()
+    for jid in ids:
+        assert studio.wait(jid)["state"] == "done"
+    started = {j["id"]: j["started"] for j in studio.client.get("/api/jobs", headers=studio.headers).json()["jobs"]}
+    started[theirs_id] = studio.client.get(f"/api/jobs/{theirs_id}", headers=other).json()["started"]
+    order = sorted(started, key=started.get)
+    # The running job, the next of the tab that was waiting first, then the other tab's turn.
+    assert order == [ids[0], ids[1], theirs_id, ids[2], ids[3]]

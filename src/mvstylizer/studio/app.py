@@ -65,6 +65,10 @@ class Superseded(UserError):
     http_status = 409
 
 
+class Busy(UserError):
+    http_status = 503
+
+
 class _BodyLimit:
     """Caps request bodies outside the upload routes (JSON of a few hundred bytes): a 300 MB JSON
     body was read whole, 2.4 GB of memory, before its session was even checked."""
@@ -522,9 +526,6 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         up = s.upload(req.video)
         style = studio.style_ref(s, req.style)
         model = studio.check_model(req.model)
-        active = sum(j.state in ACTIVE for j in s.jobs.values())
-        if active >= config.max_queued:
-            raise UserError(f"{active} renders are already waiting or running in this tab; cancel one or wait")
         jid = Job.new_id()
         job = Job(jid, s.id, s.dir / "jobs" / jid, up.id, up.name, up.source,
                   up.frame_path(len(up.frames) // 2) if up.frames else None, style, model, round(req.strength, 2),
@@ -534,6 +535,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
             """Room for the output (about the size of the input at the default quality) and the job's
             entry, in one step: until the job is listed, freeing space could remove its own video."""
             with studio.workspace.lock:
+                check_queue(s)
                 if not up.source.exists():
                     raise NotFoundError(f"{up.name} is gone (the work folder was full); upload it again")
                 if not style.path.exists():
@@ -548,6 +550,16 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         log.info("session %s: job %s queued (%s, %s, %s, strength %.2f)", s.id[:6], jid, up.name, style.name,
                  model, job.strength)
         return job.as_dict()
+
+    def check_queue(s: Session) -> None:
+        """Refuse a render beyond the tab's or the whole studio's queue (under the workspace lock)."""
+        active = sum(j.state in ACTIVE for j in s.jobs.values())
+        if active >= config.max_queued:
+            raise UserError(f"{active} renders are already waiting or running in this tab; cancel one or wait")
+        everyone = sum(j.state in ACTIVE for other in studio.workspace.sessions() for j in other.jobs.values())
+        if everyone >= config.max_queued_total:
+            raise Busy(f"the studio is busy: {everyone} renders are waiting or running; try again when some are "
+                       "done")
 
     @app.get("/api/jobs")
     async def list_jobs(s: Session = Depends(session_of)) -> dict:

@@ -33,6 +33,8 @@ class StudioConfig:
         preview_frames: key frames stylized for a preview.
         preview_side: long side of the preview frames, pixels.
         max_queued: jobs one session may have queued or running at once.
+        max_queued_total: jobs all sessions together may have queued or running (sessions cost
+            nothing to make, so the per-session limit alone bounds nothing).
         crf, preset: H.264 settings of the rendered videos.
     """
 
@@ -51,6 +53,7 @@ class StudioConfig:
     preview_frames: int = 4
     preview_side: int = 640
     max_queued: int = 8
+    max_queued_total: int = 16
     crf: int = 18
     preset: str = "veryfast"
 
@@ -68,3 +71,5 @@ class StudioConfig:
             raise ValueError("pixel limits must be positive")
         if self.ttl_seconds <= 0 or self.max_queued < 1 or self.decode_slots < 1:
             raise ValueError("ttl_seconds, max_queued and decode_slots must be positive")
+        if self.max_queued_total < self.max_queued:
+            raise ValueError("max_queued_total cannot be smaller than max_queued")

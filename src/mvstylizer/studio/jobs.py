@@ -7,17 +7,18 @@ Its ``on_frame`` hook, called after each written frame, counts progress and rais
 :class:`Cancelled` once the job is cancelled. The MP4 is written under a temporary name and renamed
 when complete, so a cancelled or failed job never leaves a half-written file.
 
-Jobs run one at a time (the pipeline already uses every core); the others wait in the queue.
+Jobs run one at a time (the pipeline already uses every core); the others wait in the queue, where
+sessions take turns.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import secrets
 import threading
 import time
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,14 +119,19 @@ class Job:
 
 
 class JobQueue:
-    """Runs jobs one at a time on a worker thread; ``on_change(job)`` after every state or progress change."""
+    """Runs jobs one at a time on a worker thread, taking turns between sessions (a tab that queued
+    eight renders does not make the next tab wait for all eight); ``on_change(job)`` after every
+    state or progress change."""
 
     def __init__(self, render: Callable[[Job, Callable[[], None]], None], on_change: Callable[[Job], None]) -> None:
         self._render = render
         self._on_change = on_change
-        self._queue: queue.Queue[Job | None] = queue.Queue()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        # Sessions in the order of their turn, each with its waiting jobs, oldest first.
+        self._waiting: OrderedDict[str, deque[Job]] = OrderedDict()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
         self.current: Job | None = None
 
     def start(self) -> None:
@@ -135,17 +141,20 @@ class JobQueue:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel the running job, drop the queued ones and end the worker."""
-        with self._lock:
+        with self._wake:
             if self.current is not None:
                 self.current.cancel.set()
-        self._queue.put(None)
+            self._stopping = True
+            self._wake.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
 
     def submit(self, job: Job) -> None:
         self.start()
-        self._queue.put(job)
+        with self._wake:
+            self._waiting.setdefault(job.session, deque()).append(job)
+            self._wake.notify()
         self._on_change(job)
 
     def cancel(self, job: Job) -> None:
@@ -156,16 +165,28 @@ class JobQueue:
                 _end(job, "cancelled")
         self._on_change(job)
 
+    def _take(self) -> Job | None:
+        """The next job to run, marked running: the oldest of the session whose turn it is, which then
+        goes to the back of the line; None once stopped."""
+        with self._wake:
+            while not self._stopping:
+                for session in list(self._waiting):
+                    jobs = self._waiting.pop(session)
+                    while jobs and jobs[0].state != "queued":  # cancelled while it waited
+                        jobs.popleft()
+                    if not jobs:
+                        continue
+                    job = jobs.popleft()
+                    if jobs:
+                        self._waiting[session] = jobs
+                    job.state, job.started = "running", time.time()
+                    self.current = job
+                    return job
+                self._wake.wait()
+            return None
+
     def _work(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            with self._lock:
-                if job.state != "queued":  # cancelled while it waited
-                    continue
-                job.state, job.started = "running", time.time()
-                self.current = job
+        while (job := self._take()) is not None:
             self._on_change(job)
             try:
                 self._render(job, _Progress(job, self._on_change))
