@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
+from urllib.parse import parse_qsl
 
 from fastapi import Depends, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from ..auth import TokenSet, bearer_token, query_token_params
+from ..auth import TOKEN_PARAMS, TokenSet, bearer_token, query_token_params
 from ..ratelimit import retry_after_header
 from .config import API_PREFIX
 from .runtime import Runtime
@@ -21,10 +22,17 @@ ROUTE_SCOPES = {f"{API_PREFIX}/metrics": "metrics"}
 
 
 class QueryTokenMiddleware:
-    """Pure ASGI: a bearer token in the URL query (``?access_token=...``, or any parameter holding a
-    known token) is refused with 400 before routing, and the query is replaced by ``REDACTED`` in the
-    request scope, which is what uvicorn's access log prints. URLs end up in logs, proxies and
-    browser histories; tokens belong in the ``Authorization`` header."""
+    """Pure ASGI: a credential in the URL query is refused with 400 before routing. URLs end up in logs,
+    proxies and browser histories; tokens belong in the ``Authorization`` header.
+
+    Refused are a parameter with a conventional credential name (``access_token``, ``token``, ``key``...:
+    ``auth.TOKEN_PARAMS``) whatever its value, and one whose value is the request's *own* bearer token.
+    Never "a value that is some known token": answering 400 for that told a guesser which of its
+    values was a valid token, thousands of guesses a second on /v1/health, past the failed-login limit.
+    A known token in any other parameter is still kept out of the access log (the query is shown as
+    ``REDACTED``, rewritten when the answer starts, which is when uvicorn logs it), but the answer is
+    the same as for any other value.
+    """
 
     def __init__(self, app: Any, tokens: TokenSet) -> None:
         self.app = app
@@ -36,16 +44,27 @@ class QueryTokenMiddleware:
         if scope["type"] != "http" or not scope.get("query_string"):
             await self.app(scope, receive, send)
             return
-        names = query_token_params(scope["query_string"], self.tokens)
-        if not names:
+        names = refused_query_params(scope["query_string"], _authorization(scope))
+        if names:
+            scope["query_string"] = b"REDACTED"  # the access log reads the scope after the response
+            self._warn(scope, names)
+            response = JSONResponse({"detail": f"credentials in the URL query are refused (parameter "
+                                               f"{', '.join(sorted(set(names)))}): URLs are logged; send the "
+                                               "token as 'Authorization: Bearer <token>'"}, status_code=400)
+            await response(scope, receive, send)
+            return
+        leaked = query_token_params(scope["query_string"], self.tokens)
+        if not leaked:
             await self.app(scope, receive, send)
             return
-        scope["query_string"] = b"REDACTED"  # the access log reads the scope after the response
-        self._warn(scope, names)
-        response = JSONResponse({"detail": f"credentials in the URL query are refused (parameter "
-                                           f"{', '.join(sorted(set(names)))}): URLs are logged; send the token "
-                                           "as 'Authorization: Bearer <token>'"}, status_code=400)
-        await response(scope, receive, send)
+        self._warn(scope, leaked)
+
+        async def send_redacted(message: dict) -> None:
+            if message["type"] == "http.response.start":  # the app has read its query by now
+                scope["query_string"] = b"REDACTED"
+            await send(message)
+
+        await self.app(scope, receive, send_redacted)
 
     def _warn(self, scope: dict, names: list[str]) -> None:
         import time
@@ -55,11 +74,25 @@ class QueryTokenMiddleware:
             self._quiet += 1
             return
         client = scope.get("client") or ("unknown",)
-        log.warning("refused a request from %s carrying a credential in its URL query (parameter %s)%s; if it "
+        log.warning("a request from %s carried a credential in its URL query (parameter %s)%s; if it "
                     "was a real token, it may be in proxies' logs: consider replacing it",
                     client[0], ", ".join(sorted(set(names))),
                     f" ({self._quiet} more since the last such line)" if self._quiet else "")
         self._last_warning, self._quiet = now, 0
+
+
+def refused_query_params(query: bytes, authorization: str | None) -> list[str]:
+    """Names of the query parameters that carry a credential, judged without the token table: a
+    conventional credential name, or the request's own bearer token as the value."""
+    own = bearer_token(authorization)
+    pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+    return [name for name, value in pairs
+            if name.strip().lower() in TOKEN_PARAMS or (own is not None and value.strip() == own)]
+
+
+def _authorization(scope: dict) -> str | None:
+    value = next((v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"), None)
+    return value.decode("latin-1") if value is not None else None
 
 
 async def guard(request: Request, rt: Runtime) -> AsyncIterator[str]:
