@@ -262,3 +262,53 @@ def test_tabs_take_turns_in_the_queue(studio, clip, style):
     order = sorted(started, key=started.get)
     # The running job, the next of the tab that was waiting first, then the other tab's turn.
     assert order == [ids[0], ids[1], theirs_id, ids[2], ids[3]]
+
+
+# ---------------------------------------------------------------------------------------------- sessions, previews
+
+
+def test_sessions_are_bounded_the_idlest_empty_one_goes_first(tmp_path, clip, style):
+    client, gate = make_studio(tmp_path, max_sessions=2)
+    with client:
+        s = Studio(client, gate)  # the oldest, with files
+        looks(s, clip, style, s.headers)
+        empty = s.new_session()
+        third = s.new_session()  # over the limit: the session without files goes, though not the oldest
+        assert client.get("/api/jobs", headers=empty).status_code == 401
+        assert client.get("/api/jobs", headers=s.headers).status_code == 200
+        assert s.upload(style, "styles", headers=third).status_code == 200
+        assert client.get("/api/jobs", headers=s.headers).status_code == 200
+        fourth = s.new_session()  # then the one idle the longest, files and all
+        assert client.get("/api/jobs", headers=third).status_code == 401
+        assert not (tmp_path / "work" / "sessions" / third["X-Studio-Session"]).exists()
+        assert [client.get("/api/jobs", headers=h).status_code for h in (s.headers, fourth)] == [200, 200]
+
+
+def test_a_session_with_a_render_is_not_forgotten_for_a_new_one(tmp_path, clip, style):
+    client, gate = make_studio(tmp_path, max_sessions=1)
+    with client:
+        s = Studio(client, gate)
+        gate.open.clear()
+        job = s.job(*looks(s, clip, style, s.headers), model="mk").json()
+        assert gate.held.wait(60)
+        r = client.post("/api/session")
+        assert r.status_code == 503 and "the studio is busy" in r.json()["error"]
+        client.post(f"/api/jobs/{job['id']}/cancel", headers=s.headers)
+        gate.open.set()
+        assert s.wait(job["id"])["state"] == "cancelled"
+        assert client.post("/api/session").status_code == 200
+
+
+def test_previews_in_memory_have_one_budget_for_all_tabs(studio, clip, style):
+    cache = studio.app.state.studio.workspace.previews
+    other = studio.new_session()
+    shown = []
+    for i, headers in enumerate((studio.headers, other)):
+        video, key = looks(studio, clip, style, headers)
+        r = studio.client.post("/api/preview", json={"video": video, "style": key, "model": "mk"}, headers=headers)
+        assert r.status_code == 200, r.text
+        shown.append((r.json()["frames"][0]["after"], headers))
+        if i == 0:
+            cache.max_bytes = cache.nbytes * 3 // 2  # room for one preview, not two
+    first, second = (studio.client.get(url, headers=h).status_code for url, h in shown)
+    assert (first, second) == (404, 200) and cache.nbytes <= cache.max_bytes

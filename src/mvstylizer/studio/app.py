@@ -161,7 +161,8 @@ class Studio:
 
     def __init__(self, config: StudioConfig, frame_hook: Callable[[Job, int], None] | None = None) -> None:
         self.config = config
-        self.workspace = Workspace(config.workdir, config.max_work_bytes, config.ttl_seconds)
+        self.workspace = Workspace(config.workdir, config.max_work_bytes, config.ttl_seconds,
+                                   max_sessions=config.max_sessions, preview_bytes=config.preview_cache_bytes)
         self.broadcaster = Broadcaster()
         self.renderer = Renderer(edge=config.edge, token=config.edge_token, crf=config.crf, preset=config.preset,
                                  frame_hook=frame_hook)
@@ -506,16 +507,15 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         strength = round(req.strength, 2)
         key = f"{up.id}|{style.key}|{model}|{strength:.2f}"
         s.preview_seq = max(s.preview_seq, req.seq)
-        cached = s.previews.get(key)
+        cached = studio.workspace.previews.get(s.id, key)
         if cached is None:
             cached = await run_in_threadpool(_make_preview, studio, s, req.seq, up, style, model, strength)
-            with studio.workspace.lock:
-                s.remember_preview(key, cached)
+            studio.workspace.previews.put(s.id, key, cached)
         return _preview_json(cached, up)
 
     @app.get("/api/previews/{pid}/{k}.jpg")
     async def preview_image(pid: str, k: int, s: Session = Depends(session_of)) -> Response:
-        found = next((p for p in list(s.previews.values()) if p["id"] == pid), None)
+        found = studio.workspace.previews.find(s.id, pid)
         if found is None or not 0 <= k < len(found["images"]):
             raise NotFoundError("that preview is gone; it is made again when the look changes")
         return Response(found["images"][k], media_type="image/jpeg", headers=PRIVATE_CACHE)

@@ -30,6 +30,9 @@ class StudioConfig:
         max_work_bytes: size limit of the work folder; the oldest finished jobs, then the oldest
             unused uploads, are removed to stay under it.
         ttl_seconds: files untouched for this long are removed (and idle sessions forgotten).
+        max_sessions: sessions (browser tabs) at once; a new one beyond makes the studio forget the one
+            idle longest, files and all.
+        preview_cache_bytes: previews kept in memory, all sessions together (least recently used go).
         preview_frames: key frames stylized for a preview.
         preview_side: long side of the preview frames, pixels.
         max_queued: jobs one session may have queued or running at once.
@@ -50,6 +53,8 @@ class StudioConfig:
     decode_slots: int = 2
     max_work_bytes: int = 5000 * MB
     ttl_seconds: float = 24 * 3600.0
+    max_sessions: int = 500
+    preview_cache_bytes: int = 64 * MB
     preview_frames: int = 4
     preview_side: int = 640
     max_queued: int = 8
@@ -71,5 +76,7 @@ class StudioConfig:
             raise ValueError("pixel limits must be positive")
         if self.ttl_seconds <= 0 or self.max_queued < 1 or self.decode_slots < 1:
             raise ValueError("ttl_seconds, max_queued and decode_slots must be positive")
+        if self.max_sessions < 1 or self.preview_cache_bytes < 1:
+            raise ValueError("max_sessions and preview_cache_bytes must be positive")
         if self.max_queued_total < self.max_queued:
             raise ValueError("max_queued_total cannot be smaller than max_queued")

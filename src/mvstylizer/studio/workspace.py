@@ -39,6 +39,10 @@ class SessionUnknown(UserError):
     http_status = 401
 
 
+class TooManySessions(UserError):
+    http_status = 503
+
+
 class WorkFolderFull(UserError):
     http_status = 507
 
@@ -95,7 +99,6 @@ class Session:
     uploads: dict[str, Upload] = field(default_factory=dict)
     styles: dict[str, Style] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
-    previews: OrderedDict[str, dict] = field(default_factory=OrderedDict)
     preview_seq: int = 0  # the highest preview request number seen; lower ones still waiting are skipped
 
     def upload(self, upload_id: str) -> Upload:
@@ -119,11 +122,59 @@ class Session:
             raise NotFoundError("no such job")
         return job
 
-    def remember_preview(self, key: str, preview: dict) -> None:
-        self.previews[key] = preview
-        self.previews.move_to_end(key)
-        while len(self.previews) > MAX_PREVIEWS:
-            self.previews.popitem(last=False)
+    @property
+    def holds_files(self) -> bool:
+        return bool(self.uploads or self.styles or self.jobs)
+
+
+class PreviewCache:
+    """Previews (a few JPEGs each) kept in memory for their sessions: at most :data:`MAX_PREVIEWS` a
+    session and ``max_bytes`` in all, the least recently used going first, whoever's they are
+    (sessions cost nothing to make, so a per-session count alone bounded nothing)."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._items: OrderedDict[tuple[str, str], dict] = OrderedDict()  # (session, look) -> preview
+        self._lock = threading.Lock()
+
+    def get(self, session: str, key: str) -> dict | None:
+        with self._lock:
+            preview = self._items.get((session, key))
+            if preview is not None:
+                self._items.move_to_end((session, key))
+            return preview
+
+    def find(self, session: str, preview_id: str) -> dict | None:
+        with self._lock:
+            return next((p for (sid, _key), p in self._items.items() if sid == session and p["id"] == preview_id),
+                        None)
+
+    def put(self, session: str, key: str, preview: dict) -> None:
+        with self._lock:
+            self._pop((session, key))
+            self._items[(session, key)] = preview
+            self.nbytes += _size(preview)
+            mine = [k for k in self._items if k[0] == session]
+            for old in mine[:-MAX_PREVIEWS]:
+                self._pop(old)
+            while self.nbytes > self.max_bytes and len(self._items) > 1:  # the newest stays: the page asked for it
+                self._pop(next(iter(self._items)))
+
+    def drop(self, session: str, prefix: str = "") -> None:
+        """Forget a session's previews (those whose look starts with ``prefix``)."""
+        with self._lock:
+            for k in [k for k in self._items if k[0] == session and k[1].startswith(prefix)]:
+                self._pop(k)
+
+    def _pop(self, k: tuple[str, str]) -> None:
+        preview = self._items.pop(k, None)
+        if preview is not None:
+            self.nbytes -= _size(preview)
+
+
+def _size(preview: dict) -> int:
+    return sum(len(image) for image in preview["images"])
 
 
 Candidate = tuple[float, str, Session, Job | Upload | Style]  # (time, kind, owner, item): what may be removed
@@ -154,12 +205,16 @@ class Hold:
 
 
 class Workspace:
-    """Sessions and their files, within ``max_bytes`` and ``ttl`` seconds."""
+    """Sessions and their files, within ``max_bytes`` and ``ttl`` seconds; at most ``max_sessions``
+    sessions, and ``preview_bytes`` of previews in memory."""
 
-    def __init__(self, root: Path, max_bytes: int, ttl: float) -> None:
+    def __init__(self, root: Path, max_bytes: int, ttl: float, *, max_sessions: int = 500,
+                 preview_bytes: int = 64 << 20) -> None:
         self.root = Path(root)
         self.max_bytes = max_bytes
         self.ttl = ttl
+        self.max_sessions = max_sessions
+        self.previews = PreviewCache(preview_bytes)
         self.sessions_dir = self.root / "sessions"
         self.gallery_dir = self.root / "gallery"
         self.lock = threading.RLock()
@@ -189,11 +244,26 @@ class Workspace:
     # -- sessions ---------------------------------------------------------------------------------
 
     def new_session(self) -> Session:
+        """A new session; at the limit, the one idle longest (one without files first) is forgotten,
+        files and all, or TooManySessions if every one has a render waiting or running."""
         sid = secrets.token_urlsafe(18)
         s = Session(sid, self.sessions_dir / sid)
         with self.lock:
+            if len(self._sessions) >= self.max_sessions:
+                idle = [o for o in self._sessions.values() if not any(j.state in ACTIVE for j in o.jobs.values())]
+                if not idle:
+                    raise TooManySessions("the studio is busy: every one of its sessions has a render waiting or "
+                                          "running; try again later")
+                oldest = min(idle, key=lambda o: (o.holds_files, o.last_seen))
+                log.info("%d sessions: forgetting session %s, idle the longest", len(self._sessions), oldest.id[:6])
+                self._forget(oldest)
             self._sessions[sid] = s
         return s
+
+    def _forget(self, s: Session) -> None:
+        del self._sessions[s.id]
+        self.previews.drop(s.id)
+        shutil.rmtree(s.dir, ignore_errors=True)
 
     def session(self, sid: str | None) -> Session:
         with self.lock:
@@ -307,8 +377,7 @@ class Workspace:
             return [item]
         if isinstance(item, Upload):
             s.uploads.pop(item.id, None)
-            for key in [k for k in list(s.previews) if k.startswith(item.id + "|")]:
-                s.previews.pop(key, None)
+            self.previews.drop(s.id, item.id + "|")
         else:
             s.styles.pop(item.id, None)
         shutil.rmtree(item.dir, ignore_errors=True)
@@ -368,10 +437,9 @@ class Workspace:
             for _t, kind, s, item in self._candidates():
                 if _t < now - self.ttl:
                     changed += self._remove(kind, s, item)
-            for sid, s in list(self._sessions.items()):
+            for s in list(self._sessions.values()):
                 if s.last_seen < now - self.ttl and not any(j.state in ACTIVE for j in s.jobs.values()):
-                    del self._sessions[sid]
-                    shutil.rmtree(s.dir, ignore_errors=True)
+                    self._forget(s)
         return changed
 
     def forget_job(self, s: Session, job: Job) -> None:
