@@ -312,3 +312,63 @@ def test_previews_in_memory_have_one_budget_for_all_tabs(studio, clip, style):
             cache.max_bytes = cache.nbytes * 3 // 2  # room for one preview, not two
     first, second = (studio.client.get(url, headers=h).status_code for url, h in shown)
     assert (first, second) == (404, 200) and cache.nbytes <= cache.max_bytes
+
+
+class HeldPreviews:
+    """Replaces the model run of previews: each waits until released, so tests see who waits where."""
+
+    def __init__(self, monkeypatch) -> None:
+        from mvstylizer.studio import app
+
+        self.release, self.running = threading.Event(), threading.Event()
+        original = app._make_preview
+
+        def held(*args):  # noqa: ANN002
+            self.running.set()
+            self.release.wait(60)
+            return original(*args)
+
+        monkeypatch.setattr(app, "_make_preview", held)
+
+
+def ask_preview(s: Studio, headers: dict, body: dict, answers: dict, name: str) -> threading.Thread:
+    def ask() -> None:
+        r = s.client.post("/api/preview", json=body, headers=headers)
+        answers[name] = (r.status_code, r.json())
+
+    thread = threading.Thread(target=ask)
+    thread.start()
+    return thread
+
+
+def test_a_tab_has_one_preview_waiting_and_waiting_holds_no_thread(tmp_path, clip, style, monkeypatch):
+    import anyio
+
+    held = HeldPreviews(monkeypatch)
+    client, gate = make_studio(tmp_path, max_waiting_previews=2)
+    with client:
+        s = Studio(client, gate)
+        line = client.app.state.studio.previews
+        tabs = [s.headers, s.new_session(), s.new_session(), s.new_session()]
+        bodies = [dict(zip(("video", "style"), looks(s, clip, style, h), strict=True), model="mk") for h in tabs]
+        answers: dict[str, tuple[int, dict]] = {}
+        threads = [ask_preview(s, tabs[0], bodies[0], answers, "running")]
+        assert held.running.wait(60)
+        threads.append(ask_preview(s, tabs[1], bodies[1], answers, "older"))
+        until(lambda: line.waiting == 1, "a preview waiting")
+        threads.append(ask_preview(s, tabs[1], {**bodies[1], "strength": 0.5}, answers, "newer"))
+        until(lambda: "older" in answers, "the older preview answered")  # at once: the running one still runs
+        assert answers["older"][0] == 409 and "newer preview" in answers["older"][1]["error"]
+        threads.append(ask_preview(s, tabs[2], bodies[2], answers, "third tab"))
+        until(lambda: line.waiting == 2, "two tabs waiting")
+        r = client.post("/api/preview", json=bodies[3], headers=tabs[3])
+        assert r.status_code == 503 and "busy making previews" in r.json()["error"]
+        # Only the running preview holds one of the server's threads; the other routes have the rest.
+        borrowed = client.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().borrowed_tokens)
+        assert borrowed == 1
+        assert client.get("/api/jobs", headers=tabs[3]).status_code == 200
+        held.release.set()
+        for t in threads:
+            t.join(60)
+    assert {name: code for name, (code, _) in answers.items()} == {
+        "running": 200, "older": 409, "newer": 200, "third tab": 200}

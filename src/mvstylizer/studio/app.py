@@ -23,6 +23,7 @@ import logging
 import shutil
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -153,6 +154,65 @@ def _offer(q: asyncio.Queue[dict | None], item: dict | None) -> None:
         pass
 
 
+# ------------------------------------------------------------------------------------ previews
+
+
+class PreviewLine:
+    """Previews run one at a time, in the order asked; waiting costs a coroutine, not a server thread
+    (90 previews waiting on a lock in threads made another tab's job list take 17 s).
+
+    A session has at most one preview waiting: a newer one takes its place and the older answers
+    409 at once (the page has dropped it). At most ``limit`` sessions wait at once; beyond, 503.
+    Used from the event loop only, so it needs no lock.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._busy = False
+        self._waiting: OrderedDict[str, asyncio.Future[None]] = OrderedDict()  # session -> its turn
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiting)
+
+    @asynccontextmanager
+    async def turn(self, session: str) -> AsyncIterator[None]:
+        if self._busy or self._waiting:
+            await self._wait(session)
+        else:
+            self._busy = True
+        try:
+            yield
+        finally:
+            self._next()
+
+    async def _wait(self, session: str) -> None:
+        older = self._waiting.pop(session, None)
+        if older is not None and not older.done():  # done: cancelled, its request gone
+            older.set_exception(Superseded("a newer preview was asked for"))
+        elif len(self._waiting) >= self.limit:
+            raise Busy("the studio is busy making previews for other tabs; try again in a moment")
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[session] = mine
+        try:
+            await mine
+        except BaseException:
+            if self._waiting.get(session) is mine:
+                del self._waiting[session]
+            if mine.done() and not mine.cancelled() and mine.exception() is None:
+                self._next()  # the turn came as the request was dropped: hand it on
+            raise
+
+    def _next(self) -> None:
+        """Hand the turn to the session waiting longest, or end the line's turn if none waits."""
+        while self._waiting:
+            _session, turn = self._waiting.popitem(last=False)
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._busy = False
+
+
 # ------------------------------------------------------------------------------------ the app
 
 
@@ -167,7 +227,7 @@ class Studio:
         self.renderer = Renderer(edge=config.edge, token=config.edge_token, crf=config.crf, preset=config.preset,
                                  frame_hook=frame_hook)
         self.queue = JobQueue(self.renderer, self._job_changed)
-        self.preview_lock = threading.Semaphore(1)
+        self.previews = PreviewLine(config.max_waiting_previews)
         # Decoding an upload can take hundreds of MB; requests beyond these slots wait their turn
         # without a thread (four 7000x7000 PNGs at once peaked at 5.7 GB).
         self.decoding = anyio.CapacityLimiter(config.decode_slots)
@@ -506,10 +566,13 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         model = studio.check_model(req.model)
         strength = round(req.strength, 2)
         key = f"{up.id}|{style.key}|{model}|{strength:.2f}"
+        if req.seq and s.preview_seq > req.seq:  # it reached the server after a newer one
+            raise Superseded("a newer preview was asked for")
         s.preview_seq = max(s.preview_seq, req.seq)
         cached = studio.workspace.previews.get(s.id, key)
         if cached is None:
-            cached = await run_in_threadpool(_make_preview, studio, s, req.seq, up, style, model, strength)
+            async with studio.previews.turn(s.id):
+                cached = await run_in_threadpool(_make_preview, studio, s, req.seq, up, style, model, strength)
             studio.workspace.previews.put(s.id, key, cached)
         return _preview_json(cached, up)
 
@@ -671,23 +734,22 @@ def _ingest_style(sid: str, name: str, folder: Path, original: Path, max_pixels:
 
 def _make_preview(studio: Studio, session: Session, seq: int, up: Upload, style: StyleRef, model: str,
                   strength: float) -> dict:
-    """The upload's preview frames, each stylized as a key frame (the model runs on every one).
+    """The upload's preview frames, each stylized as a key frame (the model runs on every one), in
+    the caller's turn of :class:`PreviewLine`.
 
-    Previews run one at a time; one that waited while its tab asked for a newer look is skipped (the
-    page has dropped it already: moving a slider must not queue a preview per step)."""
+    One whose tab asked for a newer look while it waited is skipped (the page has dropped it already:
+    moving a slider must not queue a preview per step)."""
     from ..api import VideoStylizer
     from .workspace import new_id
 
+    if seq and session.preview_seq > seq:
+        raise Superseded("a newer preview was asked for")
     frames = [media.read_jpeg(up.frame_path(k)) for k in range(len(up.frames))]
     t0 = time.perf_counter()
-    with studio.preview_lock:
-        if seq and session.preview_seq > seq:
-            raise Superseded("a newer preview was asked for")
-        waited = time.perf_counter() - t0
-        with VideoStylizer(model, strength=strength, keyframes="every:1", max_gap=1, edge=studio.config.edge,
-                           token=studio.config.edge_token) as vs:
-            outs = list(vs.stylize_frames(frames, style.path))
-    seconds = time.perf_counter() - t0 - waited
+    with VideoStylizer(model, strength=strength, keyframes="every:1", max_gap=1, edge=studio.config.edge,
+                       token=studio.config.edge_token) as vs:
+        outs = list(vs.stylize_frames(frames, style.path))
+    seconds = time.perf_counter() - t0
     digest = hashlib.sha1(f"{up.id}{style.key}{model}{strength}".encode()).hexdigest()[:6]
     return {"id": f"{new_id()}{digest}", "images": [media.jpeg_bytes(o, 90) for o in outs], "model": model,
             "strength": strength, "style": style.key, "style_name": style.name, "seconds": round(seconds, 2)}

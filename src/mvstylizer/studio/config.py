@@ -35,6 +35,8 @@ class StudioConfig:
         preview_cache_bytes: previews kept in memory, all sessions together (least recently used go).
         preview_frames: key frames stylized for a preview.
         preview_side: long side of the preview frames, pixels.
+        max_waiting_previews: sessions whose preview may wait for its turn at once (previews run
+            one at a time; a session has at most one waiting).
         max_queued: jobs one session may have queued or running at once.
         max_queued_total: jobs all sessions together may have queued or running (sessions cost
             nothing to make, so the per-session limit alone bounds nothing).
@@ -57,6 +59,7 @@ class StudioConfig:
     preview_cache_bytes: int = 64 * MB
     preview_frames: int = 4
     preview_side: int = 640
+    max_waiting_previews: int = 16
     max_queued: int = 8
     max_queued_total: int = 16
     crf: int = 18
@@ -76,7 +79,7 @@ class StudioConfig:
             raise ValueError("pixel limits must be positive")
         if self.ttl_seconds <= 0 or self.max_queued < 1 or self.decode_slots < 1:
             raise ValueError("ttl_seconds, max_queued and decode_slots must be positive")
-        if self.max_sessions < 1 or self.preview_cache_bytes < 1:
-            raise ValueError("max_sessions and preview_cache_bytes must be positive")
+        if self.max_sessions < 1 or self.preview_cache_bytes < 1 or self.max_waiting_previews < 1:
+            raise ValueError("max_sessions, preview_cache_bytes and max_waiting_previews must be positive")
         if self.max_queued_total < self.max_queued:
             raise ValueError("max_queued_total cannot be smaller than max_queued")
