@@ -3,7 +3,13 @@ table", rows 10-18), in process: each test failed on the code before its fix."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
+import httpx
+import numpy as np
 import pytest
+from edge_server import photo_like
 from fastapi.testclient import TestClient
 
 from mvstylizer.edge.auth import TokenSet
@@ -11,6 +17,7 @@ from mvstylizer.edge.ratelimit import AuthFailureConfig, RateLimitConfig
 from mvstylizer.edge.server.app import create_app
 from mvstylizer.edge.server.config import ServerConfig
 from mvstylizer.edge.service import EdgeService
+from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, pack_frames
 
 PHONE, OPS = "phone-token-5f2a9c0e7d1b", "ops-token-8c3e1a7f4b2d9"
 OPEN = RateLimitConfig(rate=1e6, burst=10**6)
@@ -47,3 +54,74 @@ def test_credential_names_and_the_requests_own_token_are_refused(secured):
         r = secured.get("/v1/models", params=params, headers=headers)
         assert r.status_code == 400, (params, r.text)
         assert "Authorization: Bearer" in r.json()["detail"]
+
+
+# ------------------------------------------------------------------------- 12: no client holds every worker
+
+
+class GatedService(EdgeService):
+    """Records the frame sizes of every stylize call; the calls block until ``go`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.go = threading.Event()
+        self.calls: list[list[tuple[int, ...]]] = []
+        self._calls_lock = threading.Lock()
+
+    def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
+        with self._calls_lock:
+            self.calls.append([f.shape[:2] for f in frames])
+        assert self.go.wait(30), "the test never let the workers go"
+        return frames
+
+
+async def _until(condition, what: str) -> None:
+    for _ in range(3000):  # a bound, not a timing assertion: the condition is normally met at once
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never happened: {what}")
+
+
+async def _flood_then_one_frame(service: GatedService) -> list[list[tuple[int, ...]]]:
+    app = create_app(service, ServerConfig(workers=2, rate_limit=OPEN))
+    flooder = httpx.AsyncClient(transport=httpx.ASGITransport(app, client=("10.0.0.1", 1)), base_url="http://edge")
+    victim = httpx.AsyncClient(transport=httpx.ASGITransport(app, client=("10.0.0.2", 1)), base_url="http://edge")
+    async with flooder, victim:
+        style = encode_frame(photo_like(1, 16, 16), Encoding("png"))
+        registered = await flooder.post("/v1/styles", content=style, headers={"Content-Type": "image/png"})
+        sid = registered.json()["style_id"]
+
+        def post(client: httpx.AsyncClient, frames: list[np.ndarray]):
+            body = pack_frames([encode_frame(f, Encoding("png")) for f in frames])
+            return client.post("/v1/stylize", content=body, params={"style_id": sid},
+                               headers={"Content-Type": FRAMES_MEDIA_TYPE})
+
+        big = [np.zeros((512, 512, 3), np.uint8)] * 8  # 2 Mpx: two jobs of the default 1 Mpx each
+        floods = [asyncio.create_task(post(flooder, big)) for _ in range(2)]
+        await _until(lambda: len(service.calls) == 2, "the flood holds both workers")
+        victim_request = asyncio.create_task(post(victim, [np.zeros((24, 24, 3), np.uint8)]))
+        runtime = app.state.runtime
+        await _until(lambda: runtime.scheduler.queued("10.0.0.2") == 1, "the victim's job is queued")
+        service.go.set()
+        for r in await asyncio.gather(victim_request, *floods):
+            assert r.status_code == 200, r.text
+    return service.calls
+
+
+def test_a_client_with_whole_batches_queued_does_not_hold_every_worker():
+    # Before: one job per batch, so the victim's 24x24 frame waited for both 8-frame batches
+    # (a reviewer's 64x64 frame waited 59 s behind 32-frame batches of 1 Mpx frames).
+    calls = asyncio.run(_flood_then_one_frame(GatedService()))
+    victim = calls.index([(24, 24)])
+    flood_frames_before = sum(len(c) for c in calls[:victim])
+    assert flood_frames_before <= 8, calls  # one 1 Mpx job per busy worker, not two whole batches
+    assert sorted(map(len, calls)) == [1, 4, 4, 4, 4]
+
+
+def test_a_batch_runs_as_jobs_of_at_most_chunk_pixels():
+    from mvstylizer.edge.server.jobs import runs
+
+    small, large = (encode_frame(np.zeros((h, h, 3), np.uint8), Encoding("png")) for h in (8, 16))
+    got = runs([small, small, small, large, small], max_pixels=128)  # 64 px each, 256 px alone
+    assert [(r.first, len(r.blobs)) for r in got] == [(0, 2), (2, 1), (3, 1), (4, 1)]

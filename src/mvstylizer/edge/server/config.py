@@ -22,6 +22,9 @@ class ServerConfig:
     max_batch: int = 32  # frames per /v1/stylize request
     max_batch_pixels: int = 48 * 1024 * 1024  # all frames of one request together (~0.6 GB as float32)
     workers: int = 2  # threads running decode + DNN + encode (not uvicorn worker processes)
+    # A batch runs as jobs of consecutive frames of at most this many pixels together (a larger frame
+    # alone): another client's request then waits for one such job per busy worker, not whole batches.
+    chunk_pixels: int = 1024 * 1024
     max_pending: int = 64  # requests running or waiting for a worker; beyond that 503 + Retry-After
     body_timeout_s: float = 60.0  # a request body must arrive within this, else 408 (slow-upload guard)
     log_level: str = "info"
@@ -47,7 +50,7 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         for name in ("max_request_bytes", "max_frame_pixels", "min_frame_side", "max_batch", "max_batch_pixels",
-                     "workers", "max_pending", "store_quota_bytes"):
+                     "workers", "chunk_pixels", "max_pending", "store_quota_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ServerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.port <= 65535:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 from fastapi import HTTPException
@@ -25,18 +26,42 @@ def register_style(rt: ServerRuntime, body: bytes) -> str:
     return rt.service.register_style(body)
 
 
-def stylize(rt: ServerRuntime, blobs: list[bytes], style_id: str, model: str, encoding: wire.Encoding,
+def stylize(rt: ServerRuntime, run: Run, style_id: str, model: str, encoding: wire.Encoding,
             collect_for: str | None = None) -> tuple[bytes, int]:
-    """Stylize a batch (its headers already checked by :func:`.bodies.frames_body`); with ``collect_for`` (the
-    client's name) also keep the decoded frames. Returns the packed results and how many were kept.
+    """Stylize a run of a batch (its headers already checked by :func:`.bodies.frames_body`); with
+    ``collect_for`` (the client's name) also keep the decoded frames. Returns the packed results and
+    how many were kept.
     """
     cfg = rt.config
     limit = rt.limits.frame_pixels(resolve_name(model))
-    frames = [checked_decode(b, f"frame {i}", limit, cfg.min_frame_side) for i, b in enumerate(blobs)]
+    frames = [checked_decode(b, f"frame {i}", limit, cfg.min_frame_side) for i, b in enumerate(run.blobs, run.first)]
     results = rt.service.stylize(style_id, model, frames)
     rt.metrics.frames.labels(resolve_name(model).split(":", 1)[0]).inc(len(frames))
     kept = collect(rt, frames, collect_for) if collect_for is not None else 0
     return wire.pack_frames([wire.encode_frame(r, encoding) for r in results]), kept
+
+
+@dataclass(frozen=True)
+class Run:
+    """Consecutive frames of a batch, one :func:`stylize` job."""
+
+    first: int  # index in the batch of blobs[0], for error messages
+    blobs: list[bytes]
+
+
+def runs(blobs: list[bytes], max_pixels: int) -> list[Run]:
+    """The batch as runs of consecutive frames of at most ``max_pixels`` together (a larger frame
+    alone), each one :func:`stylize` job: the scheduler serves other clients between two runs."""
+    out: list[Run] = []
+    pixels = max_pixels  # the first frame starts a run
+    for i, blob in enumerate(blobs):
+        w, h = wire.image_size(blob) or (0, 0)  # checked by frames_body: never None here
+        if pixels + w * h > max_pixels:
+            out.append(Run(i, []))
+            pixels = 0
+        out[-1].blobs.append(blob)
+        pixels += w * h
+    return out
 
 
 def collect(rt: ServerRuntime, frames: list[np.ndarray], client: str) -> int:

@@ -82,7 +82,9 @@ async def stylize(
     if not rt.serves(model):  # unknown model -> UserError -> 400, before any decoding
         raise HTTPException(400, f"model {model!r} is not served by this edge; it serves: "
                                  f"{', '.join(sorted(rt.allowed))}")
-    out, kept = await rt.run(jobs.stylize, rt, body, style_id, model, wire.Encoding(encoding, quality),
-                             client if collect else None, client=client, request=request)
-    return Response(content=out, media_type=wire.FRAMES_MEDIA_TYPE,
-                    headers={"X-Frames-Collected": str(kept)})
+    asked = wire.Encoding(encoding, quality)
+    calls = [(rt, run, style_id, model, asked, client if collect else None)
+             for run in jobs.runs(body, rt.config.chunk_pixels)]
+    done = await rt.run_each(jobs.stylize, calls, client=client, request=request)
+    return Response(content=b"".join(out for out, _ in done), media_type=wire.FRAMES_MEDIA_TYPE,
+                    headers={"X-Frames-Collected": str(sum(kept for _, kept in done))})

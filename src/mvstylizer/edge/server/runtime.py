@@ -102,15 +102,26 @@ class ServerRuntime:
         503 when the queue is full or the edge is shutting down; UserError -> 400; anything unexpected
         -> logged 500. Work of a client that disconnects while it waits is dropped unrun.
         """
+        (result,) = await self.run_each(fn, [args], client=client, request=request)
+        return result
+
+    async def run_each(self, fn: Callable[..., _T], calls: list[tuple[Any, ...]], *, client: str = "",
+                       request: Request | None = None) -> list[_T]:
+        """``fn(*args)`` for each ``args`` of ``calls`` in turn, as :meth:`run` does, under one queue slot.
+
+        Each call is its own job for the scheduler, which serves other clients' jobs in between: a
+        long request split into calls holds a worker for one call at a time.
+        """
         if self.pending >= self.config.max_pending:
             self.metrics.rejected.labels("queue_full").inc()
             raise HTTPException(503, "edge server is busy; retry later", headers={"Retry-After": "1"})
         self.start()  # normally done by the lifespan; this keeps create_app usable without one
         assert self.scheduler is not None
+        disconnected = request.is_disconnected if request is not None else None
         self.pending += 1
         try:
-            return await self.scheduler.submit(client, self._tracked, fn, *args,
-                                               disconnected=request.is_disconnected if request is not None else None)
+            return [await self.scheduler.submit(client, self._tracked, fn, *args, disconnected=disconnected)
+                    for args in calls]
         except (HTTPException, UserError):
             raise
         except ShuttingDown:
