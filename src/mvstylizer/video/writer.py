@@ -63,6 +63,10 @@ def _can_remux(format_name: str, template: av.stream.Stream) -> bool:
         return False
 
 
+# A bad audio packet (a duplicate, a corrupt frame) costs that packet only, as in FFmpeg; audio the muxer
+# or encoder keeps refusing is dropped after this many errors in a row rather than fail every packet.
+_MAX_AUDIO_ERRORS = 8
+
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
@@ -113,6 +117,10 @@ class VideoWriter:
         self._closed = False
         self._audio_mode = "none"  # "copy" | "aac" | "none"
         self._audio_failed = False
+        self._audio_errors = 0  # in a row
+        self._audio_skipped = 0
+        self._audio_reason: str | None = None  # the first skipped packet's, for the warning
+        self._last_audio_dts: Fraction | None = None  # seconds, of the last copied packet
 
         self._target = TempTarget(self.path)
         try:
@@ -239,7 +247,8 @@ class VideoWriter:
     def mux_audio(self, packet: av.Packet) -> None:
         """Audio sink for :meth:`VideoReader.frames`: copy (or re-encode) one input audio packet.
 
-        An audio failure drops the rest of the audio with a warning instead of failing the video.
+        A packet that cannot be muxed or decoded is skipped (counted in one warning at the end); only
+        audio that keeps failing is dropped, and never fails the video.
         """
         if self._closed or self._audio_mode == "none" or self._audio_failed or packet.dts is None:
             return
@@ -250,14 +259,43 @@ class VideoWriter:
             return
         try:
             if self._audio_mode == "copy":
-                packet.stream = self._audio
-                self._container.mux(packet)
+                self._copy_audio(packet)
             else:
                 for frame in self._audio_decoder.decode(packet):
                     self._encode_audio(frame)
         except AV_ERRORS as exc:
-            self._audio_failed = True
-            log.warning("dropping the rest of the audio of %s: %s", self.path, reason(exc))
+            self._skip_audio(reason(exc))
+            self._audio_errors += 1
+            self._audio_failed = self._audio_errors >= _MAX_AUDIO_ERRORS
+            return
+        self._audio_errors = 0
+
+    def _copy_audio(self, packet: av.Packet) -> None:
+        dts = packet.dts * packet.time_base
+        if self._last_audio_dts is not None and dts <= self._last_audio_dts:
+            # A repeated or out-of-order packet (a glitch players ignore): muxers refuse a DTS that
+            # does not increase, so it is dropped; it is no sign that the audio after it is bad.
+            self._skip_audio("its timestamp does not follow the previous packet's")
+            return
+        packet.stream = self._audio
+        self._container.mux(packet)
+        self._last_audio_dts = dts
+
+    def _skip_audio(self, why: str) -> None:
+        self._audio_skipped += 1
+        if self._audio_reason is None:
+            self._audio_reason = why
+
+    def _warn_audio_losses(self) -> None:
+        if not self._audio_skipped:
+            return
+        packets = f"{self._audio_skipped} audio packet{'' if self._audio_skipped == 1 else 's'}"
+        if self._audio_failed:
+            log.warning("dropped the rest of the audio of %s after %s failed in a row (%s)",
+                        self.path, packets, self._audio_reason)
+        else:
+            log.warning("skipped %s of %s that could not be %s (%s)", packets, self.path,
+                        "copied" if self._audio_mode == "copy" else "decoded", self._audio_reason)
 
     def _encode_audio(self, frame: av.AudioFrame | None) -> None:
         if frame is not None and frame.pts is not None and frame.time_base:
@@ -288,6 +326,7 @@ class VideoWriter:
                 except AV_ERRORS as exc:
                     log.warning("audio of %s may end early: %s", self.path, reason(exc))
             self._container.close()
+            self._warn_audio_losses()
         except AV_ERRORS as exc:
             self.abort()
             raise UserError(f"failed writing {self.path}: {reason(exc)}") from exc

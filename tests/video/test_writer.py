@@ -1,0 +1,108 @@
+"""VideoWriter: audio that survives bad packets, output paths FFmpeg would misread, constant-rate outputs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from mvstylizer.video.reader import VideoReader
+from mvstylizer.video.writer import VideoWriter
+
+W, H = 32, 24
+RATE = 48000
+
+
+def write_clip(path: Path, *, seconds: float = 2.0, fps: int = 25, audio: str = "aac",
+               tamper: Callable[[int, av.Packet], list[av.Packet]] | None = None) -> None:
+    """A tiny clip with ``seconds`` of video and of noise audio; ``tamper(n, packet)`` gives the
+    packets muxed in place of the ``n``-th audio packet (a duplicate, a corrupt one)."""
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        a = c.add_stream(audio, rate=RATE, layout="stereo")
+        for i in range(round(seconds * fps)):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), i * 7 % 256, np.uint8), format="rgb24")
+            frame.pts = i
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+        rng = np.random.default_rng(0)
+        n = 0
+        step = a.codec_context.frame_size or 1024
+        for t in range(0, round(seconds * RATE), step):
+            samples = (rng.random((2, step)) * 0.2 - 0.1).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = RATE, t
+            for packet in a.encode(frame):
+                c.mux(tamper(n, packet) if tamper else packet)
+                n += 1
+        c.mux(a.encode(None))
+
+
+def copy_of(packet: av.Packet, data: bytes | None = None) -> av.Packet:
+    out = av.Packet(bytes(packet) if data is None else data)
+    out.pts, out.dts, out.duration, out.time_base = packet.pts, packet.dts, packet.duration, packet.time_base
+    out.stream = packet.stream
+    return out
+
+
+def transcode(src: Path, dst: Path) -> None:
+    """The pipeline minus the styling: the same frames at the same times, the audio handed on."""
+    with VideoReader(src) as reader:
+        info = reader.info
+        with VideoWriter(dst, info.width, info.height, info.fps, reader.time_base, reader.audio_stream,
+                         preset="ultrafast") as writer:
+            for frame in reader.frames(audio_sink=writer.mux_audio):
+                writer.write(frame.rgb8, frame.pts)
+
+
+def audio_seconds(path: Path) -> float:
+    """Seconds of audio that decode from ``path``."""
+    with av.open(str(path)) as c:
+        stream = c.streams.audio[0]
+        return sum(f.samples for f in c.decode(stream)) / stream.codec_context.sample_rate
+
+
+# ---------------------------------------------------------------------------------------------
+# one bad audio packet costs that packet, not the rest of the audio
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_duplicated_audio_packet_is_dropped_and_the_rest_copied(tmp_path, caplog):
+    # The same AAC packet twice (a glitch players shrug off): MP4 refuses a DTS that does not increase.
+    write_clip(tmp_path / "in.mkv", tamper=lambda n, p: [p, copy_of(p)] if n == 20 else [p])
+    with caplog.at_level(logging.WARNING):
+        transcode(tmp_path / "in.mkv", tmp_path / "out.mp4")
+    assert audio_seconds(tmp_path / "out.mp4") == pytest.approx(2.0, abs=0.05)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "skipped 1 audio packet" in warnings[0]
+
+
+def test_an_undecodable_audio_packet_is_skipped_when_re_encoding(tmp_path, caplog):
+    # FLAC cannot go into .mov, so it is decoded and re-encoded as AAC: a corrupt frame costs itself.
+    def corrupt(n: int, p: av.Packet) -> list[av.Packet]:
+        return [copy_of(p, bytes(p)[:8] + bytes(p.size - 8))] if n == 3 else [p]
+
+    write_clip(tmp_path / "in.mkv", audio="flac", tamper=corrupt)
+    with caplog.at_level(logging.WARNING):
+        transcode(tmp_path / "in.mkv", tmp_path / "out.mov")
+    assert audio_seconds(tmp_path / "out.mov") == pytest.approx(2.0 - 4608 / RATE, abs=0.05)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "skipped 1 audio packet" in warnings[0] and "decoded" in warnings[0]
+
+
+def test_audio_that_keeps_failing_is_dropped_without_failing_the_video(tmp_path, caplog):
+    def corrupt(n: int, p: av.Packet) -> list[av.Packet]:
+        return [copy_of(p, bytes(p)[:8] + bytes(p.size - 8))] if n >= 2 else [p]
+
+    write_clip(tmp_path / "in.mkv", audio="flac", tamper=corrupt)
+    with caplog.at_level(logging.WARNING):
+        transcode(tmp_path / "in.mkv", tmp_path / "out.mov")
+    with VideoReader(tmp_path / "out.mov") as reader:
+        assert sum(1 for _ in reader.frames()) == 50
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "dropped the rest of the audio" in warnings[0]
