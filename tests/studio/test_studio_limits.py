@@ -372,3 +372,39 @@ def test_a_tab_has_one_preview_waiting_and_waiting_holds_no_thread(tmp_path, cli
             t.join(60)
     assert {name: code for name, (code, _) in answers.items()} == {
         "running": 200, "older": 409, "newer": 200, "third tab": 200}
+
+
+# ---------------------------------------------------------------------------------------------- render output
+
+
+def test_a_render_that_outgrows_the_work_folder_fails_and_leaves_nothing(studio, clip, style):
+    from mvstylizer.studio.jobs import ROOM_CHECK_FRAMES
+    from mvstylizer.studio.workspace import tree_size
+
+    state = studio.app.state.studio
+    ws = state.workspace
+    studio.gate.open.clear()
+    jid = studio.job(*looks(studio, clip, style, studio.headers), model="mk").json()["id"]
+    assert studio.gate.held.wait(60)  # running, at its third frame
+    job = ws.session(studio.headers["X-Studio-Session"]).job(jid)
+    hold = state.rooms[jid]
+    assert hold.granted == clip.stat().st_size  # the first guess: the input's size
+    (job.dir / "grown.bin").write_bytes(b"\0" * (3 << 20))  # as if the output had grown past it
+    state.check_room(job)
+    assert hold.granted >= tree_size(job.dir)  # there was room: more was given
+    (job.dir / "grown.bin").write_bytes(b"\0" * (6 << 20))
+    ws.max_bytes = ws.usage()  # and now there is none
+    studio.gate.open.set()
+    done = studio.wait(jid)
+    assert done["state"] == "failed" and done["error"].startswith("work folder full"), done
+    assert done["frames_done"] == ROOM_CHECK_FRAMES < done["frames_total"]  # stopped at its next weighing
+    assert not list(job.dir.glob("*.mp4")) and not state.rooms  # no unfinished file; the room is given back
+
+
+def test_a_render_that_fits_gives_its_room_back(studio, clip, style):
+    from mvstylizer.studio.workspace import tree_size
+
+    state = studio.app.state.studio
+    done = studio.wait(studio.job(*looks(studio, clip, style, studio.headers), model="mk").json()["id"])
+    assert done["state"] == "done" and not state.rooms
+    assert state.workspace.usage() == tree_size(state.workspace.sessions_dir)  # no promise left over

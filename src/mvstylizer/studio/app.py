@@ -45,7 +45,7 @@ from ..video.image import read_image, write_image
 from . import media
 from .config import StudioConfig
 from .jobs import ACTIVE, FINISHED, Job, JobQueue, Renderer, StyleRef
-from .workspace import Session, Style, Upload, Workspace
+from .workspace import Hold, Session, Style, Upload, WorkFolderFull, Workspace, tree_size
 
 log = logging.getLogger("mvstylizer.studio")
 
@@ -225,7 +225,8 @@ class Studio:
                                    max_sessions=config.max_sessions, preview_bytes=config.preview_cache_bytes)
         self.broadcaster = Broadcaster()
         self.renderer = Renderer(edge=config.edge, token=config.edge_token, crf=config.crf, preset=config.preset,
-                                 frame_hook=frame_hook)
+                                 frame_hook=frame_hook, check_room=self.check_room)
+        self.rooms: dict[str, Hold] = {}  # job id -> the room held for its output, until it ends
         self.queue = JobQueue(self.renderer, self._job_changed)
         self.previews = PreviewLine(config.max_waiting_previews)
         # Decoding an upload can take hundreds of MB; requests beyond these slots wait their turn
@@ -257,8 +258,30 @@ class Studio:
             except Exception as exc:  # noqa: BLE001 - the janitor must never die
                 log.error("work-folder clean-up failed: %s", exc)
 
+    def check_room(self, job: Job) -> None:
+        """A render's output against the room held for it; past it, more is asked for, as for a new
+        render (its tab's files, or tabs over their fair share), a step the size of the first estimate
+        at a time. WorkFolderFull when there is none: the job fails and its unfinished file goes."""
+        ws, hold = self.workspace, self.rooms[job.id]
+        size = tree_size(job.dir)
+        ws.written(hold, size - hold.written)
+        if size <= hold.granted:
+            return
+        owner = ws.find(job.session)
+        try:
+            if owner is None:
+                raise WorkFolderFull("its session is gone")
+            step = max(hold.granted, 1 << 20)
+            self.publish_removed(ws.reserve(size - hold.granted + step, owner, hold, others=True))
+        except WorkFolderFull:
+            raise WorkFolderFull(f"work folder full: the render outgrew the room the studio's work folder "
+                                 f"({media.human_bytes(ws.max_bytes)} limit) could give it and was stopped; "
+                                 "remove finished renders, or start the studio with a larger --max-work-mb") from None
+
     def _job_changed(self, job: Job) -> None:
         if job.state in FINISHED:  # its output may be larger than the room it was given: its tab pays first
+            if (hold := self.rooms.pop(job.id, None)) is not None:
+                self.workspace.release(hold)
             owner = self.workspace.find(job.session)
             self.publish_removed([j for j in self.workspace.make_room(session=owner) if j is not job])
         # An event and a response may cross (a job that starts while its POST is answered): the page
@@ -595,8 +618,9 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                   up.facts.frames)
 
         def admit() -> list[Job]:
-            """Room for the output (about the size of the input at the default quality) and the job's
-            entry, in one step: until the job is listed, freeing space could remove its own video."""
+            """Room for the output (first guess: the size of the input, at the default quality; the
+            render asks for more as it goes) and the job's entry, in one step: until the job is listed,
+            freeing space could remove its own video."""
             with studio.workspace.lock:
                 check_queue(s)
                 if not up.source.exists():
@@ -604,7 +628,13 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                 if not style.path.exists():
                     raise NotFoundError(f"the style {style.name} is gone (the work folder was full); add it again")
                 keep = {up.id, style.key.partition(":")[2]}
-                removed = studio.workspace.reserve(up.source.stat().st_size, s, keep=keep, others=True)
+                hold = studio.workspace.hold(s)
+                try:
+                    removed = studio.workspace.reserve(up.source.stat().st_size, s, hold, keep=keep, others=True)
+                except WorkFolderFull:
+                    studio.workspace.release(hold)
+                    raise
+                studio.rooms[jid] = hold
                 s.jobs[jid] = job
                 return removed
 

@@ -240,13 +240,23 @@ class _Progress:
             self.on_change(self.job)
 
 
+ROOM_CHECK_FRAMES = 10  # a render's output is weighed against its room every this many frames
+
+
 class Renderer:
-    """Renders a :class:`Job` with the Python API (embedded edge, or a remote one via ``edge``)."""
+    """Renders a :class:`Job` with the Python API (embedded edge, or a remote one via ``edge``).
+
+    ``check_room(job)`` runs every :data:`ROOM_CHECK_FRAMES` written frames; it raises (a
+    :class:`~mvstylizer.errors.UserError`, failing the job) when the output has outgrown the room
+    the work folder can give it. ``frame_hook(job, index)`` (tests) runs after each written frame.
+    """
 
     def __init__(self, *, edge: str | None = None, token: str | None = None, crf: int = 18,
-                 preset: str = "veryfast", frame_hook: Callable[[Job, int], None] | None = None) -> None:
+                 preset: str = "veryfast", frame_hook: Callable[[Job, int], None] | None = None,
+                 check_room: Callable[[Job], None] | None = None) -> None:
         self.edge, self.token, self.crf, self.preset = edge, token, crf, preset
-        self.frame_hook = frame_hook  # tests: called after each frame is written, with its index
+        self.frame_hook = frame_hook
+        self.check_room = check_room
 
     def __call__(self, job: Job, progress: Callable[[], None]) -> None:
         from ..api import VideoStylizer
@@ -256,6 +266,8 @@ class Renderer:
             job.frames_out, job.frames_total = written, total or job.frames_total
             if self.frame_hook is not None:
                 self.frame_hook(job, written - 1)
+            if self.check_room is not None and written % ROOM_CHECK_FRAMES == 0:
+                self.check_room(job)
             # Raises Cancelled, which the pipeline passes on after dropping its unfinished file; after
             # the last frame this is the check that lets a late cancel win over the rename.
             progress()

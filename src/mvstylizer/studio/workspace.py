@@ -197,11 +197,16 @@ def tree_size(path: Path) -> int:
 
 @dataclass(eq=False)
 class Hold:
-    """Room promised to a write in progress (an upload's next block) that its file does not take yet.
-    Promised room counts as used, so two uploads at once are not both promised the same free bytes."""
+    """Room promised to a write in progress (an upload, a render's output): what is promised and not
+    yet in its files counts as used, so two writes at once are not both promised the same free bytes."""
 
     session: str
-    nbytes: int = 0
+    granted: int = 0  # bytes promised so far
+    written: int = 0  # of those, now in files (and counted there)
+
+    @property
+    def nbytes(self) -> int:
+        return max(0, self.granted - self.written)
 
 
 class Workspace:
@@ -299,15 +304,14 @@ class Workspace:
         return hold
 
     def written(self, hold: Hold, nbytes: int) -> None:
-        """``nbytes`` of the promised room are now in a file (and counted there)."""
+        """``nbytes`` more of the promised room are now in files (and counted there)."""
         with self.lock:
-            hold.nbytes = max(0, hold.nbytes - nbytes)
+            hold.written += nbytes
 
     def release(self, hold: Hold) -> None:
         with self.lock:
             if hold in self._holds:
                 self._holds.remove(hold)
-            hold.nbytes = 0
 
     def reserve(self, nbytes: int, session: Session, hold: Hold | None = None, *, keep: Collection[str] = (),
                 others: bool = False) -> list[Job]:
@@ -331,7 +335,7 @@ class Workspace:
                                          "limit) holds renders, the files they need and other tabs' files; try "
                                          "again when a render is done, or remove finished ones")
             if hold is not None:
-                hold.nbytes += nbytes
+                hold.granted += nbytes
             return self._remove_all(victims)
 
     def usage(self) -> int:
