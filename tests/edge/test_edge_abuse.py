@@ -125,3 +125,45 @@ def test_a_batch_runs_as_jobs_of_at_most_chunk_pixels():
     small, large = (encode_frame(np.zeros((h, h, 3), np.uint8), Encoding("png")) for h in (8, 16))
     got = runs([small, small, small, large, small], max_pixels=128)  # 64 px each, 256 px alone
     assert [(r.first, len(r.blobs)) for r in got] == [(0, 2), (2, 1), (3, 1), (4, 1)]
+
+
+# ------------------------------------------------------------------------- 13: request bodies, all together
+
+
+async def _stalled_upload_then_another() -> list[tuple[int, str | None]]:
+    config = ServerConfig(max_request_bytes=1000, max_body_bytes_in_flight=1500, rate_limit=OPEN)
+    app = create_app(EdgeService(), config)
+    go_on = asyncio.Event()
+    sent_first_part = asyncio.Event()
+
+    async def stalled():  # 900 bytes, then nothing until the test says so
+        yield b"\x89PNG" + bytes(896)
+        sent_first_part.set()
+        await go_on.wait()
+        yield bytes(50)
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://edge") as c:
+        def upload(content):
+            return c.post("/v1/styles", content=content, headers={"Content-Type": "image/png"})
+
+        first = asyncio.create_task(upload(stalled()))
+        await sent_first_part.wait()
+        await _until(lambda: app.state.runtime.body_bytes == 900, "the first body's bytes are counted")
+        over = await upload(b"\x89PNG" + bytes(896))  # 900 + 900 > 1500
+        go_on.set()
+        done = await first
+        after = await upload(b"\x89PNG" + bytes(896))  # the first request gave its bytes back
+        assert app.state.runtime.body_bytes == 0
+    return [(r.status_code, r.headers.get("retry-after")) for r in (over, done, after)]
+
+
+def test_request_bodies_in_flight_are_bounded_together():
+    # Before: no bound but the 64 MiB per request, so 24 stalled 63 MiB uploads held 1.9 GB.
+    over, done, after = asyncio.run(_stalled_upload_then_another())
+    assert over == (503, "1")
+    assert done[0] == after[0] == 400  # not images: refused after their bodies, as any such upload
+
+
+def test_body_budget_must_hold_one_largest_body():
+    with pytest.raises(ValueError, match="max_body_bytes_in_flight"):
+        ServerConfig(max_request_bytes=2000, max_body_bytes_in_flight=1000)

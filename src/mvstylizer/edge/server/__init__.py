@@ -19,7 +19,8 @@ query is refused (400) and redacted from the access log. There is no ``/docs`` p
 loads its scripts from a CDN); the spec is at ``/openapi.json``.
 Errors are JSON ``{"detail": "..."}``: 400 bad input, 401 no or unknown token, 404 unknown style,
 408 body too slow, 413 too large, 415 wrong content type, 422 bad query parameters, 429 this client
-over its rate or concurrency limit and 503 the edge over its queue limit (both with ``Retry-After``),
+over its rate or concurrency limit and 503 the edge over its queue or body-memory limit (both with
+``Retry-After``),
 500 a bug (generic message; the traceback goes to the log and the server keeps serving).
 
 Decoding, stylization and encoding run in a bounded thread pool (``ServerConfig.workers`` threads), never
@@ -28,9 +29,10 @@ body is read through :func:`read_limited_body`, and every image's dimensions are
 before it is decoded, so neither a huge upload nor a decompression bomb can exhaust memory.
 
 Per request, in this order: auth (401) -> per-client rate and concurrency limit (429) -> content type
-(415) -> body size and read time (413/408) -> queue slot (503) -> header checks and decoding in a
-worker. A slow uploader therefore holds no worker, and one client cannot fill the queue. Routes get
-the service and limits from ``app.state`` through small dependencies (no module-level state).
+(415) -> body size, read time and all bodies in flight (413/408/503) -> queue slot (503) -> header
+checks and decoding in a worker. A slow uploader therefore holds no worker, and one client cannot
+fill the queue. Routes get the service and limits from ``app.state`` through small dependencies (no
+module-level state).
 
 Modules, each one job: :mod:`.config` (``ServerConfig``), :mod:`.schemas` (response models and
 OpenAPI error declarations), :mod:`.runtime` (per-app state and the bounded worker pool),

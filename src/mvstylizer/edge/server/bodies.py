@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request
@@ -15,13 +15,49 @@ from .images import checked_size
 from .runtime import Runtime
 
 
+class BodyBytes:
+    """The body bytes one request holds against ``ServerConfig.max_body_bytes_in_flight``, taken as they
+    arrive (a declared ``Content-Length`` costs nothing until its bytes come) and given back when the
+    request is done (:func:`body_bytes`). Event-loop thread only."""
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.held = 0
+
+    def take(self, n: int) -> None:
+        rt = self.rt
+        if rt.body_bytes + n > rt.config.max_body_bytes_in_flight:
+            rt.metrics.rejected.labels("body_memory").inc()
+            raise HTTPException(503, "edge server is receiving too much request data at once; retry later",
+                                headers={"Retry-After": "1"})
+        rt.body_bytes += n
+        self.held += n
+
+    def release(self) -> None:
+        self.rt.body_bytes -= self.held
+        self.held = 0
+
+
+async def body_bytes(rt: Runtime) -> AsyncIterator[BodyBytes]:
+    """A dependency: this request's :class:`BodyBytes`, released once its answer is ready."""
+    held = BodyBytes(rt)
+    try:
+        yield held
+    finally:
+        held.release()
+
+
+Held = Annotated[BodyBytes, Depends(body_bytes)]
+
+
 def _media_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
 
-async def read_limited_body(request: Request, rt: Runtime,
+async def read_limited_body(request: Request, rt: Runtime, held: BodyBytes,
                             on_chunk: Callable[[bytes], None] | None = None) -> bytes:
-    """The request body, refused with 413 as soon as it is known to exceed ``max_request_bytes``.
+    """The request body, refused with 413 as soon as it is known to exceed ``max_request_bytes``, and
+    with 503 when the bodies of all requests together would exceed ``max_body_bytes_in_flight``.
 
     With ``on_chunk`` every chunk is handed to it as it arrives (it may raise HTTPException to refuse
     the request there and then) and nothing is kept: the result is then ``b""``.
@@ -42,6 +78,7 @@ async def read_limited_body(request: Request, rt: Runtime,
                 size += len(chunk)
                 if size > limit:
                     raise _too_large(limit)
+                held.take(len(chunk))
                 if on_chunk is not None:
                     on_chunk(chunk)
                 else:
@@ -61,16 +98,16 @@ def _too_large(limit: int) -> HTTPException:
 def body_of_type(*allowed: str) -> Callable[..., Any]:
     """A dependency: 415 unless the Content-Type is one of ``allowed``, then the size-limited body."""
 
-    async def dependency(request: Request, rt: Runtime) -> bytes:
+    async def dependency(request: Request, rt: Runtime, held: Held) -> bytes:
         got = _media_type(request)
         if got not in allowed:
             raise HTTPException(415, f"Content-Type must be {' or '.join(allowed)}, got {got or 'none'!r}")
-        return await read_limited_body(request, rt)
+        return await read_limited_body(request, rt, held)
 
     return dependency
 
 
-async def frames_body(request: Request, rt: Runtime) -> list[bytes]:
+async def frames_body(request: Request, rt: Runtime, held: Held) -> list[bytes]:
     """A dependency: the frame batch, checked header by header *while it arrives*.
 
     Each ``[u32 length]`` is checked as soon as its 4 bytes are in (frame count <= ``max_batch``, no
@@ -110,7 +147,7 @@ async def frames_body(request: Request, rt: Runtime) -> list[bytes]:
                                          f"worker may hold for model {canonical} (at most {cfg.max_batch_pixels} "
                                          f"pixels per batch; {rt.limits.describe(canonical)}); send fewer frames")
 
-    await read_limited_body(request, rt, on_chunk)
+    await read_limited_body(request, rt, held, on_chunk)
     try:
         blobs = parser.finish()
     except ValueError as e:

@@ -39,6 +39,7 @@ class ServerRuntime:
         self.shutting_down = False
         self.scheduler: FairScheduler | None = None
         self.pending = 0  # only touched on the event loop thread
+        self.body_bytes = 0  # request bodies held by all requests (bodies.BodyBytes); event loop only
         self.busy = 0  # workers running a job; touched from worker threads, hence the lock
         self._busy_lock = threading.Lock()
         self.store: FrameStore | None = None
