@@ -8,6 +8,7 @@ clock: renders are held by the test gate, threads by events.
 from __future__ import annotations
 
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -408,3 +409,42 @@ def test_a_render_that_fits_gives_its_room_back(studio, clip, style):
     done = studio.wait(studio.job(*looks(studio, clip, style, studio.headers), model="mk").json()["id"])
     assert done["state"] == "done" and not state.rooms
     assert state.workspace.usage() == tree_size(state.workspace.sessions_dir)  # no promise left over
+
+
+# ---------------------------------------------------------------------------------------------- idle sessions
+
+
+def test_a_finished_render_starts_its_tabs_idle_time_again(studio, clip, style):
+    ws = studio.app.state.studio.workspace
+    studio.gate.open.clear()
+    jid = studio.job(*looks(studio, clip, style, studio.headers), model="mk").json()["id"]
+    assert studio.gate.held.wait(60)
+    session = ws.session(studio.headers["X-Studio-Session"])
+    session.last_seen -= ws.ttl + 100  # the render took longer than the age limit, the tab only watching
+    studio.gate.open.set()
+    until(lambda: session.job(jid).state == "done" and session.last_seen > time.time() - ws.ttl,
+          "the render done, and its tab seen then")
+    ws.sweep(now=time.time() + ws.ttl / 2)
+    assert studio.client.get(f"/api/jobs/{jid}/video", headers=studio.headers).status_code == 200
+
+
+@pytest.mark.network
+def test_a_tab_watching_events_is_not_forgotten(tmp_path, monkeypatch):
+    import httpx
+
+    from mvstylizer.studio import StudioConfig
+    from mvstylizer.studio import app as studio_app
+    from mvstylizer.studio.server import running
+
+    apps = []
+    original = studio_app.create_app
+    monkeypatch.setattr(studio_app, "create_app", lambda *a, **k: apps.append(original(*a, **k)) or apps[-1])
+    with running(StudioConfig(workdir=tmp_path / "work", port=0)) as url, httpx.Client(base_url=url, timeout=30) as c:
+        ws = apps[0].state.studio.workspace
+        sid = c.post("/api/session").json()["session"]
+        with c.stream("GET", "/api/events", params={"session": sid}) as events:
+            lines = events.iter_lines()
+            while not next(lines).startswith("event: snapshot"):
+                pass
+            ws.sweep(now=time.time() + ws.ttl + 100)
+            assert c.get("/api/jobs", headers={"X-Studio-Session": sid}).status_code == 200

@@ -283,6 +283,8 @@ class Studio:
             if (hold := self.rooms.pop(job.id, None)) is not None:
                 self.workspace.release(hold)
             owner = self.workspace.find(job.session)
+            if owner is not None:  # a result to collect: its idle time starts now, not when the render began
+                owner.last_seen = time.time()
             self.publish_removed([j for j in self.workspace.make_room(session=owner) if j is not job])
         # An event and a response may cross (a job that starts while its POST is answered): the page
         # keeps the higher revision.
@@ -712,6 +714,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         snapshot = [j.as_dict() for j in sorted(s.jobs.values(), key=lambda j: j.created)]
 
         async def stream() -> AsyncIterator[str]:
+            s.streams += 1  # a tab watching a long render is not idle: clean-up keeps its session
             try:
                 yield "retry: 1500\n\n"
                 yield f"event: snapshot\ndata: {json.dumps({'jobs': snapshot})}\n\n"
@@ -721,12 +724,15 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                     except TimeoutError:
                         if await request.is_disconnected():
                             return
+                        s.last_seen = time.time()
                         yield ": keep-alive\n\n"
                         continue
                     if item is None:
                         return
+                    s.last_seen = time.time()
                     yield f"event: job\ndata: {json.dumps(item)}\n\n"
             finally:
+                s.streams -= 1
                 studio.broadcaster.unsubscribe(s.id, sub)
 
         return StreamingResponse(stream(), media_type="text/event-stream",

@@ -100,6 +100,7 @@ class Session:
     styles: dict[str, Style] = field(default_factory=dict)
     jobs: dict[str, Job] = field(default_factory=dict)
     preview_seq: int = 0  # the highest preview request number seen; lower ones still waiting are skipped
+    streams: int = 0  # event streams open: while one is, the session is in use, however long ago its last request
 
     def upload(self, upload_id: str) -> Upload:
         up = self.uploads.get(upload_id)
@@ -125,6 +126,11 @@ class Session:
     @property
     def holds_files(self) -> bool:
         return bool(self.uploads or self.styles or self.jobs)
+
+    @property
+    def in_use(self) -> bool:
+        """A render of its waiting or running, or a page watching (an event stream open)."""
+        return bool(self.streams) or any(j.state in ACTIVE for j in self.jobs.values())
 
 
 class PreviewCache:
@@ -249,8 +255,9 @@ class Workspace:
     # -- sessions ---------------------------------------------------------------------------------
 
     def new_session(self) -> Session:
-        """A new session; at the limit, the one idle longest (one without files first) is forgotten,
-        files and all, or TooManySessions if every one has a render waiting or running."""
+        """A new session; at the limit, the one idle longest (one without a page watching, then without
+        files, first) is forgotten, files and all, or TooManySessions if every one has a render waiting
+        or running."""
         sid = secrets.token_urlsafe(18)
         s = Session(sid, self.sessions_dir / sid)
         with self.lock:
@@ -259,7 +266,7 @@ class Workspace:
                 if not idle:
                     raise TooManySessions("the studio is busy: every one of its sessions has a render waiting or "
                                           "running; try again later")
-                oldest = min(idle, key=lambda o: (o.holds_files, o.last_seen))
+                oldest = min(idle, key=lambda o: (o.streams > 0, o.holds_files, o.last_seen))
                 log.info("%d sessions: forgetting session %s, idle the longest", len(self._sessions), oldest.id[:6])
                 self._forget(oldest)
             self._sessions[sid] = s
@@ -434,7 +441,8 @@ class Workspace:
         return changed
 
     def sweep(self, now: float | None = None) -> list[Job]:
-        """Remove what is older than the age limit, and sessions idle that long with nothing running."""
+        """Remove what is older than the age limit, and sessions idle that long with nothing running
+        and no event stream open."""
         now = time.time() if now is None else now
         changed: list[Job] = []
         with self.lock:
@@ -442,7 +450,7 @@ class Workspace:
                 if _t < now - self.ttl:
                     changed += self._remove(kind, s, item)
             for s in list(self._sessions.values()):
-                if s.last_seen < now - self.ttl and not any(j.state in ACTIVE for j in s.jobs.values()):
+                if s.last_seen < now - self.ttl and not s.in_use:
                     self._forget(s)
         return changed
 
