@@ -28,7 +28,9 @@ def to_gray8(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
 
 
-_DIS_MIN_SIDE = 12  # OpenCV's DIS flow refuses smaller images
+# OpenCV's DIS refuses images under 12 px, and segfaults or raises on a short side of 12-31 px when the
+# long side is ~96 px or more (OpenCV 5.0; the key-selection thumbnail of any video wider than ~8:1).
+_DIS_MIN_SIDE = 32
 
 
 @dataclass
@@ -51,7 +53,7 @@ class FlowEstimator:
         h, w = ref_gray8.shape[:2]
         if min(h, w) >= _DIS_MIN_SIDE:
             return calc(ref_gray8, other_gray8, None)
-        # DIS refuses images under 12 px (a tiny video's thumbnails): flow on an enlarged copy, in its
+        # Too thin for DIS (a tiny or very wide video's thumbnails): flow on an enlarged copy, in its
         # own pixels, brought back to this size.
         k = -(-_DIS_MIN_SIDE // min(h, w))
         big = [cv2.resize(g, (w * k, h * k), interpolation=cv2.INTER_LINEAR) for g in (ref_gray8, other_gray8)]
