@@ -106,3 +106,16 @@ def test_audio_that_keeps_failing_is_dropped_without_failing_the_video(tmp_path,
         assert sum(1 for _ in reader.frames()) == 50
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "dropped the rest of the audio" in warnings[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# output names
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_relative_output_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch):
+    write_clip(tmp_path / "in.mp4", seconds=0.4)
+    monkeypatch.chdir(tmp_path)
+    transcode(Path("in.mp4"), Path("./v1:styled.mp4"))
+    assert audio_seconds(tmp_path / "v1:styled.mp4") > 0.3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "v1:styled.mp4"]

@@ -159,6 +159,12 @@ def _frame_bytes(fmt: av.VideoFormat | None) -> int | None:
     return sum(c.width * c.height * ((c.bits + 7) // 8) for c in fmt.components)
 
 
+def ffmpeg_name(path: Path) -> str:
+    """``path`` as FFmpeg must be given it: absolute, because FFmpeg takes the part of a relative name
+    before a colon for a protocol (``2024-05-01T10:30:00.mp4`` would be protocol ``2024-05-01T10``)."""
+    return str(path.absolute())
+
+
 def reason(exc: BaseException) -> str:
     """Short human text for a PyAV/OS error (no traceback, no errno soup)."""
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
@@ -251,7 +257,7 @@ class VideoReader:
 
     def _open(self) -> av.container.InputContainer:
         try:
-            container = av.open(str(self.path), mode="r")
+            container = av.open(ffmpeg_name(self.path), mode="r")
         except AV_ERRORS as exc:
             raise UserError(
                 f"cannot read {self.path}: not a video file, or it is truncated or corrupt "

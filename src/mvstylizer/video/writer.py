@@ -26,7 +26,7 @@ from mvstylizer.errors import UserError
 from mvstylizer.files import TempTarget
 
 from .formats import WRITABLE_VIDEO_EXTS
-from .reader import AV_ERRORS, SWS_ACCURATE_ENCODE, reason
+from .reader import AV_ERRORS, SWS_ACCURATE_ENCODE, ffmpeg_name, reason
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +124,7 @@ class VideoWriter:
 
         self._target = TempTarget(self.path)
         try:
-            self._container = av.open(str(self._target.temp), mode="w")
+            self._container = av.open(ffmpeg_name(self._target.temp), mode="w")
         except AV_ERRORS as exc:
             self._target.discard()
             raise UserError(f"cannot create {self.path}: {reason(exc)}") from exc
