@@ -117,11 +117,47 @@ def test_an_answer_frame_that_decodes_to_another_shape_is_refused():
     ok, jpeg = cv2.imencode(".jpg", frame)
     data = bytearray(jpeg.tobytes())
     # An EXIF APP1 segment right after SOI with orientation 6 (rotate 90): header 32x24, decodes 24x32.
-    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01" + b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00" + b"\x00" * 4
+    orientation = b"\x01\x12\x00\x03\x00\x00\x00\x01\x00\x06\x00\x00"
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01" + orientation + b"\x00" * 4
     app1 = b"\xff\xe1" + (len(tiff) + 8).to_bytes(2, "big") + b"Exif\x00\x00" + tiff
     rotated = bytes(data[:2]) + app1 + bytes(data[2:])
     assert cv2.imdecode(np.frombuffer(rotated, np.uint8), cv2.IMREAD_COLOR).shape[:2] == (32, 24)
     edge = _edge(_styles_then(lambda r: httpx.Response(200, content=pack_frames([rotated]))))
     sid = edge.register_style(np.zeros((16, 16, 3), np.float32))
     with pytest.raises(UserError, match="malformed stylized frame batch"):
+        edge.stylize(sid, "mk", [np.zeros((24, 32, 3), np.float32)])
+
+
+def test_answers_are_asked_uncompressed_and_a_gzip_bomb_is_cut_off():
+    bomb = gzip.compress(bytes(64 * 1024 * 1024), 9)  # 64 KB that decodes to 64 MiB (1.5 MB -> 1.5 GB seen)
+    asked = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.headers.get("accept-encoding"))
+        return httpx.Response(200, headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
+                              content=bomb)
+
+    with pytest.raises(UserError, match=r"malformed answer \(longer than the 4194304 bytes"):
+        _edge(handler).models()
+    assert asked == ["identity"]  # and not retried: the same edge would send the same
+
+
+def test_an_endless_answer_is_cut_off_at_its_size_limit():
+    sent = []
+
+    def endless() -> Iterator[bytes]:
+        for _ in range(64):  # 64 MiB without a Content-Length (1.5 GB seen, held for 200 s)
+            sent.append(1)
+            yield bytes(1024 * 1024)
+
+    with pytest.raises(UserError, match="longer than"):
+        _edge(lambda r: httpx.Response(200, content=endless())).models()
+    assert len(sent) <= 5
+
+
+def test_a_frame_answer_is_limited_by_the_frames_sent():
+    long_answer = pack_frames([bytes(5 * 1024 * 1024)])  # 24x32 frames need far less
+    edge = _edge(_styles_then(lambda r: httpx.Response(200, content=long_answer)))
+    sid = edge.register_style(np.zeros((16, 16, 3), np.float32))
+    with pytest.raises(UserError, match="longer than"):
         edge.stylize(sid, "mk", [np.zeros((24, 32, 3), np.float32)])

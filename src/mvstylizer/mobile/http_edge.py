@@ -29,6 +29,20 @@ from .edge_link import REMOTE_IN_FLIGHT, EdgeUnavailable
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _MAX_RETRY_AFTER = 30.0  # never sleep longer than this on a server's Retry-After
 _KEEP_STYLES = 4  # style uploads kept to re-send if the edge forgot them (restart, LRU eviction)
+# Answers are read into memory, so each has a size limit: a JSON answer (model list, style id, an
+# error) a few MB, a frame batch what its frames can take (_answer_limit). A 1.5 MB gzip bomb took the
+# phone to 3.2 GB, a 1.5 GB stream without Content-Length to 1.6 GB.
+_MAX_JSON_ANSWER = 4 * 1024 * 1024
+
+
+class _AnswerTooLarge(Exception):
+    """An answer longer than the limit its request allows."""
+
+
+def _answer_limit(shapes: list[tuple[int, ...]]) -> int:
+    """Bytes a stylized batch of frames of these (height, width) may take: an 8-bit RGB frame encodes to
+    at most ~1.4x its raw size (JPEG q100 of noise; PNG ~1.0x), plus room for headers and packing."""
+    return sum(2 * 3 * h * w + 64 * 1024 for h, w, *_ in shapes)
 
 
 class HttpEdge:
@@ -90,7 +104,8 @@ class HttpEdge:
         self._count = threading.Lock()  # the counters and the style cache, shared by the threads in flight
         self._styles: OrderedDict[str, bytes] = OrderedDict()
         connect = min(timeout, 10.0) if connect_timeout is None else connect_timeout
-        headers = {"User-Agent": f"mvstylizer/{__version__}"}
+        # identity: a compressed answer could expand past its size limit within a single chunk.
+        headers = {"User-Agent": f"mvstylizer/{__version__}", "Accept-Encoding": "identity"}
         if token:
             if url.startswith("http://") and not _is_loopback(url):
                 # Not refused (a trusted LAN is a valid deployment), but worth knowing.
@@ -180,15 +195,16 @@ class HttpEdge:
             params["collect"] = "true"
         body = pack_frames(blobs)
         headers = {"Content-Type": FRAMES_MEDIA_TYPE}
+        limit = max(_answer_limit(shapes), _MAX_JSON_ANSWER)  # an error answer is JSON
         resp = self._request("POST", "/v1/stylize", content=body, headers=headers, params=params,
-                             raise_4xx=False)
+                             raise_4xx=False, max_bytes=limit)
         with self._count:
             ours = self._styles.get(style_id)
         if resp.status_code == 404 and ours is not None:
             # The edge forgot the style (restarted, or evicted it); it is ours, so send it again.
             self._upload_style(ours)
             resp = self._request("POST", "/v1/stylize", content=body, headers=headers, params=params,
-                                 raise_4xx=False)
+                                 raise_4xx=False, max_bytes=limit)
         self._raise_for_status(resp)
         try:
             collected = min(max(int(resp.headers.get("X-Frames-Collected", "0")), 0), len(shapes))
@@ -217,13 +233,15 @@ class HttpEdge:
 
     def _request(self, method: str, path: str, *, content: bytes | None = None,
                  headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
-                 raise_4xx: bool = True) -> httpx.Response:
+                 raise_4xx: bool = True, max_bytes: int = _MAX_JSON_ANSWER) -> httpx.Response:
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             try:
-                resp = self._send(method, path, content, headers, params)
+                resp = self._send(method, path, content, headers, params, max_bytes)
             except httpx.DecodingError:  # e.g. "Content-Encoding: gzip" on a body that is not
                 raise self._malformed("answer (its Content-Encoding does not match its body)") from None
+            except _AnswerTooLarge:  # not retried: the same edge would send the same again
+                raise self._malformed(f"answer (longer than the {max_bytes} bytes this request can need)") from None
             except httpx.TransportError as e:  # timeouts are transport errors too
                 cert = _certificate_failure(e)
                 if cert is not None:
@@ -251,19 +269,24 @@ class HttpEdge:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method: str, path: str, content: bytes | None, headers: dict[str, str] | None,
-              params: dict[str, str] | None) -> httpx.Response:
+              params: dict[str, str] | None, max_bytes: int) -> httpx.Response:
         """One attempt, its answer's body read within ``timeout`` seconds of its headers: httpx's own
         timeouts bound each read, so an edge sending a byte every few seconds would otherwise hold the
-        phone. (The upload and the edge's own time stay bounded per read, as before.)"""
+        phone. (The upload and the edge's own time stay bounded per read, as before.) An answer (once
+        decoded) longer than ``max_bytes`` raises :class:`_AnswerTooLarge` as soon as that is known."""
         with self._client.stream(method, path, content=content, headers=headers, params=params) as resp:
             deadline = time.monotonic() + self.timeout
             try:
                 expected = int(resp.headers.get("content-length", "-1"))
             except ValueError:
                 expected = -1
+            if expected > max_bytes:
+                raise _AnswerTooLarge
             body = bytearray()
             for chunk in resp.iter_bytes():
                 body += chunk
+                if len(body) > max_bytes:
+                    raise _AnswerTooLarge
                 complete = resp.num_bytes_downloaded == expected  # a last chunk just late still counts
                 if time.monotonic() > deadline and not complete:
                     raise httpx.ReadTimeout(f"answer not complete within {self.timeout:g} s", request=resp.request)
