@@ -1,8 +1,18 @@
-"""Still images: read as HxWx3 float32 RGB in [0, 1], upright; written atomically."""
+"""Still images: read as HxWx3 float32 RGB in [0, 1], upright; written atomically.
+
+A file is checked before any pixel is decoded: a regular file of at most :data:`MAX_FILE_BYTES`,
+whose header (read by Pillow, which decodes nothing) names a format we read and a size of at most
+:data:`MAX_PIXELS`. A decompression bomb (a 1 MB PNG of 30000x30000 pixels) is refused from its header.
+"""
 
 from __future__ import annotations
 
 import os
+import stat
+import struct
+import zlib
+from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import cv2
@@ -10,65 +20,259 @@ import numpy as np
 
 from mvstylizer.errors import UserError
 from mvstylizer.files import atomic_path
+from mvstylizer.imaging import shrink_to
 
-from .formats import IMAGE_EXTS
-from .orientation import EXIF_OPS, Orientation, exif_orientation
+from .formats import IMAGE_EXTS, WRITABLE_IMAGE_EXTS, check_output_size, check_readable_photo
+from .orientation import EXIF_OPS, Orientation, open_header, orientation_to_apply
 from .reader import reason
 
+MAX_PIXELS = 200_000_000  # a 108 MP phone photo is read; a 900 Mpixel bomb is not
+MAX_FILE_BYTES = 2_000_000_000  # a 200 Mpixel 16-bit RGB TIFF, uncompressed, is 1.2 GB
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+# Pillow's names of the formats read through Pillow's header parse (TIFF's is read apart, below). Each is
+# known by a signature that OpenCV decodes as the same format, so the size checked is the size decoded.
+# A format Pillow has no header parse for has no size before decoding (a 9 MB Radiance .hdr decoded to
+# 12000x12000) and is refused. A JPEG holding more than one picture opens as MPO (OpenCV decodes the first).
+_PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "AVIF")
+_TIFF_SIGNATURES = (b"II*\0", b"MM\0*")
+_BIGTIFF_SIGNATURES = (b"II+\0", b"MM\0+")
+# What OpenCV needs of a PNG; libpng prints a line on stderr for what it finds odd in the rest.
+_PNG_CHUNKS_DECODED = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}
+_JPEG_EXTS = (".jpg", ".jpeg", ".jpe", ".jfif")
+_TIFF_WIDTH, _TIFF_HEIGHT, _TIFF_BITS, _TIFF_EXTRA_SAMPLES = 256, 257, 258, 338
+
+
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read before any pixel is decoded."""
+
+    format: str  # Pillow's name: JPEG, PNG, WEBP, BMP, TIFF, AVIF, MPO
+    width: int  # as stored, before the orientation is applied
+    height: int
+    orientation: int = 1  # the EXIF orientation still to apply to the pixels OpenCV decodes
+    premultiplied: bool = False  # OpenCV decodes the colour already multiplied by the alpha
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) as shown, the orientation applied."""
+        if Orientation(op=EXIF_OPS.get(self.orientation, "none")).swaps_dims:
+            return self.height, self.width
+        return self.width, self.height
+
+
+def read_header(path: str | os.PathLike[str]) -> ImageHeader:
+    """The header of the image at ``path``; UserError for a file that is no regular file, too large,
+    not in a format we read, or over :data:`MAX_PIXELS`."""
+    p = Path(path)
+    check_readable_photo(p)
+    _check_file(p)
+    try:
+        with p.open("rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise UserError(f"cannot read {p}: {reason(exc)}") from exc
+    header = _tiff_header(p) if head in _TIFF_SIGNATURES + _BIGTIFF_SIGNATURES else _pillow_header(p)
+    if header is None or header.width < 1 or header.height < 1:
+        raise UserError(f"{p} is not a readable image (supported: {', '.join(sorted(IMAGE_EXTS))})")
+    pixels = header.width * header.height
+    if pixels > MAX_PIXELS:
+        raise UserError(f"{p} is {header.width}x{header.height} pixels ({pixels / 1e6:.0f} megapixels); images "
+                        f"of at most {MAX_PIXELS // 1_000_000} megapixels are read")
+    return header
+
+
+def read_image(path: str | os.PathLike[str], *, max_side: int | None = None) -> np.ndarray:
     """Read a still image as HxWx3 float32 RGB in [0, 1].
 
     Grey becomes 3 equal channels; an alpha channel is composited onto white (transparent areas of
     a style photo should read as paper, not as whatever colour the hidden pixels hold); 8- and
-    16-bit and float images are scaled to [0, 1]; the EXIF orientation is applied so the image is
-    upright the way photo viewers show it.
+    16-bit and float images are scaled to [0, 1] (a float image holding 0..255 by 1/255); the EXIF
+    orientation is applied so the image is upright the way photo viewers show it.
+
+    ``max_side``: the longest side wanted (a style photo): the image is shrunk to it as decoded, in its
+    own pixel type, so that no full-size float copy is made.
     """
     p = Path(path)
-    if not p.exists():
-        raise UserError(f"image not found: {p}")
-    if p.is_dir():
-        raise UserError(f"{p} is a folder, not an image")
+    header = read_header(p)
     try:
-        data = np.fromfile(p, dtype=np.uint8)  # + imdecode: works for non-ASCII paths too
+        img = _decode(_read_bytes(p), header, p)
+        return _to_rgb01(img, header, max_side, p)
+    except MemoryError:
+        raise UserError(f"not enough memory to read {p} ({header.width}x{header.height} pixels)") from None
+
+
+def _check_file(p: Path) -> None:
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise UserError(f"image not found: {p}") from None
     except OSError as exc:
         raise UserError(f"cannot read {p}: {reason(exc)}") from exc
-    if data.size == 0:
+    if stat.S_ISDIR(st.st_mode):
+        raise UserError(f"{p} is a folder, not an image")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO waits for a writer forever, /dev/zero never ends
+        raise UserError(f"{p} is not a regular file (a pipe or device cannot be read as an image)")
+    if st.st_size == 0:
         raise UserError(f"image {p} is empty (0 bytes)")
+    if st.st_size > MAX_FILE_BYTES:
+        raise UserError(f"{p} is {st.st_size / 1e9:.1f} GB; image files of at most "
+                        f"{MAX_FILE_BYTES / 1e9:.1f} GB are read")
+
+
+@cache
+def _pillow_formats() -> tuple[str, ...]:
+    from PIL import Image
+
+    known = set(Image.registered_extensions().values())  # AVIF: only a Pillow built with libavif
+    return tuple(f for f in _PILLOW_FORMATS if f in known)
+
+
+def _pillow_header(p: Path) -> ImageHeader | None:
     try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)  # we handle orientation/channels ourselves
+        with open_header(p, _pillow_formats()) as im:
+            w, h = im.size
+            return ImageHeader(str(im.format), w, h, orientation_to_apply(im))
+    except Exception:  # noqa: BLE001 - whatever Pillow says, the file is none of the formats we read
+        return None
+
+
+def _tiff_header(p: Path) -> ImageHeader | None:
+    """A TIFF's first directory, read with Pillow's tag parser: Pillow's Image.open refuses TIFFs that
+    OpenCV decodes (float RGB). OpenCV applies the Orientation tag itself, and returns 8-bit colour
+    multiplied by an alpha (associated or not: libtiff's RGBA reader premultiplies), 16-bit and float
+    colour as stored (multiplied only where the alpha is associated, ExtraSamples 1)."""
+    from PIL import TiffImagePlugin
+
+    try:
+        with p.open("rb") as f:
+            first = f.read(4)
+            ifd = TiffImagePlugin.ImageFileDirectory_v2(first + f.read(12 if first in _BIGTIFF_SIGNATURES else 4))
+            f.seek(ifd.next)
+            ifd.load(f)
+        extra, bits = _first(ifd.get(_TIFF_EXTRA_SAMPLES)), _first(ifd.get(_TIFF_BITS))
+        return ImageHeader("TIFF", int(ifd[_TIFF_WIDTH]), int(ifd[_TIFF_HEIGHT]),
+                           premultiplied=extra == 1 or (extra == 2 and bits == 8))
+    except Exception:  # noqa: BLE001 - whatever the parser says, there is no directory we can use
+        return None
+
+
+def _first(value: object) -> object:
+    """A TIFF tag's first value (Pillow gives a tuple for a tag that may hold several)."""
+    return value[0] if isinstance(value, tuple) and value else value
+
+
+def _read_bytes(p: Path) -> np.ndarray:
+    try:
+        return np.fromfile(p, dtype=np.uint8)  # + imdecode: works for non-ASCII paths too
+    except OSError as exc:
+        raise UserError(f"cannot read {p}: {reason(exc)}") from exc
+
+
+def _decode(data: np.ndarray, header: ImageHeader, p: Path) -> np.ndarray:
+    """The pixels as OpenCV decodes them (orientation and channels are handled by the caller)."""
+    if header.format == "PNG":
+        data = _png_for_opencv(data, p)
+    try:
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        if header.format == "AVIF" and img is not None and img.dtype == np.uint16:
+            # OpenCV gives a 10- or 12-bit AVIF as uint16 without its bit depth; its 8-bit decode is
+            # scaled right (without the alpha, which photos rarely have).
+            img = cv2.imdecode(data, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error:
         img = None
     if img is None or img.size == 0:
-        raise UserError(f"{p} is not a readable image (supported: {', '.join(sorted(IMAGE_EXTS))})")
+        if header.format == "AVIF":
+            raise UserError(f"{p}: this OpenCV cannot decode AVIF photos; convert it to JPEG or PNG")
+        raise UserError(f"{p} is a damaged {header.format} image: its pixels cannot be decoded")
+    return img
 
-    if img.dtype == np.uint8:
-        scaled = img.astype(np.float32) * np.float32(1 / 255)
-    elif img.dtype == np.uint16:
-        scaled = img.astype(np.float32) * np.float32(1 / 65535)
-    elif img.dtype in (np.float32, np.float64, np.float16):
-        scaled = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    else:
-        raise UserError(f"{p} has an unsupported pixel type ({img.dtype})")
-    scaled = np.clip(scaled, 0.0, 1.0, out=scaled)
 
-    if scaled.ndim == 2:
-        rgb = np.repeat(scaled[:, :, None], 3, axis=2)
-    elif scaled.shape[2] == 1:
-        rgb = np.repeat(scaled, 3, axis=2)
-    elif scaled.shape[2] == 2:  # grey + alpha
-        grey, alpha = scaled[:, :, :1], scaled[:, :, 1:2]
-        rgb = np.repeat(grey * alpha + (1.0 - alpha), 3, axis=2)
-    elif scaled.shape[2] == 3:
-        rgb = scaled[:, :, ::-1]
-    else:  # BGRA (and CMYK-ish 4+ channel oddities): composite the first alpha onto white
-        bgr, alpha = scaled[:, :, :3], scaled[:, :, 3:4]
-        rgb = (bgr * alpha + (1.0 - alpha))[:, :, ::-1]
+def _png_for_opencv(data: np.ndarray, p: Path) -> np.ndarray:
+    """The PNG's chunks OpenCV decodes, each checked first; UserError if one is cut short or damaged.
 
-    op = EXIF_OPS.get(exif_orientation(p))
+    libpng prints its errors and warnings on stderr ("libpng error: IHDR: CRC error", "libpng warning:
+    iCCP: known incorrect sRGB profile"), around the one error line. The checks here catch what it
+    would fail on, and the chunks it warns about (ICC profile, text, ...) are not passed to it. Deflate
+    data damaged under a correct checksum is left to libpng.
+    """
+    raw = data.data
+    pos, kept, skipped = 8, [raw[:8]], False
+    while True:
+        if pos + 12 > len(raw):
+            raise UserError(f"{p} is a PNG that is cut short")
+        length, kind = struct.unpack_from(">I4s", raw, pos)
+        end = pos + 12 + length
+        if end > len(raw):
+            raise UserError(f"{p} is a PNG that is cut short (in its {kind.decode('latin-1')} chunk)")
+        if kind in _PNG_CHUNKS_DECODED:
+            if zlib.crc32(raw[pos + 4:end - 4]) != struct.unpack_from(">I", raw, end - 4)[0]:
+                raise UserError(f"{p} is a damaged PNG (its {kind.decode('latin-1')} chunk fails its checksum)")
+            kept.append(raw[pos:end])
+        else:
+            skipped = True
+        if kind == b"IEND":
+            break
+        pos = end
+    return np.frombuffer(b"".join(kept), np.uint8) if skipped or end < len(raw) else data
+
+
+def _to_rgb01(img: np.ndarray, header: ImageHeader, max_side: int | None, p: Path) -> np.ndarray:
+    """Decoded pixels as contiguous float32 RGB in [0, 1], upright. The work is done in the decoded
+    pixel type, at the size wanted, and turned into float once."""
+    img = _flatten_alpha(_supported(img, p), header.premultiplied)
+    if max_side is not None:
+        img = shrink_to(img, max_side)
+    rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB if img.ndim == 2 else cv2.COLOR_BGR2RGB)
+    op = EXIF_OPS.get(header.orientation)
     if op is not None:
         rgb = Orientation(op=op).apply(rgb)
-    return np.ascontiguousarray(rgb, dtype=np.float32)
+    if rgb.dtype == np.float32:
+        return np.clip(rgb, 0.0, 1.0, out=rgb)
+    return np.multiply(rgb, np.float32(1 / _white(rgb.dtype)), dtype=np.float32)
+
+
+def _supported(img: np.ndarray, p: Path) -> np.ndarray:
+    """uint8 and uint16 as decoded; float as float32 in [0, 1] (NaN black, infinities the range's ends)."""
+    if img.dtype in (np.uint8, np.uint16):
+        return img
+    if img.dtype not in (np.float16, np.float32, np.float64):
+        raise UserError(f"{p} has an unsupported pixel type ({img.dtype})")
+    f = img.astype(np.float32)
+    if _holds_0_to_255(f):
+        f *= np.float32(1 / 255)
+    np.nan_to_num(f, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(f, 0.0, 1.0, out=f)
+
+
+def _holds_0_to_255(f: np.ndarray) -> bool:
+    """Whether float pixels hold 8-bit values (a TIFF of Pillow's mode F: read as 0..1 it was white)
+    rather than 0..1: the brightest 1% is over 16. A float image with highlights over 1 (0..3, say)
+    is not rescaled, only clipped; a float image of 0..255 that dark is, wrongly, read as 0..1."""
+    sample = f.reshape(-1)[:: max(1, f.size // 1_000_000)]  # a percentile sorts: a million values are plenty
+    sample = sample[np.isfinite(sample)]
+    return sample.size > 0 and float(np.percentile(sample, 99)) > 16
+
+
+def _flatten_alpha(img: np.ndarray, premultiplied: bool) -> np.ndarray:
+    """HxW grey or HxWx3 BGR in ``img``'s pixel type, an alpha channel composited onto white.
+
+    Of more channels than BGRA the fourth is taken as the alpha. ``premultiplied``: the colour is
+    already multiplied by the alpha (multiplying again darkened half-transparent areas).
+    """
+    if img.ndim == 2 or img.shape[2] == 3:
+        return img
+    if img.shape[2] == 1:
+        return np.ascontiguousarray(img[:, :, 0])
+    *colour, alpha = cv2.split(img)[:4]
+    top = _white(img.dtype)
+    paper = alpha.dtype.type(top) - alpha
+    out = [cv2.add(c if premultiplied else cv2.multiply(c, alpha, scale=1.0 / top), paper) for c in colour]
+    return out[0] if len(out) == 1 else cv2.merge(out)
+
+
+def _white(dtype: np.dtype) -> float:
+    """Full intensity in a pixel type ``_supported`` passes."""
+    return {np.uint8: 255.0, np.uint16: 65535.0}.get(dtype.type, 1.0)
 
 
 def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, shown_as: str | os.PathLike[str] | None = None
@@ -78,13 +282,14 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, shown_as: str 
     p = Path(path)
     name = Path(shown_as) if shown_as is not None else p
     suffix = p.suffix.lower()
-    if suffix not in IMAGE_EXTS:
-        raise UserError(f"cannot write image {p}: use one of {', '.join(sorted(IMAGE_EXTS))}")
+    if suffix not in WRITABLE_IMAGE_EXTS:
+        raise UserError(f"cannot write image {p}: use one of {', '.join(sorted(WRITABLE_IMAGE_EXTS))}")
     if not p.parent.is_dir():
         raise UserError(f"output folder does not exist: {p.parent}")
     arr = np.asarray(rgb)
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise ValueError(f"expected HxWx3 or HxW image, got shape {arr.shape}")
+    check_output_size(arr.shape[1], arr.shape[0], name)
     if arr.dtype == np.uint8 or (arr.dtype == np.uint16 and suffix in (".png", ".tif", ".tiff")):
         out = arr
     elif arr.dtype == np.uint16:
@@ -96,8 +301,9 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, shown_as: str 
     if out.ndim == 3:
         out = np.ascontiguousarray(out[:, :, ::-1])
     params: list[int] = []
-    if suffix in (".jpg", ".jpeg"):
+    if suffix in _JPEG_EXTS:
         params = [cv2.IMWRITE_JPEG_QUALITY, 95]
+        suffix = ".jpg"  # OpenCV's encoder knows .jpe and .jfif by no name
     elif suffix == ".webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, 95]
     try:

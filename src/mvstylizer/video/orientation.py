@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import av
 import numpy as np
 from av.sidedata.sidedata import SideDataContainer
 from av.sidedata.sidedata import Type as SideDataType
+
+if TYPE_CHECKING:
+    from PIL.ImageFile import ImageFile
 
 log = logging.getLogger(__name__)
 
@@ -96,15 +100,50 @@ def orientation_of(frame: av.VideoFrame) -> Orientation:
 
 _EXIF_ORIENTATION_TAG = 0x0112
 EXIF_OPS = {2: "hflip", 3: "rot180", 4: "vflip", 5: "transpose", 6: "clock", 7: "antitranspose", 8: "cclock"}
+# Pillow reads its decompression-bomb limit from a module global: lifted one open at a time.
+_PIXEL_LIMIT_LOCK = threading.Lock()
+
+
+def open_header(path: Path, formats: tuple[str, ...] | None = None) -> ImageFile:
+    """Pillow's lazy open (the header only), without Pillow's decompression-bomb check.
+
+    That check warns from 89 Mpixels and refuses from 179: a 108 MP phone photo printed a warning and
+    a 192 MP one lost its orientation. Sizes are capped where pixels are decoded (read_image's
+    MAX_PIXELS, the studio's own limit), from this same header. While the limit is lifted, another
+    thread's Pillow open is unchecked too; every decoder in this package caps sizes itself.
+    """
+    from PIL import Image
+
+    with _PIXEL_LIMIT_LOCK:
+        before = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            return Image.open(path, formats=formats)
+        finally:
+            Image.MAX_IMAGE_PIXELS = before
+
+
+def orientation_to_apply(im: ImageFile) -> int:
+    """The EXIF orientation (1-8) still to apply to what OpenCV decodes from the file ``im`` opened; 1 if none.
+
+    1 for a TIFF: OpenCV's TIFF decoder applies the Orientation tag itself (applying it again turned a
+    TIFF of orientation 6 upside down). A PNG's EXIF is looked for in its header only: Pillow's
+    PngImageFile.getexif() decodes every pixel to look for an eXIf chunk after them (the PNG spec puts
+    it before).
+    """
+    from PIL import Image
+
+    if im.format == "TIFF":
+        return 1
+    exif = Image.Image.getexif(im) if im.format == "PNG" else im.getexif()
+    value = int(exif.get(_EXIF_ORIENTATION_TAG, 1))
+    return value if 1 <= value <= 8 else 1
 
 
 def exif_orientation(path: Path) -> int:
-    """EXIF orientation (1-8) read with Pillow's lazy header parse; 1 if none or unreadable."""
+    """:func:`orientation_to_apply` for the file at ``path``, from its header; 1 if none or unreadable."""
     try:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            value = int(im.getexif().get(_EXIF_ORIENTATION_TAG, 1))
+        with open_header(path) as im:
+            return orientation_to_apply(im)
     except Exception:  # no EXIF / format Pillow lacks -> as stored
         return 1
-    return value if 1 <= value <= 8 else 1
