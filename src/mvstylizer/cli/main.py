@@ -67,6 +67,21 @@ def _configure_logging(args: argparse.Namespace) -> Callable[[], None]:
     return restore
 
 
+def _quiet_opencv() -> Callable[[], None]:
+    """Turn OpenCV's native log off: its decoders print lines of their own on stderr ("[ WARN:0@0.7]
+    ... TIFFReadDirectory", "[ERROR:0@0.7] ... imdecode_") around the one `error:` line a bad input
+    gets. Returns a function that restores the level (``main`` may be called in-process)."""
+    import cv2
+
+    before = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+    def restore() -> None:
+        cv2.utils.logging.setLogLevel(before)
+
+    return restore
+
+
 class _Terminated(Exception):
     """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temporary files are removed on the way out."""
 
@@ -78,6 +93,7 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     restore_logging = _configure_logging(args)
+    restore_opencv = _quiet_opencv()
     previous = {}
     if args.command not in ("edge", "cloud") and threading.current_thread() is threading.main_thread():
         # The servers handle their own signals; everything else unwinds, removing temporary files.
@@ -110,4 +126,5 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        restore_opencv()
         restore_logging()

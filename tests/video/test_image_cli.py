@@ -1,0 +1,34 @@
+"""A damaged image on the command line ends in exactly one `error:` line on stderr: OpenCV's decoders
+print nothing of their own (their log is off while the CLI runs, and restored after)."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from mvstylizer.cli import main
+
+
+def cut_in_half(fmt: str) -> bytes:
+    y, x = np.mgrid[0:64, 0:96]
+    buf = io.BytesIO()
+    Image.fromarray(np.dstack([x * 2, y * 3, (x + y) % 256]).astype(np.uint8)).save(buf, fmt)
+    return buf.getvalue()[:len(buf.getvalue()) // 2]
+
+
+# What each printed before: TIFF "[ WARN:0@..] ... TIFFReadDirectory: Bogus StripByteCounts" and three more
+# lines; BMP "[ERROR:0@..] ... imdecode_(''): can't read data"; PNG "libpng error: PNG input buffer is incomplete".
+@pytest.mark.parametrize("fmt", ["TIFF", "BMP", "PNG"])
+def test_a_damaged_image_gives_one_error_line(tmp_path, capfd, style, fmt):
+    name = f"cut.{fmt.lower()}"
+    (tmp_path / name).write_bytes(cut_in_half(fmt))
+    before = cv2.utils.logging.getLogLevel()
+    assert main(["stylize", str(tmp_path / name), "--style", str(style), "-o", str(tmp_path / "o.png"),
+                 "--model", "reinhard", "-q"]) == 2
+    err = capfd.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    assert cv2.utils.logging.getLogLevel() == before
