@@ -161,3 +161,11 @@ def test_a_frame_answer_is_limited_by_the_frames_sent():
     sid = edge.register_style(np.zeros((16, 16, 3), np.float32))
     with pytest.raises(UserError, match="longer than"):
         edge.stylize(sid, "mk", [np.zeros((24, 32, 3), np.float32)])
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_json_nested_deeper_than_the_stack_is_a_malformed_answer(status):
+    nested = b"[" * 200_000  # was "internal error: RecursionError", exit code 70
+    edge = _edge(lambda r: httpx.Response(status, content=nested, headers={"Content-Type": "application/json"}))
+    with pytest.raises(UserError, match="malformed JSON answer" if status == 200 else r"refused the request \(400\)"):
+        edge.models()

@@ -317,7 +317,7 @@ class HttpEdge:
     def _json(self, resp: httpx.Response) -> Any:
         try:
             return resp.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's stack
             raise self._malformed("JSON answer") from None
 
     def _malformed(self, what: str) -> UserError:
@@ -354,7 +354,7 @@ def _certificate_failure(e: BaseException) -> str | None:
 def _detail(resp: httpx.Response) -> str:
     try:
         detail = resp.json().get("detail")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         detail = None
     if isinstance(detail, list):  # FastAPI's validation errors: [{"loc": [...], "msg": ...}, ...]
         parts = []
