@@ -41,6 +41,16 @@ def until(condition, what: str, timeout: float = 30.0) -> None:
     raise AssertionError(f"not reached: {what}")
 
 
+def running_app(monkeypatch):
+    """``running`` with a handle on its app: (context manager, list that gets the app)."""
+    from mvstylizer.studio import app as studio_app
+
+    apps = []
+    original = studio_app.create_app
+    monkeypatch.setattr(studio_app, "create_app", lambda *a, **k: apps.append(original(*a, **k)) or apps[-1])
+    return apps
+
+
 # ---------------------------------------------------------------------------------------------- style photos
 
 
@@ -433,12 +443,9 @@ def test_a_tab_watching_events_is_not_forgotten(tmp_path, monkeypatch):
     import httpx
 
     from mvstylizer.studio import StudioConfig
-    from mvstylizer.studio import app as studio_app
     from mvstylizer.studio.server import running
 
-    apps = []
-    original = studio_app.create_app
-    monkeypatch.setattr(studio_app, "create_app", lambda *a, **k: apps.append(original(*a, **k)) or apps[-1])
+    apps = running_app(monkeypatch)
     with running(StudioConfig(workdir=tmp_path / "work", port=0)) as url, httpx.Client(base_url=url, timeout=30) as c:
         ws = apps[0].state.studio.workspace
         sid = c.post("/api/session").json()["session"]
@@ -448,3 +455,45 @@ def test_a_tab_watching_events_is_not_forgotten(tmp_path, monkeypatch):
                 pass
             ws.sweep(now=time.time() + ws.ttl + 100)
             assert c.get("/api/jobs", headers={"X-Studio-Session": sid}).status_code == 200
+
+
+# ---------------------------------------------------------------------------------------------- small things
+
+
+def test_ranges_a_file_cannot_serve_are_refused_in_json(studio, clip):
+    url = studio.upload(clip).json()["frames_preview"][0]["url"]
+    r = studio.client.get(url, headers={**studio.headers, "Range": "bytes=abc"})
+    assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+    assert "bad Range header" in r.json()["error"]
+    r = studio.client.get(url, headers={**studio.headers, "Range": "bytes=99999999-"})
+    assert r.status_code == 416 and "past the end" in r.json()["error"]
+    assert r.headers["content-range"].startswith("bytes */")
+    r = studio.client.get(url, headers={**studio.headers, "Range": "bytes=0-9"})
+    assert r.status_code == 206 and len(r.content) == 10
+
+
+@pytest.mark.network
+def test_a_stalled_upload_is_dropped_and_cleaned_up(tmp_path, monkeypatch):
+    import socket
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    from mvstylizer.studio import StudioConfig
+    from mvstylizer.studio.server import running
+
+    apps = running_app(monkeypatch)
+    with running(StudioConfig(workdir=tmp_path / "work", port=0, upload_idle_seconds=0.3)) as url:
+        ws = apps[0].state.studio.workspace
+        sid = httpx.post(url + "api/session").json()["session"]
+        where = urlsplit(url)
+        with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
+            sock.sendall(f"POST /api/videos?name=slow.mp4 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Studio-Session: {sid}\r\n"
+                         "Content-Length: 100000\r\n\r\n".encode() + b"\0" * 1000)  # and then nothing
+            answer = b""
+            while b"}" not in answer:
+                data = sock.recv(4096)
+                assert data, answer
+                answer += data
+        assert answer.startswith(b"HTTP/1.1 408") and b"slow.mp4 stalled" in answer, answer
+        assert not [p for p in ws.sessions_dir.rglob("*") if p.is_file()] and ws.usage() == 0

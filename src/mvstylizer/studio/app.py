@@ -20,6 +20,7 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import shutil
 import threading
 import time
@@ -36,8 +37,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
+from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
+from starlette.types import Receive, Scope, Send
 
 from ..errors import NotFoundError, UserError
 from ..files import atomic_write_bytes
@@ -70,6 +74,10 @@ class Busy(UserError):
     http_status = 503
 
 
+class UploadStalled(UserError):
+    http_status = 408
+
+
 class _BodyLimit:
     """Caps request bodies outside the upload routes (JSON of a few hundred bytes): a 300 MB JSON
     body was read whole, 2.4 GB of memory, before its session was even checked."""
@@ -95,6 +103,34 @@ class _BodyLimit:
             return message
 
         await self.app(scope, limited, send)
+
+
+class StudioFile(FileResponse):
+    """A file; a Range header it cannot serve is answered in JSON like every other refusal (Starlette
+    answers a malformed one in text/plain and one past the end with an empty 416)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = Headers(scope=scope)
+        wanted, if_range = headers.get("range"), headers.get("if-range")
+        if wanted is not None and (if_range is None or self._should_use_range(if_range)):
+            refusal = await self._refuse_range(wanted)
+            if refusal is not None:
+                return await refusal(scope, receive, send)
+        await super().__call__(scope, receive, send)
+
+    async def _refuse_range(self, wanted: str) -> JSONResponse | None:
+        if self.stat_result is None:
+            self.stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
+            self.set_stat_headers(self.stat_result)
+        size = self.stat_result.st_size
+        try:
+            self._parse_range_header(wanted, size)
+        except MalformedRangeHeader as exc:
+            return JSONResponse({"error": f"bad Range header {wanted[:40]!r}: {exc.content}"}, status_code=400)
+        except RangeNotSatisfiable:
+            return JSONResponse({"error": f"Range {wanted[:40]!r} is past the end of the file ({size} bytes)"},
+                                status_code=416, headers={"Content-Range": f"bytes */{size}"})
+        return None
 
 
 class LookRequest(BaseModel):
@@ -369,6 +405,20 @@ _RESERVE_BLOCK = 4 << 20  # an upload asks for room 4 MB at a time, as it arrive
 _JSON_BODY_LIMIT = 64 << 10  # every route but the two uploads takes a small JSON body or none
 
 
+async def _arriving(request: Request, idle: float, name: str) -> AsyncIterator[bytes]:
+    """The request body as it arrives; UploadStalled (408) once nothing has come for ``idle`` seconds
+    (a stalled upload kept its file, its room in the work folder and a connection, for good)."""
+    body = request.stream()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(body), idle)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise UploadStalled(f"the upload of {name} stalled: nothing arrived for {idle:g} s") from None
+        yield chunk
+
+
 def _clean_name(name: str | None, fallback: str, limit: int = 120) -> str:
     """A file name fit to show and to judge by its extension: no folders, no control characters,
     at most ``limit`` characters with the extension kept."""
@@ -453,12 +503,12 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
 
     # -- page -------------------------------------------------------------------------------------
     @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
+    async def index() -> StudioFile:
+        return StudioFile(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
     @app.get("/favicon.ico", include_in_schema=False)
-    async def favicon() -> FileResponse:
-        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+    async def favicon() -> StudioFile:
+        return StudioFile(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -496,7 +546,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                 atomic_write_bytes(path, media.jpeg_bytes(thumb, 85))
 
             await run_in_threadpool(make)
-        return FileResponse(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
+        return StudioFile(path, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=86400"})
 
     # -- uploads ----------------------------------------------------------------------------------
     async def decode(fn: Callable[..., T], *args: object) -> T:
@@ -517,7 +567,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         hold = ws.hold(s)
         try:
             with open(target, "wb") as f:
-                async for chunk in request.stream():
+                async for chunk in _arriving(request, config.upload_idle_seconds, name):
                     size += len(chunk)
                     if size > limit:
                         raise TooLarge(f"{name} is larger than {media.human_bytes(limit)}, the studio's limit "
@@ -558,11 +608,11 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         return up.as_dict()
 
     @app.get("/api/videos/{vid}/frames/{k}.jpg")
-    async def video_frame(vid: str, k: int, s: Session = Depends(session_of)) -> FileResponse:
+    async def video_frame(vid: str, k: int, s: Session = Depends(session_of)) -> StudioFile:
         up = s.upload(vid)
         if not 0 <= k < len(up.frames):
             raise NotFoundError("no such frame")
-        return FileResponse(up.frame_path(k), media_type="image/jpeg", headers=PRIVATE_CACHE)
+        return StudioFile(up.frame_path(k), media_type="image/jpeg", headers=PRIVATE_CACHE)
 
     @app.post("/api/styles")
     async def upload_style(request: Request, name: str | None = None, s: Session = Depends(session_of)) -> dict:
@@ -580,8 +630,8 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         return st.as_dict()
 
     @app.get("/api/styles/{sid}/thumb.jpg")
-    async def style_thumb(sid: str, s: Session = Depends(session_of)) -> FileResponse:
-        return FileResponse(s.style(sid).thumb, media_type="image/jpeg", headers=PRIVATE_CACHE)
+    async def style_thumb(sid: str, s: Session = Depends(session_of)) -> StudioFile:
+        return StudioFile(s.style(sid).thumb, media_type="image/jpeg", headers=PRIVATE_CACHE)
 
     # -- preview ----------------------------------------------------------------------------------
     @app.post("/api/preview")
@@ -693,19 +743,19 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         return job, path
 
     @app.get("/api/jobs/{jid}/video")
-    async def job_video(jid: str, download: bool = False, s: Session = Depends(session_of)) -> FileResponse:
+    async def job_video(jid: str, download: bool = False, s: Session = Depends(session_of)) -> StudioFile:
         job, path = job_file(s, jid, "video")
-        return FileResponse(path, media_type="video/mp4", filename=f"{job.download_stem}.mp4" if download else None)
+        return StudioFile(path, media_type="video/mp4", filename=f"{job.download_stem}.mp4" if download else None)
 
     @app.get("/api/jobs/{jid}/lut")
-    async def job_lut(jid: str, s: Session = Depends(session_of)) -> FileResponse:
+    async def job_lut(jid: str, s: Session = Depends(session_of)) -> StudioFile:
         job, path = job_file(s, jid, "lut")
-        return FileResponse(path, media_type="text/plain", filename=f"{job.download_stem}.cube")
+        return StudioFile(path, media_type="text/plain", filename=f"{job.download_stem}.cube")
 
     @app.get("/api/jobs/{jid}/report")
-    async def job_report(jid: str, download: bool = True, s: Session = Depends(session_of)) -> FileResponse:
+    async def job_report(jid: str, download: bool = True, s: Session = Depends(session_of)) -> StudioFile:
         job, path = job_file(s, jid, "report")
-        return FileResponse(path, media_type="application/json",
+        return StudioFile(path, media_type="application/json",
                             filename=f"{job.download_stem}_report.json" if download else None)
 
     @app.get("/api/events")

@@ -24,6 +24,7 @@ class StudioConfig:
         max_video_pixels: largest video frame, in pixels (width x height, so either orientation of
             4K UHD fits the default); a render's memory grows with it, whatever the file's size.
         max_style_bytes: largest style photo upload.
+        upload_idle_seconds: an upload that sends nothing for this long is dropped (408).
         max_style_pixels: largest style photo, in pixels (a small PNG can decode to gigabytes).
         decode_slots: uploads decoded at once (style photos, a video's probe and preview frames);
             the others wait, without holding a server thread. Each can take a few hundred MB.
@@ -51,6 +52,7 @@ class StudioConfig:
     max_upload_bytes: int = 500 * MB
     max_video_pixels: int = 3840 * 2160
     max_style_bytes: int = 40 * MB
+    upload_idle_seconds: float = 60.0
     max_style_pixels: int = 50_000_000
     decode_slots: int = 2
     max_work_bytes: int = 5000 * MB
@@ -77,6 +79,8 @@ class StudioConfig:
             raise ValueError(f"preview_side must be 64..2048, got {self.preview_side}")
         if self.max_video_pixels < 1 or self.max_style_pixels < 1:
             raise ValueError("pixel limits must be positive")
+        if not self.upload_idle_seconds > 0:
+            raise ValueError(f"upload_idle_seconds must be > 0, got {self.upload_idle_seconds}")
         if self.ttl_seconds <= 0 or self.max_queued < 1 or self.decode_slots < 1:
             raise ValueError("ttl_seconds, max_queued and decode_slots must be positive")
         if self.max_sessions < 1 or self.preview_cache_bytes < 1 or self.max_waiting_previews < 1:
