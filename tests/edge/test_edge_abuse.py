@@ -167,3 +167,13 @@ def test_request_bodies_in_flight_are_bounded_together():
 def test_body_budget_must_hold_one_largest_body():
     with pytest.raises(ValueError, match="max_body_bytes_in_flight"):
         ServerConfig(max_request_bytes=2000, max_body_bytes_in_flight=1000)
+
+
+# ------------------------------------------------------------------------- 16: no redirect on a trailing slash
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/v1/stylize/"), ("GET", "/v1/models/"), ("GET", "/v1/health/")])
+def test_a_trailing_slash_is_a_json_404_not_a_redirect(secured, method, path):
+    r = secured.request(method, path, headers={"Host": "attacker.example"}, follow_redirects=False)
+    assert r.status_code == 404 and "location" not in r.headers
+    assert r.headers["content-type"] == "application/json" and "detail" in r.json()

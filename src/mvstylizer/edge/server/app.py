@@ -51,7 +51,10 @@ def create_app(service: EdgeService, config: ServerConfig | None = None) -> Fast
 
     # No /docs or /redoc: FastAPI's pages load Swagger UI / ReDoc scripts from a CDN, i.e. code from a
     # third party in the browser of whoever opens the edge's docs. The spec stays at /openapi.json.
+    # No slash redirects: "POST /v1/stylize/" was a 307 to a URL built from the Host header (an open
+    # redirect, before auth, not JSON); now it is the JSON 404 of any unknown path.
     app = FastAPI(title="mvstylizer edge", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+                  redirect_slashes=False,
                   description="Stylizes phones' key frames; see mvstylizer.wire for the frame format. "
                               "Open /openapi.json in any OpenAPI viewer.")
     app.state.runtime = runtime
