@@ -552,7 +552,8 @@ def test_a_reservation_larger_than_the_work_folder_removes_nothing(studio, clip)
     ws = studio.app.state.studio.workspace
     video = studio.upload(clip).json()
     with pytest.raises(WorkFolderFull, match="more than the studio's whole work folder"):
-        ws.reserve(ws.max_bytes + 1, ws.session(studio.headers["X-Studio-Session"]), others=True)
+        session = ws.session(studio.headers["X-Studio-Session"])
+        ws.reserve(ws.max_bytes + 1, session, ws.hold(session), others=True)
     assert studio.client.get(video["frames_preview"][0]["url"], headers=studio.headers).status_code == 200
 
 

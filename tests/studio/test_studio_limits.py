@@ -198,13 +198,13 @@ def test_a_render_takes_room_only_from_tabs_over_their_share(studio, clip, style
     small = ws.session(other["X-Studio-Session"])
     size = clip.stat().st_size
     ws.max_bytes = ws.usage()  # full; the hog holds 3/4 of it, over its half
-    assert ws.reserve(size, small, others=True) == []
+    assert ws.reserve(size, small, ws.hold(small), others=True) == []
     urls = [v["frames_preview"][0]["url"] for v in hog]
     assert [studio.client.get(u, headers=studio.headers).status_code for u in urls] == [404, 200, 200]
     # More than its own files and the free room, and over its share: refused, and nothing removed.
     before = files_of(ws, studio.headers), files_of(ws, other)
     with pytest.raises(WorkFolderFull):
-        ws.reserve(ws.max_bytes - ws.usage() + tree_size(small.dir) + 1, small, others=True)
+        ws.reserve(ws.max_bytes - ws.usage() + tree_size(small.dir) + 1, small, ws.hold(small), others=True)
     assert (files_of(ws, studio.headers), files_of(ws, other)) == before
 
 

@@ -295,24 +295,31 @@ class Studio:
                 log.error("work-folder clean-up failed: %s", exc)
 
     def check_room(self, job: Job) -> None:
-        """A render's output against the room held for it; past it, more is asked for, as for a new
-        render (its tab's files, or tabs over their fair share), a step the size of the first estimate
-        at a time. WorkFolderFull when there is none: the job fails and its unfinished file goes."""
+        """A render's output against the room held for it; past it, more is asked for, by the rules
+        of a new render (its tab's files, or tabs over their fair share). WorkFolderFull when there is
+        none: the job fails, its unfinished file goes."""
         ws, hold = self.workspace, self.rooms[job.id]
         size = tree_size(job.dir)
         ws.written(hold, size - hold.written)
         if size <= hold.granted:
             return
         owner = ws.find(job.session)
-        try:
-            if owner is None:
-                raise WorkFolderFull("its session is gone")
-            step = max(hold.granted, 1 << 20)
-            self.publish_removed(ws.reserve(size - hold.granted + step, owner, hold, others=True))
-        except WorkFolderFull:
+        if owner is None or not self._more_room(owner, hold, size):
             raise WorkFolderFull(f"work folder full: the render outgrew the room the studio's work folder "
                                  f"({media.human_bytes(ws.max_bytes)} limit) could give it and was stopped; "
-                                 "remove finished renders, or start the studio with a larger --max-work-mb") from None
+                                 "remove finished renders, or start the studio with a larger --max-work-mb")
+
+    def _more_room(self, owner: Session, hold: Hold, size: int) -> bool:
+        """Room for ``size`` bytes of output and some ahead (fewer asks); near the limit, for what is
+        written only, so a render that fits is not stopped for the room it might have needed."""
+        need = size - hold.granted
+        for ask in (need + max(size // 8, 1 << 20), need):
+            try:
+                self.publish_removed(self.workspace.reserve(ask, owner, hold, others=True))
+                return True
+            except WorkFolderFull:
+                pass
+        return False
 
     def _job_changed(self, job: Job) -> None:
         if job.state in FINISHED:  # its output may be larger than the room it was given: its tab pays first

@@ -320,11 +320,11 @@ class Workspace:
             if hold in self._holds:
                 self._holds.remove(hold)
 
-    def reserve(self, nbytes: int, session: Session, hold: Hold | None = None, *, keep: Collection[str] = (),
+    def reserve(self, nbytes: int, session: Session, hold: Hold, *, keep: Collection[str] = (),
                 others: bool = False) -> list[Job]:
-        """Promise ``nbytes`` more to ``hold`` (None: only check they fit), making room if needed:
+        """Promise ``nbytes`` more to ``hold``, making room if needed:
         ``session``'s own oldest files no job needs (never those whose ids are in ``keep``) and, with
-        ``others``, files of sessions over their fair share (see :meth:`make_room`). Returns the jobs
+        ``others``, files of sessions over their fair share (see :meth:`_victims`). Returns the jobs
         whose files went; WorkFolderFull, with nothing removed, if that is not enough room.
 
         An upload passes ``others=False``: bytes not yet known to be a video or a photo must not cost
@@ -341,8 +341,7 @@ class Workspace:
                     raise WorkFolderFull(f"studio storage full: the work folder ({human_bytes(self.max_bytes)} "
                                          "limit) holds renders, the files they need and other tabs' files; try "
                                          "again when a render is done, or remove finished ones")
-            if hold is not None:
-                hold.granted += nbytes
+            hold.granted += nbytes
             return self._remove_all(victims)
 
     def usage(self) -> int:
@@ -394,13 +393,11 @@ class Workspace:
         shutil.rmtree(item.dir, ignore_errors=True)
         return []
 
-    def make_room(self, nbytes: int = 0, keep: Collection[str] = (), session: Session | None = None,
-                  others: bool = True) -> list[Job]:
-        """Remove the oldest finished jobs, then unused uploads and styles, until ``nbytes`` more fit
-        (or nothing more may go); returns the jobs whose files went. Who may lose files: see
-        :meth:`_victims`."""
+    def make_room(self, session: Session | None = None) -> list[Job]:
+        """Remove the oldest finished jobs, then unused uploads and styles, until the folder is within
+        its limit (or nothing more may go: see :meth:`_victims`); returns the jobs whose files went."""
         with self.lock:
-            return self._remove_all(self._victims(nbytes, keep, session, others)[0])
+            return self._remove_all(self._victims(0, (), session, True)[0])
 
     def _victims(self, nbytes: int, keep: Collection[str], session: Session | None,
                  others: bool) -> tuple[list[Candidate], int]:
