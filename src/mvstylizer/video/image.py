@@ -1,4 +1,4 @@
-"""Still images: read as HxWx3 float32 RGB in [0, 1], upright; written atomically.
+"""Still images: read as HxWx3 float32 RGB in [0, 1], upright, in sRGB; written atomically.
 
 A file is checked before any pixel is decoded: a regular file of at most :data:`MAX_FILE_BYTES`,
 whose header (read by Pillow, which decodes nothing) names a format we read and a size of at most
@@ -7,6 +7,8 @@ whose header (read by Pillow, which decodes nothing) names a format we read and 
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import stat
 import struct
@@ -26,6 +28,8 @@ from .formats import IMAGE_EXTS, WRITABLE_IMAGE_EXTS, check_output_size, check_r
 from .orientation import EXIF_OPS, Orientation, open_header, orientation_to_apply
 from .reader import reason
 
+log = logging.getLogger(__name__)
+
 MAX_PIXELS = 200_000_000  # a 108 MP phone photo is read; a 900 Mpixel bomb is not
 MAX_FILE_BYTES = 2_000_000_000  # a 200 Mpixel 16-bit RGB TIFF, uncompressed, is 1.2 GB
 
@@ -39,7 +43,7 @@ _BIGTIFF_SIGNATURES = (b"II+\0", b"MM\0+")
 # What OpenCV needs of a PNG; libpng prints a line on stderr for what it finds odd in the rest.
 _PNG_CHUNKS_DECODED = {b"IHDR", b"PLTE", b"tRNS", b"IDAT", b"IEND"}
 _JPEG_EXTS = (".jpg", ".jpeg", ".jpe", ".jfif")
-_TIFF_WIDTH, _TIFF_HEIGHT, _TIFF_BITS, _TIFF_EXTRA_SAMPLES = 256, 257, 258, 338
+_TIFF_WIDTH, _TIFF_HEIGHT, _TIFF_BITS, _TIFF_EXTRA_SAMPLES, _TIFF_ICC = 256, 257, 258, 338, 34675
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class ImageHeader:
     height: int
     orientation: int = 1  # the EXIF orientation still to apply to the pixels OpenCV decodes
     premultiplied: bool = False  # OpenCV decodes the colour already multiplied by the alpha
+    icc: bytes | None = None  # the embedded colour profile, if any
 
     @property
     def upright_size(self) -> tuple[int, int]:
@@ -131,7 +136,8 @@ def _pillow_header(p: Path) -> ImageHeader | None:
     try:
         with open_header(p, _pillow_formats()) as im:
             w, h = im.size
-            return ImageHeader(str(im.format), w, h, orientation_to_apply(im))
+            icc = im.info.get("icc_profile")
+            return ImageHeader(str(im.format), w, h, orientation_to_apply(im), icc=icc or None)
     except Exception:  # noqa: BLE001 - whatever Pillow says, the file is none of the formats we read
         return None
 
@@ -150,8 +156,10 @@ def _tiff_header(p: Path) -> ImageHeader | None:
             f.seek(ifd.next)
             ifd.load(f)
         extra, bits = _first(ifd.get(_TIFF_EXTRA_SAMPLES)), _first(ifd.get(_TIFF_BITS))
+        icc = ifd.get(_TIFF_ICC)
         return ImageHeader("TIFF", int(ifd[_TIFF_WIDTH]), int(ifd[_TIFF_HEIGHT]),
-                           premultiplied=extra == 1 or (extra == 2 and bits == 8))
+                           premultiplied=extra == 1 or (extra == 2 and bits == 8),
+                           icc=bytes(icc) if isinstance(icc, bytes) and icc else None)
     except Exception:  # noqa: BLE001 - whatever the parser says, there is no directory we can use
         return None
 
@@ -226,9 +234,40 @@ def _to_rgb01(img: np.ndarray, header: ImageHeader, max_side: int | None, p: Pat
     op = EXIF_OPS.get(header.orientation)
     if op is not None:
         rgb = Orientation(op=op).apply(rgb)
+    if header.icc is not None:
+        rgb = _to_srgb(rgb, header.icc, p)
     if rgb.dtype == np.float32:
         return np.clip(rgb, 0.0, 1.0, out=rgb)
     return np.multiply(rgb, np.float32(1 / _white(rgb.dtype)), dtype=np.float32)
+
+
+def _to_srgb(rgb: np.ndarray, icc: bytes, p: Path) -> np.ndarray:
+    """RGB pixels in the colour space of the embedded profile ``icc``, in sRGB: a Display P3 or Adobe
+    RGB photo read as sRGB has dull colours.
+
+    Through LittleCMS in Pillow's ImageCms, where the installed Pillow has it (Pillow is a core
+    dependency; LittleCMS is in its wheels, not in every build of it), and for 8-bit pixels only (what
+    ImageCms transforms). An sRGB, non-RGB (a CMYK JPEG's, which OpenCV has turned into RGB) or unreadable
+    profile is left alone.
+    """
+    try:
+        from PIL import Image, ImageCms
+    except ImportError:  # a Pillow built without LittleCMS: as the pixels are
+        return rgb
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        name = ImageCms.getProfileDescription(profile).strip()
+    except (OSError, ImageCms.PyCMSError):
+        return rgb
+    if profile.profile.xcolor_space.strip() != "RGB" or "srgb" in name.lower():
+        return rgb
+    if rgb.dtype != np.uint8:
+        log.warning("%s: its colour profile (%s) is applied to 8-bit photos only; read as sRGB", p.name, name)
+        return rgb
+    to_srgb = ImageCms.buildTransform(profile, ImageCms.createProfile("sRGB"), "RGB", "RGB")
+    for y in range(0, rgb.shape[0], 256):  # in bands: Pillow holds RGB in 4 bytes a pixel, twice over
+        rgb[y:y + 256] = np.asarray(ImageCms.applyTransform(Image.fromarray(rgb[y:y + 256]), to_srgb))
+    return rgb
 
 
 def _supported(img: np.ndarray, p: Path) -> np.ndarray:
