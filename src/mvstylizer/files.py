@@ -19,15 +19,49 @@ from mvstylizer.errors import UserError
 log = logging.getLogger(__name__)
 
 
+# Where a file system does not say how long a name may be: the limit of ext4, XFS, Btrfs, APFS, NTFS.
+_NAME_MAX = 255
+# A temporary name keeps the target's suffix (PyAV and OpenCV choose the format by it) unless the suffix
+# alone would not leave room for the rest.
+_MAX_KEPT_SUFFIX = 32
+
+
+def _name_max(folder: Path) -> int:
+    """Most bytes a file name may have in ``folder``."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # missing folder, no such limit, no pathconf (Windows)
+        return _NAME_MAX
+
+
+def _name_bytes(name: str) -> int:
+    return len(os.fsencode(name))
+
+
+def check_output_name(path: str | os.PathLike[str]) -> None:
+    """Refuse (UserError), before any work, an output whose file name is longer than its folder allows:
+    the file could never be created, and only the final rename would find out."""
+    path = Path(path)
+    size, limit = _name_bytes(path.name), _name_max(path.parent)
+    if size > limit:
+        raise UserError(f"output file name is too long ({size} bytes; at most {limit} here): {path}")
+
+
 def _temp_path_beside(path: Path) -> Path:
-    """A fresh hidden name in ``path``'s folder with the same suffix.
+    """A fresh hidden name in ``path``'s folder with the same suffix, no longer than names may be there.
 
     Same folder so ``os.replace`` is an atomic rename on one filesystem; same suffix so PyAV and
     OpenCV pick the right container / codec from the name. The file is not created here, so it gets
-    normal permissions from whoever writes it (``mkstemp`` would make it 0600).
+    normal permissions from whoever writes it (``mkstemp`` would make it 0600). The target's name is
+    cut short to fit: any name the target may have, its temporary name can have too.
     """
-    token = f"{os.getpid()}-{secrets.token_hex(4)}"
-    return path.with_name(f".{path.name}.tmp-{token}{path.suffix}")
+    suffix = path.suffix if _name_bytes(path.suffix) <= _MAX_KEPT_SUFFIX else ""
+    token = f".tmp-{os.getpid()}-{secrets.token_hex(4)}{suffix}"
+    name = path.name
+    room = _name_max(path.parent) - _name_bytes(f".{token}")
+    while _name_bytes(name) > room:  # whole characters, so the name stays valid text
+        name = name[:-1]
+    return path.with_name(f".{name}{token}")
 
 
 def _unlink_quiet(path: Path) -> None:
@@ -46,6 +80,7 @@ class TempTarget:
 
     def __init__(self, target: str | os.PathLike[str]) -> None:
         self.target = Path(target)
+        check_output_name(self.target)
         self.temp = _temp_path_beside(self.target)
         self.done = False
 
@@ -101,7 +136,9 @@ def check_writable_folder(folder: str | os.PathLike[str], what: str = "output") 
 
 
 def check_overwrite(output_path: str | os.PathLike[str], overwrite: bool) -> None:
-    """Refuse (UserError) to replace an existing file unless asked to (FFmpeg's ``-y``)."""
+    """Refuse (UserError) to replace an existing file unless asked to (FFmpeg's ``-y``), or to take a
+    name too long to create (:func:`check_output_name`)."""
+    check_output_name(output_path)
     if Path(output_path).exists() and not overwrite:
         raise UserError(f"{output_path} already exists; to replace it add -y (--overwrite) on the command line, "
                         "or pass overwrite=True from Python")

@@ -10,6 +10,8 @@ import av
 import numpy as np
 import pytest
 
+from mvstylizer.errors import UserError
+from mvstylizer.video import writer as writer_module
 from mvstylizer.video.reader import VideoReader
 from mvstylizer.video.writer import VideoWriter
 
@@ -119,3 +121,27 @@ def test_a_relative_output_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, 
     transcode(Path("in.mp4"), Path("./v1:styled.mp4"))
     assert audio_seconds(tmp_path / "v1:styled.mp4") > 0.3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "v1:styled.mp4"]
+
+
+def test_an_output_name_of_the_longest_length_is_written(tmp_path):
+    write_clip(tmp_path / "in.mp4", seconds=0.4)
+    name = "a" * 251 + ".mp4"  # 255 bytes, the most ext4 and tmpfs allow
+    transcode(tmp_path / "in.mp4", tmp_path / name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name, "in.mp4"]
+
+
+def test_an_output_that_cannot_be_created_fails_before_any_frame(tmp_path, monkeypatch, caplog):
+    # E.g. a folder that went away or refuses files: the one error comes at once, not after an audio
+    # packet failed on it and a warning said the audio was dropped.
+    class Unwritable(writer_module.TempTarget):
+        def __init__(self, target: Path) -> None:
+            super().__init__(target)
+            self.temp = tmp_path / "gone" / self.temp.name
+
+    write_clip(tmp_path / "in.mp4", seconds=0.4)
+    monkeypatch.setattr(writer_module, "TempTarget", Unwritable)
+    with VideoReader(tmp_path / "in.mp4") as reader, caplog.at_level(logging.WARNING):
+        with pytest.raises(UserError, match="cannot create"):
+            VideoWriter(tmp_path / "out.mp4", W, H, 25, reader.time_base, reader.audio_stream)
+    assert not caplog.records
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

@@ -132,9 +132,19 @@ class VideoWriter:
             self._setup_video(crf, preset)
             if audio_template is not None:
                 self._setup_audio(audio_template)
+            self._start()
         except BaseException:
             self.abort()
             raise
+
+    def _start(self) -> None:
+        """Create the file and write its header now (PyAV would on the first packet), so an output that
+        cannot be written fails here, with its own error, before any work and before the first audio
+        packet could fail on it and drop the audio."""
+        try:
+            self._container.start_encoding()
+        except AV_ERRORS as exc:
+            raise UserError(f"cannot create {self.path}: {reason(exc)}") from exc
 
     def _setup_video(self, crf: int, preset: str) -> None:
         stream = self._container.add_stream(

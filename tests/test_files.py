@@ -1,0 +1,40 @@
+"""Atomic outputs: any name a file may have works, and a name no file may have is refused before any work."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mvstylizer.errors import UserError
+from mvstylizer.files import atomic_path, atomic_write_bytes, check_overwrite
+
+NAME_MAX = 255  # ext4, tmpfs, XFS, Btrfs
+
+
+def name_of(size: int, suffix: str = ".mp4", char: str = "a") -> str:
+    """A file name of exactly ``size`` bytes (UTF-8), ``char`` repeated then ``suffix``."""
+    room = size - len(suffix.encode())
+    width = len(char.encode())
+    return char * (room // width) + "b" * (room % width) + suffix
+
+
+@pytest.mark.parametrize("char", ["a", "é", "日"])
+def test_a_name_of_the_longest_length_is_written(tmp_path, char):
+    # The temporary name is cut short to fit (by whole characters); the target keeps its own name.
+    name = name_of(NAME_MAX, char=char)
+    assert len(os.fsencode(name)) == NAME_MAX
+    with atomic_path(tmp_path / name) as tmp:
+        assert tmp.suffix == ".mp4" and tmp.name.startswith(".") and len(os.fsencode(tmp.name)) <= NAME_MAX
+        tmp.write_bytes(b"data")
+    assert [p.name for p in tmp_path.iterdir()] == [name]
+    assert (tmp_path / name).read_bytes() == b"data"
+
+
+def test_a_name_too_long_for_any_file_is_refused_before_any_work(tmp_path):
+    name = name_of(NAME_MAX + 1)
+    with pytest.raises(UserError, match="too long"):
+        check_overwrite(tmp_path / name, overwrite=True)
+    with pytest.raises(UserError, match="too long"):
+        atomic_write_bytes(tmp_path / name, b"data")
+    assert list(tmp_path.iterdir()) == []
