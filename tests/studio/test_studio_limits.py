@@ -60,7 +60,7 @@ def test_a_style_whose_size_is_not_in_a_header_we_read_is_refused_before_decodin
     decoded = []
     monkeypatch.setattr(cv2, "imdecode", lambda *a: decoded.append(a) or None)
     r = studio.upload(hdr, "styles")
-    assert r.status_code == 400 and "sky.hdr is not an image the studio can read" in r.json()["error"]
+    assert r.status_code == 400 and "sky.hdr is not a readable image" in r.json()["error"]
     assert not decoded
     # Named like a format we take, it is judged by its content all the same.
     r = studio.upload(hdr, "styles", name="sky.png")

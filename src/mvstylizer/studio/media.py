@@ -22,7 +22,6 @@ from ..imaging import fit_within, shrink_to
 log = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".mkv", ".webm", ".avi")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 STYLE_SIDE = 1024  # the edge shrinks styles to this anyway (EdgeConfig.max_style_side)
 THUMB_SIDE = 200
 
@@ -205,75 +204,27 @@ def to_rgb8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
-# Pillow's names of the formats in IMAGE_SUFFIXES. Each is known by a signature that OpenCV reads as
-# the same format, so the size Pillow reads from the header is the size OpenCV decodes. A format
-# Pillow cannot read has no size before decoding (a 9 MB Radiance .hdr decoded to 12000x12000).
-STYLE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
-
-
-def style_size(path: Path, name: str, max_pixels: int) -> tuple[int, int]:
-    """A style photo's (width, height) from its header, before anything is decoded; UserError for a
-    file that is not one of :data:`STYLE_FORMATS` or is over ``max_pixels``."""
-    from PIL import Image
-
-    too_large = (f"a style photo of at most {max_pixels // 1_000_000} megapixels is plenty (the style is "
-                 f"read at {STYLE_SIDE} px)")
-    try:
-        with Image.open(path, formats=STYLE_FORMATS) as im:
-            w, h = im.size
-    except Image.DecompressionBombError:  # Pillow's own limit (~179 Mpixel): far beyond ours
-        raise UserError(f"{name} is far too large; {too_large}") from None
-    except Exception:  # noqa: BLE001 - whatever Pillow says, the file is none of the formats we take
-        raise UserError(f"{name} is not an image the studio can read ({', '.join(IMAGE_SUFFIXES)})") from None
-    if w * h > max_pixels:
-        raise UserError(f"{name} is {w}x{h} pixels; {too_large}")
-    if min(w, h) < 8:
-        raise UserError(f"{name} is only {w}x{h} pixels: too small to take a look from")
-    return w, h
-
-
 def load_style(path: Path, name: str, max_pixels: int) -> np.ndarray:
-    """A style photo as uint8 RGB, at most :data:`STYLE_SIDE` px long side; UserError if it is no image."""
-    style_size(path, name, max_pixels)
+    """A style photo as uint8 RGB, at most :data:`STYLE_SIDE` px long side; UserError if it is no image.
+
+    Its size comes from its header, before anything is decoded (a format whose header gives none, a
+    Radiance .hdr, is refused: 9 MB of one decoded to 12000x12000), and it is shrunk as decoded, in
+    its own pixel type (full-size float copies of a 7000x7000 PNG peaked at 1.3 GB; this, 0.3 GB).
+    """
+    from ..video.image import read_header, read_image
+
     try:
-        img = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        img = None
-    if img is None or img.size == 0:
-        raise UserError(f"{name} is not an image the studio can read ({', '.join(IMAGE_SUFFIXES)})")
-    if img.dtype not in (np.uint8, np.uint16, np.float32, np.float64):
-        raise UserError(f"{name} has an unsupported pixel type ({img.dtype})")
-    # Shrunk in the file's own pixel type before anything else, so the full-size image exists once, as
-    # decoded: read_image's float copies of a 7000x7000 PNG peaked at 1.3 GB, this at 0.3 GB.
-    if img.ndim == 3:
-        img = img[:, :, :4]  # more channels than BGRA: the fourth is the alpha, as read_image takes it
-    small = shrink_to(img, STYLE_SIDE, min_side=8)  # a long thin photo keeps 8 px across
-    return to_rgb8(_upright(path, _as_rgb01(small)))
-
-
-def _as_rgb01(img: np.ndarray) -> np.ndarray:
-    """Decoded pixels as float RGB in [0, 1], as :func:`~mvstylizer.video.image.read_image` reads
-    them: grey to three channels, alpha composited onto white (transparent areas read as paper)."""
-    if img.dtype == np.uint8 or img.dtype == np.uint16:
-        scaled = img.astype(np.float32) / np.float32(np.iinfo(img.dtype).max)
-    else:
-        scaled = np.nan_to_num(img.astype(np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    scaled = np.clip(scaled, 0.0, 1.0, out=scaled)
-    if scaled.ndim == 2:
-        scaled = scaled[:, :, None]
-    if scaled.shape[2] in (2, 4):
-        alpha = scaled[:, :, -1:]
-        scaled = scaled[:, :, :-1] * alpha + (1.0 - alpha)
-    if scaled.shape[2] == 1:
-        return np.repeat(scaled, 3, axis=2)
-    return scaled[:, :, ::-1]
-
-
-def _upright(path: Path, rgb: np.ndarray) -> np.ndarray:
-    from ..video.orientation import EXIF_OPS, Orientation, exif_orientation
-
-    op = EXIF_OPS.get(exif_orientation(path))
-    return rgb if op is None else Orientation(op=op).apply(rgb)
+        w, h = read_header(path).upright_size
+        if w * h > max_pixels:
+            raise UserError(f"{name} is {w}x{h} pixels; a style photo of at most {max_pixels // 1_000_000} "
+                            f"megapixels is plenty (the style is read at {STYLE_SIDE} px)")
+        if min(w, h) < 8:
+            raise UserError(f"{name} is only {w}x{h} pixels: too small to take a look from")
+        # A long thin photo keeps 8 px across: read long enough for that, then shrunk the rest.
+        img = read_image(path, max_side=max(STYLE_SIDE, math.ceil(8 * max(w, h) / min(w, h))))
+    except UserError as exc:
+        raise UserError(as_user_message(exc, path, name)) from None
+    return to_rgb8(shrink_to(img, STYLE_SIDE, min_side=8))
 
 
 def thumbnail(rgb8: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
