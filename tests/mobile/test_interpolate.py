@@ -199,6 +199,21 @@ def test_two_looks_mixed_for_a_darker_frame_are_the_exposed_looks_mix():
     assert err.mean() < 0.6 and np.percentile(err, 99) <= 3.0
 
 
+def test_keys_agree_across_a_camera_exposure_change():
+    # The camera darkened between the keys; the model styles both the same (it normalises exposure),
+    # so each key's look, exposure undone, styles the frame between alike: no refinement is needed.
+    # A key that really looks different still disagrees.
+    img = texture(64, 96, seed=14) * 0.8 + 0.1
+    interp = Interpolator(InterpConfig(refine_levels=1.0), spatial=False)
+    a = interp.key(0, to8(img), warm(img), to8(img), exposure=0.0)
+    b = interp.key(8, to8(img * 0.7), warm(img), to8(img * 0.7), exposure=float(np.log(0.7)))
+    mid = to8(img * 0.85)
+    assert interp.keys_disagree(a, b, mid, exposure=0.0)  # exposure ignored: the looks differ by levels
+    assert not interp.keys_disagree(a, b, mid, exposure=float(np.log(0.85)))
+    c = interp.key(8, to8(img * 0.7), cold(img), to8(img * 0.7), exposure=float(np.log(0.7)))
+    assert interp.keys_disagree(a, c, mid, exposure=float(np.log(0.85)))
+
+
 def test_two_looks_mixed_at_the_map_size_match_the_full_resolution_mix():
     # A frame 4x the key's size: the correction is made on the frame at half the key size and upsampled,
     # so it only softens across the frame's sharpest edges; the parameter blend alone is further off.

@@ -166,13 +166,16 @@ class Interpolator:
         # styling that frame alone, against 3-4 before.)
         return float(np.clip(np.exp(log_gain * self.config.strength), 1.0 / limit, limit))
 
-    def keys_disagree(self, a: KeyFrame, b: KeyFrame, content8: np.ndarray) -> bool:
-        """Whether keys a and b style ``content8`` (a frame between them, any size) so differently
-        that blending them would be a guess (mean difference over its pixels > ``refine_levels``)."""
+    def keys_disagree(self, a: KeyFrame, b: KeyFrame, content8: np.ndarray, exposure: float = 0.0) -> bool:
+        """Whether keys a and b style ``content8`` (a frame between them, any size, at log exposure
+        ``exposure``) so differently that blending them would be a guess (mean difference over its
+        pixels > ``refine_levels``). Each key's look is taken as the frame would be rendered through
+        it, exposure undone: a camera that only re-exposed between the keys needs no key between."""
         if not self.method.refines_keys:
             return False
         sample = content8[::4, ::4]
-        diff = cv2.absdiff(a.look.apply(sample), b.look.apply(sample))
+        looks = [k.look.exposed(self._exposure_gain(k.exposure - exposure)) for k in (a, b)]
+        diff = cv2.absdiff(looks[0].apply(sample), looks[1].apply(sample))
         return float(np.mean(diff)) > self.config.refine_levels
 
     def _blends_by_parameters(self, a: KeyFrame, b: KeyFrame) -> bool:

@@ -418,7 +418,8 @@ class VideoPipeline:
                 return [seg]
             mid = len(seg.frames) // 2
             with timer("interpolation"):
-                disagree = interp.keys_disagree(seg.previous.result(), seg.key.result(), seg.frames[mid].low8)
+                disagree = interp.keys_disagree(seg.previous.result(), seg.key.result(), seg.frames[mid].low8,
+                                                seg.frames[mid].exposure)
             if not disagree:
                 return [seg]
             middle = ask(seg.frames[mid], "refine")
