@@ -177,3 +177,43 @@ def test_a_trailing_slash_is_a_json_404_not_a_redirect(secured, method, path):
     r = secured.request(method, path, headers={"Host": "attacker.example"}, follow_redirects=False)
     assert r.status_code == 404 and "location" not in r.headers
     assert r.headers["content-type"] == "application/json" and "detail" in r.json()
+
+
+# ------------------------------------------------------------------------- 17: the query before the body
+
+
+async def _answer_and_body_chunks_read(params: dict[str, str]) -> tuple[int, str, int]:
+    service = EdgeService()
+    app = create_app(service, ServerConfig(rate_limit=OPEN))
+    sid = service.register_style(encode_frame(photo_like(1, 16, 16), Encoding("png")))
+    frame = encode_frame(photo_like(2, 16, 16))
+    read = []
+
+    async def body():  # a valid batch of 4 frames, one chunk each; the test counts what is asked for
+        for k in range(4):
+            read.append(k)
+            yield pack_frames([frame])
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://edge") as c:
+        r = await c.post("/v1/stylize", content=body(), params={"style_id": sid, **params},
+                         headers={"Content-Type": FRAMES_MEDIA_TYPE})
+    return r.status_code, r.text, len(read)
+
+
+@pytest.mark.parametrize("params, status, fragment", [
+    ({"quality": "500"}, 422, "quality"),
+    ({"style_id": "../.."}, 422, "style_id"),
+    ({"encoding": "gif"}, 422, "encoding"),
+    ({"style_id": "0123456789abcdef"}, 404, "unknown style id"),
+])
+def test_a_bad_query_or_unknown_style_is_refused_before_the_body_is_read(params, status, fragment):
+    # Before: the whole body was read first (up to the 60 s body deadline for a large Content-Length),
+    # and an unknown style was found only after decoding every frame and loading the model.
+    got, text, chunks_read = asyncio.run(_answer_and_body_chunks_read(params))
+    assert got == status and fragment in text, text
+    assert chunks_read == 0
+
+
+def test_a_good_query_reads_the_whole_body():
+    got, text, chunks_read = asyncio.run(_answer_and_body_chunks_read({"model": "mk"}))
+    assert got == 200 and chunks_read == 4, text

@@ -124,6 +124,11 @@ class EdgeService:
             _, old = self._styles.popitem(last=False)
             self._style_bytes -= old.nbytes
 
+    def has_style(self, style_id: str) -> bool:
+        """Whether ``style_id`` is registered now (it may still be evicted before it is used)."""
+        with self._lock:
+            return style_id in self._styles
+
     def stylize(self, style_id: str, model: str, frames: list[np.ndarray]) -> list[np.ndarray]:
         name = resolve_name(model)
         stylizer = self._model(name)
@@ -140,7 +145,7 @@ class EdgeService:
         with self._lock:
             style = self._styles.get(style_id)
             if style is None:
-                raise NotFoundError(f"unknown style id {style_id!r}; register the style first")
+                raise unknown_style(style_id)
             self._styles.move_to_end(style_id)
             if self._models.get(name) is not stylizer:
                 # The model was swapped since this request took it: prepare for the old one, uncached.
@@ -165,6 +170,10 @@ class EdgeService:
             for style in self._styles.values():
                 style.states.pop(name, None)
                 self._style_bytes -= style.state_bytes.pop(name, 0)
+
+
+def unknown_style(style_id: str) -> NotFoundError:
+    return NotFoundError(f"unknown style id {style_id!r}; register the style first")
 
 
 def _style_sized(image: np.ndarray, max_side: int) -> np.ndarray:

@@ -28,11 +28,11 @@ on the event loop; at most ``max_pending`` requests wait for it, the rest get 50
 body is read through :func:`read_limited_body`, and every image's dimensions are read from its header
 before it is decoded, so neither a huge upload nor a decompression bomb can exhaust memory.
 
-Per request, in this order: auth (401) -> per-client rate and concurrency limit (429) -> content type
-(415) -> body size, read time and all bodies in flight (413/408/503) -> queue slot (503) -> header
-checks and decoding in a worker. A slow uploader therefore holds no worker, and one client cannot
-fill the queue. Routes get the service and limits from ``app.state`` through small dependencies (no
-module-level state).
+Per request, in this order: auth (401) -> per-client rate and concurrency limit (429) -> query
+parameters (422) -> content type (415) -> for /v1/stylize, its model (400) and style id (404) -> body
+size, read time and all bodies in flight (413/408/503) -> queue slot (503) -> header checks and
+decoding in a worker. A slow uploader therefore holds no worker, and one client cannot fill the queue.
+Routes get the service and limits from ``app.state`` through small dependencies (no module-level state).
 
 Modules, each one job: :mod:`.config` (``ServerConfig``), :mod:`.schemas` (response models and
 OpenAPI error declarations), :mod:`.runtime` (per-app state and the bounded worker pool),

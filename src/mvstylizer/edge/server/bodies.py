@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated, Any
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException, Query, Request
 from starlette.requests import ClientDisconnect
 
 from ... import wire
 from ...models.registry import DEFAULT_MODEL, resolve_name
+from ..service import unknown_style
 from .images import checked_size
 from .runtime import Runtime
 
@@ -107,22 +109,54 @@ def body_of_type(*allowed: str) -> Callable[..., Any]:
     return dependency
 
 
-async def frames_body(request: Request, rt: Runtime, held: Held) -> list[bytes]:
+EncodingName = Literal[tuple(wire.CODECS)]  # type: ignore[valid-type]  # the query's enum, from the registry
+
+
+@dataclass(frozen=True)
+class StylizeQuery:
+    """``/v1/stylize``'s query parameters."""
+
+    style_id: str
+    model: str
+    encoding: wire.Encoding
+    collect: bool
+
+
+def stylize_query(
+    style_id: Annotated[str, Query(min_length=8, max_length=64, pattern="^[0-9a-f]+$")],
+    model: Annotated[str, Query(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")] = DEFAULT_MODEL,
+    encoding: Annotated[EncodingName, Query()] = "jpeg",  # type: ignore[valid-type]
+    quality: Annotated[int, Query(ge=1, le=100)] = 95,
+    collect: Annotated[bool, Query(description="opt in: keep these key frames for federated learning")] = False,
+) -> StylizeQuery:
+    """A dependency: the validated query. :func:`frames_body` depends on it, so a bad query is refused
+    (422) before the body is read: FastAPI does not call a dependency whose own dependencies failed."""
+    return StylizeQuery(style_id, model, wire.Encoding(encoding, quality), collect)
+
+
+Stylize = Annotated[StylizeQuery, Depends(stylize_query)]
+
+
+async def frames_body(request: Request, rt: Runtime, held: Held, query: Stylize) -> list[bytes]:
     """A dependency: the frame batch, checked header by header *while it arrives*.
 
-    Each ``[u32 length]`` is checked as soon as its 4 bytes are in (frame count <= ``max_batch``, no
-    empty frame, no frame longer than the body limit), and each frame's image header as soon as the
-    frame is complete (an image, <= ``max_frame_pixels``, the batch <= ``max_batch_pixels``), so a bad
-    batch is refused (400/413) before the rest of its body is read, and nothing is unpacked twice.
+    First, before any of the body: the query (422), the content type (415), the model (400) and the
+    style (404). Then each ``[u32 length]`` is checked as soon as its 4 bytes are in (frame count <=
+    ``max_batch``, no empty frame, no frame longer than the body limit), and each frame's image header
+    as soon as the frame is complete (an image, <= ``max_frame_pixels``, the batch <=
+    ``max_batch_pixels``), so a bad batch is refused (400/413) before the rest of its body is read, and
+    nothing is unpacked twice.
     """
     got = _media_type(request)
     if got != wire.FRAMES_MEDIA_TYPE:
         raise HTTPException(415, f"Content-Type must be {wire.FRAMES_MEDIA_TYPE}, got {got or 'none'!r}")
     cfg = rt.config
-    model = request.query_params.get("model") or DEFAULT_MODEL
+    model = query.model
     if not rt.serves(model):  # unknown model: UserError -> 400; not served: 400; both before the body
         raise HTTPException(400, f"model {model!r} is not served by this edge; it serves: "
                                  f"{', '.join(sorted(rt.allowed))}")
+    if not rt.service.has_style(query.style_id):  # 404 now, not after the body, its decoding and the model
+        raise unknown_style(query.style_id)
     canonical = resolve_name(model)
     frame_limit = rt.limits.frame_pixels(canonical)
     parser = wire.FrameBatchParser(max_frames=cfg.max_batch, max_frame_bytes=cfg.max_request_bytes)

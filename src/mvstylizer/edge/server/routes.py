@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
-
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from ... import wire
-from ...models.registry import DEFAULT_MODEL
 from . import jobs
-from .bodies import STYLE_TYPES, FramesBody, StyleBody
+from .bodies import STYLE_TYPES, FramesBody, StyleBody, Stylize
 from .config import API_PREFIX
 from .guard import Client, guard
 from .runtime import Runtime
@@ -23,9 +20,6 @@ from .schemas import (
     binary_body,
     error_response,
 )
-
-EncodingName = Literal[tuple(wire.CODECS)]  # type: ignore[valid-type]  # the query's enum, from the registry
-
 
 public = APIRouter(prefix=API_PREFIX)
 router = APIRouter(prefix=API_PREFIX, dependencies=[Depends(guard)], responses=GUARD_ERRORS)
@@ -67,23 +61,9 @@ async def register_style(rt: Runtime, client: Client, body: StyleBody, request: 
              responses={200: {"content": {wire.FRAMES_MEDIA_TYPE: {}},
                               "description": "packed stylized frames, same order and sizes"},
                         404: error_response("unknown style id"), **COMMON_ERRORS})
-async def stylize(
-    request: Request,
-    rt: Runtime,
-    client: Client,
-    body: FramesBody,
-    style_id: Annotated[str, Query(min_length=8, max_length=64, pattern="^[0-9a-f]+$")],
-    model: Annotated[str, Query(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")] = DEFAULT_MODEL,
-    encoding: Annotated[EncodingName, Query()] = "jpeg",  # type: ignore[valid-type]
-    quality: Annotated[int, Query(ge=1, le=100)] = 95,
-    collect: Annotated[bool, Query(description="opt in: keep these key frames for federated learning")] = False,
-) -> Response:
+async def stylize(request: Request, rt: Runtime, client: Client, query: Stylize, body: FramesBody) -> Response:
     """Stylize a batch of key frames; the response holds them in the same order, encoded as asked."""
-    if not rt.serves(model):  # unknown model -> UserError -> 400, before any decoding
-        raise HTTPException(400, f"model {model!r} is not served by this edge; it serves: "
-                                 f"{', '.join(sorted(rt.allowed))}")
-    asked = wire.Encoding(encoding, quality)
-    calls = [(rt, run, style_id, model, asked, client if collect else None)
+    calls = [(rt, run, query.style_id, query.model, query.encoding, client if query.collect else None)
              for run in jobs.runs(body, rt.config.chunk_pixels)]
     done = await rt.run_each(jobs.stylize, calls, client=client, request=request)
     return Response(content=b"".join(out for out, _ in done), media_type=wire.FRAMES_MEDIA_TYPE,
