@@ -497,3 +497,12 @@ def test_a_stalled_upload_is_dropped_and_cleaned_up(tmp_path, monkeypatch):
                 answer += data
         assert answer.startswith(b"HTTP/1.1 408") and b"slow.mp4 stalled" in answer, answer
         assert not [p for p in ws.sessions_dir.rglob("*") if p.is_file()] and ws.usage() == 0
+
+
+def test_a_preview_error_names_the_style_not_its_server_path(studio, clip, style, tmp_path):
+    video, key = looks(studio, clip, style, studio.headers)
+    stored = next((tmp_path / "work" / "sessions").rglob("style.png"))
+    stored.write_bytes(b"no longer a photo")
+    r = studio.client.post("/api/preview", json={"video": video, "style": key, "model": "mk"}, headers=studio.headers)
+    assert r.status_code == 400 and r.json()["error"].startswith(style.name), r.json()
+    assert str(tmp_path) not in r.json()["error"] and "/sessions/" not in r.json()["error"]

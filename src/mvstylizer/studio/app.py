@@ -839,9 +839,12 @@ def _make_preview(studio: Studio, session: Session, seq: int, up: Upload, style:
         raise Superseded("a newer preview was asked for")
     frames = [media.read_jpeg(up.frame_path(k)) for k in range(len(up.frames))]
     t0 = time.perf_counter()
-    with VideoStylizer(model, strength=strength, keyframes="every:1", max_gap=1, edge=studio.config.edge,
-                       token=studio.config.edge_token) as vs:
-        outs = list(vs.stylize_frames(frames, style.path))
+    try:
+        with VideoStylizer(model, strength=strength, keyframes="every:1", max_gap=1, edge=studio.config.edge,
+                           token=studio.config.edge_token) as vs:
+            outs = list(vs.stylize_frames(frames, style.path))
+    except UserError as exc:  # about the style photo, by its server path: the page gets its name
+        raise UserError(media.as_user_message(exc, style.path, style.name)) from None
     seconds = time.perf_counter() - t0
     digest = hashlib.sha1(f"{up.id}{style.key}{model}{strength}".encode()).hexdigest()[:6]
     return {"id": f"{new_id()}{digest}", "images": [media.jpeg_bytes(o, 90) for o in outs], "model": model,
