@@ -7,8 +7,10 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 from mvstylizer.video.reader import VideoReader
+from mvstylizer.video.writer import VideoWriter
 
 W, H = 32, 24
 RATE = 48000
@@ -37,6 +39,37 @@ def write_clip(path: Path, *, frames: int = 10, fps: int = 25, audio: bool = Tru
         c.mux(a.encode(None))
 
 
+def transcode(src: Path, dst: Path) -> None:
+    """The pipeline minus the styling: the same frames at the same times, the audio handed on."""
+    with VideoReader(src) as reader:
+        info = reader.info
+        with VideoWriter(dst, info.width, info.height, info.fps, reader.time_base, reader.audio_stream,
+                         preset="ultrafast") as writer:
+            for frame in reader.frames(audio_sink=writer.mux_audio):
+                writer.write(frame.rgb8, frame.pts)
+
+
+def timeline(path: Path) -> tuple[list[float], list[float]]:
+    """(frame times, audio packet times) in seconds, as the reader gives them."""
+    audio: list[float] = []
+    with VideoReader(path) as reader:
+        frames = [f.time for f in reader.frames(audio_sink=lambda p: audio.append(float(p.pts * p.time_base)))]
+    return frames, audio
+
+
+def starts(path: Path) -> tuple[float, float]:
+    """(video, audio) start in seconds, as the file states them."""
+    with av.open(str(path)) as c:
+        v, a = c.streams.video[0], c.streams.audio[0]
+        return float(v.start_time * v.time_base), float(a.start_time * a.time_base)
+
+
+def decoded(path: Path) -> list[float]:
+    """The times of the frames FFmpeg (and so players) show."""
+    with av.open(str(path)) as c:
+        return [f.time for f in c.decode(video=0)]
+
+
 def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeypatch):
     # FFmpeg takes "2024-05-01T10" for a protocol name unless the path is absolute.
     write_clip(tmp_path / "clip.mp4")
@@ -44,3 +77,42 @@ def test_a_relative_name_with_a_colon_is_a_file_not_a_protocol(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     with VideoReader("2024-05-01T10:30:00.mp4") as reader:
         assert sum(1 for _ in reader.frames()) == 10
+
+
+# ---------------------------------------------------------------------------------------------
+# time starts at 0, as in FFmpeg without -copyts
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_recording_that_starts_late_is_read_from_0_with_its_sync_kept(tmp_path):
+    # A broadcast or camera TS starts where its clock was: here 10000 s.
+    write_clip(tmp_path / "in.ts", frames=25, format="mpegts", start=10000.0)
+    video_start, audio_start = starts(tmp_path / "in.ts")
+    assert min(video_start, audio_start) > 9999
+    frames, audio = timeline(tmp_path / "in.ts")
+    assert min(frames[0], audio[0]) == 0
+    assert frames[0] - audio[0] == pytest.approx(video_start - audio_start, abs=1e-9)
+    assert len(frames) == 25 and frames == sorted(frames)
+
+
+@pytest.mark.parametrize("ext", [".mkv", ".avi"])
+def test_a_recording_that_starts_late_is_written_from_0(tmp_path, ext):
+    # Kept as they were, such times made an MKV 10001 s long and an AVI refuse 250000 empty frames.
+    write_clip(tmp_path / "in.ts", frames=25, format="mpegts", start=10000.0)
+    transcode(tmp_path / "in.ts", tmp_path / f"out{ext}")
+    with av.open(str(tmp_path / f"out{ext}")) as c:
+        assert c.duration / av.time_base < 1.5
+    shown = decoded(tmp_path / f"out{ext}")
+    assert len(shown) == 25 and shown[0] < 0.2
+
+
+def test_a_recording_whose_clock_wrapped_before_it_starts_at_0(tmp_path):
+    # The 33-bit TS clock wrapped half a second in: the demuxer gives the first frames negative times,
+    # which an MP4's edit list would hide.
+    write_clip(tmp_path / "in.ts", frames=25, format="mpegts", start=2**33 / 90000 - 0.5)
+    assert starts(tmp_path / "in.ts")[0] < 0
+    frames, audio = timeline(tmp_path / "in.ts")
+    assert min(frames[0], audio[0]) == 0
+    transcode(tmp_path / "in.ts", tmp_path / "out.mp4")
+    shown = decoded(tmp_path / "out.mp4")
+    assert len(shown) == 25 and shown[0] < 0.1

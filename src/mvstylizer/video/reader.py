@@ -220,6 +220,33 @@ def _is_video_stream(stream: av.stream.Stream) -> bool:
     return not (stream.disposition & av.stream.Disposition.attached_pic)
 
 
+class _Timeline:
+    """Input timestamps as FFmpeg's command line sees them (no ``-copyts``): shifted by the input's
+    start, the earlier of the video's and the kept audio's, so that time starts at 0 in every output.
+
+    An MPEG-TS recording starts wherever the camera's or the broadcaster's clock was (10000 s in, or
+    -0.5 s where it had just wrapped): kept as they are, such times made an AVI pad with thousands of
+    empty frames and an MP4's edit list hide the frames before 0. Video and audio shift by the same
+    time, so their sync is kept; each stream's shift is rounded down to its own ticks.
+    """
+
+    def __init__(self, start: Fraction) -> None:
+        self._shift = -start  # seconds added to every timestamp
+
+    def place(self, packet: av.Packet) -> None:
+        """Move ``packet``'s timestamps (in place) onto the output's timeline."""
+        if packet.dts is None or not packet.time_base:  # the demuxer's flush packets
+            return
+        ticks = math.floor(self._shift / packet.time_base)
+        packet.dts += ticks
+        if packet.pts is not None:
+            packet.pts += ticks
+
+    def seconds(self, time: float) -> float:
+        """An input time (seconds) on the output's timeline."""
+        return time + float(self._shift)
+
+
 class VideoReader:
     """Streaming reader: upright ``rgb8`` frames plus the audio packets, in one pass over the file.
 
@@ -350,6 +377,7 @@ class VideoReader:
             container.start_time / av.time_base if container.start_time is not None else 0.0
         )
         duration = self._video_duration or self._container_duration
+        self._timeline = _Timeline(self._input_start())
 
         self._to_rgb = _ToRgb(self._sws, orientation, width, height)
         self.info = VideoInfo(
@@ -363,6 +391,15 @@ class VideoReader:
             codec=ctx.name or "unknown",
             decoded_frame_bytes=frame_bytes,
         )
+
+    def _input_start(self) -> Fraction:
+        """Seconds where the input starts: the earlier of the video's and the kept audio's first
+        timestamp, as the demuxer states it (after an MP4's edit list, so the frames it hides stay
+        before 0)."""
+        streams = (self._stream, self.audio_stream)
+        starts = [s.start_time * s.time_base for s in streams if s is not None and s.start_time is not None
+                  and s.time_base]
+        return min(starts, default=Fraction(0))
 
     # -- streaming ------------------------------------------------------------------------
 
@@ -461,6 +498,7 @@ class VideoReader:
         audio_end: float | None = None  # seconds covered by audio packets
         damage = _Damage()
         for packet in _packets(container, wanted, damage):
+            self._timeline.place(packet)
             if packet.stream.index == audio_index:
                 if packet.dts is None:  # dts None marks the demuxer's flush packet
                     continue
@@ -528,10 +566,10 @@ class VideoReader:
         # duration, video against video, else everything against the container's.
         if self._video_duration and video_end is not None:
             start = float(self._stream.start_time * self.time_base) if self._stream.start_time else 0.0
-            expected, covered = self._video_duration, video_end - start
+            expected, covered = self._video_duration, video_end - self._timeline.seconds(start)
         elif self._container_duration and video_end is not None:
             expected = self._container_duration
-            covered = max(video_end, audio_end or video_end) - self._container_start
+            covered = max(video_end, audio_end or video_end) - self._timeline.seconds(self._container_start)
         else:
             return None
         slack = max(_MISSING_FRAMES_ABS / float(self._rate), _MISSING_FRAMES_FRAC * expected)
