@@ -268,3 +268,25 @@ def test_large_frames_wait_for_their_keys_as_decoded_and_twice_as_many_fit(tmp_p
         for fa, fb in zip(a.frames(), b.frames(), strict=True):
             mse = np.mean((fa.rgb8.astype(float) - fb.rgb8.astype(float)) ** 2)
             assert 10 * np.log10(255**2 / max(mse, 1e-9)) > 35
+
+
+def test_a_style_photo_is_read_no_bigger_than_the_edge_needs(tmp_path, monkeypatch):
+    # Read whole, a 54 MP style photo peaked at 1.6 GB only to be shrunk to 1024 px; read_image shrinks
+    # it as decoded when asked to.
+    import cv2
+
+    from mvstylizer.mobile import pipeline
+
+    big = (texture(1500, 2500, seed=1) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "style.png"), big)
+    sides = []
+    real = pipeline.read_image
+
+    def spy(path, **kwargs):
+        sides.append(kwargs.get("max_side"))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(pipeline, "read_image", spy)
+    vp = VideoPipeline(EmbeddedEdge(), StylizeConfig(model="reinhard", max_style_side=640, progress=False))
+    style_id = vp._register_style(tmp_path / "style.png")
+    assert sides == [640] and style_id
