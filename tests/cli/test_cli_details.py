@@ -205,3 +205,14 @@ def test_bench_footage_writes_montages_into_an_existing_folder(tmp_path, capsys)
     montage.mkdir()
     code = main(["bench", "footage", str(tmp_path / "no_clips_here"), "--montage", str(montage)])
     assert "is a folder" not in capsys.readouterr().err and code == 2  # refused for the missing clips only
+
+
+def test_a_reader_that_stops_early_is_not_an_internal_error():
+    # `mvstylizer ... | head`: the summary's write fails with EPIPE. Before: "internal error:
+    # BrokenPipeError", exit 70.
+    p = subprocess.Popen([sys.executable, "-m", "mvstylizer.cli", "models"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    assert p.stdout is not None and p.stderr is not None
+    p.stdout.close()
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141 and "error" not in err

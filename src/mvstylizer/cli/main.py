@@ -111,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
     except _Terminated as exc:
         print(f"stopped by {exc}", file=sys.stderr)
         return 143
+    except BrokenPipeError:
+        # Whoever read our output stopped (`... | head`): exit as Unix tools killed by SIGPIPE do, and
+        # point stdout at nothing so that the interpreter's final flush does not fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
         if isinstance(exc, ImportError):  # a module an optional extra provides: name it (extras.py)
             from ..extras import missing_extra
