@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -116,3 +117,27 @@ def test_a_recording_whose_clock_wrapped_before_it_starts_at_0(tmp_path):
     transcode(tmp_path / "in.ts", tmp_path / "out.mp4")
     shown = decoded(tmp_path / "out.mp4")
     assert len(shown) == 25 and shown[0] < 0.1
+
+
+# ---------------------------------------------------------------------------------------------
+# joined recordings: time keeps increasing where the clock restarts
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("second_start", [0.0, 3600.0], ids=["restarted", "an-hour-later"])
+def test_joined_ts_recordings_play_one_after_the_other(tmp_path, second_start):
+    # `cat a.ts b.ts`, an HLS download, a camera's .MTS parts: each part has its own clock.
+    write_clip(tmp_path / "a.ts", frames=25, format="mpegts")
+    write_clip(tmp_path / "b.ts", frames=25, format="mpegts", start=second_start)
+    (tmp_path / "in.ts").write_bytes((tmp_path / "a.ts").read_bytes() + (tmp_path / "b.ts").read_bytes())
+    frames, audio = timeline(tmp_path / "in.ts")
+    # Where the second part goes is set by whichever stream restarts first (here the audio, which
+    # ran 24 ms longer): the frames may step a little more there, never back or onto one instant.
+    assert len(frames) == 50 and all(0.039 < b - a < 0.1 for a, b in itertools.pairwise(frames))
+    assert audio[-1] == pytest.approx(2.0, abs=0.1)
+    transcode(tmp_path / "in.ts", tmp_path / "out.mp4")
+    shown = decoded(tmp_path / "out.mp4")
+    assert len(shown) == 50 and shown[-1] == pytest.approx(frames[-1], abs=1e-3)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        stream = c.streams.audio[0]
+        assert sum(f.samples for f in c.decode(stream)) / RATE == pytest.approx(2.0, abs=0.1)

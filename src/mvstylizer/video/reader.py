@@ -220,31 +220,72 @@ def _is_video_stream(stream: av.stream.Stream) -> bool:
     return not (stream.disposition & av.stream.Disposition.attached_pic)
 
 
-class _Timeline:
-    """Input timestamps as FFmpeg's command line sees them (no ``-copyts``): shifted by the input's
-    start, the earlier of the video's and the kept audio's, so that time starts at 0 in every output.
+# FFmpeg's test for a clock that restarted: a packet this far from where its stream was heading
+# (ffmpeg -dts_delta_threshold), or this far behind its stream's previous packet.
+_TS_JUMP = Fraction(10)
+_TS_STEP_BACK = Fraction(1, 10)
 
-    An MPEG-TS recording starts wherever the camera's or the broadcaster's clock was (10000 s in, or
-    -0.5 s where it had just wrapped): kept as they are, such times made an AVI pad with thousands of
-    empty frames and an MP4's edit list hide the frames before 0. Video and audio shift by the same
-    time, so their sync is kept; each stream's shift is rounded down to its own ticks.
+
+class _Timeline:
+    """Input timestamps as FFmpeg's command line sees them (no ``-copyts``): starting at 0 and, where
+    the format's clock may restart, always moving on.
+
+    * Shifted by the input's start, the earlier of the video's and the kept audio's. An MPEG-TS
+      recording starts wherever the camera's or the broadcaster's clock was (10000 s in, or -0.5 s
+      where it had just wrapped): kept as they are, such times made an AVI pad with thousands of empty
+      frames and an MP4's edit list hide the frames before 0.
+    * Formats whose clock may restart (FFmpeg's ``AVFMT_TS_DISCONT``: MPEG-TS and -PS, FLV) are joined
+      end to end (``cat a.ts b.ts``, HLS downloads, a camera's .MTS parts): each part starts its own
+      clock, and the second part's frames all collapsed onto the first part's last instant. A packet
+      far from where its stream was heading, or well behind its previous one, starts a new part, whose
+      shift puts it where its stream would have gone on.
+
+    Video and audio of one part shift by the same time, so their sync is kept; each stream's shift is
+    rounded down to its own ticks. A stream enters the next part on its own jump, not at the first
+    stream's: the demuxer hands out the first part's last frame after the second part's first audio.
     """
 
-    def __init__(self, start: Fraction) -> None:
-        self._shift = -start  # seconds added to every timestamp
+    def __init__(self, start: Fraction, restarts: bool, frame: Fraction) -> None:
+        self._start = start
+        self._shifts = [-start]  # per part: seconds added to its timestamps
+        self._restarts = restarts
+        self._frame = frame  # a video packet's duration where it states none
+        self._part: dict[int, int] = {}  # per stream: the part it is in
+        self._last: dict[int, Fraction] = {}  # per stream: its last packet's DTS, on the output's timeline
+        self._next: dict[int, Fraction] = {}  # per stream: where its next packet should be
 
-    def place(self, packet: av.Packet) -> None:
+    def place(self, packet: av.Packet, video: bool) -> None:
         """Move ``packet``'s timestamps (in place) onto the output's timeline."""
         if packet.dts is None or not packet.time_base:  # the demuxer's flush packets
             return
-        ticks = math.floor(self._shift / packet.time_base)
+        shift = self._follow(packet, video) if self._restarts else self._shifts[0]
+        ticks = math.floor(shift / packet.time_base)
         packet.dts += ticks
         if packet.pts is not None:
             packet.pts += ticks
 
+    def _follow(self, packet: av.Packet, video: bool) -> Fraction:
+        """The shift of the part ``packet`` is in (a new one where it starts one); notes where its
+        stream goes next."""
+        index, time_base = packet.stream.index, packet.time_base
+        part = self._part.get(index, 0)
+        dts = packet.dts * time_base + self._shifts[part]
+        expected = self._next.get(index)
+        if expected is not None and (abs(dts - expected) > _TS_JUMP or dts + _TS_STEP_BACK < self._last[index]):
+            part += 1
+            if part == len(self._shifts):  # the first stream to jump sets where the new part goes
+                log.info("timestamps restart at %.3f s (joined recordings); continuing at %.3f s", dts, expected)
+                self._shifts.append(self._shifts[-1] + expected - dts)
+            self._part[index] = part
+            dts = packet.dts * time_base + self._shifts[part]
+        self._last[index] = dts
+        duration = packet.duration * time_base if packet.duration else (self._frame if video else 0)
+        self._next[index] = dts + duration
+        return self._shifts[part]
+
     def seconds(self, time: float) -> float:
-        """An input time (seconds) on the output's timeline."""
-        return time + float(self._shift)
+        """An input time (seconds) on the output's timeline, before any restart."""
+        return time - float(self._start)
 
 
 class VideoReader:
@@ -377,7 +418,8 @@ class VideoReader:
             container.start_time / av.time_base if container.start_time is not None else 0.0
         )
         duration = self._video_duration or self._container_duration
-        self._timeline = _Timeline(self._input_start())
+        restarts = bool(container.format.flags & av.format.Flags.ts_discont.value)
+        self._timeline = _Timeline(self._input_start(), restarts, 1 / self._rate)
 
         self._to_rgb = _ToRgb(self._sws, orientation, width, height)
         self.info = VideoInfo(
@@ -498,7 +540,7 @@ class VideoReader:
         audio_end: float | None = None  # seconds covered by audio packets
         damage = _Damage()
         for packet in _packets(container, wanted, damage):
-            self._timeline.place(packet)
+            self._timeline.place(packet, video=packet.stream.index == stream.index)
             if packet.stream.index == audio_index:
                 if packet.dts is None:  # dts None marks the demuxer's flush packet
                     continue
