@@ -217,3 +217,33 @@ def test_a_bad_query_or_unknown_style_is_refused_before_the_body_is_read(params,
 def test_a_good_query_reads_the_whole_body():
     got, text, chunks_read = asyncio.run(_answer_and_body_chunks_read({"model": "mk"}))
     assert got == 200 and chunks_read == 4, text
+
+
+# ------------------------------------------------------------------------- 18: the request head's size
+
+
+def test_a_request_head_over_16_kib_is_refused_even_in_one_read(secured):
+    # Before: a 28 KB query got 200 (h11 bounds only an incomplete head) and a 28,000-character log line.
+    r = secured.get("/v1/health", params={"x": "a" * 28_000})
+    assert r.status_code == 414 and "request target" in r.json()["detail"]
+    r = secured.get("/v1/health", headers={"X-Filler": "b" * 17_000})
+    assert r.status_code == 431 and "16384 bytes" in r.json()["detail"]
+    assert secured.get("/v1/health", params={"x": "a" * 8_000}).status_code == 200
+
+
+def test_a_refused_long_target_is_shortened_for_the_access_log():
+    from mvstylizer.edge.server.guard import RequestHeadLimitMiddleware
+
+    async def app(scope, receive, send):
+        raise AssertionError("the app must not see a refused request")
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/v1/" + "p" * 20_000, "raw_path": None,
+             "query_string": b"q=" + b"x" * 20_000, "headers": []}
+    asyncio.run(RequestHeadLimitMiddleware(app, 16 * 1024)(scope, None, send))
+    assert sent[0]["status"] == 414
+    assert len(scope["path"]) <= 67 and scope["query_string"] == b"TRUNCATED"  # what uvicorn logs

@@ -16,7 +16,7 @@ from ...errors import UserError
 from ..metrics import EdgeMetrics, MetricsMiddleware
 from ..service import EdgeService
 from .config import API_PREFIX, ServerConfig
-from .guard import QueryTokenMiddleware
+from .guard import QueryTokenMiddleware, RequestHeadLimitMiddleware
 from .routes import public, router
 from .runtime import ServerRuntime
 
@@ -73,6 +73,7 @@ def create_app(service: EdgeService, config: ServerConfig | None = None) -> Fast
     app.include_router(public)
     app.include_router(router)
     app.add_middleware(QueryTokenMiddleware, tokens=config.tokens)
+    app.add_middleware(RequestHeadLimitMiddleware, max_bytes=config.max_header_bytes)  # before any parsing
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: counts the refusals above too
     _add_security_scheme(app, config.tokens.enabled)
     return app

@@ -48,7 +48,7 @@ class ServerConfig:
     max_connections_per_ip: int = 64  # more from one peer address are closed at once
     header_timeout_s: float = 10.0  # a connection must send a complete request header within this
     keep_alive_s: int = 5  # an idle kept-alive connection is closed after this
-    max_header_bytes: int = 16 * 1024  # h11_max_incomplete_event_size
+    max_header_bytes: int = 16 * 1024  # request line + headers: h11_max_incomplete_event_size, then 414/431
     shutdown_grace_s: float = 10.0  # running jobs may finish this long after SIGTERM; then 503
 
     def __post_init__(self) -> None:

@@ -1,4 +1,5 @@
-"""Who may call what: credentials in the URL refused, bearer auth, scopes, per-client rate limits."""
+"""Who may call what: request heads bounded, credentials in the URL refused, bearer auth, scopes,
+per-client rate limits."""
 
 from __future__ import annotations
 
@@ -19,6 +20,36 @@ log = logging.getLogger("mvstylizer.edge.server")  # one logger for the whole se
 
 # The scope a token needs per route (token file: NAME TOKEN SCOPES); any other guarded route: stylize.
 ROUTE_SCOPES = {f"{API_PREFIX}/metrics": "metrics"}
+
+
+class RequestHeadLimitMiddleware:
+    """Pure ASGI: a request target over ``max_bytes`` gets 414, a request line and headers over it 431.
+
+    uvicorn's ``h11_max_incomplete_event_size`` bounds a head only while it is *incomplete*: one that
+    arrives in a single read is parsed whatever its size (a 28 KB query to /v1/health got 200 and a
+    28,000-character access-log line). The refused request's path and query are shortened in the
+    scope, which is what uvicorn's access log prints.
+    """
+
+    def __init__(self, app: Any, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        target = len(scope.get("raw_path") or scope["path"].encode()) + 1 + len(scope.get("query_string", b""))
+        head = target + len(scope["method"]) + sum(len(k) + len(v) + 4 for k, v in scope.get("headers", ()))
+        if head <= self.max_bytes:
+            await self.app(scope, receive, send)
+            return
+        status, what = (414, "request target (path and query)") if target > self.max_bytes else (431, "request head")
+        scope["path"] = scope["path"][:64] + ("..." if len(scope["path"]) > 64 else "")
+        scope["query_string"] = b"TRUNCATED" if scope.get("query_string") else b""
+        response = JSONResponse({"detail": f"{what} longer than the edge's limit of {self.max_bytes} bytes"},
+                                status_code=status)
+        await response(scope, receive, send)
 
 
 class QueryTokenMiddleware:

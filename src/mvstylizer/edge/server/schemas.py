@@ -53,6 +53,8 @@ GUARD_ERRORS: dict[int | str, dict[str, Any]] = {
     400: error_response("bad input, e.g. a bearer token in the URL query (send it in the Authorization header)"),
     401: error_response("missing or unknown bearer token"),
     403: error_response("the token's scopes do not include this route's"),
+    414: error_response("request target (path and query) longer than 16 KiB"),
+    431: error_response("request line and headers longer than 16 KiB"),
     429: error_response("this client is over its rate or concurrency limit, or its address over its "
                          "failed authentications; retry after Retry-After seconds"),
 }
