@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import shutil
 from pathlib import Path
 
@@ -141,3 +142,20 @@ def test_joined_ts_recordings_play_one_after_the_other(tmp_path, second_start):
     with av.open(str(tmp_path / "out.mp4")) as c:
         stream = c.streams.audio[0]
         assert sum(f.samples for f in c.decode(stream)) / RATE == pytest.approx(2.0, abs=0.1)
+
+
+# ---------------------------------------------------------------------------------------------
+# damage: only what is really lost is reported
+# ---------------------------------------------------------------------------------------------
+
+
+def test_frames_an_mp4_edit_list_hides_are_not_reported_as_lost(tmp_path, caplog):
+    # A trimmed clip: the first 5 of its 10 frames are before 0, kept for reference and hidden by
+    # the edit list. The file counts 10 frames; 5 play, and its duration says so.
+    write_clip(tmp_path / "in.mp4", frames=10, start=-0.2)
+    with av.open(str(tmp_path / "in.mp4")) as c:
+        assert c.streams.video[0].frames == 10
+    with caplog.at_level(logging.WARNING):
+        frames, _ = timeline(tmp_path / "in.mp4")
+    assert len(frames) == 5 and frames[0] == 0
+    assert not caplog.records

@@ -597,15 +597,23 @@ class VideoReader:
         """``declares N frames but only M could be decoded`` (or the same in seconds), or None
         when what decoded matches what the file declares, within a little slack."""
         declared = self.info.frame_count
+        by_time = self._time_shortfall(video_end, audio_end)
         if declared:
             missing = declared - decoded
             # The slack is for edit lists; once packets were skipped, every missing frame is lost.
             slack = 0 if damaged else max(_MISSING_FRAMES_ABS, _MISSING_FRAMES_FRAC * declared)
-            if missing > slack:
+            # An MP4's edit list may hide any number of frames its count includes (the start of a
+            # trimmed clip, kept only as reference for the frames after it). They are not in the
+            # video's duration, which is what plays: an intact file that covers it is not cut short.
+            hidden = not damaged and self._video_duration is not None and by_time is None
+            if missing > slack and not hidden:
                 return f"declares {declared} frames but only {decoded} could be decoded"
             return None
-        # No frame count (Matroska, WebM, streams): compare the time covered with the declared
-        # duration, video against video, else everything against the container's.
+        return by_time
+
+    def _time_shortfall(self, video_end: float | None, audio_end: float | None) -> str | None:
+        """``declares X s of video but only Y s could be decoded``, or None when the time covered
+        matches the declared duration: video against video, else everything against the container's."""
         if self._video_duration and video_end is not None:
             start = float(self._stream.start_time * self.time_base) if self._stream.start_time else 0.0
             expected, covered = self._video_duration, video_end - self._timeline.seconds(start)
