@@ -42,7 +42,8 @@ def style_id(server):
     return r.json()["style_id"]
 
 
-def raw_post(url: str, path: str, body_chunks, headers: dict[str, str], timeout: float = 30.0) -> tuple[int, bytes, float]:
+def raw_post(url: str, path: str, body_chunks, headers: dict[str, str],
+             timeout: float = 30.0) -> tuple[int, bytes, float]:
     """POST over a plain socket, streaming ``body_chunks``; stops sending once the server answers.
 
     Returns (status, response bytes, seconds until the status line arrived)."""

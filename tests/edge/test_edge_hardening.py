@@ -254,7 +254,7 @@ def test_requests_cancelled_at_shutdown_get_503_not_500():
             t0 = time.monotonic()
             server.should_exit = True
             results = [f.result(timeout=30) for f in futures]
-        for status, retry_after, done in results:
+        for status, retry_after, _ in results:
             assert status == 503 and retry_after == "1", results
         assert all(done - t0 < 1.5 for _, _, done in results[1:]), results  # queued: at once
         assert 1.9 < results[0][2] - t0 < 4.5, results  # running: after the grace period, before it ended

@@ -272,7 +272,7 @@ def test_frames_are_kept_only_with_opt_in(secured, client):
     store = FrameStore(root)
     new = [i for i in store.ids() if i not in before]
     assert new == [frame_id(f) for f in frames]
-    for fid, f in zip(new, frames):
+    for fid, f in zip(new, frames, strict=True):
         np.testing.assert_array_equal(store.load(fid), f)  # the uploaded pixels, bit for bit
     assert _stylize(client, _auth("alice"), sid, body, collect="true").headers["X-Frames-Collected"] == "2"
     assert len(store) == len(before) + 2  # re-sent frames are deduplicated

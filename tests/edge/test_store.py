@@ -170,7 +170,7 @@ def test_killed_writer_leaves_a_consistent_store_and_a_reader_can_follow(tmp_pat
     with FrameStore(tmp_path, quota_bytes=40 * 2000) as store:
         ids = store.ids()
         assert ids and _files(tmp_path) == set(ids)
-        for fid, frame in zip(ids, store.iter_frames()):
+        for fid, frame in zip(ids, store.iter_frames(), strict=True):
             assert frame_id(frame) == fid  # every file holds exactly the pixels its id names
         assert store.total_bytes <= store.quota_bytes
 
