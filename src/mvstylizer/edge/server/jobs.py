@@ -26,22 +26,7 @@ def register_style(rt: ServerRuntime, body: bytes) -> str:
     return rt.service.register_style(body)
 
 
-def stylize(rt: ServerRuntime, run: Run, style_id: str, model: str, encoding: wire.Encoding,
-            collect_for: str | None = None) -> tuple[bytes, int]:
-    """Stylize a run of a batch (its headers already checked by :func:`.bodies.frames_body`); with
-    ``collect_for`` (the client's name) also keep the decoded frames. Returns the packed results and
-    how many were kept.
-    """
-    cfg = rt.config
-    limit = rt.limits.frame_pixels(resolve_name(model))
-    frames = [checked_decode(b, f"frame {i}", limit, cfg.min_frame_side) for i, b in enumerate(run.blobs, run.first)]
-    results = rt.service.stylize(style_id, model, frames)
-    rt.metrics.frames.labels(resolve_name(model).split(":", 1)[0]).inc(len(frames))
-    kept = collect(rt, frames, collect_for) if collect_for is not None else 0
-    return wire.pack_frames([wire.encode_frame(r, encoding) for r in results]), kept
-
-
-@dataclass(frozen=True)
+@dataclass
 class Run:
     """Consecutive frames of a batch, one :func:`stylize` job."""
 
@@ -62,6 +47,21 @@ def runs(blobs: list[bytes], max_pixels: int) -> list[Run]:
         out[-1].blobs.append(blob)
         pixels += w * h
     return out
+
+
+def stylize(rt: ServerRuntime, run: Run, style_id: str, model: str, encoding: wire.Encoding,
+            collect_for: str | None = None) -> tuple[bytes, int]:
+    """Stylize a run of a batch (its headers already checked by :func:`.bodies.frames_body`); with
+    ``collect_for`` (the client's name) also keep the decoded frames. Returns the packed results and
+    how many were kept.
+    """
+    cfg = rt.config
+    limit = rt.limits.frame_pixels(resolve_name(model))
+    frames = [checked_decode(b, f"frame {i}", limit, cfg.min_frame_side) for i, b in enumerate(run.blobs, run.first)]
+    results = rt.service.stylize(style_id, model, frames)
+    rt.metrics.frames.labels(resolve_name(model).split(":", 1)[0]).inc(len(frames))
+    kept = collect(rt, frames, collect_for) if collect_for is not None else 0
+    return wire.pack_frames([wire.encode_frame(r, encoding) for r in results]), kept
 
 
 def collect(rt: ServerRuntime, frames: list[np.ndarray], client: str) -> int:
