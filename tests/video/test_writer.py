@@ -19,14 +19,15 @@ W, H = 32, 24
 RATE = 48000
 
 
-def write_clip(path: Path, *, seconds: float = 2.0, fps: int = 25, audio: str = "aac",
+def write_clip(path: Path, *, seconds: float = 2.0, fps: int = 25, audio: str = "aac", layout: str = "stereo",
                tamper: Callable[[int, av.Packet], list[av.Packet]] | None = None) -> None:
-    """A tiny clip with ``seconds`` of video and of noise audio; ``tamper(n, packet)`` gives the
-    packets muxed in place of the ``n``-th audio packet (a duplicate, a corrupt one)."""
+    """A tiny clip with ``seconds`` of video and of noise audio in ``layout``; ``tamper(n, packet)`` gives
+    the packets muxed in place of the ``n``-th audio packet (a duplicate, a corrupt one)."""
     with av.open(str(path), "w") as c:
         v = c.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
         v.width, v.height, v.pix_fmt = W, H, "yuv420p"
-        a = c.add_stream(audio, rate=RATE, layout="stereo")
+        a = c.add_stream(audio, rate=RATE, layout=layout)
+        channels = a.codec_context.layout.nb_channels
         for i in range(round(seconds * fps)):
             frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), i * 7 % 256, np.uint8), format="rgb24")
             frame.pts = i
@@ -36,8 +37,8 @@ def write_clip(path: Path, *, seconds: float = 2.0, fps: int = 25, audio: str = 
         n = 0
         step = a.codec_context.frame_size or 1024
         for t in range(0, round(seconds * RATE), step):
-            samples = (rng.random((2, step)) * 0.2 - 0.1).astype(np.float32)
-            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+            samples = rng.integers(-3000, 3000, (1, step * channels), dtype=np.int16)
+            frame = av.AudioFrame.from_ndarray(samples, format="s16", layout=layout)
             frame.sample_rate, frame.pts = RATE, t
             for packet in a.encode(frame):
                 c.mux(tamper(n, packet) if tamper else packet)
@@ -60,6 +61,13 @@ def transcode(src: Path, dst: Path) -> None:
                          preset="ultrafast") as writer:
             for frame in reader.frames(audio_sink=writer.mux_audio):
                 writer.write(frame.rgb8, frame.pts)
+
+
+def audio_channels(path: Path) -> tuple[str, int]:
+    """(codec, channels) of ``path``'s audio."""
+    with av.open(str(path)) as c:
+        ctx = c.streams.audio[0].codec_context
+        return ctx.name, ctx.layout.nb_channels
 
 
 def audio_seconds(path: Path) -> float:
@@ -145,3 +153,32 @@ def test_an_output_that_cannot_be_created_fails_before_any_frame(tmp_path, monke
             VideoWriter(tmp_path / "out.mp4", W, H, 25, reader.time_base, reader.audio_stream)
     assert not caplog.records
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+# ---------------------------------------------------------------------------------------------
+# audio re-encoded as AAC keeps its channels
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("layout", "kept"), [
+    ("2.1", 3), ("3 channels", 3), ("quad", 4), ("5.0", 5), ("5 channels", 5), ("7.0", 7), ("7 channels", 7),
+    ("7.1", 8),
+])
+def test_re_encoded_audio_keeps_its_channels(tmp_path, caplog, layout, kept):
+    # PCM cannot go into .m4v: it becomes AAC, with as many channels, in FFmpeg's layout for as many
+    # where the input states none.
+    write_clip(tmp_path / "in.mkv", seconds=0.4, audio="pcm_s16le", layout=layout)
+    with caplog.at_level(logging.WARNING):
+        transcode(tmp_path / "in.mkv", tmp_path / "out.m4v")
+    assert audio_channels(tmp_path / "out.m4v") == ("aac", kept)
+    assert audio_seconds(tmp_path / "out.m4v") == pytest.approx(0.4, abs=0.05)
+    assert not caplog.records
+
+
+def test_channels_aac_cannot_keep_are_mixed_down_with_a_warning(tmp_path, caplog):
+    write_clip(tmp_path / "in.mkv", seconds=0.4, audio="pcm_s16le", layout="16 channels")
+    with caplog.at_level(logging.WARNING):
+        transcode(tmp_path / "in.mkv", tmp_path / "out.m4v")
+    assert audio_channels(tmp_path / "out.m4v") == ("aac", 8)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "keeps 8 of its 16 channels" in warnings[0]

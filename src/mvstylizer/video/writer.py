@@ -68,6 +68,29 @@ def _can_remux(format_name: str, template: av.stream.Stream) -> bool:
 _MAX_AUDIO_ERRORS = 8
 
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
+# FFmpeg's layout for so many channels in no stated order (av_channel_layout_default), up to 7.1.
+_DEFAULT_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def _aac_takes(layout: str, rate: int) -> bool:
+    """Whether FFmpeg's AAC encoder opens for ``layout`` (most named layouts up to 16 channels)."""
+    ctx = av.CodecContext.create("aac", "w")
+    try:
+        ctx.layout, ctx.sample_rate, ctx.format = layout, rate, "fltp"
+        ctx.open()
+        return True
+    except Exception:  # any failure just means "not this layout"
+        return False
+
+
+def _aac_layout(layout: av.AudioLayout | None, rate: int) -> str:
+    """The layout audio in ``layout`` is re-encoded to: its own where it has a name the encoder takes,
+    else FFmpeg's default for as many channels (at most 8; more in no stated order are mixed down)."""
+    if layout is None or layout.nb_channels < 1:
+        return "stereo"
+    if not layout.name.endswith(" channels") and _aac_takes(layout.name, rate):
+        return layout.name
+    return _DEFAULT_LAYOUTS[min(layout.nb_channels, 8)]
 
 
 class VideoWriter:
@@ -187,14 +210,18 @@ class VideoWriter:
             rate = int(in_ctx.sample_rate or 48000)
             if rate not in _AAC_RATES:
                 rate = 48000
-            channels = in_ctx.layout.nb_channels if in_ctx.layout else 2
-            layout = {1: "mono", 2: "stereo", 6: "5.1", 8: "7.1"}.get(channels, "stereo")
+            layout = _aac_layout(in_ctx.layout, rate)
             self._audio = self._container.add_stream("aac", rate=rate, layout=layout)
-            self._audio.codec_context.bit_rate = 64000 * min(channels, 2) + 32000 * max(channels - 2, 0)
+            kept = self._audio.codec_context.layout.nb_channels
+            self._audio.codec_context.bit_rate = 64000 * min(kept, 2) + 32000 * max(kept - 2, 0)
             self._audio_decoder = in_ctx
             self._audio_rate = rate
             self._audio_mode = "aac"
             log.info("audio %s cannot be copied into %s; re-encoding it as AAC", in_ctx.name, fmt)
+            channels = in_ctx.layout.nb_channels if in_ctx.layout else kept
+            if kept < channels:
+                log.warning("the audio of %s is re-encoded as AAC, which keeps %d of its %d channels (%s)",
+                            self.path, kept, channels, layout)
         except Exception as exc:  # fall back to a silent video, loudly
             log.warning("dropping the audio track: cannot copy or re-encode it for %s (%s)", self.path, exc)
             self._audio_mode = "none"
