@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -182,3 +183,37 @@ def test_channels_aac_cannot_keep_are_mixed_down_with_a_warning(tmp_path, caplog
     assert audio_channels(tmp_path / "out.m4v") == ("aac", 8)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "keeps 8 of its 16 channels" in warnings[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# AVI: one frame per slot
+# ---------------------------------------------------------------------------------------------
+
+
+def test_avi_keeps_each_frame_of_a_variable_rate_within_a_slot_of_its_time(tmp_path, caplog):
+    # A 60 fps burst then 10 fps: pushed on into the next free 1/fps slot one after the other, the
+    # frames fell ever further behind their time (and the audio).
+    times = [i / 60 for i in range(30)] + [0.5 + i / 10 for i in range(1, 21)]
+    with av.open(str(tmp_path / "in.mkv"), "w") as c:
+        v = c.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        v.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 4 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+    with caplog.at_level(logging.WARNING):
+        transcode(tmp_path / "in.mkv", tmp_path / "out.avi")
+    with av.open(str(tmp_path / "out.avi")) as c:
+        stream = c.streams.video[0]
+        slot = float(stream.time_base)
+        # AVI stores no times, only slots; a frame's slot is its packet's place (empty ones repeat).
+        slots = [p.dts for p in c.demux(stream) if p.size]
+    with av.open(str(tmp_path / "out.avi")) as c:
+        shown = [round(f.to_ndarray(format="gray").mean() / 4) for f in c.decode(video=0)]
+    assert len(shown) == len(slots) < len(times) and shown == sorted(shown)
+    late = [s * slot - times[i] for s, i in zip(slots, shown, strict=True)]
+    assert -slot / 2 - 1e-6 <= min(late) and max(late) <= slot + 1e-6
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and f"dropped {len(times) - len(shown)} of the 50 frames" in warnings[0]

@@ -136,6 +136,7 @@ class VideoWriter:
         self.rate = fps_fraction(fps)
         self.time_base: Fraction = Fraction(time_base) if time_base else 1 / self.rate
         self.frames_written = 0
+        self.frames_dropped = 0  # AVI only: frames of a variable rate that found no slot (see _place)
         self._last_pts: int | None = None
         self._closed = False
         self._audio_mode = "none"  # "copy" | "aac" | "none"
@@ -183,7 +184,8 @@ class VideoWriter:
         # Keep the input's time base so the input pts can be reused verbatim (exact timing).
         # AVI is the exception: it counts frames, one tick per frame, so it needs 1/fps (with a
         # 1/10240 clock it would declare 10240 fps and pad with empty frames).
-        if self._container.format.name == "avi":
+        self._one_per_slot = self._container.format.name == "avi"
+        if self._one_per_slot:
             self._enc_tb = 1 / self.rate
             # AVI stores no presentation times, only decode order: B-frames would scramble pts.
             stream.codec_context.max_b_frames = 0
@@ -232,7 +234,8 @@ class VideoWriter:
         """Encode one upright frame. ``pts`` is in :attr:`time_base`; ``None`` -> from the index.
 
         Timestamps must increase; a non-increasing one (broken input) is nudged one tick forward
-        rather than making the encoder fail.
+        rather than making the encoder fail. AVI holds one frame per 1/fps: there a frame that would
+        land more than a slot after its time is dropped (see :meth:`_place`).
         """
         if self._closed:
             raise RuntimeError("VideoWriter is closed")
@@ -240,19 +243,36 @@ class VideoWriter:
             raise ValueError(
                 f"expected {self.height}x{self.width}x3 uint8, got {rgb8.shape} {rgb8.dtype}"
             )
-        if pts is None:
-            pts = round(self.frames_written / (self.rate * self._enc_tb))
-        elif self._enc_tb != self.time_base:
-            pts = round(pts * self.time_base / self._enc_tb)
-        pts = int(pts)
-        if self._last_pts is not None and pts <= self._last_pts:
-            pts = self._last_pts + 1
-        self._last_pts = pts
+        placed = self._place(pts)
+        if placed is None:
+            self.frames_dropped += 1
+            return
 
         # A copy in the caller's thread: the caller may reuse its array as soon as this returns.
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb8), format="rgb24")
-        self._run(self._encode_video, frame, pts)
+        self._run(self._encode_video, frame, placed)
         self.frames_written += 1
+
+    def _place(self, pts: int | None) -> int | None:
+        """The frame's pts in the encoder's clock, after the previous frame's; None: drop the frame.
+
+        In AVI a tick is a frame slot (1/fps), so frames of a variable rate that come closer together
+        (a burst) share slots. Pushing each on into the next slot piled up: after a burst the video
+        ran up to 1.5 s behind its audio. As FFmpeg does for a constant-rate output, a frame is kept
+        at most one slot late and dropped beyond that; a gap stays a gap (the AVI muxer repeats the
+        frame before it).
+        """
+        if pts is None:
+            exact = Fraction(self.frames_written) / (self.rate * self._enc_tb)
+        else:
+            exact = pts * self.time_base / self._enc_tb
+        placed = round(exact)
+        if self._last_pts is not None and placed <= self._last_pts:
+            placed = self._last_pts + 1
+            if self._one_per_slot and placed - exact > 1:
+                return None
+        self._last_pts = placed
+        return placed
 
     def _encode_video(self, frame: av.VideoFrame, pts: int) -> None:
         frame = frame.reformat(
@@ -364,6 +384,10 @@ class VideoWriter:
                     log.warning("audio of %s may end early: %s", self.path, reason(exc))
             self._container.close()
             self._warn_audio_losses()
+            if self.frames_dropped:
+                log.warning("%s holds one frame per 1/%g s: dropped %d of the %d frames of a variable frame "
+                            "rate that came closer together", self.path, float(self.rate), self.frames_dropped,
+                            self.frames_dropped + self.frames_written)
         except AV_ERRORS as exc:
             self.abort()
             raise UserError(f"failed writing {self.path}: {reason(exc)}") from exc
