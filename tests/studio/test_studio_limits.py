@@ -506,3 +506,16 @@ def test_a_preview_error_names_the_style_not_its_server_path(studio, clip, style
     r = studio.client.post("/api/preview", json={"video": video, "style": key, "model": "mk"}, headers=studio.headers)
     assert r.status_code == 400 and r.json()["error"].startswith(style.name), r.json()
     assert str(tmp_path) not in r.json()["error"] and "/sessions/" not in r.json()["error"]
+
+
+def test_the_command_line_sets_the_video_and_session_limits(tmp_path, monkeypatch):
+    import mvstylizer.studio as studio_pkg
+    from mvstylizer.cli import main
+
+    seen = []
+    monkeypatch.setattr(studio_pkg, "serve", seen.append)
+    assert main(["studio", "--workdir", str(tmp_path), "--max-video-pixels", "2073600", "--max-sessions", "7"]) == 0
+    assert seen[0].max_video_pixels == 1920 * 1080 and seen[0].max_sessions == 7
+    assert main(["studio", "--workdir", str(tmp_path)]) == 0
+    defaults = studio_pkg.StudioConfig(workdir=tmp_path)  # the flags' defaults are the config's
+    assert (seen[1].max_video_pixels, seen[1].max_sessions) == (defaults.max_video_pixels, defaults.max_sessions)

@@ -26,6 +26,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     help="work folder size limit; the oldest renders go first (default 5000)")
     st.add_argument("--keep-hours", type=finite_float, default=24.0, metavar="H",
                     help="files untouched this long are removed (default 24)")
+    st.add_argument("--max-video-pixels", type=positive_int, default=3840 * 2160, metavar="N",
+                    help="largest video frame, width x height (default 8294400: 4K UHD either way up)")
+    st.add_argument("--max-sessions", type=positive_int, default=500, metavar="N",
+                    help="browser tabs at once; a new one beyond makes the studio forget the idlest (default 500)")
 
 
 def _studio(args: argparse.Namespace) -> int:
@@ -56,7 +60,8 @@ def _studio(args: argparse.Namespace) -> int:
         serve(StudioConfig(workdir=workdir, host=args.host, port=args.port, edge=args.edge,
                            edge_token=os.environ.get("MVSTYLIZER_EDGE_TOKEN") or None,
                            max_upload_bytes=args.max_upload_mb * 1024**2, max_work_bytes=args.max_work_mb * 1024**2,
-                           ttl_seconds=args.keep_hours * 3600))
+                           ttl_seconds=args.keep_hours * 3600, max_video_pixels=args.max_video_pixels,
+                           max_sessions=args.max_sessions))
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
