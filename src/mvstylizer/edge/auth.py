@@ -155,7 +155,9 @@ TOKEN_PARAMS = frozenset({"access_token", "token", "bearer", "bearer_token", "au
 
 def query_token_params(query: bytes | str, tokens: TokenSet) -> list[str]:
     """Names of the URL query parameters that carry a credential: a conventional name (``access_token``,
-    ``token``...) whatever its value, or any parameter whose value is one of ``tokens``."""
+    ``token``...) whatever its value, or any parameter whose value is one of ``tokens``. For keeping
+    tokens out of the access log only: an answer that depended on it would tell a guesser which of its
+    values is a valid token (the server refuses by name and by the request's own token instead)."""
     from urllib.parse import parse_qsl
 
     if isinstance(query, bytes):
