@@ -38,3 +38,26 @@ def test_a_name_too_long_for_any_file_is_refused_before_any_work(tmp_path):
     with pytest.raises(UserError, match="too long"):
         atomic_write_bytes(tmp_path / name, b"data")
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# symbolic links
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_symlink_is_written_through(tmp_path):
+    (tmp_path / "real.mp4").write_bytes(b"old")
+    (tmp_path / "link.mp4").symlink_to("real.mp4")
+    atomic_write_bytes(tmp_path / "link.mp4", b"new")
+    assert (tmp_path / "link.mp4").is_symlink() and os.readlink(tmp_path / "link.mp4") == "real.mp4"
+    assert (tmp_path / "real.mp4").read_bytes() == b"new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.mp4", "real.mp4"]
+
+
+def test_a_dangling_symlink_is_not_replaced_without_overwrite(tmp_path):
+    (tmp_path / "link.mp4").symlink_to("gone.mp4")
+    with pytest.raises(UserError, match="already exists"):
+        check_overwrite(tmp_path / "link.mp4", overwrite=False)
+    check_overwrite(tmp_path / "link.mp4", overwrite=True)
+    atomic_write_bytes(tmp_path / "link.mp4", b"new")
+    assert (tmp_path / "link.mp4").is_symlink() and (tmp_path / "gone.mp4").read_bytes() == b"new"

@@ -81,7 +81,11 @@ class TempTarget:
     def __init__(self, target: str | os.PathLike[str]) -> None:
         self.target = Path(target)
         check_output_name(self.target)
-        self.temp = _temp_path_beside(self.target)
+        # A symbolic link is written through, as by any editor: the file it points to (made if the
+        # link dangles) gets the new content and the link stays. Renaming over the link itself would
+        # put a plain file in its place.
+        self._final = Path(os.path.realpath(self.target)) if self.target.is_symlink() else self.target
+        self.temp = _temp_path_beside(self._final)
         self.done = False
 
     def commit(self) -> None:
@@ -89,7 +93,7 @@ class TempTarget:
             return
         self.done = True
         try:
-            os.replace(self.temp, self.target)
+            os.replace(self.temp, self._final)
         except OSError as exc:
             _unlink_quiet(self.temp)
             raise UserError(f"cannot write {self.target}: {exc.strerror or exc}") from exc
@@ -139,6 +143,7 @@ def check_overwrite(output_path: str | os.PathLike[str], overwrite: bool) -> Non
     """Refuse (UserError) to replace an existing file unless asked to (FFmpeg's ``-y``), or to take a
     name too long to create (:func:`check_output_name`)."""
     check_output_name(output_path)
-    if Path(output_path).exists() and not overwrite:
+    # lexists: a link to nothing is still something the user may not want replaced.
+    if os.path.lexists(output_path) and not overwrite:
         raise UserError(f"{output_path} already exists; to replace it add -y (--overwrite) on the command line, "
                         "or pass overwrite=True from Python")
