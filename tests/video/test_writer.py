@@ -103,7 +103,7 @@ def test_an_undecodable_audio_packet_is_skipped_when_re_encoding(tmp_path, caplo
         transcode(tmp_path / "in.mkv", tmp_path / "out.mov")
     assert audio_seconds(tmp_path / "out.mov") == pytest.approx(2.0 - 4608 / RATE, abs=0.05)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "skipped 1 audio packet" in warnings[0] and "decoded" in warnings[0]
+    assert len(warnings) == 1 and "skipped 1 audio packet" in warnings[0] and "re-encoded" in warnings[0]
 
 
 def test_audio_that_keeps_failing_is_dropped_without_failing_the_video(tmp_path, caplog):

@@ -85,7 +85,7 @@ def _aac_takes(layout: str, rate: int) -> bool:
 
 def _aac_layout(layout: av.AudioLayout | None, rate: int) -> str:
     """The layout audio in ``layout`` is re-encoded to: its own where it has a name the encoder takes,
-    else FFmpeg's default for as many channels (at most 8; more in no stated order are mixed down)."""
+    else FFmpeg's default for as many channels (at most 8: more are mixed down)."""
     if layout is None or layout.nb_channels < 1:
         return "stereo"
     if not layout.name.endswith(" channels") and _aac_takes(layout.name, rate):
@@ -346,13 +346,13 @@ class VideoWriter:
     def _warn_audio_losses(self) -> None:
         if not self._audio_skipped:
             return
-        packets = f"{self._audio_skipped} audio packet{'' if self._audio_skipped == 1 else 's'}"
         if self._audio_failed:
-            log.warning("dropped the rest of the audio of %s after %s failed in a row (%s)",
-                        self.path, packets, self._audio_reason)
+            log.warning("dropped the rest of the audio of %s after %d audio packets in a row failed (%s)",
+                        self.path, _MAX_AUDIO_ERRORS, self._audio_reason)
         else:
+            packets = f"{self._audio_skipped} audio packet{'' if self._audio_skipped == 1 else 's'}"
             log.warning("skipped %s of %s that could not be %s (%s)", packets, self.path,
-                        "copied" if self._audio_mode == "copy" else "decoded", self._audio_reason)
+                        "copied" if self._audio_mode == "copy" else "re-encoded", self._audio_reason)
 
     def _encode_audio(self, frame: av.AudioFrame | None) -> None:
         if frame is not None and frame.pts is not None and frame.time_base:
