@@ -97,3 +97,17 @@ def test_a_10_bit_avif_is_read_at_its_brightness(tmp_path):
     (tmp_path / "deep.avif").write_bytes(buf.tobytes())
     # OpenCV decodes it as uint16 holding 0..1023: taken as 0..65535 it was black.
     np.testing.assert_allclose(read_image(tmp_path / "deep.avif"), 512 / 1023, atol=3 / 255)
+
+
+def test_an_output_name_too_long_for_its_folder_is_one_error_line(tmp_path, capsys):
+    import cv2
+    import numpy as np
+
+    from mvstylizer.cli import main
+
+    src = tmp_path / "in.png"
+    cv2.imwrite(str(src), np.full((8, 8, 3), 128, np.uint8))
+    out = tmp_path / ("a" * 300 + ".png")
+    assert main(["stylize", str(src), "--style", str(src), "-o", str(out), "--model", "reinhard", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "internal error" not in err

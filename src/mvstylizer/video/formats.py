@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from mvstylizer.errors import UserError
-from mvstylizer.files import check_writable_folder
+from mvstylizer.files import check_output_name, check_writable_folder
 
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 # .jpe and .jfif are JPEG's other names; .avif is decoded where OpenCV is built with libavif (read_image
@@ -90,6 +90,7 @@ def check_output_path(input_path: str | os.PathLike[str], output_path: str | os.
         else:
             why = f"unsupported output extension {suffix or '(none)'!r}"
         raise UserError(f"{why} for {out}; {kind} output must end in {', '.join(sorted(allowed))}")
+    check_output_name(out)  # a name too long for the folder: is_dir() itself would fail on it
     if out.is_dir():
         raise UserError(f"output {out} is a folder; give a file name")
     check_writable_folder(out.parent)
