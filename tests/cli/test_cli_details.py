@@ -216,3 +216,28 @@ def test_a_reader_that_stops_early_is_not_an_internal_error():
     p.stdout.close()
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 141 and "error" not in err
+
+
+def test_the_report_counts_the_frames_written_when_avi_drops_some(tmp_path, style):
+    # A 60 fps burst then 10 fps into AVI (one frame per 1/fps slot): frames with no slot are dropped.
+    from fractions import Fraction
+
+    import av
+
+    times = [i / 60 for i in range(30)] + [0.5 + i / 10 for i in range(1, 11)]
+    src = tmp_path / "in.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 4 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = round(t * 1000), Fraction(1, 1000)
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+    report, out = tmp_path / "run.json", tmp_path / "out.avi"
+    assert main(["stylize", str(src), "--style", str(style), "-o", str(out), "--model", "reinhard",
+                 "--report", str(report), "-q"]) == 0
+    with av.open(str(out)) as c:
+        written = sum(1 for _ in c.decode(video=0))
+    assert written < len(times) and json.loads(report.read_text())["frames"] == written

@@ -324,6 +324,7 @@ class VideoPipeline:
                             on_frame(report.frames, info.frame_count)
                 with timer("encode"):  # the encoder's flush and the container's end are encoding too
                     writer.close()
+                report.frames = writer.frames_written  # an AVI of variable rate drops frames with no slot
         return self._finish(report, t0)
 
     def _defer_frames(self, shape: tuple[int, int, int], decoded_bytes: int | None) -> bool:
