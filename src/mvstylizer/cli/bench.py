@@ -113,9 +113,11 @@ def _video_bench(args: argparse.Namespace) -> int:
         for c in result:
             log(f"wrote {c['path']}: {c.get('note', '')}")
     else:
+        from ..bench.clips import CLIP_KINDS
         from ..bench.speedup import BenchConfig
 
-        check_report_folder(args.json)
+        # a clip path or the style photo must never be the report (it would be replaced by JSON)
+        check_report_folder(args.json, None if args.clip in CLIP_KINDS else args.clip, args.style)
         config = pipeline_config(args, progress=False)
         bench = BenchConfig(clip=args.clip, resolution=args.resolution, frames=args.frames, seed=args.seed,
                             style=str(args.style) if args.style else None, framewise_sample=args.framewise_sample,
@@ -184,7 +186,7 @@ def _phone_bench(args: argparse.Namespace) -> int:
     from ..files import atomic_path
     from ..models.registry import resolve_name
 
-    check_report_folder(args.json)
+    check_report_folder(args.json, args.clip, args.style)
     resolve_name(args.model)
     if args.frames < 2:
         raise UserError("--frames must be at least 2")
@@ -203,7 +205,8 @@ def _footage_bench(args: argparse.Namespace) -> int:
     from ..bench.footage import FootageConfig, run_footage
     from ..files import atomic_path
 
-    check_report_folder(args.json)
+    # every file of the folder may be a clip to score: none of them, nor the style, may become the report
+    check_report_folder(args.json, args.style, *_files_in(args.folder))
     if args.montage is not None:  # a folder (made if missing, kept if there), inside one that exists
         check_writable_folder(args.montage.parent, "--montage")
         if args.montage.exists() and not args.montage.is_dir():
@@ -242,7 +245,8 @@ def _photoreal_bench(args: argparse.Namespace) -> int:
 
     from ..bench.photoreal import markdown_section, run_photoreal
 
-    check_report_folder(args.json)
+    # the pair folders' photos and masks are inputs: the report may replace none of them
+    check_report_folder(args.json, *(p for pair in _files_in(args.folder) for p in _files_in(pair)))
     if not args.out_dir.is_dir():
         raise UserError(f"output folder {args.out_dir} does not exist")
     command = shlex.join(["mvstylizer", "bench", "photoreal", "DIR"]
@@ -255,6 +259,14 @@ def _photoreal_bench(args: argparse.Namespace) -> int:
                            log=lambda msg: print(msg, file=sys.stderr))
     print(markdown_section(result, grid_name=None))
     return 0
+
+
+def _files_in(folder: Path) -> list[Path]:
+    """The entries of ``folder`` (none when it is not a readable folder: the benchmark says why later)."""
+    try:
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+    except OSError:
+        return []
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -270,7 +282,9 @@ def _bench(args: argparse.Namespace) -> int:
         return _phone_bench(args)
     if args.bench_command == "photoreal":
         return _photoreal_bench(args)
-    check_report_folder(args.json)
+    # the run's inputs (video, style photo, ONNX module) must never be replaced by a report
+    keep = {"compare": ("input", "style"), "smoothing": ("model", "crops")}.get(args.bench_command, ())
+    check_report_folder(args.json, *(getattr(args, name) for name in keep))
     if args.bench_command == "compare":
         from ..bench.compare import compare
         from ..models.registry import resolve_name
@@ -290,7 +304,7 @@ def _bench(args: argparse.Namespace) -> int:
     elif args.bench_command == "smoothing":
         from ..bench.smoothing import crop_comparison, run_smoothing
 
-        check_report_folder(args.crops)
+        check_report_folder(args.crops, args.model)
         if args.model is not None and not args.model.is_file():
             raise UserError(f"--model {args.model} does not exist")
         result = run_smoothing(looks=args.looks, methods=tuple(args.methods), model=args.model)
