@@ -217,3 +217,34 @@ def test_avi_keeps_each_frame_of_a_variable_rate_within_a_slot_of_its_time(tmp_p
     assert -slot / 2 - 1e-6 <= min(late) and max(late) <= slot + 1e-6
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and f"dropped {len(times) - len(shown)} of the 50 frames" in warnings[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# The track covers the last frame
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mov", ".mkv"])
+@pytest.mark.parametrize("times_ms", [[0, 100, 200, 300, 1300], [0, 100, 150, 1000, 1100, 1150, 1900, 2000],
+                                      [100 * i for i in range(12)]])
+def test_the_output_lasts_until_the_last_frame_has_shown(tmp_path, ext, times_ms):
+    # x264's packets each last one frame and their dts lag two frames: an MP4 timed by dts steps ended
+    # where the last decoded packet did (frames at 0..0.3 s and 1.3 s: a 0.5 s file, its last frame
+    # past the end).
+    src = tmp_path / "in.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=10, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        v.codec_context.time_base = Fraction(1, 1000)
+        for i, t in enumerate(times_ms):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = t, Fraction(1, 1000)
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+    out = tmp_path / f"out{ext}"
+    transcode(src, out)
+    with av.open(str(out)) as c:
+        shown = [round(float(f.time), 3) for f in c.decode(video=0)]
+        duration = c.duration / 1e6
+    assert shown == [t / 1000 for t in times_ms]
+    assert duration == pytest.approx(times_ms[-1] / 1000 + 0.1, abs=0.002)

@@ -138,6 +138,11 @@ class VideoWriter:
         self.frames_written = 0
         self.frames_dropped = 0  # AVI only: frames of a variable rate that found no slot (see _place)
         self._last_pts: int | None = None
+        # The newest video packet waits until the next one (or the end): the last one's duration must be
+        # set so that the track covers the last frame (see _mux_video).
+        self._held: av.Packet | None = None
+        self._first_dts: int | None = None
+        self._dts_timed = suffix in (".mp4", ".mov", ".m4v")  # ISO media: sample times are dts steps
         self._closed = False
         self._audio_mode = "none"  # "copy" | "aac" | "none"
         self._audio_failed = False
@@ -192,6 +197,7 @@ class VideoWriter:
         else:
             self._enc_tb = self.time_base
         stream.time_base = self._enc_tb
+        self._frame_ticks = max(1, round(1 / (self.rate * self._enc_tb)))  # one frame at the nominal rate
         ctx = stream.codec_context
         ctx.time_base = self._enc_tb
         # Convert and tag as BT.709 limited range, so players don't guess (and guess differently).
@@ -282,9 +288,26 @@ class VideoWriter:
         frame.time_base = self._enc_tb
         try:
             for packet in self._video.encode(frame):
-                self._container.mux(packet)
+                self._mux_video(packet)
         except AV_ERRORS as exc:
             raise UserError(f"failed writing {self.path}: {reason(exc)}") from exc
+
+    def _mux_video(self, packet: av.Packet | None) -> None:
+        """Mux the packet held back and hold ``packet``; None (at the end) muxes the last one, its
+        duration stretched to the end of the last frame. x264 gives every packet one frame of duration
+        and dts two frames behind the pts: the track (from the first dts, by dts steps, plus the last
+        packet's duration) then ended where the last *decoded* packet did. With a variable rate whose
+        last frame came late (frames at 0, 0.1, 0.2, 0.3, 1.3 s), an MP4 lasted 0.5 s and the last
+        frame lay past its end. Matroska times the track by pts and was right already."""
+        held, self._held = self._held, packet
+        if packet is not None and self._first_dts is None:
+            self._first_dts = packet.dts
+        if held is None:
+            return
+        if packet is None and self._dts_timed and None not in (held.dts, self._first_dts, self._last_pts):
+            end = self._last_pts + self._frame_ticks  # the last frame's own pts plus one frame
+            held.duration = max(int(held.duration or 0), end + self._first_dts - held.dts)
+        self._container.mux(held)
 
     def _run(self, fn: Callable[..., None], *args: object) -> None:
         """``fn(*args)`` on the encode thread (or here without one). At most two jobs wait, which
@@ -374,7 +397,8 @@ class VideoWriter:
             self._drain()
             self._stop_worker()
             for packet in self._video.encode(None):
-                self._container.mux(packet)
+                self._mux_video(packet)
+            self._mux_video(None)
             if self._audio_mode == "aac" and not self._audio_failed:
                 try:
                     for frame in self._audio_decoder.decode(None):
