@@ -169,3 +169,45 @@ def test_json_nested_deeper_than_the_stack_is_a_malformed_answer(status):
     edge = _edge(lambda r: httpx.Response(status, content=nested, headers={"Content-Type": "application/json"}))
     with pytest.raises(UserError, match="malformed JSON answer" if status == 200 else r"refused the request \(400\)"):
         edge.models()
+
+
+@pytest.mark.parametrize("token, where", [("é", 1), ("tökén", 2), ("a b", 2), ("tab\there", 4), ("x\n", 2)])
+def test_a_token_that_cannot_go_in_a_header_is_a_user_error_naming_its_source(token, where):
+    with pytest.raises(UserError, match=f"token file t.txt has .* at position {where}; .*printable ASCII"):
+        HttpEdge("http://127.0.0.1:9", token=token, token_source="token file t.txt")
+    with pytest.raises(UserError, match="^the edge token has"):
+        HttpEdge("http://127.0.0.1:9", token=token)
+
+
+def test_a_bad_token_from_the_environment_names_the_variable(monkeypatch):
+    monkeypatch.setenv("MVSTYLIZER_EDGE_TOKEN", "é")
+    with pytest.raises(UserError, match=r"^\$MVSTYLIZER_EDGE_TOKEN has a character that is not printable ASCII"):
+        HttpEdge("http://127.0.0.1:9", token="é")
+    with pytest.raises(UserError, match="must be a string"):
+        HttpEdge("http://127.0.0.1:9", token=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.filterwarnings("ignore:sending an edge token over plain HTTP")
+def test_a_good_token_is_sent_as_a_bearer_header():
+    seen = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        return httpx.Response(200, json={"models": []})
+
+    _edge(handler, token="Ab0-._~+/=!#$%").models()
+    assert seen == ["Bearer Ab0-._~+/=!#$%"]
+
+
+def test_a_closed_link_opens_a_new_connection_pool_on_its_next_request():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"models": [{"name": "mk", "description": "d"}]})
+
+    edge = _edge(handler)
+    with edge:
+        assert [m["name"] for m in edge.models()] == ["mk"]
+    assert [m["name"] for m in edge.models()] == ["mk"]  # after close(): as EmbeddedEdge, it still works
+    edge.close()
+    edge.close()  # twice is harmless
+    with edge:
+        assert [m["name"] for m in edge.models()] == ["mk"]

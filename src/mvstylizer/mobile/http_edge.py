@@ -55,8 +55,10 @@ class HttpEdge:
     Large batches are split into requests of at most ``batch_size`` frames / ``batch_bytes`` bytes,
     which keeps them inside the edge's default limits.
 
-    ``token`` is sent as ``Authorization: Bearer``; ``collect=True`` is the user's opt-in to let the
-    edge keep the key frames for federated learning (``frames_collected`` counts what it kept).
+    ``token`` is sent as ``Authorization: Bearer``: printable ASCII without whitespace, else a
+    ``UserError`` naming ``token_source`` (e.g. ``"token file t.txt"``) if given. ``collect=True`` is
+    the user's opt-in to let the edge keep the key frames for federated learning
+    (``frames_collected`` counts what it kept).
     ``verify`` is httpx's: True (system CAs, or ``SSL_CERT_FILE``), a CA bundle path, or an SSLContext.
     ``max_in_flight``: key frames a pipeline may have at this edge at once (one thread each; the
     client and its connection pool are shared): their network time overlaps, and the edge's fair
@@ -82,7 +84,10 @@ class HttpEdge:
         verify: Any = True,
         transport: httpx.BaseTransport | None = None,
         max_in_flight: int = REMOTE_IN_FLIGHT,
+        token_source: str | None = None,
     ) -> None:
+        if token:
+            _check_token(token, token_source)
         url = url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
             raise UserError(f"edge URL must start with http:// or https://, got {url!r}")
@@ -122,13 +127,10 @@ class HttpEdge:
             httpx.URL(url)
         except httpx.InvalidURL as e:
             raise UserError(f"edge URL {url!r} is not valid: {e}") from None
-        self._client = httpx.Client(
-            base_url=url,
-            timeout=httpx.Timeout(timeout, connect=connect),
-            headers=headers,
-            verify=verify,
-            transport=transport,
-        )
+        self._client_options = dict(base_url=url, timeout=httpx.Timeout(timeout, connect=connect), headers=headers,
+                                    verify=verify, transport=transport)
+        self._reopen = threading.Lock()
+        self._client = httpx.Client(**self._client_options)
 
     # ------------------------------------------------------------------ EdgeLink
 
@@ -169,6 +171,8 @@ class HttpEdge:
         return out
 
     def close(self) -> None:
+        """Close the connection pool. A closed link still works: its next request opens a new pool (as
+        ``EmbeddedEdge`` keeps working after ``close``), so an object that holds it can be reused."""
         self._client.close()
 
     def __enter__(self) -> HttpEdge:
@@ -274,7 +278,7 @@ class HttpEdge:
         timeouts bound each read, so an edge sending a byte every few seconds would otherwise hold the
         phone. (The upload and the edge's own time stay bounded per read, as before.) An answer (once
         decoded) longer than ``max_bytes`` raises :class:`_AnswerTooLarge` as soon as that is known."""
-        with self._client.stream(method, path, content=content, headers=headers, params=params) as resp:
+        with self._open_client().stream(method, path, content=content, headers=headers, params=params) as resp:
             deadline = time.monotonic() + self.timeout
             try:
                 expected = int(resp.headers.get("content-length", "-1"))
@@ -294,6 +298,13 @@ class HttpEdge:
         kept = [(k, v) for k, v in resp.headers.multi_items()
                 if k.lower() not in ("content-encoding", "content-length")]
         return httpx.Response(resp.status_code, headers=kept, content=bytes(body), request=resp.request)
+
+    def _open_client(self) -> httpx.Client:
+        """The pooled client, opened again if :meth:`close` closed it."""
+        with self._reopen:
+            if self._client.is_closed:
+                self._client = httpx.Client(**self._client_options)
+            return self._client
 
     def _raise_for_status(self, resp: httpx.Response) -> None:
         if resp.is_success:
@@ -322,6 +333,22 @@ class HttpEdge:
 
     def _malformed(self, what: str) -> UserError:
         return UserError(f"edge server at {self.url} sent a malformed {what}; is it an mvstylizer edge?")
+
+
+def _check_token(token: object, source: str | None) -> None:
+    """Refuse a token that cannot go in an HTTP header: it must be printable ASCII without whitespace
+    (RFC 6750's bearer tokens are narrower still). ``source`` names where it came from, e.g.
+    ``"token file /x"``; unknown, the environment variable is named if the token is its value."""
+    if source is None:
+        source = ("$MVSTYLIZER_EDGE_TOKEN" if token == os.environ.get("MVSTYLIZER_EDGE_TOKEN")
+                  else "the edge token")
+    if not isinstance(token, str):
+        raise UserError(f"{source} must be a string, got {type(token).__name__}")
+    bad = next((i for i, c in enumerate(token) if not "!" <= c <= "~"), None)
+    if bad is not None:  # the token itself is a secret: say where the problem is, not what it is
+        what = "whitespace" if token[bad].isspace() else "a character that is not printable ASCII"
+        raise UserError(f"{source} has {what} at position {bad + 1}; an edge token is printable ASCII "
+                        "without spaces")
 
 
 def _is_loopback(url: str) -> bool:
