@@ -208,3 +208,44 @@ def test_strength_0_leaves_a_frame_exposed_differently_from_its_keys_as_it_is(st
     with mvstylizer.VideoStylizer(model="reinhard", strength=0.0) as vs:
         out = list(vs.stylize_frames(frames, style))
     assert max(np.abs(o.astype(int) - f).mean() for o, f in zip(out, frames, strict=True)) < 1.0
+
+
+def _remote_edge_in_process(monkeypatch) -> None:
+    """``VideoStylizer(edge="http://edge.test")`` talks HTTP to an in-process edge service (no socket)."""
+    import httpx
+
+    from mvstylizer.edge.service import EdgeService
+    from mvstylizer.mobile import http_edge
+    from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, decode_frame, encode_frame, pack_frames, unpack_frames
+
+    service = EdgeService()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            return httpx.Response(200, json={"models": service.models()})
+        if request.url.path == "/v1/styles":
+            return httpx.Response(200, json={"style_id": service.register_style(request.content)})
+        q = request.url.params
+        out = service.stylize(q["style_id"], q["model"], [decode_frame(b) for b in unpack_frames(request.content)])
+        enc = Encoding(q["encoding"], int(q["quality"]))
+        return httpx.Response(200, content=pack_frames([encode_frame(f, enc) for f in out]),
+                              headers={"Content-Type": FRAMES_MEDIA_TYPE})
+
+    real = http_edge.HttpEdge
+    monkeypatch.setattr(http_edge, "HttpEdge",
+                        lambda url, **kw: real(url, transport=httpx.MockTransport(handler), **kw))
+
+
+@pytest.mark.parametrize("edge", [None, "http://edge.test"], ids=["embedded", "remote"])
+def test_a_stylizer_works_again_after_close_and_in_a_second_with_block(monkeypatch, style, edge):
+    _remote_edge_in_process(monkeypatch)
+    frames = [(texture(32, 48, seed=i) * 255).astype(np.uint8) for i in range(3)]
+    vs = mvstylizer.VideoStylizer(model="reinhard", edge=edge)
+    with vs:
+        first = list(vs.stylize_frames(frames, style))
+    after_close = list(vs.stylize_frames(frames, style))
+    vs.close()
+    with vs:
+        second_block = list(vs.stylize_frames(frames, style))
+    for out in (after_close, second_block):
+        assert all(np.array_equal(a, b) for a, b in zip(first, out, strict=True))

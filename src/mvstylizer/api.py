@@ -53,7 +53,7 @@ class VideoStylizer:
         model: a name from :func:`list_models` (``"default"``: the edge's default).
         strength: how much of the style to apply, 0..1.
         edge: URL of a remote edge (``mvstylizer edge serve``); None runs the model in this process.
-        token: the remote edge's bearer token.
+        token: the remote edge's bearer token (printable ASCII without whitespace).
         key_size: long side of the key frames sent to the edge, pixels.
         keyframes: ``"auto"`` or ``"every:N"``.
         max_gap: most frames between two keys (default 30); with "every:N", a bound on N.
@@ -61,7 +61,8 @@ class VideoStylizer:
         crf, preset: H.264 settings for video files.
         progress: show a progress bar for files.
 
-    Use it as a context manager, or call :meth:`close`::
+    Use it as a context manager, or call :meth:`close` (which frees the edge link's connections). A
+    closed stylizer may be used again, embedded or remote: a remote link reconnects on its next request::
 
         with VideoStylizer(model="regions") as vs:
             vs.stylize_file("in.mp4", "style.jpg", "out.mp4")
