@@ -24,33 +24,47 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folders or files of photos/videos, or 'package' for media from installed packages")
     t.add_argument("--steps", type=positive_int, help="optimiser steps (default: the model's recipe)")
     t.add_argument("--batch", type=positive_int)
-    t.add_argument("--size", type=positive_int, help="training crop side in pixels")
-    t.add_argument("--lr", type=finite_float)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--size", type=positive_int,
+                   help="training crop side in pixels (wct2: a multiple of 8, at least 16; smoothing takes none: "
+                        "its pairs come at their own sizes)")
+    t.add_argument("--lr", type=finite_float, help="learning rate, > 0 and <= 1 (default: the model's recipe)")
+    t.add_argument("--seed", type=int, default=0, help="random seed, 0 to 2**32-1 (default 0)")
     t.add_argument("--checkpoint", type=Path, help="checkpoint file (default: in the cache folder)")
     t.add_argument("--checkpoint-every", type=positive_int, default=100)
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    t.add_argument("--out", type=Path, help="weights file (default: the shipped weights of the model)")
-    t.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    t.add_argument("--out", type=Path,
+                   help="weights file (default: the shipped weights of the model); smoothing also writes its ONNX "
+                        "export next to it, with the suffix .onnx")
+    t.add_argument("--threads", type=int, default=0,
+                   help="torch threads, at most the machine's CPUs (0: the model's recipe, else torch's default)")
     t.add_argument("-q", "--quiet", action="store_true")
 
 
 def _train(args: argparse.Namespace) -> int:
     import importlib
 
-    from ..models.training import TrainConfig
+    from ..errors import UserError
+    from ..models.training import TrainConfig, max_threads
 
     recipe = TRAINABLE[args.model]
+    if args.model == "smoothing" and args.size is not None:
+        raise UserError("train smoothing takes no --size: its pairs come at their own sizes "
+                        "(a low-resolution side of 32-64 pixels)")
     # The model's recipe, then the flags given (TrainConfig's defaults for what neither sets).
     keys = ("steps", "batch", "size", "lr")
     chosen = {key: recipe[key] for key in keys if key in recipe}
     chosen.update({key: getattr(args, key) for key in keys if getattr(args, key) is not None})
     config = TrainConfig(data=args.data, seed=args.seed, checkpoint=args.checkpoint,
                          checkpoint_every=args.checkpoint_every, resume=args.resume, out=args.out,
-                         threads=args.threads or recipe.get("threads", 0), progress=not args.quiet, **chosen)
+                         threads=args.threads or min(recipe.get("threads", 0), max_threads()), progress=not args.quiet,
+                         **chosen)
     module = recipe.get("module", f"{args.model}_train")
     path = importlib.import_module(f"mvstylizer.models.{module}").train(config)
     print(f"wrote {path}")
+    if args.model == "smoothing":
+        from ..models.meta_smoother_train import onnx_for
+
+        print(f"wrote {onnx_for(config.out)}")
     if args.model == "dncm":
         from ..models.dncm import weights as dncm_files
         from ..models.dncm.export import export_onnx

@@ -43,7 +43,16 @@ from .colour_filters import random_filter
 from .data import ImageBank, find_sources
 from .dncm import DEFAULT_ARCH, WEIGHTS_NAME, thumbnail
 from .dncm.network import DNCMNet, build_net
-from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights, warmup_cosine
+from .training import (
+    WEIGHTS_DIR,
+    Checkpointer,
+    TrainConfig,
+    check_finite,
+    plan_outputs,
+    recipe,
+    save_weights,
+    warmup_cosine,
+)
 
 CONSISTENCY_WEIGHT = 10.0
 CROSS_WEIGHT = 0.0  # off: see the module docstring
@@ -173,15 +182,17 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistenc
     ``stop_after`` ends this run after that many total steps *without* writing weights, as if the
     process were killed right after a checkpoint (the tests use it to check exact resume).
     """
-    if config.threads:
-        torch.set_num_threads(config.threads)
     if config.steps < 1 or config.batch < 1 or config.size < 16:
         raise UserError("training needs steps >= 1, batch >= 1 and size >= 16")
+    sources = find_sources(config.data)
+    out, ckpt_path = plan_outputs(config, WEIGHTS_DIR / WEIGHTS_NAME, default_checkpoint(), sources)
+    if config.threads:
+        torch.set_num_threads(config.threads)
     arch = dict(DEFAULT_ARCH, **(arch or {}))
     net = build_net(arch, seed=config.seed)
     net.train()
     optim = torch.optim.Adam(net.parameters(), lr=config.lr)
-    ckpt = Checkpointer(Path(config.checkpoint) if config.checkpoint else default_checkpoint())
+    ckpt = Checkpointer(ckpt_path)
     setup = {"arch": net.arch, "steps": config.steps, "batch": config.batch, "size": config.size,
              "seed": config.seed, "lr": config.lr, "consistency_weight": consistency_weight,
              "cross_weight": cross_weight}
@@ -196,7 +207,6 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistenc
     loss_ema = extra.get("loss_ema")
     history: list[dict[str, float]] = list(extra.get("history", []))
 
-    sources = find_sources(config.data)
     bank = ImageBank(sources)
     val = validation_batch(bank, config.seed) if val_every else None
     end = config.steps if stop_after is None else min(config.steps, stop_after)
@@ -209,6 +219,7 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistenc
         lr = warmup_cosine(step, config.steps, config.lr, WARMUP, floor=0.05)
         parts = train_step(net, optim, batch, lr, consistency_weight, cross_weight)
         value = float(parts["total"].detach())
+        check_finite(value, step + 1)
         loss_ema = value if loss_ema is None else 0.98 * loss_ema + 0.02 * value
         done = step + 1
         bar.set_postfix(loss=f"{loss_ema:.4f}", rec=f"{parts['rec'].item():.4f}", cons=f"{parts['cons'].item():.5f}",
@@ -231,7 +242,6 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistenc
 
     with torch.no_grad():
         net.neutral_code.copy_(neutral_code(net, bank.images))
-    out = Path(config.out) if config.out else WEIGHTS_DIR / WEIGHTS_NAME
     meta = recipe(config, model="dncm", arch=net.arch, consistency_weight=consistency_weight,
                   cross_weight=cross_weight, identity_prob=IDENTITY_PROB, warmup=WARMUP,
                   wall_time_s=round(wall, 3), final_loss=None if loss_ema is None else round(loss_ema, 5),

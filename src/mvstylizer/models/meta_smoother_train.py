@@ -15,6 +15,7 @@ function of s, so ``--resume`` continues an interrupted run exactly.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from pathlib import Path
@@ -30,12 +31,24 @@ from ..errors import UserError
 from .data import ImageBank, find_sources
 from .meta_smoother import ONNX_NAME, WEIGHTS_NAME, build_net, compose, expand, export_onnx
 from .smoothing_data import MAX_SCALE, Damage, make_pair
-from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights, warmup_cosine
+from .training import (
+    WEIGHTS_DIR,
+    Checkpointer,
+    TrainConfig,
+    check_finite,
+    plan_outputs,
+    recipe,
+    save_weights,
+    warmup_cosine,
+)
+
+log = logging.getLogger(__name__)
 
 # Pictures the benchmark measures on; never trained on. The package ones exist on every machine, the
 # Debian mate-backgrounds ones where installed.
 HELD_OUT = ("astronaut.png", "chelsea.png", "GreenMeadow.jpg", "Storm.jpg", "TwoWings.jpg")
 MAX_SIDE = 1024
+MIN_SIDE = 8  # a smaller picture cannot give a low-resolution crop of 8 pixels at a scale >= 1
 WARMUP = 100
 # The loss is log(MSE) per pair, i.e. the pair's PSNR: the benchmark averages PSNR over pairs, and a
 # plain MSE lets the hardest pairs drown out nearly clean ones, which the net then over-smooths
@@ -94,16 +107,37 @@ def pair_loss(net: torch.nn.Module, pair) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.log(mse + MSE_FLOOR), mse.detach()
 
 
+def onnx_for(out: Path | None) -> Path:
+    """The ONNX export a run writes next to the torch weights: ``out`` with the suffix ``.onnx``, or the
+    shipped graph (:func:`onnx_path`) when ``out`` is the default."""
+    return Path(out).with_suffix(".onnx") if out else onnx_path()
+
+
 def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Damage = Damage()) -> Path:
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    train_sources, _ = split_sources(find_sources(config.data))
+    """Train (or resume) the module; returns the weights path. The ONNX graph goes next to it
+    (:func:`onnx_for`). ``config.size`` plays no part: pairs come at their own sizes."""
+    if config.out and Path(config.out).suffix.lower() == ".onnx":
+        raise UserError(f"--out {config.out}: smoothing writes the torch weights to --out and their ONNX export "
+                        "next to it (same name, .onnx); give --out another suffix, such as .pt")
+    sources = find_sources(config.data)
+    onnx = onnx_for(config.out)
+    out, ckpt_path = plan_outputs(config, WEIGHTS_DIR / WEIGHTS_NAME, default_checkpoint(), sources,
+                                  {"the ONNX file": onnx})
+    train_sources, _ = split_sources(sources)
     if not train_sources:
         raise UserError("no training pictures left after holding out the benchmark's pictures")
+    if config.threads:
+        torch.set_num_threads(config.threads)
     bank = ImageBank(train_sources, max_side=MAX_SIDE)
+    images = [img for img in bank.images if min(img.shape[:2]) >= MIN_SIDE]
+    if len(images) < len(bank.images):
+        log.warning("skipped %d of %d training pictures smaller than %d pixels a side (too small to crop)",
+                    len(bank.images) - len(images), len(bank.images), MIN_SIDE)
+    if not images:
+        raise UserError(f"no training picture is at least {MIN_SIDE}x{MIN_SIDE} pixels")
     net = build_net(arch, seed=config.seed)
     optim = torch.optim.Adam(net.parameters(), lr=config.lr)
-    ckpt = Checkpointer(config.checkpoint or default_checkpoint())
+    ckpt = Checkpointer(ckpt_path)
     start, extra = ckpt.load(net, optim) if config.resume else (0, {})
     if config.resume and start and extra.get("steps") != config.steps:
         raise UserError(f"checkpoint was made for {extra.get('steps')} steps; pass --steps {extra.get('steps')}")
@@ -119,7 +153,8 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Da
         optim.zero_grad(set_to_none=True)
         mses = []
         for _ in range(config.batch):
-            loss, mse = pair_loss(net, random_crop_pair(bank.images, rng, damage))
+            loss, mse = pair_loss(net, random_crop_pair(images, rng, damage))
+            check_finite(float(loss.detach()), step + 1)
             (loss / config.batch).backward()
             mses.append(float(mse))
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -131,9 +166,8 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Da
             history.append({"step": step + 1, "train_psnr": round(running, 3)})
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
             ckpt.save(step + 1, net, optim, {"steps": config.steps, "history": history})
-    out = Path(config.out or WEIGHTS_DIR / WEIGHTS_NAME)
-    meta = recipe(config, arch=arch, damage=vars(damage), seconds=round(time.time() - t0, 1),
+    meta = recipe(config, size=None, arch=arch, damage=vars(damage), seconds=round(time.time() - t0, 1),
                   history=history, held_out=list(HELD_OUT))
     save_weights(net, out, meta)
-    export_onnx(net, out.with_suffix(".onnx") if config.out else onnx_path())
+    export_onnx(net, onnx)
     return out

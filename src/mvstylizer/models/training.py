@@ -8,7 +8,9 @@ model's parameters alone, in fp16, so they stay a few MB.
 from __future__ import annotations
 
 import math
+import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,16 @@ from ..files import atomic_path
 from ..video.formats import same_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
+
+
+MAX_LR = 1.0  # Adam steps are about lr per parameter: above 1 a run only diverges
+MAX_SEED = 2**32 - 1  # what numpy and torch both take
+
+
+def max_threads() -> int:
+    """The most torch threads a run may ask for: the machine's CPUs (more only slows it down, and
+    tens of thousands fail inside the OpenMP runtime)."""
+    return os.cpu_count() or 1
 
 
 @dataclass
@@ -38,19 +50,82 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if not 0 < self.lr < math.inf:
-            raise UserError(f"learning rate must be a finite number > 0, got {self.lr}")
-        if self.seed < 0 or self.threads < 0:
-            raise UserError(f"seed and threads must be >= 0, got {self.seed} and {self.threads}")
+        if not 0 < self.lr <= MAX_LR:  # also refuses NaN
+            raise UserError(f"--lr (learning rate) must be a number > 0 and <= {MAX_LR:g}, got {self.lr}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
+        if not 0 <= self.threads <= max_threads():
+            raise UserError(f"--threads must be from 1 to {max_threads()} (this machine's CPUs), or 0 for torch's "
+                            f"default; got {self.threads}")
+        for flag, value in (("--steps", self.steps), ("--batch", self.batch), ("--size", self.size),
+                            ("--checkpoint-every", self.checkpoint_every)):
+            if value < 1:
+                raise UserError(f"{flag} must be a whole number >= 1, got {value}")
         written = {"--out": self.out, "--checkpoint": self.checkpoint}
-        for flag, path in written.items():
-            if path is not None and path.parent.exists() and not path.parent.is_dir():
-                raise UserError(f"{flag} {path}: {path.parent} is a file, not a folder")
-        if self.out is not None and self.checkpoint is not None and same_file(self.out, self.checkpoint):
-            raise UserError("--out and --checkpoint must be different files")
-        for flag, path in written.items():
-            if path is not None and any(same_file(path, Path(d)) for d in self.data if d != "package"):
-                raise UserError(f"{flag} {path} is one of the training files; choose another path")
+        check_outputs(self, {flag: Path(p) for flag, p in written.items() if p is not None}, inside_data=True)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    """Whether ``path`` lies strictly below ``folder`` (both resolved: links and ``..`` count)."""
+    p, f = path.resolve(), folder.resolve()
+    return p != f and p.is_relative_to(f)
+
+
+def check_outputs(config: TrainConfig, written: dict[str, Path], sources: Sequence[Path] = (),
+                  inside_data: bool = False) -> None:
+    """Refuse (UserError), before any work, files a run would write (``{what: path}``) that would destroy
+    or collide with something: one of the training files (a ``--data`` entry or, given ``sources``, a file
+    found in one: hard and symbolic links count), a path inside a ``--data`` folder (``inside_data``: the
+    paths the user chose), two outputs on one file or one below the other (a file cannot be a folder),
+    an existing folder, or a file where a folder must be made."""
+    entries = [Path(d) for d in config.data if str(d) != "package"]
+    for what, path in written.items():
+        if path.is_dir():
+            raise UserError(f"{what} {path} is a folder; give a file name")
+        folder = path.parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if folder.exists() and not folder.is_dir():
+            raise UserError(f"{what} {path}: {folder} is a file, not a folder")
+        if any(same_file(path, src) for src in [*entries, *sources]):
+            raise UserError(f"{what} {path} is one of the training files; choose another path")
+        for entry in entries:
+            if inside_data and entry.is_dir() and _inside(path, entry):
+                harm = " (it would overwrite a file there)" if path.exists() else ""
+                raise UserError(f"{what} {path} lies inside the training folder {entry}{harm}; write it elsewhere")
+    items = list(written.items())
+    for i, (a_what, a) in enumerate(items):
+        for b_what, b in items[i + 1 :]:
+            if same_file(a, b):
+                raise UserError(f"{a_what} and {b_what} must be different files ({a})")
+            if _inside(a, b) or _inside(b, a):
+                raise UserError(f"{a_what} {a} and {b_what} {b}: one would have to be the other's folder; "
+                                "choose paths apart")
+
+
+def plan_outputs(config: TrainConfig, default_out: Path, default_checkpoint: Path, sources: Sequence[Path],
+                 more: dict[str, Path] | None = None) -> tuple[Path, Path]:
+    """(weights file, checkpoint file) of a run, its defaults filled in, once :func:`check_outputs` passed
+    them, with ``more`` (other files the run writes) and the training files found (``sources``). Every
+    trainer calls it before its first step."""
+    out = Path(config.out) if config.out else Path(default_out)
+    ckpt = Path(config.checkpoint) if config.checkpoint else Path(default_checkpoint)
+    written = {"--out" if config.out else "the weights file": out,
+               "--checkpoint" if config.checkpoint else "the checkpoint": ckpt, **(more or {})}
+    check_outputs(config, written, sources)
+    return out, ckpt
+
+
+def check_finite(value: float, step: int) -> None:
+    """Stop a run whose loss went NaN or infinite (UserError): nothing more it writes would be of use,
+    and the last checkpoint and the weights file stay as they were."""
+    if not math.isfinite(value):
+        raise UserError(f"training diverged at step {step} (loss {value}); the checkpoint and weights files were "
+                        "left as they were; try a lower --lr")
+
+
+def _finite_state(state: dict[str, Any]) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if torch.is_tensor(v) and v.is_floating_point())
 
 
 class Checkpointer:
@@ -61,6 +136,9 @@ class Checkpointer:
         _make_folder(self.path.parent)
 
     def save(self, step: int, model: torch.nn.Module, optim: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
+        if not _finite_state(model.state_dict()):
+            raise UserError(f"training diverged by step {step} (the model holds NaN or infinite values); "
+                            f"{self.path} was left as it was; try a lower --lr")
         state = {"step": step, "model": model.state_dict(), "optim": optim.state_dict(),
                  "rng": torch.get_rng_state(), "extra": extra, "saved_at": time.time()}
         with atomic_path(self.path) as tmp:
@@ -91,10 +169,14 @@ def _make_folder(folder: Path) -> None:
 
 
 def save_weights(model: torch.nn.Module, path: Path, meta: dict[str, Any]) -> Path:
-    """Parameters only, fp16, with the training recipe alongside (atomic write)."""
+    """Parameters only, fp16, with the training recipe alongside (atomic write). Non-finite weights are
+    refused (UserError) and the file at ``path`` is kept."""
     path = Path(path)
-    _make_folder(path.parent)
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    if not _finite_state(state):  # diverged, or beyond fp16's range: never worth a file, least of all the shipped one
+        raise UserError(f"the trained weights hold NaN or infinite values (training diverged: try a lower --lr); "
+                        f"{path} was left as it was")
+    _make_folder(path.parent)
     with atomic_path(path) as tmp:
         torch.save({"state_dict": state, "meta": meta}, tmp)
     return path

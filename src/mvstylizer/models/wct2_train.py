@@ -26,8 +26,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from .data import ImageBank, find_sources
-from .training import WEIGHTS_DIR, Checkpointer, TrainConfig, recipe, save_weights, warmup_cosine
+from .training import (
+    WEIGHTS_DIR,
+    Checkpointer,
+    TrainConfig,
+    check_finite,
+    plan_outputs,
+    recipe,
+    save_weights,
+    warmup_cosine,
+)
 from .vgg import VGG16Trunk
 from .wct2 import WaveletEncoder, WCT2Decoder
 
@@ -43,6 +53,14 @@ def default_checkpoint() -> Path:
     from .vgg_weights import cache_dir
 
     return cache_dir() / "train" / "wct2.ckpt"
+
+
+def check_size(size: int) -> None:
+    """Refuse (UserError) a crop side the decoder cannot rebuild: the wavelet encoder halves it three
+    times, and each stage must get back the size the encoder had."""
+    if size < 16 or size % 8:
+        raise UserError(f"--size {size}: wct2 trains on crops whose side is a multiple of 8, at least 16 "
+                        f"(its wavelet encoder halves it three times); try --size {max(16, round(size / 8) * 8)}")
 
 
 def _nmse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -77,16 +95,19 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
     ``stop_after`` ends this session early at that step (after writing a checkpoint, which is then the
     path returned), as if the run had been killed there: ``resume=True`` picks it up.
     """
+    check_size(config.size)
+    sources = find_sources(config.data)
+    out, ckpt_path = plan_outputs(config, WEIGHTS_DIR / "wct2.pt", default_checkpoint(), sources)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    bank = ImageBank(find_sources(config.data))
+    bank = ImageBank(sources)
     encoder = WaveletEncoder()
     trunk = VGG16Trunk(PERCEPTUAL_LAYERS[-1])
     decoder = WCT2Decoder()
     optim = torch.optim.Adam(decoder.parameters(), lr=config.lr)
-    ckpt = Checkpointer(config.checkpoint or default_checkpoint())
+    ckpt = Checkpointer(ckpt_path)
 
     step = 0
     extra: dict[str, Any] = {}
@@ -111,6 +132,7 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
                                           floor=MIN_LR_FRACTION)
         batch = torch.from_numpy(bank.crops(rng, config.batch, config.size).transpose(0, 3, 1, 2).copy())
         loss, last = reconstruction_loss(encoder, decoder, trunk, batch)
+        check_finite(last["loss"], step + 1)
         optim.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(decoder.parameters(), GRAD_CLIP)
@@ -130,7 +152,6 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
         return ckpt.path
     wall += time.perf_counter() - t0
     decoder.eval()
-    out = Path(config.out) if config.out else WEIGHTS_DIR / "wct2.pt"
     meta = recipe(config, model="wct2", wall_time_s=round(wall, 3), final_loss=last.get("loss"),
                   final_loss_ema=ema, final_pooled_nmse=last.get("pooled"),
                   final_psnr_last_stage=last.get("psnr_last_stage"), loss=(

@@ -1,0 +1,152 @@
+"""`mvstylizer train`: what every trainer shares (models/training.py) and the settings each refuses
+before its first step: files it would write over the training photos or over each other, numbers out of
+range, crop sizes a model cannot take, and weights that diverged."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import texture
+
+from mvstylizer.cli import main
+from mvstylizer.errors import UserError
+from mvstylizer.models.training import Checkpointer, TrainConfig, save_weights
+from mvstylizer.video.image import write_image
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    """A folder of two small photos."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        write_image(folder / f"p{i}.png", texture(40, 48, seed=i))
+    return folder
+
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+# {data}: the photo folder, {tmp}: the test's folder (holding only the photo folder and what the case adds).
+REFUSED = [
+    ("wct2", ["--checkpoint", "{data}/p0.png"]),  # the reviewer's case: the photo became a checkpoint
+    ("wct2", ["--out", "{data}/p0.png"]),
+    ("dncm", ["--out", "{data}/p1.png"]),
+    ("wct2", ["--out", "{data}/sub/w.pt"]),  # a new file inside a --data folder
+    ("smoothing", ["--checkpoint", "{data}/c.ckpt"]),
+    ("wct2", ["--out", "{tmp}/link.png"]),  # a symbolic link to a training photo
+    ("dncm", ["--checkpoint", "{tmp}/hard.png"]),  # a hard link to one (found among the sources)
+    ("smoothing", ["--out", "{tmp}/w.onnx"]),  # its own ONNX export would overwrite the weights
+    ("smoothing", ["--out", "{tmp}/w.ONNX"]),
+    ("smoothing", ["--out", "{tmp}/x.pt", "--checkpoint", "{tmp}/x.onnx"]),  # the export over the checkpoint
+    ("smoothing", ["--size", "64"]),  # smoothing takes no crop size
+    ("wct2", ["--checkpoint", "{tmp}/D", "--out", "{tmp}/D/w.pt"]),  # failed after training: "cannot make D"
+    ("dncm", ["--out", "{tmp}/D", "--checkpoint", "{tmp}/D/c.ckpt"]),
+    ("wct2", ["--out", "{tmp}/photos"]),  # a folder
+    ("wct2", ["--size", "20"]), ("wct2", ["--size", "12"]), ("wct2", ["--size", "8"]),
+    ("wct2", ["--seed", "99999999999999999999"]), ("dncm", ["--seed", "-1"]),
+    ("wct2", ["--threads", "100000"]), ("dncm", ["--threads", "-1"]),
+    ("wct2", ["--lr", "1e308"]), ("dncm", ["--lr", "2"]), ("smoothing", ["--lr", "0"]),
+]
+
+
+@pytest.mark.parametrize(("model", "flags"), REFUSED, ids=[f"{m} {' '.join(f)}" for m, f in REFUSED])
+def test_bad_settings_are_refused_before_any_work(tmp_path, photos, capsys, model, flags):
+    (tmp_path / "link.png").symlink_to(photos / "p0.png")
+    os.link(photos / "p1.png", tmp_path / "hard.png")
+    before, listing = _snapshot(photos), sorted(p.name for p in tmp_path.iterdir())
+    args = [f.format(data=photos, tmp=tmp_path) for f in flags]
+    # No --out given: the default is the shipped weights, which a refused run must not touch either.
+    if "--out" not in args:
+        args += ["--out", str(tmp_path / "out" / "w.pt")]
+    if "--checkpoint" not in args:
+        args += ["--checkpoint", str(tmp_path / "ckpt" / "c.ckpt")]
+    assert main(["train", model, "--data", str(photos), "--steps", "1", "--batch", "1", "-q", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1, err
+    assert _snapshot(photos) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing  # nothing written, no folder made
+
+
+def test_wct2_crop_sizes():
+    from mvstylizer.models.wct2_train import check_size
+
+    for size in (16, 24, 32, 112):
+        check_size(size)
+    with pytest.raises(UserError, match="try --size 24"):
+        check_size(26)
+
+
+def test_config_bounds():
+    TrainConfig(seed=2**32 - 1, lr=1.0, threads=os.cpu_count() or 1)
+    for bad in ({"seed": 2**32}, {"lr": float("nan")}, {"lr": 1.5}, {"threads": (os.cpu_count() or 1) + 1},
+                {"checkpoint_every": 0}):
+        with pytest.raises(UserError):
+            TrainConfig(**bad)
+
+
+def test_non_finite_weights_are_never_saved(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    out, ckpt = tmp_path / "w.pt", tmp_path / "c.ckpt"
+    out.write_bytes(b"old weights")
+    ckpt.write_bytes(b"old checkpoint")
+    optim = torch.optim.Adam(model.parameters())
+    with torch.no_grad():
+        model.weight[0, 0] = 1e6  # finite in fp32, infinite in the fp16 of the weights file
+    with pytest.raises(UserError, match="NaN or infinite"):
+        save_weights(model, out, {})
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(UserError, match="diverged"):
+        Checkpointer(ckpt).save(1, model, optim, {})
+    assert out.read_bytes() == b"old weights" and ckpt.read_bytes() == b"old checkpoint"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ckpt", "w.pt"]  # no temporary left behind
+
+
+@pytest.mark.slow
+def test_a_diverging_run_stops_and_keeps_the_old_weights(tmp_path, photos, monkeypatch, capsys):
+    from mvstylizer.models import wct2_train
+
+    real = wct2_train.reconstruction_loss
+
+    def diverged(*args):
+        loss, stats = real(*args)
+        return loss * float("nan"), dict(stats, loss=float("nan"))
+
+    monkeypatch.setattr(wct2_train, "reconstruction_loss", diverged)
+    out = tmp_path / "w.pt"
+    out.write_bytes(b"old weights")
+    args = ["train", "wct2", "--data", str(photos), "--steps", "2", "--batch", "1", "--size", "16",
+            "--threads", "1", "--out", str(out), "--checkpoint", str(tmp_path / "c.ckpt"), "-q"]
+    assert main(args) == 2
+    assert "diverged at step 1" in capsys.readouterr().err
+    assert out.read_bytes() == b"old weights" and not (tmp_path / "c.ckpt").exists()
+
+
+def test_smoothing_refuses_data_with_only_pictures_too_small_to_crop(tmp_path, capsys):
+    data = tmp_path / "tiny"
+    data.mkdir()
+    write_image(data / "dot.png", np.full((1, 1, 3), 0.5, np.float32))
+    args = ["train", "smoothing", "--data", str(data), "--steps", "1", "--batch", "1", "-q",
+            "--out", str(tmp_path / "o" / "w.pt"), "--checkpoint", str(tmp_path / "o" / "c.ckpt")]
+    assert main(args) == 2
+    assert "at least 8x8 pixels" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_smoothing_skips_pictures_too_small_to_crop_and_names_its_onnx(tmp_path, photos, capsys):
+    write_image(photos / "dot.png", np.full((1, 1, 3), 0.5, np.float32))  # crashed: scale must be in [1, 8]
+    out = tmp_path / "w.pt"
+    args = ["train", "smoothing", "--data", str(photos), "--steps", "2", "--batch", "2", "--threads", "1",
+            "--out", str(out), "--checkpoint", str(tmp_path / "c.ckpt"), "-q"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "skipped 1 of 3 training pictures" in captured.err
+    assert captured.out.splitlines() == [f"wrote {out}", f"wrote {out.with_suffix('.onnx')}"]
+    assert torch.load(out, weights_only=False)["meta"]["size"] is None  # the recipe names no crop size
