@@ -249,3 +249,67 @@ def test_a_stylizer_works_again_after_close_and_in_a_second_with_block(monkeypat
         second_block = list(vs.stylize_frames(frames, style))
     for out in (after_close, second_block):
         assert all(np.array_equal(a, b) for a, b in zip(first, out, strict=True))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"key_size": "512"}, "key_size must be a whole number"),
+    ({"key_size": float("nan")}, "key_size must be a whole number"),
+    ({"key_size": float("inf")}, "key_size must be a whole number"),
+    ({"key_size": 512.0}, "key_size must be a whole number"),
+    ({"key_size": True}, "key_size must be a whole number"),
+    ({"strength": "0.5"}, "strength must be a number"),
+    ({"strength": float("inf")}, "strength must be a number"),
+    ({"strength": True}, "strength must be a number"),
+    ({"crf": "18"}, "crf must be a whole number"),
+    ({"crf": None}, "crf must be a whole number"),
+    ({"crf": 18.5}, "crf must be a whole number"),
+    ({"max_gap": "5"}, "max_gap must be a whole number"),
+    ({"keyframes": None}, "keyframes must be a string"),
+    ({"keyframes": 5}, "keyframes must be a string"),
+    ({"keyframes": "every:²"}, "keyframes must be 'auto' or 'every:N'"),
+    ({"keyframes": "every:٣"}, "keyframes must be 'auto' or 'every:N'"),
+    ({"preset": "bogus"}, "preset must be one of ultrafast, "),
+    ({"preset": None}, "preset must be a string"),
+    ({"interp": 5}, "interp must be a string"),
+    ({"model": None}, "model must be a string"),
+    ({"model": 5}, "model must be a string"),
+    ({"model": ""}, "model must be a model name"),
+    ({"model": "nope"}, "unknown model 'nope'"),
+    ({"edge": 5}, "edge must be a URL string"),
+    ({"edge": "http://127.0.0.1:9", "token": 5}, "token must be a string"),
+])
+def test_options_of_the_wrong_type_are_user_errors_at_construction(kwargs, message):
+    with pytest.raises(mvstylizer.UserError, match=re.escape(message)):
+        mvstylizer.VideoStylizer(**kwargs)
+
+
+def test_numpy_numbers_are_taken_as_numbers():
+    cfg = mvstylizer.VideoStylizer(model="reinhard", key_size=np.int64(64), strength=np.float32(0.5),
+                                   crf=np.int32(20), max_gap=np.int16(5)).config
+    assert (cfg.key_size, cfg.interp.strength, cfg.crf, cfg.keyframes.max_gap) == (64, 0.5, 20, 5)
+    assert all(type(v) in (int, float) for v in (cfg.key_size, cfg.interp.strength, cfg.crf, cfg.keyframes.max_gap))
+
+
+def test_stylize_frames_and_export_lut_check_their_arguments(tmp_path, style):
+    frames = [np.zeros((24, 32, 3), np.uint8)] * 2
+    with mvstylizer.VideoStylizer(model="reinhard") as vs:
+        for bad_style in (None, 5, [1, 2], ""):
+            with pytest.raises(mvstylizer.UserError, match="style must be an HxWx3 array or a file path"):
+                vs.stylize_frames(frames, bad_style)
+        for bad_frames in (None, 5, "in.mp4"):
+            with pytest.raises(mvstylizer.UserError, match="frames must be an iterable"):
+                vs.stylize_frames(bad_frames, style)
+        with pytest.raises(mvstylizer.UserError, match="report must be a StylizeReport"):
+            vs.stylize_frames(frames, style, report={})
+        with pytest.raises(mvstylizer.UserError, match="on_frame must be a function"):
+            vs.stylize_file(tmp_path / "in.mp4", style, tmp_path / "out.mp4", on_frame=5)
+        with pytest.raises(mvstylizer.UserError, match="output must be a file path"):
+            vs.stylize_file(tmp_path / "in.mp4", style, None)
+    with pytest.raises(mvstylizer.UserError, match="unknown option 'strenght'"):
+        mvstylizer.stylize(tmp_path / "in.mp4", style, tmp_path / "out.mp4", strenght=0.5)
+    for kwargs, message in (({"model": None}, "model must be a model name"), ({"style": None}, "style must be"),
+                            ({"output": None}, "output must be"), ({"content": 5}, "content must be")):
+        args = {"style": style, "output": tmp_path / "a.cube", "size": 3, **kwargs}
+        with pytest.raises(mvstylizer.UserError, match=message):
+            mvstylizer.export_lut(args.pop("style"), args.pop("output"), **args)
+    assert not (tmp_path / "a.cube").exists()

@@ -7,6 +7,7 @@ registry: options are checked once, the edge link is opened and closed for you, 
 
 from __future__ import annotations
 
+import math
 import numbers
 import os
 from collections.abc import Iterable, Iterator
@@ -72,6 +73,10 @@ class VideoStylizer:
                  token: str | None = None, key_size: int = 512, keyframes: str = "auto", max_gap: int | None = None,
                  interp: str = "transform", crf: int = 18, preset: str = "veryfast", progress: bool = False) -> None:
         self.config = _config(model, strength, key_size, keyframes, max_gap, interp, crf, preset, progress)
+        if edge is not None and not isinstance(edge, str):
+            raise UserError(f"edge must be a URL string or None, got {type(edge).__name__}")
+        if token is not None and not isinstance(token, str):
+            raise UserError(f"token must be a string or None, got {type(token).__name__}")
         self._edge: EdgeLink
         if edge:
             from .mobile.http_edge import HttpEdge
@@ -79,7 +84,9 @@ class VideoStylizer:
             self._edge = HttpEdge(edge, token=token)
         else:
             from .mobile.edge_link import EmbeddedEdge
+            from .models.registry import resolve_name
 
+            resolve_name(model)  # an unknown name is refused now, not at the first key frame
             self._edge = EmbeddedEdge()
         self._pipeline = VideoPipeline(self._edge, self.config)
 
@@ -100,6 +107,9 @@ class VideoStylizer:
         Returns:
             The run's report (frames, keys and why each is one, seconds per stage, bytes to the edge).
         """
+        for name, value in (("input", input), ("style", style), ("output", output)):
+            _check_path(value, name)
+        _check_hook(on_frame)
         check_overwrite(output, overwrite)
         return self._pipeline.run(input, style, output, on_frame=on_frame)
 
@@ -117,9 +127,15 @@ class VideoStylizer:
             float32 in [0, 1] otherwise. A frame comes once the key after it is back, about one
             per frame read; it holds at most two key gaps of frames (and ``max_buffer_mb``).
         """
+        if isinstance(frames, (str, bytes, os.PathLike)) or not isinstance(frames, Iterable):
+            raise UserError(f"frames must be an iterable of HxWx3 arrays, got {type(frames).__name__}"
+                            + ("; for a video file use stylize_file" if isinstance(frames, (str, os.PathLike)) else ""))
+        if report is not None and not isinstance(report, StylizeReport):
+            raise UserError(f"report must be a StylizeReport or None, got {type(report).__name__}")
         if not isinstance(style, np.ndarray):
             from .video.image import read_image
 
+            _check_path(style, "style", "an HxWx3 array or a file path")
             style = read_image(Path(style))
         return self._pipeline.stream(frames, style, report)
 
@@ -146,6 +162,14 @@ def stylize(input: PathLike, style: PathLike, output: PathLike, *, overwrite: bo
     Returns:
         The run's :class:`StylizeReport`.
     """
+    import inspect
+
+    known = [n for n in inspect.signature(VideoStylizer).parameters]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UserError(f"unknown option {unknown[0]!r}; the options are {', '.join(known)}")
+    for name, value in (("input", input), ("style", style), ("output", output)):
+        _check_path(value, name)
     with VideoStylizer(**options) as vs:
         return vs.stylize_file(input, style, output, overwrite=overwrite, on_frame=on_frame)
 
@@ -169,6 +193,12 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     from .models.registry import available_models, resolve_name
     from .video.image import read_image
 
+    if not isinstance(model, str):
+        raise UserError(f"model must be a model name (a string), got {type(model).__name__}")
+    _check_path(style, "style")
+    _check_path(output, "output")
+    if content is not None:
+        _check_path(content, "content")
     name = resolve_name(model).partition(":")[0]
     if name != "dncm":
         spec = next(s for s in available_models() if s.name == name)
@@ -191,14 +221,55 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     return out
 
 
+#: x264's speed presets a video file may be encoded with (``--preset`` of the CLI).
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
+
+
+def _whole(value: object, name: str) -> int:
+    """``value`` as an int if it is a whole number (an int or a numpy integer, never a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UserError(f"{name} must be a whole number, got {value!r}")
+    return int(value)
+
+
+def _text(value: object, name: str) -> str:
+    if not isinstance(value, str):
+        raise UserError(f"{name} must be a string, got {value!r}")
+    return value
+
+
+def _check_path(value: object, name: str, what: str = "a file path") -> None:
+    if not isinstance(value, (str, os.PathLike)) or not os.fspath(value):
+        raise UserError(f"{name} must be {what} (str or pathlib.Path), got {value!r}")
+
+
+def _check_hook(on_frame: object) -> None:
+    if on_frame is not None and not callable(on_frame):
+        raise UserError(f"on_frame must be a function on_frame(written, total) or None, got {on_frame!r}")
+
+
 def _config(model: str, strength: float, key_size: int, keyframes: str, max_gap: int | None, interp: str, crf: int,
             preset: str, progress: bool) -> StylizeConfig:
-    mode, _, every = keyframes.partition(":")
-    if mode not in ("auto", "every") or (mode == "every" and not every.isdigit()) or (mode == "auto" and every):
-        raise UserError(f"keyframes must be 'auto' or 'every:N', got {keyframes!r}")
+    """Every option checked for its type and range up front: a bad one is a :class:`UserError` here,
+    never a TypeError now or a failure from the edge or the encoder mid-run."""
+    if not _text(model, "model"):
+        raise UserError("model must be a model name, got ''")
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not math.isfinite(strength):
+        raise UserError(f"strength must be a number 0..1, got {strength!r}")
+    key_size = _whole(key_size, "key_size")
+    crf = _whole(crf, "crf")
+    if max_gap is not None:
+        max_gap = _whole(max_gap, "max_gap")
+    _text(interp, "interp")
+    if _text(preset, "preset") not in PRESETS:
+        raise UserError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    mode, _, every = _text(keyframes, "keyframes").partition(":")
+    digits = every.isascii() and every.isdigit()
+    if mode not in ("auto", "every") or (mode == "every" and not digits) or (mode == "auto" and every):
+        raise UserError(f"keyframes must be 'auto' or 'every:N' (N a whole number >= 1), got {keyframes!r}")
     try:  # each config checks its own values (strength, key size, CRF, gaps, interpolation)
         return replace(StylizeConfig(), model=model, key_size=key_size, crf=crf, preset=preset, progress=progress,
                        keyframes=keyframe_config(mode, int(every or 10), max_gap),
-                       interp=InterpConfig(method=interp, strength=strength))
+                       interp=InterpConfig(method=interp, strength=float(strength)))
     except ValueError as e:
         raise UserError(str(e)) from None
