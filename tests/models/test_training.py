@@ -150,3 +150,21 @@ def test_smoothing_skips_pictures_too_small_to_crop_and_names_its_onnx(tmp_path,
     assert "skipped 1 of 3 training pictures" in captured.err
     assert captured.out.splitlines() == [f"wrote {out}", f"wrote {out.with_suffix('.onnx')}"]
     assert torch.load(out, weights_only=False)["meta"]["size"] is None  # the recipe names no crop size
+
+
+@pytest.mark.slow
+def test_smoothing_replaces_its_weights_and_graph_together_or_not_at_all(tmp_path, photos, monkeypatch):
+    from mvstylizer.models import meta_smoother_train
+
+    def broken(net, path):
+        raise RuntimeError("exporter failed")
+
+    monkeypatch.setattr(meta_smoother_train, "export_onnx", broken)
+    out = tmp_path / "w.pt"
+    out.write_bytes(b"old weights")
+    out.with_suffix(".onnx").write_bytes(b"old graph")
+    config = TrainConfig(data=[str(photos)], steps=1, batch=1, threads=1, out=out, checkpoint=tmp_path / "c.ckpt",
+                         progress=False)
+    with pytest.raises(RuntimeError, match="exporter failed"):  # was: new weights beside the old graph
+        meta_smoother_train.train(config)
+    assert out.read_bytes() == b"old weights" and out.with_suffix(".onnx").read_bytes() == b"old graph"

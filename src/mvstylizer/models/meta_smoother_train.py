@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from ..colour.tone_curve import fit_tone_curves, guide
 from ..errors import UserError
+from ..files import atomic_path
 from .data import ImageBank, find_sources
 from .meta_smoother import ONNX_NAME, WEIGHTS_NAME, build_net, compose, expand, export_onnx
 from .smoothing_data import MAX_SCALE, Damage, make_pair
@@ -168,6 +169,9 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Da
             ckpt.save(step + 1, net, optim, {"steps": config.steps, "history": history})
     meta = recipe(config, size=None, arch=arch, damage=vars(damage), seconds=round(time.time() - t0, 1),
                   history=history, held_out=list(HELD_OUT))
-    save_weights(net, out, meta)
-    export_onnx(net, onnx)
+    # The graph is made first and put in place last: a failed export leaves both files as they were, and
+    # weights refused as non-finite leave the old graph too (never a new .pt beside an old .onnx on failure).
+    with atomic_path(onnx) as onnx_tmp:
+        export_onnx(net, onnx_tmp)
+        save_weights(net, out, meta)
     return out
