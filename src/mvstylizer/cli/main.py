@@ -1,12 +1,14 @@
 """The ``mvstylizer`` command line: one module per command group, each with ``register(sub)``.
 
 A command's parser names its handler (``set_defaults(handler=...)``); :func:`main` runs it and turns
-what escapes into one line and an exit code: 2 bad input, 70 a bug, 130 Ctrl-C, 143 SIGTERM/SIGHUP.
+what escapes into one line and an exit code: 2 bad input (or stdout that cannot be written: a full
+disk), 70 a bug, 130 Ctrl-C, 141 a closed pipe, 143 SIGTERM/SIGHUP.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import os
 import signal
@@ -14,6 +16,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from ..errors import UserError
 from . import bench, edge, fl, studio, stylize, train
@@ -90,6 +93,50 @@ def _on_signal(signum: int, _frame: FrameType | None) -> None:
     raise _Terminated(signal.Signals(signum).name)
 
 
+class _OutputFailed(Exception):
+    """Writing to stdout failed (a full disk, ``> /dev/full``, an I/O error): the output is lost."""
+
+
+class _GuardedStdout:
+    """``sys.stdout`` while a command runs: a failed write or flush becomes :class:`_OutputFailed`, so
+    that it is told apart from an OSError of the command's own files (a bug, 70). A closed pipe stays a
+    ``BrokenPipeError`` (141, like Unix tools). Everything else is the real stream's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._guard(self._stream.write, text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        self._guard(self._stream.flush)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    @staticmethod
+    def _guard(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            raise _OutputFailed(e.strerror or str(e)) from e
+
+
+def _drop_stdout() -> None:
+    """Point the process's stdout at nothing: what is still buffered for it cannot be written, and the
+    interpreter's final flush must not fail a second time (a traceback after our one line)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):  # not a real file (in-process)
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     restore_logging = _configure_logging(args)
@@ -100,8 +147,17 @@ def main(argv: list[str] | None = None) -> int:
         for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
             if sig is not None:
                 previous[sig] = signal.signal(sig, _on_signal)
+    real_stdout = sys.stdout
+    sys.stdout = _GuardedStdout(real_stdout)
     try:
-        return int(args.handler(args))
+        rc = int(args.handler(args))
+        sys.stdout.flush()  # a full disk shows here, as one line, not in the interpreter's last flush
+        return rc
+    except _OutputFailed as exc:
+        sys.stdout = real_stdout
+        print(f"error: cannot write output: {exc}", file=sys.stderr)
+        _drop_stdout()
+        return 2
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -114,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         # Whoever read our output stopped (`... | head`): exit as Unix tools killed by SIGPIPE do, and
         # point stdout at nothing so that the interpreter's final flush does not fail a second time.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.stdout = real_stdout
+        _drop_stdout()
         return 141
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
         if isinstance(exc, ImportError):  # a module an optional extra provides: name it (extras.py)
@@ -129,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"internal error: {type(exc).__name__}: {exc} (set MVSTYLIZER_DEBUG=1 for details)", file=sys.stderr)
         return 70
     finally:
+        if isinstance(sys.stdout, _GuardedStdout):  # a handler may have replaced it (and restored ours)
+            sys.stdout = real_stdout
         for sig, handler in previous.items():
             signal.signal(sig, handler)
         restore_opencv()
