@@ -11,8 +11,8 @@ import av
 import numpy as np
 import pytest
 
+from mvstylizer.bench.footage import transcode as bare_transcode
 from mvstylizer.video.reader import VideoReader
-from mvstylizer.video.writer import VideoWriter
 
 W, H = 32, 24
 RATE = 48000
@@ -43,12 +43,7 @@ def write_clip(path: Path, *, frames: int = 10, fps: int = 25, audio: bool = Tru
 
 def transcode(src: Path, dst: Path) -> None:
     """The pipeline minus the styling: the same frames at the same times, the audio handed on."""
-    with VideoReader(src) as reader:
-        info = reader.info
-        with VideoWriter(dst, info.width, info.height, info.fps, reader.time_base, reader.audio_stream,
-                         preset="ultrafast") as writer:
-            for frame in reader.frames(audio_sink=writer.mux_audio):
-                writer.write(frame.rgb8, frame.pts)
+    bare_transcode(src, dst, crf=18, preset="ultrafast")
 
 
 def timeline(path: Path) -> tuple[list[float], list[float]]:

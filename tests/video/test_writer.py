@@ -11,6 +11,7 @@ import av
 import numpy as np
 import pytest
 
+from mvstylizer.bench.footage import transcode as bare_transcode
 from mvstylizer.errors import UserError
 from mvstylizer.video import writer as writer_module
 from mvstylizer.video.reader import VideoReader
@@ -56,12 +57,7 @@ def copy_of(packet: av.Packet, data: bytes | None = None) -> av.Packet:
 
 def transcode(src: Path, dst: Path) -> None:
     """The pipeline minus the styling: the same frames at the same times, the audio handed on."""
-    with VideoReader(src) as reader:
-        info = reader.info
-        with VideoWriter(dst, info.width, info.height, info.fps, reader.time_base, reader.audio_stream,
-                         preset="ultrafast") as writer:
-            for frame in reader.frames(audio_sink=writer.mux_audio):
-                writer.write(frame.rgb8, frame.pts)
+    bare_transcode(src, dst, crf=18, preset="ultrafast")
 
 
 def audio_channels(path: Path) -> tuple[str, int]:
