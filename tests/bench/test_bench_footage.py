@@ -196,3 +196,17 @@ def test_max_frames_scores_only_the_first_frames(tmp_path):
     (clip,) = json.loads(out.read_text())["clips"]
     assert clip["frames"] == 4 and clip["key_count"] <= 4
     assert clip["edge_elsewhere_seconds"] is None and clip["edge_elsewhere_over_transcode"] is None
+
+
+def test_a_folder_where_every_clip_fails_exits_2_with_the_error_rows(tmp_path, style, capsys):
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    out = tmp_path / "out.json"
+    assert main(["bench", "footage", str(clips), "--model", "reinhard", "--style", str(style),
+                 "--json", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert "mean of 0/1 clips" in captured.out  # the table is still printed ...
+    assert json.loads(out.read_text())["overall"]["ok"] == 0  # ... and the JSON written
+    assert captured.err.strip().splitlines()[-1] == (f"error: none of the 1 clip(s) in {clips} could be "
+                                                      "benchmarked; see the error rows above")

@@ -221,6 +221,11 @@ def _footage_bench(args: argparse.Namespace) -> int:
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
     print(report.markdown())
+    overall = report.overall()
+    if overall["ok"] == 0:  # the table and the JSON still say why each clip failed
+        print(f"error: none of the {overall['clips']} clip(s) in {args.folder} could be benchmarked; "
+              "see the error rows above", file=sys.stderr)
+        return 2
     return 0
 
 
