@@ -72,6 +72,24 @@ class EdgeBenchConfig:
     flood_retry_s: float = 0.05  # abusive: the flooder resends a refused request after this (not Retry-After)
     flood_settle_s: float = 1.0  # abusive: the flood runs this long before the victim starts
 
+    def __post_init__(self) -> None:
+        """Refuse, before the video is read or a server started, what the benchmark cannot run."""
+        if self.scenario not in ("load", "abusive"):
+            raise UserError(f"unknown bench edge scenario {self.scenario!r}; known: load, abusive")
+        counts = {"--requests": self.requests, "--batch": self.batch, "--workers": self.workers,
+                  "--victim-requests": self.victim_requests, "--flood-connections": self.flood_connections,
+                  "--flood-batch": self.flood_batch, "frames": self.frames, "transport frames": self.transport_frames}
+        for name, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserError(f"bench edge {name} must be a whole number >= 1, got {value!r}")
+        if not self.phones or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in self.phones):
+            raise UserError(f"bench edge --phones must be whole numbers >= 1, got {list(self.phones)}")
+        if isinstance(self.key_size, bool) or not isinstance(self.key_size, int) or self.key_size < 16:
+            raise UserError(f"bench edge --key-size must be at least 16 pixels, got {self.key_size!r}")
+        if self.batch > self.frames:  # requests are cut from the sampled key frames, `batch` at a time
+            raise UserError(f"bench edge --batch {self.batch} is more than the {self.frames} key frames it samples; "
+                            f"use --batch {self.frames} or less")
+
 
 def key_frames(video: str, count: int, key_size: int) -> list[np.ndarray]:
     """``count`` frames spread over the video, shrunk to the key size (float32 RGB)."""
@@ -223,6 +241,8 @@ def run_edge_bench(cfg: EdgeBenchConfig = EdgeBenchConfig(), log: Callable[[str]
     if cfg.scenario != "load":
         raise UserError(f"unknown bench edge scenario {cfg.scenario!r}; known: load, abusive")
     frames = key_frames(cfg.video, cfg.frames, cfg.key_size)
+    if len(frames) < cfg.batch:  # a video shorter than the frames asked for
+        raise UserError(f"{cfg.video} gave {len(frames)} key frames, fewer than --batch {cfg.batch}")
     style = shrink_to(read_image(package_media(cfg.style)), 1024)
     log(f"transport: {len(CANDIDATES)} encodings on {cfg.transport_frames} key frames "
         f"({frames[0].shape[1]}x{frames[0].shape[0]}), model {cfg.model}")
