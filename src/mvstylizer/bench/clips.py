@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..files import atomic_path
+from ..files import atomic_path, check_writable_folder
 from ..video.media import package_media
 from ..video.reader import VideoReader
 from ..video.writer import VideoWriter
@@ -34,15 +34,20 @@ REAL_CLIPS = {"bikes": "bikes.mp4", "bbb": "bigbuckbunny.mp4"}
 CLIP_KINDS = ("camera", *REAL_CLIPS)
 
 
+MAX_SIDE = 8192  # pixels per side of a generated clip (8K; beyond it OpenCV fails to allocate the frames)
+
+
 def parse_resolution(text: str) -> tuple[int, int]:
-    """``360p`` / ``720p`` / ``1080p`` / ``4k`` or ``WIDTHxHEIGHT`` (e.g. ``96x64`` for tests)."""
+    """``360p`` / ``720p`` / ``1080p`` / ``4k`` or ``WIDTHxHEIGHT`` (e.g. ``96x64`` for tests), each side
+    16..:data:`MAX_SIDE` pixels."""
     key = text.strip().lower()
     if key in RESOLUTIONS:
         return RESOLUTIONS[key]
-    m = re.fullmatch(r"(\d+)x(\d+)", key)
-    if m and int(m.group(1)) >= 16 and int(m.group(2)) >= 16:
+    m = re.fullmatch(r"([0-9]{1,9})x([0-9]{1,9})", key)
+    if m and 16 <= int(m.group(1)) <= MAX_SIDE and 16 <= int(m.group(2)) <= MAX_SIDE:
         return int(m.group(1)), int(m.group(2))
-    raise UserError(f"unknown resolution {text!r}: use {', '.join(RESOLUTIONS)} or WIDTHxHEIGHT (at least 16x16)")
+    raise UserError(f"unknown resolution {text!r}: use {', '.join(RESOLUTIONS)} or WIDTHxHEIGHT "
+                    f"(16 to {MAX_SIDE} pixels a side)")
 
 
 def resolution_label(width: int, height: int) -> str:
@@ -122,8 +127,9 @@ def make_clip(kind: str, out_dir: Path, width: int, height: int, frames: int, se
 def make_clips(resolution: str, out_dir: Path, frames: int = 60, seed: int = 0, flow: bool = False,
                kinds: tuple[str, ...] = CLIP_KINDS) -> list[dict]:
     """Write the benchmark clips for one resolution plus a ``clips_<res>.json`` manifest describing them."""
-    if not out_dir.is_dir():
-        raise UserError(f"output folder {out_dir} does not exist")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"--out {out_dir} is a file, not a folder")
+    check_writable_folder(out_dir, "--out")
     if frames < 2:
         raise UserError(f"clips need at least 2 frames, got {frames}")
     width, height = parse_resolution(resolution)

@@ -30,6 +30,7 @@ import numpy as np
 from scipy.ndimage import gaussian_filter
 
 from ..colour.affine import apply_affine, fit_global_affine, fit_local_affine, resize_maps, to_rgb8
+from ..errors import UserError
 from ..files import atomic_path
 from ..imaging import shrink_to
 from ..metrics import psnr, ssim
@@ -177,9 +178,33 @@ def run_smoothing(looks: int = 3, timing_repeats: int = 21, methods: tuple[str, 
             "ms_per_frame": timing, "machine": machine_info()}
 
 
+_INPUTS = {"styled", "content", "scale"}  # what LearnedSmoother.maps feeds the module
+_OUTPUTS = 2  # the grid of local maps and the global map
+
+
+def open_learned(model: Path | None = None) -> LearnedSmoother:
+    """The learned module, its ONNX file loaded now: a file onnxruntime cannot load, or one that is not a
+    meta-smoothing module, is a UserError before any picture is scored."""
+    smoother = LearnedSmoother(model=model) if model else LearnedSmoother()
+    try:
+        session = smoother._sess()
+    except UserError:
+        raise
+    except Exception as e:  # onnxruntime's own exceptions (InvalidProtobuf, InvalidArgument, Fail) are bare
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"meta-smoothing model {smoother.model} cannot be loaded by onnxruntime ({reason}); "
+                        "give an ONNX file made by `mvstylizer train smoothing`") from None
+    inputs = {i.name for i in session.get_inputs()}
+    if inputs != _INPUTS or len(session.get_outputs()) != _OUTPUTS:
+        raise UserError(f"meta-smoothing model {smoother.model} is an ONNX model, but not a meta-smoothing module "
+                        f"(inputs {sorted(inputs)}, {len(session.get_outputs())} outputs; expected inputs "
+                        f"{sorted(_INPUTS)} and {_OUTPUTS} outputs)")
+    return smoother
+
+
 def _upscalers(methods: tuple[str, ...], model: Path | None = None) -> dict[str, Upscaler]:
     def learned() -> Upscaler:
-        return learned_upscaler(LearnedSmoother(model=model) if model else None)
+        return learned_upscaler(open_learned(model))
 
     table: dict[str, Callable[[], Upscaler]] = {"bicubic": lambda: bicubic, "guided": lambda: guided,
                                                 "bgu": lambda: bgu, "learned": learned}

@@ -118,6 +118,8 @@ def _video_bench(args: argparse.Namespace) -> int:
 
         # a clip path or the style photo must never be the report (it would be replaced by JSON)
         check_report_folder(args.json, None if args.clip in CLIP_KINDS else args.clip, args.style)
+        if args.clip not in CLIP_KINDS:
+            _check_video(args.clip, "--clip")
         config = pipeline_config(args, progress=False)
         bench = BenchConfig(clip=args.clip, resolution=args.resolution, frames=args.frames, seed=args.seed,
                             style=str(args.style) if args.style else None, framewise_sample=args.framewise_sample,
@@ -187,6 +189,7 @@ def _phone_bench(args: argparse.Namespace) -> int:
     from ..models.registry import resolve_name
 
     check_report_folder(args.json, args.clip, args.style)
+    _check_video(args.clip, "clip")
     resolve_name(args.model)
     if args.frames < 2:
         raise UserError("--frames must be at least 2")
@@ -266,6 +269,16 @@ def _photoreal_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_video(path: str | Path, what: str) -> None:
+    """A benchmark scores frames over time: an image file is refused by name, before it is decoded as a
+    one-frame video (which failed later with a message about a temporary file)."""
+    from ..video.formats import VIDEO_EXTS, is_image_path
+
+    if is_image_path(path):
+        raise UserError(f"{what} {path} is an image, not a video; give a video file "
+                        f"({', '.join(sorted(VIDEO_EXTS))})")
+
+
 def _files_in(folder: Path) -> list[Path]:
     """The entries of ``folder`` (none when it is not a readable folder: the benchmark says why later)."""
     try:
@@ -294,6 +307,7 @@ def _bench(args: argparse.Namespace) -> int:
         from ..bench.compare import compare
         from ..models.registry import resolve_name
 
+        _check_video(args.input, "input")
         resolve_name(args.model)
         result = compare(args.input, args.style, pipeline_config(args, progress=False)).as_dict()
     elif args.bench_command == "edge":
