@@ -22,6 +22,7 @@ from .mobile.edge_link import EdgeLink
 from .mobile.interpolate import InterpConfig
 from .mobile.keyframes import keyframe_config
 from .mobile.pipeline import FrameHook, StylizeConfig, StylizeReport, VideoPipeline
+from .video.formats import X264_PRESETS
 
 PathLike = str | os.PathLike[str]
 
@@ -222,7 +223,6 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
 
 
 #: x264's speed presets a video file may be encoded with (``--preset`` of the CLI).
-PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
 
 
 def _whole(value: object, name: str) -> int:
@@ -261,8 +261,8 @@ def _config(model: str, strength: float, key_size: int, keyframes: str, max_gap:
     if max_gap is not None:
         max_gap = _whole(max_gap, "max_gap")
     _text(interp, "interp")
-    if _text(preset, "preset") not in PRESETS:
-        raise UserError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if _text(preset, "preset") not in X264_PRESETS:
+        raise UserError(f"preset must be one of {', '.join(X264_PRESETS)}, got {preset!r}")
     mode, _, every = _text(keyframes, "keyframes").partition(":")
     digits = every.isascii() and every.isdigit()
     if mode not in ("auto", "every") or (mode == "every" and not digits) or (mode == "auto" and every):

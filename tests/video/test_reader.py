@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import logging
 import shutil
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -154,3 +155,22 @@ def test_frames_an_mp4_edit_list_hides_are_not_reported_as_lost(tmp_path, caplog
         frames, _ = timeline(tmp_path / "in.mp4")
     assert len(frames) == 5 and frames[0] == 0
     assert not caplog.records
+
+
+def test_a_late_start_moves_frames_whose_packets_carry_no_dts_too(tmp_path):
+    # Matroska stores no dts: PyAV leaves it unset on B-frames' packets, which were then not moved to
+    # the new start with the others (frames at 5.0 and 5.4 s among frames at 0.x s).
+    src = tmp_path / "late.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=10, options={"preset": "veryfast"})
+        v.width, v.height, v.pix_fmt = 64, 48, "yuv420p"
+        v.codec_context.time_base = Fraction(1, 1000)
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = 5000 + 100 * i, Fraction(1, 1000)
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+    with av.open(str(src)) as c:
+        assert any(p.dts is None for p in c.demux(video=0) if p.size)  # the case under test
+    frames, _ = timeline(src)
+    assert frames == pytest.approx([0.1 * i for i in range(12)], abs=1e-6)

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..files import check_writable_folder
-from ..video.formats import same_file
+from ..video.formats import X264_PRESETS, same_file
 
 
 def keyframes_arg(text: str) -> tuple[str, int]:
@@ -76,7 +76,7 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="meta-smoothing of key frames (default guided): " + choices_help(SMOOTHERS))
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")
     p.add_argument("--preset", default="veryfast",
-                   choices=["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"],
+                   choices=X264_PRESETS,
                    help="x264 speed preset (default veryfast: encoding is the phone's largest cost at 1080p)")
 
 

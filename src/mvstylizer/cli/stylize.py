@@ -97,7 +97,8 @@ def _edge_link(args: argparse.Namespace):
             raise UserError(f"cannot read token file {args.edge_token_file}: {why}") from None
         if not token or len(token.split()) != 1:
             raise UserError(f"token file {args.edge_token_file} must hold exactly one token")
-    link = HttpEdge(args.edge, token=token, collect=args.contribute)
+    source = f"token file {args.edge_token_file}" if args.edge_token_file is not None else None
+    link = HttpEdge(args.edge, token=token, collect=args.contribute, token_source=source)
     if args.fallback == "local":
         return FallbackEdge(link, EmbeddedEdge, warn=lambda msg: print(msg, file=sys.stderr))
     return link

@@ -15,6 +15,8 @@ VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".tif", ".tiff", ".webp", ".avif"}
 # The writer always encodes H.264, which WebM cannot hold (VP8/VP9/AV1 only): .webm is read-only.
 WRITABLE_VIDEO_EXTS = VIDEO_EXTS - {".webm"}
+# libx264's speed presets, fastest first (the slowest, veryslow and placebo, are left out).
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower")
 # OpenCV's AVIF encoder is optional and slow: .avif is read-only.
 WRITABLE_IMAGE_EXTS = IMAGE_EXTS - {".avif"}
 # Phone photo formats this project's OpenCV cannot decode: refused as what they are, not taken for videos.

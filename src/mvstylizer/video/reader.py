@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 import av
 import cv2
@@ -256,20 +256,25 @@ class _Timeline:
 
     def place(self, packet: av.Packet, video: bool) -> None:
         """Move ``packet``'s timestamps (in place) onto the output's timeline."""
-        if packet.dts is None or not packet.time_base:  # the demuxer's flush packets
+        time_base = packet.time_base
+        if not time_base or (packet.dts is None and packet.pts is None):  # the demuxer's flush packets
             return
-        shift = self._follow(packet, video) if self._restarts else self._shifts[0]
-        ticks = math.floor(shift / packet.time_base)
-        packet.dts += ticks
+        if self._restarts and packet.dts is not None:
+            shift = self._follow(packet.stream.index, packet.dts, packet.duration, time_base, video)
+        else:  # a packet with a pts only (Matroska leaves B-frames' dts unset) moves with its stream's part
+            shift = self._shifts[self._part.get(packet.stream.index, 0)]
+        ticks = math.floor(shift / time_base)
+        if packet.dts is not None:
+            packet.dts += ticks
         if packet.pts is not None:
             packet.pts += ticks
 
-    def _follow(self, packet: av.Packet, video: bool) -> Fraction:
-        """The shift of the part ``packet`` is in (a new one where it starts one); notes where its
-        stream goes next."""
-        index, time_base = packet.stream.index, packet.time_base
+    def _follow(self, index: int, dts_ticks: int, duration_ticks: int | None, time_base: Fraction,
+                video: bool) -> Fraction:
+        """The shift of the part a packet of stream ``index`` is in (a new one where it starts one);
+        notes where the stream goes next."""
         part = self._part.get(index, 0)
-        dts = packet.dts * time_base + self._shifts[part]
+        dts = dts_ticks * time_base + self._shifts[part]
         expected = self._next.get(index)
         if expected is not None and (abs(dts - expected) > _TS_JUMP or dts + _TS_STEP_BACK < self._last[index]):
             part += 1
@@ -277,9 +282,9 @@ class _Timeline:
                 log.info("timestamps restart at %.3f s (joined recordings); continuing at %.3f s", dts, expected)
                 self._shifts.append(self._shifts[-1] + expected - dts)
             self._part[index] = part
-            dts = packet.dts * time_base + self._shifts[part]
+            dts = dts_ticks * time_base + self._shifts[part]
         self._last[index] = dts
-        duration = packet.duration * time_base if packet.duration else (self._frame if video else 0)
+        duration = duration_ticks * time_base if duration_ticks else (self._frame if video else 0)
         self._next[index] = dts + duration
         return self._shifts[part]
 
@@ -418,7 +423,8 @@ class VideoReader:
             container.start_time / av.time_base if container.start_time is not None else 0.0
         )
         duration = self._video_duration or self._container_duration
-        restarts = bool(container.format.flags & av.format.Flags.ts_discont.value)
+        # PyAV's stub types a flag's value as the flag; it is AVFMT_TS_DISCONT's int.
+        restarts = bool(container.format.flags & cast(int, av.format.Flags.ts_discont.value))
         self._timeline = _Timeline(self._input_start(), restarts, 1 / self._rate)
 
         self._to_rgb = _ToRgb(self._sws, orientation, width, height)

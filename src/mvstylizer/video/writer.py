@@ -304,9 +304,10 @@ class VideoWriter:
             self._first_dts = packet.dts
         if held is None:
             return
-        if packet is None and self._dts_timed and None not in (held.dts, self._first_dts, self._last_pts):
-            end = self._last_pts + self._frame_ticks  # the last frame's own pts plus one frame
-            held.duration = max(int(held.duration or 0), end + self._first_dts - held.dts)
+        first, last_pts, dts = self._first_dts, self._last_pts, held.dts
+        if packet is None and self._dts_timed and first is not None and last_pts is not None and dts is not None:
+            end = last_pts + self._frame_ticks  # the last frame's own pts plus one frame
+            held.duration = max(int(held.duration or 0), end + first - dts)
         self._container.mux(held)
 
     def _run(self, fn: Callable[..., None], *args: object) -> None:
@@ -351,15 +352,17 @@ class VideoWriter:
         self._audio_errors = 0
 
     def _copy_audio(self, packet: av.Packet) -> None:
-        dts = packet.dts * packet.time_base
-        if self._last_audio_dts is not None and dts <= self._last_audio_dts:
+        # Without a dts (a demuxer that leaves it to the muxer) there is nothing to compare: muxed as is.
+        dts = None if packet.dts is None or not packet.time_base else packet.dts * packet.time_base
+        if dts is not None and self._last_audio_dts is not None and dts <= self._last_audio_dts:
             # A repeated or out-of-order packet (a glitch players ignore): muxers refuse a DTS that
             # does not increase, so it is dropped; it is no sign that the audio after it is bad.
             self._skip_audio("its timestamp does not follow the previous packet's")
             return
         packet.stream = self._audio
         self._container.mux(packet)
-        self._last_audio_dts = dts
+        if dts is not None:
+            self._last_audio_dts = dts
 
     def _skip_audio(self, why: str) -> None:
         self._audio_skipped += 1
