@@ -133,3 +133,12 @@ def test_a_superlink_that_never_answers_ends_the_supernode(tmp_path):
                           start_new_session=True)
     assert done.returncode != 0
     assert "error: flower-supernode exited with status" in done.stderr
+
+
+def test_cli_max_wait_reaches_flower(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(fl_join, "join", lambda cfg: seen.append(cfg) or 0)
+    store = _store(tmp_path / "edge", 2)
+    assert main(["edge", "fl-join", "--superlink", "127.0.0.1:9092", "--data-dir", str(store), "--max-wait", "30"]) == 0
+    assert seen[0].max_wait == 30 and "--max-wait-time" in supernode_command(seen[0])
+    assert supernode_command(seen[0])[supernode_command(seen[0]).index("--max-wait-time") + 1] == "30"

@@ -49,6 +49,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     join.add_argument("--data-dir", type=Path, required=True, metavar="DIR",
                       help="the edge's data folder (its opt-in frame store; new global models are written here)")
     join.add_argument("--port", type=int, default=9094, help="the SuperNode's local runtime API port (default 9094)")
+    join.add_argument("--max-wait", type=finite_float, default=600.0, metavar="S",
+                      help="give up when the SuperLink has not answered for S seconds (default 600)")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -93,4 +95,4 @@ def _fl_join(args: argparse.Namespace) -> int:
     from ..edge.fl_join import JoinConfig, join
 
     stop_on_sigterm()
-    return join(JoinConfig(superlink=args.superlink, data_dir=args.data_dir, port=args.port))
+    return join(JoinConfig(superlink=args.superlink, data_dir=args.data_dir, port=args.port, max_wait=args.max_wait))
