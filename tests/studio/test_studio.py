@@ -86,14 +86,6 @@ def make_studio(tmp_path: Path, **config) -> tuple[TestClient, Gate]:
     return TestClient(app, base_url="http://127.0.0.1"), gate
 
 
-@pytest.fixture
-def studio(tmp_path):
-    client, gate = make_studio(tmp_path)
-    with client:
-        yield Studio(client, gate)
-        gate.open.set()
-
-
 def frame_count(data: bytes, tmp_path: Path) -> int:
     p = tmp_path / "check.mp4"
     p.write_bytes(data)

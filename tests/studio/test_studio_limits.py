@@ -23,14 +23,6 @@ from test_studio import Studio, make_studio  # noqa: E402
 from mvstylizer.studio import media  # noqa: E402
 
 
-@pytest.fixture
-def studio(tmp_path):
-    client, gate = make_studio(tmp_path)
-    with client:
-        yield Studio(client, gate)
-        gate.open.set()
-
-
 def until(condition, what: str, timeout: float = 30.0) -> None:
     """Wait for a state another thread reaches (polled; the timeout only bounds a hang)."""
     done = threading.Event()
