@@ -231,7 +231,7 @@ def test_text_file_named_mp4_shows_an_error(browser, studio, media, tmp_path):
         bad_style.write_text("not a picture")
         page.set_input_files(_tid("style-input"), str(bad_style))
         error.wait_for(state="visible")
-        assert "sunset.jpg" in error.inner_text() and "not an image" in error.inner_text()
+        assert "sunset.jpg" in error.inner_text() and "not a readable image" in error.inner_text()
         # Dropping a file works like picking one: a real clip dropped on the video area is taken.
         clip = base64.b64encode(media["clip"].read_bytes()).decode()
         dropped = page.evaluate_handle(
