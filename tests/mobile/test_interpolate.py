@@ -214,6 +214,26 @@ def test_keys_agree_across_a_camera_exposure_change():
     assert interp.keys_disagree(a, c, mid, exposure=float(np.log(0.85)))
 
 
+@pytest.mark.parametrize("spatial", [False, True])
+def test_a_frame_mid_exposure_ramp_is_each_key_at_its_own_exposure(spatial):
+    # The camera darkens from key a to key b (x0.7); the model styles both alike (it normalises
+    # exposure). A frame between them at x0.85 must come out as the keys do: each key's transform
+    # reading the frame as exposed like that key. One gain for both (from the keys' blended exposure)
+    # read it ~15% off each key's exposure and averaged two non-linear transforms: a biased frame
+    # (mean 1.1 / 2.4 levels off, 99th percentile 2.5 / 13 levels, global / spatial).
+    img = texture(96, 128, seed=15) * 0.85 + 0.1
+    style = spatial_style if spatial else warm
+    interp = Interpolator(InterpConfig(blend_tolerance=0.0), spatial=spatial)
+    a = interp.key(0, to8(img), style(img), to8(img), exposure=0.0)
+    b = interp.key(8, to8(img * 0.7), style(img), to8(img * 0.7), exposure=float(np.log(0.7)))
+    mid = to8(img * 0.85)
+    out = interp.frame(4, mid, mid, a, b, exposure=float(np.log(0.85))).astype(np.float32)
+    target = (a.styled8.astype(np.float32) + b.styled8.astype(np.float32)) / 2  # the keys, both ~style(img)
+    inner = (slice(8, -8), slice(8, -8))
+    err = np.abs(out - target)[inner]
+    assert err.mean() < 0.6 and np.percentile(err, 99) <= 2.0
+
+
 def test_two_looks_mixed_at_the_map_size_match_the_full_resolution_mix():
     # A frame 4x the key's size: the correction is made on the frame at half the key size and upsampled,
     # so it only softens across the frame's sharpest edges; the parameter blend alone is further off.

@@ -19,6 +19,7 @@ wrong.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,10 @@ import numpy as np
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
 from .grid import GridConfig, ResidualGrid, fit_grid
 from .look import Look, blend_gap, fit_look, identity_look, look_scratch
+
+# Two keys' exposure gains for a frame closer than this (in log units, 2%) count as one: the frame is
+# rendered through one blended grid, and the looks' parameter blend stands where it is close enough.
+_SAME_GAIN = 0.02
 
 
 @dataclass
@@ -127,7 +132,8 @@ class Interpolator:
         key = KeyFrame(index, look, grid, gray, exposure=exposure, colours=_colour_sample(content))
         with self._key_lock:
             levels, offsets = self._key_scratch.like(full8)
-            key.styled8 = self._add_grid(look.levels(full8, levels), grid, content8, scratch=offsets)
+            grids = [] if grid is None else [(grid, 1.0, 1.0)]
+            key.styled8 = self._add_grid(look.levels(full8, levels), grids, content8, scratch=offsets)
         return key
 
     def frame(self, t: int, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame,
@@ -144,13 +150,26 @@ class Interpolator:
     def _blend_transforms(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                           exposure: float, out: np.ndarray | None) -> np.ndarray:
         levels, offsets = self._frame_scratch.like(full8)
-        grid = a.grid.blend(b.grid, w_b) if a.grid is not None and b.grid is not None else None
-        gain = self._exposure_gain((1.0 - w_b) * a.exposure + w_b * b.exposure - exposure)
-        look = a.look.blend(b.look, w_b).exposed(gain)
+        # Each key sees the frame as exposed like itself: one gain for both (from the keys' blended
+        # exposure) put each key's transform ~10% off its own exposure during a camera's exposure ramp,
+        # and the average of two non-linear transforms so read was biased (one-frame red pulses of 5-6
+        # levels mid-gap on a wall near the red channel's clip point).
+        gain_a = self._exposure_gain(a.exposure - exposure)
+        gain_b = self._exposure_gain(b.exposure - exposure)
+        one_gain = abs(math.log(gain_a / gain_b)) <= _SAME_GAIN
+        look_a, look_b = a.look.exposed(gain_a), b.look.exposed(gain_b)
+        look = look_a.blend(look_b, w_b)
         mix = None
-        if not (w_b in (0.0, 1.0) or self._blends_by_parameters(a, b)):
-            mix = _LookMix(a.look.exposed(gain), b.look.exposed(gain), w_b, look)
-        return self._add_grid(look.levels(full8, levels), grid, low8, gain, out, mix, offsets)
+        if not (w_b in (0.0, 1.0) or (one_gain and self._blends_by_parameters(a, b))):
+            mix = _LookMix(look_a, look_b, w_b, look)
+        grids: list[tuple[ResidualGrid, float, float]] = []
+        if a.grid is not None and b.grid is not None:
+            if one_gain:  # one slice of the blended grid
+                grids = [(a.grid.blend(b.grid, w_b), look.exposure, 1.0)]
+            else:
+                grids = [(k.grid, g, wt) for k, g, wt in ((a, gain_a, 1.0 - w_b), (b, gain_b, w_b))
+                         if k.grid is not None and wt > 0.0]
+        return self._add_grid(look.levels(full8, levels), grids, low8, out, mix, offsets)
 
     def _warp_keys(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                    exposure: float, out: np.ndarray | None) -> np.ndarray:
@@ -184,24 +203,24 @@ class Interpolator:
             self._pair = (a.index, b.index, blend_gap(a.look, b.look, colours) <= self.config.blend_tolerance)
         return self._pair[2]
 
-    def _add_grid(self, base: np.ndarray, grid: ResidualGrid | None, low8: np.ndarray, gain: float = 1.0,
+    def _add_grid(self, base: np.ndarray, grids: list[tuple[ResidualGrid, float, float]], low8: np.ndarray,
                   out: np.ndarray | None = None, mix: _LookMix | None = None,
                   scratch: np.ndarray | None = None) -> np.ndarray:
-        """``base`` (a look's uint16 levels or a uint8 frame) plus the grid's residual and ``mix``'s
-        correction, both made at the map size and upsampled (into ``scratch``, int16 of ``base``'s
-        shape, if given), uint8, into ``out``."""
-        if grid is None and mix is None:
+        """``base`` (a look's uint16 levels or a uint8 frame) plus the residuals of ``grids`` (each
+        ``(grid, gain, weight)``: sliced with the frame's colours times ``gain``, weighted) and
+        ``mix``'s correction, all made at the map size and upsampled (into ``scratch``, int16 of
+        ``base``'s shape, if given), uint8, into ``out``."""
+        if not grids and mix is None:
             return base if base.dtype == np.uint8 else cv2.convertScaleAbs(base, dst=out)
         h, w = low8.shape[:2]
         scale = 1.0 if low8.shape == base.shape else self.config.map_scale
         size = max(2, round(w * scale)), max(2, round(h * scale))
         small = cv2.resize(low8, size, interpolation=cv2.INTER_AREA) if size != (w, h) else low8
         levels = mix.correction(small) if mix is not None else np.zeros(small.shape, np.float32)
-        if grid is not None:
-            if gain != 1.0:  # brightness bins and colours as the keys saw them
-                small = cv2.convertScaleAbs(small, alpha=gain)
-            luma = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
-            levels += grid.slice(luma, small.astype(np.float32) * np.float32(1.0 / 255.0)) * np.float32(255.0)
+        for grid, gain, weight in grids:
+            seen = cv2.convertScaleAbs(small, alpha=gain) if gain != 1.0 else small  # as the key saw it
+            luma = cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY)
+            levels += grid.slice(luma, seen.astype(np.float32) * np.float32(1.0 / 255.0)) * np.float32(255.0 * weight)
         # Offsets in whole levels as int16: OpenCV upsamples them and adds them to the look's 16-bit
         # levels, rounding to 8 bits in the same pass, in ~1.9 ms at 1080p (float images cost ~4x).
         offsets = np.rint(levels).astype(np.int16)
