@@ -167,8 +167,8 @@ class Interpolator:
             if one_gain:  # one slice of the blended grid
                 grids = [(a.grid.blend(b.grid, w_b), look.exposure, 1.0)]
             else:
-                grids = [(k.grid, g, wt) for k, g, wt in ((a, gain_a, 1.0 - w_b), (b, gain_b, w_b))
-                         if k.grid is not None and wt > 0.0]
+                grids = [(g, gain, wt) for g, gain, wt in ((a.grid, gain_a, 1.0 - w_b), (b.grid, gain_b, w_b))
+                         if wt > 0.0]
         return self._add_grid(look.levels(full8, levels), grids, low8, out, mix, offsets)
 
     def _warp_keys(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
