@@ -222,9 +222,6 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     return out
 
 
-#: x264's speed presets a video file may be encoded with (``--preset`` of the CLI).
-
-
 def _whole(value: object, name: str) -> int:
     """``value`` as an int if it is a whole number (an int or a numpy integer, never a bool)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):

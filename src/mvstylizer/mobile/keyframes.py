@@ -54,8 +54,7 @@ def keyframe_config(mode: str, every: int, max_gap: int | None) -> KeyframeConfi
     longer than it, it wins ("most frames between keys" is a bound), with a warning."""
     if max_gap is None:
         max_gap = KeyframeConfig.max_gap
-    elif mode == "every" and isinstance(every, numbers.Integral) and isinstance(max_gap, numbers.Integral) \
-            and every > max_gap >= 1:
+    elif mode == "every" and every > max_gap >= 1:  # callers pass whole numbers (CLI, API checks)
         log.warning("key frames every:%d with a max gap of %d: a key every %d frames", every, max_gap, max_gap)
         every = max_gap
     return KeyframeConfig(mode=mode, every=every, max_gap=max_gap)
