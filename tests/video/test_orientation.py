@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mvstylizer.video.image import read_image
-from mvstylizer.video.orientation import exif_orientation
+from mvstylizer.video.image import read_header, read_image
 
 # What each EXIF orientation does to the stored pixels to show them upright (EXIF 2.32, table of tag 274).
 UPRIGHT = {
@@ -72,9 +71,9 @@ def test_the_orientation_of_a_photo_over_pillows_limits_is_read_without_a_warnin
     path.write_bytes(jpeg_header(*size, orientation=6))
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert exif_orientation(path) == 6
+        assert read_header(path).orientation == 6
 
 
 def test_a_tiff_orientation_is_left_to_opencv(tmp_path):
     Image.fromarray(stored_pixels()).save(tmp_path / "o.tif", tiffinfo={274: 6})
-    assert exif_orientation(tmp_path / "o.tif") == 1  # OpenCV's decoder turns a TIFF itself
+    assert read_header(tmp_path / "o.tif").orientation == 1  # OpenCV's decoder turns a TIFF itself

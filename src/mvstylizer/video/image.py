@@ -24,7 +24,7 @@ from mvstylizer.errors import UserError
 from mvstylizer.files import atomic_path
 from mvstylizer.imaging import shrink_to
 
-from .formats import IMAGE_EXTS, WRITABLE_IMAGE_EXTS, check_output_size, check_readable_photo
+from .formats import IMAGE_EXTS, WRITABLE_IMAGE_EXTS, check_not_special, check_output_size, check_readable_photo
 from .orientation import EXIF_OPS, Orientation, open_header, orientation_to_apply
 from .reader import reason
 
@@ -115,8 +115,7 @@ def _check_file(p: Path) -> None:
         raise UserError(f"cannot read {p}: {reason(exc)}") from exc
     if stat.S_ISDIR(st.st_mode):
         raise UserError(f"{p} is a folder, not an image")
-    if not stat.S_ISREG(st.st_mode):  # a FIFO waits for a writer forever, /dev/zero never ends
-        raise UserError(f"{p} is not a regular file (a pipe or device cannot be read as an image)")
+    check_not_special(p, "image")
     if st.st_size == 0:
         raise UserError(f"image {p} is empty (0 bytes)")
     if st.st_size > MAX_FILE_BYTES:

@@ -138,12 +138,3 @@ def orientation_to_apply(im: ImageFile) -> int:
     exif = Image.Image.getexif(im) if im.format == "PNG" else im.getexif()
     value = int(exif.get(_EXIF_ORIENTATION_TAG, 1))
     return value if 1 <= value <= 8 else 1
-
-
-def exif_orientation(path: Path) -> int:
-    """:func:`orientation_to_apply` for the file at ``path``, from its header; 1 if none or unreadable."""
-    try:
-        with open_header(path) as im:
-            return orientation_to_apply(im)
-    except Exception:  # no EXIF / format Pillow lacks -> as stored
-        return 1
