@@ -290,3 +290,20 @@ def test_a_style_photo_is_read_no_bigger_than_the_edge_needs(tmp_path, monkeypat
     vp = VideoPipeline(EmbeddedEdge(), StylizeConfig(model="reinhard", max_style_side=640, progress=False))
     style_id = vp._register_style(tmp_path / "style.png")
     assert sides == [640] and style_id
+
+
+def test_letterbox_bars_stay_black_in_keys_and_in_between_frames():
+    """A style's colour transfer lifts black to its dark tones (brown bars); the edge styles the picture
+    inside the bars, and the phone's in-between frames keep them as the keys have them."""
+    def boxed(i: int) -> np.ndarray:
+        img = np.zeros((96, 160, 3), np.uint8)
+        img[16:80] = (texture(64, 160, seed=i % 3) * 200 + 40).astype(np.uint8)
+        return img
+
+    style = np.full((64, 64, 3), (200, 150, 90), np.uint8)
+    style[::2] = (150, 100, 60)  # warm, no black anywhere: a transfer maps black to ~brown
+    pipe = VideoPipeline(EmbeddedEdge(), StylizeConfig(progress=False, keyframes=KeyframeConfig(max_gap=4)))
+    out = list(pipe.stream((boxed(i) for i in range(9)), style))
+    bars = np.concatenate([np.stack(out)[:, :14], np.stack(out)[:, 82:]], axis=1)
+    assert bars.max() <= 3, f"bars lifted to {bars.max()} levels"
+    assert np.stack(out)[:, 20:76].mean() > 60  # and the picture was styled

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..errors import NotFoundError, UserError
 from ..imaging import shrink_to
+from ..models.bars import within_bars
 from ..models.base import Stylizer
 from ..models.registry import aliases_of, available_models, create_model, resolve_name
 from ..models.vgg_onnx import MIN_SIDE
@@ -133,7 +134,9 @@ class EdgeService:
         name = resolve_name(model)
         stylizer = self._model(name)
         state = self._style_state(style_id, name, stylizer)
-        return [np.clip(stylizer.stylize(f, state), 0.0, 1.0).astype(np.float32) for f in frames]
+        # Letterbox and pillarbox bars are not the scene: the model styles the picture inside them.
+        return [np.clip(within_bars(lambda x: stylizer.stylize(x, state), f), 0.0, 1.0).astype(np.float32)
+                for f in frames]
 
     def _model(self, name: str) -> Stylizer:
         with self._lock:

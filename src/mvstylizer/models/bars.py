@@ -1,0 +1,89 @@
+"""Letterbox and pillarbox bars: the black borders of a picture framed for another screen shape.
+
+A film cut for 2.39:1 shown in a 16:9 frame, or a phone's portrait clip in a landscape one, carries
+rows or columns of flat black that are no part of the scene. A colour transfer that maps the
+picture's tones to a style's maps that black too (brown or tan bars, whatever the style's dark
+tones are), and the bars weigh in the picture's colour statistics and regions. So the model runs on
+the picture inside the bars, and the bars are passed through unchanged.
+
+A bar is a run of full rows (or columns) from an edge that are black to the last pixel, as a
+decoder gives them back: mean at most ``level``, and at most ``stray`` of their pixels brighter than
+``peak`` (the ringing that a codec leaves along the picture's edge). A night sky or a dark room is
+not black to that degree (their levels are ~10-20 of 255, with noise); a crushed pure-black
+background can be, and passing it through keeps it black, as a colourist would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+_LEVEL = 3.0 / 255.0  # most a bar row's mean may be
+_PEAK = 12.0 / 255.0  # a bar row's pixels are at most this bright ...
+_STRAY = 0.01  # ... but for this share of them (a codec's ringing beside the picture's edge)
+_MIN_BAR = 0.01  # a bar thinner than this share of its side is taken for the picture's own dark edge
+_MIN_PICTURE = 0.25  # with less picture than this share of a side left, it is a dark frame, not bars
+
+
+@dataclass(frozen=True)
+class Bars:
+    """Widths of the black bars on each side of a picture, pixels."""
+
+    top: int = 0
+    bottom: int = 0
+    left: int = 0
+    right: int = 0
+
+    def __bool__(self) -> bool:
+        return any((self.top, self.bottom, self.left, self.right))
+
+    def picture(self, img: np.ndarray) -> np.ndarray:
+        """The view of ``img`` inside the bars."""
+        h, w = img.shape[:2]
+        return img[self.top:h - self.bottom, self.left:w - self.right]
+
+
+def find_bars(rgb: np.ndarray) -> Bars:
+    """The black bars of an HxWx3 RGB picture (float in [0, 1] or uint8); ``Bars()`` if it has none.
+
+    Shape:
+        rgb: (H, W, 3).
+    """
+    img = np.asarray(rgb)
+    scale = 255.0 if img.dtype == np.uint8 else 1.0
+    brightest = img.max(axis=2).astype(np.float32) / scale
+    bright = brightest > _PEAK
+
+    def run(mean: np.ndarray, stray: np.ndarray) -> tuple[int, int]:
+        black = (mean <= _LEVEL) & (stray <= _STRAY)
+        n = len(black)
+        lead = n if black.all() else int(np.argmin(black))
+        trail = n if black.all() else int(np.argmin(black[::-1]))
+        lead = lead if lead >= max(2, _MIN_BAR * n) else 0
+        trail = trail if trail >= max(2, _MIN_BAR * n) else 0
+        if n - lead - trail < _MIN_PICTURE * n:
+            return 0, 0
+        return lead, trail
+
+    top, bottom = run(brightest.mean(axis=1), bright.mean(axis=1))
+    h = brightest.shape[0]
+    inner = slice(top, h - bottom)
+    left, right = run(brightest[inner].mean(axis=0), bright[inner].mean(axis=0))
+    return Bars(top, bottom, left, right)
+
+
+def within_bars(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) -> np.ndarray:
+    """``stylize`` run on the picture inside ``frame``'s bars, the bars kept as they are.
+
+    Args:
+        stylize: HxWx3 float32 RGB in [0, 1] -> the same shape.
+        frame: HxWx3 float32 RGB in [0, 1].
+    """
+    bars = find_bars(frame)
+    if not bars:
+        return stylize(frame)
+    out = np.array(frame, dtype=np.float32, copy=True)
+    bars.picture(out)[...] = stylize(np.ascontiguousarray(bars.picture(frame)))
+    return out
