@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import time
+import warnings
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -211,3 +212,15 @@ def test_a_closed_link_opens_a_new_connection_pool_on_its_next_request():
     edge.close()  # twice is harmless
     with edge:
         assert [m["name"] for m in edge.models()] == ["mk"]
+
+
+def test_credentials_in_the_edge_url_are_refused_and_never_printed():
+    # httpx sent them as Basic auth in place of the bearer token, and every error line showed them.
+    with pytest.raises(UserError, match="credentials") as e, warnings.catch_warnings():
+        warnings.simplefilter("error")  # the plain-HTTP token warning would print the URL too
+        HttpEdge("http://phone:s3cret@edge.test:8400", token="Ab0-._~+/=!#$%")
+    assert "s3cret" not in str(e.value)
+    with pytest.raises(UserError) as e:
+        HttpEdge("ftp://phone:s3cret@edge.test")
+    assert "s3cret" not in str(e.value)
+

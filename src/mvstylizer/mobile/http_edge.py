@@ -12,6 +12,7 @@ import ipaddress
 import math
 import os
 import random
+import re
 import ssl
 import threading
 import time
@@ -33,6 +34,7 @@ _KEEP_STYLES = 4  # style uploads kept to re-send if the edge forgot them (resta
 # error) a few MB, a frame batch what its frames can take (_answer_limit). A 1.5 MB gzip bomb took the
 # phone to 3.2 GB, a 1.5 GB stream without Content-Length to 1.6 GB.
 _MAX_JSON_ANSWER = 4 * 1024 * 1024
+_USERINFO = re.compile(r"(//)[^/@\s]*@")
 
 
 class _AnswerTooLarge(Exception):
@@ -90,7 +92,16 @@ class HttpEdge:
             _check_token(token, token_source)
         url = url.strip().rstrip("/")
         if not url.startswith(("http://", "https://")):
-            raise UserError(f"edge URL must start with http:// or https://, got {url!r}")
+            raise UserError(f"edge URL must start with http:// or https://, got {_redact(url)!r}")
+        try:
+            parsed = httpx.URL(url)
+        except httpx.InvalidURL as e:
+            raise UserError(f"edge URL {_redact(url)!r} is not valid: {_redact(str(e))}") from None
+        if parsed.userinfo:
+            # httpx would send them as Basic auth *instead of* the bearer token (a 401 that blames the
+            # token), and every error line would print the password.
+            raise UserError(f"edge URL {_redact(url)!r} has credentials in it (user:password@); the edge "
+                            "takes a bearer token: --edge-token-file or MVSTYLIZER_EDGE_TOKEN")
         if retries < 0 or timeout <= 0 or batch_size < 1 or batch_bytes < 1 or max_in_flight < 1:
             raise ValueError("HttpEdge needs retries >= 0, timeout > 0, batch_size >= 1, batch_bytes >= 1, "
                              "max_in_flight >= 1")
@@ -123,10 +134,6 @@ class HttpEdge:
                 verify = ssl.create_default_context(cafile=os.fspath(verify))
             except (OSError, ssl.SSLError) as e:
                 raise UserError(f"cannot use CA file {verify}: {e}") from None
-        try:
-            httpx.URL(url)
-        except httpx.InvalidURL as e:
-            raise UserError(f"edge URL {url!r} is not valid: {e}") from None
         self._client_options = dict(base_url=url, timeout=httpx.Timeout(timeout, connect=connect), headers=headers,
                                     verify=verify, transport=transport)
         self._reopen = threading.Lock()
@@ -333,6 +340,11 @@ class HttpEdge:
 
     def _malformed(self, what: str) -> UserError:
         return UserError(f"edge server at {self.url} sent a malformed {what}; is it an mvstylizer edge?")
+
+
+def _redact(text: str) -> str:
+    """``text`` with the credentials of any ``scheme://user:password@host`` in it replaced by ``***``."""
+    return _USERINFO.sub(lambda m: m.group(1) + "***@", text)
 
 
 def _check_token(token: object, source: str | None) -> None:
