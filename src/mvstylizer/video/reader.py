@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import os
@@ -293,6 +294,50 @@ class _Timeline:
         return time - float(self._start)
 
 
+# An H.264 decoder holds back at most 16 frames to reorder them, and frame threads (one per core, at
+# most 16) as many again: a timestamp that no frame took after this many more packets never will.
+_REORDER_DEPTH = 64
+
+
+class _ShownOrder:
+    """Presentation times for a container that stores decode order only (AVI).
+
+    AVI keeps no presentation times: the demuxer makes each packet's pts from its position (its dts
+    plus a guessed delay), and the decoder hands each frame out with the pts of the packet it came
+    from. With B-frames, frames come out in presentation order but carry their packets' decode-order
+    stamps (1, 3, 2, 5, 4...): the writer then pushed each one that went back past the one before,
+    and the output ran one to three frames late against its audio with a jump at every reordered frame,
+    or, written to AVI again, lost the frames whose slots were taken (4 of every 10). As players of
+    AVI do, the k-th frame shown takes the k-th smallest stamp: the smallest still untaken. The same
+    for a file without B-frames, whose stamps already rise.
+    """
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[int, int]] = []  # (pts, packet number) of packets fed to the decoder
+        self._fed = 0
+
+    def fed(self, packet: av.Packet) -> None:
+        if packet.size and packet.pts is not None:
+            heapq.heappush(self._waiting, (packet.pts, self._fed))
+            self._fed += 1
+
+    def refused(self, packet: av.Packet) -> None:
+        """The decoder refused ``packet``: no frame will come out with its stamp."""
+        for i, (pts, _) in enumerate(self._waiting):
+            if pts == packet.pts:
+                self._waiting.pop(i)
+                heapq.heapify(self._waiting)
+                return
+
+    def take(self, own: int | None) -> int | None:
+        """The stamp of the next frame the decoder hands out (``own``: the stamp it came with)."""
+        # A packet that made no frame (parameter sets only, a frame the decoder dropped) leaves the
+        # smallest stamp behind, which would make every later frame a slot early.
+        while self._waiting and self._waiting[0][1] < self._fed - _REORDER_DEPTH:
+            heapq.heappop(self._waiting)
+        return heapq.heappop(self._waiting)[0] if self._waiting else own
+
+
 class VideoReader:
     """Streaming reader: upright ``rgb8`` frames plus the audio packets, in one pass over the file.
 
@@ -425,6 +470,7 @@ class VideoReader:
         duration = self._video_duration or self._container_duration
         # PyAV's stub types a flag's value as the flag; it is AVFMT_TS_DISCONT's int.
         restarts = bool(container.format.flags & cast(int, av.format.Flags.ts_discont.value))
+        self._decode_order_only = container.format.name == "avi"  # see _ShownOrder
         self._timeline = _Timeline(self._input_start(), restarts, 1 / self._rate)
 
         self._to_rgb = _ToRgb(self._sws, orientation, width, height)
@@ -545,6 +591,7 @@ class VideoReader:
         video_end: float | None = None  # seconds covered by decoded frames
         audio_end: float | None = None  # seconds covered by audio packets
         damage = _Damage()
+        shown = _ShownOrder() if self._decode_order_only else None
         for packet in _packets(container, wanted, damage):
             self._timeline.place(packet, video=packet.stream.index == stream.index)
             if packet.stream.index == audio_index:
@@ -556,9 +603,16 @@ class VideoReader:
                 if want_audio:
                     yield "audio", packet  # errors in the sink are the sink's, not the input's
                 continue
+            if shown is not None:
+                shown.fed(packet)
+                refused = damage.bad_packets
             decoded = _decode(packet, damage)
+            if shown is not None and damage.bad_packets > refused:
+                shown.refused(packet)
             while decoded:
                 frame = decoded.pop(0)
+                if shown is not None:
+                    frame.pts = shown.take(frame.pts)
                 out = self._defer(frame, index) if deferred else self._convert(frame, index)
                 dur = frame.duration if frame.pts is not None and frame.duration else None
                 end = out.time + (float(dur * self.time_base) if dur else 1.0 / float(self._rate))
