@@ -224,3 +224,22 @@ def test_credentials_in_the_edge_url_are_refused_and_never_printed():
         HttpEdge("ftp://phone:s3cret@edge.test")
     assert "s3cret" not in str(e.value)
 
+
+@pytest.mark.parametrize("variable, value", [
+    ("ALL_PROXY", "socks5://127.0.0.1:1080"),  # socksio is an optional extra of httpx
+    ("HTTP_PROXY", "ftp://proxy.test"),
+    ("HTTPS_PROXY", "http://proxy.test:notaport"),
+])
+def test_a_proxy_from_the_environment_that_httpx_cannot_use_is_a_user_error(monkeypatch, variable, value):
+    if variable == "ALL_PROXY":
+        try:
+            import socksio  # noqa: F401
+            pytest.skip("socksio is installed: a SOCKS proxy is usable")
+        except ImportError:
+            pass
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NO_PROXY",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(UserError, match=f"proxy set in {variable}"):
+        HttpEdge("http://edge.test:8400").models()

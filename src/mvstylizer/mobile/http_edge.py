@@ -34,6 +34,8 @@ _KEEP_STYLES = 4  # style uploads kept to re-send if the edge forgot them (resta
 # error) a few MB, a frame batch what its frames can take (_answer_limit). A 1.5 MB gzip bomb took the
 # phone to 3.2 GB, a 1.5 GB stream without Content-Length to 1.6 GB.
 _MAX_JSON_ANSWER = 4 * 1024 * 1024
+# What httpx reads for proxies (trust_env), either case.
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _USERINFO = re.compile(r"(//)[^/@\s]*@")
 
 
@@ -137,7 +139,7 @@ class HttpEdge:
         self._client_options = dict(base_url=url, timeout=httpx.Timeout(timeout, connect=connect), headers=headers,
                                     verify=verify, transport=transport)
         self._reopen = threading.Lock()
-        self._client = httpx.Client(**self._client_options)
+        self._client = self._new_client()
 
     # ------------------------------------------------------------------ EdgeLink
 
@@ -310,8 +312,21 @@ class HttpEdge:
         """The pooled client, opened again if :meth:`close` closed it."""
         with self._reopen:
             if self._client.is_closed:
-                self._client = httpx.Client(**self._client_options)
+                self._client = self._new_client()
             return self._client
+
+    def _new_client(self) -> httpx.Client:
+        try:
+            return httpx.Client(**self._client_options)
+        except (ImportError, ValueError, httpx.InvalidURL) as e:
+            # httpx reads HTTP(S)_PROXY / ALL_PROXY here: a socks:// proxy without socksio installed,
+            # or a proxy URL it cannot parse, would otherwise end the run as an internal error.
+            names = [k for k in _PROXY_VARIABLES if os.environ.get(k)]
+            if not names:
+                raise
+            raise UserError(f"cannot use the proxy set in {', '.join(names)} to reach the edge server at "
+                            f"{self.url}: {_redact(str(e))}; fix or unset it, or exclude the edge host with "
+                            "NO_PROXY") from None
 
     def _raise_for_status(self, resp: httpx.Response) -> None:
         if resp.is_success:
