@@ -383,16 +383,28 @@ class VideoReader:
             ) from exc
         return container
 
-    def _video_stream_of(self, container: av.container.InputContainer) -> av.video.stream.VideoStream:
+    def _video_stream_of(self, container: av.container.InputContainer, say: bool = False
+                         ) -> av.video.stream.VideoStream:
+        """The stream ``ffmpeg`` converts: a default-marked one first, then the largest picture (its
+        map_auto_video); ties go to the first. ``streams.best`` (av_find_best_stream) goes by what the
+        probe read and by bit rate, and took a file's small preview track over its main video.
+        ``say``: where there are several, tell the user which one is used."""
         streams = [s for s in container.streams.video if _is_video_stream(s)]
         if not streams:
             raise UserError(f"{self.path} has no video stream")
-        # Prefer the stream FFmpeg would pick (highest resolution / default disposition).
-        try:
-            best = container.streams.best("video")
-        except Exception:  # best() is only a hint
-            best = None
-        return best if best in streams else streams[0]
+        default = av.stream.Disposition.default
+
+        def score(s: av.video.stream.VideoStream) -> int:
+            ctx = s.codec_context
+            return (ctx.width or 0) * (ctx.height or 0) + 5_000_000 * bool(s.disposition & default)
+
+        best = max(streams, key=score)
+        if say and len(streams) > 1:
+            ctx = best.codec_context
+            log.warning("%s has %d video streams; using stream %d (%dx%d), the %s", self.path, len(streams),
+                        streams.index(best) + 1, ctx.width, ctx.height,
+                        "default one" if best.disposition & default else "largest")
+        return best
 
     def _probe_first_frame(self) -> tuple[Orientation, tuple[int, int], int | None]:
         """Decode the first frame once to read its display matrix (PyAV has no stream-level
@@ -432,7 +444,7 @@ class VideoReader:
     def _setup(self, orientation: Orientation, stored_size: tuple[int, int], frame_bytes: int | None) -> None:
         container = self._container
         assert container is not None
-        stream = self._video_stream_of(container)
+        stream = self._video_stream_of(container, say=True)
         self._stream = stream
         self._orientation = orientation
         self.time_base: Fraction = stream.time_base or Fraction(1, 90000)
