@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import socket
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -243,3 +245,63 @@ def test_a_proxy_from_the_environment_that_httpx_cannot_use_is_a_user_error(monk
     monkeypatch.setenv(variable, value)
     with pytest.raises(UserError, match=f"proxy set in {variable}"):
         HttpEdge("http://edge.test:8400").models()
+
+
+def _socket_edge(serve: Callable[[socket.socket], None]) -> Iterator[str]:
+    """A one-thread TCP server that hands each connection to ``serve``; yields its URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(5)
+                try:
+                    conn.recv(65536)
+                    serve(conn)
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        listener.close()
+
+
+def test_an_edge_that_trickles_its_answers_head_is_cut_off_at_the_timeout():
+    """httpx times each read, so a head sent a byte at a time was read for as long as the edge kept
+    it up (h11 takes up to 16 KiB of head: hours at a byte a second)."""
+    def serve(conn: socket.socket) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\n")
+        for byte in b"X-Slow: a\r\n" * 10:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.05)
+
+    for url in _socket_edge(serve):
+        start = time.monotonic()
+        with pytest.raises(EdgeUnavailable, match="did not answer in time"):
+            HttpEdge(url, timeout=0.5, retries=0).models()
+        assert time.monotonic() - start < 2.5  # the whole head would take 5 s
+
+
+def test_the_edges_time_before_its_answer_is_not_charged_to_the_answer():
+    body = b'{"models": [{"name": "mk", "description": "d"}]}'
+
+    def serve(conn: socket.socket) -> None:
+        time.sleep(0.6)  # the edge's queue and model: bounded per read, not by the answer's deadline
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
+                     b"Connection: close\r\n\r\n" % len(body))
+        time.sleep(0.3)
+        conn.sendall(body)
+
+    for url in _socket_edge(serve):
+        assert [m["name"] for m in HttpEdge(url, timeout=1.0, retries=0).models()] == ["mk"]

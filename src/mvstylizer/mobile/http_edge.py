@@ -19,6 +19,7 @@ import time
 from collections import OrderedDict
 from typing import Any
 
+import httpcore
 import httpx
 import numpy as np
 
@@ -37,6 +38,82 @@ _MAX_JSON_ANSWER = 4 * 1024 * 1024
 # What httpx reads for proxies (trust_env), either case.
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _USERINFO = re.compile(r"(//)[^/@\s]*@")
+
+
+# The answer deadline of the request this thread is making (see _DeadlineStream): ``budget`` seconds
+# from the answer's first byte; None outside HttpEdge._send.
+_ANSWER = threading.local()
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose reads of an answer end ``_ANSWER.budget`` seconds after its first byte.
+
+    httpx's timeouts bound each read, not an answer: an edge (or a middlebox) that sends its status
+    line and then a header byte every second is never timed out by them, and h11 waits for up to
+    16 KiB of head, so the phone hung for hours. The clock starts at the first byte read after the
+    last write, so the edge's own time (queue, model) and a proxy's CONNECT or SOCKS reply are not
+    charged to it."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        budget = getattr(_ANSWER, "budget", None)
+        if budget is None:
+            return self._stream.read(max_bytes, timeout)
+        deadline = getattr(_ANSWER, "deadline", None)
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise httpcore.ReadTimeout(f"answer not complete within {budget:g} s")
+            timeout = left if timeout is None else min(timeout, left)
+        data = self._stream.read(max_bytes, timeout)
+        if data and deadline is None:
+            _ANSWER.deadline = time.monotonic() + budget
+        return data
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        _ANSWER.deadline = None
+        self._stream.write(buffer, timeout)
+
+    def close(self) -> None:
+        self._stream.close()
+
+    def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
+                  timeout: float | None = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+        self._backend = backend
+
+    def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                    socket_options: Any = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._backend.connect_tcp(host, port, timeout, local_address, socket_options))
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> httpcore.NetworkStream:
+        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._backend.sleep(seconds)
+
+
+def _bound_answers(client: httpx.Client) -> httpx.Client:
+    """Give every connection pool of ``client`` (direct and each proxy's) :class:`_DeadlineBackend`.
+
+    httpx has no option for it, so this reaches into its transports; one it does not recognise (an
+    injected transport, another httpx) keeps httpx's per-read timeouts only."""
+    for transport in [client._transport, *client._mounts.values()]:
+        pool = getattr(transport, "_pool", None)
+        backend = getattr(pool, "_network_backend", None)
+        if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, _DeadlineBackend):
+            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+    return client
 
 
 class _AnswerTooLarge(Exception):
@@ -283,10 +360,20 @@ class HttpEdge:
 
     def _send(self, method: str, path: str, content: bytes | None, headers: dict[str, str] | None,
               params: dict[str, str] | None, max_bytes: int) -> httpx.Response:
-        """One attempt, its answer's body read within ``timeout`` seconds of its headers: httpx's own
-        timeouts bound each read, so an edge sending a byte every few seconds would otherwise hold the
-        phone. (The upload and the edge's own time stay bounded per read, as before.) An answer (once
-        decoded) longer than ``max_bytes`` raises :class:`_AnswerTooLarge` as soon as that is known."""
+        """One attempt, its whole answer (head and body) read within ``timeout`` seconds of its first
+        byte (:class:`_DeadlineStream`; with a transport it cannot reach, the body within ``timeout`` of
+        the head): httpx's own timeouts bound each read, so an edge sending a byte every few seconds
+        would otherwise hold the phone. (The upload and the edge's own time stay bounded per read, as
+        before.) An answer (once decoded) longer than ``max_bytes`` raises :class:`_AnswerTooLarge` as
+        soon as that is known."""
+        _ANSWER.budget, _ANSWER.deadline = self.timeout, None
+        try:
+            return self._exchange(method, path, content, headers, params, max_bytes)
+        finally:
+            _ANSWER.budget = None
+
+    def _exchange(self, method: str, path: str, content: bytes | None, headers: dict[str, str] | None,
+                  params: dict[str, str] | None, max_bytes: int) -> httpx.Response:
         with self._open_client().stream(method, path, content=content, headers=headers, params=params) as resp:
             deadline = time.monotonic() + self.timeout
             try:
@@ -317,7 +404,7 @@ class HttpEdge:
 
     def _new_client(self) -> httpx.Client:
         try:
-            return httpx.Client(**self._client_options)
+            return _bound_answers(httpx.Client(**self._client_options))
         except (ImportError, ValueError, httpx.InvalidURL) as e:
             # httpx reads HTTP(S)_PROXY / ALL_PROXY here: a socks:// proxy without socksio installed,
             # or a proxy URL it cannot parse, would otherwise end the run as an internal error.
