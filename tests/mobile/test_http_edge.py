@@ -305,3 +305,33 @@ def test_the_edges_time_before_its_answer_is_not_charged_to_the_answer():
 
     for url in _socket_edge(serve):
         assert [m["name"] for m in HttpEdge(url, timeout=1.0, retries=0).models()] == ["mk"]
+
+
+def test_a_busy_edge_that_says_when_to_come_back_is_waited_out_not_given_up_on():
+    """Phones behind one address share the edge's in-flight limit: 20 of them with 3 keys out each had
+    one give up with "kept refusing for load (429)" after 4 answers, ~3 s, while the edge served the rest."""
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) <= 6:
+            status = 429 if len(calls) % 2 else 503
+            return httpx.Response(status, headers={"Retry-After": "0.01"}, json={"detail": "slow down"})
+        return httpx.Response(200, json={"models": [{"name": "mk", "description": "d"}]})
+
+    assert [m["name"] for m in _edge(handler, retries=1).models()] == ["mk"]
+    assert len(calls) == 7
+
+
+def test_waiting_out_a_busy_edge_ends_after_load_wait():
+    calls: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(time.monotonic())
+        return httpx.Response(429, headers={"Retry-After": "0.05"}, json={"detail": "slow down"})
+
+    start = time.monotonic()
+    with pytest.raises(EdgeUnavailable, match="kept refusing for load"):
+        _edge(handler, retries=1, load_wait=0.3).models()
+    assert time.monotonic() - start < 2
+    assert 3 <= len(calls) <= 12

@@ -132,7 +132,9 @@ class HttpEdge:
     ``bytes_sent`` / ``bytes_received`` count the request / response bodies of every exchange that got
     an answer (headers and TLS are not counted, matching ``EmbeddedEdge``'s payload-only counts).
     Transient failures (connection errors, timeouts, 429 and 5xx) are retried ``retries`` times with
-    exponential backoff, honouring ``Retry-After``; anything still failing becomes a ``UserError``.
+    exponential backoff, honouring ``Retry-After``; anything still failing becomes a ``UserError``. A
+    429 or 503 with a ``Retry-After`` is a busy edge, not a failing one: it is waited out, without
+    counting as a retry, for up to ``load_wait`` seconds from the first such refusal.
     Large batches are split into requests of at most ``batch_size`` frames / ``batch_bytes`` bytes,
     which keeps them inside the edge's default limits.
 
@@ -166,6 +168,7 @@ class HttpEdge:
         transport: httpx.BaseTransport | None = None,
         max_in_flight: int = REMOTE_IN_FLIGHT,
         token_source: str | None = None,
+        load_wait: float = 60.0,
     ) -> None:
         if token:
             _check_token(token, token_source)
@@ -193,6 +196,7 @@ class HttpEdge:
         self.batch_bytes = batch_bytes
         self.collect = collect
         self.max_in_flight = max_in_flight
+        self.load_wait = load_wait
         self.bytes_sent = 0
         self.bytes_received = 0
         self.frames_collected = 0
@@ -324,7 +328,9 @@ class HttpEdge:
     def _request(self, method: str, path: str, *, content: bytes | None = None,
                  headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
                  raise_4xx: bool = True, max_bytes: int = _MAX_JSON_ANSWER) -> httpx.Response:
-        for attempt in range(self.retries + 1):
+        attempt = 0  # failures so far; waits the edge asked for with Retry-After do not count
+        refused_since: float | None = None
+        while True:
             last = attempt == self.retries
             try:
                 resp = self._send(method, path, content, headers, params, max_bytes)
@@ -346,17 +352,27 @@ class HttpEdge:
                     raise EdgeUnavailable(
                         f"edge server at {self.url} {what} (after {attempt + 1} attempt(s))") from None
                 self._sleep(attempt, None)
+                attempt += 1
                 continue
             with self._count:
                 self.bytes_sent += len(content or b"")
                 self.bytes_received += len(resp.content)
+            if resp.status_code in (429, 503):
+                # A busy edge that says when to come back is not failing: phones sharing an address
+                # (a NAT, or an edge without tokens) share its in-flight limit, and 20 of them with 3 keys
+                # out each had one give up after ~3 s of 429s while the edge served the rest.
+                refused_since = time.monotonic() if refused_since is None else refused_since
+                delay = _parse_retry_after(resp.headers.get("Retry-After"))
+                if delay is not None and time.monotonic() + delay - refused_since <= self.load_wait:
+                    time.sleep(min(max(delay, 0.05), _MAX_RETRY_AFTER) * (1 + 0.25 * random.random()))
+                    continue
             if resp.status_code in _RETRY_STATUS and not last:
                 self._sleep(attempt, resp.headers.get("Retry-After"))
+                attempt += 1
                 continue
             if raise_4xx or resp.status_code >= 500:
                 self._raise_for_status(resp)
             return resp
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, method: str, path: str, content: bytes | None, headers: dict[str, str] | None,
               params: dict[str, str] | None, max_bytes: int) -> httpx.Response:
