@@ -19,11 +19,13 @@ from types import FrameType
 from typing import Any
 
 from ..errors import UserError
-from . import bench, edge, fl, studio, stylize, train
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # The command groups import the registries (numpy, OpenCV, ...): most of a second, inside main's
+    # handling of Ctrl-C rather than while the console script imports this module.
     from .. import __version__
+    from . import bench, edge, fl, studio, stylize, train
 
     p = argparse.ArgumentParser(prog="mvstylizer", description="Edge-assisted photorealistic video style transfer.")
     p.add_argument("--version", action="version", version=f"mvstylizer {__version__}")
@@ -138,6 +140,14 @@ def _drop_stdout() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the command started (its imports), or while its end was being reported
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     restore_logging = _configure_logging(args)
     restore_opencv = _quiet_opencv()
