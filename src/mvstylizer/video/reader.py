@@ -60,7 +60,7 @@ _MAX_FAILED_READS = 3
 class VideoInfo:
     """What a caller needs to plan the job and to create a matching writer."""
 
-    width: int  # display orientation (after applying rotation) == size of DecodedFrame.rgb8
+    width: int  # as shown (turned upright, pixels made square) == size of DecodedFrame.rgb8
     height: int
     fps: float  # average frame rate
     frame_count: int | None  # declared by the container, None if unknown
@@ -78,7 +78,7 @@ class DecodedFrame:
     index: int  # 0-based decode (= presentation) order
     pts: int | None  # in the video stream's time_base
     time: float  # seconds
-    rgb8: np.ndarray  # HxWx3 uint8, upright (rotation already applied)
+    rgb8: np.ndarray  # HxWx3 uint8, upright (rotation already applied), square pixels
 
 
 # A key-size view straight from the decoder's pixels: swscale scales and converts in one pass
@@ -96,6 +96,9 @@ class _ToRgb:
     orientation: Orientation
     width: int
     height: int
+    # The stored picture's size with square pixels (before turning upright), where its pixels are not
+    # square; swscale scales to it in the same pass as the conversion.
+    square: tuple[int, int] | None = None
     # One swscale context per thread that converts, reused from frame to frame. A frame's own
     # (``frame.to_ndarray``) lives as long as the frame and keeps a worker thread per core: 25 frames
     # waiting for their keys kept ~60 idle threads alive on a 2-core box.
@@ -109,7 +112,8 @@ class _ToRgb:
         return out
 
     def full(self, frame: av.VideoFrame) -> np.ndarray:
-        rgb8 = self.orientation.apply(self._rgb(frame, interpolation=self.sws))
+        size = {} if self.square is None else {"width": self.square[0], "height": self.square[1]}
+        rgb8 = self.orientation.apply(self._rgb(frame, interpolation=self.sws, **size))
         if rgb8.shape[:2] != (self.height, self.width):
             # Mid-stream resolution change (rare, e.g. some screen recordings): keep the contract
             # that every frame has the size in ``info``, which the writer was created with.
@@ -454,6 +458,9 @@ class VideoReader:
         width, height = stored_size
         if width <= 0 or height <= 0:
             raise UserError(f"cannot read {self.path}: the video stream has no frame size")
+        square = self._square_size(stream, width, height)
+        if square is not None:
+            width, height = square
         if orientation.swaps_dims:
             width, height = height, width
 
@@ -485,7 +492,7 @@ class VideoReader:
         self._decode_order_only = container.format.name == "avi"  # see _ShownOrder
         self._timeline = _Timeline(self._input_start(), restarts, 1 / self._rate)
 
-        self._to_rgb = _ToRgb(self._sws, orientation, width, height)
+        self._to_rgb = _ToRgb(self._sws, orientation, width, height, square)
         self.info = VideoInfo(
             width=width,
             height=height,
@@ -497,6 +504,23 @@ class VideoReader:
             codec=ctx.name or "unknown",
             decoded_frame_bytes=frame_bytes,
         )
+
+    def _square_size(self, stream: av.video.stream.VideoStream, width: int, height: int) -> tuple[int, int] | None:
+        """The stored size with square pixels, where the stream's are not (HDV's 1440x1080 shown at
+        1920x1080, DV's 720x480 at 640x480); None where they are square. Players stretch such pixels
+        when they show them; the writer stores square pixels and no aspect ratio, so frames are read
+        as shown, or the output came out squeezed (1440x1080 shown as 4:3). The width is scaled, as
+        FFmpeg's ``scale=iw*sar:ih``, to an even number where the stored one is even (4:2:0 output)."""
+        sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+        if not sar or sar == 1 or not Fraction(1, 16) <= sar <= 16:  # unset (0/1) or not a real ratio
+            return None
+        exact = width * sar
+        square = max(1, round(exact / 2) * 2 if width % 2 == 0 else round(exact))
+        if square == width:
+            return None
+        log.info("%s has non-square pixels (aspect %s): reading its %dx%d frames at %dx%d, as players show them",
+                 self.path, sar, width, height, square, height)
+        return square, height
 
     def _input_start(self) -> Fraction:
         """Seconds where the input starts: the earlier of the video's and the kept audio's first
