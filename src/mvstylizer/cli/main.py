@@ -87,8 +87,10 @@ def _quiet_opencv() -> Callable[[], None]:
     return restore
 
 
-class _Terminated(Exception):
-    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temporary files are removed on the way out."""
+class _Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so temporary files are removed on the way out. Not an
+    Exception, as KeyboardInterrupt is not: an ``except Exception`` on the way (tqdm's around the thread
+    it starts, a fallback in the library) swallowed the signal and the run went on to the end."""
 
 
 def _on_signal(signum: int, _frame: FrameType | None) -> None:
