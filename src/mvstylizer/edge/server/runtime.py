@@ -121,8 +121,16 @@ class ServerRuntime:
         disconnected = request.is_disconnected if request is not None else None
         self.pending += 1
         try:
-            return [await self.scheduler.submit(client, self._tracked, fn, *args, disconnected=disconnected)
-                    for args in calls]
+            results: list[_T] = []
+            for i, args in enumerate(calls):
+                # The scheduler only notices a gone client while its job waits; a batch's next job with
+                # a worker free would start at once, so two abandoned 4-frame 720p batches kept both
+                # workers busy for ~35 s after their phones had hung up.
+                if i and disconnected is not None and await disconnected():
+                    raise ClientGone(f"client {client} disconnected; the rest of its batch was dropped")
+                results.append(await self.scheduler.submit(client, self._tracked, fn, *args,
+                                                           disconnected=disconnected))
+            return results
         except (HTTPException, UserError):
             raise
         except ShuttingDown:
