@@ -43,6 +43,16 @@ def fps_fraction(fps: float | Fraction) -> Fraction:
     return Fraction(fps).limit_denominator(1_000_000)
 
 
+# libx264 takes no side over this; FFmpeg no picture of (w + 128) x (h + 128) pixels from INT_MAX / 8 up.
+H264_MAX_SIDE = 16384
+_MAX_PADDED_PIXELS = (2**31 - 1) // 8
+
+
+def fits_h264(width: int, height: int) -> bool:
+    """Whether the encoder opens for a ``width`` x ``height`` picture."""
+    return max(width, height) <= H264_MAX_SIDE and (width + 128) * (height + 128) < _MAX_PADDED_PIXELS
+
+
 def _can_remux(format_name: str, template: av.stream.Stream) -> bool:
     """Whether ``template`` can be copied into ``format_name`` without re-encoding.
 
@@ -133,6 +143,10 @@ class VideoWriter:
         if int(width) <= 0 or int(height) <= 0:
             raise ValueError(f"bad video size {width}x{height}")
         self.width, self.height = int(width), int(height)
+        if not fits_h264(self.width, self.height):
+            # Else the encoder refuses it with no more than "Generic error in an external library".
+            raise UserError(f"cannot write {self.path}: a {self.width}x{self.height} video is larger than H.264 "
+                            f"output can hold (at most {H264_MAX_SIDE} pixels a side)")
         self.rate = fps_fraction(fps)
         self.time_base: Fraction = Fraction(time_base) if time_base else 1 / self.rate
         self.frames_written = 0
