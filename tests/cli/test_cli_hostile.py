@@ -55,3 +55,54 @@ def test_sigterm_is_not_swallowed_by_code_that_catches_exception(monkeypatch):
 
     monkeypatch.setattr(group, "_models", swallowing)
     assert main(["models"]) == 143
+
+
+def _closed(*fds: int):
+    """A preexec_fn: the child starts with these descriptors closed, as after `>&-` or `2>&-`."""
+    import os
+
+    def close() -> None:
+        for fd in fds:
+            os.close(fd)
+
+    return close
+
+
+def _cli(args: list[str], close: tuple[int, ...], cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mvstylizer.cli", *args], cwd=cwd, timeout=60,
+                          preexec_fn=_closed(*close),
+                          stdout=None if 1 in close else subprocess.PIPE,
+                          stderr=None if 2 in close else subprocess.PIPE, text=True)
+
+
+def test_closed_stdout_is_one_error_line_not_an_internal_error(tmp_path):
+    result = _cli(["models"], (1,), tmp_path)  # before: AttributeError on None, exit 70
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: cannot write output: standard output is closed"
+
+
+def test_closed_stdout_is_no_error_when_nothing_is_printed(tmp_path, clip, style):
+    out = tmp_path / "out.mp4"
+    result = _cli(["stylize", str(clip), "--style", str(style), "-o", str(out), "--model", "reinhard", "-q"], (1,),
+                  tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+def test_closed_stderr_keeps_the_exit_code_and_stdout_clean(tmp_path, clip, style):
+    # Before: `sys.stderr.isatty()` on None was an internal error (70), printed on stdout.
+    result = _cli(["stylize", str(clip), "--style", str(style), "-o", str(tmp_path / "o.mp4"), "--strength", "3"],
+                  (2,), tmp_path)
+    assert (result.returncode, result.stdout) == (2, "")
+
+
+def test_a_closed_descriptor_is_not_reused_by_the_files_the_command_opens(tmp_path):
+    # With fd 2 closed, the first file opened took number 2: a C library's message to stderr would
+    # have been written into it.
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent("""
+        import os, sys
+        from mvstylizer.cli import main
+        code = main(["models"])
+        print(code, os.path.realpath("/proc/self/fd/2"))
+        """)], stdout=subprocess.PIPE, text=True, timeout=60, preexec_fn=_closed(2))
+    assert result.stdout.split()[-2:] == ["0", "/dev/null"]

@@ -110,6 +110,8 @@ class _GuardedStdout:
         self._stream = stream
 
     def write(self, text: str) -> int:
+        if self._stream is None:  # started with stdout closed (`>&-`): what was to be printed is lost
+            raise _OutputFailed("standard output is closed")
         return self._guard(self._stream.write, text)
 
     def writelines(self, lines: Any) -> None:
@@ -117,7 +119,8 @@ class _GuardedStdout:
             self.write(line)
 
     def flush(self) -> None:
-        self._guard(self._stream.flush)
+        if self._stream is not None:
+            self._guard(self._stream.flush)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -141,12 +144,46 @@ def _drop_stdout() -> None:
         pass
 
 
+def _fill_closed_streams() -> Callable[[], None]:
+    """Started with stdin, stdout or stderr closed (`<&-`, `>&-`, `2>&-`), Python sets that ``sys``
+    stream to None (the first print or ``isatty`` was an AttributeError, exit 70), and the descriptor's
+    number is free: the next file opened (the input video, the temporary output) takes it, and a C
+    library's message to "stderr" would be written into that file. Each closed descriptor is pointed at
+    /dev/null first; a missing ``sys.stderr`` writes there (the exit code still tells), a missing
+    ``sys.stdout`` is :class:`_GuardedStdout`'s to refuse. Returns a function that puts the streams back
+    (``main`` may be called in-process)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)  # the lowest free number: ``fd`` itself
+            except OSError:
+                break
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stderr is not None:
+        return lambda: None
+    sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115 - closed by restore
+
+    def restore() -> None:
+        stream, sys.stderr = sys.stderr, None
+        if stream is not None:
+            stream.close()
+
+    return restore
+
+
 def main(argv: list[str] | None = None) -> int:
+    restore_streams = _fill_closed_streams()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # before the command started (its imports), or while its end was being reported
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        restore_streams()
 
 
 def _main(argv: list[str] | None) -> int:
