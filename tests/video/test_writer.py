@@ -244,3 +244,16 @@ def test_the_output_lasts_until_the_last_frame_has_shown(tmp_path, ext, times_ms
         duration = c.duration / 1e6
     assert shown == [t / 1000 for t in times_ms]
     assert duration == pytest.approx(times_ms[-1] / 1000 + 0.1, abs=0.002)
+
+
+# ---------------------------------------------------------------------------------------------
+# PCM goes into .mp4 as AAC (MP4's own PCM, 'ipcm', is one many players cannot play)
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("out", "codec"), [("out.mp4", "aac"), ("out.mov", "pcm_s16le"), ("out.mkv", "pcm_s16le")])
+def test_pcm_audio_is_re_encoded_for_mp4_only(tmp_path, out, codec):
+    write_clip(tmp_path / "in.mov", seconds=0.4, audio="pcm_s16le", layout="stereo")
+    transcode(tmp_path / "in.mov", tmp_path / out)
+    assert audio_channels(tmp_path / out) == (codec, 2)
+    assert audio_seconds(tmp_path / out) == pytest.approx(0.4, abs=0.05)

@@ -64,6 +64,12 @@ def _can_remux(format_name: str, template: av.stream.Stream) -> bool:
         # Channels in no stated order (stereo PCM from AVI or MKV): the MP4 muxer takes the header and
         # refuses at the trailer, after the whole video is encoded. Re-encoded, they get one.
         return False
+    codec = getattr(getattr(template, "codec_context", None), "name", None) or ""
+    if format_name == "mp4" and codec.startswith("pcm_"):
+        # FFmpeg stores PCM in MP4 as ISO 23003-5 'ipcm', a recent addition many players do not decode
+        # yet (they play the video silent); .m4v refuses it already. AAC, as ffmpeg itself writes to .mp4.
+        # MOV, MKV and AVI have always held PCM.
+        return False
     try:
         with av.open(io.BytesIO(), mode="w", format=format_name) as probe:
             probe.add_stream_from_template(template)
