@@ -335,3 +335,48 @@ def test_waiting_out_a_busy_edge_ends_after_load_wait():
         _edge(handler, retries=1, load_wait=0.3).models()
     assert time.monotonic() - start < 2
     assert 3 <= len(calls) <= 12
+
+
+def test_close_ends_the_requests_in_flight_at_once():
+    """A cancelled run (Ctrl-C) waits for its keys in flight: against an edge that never answered,
+    each held the phone for its whole read timeout, then its retries."""
+    hung_up = threading.Event()
+
+    def serve(conn: socket.socket) -> None:
+        hung_up.wait(10)  # reads the request, never answers
+
+    for url in _socket_edge(serve):
+        edge = HttpEdge(url, timeout=20, retries=3)
+        errors: list[BaseException] = []
+
+        def key() -> None:
+            try:
+                edge.stylize("ab" * 16, "mk", [np.zeros((16, 16, 3), np.float32)])
+            except BaseException as e:  # noqa: BLE001 - what the key thread ended with
+                errors.append(e)
+
+        thread = threading.Thread(target=key)
+        thread.start()
+        time.sleep(0.5)  # the request is out, waiting for its answer
+        start = time.monotonic()
+        edge.close()
+        thread.join(5)
+        hung_up.set()
+        assert not thread.is_alive() and time.monotonic() - start < 2
+        assert len(errors) == 1 and type(errors[0]) is UserError and "abandoned" in str(errors[0])
+
+
+def test_close_ends_a_wait_for_a_busy_edge():
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(503, headers={"Retry-After": "20"}, json={"detail": "busy"})
+
+    edge = _edge(handler)
+    errors: list[BaseException] = []
+    thread = threading.Thread(target=lambda: errors.append(pytest.raises(UserError, edge.models).value))
+    thread.start()
+    time.sleep(0.3)
+    start = time.monotonic()
+    edge.close()
+    thread.join(5)
+    assert not thread.is_alive() and time.monotonic() - start < 2
+    assert "abandoned" in str(errors[0])

@@ -7,12 +7,14 @@ never the edge package or a model framework.
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import ipaddress
 import math
 import os
 import random
 import re
+import socket
 import ssl
 import threading
 import time
@@ -54,8 +56,10 @@ class _DeadlineStream(httpcore.NetworkStream):
     last write, so the edge's own time (queue, model) and a proxy's CONNECT or SOCKS reply are not
     charged to it."""
 
-    def __init__(self, stream: httpcore.NetworkStream) -> None:
+    def __init__(self, stream: httpcore.NetworkStream, live: _LiveSockets) -> None:
         self._stream = stream
+        self._live = live
+        live.add(self)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         budget = getattr(_ANSWER, "budget", None)
@@ -77,43 +81,79 @@ class _DeadlineStream(httpcore.NetworkStream):
         self._stream.write(buffer, timeout)
 
     def close(self) -> None:
+        self._live.discard(self)
         self._stream.close()
 
     def start_tls(self, ssl_context: ssl.SSLContext, server_hostname: str | None = None,
                   timeout: float | None = None) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout))
+        self._live.discard(self)  # the TLS stream below takes over the same socket
+        return _DeadlineStream(self._stream.start_tls(ssl_context, server_hostname, timeout), self._live)
 
     def get_extra_info(self, info: str) -> Any:
         return self._stream.get_extra_info(info)
 
 
+class _LiveSockets:
+    """The open connections of one client's pools, so :meth:`HttpEdge.close` can wake the threads
+    blocked on them: closing a socket does not end another thread's ``recv`` on Linux, a shutdown does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._streams: set[_DeadlineStream] = set()
+
+    def add(self, stream: _DeadlineStream) -> None:
+        with self._lock:
+            self._streams.add(stream)
+
+    def discard(self, stream: _DeadlineStream) -> None:
+        with self._lock:
+            self._streams.discard(stream)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            streams = list(self._streams)
+        for stream in streams:
+            sock = stream.get_extra_info("socket")
+            if isinstance(sock, socket.socket):
+                with contextlib.suppress(OSError):
+                    # socket.socket's own: an SSLSocket's would drop its TLS state under a reading thread
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
 class _DeadlineBackend(httpcore.NetworkBackend):
-    def __init__(self, backend: httpcore.NetworkBackend) -> None:
+    def __init__(self, backend: httpcore.NetworkBackend, live: _LiveSockets) -> None:
         self._backend = backend
+        self._live = live
 
     def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
                     socket_options: Any = None) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._backend.connect_tcp(host, port, timeout, local_address, socket_options))
+        return _DeadlineStream(self._backend.connect_tcp(host, port, timeout, local_address, socket_options),
+                               self._live)
 
     def connect_unix_socket(self, path: str, timeout: float | None = None,
                             socket_options: Any = None) -> httpcore.NetworkStream:
-        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options))
+        return _DeadlineStream(self._backend.connect_unix_socket(path, timeout, socket_options), self._live)
 
     def sleep(self, seconds: float) -> None:
         self._backend.sleep(seconds)
 
 
-def _bound_answers(client: httpx.Client) -> httpx.Client:
+def _bound_answers(client: httpx.Client, live: _LiveSockets) -> httpx.Client:
     """Give every connection pool of ``client`` (direct and each proxy's) :class:`_DeadlineBackend`.
 
     httpx has no option for it, so this reaches into its transports; one it does not recognise (an
-    injected transport, another httpx) keeps httpx's per-read timeouts only."""
+    injected transport, another httpx) keeps httpx's per-read timeouts only, and :meth:`HttpEdge.close`
+    cannot wake its requests."""
     for transport in [client._transport, *client._mounts.values()]:
         pool = getattr(transport, "_pool", None)
         backend = getattr(pool, "_network_backend", None)
         if isinstance(backend, httpcore.NetworkBackend) and not isinstance(backend, _DeadlineBackend):
-            pool._network_backend = _DeadlineBackend(backend)  # type: ignore[union-attr]
+            pool._network_backend = _DeadlineBackend(backend, live)  # type: ignore[union-attr]
     return client
+
+
+class _LinkClosed(Exception):
+    """:meth:`HttpEdge.close` was called while this request was in flight or waiting to retry."""
 
 
 class _AnswerTooLarge(Exception):
@@ -220,7 +260,9 @@ class HttpEdge:
         self._client_options = dict(base_url=url, timeout=httpx.Timeout(timeout, connect=connect), headers=headers,
                                     verify=verify, transport=transport)
         self._reopen = threading.Lock()
-        self._client = self._new_client()
+        self._live = _LiveSockets()
+        self._closed = threading.Event()  # set by close(): wakes the requests in flight, then replaced
+        self._client = self._new_client(self._live)
 
     # ------------------------------------------------------------------ EdgeLink
 
@@ -261,9 +303,17 @@ class HttpEdge:
         return out
 
     def close(self) -> None:
-        """Close the connection pool. A closed link still works: its next request opens a new pool (as
+        """Close the connection pool. Requests in flight (from other threads) end at once with a
+        ``UserError``, rather than after their timeouts and retries: a cancelled run (Ctrl-C) waits for
+        its keys in flight. A closed link still works: its next request opens a new pool (as
         ``EmbeddedEdge`` keeps working after ``close``), so an object that holds it can be reused."""
-        self._client.close()
+        with self._reopen:
+            closed, self._closed = self._closed, threading.Event()
+            live, self._live = self._live, _LiveSockets()
+            client = self._client
+        closed.set()
+        live.shutdown()
+        client.close()
 
     def __enter__(self) -> HttpEdge:
         return self
@@ -330,10 +380,19 @@ class HttpEdge:
                  raise_4xx: bool = True, max_bytes: int = _MAX_JSON_ANSWER) -> httpx.Response:
         attempt = 0  # failures so far; waits the edge asked for with Retry-After do not count
         refused_since: float | None = None
+        closed = self._closed
         while True:
             last = attempt == self.retries
             try:
+                if closed.is_set():
+                    raise _LinkClosed
                 resp = self._send(method, path, content, headers, params, max_bytes)
+            except _LinkClosed:
+                raise self._abandoned() from None
+            except RuntimeError:  # httpx: "the client has been closed", if close() came just before the send
+                if closed.is_set():
+                    raise self._abandoned() from None
+                raise
             except httpx.DecodingError:  # e.g. "Content-Encoding: gzip" on a body that is not
                 raise self._malformed("answer (its Content-Encoding does not match its body)") from None
             except _AnswerTooLarge:  # not retried: the same edge would send the same again
@@ -351,7 +410,9 @@ class HttpEdge:
                             else f"is unreachable: {_describe(e)}")
                     raise EdgeUnavailable(
                         f"edge server at {self.url} {what} (after {attempt + 1} attempt(s))") from None
-                self._sleep(attempt, None)
+                if closed.is_set():  # close() woke it: not the edge's failure, and not worth a retry
+                    raise self._abandoned() from None
+                self._sleep(attempt, None, closed)
                 attempt += 1
                 continue
             with self._count:
@@ -364,10 +425,10 @@ class HttpEdge:
                 refused_since = time.monotonic() if refused_since is None else refused_since
                 delay = _parse_retry_after(resp.headers.get("Retry-After"))
                 if delay is not None and time.monotonic() + delay - refused_since <= self.load_wait:
-                    time.sleep(min(max(delay, 0.05), _MAX_RETRY_AFTER) * (1 + 0.25 * random.random()))
+                    closed.wait(min(max(delay, 0.05), _MAX_RETRY_AFTER) * (1 + 0.25 * random.random()))
                     continue
             if resp.status_code in _RETRY_STATUS and not last:
-                self._sleep(attempt, resp.headers.get("Retry-After"))
+                self._sleep(attempt, resp.headers.get("Retry-After"), closed)
                 attempt += 1
                 continue
             if raise_4xx or resp.status_code >= 500:
@@ -415,12 +476,12 @@ class HttpEdge:
         """The pooled client, opened again if :meth:`close` closed it."""
         with self._reopen:
             if self._client.is_closed:
-                self._client = self._new_client()
+                self._client = self._new_client(self._live)
             return self._client
 
-    def _new_client(self) -> httpx.Client:
+    def _new_client(self, live: _LiveSockets) -> httpx.Client:
         try:
-            return _bound_answers(httpx.Client(**self._client_options))
+            return _bound_answers(httpx.Client(**self._client_options), live)
         except (ImportError, ValueError, httpx.InvalidURL) as e:
             # httpx reads HTTP(S)_PROXY / ALL_PROXY here: a socks:// proxy without socksio installed,
             # or a proxy URL it cannot parse, would otherwise end the run as an internal error.
@@ -444,17 +505,21 @@ class HttpEdge:
             raise UserError(f"edge server refused the request ({resp.status_code}): {detail}")
         raise EdgeUnavailable(f"edge server at {self.url} failed ({resp.status_code}): {detail}")
 
-    def _sleep(self, attempt: int, retry_after: str | None) -> None:
+    def _sleep(self, attempt: int, retry_after: str | None, closed: threading.Event) -> None:
         delay = _parse_retry_after(retry_after)
         if delay is None:
             delay = self.backoff * (2**attempt) * (0.5 + random.random())  # jitter spreads retries
-        time.sleep(min(max(delay, 0.0), _MAX_RETRY_AFTER))
+        closed.wait(min(max(delay, 0.0), _MAX_RETRY_AFTER))
 
     def _json(self, resp: httpx.Response) -> Any:
         try:
             return resp.json()
         except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's stack
             raise self._malformed("JSON answer") from None
+
+    def _abandoned(self) -> UserError:
+        # Not EdgeUnavailable: a run being cancelled must not fall back to the in-process edge.
+        return UserError(f"request to the edge server at {self.url} abandoned: the link was closed")
 
     def _malformed(self, what: str) -> UserError:
         return UserError(f"edge server at {self.url} sent a malformed {what}; is it an mvstylizer edge?")
