@@ -380,3 +380,18 @@ def test_close_ends_a_wait_for_a_busy_edge():
     thread.join(5)
     assert not thread.is_alive() and time.monotonic() - start < 2
     assert "abandoned" in str(errors[0])
+
+
+def test_an_https_url_to_a_plain_http_port_is_one_clear_error_at_once():
+    """Was retried 4 times and then 'unreachable: [SSL: WRONG_VERSION_NUMBER] wrong version number',
+    an EdgeUnavailable, so --fallback local hid the wrong URL behind a warning."""
+    accepted: list[int] = []
+
+    def serve(conn: socket.socket) -> None:  # the ClientHello is read; a plain HTTP server answers 400
+        accepted.append(1)
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    for url in _socket_edge(serve):
+        with pytest.raises(UserError, match="does not speak TLS") as e:
+            HttpEdge(url.replace("http://", "https://"), retries=3, backoff=0.5).models()
+        assert not isinstance(e.value, EdgeUnavailable) and len(accepted) == 1

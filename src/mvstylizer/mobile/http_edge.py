@@ -398,6 +398,11 @@ class HttpEdge:
             except _AnswerTooLarge:  # not retried: the same edge would send the same again
                 raise self._malformed(f"answer (longer than the {max_bytes} bytes this request can need)") from None
             except httpx.TransportError as e:  # timeouts are transport errors too
+                if self.url.startswith("https://") and _not_tls(e):
+                    # Deterministic: retrying would only delay the same answer, and --fallback local
+                    # would hide a wrong URL (or a stripped TLS connection) behind a warning.
+                    raise UserError(f"edge server at {self.url} does not speak TLS on that port (it answered in "
+                                    "plain text); if it is served without --ssl-certfile, use http://") from None
                 cert = _certificate_failure(e)
                 if cert is not None:
                     # Not "unreachable": the edge answered with a certificate this phone does not trust.
@@ -571,6 +576,19 @@ def _certificate_failure(e: BaseException) -> str | None:
     if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
         return text
     return None
+
+
+def _not_tls(e: BaseException) -> bool:
+    """Whether ``e`` (or what caused it) is OpenSSL reading something that is not TLS where the server's
+    first TLS record should be: a plain HTTP server's answer, e.g."""
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ssl.SSLError) and cause.reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST"):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return "WRONG_VERSION_NUMBER" in str(e)
 
 
 def _detail(resp: httpx.Response) -> str:
