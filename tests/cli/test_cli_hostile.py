@@ -106,3 +106,17 @@ def test_a_closed_descriptor_is_not_reused_by_the_files_the_command_opens(tmp_pa
         print(code, os.path.realpath("/proc/self/fd/2"))
         """)], stdout=subprocess.PIPE, text=True, timeout=60, preexec_fn=_closed(2))
     assert result.stdout.split()[-2:] == ["0", "/dev/null"]
+
+
+def test_a_report_link_into_a_missing_folder_is_refused_before_the_run(tmp_path, clip, style, capsys):
+    # The report is written through a link; its target's folder was not checked, so the whole video
+    # was stylized first and then: "wrote out.mp4, but not the report".
+    from mvstylizer.cli import main
+
+    report = tmp_path / "run.json"
+    report.symlink_to(tmp_path / "missing" / "run.json")
+    out = tmp_path / "out.mp4"
+    assert main(["stylize", str(clip), "--style", str(style), "-o", str(out), "--model", "reinhard", "-q",
+                 "--report", str(report)]) == 2
+    assert "report folder does not exist" in capsys.readouterr().err
+    assert not out.exists()

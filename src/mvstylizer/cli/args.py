@@ -113,7 +113,10 @@ def check_report_folder(path: Path | None, *keep: str | os.PathLike[str] | None)
         return
     if path.is_dir():
         raise UserError(f"report {path} is a folder; give a file name")
-    check_writable_folder(path.parent, "report")
+    # A link is written through (files.TempTarget), so the folder that matters is its target's: a link
+    # into a missing folder passed here and failed only after the whole run.
+    folder = Path(os.path.realpath(path)).parent if path.is_symlink() else path.parent
+    check_writable_folder(folder, "report")
     for other in keep:
         if other is not None and same_file(path, Path(other)):
             raise UserError(f"report {path} would overwrite {other}; choose another report path")
