@@ -120,3 +120,17 @@ def test_a_report_link_into_a_missing_folder_is_refused_before_the_run(tmp_path,
                  "--report", str(report)]) == 2
     assert "report folder does not exist" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_name_stdout_cannot_encode_is_escaped_not_an_internal_error(tmp_path, clip, style):
+    # An ASCII (or any non-UTF-8) locale, or a name whose bytes are not UTF-8: the summary line's
+    # UnicodeEncodeError came after the video was written, as "internal error", exit 70.
+    import os
+
+    out = tmp_path / "vidéo 日本.mp4"
+    result = subprocess.run([sys.executable, "-m", "mvstylizer.cli", "stylize", str(clip), "--style", str(style),
+                             "-o", str(out), "--model", "reinhard"], capture_output=True, timeout=60,
+                            env={**os.environ, "PYTHONIOENCODING": "ascii"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode("ascii").startswith(f"wrote {tmp_path}/vid\\xe9o \\u65e5\\u672c.mp4: 16 frames")
+    assert out.is_file()

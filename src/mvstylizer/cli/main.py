@@ -112,7 +112,13 @@ class _GuardedStdout:
     def write(self, text: str) -> int:
         if self._stream is None:  # started with stdout closed (`>&-`): what was to be printed is lost
             raise _OutputFailed("standard output is closed")
-        return self._guard(self._stream.write, text)
+        try:
+            return self._guard(self._stream.write, text)
+        except UnicodeEncodeError:
+            # A path the stream's encoding cannot show (an ASCII locale, a name with bytes that are not
+            # UTF-8): escaped, as Python escapes it on stderr, rather than an internal error after the work.
+            encoding = getattr(self._stream, "encoding", None) or "utf-8"
+            return self._guard(self._stream.write, text.encode(encoding, "backslashreplace").decode(encoding))
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
