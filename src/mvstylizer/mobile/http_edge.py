@@ -380,6 +380,7 @@ class HttpEdge:
                  raise_4xx: bool = True, max_bytes: int = _MAX_JSON_ANSWER) -> httpx.Response:
         attempt = 0  # failures so far; waits the edge asked for with Retry-After do not count
         refused_since: float | None = None
+        charged = 0.0  # the patience those waits used: at least 1 s each, so a tiny one cannot make a storm
         closed = self._closed
         while True:
             last = attempt == self.retries
@@ -429,8 +430,12 @@ class HttpEdge:
                 # out each had one give up after ~3 s of 429s while the edge served the rest.
                 refused_since = time.monotonic() if refused_since is None else refused_since
                 delay = _parse_retry_after(resp.headers.get("Retry-After"))
-                if delay is not None and time.monotonic() + delay - refused_since <= self.load_wait:
-                    closed.wait(min(max(delay, 0.05), _MAX_RETRY_AFTER) * (1 + 0.25 * random.random()))
+                # Not for 0, a negative value or a date already past (a skewed clock): those say
+                # nothing about when, so they get the counted retries' backoff.
+                if (delay is not None and delay > 0 and charged + max(delay, 1.0) <= self.load_wait
+                        and time.monotonic() + delay - refused_since <= self.load_wait):
+                    charged += max(delay, 1.0)
+                    closed.wait(min(delay, _MAX_RETRY_AFTER) * (1 + 0.25 * random.random()))
                     continue
             if resp.status_code in _RETRY_STATUS and not last:
                 self._sleep(attempt, resp.headers.get("Retry-After"), closed)
