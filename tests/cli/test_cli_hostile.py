@@ -134,3 +134,31 @@ def test_a_name_stdout_cannot_encode_is_escaped_not_an_internal_error(tmp_path, 
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode("ascii").startswith(f"wrote {tmp_path}/vid\\xe9o \\u65e5\\u672c.mp4: 16 frames")
     assert out.is_file()
+
+
+def test_a_bench_json_that_cannot_be_written_at_the_end_keeps_the_results(tmp_path, clip, capsys, monkeypatch):
+    # The JSON's folder removed (or the disk filled) during a long benchmark: the write failed with an
+    # internal error (FileNotFoundError, 70) and the results were never printed.
+    import mvstylizer.bench.phone as phone
+    from mvstylizer.cli import main
+
+    folder = tmp_path / "results"
+    folder.mkdir()
+
+    class Report:
+        def as_dict(self) -> dict:
+            return {"ms_per_frame": 1.0}
+
+        def markdown(self) -> str:
+            return "| the results |"
+
+    def run_phone(config, log):
+        folder.rmdir()
+        return Report()
+
+    monkeypatch.setattr(phone, "run_phone", run_phone)
+    code = main(["bench", "phone", str(clip), "--frames", "4", "--json", str(folder / "phone.json")])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == "| the results |\n"
+    assert err.startswith("error: printed the results, but cannot write ") and "internal" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -11,6 +11,24 @@ from ..files import check_writable_folder
 from .args import add_pipeline_options, check_report_folder, finite_float, pipeline_config, positive_int
 
 
+def _write_json_and_print(path: Path | None, text: str, printed: str) -> None:
+    """Write a benchmark's JSON (when asked), then print its results. A JSON that cannot be written at
+    the end of a long run (a full disk, its folder removed meanwhile) is one error line and exit 2 after
+    the results are printed, not an internal error that lost them."""
+    from ..files import atomic_path
+
+    failed = None
+    if path is not None:
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_text(text + "\n", encoding="utf-8")
+        except OSError as e:
+            failed = e.strerror or str(e)
+    print(printed)
+    if failed is not None:
+        raise UserError(f"printed the results, but cannot write {path}: {failed}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """``bench ...``: every benchmark; results as JSON, tables for docs/."""
     b = sub.add_parser("bench", help="benchmarks")
@@ -100,8 +118,6 @@ def add_video_bench_parsers(bsub) -> None:
 def _video_bench(args: argparse.Namespace) -> int:
     import json
 
-    from ..files import atomic_path
-
     def log(msg: str) -> None:
         print(msg, file=sys.stderr)
 
@@ -135,10 +151,7 @@ def _video_bench(args: argparse.Namespace) -> int:
             result = run_sweep(SweepConfig(bench=bench, axes=tuple(args.axes), gaps=tuple(args.gaps),
                                            key_sizes=tuple(args.key_sizes), plots=args.plots), log=log)
     text = json.dumps(result, indent=2)
-    if getattr(args, "json", None):
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(text + "\n")
-    print(text)
+    _write_json_and_print(getattr(args, "json", None), text, text)
     return 0
 
 
@@ -185,7 +198,6 @@ def _phone_bench(args: argparse.Namespace) -> int:
     import json
 
     from ..bench.phone import PhoneBenchConfig, run_phone
-    from ..files import atomic_path
     from ..models.registry import resolve_name
 
     check_report_folder(args.json, args.clip, args.style)
@@ -195,10 +207,7 @@ def _phone_bench(args: argparse.Namespace) -> int:
         raise UserError("--frames must be at least 2")
     report = run_phone(PhoneBenchConfig(args.clip, args.style, args.model, args.frames, args.repeats),
                        log=lambda msg: print(msg, file=sys.stderr))
-    if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
-    print(report.markdown())
+    _write_json_and_print(args.json, json.dumps(report.as_dict(), indent=2), report.markdown())
     return 0
 
 
@@ -206,7 +215,6 @@ def _footage_bench(args: argparse.Namespace) -> int:
     import json
 
     from ..bench.footage import FootageConfig, run_footage
-    from ..files import atomic_path
 
     # every file of the folder may be a clip to score: none of them, nor the style, may become the report
     check_report_folder(args.json, args.style, *_files_in(args.folder))
@@ -220,10 +228,7 @@ def _footage_bench(args: argparse.Namespace) -> int:
                                        max_frames=args.max_frames, repeats=args.repeats,
                                        edge_elsewhere=args.edge_elsewhere, edge_latency=args.edge_latency),
                          log=lambda msg: print(msg, file=sys.stderr))
-    if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(report.as_dict(), indent=2, ensure_ascii=False) + "\n")
-    print(report.markdown())
+    _write_json_and_print(args.json, json.dumps(report.as_dict(), indent=2, ensure_ascii=False), report.markdown())
     overall = report.overall()
     if overall["ok"] == 0:  # the table and the JSON still say why each clip failed
         print(f"error: none of the {overall['clips']} clip(s) in {args.folder} could be benchmarked; "
@@ -290,8 +295,6 @@ def _files_in(folder: Path) -> list[Path]:
 def _bench(args: argparse.Namespace) -> int:
     import json
 
-    from ..files import atomic_path
-
     if args.bench_command in ("clips", "speedup", "sweep"):
         return _video_bench(args)
     if args.bench_command == "footage":
@@ -344,8 +347,5 @@ def _bench(args: argparse.Namespace) -> int:
         result = run_quality(args.methods, None, args.out_dir, command=command,
                              log=lambda msg: print(msg, file=sys.stderr))
     text = json.dumps(result, indent=2)
-    if args.json:
-        with atomic_path(args.json) as tmp:
-            tmp.write_text(text + "\n")
-    print(text)
+    _write_json_and_print(args.json, text, text)
     return 0
