@@ -399,3 +399,19 @@ def test_an_https_url_to_a_plain_http_port_is_one_clear_error_at_once():
         with pytest.raises(UserError, match="does not speak TLS") as e:
             HttpEdge(url.replace("http://", "https://"), retries=3, backoff=0.5).models()
         assert not isinstance(e.value, EdgeUnavailable) and len(accepted) == 1
+
+
+@pytest.mark.parametrize("location", ["https://other.test/v1/models", "/v1/models", None])
+def test_a_redirect_is_not_followed_and_says_so(location):
+    """Was 'edge server refused the request (301): <html>...', as if the edge had refused it."""
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        return httpx.Response(301, headers={"Location": location} if location else {}, text="<html>moved</html>")
+
+    with pytest.raises(UserError, match=r"redirect \(301\) to .* not followed") as e:
+        _edge(handler).models()
+    assert calls == ["http://edge.test/v1/models"] and "refused" not in str(e.value)
+    if location:
+        assert location in str(e.value)

@@ -511,6 +511,11 @@ class HttpEdge:
         if resp.status_code == 401:
             raise UserError(f"edge server at {self.url} refused the token (401): {detail}; "
                             "pass a valid one with --edge-token-file or MVSTYLIZER_EDGE_TOKEN")
+        if 300 <= resp.status_code < 400:
+            # Not followed (httpx's default): the token would go wherever the redirect points.
+            where = _redact(resp.headers.get("Location", "")[:200]) or "nowhere"
+            raise UserError(f"edge server at {self.url} answered with a redirect ({resp.status_code}) to {where}, "
+                            "which is not followed; if that is the edge, pass its URL with --edge")
         if resp.status_code < 500:
             raise UserError(f"edge server refused the request ({resp.status_code}): {detail}")
         raise EdgeUnavailable(f"edge server at {self.url} failed ({resp.status_code}): {detail}")
