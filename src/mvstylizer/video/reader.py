@@ -27,7 +27,6 @@ from types import TracebackType
 from typing import Any, cast
 
 import av
-import cv2
 import numpy as np
 
 from mvstylizer.errors import UserError
@@ -116,6 +115,8 @@ class _ToRgb:
     # The stored picture's size with square pixels (before turning upright), where its pixels are not
     # square; swscale scales to it in the same pass as the conversion.
     square: tuple[int, int] | None = None
+    # The first frame's size as decoded: a frame of another size came from a mid-stream change.
+    stored: tuple[int, int] | None = None
     # One swscale context per thread that converts, reused from frame to frame. A frame's own
     # (``frame.to_ndarray``) lives as long as the frame and keeps a worker thread per core: 25 frames
     # waiting for their keys kept ~60 idle threads alive on a 2-core box.
@@ -129,18 +130,30 @@ class _ToRgb:
         out: np.ndarray = reformatter.reformat(frame, format="rgb24", **kwargs).to_ndarray()
         return out
 
+    def _placed(self, frame: av.VideoFrame, width: int, height: int, interpolation: Any) -> np.ndarray:
+        """``frame`` as ``width`` x ``height`` RGB (stored orientation). Every frame has the size in
+        ``info``, which the writer was created with; a frame whose size changed mid-stream (a screen
+        recording turned from portrait to landscape, a video call's resolution steps) is scaled into
+        it whole, keeping its shape, between black bars: stretched to fill it, a circle came out an
+        ellipse and people squashed to half their width."""
+        if self.stored is None or (frame.width, frame.height) == self.stored:
+            return self._rgb(frame, width=width, height=height, interpolation=interpolation)
+        sar = Fraction(self.square[0], self.stored[0]) if self.square is not None else Fraction(1)
+        aspect = frame.width * sar / frame.height
+        w = max(1, min(width, round(height * aspect)))
+        h = max(1, min(height, round(width / aspect)))
+        out = np.zeros((height, width, 3), np.uint8)
+        x, y = (width - w) // 2, (height - h) // 2
+        out[y : y + h, x : x + w] = self._rgb(frame, width=w, height=h, interpolation=interpolation)
+        return out
+
     def full(self, frame: av.VideoFrame) -> np.ndarray:
-        size = {} if self.square is None else {"width": self.square[0], "height": self.square[1]}
-        rgb8 = self.orientation.apply(self._rgb(frame, interpolation=self.sws, **size))
-        if rgb8.shape[:2] != (self.height, self.width):
-            # Mid-stream resolution change (rare, e.g. some screen recordings): keep the contract
-            # that every frame has the size in ``info``, which the writer was created with.
-            rgb8 = cv2.resize(rgb8, (self.width, self.height), interpolation=cv2.INTER_AREA)
-        return rgb8
+        w, h = (self.height, self.width) if self.orientation.swaps_dims else (self.width, self.height)
+        return self.orientation.apply(self._placed(frame, w, h, self.sws))
 
     def small(self, frame: av.VideoFrame, width: int, height: int) -> np.ndarray:
         w, h = (height, width) if self.orientation.swaps_dims else (width, height)
-        return self.orientation.apply(self._rgb(frame, width=w, height=h, interpolation=_SWS_SMALL))
+        return self.orientation.apply(self._placed(frame, w, h, _SWS_SMALL))
 
 
 @dataclass
@@ -510,7 +523,7 @@ class VideoReader:
         self._decode_order_only = container.format.name == "avi"  # see _ShownOrder
         self._timeline = _Timeline(self._input_start(), restarts, 1 / self._rate)
 
-        self._to_rgb = _ToRgb(self._sws, orientation, width, height, square)
+        self._to_rgb = _ToRgb(self._sws, orientation, width, height, square, stored_size)
         self.info = VideoInfo(
             width=width,
             height=height,
