@@ -415,3 +415,21 @@ def test_a_redirect_is_not_followed_and_says_so(location):
     assert calls == ["http://edge.test/v1/models"] and "refused" not in str(e.value)
     if location:
         assert location in str(e.value)
+
+
+def test_an_unreachable_edge_behind_a_proxy_from_the_environment_names_the_proxy(monkeypatch):
+    """'unreachable: [Errno 111] Connection refused' sent users to check an edge that was up, when it
+    was the proxy in HTTP_PROXY that refused."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy", "NO_PROXY",
+                 "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    dead = socket.create_server(("127.0.0.1", 0))
+    port = dead.getsockname()[1]
+    dead.close()  # nothing listens there now
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    with pytest.raises(EdgeUnavailable, match="through the proxy set in HTTP_PROXY"):
+        HttpEdge("http://edge.test:8400", retries=0).models()
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    with pytest.raises(EdgeUnavailable) as e:  # not proxied: no note
+        HttpEdge(f"http://127.0.0.1:{port}", retries=0).models()
+    assert "proxy" not in str(e.value)

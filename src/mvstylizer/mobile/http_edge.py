@@ -414,8 +414,8 @@ class HttpEdge:
                 if last:
                     what = (f"did not answer in time ({type(e).__name__})" if isinstance(e, httpx.TimeoutException)
                             else f"is unreachable: {_describe(e)}")
-                    raise EdgeUnavailable(
-                        f"edge server at {self.url} {what} (after {attempt + 1} attempt(s))") from None
+                    tries = f"(after {attempt + 1} attempt(s))"
+                    raise EdgeUnavailable(f"edge server at {self.url} {what} {tries}{self._via_proxy()}") from None
                 if closed.is_set():  # close() woke it: not the edge's failure, and not worth a retry
                     raise self._abandoned() from None
                 self._sleep(attempt, None, closed)
@@ -531,6 +531,19 @@ class HttpEdge:
             return resp.json()
         except (ValueError, RecursionError):  # RecursionError: JSON nested deeper than Python's stack
             raise self._malformed("JSON answer") from None
+
+    def _via_proxy(self) -> str:
+        """A note for an unreachable edge when httpx goes through a proxy from the environment: it is the
+        proxy that refused or timed out, which the error alone does not say."""
+        try:
+            client = self._client
+            proxied = client._transport_for_url(httpx.URL(self.url)) is not client._transport
+        except Exception:  # noqa: BLE001 - httpx internals; without them, no note
+            return ""
+        if not proxied:
+            return ""
+        names = [k for k in _PROXY_VARIABLES if os.environ.get(k)]
+        return f"; through the proxy set in {', '.join(names) or 'the environment'} (NO_PROXY=host to bypass it)"
 
     def _abandoned(self) -> UserError:
         # Not EdgeUnavailable: a run being cancelled must not fall back to the in-process edge.
