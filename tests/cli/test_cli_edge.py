@@ -214,15 +214,17 @@ def test_tls_with_uvicorn_ssl_options(tmp_path, capsys):
         stop_server(proc)
 
 
-@pytest.mark.parametrize("flags", [["--port", "70000"], ["--port", "-1"], ["--rate", "inf"], ["--rate", "nan"]],
+@pytest.mark.parametrize("flags", [["--port", "70000"], ["--port", "-1"], ["--rate", "inf"], ["--rate", "nan"],
+                                   ["--memory-budget", "1e309"], ["--memory-budget", "inf"]],
                          ids=" ".join)
 def test_edge_serve_refuses_bad_numbers_in_one_line(capsys, flags):
-    try:  # nan and inf are refused by the option's parser, the port's range by the server's config
+    try:  # nan and inf are refused by the option's parser, the rest before the server is configured
         code = main(["edge", "serve", *flags])
     except SystemExit as exc:
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and "error:" in err and "internal error" not in err and "Traceback" not in err
+    assert flags[0] in err  # the option the user gave, not a config field ("ServerConfig.port")
 
 
 def test_an_unexpected_server_error_logs_its_traceback(capsys):
