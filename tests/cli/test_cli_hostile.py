@@ -162,3 +162,17 @@ def test_a_bench_json_that_cannot_be_written_at_the_end_keeps_the_results(tmp_pa
     assert code == 2 and out == "| the results |\n"
     assert err.startswith("error: printed the results, but cannot write ") and "internal" not in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_negative_bench_seed_is_refused_by_the_option(tmp_path, capsys):
+    # numpy's generator refused it once the clip was being made: "internal error: ValueError", exit 70.
+    import pytest
+
+    from mvstylizer.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "clips", "--out", str(tmp_path), "--frames", "2", "--resolution", "64x48",
+              "--clips", "camera", "--seed", "-1"])
+    assert exc.value.code == 2
+    assert "argument --seed: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []

@@ -36,6 +36,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def seed_int(text: str) -> int:
+    """A random seed: numpy's generators take any whole number >= 0 (a negative one was their
+    ValueError, an internal error after the work had started)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return value
+
+
 def finite_float(text: str) -> float:
     """A number option: "nan" and "inf" parse as floats but make no sense as a rate, a step or a norm."""
     try:

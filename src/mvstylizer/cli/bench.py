@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..files import check_writable_folder
-from .args import add_pipeline_options, check_report_folder, finite_float, pipeline_config, positive_int
+from .args import add_pipeline_options, check_report_folder, finite_float, pipeline_config, positive_int, seed_int
 
 
 def _write_json_and_print(path: Path | None, text: str, printed: str) -> None:
@@ -83,7 +83,7 @@ def add_video_bench_parsers(bsub) -> None:
     clips = bsub.add_parser("clips", help="write the benchmark clips (virtual camera + upscaled package clips)")
     clips.add_argument("--resolution", default="1080p", help="360p, 720p, 1080p, 4k or WIDTHxHEIGHT")
     clips.add_argument("--frames", type=positive_int, default=60)
-    clips.add_argument("--seed", type=int, default=0)
+    clips.add_argument("--seed", type=seed_int, default=0, help="random seed of the virtual camera (default 0)")
     clips.add_argument("--clips", nargs="+", choices=CLIP_KINDS, default=list(CLIP_KINDS))
     clips.add_argument("--flow", action="store_true", help="also write the camera clip's exact flow (.flow.npz)")
     clips.add_argument("--out", type=Path, required=True, metavar="DIR")
@@ -95,7 +95,7 @@ def add_video_bench_parsers(bsub) -> None:
         p.add_argument("--clip", default="camera", metavar="camera|bikes|bbb|PATH",
                        help="virtual camera (exact flow), upscaled package clip, or a video file used as is")
         p.add_argument("--frames", type=positive_int, default=60, help="frames of a generated clip")
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--seed", type=seed_int, default=0, help="random seed of the virtual camera (default 0)")
         p.add_argument("--style", type=Path, help="style photo (default: scikit-image's coffee)")
         p.add_argument("--framewise-sample", type=positive_int, default=8, metavar="K",
                        help="frame pairs (i, i+1) run frame-by-frame; its model time is extrapolated")
