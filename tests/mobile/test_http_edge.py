@@ -341,7 +341,8 @@ def test_waiting_out_a_busy_edge_ends_after_load_wait(retry_after, patient):
     assert len(calls) == patient + 2
 
 
-def test_close_ends_the_requests_in_flight_at_once():
+@pytest.mark.parametrize("retries", [3, 0])  # 0: woken on its last attempt, still not EdgeUnavailable
+def test_close_ends_the_requests_in_flight_at_once(retries):
     """A cancelled run (Ctrl-C) waits for its keys in flight: against an edge that never answered,
     each held the phone for its whole read timeout, then its retries."""
     hung_up = threading.Event()
@@ -350,7 +351,7 @@ def test_close_ends_the_requests_in_flight_at_once():
         hung_up.wait(10)  # reads the request, never answers
 
     for url in _socket_edge(serve):
-        edge = HttpEdge(url, timeout=20, retries=3)
+        edge = HttpEdge(url, timeout=20, retries=retries)
         errors: list[BaseException] = []
 
         def key() -> None:

@@ -411,13 +411,13 @@ class HttpEdge:
                     raise UserError(
                         f"edge server at {self.url}: TLS certificate verify failed: {cert}; if the edge uses a "
                         "private CA or a self-signed certificate, trust it with SSL_CERT_FILE=cert.pem") from None
+                if closed.is_set():  # close() woke it: not the edge's failure, and not worth a retry
+                    raise self._abandoned() from None
                 if last:
                     what = (f"did not answer in time ({type(e).__name__})" if isinstance(e, httpx.TimeoutException)
                             else f"is unreachable: {_describe(e)}")
                     tries = f"(after {attempt + 1} attempt(s))"
                     raise EdgeUnavailable(f"edge server at {self.url} {what} {tries}{self._via_proxy()}") from None
-                if closed.is_set():  # close() woke it: not the edge's failure, and not worth a retry
-                    raise self._abandoned() from None
                 self._sleep(attempt, None, closed)
                 attempt += 1
                 continue
