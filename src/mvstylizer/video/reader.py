@@ -70,6 +70,9 @@ class VideoInfo:
     # Bytes of the first frame as the decoder gave it (all planes, no padding): 1.5 per pixel for 8-bit
     # 4:2:0, 3 for 4:4:4 (as much as RGB); None for a format without components (hardware frames).
     decoded_frame_bytes: int | None = None
+    # The file's own tags (creation_time, location, title...), for the writer's ``metadata``: ffmpeg
+    # keeps them, and a phone's gallery files a video by its creation_time, not the day it was stylized.
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -249,6 +252,15 @@ def _parse_hms(text: str | None) -> float | None:
     except ValueError:
         return None
     return value if math.isfinite(value) and value > 0 else None
+
+
+# Tags that describe the file's format or the program that wrote it, not the recording: the writer's own
+# container and encoder state their own.
+_FORMAT_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", "handler_name", "vendor_id"}
+
+
+def _kept_tags(tags: dict[str, str]) -> dict[str, str]:
+    return {k: v for k, v in tags.items() if k.lower() not in _FORMAT_TAGS}
 
 
 def _is_video_stream(stream: av.stream.Stream) -> bool:
@@ -534,6 +546,7 @@ class VideoReader:
             has_audio=self.audio_stream is not None,
             codec=ctx.name or "unknown",
             decoded_frame_bytes=frame_bytes,
+            metadata=_kept_tags(container.metadata),
         )
 
     def _square_size(self, stream: av.video.stream.VideoStream, width: int, height: int) -> tuple[int, int] | None:

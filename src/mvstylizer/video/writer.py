@@ -13,7 +13,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -130,6 +130,7 @@ class VideoWriter:
         fast_color: bool = False,
         pix_fmt: str | None = None,
         background: bool = True,
+        metadata: Mapping[str, str] | None = None,
     ) -> None:
         self.path = Path(path)
         # Encoding runs on one worker thread (PyAV releases the GIL inside FFmpeg), so the caller's
@@ -181,6 +182,7 @@ class VideoWriter:
             self._setup_video(crf, preset)
             if audio_template is not None:
                 self._setup_audio(audio_template)
+            self._container.metadata.update(metadata or {})
             self._start()
         except BaseException:
             self.abort()
