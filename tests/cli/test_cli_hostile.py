@@ -176,3 +176,34 @@ def test_a_negative_bench_seed_is_refused_by_the_option(tmp_path, capsys):
     assert exc.value.code == 2
     assert "argument --seed: expected a whole number >= 0, got '-1'" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_edge_token_file_is_read_only_as_far_as_a_token_can_go(tmp_path, clip, style, capsys):
+    # The whole file was read: a megabyte of one "word" went to the edge as the token, and /dev/zero
+    # was read until the machine ran out of memory.
+    from mvstylizer.cli import main
+
+    big = tmp_path / "token"
+    big.write_text("a" * (1 << 20))
+    assert main(["stylize", str(clip), "--style", str(style), "-o", str(tmp_path / "o.mp4"),
+                 "--edge", "http://127.0.0.1:1", "--edge-token-file", str(big)]) == 2
+    assert "is larger than 65536 bytes" in capsys.readouterr().err
+
+
+def test_an_edge_token_file_that_never_ends_is_refused(tmp_path, clip, style):
+    import os
+    import resource
+
+    import pytest
+
+    if not os.path.exists("/dev/zero"):
+        pytest.skip("no /dev/zero")
+
+    def two_gigabytes() -> None:  # a regression fails here with MemoryError, not by exhausting the machine
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    result = subprocess.run([sys.executable, "-m", "mvstylizer.cli", "stylize", str(clip), "--style", str(style),
+                             "-o", str(tmp_path / "o.mp4"), "--edge", "http://127.0.0.1:1",
+                             "--edge-token-file", "/dev/zero"], capture_output=True, text=True, timeout=60,
+                            preexec_fn=two_gigabytes)
+    assert result.returncode == 2 and "is larger than 65536 bytes" in result.stderr, result.stderr

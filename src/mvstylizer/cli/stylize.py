@@ -79,6 +79,10 @@ def _stylize(args: argparse.Namespace) -> int:
     return 0
 
 
+# A bearer token is a line of printable ASCII; a file this size holds one many times over.
+_MAX_TOKEN_FILE = 64 * 1024
+
+
 def _edge_link(args: argparse.Namespace):
     from ..mobile.edge_link import EmbeddedEdge, FallbackEdge
 
@@ -91,7 +95,14 @@ def _edge_link(args: argparse.Namespace):
     token = os.environ.get("MVSTYLIZER_EDGE_TOKEN") or None
     if args.edge_token_file is not None:
         try:
-            token = args.edge_token_file.read_text(encoding="utf-8").strip()
+            # Read at most a little more than any token: a device such as /dev/zero (or a huge file
+            # given by mistake) was read whole, until the machine ran out of memory.
+            with open(args.edge_token_file, "rb") as fh:
+                data = fh.read(_MAX_TOKEN_FILE + 1)
+            if len(data) > _MAX_TOKEN_FILE:
+                raise UserError(f"token file {args.edge_token_file} is larger than {_MAX_TOKEN_FILE} bytes; "
+                                "it must hold one token")
+            token = data.decode("utf-8").strip()
         except (OSError, UnicodeDecodeError) as e:
             why = getattr(e, "strerror", None) or e
             raise UserError(f"cannot read token file {args.edge_token_file}: {why}") from None
