@@ -207,3 +207,27 @@ def test_an_edge_token_file_that_never_ends_is_refused(tmp_path, clip, style):
                              "--edge-token-file", "/dev/zero"], capture_output=True, text=True, timeout=60,
                             preexec_fn=two_gigabytes)
     assert result.returncode == 2 and "is larger than 65536 bytes" in result.stderr, result.stderr
+
+
+def test_an_ignored_hangup_stays_ignored(monkeypatch):
+    # `nohup mvstylizer stylize ... &`: nohup starts it with SIGHUP ignored, and main() replaced that
+    # with its own handler, so closing the terminal stopped the run ("stopped by SIGHUP", 143).
+    import os
+    import signal
+    import time
+
+    from mvstylizer.cli import main
+    from mvstylizer.cli import stylize as group
+
+    def hung_up(_args) -> int:
+        os.kill(os.getpid(), signal.SIGHUP)
+        time.sleep(0.2)
+        return 0
+
+    monkeypatch.setattr(group, "_models", hung_up)
+    before = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        assert main(["models"]) == 0
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, before)

@@ -200,7 +200,8 @@ def _main(argv: list[str] | None) -> int:
     if args.command not in ("edge", "cloud") and threading.current_thread() is threading.main_thread():
         # The servers handle their own signals; everything else unwinds, removing temporary files.
         for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-            if sig is not None:
+            # An ignored signal stays ignored: `nohup mvstylizer stylize ... &` must outlive its terminal.
+            if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
                 previous[sig] = signal.signal(sig, _on_signal)
     real_stdout = sys.stdout
     sys.stdout = _GuardedStdout(real_stdout)
