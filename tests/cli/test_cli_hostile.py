@@ -231,3 +231,33 @@ def test_an_ignored_hangup_stays_ignored(monkeypatch):
         assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
     finally:
         signal.signal(signal.SIGHUP, before)
+
+
+def test_a_second_ctrl_c_does_not_cut_the_first_ones_cleanup_short(monkeypatch):
+    # Ctrl-C pressed twice: the second KeyboardInterrupt landed in the pipeline's cleanup (joining its
+    # worker threads), which it abandoned; the threads ran on into the interpreter's exit and the
+    # process died of SIGABRT ("terminate called without an active exception").
+    import os
+    import signal
+    import time
+
+    from mvstylizer.cli import main
+    from mvstylizer.cli import stylize as group
+
+    cleaned = []
+
+    def interrupted_twice(_args) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10)
+        finally:  # the run's cleanup
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.2)
+            cleaned.append(True)
+        return 0
+
+    monkeypatch.setattr(group, "_models", interrupted_twice)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert main(["models"]) == 130
+    assert cleaned == [True]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -93,8 +94,29 @@ class _Terminated(BaseException):
     it starts, a fallback in the library) swallowed the signal and the run went on to the end."""
 
 
-def _on_signal(signum: int, _frame: FrameType | None) -> None:
-    raise _Terminated(signal.Signals(signum).name)
+# A signal this soon after the first is the same request again (Ctrl-C pressed twice): raised a second
+# time it cut the first one's unwinding short (worker threads left running into the interpreter's exit:
+# "terminate called without an active exception", SIGABRT). Later than this, it is obeyed: a cleanup
+# that hangs can still be interrupted.
+_REPEAT_GRACE_S = 5.0
+
+
+class _Stopper:
+    """The handler of SIGINT, SIGTERM and SIGHUP while a command runs: the first one unwinds (Ctrl-C as
+    KeyboardInterrupt, the others as :class:`_Terminated`) and repeats within ``_REPEAT_GRACE_S`` are
+    ignored, so that the unwinding removes temporary files and joins threads undisturbed."""
+
+    def __init__(self) -> None:
+        self._first: float | None = None
+
+    def __call__(self, signum: int, _frame: FrameType | None) -> None:
+        now = time.monotonic()
+        if self._first is not None and now - self._first < _REPEAT_GRACE_S:
+            return
+        self._first = now
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise _Terminated(signal.Signals(signum).name)
 
 
 class _OutputFailed(Exception):
@@ -199,10 +221,13 @@ def _main(argv: list[str] | None) -> int:
     previous = {}
     if args.command not in ("edge", "cloud") and threading.current_thread() is threading.main_thread():
         # The servers handle their own signals; everything else unwinds, removing temporary files.
+        stopper = _Stopper()
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not one ignored or a host's own
+            previous[signal.SIGINT] = signal.signal(signal.SIGINT, stopper)
         for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
             # An ignored signal stays ignored: `nohup mvstylizer stylize ... &` must outlive its terminal.
             if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
-                previous[sig] = signal.signal(sig, _on_signal)
+                previous[sig] = signal.signal(sig, stopper)
     real_stdout = sys.stdout
     sys.stdout = _GuardedStdout(real_stdout)
     try:
