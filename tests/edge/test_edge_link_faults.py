@@ -3,20 +3,26 @@ a raw socket for the phone, so a test can hang up at any point."""
 
 from __future__ import annotations
 
+import resource
+import shutil
 import socket
+import ssl
 import struct
+import subprocess
 import threading
 import time
 
 import httpx
 import numpy as np
 import pytest
-from edge_server import photo_like, serve_in_thread
+from edge_server import photo_like, serve_in_thread, start_server, stop_server
 
 from mvstylizer.edge.ratelimit import RateLimitConfig
 from mvstylizer.edge.server.app import create_app
 from mvstylizer.edge.server.config import ServerConfig
 from mvstylizer.edge.service import EdgeService
+from mvstylizer.errors import UserError
+from mvstylizer.mobile.http_edge import HttpEdge
 from mvstylizer.wire import FRAMES_MEDIA_TYPE, Encoding, encode_frame, pack_frames
 
 OPEN = RateLimitConfig(rate=1e6, burst=10**6)
@@ -81,3 +87,43 @@ def test_a_batch_whose_phone_hung_up_is_not_run_to_its_end():
                         headers={"Content-Type": FRAMES_MEDIA_TYPE})
         assert ok.status_code == 200, ok.text
 
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make a test certificate")
+@pytest.mark.network
+def test_idle_sockets_do_not_lock_out_a_tls_edge(tmp_path):
+    """asyncio's TLS handed a connection to the edge's protocol only after its handshake, so the
+    per-address cap and the header timeout never saw a socket that sent no ClientHello: 300 of them
+    past a 200-file limit locked a TLS edge out for asyncio's 60 s handshake timeout, and for as long
+    as they were reopened (a plain-HTTP edge closed them in 2 s)."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    trusted = ssl.create_default_context(cafile=str(cert))
+
+    def low_fd_limit() -> None:  # like systemd's default, scaled down so the test needs fewer sockets
+        resource.setrlimit(resource.RLIMIT_NOFILE, (200, 200))
+
+    url, proc = start_server("--ssl-keyfile", str(key), "--ssl-certfile", str(cert), "--models", "mk",
+                             "--header-timeout", "2", scheme="https", verify=trusted, preexec_fn=low_fd_limit)
+    idle: list[socket.socket] = []
+    try:
+        idle = [socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=5) for _ in range(300)]
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        ok = False
+        while time.monotonic() - t0 < 20 and not ok:
+            try:
+                ok = httpx.get(f"{url}/v1/health", timeout=3, verify=trusted).status_code == 200
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        assert ok and time.monotonic() - t0 < 10, time.monotonic() - t0
+        with HttpEdge(url, retries=0) as link:  # still a certificate failure, not a dropped connection
+            with pytest.raises(UserError, match="certificate verify failed"):
+                link.models()
+        assert proc.poll() is None
+    finally:
+        for s in idle:
+            s.close()
+        stop_server(proc)

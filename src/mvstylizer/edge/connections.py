@@ -19,13 +19,20 @@ from __future__ import annotations
 
 import logging
 import resource
+import ssl
 import time
 from typing import Any
 
 log = logging.getLogger("mvstylizer.edge.connections")
 
 
-def guarded_protocol(header_timeout: float, per_ip: int) -> type:
+def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | None = None) -> type:
+    """The protocol class; with ``tls`` it also does the TLS handshake itself (give uvicorn no SSL
+    options then): asyncio's own TLS, ``create_server(ssl=...)``, hands a connection to the protocol
+    only once its handshake is done, so a socket that never sends a ClientHello escaped both limits
+    for asyncio's 60 s handshake timeout (300 of them locked a TLS edge with a 200-file limit out for
+    as long as they were kept up). Here the per-address cap applies when the TCP connection is
+    accepted, and the handshake must finish within ``header_timeout``."""
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
     open_by_ip: dict[str, int] = {}
@@ -34,10 +41,11 @@ def guarded_protocol(header_timeout: float, per_ip: int) -> type:
     class GuardedH11Protocol(H11Protocol):
         _counted_ip: str | None = None
         _header_timer: Any = None
+        _handed = False  # uvicorn's connection_made has run: its connection_lost must run too
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            ip = self.client[0] if self.client else "unknown"
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, (tuple, list)) and peer else "unknown"
             if open_by_ip.get(ip, 0) >= per_ip:
                 now = time.monotonic()
                 if now - warned.get(ip, -1e9) > 60:
@@ -48,10 +56,48 @@ def guarded_protocol(header_timeout: float, per_ip: int) -> type:
                 return
             open_by_ip[ip] = open_by_ip.get(ip, 0) + 1
             self._counted_ip = ip
+            if tls is not None:
+                # The ClientHello is for start_tls, not for h11. (asyncio's loop only: uvloop starts
+                # reading after connection_made whatever it did, hence loop="asyncio" with TLS.)
+                transport.pause_reading()
+                self._handshake = self.loop.create_task(self._start_tls(transport))
+                return
+            self._handed = True
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        async def _start_tls(self, raw: Any) -> None:
+            assert tls is not None
+            try:
+                transport = await self.loop.start_tls(raw, self, tls, server_side=True,
+                                                      ssl_handshake_timeout=header_timeout)
+            except Exception:  # noqa: BLE001 - a failed or timed-out handshake: the client's problem
+                self._release()
+                raw.abort()
+                return
+            if transport is None or transport.is_closing():
+                self._release()
+                return
+            self._handed = True
+            super().connection_made(transport)
             self._arm_header_timer()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_header_timer()
+            self._release()
+            if self._handed:  # else: refused by the cap, or lost during the TLS handshake
+                self._handed = False
+                super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._handed:  # never before the handshake: h11 would read the ClientHello as a request
+                super().data_received(data)
+
+        def eof_received(self) -> None:
+            if self._handed:
+                super().eof_received()
+
+        def _release(self) -> None:
             ip = self._counted_ip
             if ip is not None:
                 self._counted_ip = None
@@ -60,7 +106,6 @@ def guarded_protocol(header_timeout: float, per_ip: int) -> type:
                     open_by_ip[ip] = left
                 else:
                     open_by_ip.pop(ip, None)
-            super().connection_lost(exc)
 
         def on_response_complete(self) -> None:
             super().on_response_complete()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import ssl
 from pathlib import Path
 from typing import Any, cast
 
@@ -65,7 +66,7 @@ def build_server(app: FastAPI, config: ServerConfig, port: int) -> Any:
     from ..connections import guarded_protocol
 
     runtime: ServerRuntime = app.state.runtime
-    tls = config.ssl_certfile is not None
+    tls = _tls_context(config) if config.ssl_certfile is not None else None
 
     class EdgeServer(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:
@@ -76,14 +77,29 @@ def build_server(app: FastAPI, config: ServerConfig, port: int) -> Any:
         app, host=config.host, port=port, log_level=config.log_level,
         # uvicorn hands it to asyncio.wait_for, which takes any number; its annotation says int.
         timeout_graceful_shutdown=cast(int, config.shutdown_grace_s),
-        http=guarded_protocol(config.header_timeout_s, config.max_connections_per_ip),
+        # TLS is done by the protocol (see guarded_protocol), so uvicorn gets no ssl_* options; on
+        # asyncio's loop, which honours a pause_reading in connection_made (uvloop does not).
+        http=guarded_protocol(config.header_timeout_s, config.max_connections_per_ip, tls),
+        loop="asyncio" if tls is not None else "auto",
         limit_concurrency=config.max_connections, timeout_keep_alive=config.keep_alive_s,
         h11_max_incomplete_event_size=config.max_header_bytes,
-        ssl_keyfile=str(config.ssl_keyfile) if tls else None,
-        ssl_certfile=str(config.ssl_certfile) if tls else None,
         # Behind no proxy: never trust X-Forwarded-For, or a client could pick its rate-limit identity.
         proxy_headers=False,
     ))
+
+
+def _tls_context(config: ServerConfig) -> ssl.SSLContext:
+    """The server's TLS context, made as uvicorn makes it from ``ssl_keyfile`` / ``ssl_certfile``."""
+    from uvicorn.config import SSL_PROTOCOL_VERSION, create_ssl_context
+
+    assert config.ssl_certfile is not None
+    try:
+        return create_ssl_context(certfile=str(config.ssl_certfile),
+                                  keyfile=str(config.ssl_keyfile) if config.ssl_keyfile is not None else None,
+                                  password=None, ssl_version=SSL_PROTOCOL_VERSION, cert_reqs=ssl.CERT_NONE,
+                                  ca_certs=None, ciphers="TLSv1")
+    except (OSError, ssl.SSLError) as e:
+        raise UserError(f"cannot use TLS files {config.ssl_certfile} / {config.ssl_keyfile}: {e}") from None
 
 
 def _served_runtimes(models: tuple[str, ...]) -> list[str]:
