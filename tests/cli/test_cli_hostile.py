@@ -1,11 +1,13 @@
-"""The command line under hostile conditions: a signal before the command starts, closed standard
-streams, odd output paths."""
+"""The command line under hostile conditions: signals at awkward moments, closed or narrow standard
+streams, outputs that cannot be written, options that read too much."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
+
+import pytest
 
 
 def _python(code: str, *args: str, **kwargs) -> subprocess.CompletedProcess:
@@ -166,8 +168,6 @@ def test_a_bench_json_that_cannot_be_written_at_the_end_keeps_the_results(tmp_pa
 
 def test_a_negative_bench_seed_is_refused_by_the_option(tmp_path, capsys):
     # numpy's generator refused it once the clip was being made: "internal error: ValueError", exit 70.
-    import pytest
-
     from mvstylizer.cli import main
 
     with pytest.raises(SystemExit) as exc:
@@ -193,8 +193,6 @@ def test_an_edge_token_file_is_read_only_as_far_as_a_token_can_go(tmp_path, clip
 def test_an_edge_token_file_that_never_ends_is_refused(tmp_path, clip, style):
     import os
     import resource
-
-    import pytest
 
     if not os.path.exists("/dev/zero"):
         pytest.skip("no /dev/zero")
@@ -261,3 +259,32 @@ def test_a_second_ctrl_c_does_not_cut_the_first_ones_cleanup_short(monkeypatch):
     assert main(["models"]) == 130
     assert cleaned == [True]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.parametrize("signame, code, line", [("SIGINT", 130, "interrupted"),
+                                                 ("SIGTERM", 143, "stopped by SIGTERM")])
+def test_a_stop_that_a_library_turned_into_its_own_error_is_still_the_stop(monkeypatch, capsys, signame, code,
+                                                                            line):
+    # pydantic-core turns a KeyboardInterrupt raised while it builds a schema into a SchemaError: a
+    # Ctrl-C while the studio started was "internal error: SchemaError ... KeyboardInterrupt", 70.
+    import os
+    import signal
+    import time
+
+    from mvstylizer.cli import main
+    from mvstylizer.cli import stylize as group
+
+    class SchemaError(Exception):
+        pass
+
+    def wrapped(_args) -> int:
+        try:
+            os.kill(os.getpid(), getattr(signal, signame))
+            time.sleep(10)
+        except BaseException as exc:  # noqa: BLE001 - what such a library does
+            raise SchemaError(f"Error building validator: {exc!r}") from None
+        return 0
+
+    monkeypatch.setattr(group, "_models", wrapped)
+    assert main(["models"]) == code
+    assert capsys.readouterr().err.strip() == line

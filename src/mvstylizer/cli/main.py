@@ -108,12 +108,15 @@ class _Stopper:
 
     def __init__(self) -> None:
         self._first: float | None = None
+        self.signum: int | None = None  # the first signal received
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
         now = time.monotonic()
         if self._first is not None and now - self._first < _REPEAT_GRACE_S:
             return
         self._first = now
+        if self.signum is None:
+            self.signum = signum
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise _Terminated(signal.Signals(signum).name)
@@ -172,6 +175,15 @@ def _drop_stdout() -> None:
         pass
 
 
+def _report_stop(signum: int) -> int:
+    """The line and exit code of a run stopped by a signal, whatever exception the stop became."""
+    if signum == signal.SIGINT:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print(f"stopped by {signal.Signals(signum).name}", file=sys.stderr)
+    return 143
+
+
 def _fill_closed_streams() -> Callable[[], None]:
     """Started with stdin, stdout or stderr closed (`<&-`, `>&-`, `2>&-`), Python sets that ``sys``
     stream to None (the first print or ``isatty`` was an AttributeError, exit 70), and the descriptor's
@@ -219,6 +231,7 @@ def _main(argv: list[str] | None) -> int:
     restore_logging = _configure_logging(args)
     restore_opencv = _quiet_opencv()
     previous = {}
+    stopper: _Stopper | None = None
     if args.command not in ("edge", "cloud") and threading.current_thread() is threading.main_thread():
         # The servers handle their own signals; everything else unwinds, removing temporary files.
         stopper = _Stopper()
@@ -240,6 +253,8 @@ def _main(argv: list[str] | None) -> int:
         _drop_stdout()
         return 2
     except UserError as exc:
+        if stopper is not None and stopper.signum is not None:
+            return _report_stop(stopper.signum)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -255,6 +270,10 @@ def _main(argv: list[str] | None) -> int:
         _drop_stdout()
         return 141
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+        if stopper is not None and stopper.signum is not None:
+            # What a library made of the stop: pydantic turns a KeyboardInterrupt raised while it builds
+            # a schema (the studio starting) into its SchemaError, which was "internal error", 70.
+            return _report_stop(stopper.signum)
         if isinstance(exc, ImportError):  # a module an optional extra provides: name it (extras.py)
             from ..extras import missing_extra
 
