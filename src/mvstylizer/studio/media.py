@@ -151,30 +151,14 @@ def _pass_frames(path: Path, facts: VideoFacts, n: int, size: tuple[int, int]) -
 
 
 def _seek_frames(path: Path, facts: VideoFacts, n: int, size: tuple[int, int]) -> list[tuple[int, float, np.ndarray]]:
-    import av
+    from ..video.reader import VideoReader
 
-    from ..video.orientation import orientation_of
-
-    picked = []
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        tb = stream.time_base
-        if tb is None:
-            return []
-        start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
-        assert facts.duration
-        for i in range(n):
-            target = start + facts.duration * (i + 0.5) / n
-            container.seek(int(target / tb), stream=stream, backward=True, any_frame=False)
-            for frame in container.decode(stream):
-                t = float(frame.pts * tb) if frame.pts is not None else target
-                if t + 0.5 / facts.fps >= target:
-                    rgb = orientation_of(frame).apply(frame.to_ndarray(format="rgb24"))
-                    index = int(round((t - start) * facts.fps))
-                    picked.append((index, t - start, _fit(rgb, size)))
-                    break
-    return picked
+    assert facts.duration
+    targets = [facts.duration * (i + 0.5) / n for i in range(n)]
+    # The reader's own seeking, so a preview shows what the render will: the same stream, colour
+    # matrix, HDR conversion, pixel shape and orientation.
+    with VideoReader(path, fast_color=True) as reader:
+        return [(f.index, f.time, _fit(f.rgb8, size)) for f in reader.frames_near(targets)]
 
 
 def _fit(rgb8: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -602,6 +602,33 @@ class VideoReader:
                   and s.time_base]
         return min(starts, default=Fraction(0))
 
+    # -- sampling ------------------------------------------------------------------------
+
+    def frames_near(self, times: Sequence[float]) -> Iterator[DecodedFrame]:
+        """For each time (seconds from the video's first frame), the first frame shown at or after
+        it, found by seeking: previews of a long video without decoding all of it. The frames are
+        chosen and converted as :meth:`frames` does (stream, colour matrix, HDR, pixel shape,
+        orientation); ``index`` is the frame's place at the video's frame rate. A separate pass over
+        the file: :meth:`frames` is unaffected."""
+        container = self._open()
+        try:
+            stream = self._video_stream_of(container)
+            stream.thread_type = "AUTO"
+            tb = stream.time_base
+            if tb is None:
+                return
+            start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+            for target in times:
+                container.seek(int((start + target) / tb), stream=stream, backward=True, any_frame=False)
+                for frame in container.decode(stream):
+                    t = float(frame.pts * tb) - start if frame.pts is not None else target
+                    if t + 0.5 / float(self._rate) >= target:
+                        yield DecodedFrame(index=int(round(t * float(self._rate))), pts=frame.pts, time=t,
+                                           rgb8=self._to_rgb.full(frame))
+                        break
+        finally:
+            container.close()
+
     # -- streaming ------------------------------------------------------------------------
 
     def frames(self, audio_sink: Callable[[av.Packet], None] | None = None, prefetch: int = 2,
