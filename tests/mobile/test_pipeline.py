@@ -7,6 +7,8 @@ from dataclasses import replace
 import threading
 import time
 
+import av
+import cv2
 import numpy as np
 import pytest
 from helpers import texture
@@ -15,6 +17,7 @@ from mvstylizer.errors import UserError
 from mvstylizer.mobile.edge_link import EmbeddedEdge
 from mvstylizer.mobile.keyframes import KeyframeConfig
 from mvstylizer.mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
+from mvstylizer.video.writer import VideoWriter
 
 
 class _GatedEdge(EmbeddedEdge):
@@ -307,3 +310,17 @@ def test_letterbox_bars_stay_black_in_keys_and_in_between_frames():
     bars = np.concatenate([np.stack(out)[:, :14], np.stack(out)[:, 82:]], axis=1)
     assert bars.max() <= 3, f"bars lifted to {bars.max()} levels"
     assert np.stack(out)[:, 20:76].mean() > 60  # and the picture was styled
+
+
+def test_the_recording_s_date_and_title_are_kept(tmp_path):
+    """A phone's video carries when it was recorded; galleries sort by it. ffmpeg keeps it; so do we."""
+    tags = {"creation_time": "2019-08-03T17:45:12.000000Z", "title": "holiday"}
+    clip = tmp_path / "in.mp4"
+    with VideoWriter(clip, 64, 48, 25.0, metadata=tags) as writer:
+        for i in range(4):
+            writer.write((texture(48, 64, seed=i) * 255).astype(np.uint8))
+    style = tmp_path / "style.png"
+    cv2.imwrite(str(style), cv2.cvtColor(_style(), cv2.COLOR_RGB2BGR))
+    VideoPipeline(EmbeddedEdge(), StylizeConfig(model="reinhard", progress=False)).run(clip, style, tmp_path / "out.mp4")
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        assert {k: c.metadata.get(k) for k in tags} == tags
