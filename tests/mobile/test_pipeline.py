@@ -321,6 +321,7 @@ def test_the_recording_s_date_and_title_are_kept(tmp_path):
             writer.write((texture(48, 64, seed=i) * 255).astype(np.uint8))
     style = tmp_path / "style.png"
     cv2.imwrite(str(style), cv2.cvtColor(_style(), cv2.COLOR_RGB2BGR))
-    VideoPipeline(EmbeddedEdge(), StylizeConfig(model="reinhard", progress=False)).run(clip, style, tmp_path / "out.mp4")
+    pipe = VideoPipeline(EmbeddedEdge(), StylizeConfig(model="reinhard", progress=False))
+    pipe.run(clip, style, tmp_path / "out.mp4")
     with av.open(str(tmp_path / "out.mp4")) as c:
         assert {k: c.metadata.get(k) for k in tags} == tags
