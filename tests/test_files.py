@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 import pytest
 
@@ -61,3 +62,24 @@ def test_a_dangling_symlink_is_not_replaced_without_overwrite(tmp_path):
     check_overwrite(tmp_path / "link.mp4", overwrite=True)
     atomic_write_bytes(tmp_path / "link.mp4", b"new")
     assert (tmp_path / "link.mp4").is_symlink() and (tmp_path / "gone.mp4").read_bytes() == b"new"
+
+
+# ---------------------------------------------------------------------------------------------
+# targets that are not files
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_pipe_or_device_is_never_replaced_by_a_file(tmp_path):
+    # The new file is renamed over its target: `--report /dev/null` run as root replaced the system's
+    # /dev/null with a JSON file, and a named pipe its reader waited on became a plain file.
+    fifo = tmp_path / "report.json"
+    os.mkfifo(fifo)
+    link = tmp_path / "link.json"
+    link.symlink_to(fifo)
+    for target in (fifo, link):
+        with pytest.raises(UserError, match="is a pipe, not a file"):
+            check_overwrite(target, overwrite=True)
+        with pytest.raises(UserError, match="is a pipe, not a file"):
+            atomic_write_bytes(target, b"data")
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "report.json"]

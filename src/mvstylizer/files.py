@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -47,6 +48,23 @@ def check_output_name(path: str | os.PathLike[str]) -> None:
         raise UserError(f"output file name is too long ({size} bytes; at most {limit} here): {path}")
 
 
+def check_regular_target(path: str | os.PathLike[str]) -> None:
+    """Refuse (UserError) an output that exists and is neither a regular file nor a folder (links
+    followed): a device, a pipe or a socket. The new file is renamed over its target, which would put a
+    plain file in the node's place: ``--report /dev/null`` run as root replaced the system's /dev/null,
+    and a named pipe its reader waited on was swapped for a file. (A folder is left to the callers,
+    which say so in their own words.)"""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # missing (the usual case), a dangling link, a name the OS refuses
+        return
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        kind = ("a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a pipe" if stat.S_ISFIFO(mode)
+                else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+        raise UserError(f"{path} is {kind}, not a file: outputs are written beside their target and renamed "
+                        "over it, which would replace it; give a file name")
+
+
 def _temp_path_beside(path: Path) -> Path:
     """A fresh hidden name in ``path``'s folder with the same suffix, no longer than names may be there.
 
@@ -81,6 +99,7 @@ class TempTarget:
     def __init__(self, target: str | os.PathLike[str]) -> None:
         self.target = Path(target)
         check_output_name(self.target)
+        check_regular_target(self.target)
         # A symbolic link is written through, as by any editor: the file it points to (made if the
         # link dangles) gets the new content and the link stays. Renaming over the link itself would
         # put a plain file in its place.
@@ -141,8 +160,10 @@ def check_writable_folder(folder: str | os.PathLike[str], what: str = "output") 
 
 def check_overwrite(output_path: str | os.PathLike[str], overwrite: bool) -> None:
     """Refuse (UserError) to replace an existing file unless asked to (FFmpeg's ``-y``), or to take a
-    name too long to create (:func:`check_output_name`)."""
+    name too long to create (:func:`check_output_name`), or a device, pipe or socket even with ``overwrite``
+    (:func:`check_regular_target`)."""
     check_output_name(output_path)
+    check_regular_target(output_path)
     # lexists: a link to nothing is still something the user may not want replaced.
     if os.path.lexists(output_path) and not overwrite:
         raise UserError(f"{output_path} already exists; to replace it add -y (--overwrite) on the command line, "

@@ -288,3 +288,18 @@ def test_a_stop_that_a_library_turned_into_its_own_error_is_still_the_stop(monke
     monkeypatch.setattr(group, "_models", wrapped)
     assert main(["models"]) == code
     assert capsys.readouterr().err.strip() == line
+
+
+def test_a_report_that_is_a_pipe_is_refused_before_the_run(tmp_path, clip, style, capsys):
+    import os
+    import stat
+
+    from mvstylizer.cli import main
+
+    fifo = tmp_path / "run.json"
+    os.mkfifo(fifo)
+    out = tmp_path / "out.mp4"
+    assert main(["stylize", str(clip), "--style", str(style), "-o", str(out), "--model", "reinhard", "-q",
+                 "--report", str(fifo)]) == 2
+    assert "is a pipe, not a file" in capsys.readouterr().err
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode) and not out.exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..files import check_writable_folder
+from ..files import check_regular_target, check_writable_folder
 from ..video.formats import X264_PRESETS, same_file
 
 
@@ -125,6 +125,7 @@ def check_report_folder(path: Path | None, *keep: str | os.PathLike[str] | None)
         return
     if path.is_dir():
         raise UserError(f"report {path} is a folder; give a file name")
+    check_regular_target(path)
     # A link is written through (files.TempTarget), so the folder that matters is its target's: a link
     # into a missing folder passed here and failed only after the whole run.
     folder = Path(os.path.realpath(path)).parent if path.is_symlink() else path.parent
