@@ -122,6 +122,10 @@ def test_idle_sockets_do_not_lock_out_a_tls_edge(tmp_path):
         with HttpEdge(url, retries=0) as link:  # still a certificate failure, not a dropped connection
             with pytest.raises(UserError, match="certificate verify failed"):
                 link.models()
+        with HttpEdge(url, verify=str(cert), retries=0) as link:  # requests of every size get through
+            sid = link.register_style(np.random.default_rng(0).random((200, 300, 3), dtype=np.float32))
+            frames = [photo_like(i, 144, 256) for i in range(3)]
+            assert [f.shape for f in link.stylize(sid, "mk", frames)] == [f.shape for f in frames]
         assert proc.poll() is None
     finally:
         for s in idle:

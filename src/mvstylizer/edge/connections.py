@@ -43,6 +43,10 @@ def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | N
         _header_timer: Any = None
         _handed = False  # uvicorn's connection_made has run: its connection_lost must run too
 
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._early: list[bytes] = []
+
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             peer = transport.get_extra_info("peername")
             ip = str(peer[0]) if isinstance(peer, (tuple, list)) and peer else "unknown"
@@ -81,6 +85,9 @@ def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | N
             self._handed = True
             super().connection_made(transport)
             self._arm_header_timer()
+            early, self._early = self._early, []
+            for data in early:
+                super().data_received(data)
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_header_timer()
@@ -90,12 +97,10 @@ def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | N
                 super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
-            if self._handed:  # never before the handshake: h11 would read the ClientHello as a request
-                super().data_received(data)
-
-        def eof_received(self) -> None:
             if self._handed:
-                super().eof_received()
+                super().data_received(data)
+            else:  # decrypted before start_tls has returned to _start_tls: the request's first bytes
+                self._early.append(data)
 
         def _release(self) -> None:
             ip = self._counted_ip
