@@ -83,3 +83,16 @@ def test_a_pipe_or_device_is_never_replaced_by_a_file(tmp_path):
             atomic_write_bytes(target, b"data")
     assert stat.S_ISFIFO(os.stat(fifo).st_mode)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "report.json"]
+
+
+def test_a_folder_that_refuses_new_files_is_found_out_before_any_work(tmp_path):
+    # os.access() answers from the permission bits, which root passes everywhere: /sys let a report be
+    # planned there, and the run failed only at its end.
+    from mvstylizer.files import check_writable_folder
+
+    if os.geteuid() != 0 or not os.path.isdir("/sys/kernel"):
+        pytest.skip("needs root and sysfs: the folder whose permission bits root passes but which refuses files")
+    with pytest.raises(UserError, match="report folder is not writable: /sys/kernel"):
+        check_writable_folder("/sys/kernel", "report")
+    check_writable_folder(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind

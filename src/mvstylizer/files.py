@@ -156,6 +156,15 @@ def check_writable_folder(folder: str | os.PathLike[str], what: str = "output") 
         raise UserError(f"{what} folder does not exist: {folder}")
     if not os.access(resolved, os.W_OK | os.X_OK):
         raise UserError(f"{what} folder is not writable: {folder}")
+    # access() answers from the permission bits, and root passes them everywhere: a folder that refuses
+    # new files anyway (/sys or /proc, an immutable folder, root squashed on NFS, an LSM policy) was
+    # found out only when the output was renamed into place, after the work. Trying is the only test.
+    probe = resolved / f".mvstylizer-probe-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as exc:
+        raise UserError(f"{what} folder is not writable: {folder} ({exc.strerror or exc})") from None
+    _unlink_quiet(probe)
 
 
 def check_overwrite(output_path: str | os.PathLike[str], overwrite: bool) -> None:
