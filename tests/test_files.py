@@ -96,3 +96,13 @@ def test_a_folder_that_refuses_new_files_is_found_out_before_any_work(tmp_path):
         check_writable_folder("/sys/kernel", "report")
     check_writable_folder(tmp_path)
     assert list(tmp_path.iterdir()) == []  # the probe leaves nothing behind
+
+
+def test_a_path_longer_than_the_system_takes_is_refused_before_any_work(tmp_path):
+    # Each name fits, the whole does not (PATH_MAX): Path.is_dir() itself raised ENAMETOOLONG, an
+    # internal error, before the name checks had a say.
+    path = tmp_path.joinpath(*(["d"] * 3000), "out.mp4")
+    with pytest.raises(UserError, match=r"output path is too long \(\d+ bytes; at most \d+\)"):
+        check_overwrite(path, overwrite=True)
+    with pytest.raises(UserError, match="output path is too long"):
+        atomic_write_bytes(path, b"data")

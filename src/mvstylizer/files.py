@@ -39,10 +39,23 @@ def _name_bytes(name: str) -> int:
     return len(os.fsencode(name))
 
 
+def _path_max() -> int:
+    """Most bytes a path given to the system may have (PATH_MAX, counting its terminating NUL)."""
+    try:
+        return os.pathconf("/", "PC_PATH_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 4096  # Linux
+
+
 def check_output_name(path: str | os.PathLike[str]) -> None:
-    """Refuse (UserError), before any work, an output whose file name is longer than its folder allows:
-    the file could never be created, and only the final rename would find out."""
+    """Refuse (UserError), before any work, an output whose file name is longer than its folder allows,
+    or whose whole path is longer than the system takes: the file could never be created, and only the
+    final rename would find out (or the first look at the path, as an internal error)."""
     path = Path(path)
+    whole, most = _name_bytes(str(path)), _path_max() - 1
+    if whole > most:
+        shown = str(path) if len(str(path)) <= 80 else f"{str(path)[:40]}...{str(path)[-30:]}"
+        raise UserError(f"output path is too long ({whole} bytes; at most {most}): {shown}")
     size, limit = _name_bytes(path.name), _name_max(path.parent)
     if size > limit:
         raise UserError(f"output file name is too long ({size} bytes; at most {limit} here): {path}")

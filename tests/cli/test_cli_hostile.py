@@ -303,3 +303,19 @@ def test_a_report_that_is_a_pipe_is_refused_before_the_run(tmp_path, clip, style
                  "--report", str(fifo)]) == 2
     assert "is a pipe, not a file" in capsys.readouterr().err
     assert stat.S_ISFIFO(os.stat(fifo).st_mode) and not out.exists()
+
+
+@pytest.mark.parametrize("case", ["stylize -o", "stylize --report", "export-lut -o"])
+def test_a_path_too_long_for_the_system_is_one_error_line(tmp_path, clip, style, capsys, case):
+    # "internal error: OSError: [Errno 36] File name too long", exit 70: each name fits, the whole path
+    # does not, and the first is_dir() or resolve() on it raised.
+    from mvstylizer.cli import main
+
+    long = tmp_path.joinpath(*(["d"] * 3000))
+    args = {"stylize -o": ["stylize", str(clip), "--style", str(style), "-o", f"{long}/o.mp4"],
+            "stylize --report": ["stylize", str(clip), "--style", str(style), "-o", str(tmp_path / "o.mp4"),
+                                 "--report", f"{long}/r.json"],
+            "export-lut -o": ["export-lut", "--style", str(style), "-o", f"{long}/look.cube"]}[case]
+    assert main([*args, "--model", "reinhard" if case.startswith("stylize") else "dncm"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "too long" in err and err.count("\n") == 1 and len(err) < 200

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..files import check_regular_target, check_writable_folder
+from ..files import check_output_name, check_regular_target, check_writable_folder
 from ..video.formats import X264_PRESETS, same_file
 
 
@@ -123,6 +123,7 @@ def check_report_folder(path: Path | None, *keep: str | os.PathLike[str] | None)
     ``keep`` (the run's input, style or output)."""
     if path is None:
         return
+    check_output_name(path)  # a path too long: is_dir() itself would fail on it
     if path.is_dir():
         raise UserError(f"report {path} is a folder; give a file name")
     check_regular_target(path)

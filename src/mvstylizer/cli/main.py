@@ -8,6 +8,7 @@ disk), 70 a bug, 130 Ctrl-C, 141 a closed pipe, 143 SIGTERM/SIGHUP.
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import logging
 import os
@@ -274,6 +275,14 @@ def _main(argv: list[str] | None) -> int:
             # What a library made of the stop: pydantic turns a KeyboardInterrupt raised while it builds
             # a schema (the studio starting) into its SchemaError, which was "internal error", 70.
             return _report_stop(stopper.signum)
+        if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
+            # A path the user gave, too long for the system, met where no check looked for it first
+            # (the style photo's, say): the user's to shorten, not a bug.
+            name = os.fsdecode(exc.filename) if exc.filename is not None else ""
+            shown = name if len(name) <= 80 else f"{name[:40]}...{name[-30:]}"
+            print(f"error: a path is too long for the system ({len(os.fsencode(name))} bytes): {shown}",
+                  file=sys.stderr)
+            return 2
         if isinstance(exc, ImportError):  # a module an optional extra provides: name it (extras.py)
             from ..extras import missing_extra
 
