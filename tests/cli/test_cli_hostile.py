@@ -319,3 +319,13 @@ def test_a_path_too_long_for_the_system_is_one_error_line(tmp_path, clip, style,
     assert main([*args, "--model", "reinhard" if case.startswith("stylize") else "dncm"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "too long" in err and err.count("\n") == 1 and len(err) < 200
+
+
+def test_an_error_about_a_name_with_control_characters_stays_one_line(tmp_path, style, capsys):
+    # A name holding a newline (or a terminal escape) printed as two lines, or moved the cursor.
+    from mvstylizer.cli import main
+
+    missing = tmp_path / "in\n\x1b[2Kfake.mp4"
+    assert main(["stylize", str(missing), "--style", str(style), "-o", str(tmp_path / "o.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\x1b" not in err and "in\\n\\x1b[2Kfake.mp4" in err

@@ -176,6 +176,15 @@ def _drop_stdout() -> None:
         pass
 
 
+# Control characters in a message (from a file name: `$'in\n.mp4'`) escaped, so that an error is the one
+# line scripts and people expect, and a name cannot move the cursor or forge a second line.
+_ESCAPES = {**{c: f"\\x{c:02x}" for c in [*range(32), 127]}, ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"}
+
+
+def _one_line(text: object) -> str:
+    return str(text).translate(_ESCAPES)
+
+
 def _report_stop(signum: int) -> int:
     """The line and exit code of a run stopped by a signal, whatever exception the stop became."""
     if signum == signal.SIGINT:
@@ -256,7 +265,7 @@ def _main(argv: list[str] | None) -> int:
     except UserError as exc:
         if stopper is not None and stopper.signum is not None:
             return _report_stop(stopper.signum)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -288,11 +297,12 @@ def _main(argv: list[str] | None) -> int:
 
             err = missing_extra(exc)
             if err is not None:
-                print(f"error: {err}", file=sys.stderr)
+                print(f"error: {_one_line(err)}", file=sys.stderr)
                 return 2
         if os.environ.get("MVSTYLIZER_DEBUG"):
             raise
-        print(f"internal error: {type(exc).__name__}: {exc} (set MVSTYLIZER_DEBUG=1 for details)", file=sys.stderr)
+        print(f"internal error: {type(exc).__name__}: {_one_line(exc)} (set MVSTYLIZER_DEBUG=1 for details)",
+              file=sys.stderr)
         return 70
     finally:
         if isinstance(sys.stdout, _GuardedStdout):  # a handler may have replaced it (and restored ours)
