@@ -434,3 +434,52 @@ def test_an_unreachable_edge_behind_a_proxy_from_the_environment_names_the_proxy
     with pytest.raises(EdgeUnavailable) as e:  # not proxied: no note
         HttpEdge(f"http://127.0.0.1:{port}", retries=0).models()
     assert "proxy" not in str(e.value)
+
+
+def test_abort_ends_the_requests_in_flight_and_refuses_later_ones():
+    """close() lets a later request open a new pool, so a cancelled run's key thread took the next
+    queued key to the same hung edge and the run waited out its timeout and retries anyway."""
+    hung_up = threading.Event()
+    accepted: list[int] = []
+
+    def serve(conn: socket.socket) -> None:
+        accepted.append(1)
+        hung_up.wait(10)
+
+    for url in _socket_edge(serve):
+        edge = HttpEdge(url, timeout=20, retries=3)
+        errors: list[BaseException] = []
+
+        def key() -> None:
+            try:
+                edge.stylize("ab" * 16, "mk", [np.zeros((16, 16, 3), np.float32)])
+            except BaseException as e:  # noqa: BLE001 - what the key thread ended with
+                errors.append(e)
+
+        first = threading.Thread(target=key)
+        first.start()
+        time.sleep(0.5)
+        start = time.monotonic()
+        edge.abort()
+        first.join(5)
+        key()  # the next key, after the abort
+        hung_up.set()
+        assert not first.is_alive() and time.monotonic() - start < 2
+        assert [type(e) for e in errors] == [UserError, UserError] and all("abandoned" in str(e) for e in errors)
+        assert len(accepted) == 1  # the later request never went out
+
+
+def test_fallback_edge_forwards_abort_to_its_primary():
+    from mvstylizer.mobile.edge_link import FallbackEdge
+
+    calls: list[str] = []
+
+    class Primary:
+        bytes_sent = bytes_received = 0
+        max_in_flight = 3
+
+        def abort(self) -> None:
+            calls.append("abort")
+
+    FallbackEdge(Primary()).abort()  # type: ignore[arg-type]
+    assert calls == ["abort"]

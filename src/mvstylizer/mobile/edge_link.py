@@ -150,6 +150,13 @@ class FallbackEdge:
         if self._fallback is not None:
             self._fallback.close()
 
+    def abort(self) -> None:
+        """End the primary's requests in flight and refuse its later ones (``HttpEdge.abort``); an
+        in-process fallback has nothing to abort."""
+        abort = getattr(self._primary, "abort", None)
+        if abort is not None:
+            abort()
+
     def _call(self, fn: Callable[[EdgeLink], _T]) -> _T:
         if self._fallback is None:
             try:

@@ -262,6 +262,7 @@ class HttpEdge:
         self._reopen = threading.Lock()
         self._live = _LiveSockets()
         self._closed = threading.Event()  # set by close(): wakes the requests in flight, then replaced
+        self._aborted = False
         self._client = self._new_client(self._live)
 
     # ------------------------------------------------------------------ EdgeLink
@@ -314,6 +315,13 @@ class HttpEdge:
         closed.set()
         live.shutdown()
         client.close()
+
+    def abort(self) -> None:
+        """:meth:`close` for good: the requests in flight end at once, and every later one too, with a
+        ``UserError``. For a run being cancelled: its key threads would otherwise take the next queued
+        key to a new connection, and the run would wait out that request's timeout and retries."""
+        self._aborted = True
+        self.close()
 
     def __enter__(self) -> HttpEdge:
         return self
@@ -382,6 +390,8 @@ class HttpEdge:
         refused_since: float | None = None
         charged = 0.0  # the patience those waits used: at least 1 s each, so a tiny one cannot make a storm
         closed = self._closed
+        if self._aborted:  # read after `closed`, as abort() sets it before close() replaces the event
+            raise self._abandoned()
         while True:
             last = attempt == self.retries
             try:
