@@ -329,3 +329,25 @@ def test_an_error_about_a_name_with_control_characters_stays_one_line(tmp_path, 
     assert main(["stylize", str(missing), "--style", str(style), "-o", str(tmp_path / "o.mp4")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "\x1b" not in err and "in\\n\\x1b[2Kfake.mp4" in err
+
+
+def test_every_option_with_a_default_says_it_in_help():
+    # Many options (bench edge --phones/--model/--key-size, train --checkpoint-every, edge serve
+    # --port, bench sweep --gaps, ...) had a default that --help never showed.
+    import argparse
+
+    from mvstylizer.cli import build_parser
+
+    def parsers(p: argparse.ArgumentParser, name: str):
+        yield name, p
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub, child in action.choices.items():
+                    yield from parsers(child, f"{name} {sub}")
+
+    every = dict(parsers(build_parser(), "mvstylizer"))
+    silent = [f"{name} {action.option_strings[-1]}" for name, p in every.items() for action in p._actions
+              if action.option_strings and action.default not in (None, False, argparse.SUPPRESS)
+              and "default" not in (action.help or "")]
+    assert silent == []
+    assert "--phones N [N ...] (default 1 4 16)" in " ".join(every["mvstylizer bench edge"].format_help().split())

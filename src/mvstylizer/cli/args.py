@@ -59,6 +59,23 @@ def finite_float(text: str) -> float:
     return value
 
 
+def use_defaults_help(parser: argparse.ArgumentParser) -> None:
+    """Say each option's default in its help, for ``parser`` and all its subcommands, where the help
+    does not already (most say it in their own words): read from the parser itself, so that what
+    --help shows cannot drift from the code."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                use_defaults_help(child)
+            continue
+        text, default = action.help or "", action.default
+        if (not action.option_strings or default is None or default is False or default == argparse.SUPPRESS
+                or "default" in text or text == argparse.SUPPRESS):
+            continue
+        shown = " ".join(map(str, default)) if isinstance(default, (list, tuple)) else str(default)
+        action.help = f"{text} (default {shown.replace('%', '%%')})".lstrip()
+
+
 def choices_help(registry: dict[str, Any]) -> str:
     return "; ".join(f"{name}: {entry.help}" for name, entry in sorted(registry.items()))
 

@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from ..errors import UserError
+from .args import use_defaults_help
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for group in (stylize, bench, train, studio, edge, fl):
         group.register(sub)
+    use_defaults_help(p)  # every option's real default in --help, where its text does not say it
     return p
 
 
