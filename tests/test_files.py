@@ -106,3 +106,21 @@ def test_a_path_longer_than_the_system_takes_is_refused_before_any_work(tmp_path
         check_overwrite(path, overwrite=True)
     with pytest.raises(UserError, match="output path is too long"):
         atomic_write_bytes(path, b"data")
+
+
+def test_a_file_that_appears_during_a_run_without_overwrite_is_not_replaced(tmp_path):
+    # check_overwrite found the name free at the start; another run wrote it meanwhile. The rename
+    # replaced it silently: the second of two runs to one name without -y won.
+    from mvstylizer.files import keep_existing
+
+    out = tmp_path / "out.mp4"
+    with keep_existing(out):
+        with pytest.raises(UserError, match="appeared while this ran"):
+            with atomic_path(out) as tmp:
+                tmp.write_bytes(b"ours")
+                out.write_bytes(b"theirs")
+        atomic_write_bytes(tmp_path / "other.mp4", b"a name nobody else wrote")
+    assert out.read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.mp4", "out.mp4"]
+    atomic_write_bytes(out, b"ours")  # outside the block (-y): replaced as usual
+    assert out.read_bytes() == b"ours"

@@ -7,10 +7,12 @@ renamed over the target only on success, so a crash, Ctrl-C or full disk never l
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import secrets
 import stat
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -124,17 +126,71 @@ class TempTarget:
         if self.done:
             return
         self.done = True
+        if _kept(self._final):
+            self._commit_without_replacing()
+            return
         try:
             os.replace(self.temp, self._final)
         except OSError as exc:
             _unlink_quiet(self.temp)
             raise UserError(f"cannot write {self.target}: {exc.strerror or exc}") from exc
 
+    def _commit_without_replacing(self) -> None:
+        """Give the temp file its final name only if nothing took that name meanwhile: a hard link
+        fails on an existing name, atomically; where the file system has no hard links, look first."""
+        appeared = UserError(f"{self.target} appeared while this ran (another run writing the same name?) and "
+                             "was left as it is; to replace it add -y (--overwrite)")
+        try:
+            os.link(self.temp, self._final, follow_symlinks=False)
+        except FileExistsError:
+            _unlink_quiet(self.temp)
+            raise appeared from None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+                _unlink_quiet(self.temp)
+                raise UserError(f"cannot write {self.target}: {exc.strerror or exc}") from exc
+            if os.path.lexists(self._final):
+                _unlink_quiet(self.temp)
+                raise appeared from None
+            try:
+                os.replace(self.temp, self._final)
+            except OSError as exc2:
+                _unlink_quiet(self.temp)
+                raise UserError(f"cannot write {self.target}: {exc2.strerror or exc2}") from exc2
+            return
+        _unlink_quiet(self.temp)
+
     def discard(self) -> None:
         if self.done:
             return
         self.done = True
         _unlink_quiet(self.temp)
+
+
+# Outputs that must not replace a file: checked absent at the start (check_overwrite without -y), and
+# still not replaced if one appears there before the end (two runs writing the same name at once).
+_keep: set[Path] = set()
+_keep_lock = threading.Lock()
+
+
+def _kept(path: Path) -> bool:
+    with _keep_lock:
+        return Path(os.path.abspath(path)) in _keep
+
+
+@contextmanager
+def keep_existing(path: str | os.PathLike[str]) -> Iterator[None]:
+    """While the block runs, an output committed to ``path`` never replaces a file that appeared there
+    after :func:`check_overwrite` found the name free: the second of two runs writing the same name
+    without -y is refused at its end instead of silently replacing the first's output."""
+    key = Path(os.path.abspath(path))
+    with _keep_lock:
+        _keep.add(key)
+    try:
+        yield
+    finally:
+        with _keep_lock:
+            _keep.discard(key)
 
 
 @contextmanager

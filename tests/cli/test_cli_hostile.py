@@ -351,3 +351,22 @@ def test_every_option_with_a_default_says_it_in_help():
               and "default" not in (action.help or "")]
     assert silent == []
     assert "--phones N [N ...] (default 1 4 16)" in " ".join(every["mvstylizer bench edge"].format_help().split())
+
+
+def test_two_runs_to_one_output_without_y_do_not_replace_each_other(tmp_path, clip, style, capsys, monkeypatch):
+    # Both found the name free at the start; the one that finished second replaced the other's video.
+    from mvstylizer.cli import main
+    from mvstylizer.mobile import pipeline
+
+    out = tmp_path / "out.mp4"
+    run = pipeline.VideoPipeline.run
+
+    def another_run_finishes_first(self, *args, **kwargs):
+        out.write_bytes(b"the other run's video")
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.VideoPipeline, "run", another_run_finishes_first)
+    assert main(["stylize", str(clip), "--style", str(style), "-o", str(out), "--model", "reinhard", "-q"]) == 2
+    assert "appeared while this ran" in capsys.readouterr().err
+    assert out.read_bytes() == b"the other run's video"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]

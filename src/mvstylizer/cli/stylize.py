@@ -46,7 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _stylize(args: argparse.Namespace) -> int:
-    from ..files import check_overwrite
+    from contextlib import nullcontext
+
+    from ..files import check_overwrite, keep_existing
     from ..memory import limit_malloc_arenas
     from ..mobile.pipeline import VideoPipeline
     from ..video.formats import check_output_path
@@ -60,7 +62,8 @@ def _stylize(args: argparse.Namespace) -> int:
     edge = _edge_link(args)
     try:
         _check_model(edge, args.model)
-        report = VideoPipeline(edge, config).run(args.input, args.style, args.output)
+        with nullcontext() if args.overwrite else keep_existing(args.output):
+            report = VideoPipeline(edge, config).run(args.input, args.style, args.output)
     finally:
         edge.close()
     collected = getattr(getattr(edge, "active", edge), "frames_collected", 0)
@@ -145,9 +148,13 @@ def _models(_: argparse.Namespace) -> int:
 
 
 def _export_lut(args: argparse.Namespace) -> int:
-    from ..api import export_lut
+    from contextlib import nullcontext
 
-    export_lut(args.style, args.output, content=args.content, size=args.size, overwrite=args.overwrite,
-               model=args.model)
+    from ..api import export_lut
+    from ..files import keep_existing
+
+    with nullcontext() if args.overwrite else keep_existing(args.output):
+        export_lut(args.style, args.output, content=args.content, size=args.size, overwrite=args.overwrite,
+                   model=args.model)
     print(f"wrote {args.output}")
     return 0
