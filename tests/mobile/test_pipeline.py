@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import signal
 import threading
 import time
 from dataclasses import replace
@@ -325,3 +327,38 @@ def test_the_recording_s_date_and_title_are_kept(tmp_path):
     pipe.run(clip, style, tmp_path / "out.mp4")
     with av.open(str(tmp_path / "out.mp4")) as c:
         assert {k: c.metadata.get(k) for k in tags} == tags
+
+
+class _HungEdge(EmbeddedEdge):
+    """An edge whose answers never come: a key waits until the link is closed (as ``HttpEdge.close``
+    ends its requests in flight), or ``timeout`` s (a request's timeout and retries)."""
+
+    def __init__(self, timeout: float = 20.0) -> None:
+        super().__init__()
+        self.timeout, self.closed = timeout, threading.Event()
+
+    def stylize(self, style_id, model, frames):
+        if self.closed.wait(self.timeout):
+            raise UserError("the request to the edge was abandoned")
+        return super().stylize(style_id, model, frames)
+
+    def close(self) -> None:
+        self.closed.set()
+        super().close()
+
+
+def test_ctrl_c_does_not_wait_for_keys_at_a_hung_edge():
+    edge = _HungEdge()
+    pipe = VideoPipeline(edge, StylizeConfig(model="reinhard", progress=False, keyframes=KeyframeConfig(max_gap=4)))
+    frames = ((texture(48, 64, seed=i) * 255).astype(np.uint8) for i in range(30))
+    # Ctrl-C a second in, while the phone waits for its first key: a real SIGINT, so it interrupts the wait.
+    ctrl_c = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGINT))
+    t0 = time.monotonic()
+    ctrl_c.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            list(pipe.stream(frames, _style()))
+    finally:
+        ctrl_c.cancel()
+    assert time.monotonic() - t0 < 10.0  # the hung requests end when the run does, not after 20 s each
+    assert not [t for t in threading.enumerate() if t.name.startswith("mvstylizer-key")]

@@ -510,7 +510,14 @@ class VideoPipeline:
                 out = next_frame(wait=True)
                 assert out is not None
                 yield out
-        finally:  # an error or a cancelled run: keys in flight finish, queued ones never start
+        except BaseException:
+            # An error or a cancelled run (Ctrl-C): queued keys never start, and the link ends its
+            # requests in flight at once (a key at a hung edge held a Ctrl-C for its timeout and
+            # retries, minutes); the link works again for a later run.
+            pool.shutdown(wait=False, cancel_futures=True)
+            self.edge.close()
+            raise
+        finally:
             pool.shutdown(wait=True, cancel_futures=True)
             ahead.shutdown(wait=True, cancel_futures=True)
         report.keys.sort(key=lambda k: k["index"])
