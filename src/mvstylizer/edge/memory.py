@@ -23,6 +23,7 @@ the two measured sizes' ratios, rounded up, so it includes the fixed part of a r
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import sys
@@ -86,6 +87,9 @@ def parse_size(text: str) -> int:
         raise ValueError(f"not a memory size: {text!r} (e.g. 8G, 512M)") from None
     if not value > 0:
         raise ValueError(f"memory size must be > 0, got {text!r}")
+    # "inf", "1e309" and "1e308G" parse as floats but have no whole number of bytes (int() overflows).
+    if not math.isfinite(value * mult):
+        raise ValueError(f"not a memory size: {text!r} (too large; e.g. 8G, 512M)")
     return int(value * mult)
 
 
