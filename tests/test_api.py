@@ -313,3 +313,29 @@ def test_stylize_frames_and_export_lut_check_their_arguments(tmp_path, style):
         with pytest.raises(mvstylizer.UserError, match=message):
             mvstylizer.export_lut(args.pop("style"), args.pop("output"), **args)
     assert not (tmp_path / "a.cube").exists()
+
+
+def test_a_file_another_run_writes_meanwhile_is_not_replaced_without_overwrite(tmp_path, style, monkeypatch):
+    src, out = tmp_path / "in.mp4", tmp_path / "out.mp4"
+    write_test_clip(src, width=96, height=64, frames=6, fps=12.0)
+
+    def other_run_finishes_first(written: int, total: int | None) -> None:
+        if written == 1:
+            out.write_bytes(b"the other run's video")
+
+    with pytest.raises(mvstylizer.UserError, match="appeared while this ran"):
+        mvstylizer.stylize(src, style, out, model="reinhard", on_frame=other_run_finishes_first)
+    assert out.read_bytes() == b"the other run's video"
+
+    import mvstylizer.models.dncm as dncm
+
+    lut, export = tmp_path / "look.cube", dncm.export_cube
+
+    def export_while_another_run_writes(*args, **kwargs):
+        lut.write_bytes(b"another LUT")
+        return export(*args, **kwargs)
+
+    monkeypatch.setattr(dncm, "export_cube", export_while_another_run_writes)
+    with pytest.raises(mvstylizer.UserError, match="appeared while this ran"):
+        mvstylizer.export_lut(style, lut, size=4)
+    assert lut.read_bytes() == b"another LUT"

@@ -11,13 +11,14 @@ import math
 import numbers
 import os
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .errors import UserError
-from .files import check_overwrite, check_writable_folder
+from .files import check_overwrite, check_writable_folder, keep_existing
 from .mobile.edge_link import EdgeLink
 from .mobile.interpolate import InterpConfig
 from .mobile.keyframes import keyframe_config
@@ -112,7 +113,9 @@ class VideoStylizer:
             _check_path(value, name)
         _check_hook(on_frame)
         check_overwrite(output, overwrite)
-        return self._pipeline.run(input, style, output, on_frame=on_frame)
+        # Without overwrite, a file another run wrote to the same name meanwhile is not replaced.
+        with nullcontext() if overwrite else keep_existing(output):
+            return self._pipeline.run(input, style, output, on_frame=on_frame)
 
     def stylize_frames(self, frames: Iterable[np.ndarray], style: np.ndarray | PathLike,
                        report: StylizeReport | None = None) -> Iterator[np.ndarray]:
@@ -216,7 +219,8 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     style_img = read_image(Path(style))
     content_img = read_image(Path(content)) if content else None
     try:
-        export_cube(style_img, out, content=content_img, size=size)
+        with nullcontext() if overwrite else keep_existing(out):
+            export_cube(style_img, out, content=content_img, size=size)
     except OSError as e:  # a full disk: nothing is left behind (written under a temporary name)
         raise UserError(f"cannot write {out}: {e.strerror or e}") from None
     return out

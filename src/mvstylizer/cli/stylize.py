@@ -148,13 +148,9 @@ def _models(_: argparse.Namespace) -> int:
 
 
 def _export_lut(args: argparse.Namespace) -> int:
-    from contextlib import nullcontext
-
     from ..api import export_lut
-    from ..files import keep_existing
 
-    with nullcontext() if args.overwrite else keep_existing(args.output):
-        export_lut(args.style, args.output, content=args.content, size=args.size, overwrite=args.overwrite,
-                   model=args.model)
+    export_lut(args.style, args.output, content=args.content, size=args.size, overwrite=args.overwrite,
+               model=args.model)
     print(f"wrote {args.output}")
     return 0
