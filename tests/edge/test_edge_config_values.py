@@ -18,3 +18,32 @@ def test_parse_size_too_large_is_a_value_error(text):
 def test_parse_size_not_positive_is_a_value_error(text):
     with pytest.raises(ValueError):
         parse_size(text)
+
+
+def _token_file(path, lines):
+    path.write_text("".join(line + "\n" for line in lines))
+    path.chmod(0o600)
+    return path
+
+
+def test_token_file_larger_than_the_cap_is_refused(tmp_path, monkeypatch):
+    from mvstylizer.edge import auth
+
+    # A small cap stands in for the real one so that the test writes kilobytes, not megabytes.
+    monkeypatch.setattr(auth, "MAX_TOKEN_FILE_BYTES", 4096, raising=False)
+    lines = [f"client{i} tok-{i:06d}-Zq8xWv3LpN7rTb2K stylize" for i in range(200)]
+    f = _token_file(tmp_path / "tokens", lines)
+    assert f.stat().st_size > 4096
+    with pytest.raises(auth.UserError, match=r"token file .*tokens is larger than"):
+        auth.TokenSet.from_file(f)
+
+
+def test_token_file_of_thousands_of_tokens_is_under_the_cap(tmp_path):
+    import secrets
+
+    from mvstylizer.edge.auth import MAX_TOKEN_FILE_BYTES, TokenSet
+
+    lines = [f"phone-{i:05d} {secrets.token_urlsafe()} stylize,metrics" for i in range(5_000)]
+    f = _token_file(tmp_path / "tokens", lines)
+    assert f.stat().st_size * 20 < MAX_TOKEN_FILE_BYTES  # room for 100,000 such tokens
+    assert len(TokenSet.from_file(f).entries) == 5_000

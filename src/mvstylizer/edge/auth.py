@@ -37,6 +37,10 @@ SCOPES = {
     "metrics": "GET /v1/metrics (an operator's scraper)",
 }
 DEFAULT_SCOPES = frozenset({"stylize"})
+# Read at most this much of a token file, so a wrong or huge file is refused before it fills memory.
+# A line (a short name, token_urlsafe(), scopes) is about 75 bytes, so 100,000 tokens fit: far more than an
+# edge hands out. (The phone's file holds one token and is capped at 64 KiB.)
+MAX_TOKEN_FILE_BYTES = 8 * 1024**2
 _MAKE_ONE = "make one with: python -c \"import secrets; print(secrets.token_urlsafe())\""
 
 
@@ -82,7 +86,13 @@ class TokenSet:
     def from_file(cls, path: Path) -> TokenSet:
         check_file_permissions(Path(path))
         try:
-            text = Path(path).read_text(encoding="utf-8")
+            with open(path, "rb") as fh:
+                data = fh.read(MAX_TOKEN_FILE_BYTES + 1)
+            if len(data) > MAX_TOKEN_FILE_BYTES:
+                raise UserError(f"token file {path} is larger than {MAX_TOKEN_FILE_BYTES // 1024**2} MiB, more "
+                                f"than 100,000 tokens need: is it the right file? (one line per token: "
+                                f"NAME TOKEN [SCOPES])")
+            text = data.decode("utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise UserError(f"cannot read token file {path}: {getattr(e, 'strerror', None) or e}") from None
         entries: list[tuple[str, bytes, frozenset[str]]] = []
