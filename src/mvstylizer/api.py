@@ -21,7 +21,7 @@ from .errors import UserError
 from .files import check_overwrite, check_writable_folder, keep_existing
 from .mobile.edge_link import EdgeLink
 from .mobile.interpolate import InterpConfig
-from .mobile.keyframes import keyframe_config
+from .mobile.keyframes import KeyframeConfig, keyframe_config, parse_keyframes
 from .mobile.pipeline import FrameHook, StylizeConfig, StylizeReport, VideoPipeline
 from .video.formats import X264_PRESETS
 
@@ -264,13 +264,13 @@ def _config(model: str, strength: float, key_size: int, keyframes: str, max_gap:
     _text(interp, "interp")
     if _text(preset, "preset") not in X264_PRESETS:
         raise UserError(f"preset must be one of {', '.join(X264_PRESETS)}, got {preset!r}")
-    mode, _, every = _text(keyframes, "keyframes").partition(":")
-    digits = every.isascii() and every.isdigit()
-    if mode not in ("auto", "every") or (mode == "every" and not digits) or (mode == "auto" and every):
-        raise UserError(f"keyframes must be 'auto' or 'every:N' (N a whole number >= 1), got {keyframes!r}")
+    try:
+        mode, every = parse_keyframes(_text(keyframes, "keyframes"))
+    except ValueError as e:
+        raise UserError(f"keyframes: {e}") from None
     try:  # each config checks its own values (strength, key size, CRF, gaps, interpolation)
         return replace(StylizeConfig(), model=model, key_size=key_size, crf=crf, preset=preset, progress=progress,
-                       keyframes=keyframe_config(mode, int(every or 10), max_gap),
+                       keyframes=keyframe_config(mode, every or KeyframeConfig.every, max_gap),
                        interp=InterpConfig(method=interp, strength=float(strength)))
     except ValueError as e:
         raise UserError(str(e)) from None

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mvstylizer.mobile.keyframes import KeyframeConfig, KeyframeSelector
+from mvstylizer.mobile.keyframes import KeyframeConfig, KeyframeSelector, parse_keyframes
 
 from helpers import shifted, texture, to8
 
@@ -71,3 +71,17 @@ def test_occlusion_needs_the_backward_flow_only_when_enough_pixels_are_missed():
     assert any(d.reason == "occlusion" for d in decisions)
     # per frame after the first: the cut check's flow and the forward flow, plus a backward one at times
     assert 2 * (len(frames) - 1) <= len(calls) < 3 * (len(frames) - 1)
+
+
+@pytest.mark.parametrize("text, parsed", [("auto", ("auto", 0)), ("every:1", ("every", 1)), ("every:12", ("every", 12))])
+def test_keyframe_option_text_is_parsed(text, parsed):
+    assert parse_keyframes(text) == parsed
+
+
+@pytest.mark.parametrize("text", ["every:0", "every:", "every", "every:+3", "every: 3", "every:3_0", "every:-2",
+                                  "every:²", "auto:", "auto:3", "Every:3", "every:3.0", ""])
+def test_keyframe_option_text_that_is_not_auto_or_every_n_is_refused(text):
+    """One parser for the command line and the API (the command line took "every:+3", "every: 3" and
+    "every:3_0" through int(), the API did not)."""
+    with pytest.raises(ValueError, match="expected 'auto' or 'every:N'"):
+        parse_keyframes(text)

@@ -14,16 +14,12 @@ from ..video.formats import X264_PRESETS, same_file
 
 
 def keyframes_arg(text: str) -> tuple[str, int]:
-    if text == "auto":
-        return "auto", 0
-    if text.startswith("every:"):
-        try:
-            n = int(text.split(":", 1)[1])
-        except ValueError:
-            n = 0
-        if n >= 1:
-            return "every", n
-    raise argparse.ArgumentTypeError(f"expected 'auto' or 'every:N' with N >= 1, got {text!r}")
+    from ..mobile.keyframes import parse_keyframes
+
+    try:
+        return parse_keyframes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def positive_int(text: str) -> int:

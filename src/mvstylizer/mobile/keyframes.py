@@ -49,6 +49,17 @@ class KeyframeConfig:
                 raise ValueError(f"key-frame {name} must be a whole number >= 1, got {value!r}")
 
 
+def parse_keyframes(text: str) -> tuple[str, int]:
+    """The key-frame option's text: ``"auto"`` -> ("auto", 0); ``"every:N"``, N plain digits >= 1 ->
+    ("every", N). ValueError otherwise (the command line and the API take the same text)."""
+    mode, _, n = text.partition(":")
+    if text == "auto":
+        return "auto", 0
+    if mode == "every" and n.isascii() and n.isdigit() and int(n) >= 1:
+        return "every", int(n)
+    raise ValueError(f"expected 'auto' or 'every:N' with N a whole number >= 1, got {text!r}")
+
+
 def keyframe_config(mode: str, every: int, max_gap: int | None) -> KeyframeConfig:
     """The key-frame options a user gave: ``max_gap`` None is the default; given with a fixed stride
     longer than it, it wins ("most frames between keys" is a bound), with a warning."""
