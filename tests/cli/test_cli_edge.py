@@ -95,7 +95,7 @@ def test_edge_killed_mid_video_gives_a_clear_error_and_no_output(tmp_path, capsy
 
         monkeypatch.setattr(http_edge.HttpEdge, "stylize", stylize_then_die)
         code = main(["stylize", *GUIDED, str(src), "--style", str(style), "-o", str(out), "--edge", url, "-q",
-                     "--keyframes", "every:5"])
+                     "--keyframes", "every:5", "--edge-reconnect", "2"])
         assert code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith("error:") and "unreachable" in err and "\n" not in err

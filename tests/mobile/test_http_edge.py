@@ -483,3 +483,44 @@ def test_fallback_edge_forwards_abort_to_its_primary():
 
     FallbackEdge(Primary()).abort()  # type: ignore[arg-type]
     assert calls == ["abort"]
+
+
+def _restarting(down_for: float, error: type[Exception] = httpx.ConnectError):
+    """A handler that answers, then fails with ``error`` for ``down_for`` seconds (an edge restarting),
+    then answers again; returns it and its list of calls."""
+    calls: list[float] = []
+    down: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(time.monotonic())
+        if len(calls) > 1 and (not down or time.monotonic() - down[0] < down_for):
+            down.append(time.monotonic())
+            raise error("the edge is restarting", request=request)
+        return httpx.Response(200, json={"models": [{"name": "mk", "description": ""}]})
+
+    return handler, calls
+
+
+def test_an_edge_that_restarts_mid_run_is_waited_for():
+    """A deploy drains the edge for up to ~10 s, then starts it again: the counted retries (here
+    none) gave up first, and every phone's run was lost."""
+    handler, calls = _restarting(2.5)
+    edge = _edge(handler, retries=0, reconnect=10.0)
+    edge.models()  # it answered once
+    start = time.monotonic()
+    assert edge.models()[0]["name"] == "mk"
+    assert 2.0 < time.monotonic() - start < 6.0
+
+
+@pytest.mark.parametrize("case", ["never answered", "no patience", "timeouts"])
+def test_waiting_for_a_restart_needs_an_edge_that_answered_and_a_refused_connection(case):
+    handler, calls = _restarting(60.0, httpx.ReadTimeout if case == "timeouts" else httpx.ConnectError)
+    edge = _edge(handler, retries=0, reconnect=0.0 if case == "no patience" else 10.0)
+    if case == "never answered":
+        handler(httpx.Request("GET", "http://edge.test/"))  # the edge's first answer went to someone else
+    else:
+        edge.models()
+    start = time.monotonic()
+    with pytest.raises(EdgeUnavailable):
+        edge.models()
+    assert time.monotonic() - start < 1.0

@@ -55,6 +55,14 @@ def finite_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (a duration)."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def use_defaults_help(parser: argparse.ArgumentParser) -> None:
     """Say each option's default in its help, for ``parser`` and all its subcommands, where the help
     does not already (most say it in their own words): read from the parser itself, so that what

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from .args import add_pipeline_options, check_report_folder, pipeline_config
+from .args import add_pipeline_options, check_report_folder, non_negative_float, pipeline_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,6 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="opt in: let the edge keep this video's key frames for federated learning")
     s.add_argument("--fallback", choices=["none", "local"], default="none",
                    help="if the edge is unreachable: fail (default) or continue with the in-process edge")
+    s.add_argument("--edge-reconnect", type=non_negative_float, default=30.0, metavar="SECONDS",
+                   help="how long to keep trying an edge that answered before and then went away (a "
+                        "restart), before failing or falling back (default 30; 0: give up after the retries)")
     s.add_argument("--report", type=Path, metavar="FILE.json", help="write a JSON report of the run")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
@@ -112,7 +115,8 @@ def _edge_link(args: argparse.Namespace):
         if not token or len(token.split()) != 1:
             raise UserError(f"token file {args.edge_token_file} must hold exactly one token")
     source = f"token file {args.edge_token_file}" if args.edge_token_file is not None else None
-    link = HttpEdge(args.edge, token=token, collect=args.contribute, token_source=source)
+    link = HttpEdge(args.edge, token=token, collect=args.contribute, token_source=source,
+                    reconnect=args.edge_reconnect)
     if args.fallback == "local":
         return FallbackEdge(link, EmbeddedEdge, warn=lambda msg: print(msg, file=sys.stderr))
     return link

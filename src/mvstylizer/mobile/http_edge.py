@@ -32,6 +32,7 @@ from .edge_link import REMOTE_IN_FLIGHT, EdgeUnavailable
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _MAX_RETRY_AFTER = 30.0  # never sleep longer than this on a server's Retry-After
+_RECONNECT_STEP = 1.0  # seconds between tries to reach an edge that went away after answering
 _KEEP_STYLES = 4  # style uploads kept to re-send if the edge forgot them (restart, LRU eviction)
 # Answers are read into memory, so each has a size limit: a JSON answer (model list, style id, an
 # error) a few MB, a frame batch what its frames can take (_answer_limit). A 1.5 MB gzip bomb took the
@@ -174,7 +175,10 @@ class HttpEdge:
     Transient failures (connection errors, timeouts, 429 and 5xx) are retried ``retries`` times with
     exponential backoff, honouring ``Retry-After``; anything still failing becomes a ``UserError``. A
     429 or 503 with a ``Retry-After`` is a busy edge, not a failing one: it is waited out, without
-    counting as a retry, for up to ``load_wait`` seconds from the first such refusal.
+    counting as a retry, for up to ``load_wait`` seconds from the first such refusal. Once the edge
+    has answered, a connection it refuses or drops after the retries is tried again every second
+    for up to ``reconnect`` seconds from the first such failure (an edge restarting; 0: no more
+    tries), before ``EdgeUnavailable``; timeouts are not.
     Large batches are split into requests of at most ``batch_size`` frames / ``batch_bytes`` bytes,
     which keeps them inside the edge's default limits.
 
@@ -209,6 +213,7 @@ class HttpEdge:
         max_in_flight: int = REMOTE_IN_FLIGHT,
         token_source: str | None = None,
         load_wait: float = 60.0,
+        reconnect: float = 30.0,
     ) -> None:
         if token:
             _check_token(token, token_source)
@@ -237,6 +242,8 @@ class HttpEdge:
         self.collect = collect
         self.max_in_flight = max_in_flight
         self.load_wait = load_wait
+        self.reconnect = reconnect
+        self._answered = False  # the edge has answered this link once: a later outage is a restart
         self.bytes_sent = 0
         self.bytes_received = 0
         self.frames_collected = 0
@@ -388,6 +395,7 @@ class HttpEdge:
                  raise_4xx: bool = True, max_bytes: int = _MAX_JSON_ANSWER) -> httpx.Response:
         attempt = 0  # failures so far; waits the edge asked for with Retry-After do not count
         refused_since: float | None = None
+        down_since: float | None = None  # first failure to reach an edge that had answered before
         charged = 0.0  # the patience those waits used: at least 1 s each, so a tiny one cannot make a storm
         closed = self._closed
         if self._aborted:  # read after `closed`, as abort() sets it before close() replaces the event
@@ -423,6 +431,15 @@ class HttpEdge:
                         "private CA or a self-signed certificate, trust it with SSL_CERT_FILE=cert.pem") from None
                 if closed.is_set():  # close() woke it: not the edge's failure, and not worth a retry
                     raise self._abandoned() from None
+                if last and self._answered and not isinstance(e, httpx.TimeoutException):
+                    # An edge that answered before and now refuses connections is most likely
+                    # restarting (a deploy drains for up to ~10 s, then starts): the counted retries
+                    # (~3.5 s) gave up first and every phone's run was lost. A hung edge (timeouts)
+                    # gets no such patience: each attempt already waited a whole timeout.
+                    down_since = time.monotonic() if down_since is None else down_since
+                    if time.monotonic() - down_since < self.reconnect:
+                        closed.wait(min(_RECONNECT_STEP, max(0.0, self.reconnect - (time.monotonic() - down_since))))
+                        continue
                 if last:
                     what = (f"did not answer in time ({type(e).__name__})" if isinstance(e, httpx.TimeoutException)
                             else f"is unreachable: {_describe(e)}")
@@ -431,6 +448,7 @@ class HttpEdge:
                 self._sleep(attempt, None, closed)
                 attempt += 1
                 continue
+            self._answered = True
             with self._count:
                 self.bytes_sent += len(content or b"")
                 self.bytes_received += len(resp.content)
