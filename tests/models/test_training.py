@@ -73,6 +73,14 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, photos, capsys, mode
     assert sorted(p.name for p in tmp_path.iterdir()) == listing  # nothing written, no folder made
 
 
+def test_threads_error_says_what_0_means_on_the_command_line(tmp_path, photos, capsys):
+    args = ["--out", str(tmp_path / "w.pt"), "--checkpoint", str(tmp_path / "c.ckpt")]
+    assert main(["train", "dncm", "--data", str(photos), "--threads", "-1", "-q", *args]) == 2
+    err = capsys.readouterr().err
+    # `train --help`: 0 stands for the model's recipe, which the CLI fills in (not torch's default).
+    assert "--threads" in err and "0 for the model's recipe" in err and "torch" not in err, err
+
+
 def test_wct2_crop_sizes():
     from mvstylizer.models.wct2_train import check_size
 

@@ -46,7 +46,7 @@ class TrainConfig:
     checkpoint_every: int = 100
     resume: bool = False
     out: Path | None = None  # default: the shipped weights file of the model
-    threads: int = 0  # torch threads; 0 = torch's default
+    threads: int = 0  # torch threads; 0 = torch's default (the CLI puts the model's recipe in its place)
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -55,8 +55,8 @@ class TrainConfig:
         if not 0 <= self.seed <= MAX_SEED:
             raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED}, got {self.seed}")
         if not 0 <= self.threads <= max_threads():
-            raise UserError(f"--threads must be from 1 to {max_threads()} (this machine's CPUs), or 0 for torch's "
-                            f"default; got {self.threads}")
+            raise UserError(f"--threads must be from 1 to {max_threads()} (this machine's CPUs), or 0 for the "
+                            f"model's recipe; got {self.threads}")
         for flag, value in (("--steps", self.steps), ("--batch", self.batch), ("--size", self.size),
                             ("--checkpoint-every", self.checkpoint_every)):
             if value < 1:
