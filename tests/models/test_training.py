@@ -51,6 +51,9 @@ REFUSED = [
     ("wct2", ["--size", "20"]), ("wct2", ["--size", "12"]), ("wct2", ["--size", "8"]),
     ("wct2", ["--seed", "99999999999999999999"]), ("dncm", ["--seed", "-1"]),
     ("wct2", ["--threads", "100000"]), ("dncm", ["--threads", "-1"]),
+    ("dncm", ["--out", "{tmp}/video.mp4"]),  # an existing file that is not a weights file is not replaced
+    ("wct2", ["--out", "{tmp}/junk.pt"]),  # the suffix alone does not make a weights file
+    ("smoothing", ["--out", "{tmp}/dangling"]),  # a link to nothing
     ("wct2", ["--lr", "1e308"]), ("dncm", ["--lr", "2"]), ("smoothing", ["--lr", "0"]),
 ]
 
@@ -59,6 +62,9 @@ REFUSED = [
 def test_bad_settings_are_refused_before_any_work(tmp_path, photos, capsys, model, flags):
     (tmp_path / "link.png").symlink_to(photos / "p0.png")
     os.link(photos / "p1.png", tmp_path / "hard.png")
+    (tmp_path / "video.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42 not really a video")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     before, listing = _snapshot(photos), sorted(p.name for p in tmp_path.iterdir())
     args = [f.format(data=photos, tmp=tmp_path) for f in flags]
     # No --out given: the default is the shipped weights, which a refused run must not touch either.
@@ -71,6 +77,7 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, photos, capsys, mode
     assert err.startswith("error:") and err.count("\n") == 1, err
     assert _snapshot(photos) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == listing  # nothing written, no folder made
+    assert (tmp_path / "video.mp4").read_bytes().startswith(b"\x00\x00\x00\x18ftyp")
 
 
 def test_threads_error_says_what_0_means_on_the_command_line(tmp_path, photos, capsys):
@@ -79,6 +86,18 @@ def test_threads_error_says_what_0_means_on_the_command_line(tmp_path, photos, c
     err = capsys.readouterr().err
     # `train --help`: 0 stands for the model's recipe, which the CLI fills in (not torch's default).
     assert "--threads" in err and "0 for the model's recipe" in err and "torch" not in err, err
+
+
+def test_out_replaces_an_existing_weights_file_and_nothing_else(tmp_path):
+    from mvstylizer.models.training import check_replaceable_weights
+
+    weights = save_weights(torch.nn.Linear(2, 2), tmp_path / "model.weights", {"steps": 1})  # any suffix
+    TrainConfig(out=weights)  # the documented default: a weights file is replaced
+    check_replaceable_weights(tmp_path / "new.pt")  # a new file is fine
+    torch.save({"not": "weights"}, tmp_path / "other.pt")  # a torch file, but not of save_weights' layout
+    for path in (tmp_path / "other.pt", Path(os.devnull)):
+        with pytest.raises(UserError, match=r"--out .* exists and is not a weights file"):
+            TrainConfig(out=path)
 
 
 def test_wct2_crop_sizes():
@@ -127,13 +146,13 @@ def test_a_diverging_run_stops_and_keeps_the_old_weights(tmp_path, photos, monke
         return loss * float("nan"), dict(stats, loss=float("nan"))
 
     monkeypatch.setattr(wct2_train, "reconstruction_loss", diverged)
-    out = tmp_path / "w.pt"
-    out.write_bytes(b"old weights")
+    out = save_weights(torch.nn.Linear(2, 2), tmp_path / "w.pt", {})  # --out replaces only a weights file
+    old = out.read_bytes()
     args = ["train", "wct2", "--data", str(photos), "--steps", "2", "--batch", "1", "--size", "16",
             "--threads", "1", "--out", str(out), "--checkpoint", str(tmp_path / "c.ckpt"), "-q"]
     assert main(args) == 2
     assert "diverged at step 1" in capsys.readouterr().err
-    assert out.read_bytes() == b"old weights" and not (tmp_path / "c.ckpt").exists()
+    assert out.read_bytes() == old and not (tmp_path / "c.ckpt").exists()
 
 
 def test_smoothing_refuses_data_with_only_pictures_too_small_to_crop(tmp_path, capsys):
@@ -168,11 +187,11 @@ def test_smoothing_replaces_its_weights_and_graph_together_or_not_at_all(tmp_pat
         raise RuntimeError("exporter failed")
 
     monkeypatch.setattr(meta_smoother_train, "export_onnx", broken)
-    out = tmp_path / "w.pt"
-    out.write_bytes(b"old weights")
+    out = save_weights(torch.nn.Linear(2, 2), tmp_path / "w.pt", {})  # --out replaces only a weights file
+    old = out.read_bytes()
     out.with_suffix(".onnx").write_bytes(b"old graph")
     config = TrainConfig(data=[str(photos)], steps=1, batch=1, threads=1, out=out, checkpoint=tmp_path / "c.ckpt",
                          progress=False)
     with pytest.raises(RuntimeError, match="exporter failed"):  # was: new weights beside the old graph
         meta_smoother_train.train(config)
-    assert out.read_bytes() == b"old weights" and out.with_suffix(".onnx").read_bytes() == b"old graph"
+    assert out.read_bytes() == old and out.with_suffix(".onnx").read_bytes() == b"old graph"

@@ -63,6 +63,27 @@ class TrainConfig:
                 raise UserError(f"{flag} must be a whole number >= 1, got {value}")
         written = {"--out": self.out, "--checkpoint": self.checkpoint}
         check_outputs(self, {flag: Path(p) for flag, p in written.items() if p is not None}, inside_data=True)
+        if self.out is not None:
+            check_replaceable_weights(Path(self.out))
+
+
+def check_replaceable_weights(path: Path) -> None:
+    """Refuse (UserError) an existing ``--out`` that is not a weights file of ours. Replacing a weights file
+    is what a run is for (the shipped ones by default), but a video or photo given as ``--out`` by mistake
+    would be lost for good, and only its content tells the two apart: any suffix may hold weights."""
+    if not os.path.lexists(path):
+        return
+    if not path.is_file():  # a link to nothing, a device, a pipe (reading one could wait for ever)
+        raise UserError(f"--out {path} exists and is not a weights file; choose a new name or remove it first")
+    from .safeload import load_pt
+
+    try:
+        blob = load_pt(path)
+    except (OSError, UserError):  # UnsafeModelFile: not a torch file, or one holding code
+        blob = None
+    if not (isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict)):  # save_weights' layout
+        raise UserError(f"--out {path} exists and is not a weights file written by mvstylizer train, so it is not "
+                        "replaced; choose a new name or remove it first")
 
 
 def _inside(path: Path, folder: Path) -> bool:
