@@ -30,15 +30,15 @@ def test_bars_are_found_through_a_jpeg_round_trip_and_uint8():
     assert find_bars((back * 255 + 0.5).astype(np.uint8)) == found
 
 
-@pytest.mark.parametrize("case", ["night", "black", "thin", "dark_left_half"])
+@pytest.mark.parametrize("case", ["night", "thin", "dark_left_half", "tiny_picture"])
 def test_a_dark_scene_is_not_bars(case):
     rng = np.random.default_rng(0)
     h, w = 288, 512
     if case == "night":  # a dark sky at ~12 of 255 with noise, lights below
         img = np.clip(12 / 255 + rng.normal(0, 3 / 255, (h, w, 3)), 0, 1).astype(np.float32)
         img[200:] = 0.3 * texture(h - 200, w)
-    elif case == "black":  # a frame of a fade to black
-        img = np.zeros((h, w, 3), np.float32)
+    elif case == "tiny_picture":  # a 6-row picture between bars: too little for a model's features
+        img = _boxed(24, 64, 9, 9, 0, 0)
     elif case == "thin":  # one black row: the picture's own edge
         img = _boxed(h, w, 1, 0, 0, 0)
     else:  # most of the width dark: too little picture left to be bars
@@ -69,3 +69,12 @@ def test_bars_survive_the_key_downscale():
     small = cv2.resize(img, (512, 288), interpolation=cv2.INTER_AREA)
     found = find_bars(small)
     assert 35 <= found.top <= 37 and 35 <= found.bottom <= 37
+
+
+def test_a_frame_black_to_the_last_pixel_stays_black():
+    """A letterboxed fade's last frame has no picture left: styled whole, it flashed the style's dark
+    tone (brown) between frames whose bars stayed black."""
+    black = np.zeros((90, 160, 3), np.float32)
+    assert find_bars(black).black
+    out = within_bars(lambda x: 0.3 + 0.5 * x, black)
+    np.testing.assert_array_equal(out, black)

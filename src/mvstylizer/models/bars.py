@@ -8,7 +8,8 @@ the picture inside the bars, and the bars are passed through unchanged.
 
 A bar is a run of full rows (or columns) from an edge that are black to the last pixel, as a
 decoder gives them back: mean at most ``level``, and at most ``stray`` of their pixels brighter than
-``peak`` (the ringing that a codec leaves along the picture's edge). A night sky or a dark room is
+``peak`` (the ringing that a codec leaves along the picture's edge). A frame that is black to the last
+pixel (a fade's last frame) is passed through whole: black in, black out. A night sky or a dark room is
 not black to that degree (their levels are ~10-20 of 255, with noise); a crushed pure-black
 background can be, and passing it through keeps it black, as a colourist would.
 """
@@ -25,19 +26,22 @@ _PEAK = 12.0 / 255.0  # a bar row's pixels are at most this bright ...
 _STRAY = 0.01  # ... but for this share of them (a codec's ringing beside the picture's edge)
 _MIN_BAR = 0.01  # a bar thinner than this share of its side is taken for the picture's own dark edge
 _MIN_PICTURE = 0.25  # with less picture than this share of a side left, it is a dark frame, not bars
+_MIN_SIDE = 16  # nor with less than this many pixels: the models' feature trunks need 8 (wct2 pads to 16)
 
 
 @dataclass(frozen=True)
 class Bars:
-    """Widths of the black bars on each side of a picture, pixels."""
+    """Widths of the black bars on each side of a picture, pixels; ``black``: the whole frame is
+    black to the last pixel (a fade's last frame), so there is no picture at all."""
 
     top: int = 0
     bottom: int = 0
     left: int = 0
     right: int = 0
+    black: bool = False
 
     def __bool__(self) -> bool:
-        return any((self.top, self.bottom, self.left, self.right))
+        return self.black or any((self.top, self.bottom, self.left, self.right))
 
     def picture(self, img: np.ndarray) -> np.ndarray:
         """The view of ``img`` inside the bars."""
@@ -56,21 +60,25 @@ def find_bars(rgb: np.ndarray) -> Bars:
     brightest = img.max(axis=2).astype(np.float32) / scale
     bright = brightest > _PEAK
 
-    def run(mean: np.ndarray, stray: np.ndarray) -> tuple[int, int]:
-        black = (mean <= _LEVEL) & (stray <= _STRAY)
+    def is_black(mean: np.ndarray, stray: np.ndarray) -> np.ndarray:
+        return (mean <= _LEVEL) & (stray <= _STRAY)
+
+    def run(black: np.ndarray) -> tuple[int, int]:
         n = len(black)
-        lead = n if black.all() else int(np.argmin(black))
-        trail = n if black.all() else int(np.argmin(black[::-1]))
+        lead, trail = int(np.argmin(black)), int(np.argmin(black[::-1]))
         lead = lead if lead >= max(2, _MIN_BAR * n) else 0
         trail = trail if trail >= max(2, _MIN_BAR * n) else 0
-        if n - lead - trail < _MIN_PICTURE * n:
+        if n - lead - trail < max(_MIN_PICTURE * n, _MIN_SIDE):
             return 0, 0
         return lead, trail
 
-    top, bottom = run(brightest.mean(axis=1), bright.mean(axis=1))
+    rows = is_black(brightest.mean(axis=1), bright.mean(axis=1))
+    if rows.all():
+        return Bars(black=True)
+    top, bottom = run(rows)
     h = brightest.shape[0]
     inner = slice(top, h - bottom)
-    left, right = run(brightest[inner].mean(axis=0), bright[inner].mean(axis=0))
+    left, right = run(is_black(brightest[inner].mean(axis=0), bright[inner].mean(axis=0)))
     return Bars(top, bottom, left, right)
 
 
@@ -84,6 +92,10 @@ def within_bars(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) 
     bars = find_bars(frame)
     if not bars:
         return stylize(frame)
+    if bars.black:
+        # No picture: black stays black. A transfer maps it to the style's dark tones, and a
+        # letterboxed fade's last frame flashed brown between frames whose bars stayed black.
+        return np.array(frame, dtype=np.float32, copy=True)
     out = np.array(frame, dtype=np.float32, copy=True)
     bars.picture(out)[...] = stylize(np.ascontiguousarray(bars.picture(frame)))
     return out
