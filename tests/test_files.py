@@ -124,3 +124,16 @@ def test_a_file_that_appears_during_a_run_without_overwrite_is_not_replaced(tmp_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other.mp4", "out.mp4"]
     atomic_write_bytes(out, b"ours")  # outside the block (-y): replaced as usual
     assert out.read_bytes() == b"ours"
+
+
+def test_two_guards_on_one_name_in_one_process_hold_until_both_end(tmp_path):
+    """Two runs without -y writing one free name: the first to finish must not lift the second's guard."""
+    from mvstylizer.files import keep_existing
+
+    out = tmp_path / "out.mp4"
+    with keep_existing(out):
+        with keep_existing(out):
+            atomic_write_bytes(out, b"first run")
+        with pytest.raises(UserError, match="appeared while this ran"):
+            atomic_write_bytes(out, b"second run")
+    assert out.read_bytes() == b"first run"

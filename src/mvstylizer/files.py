@@ -13,6 +13,7 @@ import os
 import secrets
 import stat
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -169,13 +170,15 @@ class TempTarget:
 
 # Outputs that must not replace a file: checked absent at the start (check_overwrite without -y), and
 # still not replaced if one appears there before the end (two runs writing the same name at once).
-_keep: set[Path] = set()
+# A count per name: two runs in one process may guard the same name, and the first to finish must
+# not lift the guard of the other (whose commit would then replace the first's output).
+_keep: Counter[Path] = Counter()
 _keep_lock = threading.Lock()
 
 
 def _kept(path: Path) -> bool:
     with _keep_lock:
-        return Path(os.path.abspath(path)) in _keep
+        return _keep[Path(os.path.abspath(path))] > 0
 
 
 @contextmanager
@@ -185,12 +188,14 @@ def keep_existing(path: str | os.PathLike[str]) -> Iterator[None]:
     without -y is refused at its end instead of silently replacing the first's output."""
     key = Path(os.path.abspath(path))
     with _keep_lock:
-        _keep.add(key)
+        _keep[key] += 1
     try:
         yield
     finally:
         with _keep_lock:
-            _keep.discard(key)
+            _keep[key] -= 1
+            if _keep[key] <= 0:
+                del _keep[key]
 
 
 @contextmanager
