@@ -524,3 +524,20 @@ def test_waiting_for_a_restart_needs_an_edge_that_answered_and_a_refused_connect
     with pytest.raises(EdgeUnavailable):
         edge.models()
     assert time.monotonic() - start < 1.0
+
+
+def test_a_restarted_edge_gets_fresh_retries_for_its_first_answers():
+    """Back from a restart, one 502 from the edge (or its proxy) is retried like any other."""
+    calls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(1)
+        if len(calls) in (2, 3):
+            raise httpx.ConnectError("restarting", request=request)
+        if len(calls) == 4:
+            return httpx.Response(502, json={"detail": "warming up"})
+        return httpx.Response(200, json={"models": [{"name": "mk", "description": ""}]})
+
+    edge = _edge(handler, retries=1, reconnect=10.0)
+    edge.models()
+    assert edge.models()[0]["name"] == "mk" and len(calls) == 5

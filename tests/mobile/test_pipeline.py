@@ -362,3 +362,19 @@ def test_ctrl_c_does_not_wait_for_keys_at_a_hung_edge():
         ctrl_c.cancel()
     assert time.monotonic() - t0 < 10.0  # the hung requests end when the run does, not after 20 s each
     assert not [t for t in threading.enumerate() if t.name.startswith("mvstylizer-key")]
+
+
+def test_a_caller_that_stops_reading_does_not_close_the_link():
+    """Breaking out of stream() ends this run only: a link shared with other runs stays open."""
+    closes = []
+
+    class CountingEdge(EmbeddedEdge):
+        def close(self) -> None:
+            closes.append(1)
+            super().close()
+
+    pipe = VideoPipeline(CountingEdge(), StylizeConfig(model="reinhard", progress=False))
+    for i, _ in enumerate(pipe.stream(_frames(12, [0]), _style())):
+        if i == 2:
+            break
+    assert not closes

@@ -449,6 +449,9 @@ class HttpEdge:
                 attempt += 1
                 continue
             self._answered = True
+            if down_since is not None:  # back after a restart: a fresh count of retries for what it answers
+                down_since, attempt = None, 0
+                last = attempt == self.retries
             with self._count:
                 self.bytes_sent += len(content or b"")
                 self.bytes_received += len(resp.content)

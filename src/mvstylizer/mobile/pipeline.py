@@ -510,6 +510,8 @@ class VideoPipeline:
                 out = next_frame(wait=True)
                 assert out is not None
                 yield out
+        except GeneratorExit:  # the caller stopped reading: keys in flight finish, the link stays open
+            raise
         except BaseException:
             # An error or a cancelled run (Ctrl-C): queued keys never start, and the link ends its
             # requests in flight at once (a key at a hung edge held a Ctrl-C for its timeout and
