@@ -605,11 +605,13 @@ class VideoReader:
     # -- sampling ------------------------------------------------------------------------
 
     def frames_near(self, times: Sequence[float]) -> Iterator[DecodedFrame]:
-        """For each time (seconds from the video's first frame), the first frame shown at or after
-        it, found by seeking: previews of a long video without decoding all of it. The frames are
-        chosen and converted as :meth:`frames` does (stream, colour matrix, HDR, pixel shape,
-        orientation); ``index`` is the frame's place at the video's frame rate. A separate pass over
-        the file: :meth:`frames` is unaffected."""
+        """For each time (seconds on :meth:`frames`' timeline, which starts at the input's start), the
+        first frame shown at or after it, or the last frame for a time past it, found by seeking:
+        previews of a long video without decoding all of it. The frames are chosen and converted as
+        :meth:`frames` does (stream, colour matrix, HDR, pixel shape, orientation); ``time`` is on the
+        same timeline; ``index`` is the frame's place at the video's nominal frame rate (exact for a
+        constant rate, an estimate for a variable one). A separate pass over the file: :meth:`frames`
+        is unaffected."""
         container = self._open()
         try:
             stream = self._video_stream_of(container)
@@ -617,15 +619,20 @@ class VideoReader:
             tb = stream.time_base
             if tb is None:
                 return
-            start = float(stream.start_time * tb) if stream.start_time is not None else 0.0
+            origin = float(self._input_start())
+            rate = float(self._rate)
             for target in times:
-                container.seek(int((start + target) / tb), stream=stream, backward=True, any_frame=False)
+                container.seek(int((origin + target) / tb), stream=stream, backward=True, any_frame=False)
+                found = None
                 for frame in container.decode(stream):
-                    t = float(frame.pts * tb) - start if frame.pts is not None else target
-                    if t + 0.5 / float(self._rate) >= target:
-                        yield DecodedFrame(index=int(round(t * float(self._rate))), pts=frame.pts, time=t,
-                                           rgb8=self._to_rgb.full(frame))
+                    t = float(frame.pts * tb) - origin if frame.pts is not None else target
+                    found = (frame, t)
+                    if t + 0.5 / rate >= target:
                         break
+                if found is not None:
+                    frame, t = found
+                    yield DecodedFrame(index=max(0, round(t * rate)), pts=frame.pts, time=t,
+                                       rgb8=self._to_rgb.full(frame))
         finally:
             container.close()
 
