@@ -378,3 +378,24 @@ def test_a_caller_that_stops_reading_does_not_close_the_link():
         if i == 2:
             break
     assert not closes
+
+
+@pytest.mark.parametrize("model", ["reinhard", "regions"])
+def test_a_letterboxed_dark_scene_is_styled_as_without_its_bars(model):
+    """The phone fits its transforms to the picture inside the bars and passes the bars through, as
+    the edge does: fit over the bars too, a global look mapped the picture's shadows towards the bars'
+    black, and a grid lifted the bar rows next to the picture."""
+    dark = [(texture(96, 160, seed=i % 2) * 70 + 3).astype(np.uint8) for i in range(8)]  # a dusk scene
+
+    def boxed(f: np.ndarray) -> np.ndarray:
+        out = np.zeros((128, 160, 3), np.uint8)
+        out[16:112] = f
+        return out
+
+    style = np.full((64, 64, 3), (200, 150, 90), np.uint8)
+    style[::2] = (120, 70, 40)
+    cfg = StylizeConfig(model=model, progress=False, keyframes=KeyframeConfig(max_gap=4))
+    plain = np.stack(list(VideoPipeline(EmbeddedEdge(), cfg).stream(iter(dark), style))).astype(int)
+    lb = np.stack(list(VideoPipeline(EmbeddedEdge(), cfg).stream((boxed(f) for f in dark), style))).astype(int)
+    assert max(lb[:, :16].max(), lb[:, 112:].max()) <= 1
+    assert np.abs(lb[:, 16:112] - plain).mean() < 1.5, np.abs(lb[:, 16:112] - plain).mean()

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..errors import NotFoundError, UserError
 from ..imaging import shrink_to
-from ..models.bars import within_bars
+from ..bars import within_bars
 from ..models.base import Stylizer
 from ..models.registry import aliases_of, available_models, create_model, resolve_name
 from ..models.vgg_onnx import MIN_SIDE

@@ -121,9 +121,11 @@ class ResidualGrid:
 
 
 def fit_grid(luma8: np.ndarray, content: np.ndarray, residual: np.ndarray,
-             config: GridConfig = GridConfig()) -> ResidualGrid:
+             config: GridConfig = GridConfig(), mask: np.ndarray | None = None) -> ResidualGrid:
     """The grid of affine maps that best explains ``residual`` (HxWx3, styled minus the look) from the
-    key frame's colours ``content`` (HxWx3 float in [0, 1]) and brightness ``luma8`` (HxW uint8)."""
+    key frame's colours ``content`` (HxWx3 float in [0, 1]) and brightness ``luma8`` (HxW uint8);
+    only pixels where ``mask`` (HxW bool, if given) is true count, and cells without any borrow from
+    their neighbours as any thinly filled cell does."""
     h, w = luma8.shape
     if residual.shape != (h, w, 3) or content.shape != (h, w, 3):
         raise ValueError(f"content {content.shape} and residual {residual.shape} must match the frame {luma8.shape}")
@@ -137,12 +139,15 @@ def fit_grid(luma8: np.ndarray, content: np.ndarray, residual: np.ndarray,
         # model (in-between frames of two real clips: SSIM unchanged to 4 digits). Not an area
         # downscale, which would mix dark and bright neighbours into one mid-grey bin.
         luma8, c, r = luma8[1::3, 1::3], c[1::3, 1::3], r[1::3, 1::3]
+        mask = mask[1::3, 1::3] if mask is not None else None
         h, w = luma8.shape
     # Per pixel the products whose cell averages are the weighted least-squares statistics:
     # 1, c, c c^T (6 distinct), r, r c^T (9).
     products = np.concatenate(
         [np.ones((h, w, 1), np.float32), c, np.stack([c[..., i] * c[..., j] for i, j in COV_PAIRS], axis=2),
          r, (r[..., :, None] * c[..., None, :]).reshape(h, w, 9)], axis=2)
+    if mask is not None:
+        products *= mask[..., None].astype(np.float32)
     # OpenCV area-resizes at most 4 channels at other than whole-number ratios: the products are
     # split once into contiguous 4-channel parts, and each bin's weighted part is made contiguous.
     parts = [np.ascontiguousarray(products[..., i:i + 4]) for i in range(0, products.shape[2], 4)]

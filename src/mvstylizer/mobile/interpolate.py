@@ -28,6 +28,7 @@ from typing import cast
 import cv2
 import numpy as np
 
+from ..bars import Bars, find_bars
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
 from .grid import GridConfig, ResidualGrid, fit_grid
 from .look import Look, blend_gap, fit_look, identity_look, look_scratch
@@ -48,6 +49,7 @@ class KeyFrame:
     exposure: float = 0.0  # log exposure of the key frame (mobile/exposure.py)
     styled8: np.ndarray | None = None  # full-resolution output of the key
     colours: np.ndarray | None = None  # (N, 3) float32 sample of the key's colours, in [0, 1]
+    bars: Bars = field(default_factory=Bars)  # letterbox or pillarbox bars of the key, key-size pixels
 
 
 @dataclass
@@ -117,7 +119,14 @@ class Interpolator:
         key-size original's grey image, if the caller has it already. Touches no state that
         :meth:`frame` uses, so worker threads can make keys while frames render."""
         content = content8.astype(np.float32) * (1.0 / 255.0)
-        look = fit_look(content, styled)
+        # The edge passed the bars through (bars.py): fit over them, the global look had to map black
+        # to black for the bars and to the style's dark tones for the picture, and darkened the
+        # picture's shadows; the bars are passed through here too (_keep_bars).
+        bars = find_bars(content8)
+        if bars and not bars.black:
+            look = fit_look(bars.picture(content), bars.picture(styled))
+        else:
+            look = fit_look(content, styled)
         grid = None
         if gray is None:
             gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
@@ -125,15 +134,16 @@ class Interpolator:
             # Against the look's levels before they are clipped at white, as frames add the grid's
             # offsets to them (one rounding and clip for both).
             residual = styled - look.levels(content8).astype(np.float32) * (1.0 / 255.0)
-            grid = fit_grid(gray, content, residual, self.config.grid)
+            grid = fit_grid(gray, content, residual, self.config.grid, mask=_picture_mask(bars, gray.shape))
         if self.config.strength < 1.0:
             look = identity_look(look.pre.shape[1]).blend(look, self.config.strength)
             grid = grid.scaled(self.config.strength) if grid is not None else None
-        key = KeyFrame(index, look, grid, gray, exposure=exposure, colours=_colour_sample(content))
+        key = KeyFrame(index, look, grid, gray, exposure=exposure, colours=_colour_sample(content), bars=bars)
         with self._key_lock:
             levels, offsets = self._key_scratch.like(full8)
             grids = [] if grid is None else [(grid, 1.0, 1.0)]
             key.styled8 = self._add_grid(look.levels(full8, levels), grids, content8, scratch=offsets)
+        _keep_bars(key.styled8, full8, bars, content8.shape)
         return key
 
     def frame(self, t: int, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame,
@@ -145,7 +155,10 @@ class Interpolator:
         at once (to an encoder that copies it) saves a fresh full-resolution image per frame."""
         span = max(1, b.index - a.index)
         w_b = min(1.0, max(0.0, (t - a.index) / span))
-        return self.method.render(self, low8, full8, a, b, w_b, exposure, out)
+        rendered = self.method.render(self, low8, full8, a, b, w_b, exposure, out)
+        if a.bars == b.bars:  # where the keys disagree (a fade, a scene with a black edge), as rendered
+            _keep_bars(rendered, full8, a.bars, low8.shape)
+        return rendered
 
     def _blend_transforms(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                           exposure: float, out: np.ndarray | None) -> np.ndarray:
@@ -284,6 +297,34 @@ class _LookMix:
         """Exact blend minus parameter blend of ``small8`` (uint8 RGB), float32 8-bit levels."""
         exact = cv2.addWeighted(self.a.float_levels(small8), 1.0 - self.w, self.b.float_levels(small8), self.w, 0.0)
         return exact - self.blended.float_levels(small8)
+
+
+def _picture_mask(bars: Bars, shape: tuple[int, ...]) -> np.ndarray | None:
+    """Pixels of a key of ``shape`` inside its bars (None: the whole key)."""
+    if not bars or bars.black:
+        return None
+    mask = np.zeros(shape[:2], bool)
+    bars.picture(mask)[...] = True
+    return mask
+
+
+def _keep_bars(out: np.ndarray, full8: np.ndarray, bars: Bars, key_shape: tuple[int, ...]) -> None:
+    """Copy the frame's own letterbox or pillarbox bars (``bars``, in key-size pixels of a key of
+    ``key_shape``) into ``out``, in place: only whole full-resolution rows and columns inside them."""
+    if not bars or bars.black:
+        return
+    h, w = full8.shape[:2]
+    sy, sx = h / key_shape[0], w / key_shape[1]
+    top, bottom = math.floor(bars.top * sy), math.floor(bars.bottom * sy)
+    left, right = math.floor(bars.left * sx), math.floor(bars.right * sx)
+    if top:
+        out[:top] = full8[:top]
+    if bottom:
+        out[h - bottom:] = full8[h - bottom:]
+    if left:
+        out[:, :left] = full8[:, :left]
+    if right:
+        out[:, w - right:] = full8[:, w - right:]
 
 
 def _colour_sample(content: np.ndarray, count: int = 4096) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Letterbox and pillarbox bars (models/bars.py): found where a decoder gives them back, never in a dark scene."""
+"""Letterbox and pillarbox bars (bars.py): found where a decoder gives them back, never in a dark scene."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import texture
 
-from mvstylizer.models.bars import Bars, find_bars, within_bars
+from mvstylizer.bars import Bars, find_bars, within_bars
 from mvstylizer.wire import decode_frame, encode_frame
 
 
