@@ -540,6 +540,10 @@ class VideoReader:
             rate = Fraction(30)
         self._rate = Fraction(rate)
 
+        # Where the video starts, as the demuxer says on opening: FFmpeg fills a stream's start_time in
+        # as it reads too, so read at the end it can differ (292 ms on a Matroska file of ours that
+        # starts at 0), and a complete file warned that it was 0.3 s short.
+        self._video_start = float(stream.start_time * self.time_base) if stream.start_time else 0.0
         # Video-only duration: the stream's own, else Matroska/WebM's per-track DURATION tag.
         self._video_duration: float | None = None
         if stream.duration is not None and stream.duration > 0:
@@ -548,7 +552,7 @@ class VideoReader:
             # The tag is where the track ends (FFmpeg writes its last timestamp plus one frame), so a
             # video that starts after 0 (audio first) declares start + length.
             end = _parse_hms(stream.metadata.get("DURATION"))
-            start = float(stream.start_time * self.time_base) if stream.start_time else 0.0
+            start = self._video_start
             self._video_duration = end - start if end is not None and end > start else end
         self._container_duration: float | None = (
             container.duration / av.time_base if container.duration and container.duration > 0 else None
@@ -817,8 +821,7 @@ class VideoReader:
         """``declares X s of video but only Y s could be decoded``, or None when the time covered
         matches the declared duration: video against video, else everything against the container's."""
         if self._video_duration and video_end is not None:
-            start = float(self._stream.start_time * self.time_base) if self._stream.start_time else 0.0
-            expected, covered = self._video_duration, video_end - self._timeline.seconds(start)
+            expected, covered = self._video_duration, video_end - self._timeline.seconds(self._video_start)
         elif self._container_duration and video_end is not None:
             expected = self._container_duration
             covered = max(video_end, audio_end or video_end) - self._timeline.seconds(self._container_start)
