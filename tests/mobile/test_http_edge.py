@@ -341,6 +341,14 @@ def test_waiting_out_a_busy_edge_ends_after_load_wait(retry_after, patient):
     assert len(calls) == patient + 2
 
 
+def _send_key(edge: HttpEdge, errors: list[BaseException]) -> None:
+    """One key frame to ``edge``, as a pipeline's key thread sends it; what it ended with into ``errors``."""
+    try:
+        edge.stylize("ab" * 16, "mk", [np.zeros((16, 16, 3), np.float32)])
+    except BaseException as e:  # noqa: BLE001 - what the key thread ended with
+        errors.append(e)
+
+
 @pytest.mark.parametrize("retries", [3, 0])  # 0: woken on its last attempt, still not EdgeUnavailable
 def test_close_ends_the_requests_in_flight_at_once(retries):
     """A cancelled run (Ctrl-C) waits for its keys in flight: against an edge that never answered,
@@ -355,10 +363,7 @@ def test_close_ends_the_requests_in_flight_at_once(retries):
         errors: list[BaseException] = []
 
         def key() -> None:
-            try:
-                edge.stylize("ab" * 16, "mk", [np.zeros((16, 16, 3), np.float32)])
-            except BaseException as e:  # noqa: BLE001 - what the key thread ended with
-                errors.append(e)
+            _send_key(edge, errors)
 
         thread = threading.Thread(target=key)
         thread.start()
@@ -451,10 +456,7 @@ def test_abort_ends_the_requests_in_flight_and_refuses_later_ones():
         errors: list[BaseException] = []
 
         def key() -> None:
-            try:
-                edge.stylize("ab" * 16, "mk", [np.zeros((16, 16, 3), np.float32)])
-            except BaseException as e:  # noqa: BLE001 - what the key thread ended with
-                errors.append(e)
+            _send_key(edge, errors)
 
         first = threading.Thread(target=key)
         first.start()
