@@ -20,9 +20,9 @@ from typing import Any
 import cv2
 import numpy as np
 
+from ..bars import within_bars
 from ..errors import NotFoundError, UserError
 from ..imaging import shrink_to
-from ..bars import within_bars
 from ..models.base import Stylizer
 from ..models.registry import aliases_of, available_models, create_model, resolve_name
 from ..models.vgg_onnx import MIN_SIDE
