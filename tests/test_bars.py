@@ -78,3 +78,10 @@ def test_a_frame_black_to_the_last_pixel_stays_black():
     assert find_bars(black).black
     out = within_bars(lambda x: 0.3 + 0.5 * x, black)
     np.testing.assert_array_equal(out, black)
+
+
+def test_the_bars_two_pictures_share():
+    wide, narrow = Bars(20, 30, 0, 0), Bars(20, 8, 0, 0)  # subtitles in the bottom bar of the second
+    assert wide.common(narrow) == narrow.common(wide) == Bars(20, 8, 0, 0)
+    assert Bars(black=True).common(wide) == wide.common(Bars(black=True)) == wide
+    assert Bars().common(wide) == Bars()

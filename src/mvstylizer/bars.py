@@ -43,6 +43,13 @@ class Bars:
     def __bool__(self) -> bool:
         return self.black or any((self.top, self.bottom, self.left, self.right))
 
+    def common(self, other: Bars) -> Bars:
+        """The bars both pictures have: each side's narrower bar (a black frame has bars everywhere)."""
+        if self.black or other.black:
+            return other if self.black else self
+        return Bars(min(self.top, other.top), min(self.bottom, other.bottom),
+                    min(self.left, other.left), min(self.right, other.right))
+
     def picture(self, img: np.ndarray) -> np.ndarray:
         """The view of ``img`` inside the bars."""
         h, w = img.shape[:2]

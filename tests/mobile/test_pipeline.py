@@ -399,3 +399,21 @@ def test_a_letterboxed_dark_scene_is_styled_as_without_its_bars(model):
     lb = np.stack(list(VideoPipeline(EmbeddedEdge(), cfg).stream((boxed(f) for f in dark), style))).astype(int)
     assert max(lb[:, :16].max(), lb[:, 112:].max()) <= 1
     assert np.abs(lb[:, 16:112] - plain).mean() < 1.5, np.abs(lb[:, 16:112] - plain).mean()
+
+
+def test_subtitles_in_a_bottom_bar_leave_the_rest_of_the_bar_black():
+    """Keys with and without a subtitle line in the bottom bar find bars of different heights; the frames
+    between them keep the bar rows both keys have as they are."""
+    def boxed(i: int) -> np.ndarray:
+        out = np.zeros((128, 160, 3), np.uint8)
+        out[16:100] = (texture(84, 160, seed=i % 2) * 180 + 40).astype(np.uint8)
+        if i % 8 < 4:  # a subtitle in rows 104-110, on for half the frames
+            out[104:110, 40:120:3] = 230
+        return out
+
+    style = np.full((64, 64, 3), (200, 150, 90), np.uint8)
+    style[::2] = (120, 70, 40)
+    pipe = VideoPipeline(EmbeddedEdge(), StylizeConfig(model="reinhard", progress=False,
+                                                       keyframes=KeyframeConfig(mode="every", every=4)))
+    out = np.stack(list(pipe.stream((boxed(i) for i in range(12)), style)))
+    assert out[:, :14].max() <= 1 and out[:, 114:].max() <= 1

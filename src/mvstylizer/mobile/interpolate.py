@@ -156,8 +156,9 @@ class Interpolator:
         span = max(1, b.index - a.index)
         w_b = min(1.0, max(0.0, (t - a.index) / span))
         rendered = self.method.render(self, low8, full8, a, b, w_b, exposure, out)
-        if a.bars == b.bars:  # where the keys disagree (a fade, a scene with a black edge), as rendered
-            _keep_bars(rendered, full8, a.bars, low8.shape)
+        # The bars both keys have (subtitles coming and going in a bottom bar make it narrower on some
+        # keys; a fade's black key has bars everywhere); elsewhere the frame is as rendered.
+        _keep_bars(rendered, full8, a.bars.common(b.bars), low8.shape)
         return rendered
 
     def _blend_transforms(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
