@@ -99,10 +99,9 @@ def within_bars(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) 
     bars = find_bars(frame)
     if not bars:
         return stylize(frame)
-    if bars.black:
-        # No picture: black stays black. A transfer maps it to the style's dark tones, and a
-        # letterboxed fade's last frame flashed brown between frames whose bars stayed black.
-        return np.array(frame, dtype=np.float32, copy=True)
     out = np.array(frame, dtype=np.float32, copy=True)
-    bars.picture(out)[...] = stylize(np.ascontiguousarray(bars.picture(frame)))
+    # A black frame has no picture, so black stays black: a transfer maps it to the style's dark
+    # tones, and a letterboxed fade's last frame flashed brown between frames whose bars stayed black.
+    if not bars.black:
+        bars.picture(out)[...] = stylize(np.ascontiguousarray(bars.picture(frame)))
     return out

@@ -436,9 +436,11 @@ class HttpEdge:
                     # restarting (a deploy drains for up to ~10 s, then starts): the counted retries
                     # (~3.5 s) gave up first and every phone's run was lost. A hung edge (timeouts)
                     # gets no such patience: each attempt already waited a whole timeout.
-                    down_since = time.monotonic() if down_since is None else down_since
-                    if time.monotonic() - down_since < self.reconnect:
-                        closed.wait(min(_RECONNECT_STEP, max(0.0, self.reconnect - (time.monotonic() - down_since))))
+                    now = time.monotonic()
+                    down_since = now if down_since is None else down_since
+                    left = self.reconnect - (now - down_since)
+                    if left > 0:
+                        closed.wait(min(_RECONNECT_STEP, left))
                         continue
                 if last:
                     what = (f"did not answer in time ({type(e).__name__})" if isinstance(e, httpx.TimeoutException)
@@ -450,8 +452,7 @@ class HttpEdge:
                 continue
             self._answered = True
             if down_since is not None:  # back after a restart: a fresh count of retries for what it answers
-                down_since, attempt = None, 0
-                last = attempt == self.retries
+                down_since, attempt, last = None, 0, self.retries == 0
             with self._count:
                 self.bytes_sent += len(content or b"")
                 self.bytes_received += len(resp.content)
