@@ -29,12 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "its pairs come at their own sizes)")
     t.add_argument("--lr", type=finite_float, help="learning rate, > 0 and <= 1 (default: the model's recipe)")
     t.add_argument("--seed", type=int, default=0, help="random seed, 0 to 2**32-1 (default 0)")
-    t.add_argument("--checkpoint", type=Path, help="checkpoint file (default: in the cache folder)")
+    t.add_argument("--checkpoint", type=Path,
+                   help="checkpoint file (default: in the cache folder); an existing file is replaced only if it "
+                        "is a checkpoint written by mvstylizer train")
     t.add_argument("--checkpoint-every", type=positive_int, default=100)
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
     t.add_argument("--out", type=Path,
-                   help="weights file (default: the shipped weights of the model); smoothing also writes its ONNX "
-                        "export next to it, with the suffix .onnx")
+                   help="weights file (default: the shipped weights of the model); an existing file is replaced "
+                        "only if it is a weights file written by mvstylizer train. smoothing also writes its ONNX "
+                        "export, to --onnx")
+    t.add_argument("--onnx", type=Path, metavar="FILE",
+                   help="smoothing only: where its ONNX export goes (default: --out with the suffix .onnx, or the "
+                        "shipped graph when --out is the default); an existing file there is replaced only if it "
+                        "is such an export")
     t.add_argument("--threads", type=int, default=0,
                    help="torch threads, at most the machine's CPUs (0: the model's recipe, else torch's default)")
     t.add_argument("-q", "--quiet", action="store_true")
@@ -50,6 +57,8 @@ def _train(args: argparse.Namespace) -> int:
     if args.model == "smoothing" and args.size is not None:
         raise UserError("train smoothing takes no --size: its pairs come at their own sizes "
                         "(a low-resolution side of 32-64 pixels)")
+    if args.model != "smoothing" and args.onnx is not None:
+        raise UserError(f"--onnx is for train smoothing only; {args.model} writes no ONNX file of its own")
     # The model's recipe, then the flags given (TrainConfig's defaults for what neither sets).
     keys = ("steps", "batch", "size", "lr")
     chosen = {key: recipe[key] for key in keys if key in recipe}
@@ -58,13 +67,14 @@ def _train(args: argparse.Namespace) -> int:
                          checkpoint_every=args.checkpoint_every, resume=args.resume, out=args.out,
                          threads=args.threads or min(recipe.get("threads", 0), max_threads()), progress=not args.quiet,
                          **chosen)
-    module = recipe.get("module", f"{args.model}_train")
-    path = importlib.import_module(f"mvstylizer.models.{module}").train(config)
-    print(f"wrote {path}")
+    module = importlib.import_module(f"mvstylizer.models.{recipe.get('module', f'{args.model}_train')}")
     if args.model == "smoothing":
-        from ..models.meta_smoother_train import onnx_for
-
-        print(f"wrote {onnx_for(config.out)}")
+        path = module.train(config, onnx=args.onnx)
+        print(f"wrote {path}")
+        print(f"wrote {args.onnx or module.onnx_for(config.out)}")
+    else:
+        path = module.train(config)
+        print(f"wrote {path}")
     if args.model == "dncm":
         from ..models.dncm import weights as dncm_files
         from ..models.dncm.export import export_onnx

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -114,16 +115,54 @@ def onnx_for(out: Path | None) -> Path:
     return Path(out).with_suffix(".onnx") if out else onnx_path()
 
 
-def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Damage = Damage()) -> Path:
-    """Train (or resume) the module; returns the weights path. The ONNX graph goes next to it
-    (:func:`onnx_for`). ``config.size`` plays no part: pairs come at their own sizes."""
-    if config.out and Path(config.out).suffix.lower() == ".onnx":
+# An export of the module is about 110 kB; a file far larger is something else, not read to find out.
+_MAX_EXPORT_BYTES = 16 * 1024 * 1024
+
+
+def is_export(path: Path) -> bool:
+    """Whether ``path`` holds an ONNX export of the module (its graph's inputs and outputs, as
+    :func:`.meta_smoother.export_onnx` names them)."""
+    try:
+        if not path.is_file() or path.stat().st_size > _MAX_EXPORT_BYTES:
+            return False
+        import onnx
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+    except Exception:  # noqa: BLE001 - OSError, DecodeError, anything a stranger's bytes make of the parser
+        return False
+    return ([i.name for i in graph.input] == ["styled", "content", "scale"]
+            and [o.name for o in graph.output] == ["grid", "global_map"])
+
+
+def check_onnx_target(onnx: Path, named: bool) -> None:
+    """Refuse (UserError) an existing file at the export's path that is not an export of the module: the
+    run would replace it. ``named``: the user gave the path (``--onnx``); else it is ``--out``'s name
+    with the suffix .onnx, which the user may never have thought of."""
+    if not os.path.lexists(onnx) or is_export(onnx):
+        return
+    if named:
+        raise UserError(f"--onnx {onnx} exists and is not an ONNX export of the smoothing module, so it is not "
+                        "replaced; choose a new name or remove it first")
+    raise UserError(f"{onnx} exists and is not an ONNX export of the smoothing module: train smoothing writes its "
+                    "export next to --out (same name, .onnx) and would replace it; name the export with --onnx FILE, "
+                    "or choose another --out")
+
+
+def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Damage = Damage(),
+          onnx: Path | None = None) -> Path:
+    """Train (or resume) the module; returns the weights path. The ONNX graph goes to ``onnx``, by default
+    next to the weights (:func:`onnx_for`). ``config.size`` plays no part: pairs come at their own sizes.
+    An existing file at either path that is not of this kind is refused before any work."""
+    if config.out and onnx is None and Path(config.out).suffix.lower() == ".onnx":
         raise UserError(f"--out {config.out}: smoothing writes the torch weights to --out and their ONNX export "
-                        "next to it (same name, .onnx); give --out another suffix, such as .pt")
+                        "next to it (same name, .onnx); give --out another suffix, such as .pt, or name the "
+                        "export with --onnx FILE")
+    named = onnx is not None
+    onnx = onnx_for(config.out) if onnx is None else Path(onnx)
+    check_onnx_target(onnx, named)
     sources = find_sources(config.data)
-    onnx = onnx_for(config.out)
     out, ckpt_path = plan_outputs(config, WEIGHTS_DIR / WEIGHTS_NAME, default_checkpoint(), sources,
-                                  {"the ONNX file": onnx})
+                                  {"--onnx" if named else "the ONNX file": onnx})
     train_sources, _ = split_sources(sources)
     if not train_sources:
         raise UserError("no training pictures left after holding out the benchmark's pictures")

@@ -65,25 +65,60 @@ class TrainConfig:
         check_outputs(self, {flag: Path(p) for flag, p in written.items() if p is not None}, inside_data=True)
         if self.out is not None:
             check_replaceable_weights(Path(self.out))
+        if self.checkpoint is not None:
+            check_replaceable_checkpoint(Path(self.checkpoint))
 
 
 def check_replaceable_weights(path: Path) -> None:
     """Refuse (UserError) an existing ``--out`` that is not a weights file of ours. Replacing a weights file
     is what a run is for (the shipped ones by default), but a video or photo given as ``--out`` by mistake
     would be lost for good, and only its content tells the two apart: any suffix may hold weights."""
+    _check_replaceable(path, "--out", "a weights file", is_weights)
+
+
+def check_replaceable_checkpoint(path: Path, flag: str = "--checkpoint") -> None:
+    """Refuse (UserError) an existing checkpoint path that does not hold a checkpoint of ours: a run
+    rewrites its checkpoint every ``--checkpoint-every`` steps (with or without ``--resume``), and a
+    user's text file or photo given as ``--checkpoint`` by mistake was replaced without a word."""
+    _check_replaceable(path, flag, "a training checkpoint", is_checkpoint)
+
+
+def is_weights(blob: Any) -> bool:
+    """Whether a loaded ``.pt`` holds :func:`save_weights`' layout."""
+    return isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict)
+
+
+def is_checkpoint(blob: Any) -> bool:
+    """Whether a loaded ``.pt`` holds :meth:`Checkpointer.save`'s layout."""
+    return (isinstance(blob, dict) and {"step", "model", "optim", "rng"} <= blob.keys()
+            and isinstance(blob["model"], dict) and isinstance(blob["optim"], dict))
+
+
+def _check_replaceable(path: Path, flag: str, kind: str, ours: Any) -> None:
+    path = Path(path)
     if not os.path.lexists(path):
         return
     if not path.is_file():  # a link to nothing, a device, a pipe (reading one could wait for ever)
-        raise UserError(f"--out {path} exists and is not a weights file; choose a new name or remove it first")
+        raise UserError(f"{flag} {path} exists and is not {kind}; choose a new name or remove it first")
     from .safeload import load_pt
 
     try:
-        blob = load_pt(path)
+        blob = load_pt(path) if _looks_like_torch_zip(path) else None
     except (OSError, UserError):  # UnsafeModelFile: not a torch file, or one holding code
         blob = None
-    if not (isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict)):  # save_weights' layout
-        raise UserError(f"--out {path} exists and is not a weights file written by mvstylizer train, so it is not "
+    if not ours(blob):
+        raise UserError(f"{flag} {path} exists and is not {kind} written by mvstylizer train, so it is not "
                         "replaced; choose a new name or remove it first")
+
+
+def _looks_like_torch_zip(path: Path) -> bool:
+    """Whether ``path`` starts as ``torch.save`` files do (a zip archive): anything else (a video, a text)
+    is told apart without handing it to the unpickler, however large it is."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -134,6 +169,8 @@ def plan_outputs(config: TrainConfig, default_out: Path, default_checkpoint: Pat
     written = {"--out" if config.out else "the weights file": out,
                "--checkpoint" if config.checkpoint else "the checkpoint": ckpt, **(more or {})}
     check_outputs(config, written, sources)
+    # The default one too: the cache folder is ours, but a file found at its name is not ours to lose.
+    check_replaceable_checkpoint(ckpt, "--checkpoint" if config.checkpoint else "the checkpoint")
     return out, ckpt
 
 

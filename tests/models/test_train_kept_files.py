@@ -1,0 +1,152 @@
+"""`mvstylizer train` never replaces a file that is not its own: an existing ``--checkpoint`` (given, or
+found at the default place in the cache) that is not a training checkpoint, and an existing ONNX file
+beside ``--out`` that the smoothing export would have taken the place of, are refused before any work."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from helpers import texture
+
+from mvstylizer.cli import main
+from mvstylizer.errors import UserError
+from mvstylizer.models.training import Checkpointer, TrainConfig, check_replaceable_checkpoint
+from mvstylizer.video.image import write_image
+
+MODELS = ["wct2", "dncm", "smoothing"]
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Path:
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(2):
+        write_image(folder / f"p{i}.png", texture(40, 48, seed=i))
+    return folder
+
+
+def _strangers(tmp_path: Path) -> dict[str, bytes]:
+    """Files a user may have, by name: a text, a photo, a zip archive (a torch file is a zip too)."""
+    (tmp_path / "notes.txt").write_text("my notes\n")
+    write_image(tmp_path / "photo.png", texture(16, 16, seed=3))
+    with zipfile.ZipFile(tmp_path / "archive.zip", "w") as z:
+        z.writestr("a.txt", "hello")
+    torch.save({"not": "a checkpoint"}, tmp_path / "other.pt")
+    return {name: (tmp_path / name).read_bytes() for name in ("notes.txt", "photo.png", "archive.zip", "other.pt")}
+
+
+def _args(model: str) -> list[str]:
+    return ["--steps", "1", "--batch", "1", "-q", *([] if model == "smoothing" else ["--size", "32"])]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("name", ["notes.txt", "photo.png", "archive.zip", "other.pt"])
+def test_a_checkpoint_path_holding_another_file_is_refused(tmp_path, photos, capsys, model, name):
+    before = _strangers(tmp_path)
+    out = tmp_path / "w.pt"
+    rc = main(["train", model, "--data", str(photos), *_args(model), "--out", str(out),
+               "--checkpoint", str(tmp_path / name)])
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert err.startswith("error: --checkpoint") and "not a training checkpoint" in err and err.count("\n") == 1, err
+    assert {n: (tmp_path / n).read_bytes() for n in before} == before
+    assert not out.exists() and not out.with_suffix(".onnx").exists()
+
+
+def test_the_default_checkpoint_is_not_replaced_when_it_is_not_one(tmp_path, photos, capsys, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("MVSTYLIZER_CACHE", str(cache))
+    (cache / "train").mkdir(parents=True)
+    (cache / "train" / "wct2.ckpt").write_text("not ours")
+    rc = main(["train", "wct2", "--data", str(photos), *_args("wct2"), "--out", str(tmp_path / "w.pt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "the checkpoint" in err and "not a training checkpoint" in err, err
+    assert (cache / "train" / "wct2.ckpt").read_text() == "not ours"
+
+
+def test_a_checkpoint_of_ours_may_be_replaced(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    ckpt = tmp_path / "c.any-suffix"
+    Checkpointer(ckpt).save(3, model, torch.optim.Adam(model.parameters()), {})
+    check_replaceable_checkpoint(ckpt)
+    TrainConfig(checkpoint=ckpt)
+    TrainConfig(checkpoint=tmp_path / "new.ckpt")  # a new file is fine
+    weights = tmp_path / "w.pt"
+    torch.save({"state_dict": model.state_dict(), "meta": {}}, weights)  # weights, not a checkpoint
+    for path in (weights, Path(__file__)):
+        with pytest.raises(UserError, match="not a training checkpoint"):
+            TrainConfig(checkpoint=path)
+
+
+def test_smoothing_keeps_a_users_file_beside_out(tmp_path, photos, capsys):
+    onnx = tmp_path / "w.onnx"
+    onnx.write_text("the user's own file, not an export\n")
+    rc = main(["train", "smoothing", "--data", str(photos), *_args("smoothing"), "--out", str(tmp_path / "w.pt"),
+               "--checkpoint", str(tmp_path / "c.ckpt")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error:") and "--onnx" in err and err.count("\n") == 1, err
+    assert onnx.read_text() == "the user's own file, not an export\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos", "w.onnx"]
+
+
+def test_smoothing_refuses_a_named_onnx_that_is_not_an_export(tmp_path, photos, capsys):
+    other = tmp_path / "mine.onnx"
+    other.write_bytes(b"\x08\x07 something else")
+    rc = main(["train", "smoothing", "--data", str(photos), *_args("smoothing"), "--out", str(tmp_path / "w.pt"),
+               "--checkpoint", str(tmp_path / "c.ckpt"), "--onnx", str(other)])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: --onnx") and err.count("\n") == 1, err
+    assert other.read_bytes() == b"\x08\x07 something else"
+
+
+def test_onnx_is_for_smoothing_only(tmp_path, photos, capsys):
+    rc = main(["train", "wct2", "--data", str(photos), *_args("wct2"), "--out", str(tmp_path / "w.pt"),
+               "--checkpoint", str(tmp_path / "c.ckpt"), "--onnx", str(tmp_path / "x.onnx")])
+    assert rc == 2 and "smoothing only" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+@pytest.mark.slow
+def test_smoothing_writes_its_export_where_asked_and_replaces_its_own(tmp_path, photos, capsys):
+    out, onnx, ckpt = tmp_path / "w.pt", tmp_path / "export" / "graph.onnx", tmp_path / "c.ckpt"
+    keep = tmp_path / "w.onnx"
+    keep.write_text("the user's own file\n")
+    base = ["train", "smoothing", "--data", str(photos), *_args("smoothing"), "--out", str(out),
+            "--checkpoint", str(ckpt)]
+    assert main([*base, "--onnx", str(onnx)]) == 0
+    assert capsys.readouterr().out.splitlines() == [f"wrote {out}", f"wrote {onnx}"]
+    assert keep.read_text() == "the user's own file\n"
+    from mvstylizer.models.meta_smoother_train import is_export
+
+    assert is_export(onnx)
+    first = onnx.read_bytes()
+    # A second run replaces what the first wrote: the weights, the checkpoint and the export are all its own.
+    assert main([*base, "--onnx", str(onnx), "--seed", "1"]) == 0
+    assert onnx.read_bytes() != first and is_export(onnx)
+    # And the default place beside --out, once it holds an export, is replaced too.
+    keep.unlink()
+    assert main(base) == 0 and is_export(keep)
+
+
+def test_smoothing_failed_export_keeps_its_old_weights_and_graph(tmp_path, photos, monkeypatch):
+    """(tests/models/test_training.py's case of the same name, with a real export as the old graph: a fake
+    one is now refused before any work, as any file beside --out that is not an export is.)"""
+    from mvstylizer.models import meta_smoother, meta_smoother_train
+    from mvstylizer.models.training import save_weights
+
+    out = save_weights(torch.nn.Linear(2, 2), tmp_path / "w.pt", {})
+    meta_smoother.export_onnx(meta_smoother.build_net(None, seed=0), out.with_suffix(".onnx"))
+    old_weights, old_graph = out.read_bytes(), out.with_suffix(".onnx").read_bytes()
+
+    def broken(net, path):
+        raise RuntimeError("exporter failed")
+
+    monkeypatch.setattr(meta_smoother_train, "export_onnx", broken)
+    config = TrainConfig(data=[str(photos)], steps=1, batch=1, threads=1, out=out, checkpoint=tmp_path / "c.ckpt",
+                         progress=False)
+    with pytest.raises(RuntimeError, match="exporter failed"):
+        meta_smoother_train.train(config)
+    assert out.read_bytes() == old_weights and out.with_suffix(".onnx").read_bytes() == old_graph
