@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 MAX_PIXELS = 200_000_000  # a 108 MP phone photo is read; a 900 Mpixel bomb is not
 MAX_FILE_BYTES = 2_000_000_000  # a 200 Mpixel 16-bit RGB TIFF, uncompressed, is 1.2 GB
+# A JPEG read at a ``max_side`` (a style photo) above this many pixels is decoded at a reduced scale:
+# above every ordinary phone or camera photo (48-61 MP), so those are decoded whole, as before.
+REDUCED_DECODE_PIXELS = 64_000_000
 
 # Pillow's names of the formats read through Pillow's header parse (TIFF's is read apart, below). Each is
 # known by a signature that OpenCV decodes as the same format, so the size checked is the size decoded.
@@ -86,22 +89,37 @@ def read_header(path: str | os.PathLike[str]) -> ImageHeader:
     return header
 
 
-def read_image(path: str | os.PathLike[str], *, max_side: int | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, max_side: int | None = None,
+               transparent: str | None = None) -> np.ndarray:
     """Read a still image as HxWx3 float32 RGB in [0, 1].
 
-    Grey becomes 3 equal channels; an alpha channel is composited onto white (transparent areas of
-    a style photo should read as paper, not as whatever colour the hidden pixels hold); 8- and
-    16-bit and float images are scaled to [0, 1] (a float image holding 0..255 by 1/255); the EXIF
-    orientation is applied so the image is upright the way photo viewers show it.
+    Grey becomes 3 equal channels; 8- and 16-bit and float images are scaled to [0, 1] (a float image
+    holding 0..255 by 1/255); the EXIF orientation is applied so the image is upright the way photo
+    viewers show it.
 
     ``max_side``: the longest side wanted (a style photo): the image is shrunk to it as decoded, in its
-    own pixel type, so that no full-size float copy is made.
+    own pixel type, so that no full-size float copy is made. A JPEG of more than
+    :data:`REDUCED_DECODE_PIXELS` is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself (a 12000x9000
+    style peaked at 0.7 GB decoded whole), as long as that is still twice ``max_side`` long.
+
+    ``transparent``: what an alpha channel's transparent pixels become. ``"white"``: the image is
+    composited onto white (a picture shown on paper: what a photo viewer shows). ``"ignore"``: they
+    are no part of the image (a style photo: a logo on a transparent background has the logo's
+    colours, not white's): the image is cropped to its visible pixels' bounding box, pixels at least
+    half opaque keep their own colour, and the rest take the colour of the nearest such pixel; a
+    fully transparent image is a UserError. Default: ``"ignore"`` when ``max_side`` is given (a style
+    photo, as the pipeline and the studio read one), else ``"white"``. An image without transparent
+    pixels reads the same either way.
     """
     p = Path(path)
+    if transparent is None:
+        transparent = "white" if max_side is None else "ignore"
+    if transparent not in ("white", "ignore"):
+        raise ValueError(f"transparent must be 'white' or 'ignore', got {transparent!r}")
     header = read_header(p)
     try:
-        img = _decode(_read_bytes(p), header, p)
-        return _to_rgb01(img, header, max_side, p)
+        img = _decode(_read_bytes(p), header, p, max_side)
+        return _to_rgb01(img, header, max_side, p, transparent == "ignore")
     except MemoryError:
         raise UserError(f"not enough memory to read {p} ({header.width}x{header.height} pixels)") from None
 
@@ -175,12 +193,12 @@ def _read_bytes(p: Path) -> np.ndarray:
         raise UserError(f"cannot read {p}: {reason(exc)}") from exc
 
 
-def _decode(data: np.ndarray, header: ImageHeader, p: Path) -> np.ndarray:
+def _decode(data: np.ndarray, header: ImageHeader, p: Path, max_side: int | None = None) -> np.ndarray:
     """The pixels as OpenCV decodes them (orientation and channels are handled by the caller)."""
     if header.format == "PNG":
         data = _png_for_opencv(data, p)
     try:
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        img = cv2.imdecode(data, _decode_flags(header, max_side))
         if header.format == "AVIF" and img is not None and img.dtype == np.uint16:
             # OpenCV gives a 10- or 12-bit AVIF as uint16 without its bit depth; its 8-bit decode is
             # scaled right (without the alpha, which photos rarely have).
@@ -192,6 +210,21 @@ def _decode(data: np.ndarray, header: ImageHeader, p: Path) -> np.ndarray:
             raise UserError(f"{p}: this OpenCV cannot decode AVIF photos; convert it to JPEG or PNG")
         raise UserError(f"{p} is a damaged {header.format} image: its pixels cannot be decoded")
     return img
+
+
+def _decode_flags(header: ImageHeader, max_side: int | None) -> int:
+    """OpenCV's flags for decoding: as stored, or for a huge JPEG read at ``max_side``, libjpeg's own
+    1/2, 1/4 or 1/8 scale decode (in colour, the orientation left to the caller as for the rest)."""
+    if max_side is None or header.format not in ("JPEG", "MPO"):
+        return cv2.IMREAD_UNCHANGED
+    if header.width * header.height <= REDUCED_DECODE_PIXELS:
+        return cv2.IMREAD_UNCHANGED
+    long_side = max(header.width, header.height)
+    for factor, flag in ((8, cv2.IMREAD_REDUCED_COLOR_8), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                         (2, cv2.IMREAD_REDUCED_COLOR_2)):
+        if long_side // factor >= 2 * max_side:
+            return flag | cv2.IMREAD_IGNORE_ORIENTATION
+    return cv2.IMREAD_UNCHANGED
 
 
 def _png_for_opencv(data: np.ndarray, p: Path) -> np.ndarray:
@@ -223,10 +256,14 @@ def _png_for_opencv(data: np.ndarray, p: Path) -> np.ndarray:
     return np.frombuffer(b"".join(kept), np.uint8) if skipped or end < len(raw) else data
 
 
-def _to_rgb01(img: np.ndarray, header: ImageHeader, max_side: int | None, p: Path) -> np.ndarray:
+def _to_rgb01(img: np.ndarray, header: ImageHeader, max_side: int | None, p: Path,
+              ignore_transparent: bool = False) -> np.ndarray:
     """Decoded pixels as contiguous float32 RGB in [0, 1], upright. The work is done in the decoded
     pixel type, at the size wanted, and turned into float once."""
-    img = _flatten_alpha(_supported(img, p), header.premultiplied)
+    img = _supported(img, p)
+    if ignore_transparent and img.ndim == 3 and img.shape[2] >= 4:
+        img = _visible_part(img, header.premultiplied, p)
+    img = _flatten_alpha(img, header.premultiplied)
     if max_side is not None:
         img = shrink_to(img, max_side)
     rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB if img.ndim == 2 else cv2.COLOR_BGR2RGB)
@@ -306,6 +343,36 @@ def _flatten_alpha(img: np.ndarray, premultiplied: bool) -> np.ndarray:
     paper = alpha.dtype.type(top) - alpha
     out = [cv2.add(c if premultiplied else cv2.multiply(c, alpha, scale=1.0 / top), paper) for c in colour]
     return out[0] if len(out) == 1 else cv2.merge(out)
+
+
+def _visible_part(img: np.ndarray, premultiplied: bool, p: Path) -> np.ndarray:
+    """``img`` (with an alpha, its fourth channel) with its transparent pixels left out: cropped to the
+    bounding box of its pixels that are at least half opaque, those kept in their own colour (divided
+    by the alpha where ``premultiplied``), the others given the colour of the nearest kept pixel: HxWx3,
+    without the alpha. An opaque image is returned as it is. UserError if no pixel is at least half
+    opaque."""
+    top = _white(img.dtype)
+    alpha = img[:, :, 3]
+    if (alpha >= top).all():
+        return img  # opaque: compositing leaves it as it is
+    kept = alpha >= (top / 2 if img.dtype.kind == "f" else (int(top) + 1) // 2)
+    if not kept.any():
+        raise UserError(f"{p} is transparent all over: it has no colours to take as a style")
+    rows, cols = np.flatnonzero(kept.any(axis=1)), np.flatnonzero(kept.any(axis=0))
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    colour, kept, alpha = img[box][:, :, :3], kept[box], alpha[box]
+    colour = np.ascontiguousarray(colour)
+    if premultiplied:  # the colour as it is, not as it shows over black
+        a = np.maximum(alpha.astype(np.float32), np.float32(top / 2))[..., None]  # kept: at least half
+        colour = np.clip(colour.astype(np.float32) * (np.float32(top) / a), 0, top).astype(img.dtype)
+    if not kept.all():
+        # Labels of the nearest kept pixel (distance 0 there); each label's pixel is found once.
+        _, labels = cv2.distanceTransformWithLabels((~kept).astype(np.uint8), cv2.DIST_L2, 5,
+                                                    labelType=cv2.DIST_LABEL_PIXEL)
+        source = np.zeros(int(labels.max()) + 1, np.intp)
+        source[labels[kept]] = np.flatnonzero(kept)
+        colour = colour.reshape(-1, colour.shape[2])[source[labels.reshape(-1)]].reshape(colour.shape)
+    return colour
 
 
 def _white(dtype: np.dtype) -> float:
