@@ -103,13 +103,38 @@ def _untagged_matrix(frame: av.VideoFrame) -> dict[str, str]:
 # HDR video: what phones record by default (iPhones HLG, or Dolby Vision on an HLG base; Android HLG
 # or HDR10's PQ). Read as SDR it looks flat and grey (HLG) or dark (PQ). swscale (FFmpeg 8) converts
 # it as BT.2408 describes: HDR reference white to SDR white, highlights rolled off, BT.2020 gamut
-# mapped into BT.709. On that path its full-chroma-interpolation flag with the bilinear or area
-# filter gives wrong colours (a red patch 56 levels too blue; bicubic, lanczos and point do not), so
-# each frame is converted once at its own size with bicubic chroma, to 8-bit RGB (the bytes of
-# 10-bit 4:2:0), and scaled from there as any RGB video.
+# mapped into BT.709. SDR video on BT.2020 primaries (phones' 10-bit SDR, transfer BT.709 or
+# BT.2020-10/12) needs the same gamut mapping: read as BT.709 its colours came out washed out and
+# shifted (a green patch 40, 140, 70 as 91, 133, 79: 53 levels off).
+# On that path swscale's 8-bit RGB output is coarse (9 levels off on an SDR green, 9-10 on HDR
+# colours that its 16-bit output gets within 0-5 of) and its full-chroma-interpolation flag with the
+# bilinear or area filter gives wrong colours (a red patch 56 levels too blue), so each frame is
+# converted once at its own size with bicubic chroma to 16-bit RGB, then to 8-bit RGB (the bytes of
+# 10-bit 4:2:0), and scaled from there as any RGB video. Each thread's gamut-mapping context takes
+# swscale several seconds to set up (once per file); BT.709 video never takes this path.
 _TRC_BT709 = 1  # AVCOL_TRC_BT709, AVCOL_PRI_BT709 (the same code)
 HDR_TRANSFERS = {16: "PQ", 18: "HLG"}  # AVCOL_TRC_SMPTE2084, AVCOL_TRC_ARIB_STD_B67
+WIDE_PRIMARIES = {9: "BT.2020"}  # AVCOL_PRI_BT2020
+# Transfers swscale cannot linearize by (unspecified, reserved): SDR on BT.2020 that states none is
+# taken for BT.709's curve, as players take it.
+_TRC_UNUSABLE = {0, 2, 3}
 _SWS_HDR = _Interp.BICUBIC | _Interp.ACCURATE_RND
+_SWS_TO_8BIT = _Interp.POINT | _Interp.ACCURATE_RND
+
+
+def needs_mapping(frame: av.VideoFrame) -> bool:
+    """Whether ``frame`` must be tone- or gamut-mapped to show as SDR BT.709 (HDR, or BT.2020 primaries)."""
+    return frame.color_trc in HDR_TRANSFERS or frame.color_primaries in WIDE_PRIMARIES
+
+
+def mapping_note(frame: av.VideoFrame) -> str | None:
+    """What the reader says about a frame it maps (None for one it reads as it is)."""
+    if frame.color_trc in HDR_TRANSFERS:
+        kind = HDR_TRANSFERS[frame.color_trc]
+        return f"HDR video ({kind}): read as the SDR picture it shows (BT.709), so the output is SDR"
+    if frame.color_primaries in WIDE_PRIMARIES:
+        return f"{WIDE_PRIMARIES[frame.color_primaries]} colour: mapped into BT.709, as players show it"
+    return None
 
 
 # A key-size view straight from the decoder's pixels: swscale scales and converts in one pass
@@ -136,19 +161,30 @@ class _ToRgb:
     # (``frame.to_ndarray``) lives as long as the frame and keeps a worker thread per core: 25 frames
     # waiting for their keys kept ~60 idle threads alive on a 2-core box.
     _local: threading.local = field(default_factory=threading.local, compare=False, repr=False)
+    # Called with each frame that is tone- or gamut-mapped (the reader tells the user once per file).
+    on_mapped: Callable[[av.VideoFrame], None] | None = field(default=None, compare=False, repr=False)
 
-    def _reformatter(self) -> Any:
-        reformatter = getattr(self._local, "reformatter", None)
+    def _reformatter(self, use: str = "reformatter") -> Any:
+        # One context per thread and use: swscale sets a context up anew whenever its conversion
+        # changes, which for the gamut-mapping one takes seconds.
+        reformatter = getattr(self._local, use, None)
         if reformatter is None:
-            reformatter = self._local.reformatter = VideoReformatter()
+            reformatter = VideoReformatter()
+            setattr(self._local, use, reformatter)
         return reformatter
 
     def sdr(self, frame: av.VideoFrame) -> av.VideoFrame:
-        """``frame`` itself, or for HDR video (HLG, PQ) the SDR BT.709 picture it shows, as 8-bit RGB."""
-        if frame.color_trc not in HDR_TRANSFERS:
+        """``frame`` itself, or for HDR video (HLG, PQ) and SDR on BT.2020 primaries the SDR BT.709
+        picture it shows, as 8-bit RGB. Decided by each frame's own tags, as the decoder gives them."""
+        if not needs_mapping(frame):
             return frame
-        out: av.VideoFrame = self._reformatter().reformat(
-            frame, format="rgb24", dst_color_trc=_TRC_BT709, dst_color_primaries=_TRC_BT709, interpolation=_SWS_HDR)
+        if self.on_mapped is not None:
+            self.on_mapped(frame)
+        if frame.color_trc in _TRC_UNUSABLE:
+            frame.color_trc = _TRC_BT709
+        wide: av.VideoFrame = self._reformatter("mapper").reformat(
+            frame, format="rgb48le", dst_color_trc=_TRC_BT709, dst_color_primaries=_TRC_BT709, interpolation=_SWS_HDR)
+        out: av.VideoFrame = self._reformatter("to8bit").reformat(wide, format="rgb24", interpolation=_SWS_TO_8BIT)
         return out
 
     def _rgb(self, frame: av.VideoFrame, **kwargs: Any) -> np.ndarray:
@@ -434,7 +470,11 @@ class VideoReader:
         self._consumed = False
         self._decode_thread: threading.Thread | None = None
         self._decode_stop = threading.Event()
-        orientation, stored_size, frame_bytes = self._probe_first_frame()
+        self._mapped_said = False
+        self._mapped_lock = threading.Lock()
+        orientation, stored_size, frame_bytes, note = self._probe_first_frame()
+        if note is not None:  # said before any work starts
+            self._say_mapped(note)
         self._container = self._open()
         try:
             self._setup(orientation, stored_size, frame_bytes)
@@ -477,7 +517,7 @@ class VideoReader:
                         "default one" if best.disposition & default else "largest")
         return best
 
-    def _probe_first_frame(self) -> tuple[Orientation, tuple[int, int], int | None]:
+    def _probe_first_frame(self) -> tuple[Orientation, tuple[int, int], int | None, str | None]:
         """Decode the first frame once to read its display matrix (PyAV has no stream-level
         getter) and its real size, then close: :meth:`frames` reopens so audio and video start at
         the beginning without relying on seeking, which some containers do badly."""
@@ -489,7 +529,8 @@ class VideoReader:
             damage = _Damage()
             for packet in _packets(container, [stream], damage):
                 for frame in _decode(packet, damage):
-                    return orientation_of(frame), (int(frame.width), int(frame.height)), _frame_bytes(frame.format)
+                    return (orientation_of(frame), (int(frame.width), int(frame.height)), _frame_bytes(frame.format),
+                            mapping_note(frame))
             if damage:
                 raise UserError(
                     f"cannot decode {self.path}: none of its video frames could be decoded, it is "
@@ -498,6 +539,23 @@ class VideoReader:
             raise UserError(f"{self.path} has no video frames (empty, truncated or corrupt)")
         finally:
             container.close()
+
+    def _say_mapped(self, note: str) -> None:
+        """Tell the user, once per file, that its frames are tone- or gamut-mapped. Keyed on the frames
+        (which the conversion goes by), not on the stream's tags: a file whose first part is SDR and
+        the rest HDR (joined recordings) states HDR on its frames only, or on its stream and its
+        first frames not."""
+        with self._mapped_lock:
+            if self._mapped_said:
+                return
+            self._mapped_said = True
+        (log.warning if note.startswith("HDR") else log.info)("%s is %s", self.path, note)
+
+    def _on_mapped(self, frame: av.VideoFrame) -> None:
+        if not self._mapped_said:
+            note = mapping_note(frame)
+            if note is not None:
+                self._say_mapped(note)
 
     def _audio_stream_of(self, container: av.container.InputContainer) -> av.audio.stream.AudioStream | None:
         """The audio track the output keeps: the one marked default, else the first. The writer keeps
@@ -522,9 +580,6 @@ class VideoReader:
         self.audio_stream: av.audio.stream.AudioStream | None = self._audio_stream_of(container)
 
         ctx = stream.codec_context
-        if ctx.color_trc in HDR_TRANSFERS:
-            log.warning("%s is HDR video (%s): read as the SDR picture it shows (BT.709), so the output is SDR",
-                        self.path, HDR_TRANSFERS[ctx.color_trc])
         width, height = stored_size
         if width <= 0 or height <= 0:
             raise UserError(f"cannot read {self.path}: the video stream has no frame size")
@@ -566,7 +621,7 @@ class VideoReader:
         self._decode_order_only = container.format.name == "avi"  # see _ShownOrder
         self._timeline = _Timeline(self._input_start(), restarts, 1 / self._rate)
 
-        self._to_rgb = _ToRgb(self._sws, orientation, width, height, square, stored_size)
+        self._to_rgb = _ToRgb(self._sws, orientation, width, height, square, stored_size, on_mapped=self._on_mapped)
         self.info = VideoInfo(
             width=width,
             height=height,
