@@ -61,6 +61,8 @@ from .tone import KNEE, soft_clip
 _MAX_GAIN = 2.5  # most a colour transfer may stretch contrast (and noise) along any Lab direction
 _NOISE_FLOOR = 2.0  # Lab units: colour spread below this is taken for noise, not signal
 _STATS_SIDE = 256  # colour statistics (65k pixels) converge long before full resolution
+_STATS_MIN_SIDE = 8  # ...but are taken from at least this many pixels across (see _stats_image)
+_MIN_SIDE = 8  # the VGG trunk's smallest input (vgg_onnx.MIN_SIDE): three poolings before relu4_1
 _KNOTS = 33  # quantiles per Lab channel of a region's tone curves
 _TABLE = 8192  # points each tone curve is tabulated at for lookup
 
@@ -152,7 +154,7 @@ class RegionTransfer:
         centres = spherical_kmeans(feats, min(cfg.regions, len(feats)))
         members = softmax((feats @ centres.T) / cfg.member_temperature)  # (cells, K)
         rows = (members * _cell_rows(grid)[:, None]).sum(axis=0) / (members.sum(axis=0) + 1e-8)
-        small = shrink_to(style, _STATS_SIDE)
+        small = _stats_image(style)
         lab = rgb_to_lab(small).reshape(-1, 3).astype(np.float64)
         g_mean, g_cov = weighted_stats(lab, np.ones(len(lab)))
         uniform = np.full(len(lab), 1.0 / len(lab))
@@ -210,8 +212,8 @@ class RegionTransfer:
             weights: (H, W, K) region weights of the content.
         """
         cfg = self.config
-        stats_lab = rgb_to_lab(shrink_to(content, _STATS_SIDE)).reshape(-1, 3).astype(np.float64)
-        stats_w = np.stack([shrink_to(weights[..., k], _STATS_SIDE) for k in range(weights.shape[2])], axis=2)
+        stats_lab = rgb_to_lab(_stats_image(content)).reshape(-1, 3).astype(np.float64)
+        stats_w = np.stack([_stats_image(weights[..., k]) for k in range(weights.shape[2])], axis=2)
         stats_w = stats_w.reshape(len(stats_lab), -1)
         g_t, g_o = mk_map(*weighted_stats(stats_lab, np.ones(len(stats_lab))), style.mean, style.cov)
         maps = []
@@ -299,11 +301,22 @@ def weighted_quantiles(px: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(out + np.arange(_KNOTS) * 1e-6, axis=1)
 
 
+def _stats_image(img: np.ndarray) -> np.ndarray:
+    """``img`` shrunk for colour statistics: ``_STATS_SIDE`` long, but at least ``_STATS_MIN_SIDE``
+    across where it has that many. Shrunk to 256x1, a 4000x8 style strip averaged its whole height
+    into each pixel: its Lab spread fell from 23 to 6.5 and the output lost three quarters of its
+    contrast. A photo of up to 32:1 is shrunk as before."""
+    return shrink_to(img, _STATS_SIDE, min_side=min(_STATS_MIN_SIDE, *img.shape[:2]))
+
+
 def _float_rgb(img: np.ndarray) -> np.ndarray:
+    """RGB as float32 in [0, 1]: uint8 scaled, float clipped (NaN black, infinities the range's ends:
+    one NaN pixel of a float style made the whole result NaN, and the maps' eigendecompositions fail)."""
     img = np.asarray(img)
     if img.dtype == np.uint8:
         return img.astype(np.float32) * (1.0 / 255.0)
-    return np.clip(img.astype(np.float32, copy=False), 0.0, 1.0)
+    img = np.nan_to_num(img.astype(np.float32), copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(img, 0.0, 1.0, out=img)
 
 
 def from_lab(lab: np.ndarray) -> np.ndarray:
@@ -321,9 +334,15 @@ def cell_features(vgg, img: np.ndarray, side: int, context: float) -> tuple[np.n
     the share of each content cell's attention that lands on the style's cells of the same
     semantic label went from 0.64 (relu4_1 alone) to 0.71 with both steps; relu3_1 added nothing.
 
+    An image under the trunk's 8 pixels across (a 2x2 style or frame) is enlarged to 8, nearest
+    neighbour: its colours are what it has to give.
+
     Shape:
         returns (gh * gw, 512) float32 and (gh, gw).
     """
+    h, w = img.shape[:2]
+    if min(h, w) < _MIN_SIDE:
+        img = cv2.resize(img, (max(w, _MIN_SIDE), max(h, _MIN_SIDE)), interpolation=cv2.INTER_NEAREST)
     f = vgg.features(img, side)["relu4_1"]  # its own downscale keeps the short side >= the trunk's minimum
     gh, gw = f.shape[1:]
     x = _unit(f.reshape(f.shape[0], -1).T)
