@@ -692,13 +692,23 @@ def _two_audio_tracks(path: Path, default: int) -> None:
 
 
 @pytest.mark.parametrize("default", [0, 1])
-def test_the_default_audio_track_is_kept_and_the_user_told(tmp_path, caplog, default):
+def test_a_writer_given_one_of_several_audio_tracks_keeps_the_default_and_tells(tmp_path, caplog, default):
+    """``audio_stream`` is the main track; a writer given it alone (not ``audio_streams``) keeps that
+    one and says so (all tracks are kept when all are given: test_audio_tracks.py)."""
     path = tmp_path / "two_tracks.mkv"
     _two_audio_tracks(path, default)
     with caplog.at_level(logging.WARNING, logger="mvstylizer"), VideoReader(path) as reader:
         assert reader.audio_stream is not None
         assert reader.audio_stream.metadata.get("language") == ("eng", "fra")[default]
+        assert [a.metadata.get("language") for a in reader.audio_streams] == ["eng", "fra"]
+        out = tmp_path / "out.mp4"
+        with VideoWriter(out, 32, 24, reader.info.fps, reader.time_base, audio_template=reader.audio_stream) as w:
+            for f in reader.frames(audio_sink=w.mux_audio):
+                w.write(f.rgb8, f.pts)
     assert f"2 audio tracks; only track {default + 1} ({('eng', 'fra')[default]}) is kept" in caplog.text
+    with av.open(str(out)) as c:
+        assert [a.metadata.get("language") for a in c.streams.audio] == [("eng", "fra")[default]]
+        assert c.streams.audio[0].frames > 0
 
 
 def test_stereo_pcm_from_avi_goes_into_mp4_as_aac(tmp_path):

@@ -338,7 +338,7 @@ class _Timeline:
     """Input timestamps as FFmpeg's command line sees them (no ``-copyts``): starting at 0 and, where
     the format's clock may restart, always moving on.
 
-    * Shifted by the input's start, the earlier of the video's and the kept audio's. An MPEG-TS
+    * Shifted by the input's start, the earliest of the video's and the audio tracks'. An MPEG-TS
       recording starts wherever the camera's or the broadcaster's clock was (10000 s in, or -0.5 s
       where it had just wrapped): kept as they are, such times made an AVI pad with thousands of empty
       frames and an MP4's edit list hide the frames before 0.
@@ -557,18 +557,10 @@ class VideoReader:
             if note is not None:
                 self._say_mapped(note)
 
-    def _audio_stream_of(self, container: av.container.InputContainer) -> av.audio.stream.AudioStream | None:
-        """The audio track the output keeps: the one marked default, else the first. The writer keeps
-        one track (a phone's video has one); where there are more, the user is told which stays."""
-        audio = list(container.streams.audio)
-        if not audio:
-            return None
-        chosen = next((a for a in audio if a.disposition & av.stream.Disposition.default), audio[0])
-        if len(audio) > 1:
-            lang = chosen.metadata.get("language")
-            log.warning("%s has %d audio tracks; only track %d%s is kept", self.path, len(audio),
-                        audio.index(chosen) + 1, f" ({lang})" if lang else "")
-        return chosen
+    def _audio_streams_of(self, container: av.container.InputContainer) -> list[av.audio.stream.AudioStream]:
+        """The audio tracks the output keeps: all of them, in file order (a phone's second language,
+        a commentary track), as ``ffmpeg -map 0:a`` keeps them."""
+        return list(container.streams.audio)
 
     def _setup(self, orientation: Orientation, stored_size: tuple[int, int], frame_bytes: int | None) -> None:
         container = self._container
@@ -577,7 +569,13 @@ class VideoReader:
         self._stream = stream
         self._orientation = orientation
         self.time_base: Fraction = stream.time_base or Fraction(1, 90000)
-        self.audio_stream: av.audio.stream.AudioStream | None = self._audio_stream_of(container)
+        # Every audio track, in file order: hand them all to VideoWriter(audio_template=...) and the
+        # output keeps them all. ``audio_stream`` is the main one (marked default, else the first), for
+        # callers that keep one.
+        self.audio_streams: list[av.audio.stream.AudioStream] = self._audio_streams_of(container)
+        self.audio_stream: av.audio.stream.AudioStream | None = next(
+            (a for a in self.audio_streams if a.disposition & av.stream.Disposition.default),
+            self.audio_streams[0] if self.audio_streams else None)
 
         ctx = stream.codec_context
         width, height = stored_size
@@ -629,7 +627,7 @@ class VideoReader:
             frame_count=int(stream.frames) if stream.frames else None,
             duration=duration,
             rotation=orientation.rotation,
-            has_audio=self.audio_stream is not None,
+            has_audio=bool(self.audio_streams),
             codec=ctx.name or "unknown",
             decoded_frame_bytes=frame_bytes,
             metadata=_kept_tags(container.metadata),
@@ -653,10 +651,10 @@ class VideoReader:
         return square, height
 
     def _input_start(self) -> Fraction:
-        """Seconds where the input starts: the earlier of the video's and the kept audio's first
-        timestamp, as the demuxer states it (after an MP4's edit list, so the frames it hides stay
+        """Seconds where the input starts: the earliest of the video's and the audio tracks' first
+        timestamps, as the demuxer states them (after an MP4's edit list, so the frames it hides stay
         before 0)."""
-        streams = (self._stream, self.audio_stream)
+        streams = (self._stream, *self.audio_streams)
         starts = [s.start_time * s.time_base for s in streams if s is not None and s.start_time is not None
                   and s.time_base]
         return min(starts, default=Fraction(0))
@@ -699,7 +697,9 @@ class VideoReader:
 
     def frames(self, audio_sink: Callable[[av.Packet], None] | None = None, prefetch: int = 2,
                prepare: Callable[[Any], Any] | None = None, deferred: bool = False) -> Iterator[Any]:
-        """Yield upright frames in presentation order; hand every audio packet to ``audio_sink``.
+        """Yield upright frames in presentation order; hand every audio packet, of every track in
+        :attr:`audio_streams`, to ``audio_sink`` (``packet.stream`` says whose; the writer's
+        ``mux_audio`` keeps those of the tracks it was given).
 
         One pass over the file, video and audio demuxed together, so the writer can remux audio
         while video is being processed and nothing has to be buffered or re-read. Packets that
@@ -784,8 +784,8 @@ class VideoReader:
         stream.thread_type = "AUTO"
         # Audio is always demuxed (cheap: the demuxer reads its packets anyway) so its end time
         # can tell a truncated file from a short video; it is handed on only to a sink.
-        wanted = [stream] + ([self.audio_stream] if self.audio_stream is not None else [])
-        audio_index = self.audio_stream.index if self.audio_stream is not None else None
+        wanted = [stream, *self.audio_streams]
+        audio_indices = {a.index for a in self.audio_streams}
 
         index = 0
         video_end: float | None = None  # seconds covered by decoded frames
@@ -794,7 +794,7 @@ class VideoReader:
         shown = _ShownOrder() if self._decode_order_only else None
         for packet in _packets(container, wanted, damage):
             self._timeline.place(packet, video=packet.stream.index == stream.index)
-            if packet.stream.index == audio_index:
+            if packet.stream.index in audio_indices:
                 if packet.dts is None:  # dts None marks the demuxer's flush packet
                     continue
                 if packet.pts is not None and packet.time_base:

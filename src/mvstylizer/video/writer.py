@@ -2,8 +2,9 @@
 
 Output timing must match the input exactly (same frame count, fps, duration, audio sync), so the
 writer keeps the input's time base and presentation timestamps and copies the audio packets through
-untouched whenever the target container accepts them (else re-encodes them to AAC). Pixels are stored
-upright with no rotation metadata, so every player shows the output the same way.
+untouched whenever the target container accepts them (else re-encodes them to AAC). Every audio track
+it is given is kept, in order, with its language, title and disposition. Pixels are stored upright
+with no rotation metadata, so every player shows the output the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import math
 import os
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
@@ -109,6 +110,50 @@ def _aac_layout(layout: av.AudioLayout | None, rate: int) -> str:
     return _DEFAULT_LAYOUTS[min(layout.nb_channels, 8)]
 
 
+# Stream tags that say what an audio track is: kept on its output track (a template copies none).
+_TRACK_TAGS = ("language", "title")
+
+
+class _AudioTrack:
+    """One input audio track's way into the output: copied, or re-encoded to AAC, or dropped."""
+
+    def __init__(self, source: int, name: str) -> None:
+        self.source = source  # the input stream's index (its packets' packet.stream.index)
+        self.name = name  # for messages: "the audio" or "audio track 2"
+        self.stream: av.audio.stream.AudioStream | None = None
+        self.mode = "none"  # "copy" | "aac" | "none"
+        self.decoder: av.audio.codeccontext.AudioCodecContext | None = None  # "aac": the input's decoder
+        self.rate = 0  # "aac": the output's sample rate
+        self.failed = False
+        self.errors = 0  # in a row
+        self.skipped = 0
+        self.reason: str | None = None  # the first skipped packet's, for the warning
+        self.last_dts: Fraction | None = None  # seconds, of the last copied packet
+
+    def skip(self, why: str) -> None:
+        self.skipped += 1
+        if self.reason is None:
+            self.reason = why
+
+
+def _templates(audio_template: object) -> list[av.audio.stream.AudioStream]:
+    if audio_template is None:
+        return []
+    if isinstance(audio_template, av.stream.Stream):
+        return [audio_template]  # type: ignore[list-item]
+    return list(audio_template)  # type: ignore[call-overload]
+
+
+def _say_tracks_left_out(template: av.audio.stream.AudioStream) -> None:
+    """Where a caller keeps one track of an input that has more, tell the user which one stays."""
+    container = getattr(template, "container", None)
+    audio = list(getattr(getattr(container, "streams", None), "audio", None) or [])
+    if container is not None and len(audio) > 1 and template in audio:
+        lang = template.metadata.get("language")
+        log.warning("%s has %d audio tracks; only track %d%s is kept", container.name, len(audio),
+                    audio.index(template) + 1, f" ({lang})" if lang else "")
+
+
 class VideoWriter:
     """H.264 writer with input-matching timing and pass-through audio; atomic output.
 
@@ -123,7 +168,7 @@ class VideoWriter:
         height: int,
         fps: float,
         time_base: Fraction | None = None,
-        audio_template: av.audio.stream.AudioStream | None = None,
+        audio_template: av.audio.stream.AudioStream | Sequence[av.audio.stream.AudioStream] | None = None,
         crf: int = 18,
         preset: str = "medium",
         *,
@@ -165,12 +210,8 @@ class VideoWriter:
         self._first_dts: int | None = None
         self._dts_timed = suffix in (".mp4", ".mov", ".m4v")  # ISO media: sample times are dts steps
         self._closed = False
-        self._audio_mode = "none"  # "copy" | "aac" | "none"
-        self._audio_failed = False
-        self._audio_errors = 0  # in a row
-        self._audio_skipped = 0
-        self._audio_reason: str | None = None  # the first skipped packet's, for the warning
-        self._last_audio_dts: Fraction | None = None  # seconds, of the last copied packet
+        # Per input audio stream index, in the templates' order (the output's track order).
+        self._tracks: dict[int, _AudioTrack] = {}
 
         self._target = TempTarget(self.path)
         try:
@@ -180,8 +221,15 @@ class VideoWriter:
             raise UserError(f"cannot create {self.path}: {reason(exc)}") from exc
         try:
             self._setup_video(crf, preset)
-            if audio_template is not None:
-                self._setup_audio(audio_template)
+            templates = _templates(audio_template)
+            if len(templates) == 1 and isinstance(audio_template, av.stream.Stream):
+                _say_tracks_left_out(templates[0])
+            for number, template in enumerate(templates, 1):
+                if template.index in self._tracks:
+                    continue  # the same track given twice
+                name = f"audio track {number}" if len(templates) > 1 else "the audio"
+                track = self._tracks[template.index] = _AudioTrack(template.index, name)
+                self._setup_audio(template, track)
             self._container.metadata.update(metadata or {})
             self._start()
         except BaseException:
@@ -229,11 +277,12 @@ class VideoWriter:
         ctx.color_range = 1  # AVCOL_RANGE_MPEG
         self._video = stream
 
-    def _setup_audio(self, template: av.audio.stream.AudioStream) -> None:
+    def _setup_audio(self, template: av.audio.stream.AudioStream, track: _AudioTrack) -> None:
         fmt = self._container.format.name
         if _can_remux(fmt, template):
-            self._audio = self._container.add_stream_from_template(template)
-            self._audio_mode = "copy"
+            track.stream = self._container.add_stream_from_template(template)
+            track.mode = "copy"
+            self._label(track.stream, template)
             return
         try:
             in_ctx = template.codec_context
@@ -241,20 +290,32 @@ class VideoWriter:
             if rate not in _AAC_RATES:
                 rate = 48000
             layout = _aac_layout(in_ctx.layout, rate)
-            self._audio = self._container.add_stream("aac", rate=rate, layout=layout)
-            kept = self._audio.codec_context.layout.nb_channels
-            self._audio.codec_context.bit_rate = 64000 * min(kept, 2) + 32000 * max(kept - 2, 0)
-            self._audio_decoder = in_ctx
-            self._audio_rate = rate
-            self._audio_mode = "aac"
-            log.info("audio %s cannot be copied into %s; re-encoding it as AAC", in_ctx.name, fmt)
+            stream = self._container.add_stream("aac", rate=rate, layout=layout)
+            kept = stream.codec_context.layout.nb_channels
+            stream.codec_context.bit_rate = 64000 * min(kept, 2) + 32000 * max(kept - 2, 0)
+            track.stream, track.decoder, track.rate, track.mode = stream, in_ctx, rate, "aac"
+            self._label(stream, template)
+            log.info("%s (%s) cannot be copied into %s; re-encoding it as AAC", track.name, in_ctx.name, fmt)
             channels = in_ctx.layout.nb_channels if in_ctx.layout else kept
             if kept < channels:
-                log.warning("the audio of %s is re-encoded as AAC, which keeps %d of its %d channels (%s)",
-                            self.path, kept, channels, layout)
+                log.warning("%s of %s is re-encoded as AAC, which keeps %d of its %d channels (%s)",
+                            track.name.capitalize(), self.path, kept, channels, layout)
         except Exception as exc:  # fall back to a silent video, loudly
-            log.warning("dropping the audio track: cannot copy or re-encode it for %s (%s)", self.path, exc)
-            self._audio_mode = "none"
+            log.warning("dropping %s: cannot copy or re-encode it for %s (%s)",
+                        "the audio track" if track.name == "the audio" else track.name, self.path, exc)
+            track.mode = "none"
+
+    @staticmethod
+    def _label(stream: av.stream.Stream, template: av.stream.Stream) -> None:
+        """What the track is, as the input says: its language and title, and its disposition (default,
+        commentary, dub...), which a template does not copy."""
+        tags = dict(template.metadata)
+        if "name" in tags and "title" not in tags:  # a MOV track's title, as FFmpeg reads it back
+            tags["title"] = tags["name"]
+        for key in _TRACK_TAGS:
+            if tags.get(key):
+                stream.metadata[key] = tags[key]
+        stream.disposition = template.disposition
 
     # -- writing --------------------------------------------------------------------------
 
@@ -348,67 +409,70 @@ class VideoWriter:
             self._pending.popleft().result()
 
     def mux_audio(self, packet: av.Packet) -> None:
-        """Audio sink for :meth:`VideoReader.frames`: copy (or re-encode) one input audio packet.
+        """Audio sink for :meth:`VideoReader.frames`: copy (or re-encode) one input audio packet into
+        the track made from its stream (``packet.stream``); a packet of a track not kept is ignored.
 
         A packet that cannot be muxed or decoded is skipped (counted in one warning at the end); only
         audio that keeps failing is dropped, and never fails the video.
         """
-        if self._closed or self._audio_mode == "none" or self._audio_failed or packet.dts is None:
+        if self._closed or packet.dts is None:
             return
-        self._run(self._mux_audio, packet)
+        track = self._tracks.get(packet.stream.index)
+        if track is None or track.mode == "none" or track.failed:
+            return
+        self._run(self._mux_audio, track, packet)
 
-    def _mux_audio(self, packet: av.Packet) -> None:
-        if self._audio_failed:
+    def _mux_audio(self, track: _AudioTrack, packet: av.Packet) -> None:
+        if track.failed:
             return
         try:
-            if self._audio_mode == "copy":
-                self._copy_audio(packet)
+            if track.mode == "copy":
+                self._copy_audio(track, packet)
             else:
-                for frame in self._audio_decoder.decode(packet):
-                    self._encode_audio(frame)
+                assert track.decoder is not None
+                for frame in track.decoder.decode(packet):
+                    self._encode_audio(track, frame)
         except AV_ERRORS as exc:
-            self._skip_audio(reason(exc))
-            self._audio_errors += 1
-            self._audio_failed = self._audio_errors >= _MAX_AUDIO_ERRORS
+            track.skip(reason(exc))
+            track.errors += 1
+            track.failed = track.errors >= _MAX_AUDIO_ERRORS
             return
-        self._audio_errors = 0
+        track.errors = 0
 
-    def _copy_audio(self, packet: av.Packet) -> None:
+    def _copy_audio(self, track: _AudioTrack, packet: av.Packet) -> None:
         # Without a dts (a demuxer that leaves it to the muxer) there is nothing to compare: muxed as is.
         dts = None if packet.dts is None or not packet.time_base else packet.dts * packet.time_base
-        if dts is not None and self._last_audio_dts is not None and dts <= self._last_audio_dts:
+        if dts is not None and track.last_dts is not None and dts <= track.last_dts:
             # A repeated or out-of-order packet (a glitch players ignore): muxers refuse a DTS that
             # does not increase, so it is dropped; it is no sign that the audio after it is bad.
-            self._skip_audio("its timestamp does not follow the previous packet's")
+            track.skip("its timestamp does not follow the previous packet's")
             return
-        packet.stream = self._audio
+        packet.stream = track.stream
         self._container.mux(packet)
         if dts is not None:
-            self._last_audio_dts = dts
-
-    def _skip_audio(self, why: str) -> None:
-        self._audio_skipped += 1
-        if self._audio_reason is None:
-            self._audio_reason = why
+            track.last_dts = dts
 
     def _warn_audio_losses(self) -> None:
-        if not self._audio_skipped:
-            return
-        if self._audio_failed:
-            log.warning("dropped the rest of the audio of %s after %d audio packets in a row failed (%s)",
-                        self.path, _MAX_AUDIO_ERRORS, self._audio_reason)
-        else:
-            packets = f"{self._audio_skipped} audio packet{'' if self._audio_skipped == 1 else 's'}"
-            log.warning("skipped %s of %s that could not be %s (%s)", packets, self.path,
-                        "copied" if self._audio_mode == "copy" else "re-encoded", self._audio_reason)
+        for track in self._tracks.values():
+            if not track.skipped:
+                continue
+            of = f"{track.name} of " if track.name != "the audio" else ""
+            if track.failed:
+                log.warning("dropped the rest of %s of %s after %d audio packets in a row failed (%s)",
+                            track.name, self.path, _MAX_AUDIO_ERRORS, track.reason)
+            else:
+                packets = f"{track.skipped} audio packet{'' if track.skipped == 1 else 's'}"
+                log.warning("skipped %s of %s%s that could not be %s (%s)", packets, of, self.path,
+                            "copied" if track.mode == "copy" else "re-encoded", track.reason)
 
-    def _encode_audio(self, frame: av.AudioFrame | None) -> None:
+    def _encode_audio(self, track: _AudioTrack, frame: av.AudioFrame | None) -> None:
         if frame is not None and frame.pts is not None and frame.time_base:
             # Keep the input's audio timing (A/V sync) in the encoder's 1/sample_rate clock.
-            out_tb = Fraction(1, self._audio_rate)
+            out_tb = Fraction(1, track.rate)
             frame.pts = round(frame.pts * frame.time_base / out_tb)
             frame.time_base = out_tb
-        for packet in self._audio.encode(frame):
+        assert track.stream is not None
+        for packet in track.stream.encode(frame):
             self._container.mux(packet)
 
     def close(self) -> None:
@@ -424,13 +488,17 @@ class VideoWriter:
             for packet in self._video.encode(None):
                 self._mux_video(packet)
             self._mux_video(None)
-            if self._audio_mode == "aac" and not self._audio_failed:
+            for track in self._tracks.values():
+                if track.mode != "aac" or track.failed:
+                    continue
+                assert track.decoder is not None
                 try:
-                    for frame in self._audio_decoder.decode(None):
-                        self._encode_audio(frame)
-                    self._encode_audio(None)
+                    for frame in track.decoder.decode(None):
+                        self._encode_audio(track, frame)
+                    self._encode_audio(track, None)
                 except AV_ERRORS as exc:
-                    log.warning("audio of %s may end early: %s", self.path, reason(exc))
+                    of = f"{track.name} of " if track.name != "the audio" else "audio of "
+                    log.warning("%s%s may end early: %s", of, self.path, reason(exc))
             self._container.close()
             self._warn_audio_losses()
             if self.frames_dropped:
