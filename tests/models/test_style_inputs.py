@@ -84,3 +84,15 @@ def test_black_and_white_styles_give_near_black_and_near_white(model, content, l
     for m in (model, ReinhardTransfer(), MongeKantorovichTransfer()):
         out = m.stylize(content, m.prepare_style(style))
         assert np.isfinite(out).all() and abs(float(out.mean()) - level) < 0.05
+
+
+@pytest.mark.parametrize("cls", [ReinhardTransfer, MongeKantorovichTransfer])
+def test_the_classic_models_read_8_and_16_bit_frames_and_styles_like_float(cls, content):
+    # A uint8 frame was read as 0..255 on a 0..1 scale: all white, and the output one flat colour.
+    m = cls()
+    style = photo(90, 120, seed=6)
+    want = m.stylize(content, m.prepare_style(style))
+    for dtype, top in ((np.uint8, 255), (np.uint16, 65535)):
+        s8, c8 = (np.round(x * top).astype(dtype) for x in (style, content))
+        diff = np.abs(m.stylize(c8, m.prepare_style(s8)) - want)  # 8-bit rounding, stretched near black
+        assert diff.mean() < 0.5 / 255 and diff.max() < 0.03
