@@ -91,6 +91,10 @@ class DecodedFrame:
 _SPC_UNSPECIFIED = 2  # AVCOL_SPC_UNSPECIFIED
 
 
+def _has_alpha(frame: av.VideoFrame) -> bool:
+    return any(c.is_alpha for c in frame.format.components)
+
+
 def _untagged_matrix(frame: av.VideoFrame) -> dict[str, str]:
     """``src_colorspace`` for swscale where ``frame`` states no matrix and players take it for BT.709."""
     if frame.colorspace != _SPC_UNSPECIFIED or not (frame.width >= 1280 or frame.height > 576):
@@ -175,9 +179,10 @@ class _ToRgb:
 
     def sdr(self, frame: av.VideoFrame) -> av.VideoFrame:
         """``frame`` itself, or for HDR video (HLG, PQ) and SDR on BT.2020 primaries the SDR BT.709
-        picture it shows, as 8-bit RGB. Decided by each frame's own tags, as the decoder gives them."""
+        picture it shows, as 8-bit RGB (decided by each frame's own tags, as the decoder gives them),
+        or for a frame with transparency the picture over black (:meth:`_on_black`)."""
         if not needs_mapping(frame):
-            return frame
+            return self._on_black(frame) if _has_alpha(frame) else frame
         if self.on_mapped is not None:
             self.on_mapped(frame)
         if frame.color_trc in _TRC_UNUSABLE:
@@ -186,6 +191,16 @@ class _ToRgb:
             frame, format="rgb48le", dst_color_trc=_TRC_BT709, dst_color_primaries=_TRC_BT709, interpolation=_SWS_HDR)
         out: av.VideoFrame = self._reformatter("to8bit").reformat(wide, format="rgb24", interpolation=_SWS_TO_8BIT)
         return out
+
+    def _on_black(self, frame: av.VideoFrame) -> av.VideoFrame:
+        """A frame with an alpha channel (ProRes 4444, QuickTime Animation, FFV1 or PNG video with
+        transparency) as 8-bit RGB shown over black, as players and editors show it without a
+        background. Converted as it was, its alpha was dropped and what the file stores under
+        transparent pixels (anything: often the keyed-out background) came out as if opaque."""
+        rgba = self._reformatter("alpha").reformat(
+            frame, format="rgba", interpolation=self.sws, **_untagged_matrix(frame)).to_ndarray()
+        rgb = (rgba[..., :3].astype(np.uint16) * rgba[..., 3:] + 127) // 255
+        return av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")
 
     def _rgb(self, frame: av.VideoFrame, **kwargs: Any) -> np.ndarray:
         frame = self.sdr(frame)
