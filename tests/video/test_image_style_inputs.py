@@ -115,3 +115,14 @@ def test_a_uniformly_see_through_style_keeps_its_colours_unfaded(tmp_path):
     rgb = np.random.default_rng(2).integers(0, 256, (20, 30, 3)).astype(np.uint8)
     Image.fromarray(np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)]), "RGBA").save(tmp_path / "a.png")
     np.testing.assert_allclose(read_image(tmp_path / "a.png", max_side=64), rgb / 255, atol=1e-6)
+
+
+def test_a_long_thin_style_keeps_8_pixels_across_when_shrunk(tmp_path):
+    rng = np.random.default_rng(4)
+    strip = np.repeat(rng.integers(0, 256, (8, 1, 3)).astype(np.uint8), 4000, axis=1)  # a colour a row
+    Image.fromarray(strip).save(tmp_path / "strip.png")
+    Image.fromarray(np.ascontiguousarray(strip.transpose(1, 0, 2))).save(tmp_path / "tall.png")
+    wide = read_image(tmp_path / "strip.png", max_side=1024)
+    assert wide.shape == (8, 1024, 3)  # was 2x1024: its 8 rows averaged four at a time
+    assert read_image(tmp_path / "tall.png", max_side=1024).shape == (1024, 8, 3)
+    np.testing.assert_allclose(wide, np.repeat(strip[:, :1] / 255, 1024, axis=1), atol=1e-6)

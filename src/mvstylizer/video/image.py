@@ -35,6 +35,7 @@ MAX_FILE_BYTES = 2_000_000_000  # a 200 Mpixel 16-bit RGB TIFF, uncompressed, is
 # A JPEG read at a ``max_side`` (a style photo) above this many pixels is decoded at a reduced scale:
 # above every ordinary phone or camera photo (48-61 MP), so those are decoded whole, as before.
 REDUCED_DECODE_PIXELS = 64_000_000
+_MIN_ACROSS = 8  # pixels across a style shrunk to a max_side keeps, where it has them (the VGG trunk's minimum)
 
 # Pillow's names of the formats read through Pillow's header parse (TIFF's is read apart, below). Each is
 # known by a signature that OpenCV decodes as the same format, so the size checked is the size decoded.
@@ -265,7 +266,9 @@ def _to_rgb01(img: np.ndarray, header: ImageHeader, max_side: int | None, p: Pat
         img = _visible_part(img, header.premultiplied, p)
     img = _flatten_alpha(img, header.premultiplied)
     if max_side is not None:
-        img = shrink_to(img, max_side)
+        # A long thin style keeps up to _MIN_ACROSS pixels across: shrunk to 1024x2, a 4000x8 strip
+        # averaged its height four rows at a time, and the transfer lost a third of its contrast.
+        img = shrink_to(img, max_side, min_side=min(_MIN_ACROSS, *img.shape[:2]))
     rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB if img.ndim == 2 else cv2.COLOR_BGR2RGB)
     op = EXIF_OPS.get(header.orientation)
     if op is not None:
