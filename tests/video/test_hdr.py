@@ -74,13 +74,14 @@ def test_hdr_video_reads_as_the_sdr_picture_it_shows(tmp_path, transfer, caplog)
     assert len(frames) == 3
     assert sum("HDR" in r.getMessage() for r in caplog.records) == 1
     # Patch centres (away from the 4:2:0 chroma edges): greys as the SDR picture; colours within
-    # what FFmpeg's gamut mapping moves them (read as SDR, the grey 200 came out 133, the red 180,
+    # what FFmpeg's gamut mapping moves them, 3 (HLG) and 5 (PQ) levels through 16-bit RGB, 9 and 10
+    # through swscale's 8-bit output (read as SDR, the grey 200 came out 133, the red 180,
     # 60, 40 as 116, 80, 60).
     got = frames[1][8::16, 8::16].astype(int).reshape(-1, 3)
     want = picture[8::16, 8::16].astype(int).reshape(-1, 3)
     grey = (want == want[:, :1]).all(axis=1)
     assert np.abs(got - want)[grey].max() <= 2, np.abs(got - want)[grey].max()
-    assert np.abs(got - want).max() <= 12, np.abs(got - want).max()
+    assert np.abs(got - want).max() <= 6, np.abs(got - want).max()
     small = [f.small(48, 32) for f in frames_deferred(clip)]  # the key-size view, from the decoder's frame
     assert np.abs(small[1][4::8, 4::8].astype(int).reshape(-1, 3) - want).max() <= 14
 
