@@ -126,3 +126,29 @@ def test_a_long_thin_style_keeps_8_pixels_across_when_shrunk(tmp_path):
     assert wide.shape == (8, 1024, 3)  # was 2x1024: its 8 rows averaged four at a time
     assert read_image(tmp_path / "tall.png", max_side=1024).shape == (1024, 8, 3)
     np.testing.assert_allclose(wide, np.repeat(strip[:, :1] / 255, 1024, axis=1), atol=1e-6)
+
+
+def test_an_animated_gif_style_is_read_as_its_first_frame(tmp_path):
+    rng = np.random.default_rng(5)
+    first = np.repeat(np.repeat(rng.integers(0, 256, (4, 5, 3)).astype(np.uint8), 8, axis=0), 8, axis=1)
+    frames = [Image.fromarray(first), Image.fromarray(255 - first)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    want = np.asarray(Image.open(tmp_path / "anim.gif").convert("RGB")) / 255  # Pillow's first frame
+    try:
+        img = read_image(tmp_path / "anim.gif", max_side=1024)
+    except UserError as exc:  # an OpenCV before 4.11 has no GIF decoder: said so, not "damaged"
+        assert "cannot decode GIF" in str(exc)
+        return
+    np.testing.assert_allclose(img, want, atol=1e-6)
+
+
+def test_a_gif_logo_leaves_its_transparent_colour_out(tmp_path):
+    rgba = np.zeros((40, 50, 4), np.uint8)
+    rgba[10:30, 10:40] = (200, 30, 30, 255)
+    Image.fromarray(rgba).save(tmp_path / "logo.gif")
+    try:
+        img = read_image(tmp_path / "logo.gif", max_side=1024)
+    except UserError as exc:
+        assert "cannot decode GIF" in str(exc)
+        return
+    assert img.shape == (20, 30, 3) and colours(img) == {(200, 30, 30)}

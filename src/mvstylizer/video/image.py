@@ -40,8 +40,9 @@ _MIN_ACROSS = 8  # pixels across a style shrunk to a max_side keeps, where it ha
 # Pillow's names of the formats read through Pillow's header parse (TIFF's is read apart, below). Each is
 # known by a signature that OpenCV decodes as the same format, so the size checked is the size decoded.
 # A format Pillow has no header parse for has no size before decoding (a 9 MB Radiance .hdr decoded to
-# 12000x12000) and is refused. A JPEG holding more than one picture opens as MPO (OpenCV decodes the first).
-_PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "AVIF")
+# 12000x12000) and is refused. A JPEG holding more than one picture opens as MPO (OpenCV decodes the first),
+# an animated GIF as its first frame (OpenCV decodes GIF from 4.11; an older one's refusal is said as such).
+_PILLOW_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "AVIF", "GIF")
 _TIFF_SIGNATURES = (b"II*\0", b"MM\0*")
 _BIGTIFF_SIGNATURES = (b"II+\0", b"MM\0+")
 # What OpenCV needs of a PNG; libpng prints a line on stderr for what it finds odd in the rest.
@@ -207,8 +208,8 @@ def _decode(data: np.ndarray, header: ImageHeader, p: Path, max_side: int | None
     except cv2.error:
         img = None
     if img is None or img.size == 0:
-        if header.format == "AVIF":
-            raise UserError(f"{p}: this OpenCV cannot decode AVIF photos; convert it to JPEG or PNG")
+        if header.format in ("AVIF", "GIF"):
+            raise UserError(f"{p}: this OpenCV cannot decode {header.format} photos; convert it to JPEG or PNG")
         raise UserError(f"{p} is a damaged {header.format} image: its pixels cannot be decoded")
     return img
 
