@@ -227,32 +227,75 @@ def _fill_closed_streams() -> Callable[[], None]:
     return restore
 
 
+def forget_unhandled_interrupt() -> None:
+    """Clear CPython's record of a Ctrl-C that ended a string ``exec``/``eval`` (``dataclasses``,
+    ``collections.namedtuple`` and others build code that way while modules load).
+
+    CPython notes such a KeyboardInterrupt as unhandled even when a caller catches it, and under
+    ``python -m mvstylizer.cli`` it then ends the process by SIGINT at exit (status -2, "killed by
+    a signal") whatever status the command returned: a Ctrl-C about a second into ``studio`` (its
+    imports) printed "interrupted" and died by the signal instead of exiting 130. Every string exec
+    clears the record first, so one that runs to its end leaves it clear; on an interpreter without
+    the record this is a no-op. Our exit status is the one the command decided."""
+    exec("pass", {})  # noqa: S102 - a constant; see above
+
+
+def _catch_stops(stopper: _Stopper) -> dict[int, Any]:
+    """Make ``stopper`` the handler of SIGINT, SIGTERM and SIGHUP (main thread only); returns the
+    handlers it replaced, for :func:`_restore_handlers`."""
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not one ignored or a host's own
+        previous[signal.SIGINT] = signal.signal(signal.SIGINT, stopper)
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        # An ignored signal stays ignored: `nohup mvstylizer stylize ... &` must outlive its terminal.
+        if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
+            previous[sig] = signal.signal(sig, stopper)
+    return previous
+
+
+def _restore_handlers(previous: dict[int, Any]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+    previous.clear()
+
+
 def main(argv: list[str] | None = None) -> int:
-    restore_streams = _fill_closed_streams()
+    restore_streams: Callable[[], None] = lambda: None  # noqa: E731
+    # From the first moment: a stop while the command groups load (numpy, OpenCV, FastAPI...) is a stop
+    # too, whatever a library makes of the KeyboardInterrupt (NumPy's import turns it into an ImportError
+    # "...caused by a bad install", printed as a traceback).
+    stopper = _Stopper()
+    previous: dict[int, Any] = {}
     try:
-        return _main(argv)
+        restore_streams = _fill_closed_streams()
+        previous.update(_catch_stops(stopper))
+        return _main(argv, stopper, previous)
     except KeyboardInterrupt:  # before the command started (its imports), or while its end was being reported
         print("interrupted", file=sys.stderr)
         return 130
+    except _Terminated as exc:
+        print(f"stopped by {exc}", file=sys.stderr)
+        return 143
+    except Exception:
+        if stopper.signum is not None:  # what a library made of the stop while the command line loaded
+            return _report_stop(stopper.signum)
+        raise
     finally:
+        _restore_handlers(previous)
+        forget_unhandled_interrupt()
         restore_streams()
 
 
-def _main(argv: list[str] | None) -> int:
+def _main(argv: list[str] | None, stopper: _Stopper, previous: dict[int, Any]) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("edge", "cloud"):
+        # The servers handle their own signals; everything else unwinds, removing temporary files.
+        _restore_handlers(previous)
+    active = stopper if previous else None  # None: a stop is not ours to report (the handlers stayed a host's)
     restore_logging = _configure_logging(args)
     restore_opencv = _quiet_opencv()
-    previous = {}
-    stopper: _Stopper | None = None
-    if args.command not in ("edge", "cloud") and threading.current_thread() is threading.main_thread():
-        # The servers handle their own signals; everything else unwinds, removing temporary files.
-        stopper = _Stopper()
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:  # not one ignored or a host's own
-            previous[signal.SIGINT] = signal.signal(signal.SIGINT, stopper)
-        for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
-            # An ignored signal stays ignored: `nohup mvstylizer stylize ... &` must outlive its terminal.
-            if sig is not None and signal.getsignal(sig) != signal.SIG_IGN:
-                previous[sig] = signal.signal(sig, stopper)
     real_stdout = sys.stdout
     sys.stdout = _GuardedStdout(real_stdout)
     try:
@@ -265,8 +308,8 @@ def _main(argv: list[str] | None) -> int:
         _drop_stdout()
         return 2
     except UserError as exc:
-        if stopper is not None and stopper.signum is not None:
-            return _report_stop(stopper.signum)
+        if active is not None and active.signum is not None:
+            return _report_stop(active.signum)
         print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -282,10 +325,10 @@ def _main(argv: list[str] | None) -> int:
         _drop_stdout()
         return 141
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
-        if stopper is not None and stopper.signum is not None:
+        if active is not None and active.signum is not None:
             # What a library made of the stop: pydantic turns a KeyboardInterrupt raised while it builds
             # a schema (the studio starting) into its SchemaError, which was "internal error", 70.
-            return _report_stop(stopper.signum)
+            return _report_stop(active.signum)
         if isinstance(exc, OSError) and exc.errno == errno.ENAMETOOLONG:
             # A path the user gave, too long for the system, met where no check looked for it first
             # (the style photo's, say): the user's to shorten, not a bug.
@@ -309,7 +352,5 @@ def _main(argv: list[str] | None) -> int:
     finally:
         if isinstance(sys.stdout, _GuardedStdout):  # a handler may have replaced it (and restored ours)
             sys.stdout = real_stdout
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         restore_opencv()
         restore_logging()

@@ -54,9 +54,11 @@ def _studio(args: argparse.Namespace) -> int:
         raise UserError("--max-upload-mb cannot be larger than --max-work-mb")
     if args.workdir is not None and args.workdir.exists() and not args.workdir.is_dir():
         raise UserError(f"--workdir {args.workdir} is a file, not a folder")
-    temp = None if args.workdir is not None else Path(tempfile.mkdtemp(prefix="mvstylizer-studio-"))
-    workdir: Path = args.workdir if temp is None else temp
-    try:
+    temp: Path | None = None
+    try:  # made inside: a Ctrl-C just after it is made still removes it
+        if args.workdir is None:
+            temp = Path(tempfile.mkdtemp(prefix="mvstylizer-studio-"))
+        workdir: Path = args.workdir if temp is None else temp
         serve(StudioConfig(workdir=workdir, host=args.host, port=args.port, edge=args.edge,
                            edge_token=os.environ.get("MVSTYLIZER_EDGE_TOKEN") or None,
                            max_upload_bytes=args.max_upload_mb * 1024**2, max_work_bytes=args.max_work_mb * 1024**2,
