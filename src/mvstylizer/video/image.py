@@ -92,7 +92,7 @@ def read_header(path: str | os.PathLike[str]) -> ImageHeader:
 
 
 def read_image(path: str | os.PathLike[str], *, max_side: int | None = None,
-               transparent: str | None = None) -> np.ndarray:
+               transparent: str = "white") -> np.ndarray:
     """Read a still image as HxWx3 float32 RGB in [0, 1].
 
     Grey becomes 3 equal channels; 8- and 16-bit and float images are scaled to [0, 1] (a float image
@@ -109,13 +109,9 @@ def read_image(path: str | os.PathLike[str], *, max_side: int | None = None,
     are no part of the image (a style photo: a logo on a transparent background has the logo's
     colours, not white's): the image is cropped to its visible pixels' bounding box, pixels at least
     half opaque keep their own colour, and the rest take the colour of the nearest such pixel; a
-    fully transparent image is a UserError. Default: ``"ignore"`` when ``max_side`` is given (a style
-    photo, as the pipeline and the studio read one), else ``"white"``. An image without transparent
-    pixels reads the same either way.
+    fully transparent image is a UserError. An opaque image reads the same either way.
     """
     p = Path(path)
-    if transparent is None:
-        transparent = "white" if max_side is None else "ignore"
     if transparent not in ("white", "ignore"):
         raise ValueError(f"transparent must be 'white' or 'ignore', got {transparent!r}")
     header = read_header(p)
