@@ -296,7 +296,7 @@ class VideoPipeline:
             report.key_size = list(size)
             timer = _Timer(report.stage_seconds)
             with VideoWriter(output_path, info.width, info.height, info.fps, reader.time_base,
-                             audio_template=reader.audio_stream, crf=self.config.crf,
+                             audio_template=reader.audio_streams, crf=self.config.crf,
                              preset=self.config.preset, metadata=info.metadata) as writer:
                 bar = _progress(info.frame_count, self.config.progress, input_path.name)
                 with bar:
