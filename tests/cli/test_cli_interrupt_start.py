@@ -29,8 +29,11 @@ def _run_module(tmp_path: Path, body: str) -> subprocess.CompletedProcess[str]:
     """``python -m`` a module made of ``body`` (the way the bug showed), in a fresh interpreter."""
     (tmp_path / "starter.py").write_text(textwrap.dedent(body))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
-    return subprocess.run([sys.executable, "-m", "starter"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    try:
+        return subprocess.run([sys.executable, "-m", "starter"], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("still running 60 s after the Ctrl-C")
 
 
 def test_an_interrupt_inside_a_string_exec_still_exits_130(tmp_path):
@@ -85,6 +88,58 @@ def test_an_interrupt_while_the_command_line_is_imported_exits_130(tmp_path):
         runpy.run_module("mvstylizer.cli", run_name="__main__")
     """)
     assert (r.returncode, r.stderr) == (130, "interrupted\n")
+
+
+_SWALLOW = """
+    import os, signal
+
+    def swallow_a_ctrl_c():  # a library that catches the KeyboardInterrupt and carries on
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):
+                pass
+        except KeyboardInterrupt:
+            return
+        raise AssertionError("no KeyboardInterrupt")
+"""
+
+
+def test_an_interrupt_a_library_swallowed_still_stops_the_command(tmp_path):
+    r = _run_module(tmp_path, _SWALLOW + """
+    import sys
+    import mvstylizer.cli
+    from mvstylizer.cli import stylize
+
+    def models(args):
+        swallow_a_ctrl_c()
+        print("the listing")
+        return 0
+
+    stylize._models = models
+    sys.exit(mvstylizer.cli.main(["models"]))
+    """)
+    assert (r.returncode, r.stderr) == (130, "interrupted\n")
+
+
+@pytest.mark.network
+def test_studio_does_not_start_serving_after_a_lost_interrupt(tmp_path):
+    """A Ctrl-C while the app was built (FastAPI and pydantic at work), swallowed there: the studio used
+    to start serving regardless and run on until a second Ctrl-C."""
+    r = _run_module(tmp_path, _SWALLOW + """
+    import sys
+    import mvstylizer.cli
+    from mvstylizer.studio import app
+
+    real = app.create_app
+
+    def create_app(*a, **k):
+        swallow_a_ctrl_c()
+        return real(*a, **k)
+
+    app.create_app = create_app
+    sys.exit(mvstylizer.cli.main(["studio", "--port", "0"]))
+    """)
+    assert (r.returncode, r.stderr, r.stdout) == (130, "interrupted\n", "")
 
 
 @pytest.mark.slow

@@ -505,7 +505,7 @@ def test_the_command_line_sets_the_video_and_session_limits(tmp_path, monkeypatc
     from mvstylizer.cli import main
 
     seen = []
-    monkeypatch.setattr(studio_pkg, "serve", seen.append)
+    monkeypatch.setattr(studio_pkg, "serve", lambda config, **_: seen.append(config))  # (and before_run)
     assert main(["studio", "--workdir", str(tmp_path), "--max-video-pixels", "2073600", "--max-sessions", "7"]) == 0
     assert seen[0].max_video_pixels == 1920 * 1080 and seen[0].max_sessions == 7
     assert main(["studio", "--workdir", str(tmp_path)]) == 0

@@ -124,6 +124,16 @@ class _Stopper:
             raise KeyboardInterrupt
         raise _Terminated(signal.Signals(signum).name)
 
+    def check(self) -> None:
+        """Raise the stop again if one came and was lost on the way: a library that caught the
+        KeyboardInterrupt and carried on (an optional import taking NumPy's ImportError made of it for
+        "not installed") let the command run on as if no Ctrl-C had come. Called where a command can
+        still stop cleanly: before it starts, before a server starts serving, and after it returns."""
+        if self.signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signum is not None:
+            raise _Terminated(signal.Signals(self.signum).name)
+
 
 class _OutputFailed(Exception):
     """Writing to stdout failed (a full disk, ``> /dev/full``, an I/O error): the output is lost."""
@@ -298,8 +308,11 @@ def _main(argv: list[str] | None, stopper: _Stopper, previous: dict[int, Any]) -
     restore_opencv = _quiet_opencv()
     real_stdout = sys.stdout
     sys.stdout = _GuardedStdout(real_stdout)
+    args.check_stop = stopper.check  # for a handler that starts a server (studio) to call just before
     try:
+        stopper.check()
         rc = int(args.handler(args))
+        stopper.check()
         sys.stdout.flush()  # a full disk shows here, as one line, not in the interpreter's last flush
         return rc
     except _OutputFailed as exc:

@@ -63,7 +63,8 @@ def _studio(args: argparse.Namespace) -> int:
                            edge_token=os.environ.get("MVSTYLIZER_EDGE_TOKEN") or None,
                            max_upload_bytes=args.max_upload_mb * 1024**2, max_work_bytes=args.max_work_mb * 1024**2,
                            ttl_seconds=args.keep_hours * 3600, max_video_pixels=args.max_video_pixels,
-                           max_sessions=args.max_sessions))
+                           max_sessions=args.max_sessions),
+              before_run=getattr(args, "check_stop", None))
     finally:
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)

@@ -14,6 +14,8 @@ JSON report. Every page asset ships in this package (``static/``); nothing is fe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from .config import StudioConfig
 
 __all__ = ["StudioConfig", "create_app", "serve"]
@@ -26,8 +28,9 @@ def create_app(config: StudioConfig, **kwargs):  # noqa: ANN201 - FastAPI is imp
     return _create(config, **kwargs)
 
 
-def serve(config: StudioConfig) -> None:
-    """Run the studio in the foreground until interrupted (``mvstylizer studio``)."""
+def serve(config: StudioConfig, *, before_run: Callable[[], None] | None = None) -> None:
+    """Run the studio in the foreground until interrupted (``mvstylizer studio``); ``before_run`` is
+    called once everything is ready, just before the server starts serving."""
     from .server import serve as _serve
 
-    _serve(config)
+    _serve(config, before_run=before_run)

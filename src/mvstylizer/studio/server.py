@@ -41,19 +41,25 @@ def _server(app: Any, config: StudioConfig, log_level: str) -> Any:
 
 
 def serve(config: StudioConfig, *, log_level: str = "warning",
-          announce: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
-    """Run the studio in the foreground until Ctrl-C / SIGTERM."""
+          announce: Callable[[str], None] = lambda line: print(line, flush=True),
+          before_run: Callable[[], None] | None = None) -> None:
+    """Run the studio in the foreground until Ctrl-C / SIGTERM. ``before_run`` is called just before
+    uvicorn takes over the signals (the command line raises there a stop that came while the app was
+    being built and was lost on the way)."""
     from .app import create_app
 
     sock = bind(config.host, config.port)
     try:
         app = create_app(config)
+        server = _server(app, config, log_level)
+        if before_run is not None:
+            before_run()
         port = sock.getsockname()[1]
         announce(f"mvstylizer studio on {url_of(config.host, port)} (work folder {app.state.studio.workspace.root}; "
                  f"edge: {config.edge or 'in this process'}); Ctrl-C stops it")
         if config.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("the studio has no log-in: anyone who can reach %s:%d can use it", config.host, port)
-        _server(app, config, log_level).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         sock.close()
 
