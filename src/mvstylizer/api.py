@@ -140,7 +140,7 @@ class VideoStylizer:
             from .video.image import read_image
 
             _check_path(style, "style", "an HxWx3 array or a file path")
-            style = read_image(Path(style))
+            style = read_image(Path(style), transparent="ignore")
         return self._pipeline.stream(frames, style, report)
 
     def close(self) -> None:
@@ -216,7 +216,7 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 2 <= size <= 256:
         raise UserError(f"size must be a whole number 2..256, got {size!r}")
     check_overwrite(out, overwrite)
-    style_img = read_image(Path(style))
+    style_img = read_image(Path(style), transparent="ignore")
     content_img = read_image(Path(content)) if content else None
     try:
         with nullcontext() if overwrite else keep_existing(out):

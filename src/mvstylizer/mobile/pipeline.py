@@ -251,8 +251,10 @@ class VideoPipeline:
 
     # --- internals ---------------------------------------------------------------------------
     def _register_style(self, style_path: str | os.PathLike[str]) -> str:
-        # Shrunk as decoded: a 108 MP style photo peaked at 2.9 GB read whole, 0.7 GB so.
-        return self._register(read_image(style_path, max_side=self.config.max_style_side), Path(style_path).name)
+        # Shrunk as decoded: a 108 MP style photo peaked at 2.9 GB read whole, 0.7 GB so. A logo on a
+        # transparent background is a style of the logo's colours, not of the white under it.
+        style = read_image(style_path, max_side=self.config.max_style_side, transparent="ignore")
+        return self._register(style, Path(style_path).name)
 
     def _register(self, style: np.ndarray, name: str) -> str:
         h, w = style.shape[:2]
