@@ -150,3 +150,39 @@ def test_smoothing_failed_export_keeps_its_old_weights_and_graph(tmp_path, photo
     with pytest.raises(RuntimeError, match="exporter failed"):
         meta_smoother_train.train(config)
     assert out.read_bytes() == old_weights and out.with_suffix(".onnx").read_bytes() == old_graph
+
+
+@pytest.mark.skipif(not Path("/proc/1").is_dir(), reason="no /proc")
+@pytest.mark.parametrize("flag", ["--out", "--checkpoint", "--onnx"])
+def test_an_output_folder_that_takes_no_files_is_refused_before_training(tmp_path, photos, capsys, flag):
+    """procfs takes no new files, even from root: found out only when the run had ended (torch.save's
+    "open file failed", an internal error)."""
+    paths = {"--out": str(tmp_path / "w.pt"), "--checkpoint": str(tmp_path / "c.ckpt")}
+    paths[flag] = "/proc/1/x.bin"
+    extra = [a for k, v in paths.items() for a in (k, v)]
+    rc = main(["train", "smoothing", "--data", str(photos), *_args("smoothing"), *extra])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"error: {flag} folder is not writable: /proc/1"), err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+def test_a_failed_write_of_weights_or_checkpoint_keeps_the_old_file(tmp_path, monkeypatch):
+    from mvstylizer.models import training
+
+    out, ckpt = tmp_path / "w.pt", tmp_path / "c.ckpt"
+    model = torch.nn.Linear(2, 2)
+    training.save_weights(model, out, {})
+    Checkpointer(ckpt).save(1, model, torch.optim.Adam(model.parameters()), {})
+    before = out.read_bytes(), ckpt.read_bytes()
+
+    def full_disk(obj, f):
+        Path(f).write_bytes(b"half")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(training.torch, "save", full_disk)
+    with pytest.raises(UserError, match=f"cannot write {out}: .*failed writing file"):
+        training.save_weights(model, out, {})
+    with pytest.raises(UserError, match=f"cannot write {ckpt}"):
+        Checkpointer(ckpt).save(2, model, torch.optim.Adam(model.parameters()), {})
+    assert (out.read_bytes(), ckpt.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ckpt", "w.pt"]

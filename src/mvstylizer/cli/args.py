@@ -22,6 +22,21 @@ def keyframes_arg(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def path_arg(text: str) -> Path:
+    """A file or folder name: an empty one (an unset shell variable, `--out "$OUT"`) is refused, where
+    ``Path("")`` would quietly be ".", the current folder: `studio --workdir ""` served from it and
+    `bench clips --out ""` filled it."""
+    if not text:
+        raise argparse.ArgumentTypeError("expected a file or folder name, got an empty one")
+    return Path(text)
+
+
+def non_empty(text: str) -> str:
+    """A name or path kept as text (``train --data``): never empty, for the reason of :func:`path_arg`."""
+    path_arg(text)
+    return text
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

@@ -8,7 +8,16 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..files import check_writable_folder
-from .args import add_pipeline_options, check_report_folder, finite_float, pipeline_config, positive_int, seed_int
+from .args import (
+    add_pipeline_options,
+    check_report_folder,
+    finite_float,
+    non_empty,
+    path_arg,
+    pipeline_config,
+    positive_int,
+    seed_int,
+)
 
 
 def _write_json_and_print(path: Path | None, text: str, printed: str) -> None:
@@ -35,27 +44,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(handler=_bench)
     bsub = b.add_subparsers(dest="bench_command", required=True)
     cmp_ = bsub.add_parser("compare", help="pipeline vs frame-by-frame on one video: speed, fidelity, warping error")
-    cmp_.add_argument("input", type=Path)
-    cmp_.add_argument("--style", type=Path, required=True)
+    cmp_.add_argument("input", type=path_arg)
+    cmp_.add_argument("--style", type=path_arg, required=True)
     add_pipeline_options(cmp_)
-    cmp_.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
+    cmp_.add_argument("--json", type=path_arg, metavar="FILE", help="write the result as JSON")
     rt = bsub.add_parser("runtime", help="PyTorch vs onnxruntime per edge model, at key size and 1080p")
-    rt.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    rt.add_argument("--json", type=path_arg, metavar="FILE", help="write the results as JSON")
     rt.add_argument("--repeats", type=positive_int, default=5)
     qual = bsub.add_parser("quality", help="style/content/structure/colour metrics per method on package photos")
-    qual.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    qual.add_argument("--json", type=path_arg, metavar="FILE", help="write the results as JSON")
     qual.add_argument("--methods", nargs="+", help="methods to run (default: all)")
-    qual.add_argument("--out-dir", type=Path, default=Path("docs"), help="where QUALITY.md and the PNG grid go")
+    qual.add_argument("--out-dir", type=path_arg, default=Path("docs"), help="where QUALITY.md and the PNG grid go")
     add_photoreal_parser(bsub)
     sm = bsub.add_parser("smoothing", help="meta-smoothing: learned vs bicubic, guided, bilateral guided upsampling")
-    sm.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    sm.add_argument("--json", type=path_arg, metavar="FILE", help="write the results as JSON")
     sm.add_argument("--looks", type=positive_int, default=3, help="random looks per picture and scale (default 3)")
-    sm.add_argument("--crops", type=Path, metavar="PNG", help="also write a crop comparison image")
+    sm.add_argument("--crops", type=path_arg, metavar="PNG", help="also write a crop comparison image")
     sm.add_argument("--methods", nargs="+", default=["bicubic", "guided", "bgu", "learned"],
                     choices=["bicubic", "guided", "bgu", "learned"], help="methods to score (default: all)")
-    sm.add_argument("--model", type=Path, metavar="ONNX", help="learned module to score (default: the shipped one)")
+    sm.add_argument("--model", type=path_arg, metavar="ONNX", help="learned module to score (default: the shipped one)")
     be = bsub.add_parser("edge", help="N concurrent phones against one edge server on loopback")
-    be.add_argument("--json", type=Path, metavar="FILE", help="write the results as JSON")
+    be.add_argument("--json", type=path_arg, metavar="FILE", help="write the results as JSON")
     be.add_argument("--phones", type=positive_int, nargs="+", default=[1, 4, 16], metavar="N")
     be.add_argument("--requests", type=positive_int, default=8, metavar="R", help="requests per phone (default 8)")
     be.add_argument("--batch", type=positive_int, default=4, help="key frames per request (default 4)")
@@ -86,17 +95,17 @@ def add_video_bench_parsers(bsub) -> None:
     clips.add_argument("--seed", type=seed_int, default=0, help="random seed of the virtual camera (default 0)")
     clips.add_argument("--clips", nargs="+", choices=CLIP_KINDS, default=list(CLIP_KINDS))
     clips.add_argument("--flow", action="store_true", help="also write the camera clip's exact flow (.flow.npz)")
-    clips.add_argument("--out", type=Path, required=True, metavar="DIR")
+    clips.add_argument("--out", type=path_arg, required=True, metavar="DIR")
     for name, helptext in (("speedup", "the headline: full pipeline vs frame-by-frame, speed, fidelity, steadiness"),
                            ("sweep", "speed and quality against key gap, key size, interpolation, smoothing")):
         p = bsub.add_parser(name, help=helptext)
         p.add_argument("--resolution", default="1080p" if name == "speedup" else "720p",
                        help="generated clips: 360p, 720p, 1080p, 4k or WIDTHxHEIGHT")
-        p.add_argument("--clip", default="camera", metavar="camera|bikes|bbb|PATH",
+        p.add_argument("--clip", type=non_empty, default="camera", metavar="camera|bikes|bbb|PATH",
                        help="virtual camera (exact flow), upscaled package clip, or a video file used as is")
         p.add_argument("--frames", type=positive_int, default=60, help="frames of a generated clip")
         p.add_argument("--seed", type=seed_int, default=0, help="random seed of the virtual camera (default 0)")
-        p.add_argument("--style", type=Path, help="style photo (default: scikit-image's coffee)")
+        p.add_argument("--style", type=path_arg, help="style photo (default: scikit-image's coffee)")
         p.add_argument("--framewise-sample", type=positive_int, default=8, metavar="K",
                        help="frame pairs (i, i+1) run frame-by-frame; its model time is extrapolated")
         p.add_argument("--metric-side", type=positive_int, default=640, help="warping errors at this long side")
@@ -104,7 +113,7 @@ def add_video_bench_parsers(bsub) -> None:
         p.add_argument("--in-process", action="store_true",
                        help="run the pipeline in this process (peak memory then includes the benchmark's)")
         add_pipeline_options(p)
-        p.add_argument("--json", type=Path, metavar="FILE", help="write the result as JSON")
+        p.add_argument("--json", type=path_arg, metavar="FILE", help="write the result as JSON")
         p.add_argument("--no-all-pairs", action="store_true",
                        help="skip scoring every consecutive pair of our output (faster)")
         if name == "sweep":
@@ -112,7 +121,7 @@ def add_video_bench_parsers(bsub) -> None:
                            choices=["gap", "keysize", "interp", "smoothing"])
             p.add_argument("--gaps", type=positive_int, nargs="+", default=[5, 10, 20, 40], metavar="N")
             p.add_argument("--key-sizes", type=positive_int, nargs="+", default=[256, 384, 512, 768], metavar="PX")
-            p.add_argument("--plots", type=Path, metavar="DIR", help="write sweep_<axis>.png there (e.g. docs)")
+            p.add_argument("--plots", type=path_arg, metavar="DIR", help="write sweep_<axis>.png there (e.g. docs)")
 
 
 def _video_bench(args: argparse.Namespace) -> int:
@@ -157,13 +166,13 @@ def _video_bench(args: argparse.Namespace) -> int:
 
 def _model_and_style(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="default", help="edge model (default: the edge's default)")
-    p.add_argument("--style", type=Path, metavar="PHOTO", help="style photo (default: scikit-image's coffee.png)")
+    p.add_argument("--style", type=path_arg, metavar="PHOTO", help="style photo (default: scikit-image's coffee.png)")
 
 
 def add_footage_parser(bsub: argparse._SubParsersAction) -> None:
     f = bsub.add_parser("footage", help="real camera clips in a folder: the pipeline vs frame-by-frame vs a bare "
                                          "transcode, per clip and overall (markdown table on stdout)")
-    f.add_argument("folder", type=Path, metavar="DIR", help="folder of clips (*.mp4, *.avi, *.mov, *.mkv, *.webm)")
+    f.add_argument("folder", type=path_arg, metavar="DIR", help="folder of clips (*.mp4, *.avi, *.mov, *.mkv, *.webm)")
     _model_and_style(f)
     f.add_argument("--clips", nargs="+", metavar="NAME", help="only these clips (file names, extension optional)")
     f.add_argument("--max-frames", type=int, metavar="N",
@@ -178,20 +187,20 @@ def add_footage_parser(bsub: argparse._SubParsersAction) -> None:
     f.add_argument("--edge-latency", type=finite_float, default=0.0, metavar="S",
                    help="with --edge-elsewhere: S seconds of network round trip per key (half each way), "
                         "with as many keys out at once as --edge URL has (default 0)")
-    f.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
-    f.add_argument("--montage", type=Path, metavar="DIR",
+    f.add_argument("--json", type=path_arg, metavar="FILE", help="write every result as JSON")
+    f.add_argument("--montage", type=path_arg, metavar="DIR",
                    help="write <clip>_worst.png per clip: input / frame-by-frame / ours at the lowest-SSIM frame")
 
 
 def add_phone_parser(bsub: argparse._SubParsersAction) -> None:
     p = bsub.add_parser("phone", help="the phone's own work per frame on one clip, alone: frames decoded first, "
                                       "edge answers replayed, nothing encoded")
-    p.add_argument("clip", type=Path, metavar="CLIP", help="video file")
+    p.add_argument("clip", type=path_arg, metavar="CLIP", help="video file")
     _model_and_style(p)
     p.add_argument("--frames", type=positive_int, default=120, metavar="N",
                    help="the clip's first N frames (default 120)")
     p.add_argument("--repeats", type=positive_int, default=5, metavar="N", help="timed runs; medians (default 5)")
-    p.add_argument("--json", type=Path, metavar="FILE", help="write every run as JSON")
+    p.add_argument("--json", type=path_arg, metavar="FILE", help="write every run as JSON")
 
 
 def _phone_bench(args: argparse.Namespace) -> int:
@@ -241,15 +250,15 @@ def add_photoreal_parser(bsub) -> None:
     """`bench photoreal DIR`: palette per region, photorealism, vs DPST's published results."""
     pr = bsub.add_parser("photoreal", help="region palette, photorealism and structure per method on segmented "
                                            "content/style pairs (Deep Photo Style Transfer's layout)")
-    pr.add_argument("folder", type=Path, metavar="DIR",
+    pr.add_argument("folder", type=path_arg, metavar="DIR",
                     help="folder of pair folders NN/ with content.jpg, style.jpg, content_mask.png, "
                          "style_mask.png and dpst.jpg")
     pr.add_argument("--methods", nargs="+", help="input, dpst and/or model names (default: all)")
     pr.add_argument("--pairs", nargs="+", metavar="NN", help="only these pair folders (default: all)")
     pr.add_argument("--max-side", type=positive_int, default=700, metavar="PIXELS",
                     help="cap the content's long side (area downscale; default 700)")
-    pr.add_argument("--json", type=Path, metavar="FILE", help="write per-pair rows and the summary as JSON")
-    pr.add_argument("--out-dir", type=Path, default=Path("docs"),
+    pr.add_argument("--json", type=path_arg, metavar="FILE", help="write per-pair rows and the summary as JSON")
+    pr.add_argument("--out-dir", type=path_arg, default=Path("docs"),
                     help="where the QUALITY.md section and photoreal_grid.png go (default docs)")
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..errors import UserError
-from .args import finite_float, positive_int
+from .args import finite_float, path_arg, positive_int
 from .fl import stop_on_sigterm
 
 
@@ -18,11 +17,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(handler=_serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8400)
-    serve.add_argument("--token-file", type=Path, metavar="FILE",
+    serve.add_argument("--token-file", type=path_arg, metavar="FILE",
                        help="bearer tokens, one 'NAME TOKEN [SCOPES]' per line, mode 600 (see docs/EDGE.md); "
                             "without it the API is open (loopback only!)")
     serve.add_argument("--models", nargs="+", metavar="NAME", help="serve only these models (default: all)")
-    serve.add_argument("--data-dir", type=Path, metavar="DIR",
+    serve.add_argument("--data-dir", type=path_arg, metavar="DIR",
                        help="keep opted-in key frames here (federated learning); without it nothing is kept")
     serve.add_argument("--quota-mb", type=positive_int, default=2048, help="frame store size limit (default 2048)")
     serve.add_argument("--client-quota-mb", type=positive_int,
@@ -40,13 +39,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument("--memory-budget", metavar="SIZE",
                        help="working memory for all workers, e.g. 8G or 512M (default: half the machine's RAM); "
                             "per-model pixel limits follow from it (docs/EDGE.md)")
-    serve.add_argument("--ssl-keyfile", type=Path, metavar="FILE", help="TLS private key (PEM); with --ssl-certfile")
-    serve.add_argument("--ssl-certfile", type=Path, metavar="FILE", help="TLS certificate chain (PEM)")
+    serve.add_argument("--ssl-keyfile", type=path_arg, metavar="FILE",
+                       help="TLS private key (PEM); with --ssl-certfile")
+    serve.add_argument("--ssl-certfile", type=path_arg, metavar="FILE", help="TLS certificate chain (PEM)")
     serve.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     join = esub.add_parser("fl-join", help="join the cloud's federation: a Flower SuperNode training on DIR's frames")
     join.set_defaults(handler=_fl_join)
     join.add_argument("--superlink", required=True, metavar="HOST:PORT", help="the cloud's SuperLink")
-    join.add_argument("--data-dir", type=Path, required=True, metavar="DIR",
+    join.add_argument("--data-dir", type=path_arg, required=True, metavar="DIR",
                       help="the edge's data folder (its opt-in frame store; new global models are written here)")
     join.add_argument("--port", type=int, default=9094, help="the SuperNode's local runtime API port (default 9094)")
     join.add_argument("--max-wait", type=finite_float, default=600.0, metavar="S",

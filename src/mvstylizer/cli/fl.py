@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
-from .args import check_report_folder, choices_help, finite_float, positive_int
+from .args import check_report_folder, choices_help, finite_float, path_arg, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     cs.set_defaults(handler=_cloud)
     cs.add_argument("--host", default="127.0.0.1", help="listen address (0.0.0.0 for edges on other machines)")
     cs.add_argument("--port", type=int, default=9092, help="SuperLink port for edges and flwr (default 9092)")
-    cs.add_argument("--state-dir", type=Path, default=Path("fl-cloud"), metavar="DIR",
+    cs.add_argument("--state-dir", type=path_arg, default=Path("fl-cloud"), metavar="DIR",
                     help="Flower app, config and logs (default ./fl-cloud)")
-    cs.add_argument("--registry", type=Path, metavar="DIR", help="global model registry (default STATE/registry)")
+    cs.add_argument("--registry", type=path_arg, metavar="DIR", help="global model registry (default STATE/registry)")
     cs.add_argument("--rounds", type=positive_int, default=10, help="total rounds to reach (resumes; default 10)")
     cs.add_argument("--min-edges", type=positive_int, default=2, help="edges needed to start a round (default 2)")
     cs.add_argument("--round-timeout", type=finite_float, default=600.0, help="seconds to wait for edges per round")
@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim = fsub.add_parser("simulate", help="non-IID edges: pretrained, local-only, federated, personalised, "
                           "centralised, on the population and an unseen edge (docs/FL.md)")
     sim.set_defaults(handler=_fl)
-    sim.add_argument("--footage", type=Path, metavar="DIR", help="folder of real clips (default: package media)")
+    sim.add_argument("--footage", type=path_arg, metavar="DIR", help="folder of real clips (default: package media)")
     sim.add_argument("--edges", type=positive_int, default=5, help="training edges (scene kinds; default 5)")
     sim.add_argument("--rounds", type=positive_int, default=5)
     sim.add_argument("--seeds", type=positive_int, default=3)
@@ -41,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     sim.add_argument("--workers", type=positive_int, default=1, help="processes running seeds side by side")
     sim.add_argument("--poison", default="none", choices=["none", "nan", "scale", "signflip"],
                      help="the first edge sends poisoned updates (NaN, x1e6, sign-flipped); federated only")
-    sim.add_argument("--json", type=Path, metavar="FILE", help="write the report as JSON")
+    sim.add_argument("--json", type=path_arg, metavar="FILE", help="write the report as JSON")
     sim.add_argument("--model", default="dncm", choices=["dncm", "meta_smoother"], help="the federated model")
     sim.add_argument("--server-opt", default="sgd", choices=["sgd", "adam", "yogi"],
                      help="server step on the averaged update: sgd (FedAvg/FedAvgM), adam (FedAdam), yogi (FedYogi)")
@@ -85,7 +85,7 @@ def add_fl_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=finite_float, default=1e-4, help="local learning rate (default 1e-4)")
     p.add_argument("--batch", type=positive_int, default=8, help="crops per local step (default 8, at most 128)")
     p.add_argument("--size", type=positive_int, default=96, help="training crop side (default 96, 16..384)")
-    p.add_argument("--base-weights", type=Path, help="starting model (default: the shipped dncm weights)")
+    p.add_argument("--base-weights", type=path_arg, help="starting model (default: the shipped dncm weights)")
 
 
 def cloud_config(args: argparse.Namespace, rounds: int, min_edges: int, timeout: float = 600.0):

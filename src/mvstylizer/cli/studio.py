@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..errors import UserError
-from .args import finite_float, positive_int
+from .args import finite_float, path_arg, positive_int
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     st.add_argument("--port", type=int, default=8500, help="port (default 8500; 0: any free port)")
     st.add_argument("--edge", metavar="URL", help="run the models on an edge server (`mvstylizer edge serve`; token "
                                                   "from $MVSTYLIZER_EDGE_TOKEN) instead of in this process")
-    st.add_argument("--workdir", type=Path, metavar="DIR",
+    st.add_argument("--workdir", type=path_arg, metavar="DIR",
                     help="work folder for uploads and renders (default: a temporary folder, removed at exit)")
     st.add_argument("--max-upload-mb", type=positive_int, default=500, metavar="MB",
                     help="largest video (default 500)")

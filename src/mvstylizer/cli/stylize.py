@@ -5,23 +5,22 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 
 from ..errors import UserError
-from .args import add_pipeline_options, check_report_folder, non_negative_float, pipeline_config
+from .args import add_pipeline_options, check_report_folder, non_negative_float, path_arg, pipeline_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """``stylize``, ``models`` and ``export-lut``: the phone-side commands."""
     s = sub.add_parser("stylize", help="stylize a video or an image with a style photo")
     s.set_defaults(handler=_stylize)
-    s.add_argument("input", type=Path, help="video (mp4, mov, avi, mkv, webm) or image")
-    s.add_argument("--style", type=Path, required=True, help="style photo")
-    s.add_argument("-o", "--output", type=Path, required=True, help="output video or image")
+    s.add_argument("input", type=path_arg, help="video (mp4, mov, avi, mkv, webm) or image")
+    s.add_argument("--style", type=path_arg, required=True, help="style photo")
+    s.add_argument("-o", "--output", type=path_arg, required=True, help="output video or image")
     s.add_argument("-y", "--overwrite", action="store_true", help="replace the output file if it exists")
     add_pipeline_options(s)
     s.add_argument("--edge", metavar="URL", help="use an edge server over HTTP instead of the in-process edge")
-    s.add_argument("--edge-token-file", type=Path, metavar="FILE",
+    s.add_argument("--edge-token-file", type=path_arg, metavar="FILE",
                    help="file holding the edge's bearer token (default: $MVSTYLIZER_EDGE_TOKEN if set)")
     s.add_argument("--contribute", action="store_true",
                    help="opt in: let the edge keep this video's key frames for federated learning")
@@ -30,17 +29,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--edge-reconnect", type=non_negative_float, default=30.0, metavar="SECONDS",
                    help="how long to keep trying an edge that answered before and then went away (a "
                         "restart), before failing or falling back (default 30; 0: give up after the retries)")
-    s.add_argument("--report", type=Path, metavar="FILE.json", help="write a JSON report of the run")
+    s.add_argument("--report", type=path_arg, metavar="FILE.json", help="write a JSON report of the run")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
 
     sub.add_parser("models", help="list the models the edge can run").set_defaults(handler=_models)
 
     lut = sub.add_parser("export-lut", help="write a style as a 3D LUT (.cube) for Resolve, Premiere, FFmpeg")
     lut.set_defaults(handler=_export_lut)
-    lut.add_argument("--style", type=Path, required=True)
-    lut.add_argument("-o", "--output", type=Path, required=True, help="the .cube file")
+    lut.add_argument("--style", type=path_arg, required=True)
+    lut.add_argument("-o", "--output", type=path_arg, required=True, help="the .cube file")
     lut.add_argument("-y", "--overwrite", action="store_true", help="replace the output file if it exists")
-    lut.add_argument("--content", type=Path,
+    lut.add_argument("--content", type=path_arg,
                      help="a frame of the footage the LUT is for (sets the colour normalisation)")
     lut.add_argument("--size", type=int, default=33, help="grid points per axis (default 33)")
     lut.add_argument("--model", default="dncm",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .args import finite_float, positive_int
+from .args import finite_float, non_empty, path_arg, positive_int
 
 # Trainable models and the recipe each ships with (the committed weights were made with these).
 TRAINABLE: dict[str, dict] = {
@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train a model from plain photos and video frames (self-supervised)")
     t.set_defaults(handler=_train)
     t.add_argument("model", choices=sorted(TRAINABLE), help="which model")
-    t.add_argument("--data", nargs="+", default=["package"], metavar="DIR",
+    t.add_argument("--data", nargs="+", type=non_empty, default=["package"], metavar="DIR",
                    help="folders or files of photos/videos, or 'package' for media from installed packages")
     t.add_argument("--steps", type=positive_int, help="optimiser steps (default: the model's recipe)")
     t.add_argument("--batch", type=positive_int)
@@ -29,16 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "its pairs come at their own sizes)")
     t.add_argument("--lr", type=finite_float, help="learning rate, > 0 and <= 1 (default: the model's recipe)")
     t.add_argument("--seed", type=int, default=0, help="random seed, 0 to 2**32-1 (default 0)")
-    t.add_argument("--checkpoint", type=Path,
+    t.add_argument("--checkpoint", type=path_arg,
                    help="checkpoint file (default: in the cache folder); an existing file is replaced only if it "
                         "is a checkpoint written by mvstylizer train")
     t.add_argument("--checkpoint-every", type=positive_int, default=100)
     t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
-    t.add_argument("--out", type=Path,
+    t.add_argument("--out", type=path_arg,
                    help="weights file (default: the shipped weights of the model); an existing file is replaced "
                         "only if it is a weights file written by mvstylizer train. smoothing also writes its ONNX "
                         "export, to --onnx")
-    t.add_argument("--onnx", type=Path, metavar="FILE",
+    t.add_argument("--onnx", type=path_arg, metavar="FILE",
                    help="smoothing only: where its ONNX export goes (default: --out with the suffix .onnx, or the "
                         "shipped graph when --out is the default); an existing file there is replaced only if it "
                         "is such an export")

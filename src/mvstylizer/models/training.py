@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from ..files import atomic_path
+from ..files import atomic_path, check_writable_folder
 from ..video.formats import same_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -143,6 +143,10 @@ def check_outputs(config: TrainConfig, written: dict[str, Path], sources: Sequen
             folder = folder.parent
         if folder.exists() and not folder.is_dir():
             raise UserError(f"{what} {path}: {folder} is a file, not a folder")
+        if folder.is_dir():
+            # Found out at the end otherwise, after the whole run: torch.save's "open file failed", an
+            # internal error (a read-only folder, /proc, an installed package's weights folder).
+            check_writable_folder(folder, what)
         if any(same_file(path, src) for src in [*entries, *sources]):
             raise UserError(f"{what} {path} is one of the training files; choose another path")
         for entry in entries:
@@ -199,8 +203,7 @@ class Checkpointer:
                             f"{self.path} was left as it was; try a lower --lr")
         state = {"step": step, "model": model.state_dict(), "optim": optim.state_dict(),
                  "rng": torch.get_rng_state(), "extra": extra, "saved_at": time.time()}
-        with atomic_path(self.path) as tmp:
-            torch.save(state, tmp)
+        _save(state, self.path)
 
     def load(self, model: torch.nn.Module, optim: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
         """Restore into ``model`` and ``optim``; returns (step, extra). (0, {}) when there is no checkpoint."""
@@ -235,9 +238,18 @@ def save_weights(model: torch.nn.Module, path: Path, meta: dict[str, Any]) -> Pa
         raise UserError(f"the trained weights hold NaN or infinite values (training diverged: try a lower --lr); "
                         f"{path} was left as it was")
     _make_folder(path.parent)
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": state, "meta": meta}, tmp)
+    _save({"state_dict": state, "meta": meta}, path)
     return path
+
+
+def _save(obj: Any, path: Path) -> None:
+    """``torch.save`` atomically; a failed write (a full disk) is a UserError and ``path`` stays as it was."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(obj, tmp)
+    except (OSError, RuntimeError) as e:  # torch reports a failed open or write as RuntimeError
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot write {path}: {first[:300]}; it was left as it was") from None
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
