@@ -92,7 +92,7 @@ def test_style_pixels_read_as_read_image_reads_them(tmp_path):
     exif[0x0112] = 6  # stored sideways: turned upright
     Image.fromarray((rng.random((40, 50, 3)) * 255).astype(np.uint8)).save(tmp_path / "phone.jpg", exif=exif)
     for path in tmp_path.iterdir():
-        expected = media.to_rgb8(read_image(path))
+        expected = media.to_rgb8(read_image(path, transparent="ignore"))  # as stylize and the API read a style
         assert np.abs(media.load_style(path, path.name, 10**6).astype(int) - expected).max() <= 1, path.name
 
 

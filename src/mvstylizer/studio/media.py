@@ -205,7 +205,8 @@ def load_style(path: Path, name: str, max_pixels: int) -> np.ndarray:
         if min(w, h) < 8:
             raise UserError(f"{name} is only {w}x{h} pixels: too small to take a look from")
         # A long thin photo keeps 8 px across: read long enough for that, then shrunk the rest.
-        img = read_image(path, max_side=max(STYLE_SIDE, math.ceil(8 * max(w, h) / min(w, h))))
+        # transparent="ignore": a logo's transparent background is no part of the style, as stylize and the API read it
+        img = read_image(path, max_side=max(STYLE_SIDE, math.ceil(8 * max(w, h) / min(w, h))), transparent="ignore")
     except UserError as exc:
         raise UserError(as_user_message(exc, path, name)) from None
     return to_rgb8(shrink_to(img, STYLE_SIDE, min_side=8))
