@@ -15,9 +15,6 @@ VGG16 features, and recolours each region by a closed-form transform, in well un
    style). Because the clusters are fixed by the style, a frame's regions are a smooth function of
    the frame: nothing is re-clustered, so nearby frames get nearby regions (a k-means of each frame
    jumped between splits, and its output moved more than its input).
-   The memberships are then sharpened by the content's own colours (:func:`refine_by_colour`: a
-   Gaussian colour model per region, fit to its member cells' mean colours, as GrabCut does), so
-   a sky that VGG finds half city-like still goes with the sky where its colour says so.
 3. **Correspondence is the clustering.** A region's style colours are its cluster's cells
    (membership-weighted), precomputed with the style; a cluster holding only a few cells is shrunk
    towards the whole style.
@@ -91,9 +88,6 @@ class RegionConfig:
     edge_radius, edge_eps: guided filter that snaps memberships to the content's edges (radius in
         pixels at a 512 px image; scaled with the image).
     fit_radius, fit_eps: local affine projection of the result (radius at a 512 px image).
-    colour_refine, refine_rounds: weight (per Lab log-likelihood unit, against cosine logits over the
-        temperature) and rounds of the memberships' refinement by the content's own colours
-        (:func:`refine_by_colour`); 0 leaves the feature memberships as they are.
     knee: width of the soft knee near black and white, colour units.
     strength: 0 gives the content, 1 the full transfer; in between the transforms are blended.
     """
@@ -110,8 +104,6 @@ class RegionConfig:
     edge_eps: float = 1e-3
     fit_radius: int = 4
     fit_eps: float = 1e-4
-    colour_refine: float = 0.5
-    refine_rounds: int = 2
     knee: float = KNEE
     strength: float = 1.0
 
@@ -126,8 +118,6 @@ class RegionConfig:
             raise ValueError("member_temperature must be > 0")
         if self.vertical_prior < 0.0:
             raise ValueError("vertical_prior must be >= 0")
-        if self.colour_refine < 0.0 or self.refine_rounds < 0:
-            raise ValueError("colour_refine and refine_rounds must be >= 0")
 
 
 @dataclass
@@ -191,14 +181,13 @@ class RegionTransfer:
         # Sky is up and ground is down in both photos: a soft prior, so a grey sky does not take a
         # grey road's colours, yet a region seen elsewhere in the frame still finds its counterpart.
         offset = _cell_rows((gh, gw))[:, None] - style_state.rows[None, :]
-        logits = (feats @ style_state.centres.T - cfg.vertical_prior * offset * offset) / cfg.member_temperature
-        lab = rgb_to_lab(content)
-        h, w = lab.shape[:2]
-        cell_lab = cv2.resize(lab, (gw, gh), interpolation=cv2.INTER_AREA).reshape(-1, 3)
-        members = refine_by_colour(logits, cell_lab, cfg.colour_refine, cfg.refine_rounds)  # (cells, K)
+        logits = feats @ style_state.centres.T - cfg.vertical_prior * offset * offset
+        members = softmax(logits / cfg.member_temperature)  # (cells, K)
         weights = _snap_to_edges(members.reshape(gh, gw, -1), content,
                                  max(1, round(cfg.edge_radius * scale)), cfg.edge_eps)
 
+        lab = rgb_to_lab(content)
+        h, w = lab.shape[:2]
         planes = np.ascontiguousarray(lab.reshape(-1, 3).T)  # (3, H*W): each channel contiguous
         shares = np.ascontiguousarray(weights.reshape(-1, weights.shape[2]).T)  # (K, H*W)
         out = np.zeros_like(planes)
@@ -409,34 +398,6 @@ def spherical_kmeans(x: np.ndarray, k: int, iters: int = 15) -> np.ndarray:
         keep = np.linalg.norm(sums, axis=1) > 0  # an emptied cluster keeps its centre
         c[keep] = sums[keep] / np.linalg.norm(sums[keep], axis=1, keepdims=True)
     return c
-
-
-def refine_by_colour(logits: np.ndarray, cell_lab: np.ndarray, weight: float, rounds: int) -> np.ndarray:
-    """Cell-to-region memberships from feature ``logits`` (cells x K), sharpened by the content's own
-    colours, as GrabCut refines a segmentation with colour models: each round fits every region a
-    Gaussian of its members' mean Lab colours (membership-weighted, ridged by ``_NOISE_FLOOR``) and adds
-    ``weight`` times each cell's log-likelihood under it to the logits.
-
-    Features alone leave a blue sky's cells half in the city's region where the two look alike to
-    VGG; their colours tell them apart. The colours are cell means (an 8x8 cell of the feature image,
-    ~40 px of a 1080p frame), so a plain wall's sensor noise barely moves them, and a wall that falls
-    into two regions fits both colour models alike and keeps its soft, feature-given memberships:
-    sharper feature memberships made frame-by-frame output boil on plain walls (docs/QUALITY.md).
-
-    Shape:
-        logits: (N, K); cell_lab: (N, 3); returns (N, K) rows summing to 1.
-    """
-    members = softmax(logits)
-    x = cell_lab.astype(np.float64)
-    for _ in range(rounds if weight > 0 else 0):
-        ll = np.empty_like(members)
-        for k in range(members.shape[1]):
-            mu, cov = weighted_stats(x, members[:, k])
-            d = x - mu
-            _, logdet = np.linalg.slogdet(cov)
-            ll[:, k] = -0.5 * np.einsum("ni,ij,nj->n", d, np.linalg.inv(cov), d) - 0.5 * logdet
-        members = softmax(logits + weight * ll)
-    return members
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
