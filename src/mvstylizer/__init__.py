@@ -15,7 +15,16 @@ See docs/API.md. The command line is ``mvstylizer`` (``mvstylizer --help``).
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
+
+# ONNX Runtime's telemetry writes a device id and an event queue under $XDG_CACHE_HOME or ~/.cache
+# (Microsoft/DeveloperTools/.onnxruntime) when the module loads, even with HOME unset (the password
+# database's home then) and for a run that never asked for a cache. It reads this variable once, at
+# that load, so it is set here, before any part of the package imports it (the command line, the
+# models, the phone's ONNX smoother); a value the user set (0 included) is kept.
+if not os.environ.get("ORT_DISABLE_TELEMETRY"):
+    os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 
 __version__ = "0.1.0"
 

@@ -181,17 +181,19 @@ def test_smoothing_skips_pictures_too_small_to_crop_and_names_its_onnx(tmp_path,
 
 @pytest.mark.slow
 def test_smoothing_replaces_its_weights_and_graph_together_or_not_at_all(tmp_path, photos, monkeypatch):
-    from mvstylizer.models import meta_smoother_train
+    from mvstylizer.models import meta_smoother, meta_smoother_train
 
     def broken(net, path):
         raise RuntimeError("exporter failed")
 
-    monkeypatch.setattr(meta_smoother_train, "export_onnx", broken)
     out = save_weights(torch.nn.Linear(2, 2), tmp_path / "w.pt", {})  # --out replaces only a weights file
     old = out.read_bytes()
-    out.with_suffix(".onnx").write_bytes(b"old graph")
+    # The graph beside it must be an export of the module too, or the run is refused before training.
+    meta_smoother_train.export_onnx(meta_smoother.build_net(None, seed=0), out.with_suffix(".onnx"))
+    old_graph = out.with_suffix(".onnx").read_bytes()
+    monkeypatch.setattr(meta_smoother_train, "export_onnx", broken)
     config = TrainConfig(data=[str(photos)], steps=1, batch=1, threads=1, out=out, checkpoint=tmp_path / "c.ckpt",
                          progress=False)
     with pytest.raises(RuntimeError, match="exporter failed"):  # was: new weights beside the old graph
         meta_smoother_train.train(config)
-    assert out.read_bytes() == old and out.with_suffix(".onnx").read_bytes() == b"old graph"
+    assert out.read_bytes() == old and out.with_suffix(".onnx").read_bytes() == old_graph

@@ -13,6 +13,7 @@ from mvstylizer.models.vgg_weights import cache_dir
 @pytest.fixture
 def env(monkeypatch):
     monkeypatch.delenv("MVSTYLIZER_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)  # else the cache is there, not under HOME
     return monkeypatch
 
 

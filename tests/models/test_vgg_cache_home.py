@@ -89,3 +89,13 @@ def test_a_command_writes_nothing_under_home(tmp_path, clip, style):
     assert r.returncode == 0, r.stderr
     assert out.is_file()
     assert sorted(str(p.relative_to(home)) for p in home.rglob("*")) == []
+
+
+def test_importing_the_package_keeps_onnxruntime_out_of_home(tmp_path):
+    """Library use (no command line): onnxruntime imported after mvstylizer writes nothing under HOME."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "XDG_CACHE_HOME")}
+    env["HOME"] = str(tmp_path)
+    r = subprocess.run([sys.executable, "-c", "import mvstylizer, onnxruntime"], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert list(tmp_path.rglob("*")) == []

@@ -17,7 +17,6 @@ features are scale dependent, so compare numbers taken at the same ``max_side``.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -122,10 +121,6 @@ class VGGFeatures:
     """
 
     def __init__(self, threads: int | None = None, model_path: str | Path | None = None) -> None:
-        # Before onnxruntime loads (a no-op if it already has): its telemetry would otherwise write a
-        # device id under ~/.cache (mvstylizer.cli sets it for the command line; a user's value is kept).
-        if not os.environ.get("ORT_DISABLE_TELEMETRY"):
-            os.environ["ORT_DISABLE_TELEMETRY"] = "1"
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
