@@ -28,7 +28,7 @@ from ..mobile.edge_link import EmbeddedEdge
 from ..mobile.keyframes import KeyframeSelector, Thumb
 from ..mobile.pipeline import StylizeConfig, VideoPipeline
 from ..video.flow import FlowEstimator
-from ..video.image import read_image
+from ..video.image import read_style
 from ..video.reader import VideoReader
 from ..video.writer import VideoWriter
 from ..wire import Encoding, encode_frame
@@ -46,7 +46,7 @@ class Framewise:
         self.model = model
         self.seconds = 0.0
         self._service = EdgeService()
-        style = shrink_to(read_image(style_path), max_style_side)
+        style = read_style(style_path, max_style_side)
         self._style_id = self._service.register_style(encode_frame(style, Encoding("png")))
 
     def warm_up(self, rgb8: np.ndarray) -> None:

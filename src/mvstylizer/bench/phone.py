@@ -35,7 +35,7 @@ import numpy as np
 from ..edge.service import EdgeService
 from ..errors import UserError
 from ..mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
-from ..video.image import read_image
+from ..video.image import read_style
 from ..video.media import package_media
 from ..video.reader import VideoReader
 from .machine import machine_info
@@ -114,7 +114,7 @@ def run_phone(cfg: PhoneBenchConfig, log: Callable[[str], None] = lambda _msg: N
     if not cfg.clip.is_file():
         raise UserError(f"clip not found: {cfg.clip}")
     style_path = cfg.style if cfg.style is not None else package_media("coffee.png")
-    style = read_image(style_path)
+    style = read_style(style_path, StylizeConfig.max_style_side)
     frames = _first_frames(cfg.clip, cfg.frames)
     h, w = frames[0].shape[:2]
     edge = RecordedEdge(EdgeService())

@@ -44,7 +44,7 @@ from ..mobile.keyframes import KeyframeSelector
 from ..mobile.pipeline import StylizeConfig, VideoPipeline, work_size
 from ..models.registry import resolve_name
 from ..video.flow import FlowEstimator
-from ..video.image import read_image
+from ..video.image import read_style
 from ..video.media import package_media
 from ..video.reader import VideoReader
 from ..video.writer import VideoWriter
@@ -183,7 +183,7 @@ def run_framewise(clip: Clip, style: Path, cfg: BenchConfig, workdir: Path) -> F
     """
     model = resolve_name(cfg.stylize.model)
     service = EdgeService()
-    style_img = shrink_to(read_image(style), cfg.stylize.max_style_side)
+    style_img = read_style(style, cfg.stylize.max_style_side)
     style_id = service.register_style(encode_frame(style_img, Encoding("png")))
     pairs = sample_pairs(clip.frames, cfg.framewise_sample)
     wanted = {j for i in pairs for j in (i, i + 1)}
@@ -285,7 +285,7 @@ def pipeline_job(input_path: str, style: str, output_path: str, config: StylizeC
     edge = TimedEmbeddedEdge()
     t = time.perf_counter()
     # Warm-up on a real key frame of this clip: model build, style statistics, runtime shape set-up.
-    style_img = shrink_to(read_image(style), config.max_style_side)
+    style_img = read_style(style, config.max_style_side)
     style_id = edge.register_style(style_img)
     with VideoReader(input_path) as reader:
         first = next(reader.frames()).rgb8

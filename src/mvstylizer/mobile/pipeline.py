@@ -31,7 +31,7 @@ from ..files import atomic_path
 from ..imaging import fit_within, quick_downscale, shrink_to
 from ..memory import release_free_memory
 from ..video.formats import check_output_path, is_image_path
-from ..video.image import read_image, write_image
+from ..video.image import read_image, read_style, write_image
 from ..video.reader import DecodedFrame, DeferredFrame, VideoReader
 from ..video.writer import VideoWriter
 from .edge_link import EdgeLink, find_model
@@ -253,8 +253,7 @@ class VideoPipeline:
     def _register_style(self, style_path: str | os.PathLike[str]) -> str:
         # Shrunk as decoded: a 108 MP style photo peaked at 2.9 GB read whole, 0.7 GB so. A logo on a
         # transparent background is a style of the logo's colours, not of the white under it.
-        style = read_image(style_path, max_side=self.config.max_style_side, transparent="ignore")
-        return self._register(style, Path(style_path).name)
+        return self._register(read_style(style_path, self.config.max_style_side), Path(style_path).name)
 
     def _register(self, style: np.ndarray, name: str) -> str:
         h, w = style.shape[:2]

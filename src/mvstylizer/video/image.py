@@ -122,6 +122,14 @@ def read_image(path: str | os.PathLike[str], *, max_side: int | None = None,
         raise UserError(f"not enough memory to read {p} ({header.width}x{header.height} pixels)") from None
 
 
+def read_style(path: str | os.PathLike[str], max_side: int) -> np.ndarray:
+    """A style photo as ``stylize`` reads it (HxWx3 float32 RGB in [0, 1]): shrunk to ``max_side`` as
+    decoded, a long thin one keeping up to 8 pixels across, and its transparent pixels left out. The
+    benches' frame-by-frame references read their style here too: read as a picture on white, or shrunk
+    to 2 pixels across, theirs was another style than the pipeline's they are scored against."""
+    return read_image(path, max_side=max_side, transparent="ignore")
+
+
 def _check_file(p: Path) -> None:
     try:
         st = p.stat()
