@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,7 +94,7 @@ def is_checkpoint(blob: Any) -> bool:
             and isinstance(blob["model"], dict) and isinstance(blob["optim"], dict))
 
 
-def _check_replaceable(path: Path, flag: str, kind: str, ours: Any) -> None:
+def _check_replaceable(path: Path, flag: str, kind: str, ours: Callable[[Any], bool]) -> None:
     path = Path(path)
     if not os.path.lexists(path):
         return

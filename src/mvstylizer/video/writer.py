@@ -136,12 +136,14 @@ class _AudioTrack:
             self.reason = why
 
 
-def _templates(audio_template: object) -> list[av.audio.stream.AudioStream]:
+def _templates(
+    audio_template: av.audio.stream.AudioStream | Sequence[av.audio.stream.AudioStream] | None,
+) -> list[av.audio.stream.AudioStream]:
     if audio_template is None:
         return []
-    if isinstance(audio_template, av.stream.Stream):
-        return [audio_template]  # type: ignore[list-item]
-    return list(audio_template)  # type: ignore[call-overload]
+    if isinstance(audio_template, av.audio.stream.AudioStream):
+        return [audio_template]
+    return list(audio_template)
 
 
 def _say_tracks_left_out(template: av.audio.stream.AudioStream) -> None:
