@@ -19,15 +19,6 @@ from mvstylizer.video.image import write_image
 MODELS = ["wct2", "dncm", "smoothing"]
 
 
-@pytest.fixture
-def photos(tmp_path: Path) -> Path:
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(2):
-        write_image(folder / f"p{i}.png", texture(40, 48, seed=i))
-    return folder
-
-
 def _strangers(tmp_path: Path) -> dict[str, bytes]:
     """Files a user may have, by name: a text, a photo, a zip archive (a torch file is a zip too)."""
     (tmp_path / "notes.txt").write_text("my notes\n")

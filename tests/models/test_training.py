@@ -10,22 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import texture
 
 from mvstylizer.cli import main
 from mvstylizer.errors import UserError
 from mvstylizer.models.training import Checkpointer, TrainConfig, save_weights
 from mvstylizer.video.image import write_image
-
-
-@pytest.fixture
-def photos(tmp_path: Path) -> Path:
-    """A folder of two small photos."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for i in range(2):
-        write_image(folder / f"p{i}.png", texture(40, 48, seed=i))
-    return folder
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
