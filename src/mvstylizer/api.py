@@ -137,10 +137,10 @@ class VideoStylizer:
         if report is not None and not isinstance(report, StylizeReport):
             raise UserError(f"report must be a StylizeReport or None, got {type(report).__name__}")
         if not isinstance(style, np.ndarray):
-            from .video.image import read_image
+            from .video.image import read_style
 
             _check_path(style, "style", "an HxWx3 array or a file path")
-            style = read_image(Path(style), transparent="ignore")
+            style = read_style(Path(style), self.config.max_style_side)  # as stylize_file reads it
         return self._pipeline.stream(frames, style, report)
 
     def close(self) -> None:
