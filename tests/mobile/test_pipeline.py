@@ -280,18 +280,18 @@ def test_a_style_photo_is_read_no_bigger_than_the_edge_needs(tmp_path, monkeypat
     # it as decoded when asked to.
     import cv2
 
-    from mvstylizer.mobile import pipeline
+    from mvstylizer.video import image
 
     big = (texture(1500, 2500, seed=1) * 255).astype(np.uint8)
     cv2.imwrite(str(tmp_path / "style.png"), big)
     sides = []
-    real = pipeline.read_image
+    real = image.read_image
 
     def spy(path, **kwargs):
         sides.append(kwargs.get("max_side"))
         return real(path, **kwargs)
 
-    monkeypatch.setattr(pipeline, "read_image", spy)
+    monkeypatch.setattr(image, "read_image", spy)  # read_style's decode
     vp = VideoPipeline(EmbeddedEdge(), StylizeConfig(model="reinhard", max_style_side=640, progress=False))
     style_id = vp._register_style(tmp_path / "style.png")
     assert sides == [640] and style_id
