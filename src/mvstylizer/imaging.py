@@ -67,3 +67,15 @@ def as_float01(img: np.ndarray, name: str = "image") -> np.ndarray:
     if not np.issubdtype(arr.dtype, np.floating) and arr.dtype != np.bool_:
         raise TypeError(f"{name}: expected float in [0,1] or uint8, got dtype {arr.dtype}")
     return arr.astype(np.float32, copy=False)
+
+
+def model_rgb(img: np.ndarray) -> np.ndarray:
+    """What a colour model may compute with: float32 RGB in [0, 1]. uint8 and uint16 are scaled by their
+    range (taken as 0..1 as they stand, a uint8 frame was all white); float is clipped, NaN to black
+    and infinities to the range's ends (one NaN pixel of a style made a whole result NaN, and the
+    colour maps' eigendecompositions failed). In-range float32 comes back unchanged."""
+    img = np.asarray(img)
+    if img.dtype in (np.uint8, np.uint16):
+        return img.astype(np.float32) * np.float32(1.0 / np.iinfo(img.dtype).max)
+    img = np.nan_to_num(img.astype(np.float32), copy=False, nan=0.0, posinf=1.0, neginf=0.0)
+    return np.clip(img, 0.0, 1.0, out=img)

@@ -96,3 +96,12 @@ def test_the_classic_models_read_8_and_16_bit_frames_and_styles_like_float(cls, 
         s8, c8 = (np.round(x * top).astype(dtype) for x in (style, content))
         diff = np.abs(m.stylize(c8, m.prepare_style(s8)) - want)  # 8-bit rounding, stretched near black
         assert diff.mean() < 0.5 / 255 and diff.max() < 0.03
+
+
+def test_regions_reads_16_bit_frames_and_styles_like_float(model, content):
+    # A uint16 frame was taken as float and clipped to 1: all white, one flat colour out.
+    style = photo(90, 120, seed=6)
+    want = model.stylize(content, model.prepare_style(style))
+    s16, c16 = (np.round(x * 65535).astype(np.uint16) for x in (style, content))
+    got = model.stylize(c16, model.prepare_style(s16))
+    assert np.abs(got - want).max() < 1 / 255

@@ -11,18 +11,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..imaging import model_rgb
 from .tone import soft_clip
 
 _MAX_STATS_PIXELS = 512 * 512  # colour statistics converge long before full resolution
-
-
-def _float_rgb(img: np.ndarray) -> np.ndarray:
-    """uint8 and uint16 RGB scaled to float32 [0, 1]; float as given. Passed as is, a uint8 frame was
-    read as 0..255 on a 0..1 scale: everything white, and the output one flat colour."""
-    img = np.asarray(img)
-    if img.dtype in (np.uint8, np.uint16):
-        return img.astype(np.float32) * np.float32(1.0 / np.iinfo(img.dtype).max)
-    return img
 
 
 def _stats_sample(img: np.ndarray) -> np.ndarray:
@@ -93,11 +85,11 @@ class ReinhardTransfer:
     description: str = "classic, non-DNN: Reinhard mean/std colour transfer in Lab (global)"
 
     def prepare_style(self, style: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _mean_std(rgb_to_lab(_stats_sample(_float_rgb(style))))
+        return _mean_std(rgb_to_lab(_stats_sample(model_rgb(style))))
 
     def stylize(self, content: np.ndarray, style_state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         mu_s, sd_s = style_state
-        content = _float_rgb(content)
+        content = model_rgb(content)
         lab_c = rgb_to_lab(content)
         mu_c, sd_c = _mean_std(rgb_to_lab(_stats_sample(content)))
         return _lab_to_rgb(((lab_c - mu_c) * (sd_s / sd_c) + mu_s).astype(np.float32))
@@ -115,11 +107,11 @@ class MongeKantorovichTransfer:
     description: str = "classic, non-DNN: linear Monge-Kantorovich colour transfer in Lab (global)"
 
     def prepare_style(self, style: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return _mean_cov(rgb_to_lab(_stats_sample(_float_rgb(style))))
+        return _mean_cov(rgb_to_lab(_stats_sample(model_rgb(style))))
 
     def stylize(self, content: np.ndarray, style_state: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
         mu_s, cov_s = style_state
-        content = _float_rgb(content)
+        content = model_rgb(content)
         mu_c, cov_c = _mean_cov(rgb_to_lab(_stats_sample(content)))
         t = monge_kantorovich(cov_c, cov_s)
         lab = rgb_to_lab(content)

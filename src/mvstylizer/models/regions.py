@@ -54,7 +54,7 @@ import cv2
 import numpy as np
 
 from ..colour.affine import AffineFit, apply_affine, fit_local_affine, guided_filter
-from ..imaging import shrink_to
+from ..imaging import model_rgb, shrink_to
 from .classic import gaussian_w2_sq, monge_kantorovich, rgb_to_lab
 from .tone import KNEE, soft_clip
 
@@ -149,7 +149,7 @@ class RegionTransfer:
 
     def prepare_style(self, style: np.ndarray) -> RegionStyle:
         cfg = self.config
-        style = _float_rgb(style)
+        style = model_rgb(style)
         feats, grid = cell_features(self._vgg, style, cfg.feature_side, cfg.context)
         centres = spherical_kmeans(feats, min(cfg.regions, len(feats)))
         members = softmax((feats @ centres.T) / cfg.member_temperature)  # (cells, K)
@@ -175,7 +175,7 @@ class RegionTransfer:
 
     def stylize(self, content: np.ndarray, style_state: RegionStyle) -> np.ndarray:
         cfg = self.config
-        content = _float_rgb(content)
+        content = model_rgb(content)
         scale = max(content.shape[:2]) / 512.0
         feats, (gh, gw) = cell_features(self._vgg, content, cfg.feature_side, cfg.context)
         # Sky is up and ground is down in both photos: a soft prior, so a grey sky does not take a
@@ -307,16 +307,6 @@ def _stats_image(img: np.ndarray) -> np.ndarray:
     into each pixel: its Lab spread fell from 23 to 6.5 and the output lost three quarters of its
     contrast. A photo of up to 32:1 is shrunk as before."""
     return shrink_to(img, _STATS_SIDE, min_side=min(_STATS_MIN_SIDE, *img.shape[:2]))
-
-
-def _float_rgb(img: np.ndarray) -> np.ndarray:
-    """RGB as float32 in [0, 1]: uint8 scaled, float clipped (NaN black, infinities the range's ends:
-    one NaN pixel of a float style made the whole result NaN, and the maps' eigendecompositions fail)."""
-    img = np.asarray(img)
-    if img.dtype == np.uint8:
-        return img.astype(np.float32) * (1.0 / 255.0)
-    img = np.nan_to_num(img.astype(np.float32), copy=False, nan=0.0, posinf=1.0, neginf=0.0)
-    return np.clip(img, 0.0, 1.0, out=img)
 
 
 def from_lab(lab: np.ndarray) -> np.ndarray:
