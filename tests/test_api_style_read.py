@@ -27,3 +27,29 @@ def test_stylize_frames_reads_a_style_file_as_stylize_file_does(tmp_path):
     assert np.abs(got.mean(axis=(0, 1)) - want.mean(axis=(0, 1))).max() < 2
     assert np.abs(got.std(axis=(0, 1)) - want.std(axis=(0, 1))).max() < 2, (got.std(axis=(0, 1)),
                                                                             want.std(axis=(0, 1)))
+
+
+
+def test_export_lut_and_export_cube_read_a_style_file_as_stylize_does(tmp_path):
+    # A red logo on a transparent background whose hidden pixels are white: export_cube made the LUT
+    # of a pale pink style from it, the stylized video has the look of a red one. A style over the
+    # edge's 1024 px: export_lut read it whole, the edge keeps it shrunk.
+    from mvstylizer.models.dncm import export_cube
+    from mvstylizer.video.image import read_style
+
+    bgra = np.full((64, 64, 4), 255, np.uint8)
+    bgra[..., 3] = 0
+    cv2.circle(bgra, (32, 32), 20, (40, 30, 200, 255), -1)
+    logo = tmp_path / "logo.png"
+    cv2.imwrite(str(logo), bgra)
+    export_cube(logo, tmp_path / "path.cube", size=9)
+    export_cube(read_style(logo, 1024), tmp_path / "want.cube", size=9)
+    assert (tmp_path / "path.cube").read_text() == (tmp_path / "want.cube").read_text()
+
+    big = tmp_path / "big.png"
+    rng = np.random.default_rng(1)
+    cv2.imwrite(str(big), cv2.resize(rng.integers(0, 256, (9, 9, 3), np.uint8), (1600, 1600),
+                                     interpolation=cv2.INTER_NEAREST))
+    mvstylizer.export_lut(big, tmp_path / "api.cube", size=9)
+    export_cube(read_style(big, 1024), tmp_path / "want_big.cube", size=9)
+    assert (tmp_path / "api.cube").read_text() == (tmp_path / "want_big.cube").read_text()

@@ -216,11 +216,10 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 2 <= size <= 256:
         raise UserError(f"size must be a whole number 2..256, got {size!r}")
     check_overwrite(out, overwrite)
-    style_img = read_image(Path(style), transparent="ignore")
     content_img = read_image(Path(content)) if content else None
     try:
         with nullcontext() if overwrite else keep_existing(out):
-            export_cube(style_img, out, content=content_img, size=size)
+            export_cube(Path(style), out, content=content_img, size=size)  # reads the style as stylize does
     except OSError as e:  # a full disk: nothing is left behind (written under a temporary name)
         raise UserError(f"cannot write {out}: {e.strerror or e}") from None
     return out

@@ -10,7 +10,7 @@ import numpy as np
 
 from ...errors import UserError
 from ...files import atomic_path
-from ...video.image import read_image
+from ...video.image import read_image, read_style
 from .runtime import DNCMOnnxStylizer, DNCMStylizer
 
 
@@ -19,6 +19,9 @@ def cube_grid(size: int) -> np.ndarray:
     idx = np.arange(size, dtype=np.float32) / (size - 1)
     b, g, r = np.meshgrid(idx, idx, idx, indexing="ij")
     return np.stack([r, g, b], axis=-1).reshape(-1, 3)
+
+
+_STYLE_SIDE = 1024  # the edge's default max_style_side
 
 
 def export_cube(style: np.ndarray | str | os.PathLike[str], path: str | os.PathLike[str],
@@ -50,8 +53,11 @@ def export_cube(style: np.ndarray | str | os.PathLike[str], path: str | os.PathL
     def _img(v: Any) -> np.ndarray:
         return read_image(v) if isinstance(v, (str, os.PathLike)) else np.asarray(v, np.float32)
 
+    # A style file is read as stylize reads one (its transparent pixels left out, shrunk to the
+    # edge's 1024 px as decoded), so the LUT is that run's colour function.
+    style_img = read_style(style, _STYLE_SIDE) if isinstance(style, (str, os.PathLike)) else _img(style)
     model = model or DNCMOnnxStylizer()
-    style_state = model.prepare_style(_img(style))
+    style_state = model.prepare_style(style_img)
     m_n = model.content_matrix(None if content is None else _img(content))
     lut = model.map_colours(cube_grid(size), m_n, style_state)
     norm = "content code of the given reference frame" if content is not None else \
