@@ -93,6 +93,15 @@ def test_smoothing_refuses_a_named_onnx_that_is_not_an_export(tmp_path, photos, 
     assert other.read_bytes() == b"\x08\x07 something else"
 
 
+def test_onnx_without_out_is_refused(tmp_path, photos, capsys):
+    # Without --out the shipped weights are replaced; the phone's shipped graph must go with them.
+    rc = main(["train", "smoothing", "--data", str(photos), *_args("smoothing"),
+               "--checkpoint", str(tmp_path / "c.ckpt"), "--onnx", str(tmp_path / "g.onnx")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: --onnx needs --out") and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
 def test_onnx_is_for_smoothing_only(tmp_path, photos, capsys):
     rc = main(["train", "wct2", "--data", str(photos), *_args("wct2"), "--out", str(tmp_path / "w.pt"),
                "--checkpoint", str(tmp_path / "c.ckpt"), "--onnx", str(tmp_path / "x.onnx")])

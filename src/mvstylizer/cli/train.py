@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "only if it is a weights file written by mvstylizer train. smoothing also writes its ONNX "
                         "export, to --onnx")
     t.add_argument("--onnx", type=path_arg, metavar="FILE",
-                   help="smoothing only: where its ONNX export goes (default: --out with the suffix .onnx, or the "
-                        "shipped graph when --out is the default); an existing file there is replaced only if it "
-                        "is such an export")
+                   help="smoothing only, with --out: where its ONNX export goes (default: --out with the suffix .onnx; "
+                        "without --out, the shipped weights and the shipped graph are replaced together); an "
+                        "existing file there is replaced only if it is such an export")
     t.add_argument("--threads", type=int, default=0,
                    help="torch threads, at most the machine's CPUs (0: the model's recipe, else torch's default)")
     t.add_argument("-q", "--quiet", action="store_true")
@@ -59,6 +59,10 @@ def _train(args: argparse.Namespace) -> int:
                         "(a low-resolution side of 32-64 pixels)")
     if args.model != "smoothing" and args.onnx is not None:
         raise UserError(f"--onnx is for train smoothing only; {args.model} writes no ONNX file of its own")
+    if args.onnx is not None and args.out is None:
+        # The shipped weights and the phone's shipped graph are one pair: new weights beside the old
+        # graph would have the phone run another module than the one the weights describe.
+        raise UserError("--onnx needs --out: training into the shipped weights also replaces the shipped graph")
     # The model's recipe, then the flags given (TrainConfig's defaults for what neither sets).
     keys = ("steps", "batch", "size", "lr")
     chosen = {key: recipe[key] for key in keys if key in recipe}
