@@ -23,3 +23,11 @@ def shifted(img: np.ndarray, dx: int, dy: int = 0) -> np.ndarray:
 
 def to8(img: np.ndarray) -> np.ndarray:
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def bt2020_signal(rgb8: np.ndarray) -> np.ndarray:
+    """The 16-bit BT.2020 signal (SDR, a 2.4 power curve) that shows as ``rgb8`` does on BT.709: display
+    light converted to BT.2020 primaries by BT.2087's matrix, then the same curve back."""
+    to_2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
+    light = ((np.asarray(rgb8) / 255.0) ** 2.4) @ to_2020.T
+    return np.round(np.clip(light, 0, 1) ** (1 / 2.4) * 65535).astype(np.uint16)

@@ -7,6 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers import bt2020_signal
 
 from mvstylizer.video.reader import VideoReader
 
@@ -56,3 +57,29 @@ def test_opaque_video_takes_no_alpha_path(tmp_path):
     with VideoReader(clip) as reader:
         (frame, _) = list(reader.frames(deferred=True))
     assert reader._to_rgb.sdr(frame.frame) is frame.frame
+
+
+def test_transparent_bt2020_video_is_mapped_and_read_over_black(tmp_path):
+    """A frame that needs gamut mapping went through a 16-bit RGB step that dropped its alpha: the
+    colour stored under transparent pixels came out as if opaque."""
+    green = (40, 140, 70)  # as shown on BT.709; stored as the BT.2020 signal that shows so
+    rgba = np.zeros((H, W, 4), np.uint16)
+    rgba[..., :3] = bt2020_signal(np.array(green, np.uint8))
+    rgba[:, 32:, 3] = 65535  # left half transparent, right half opaque
+    clip = tmp_path / "bt2020_alpha.mkv"
+    with av.open(str(clip), "w") as c:
+        v = c.add_stream("ffv1", rate=10)
+        v.width, v.height, v.pix_fmt = W, H, "yuva444p10le"
+        v.codec_context.color_primaries, v.codec_context.color_trc = 9, 1  # BT.2020 primaries, BT.709 curve
+        v.codec_context.colorspace, v.codec_context.color_range = 9, 1
+        for i in range(2):
+            frame = av.VideoFrame.from_ndarray(rgba, format="rgba64le").reformat(
+                format="yuva444p10le", dst_colorspace="BT2020", dst_color_range="MPEG")
+            frame.pts = i
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+    with VideoReader(clip) as reader:
+        frames = list(reader.frames(deferred=True))
+    rgb = frames[1].rgb8().astype(int)
+    assert np.abs(rgb[:, 2:30]).max() <= 2  # transparent: black (was the stored green)
+    assert np.abs(rgb[:, 34:] - np.array(green)).max() <= 4  # opaque: mapped into BT.709

@@ -9,11 +9,10 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
+from helpers import bt2020_signal
 
 from mvstylizer.video.reader import VideoReader
 
-# BT.709 -> BT.2020 primaries, linear light (BT.2087)
-_TO_2020 = np.array([[0.6274, 0.3293, 0.0433], [0.0691, 0.9195, 0.0114], [0.0164, 0.0880, 0.8956]])
 _COLOURS = [(30, 30, 30), (118, 118, 118), (200, 200, 200), (180, 60, 40), (40, 140, 70), (60, 90, 190)]
 
 
@@ -30,13 +29,6 @@ def _patches(rgb: np.ndarray) -> np.ndarray:
     return rgb[h // 4::h // 2, w // 6::w // 3].astype(int).reshape(-1, 3)
 
 
-def _bt2020_signal(rgb8: np.ndarray) -> np.ndarray:
-    """The BT.2020 signal (16 bits per channel) that shows as ``rgb8`` does on BT.709: display light
-    (BT.1886's 2.4 power) converted to BT.2020 primaries by BT.2087's matrix, the same curve back."""
-    light = ((rgb8 / 255.0) ** 2.4) @ _TO_2020.T
-    return np.round(np.clip(light, 0, 1) ** (1 / 2.4) * 65535).astype(np.uint16)
-
-
 def _bt2020_clip(path: Path, picture: np.ndarray, transfer: str, pix_fmt: str, frames: int = 2) -> None:
     h, w = picture.shape[:2]
     with av.open(str(path), "w") as c:
@@ -44,7 +36,7 @@ def _bt2020_clip(path: Path, picture: np.ndarray, transfer: str, pix_fmt: str, f
             "preset": "ultrafast", "crf": "4",
             "x264-params": f"colorprim=bt2020:transfer={transfer}:colormatrix=bt2020nc"})
         v.width, v.height, v.pix_fmt = w, h, pix_fmt
-        rgb16 = av.VideoFrame.from_ndarray(_bt2020_signal(picture), format="rgb48le")
+        rgb16 = av.VideoFrame.from_ndarray(bt2020_signal(picture), format="rgb48le")
         for i in range(frames):
             frame = rgb16.reformat(format=pix_fmt, dst_colorspace="BT2020", dst_color_range="MPEG")
             frame.pts = i

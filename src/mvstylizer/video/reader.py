@@ -187,8 +187,14 @@ class _ToRgb:
             self.on_mapped(frame)
         if frame.color_trc in _TRC_UNUSABLE:
             frame.color_trc = _TRC_BT709
+        alpha = _has_alpha(frame)
         wide: av.VideoFrame = self._reformatter("mapper").reformat(
-            frame, format="rgb48le", dst_color_trc=_TRC_BT709, dst_color_primaries=_TRC_BT709, interpolation=_SWS_HDR)
+            frame, format="rgba64le" if alpha else "rgb48le", dst_color_trc=_TRC_BT709,
+            dst_color_primaries=_TRC_BT709, interpolation=_SWS_HDR)
+        if alpha:  # over black, as for an SDR frame with transparency (_on_black); mapped as rgb48le, alpha was lost
+            rgba = wide.to_ndarray().astype(np.uint32)
+            rgb = (rgba[..., :3] * rgba[..., 3:] + 32767) // 65535
+            wide = av.VideoFrame.from_ndarray(rgb.astype(np.uint16), format="rgb48le")
         out: av.VideoFrame = self._reformatter("to8bit").reformat(wide, format="rgb24", interpolation=_SWS_TO_8BIT)
         return out
 
