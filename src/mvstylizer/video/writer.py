@@ -120,6 +120,7 @@ class _AudioTrack:
     def __init__(self, source: int, name: str) -> None:
         self.source = source  # the input stream's index (its packets' packet.stream.index)
         self.name = name  # for messages: "the audio" or "audio track 2"
+        self.only = name == "the audio"  # the output's one audio track: messages need not say which
         self.stream: av.audio.stream.AudioStream | None = None
         self.mode = "none"  # "copy" | "aac" | "none"
         self.decoder: av.audio.codeccontext.AudioCodecContext | None = None  # "aac": the input's decoder
@@ -304,7 +305,7 @@ class VideoWriter:
                             track.name.capitalize(), self.path, kept, channels, layout)
         except Exception as exc:  # fall back to a silent video, loudly
             log.warning("dropping %s: cannot copy or re-encode it for %s (%s)",
-                        "the audio track" if track.name == "the audio" else track.name, self.path, exc)
+                        "the audio track" if track.only else track.name, self.path, exc)
             track.mode = "none"
 
     @staticmethod
@@ -458,7 +459,7 @@ class VideoWriter:
         for track in self._tracks.values():
             if not track.skipped:
                 continue
-            of = f"{track.name} of " if track.name != "the audio" else ""
+            of = "" if track.only else f"{track.name} of "
             if track.failed:
                 log.warning("dropped the rest of %s of %s after %d audio packets in a row failed (%s)",
                             track.name, self.path, _MAX_AUDIO_ERRORS, track.reason)
@@ -499,7 +500,7 @@ class VideoWriter:
                         self._encode_audio(track, frame)
                     self._encode_audio(track, None)
                 except AV_ERRORS as exc:
-                    of = f"{track.name} of " if track.name != "the audio" else "audio of "
+                    of = "audio of " if track.only else f"{track.name} of "
                     log.warning("%s%s may end early: %s", of, self.path, reason(exc))
             self._container.close()
             self._warn_audio_losses()
