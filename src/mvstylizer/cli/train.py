@@ -39,9 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "only if it is a weights file written by mvstylizer train. smoothing also writes its ONNX "
                         "export, to --onnx")
     t.add_argument("--onnx", type=path_arg, metavar="FILE",
-                   help="smoothing only, with --out: where its ONNX export goes (default: --out with the suffix .onnx; "
-                        "without --out, the shipped weights and the shipped graph are replaced together); an "
-                        "existing file there is replaced only if it is such an export")
+                   help="smoothing only, and only with --out: where its ONNX export goes (default: --out with the "
+                        "suffix .onnx; without --out the shipped weights and the shipped graph are replaced "
+                        "together); an existing file there is replaced only if it is such an export")
     t.add_argument("--threads", type=int, default=0,
                    help="torch threads, at most the machine's CPUs (0: the model's recipe, else torch's default)")
     t.add_argument("-q", "--quiet", action="store_true")
