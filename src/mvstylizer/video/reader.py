@@ -95,6 +95,13 @@ def _has_alpha(frame: av.VideoFrame) -> bool:
     return any(c.is_alpha for c in frame.format.components)
 
 
+def _over_black(rgba: np.ndarray) -> np.ndarray:
+    """RGBA pixels (uint8 or uint16) as the RGB they show over black, rounded, in the same type."""
+    top = np.iinfo(rgba.dtype).max
+    rgb = (rgba[..., :3].astype(np.uint32) * rgba[..., 3:] + top // 2) // top
+    return rgb.astype(rgba.dtype)
+
+
 def _untagged_matrix(frame: av.VideoFrame) -> dict[str, str]:
     """``src_colorspace`` for swscale where ``frame`` states no matrix and players take it for BT.709."""
     if frame.colorspace != _SPC_UNSPECIFIED or not (frame.width >= 1280 or frame.height > 576):
@@ -192,9 +199,7 @@ class _ToRgb:
             frame, format="rgba64le" if alpha else "rgb48le", dst_color_trc=_TRC_BT709,
             dst_color_primaries=_TRC_BT709, interpolation=_SWS_HDR)
         if alpha:  # over black, as for an SDR frame with transparency (_on_black); mapped as rgb48le, alpha was lost
-            rgba = wide.to_ndarray().astype(np.uint32)
-            rgb = (rgba[..., :3] * rgba[..., 3:] + 32767) // 65535
-            wide = av.VideoFrame.from_ndarray(rgb.astype(np.uint16), format="rgb48le")
+            wide = av.VideoFrame.from_ndarray(_over_black(wide.to_ndarray()), format="rgb48le")
         out: av.VideoFrame = self._reformatter("to8bit").reformat(wide, format="rgb24", interpolation=_SWS_TO_8BIT)
         return out
 
@@ -205,8 +210,7 @@ class _ToRgb:
         transparent pixels (anything: often the keyed-out background) came out as if opaque."""
         rgba = self._reformatter("alpha").reformat(
             frame, format="rgba", interpolation=self.sws, **_untagged_matrix(frame)).to_ndarray()
-        rgb = (rgba[..., :3].astype(np.uint16) * rgba[..., 3:] + 127) // 255
-        return av.VideoFrame.from_ndarray(rgb.astype(np.uint8), format="rgb24")
+        return av.VideoFrame.from_ndarray(_over_black(rgba), format="rgb24")
 
     def _rgb(self, frame: av.VideoFrame, **kwargs: Any) -> np.ndarray:
         frame = self.sdr(frame)
