@@ -123,10 +123,7 @@ class Interpolator:
         # to black for the bars and to the style's dark tones for the picture, and darkened the
         # picture's shadows; the bars are passed through here too (_keep_bars).
         bars = find_bars(content8)
-        if bars and not bars.black:
-            look = fit_look(bars.picture(content), bars.picture(styled))
-        else:
-            look = fit_look(content, styled)
+        look = fit_look(bars.picture(content), bars.picture(styled))  # the whole key where it has no bars
         grid = None
         if gray is None:
             gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
