@@ -57,12 +57,12 @@ from ..colour.affine import AffineFit, apply_affine, fit_local_affine, guided_fi
 from ..imaging import model_rgb, shrink_to
 from .classic import gaussian_w2_sq, monge_kantorovich, rgb_to_lab
 from .tone import KNEE, soft_clip
+from .vgg_onnx import MIN_SIDE, VGGFeatures
 
 _MAX_GAIN = 2.5  # most a colour transfer may stretch contrast (and noise) along any Lab direction
 _NOISE_FLOOR = 2.0  # Lab units: colour spread below this is taken for noise, not signal
 _STATS_SIDE = 256  # colour statistics (65k pixels) converge long before full resolution
 _STATS_MIN_SIDE = 8  # ...but are taken from at least this many pixels across (see _stats_image)
-_MIN_SIDE = 8  # the VGG trunk's smallest input (vgg_onnx.MIN_SIDE): three poolings before relu4_1
 _KNOTS = 33  # quantiles per Lab channel of a region's tone curves
 _TABLE = 8192  # points each tone curve is tabulated at for lookup
 
@@ -143,8 +143,6 @@ class RegionTransfer:
                         "Monge-Kantorovich and tone curves per region, locally affine output (spatially varying)")
 
     def __post_init__(self) -> None:
-        from .vgg_onnx import VGGFeatures
-
         self._vgg = VGGFeatures()
 
     def prepare_style(self, style: np.ndarray) -> RegionStyle:
@@ -331,8 +329,8 @@ def cell_features(vgg, img: np.ndarray, side: int, context: float) -> tuple[np.n
         returns (gh * gw, 512) float32 and (gh, gw).
     """
     h, w = img.shape[:2]
-    if min(h, w) < _MIN_SIDE:
-        img = cv2.resize(img, (max(w, _MIN_SIDE), max(h, _MIN_SIDE)), interpolation=cv2.INTER_NEAREST)
+    if min(h, w) < MIN_SIDE:
+        img = cv2.resize(img, (max(w, MIN_SIDE), max(h, MIN_SIDE)), interpolation=cv2.INTER_NEAREST)
     f = vgg.features(img, side)["relu4_1"]  # its own downscale keeps the short side >= the trunk's minimum
     gh, gw = f.shape[1:]
     x = _unit(f.reshape(f.shape[0], -1).T)
