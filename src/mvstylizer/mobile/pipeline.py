@@ -35,7 +35,7 @@ from ..video.image import read_image, read_style, write_image
 from ..video.reader import DecodedFrame, DeferredFrame, VideoReader
 from ..video.writer import VideoWriter
 from .edge_link import EdgeLink, find_model
-from .exposure import ExposureTracker
+from .exposure import ExposureTracker, ShotExposure, scale_exposure
 from .interpolate import InterpConfig, Interpolator, KeyFrame
 from .keyframes import KeyframeConfig, KeyframeSelector
 from .meta_smoothing import SMOOTHERS
@@ -167,6 +167,7 @@ class _Work:
     low8: np.ndarray  # work resolution, uint8
     gray: np.ndarray  # work resolution, uint8
     exposure: float = 0.0  # log exposure relative to the first frame (mobile/exposure.py)
+    darker: float = 0.0  # log factor its output is kept darker than the model makes it (ShotExposure)
     deferred: bool = False  # ``full()`` converts (DeferredFrame) rather than returning a held image
 
 
@@ -364,7 +365,7 @@ class VideoPipeline:
         The yielded image may be a buffer that is overwritten by the next frame: a consumer that
         keeps it must copy it (an encoder copies what it takes anyway)."""
         interp = self._interpolator()
-        exposure = ExposureTracker()
+        exposure, shot = ExposureTracker(), ShotExposure()
         refine = self.config.keyframes.mode == "auto"
         selector: KeyframeSelector | None = None
         budget = 0  # most bytes held at once (pending and closed segments), set from the first frame
@@ -489,6 +490,9 @@ class VideoPipeline:
                 with timer("select"):
                     work.exposure = exposure.push(work.gray)
                     decision = selector.push(work.low8)
+                    # A fade trips the cut detector; only a cut that is no mere rescaling starts a shot.
+                    new_shot = decision.reason == "first" or (decision.reason == "cut" and not exposure.rescaled)
+                    work.darker = shot.push(work.exposure, new_shot)
                 if decision.is_key:
                     if decision.previous_is_key and pending:
                         close(pending.pop(), "before-cut")
@@ -552,10 +556,13 @@ class VideoPipeline:
     def _key(self, work: _Work, style_id: str, timer: _Timer, interp: Interpolator) -> KeyFrame:
         low = work.low8.astype(np.float32) * (1.0 / 255.0)
         with timer("edge"):
-            (styled_low,) = self.edge.stylize(style_id, self.config.model, [low])
+            (styled_low,) = self.edge.stylize(style_id, self.config.model,
+                                              [scale_exposure(low, work.darker) if work.darker else low])
         if styled_low.shape != low.shape:
             raise UserError(f"edge returned a {styled_low.shape[1]}x{styled_low.shape[0]} frame for a "
                             f"{low.shape[1]}x{low.shape[0]} key frame")
+        if work.darker:
+            styled_low = scale_exposure(styled_low, -work.darker)
         with timer("smoothing"):
             if self.smoother is not None:
                 coeffs, global_map = self.smoother.maps(low, styled_low, work.shape[1] / low.shape[1])

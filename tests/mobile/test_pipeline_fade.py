@@ -1,0 +1,47 @@
+"""Fades and cuts to darker shots through the whole pipeline (keys at the edge, frames between them on
+the phone)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from helpers import texture, to8
+
+from mvstylizer.mobile.edge_link import EmbeddedEdge
+from mvstylizer.mobile.pipeline import StylizeConfig, VideoPipeline
+from mvstylizer.video.image import write_image
+from mvstylizer.video.reader import VideoReader
+from mvstylizer.video.writer import VideoWriter
+
+
+def _run(tmp_path: Path, frames: list[np.ndarray]) -> list[float]:
+    """Mean level of each output frame, the clip styled with mk and a bright style."""
+    src, style, dst = tmp_path / "in.mp4", tmp_path / "style.png", tmp_path / "out.mp4"
+    write_image(style, texture(48, 64, seed=1) * 0.5 + 0.4)
+    with VideoWriter(src, 128, 96, 12.0, crf=4, preset="veryfast") as writer:
+        for f in frames:
+            writer.write(to8(f))
+    VideoPipeline(EmbeddedEdge(), StylizeConfig(model="mk", progress=False)).run(src, style, dst)
+    with VideoReader(dst) as reader:
+        out = [float(f.rgb8.mean()) / 255 for f in reader.frames()]
+    assert len(out) == len(frames)
+    return out
+
+
+def test_a_fade_to_black_fades_out(tmp_path: Path) -> None:
+    # The model takes every frame to the style's exposure: the fade stayed at full brightness for
+    # its whole length (0.57-0.58 mean level here), then its black last frame popped to black.
+    scene = texture(96, 128, seed=0)
+    levels = [1.0] * 6 + list(np.linspace(1.0, 0.0, 19)[1:])
+    out = _run(tmp_path, [np.roll(scene, i, axis=1) * a for i, a in enumerate(levels)])
+    assert out[18] < 0.6 * out[0]  # the input at a third of its levels
+    assert out[22] < 0.25 * out[0]  # at a ninth
+    assert all(b < a + 0.01 for a, b in zip(out[6:], out[7:], strict=False))  # falling all the way, no step up
+    assert out[-1] < 0.01  # ends black
+
+
+def test_a_cut_to_a_darker_shot_is_styled_as_its_own_shot(tmp_path: Path) -> None:
+    bright, dark = texture(96, 128, seed=0), texture(96, 128, seed=7) * 0.3
+    out = _run(tmp_path, [np.roll(bright, i, axis=1) for i in range(8)] + [np.roll(dark, i, axis=1) for i in range(8)])
+    assert out[12] > 0.8 * out[4]  # the style's exposure, as frame-by-frame gives it: not kept dark
