@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import texture, to8
 
-from mvstylizer.mobile.exposure import ExposureTracker, ShotExposure, scale_exposure
+from mvstylizer.mobile.exposure import ExposureTracker, ShotExposure, darken
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -36,16 +36,17 @@ def test_a_cut_is_not_a_rescaling():
 
 def test_shot_exposure_keeps_only_dips_past_the_threshold_and_restarts_at_a_shot():
     shot = ShotExposure(keep_below=math.log(2))
-    assert shot.push(0.0, new_shot=True) == 0.0
-    assert shot.push(0.3, new_shot=False) == 0.0  # brighter: the new reference
-    assert shot.push(0.3 - 0.5, new_shot=False) == 0.0  # a dip of 0.5 < ln 2: the model's to normalise
-    assert shot.push(0.3 - 2.0, new_shot=False) == pytest.approx(2.0 - math.log(2))
-    assert shot.push(-5.0, new_shot=True) == 0.0  # a new shot, however dark, is its own reference
+    assert shot.push(0.0, new_shot=False) == 0  # the first frame starts the first shot
+    assert shot.push(0.3, new_shot=False) == 0
+    assert shot.darker(0, 0.0) == 0.0  # a dip of 0.3 < ln 2: the model's to normalise
+    assert shot.darker(0, 0.3 - 2.0) == pytest.approx(2.0 - math.log(2))
+    assert shot.push(-5.0, new_shot=True) == 1  # a new shot, however dark, is its own reference
+    assert shot.darker(1, -5.0) == 0.0
+    assert shot.darker(0, 0.3 - 2.0) == pytest.approx(2.0 - math.log(2))  # the last shot's brightest kept
     with pytest.raises(ValueError):
         ShotExposure(keep_below=-1.0)
 
 
-def test_scale_exposure_is_one_factor_on_the_levels_clipped():
-    rgb = np.array([[[0.1, 0.4, 0.8]]], np.float32)
-    np.testing.assert_allclose(scale_exposure(rgb, math.log(0.5)), rgb * 0.5, rtol=1e-6)
-    np.testing.assert_allclose(scale_exposure(rgb, math.log(2.0)), [[[0.2, 0.8, 1.0]]], rtol=1e-6)
+def test_darken_is_one_factor_on_the_levels():
+    rgb8 = np.array([[[10, 100, 250]]], np.uint8)
+    np.testing.assert_array_equal(darken(rgb8, math.log(2.0)), [[[5, 50, 125]]])

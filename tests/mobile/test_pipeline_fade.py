@@ -41,6 +41,16 @@ def test_a_fade_to_black_fades_out(tmp_path: Path) -> None:
     assert out[-1] < 0.01  # ends black
 
 
+def test_a_fade_in_from_black_fades_in_as_far_as_decoding_has_run_ahead(tmp_path: Path) -> None:
+    # The brightest frame of a fade-in is still to come when its first frames are rendered; the frames
+    # decoded ahead of rendering (up to the next key at least) are what the phone knows of it.
+    scene = texture(96, 128, seed=0)
+    levels = list(np.linspace(0.0, 1.0, 13)) + [1.0] * 6
+    out = _run(tmp_path, [np.roll(scene, i, axis=1) * a for i, a in enumerate(levels)])
+    assert out[0] < 0.01
+    assert out[3] < 0.6 * out[-1]  # the input at a quarter of its levels
+
+
 def test_a_cut_to_a_darker_shot_is_styled_as_its_own_shot(tmp_path: Path) -> None:
     bright, dark = texture(96, 128, seed=0), texture(96, 128, seed=7) * 0.3
     out = _run(tmp_path, [np.roll(bright, i, axis=1) for i in range(8)] + [np.roll(dark, i, axis=1) for i in range(8)])

@@ -12,9 +12,10 @@ do not scale). Accumulated from frame to frame, in log units.
 
 The same measure keeps a fade a fade (:class:`ShotExposure`). A model matches every frame to the
 style's exposure, so a fade to black stayed at full brightness to its last frame, which frame-by-frame
-turned into the style's mean colour. A frame more than ``keep_below`` darker than the brightest of its
-shot so far is therefore sent to the edge brightened to that level, and its answer darkened back by
-the same factor: the shot's own exposure is styled, and the fade is kept.
+turned into the style's mean colour. So a frame more than ``keep_below`` darker than the brightest
+frame of its shot the phone has decoded by the time it is rendered (some frames past it: decoding
+runs ahead) comes out darkened by what it lacks beyond that: the style is applied at the shot's own
+exposure, and the fade is kept.
 """
 
 from __future__ import annotations
@@ -84,34 +85,39 @@ def _log_ratios(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ShotExposure:
-    """How much darker than its shot's brightest frame so far each frame is, past ``keep_below``.
+    """The brightest exposure of each shot so far, and how much darker than it a frame is kept.
 
     Args:
         keep_below: log units of :class:`ExposureTracker` (of the 8-bit levels; ln 2: half the levels,
             about 2 stops of light). Exposure dips smaller than this are the model's to normalise,
             as it does on every frame (auto exposure hunting: on 20 real phone and camera clips the
-            deepest dip below the shot's brightest frame so far was 1.56x, so none reaches it); a
+            deepest dip below the brightest frame of its shot was 1.56x, so none reaches it); a
             fade or the lights going down does. ``math.inf`` keeps nothing.
     """
 
     keep_below: float = math.log(2.0)
-    _brightest: float = field(default=-math.inf, init=False)
+    _brightest: list[float] = field(default_factory=list, init=False, repr=False)  # per shot
 
     def __post_init__(self) -> None:
         if not self.keep_below >= 0.0:
             raise ValueError(f"keep_below must be >= 0, got {self.keep_below}")
 
-    def push(self, log_exposure: float, new_shot: bool) -> float:
-        """The log factor (>= 0) by which to keep this frame darker than the shot's brightest: its
-        deficit beyond ``keep_below``. ``new_shot``: the frame starts a shot (the first frame, a cut)."""
-        if new_shot:
-            self._brightest = log_exposure
-        self._brightest = max(self._brightest, log_exposure)
-        return max(0.0, self._brightest - log_exposure - self.keep_below)
+    def push(self, log_exposure: float, new_shot: bool) -> int:
+        """Count a decoded frame; returns its shot (0, 1, ...). ``new_shot``: the frame starts a shot
+        (the first frame, a cut); the first frame pushed always does."""
+        if new_shot or not self._brightest:
+            self._brightest.append(log_exposure)
+        else:
+            self._brightest[-1] = max(self._brightest[-1], log_exposure)
+        return len(self._brightest) - 1
+
+    def darker(self, shot: int, log_exposure: float) -> float:
+        """The log factor (>= 0) by which to darken a frame of ``shot`` at ``log_exposure``: its
+        deficit against the shot's brightest frame pushed so far, beyond ``keep_below``."""
+        return max(0.0, self._brightest[shot] - log_exposure - self.keep_below)
 
 
-def scale_exposure(rgb: np.ndarray, log_factor: float) -> np.ndarray:
-    """``rgb`` (float RGB in [0, 1]) with its levels ``exp(log_factor)`` times brighter (negative:
-    darker), clipped to [0, 1]: the unit :class:`ExposureTracker` measures in. One factor on every
-    level, so a key's colour transform (look and grid) reproduces the darkened answer exactly."""
-    return np.clip(rgb * np.float32(math.exp(log_factor)), 0.0, 1.0)
+def darken(rgb8: np.ndarray, log_factor: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``rgb8`` (uint8) with its levels ``exp(-log_factor)`` times darker, rounded (into ``out`` if
+    given; it may be ``rgb8``). One factor on every level, as :class:`ExposureTracker` measures."""
+    return cv2.convertScaleAbs(rgb8, out, alpha=math.exp(-log_factor))

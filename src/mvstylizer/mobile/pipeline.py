@@ -35,7 +35,7 @@ from ..video.image import read_image, read_style, write_image
 from ..video.reader import DecodedFrame, DeferredFrame, VideoReader
 from ..video.writer import VideoWriter
 from .edge_link import EdgeLink, find_model
-from .exposure import ExposureTracker, ShotExposure, scale_exposure
+from .exposure import ExposureTracker, ShotExposure, darken
 from .interpolate import InterpConfig, Interpolator, KeyFrame
 from .keyframes import KeyframeConfig, KeyframeSelector
 from .meta_smoothing import SMOOTHERS
@@ -152,6 +152,8 @@ class _Segment:
     frames: list[_Work]
     key: Future[KeyFrame]
     pts: int | None  # the key frame's (its pixels stay with the key's job only until it is done)
+    exposure: float  # the key frame's log exposure and shot (ShotExposure), for its own output
+    shot: int
     checked: bool = False  # its keys are back and were compared (``_stream``'s refinement)
 
 
@@ -167,7 +169,7 @@ class _Work:
     low8: np.ndarray  # work resolution, uint8
     gray: np.ndarray  # work resolution, uint8
     exposure: float = 0.0  # log exposure relative to the first frame (mobile/exposure.py)
-    darker: float = 0.0  # log factor its output is kept darker than the model makes it (ShotExposure)
+    shot: int = 0  # which shot it belongs to (ShotExposure)
     deferred: bool = False  # ``full()`` converts (DeferredFrame) rather than returning a held image
 
 
@@ -399,7 +401,7 @@ class VideoPipeline:
             """``work`` becomes a key: the frames pending since the last key wait for it."""
             nonlocal last_key
             key = ask(work, reason)
-            segments.append(_Segment(last_key or key, list(pending), key, work.pts))
+            segments.append(_Segment(last_key or key, list(pending), key, work.pts, work.exposure, work.shot))
             pending.clear()
             last_key = key
 
@@ -427,8 +429,9 @@ class VideoPipeline:
             if not disagree:
                 return [seg]
             middle = ask(seg.frames[mid], "refine")
-            return [_Segment(seg.previous, seg.frames[:mid], middle, seg.frames[mid].pts),
-                    _Segment(middle, seg.frames[mid + 1:], seg.key, seg.pts)]
+            m = seg.frames[mid]
+            return [_Segment(seg.previous, seg.frames[:mid], middle, m.pts, m.exposure, m.shot),
+                    _Segment(middle, seg.frames[mid + 1:], seg.key, seg.pts, seg.exposure, seg.shot)]
 
         def check_ready() -> None:
             """Check every segment whose keys are back, so refinements are asked as early as possible. A
@@ -464,10 +467,12 @@ class VideoPipeline:
                         rgb8 = full(f, seg.frames[0] if seg.frames else None)
                     with timer("interpolation"):
                         out = interp.frame(f.index, f.low8, rgb8, a, b, f.exposure, out=frame_buffer(rgb8))
-                    return out, f.pts
+                        dim = shot.darker(f.shot, f.exposure)
+                        return (darken(out, dim, out) if dim else out), f.pts
                 segments.popleft()
                 assert b.styled8 is not None  # Interpolator.key always renders the key's output
-                return b.styled8, seg.pts
+                dim = shot.darker(seg.shot, seg.exposure)
+                return (darken(b.styled8, dim, frame_buffer(b.styled8)) if dim else b.styled8), seg.pts
 
         try:
             for work in works:
@@ -491,8 +496,7 @@ class VideoPipeline:
                     work.exposure = exposure.push(work.gray)
                     decision = selector.push(work.low8)
                     # A fade trips the cut detector; only a cut that is no mere rescaling starts a shot.
-                    new_shot = decision.reason == "first" or (decision.reason == "cut" and not exposure.rescaled)
-                    work.darker = shot.push(work.exposure, new_shot)
+                    work.shot = shot.push(work.exposure, decision.reason == "cut" and not exposure.rescaled)
                 if decision.is_key:
                     if decision.previous_is_key and pending:
                         close(pending.pop(), "before-cut")
@@ -556,13 +560,10 @@ class VideoPipeline:
     def _key(self, work: _Work, style_id: str, timer: _Timer, interp: Interpolator) -> KeyFrame:
         low = work.low8.astype(np.float32) * (1.0 / 255.0)
         with timer("edge"):
-            (styled_low,) = self.edge.stylize(style_id, self.config.model,
-                                              [scale_exposure(low, work.darker) if work.darker else low])
+            (styled_low,) = self.edge.stylize(style_id, self.config.model, [low])
         if styled_low.shape != low.shape:
             raise UserError(f"edge returned a {styled_low.shape[1]}x{styled_low.shape[0]} frame for a "
                             f"{low.shape[1]}x{low.shape[0]} key frame")
-        if work.darker:
-            styled_low = scale_exposure(styled_low, -work.darker)
         with timer("smoothing"):
             if self.smoother is not None:
                 coeffs, global_map = self.smoother.maps(low, styled_low, work.shape[1] / low.shape[1])
