@@ -51,6 +51,19 @@ def test_a_fade_in_from_black_fades_in_as_far_as_decoding_has_run_ahead(tmp_path
     assert out[3] < 0.6 * out[-1]  # the input at a quarter of its levels
 
 
+def test_a_fade_to_white_fades_to_white(tmp_path: Path) -> None:
+    # The mirror image: the style's exposure held to the end, and the white last frame came out in
+    # the style's mean colour. (A still shot: where motion changes the levels more than the fade
+    # does, a fade to white and a camera re-exposing predict them alike, and the fade is kept only
+    # once the motion no longer dominates, near white.)
+    scene = texture(96, 128, seed=0)
+    levels = [0.0] * 6 + list(np.linspace(0.0, 1.0, 19)[1:])
+    out = _run(tmp_path, [scene * (1 - a) + a for a in levels])
+    assert out[18] > out[0] + 0.4 * (1 - out[0])  # the input two thirds of the way to white
+    assert all(b > a - 0.01 for a, b in zip(out[6:], out[7:], strict=False))  # rising all the way
+    assert out[-1] > 0.99  # ends white
+
+
 def test_a_cut_to_a_darker_shot_is_styled_as_its_own_shot(tmp_path: Path) -> None:
     bright, dark = texture(96, 128, seed=0), texture(96, 128, seed=7) * 0.3
     out = _run(tmp_path, [np.roll(bright, i, axis=1) for i in range(8)] + [np.roll(dark, i, axis=1) for i in range(8)])

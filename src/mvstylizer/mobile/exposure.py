@@ -12,10 +12,11 @@ do not scale). Accumulated from frame to frame, in log units.
 
 The same measure keeps a fade a fade (:class:`ShotExposure`). A model matches every frame to the
 style's exposure, so a fade to black stayed at full brightness to its last frame, which frame-by-frame
-turned into the style's mean colour. So a frame more than ``keep_below`` darker than the brightest
-frame of its shot the phone has decoded by the time it is rendered (some frames past it: decoding
-runs ahead) comes out darkened by what it lacks beyond that: the style is applied at the shot's own
-exposure, and the fade is kept.
+turned into the style's mean colour (a fade to white, likewise, ended brown with a warm style). So a
+frame more than ``keep_below`` darker than the brightest frame of its shot the phone has decoded by
+the time it is rendered (some frames past it: decoding runs ahead), or nearer white by as much,
+comes out scaled towards black or white by what it lacks beyond that: the style is applied at the
+shot's own exposure, and the fade is kept.
 """
 
 from __future__ import annotations
@@ -38,16 +39,33 @@ _DARK = 2.0
 # A step is a pure rescaling when this share of the counted pixels moved within this log distance
 # (10%) of the median ratio; across a cut, unrelated pixels scatter far wider.
 _RESCALED_TOLERANCE, _RESCALED_SHARE = 0.1, 0.5
+# A step goes to the headroom only where it predicts the frame with at most this share of the levels'
+# error: where motion changes the frame more than the exposure does, both err alike (a panning
+# selfie: ratios 0.7-1.0), and a coin toss between them let each measure drift.
+_CLEARLY_BETTER = 0.5
 
 
 @dataclass
 class ExposureTracker:
-    """Feed each frame's grey image in order; get its log exposure relative to the first frame."""
+    """Feed each frame's grey image in order; get its log exposure relative to the first frame.
+
+    Also measured, the same way on the levels' distance from white (:attr:`headroom`): a fade or
+    dip to white scales that distance as a fade to black scales the levels."""
 
     _prev: np.ndarray | None = field(default=None, init=False, repr=False)
     _log_exposure: float = field(default=0.0, init=False)
-    # Whether the last frame differs from the one before by a brightness factor alone (a fade, the
-    # camera re-exposing), which a scene-cut detector that compares pixels takes for a cut.
+    # For fades (ShotExposure), each step is counted in one of two log measures: ``headroom`` (the
+    # levels' distance from white scaled: towards white) when it is a rescaling that the headroom
+    # predicts clearly better than the levels do, else ``levels`` (the levels scaled: towards black,
+    # or a camera re-exposing). Counted in both, a fade to white raised the levels 1.98x and a fade
+    # to black the headroom 1.80x, which would have darkened or lightened the frames before them, and
+    # a walking selfie's re-exposing moved the headroom 1.96x. On 20 real clips no step went to the
+    # headroom, so there ``levels`` is the exposure.
+    levels: float = field(default=0.0, init=False)
+    headroom: float = field(default=0.0, init=False)
+    # Whether the last frame differs from the one before by a brightness factor alone, towards black
+    # or towards white (a fade, the camera re-exposing), which a scene-cut detector that compares
+    # pixels takes for a cut.
     rescaled: bool = field(default=False, init=False)
 
     def push(self, gray8: np.ndarray) -> float:
@@ -57,24 +75,39 @@ class ExposureTracker:
         thumb = cv2.GaussianBlur(thumb, (0, 0), 1.0)
         self.rescaled = False
         if self._prev is not None:
-            ratios = _log_ratios(self._prev, thumb)
-            if ratios.size:
-                step = float(np.median(ratios))
-                self._log_exposure += step
-                self.rescaled = float(np.mean(np.abs(ratios - step) < _RESCALED_TOLERANCE)) >= _RESCALED_SHARE
+            step, fit = _step(self._prev, thumb)
+            white_step, white_fit = _step(255.0 - self._prev, 255.0 - thumb)
+            self._log_exposure += step
+            # Which scaling predicts this frame better is judged in levels: near black the headroom
+            # hardly moves and near white the levels hardly move, so shares of pixels or log ratios
+            # would favour the other one.
+            by_levels = float(np.mean(np.abs(self._prev * math.exp(step) - thumb)))
+            by_headroom = float(np.mean(np.abs(255.0 - (255.0 - self._prev) * math.exp(white_step) - thumb)))
+            self.rescaled = max(fit, white_fit) >= _RESCALED_SHARE
+            if self.rescaled and by_headroom < _CLEARLY_BETTER * by_levels:
+                self.headroom += white_step
+            else:
+                self.levels += step
         self._prev = thumb
         return self._log_exposure
 
 
-def log_ratio(prev: np.ndarray, cur: np.ndarray) -> float:
-    """Median log brightness ratio cur / prev over pixels that are mid-tones in both, or in a dark pair
-    not black in both (0: too few such pixels)."""
+def _step(prev: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
+    """(median log brightness ratio cur / prev over pixels that are mid-tones in both, or in a dark
+    pair not black in both, 0 if too few; the share of those pixels that moved by that one factor:
+    near 1 for a rescaling, low across a cut). A frame gone black to the last pixel ends a fade: the
+    ratio of the means, a rescaling."""
     ratios = _log_ratios(prev, cur)
-    return float(np.median(ratios)) if ratios.size else 0.0
+    if not ratios.size:
+        if float(cur.max()) <= _DARK:  # faded all the way out (to black; to white for the headroom)
+            return math.log((float(cur.mean()) + 0.5) / (float(prev.mean()) + 0.5)), 1.0
+        return 0.0, 0.0
+    step = float(np.median(ratios))
+    return step, float(np.mean(np.abs(ratios - step) < _RESCALED_TOLERANCE))
 
 
 def _log_ratios(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
-    """Per-pixel log ratios cur / prev over the pixels :func:`log_ratio` counts (empty: too few)."""
+    """Per-pixel log ratios cur / prev over the pixels :func:`_step` counts (empty: too few)."""
     valid = (prev > _LOW) & (prev < _HIGH) & (cur > _LOW) & (cur < _HIGH)
     if valid.mean() < _MIN_PIXELS:
         valid = (prev > _DARK) & (prev < _HIGH) & (cur > _DARK) & (cur < _HIGH)
@@ -85,39 +118,48 @@ def _log_ratios(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ShotExposure:
-    """The brightest exposure of each shot so far, and how much darker than it a frame is kept.
+    """The brightest levels and the largest headroom (:class:`ExposureTracker`) of each shot so far,
+    and how much darker or lighter than them a frame is kept.
 
     Args:
         keep_below: log units of :class:`ExposureTracker` (of the 8-bit levels; ln 2: half the levels,
-            about 2 stops of light). Exposure dips smaller than this are the model's to normalise,
-            as it does on every frame (auto exposure hunting: on 20 real phone and camera clips the
-            deepest dip below the brightest frame of its shot was 1.56x, so none reaches it); a
-            fade or the lights going down does. ``math.inf`` keeps nothing.
+            about 2 stops of light; for the headroom, half the distance to white). Dips smaller than
+            this are the model's to normalise, as it does on every frame (on 20 real phone and camera
+            clips the deepest dip below the brightest frame of its shot was 1.56x, 1.37x towards
+            white, so none reaches it); a fade or the lights going down does. ``math.inf`` keeps nothing.
     """
 
     keep_below: float = math.log(2.0)
     _brightest: list[float] = field(default_factory=list, init=False, repr=False)  # per shot
+    _headroom: list[float] = field(default_factory=list, init=False, repr=False)  # per shot, the largest
 
     def __post_init__(self) -> None:
         if not self.keep_below >= 0.0:
             raise ValueError(f"keep_below must be >= 0, got {self.keep_below}")
 
-    def push(self, log_exposure: float, new_shot: bool) -> int:
+    def push(self, levels: float, headroom: float, new_shot: bool) -> int:
         """Count a decoded frame; returns its shot (0, 1, ...). ``new_shot``: the frame starts a shot
         (the first frame, a cut); the first frame pushed always does."""
         if new_shot or not self._brightest:
-            self._brightest.append(log_exposure)
+            self._brightest.append(levels)
+            self._headroom.append(headroom)
         else:
-            self._brightest[-1] = max(self._brightest[-1], log_exposure)
+            self._brightest[-1] = max(self._brightest[-1], levels)
+            self._headroom[-1] = max(self._headroom[-1], headroom)
         return len(self._brightest) - 1
 
-    def darker(self, shot: int, log_exposure: float) -> float:
-        """The log factor (>= 0) by which to darken a frame of ``shot`` at ``log_exposure``: its
-        deficit against the shot's brightest frame pushed so far, beyond ``keep_below``."""
-        return max(0.0, self._brightest[shot] - log_exposure - self.keep_below)
+    def kept(self, shot: int, levels: float, headroom: float) -> tuple[float, float]:
+        """The log factors (>= 0) by which to scale down a frame of ``shot`` towards black and then its
+        distance from white: its deficits against the shot's brightest frame and largest headroom
+        pushed so far, beyond ``keep_below``."""
+        return (max(0.0, self._brightest[shot] - levels - self.keep_below),
+                max(0.0, self._headroom[shot] - headroom - self.keep_below))
 
 
-def darken(rgb8: np.ndarray, log_factor: float, out: np.ndarray | None = None) -> np.ndarray:
-    """``rgb8`` (uint8) with its levels ``exp(-log_factor)`` times darker, rounded (into ``out`` if
-    given; it may be ``rgb8``). One factor on every level, as :class:`ExposureTracker` measures."""
-    return cv2.convertScaleAbs(rgb8, out, alpha=math.exp(-log_factor))
+def fade_levels(rgb8: np.ndarray, darker: float, lighter: float, out: np.ndarray | None = None) -> np.ndarray:
+    """``rgb8`` (uint8) with its levels scaled by ``exp(-darker)`` towards black, then their distance
+    from white by ``exp(-lighter)`` towards white, rounded (into ``out`` if given; it may be ``rgb8``).
+    One factor on every level, as :class:`ExposureTracker` measures."""
+    levels = np.arange(256, dtype=np.float64) * math.exp(-darker)
+    table = np.rint(255.0 - (255.0 - levels) * math.exp(-lighter)).astype(np.uint8)
+    return cv2.LUT(rgb8, table, dst=out)
