@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import shifted, texture, to8
 
-from mvstylizer.mobile.exposure import ExposureTracker, ShotExposure, fade_levels
+from mvstylizer.mobile.exposure import ExposureTracker, Lighting, ShotExposure, fade_levels
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -59,14 +59,14 @@ def test_a_cut_is_not_a_rescaling():
 
 def test_shot_exposure_keeps_only_dips_past_the_threshold_and_restarts_at_a_shot():
     shot = ShotExposure(keep_below=math.log(2))
-    assert shot.push(0.0, 0.0, new_shot=False) == 0  # the first frame starts the first shot
-    assert shot.push(0.3, 0.0, new_shot=False) == 0
-    assert shot.kept(0, 0.0, 0.0) == (0.0, 0.0)  # a dip of 0.3 < ln 2: the model's to normalise
-    assert shot.kept(0, 0.3 - 2.0, 0.0) == pytest.approx((2.0 - math.log(2), 0.0))
-    assert shot.kept(0, 0.3, -3.0) == pytest.approx((0.0, 3.0 - math.log(2)))
-    assert shot.push(-5.0, -5.0, new_shot=True) == 1  # a new shot, however dark, is its own reference
-    assert shot.kept(1, -5.0, -5.0) == (0.0, 0.0)
-    assert shot.kept(0, 0.3 - 2.0, 0.0) == pytest.approx((2.0 - math.log(2), 0.0))  # the older shot's kept
+    assert shot.push(0.0, 0.0, new_shot=False).shot == 0  # the first frame starts the first shot
+    shot.push(0.3, 0.0, new_shot=False)
+    assert shot.kept(Lighting(0, 0.0, 0.0)) == (0.0, 0.0)  # a dip of 0.3 < ln 2: the model's to normalise
+    assert shot.kept(Lighting(0, 0.3 - 2.0, 0.0)) == pytest.approx((2.0 - math.log(2), 0.0))
+    assert shot.kept(Lighting(0, 0.3, -3.0)) == pytest.approx((0.0, 3.0 - math.log(2)))
+    dark = shot.push(-5.0, -5.0, new_shot=True)  # a new shot, however dark, is its own reference
+    assert dark == Lighting(1, -5.0, -5.0) and shot.kept(dark) == (0.0, 0.0)
+    assert shot.kept(Lighting(0, 0.3 - 2.0, 0.0)) == pytest.approx((2.0 - math.log(2), 0.0))  # older shot kept
     with pytest.raises(ValueError):
         ShotExposure(keep_below=-1.0)
 

@@ -116,6 +116,15 @@ def _log_ratios(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
     return np.log(cur[valid] / prev[valid])
 
 
+@dataclass(frozen=True)
+class Lighting:
+    """Where a frame stands for :class:`ShotExposure`: its shot and its log levels and headroom."""
+
+    shot: int = 0
+    levels: float = 0.0
+    headroom: float = 0.0
+
+
 @dataclass
 class ShotExposure:
     """The brightest levels and the largest headroom (:class:`ExposureTracker`) of each shot so far,
@@ -137,23 +146,23 @@ class ShotExposure:
         if not self.keep_below >= 0.0:
             raise ValueError(f"keep_below must be >= 0, got {self.keep_below}")
 
-    def push(self, levels: float, headroom: float, new_shot: bool) -> int:
-        """Count a decoded frame; returns its shot (0, 1, ...). ``new_shot``: the frame starts a shot
-        (the first frame, a cut); the first frame pushed always does."""
+    def push(self, levels: float, headroom: float, new_shot: bool) -> Lighting:
+        """Count a decoded frame (its :class:`ExposureTracker` levels and headroom); returns where it
+        stands. ``new_shot``: the frame starts a shot (a cut); the first frame pushed always does."""
         if new_shot or not self._brightest:
             self._brightest.append(levels)
             self._headroom.append(headroom)
         else:
             self._brightest[-1] = max(self._brightest[-1], levels)
             self._headroom[-1] = max(self._headroom[-1], headroom)
-        return len(self._brightest) - 1
+        return Lighting(len(self._brightest) - 1, levels, headroom)
 
-    def kept(self, shot: int, levels: float, headroom: float) -> tuple[float, float]:
-        """The log factors (>= 0) by which to scale down a frame of ``shot`` towards black and then its
-        distance from white: its deficits against the shot's brightest frame and largest headroom
-        pushed so far, beyond ``keep_below``."""
-        return (max(0.0, self._brightest[shot] - levels - self.keep_below),
-                max(0.0, self._headroom[shot] - headroom - self.keep_below))
+    def kept(self, light: Lighting) -> tuple[float, float]:
+        """The log factors (>= 0) by which to scale down a frame towards black and then its distance
+        from white: its deficits against its shot's brightest levels and largest headroom pushed so
+        far, beyond ``keep_below``."""
+        return (max(0.0, self._brightest[light.shot] - light.levels - self.keep_below),
+                max(0.0, self._headroom[light.shot] - light.headroom - self.keep_below))
 
 
 def fade_levels(rgb8: np.ndarray, darker: float, lighter: float, out: np.ndarray | None = None) -> np.ndarray:

@@ -35,7 +35,7 @@ from ..video.image import read_image, read_style, write_image
 from ..video.reader import DecodedFrame, DeferredFrame, VideoReader
 from ..video.writer import VideoWriter
 from .edge_link import EdgeLink, find_model
-from .exposure import ExposureTracker, ShotExposure, fade_levels
+from .exposure import ExposureTracker, Lighting, ShotExposure, fade_levels
 from .interpolate import InterpConfig, Interpolator, KeyFrame
 from .keyframes import KeyframeConfig, KeyframeSelector
 from .meta_smoothing import SMOOTHERS
@@ -152,9 +152,7 @@ class _Segment:
     frames: list[_Work]
     key: Future[KeyFrame]
     pts: int | None  # the key frame's (its pixels stay with the key's job only until it is done)
-    levels: float  # the key frame's levels, headroom and shot (ShotExposure), for its own output
-    headroom: float
-    shot: int
+    light: Lighting  # the key frame's (ShotExposure), for its own output
     checked: bool = False  # its keys are back and were compared (``_stream``'s refinement)
 
 
@@ -170,9 +168,7 @@ class _Work:
     low8: np.ndarray  # work resolution, uint8
     gray: np.ndarray  # work resolution, uint8
     exposure: float = 0.0  # log exposure relative to the first frame (mobile/exposure.py)
-    levels: float = 0.0  # log scale of its levels and of their distance from white (ExposureTracker)
-    headroom: float = 0.0
-    shot: int = 0  # which shot it belongs to (ShotExposure)
+    light: Lighting = Lighting()  # its shot, levels and headroom (ShotExposure)
     deferred: bool = False  # ``full()`` converts (DeferredFrame) rather than returning a held image
 
 
@@ -404,8 +400,7 @@ class VideoPipeline:
             """``work`` becomes a key: the frames pending since the last key wait for it."""
             nonlocal last_key
             key = ask(work, reason)
-            segments.append(_Segment(last_key or key, list(pending), key, work.pts, work.levels, work.headroom,
-                                     work.shot))
+            segments.append(_Segment(last_key or key, list(pending), key, work.pts, work.light))
             pending.clear()
             last_key = key
 
@@ -434,8 +429,8 @@ class VideoPipeline:
                 return [seg]
             middle = ask(seg.frames[mid], "refine")
             m = seg.frames[mid]
-            return [_Segment(seg.previous, seg.frames[:mid], middle, m.pts, m.levels, m.headroom, m.shot),
-                    _Segment(middle, seg.frames[mid + 1:], seg.key, seg.pts, seg.levels, seg.headroom, seg.shot)]
+            return [_Segment(seg.previous, seg.frames[:mid], middle, m.pts, m.light),
+                    _Segment(middle, seg.frames[mid + 1:], seg.key, seg.pts, seg.light)]
 
         def check_ready() -> None:
             """Check every segment whose keys are back, so refinements are asked as early as possible. A
@@ -471,11 +466,11 @@ class VideoPipeline:
                         rgb8 = full(f, seg.frames[0] if seg.frames else None)
                     with timer("interpolation"):
                         out = interp.frame(f.index, f.low8, rgb8, a, b, f.exposure, out=frame_buffer(rgb8))
-                        kept = shot.kept(f.shot, f.levels, f.headroom)
+                        kept = shot.kept(f.light)
                         return (fade_levels(out, *kept, out=out) if any(kept) else out), f.pts
                 segments.popleft()
                 assert b.styled8 is not None  # Interpolator.key always renders the key's output
-                kept = shot.kept(seg.shot, seg.levels, seg.headroom)
+                kept = shot.kept(seg.light)
                 return (fade_levels(b.styled8, *kept, out=frame_buffer(b.styled8)) if any(kept) else b.styled8), seg.pts
 
         try:
@@ -500,9 +495,8 @@ class VideoPipeline:
                     work.exposure = exposure.push(work.gray)
                     decision = selector.push(work.low8)
                     # A fade trips the cut detector; only a cut that is no mere rescaling starts a shot.
-                    work.levels, work.headroom = exposure.levels, exposure.headroom
                     new_shot = decision.reason == "cut" and not exposure.rescaled
-                    work.shot = shot.push(work.levels, work.headroom, new_shot)
+                    work.light = shot.push(exposure.levels, exposure.headroom, new_shot)
                 if decision.is_key:
                     if decision.previous_is_key and pending:
                         close(pending.pop(), "before-cut")
