@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from helpers import shifted, texture, to8
 
-from mvstylizer.mobile.exposure import ExposureTracker, Lighting, ShotExposure, fade_levels
+from mvstylizer.mobile.exposure import ExposureTracker, ShotExposure, fade_levels
 
 
 def _gray(img: np.ndarray) -> np.ndarray:
@@ -57,16 +57,40 @@ def test_a_cut_is_not_a_rescaling():
     assert rescaled == [False]
 
 
-def test_shot_exposure_keeps_only_dips_past_the_threshold_and_restarts_at_a_shot():
-    shot = ShotExposure(keep_below=math.log(2))
-    assert shot.push(0.0, 0.0, new_shot=False).shot == 0  # the first frame starts the first shot
-    shot.push(0.3, 0.0, new_shot=False)
-    assert shot.kept(Lighting(0, 0.0, 0.0)) == (0.0, 0.0)  # a dip of 0.3 < ln 2: the model's to normalise
-    assert shot.kept(Lighting(0, 0.3 - 2.0, 0.0)) == pytest.approx((2.0 - math.log(2), 0.0))
-    assert shot.kept(Lighting(0, 0.3, -3.0)) == pytest.approx((0.0, 3.0 - math.log(2)))
-    dark = shot.push(-5.0, -5.0, new_shot=True)  # a new shot, however dark, is its own reference
-    assert dark == Lighting(1, -5.0, -5.0) and shot.kept(dark) == (0.0, 0.0)
-    assert shot.kept(Lighting(0, 0.3 - 2.0, 0.0)) == pytest.approx((2.0 - math.log(2), 0.0))  # older shot kept
+def test_a_cut_between_two_smooth_pictures_is_not_a_rescaling():
+    # On a blurred thumbnail two smooth, unrelated frames gave ratios as uniform as a fade's.
+    y, x = np.mgrid[0:96, 0:128].astype(np.float32)
+    a = np.repeat((0.5 + 0.2 * np.sin(x / 40.0))[..., None], 3, axis=2)
+    b = np.repeat((0.3 + 0.1 * np.cos(y / 30.0))[..., None], 3, axis=2)
+    _, rescaled = _track([a, b])
+    assert rescaled == [False]
+
+
+def test_the_frame_after_a_black_one_is_measured_afresh():
+    scene = texture(96, 128, seed=0)
+    tracker, _ = _track([scene, scene * 0.3, np.zeros_like(scene)])
+    assert not tracker.after_blank
+    tracker.push(_gray(scene * 0.2))
+    assert tracker.after_blank
+
+
+def test_shot_exposure_keeps_only_dips_past_the_threshold_within_its_shot_and_window():
+    shot = ShotExposure(keep_below=math.log(2), window=3)
+    lights = [shot.push(0, 0.0, 0.0, new_shot=False), shot.push(1, 0.3, 0.0, new_shot=False),
+              shot.push(2, 0.0, 0.0, new_shot=False), shot.push(3, 0.3 - 2.0, -3.0, new_shot=False)]
+    assert [f.shot for f in lights] == [0, 0, 0, 0]  # the first frame starts the first shot
+    assert shot.kept(lights[2], 2) == (0.0, 0.0)  # a dip of 0.3 < ln 2: the model's to normalise
+    assert shot.kept(lights[3], 3) == pytest.approx((2.0 - math.log(2), 3.0 - math.log(2)))
+    assert shot.kept(lights[0], 3) == (0.0, 0.0)  # later, darker frames are no reference
+    dark = shot.push(4, -5.0, -5.0, new_shot=True)  # a new shot, however dark, is its own reference
+    assert dark.shot == 1 and shot.kept(dark, 4) == (0.0, 0.0)
+    assert shot.kept(lights[3], 4) == pytest.approx((2.0 - math.log(2), 3.0 - math.log(2)))  # up to its shot's end
+    for i in range(5, 12):
+        shot.push(i, 0.0, 0.0, new_shot=False)
+    late = shot.push(12, -2.0, 0.0, new_shot=False)
+    assert shot.kept(late, 12) == pytest.approx((2.0 - math.log(2), 0.0))  # -5 at frame 4 is out of the window
+    shot.forget(12)
+    assert shot.kept(late, 12) == pytest.approx((2.0 - math.log(2), 0.0))
     with pytest.raises(ValueError):
         ShotExposure(keep_below=-1.0)
 

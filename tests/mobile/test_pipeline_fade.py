@@ -3,6 +3,7 @@ the phone)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -15,14 +16,16 @@ from mvstylizer.video.reader import VideoReader
 from mvstylizer.video.writer import VideoWriter
 
 
-def _run(tmp_path: Path, frames: list[np.ndarray]) -> list[float]:
+def _run(tmp_path: Path, frames: list[np.ndarray], strength: float = 1.0) -> list[float]:
     """Mean level of each output frame, the clip styled with mk and a bright style."""
     src, style, dst = tmp_path / "in.mp4", tmp_path / "style.png", tmp_path / "out.mp4"
     write_image(style, texture(48, 64, seed=1) * 0.5 + 0.4)
     with VideoWriter(src, 128, 96, 12.0, crf=4, preset="veryfast") as writer:
         for f in frames:
             writer.write(to8(f))
-    VideoPipeline(EmbeddedEdge(), StylizeConfig(model="mk", progress=False)).run(src, style, dst)
+    config = StylizeConfig(model="mk", progress=False)
+    config = replace(config, interp=replace(config.interp, strength=strength))
+    VideoPipeline(EmbeddedEdge(), config).run(src, style, dst)
     with VideoReader(dst) as reader:
         out = [float(f.rgb8.mean()) / 255 for f in reader.frames()]
     assert len(out) == len(frames)
@@ -39,16 +42,6 @@ def test_a_fade_to_black_fades_out(tmp_path: Path) -> None:
     assert out[22] < 0.25 * out[0]  # at a ninth
     assert all(b < a + 0.01 for a, b in zip(out[6:], out[7:], strict=False))  # falling all the way, no step up
     assert out[-1] < 0.01  # ends black
-
-
-def test_a_fade_in_from_black_fades_in_as_far_as_decoding_has_run_ahead(tmp_path: Path) -> None:
-    # The brightest frame of a fade-in is still to come when its first frames are rendered; the frames
-    # decoded ahead of rendering (up to the next key at least) are what the phone knows of it.
-    scene = texture(96, 128, seed=0)
-    levels = list(np.linspace(0.0, 1.0, 13)) + [1.0] * 6
-    out = _run(tmp_path, [np.roll(scene, i, axis=1) * a for i, a in enumerate(levels)])
-    assert out[0] < 0.01
-    assert out[3] < 0.6 * out[-1]  # the input at a quarter of its levels
 
 
 def test_a_fade_to_white_fades_to_white(tmp_path: Path) -> None:
@@ -68,3 +61,24 @@ def test_a_cut_to_a_darker_shot_is_styled_as_its_own_shot(tmp_path: Path) -> Non
     bright, dark = texture(96, 128, seed=0), texture(96, 128, seed=7) * 0.3
     out = _run(tmp_path, [np.roll(bright, i, axis=1) for i in range(8)] + [np.roll(dark, i, axis=1) for i in range(8)])
     assert out[12] > 0.8 * out[4]  # the style's exposure, as frame-by-frame gives it: not kept dark
+
+
+def test_after_a_dip_through_black_the_shot_is_styled_afresh(tmp_path: Path) -> None:
+    # A grey picture dips to black and comes back: the selector sees no cut (same hues), and the dip
+    # used to leave the rest of the shot measured against the picture before it, ten times too dark.
+    grey = np.repeat(texture(96, 128, seed=0).mean(axis=2, keepdims=True), 3, axis=2)
+    down, up = list(np.linspace(1.0, 0.0, 13)[1:]), list(np.linspace(0.0, 1.0, 13)[1:])
+    levels = [1.0] * 6 + down + [0.0, 0.0] + up + [1.0] * 6
+    out = _run(tmp_path, [np.roll(grey, i, axis=1) * a for i, a in enumerate(levels)])
+    assert out[-1] > 0.9 * out[0]
+
+
+def test_at_strength_zero_a_fade_is_the_input(tmp_path: Path) -> None:
+    # The look keeps 1 - strength of the frame's own fade; scaling the rest by the full deficit
+    # darkened it twice (a tenth of the input's level at strength 0).
+    scene = texture(96, 128, seed=0)
+    levels = [1.0] * 6 + list(np.linspace(1.0, 0.05, 13)[1:])
+    frames = [scene * a for a in levels]
+    out = _run(tmp_path, frames, strength=0.0)
+    want = [float(to8(f).mean()) / 255 for f in frames]
+    np.testing.assert_allclose(out, want, atol=0.01)

@@ -13,10 +13,10 @@ do not scale). Accumulated from frame to frame, in log units.
 The same measure keeps a fade a fade (:class:`ShotExposure`). A model matches every frame to the
 style's exposure, so a fade to black stayed at full brightness to its last frame, which frame-by-frame
 turned into the style's mean colour (a fade to white, likewise, ended brown with a warm style). So a
-frame more than ``keep_below`` darker than the brightest frame of its shot the phone has decoded by
-the time it is rendered (some frames past it: decoding runs ahead), or nearer white by as much,
-comes out scaled towards black or white by what it lacks beyond that: the style is applied at the
-shot's own exposure, and the fade is kept.
+frame more than ``keep_below`` darker than the brightest frame of its shot around it (from a few
+seconds before it to the key it is rendered from), or nearer white by as much, comes out scaled
+towards black or white by what it lacks beyond that: the style is applied at the shot's own
+exposure, and the fade is kept. A fade-in is not: its brightest frame is still to come.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ _RESCALED_TOLERANCE, _RESCALED_SHARE = 0.1, 0.5
 # error: where motion changes the frame more than the exposure does, both err alike (a panning
 # selfie: ratios 0.7-1.0), and a coin toss between them let each measure drift.
 _CLEARLY_BETTER = 0.5
+_SAME_PICTURE = 0.9  # correlation of two thumbnails above which the second is the first rescaled
 
 
 @dataclass
@@ -63,10 +64,14 @@ class ExposureTracker:
     # headroom, so there ``levels`` is the exposure.
     levels: float = field(default=0.0, init=False)
     headroom: float = field(default=0.0, init=False)
-    # Whether the last frame differs from the one before by a brightness factor alone, towards black
-    # or towards white (a fade, the camera re-exposing), which a scene-cut detector that compares
-    # pixels takes for a cut.
+    # Whether the last frame is the one before with its brightness scaled, towards black or towards
+    # white (a fade, the camera re-exposing), which a scene-cut detector that compares pixels takes
+    # for a cut: the ratios agree and the picture is the same (two smooth, unrelated frames of a hard
+    # cut gave ratios as uniform as a fade's).
     rescaled: bool = field(default=False, init=False)
+    # Whether the last frame follows one that was black or white to the last pixel: whatever comes
+    # after a dip through black or white is measured from scratch (nothing to compare it with).
+    after_blank: bool = field(default=False, init=False)
 
     def push(self, gray8: np.ndarray) -> float:
         """Log exposure (natural log of the brightness scale) of this frame relative to the first."""
@@ -74,6 +79,7 @@ class ExposureTracker:
         thumb: np.ndarray = area_resize(gray8, fit_within(w, h, _THUMB_SIDE)).astype(np.float32)
         thumb = cv2.GaussianBlur(thumb, (0, 0), 1.0)
         self.rescaled = False
+        self.after_blank = self._prev is not None and _blank(self._prev) and not _blank(thumb)
         if self._prev is not None:
             step, fit = _step(self._prev, thumb)
             white_step, white_fit = _step(255.0 - self._prev, 255.0 - thumb)
@@ -83,13 +89,26 @@ class ExposureTracker:
             # would favour the other one.
             by_levels = float(np.mean(np.abs(self._prev * math.exp(step) - thumb)))
             by_headroom = float(np.mean(np.abs(255.0 - (255.0 - self._prev) * math.exp(white_step) - thumb)))
-            self.rescaled = max(fit, white_fit) >= _RESCALED_SHARE
+            same = _blank(thumb) or _same_picture(self._prev, thumb)
+            self.rescaled = max(fit, white_fit) >= _RESCALED_SHARE and same
             if self.rescaled and by_headroom < _CLEARLY_BETTER * by_levels:
                 self.headroom += white_step
             else:
                 self.levels += step
         self._prev = thumb
         return self._log_exposure
+
+
+def _blank(thumb: np.ndarray) -> bool:
+    """Black or white to the last pixel."""
+    return float(thumb.max()) <= _DARK or float(thumb.min()) >= 255.0 - _DARK
+
+
+def _same_picture(prev: np.ndarray, cur: np.ndarray) -> bool:
+    """Whether ``cur`` is ``prev`` up to brightness and contrast: their correlation over pixels."""
+    a, b = prev - prev.mean(), cur - cur.mean()
+    norm = float(np.sqrt(np.sum(a * a) * np.sum(b * b)))
+    return norm > 0.0 and float(np.sum(a * b)) / norm >= _SAME_PICTURE
 
 
 def _step(prev: np.ndarray, cur: np.ndarray) -> tuple[float, float]:
@@ -118,8 +137,9 @@ def _log_ratios(prev: np.ndarray, cur: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Lighting:
-    """Where a frame stands for :class:`ShotExposure`: its shot and its log levels and headroom."""
+    """Where a frame stands for :class:`ShotExposure`: its index, shot, log levels and headroom."""
 
+    index: int = 0
     shot: int = 0
     levels: float = 0.0
     headroom: float = 0.0
@@ -127,42 +147,59 @@ class Lighting:
 
 @dataclass
 class ShotExposure:
-    """The brightest levels and the largest headroom (:class:`ExposureTracker`) of each shot so far,
-    and how much darker or lighter than them a frame is kept.
+    """The brightest levels and the largest headroom (:class:`ExposureTracker`) of a shot around each
+    frame, and how much darker or lighter than them the frame is kept.
+
+    A frame is compared with the frames of its shot from ``window`` frames before it up to a frame
+    the caller names (the key it is rendered from, always decoded by then): a fixed range, so the
+    output does not depend on how far decoding had run ahead of the edge (so a fade-in, whose
+    brightest frame is still to come, is mostly not kept). The window bounds how far back a fade's
+    start is looked for, and keeps a long shot's measure, which wanders with content (by 0.4-0.8 over
+    3000 frames of a synthetic pan, in a review), from building a dip that is not there.
 
     Args:
         keep_below: log units of :class:`ExposureTracker` (of the 8-bit levels; ln 2: half the levels,
             about 2 stops of light; for the headroom, half the distance to white). Dips smaller than
             this are the model's to normalise, as it does on every frame (on 20 real phone and camera
-            clips the deepest dip below the brightest frame of its shot was 1.56x, 1.37x towards
-            white, so none reaches it); a fade or the lights going down does. ``math.inf`` keeps nothing.
+            clips the deepest dip below the brightest frame of its shot was 1.56x, and no step went
+            to the headroom, so none reaches it); a fade or the lights going down does. ``math.inf``
+            keeps nothing.
+        window: frames before a frame that count (90: 3 s at 30 frames per second).
     """
 
     keep_below: float = math.log(2.0)
-    _brightest: list[float] = field(default_factory=list, init=False, repr=False)  # per shot
-    _headroom: list[float] = field(default_factory=list, init=False, repr=False)  # per shot, the largest
+    window: int = 90
+    _frames: dict[int, Lighting] = field(default_factory=dict, init=False, repr=False)
+    _shot: int = field(default=-1, init=False)
 
     def __post_init__(self) -> None:
         if not self.keep_below >= 0.0:
             raise ValueError(f"keep_below must be >= 0, got {self.keep_below}")
+        if self.window < 0:
+            raise ValueError(f"window must be >= 0, got {self.window}")
 
-    def push(self, levels: float, headroom: float, new_shot: bool) -> Lighting:
-        """Count a decoded frame (its :class:`ExposureTracker` levels and headroom); returns where it
-        stands. ``new_shot``: the frame starts a shot (a cut); the first frame pushed always does."""
-        if new_shot or not self._brightest:
-            self._brightest.append(levels)
-            self._headroom.append(headroom)
-        else:
-            self._brightest[-1] = max(self._brightest[-1], levels)
-            self._headroom[-1] = max(self._headroom[-1], headroom)
-        return Lighting(len(self._brightest) - 1, levels, headroom)
+    def push(self, index: int, levels: float, headroom: float, new_shot: bool) -> Lighting:
+        """Count decoded frame ``index`` (increasing); returns where it stands. ``new_shot``: the frame
+        starts a shot (a cut, after a blank frame); the first frame pushed always does."""
+        if new_shot or self._shot < 0:
+            self._shot += 1
+        light = Lighting(index, self._shot, levels, headroom)
+        self._frames[index] = light
+        return light
 
-    def kept(self, light: Lighting) -> tuple[float, float]:
-        """The log factors (>= 0) by which to scale down a frame towards black and then its distance
-        from white: its deficits against its shot's brightest levels and largest headroom pushed so
-        far, beyond ``keep_below``."""
-        return (max(0.0, self._brightest[light.shot] - light.levels - self.keep_below),
-                max(0.0, self._headroom[light.shot] - light.headroom - self.keep_below))
+    def kept(self, light: Lighting, upto: int) -> tuple[float, float]:
+        """The log factors (>= 0) by which to scale a frame down towards black and then its distance
+        from white: its deficits against the brightest levels and largest headroom of its shot's
+        frames from ``window`` before it to ``upto`` (pushed already), beyond ``keep_below``."""
+        near = [f for i in range(light.index - self.window, upto + 1)
+                if (f := self._frames.get(i)) is not None and f.shot == light.shot]
+        return (max(0.0, max(f.levels for f in near) - light.levels - self.keep_below),
+                max(0.0, max(f.headroom for f in near) - light.headroom - self.keep_below))
+
+    def forget(self, before: int) -> None:
+        """Drop what no frame from ``before`` on can look back to."""
+        for i in [i for i in self._frames if i < before - self.window]:
+            del self._frames[i]
 
 
 def fade_levels(rgb8: np.ndarray, darker: float, lighter: float, out: np.ndarray | None = None) -> np.ndarray:

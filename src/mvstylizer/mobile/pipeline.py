@@ -387,6 +387,13 @@ class VideoPipeline:
                 converted[then.index] = ahead.submit(then.full)
             return job.result() if job is not None else f.full()
 
+        def faded(light: Lighting, upto: int) -> tuple[float, float]:
+            """How far frame ``light`` is scaled towards black and white (ShotExposure), in proportion
+            to the strength: at strength s the look keeps 1 - s of the frame's own fade already."""
+            shot.forget(light.index)
+            darker, lighter = shot.kept(light, upto)
+            return self.config.interp.strength * darker, self.config.interp.strength * lighter
+
         def frame_buffer(like: np.ndarray) -> np.ndarray:
             if not buffers or buffers[0].shape != like.shape:
                 buffers[:] = [np.empty_like(like)]
@@ -466,11 +473,11 @@ class VideoPipeline:
                         rgb8 = full(f, seg.frames[0] if seg.frames else None)
                     with timer("interpolation"):
                         out = interp.frame(f.index, f.low8, rgb8, a, b, f.exposure, out=frame_buffer(rgb8))
-                        kept = shot.kept(f.light)
+                        kept = faded(f.light, seg.light.index)
                         return (fade_levels(out, *kept, out=out) if any(kept) else out), f.pts
                 segments.popleft()
                 assert b.styled8 is not None  # Interpolator.key always renders the key's output
-                kept = shot.kept(seg.light)
+                kept = faded(seg.light, seg.light.index)
                 return (fade_levels(b.styled8, *kept, out=frame_buffer(b.styled8)) if any(kept) else b.styled8), seg.pts
 
         try:
@@ -495,8 +502,8 @@ class VideoPipeline:
                     work.exposure = exposure.push(work.gray)
                     decision = selector.push(work.low8)
                     # A fade trips the cut detector; only a cut that is no mere rescaling starts a shot.
-                    new_shot = decision.reason == "cut" and not exposure.rescaled
-                    work.light = shot.push(exposure.levels, exposure.headroom, new_shot)
+                    new_shot = (decision.reason == "cut" and not exposure.rescaled) or exposure.after_blank
+                    work.light = shot.push(work.index, exposure.levels, exposure.headroom, new_shot)
                 if decision.is_key:
                     if decision.previous_is_key and pending:
                         close(pending.pop(), "before-cut")
