@@ -168,7 +168,7 @@ class _Work:
     low8: np.ndarray  # work resolution, uint8
     gray: np.ndarray  # work resolution, uint8
     exposure: float = 0.0  # log exposure relative to the first frame (mobile/exposure.py)
-    light: Lighting = Lighting()  # its shot, levels and headroom (ShotExposure)
+    light: Lighting = Lighting()  # its index, shot, levels and headroom (ShotExposure)
     deferred: bool = False  # ``full()`` converts (DeferredFrame) rather than returning a held image
 
 
@@ -501,7 +501,8 @@ class VideoPipeline:
                 with timer("select"):
                     work.exposure = exposure.push(work.gray)
                     decision = selector.push(work.low8)
-                    # A fade trips the cut detector; only a cut that is no mere rescaling starts a shot.
+                    # A fade trips the cut detector: only a cut that is no mere rescaling starts a shot,
+                    # and so does whatever follows a frame black or white to the last pixel.
                     new_shot = (decision.reason == "cut" and not exposure.rescaled) or exposure.after_blank
                     work.light = shot.push(work.index, exposure.levels, exposure.headroom, new_shot)
                 if decision.is_key:
