@@ -84,19 +84,23 @@ class ExposureTracker:
             step, fit = _step(self._prev, thumb)
             white_step, white_fit = _step(255.0 - self._prev, 255.0 - thumb)
             self._log_exposure += step
-            # Which scaling predicts this frame better is judged in levels: near black the headroom
-            # hardly moves and near white the levels hardly move, so shares of pixels or log ratios
-            # would favour the other one.
-            by_levels = float(np.mean(np.abs(self._prev * math.exp(step) - thumb)))
-            by_headroom = float(np.mean(np.abs(255.0 - (255.0 - self._prev) * math.exp(white_step) - thumb)))
-            same = _blank(thumb) or _same_picture(self._prev, thumb)
-            self.rescaled = max(fit, white_fit) >= _RESCALED_SHARE and same
-            if self.rescaled and by_headroom < _CLEARLY_BETTER * by_levels:
+            self.rescaled = max(fit, white_fit) >= _RESCALED_SHARE and (
+                _blank(thumb) or _same_picture(self._prev, thumb))
+            if self.rescaled and _towards_white(self._prev, thumb, step, white_step):
                 self.headroom += white_step
             else:
                 self.levels += step
         self._prev = thumb
         return self._log_exposure
+
+
+def _towards_white(prev: np.ndarray, cur: np.ndarray, step: float, white_step: float) -> bool:
+    """Whether scaling the distance from white by ``white_step`` predicts ``cur`` clearly better than
+    scaling the levels by ``step``. Judged in levels: near black the headroom hardly moves and near
+    white the levels hardly move, so shares of pixels or log ratios would favour the other one."""
+    by_levels = float(np.mean(np.abs(prev * math.exp(step) - cur)))
+    by_headroom = float(np.mean(np.abs(255.0 - (255.0 - prev) * math.exp(white_step) - cur)))
+    return by_headroom < _CLEARLY_BETTER * by_levels
 
 
 def _blank(thumb: np.ndarray) -> bool:
