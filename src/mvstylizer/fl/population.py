@@ -549,9 +549,14 @@ def run_jobs(ctx: Context, jobs: list[tuple[Callable[..., Any], tuple[Any, ...]]
     """``fn(*args, ctx, log)`` for each job, in ``workers`` forked processes (one torch thread each;
     results identical to a serial run) or here when ``workers`` is 1."""
     if workers > 1 and len(jobs) > 1:
+        import gc
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
+        # A decoder left in a reference cycle by the frame loading still owns FFmpeg's frame threads; if
+        # a child inherited it, the child's first garbage collection would free it there and wait
+        # forever for threads a forked process does not have (seen: both workers stuck at start).
+        gc.collect()
         global _FORK_STATE
         _FORK_STATE = (ctx, log)
         try:
