@@ -106,17 +106,10 @@ class AgreementScreen:
     counted. The median reference assumes an honest majority, so a round never loses a majority to the
     screen: at most (E - 1) // 2 of its E updates are dropped, the lowest means first (in a first
     round every edge may score below zero).
-
-    With ``cumulative`` the screen judges each edge by one cosine instead of a mean of cosines: that of
-    the *sum* of every update it has sent with the median of the other edges' sums. What the edges
-    agree on adds up round after round while each round's noise does not, so the sums' cosines grow
-    apart with the rounds where the per-round cosines stay as noisy as in the first.
     """
 
     min_agreement: float = -1.0
-    cumulative: bool = False
     history: dict[Hashable, list[float]] = field(default_factory=dict)  # edge -> its agreement per round
-    sums: dict[Hashable, np.ndarray] = field(default_factory=dict)  # edge -> sum of its updates (cumulative)
 
     @property
     def active(self) -> bool:
@@ -133,14 +126,10 @@ class AgreementScreen:
         cos = np.full(n, np.nan)
         if not self.active:
             return [True] * n, cos
-        if self.cumulative:
-            for edge, delta in zip(edges, deltas, strict=True):
-                self.sums[edge] = self.sums[edge] + delta if edge in self.sums else np.asarray(delta, np.float64)
-            deltas = [self.sums[edge] for edge in edges]
         active = list(range(n))
         cos[active] = agreement(deltas)
         while True:
-            means = {i: self._score(edges[i], cos[i]) for i in active}
+            means = {i: self._mean(edges[i], cos[i]) for i in active}
             below = [i for i in active if means[i] < self.min_agreement]
             if not below or n - len(active) >= (n - 1) // 2:
                 break
@@ -153,10 +142,7 @@ class AgreementScreen:
                 past.append(float(c))
         return [i in active for i in range(n)], cos
 
-    def _score(self, edge: Hashable, latest: float) -> float:
-        """What the edge is judged by: ``latest`` (its sum's agreement) when cumulative, else its mean
-        agreement over its past rounds and ``latest``; inf with nothing to judge by."""
-        if self.cumulative:
-            return np.inf if np.isnan(latest) else float(latest)
+    def _mean(self, edge: Hashable, latest: float) -> float:
+        """The edge's mean agreement over its past rounds and ``latest`` (inf with nothing to judge by)."""
         values = [*self.history.get(edge, []), *([] if np.isnan(latest) else [latest])]
         return float(np.mean(values)) if values else np.inf

@@ -99,7 +99,6 @@ class PopConfig:
     reject_norm: float = 100.0  # the cloud's update guard: reject non-finite updates and longer ones
     clip_norm: float = 0.0
     min_agreement: float = -1.0  # drop an edge whose mean agreement is lower (fl.aggregation.AgreementScreen); -1 off
-    cumulative_agreement: bool = False  # judge the sums of each edge's updates (AgreementScreen.cumulative)
     server_opt: str = "sgd"  # sgd (FedAvg; FedAvgM with server_lr/momentum) | adam (FedAdam) | yogi (FedYogi)
     server_momentum: float = 0.0  # sgd only: FedAvgM's server momentum
     server_tau: float = 1e-9  # adam/yogi: adaptivity (Flower's FedOpt tau)
@@ -349,7 +348,7 @@ def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dic
     net = copy.deepcopy(ctx.base)
     glob = params_of(ctx.base)
     losses, rejected, screened, cosines = [], 0, 0, []
-    screen = AgreementScreen(cfg.min_agreement, cfg.cumulative_agreement)
+    screen = AgreementScreen(cfg.min_agreement)
     for r in range(1, cfg.rounds + 1):
         updates, weights, senders = [], [], []
         for e in range(len(edges)):

@@ -92,12 +92,6 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
                                        "anchor": AnchorConfig("generic", 0.2)},
     "trimmed_agree0_m0.7_generic0.4": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0,
                                        "anchor": AnchorConfig("generic", 0.4)},
-    # the screen judging the sums of each edge's updates instead of its mean per-round agreement
-    "trimmed_lr1.5_sum0": {"strategy": "trimmed", "server_lr": 1.5, "min_agreement": 0.0, "cumulative_agreement": True},
-    "trimmed_sum0_m0.7": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0,
-                          "cumulative_agreement": True},
-    "trimmed_sum0_m0.7_generic0.4": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0,
-                                     "cumulative_agreement": True, "anchor": AnchorConfig("generic", 0.4)},
     "trimmed_lr1.5_agree0_m0.3": {"strategy": "trimmed", "server_lr": 1.5, "server_momentum": 0.3,
                                   "min_agreement": 0.0},
     "trimmed_lr0.75_agree0_m0.5": {"strategy": "trimmed", "server_lr": 0.75, "server_momentum": 0.5,
