@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
-from ..imaging import fit_within, shrink_to
+from ..imaging import fit_within
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ def load_style(path: Path, name: str, max_pixels: int) -> np.ndarray:
     Radiance .hdr, is refused: 9 MB of one decoded to 12000x12000), and it is shrunk as decoded, in
     its own pixel type (full-size float copies of a 7000x7000 PNG peaked at 1.3 GB; this, 0.3 GB).
     """
-    from ..video.image import read_header, read_image
+    from ..video.image import read_header, read_style
 
     try:
         w, h = read_header(path).upright_size
@@ -204,12 +204,10 @@ def load_style(path: Path, name: str, max_pixels: int) -> np.ndarray:
                             f"megapixels is plenty (the style is read at {STYLE_SIDE} px)")
         if min(w, h) < 8:
             raise UserError(f"{name} is only {w}x{h} pixels: too small to take a look from")
-        # A long thin photo keeps 8 px across: read long enough for that, then shrunk the rest.
-        # transparent="ignore": a logo's transparent background is no part of the style, as stylize and the API read it
-        img = read_image(path, max_side=max(STYLE_SIDE, math.ceil(8 * max(w, h) / min(w, h))), transparent="ignore")
+        img = read_style(path, STYLE_SIDE)  # as stylize and the API read a style
     except UserError as exc:
         raise UserError(as_user_message(exc, path, name)) from None
-    return to_rgb8(shrink_to(img, STYLE_SIDE, min_side=8))
+    return to_rgb8(img)
 
 
 def thumbnail(rgb8: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
