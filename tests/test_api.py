@@ -313,6 +313,13 @@ def test_stylize_frames_and_export_lut_check_their_arguments(tmp_path, style):
         with pytest.raises(mvstylizer.UserError, match=message):
             mvstylizer.export_lut(args.pop("style"), args.pop("output"), **args)
     assert not (tmp_path / "a.cube").exists()
+    # A photo named .cube given as the output too: -y would have replaced it with the LUT.
+    photo = tmp_path / "photo.cube"
+    photo.write_bytes(Path(style).read_bytes())
+    for kwargs, what in (({"style": photo}, "the style photo"), ({"style": style, "content": photo}, "the content image")):
+        with pytest.raises(mvstylizer.UserError, match=f"is {what}"):
+            mvstylizer.export_lut(kwargs.pop("style"), photo, size=3, overwrite=True, **kwargs)
+        assert photo.read_bytes() == Path(style).read_bytes()
 
 
 def test_a_file_another_run_writes_meanwhile_is_not_replaced_without_overwrite(tmp_path, style, monkeypatch):

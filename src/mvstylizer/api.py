@@ -23,7 +23,7 @@ from .mobile.edge_link import EdgeLink
 from .mobile.interpolate import InterpConfig
 from .mobile.keyframes import KeyframeConfig, keyframe_config, parse_keyframes
 from .mobile.pipeline import FrameHook, StylizeConfig, StylizeReport, VideoPipeline
-from .video.formats import X264_PRESETS
+from .video.formats import X264_PRESETS, same_file
 
 PathLike = str | os.PathLike[str]
 
@@ -213,6 +213,9 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     if out.suffix.lower() != ".cube":
         raise UserError(f"a LUT file ends in .cube, not {out.name}")
     check_writable_folder(out.parent)
+    for given, what in ((style, "the style photo"), (content, "the content image")):
+        if given is not None and same_file(Path(given), out):  # -y would have replaced it with the LUT
+            raise UserError(f"output {out} is {what}; choose a different output path")
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 2 <= size <= 256:
         raise UserError(f"size must be a whole number 2..256, got {size!r}")
     check_overwrite(out, overwrite)

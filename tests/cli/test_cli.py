@@ -238,6 +238,9 @@ def test_train_command_writes_weights_and_resumes(tmp_path):
     assert out.is_file()
     # The learning-rate schedule depends on the total steps, so resuming with other settings is refused.
     assert run(*args, "--steps", "5", "--resume") == 2
+    # A mistyped --checkpoint with --resume is refused, not taken for a fresh start.
+    missing = [a if a != ckpt else tmp_path / "typo.ckpt" for a in args]
+    assert run(*missing, "--steps", "2", "--resume") == 2 and not (tmp_path / "typo.ckpt").exists()
 
 
 def test_buffered_frames_stay_within_the_memory_budget(tmp_path, style):

@@ -87,6 +87,16 @@ def test_ssim_luma_tracks_structure_not_colour() -> None:
     assert ssim_luma(a, noisy) < 0.9
 
 
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 2, 3), (2, 320, 3), (5, 6, 3)])
+def test_ssim_of_pictures_smaller_than_its_window(shape) -> None:
+    """A 2x2 or 2x320 video is a video: SSIM narrows its window (or pads to 3 px) instead of raising."""
+    rng = np.random.default_rng(4)
+    a = rng.random(shape).astype(np.float32)
+    b = np.clip(a + rng.normal(0, 0.1, shape), 0, 1).astype(np.float32)
+    assert ssim(a, a) == pytest.approx(1.0) and ssim_luma(a, a) == pytest.approx(1.0)
+    assert 0.0 < ssim(a, b) < 1.0 and 0.0 < ssim_luma(a, b) < 1.0
+
 # ---------------------------------------------------------------- temporal
 
 

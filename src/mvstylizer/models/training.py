@@ -206,9 +206,11 @@ class Checkpointer:
         _save(state, self.path)
 
     def load(self, model: torch.nn.Module, optim: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
-        """Restore into ``model`` and ``optim``; returns (step, extra). (0, {}) when there is no checkpoint."""
+        """Restore into ``model`` and ``optim``; returns (step, extra). UserError when there is no
+        checkpoint: a mistyped path started afresh and, without ``--out``, replaced the shipped weights."""
         if not self.path.is_file():
-            return 0, {}
+            raise UserError(f"--resume: no checkpoint at {self.path}; start without --resume, or give the "
+                            "--checkpoint the interrupted run wrote")
         from .safeload import load_pt
 
         state = load_pt(self.path)  # weights only: a checkpoint is data, never code
