@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ... import __version__
@@ -64,6 +66,15 @@ def create_app(service: EdgeService, config: ServerConfig | None = None) -> Fast
     @app.exception_handler(UserError)
     async def _user_error(request: Request, exc: UserError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=_user_error_status(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own answer, each error once: /v1/stylize's query is a dependency of the route and of
+        # its body's reader, and FastAPI reported every bad query parameter twice.
+        unique: dict[str, Any] = {}
+        for err in jsonable_encoder(exc.errors()):
+            unique.setdefault(repr(sorted((k, repr(v)) for k, v in err.items())), err)
+        return JSONResponse({"detail": list(unique.values())}, status_code=422)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
