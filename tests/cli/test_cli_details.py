@@ -42,6 +42,15 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, clip, style, caps
     assert cube.read_text() == "x"
 
 
+def test_a_thin_style_warning_names_the_photos_own_size(tmp_path, clip, caplog):
+    """The photo is read shrunk to 1024 px; the warning said "is 1024x1" of a 5000x1 photo."""
+    thin = tmp_path / "thin.png"
+    cv2.imwrite(str(thin), np.random.default_rng(0).integers(0, 255, (1, 5000, 3), np.uint8))
+    with caplog.at_level(logging.WARNING):
+        assert main(["stylize", str(clip), "--style", str(thin), "-o", str(tmp_path / "o.mp4"), "--model",
+                     "reinhard", "-q"]) == 0
+    assert "style thin.png is 5000x1" in caplog.text
+
 def test_report_lists_each_key_with_its_reason_and_the_model_used(tmp_path, clip, style):
     report = tmp_path / "run.json"
     assert main(["stylize", str(clip), "--style", str(style), "-o", str(tmp_path / "o.mp4"), "--model", "classic",

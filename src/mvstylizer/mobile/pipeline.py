@@ -31,7 +31,7 @@ from ..files import atomic_path
 from ..imaging import fit_within, quick_downscale, shrink_to
 from ..memory import release_free_memory
 from ..video.formats import check_output_path, is_image_path
-from ..video.image import read_image, read_style, write_image
+from ..video.image import read_header, read_image, read_style, write_image
 from ..video.reader import DecodedFrame, DeferredFrame, VideoReader
 from ..video.writer import VideoWriter
 from .edge_link import EdgeLink, find_model
@@ -255,10 +255,12 @@ class VideoPipeline:
     def _register_style(self, style_path: str | os.PathLike[str]) -> str:
         # Shrunk as decoded: a 108 MP style photo peaked at 2.9 GB read whole, 0.7 GB so. A logo on a
         # transparent background is a style of the logo's colours, not of the white under it.
-        return self._register(read_style(style_path, self.config.max_style_side), Path(style_path).name)
+        style = read_style(style_path, self.config.max_style_side)
+        return self._register(style, Path(style_path).name, read_header(style_path).upright_size)
 
-    def _register(self, style: np.ndarray, name: str) -> str:
-        h, w = style.shape[:2]
+    def _register(self, style: np.ndarray, name: str, size: tuple[int, int] | None = None) -> str:
+        """``size``: the photo's own (w, h), when ``style`` is it shrunk (the warning names the photo's size)."""
+        w, h = size or style.shape[1::-1]
         if min(h, w) < MIN_STYLE_SIDE or max(h, w) > MAX_STYLE_ASPECT * min(h, w):
             log.warning("style %s is %dx%d: a style is matched by its colours and what they are on, and so "
                         "small or so thin an image holds little of either; a photo of at least %d px a side "
