@@ -492,7 +492,7 @@ class VideoPipeline:
                         # The frames between two keys wait in memory: a stride longer than the budget
                         # holds would overrun it (every:200 at 720p held 553 MB of a 320 MB budget). It is
                         # shortened, and the user told.
-                        log.warning("every:%d would hold %d frames of %.1f MB, over the %g MB frame budget; "
+                        log.warning("every:%d would hold %d frames of %.3g MB, over the %g MB frame budget; "
                                     "a key every %d frames instead", keys.every, keys.every, work.nbytes / 1e6,
                                     self.config.max_buffer_mb, fit)
                         keys = replace(keys, every=fit)
