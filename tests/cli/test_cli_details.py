@@ -250,3 +250,15 @@ def test_the_report_counts_the_frames_written_when_avi_drops_some(tmp_path, styl
     with av.open(str(out)) as c:
         written = sum(1 for _ in c.decode(video=0))
     assert written < len(times) and json.loads(report.read_text())["frames"] == written
+
+
+def test_an_edge_that_lists_no_model_is_named_as_such():
+    from mvstylizer.cli.stylize import _check_model
+    from mvstylizer.errors import UserError
+
+    class NoModels:
+        def models(self) -> list:
+            return []
+
+    with pytest.raises(UserError, match="the edge runs no model"):
+        _check_model(NoModels(), "default")

@@ -129,7 +129,8 @@ def _check_model(edge, name: str) -> None:
     m = find_model(models, name)
     if m is None:
         known = sorted({m["name"] for m in models} | {a for m in models for a in m.get("aliases", [])})
-        raise UserError(f"unknown model {name!r}; available: {', '.join(known)}")
+        raise UserError(f"unknown model {name!r}; available: {', '.join(known)}" if known else
+                        f"the edge runs no model (its /v1/models list is empty), so none can style {name!r}")
     runtime = name.partition(":")[2]
     if runtime and runtime not in m.get("runtimes", [runtime]):
         raise UserError(f"model {m['name']} has no runtime {runtime!r}; it has: {', '.join(m['runtimes'])}")
