@@ -94,6 +94,9 @@ def test_an_edge_that_trickles_its_answer_is_cut_off_at_the_timeout():
 def test_an_edge_url_that_is_not_a_url_is_a_user_error():
     with pytest.raises(UserError, match="not valid"):
         HttpEdge("https://exa\x00mple")
+    for port in (0, 99999):  # httpx takes these, then the connection fails as if the edge refused it
+        with pytest.raises(UserError, match=f"has port {port}; a port is 1..65535"):
+            HttpEdge(f"http://127.0.0.1:{port}")
 
 
 def test_a_slow_edge_whose_answer_completes_is_not_cut_off():

@@ -224,6 +224,9 @@ class HttpEdge:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as e:
             raise UserError(f"edge URL {_redact(url)!r} is not valid: {_redact(str(e))}") from None
+        if parsed.port is not None and not 1 <= parsed.port <= 65535:  # httpx takes any number and the
+            # connection then fails as "refused", four times, which blames the edge
+            raise UserError(f"edge URL {_redact(url)!r} has port {parsed.port}; a port is 1..65535")
         if parsed.userinfo:
             # httpx would send them as Basic auth *instead of* the bearer token (a 401 that blames the
             # token), and every error line would print the password.
