@@ -546,3 +546,15 @@ def test_a_restarted_edge_gets_fresh_retries_for_its_first_answers():
     edge = _edge(handler, retries=1, reconnect=10.0)
     edge.models()
     assert edge.models()[0]["name"] == "mk" and len(calls) == 5
+
+
+def test_a_web_page_in_place_of_an_edge_is_named_not_dumped():
+    """A URL that reaches some other web server: the error line asked nothing and held its HTML."""
+    page = "<!DOCTYPE HTML>\n<html><head><title>Error response</title></head><body>404</body></html>"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(404, text=page, headers={"Content-Type": "text/html;charset=utf-8"})
+
+    with pytest.raises(UserError) as e:
+        _edge(handler).models()
+    assert "is this URL an mvstylizer edge server?" in str(e.value) and "<html" not in str(e.value)

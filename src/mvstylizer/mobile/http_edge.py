@@ -662,7 +662,9 @@ def _detail(resp: httpx.Response) -> str:
                 parts.append(f"{loc}: {d.get('msg', '')}" if loc else str(d.get("msg", "")))
         detail = "; ".join(parts) or None
     if detail is None:
-        detail = resp.text[:200].strip() or resp.reason_phrase
+        if "html" in resp.headers.get("content-type", "").lower():  # a web server's page, not an edge's answer
+            return f"{resp.reason_phrase or 'an error'}, as a web page; is this URL an mvstylizer edge server?"
+        detail = " ".join(resp.text[:200].split()) or resp.reason_phrase
     return str(detail)
 
 
