@@ -462,6 +462,13 @@ def test_ranges_a_file_cannot_serve_are_refused_in_json(studio, clip):
     assert r.headers["content-range"].startswith("bytes */")
     r = studio.client.get(url, headers={**studio.headers, "Range": "bytes=0-9"})
     assert r.status_code == 206 and len(r.content) == 10
+    # A resumed download names the copy it has (If-Range): its own validator gets the range, any other
+    # the whole file; both were a 500 (KeyError 'last-modified').
+    for validator in (r.headers["etag"], r.headers["last-modified"]):
+        got = studio.client.get(url, headers={**studio.headers, "Range": "bytes=0-9", "If-Range": validator})
+        assert got.status_code == 206 and got.content == r.content
+    whole = studio.client.get(url, headers={**studio.headers, "Range": "bytes=0-9", "If-Range": '"stale"'})
+    assert whole.status_code == 200 and len(whole.content) > 10
 
 
 @pytest.mark.network
@@ -511,3 +518,18 @@ def test_the_command_line_sets_the_video_and_session_limits(tmp_path, monkeypatc
     assert main(["studio", "--workdir", str(tmp_path)]) == 0
     defaults = studio_pkg.StudioConfig(workdir=tmp_path)  # the flags' defaults are the config's
     assert (seen[1].max_video_pixels, seen[1].max_sessions) == (defaults.max_video_pixels, defaults.max_sessions)
+
+
+def test_a_file_gone_from_disk_is_a_404_in_json(tmp_path):
+    """Starlette answers a missing file with a 500 (RuntimeError); the studio's files may be swept."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from mvstylizer.studio.app import StudioFile
+
+    app = Starlette(routes=[Route("/f", lambda request: StudioFile(tmp_path / "gone.mp4"))])
+    with TestClient(app) as client:
+        for headers in ({}, {"Range": "bytes=0-9"}):
+            r = client.get("/f", headers=headers)
+            assert r.status_code == 404 and "no longer" in r.json()["error"]

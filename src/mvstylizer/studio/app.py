@@ -110,19 +110,24 @@ class StudioFile(FileResponse):
     answers a malformed one in text/plain and one past the end with an empty 416)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # The file's validators first: If-Range is compared with them (a resumed download sent it and
+        # got a 500, KeyError 'last-modified'), and a file gone meanwhile is a 404, not Starlette's 500.
+        if self.stat_result is None:
+            try:
+                self.stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
+            except FileNotFoundError:
+                gone = JSONResponse({"error": "this file is no longer on the server"}, status_code=404)
+                return await gone(scope, receive, send)
+            self.set_stat_headers(self.stat_result)
         headers = Headers(scope=scope)
         wanted, if_range = headers.get("range"), headers.get("if-range")
         if wanted is not None and (if_range is None or self._should_use_range(if_range)):
-            refusal = await self._refuse_range(wanted)
+            refusal = self._refuse_range(wanted, self.stat_result.st_size)
             if refusal is not None:
                 return await refusal(scope, receive, send)
         await super().__call__(scope, receive, send)
 
-    async def _refuse_range(self, wanted: str) -> JSONResponse | None:
-        if self.stat_result is None:
-            self.stat_result = await anyio.to_thread.run_sync(os.stat, self.path)
-            self.set_stat_headers(self.stat_result)
-        size = self.stat_result.st_size
+    def _refuse_range(self, wanted: str, size: int) -> JSONResponse | None:
         try:
             self._parse_range_header(wanted, size)
         except MalformedRangeHeader as exc:
