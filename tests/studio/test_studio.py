@@ -406,12 +406,19 @@ def test_old_files_and_idle_sessions_are_cleaned_up(studio, clip, style):
 
 
 def test_a_new_server_empties_only_its_own_sessions_folder(tmp_path):
+    from mvstylizer.errors import UserError
     from mvstylizer.studio.workspace import Workspace
 
     mine = tmp_path / "studio"
-    Workspace(mine, 10**9, 3600)
+    first = Workspace(mine, 10**9, 3600)
+    (first.sessions_dir / "running").mkdir()
+    # A second studio on a folder in use would empty the first one's sessions under its renders.
+    with pytest.raises(UserError, match="in use by another running studio"):
+        Workspace(mine, 10**9, 3600)
+    assert (mine / "sessions" / "running").is_dir()
+    first.close()
     (mine / "sessions" / "stale").mkdir()
-    Workspace(mine, 10**9, 3600)
+    Workspace(mine, 10**9, 3600).close()
     assert not (mine / "sessions" / "stale").exists()
     # A folder someone else uses is never emptied: the studio works in a subfolder of it.
     theirs = tmp_path / "photos"

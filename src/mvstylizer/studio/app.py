@@ -289,6 +289,7 @@ class Studio:
         self._stop.set()
         self.broadcaster.close()
         self.queue.stop()
+        self.workspace.close()
 
     def _sweep_loop(self) -> None:
         period = max(1.0, min(60.0, self.config.ttl_seconds / 4))

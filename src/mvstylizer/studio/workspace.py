@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from ..errors import NotFoundError, UserError
 from .jobs import ACTIVE, Job
@@ -231,6 +232,7 @@ class Workspace:
         self.lock = threading.RLock()
         self._sessions: dict[str, Session] = {}
         self._holds: list[Hold] = []
+        self._lock_file: IO[bytes] | None = None
         self._prepare()
 
     def _prepare(self) -> None:
@@ -245,12 +247,35 @@ class Workspace:
                     self.root.mkdir(exist_ok=True)
                     marker = self.root / MARKER
                 marker.write_text("work folder of `mvstylizer studio`; its sessions/ is emptied at start\n")
+            self._claim()
             if self.sessions_dir.exists():  # files of a previous run: no session owns them any more
                 shutil.rmtree(self.sessions_dir, ignore_errors=True)
             self.sessions_dir.mkdir(exist_ok=True)
             self.gallery_dir.mkdir(exist_ok=True)
         except OSError as exc:
             raise UserError(f"cannot use work folder {self.root}: {exc.strerror or exc}") from None
+
+    def _claim(self) -> None:
+        """Hold the folder's lock for this studio's life: a second studio on the same folder emptied
+        sessions/ at its start, under the first one's running renders and open pages."""
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no lock
+            return
+        f = open(self.root / ".lock", "ab")  # noqa: SIM115 (held open for the workspace's life)
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise UserError(f"work folder {self.root} is in use by another running studio; give this one "
+                            "another --workdir") from None
+        self._lock_file = f
+
+    def close(self) -> None:
+        """Let another studio use the folder (also done when the workspace is garbage collected)."""
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
 
     # -- sessions ---------------------------------------------------------------------------------
 
