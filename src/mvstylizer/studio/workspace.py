@@ -262,7 +262,7 @@ class Workspace:
             import fcntl
         except ImportError:  # not POSIX: no lock
             return
-        f = open(self.root / ".lock", "ab")  # noqa: SIM115 (held open for the workspace's life)
+        f = open(self.root / ".lock", "ab")  # held open, and locked, for the workspace's life
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
