@@ -240,3 +240,17 @@ def test_local_warmup_ramps_the_learning_rate():
     assert [round(c.lr_at(s), 9) for s in range(5)] == [2.5e-5, 5e-5, 7.5e-5, 1e-4, 1e-4]
     assert LocalConfig(lr=1e-4).lr_at(0) == 1e-4
     assert LocalConfig.from_config(c.to_config()).warmup == 4  # travels in the round's config
+
+
+def test_a_diverged_loss_is_written_as_null_in_strict_json():
+    """A huge --lr made every loss NaN, and the report held bare NaN tokens that strict parsers refuse."""
+    import json
+
+    from mvstylizer.fl.population import report_json
+
+    text = report_json({"summary": {"federated": {"population": {"mean": float("nan"), "std": float("inf")}}},
+                        "curve": [[1.0, float("-inf")]], "seeds": (0, 1)})
+    assert "NaN" not in text and "Infinity" not in text
+    report = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
+    assert report["summary"]["federated"]["population"] == {"mean": None, "std": None}
+    assert report["curve"] == [[1.0, None]] and report["seeds"] == [0, 1]

@@ -29,6 +29,7 @@ twice its standard error over seeds, else a tie.
 from __future__ import annotations
 
 import copy
+import json
 import math
 import re
 import time
@@ -532,6 +533,22 @@ def _targets(v: dict[str, Any], scenes: list[str]) -> dict[str, Any]:
     return t
 
 
+def report_json(report: Any) -> str:
+    """``report`` as strict JSON: a loss that diverged (a huge --lr) is ``null``, not the bare ``NaN``
+    Python's json writes by default and strict parsers refuse."""
+
+    def finite(x: Any) -> Any:
+        if isinstance(x, float):
+            return x if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: finite(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [finite(v) for v in x]
+        return x
+
+    return json.dumps(finite(report), indent=2, allow_nan=False) + "\n"
+
+
 _FORK_STATE: Any = None
 
 
@@ -669,7 +686,6 @@ def table(report: dict[str, Any]) -> str:
 
 def run_cli(args: Any, cloud: Any) -> int:
     """``mvstylizer fl simulate``: run, print the table, write the JSON report."""
-    import json
     import shlex
     import sys
 
@@ -699,7 +715,7 @@ def run_cli(args: Any, cloud: Any) -> int:
         report["config"]["footage"] = "DIR"
     if args.json:
         with atomic_path(args.json) as tmp:
-            tmp.write_text(json.dumps(report, indent=2) + "\n")
+            tmp.write_text(report_json(report))
     if cfg.poison != "none":
         s = report["summary"]
         print(f"poisoned ({cfg.poison}, edge {report['poisoned_edge']}), {cfg.strategy}: federated population loss "

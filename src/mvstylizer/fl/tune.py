@@ -19,7 +19,6 @@ The choices it prints are what ``mvstylizer fl simulate`` is then run with on th
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -42,6 +41,7 @@ from .population import (
     model_from,
     personalise,
     prepare,
+    report_json,
     run_jobs,
 )
 
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     argv_ = ["DIR" if x == str(a.footage) else x for x in (sys.argv[1:] if argv is None else argv)]
     report = {"command": "python -m mvstylizer.fl.tune " + " ".join(argv_), **report}
     report["config"]["footage"] = "DIR"
-    a.json.write_text(json.dumps(report, indent=2) + "\n")
+    a.json.write_text(report_json(report))
     for k in ("stage1_choice", "stage2_choice"):
         if k in report:
             print(k, report[k])
