@@ -379,6 +379,17 @@ def test_fl_cli_rejects_bad_input(argv, message, capsys):
     assert err.startswith("error:") and message in err and err.count("\n") == 1
 
 
+def test_cloud_serve_checks_its_starting_weights_before_starting_flower(tmp_path, capsys):
+    """A file that is no model started the SuperLink and ended as 'finished:failed', no reason given."""
+    notes = tmp_path / "notes.pt"
+    notes.write_text("not a model")
+    state = tmp_path / "state"
+    assert main(["cloud", "serve", "--port", "0", "--state-dir", str(state), "--base-weights", str(notes)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "weights" in err and err.count("\n") == 1
+    assert not (state / "superlink.log").exists()
+
+
 # ---------------------------------------------------------------- Flower's simulation engine
 
 

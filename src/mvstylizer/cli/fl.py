@@ -133,6 +133,14 @@ def _cloud(args: argparse.Namespace) -> int:
     if not args.round_timeout > 0:
         raise UserError(f"--round-timeout must be > 0, got {args.round_timeout}")
     cloud = cloud_config(args, args.rounds, args.min_edges, args.round_timeout)
+    if cloud.base_weights:  # else the run fails inside Flower, its reason only in the SuperLink's log
+        from ..fl.local import load_base
+
+        try:
+            load_base(Path(cloud.base_weights))
+        except (RuntimeError, KeyError, TypeError, ValueError) as e:
+            raise UserError(f"--base-weights {args.base_weights} is not a dncm weights file "
+                            f"({type(e).__name__})") from None
     serve(ServeConfig(state_dir=args.state_dir, host=args.host, port=args.port, cloud=cloud, registry=args.registry))
     return 0
 
