@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from mvstylizer.errors import UserError
 
@@ -251,3 +252,22 @@ def check_overwrite(output_path: str | os.PathLike[str], overwrite: bool) -> Non
     if os.path.lexists(output_path) and not overwrite:
         raise UserError(f"{output_path} already exists; to replace it add -y (--overwrite) on the command line, "
                         "or pass overwrite=True from Python")
+
+
+def lock_folder(folder: Path, busy: str) -> IO[bytes] | None:
+    """Take ``folder``'s lock (``folder/.lock``, advisory, released when the returned file is closed or
+    its process ends); UserError(``busy``) if another process holds it. None where there is no flock."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        return None
+    try:
+        f = open(folder / ".lock", "ab")  # held open, and locked, by the caller
+    except OSError as e:
+        raise UserError(f"cannot use {folder}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise UserError(busy) from None
+    return f

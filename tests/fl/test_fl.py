@@ -384,10 +384,26 @@ def test_cloud_serve_checks_its_starting_weights_before_starting_flower(tmp_path
     notes = tmp_path / "notes.pt"
     notes.write_text("not a model")
     state = tmp_path / "state"
-    assert main(["cloud", "serve", "--port", "0", "--state-dir", str(state), "--base-weights", str(notes)]) == 2
+    assert main(["cloud", "serve", "--port", "19099", "--state-dir", str(state), "--base-weights", str(notes)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "weights" in err and err.count("\n") == 1
     assert not (state / "superlink.log").exists()
+
+
+def test_a_second_cloud_on_a_state_folder_in_use_is_refused(tmp_path, capsys):
+    """It rewrote the running cloud's Flower config, which then polled a dead SuperLink for ever."""
+    from mvstylizer.files import lock_folder
+
+    state = tmp_path / "state"
+    state.mkdir()
+    running = lock_folder(state, "held by the running cloud")
+    try:
+        assert main(["cloud", "serve", "--port", "19099", "--state-dir", str(state)]) == 2
+    finally:
+        running.close()
+    err = capsys.readouterr().err
+    assert "is in use by another running cloud" in err and err.count("\n") == 1
+    assert not (state / "flwr-home").exists()
 
 
 # ---------------------------------------------------------------- Flower's simulation engine

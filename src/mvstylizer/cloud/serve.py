@@ -29,7 +29,7 @@ from pathlib import Path
 import tomli_w
 
 from ..errors import UserError
-from ..files import atomic_write_text
+from ..files import atomic_write_text, lock_folder
 from ..fl.flower import console_script, flower_env, stop_process
 from .registry import ModelRegistry
 from .server_app import CloudConfig
@@ -128,6 +128,19 @@ def serve(cfg: ServeConfig, echo: Callable[[str], None] = print) -> dict:
             made.mkdir(parents=True, exist_ok=True)
         except OSError as e:  # a file of that name, no permission
             raise UserError(f"{flag} {folder} cannot be used as a folder: {e.strerror or e}") from None
+    # Two clouds on one state folder rewrote each other's Flower config, and the first then polled a
+    # dead SuperLink for ever.
+    lock = lock_folder(state, f"--state-dir {state} is in use by another running cloud; wait for it or give "
+                              "another folder")
+    try:
+        return _serve(cfg, state, registry_dir, echo)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _serve(cfg: ServeConfig, state: Path, registry_dir: Path, echo: Callable[[str], None]) -> dict:
+    cloud = cfg.cloud
     registry = ModelRegistry(registry_dir)
     done = registry.latest()
     if done is not None and done.round >= cloud.num_rounds:

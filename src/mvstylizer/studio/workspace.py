@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import IO
 
 from ..errors import NotFoundError, UserError
+from ..files import lock_folder
 from .jobs import ACTIVE, Job
 from .media import VideoFacts, human_bytes
 
@@ -258,18 +259,8 @@ class Workspace:
     def _claim(self) -> None:
         """Hold the folder's lock for this studio's life: a second studio on the same folder emptied
         sessions/ at its start, under the first one's running renders and open pages."""
-        try:
-            import fcntl
-        except ImportError:  # not POSIX: no lock
-            return
-        f = open(self.root / ".lock", "ab")  # held open, and locked, for the workspace's life
-        try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            f.close()
-            raise UserError(f"work folder {self.root} is in use by another running studio; give this one "
-                            "another --workdir") from None
-        self._lock_file = f
+        self._lock_file = lock_folder(self.root, f"work folder {self.root} is in use by another running "
+                                                 "studio; give this one another --workdir")
 
     def close(self) -> None:
         """Let another studio use the folder (also done when the workspace is garbage collected)."""
