@@ -86,6 +86,15 @@ def test_frames_whose_files_are_gone_do_not_count(tmp_path, no_flower):
         check_store(JoinConfig(superlink="127.0.0.1:9092", data_dir=store))
 
 
+def test_frames_whose_files_do_not_decode_do_not_count(tmp_path, no_flower):
+    """Damaged files passed this check, and the ClientApp then failed inside Flower with a traceback."""
+    store = _store(tmp_path / "edge", 3)
+    for f in list((store / "frames").iterdir())[:2]:
+        f.write_bytes(b"garbage")
+    with pytest.raises(UserError, match="has 1 stored frame"):
+        check_store(JoinConfig(superlink="127.0.0.1:9092", data_dir=store))
+
+
 @pytest.mark.parametrize("index", [b"", b"garbage!", b"SQLite format 3\x00" + b"\xff" * 200])
 def test_an_index_that_is_not_a_frame_store_is_refused_and_left_as_it_was(tmp_path, capsys, no_flower, index):
     (tmp_path / "index.sqlite").write_bytes(index)

@@ -76,8 +76,9 @@ class JoinConfig:
 
 
 def stored_frames(data_dir: Path, enough: int = MIN_FRAMES) -> int:
-    """How many frames of the store in ``data_dir`` have their file, counted up to ``enough``. The index
-    is opened read-only (the edge server owns it); one that is not a frame store raises UserError."""
+    """How many frames of the store in ``data_dir`` have a file that decodes, counted up to ``enough``
+    (a store of damaged files passed, and the ClientApp then failed inside Flower with a traceback). The
+    index is opened read-only (the edge server owns it); one that is not a frame store raises UserError."""
     index = Path(data_dir).resolve() / "index.sqlite"
     try:
         db = sqlite3.connect(f"{index.as_uri()}?mode=ro", uri=True, timeout=30.0)
@@ -88,9 +89,12 @@ def stored_frames(data_dir: Path, enough: int = MIN_FRAMES) -> int:
     except sqlite3.Error as e:
         raise UserError(f"--data-dir {data_dir}: {index.name} is not a readable frame store ({e}); run "
                         f"`mvstylizer edge serve --data-dir {data_dir}` to make one") from None
+    import cv2
+
     found = 0
     for fid in ids:
-        if isinstance(fid, str) and (Path(index.parent) / "frames" / f"{fid}.png").is_file():
+        path = Path(index.parent) / "frames" / f"{fid}.png"
+        if isinstance(fid, str) and path.is_file() and cv2.imread(str(path), cv2.IMREAD_REDUCED_COLOR_8) is not None:
             found += 1
             if found >= enough:
                 break
