@@ -254,3 +254,19 @@ def test_a_diverged_loss_is_written_as_null_in_strict_json():
     report = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON constant {c}"))
     assert report["summary"]["federated"]["population"] == {"mean": None, "std": None}
     assert report["curve"] == [[1.0, None]] and report["seeds"] == [0, 1]
+
+
+def test_more_edges_than_the_data_makes_or_a_screen_without_a_majority_is_said():
+    """--edges 1000 ran with the 5 edges the data makes, and --min-agreement with 2 edges judged
+    nothing, both without a word."""
+    from mvstylizer.fl.population import PopConfig, prepare
+
+    said: list[str] = []
+    ctx = prepare(PopConfig(edges=1000, min_agreement=0.0, eval_crops=2, frames_per_clip=1,
+                            held_out_per_clip=1), log=said.append)
+    assert len(ctx.edges) == 5
+    assert any("1000 edges asked for; the data makes 5" in m for m in said)
+    said.clear()
+    prepare(PopConfig(edges=2, min_agreement=0.0, eval_crops=2, frames_per_clip=1, held_out_per_clip=1),
+            log=said.append)
+    assert any("judges nothing" in m for m in said)

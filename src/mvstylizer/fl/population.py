@@ -591,6 +591,11 @@ def _seed_job(seed: int, cfg: PopConfig, ctx: Context, log: Callable[[str], None
 def prepare(cfg: PopConfig, log: Callable[[str], None] = lambda m: None) -> Context:
     """Load the edges and the starting model, fix the held-out crops and score the starting model."""
     edges, unseen = load_edges(cfg)
+    if len(edges) < cfg.edges:
+        log(f"warning: {cfg.edges} edges asked for; the data makes {len(edges)}, so the run has {len(edges)}")
+    if cfg.min_agreement > -1.0 and len(edges) < 3:
+        log("warning: the agreement screen needs 3 or more edges (2 have no majority to agree with); it "
+            "judges nothing in this run")
     for e in [*edges, unseen]:
         log(f"edge {e.scene}{' (unseen)' if e is unseen else ''}: {len(e.train)} train / {len(e.held_out)} "
             f"{'validation' if cfg.validate else 'held-out'} frames from {', '.join(e.sources)}")
