@@ -390,6 +390,12 @@ def test_cloud_serve_checks_its_starting_weights_before_starting_flower(tmp_path
     assert not (state / "superlink.log").exists()
 
 
+def test_a_host_that_names_nothing_is_not_called_a_port_in_use(tmp_path, capsys):
+    assert main(["cloud", "serve", "--host", "999.9.9.9", "--port", "19099", "--state-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--host 999.9.9.9 is not a name or address" in err and "in use" not in err
+
+
 def test_a_second_cloud_on_a_state_folder_in_use_is_refused(tmp_path, capsys):
     """It rewrote the running cloud's Flower config, which then polled a dead SuperLink for ever."""
     from mvstylizer.files import lock_folder

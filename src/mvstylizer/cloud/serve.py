@@ -17,6 +17,7 @@ after a crash or a stop resumes from the last completed round.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import socket
@@ -88,7 +89,12 @@ def check_port_free(host: str, port: int) -> None:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
+        except socket.gaierror as e:  # not "in use": the host names nothing
+            raise UserError(f"--host {host} is not a name or address this machine can listen on "
+                            f"({e.strerror or e})") from None
         except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise UserError(f"--host {host} is not an address of this machine") from None
             raise UserError(f"port {port} on {host} is in use ({e.strerror or e}); stop what listens there "
                             "or choose another --port") from None
 
@@ -148,13 +154,13 @@ def _serve(cfg: ServeConfig, state: Path, registry_dir: Path, echo: Callable[[st
         return {"status": "finished:completed", "rounds": registry.rounds()}
     if done is not None:
         echo(f"resuming after round {done.round} from {done.path}")
+    check_port_free(cfg.host, cfg.port)  # before the app and config are written: a wrong --host or --port
     home, app_dir = state / "flwr-home", state / "app"
     control = f"{'127.0.0.1' if cfg.host in ('0.0.0.0', '::') else cfg.host}:{cfg.port}"
     write_app(app_dir, cloud)
     write_flower_config(home, control)
     env = flower_env(home)
     log_path = state / "superlink.log"
-    check_port_free(cfg.host, cfg.port)
     with open(log_path, "ab") as log_file:
         link = subprocess.Popen(
             [console_script("flower-superlink"), "--insecure", "--host", cfg.host, "--port", str(cfg.port),
