@@ -459,6 +459,10 @@ def test_cli_studio_port_in_use_is_a_clean_error(tmp_path, capsys):
     assert "cannot be larger" in capsys.readouterr().err
     (tmp_path / "file").write_text("x")
     assert main(["studio", "--workdir", str(tmp_path / "file")]) == 2
+    capsys.readouterr()
+    for edge in ("notaurl", "http://127.0.0.1:99999"):  # started, then said "cannot reach the edge" on the page
+        assert main(["studio", "--edge", edge, "--workdir", str(tmp_path / "w2")]) == 2
+        assert capsys.readouterr().err.startswith("error: edge URL")
 
 
 @pytest.mark.network

@@ -54,6 +54,10 @@ def _studio(args: argparse.Namespace) -> int:
         raise UserError("--max-upload-mb cannot be larger than --max-work-mb")
     if args.workdir is not None and args.workdir.exists() and not args.workdir.is_dir():
         raise UserError(f"--workdir {args.workdir} is a file, not a folder")
+    if args.edge:  # the URL's form (scheme, port, no credentials), as stylize checks it; no request is made
+        from ..mobile.http_edge import HttpEdge
+
+        HttpEdge(args.edge).close()
     temp: Path | None = None
     try:  # made inside: a Ctrl-C just after it is made still removes it
         if args.workdir is None:
