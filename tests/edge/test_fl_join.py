@@ -44,6 +44,16 @@ def test_a_superlink_flower_could_never_reach_is_refused(tmp_path, superlink):
         JoinConfig(superlink=superlink, data_dir=tmp_path)
 
 
+@pytest.mark.parametrize("superlink, says", [
+    ("[::1", "an IPv6 address goes in brackets"),  # was "host '[:'"
+    ("http://127.0.0.1:9092", "without a scheme"),  # was the IPv6 hint
+])
+def test_a_half_bracketed_or_url_superlink_is_named_for_what_it_is(tmp_path, superlink, says):
+    _store(tmp_path, 2)
+    with pytest.raises(UserError, match=says):
+        JoinConfig(superlink=superlink, data_dir=tmp_path)
+
+
 @pytest.mark.parametrize("superlink", [
     "127.0.0.1:9092", "cloud.example.org:9092", "[::1]:9092", "[fe80::1]:1", "localhost.:65535", "fl_cloud:9092",
 ])

@@ -39,6 +39,8 @@ def _check_host(host: str) -> None:
             return
         except ValueError:
             raise UserError(f"--superlink host {host} is not an IPv6 address") from None
+    if "://" in host:  # a URL: the SuperLink's address is HOST:PORT alone (its gRPC has no scheme)
+        raise UserError(f"--superlink takes HOST:PORT, without a scheme: not {host.partition('://')[0]}://")
     if ":" in host:
         raise UserError(f"--superlink host {host!r}: write an IPv6 address in brackets, e.g. [::1]:9092")
     name = host[:-1] if host.endswith(".") else host
@@ -57,6 +59,8 @@ class JoinConfig:
         host, sep, port = self.superlink.rpartition(":")
         if not sep or not host or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
             raise UserError(f"--superlink must be HOST:PORT with a port 1..65535, got {self.superlink!r}")
+        if host.startswith("[") != host.endswith("]"):  # "[::1" split at its last ':' read as host '[:'
+            raise UserError(f"--superlink {self.superlink!r}: an IPv6 address goes in brackets, e.g. [::1]:9092")
         _check_host(host)
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 1 <= self.port <= 65535:
             raise UserError(f"--port must be 1..65535, got {self.port}")
