@@ -106,9 +106,15 @@ def _untagged_matrix(frame: av.VideoFrame) -> dict[str, str]:
     """``src_colorspace`` for swscale where ``frame`` states no matrix and players take it for BT.709."""
     if frame.colorspace != _SPC_UNSPECIFIED or not (frame.width >= 1280 or frame.height > 576):
         return {}
-    if not any(c.is_chroma for c in frame.format.components):  # RGB, grey, palette: no matrix
-        return {}
-    return {"src_colorspace": "ITU709"}
+    return {"src_colorspace": "ITU709"} if _is_yuv(frame.format) else {}
+
+
+def _is_yuv(fmt: av.VideoFormat) -> bool:
+    """Whether pixels of ``fmt`` are luma and two colour differences (any subsampling): not RGB, grey,
+    palette or XYZ. (PyAV's ``is_chroma`` is the plane's subsampling shift, 0 for 4:4:4.)"""
+    if fmt.is_rgb or fmt.name.startswith(("gray", "ya", "pal", "mono", "xyz")):
+        return False
+    return sum(not c.is_alpha for c in fmt.components) >= 3
 
 
 # HDR video: what phones record by default (iPhones HLG, or Dolby Vision on an HLG base; Android HLG
