@@ -748,3 +748,42 @@ def test_an_mkv_whose_video_starts_after_its_audio_is_not_called_damaged(tmp_pat
     with caplog.at_level(logging.WARNING, logger="mvstylizer"), VideoReader(path) as reader:
         assert len(list(reader.frames())) == 30
     assert "declares" not in caplog.text
+
+
+def _exif_mjpeg(path, rotation: int) -> np.ndarray:
+    """A camera-style MJPEG movie whose JPEG frames carry EXIF (FFmpeg 8 attaches it to each frame as
+    side data of a type PyAV 18 does not know); returns the stored pixels."""
+    import io
+    from fractions import Fraction
+
+    from PIL import Image
+
+    img = np.zeros((32, 48, 3), np.uint8)
+    img[:8, :8] = (255, 0, 0)  # red marker top-left in stored pixels
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"  # Make
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "JPEG", quality=95, exif=exif)
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream("mjpeg", rate=10)
+        vs.width, vs.height, vs.pix_fmt = 48, 32, "yuvj420p"
+        if rotation:
+            vs.set_display_rotation(rotation)
+        for i in range(3):
+            packet = av.Packet(buf.getvalue())
+            packet.stream, packet.pts, packet.dts = vs, i, i
+            packet.time_base, packet.is_keyframe = Fraction(1, 10), True
+            out.mux(packet)
+    return img
+
+
+@pytest.mark.parametrize(("name", "rotation"), [("cam.avi", 0), ("cam.mov", 90)])
+def test_mjpeg_frames_with_exif_are_read(tmp_path, name, rotation):
+    # Listing such a frame's side data raised "31 is not a valid Type": stylize ended in an internal error.
+    path = tmp_path / name
+    stored = _exif_mjpeg(path, rotation)
+    info, frames = read_all(path)
+    assert len(frames) == 3 and info.rotation == rotation
+    expected = np.rot90(stored, rotation // 90)
+    assert frames[0].rgb8.shape == expected.shape
+    assert np.abs(frames[0].rgb8.astype(int) - expected).mean() < 8

@@ -67,15 +67,7 @@ class Orientation:
 
 def orientation_of(frame: av.VideoFrame) -> Orientation:
     """Decode the frame's display matrix the way ffmpeg's autorotate does (fftools, FFmpeg 7)."""
-    matrix = None
-    # PyAV's stub types Frame.side_data as a TypedDict; it is a SideDataContainer (a Mapping keyed by SideData).
-    side_data = cast(SideDataContainer, frame.side_data)
-    for sd in side_data.keys():
-        if sd.type == SideDataType.DISPLAYMATRIX:
-            raw = bytes(sd)
-            if len(raw) >= 36:
-                matrix = np.frombuffer(raw[:36], dtype=np.int32)
-            break
+    matrix = _display_matrix(frame)
     if matrix is None:
         return Orientation()
     ccw = float(frame.rotation)  # av_display_rotation_get(): counter-clockwise degrees
@@ -85,6 +77,9 @@ def orientation_of(frame: av.VideoFrame) -> Orientation:
     snapped = int(round(theta / 90.0)) * 90 % 360
     if abs(((theta - snapped) + 180) % 360 - 180) > 1:
         log.warning("video has a %d degree display rotation; rounding to %d", theta, snapped)
+    if matrix.size == 0:  # only the angle is known: a plain rotation
+        op = {90: "clock", 180: "rot180", 270: "cclock"}.get(snapped, "none")
+        return Orientation(op=op, rotation=(360 - snapped) % 360)
     m0, m3, m4 = int(matrix[0]), int(matrix[3]), int(matrix[4])
     if snapped == 90:
         op = "transpose" if m3 > 0 else "clock"
@@ -96,6 +91,24 @@ def orientation_of(frame: av.VideoFrame) -> Orientation:
     else:
         op = "vflip" if m4 < 0 else "none"
     return Orientation(op=op, rotation=(360 - snapped) % 360)
+
+
+def _display_matrix(frame: av.VideoFrame) -> np.ndarray | None:
+    """The frame's 3x3 display matrix (nine int32, row-major), None if it has none, or an empty array
+    where only its angle can be read (``frame.rotation``, which FFmpeg reads from the matrix)."""
+    try:
+        # PyAV's stub types Frame.side_data as a TypedDict; it is a SideDataContainer (a Mapping keyed by SideData).
+        side_data = cast(SideDataContainer, frame.side_data)
+    except ValueError:
+        # PyAV (18) knows fewer side-data types than FFmpeg (8), and a frame holding one it does not know
+        # cannot list any: cameras' MJPEG movies carry their EXIF as type 31, and stylizing them
+        # failed with "31 is not a valid Type". Mirror matrices are not told apart from rotations then.
+        return np.empty(0, np.int32) if frame.rotation else None
+    for sd in side_data.keys():
+        if sd.type == SideDataType.DISPLAYMATRIX:
+            raw = bytes(sd)
+            return np.frombuffer(raw[:36], dtype=np.int32) if len(raw) >= 36 else None
+    return None
 
 
 _EXIF_ORIENTATION_TAG = 0x0112
