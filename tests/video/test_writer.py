@@ -246,6 +246,34 @@ def test_the_output_lasts_until_the_last_frame_has_shown(tmp_path, ext, times_ms
     assert duration == pytest.approx(times_ms[-1] / 1000 + 0.1, abs=0.002)
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".mov", ".mkv"])
+def test_a_video_that_starts_after_its_audio_ends_with_its_last_frame(tmp_path, ext):
+    # Its start (0.5 s) was added to the last frame's duration in MP4 and MOV: a 1.7 s file lasted 2.2 s.
+    src = tmp_path / "in.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=10, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        a = c.add_stream("aac", rate=RATE, layout="mono")
+        for i in range(12):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 20 * i, np.uint8), format="rgb24")
+            frame.pts = 5 + i  # from 0.5 s
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+        step = a.codec_context.frame_size or 1024
+        for t in range(0, RATE, step):  # one second of audio, from 0
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, step), np.int16), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = RATE, t
+            c.mux(a.encode(frame))
+        c.mux(a.encode(None))
+    out = tmp_path / f"out{ext}"
+    transcode(src, out)
+    with av.open(str(out)) as c:
+        shown = [round(float(f.time), 3) for f in c.decode(video=0)]
+        duration = c.duration / 1e6
+    assert shown == [round(0.5 + 0.1 * i, 3) for i in range(12)]
+    assert duration == pytest.approx(1.7, abs=0.002)
+
+
 # ---------------------------------------------------------------------------------------------
 # PCM goes into .mp4 as AAC (MP4's own PCM, 'ipcm', is one many players cannot play)
 # ---------------------------------------------------------------------------------------------

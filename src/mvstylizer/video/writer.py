@@ -211,6 +211,7 @@ class VideoWriter:
         # set so that the track covers the last frame (see _mux_video).
         self._held: av.Packet | None = None
         self._first_dts: int | None = None
+        self._first_pts: int | None = None  # the first frame's, in the encoder's clock
         self._dts_timed = suffix in (".mp4", ".mov", ".m4v")  # ISO media: sample times are dts steps
         self._closed = False
         # Per input audio stream index, in the templates' order (the output's track order).
@@ -364,6 +365,8 @@ class VideoWriter:
             if self._one_per_slot and placed - exact > 1:
                 return None
         self._last_pts = placed
+        if self._first_pts is None:
+            self._first_pts = placed
         return placed
 
     def _encode_video(self, frame: av.VideoFrame, pts: int) -> None:
@@ -384,16 +387,19 @@ class VideoWriter:
         and dts two frames behind the pts: the track (from the first dts, by dts steps, plus the last
         packet's duration) then ended where the last *decoded* packet did. With a variable rate whose
         last frame came late (frames at 0, 0.1, 0.2, 0.3, 1.3 s), an MP4 lasted 0.5 s and the last
-        frame lay past its end. Matroska times the track by pts and was right already."""
+        frame lay past its end. Matroska times the track by pts and was right already. The track's
+        dts run from the first frame's pts less the encoder's delay, not from 0: a video that starts
+        later than its file (0.5 s after its audio) had that start added to its last frame."""
         held, self._held = self._held, packet
         if packet is not None and self._first_dts is None:
             self._first_dts = packet.dts
         if held is None:
             return
-        first, last_pts, dts = self._first_dts, self._last_pts, held.dts
-        if packet is None and self._dts_timed and first is not None and last_pts is not None and dts is not None:
+        first, start, last_pts, dts = self._first_dts, self._first_pts, self._last_pts, held.dts
+        if (packet is None and self._dts_timed and first is not None and start is not None and last_pts is not None
+                and dts is not None):
             end = last_pts + self._frame_ticks  # the last frame's own pts plus one frame
-            held.duration = max(int(held.duration or 0), end + first - dts)
+            held.duration = max(int(held.duration or 0), end + (first - start) - dts)
         self._container.mux(held)
 
     def _run(self, fn: Callable[..., None], *args: object) -> None:
