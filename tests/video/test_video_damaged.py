@@ -132,6 +132,16 @@ def test_avi_declaring_more_frames_than_it_holds(tmp_path, caplog):
                         f"using the {FRAMES} decodable frames"]
 
 
+def test_a_few_percent_of_the_frames_missing_is_reported(tmp_path, caplog):
+    # Up to 5% of the declared frames went missing without a word: 30 s of a 10-minute clip.
+    path = tmp_path / "in.avi"
+    write_avi(path, frames=100)
+    declare_frames(path, 103)
+    _, frames, warnings = read(path, caplog)
+    assert len(frames) == 100
+    assert warnings == [f"{path} declares 103 frames but only 100 could be decoded; using the 100 decodable frames"]
+
+
 def test_garbage_in_the_middle_skips_the_undecodable_packets(tmp_path, caplog):
     intact, damaged = tmp_path / "intact.mp4", tmp_path / "damaged.mp4"
     write_test_clip(intact, width=64, height=48, frames=60, fps=FPS, audio=True)

@@ -49,7 +49,7 @@ SWS_ACCURATE_ENCODE = _Interp.BILINEAR | _Interp.ACCURATE_RND | _Interp.FULL_CHR
 # Declared frame counts may legitimately differ a little from what decodes (mp4 edit lists drop a
 # leading frame or two); more than this many missing means the file was cut short.
 _MISSING_FRAMES_ABS = 2
-_MISSING_FRAMES_FRAC = 0.05
+_MISSING_FRAMES_FRAC = 0.01
 # A failed read usually leaves the demuxer past the bad bytes, so the next read resyncs; reads that
 # keep failing (a disk error, nothing readable left) end the file after this many in a row.
 _MAX_FAILED_READS = 3
