@@ -32,3 +32,11 @@ def test_a_damaged_image_gives_one_error_line(tmp_path, capfd, style, fmt):
     err = capfd.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert cv2.utils.logging.getLogLevel() == before
+
+
+@pytest.mark.parametrize("output", ["o.mp4", "o.png"])
+def test_a_missing_image_is_named_before_the_output(tmp_path, capfd, style, output):
+    # With a video output it said "unsupported output extension '.mp4' ... an image output must end in ...".
+    assert main(["stylize", str(tmp_path / "nothere.png"), "--style", str(style), "-o", str(tmp_path / output),
+                 "-q"]) == 2
+    assert capfd.readouterr().err == f"error: image not found: {tmp_path / 'nothere.png'}\n"

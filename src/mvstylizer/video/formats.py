@@ -79,6 +79,9 @@ def check_output_path(input_path: str | os.PathLike[str], output_path: str | os.
     if style_path is not None:
         check_readable_photo(style_path)
         check_not_special(style_path, "style photo")
+    if is_image_path(inp) and not os.path.lexists(inp):
+        # Named first: "an image output must end in ..." for a mistyped input name sent the user to the output.
+        raise UserError(f"image not found: {inp}")
     suffix = out.suffix.lower()
     if is_video_path(inp):
         allowed, kind = WRITABLE_VIDEO_EXTS, "a video"
