@@ -85,3 +85,28 @@ def test_the_bars_two_pictures_share():
     assert wide.common(narrow) == narrow.common(wide) == Bars(20, 8, 0, 0)
     assert Bars(black=True).common(wide) == wide.common(Bars(black=True)) == wide
     assert Bars().common(wide) == Bars()
+
+
+def test_the_codecs_ringing_beside_a_bar_belongs_to_the_bar(tmp_path):
+    """H.264 leaves rows a few levels above black between a bar and a bright picture; taken for picture
+    on some frames and not on others, they were styled into a coloured line that came and went."""
+    import av
+
+    h, w, bar = 240, 320, 30  # 30: off the codec's 16-pixel macroblocks, so it rings across the edge
+    rng = np.random.default_rng(0)
+    path = tmp_path / "letterbox.mp4"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("libx264", rate=25, options={"preset": "ultrafast", "crf": "23"})
+        v.width, v.height, v.pix_fmt = w, h, "yuv420p"
+        for i in range(8):
+            img = np.zeros((h, w, 3), np.uint8)
+            img[bar:h - bar] = np.clip(200 + rng.normal(0, 40, (h - 2 * bar, w, 3)), 0, 255).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+    with av.open(str(path)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    beside = max(float((f.max(axis=2)[bar - 2:bar] > 12).mean()) for f in frames)
+    assert beside > 0.01, "the clip should ring beside the bar, or this test tests nothing"
+    assert {find_bars(f) for f in frames} == {Bars(bar, bar, 0, 0)}

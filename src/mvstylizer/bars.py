@@ -24,6 +24,12 @@ import numpy as np
 _LEVEL = 3.0 / 255.0  # most a bar row's mean may be
 _PEAK = 12.0 / 255.0  # a bar row's pixels are at most this bright ...
 _STRAY = 0.01  # ... but for this share of them (a codec's ringing beside the picture's edge)
+# Beside the picture a codec's ringing leaves a few rows that are not quite that black (a 320x240
+# H.264 letterbox: two rows at a mean of 4.5 levels, 7% of their pixels at 13-17); taken for picture,
+# they were styled into a coloured line between the bar and the picture, there on some frames and not
+# on others. A bar takes in up to _RINGING such rows next to it (half a macroblock): mean at most twice
+# _LEVEL, and at most _STRAY of their pixels brighter than twice _PEAK.
+_RINGING = 8
 _MIN_BAR = 0.01  # a bar thinner than this share of its side is taken for the picture's own dark edge
 _MIN_PICTURE = 0.25  # with less picture than this share of a side left, it is a dark frame, not bars
 _MIN_SIDE = 16  # nor with less than this many pixels: the models' feature trunks need 8 (wct2 pads to 16)
@@ -65,28 +71,35 @@ def find_bars(rgb: np.ndarray) -> Bars:
     img = np.asarray(rgb)
     scale = 255.0 if img.dtype == np.uint8 else 1.0
     brightest = img.max(axis=2).astype(np.float32) / scale
-    bright = brightest > _PEAK
+    bright, ringing = brightest > _PEAK, brightest > 2 * _PEAK
 
-    def is_black(mean: np.ndarray, stray: np.ndarray) -> np.ndarray:
-        return (mean <= _LEVEL) & (stray <= _STRAY)
+    def lines(axis: int, part: slice) -> tuple[np.ndarray, np.ndarray]:
+        """(black, faint) per row (axis 1) or column (axis 0) of the rows ``part``."""
+        mean = brightest[part].mean(axis=axis)
+        return ((mean <= _LEVEL) & (bright[part].mean(axis=axis) <= _STRAY),
+                (mean <= 2 * _LEVEL) & (ringing[part].mean(axis=axis) <= _STRAY))
 
-    def run(black: np.ndarray) -> tuple[int, int]:
+    def run(black: np.ndarray, faint: np.ndarray) -> tuple[int, int]:
         n = len(black)
         lead, trail = int(np.argmin(black)), int(np.argmin(black[::-1]))
-        lead = lead if lead >= max(2, _MIN_BAR * n) else 0
-        trail = trail if trail >= max(2, _MIN_BAR * n) else 0
+        lead = lead + _leading(faint[lead:lead + _RINGING]) if lead >= max(2, _MIN_BAR * n) else 0
+        trail = trail + _leading(faint[::-1][trail:trail + _RINGING]) if trail >= max(2, _MIN_BAR * n) else 0
         if n - lead - trail < max(_MIN_PICTURE * n, _MIN_SIDE):
             return 0, 0
         return lead, trail
 
-    rows = is_black(brightest.mean(axis=1), bright.mean(axis=1))
-    if rows.all():
-        return Bars(black=True)
-    top, bottom = run(rows)
     h = brightest.shape[0]
-    inner = slice(top, h - bottom)
-    left, right = run(is_black(brightest[inner].mean(axis=0), bright[inner].mean(axis=0)))
+    black_rows, faint_rows = lines(1, slice(0, h))
+    if black_rows.all():
+        return Bars(black=True)
+    top, bottom = run(black_rows, faint_rows)
+    left, right = run(*lines(0, slice(top, h - bottom)))
     return Bars(top, bottom, left, right)
+
+
+def _leading(flags: np.ndarray) -> int:
+    """How many of ``flags`` are true before the first false one."""
+    return len(flags) if flags.all() else int(np.argmin(flags))
 
 
 def within_bars(stylize: Callable[[np.ndarray], np.ndarray], frame: np.ndarray) -> np.ndarray:
