@@ -210,6 +210,25 @@ def test_strength_0_leaves_a_frame_exposed_differently_from_its_keys_as_it_is(st
     assert max(np.abs(o.astype(int) - f).mean() for o, f in zip(out, frames, strict=True)) < 1.0
 
 
+def test_half_strength_is_half_way_between_the_frame_and_its_full_style(tmp_path):
+    """Each key's transforms were blended with the identity: where a look mixes channels (a cyan and
+    magenta style), half strength came out more saturated than full, not between the two ends."""
+    import cv2
+
+    style = np.zeros((96, 128, 3), np.uint8)
+    style[:, :64], style[:, 64:] = (40, 230, 240), (250, 30, 220)  # RGB: cyan, magenta
+    style = np.clip(style.astype(np.float32) + np.random.default_rng(1).normal(0, 12, style.shape), 0, 255)
+    cv2.imwrite(str(tmp_path / "neon.png"), cv2.cvtColor(style.astype(np.uint8), cv2.COLOR_RGB2BGR))
+    frames = [(texture(48, 64, seed=5) * 220 + 20).astype(np.uint8)] * 6
+    outs = {}
+    for s in (0.0, 0.5, 1.0):
+        with mvstylizer.VideoStylizer(model="mk", strength=s) as vs:
+            outs[s] = np.stack(list(vs.stylize_frames(frames, tmp_path / "neon.png"))).astype(np.float32)
+    assert np.abs(outs[0.0] - np.stack(frames)).max() == 0
+    mid = (outs[0.0] + outs[1.0]) / 2
+    assert np.abs(outs[0.5] - mid).max() <= 0.5
+
+
 def _remote_edge_in_process(monkeypatch) -> None:
     """``VideoStylizer(edge="http://edge.test")`` talks HTTP to an in-process edge service (no socket)."""
     import httpx

@@ -111,10 +111,6 @@ class ResidualGrid:
                 out[..., i] += co[..., 3 * i + j] * content[..., j]
         return out
 
-    def scaled(self, factor: float) -> ResidualGrid:
-        """The grid with every map multiplied by ``factor`` (a strength below 1)."""
-        return ResidualGrid((self.coeffs * np.float32(factor)).astype(np.float32))
-
     def blend(self, other: ResidualGrid, weight: float) -> ResidualGrid:
         """``(1 - weight) * self + weight * other``."""
         return ResidualGrid(((1.0 - weight) * self.coeffs + weight * other.coeffs).astype(np.float32))

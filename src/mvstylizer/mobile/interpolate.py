@@ -31,7 +31,7 @@ import numpy as np
 from ..bars import Bars, find_bars
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
 from .grid import GridConfig, ResidualGrid, fit_grid
-from .look import Look, blend_gap, fit_look, identity_look, look_scratch
+from .look import Look, blend_gap, fit_look, look_scratch
 
 # Two keys' exposure gains for a frame closer than this (in log units, 2%) count as one: the frame is
 # rendered through one blended grid, and the looks' parameter blend stands where it is close enough.
@@ -47,7 +47,8 @@ class KeyFrame:
     grid: ResidualGrid | None = None  # spatially varying models only
     gray: np.ndarray | None = None  # key-size grey uint8, for the warp method's flow
     exposure: float = 0.0  # log exposure of the key frame (mobile/exposure.py)
-    styled8: np.ndarray | None = None  # full-resolution output of the key
+    styled8: np.ndarray | None = None  # full-resolution output of the key, at full strength
+    full8: np.ndarray | None = None  # the key's own full-resolution frame, kept at a strength below 1
     colours: np.ndarray | None = None  # (N, 3) float32 sample of the key's colours, in [0, 1]
     bars: Bars = field(default_factory=Bars)  # letterbox or pillarbox bars of the key, key-size pixels
 
@@ -64,8 +65,11 @@ class InterpConfig:
     # (small videos) is sliced whole: no upsampling, and its other per-frame work is a fraction
     # of a 1080p frame's.
     map_scale: float = 0.5
-    # How much of the style to apply, 0..1: each key's transform is blended with the identity
-    # (look parameters and grid maps alike), as a preset slider does; frames follow their keys.
+    # How much of the style to apply, 0..1, as a preset's amount slider: each output frame is
+    # (1 - strength) x the frame + strength x its full-strength rendering (:func:`with_strength`).
+    # Blending the keys' transforms with the identity instead (their look parameters and grid maps) is
+    # no blend of the outputs where a look mixes channels: half strength came out more saturated than
+    # full with a neon style's look (a blue 30 levels above both ends).
     strength: float = 1.0
     grid: GridConfig = field(default_factory=GridConfig)
     # Two keys' looks are blended parameter by parameter (one look per frame). Where that strays more
@@ -132,10 +136,8 @@ class Interpolator:
             # offsets to them (one rounding and clip for both).
             residual = styled - look.levels(content8).astype(np.float32) * (1.0 / 255.0)
             grid = fit_grid(gray, content, residual, self.config.grid, mask=_picture_mask(bars, gray.shape))
-        if self.config.strength < 1.0:
-            look = identity_look(look.pre.shape[1]).blend(look, self.config.strength)
-            grid = grid.scaled(self.config.strength) if grid is not None else None
-        key = KeyFrame(index, look, grid, gray, exposure=exposure, colours=_colour_sample(content), bars=bars)
+        key = KeyFrame(index, look, grid, gray, exposure=exposure, colours=_colour_sample(content), bars=bars,
+                       full8=full8 if self.config.strength < 1.0 else None)
         with self._key_lock:
             levels, offsets = self._key_scratch.like(full8)
             grids = [] if grid is None else [(grid, 1.0, 1.0)]
@@ -190,11 +192,7 @@ class Interpolator:
         limit = self.config.max_exposure_gain
         if limit <= 1.0:
             return 1.0
-        # At a strength below 1 the look is partly the identity, which must leave the frame's own
-        # exposure alone: the gain is scaled with the strength, exact at 0 (the frame as it is) and at 1.
-        # (A simplification in between: at 0.5 an exposure blip mid-gap still ended 2-4 levels off
-        # styling that frame alone, against 3-4 before.)
-        return float(np.clip(np.exp(log_gain * self.config.strength), 1.0 / limit, limit))
+        return float(np.clip(np.exp(log_gain), 1.0 / limit, limit))
 
     def keys_disagree(self, a: KeyFrame, b: KeyFrame, content8: np.ndarray, exposure: float = 0.0) -> bool:
         """Whether keys a and b style ``content8`` (a frame between them, any size, at log exposure
@@ -295,6 +293,15 @@ class _LookMix:
         """Exact blend minus parameter blend of ``small8`` (uint8 RGB), float32 8-bit levels."""
         exact = cv2.addWeighted(self.a.float_levels(small8), 1.0 - self.w, self.b.float_levels(small8), self.w, 0.0)
         return exact - self.blended.float_levels(small8)
+
+
+def with_strength(styled8: np.ndarray, frame8: np.ndarray, strength: float, out: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """``(1 - strength) * frame8 + strength * styled8``, rounded (uint8 RGB of one shape; into ``out``
+    if given, which may be ``styled8``): the output at a strength below 1. ``styled8`` itself at 1."""
+    if strength >= 1.0:
+        return styled8
+    return cv2.addWeighted(frame8, 1.0 - strength, styled8, strength, 0.0, dst=out)
 
 
 def _picture_mask(bars: Bars, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -135,10 +135,6 @@ def blend_gap(a: Look, b: Look, colours: np.ndarray | None = None, samples: int 
     return float(np.abs(a.blend(b, 0.5).apply_float(colours) - exact).max() * 255.0)
 
 
-def identity_look(knots: int = KNOTS) -> Look:
-    return Look(np.tile(np.linspace(0.0, 1.0, knots, dtype=np.float32), (3, 1)), np.eye(3, 4, dtype=np.float32))
-
-
 def fit_look(content: np.ndarray, styled: np.ndarray, knots: int = KNOTS) -> Look:
     """The global colour function that best takes ``content`` to ``styled`` (HxWx3 float in [0,1]).
 

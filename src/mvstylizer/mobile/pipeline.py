@@ -36,7 +36,7 @@ from ..video.reader import DecodedFrame, DeferredFrame, VideoReader
 from ..video.writer import VideoWriter
 from .edge_link import EdgeLink, find_model
 from .exposure import ExposureTracker, Lighting, ShotExposure, fade_levels
-from .interpolate import InterpConfig, Interpolator, KeyFrame
+from .interpolate import InterpConfig, Interpolator, KeyFrame, with_strength
 from .keyframes import KeyframeConfig, KeyframeSelector
 from .meta_smoothing import SMOOTHERS
 
@@ -282,7 +282,7 @@ class VideoPipeline:
         assert key.styled8 is not None  # Interpolator.key always renders the key's output
         with atomic_path(output_path) as tmp:  # the hook runs before the rename: if it raises, no image is left
             with timer("encode"):
-                write_image(tmp, key.styled8, shown_as=output_path)
+                write_image(tmp, with_strength(key.styled8, rgb8, self.config.interp.strength), shown_as=output_path)
             if on_frame is not None:
                 on_frame(1, 1)
         report.frames, report.keys, report.key_size = 1, [{"index": 0, "reason": "first"}], list(size)
@@ -389,12 +389,22 @@ class VideoPipeline:
                 converted[then.index] = ahead.submit(then.full)
             return job.result() if job is not None else f.full()
 
-        def faded(light: Lighting, upto: int) -> tuple[float, float]:
-            """How far frame ``light`` is scaled towards black and white (ShotExposure), in proportion
-            to the strength: at strength s the look keeps 1 - s of the frame's own fade already."""
+        strength = self.config.interp.strength
+
+        def finished(styled8: np.ndarray, frame8: np.ndarray, light: Lighting, upto: int,
+                     out: np.ndarray | None) -> np.ndarray:
+            """``styled8`` (the frame's full-strength rendering) scaled towards black and white as far as
+            the frame is faded (ShotExposure), then blended with the frame at the strength, which keeps
+            the frame's own fade (into ``out``, which may be ``styled8``; None: ``styled8`` itself if
+            nothing changes it, else a new image)."""
             shot.forget(light.index)
-            darker, lighter = shot.kept(light, upto)
-            return self.config.interp.strength * darker, self.config.interp.strength * lighter
+            kept = shot.kept(light, upto)
+            if strength >= 1.0 and not any(kept):
+                return styled8
+            out = frame_buffer(styled8) if out is None else out
+            if any(kept):
+                styled8 = fade_levels(styled8, *kept, out=out)
+            return with_strength(styled8, frame8, strength, out=out)
 
         def frame_buffer(like: np.ndarray) -> np.ndarray:
             if not buffers or buffers[0].shape != like.shape:
@@ -475,12 +485,11 @@ class VideoPipeline:
                         rgb8 = full(f, seg.frames[0] if seg.frames else None)
                     with timer("interpolation"):
                         out = interp.frame(f.index, f.low8, rgb8, a, b, f.exposure, out=frame_buffer(rgb8))
-                        kept = faded(f.light, seg.light.index)
-                        return (fade_levels(out, *kept, out=out) if any(kept) else out), f.pts
+                        return finished(out, rgb8, f.light, seg.light.index, out), f.pts
                 segments.popleft()
                 assert b.styled8 is not None  # Interpolator.key always renders the key's output
-                kept = faded(seg.light, seg.light.index)
-                return (fade_levels(b.styled8, *kept, out=frame_buffer(b.styled8)) if any(kept) else b.styled8), seg.pts
+                frame8 = b.full8 if b.full8 is not None else b.styled8  # kept below full strength only
+                return finished(b.styled8, frame8, seg.light, seg.light.index, None), seg.pts
 
         try:
             for work in works:
