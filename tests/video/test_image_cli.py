@@ -40,3 +40,20 @@ def test_a_missing_image_is_named_before_the_output(tmp_path, capfd, style, outp
     assert main(["stylize", str(tmp_path / "nothere.png"), "--style", str(style), "-o", str(tmp_path / output),
                  "-q"]) == 2
     assert capfd.readouterr().err == f"error: image not found: {tmp_path / 'nothere.png'}\n"
+
+
+@pytest.mark.parametrize("output", ["o.png", "o.webp", "o.tif", "o.jpg"])
+def test_an_image_keeps_its_transparency_where_the_output_can(tmp_path, style, output):
+    # The alpha was dropped: a logo's transparent background came out as an opaque styled wash.
+    rgba = np.zeros((40, 60, 4), np.uint8)
+    rgba[..., :3] = (90, 160, 40)  # BGR
+    rgba[:, :20, 3], rgba[:, 20:30, 3], rgba[:, 30:, 3] = 0, 128, 255
+    Image.fromarray(rgba[..., [2, 1, 0, 3]]).rotate(90, expand=True).save(tmp_path / "logo.png")
+    assert main(["stylize", str(tmp_path / "logo.png"), "--style", str(style), "-o", str(tmp_path / output),
+                 "--model", "reinhard", "-q"]) == 0
+    out = cv2.imread(str(tmp_path / output), cv2.IMREAD_UNCHANGED)
+    if output.endswith(".jpg"):
+        assert out.shape == (60, 40, 3)
+        return
+    assert out.shape == (60, 40, 4)
+    np.testing.assert_array_equal(out[..., 3], np.rot90(rgba[..., 3]))

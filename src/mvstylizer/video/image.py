@@ -122,6 +122,26 @@ def read_image(path: str | os.PathLike[str], *, max_side: int | None = None,
         raise UserError(f"not enough memory to read {p} ({header.width}x{header.height} pixels)") from None
 
 
+def read_alpha(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """The image's alpha channel as HxW uint8, upright, or None if it has none or is opaque throughout
+    (what :func:`read_image` composites onto white, for an output that can carry it again)."""
+    p = Path(path)
+    header = read_header(p)
+    img = _supported(_decode(_read_bytes(p), header, p), p)
+    if img.ndim != 3 or img.shape[2] < 4:
+        return None
+    alpha = img[:, :, 3]
+    if alpha.dtype == np.uint16:
+        alpha = (alpha.astype(np.uint32) * 255 + 32767) // 65535
+    elif alpha.dtype != np.uint8:
+        alpha = alpha * np.float32(255) + np.float32(0.5)
+    alpha = alpha.astype(np.uint8)
+    if (alpha == 255).all():
+        return None
+    op = EXIF_OPS.get(header.orientation)
+    return Orientation(op=op).apply(alpha) if op is not None else alpha
+
+
 def read_style(path: str | os.PathLike[str], max_side: int) -> np.ndarray:
     """A style photo as ``stylize`` reads it (HxWx3 float32 RGB in [0, 1]): shrunk to ``max_side`` as
     decoded, a long thin one keeping up to 8 pixels across, and its transparent pixels left out. The
@@ -388,10 +408,14 @@ def _white(dtype: np.dtype) -> float:
     return {np.uint8: 255.0, np.uint16: 65535.0}.get(dtype.type, 1.0)
 
 
-def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, shown_as: str | os.PathLike[str] | None = None
-                ) -> None:
+ALPHA_EXTS = frozenset({".png", ".webp", ".tif", ".tiff"})  # image outputs that hold an alpha channel
+
+
+def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, shown_as: str | os.PathLike[str] | None = None,
+                alpha: np.ndarray | None = None) -> None:
     """Write HxWx3 RGB (float in [0, 1] or uint8; uint16 kept 16-bit for PNG/TIFF) atomically.
-    ``shown_as``: the path error messages name, for a caller writing under a temporary name."""
+    ``shown_as``: the path error messages name, for a caller writing under a temporary name. ``alpha``:
+    an HxW uint8 alpha channel to write with 8-bit RGB, in a format that holds one (:data:`ALPHA_EXTS`)."""
     p = Path(path)
     name = Path(shown_as) if shown_as is not None else p
     suffix = p.suffix.lower()
@@ -413,6 +437,12 @@ def write_image(path: str | os.PathLike[str], rgb: np.ndarray, *, shown_as: str 
         raise ValueError(f"unsupported image dtype {arr.dtype}")
     if out.ndim == 3:
         out = np.ascontiguousarray(out[:, :, ::-1])
+    if alpha is not None:
+        if suffix not in ALPHA_EXTS or out.dtype != np.uint8 or alpha.shape != out.shape[:2]:
+            raise ValueError(f"an alpha channel of shape {alpha.shape} cannot go with {out.shape} {out.dtype} "
+                             f"into {suffix}")
+        grey = out.ndim == 2
+        out = cv2.merge([*(3 * [out] if grey else cv2.split(out)), np.asarray(alpha, np.uint8)])
     params: list[int] = []
     if suffix in _JPEG_EXTS:
         params = [cv2.IMWRITE_JPEG_QUALITY, 95]
