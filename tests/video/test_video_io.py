@@ -542,6 +542,9 @@ def test_check_output_path(tmp_path):
     (tmp_path / "dir.mp4").mkdir()
     with pytest.raises(UserError, match="folder"):
         check_output_path(inp, tmp_path / "dir.mp4")
+    with pytest.raises(UserError, match="image not found"):
+        check_output_path(tmp_path / "photo.jpg", tmp_path / "styled.png")
+    cv2.imwrite(str(tmp_path / "photo.jpg"), np.zeros((8, 8, 3), np.uint8))
     check_output_path(tmp_path / "photo.jpg", tmp_path / "styled.png")  # image in, image out
     with pytest.raises(UserError, match="unsupported output extension"):
         check_output_path(tmp_path / "photo.jpg", tmp_path / "styled.mp4")
