@@ -285,3 +285,20 @@ def test_pcm_audio_is_re_encoded_for_mp4_only(tmp_path, out, codec):
     transcode(tmp_path / "in.mov", tmp_path / out)
     assert audio_channels(tmp_path / out) == (codec, 2)
     assert audio_seconds(tmp_path / out) == pytest.approx(0.4, abs=0.05)
+
+
+def test_an_undecodable_audio_packet_is_copied_and_counted(tmp_path, caplog):
+    # Copied without a word: the README's "one warning counting them" held for re-encoded audio only.
+    def corrupt(n: int, p: av.Packet) -> list[av.Packet]:
+        return [copy_of(p, bytes(p.size))] if n == 30 else [p]
+
+    def audio_packets(path: Path) -> int:
+        with av.open(str(path)) as c:
+            return sum(1 for p in c.demux(audio=0) if p.size)
+
+    write_clip(tmp_path / "in.mkv", tamper=corrupt)
+    with caplog.at_level(logging.WARNING):
+        transcode(tmp_path / "in.mkv", tmp_path / "out.mp4")
+    assert audio_packets(tmp_path / "out.mp4") == audio_packets(tmp_path / "in.mkv")  # every packet copied
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("1 audio packet of ") and "could not be decoded" in warnings[0]

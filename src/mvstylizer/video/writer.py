@@ -130,6 +130,11 @@ class _AudioTrack:
         self.skipped = 0
         self.reason: str | None = None  # the first skipped packet's, for the warning
         self.last_dts: Fraction | None = None  # seconds, of the last copied packet
+        # "copy": the input's decoder, each packet tried on it before it is copied (None: not checked)
+        self.check: av.audio.codeccontext.AudioCodecContext | None = None
+        self.decoded = False  # "copy": the check has decoded a packet (so its decoder works here)
+        self.undecodable = 0  # "copy": packets copied although they did not decode
+        self.undecodable_reason: str | None = None
 
     def skip(self, why: str) -> None:
         self.skipped += 1
@@ -285,7 +290,7 @@ class VideoWriter:
         fmt = self._container.format.name
         if _can_remux(fmt, template):
             track.stream = self._container.add_stream_from_template(template)
-            track.mode = "copy"
+            track.mode, track.check = "copy", template.codec_context
             self._label(track.stream, template)
             return
         try:
@@ -456,13 +461,35 @@ class VideoWriter:
             # does not increase, so it is dropped; it is no sign that the audio after it is bad.
             track.skip("its timestamp does not follow the previous packet's")
             return
+        self._check_audio(track, packet)
         packet.stream = track.stream
         self._container.mux(packet)
         if dts is not None:
             track.last_dts = dts
 
+    @staticmethod
+    def _check_audio(track: _AudioTrack, packet: av.Packet) -> None:
+        """Count a packet that does not decode. It is still copied, as FFmpeg's stream copy does:
+        players skip it, so it costs only itself, and the one warning says so. A decoder that has not
+        decoded a packet yet (none in this FFmpeg, or a damaged first packet) checks nothing."""
+        if track.check is None:
+            return
+        try:
+            track.check.decode(packet)
+            track.decoded = True
+        except AV_ERRORS as exc:
+            if not track.decoded:
+                track.check = None
+                return
+            track.undecodable += 1
+            track.undecodable_reason = track.undecodable_reason or reason(exc)
+
     def _warn_audio_losses(self) -> None:
         for track in self._tracks.values():
+            if track.undecodable:
+                log.warning("%d audio packet%s of %s%s could not be decoded (%s); copied as they are, players "
+                            "skip them", track.undecodable, "" if track.undecodable == 1 else "s",
+                            "" if track.only else f"{track.name} of ", self.path, track.undecodable_reason)
             if not track.skipped:
                 continue
             of = "" if track.only else f"{track.name} of "
