@@ -52,3 +52,27 @@ def test_without_tags_the_writer_adds_none(tmp_path):
         writer.write(np.zeros((24, 32, 3), np.uint8))
     with av.open(str(out)) as c:
         assert "creation_time" not in c.metadata and "title" not in c.metadata
+
+
+@pytest.mark.parametrize(("src_ext", "out_ext"), [(".mov", ".mp4"), (".mp4", ".mov"), (".mkv", ".mp4"), (".mp4", ".mkv")])
+def test_the_start_timecode_is_kept(tmp_path, src_ext, out_ext, style):
+    # It was dropped: editors line clips up by it (cameras and iPhones write a timecode track).
+    from mvstylizer.cli import main
+
+    src = tmp_path / f"in{src_ext}"
+    with av.open(str(src), "w") as out:
+        v = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = 32, 24, "yuv420p"
+        v.metadata["timecode"] = "01:02:03:04"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 60 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            out.mux(v.encode(frame))
+        out.mux(v.encode(None))
+    with VideoReader(src) as reader:
+        assert reader.info.timecode == "01:02:03:04"
+    dst = tmp_path / f"out{out_ext}"
+    assert main(["stylize", str(src), "--style", str(style), "-o", str(dst), "--model", "reinhard", "-q"]) == 0
+    with av.open(str(dst)) as c:
+        tags = {k.lower(): v for k, v in c.streams.video[0].metadata.items()}
+    assert tags.get("timecode") == "01:02:03:04"

@@ -407,7 +407,7 @@ def transcode(src: str | Path, dst: str | Path, crf: int, preset: str) -> int:
         info = reader.info
         with VideoWriter(dst, info.width, info.height, info.fps, reader.time_base,
                          audio_template=reader.audio_streams, crf=crf, preset=preset,
-                         metadata=info.metadata) as writer:
+                         metadata=info.metadata, timecode=info.timecode) as writer:
             for frame in reader.frames(audio_sink=writer.mux_audio):
                 writer.write(frame.rgb8, frame.pts)
             return writer.frames_written

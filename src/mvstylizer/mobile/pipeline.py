@@ -307,7 +307,8 @@ class VideoPipeline:
             timer = _Timer(report.stage_seconds)
             with VideoWriter(output_path, info.width, info.height, info.fps, reader.time_base,
                              audio_template=reader.audio_streams, crf=self.config.crf,
-                             preset=self.config.preset, metadata=info.metadata) as writer:
+                             preset=self.config.preset, metadata=info.metadata,
+                             timecode=info.timecode) as writer:
                 bar = _progress(info.frame_count, self.config.progress, input_path.name)
                 with bar:
                     # The key-size view that feeds the selector and the maths is made on the decoding

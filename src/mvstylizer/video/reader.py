@@ -73,6 +73,9 @@ class VideoInfo:
     # The file's own tags (creation_time, location, title...), for the writer's ``metadata``: ffmpeg
     # keeps them, and a phone's gallery files a video by its creation_time, not the day it was stylized.
     metadata: dict[str, str] = field(default_factory=dict)
+    # The recording's start timecode (HH:MM:SS:FF, as cameras and iPhones write it), for the writer:
+    # editors line clips up by it.
+    timecode: str | None = None
 
 
 @dataclass
@@ -352,6 +355,16 @@ _FORMAT_TAGS = {"major_brand", "minor_version", "compatible_brands", "encoder", 
 
 def _kept_tags(tags: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in tags.items() if k.lower() not in _FORMAT_TAGS}
+
+
+def _timecode(video: av.video.stream.VideoStream, container: av.container.InputContainer) -> str | None:
+    """The start timecode FFmpeg reads: the video stream's tag (MP4, MOV, Matroska's TIMECODE), else a
+    timecode track's."""
+    for stream in (video, *container.streams.data):
+        for key, value in stream.metadata.items():
+            if key.lower() == "timecode" and value:
+                return str(value)
+    return None
 
 
 def _is_video_stream(stream: av.stream.Stream) -> bool:
@@ -662,6 +675,7 @@ class VideoReader:
             codec=ctx.name or "unknown",
             decoded_frame_bytes=frame_bytes,
             metadata=_kept_tags(container.metadata),
+            timecode=_timecode(stream, container),
         )
 
     def _square_size(self, stream: av.video.stream.VideoStream, width: int, height: int) -> tuple[int, int] | None:

@@ -184,6 +184,7 @@ class VideoWriter:
         pix_fmt: str | None = None,
         background: bool = True,
         metadata: Mapping[str, str] | None = None,
+        timecode: str | None = None,
     ) -> None:
         self.path = Path(path)
         # Encoding runs on one worker thread (PyAV releases the GIL inside FFmpeg), so the caller's
@@ -240,6 +241,8 @@ class VideoWriter:
                 track = self._tracks[template.index] = _AudioTrack(template.index, name)
                 self._setup_audio(template, track)
             self._container.metadata.update(metadata or {})
+            if timecode:  # MP4 and MOV store it as a timecode track, Matroska as a tag
+                self._video.metadata["timecode"] = timecode
             self._start()
         except BaseException:
             self.abort()
