@@ -302,3 +302,31 @@ def test_an_undecodable_audio_packet_is_copied_and_counted(tmp_path, caplog):
     assert audio_packets(tmp_path / "out.mp4") == audio_packets(tmp_path / "in.mkv")  # every packet copied
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and warnings[0].startswith("1 audio packet of ") and "could not be decoded" in warnings[0]
+
+
+@pytest.mark.parametrize("ext", [".avi", ".mp4"])
+def test_avi_says_when_it_cannot_keep_the_audio_s_start(tmp_path, caplog, ext):
+    # AVI starts every track at 0: audio half a second after the video played half a second early,
+    # without a word. MP4 keeps the offset.
+    src = tmp_path / "in.mkv"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=10, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        a = c.add_stream("pcm_s16le", rate=RATE, layout="mono")
+        for i in range(15):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 10 * i, np.uint8), format="rgb24")
+            frame.pts = i
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+        for t in range(RATE // 2, RATE + RATE // 2, 1024):  # from 0.5 s
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), format="s16", layout="mono")
+            frame.sample_rate, frame.pts = RATE, t
+            c.mux(a.encode(frame))
+        c.mux(a.encode(None))
+    with caplog.at_level(logging.WARNING):
+        transcode(src, tmp_path / f"out{ext}")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if ext == ".avi":
+        assert len(warnings) == 1 and "starts 0.50 s after the video" in warnings[0]
+    else:
+        assert warnings == []

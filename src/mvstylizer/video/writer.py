@@ -130,6 +130,7 @@ class _AudioTrack:
         self.skipped = 0
         self.reason: str | None = None  # the first skipped packet's, for the warning
         self.last_dts: Fraction | None = None  # seconds, of the last copied packet
+        self.start: Fraction | None = None  # seconds, of the first packet or frame handed in
         # "copy": the input's decoder, each packet tried on it before it is copied (None: not checked)
         self.check: av.audio.codeccontext.AudioCodecContext | None = None
         self.decoded = False  # "copy": the check has decoded a packet (so its decoder works here)
@@ -442,6 +443,8 @@ class VideoWriter:
     def _mux_audio(self, track: _AudioTrack, packet: av.Packet) -> None:
         if track.failed:
             return
+        if track.start is None and packet.pts is not None and packet.time_base:
+            track.start = packet.pts * packet.time_base
         try:
             if track.mode == "copy":
                 self._copy_audio(track, packet)
@@ -486,6 +489,19 @@ class VideoWriter:
                 return
             track.undecodable += 1
             track.undecodable_reason = track.undecodable_reason or reason(exc)
+
+    def _warn_avi_audio_start(self) -> None:
+        """AVI gives a track no start time of its own: audio that starts after the video plays that much
+        early (the AVI muxer starts every track at 0). Said, rather than padded with silence."""
+        if not self._one_per_slot or self._first_pts is None:
+            return
+        video = self._first_pts * self._enc_tb  # seconds
+        for track in self._tracks.values():
+            if track.start is not None and track.mode != "none" and track.start - video > 1 / self.rate:
+                log.warning("%s starts %.2f s after the video, and AVI keeps no start time per track: it "
+                            "plays %.2f s early in %s (write .mp4 or .mkv to keep it in sync)",
+                            track.name.capitalize(), float(track.start - video), float(track.start - video),
+                            self.path)
 
     def _warn_audio_losses(self) -> None:
         for track in self._tracks.values():
@@ -540,6 +556,7 @@ class VideoWriter:
                     log.warning("%s%s may end early: %s", of, self.path, reason(exc))
             self._container.close()
             self._warn_audio_losses()
+            self._warn_avi_audio_start()
             if self.frames_dropped:
                 log.warning("%s holds one frame per 1/%g s: dropped %d of the %d frames of a variable frame "
                             "rate that came closer together", self.path, float(self.rate), self.frames_dropped,
