@@ -246,25 +246,31 @@ def test_the_output_lasts_until_the_last_frame_has_shown(tmp_path, ext, times_ms
     assert duration == pytest.approx(times_ms[-1] / 1000 + 0.1, abs=0.002)
 
 
-@pytest.mark.parametrize("ext", [".mp4", ".mov", ".mkv"])
-def test_a_video_that_starts_after_its_audio_ends_with_its_last_frame(tmp_path, ext):
-    # Its start (0.5 s) was added to the last frame's duration in MP4 and MOV: a 1.7 s file lasted 2.2 s.
-    src = tmp_path / "in.mkv"
-    with av.open(str(src), "w") as c:
+def write_offset_clip(path: Path, frames: int, video_start: int, audio: str, audio_from: float, audio_to: float) -> None:
+    """A 10 fps clip of ``frames`` frames from frame slot ``video_start``, and silent mono ``audio``
+    from ``audio_from`` to ``audio_to`` seconds."""
+    with av.open(str(path), "w") as c:
         v = c.add_stream("libx264", rate=10, options={"preset": "ultrafast"})
         v.width, v.height, v.pix_fmt = W, H, "yuv420p"
-        a = c.add_stream("aac", rate=RATE, layout="mono")
-        for i in range(12):
-            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 20 * i, np.uint8), format="rgb24")
-            frame.pts = 5 + i  # from 0.5 s
+        a = c.add_stream(audio, rate=RATE, layout="mono")
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 10 * i, np.uint8), format="rgb24")
+            frame.pts = video_start + i
             c.mux(v.encode(frame))
         c.mux(v.encode(None))
         step = a.codec_context.frame_size or 1024
-        for t in range(0, RATE, step):  # one second of audio, from 0
+        for t in range(round(audio_from * RATE), round(audio_to * RATE), step):
             frame = av.AudioFrame.from_ndarray(np.zeros((1, step), np.int16), format="s16", layout="mono")
             frame.sample_rate, frame.pts = RATE, t
             c.mux(a.encode(frame))
         c.mux(a.encode(None))
+
+
+@pytest.mark.parametrize("ext", [".mp4", ".mov", ".mkv"])
+def test_a_video_that_starts_after_its_audio_ends_with_its_last_frame(tmp_path, ext):
+    # Its start (0.5 s) was added to the last frame's duration in MP4 and MOV: a 1.7 s file lasted 2.2 s.
+    src = tmp_path / "in.mkv"
+    write_offset_clip(src, 12, 5, "aac", 0.0, 1.0)
     out = tmp_path / f"out{ext}"
     transcode(src, out)
     with av.open(str(out)) as c:
@@ -309,20 +315,7 @@ def test_avi_says_when_it_cannot_keep_the_audio_s_start(tmp_path, caplog, ext):
     # AVI starts every track at 0: audio half a second after the video played half a second early,
     # without a word. MP4 keeps the offset.
     src = tmp_path / "in.mkv"
-    with av.open(str(src), "w") as c:
-        v = c.add_stream("libx264", rate=10, options={"preset": "ultrafast"})
-        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
-        a = c.add_stream("pcm_s16le", rate=RATE, layout="mono")
-        for i in range(15):
-            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 10 * i, np.uint8), format="rgb24")
-            frame.pts = i
-            c.mux(v.encode(frame))
-        c.mux(v.encode(None))
-        for t in range(RATE // 2, RATE + RATE // 2, 1024):  # from 0.5 s
-            frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.int16), format="s16", layout="mono")
-            frame.sample_rate, frame.pts = RATE, t
-            c.mux(a.encode(frame))
-        c.mux(a.encode(None))
+    write_offset_clip(src, 15, 0, "pcm_s16le", 0.5, 1.5)
     with caplog.at_level(logging.WARNING):
         transcode(src, tmp_path / f"out{ext}")
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
