@@ -31,7 +31,7 @@ from ..files import atomic_path
 from ..imaging import fit_within, quick_downscale, shrink_to
 from ..memory import release_free_memory
 from ..video.formats import check_output_path, is_image_path
-from ..video.image import ALPHA_EXTS, read_alpha, read_header, read_image, read_style, write_image
+from ..video.image import ALPHA_EXTS, read_header, read_image_alpha, read_style, write_image
 from ..video.reader import DecodedFrame, DeferredFrame, VideoReader
 from ..video.writer import VideoWriter
 from .edge_link import EdgeLink, find_model
@@ -270,7 +270,8 @@ class VideoPipeline:
     def _image(self, input_path: Path, style_path: str | os.PathLike[str], output_path: Path,
                on_frame: FrameHook | None) -> StylizeReport:
         t0 = time.perf_counter()
-        rgb8 = (np.clip(read_image(input_path), 0, 1) * 255 + 0.5).astype(np.uint8)
+        rgb, alpha = read_image_alpha(input_path)
+        rgb8 = (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
         h, w = rgb8.shape[:2]
         report = StylizeReport(str(input_path), str(output_path), self.config.model,
                                self.config.interp.method, w, h, 0.0)
@@ -283,11 +284,10 @@ class VideoPipeline:
         with atomic_path(output_path) as tmp:  # the hook runs before the rename: if it raises, no image is left
             with timer("encode"):
                 # Transparent areas stay transparent where the output can say so (they are styled as
-                # the picture on white, what read_image composites them onto: a simplification at
+                # the picture on white, what read_image_alpha composites them onto: a simplification at
                 # half-transparent edges); a JPEG gets the picture on white.
-                alpha = read_alpha(input_path) if output_path.suffix.lower() in ALPHA_EXTS else None
                 write_image(tmp, with_strength(key.styled8, rgb8, self.config.interp.strength), shown_as=output_path,
-                            alpha=alpha)
+                            alpha=alpha if output_path.suffix.lower() in ALPHA_EXTS else None)
             if on_frame is not None:
                 on_frame(1, 1)
         report.frames, report.keys, report.key_size = 1, [{"index": 0, "reason": "first"}], list(size)

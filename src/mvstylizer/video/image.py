@@ -122,15 +122,22 @@ def read_image(path: str | os.PathLike[str], *, max_side: int | None = None,
         raise UserError(f"not enough memory to read {p} ({header.width}x{header.height} pixels)") from None
 
 
-def read_alpha(path: str | os.PathLike[str]) -> np.ndarray | None:
-    """The image's alpha channel as HxW uint8, upright, or None if it has none or is opaque throughout
-    (what :func:`read_image` composites onto white, for an output that can carry it again)."""
+def read_image_alpha(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`read_image` (on white) and the image's alpha channel, HxW uint8 upright (None if it has
+    none or is opaque throughout), from one decode: for an output that can carry the alpha again."""
     p = Path(path)
     header = read_header(p)
-    img = _supported(_decode(_read_bytes(p), header, p), p)
+    try:
+        img = _decode(_read_bytes(p), header, p)
+        return _to_rgb01(img, header, None, p), _alpha_of(img, header, p)
+    except MemoryError:
+        raise UserError(f"not enough memory to read {p} ({header.width}x{header.height} pixels)") from None
+
+
+def _alpha_of(img: np.ndarray, header: ImageHeader, p: Path) -> np.ndarray | None:
     if img.ndim != 3 or img.shape[2] < 4:
         return None
-    alpha = img[:, :, 3]
+    alpha = _supported(img[:, :, 3], p)
     if alpha.dtype == np.uint16:
         alpha = (alpha.astype(np.uint32) * 255 + 32767) // 65535
     elif alpha.dtype != np.uint8:
