@@ -618,3 +618,32 @@ def test_an_upload_asks_for_room_for_every_byte_it_writes(studio, monkeypatch):
     body = b"\x00" * (9 << 20)  # one 9 MB chunk through the test client: more than one 4 MB block
     studio.client.post("/api/videos", params={"name": "zeros.mp4"}, content=body, headers=studio.headers)
     assert sum(asked) >= len(body)
+
+
+def test_an_edge_that_never_answers_does_not_hold_other_requests(tmp_path, clip, style):
+    # The model list comes from the edge; asked inside the request handler, an edge that accepts
+    # connections but never answers froze every other request of every tab for minutes.
+    import socket
+    import threading
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        client, gate = make_studio(tmp_path, edge=f"http://127.0.0.1:{silent.getsockname()[1]}")
+        with client:
+            s = Studio(client, gate)
+            video = s.upload(clip).json()
+            st = s.upload(style, "styles").json()
+            answers: list[int] = []
+            asking = threading.Thread(target=lambda: answers.append(client.post(
+                "/api/preview", json={"video": video["id"], "style": st["key"], "model": "mk"},
+                headers=s.headers).status_code))
+            asking.start()
+            time.sleep(0.5)
+            assert client.get("/api/jobs", headers=s.headers).status_code == 200
+            assert asking.is_alive()  # the preview still waits for the edge; the listing did not
+            asking.join(60)
+            assert answers and 400 <= answers[0] < 500, answers
+    finally:
+        silent.close()

@@ -359,7 +359,10 @@ class Studio:
         if self.config.edge:
             from ..mobile.http_edge import HttpEdge
 
-            edge = HttpEdge(self.config.edge, token=self.config.edge_token)
+            # Short and tried once: the model list is read while a person waits for a preview, and an
+            # edge that accepts connections but never answers held each request for up to 4 x 60 s.
+            edge = HttpEdge(self.config.edge, token=self.config.edge_token, timeout=_MODELS_TIMEOUT, retries=0,
+                            load_wait=0.0)
             try:
                 remote = edge.models()
             finally:
@@ -414,6 +417,7 @@ def _short(description: str) -> str:
     return text.strip()
 
 
+_MODELS_TIMEOUT = 10.0  # seconds a remote edge has to list its models
 _RESERVE_BLOCK = 4 << 20  # an upload asks for room 4 MB at a time, as it arrives
 _JSON_BODY_LIMIT = 64 << 10  # every route but the two uploads takes a small JSON body or none
 
@@ -651,7 +655,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
     async def preview(req: LookRequest, s: Session = Depends(session_of)) -> dict:
         up = s.upload(req.video)
         style = studio.style_ref(s, req.style)
-        model = studio.check_model(req.model)
+        model = await run_in_threadpool(studio.check_model, req.model)  # may ask a remote edge
         strength = round(req.strength, 2)
         key = f"{up.id}|{style.key}|{model}|{strength:.2f}"
         if req.seq and s.preview_seq > req.seq:  # it reached the server after a newer one
@@ -676,7 +680,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
     async def new_job(req: LookRequest, s: Session = Depends(session_of)) -> dict:
         up = s.upload(req.video)
         style = studio.style_ref(s, req.style)
-        model = studio.check_model(req.model)
+        model = await run_in_threadpool(studio.check_model, req.model)  # may ask a remote edge
         jid = Job.new_id()
         job = Job(jid, s.id, s.dir / "jobs" / jid, up.id, up.name, up.source,
                   up.frame_path(len(up.frames) // 2) if up.frames else None, style, model, round(req.strength, 2),
