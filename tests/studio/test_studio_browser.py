@@ -247,6 +247,30 @@ def test_text_file_named_mp4_shows_an_error(browser, studio, media, tmp_path):
         context.close()
 
 
+def test_a_reloaded_tab_previews_again(browser, studio, media, tmp_path):
+    # A reloaded tab keeps its session; its previews were numbered from 0 again, below the numbers the
+    # session had used, and the server refused them as superseded: "Stylizing..." for ever.
+    url, _gate = studio
+    context, page, problems = _open(browser, url, DESKTOP)
+    try:
+        for reloaded in (False, True):
+            if reloaded:
+                page.reload()
+                page.wait_for_selector("body[data-ready='1']")
+            page.set_input_files(_tid("video-input"), str(media["clip"]))
+            page.wait_for_selector("#video-drop[data-state='filled']")
+            page.set_input_files(_tid("style-input"), str(media["style"]))
+            page.wait_for_selector(f"{_tid('preview')}[data-state='ready']", timeout=60_000)
+            for strength in ("40", "70"):
+                page.fill(_tid("strength"), strength)
+                page.wait_for_selector(f"{_tid('preview')}[data-state='ready'][data-key*='|{strength}|']",
+                                       timeout=60_000)
+        assert page.locator(_tid("error")).is_hidden()
+        assert not problems, problems
+    finally:
+        context.close()
+
+
 def test_phone_gallery_queue_cancel_and_lut(browser, studio, media, tmp_path):
     url, gate = studio
     context, page, problems = _open(browser, url, PHONE, phone=True)

@@ -270,7 +270,9 @@
     if (state.previewAbort) state.previewAbort.abort();
     const ctrl = new AbortController();
     state.previewAbort = ctrl;
-    const seq = ++state.previewSeq;
+    // Numbered from the clock, not from 0: a reloaded tab keeps its session, and the server refuses
+    // (409) a preview numbered below the last one that session asked for.
+    const seq = state.previewSeq = Math.max(state.previewSeq + 1, Date.now());
     const req = { ...lookRequest(), seq };
     const box = $("preview");
     box.dataset.state = "loading";
@@ -292,7 +294,7 @@
       $("preview-status").textContent =
         `${p.model} · ${pct(p.strength)} · ${p.style_name} · ${n} key frames in ${fmtSeconds(p.seconds || wall)}`;
     } catch (e) {
-      if (e.name === "AbortError" || e.status === 409 || seq !== state.previewSeq) return;
+      if (e.name === "AbortError" || seq !== state.previewSeq) return;
       box.dataset.state = state.preview ? "ready" : "error";
       $("preview-status").textContent = "Preview failed";
       showError(e.message);
