@@ -179,7 +179,7 @@ def stylize(input: PathLike, style: PathLike, output: PathLike, *, overwrite: bo
 
 
 def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = None, size: int = 33,
-               overwrite: bool = False, model: str = "dncm") -> Path:
+               overwrite: bool = False, model: str = "dncm", strength: float = 1.0) -> Path:
     """Write a style as a 3D LUT (``.cube``) for Resolve, Premiere or FFmpeg: dncm's global look.
 
     Args:
@@ -189,6 +189,7 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
         size: grid points per axis, 2..256.
         overwrite: replace an existing ``output``.
         model: only dncm has a LUT; any other model is refused with the reason.
+        strength: how much of the style, 0..1, as ``stylize --strength`` applies it.
 
     Returns:
         ``output`` as a Path.
@@ -210,19 +211,26 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
                "the same way everywhere" if spec.spatial else "it has no LUT export yet")
         raise UserError(f"cannot export {name} as a LUT: {why}; `export-lut --model dncm` writes a global look")
     out = Path(output)
-    if out.suffix.lower() != ".cube":
-        raise UserError(f"a LUT file ends in .cube, not {out.name}")
+    if not out.name.lower().endswith(".cube") or out.name.lower() == ".cube":
+        raise UserError(f"a LUT file is named NAME.cube, not {out.name}")
+    if out.is_dir():
+        raise UserError(f"output {out} is a folder; give a file name ending in .cube")
+    if out.is_symlink() and not out.exists():
+        raise UserError(f"output {out} is a link to nothing; remove it or choose another name")
     check_writable_folder(out.parent)
     for given, what in ((style, "the style photo"), (content, "the content image")):
         if given is not None and same_file(Path(given), out):  # -y would have replaced it with the LUT
             raise UserError(f"output {out} is {what}; choose a different output path")
     if isinstance(size, bool) or not isinstance(size, numbers.Integral) or not 2 <= size <= 256:
         raise UserError(f"size must be a whole number 2..256, got {size!r}")
+    if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0.0 <= strength <= 1.0:
+        raise UserError(f"strength must be a number 0..1, got {strength!r}")
     check_overwrite(out, overwrite)
     content_img = read_image(Path(content)) if content else None
     try:
         with nullcontext() if overwrite else keep_existing(out):
-            export_cube(Path(style), out, content=content_img, size=size)  # reads the style as stylize does
+            # reads the style as stylize does
+            export_cube(Path(style), out, content=content_img, size=size, strength=float(strength))
     except OSError as e:  # a full disk: nothing is left behind (written under a temporary name)
         raise UserError(f"cannot write {out}: {e.strerror or e}") from None
     return out

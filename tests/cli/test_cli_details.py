@@ -42,6 +42,22 @@ def test_existing_output_is_refused_unless_overwrite(tmp_path, clip, style, caps
     assert cube.read_text() == "x"
 
 
+def test_export_lut_says_what_is_wrong_with_its_output_path(tmp_path, style, capsys):
+    # A folder or a dangling link named .cube was "already exists; add -y", then, with -y, "cannot
+    # write ...: Is a directory"; a file named just ".cube" was "ends in .cube, not .cube".
+    folder = tmp_path / "d.cube"
+    folder.mkdir()
+    link = tmp_path / "link.cube"
+    link.symlink_to(tmp_path / "nowhere")
+    for output, message in ((folder, "is a folder"), (link, "link to nothing"), (tmp_path / ".cube", "NAME.cube")):
+        for extra in ([], ["-y"]):
+            assert main(["export-lut", "--style", str(style), "-o", str(output), *extra]) == 2
+            err = capsys.readouterr().err
+            assert message in err and "-y" not in err, err
+    assert main(["export-lut", "--style", str(style), "-o", str(tmp_path / "a.cube"), "--strength", "2"]) == 2
+    assert "strength" in capsys.readouterr().err and not (tmp_path / "a.cube").exists()
+
+
 def test_a_thin_style_warning_names_the_photos_own_size(tmp_path, clip, caplog):
     """The photo is read shrunk to 1024 px; the warning said "is 1024x1" of a 5000x1 photo."""
     thin = tmp_path / "thin.png"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import texture, to8
+from mvstylizer.errors import UserError
 from mvstylizer.metrics import psnr
 from mvstylizer.models.colour_filters import random_filter
 from mvstylizer.models.dncm import (DNCMOnnxStylizer, DNCMStylizer, cube_grid, default_weights, export_cube,
@@ -199,6 +200,17 @@ def test_cube_export_matches_the_model_through_ffmpeg(model, content, style, tmp
     neutral = export_cube(style, tmp_path / "neutral.cube", model=model)
     assert "neutral code" in neutral.read_text()
     assert parse_cube(neutral)[1].shape == (33**3, 3)
+
+
+def test_cube_at_a_strength_is_the_blend_of_colour_and_look(model, style, tmp_path):
+    # stylize --strength S renders (1 - S) x frame + S x look: a LUT written at S holds that same
+    # function (the studio's LUT download once ignored the job's strength: 43 levels off at 0.3).
+    full = parse_cube(export_cube(style, tmp_path / "full.cube", model=model, size=9))[1]
+    part = parse_cube(export_cube(style, tmp_path / "part.cube", model=model, size=9, strength=0.3))[1]
+    np.testing.assert_allclose(part, 0.7 * cube_grid(9) + 0.3 * full, atol=2e-6)
+    assert "strength 0.3" in (tmp_path / "part.cube").read_text()
+    with pytest.raises(UserError, match="strength"):
+        export_cube(style, tmp_path / "bad.cube", model=model, size=9, strength=1.5)
 
 
 def test_colour_filters_are_seeded_global_and_in_range():

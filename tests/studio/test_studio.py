@@ -137,6 +137,7 @@ def test_preview_render_and_downloads(studio, clip, style, tmp_path):
     assert frame_count(mp4.content, tmp_path) == FRAMES
     lut = studio.client.get(done["lut"], headers=studio.headers)
     assert "LUT_3D_SIZE 33" in lut.text
+    assert "strength 0.8" in lut.text  # the job's look, at the job's strength
     report = studio.client.get(done["report"], headers=studio.headers).json()
     assert report["frames"] == FRAMES and report["style"] == "warm.png" and report["input"] == "street.mp4"
 

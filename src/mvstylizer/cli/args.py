@@ -118,8 +118,8 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="spatially varying models: the bilateral grid is sliced at this fraction of the key size "
                         f"(default {InterpConfig.map_scale}; a video no bigger than the key is sliced whole)")
     p.add_argument("--strength", type=finite_float, default=1.0, metavar="S",
-                   help="how much of the style to apply, 0..1 (default 1): each key's colour transform is "
-                        "blended with the identity, like a preset's amount slider")
+                   help="how much of the style to apply, 0..1 (default 1), like a preset's amount slider: "
+                        "each output frame is (1 - S) x the frame + S x its full-strength result")
     p.add_argument("--smoothing", choices=sorted(SMOOTHERS), default="guided",
                    help="meta-smoothing of key frames (default guided): " + choices_help(SMOOTHERS))
     p.add_argument("--crf", type=int, default=18, help="H.264 quality, lower is better (default 18)")

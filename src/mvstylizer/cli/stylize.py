@@ -7,7 +7,7 @@ import os
 import sys
 
 from ..errors import UserError
-from .args import add_pipeline_options, check_report_folder, non_negative_float, path_arg, pipeline_config
+from .args import add_pipeline_options, check_report_folder, finite_float, non_negative_float, path_arg, pipeline_config
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +42,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     lut.add_argument("--content", type=path_arg,
                      help="a frame of the footage the LUT is for (sets the colour normalisation)")
     lut.add_argument("--size", type=int, default=33, help="grid points per axis (default 33)")
+    lut.add_argument("--strength", type=finite_float, default=1.0, metavar="S",
+                     help="how much of the style, 0..1, as `stylize --strength` (default 1)")
     lut.add_argument("--model", default="dncm",
                      help="only global models have a LUT: dncm (default); a region-aware model's look varies "
                           "over the picture, which a LUT cannot hold")
@@ -155,6 +157,6 @@ def _export_lut(args: argparse.Namespace) -> int:
     from ..api import export_lut
 
     export_lut(args.style, args.output, content=args.content, size=args.size, overwrite=args.overwrite,
-               model=args.model)
+               model=args.model, strength=args.strength)
     print(f"wrote {args.output}")
     return 0

@@ -293,6 +293,6 @@ class Renderer:
 
         try:
             export_lut(job.style.path, job.lut_file, content=job.content_frame, size=33, overwrite=True,
-                       model=job.model)
+                       model=job.model, strength=job.strength)
         except UserError as exc:
             job.lut_reason = str(exc).split("; `export-lut", 1)[0]

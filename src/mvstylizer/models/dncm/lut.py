@@ -26,7 +26,8 @@ _STYLE_SIDE = 1024  # the edge's default max_style_side
 
 def export_cube(style: np.ndarray | str | os.PathLike[str], path: str | os.PathLike[str],
                 content: np.ndarray | str | os.PathLike[str] | None = None, size: int = 33,
-                model: DNCMStylizer | DNCMOnnxStylizer | None = None, title: str | None = None) -> Path:
+                model: DNCMStylizer | DNCMOnnxStylizer | None = None, title: str | None = None,
+                strength: float = 1.0) -> Path:
     """Write the style's colour transform as a ``size``^3 Adobe/Resolve ``.cube`` 3D LUT (atomic).
 
     A LUT is one fixed colour function, while the model adapts its normalisation (nDNCM) to every
@@ -46,9 +47,14 @@ def export_cube(style: np.ndarray | str | os.PathLike[str], path: str | os.PathL
 
     Through FFmpeg's ``lut3d`` (tetrahedral) on 8-bit input, a content-referenced LUT matches
     ``stylize`` to 0.5/255 mean, 2/255 at the 99th percentile.
+
+    ``strength`` below 1 writes ``(1 - strength) x colour + strength x the look``, what ``stylize
+    --strength`` renders: a blend of two colour functions is itself one, so the LUT holds it exactly.
     """
     if size < 2 or size > 256:
         raise UserError(f"LUT size must be in 2..256, got {size}")
+    if not 0.0 <= strength <= 1.0:
+        raise UserError(f"strength must be in [0, 1], got {strength}")
 
     def _img(v: Any) -> np.ndarray:
         return read_image(v) if isinstance(v, (str, os.PathLike)) else np.asarray(v, np.float32)
@@ -59,14 +65,17 @@ def export_cube(style: np.ndarray | str | os.PathLike[str], path: str | os.PathL
     model = model or DNCMOnnxStylizer()
     style_state = model.prepare_style(style_img)
     m_n = model.content_matrix(None if content is None else _img(content))
-    lut = model.map_colours(cube_grid(size), m_n, style_state)
+    grid = cube_grid(size)
+    lut = model.map_colours(grid, m_n, style_state)
+    if strength < 1.0:
+        lut = (1.0 - strength) * grid + strength * lut
     norm = "content code of the given reference frame" if content is not None else \
         "neutral code (mean content code over unfiltered training photos)"
     path = Path(path)
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="ascii", newline="\n") as f:
             f.write(f'TITLE "{(title or "mvstylizer dncm").replace(chr(34), "")}"\n')
-            f.write(f"# mvstylizer dncm colour transfer; normalisation: {norm}\n")
+            f.write(f"# mvstylizer dncm colour transfer; normalisation: {norm}; strength {strength:g}\n")
             f.write(f"LUT_3D_SIZE {size}\n")
             f.write("DOMAIN_MIN 0.0 0.0 0.0\nDOMAIN_MAX 1.0 1.0 1.0\n")
             np.savetxt(f, lut, fmt="%.6f")
