@@ -592,6 +592,21 @@ def test_a_decompression_bomb_style_is_refused_from_its_header(studio, tmp_path)
                      + chunk(b"IDAT", zlib.compress(b"\x00" * 15001)) + chunk(b"IEND", b""))
     r = studio.upload(bomb, "styles")
     assert r.status_code == 400 and r.json()["error"].startswith("bomb.png is 15000x15000 pixels")
+    assert "at most 50 megapixels" in r.json()["error"]  # the studio's own limit, not the library's 200
+    # A header past the library's limit too: still the studio's limit in the message.
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 60000, 60000, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(b"\x00" * 60001)) + chunk(b"IEND", b""))
+    r = studio.upload(bomb, "styles")
+    assert r.status_code == 400 and "at most 50 megapixels" in r.json()["error"], r.json()
+
+
+def test_an_unsupported_photo_format_is_named_as_the_user_named_it(studio, tmp_path):
+    photo = tmp_path / "photo.bin"
+    photo.write_bytes(b"\x00\x00\x00\x18ftypheic" + b"\x00" * 64)
+    for name, kind in (("My Photo.heic", "HEIC"), ("My Photo.jxl", "JPEG XL")):
+        r = studio.upload(photo, "styles", name=name)
+        error = r.json()["error"]
+        assert r.status_code == 400 and error.startswith(f"{name}: {kind}") and "original" not in error, error
 
 
 def test_a_cancel_that_arrives_while_the_report_is_written_wins(studio, clip, style, monkeypatch):

@@ -42,7 +42,8 @@ def as_user_message(exc: BaseException, path: Path, name: str) -> str:
     text = str(exc)
     for p in (str(path), str(path.resolve())):
         text = text.replace(p, name)
-    return text.replace(str(path.parent), "").strip()
+    # Checks that name the file alone ("original.heic: HEIC photos are not supported") as well.
+    return text.replace(str(path.parent), "").replace(path.name, name).strip()
 
 
 # ------------------------------------------------------------------------------------------ video
@@ -198,10 +199,7 @@ def load_style(path: Path, name: str, max_pixels: int) -> np.ndarray:
     from ..video.image import read_header, read_style
 
     try:
-        w, h = read_header(path).upright_size
-        if w * h > max_pixels:
-            raise UserError(f"{name} is {w}x{h} pixels; a style photo of at most {max_pixels // 1_000_000} "
-                            f"megapixels is plenty (the style is read at {STYLE_SIDE} px)")
+        w, h = read_header(path, max_pixels=max_pixels).upright_size
         if min(w, h) < 8:
             raise UserError(f"{name} is only {w}x{h} pixels: too small to take a look from")
         img = read_style(path, STYLE_SIDE)  # as stylize and the API read a style

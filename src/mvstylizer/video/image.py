@@ -70,9 +70,9 @@ class ImageHeader:
         return self.width, self.height
 
 
-def read_header(path: str | os.PathLike[str]) -> ImageHeader:
+def read_header(path: str | os.PathLike[str], max_pixels: int = MAX_PIXELS) -> ImageHeader:
     """The header of the image at ``path``; UserError for a file that is no regular file, too large,
-    not in a format we read, or over :data:`MAX_PIXELS`."""
+    not in a format we read, or over ``max_pixels`` (at most :data:`MAX_PIXELS`)."""
     p = Path(path)
     check_readable_photo(p)
     _check_file(p)
@@ -84,10 +84,10 @@ def read_header(path: str | os.PathLike[str]) -> ImageHeader:
     header = _tiff_header(p) if head in _TIFF_SIGNATURES + _BIGTIFF_SIGNATURES else _pillow_header(p)
     if header is None or header.width < 1 or header.height < 1:
         raise UserError(f"{p} is not a readable image (supported: {', '.join(sorted(IMAGE_EXTS))})")
-    pixels = header.width * header.height
-    if pixels > MAX_PIXELS:
+    pixels, limit = header.width * header.height, min(max_pixels, MAX_PIXELS)
+    if pixels > limit:
         raise UserError(f"{p} is {header.width}x{header.height} pixels ({pixels / 1e6:.0f} megapixels); images "
-                        f"of at most {MAX_PIXELS // 1_000_000} megapixels are read")
+                        f"of at most {limit // 1_000_000} megapixels are read")
     return header
 
 
