@@ -44,6 +44,8 @@ REFUSED = [
     ("wct2", ["--out", "{tmp}/junk.pt"]),  # the suffix alone does not make a weights file
     ("smoothing", ["--out", "{tmp}/dangling"]),  # a link to nothing
     ("wct2", ["--lr", "1e308"]), ("dncm", ["--lr", "2"]), ("smoothing", ["--lr", "0"]),
+    # Sizes no step fits in memory: once "internal error: MemoryError" after the data was read.
+    ("dncm", ["--size", "60000"]), ("dncm", ["--batch", "1000000"]), ("wct2", ["--batch", "200", "--size", "512"]),
 ]
 
 

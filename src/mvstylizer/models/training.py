@@ -28,6 +28,11 @@ MAX_LR = 1.0  # Adam steps are about lr per parameter: above 1 a run only diverg
 MAX_SEED = 2**32 - 1  # what numpy and torch both take
 
 
+MAX_SIZE = 1024  # training crop side, pixels (the recipes train at 112-192)
+MAX_BATCH = 256
+MAX_BATCH_PIXELS = 32 * 512 * 512  # crops x side^2 per step: a few GiB of activations for the largest model
+
+
 def max_threads() -> int:
     """The most torch threads a run may ask for: the machine's CPUs (more only slows it down, and
     tens of thousands fail inside the OpenMP runtime)."""
@@ -61,6 +66,16 @@ class TrainConfig:
                             ("--checkpoint-every", self.checkpoint_every)):
             if value < 1:
                 raise UserError(f"{flag} must be a whole number >= 1, got {value}")
+        # Bounds a step's memory before anything is allocated: --size 60000 or --batch 1000000 ended as
+        # "internal error: MemoryError" (40 and 183 GiB) or a machine out of memory.
+        if self.size > MAX_SIZE:
+            raise UserError(f"--size must be at most {MAX_SIZE} pixels, got {self.size}")
+        if self.batch > MAX_BATCH:
+            raise UserError(f"--batch must be at most {MAX_BATCH}, got {self.batch}")
+        if self.batch * self.size * self.size > MAX_BATCH_PIXELS:
+            raise UserError(f"--batch {self.batch} of --size {self.size} crops is {self.batch * self.size ** 2 / 1e6:.0f} "
+                            f"megapixels a step; at most {MAX_BATCH_PIXELS / 1e6:.1f} fit in memory (e.g. "
+                            f"{MAX_BATCH_PIXELS // (self.size * self.size) or 1} crops of {self.size} px)")
         written = {"--out": self.out, "--checkpoint": self.checkpoint}
         check_outputs(self, {flag: Path(p) for flag, p in written.items() if p is not None}, inside_data=True)
         if self.out is not None:
