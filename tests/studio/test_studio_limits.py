@@ -302,6 +302,37 @@ def test_a_session_with_a_render_is_not_forgotten_for_a_new_one(tmp_path, clip, 
         assert client.post("/api/session").status_code == 200
 
 
+def test_a_session_whose_upload_is_arriving_is_not_forgotten_for_a_new_one(tmp_path, clip):
+    # Forgotten mid-upload, its folder was deleted under the upload, which failed as "input video not
+    # found: clip.mp4". A real server: the test client reads a body whole before the app sees it.
+    import httpx
+
+    from mvstylizer.studio import StudioConfig
+    from mvstylizer.studio.server import running
+
+    config = StudioConfig(workdir=tmp_path / "work", host="127.0.0.1", port=0, max_sessions=1)
+    with running(config) as url, httpx.Client(base_url=url, timeout=60) as http:
+        headers = {"X-Studio-Session": http.post("/api/session").json()["session"]}
+        data, asked = clip.read_bytes(), threading.Event()
+
+        def slowly():
+            yield data[:1000]
+            asked.wait(30)
+            yield data[1000:]
+
+        answers = []
+        uploading = threading.Thread(target=lambda: answers.append(http.post(
+            "/api/videos", params={"name": clip.name}, content=slowly(), headers=headers)))
+        uploading.start()
+        time.sleep(1.0)  # the first bytes are in; the rest waits for the event
+        r = http.post("/api/session")
+        asked.set()
+        uploading.join(60)
+        assert r.status_code == 503 and "upload arriving" in r.json()["error"], r.text
+        assert answers and answers[0].status_code == 200, answers[0].text
+        assert http.post("/api/session").status_code == 200  # no longer arriving: it may go now
+
+
 def test_previews_in_memory_have_one_budget_for_all_tabs(studio, clip, style):
     cache = studio.app.state.studio.workspace.previews
     other = studio.new_session()

@@ -278,10 +278,14 @@ class Workspace:
         s = Session(sid, self.sessions_dir / sid)
         with self.lock:
             if len(self._sessions) >= self.max_sessions:
-                idle = [o for o in self._sessions.values() if not any(j.state in ACTIVE for j in o.jobs.values())]
+                # An upload arriving holds room: forgotten, its folder went from under it and the upload
+                # failed as "input video not found".
+                writing = {h.session for h in self._holds}
+                idle = [o for o in self._sessions.values()
+                        if o.id not in writing and not any(j.state in ACTIVE for j in o.jobs.values())]
                 if not idle:
                     raise TooManySessions("the studio is busy: every one of its sessions has a render waiting or "
-                                          "running; try again later")
+                                          "running or an upload arriving; try again later")
                 oldest = min(idle, key=lambda o: (o.streams > 0, o.holds_files, o.last_seen))
                 log.info("%d sessions: forgetting session %s, idle the longest", len(self._sessions), oldest.id[:6])
                 self._forget(oldest)
