@@ -86,7 +86,8 @@ class EdgeService:
         self._models: dict[str, Stylizer] = {}
         self._styles: OrderedDict[str, _Style] = OrderedDict()
         self._style_bytes = 0  # sum of the cached styles' nbytes
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # held for lookups only, never while a model works
+        self._making: dict[tuple[str, str], threading.Lock] = {}  # a model or style state being made
 
     @property
     def style_cache_bytes(self) -> int:
@@ -140,9 +141,20 @@ class EdgeService:
 
     def _model(self, name: str) -> Stylizer:
         with self._lock:
-            if name not in self._models:
-                self._models[name] = create_model(name)
-            return self._models[name]
+            if name in self._models:
+                return self._models[name]
+            making = self._making.setdefault(("model", name), threading.Lock())
+        # Built outside the service's lock (seconds for some models), once: every request, the
+        # server's event loop included, takes that lock for a moment, and held while a model loaded
+        # or a style was prepared it froze the whole server, health checks and all.
+        with making:
+            with self._lock:
+                if name in self._models:
+                    return self._models[name]
+            stylizer = create_model(name)
+            with self._lock:
+                self._making.pop(("model", name), None)
+                return self._models.setdefault(name, stylizer)  # unless swapped in meanwhile
 
     def _style_state(self, style_id: str, name: str, stylizer: Stylizer) -> Any:
         with self._lock:
@@ -150,16 +162,25 @@ class EdgeService:
             if style is None:
                 raise unknown_style(style_id)
             self._styles.move_to_end(style_id)
-            if self._models.get(name) is not stylizer:
-                # The model was swapped since this request took it: prepare for the old one, uncached.
-                return stylizer.prepare_style(style.image)
-            if name not in style.states:
-                state = stylizer.prepare_style(style.image)
-                style.states[name] = state
-                style.state_bytes[name] = size_of(state)
-                self._style_bytes += style.state_bytes[name]
-                self._evict()  # this style is the most recently used: it stays
-            return style.states[name]
+            current = self._models.get(name) is stylizer
+            if current and name in style.states:
+                return style.states[name]
+            making = self._making.setdefault((style_id, name), threading.Lock())
+        if not current:  # the model was swapped since this request took it: prepared for the old one, uncached
+            return stylizer.prepare_style(style.image)
+        with making:  # one preparation per style and model; others wait for it, not for the service
+            with self._lock:
+                if name in style.states and self._models.get(name) is stylizer:
+                    return style.states[name]
+            state = stylizer.prepare_style(style.image)
+            with self._lock:
+                self._making.pop((style_id, name), None)
+                if self._styles.get(style_id) is style and self._models.get(name) is stylizer:
+                    style.states[name] = state
+                    style.state_bytes[name] = size_of(state)
+                    self._style_bytes += style.state_bytes[name]
+                    self._evict()  # this style is the most recently used: it stays
+            return state
 
     def swap_model(self, name: str, stylizer: Stylizer) -> None:
         """Serve ``stylizer`` for model ``name`` from the next request on (federated model updates).
