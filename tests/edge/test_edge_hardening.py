@@ -265,6 +265,47 @@ def test_requests_cancelled_at_shutdown_get_503_not_500():
     assert not thread.is_alive()
 
 
+@pytest.mark.network
+def test_an_upload_still_arriving_at_shutdown_gets_503_not_500():
+    """A body trickling in when the grace period ends: 503 with Retry-After, as a running job gets
+    (before: uvicorn's plain-text 500 and a traceback in the log)."""
+    config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, shutdown_grace_s=1.0)
+    app = create_app(_SlowService(), config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = build_server(app, config, port)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    try:
+        sid = httpx.post(f"http://127.0.0.1:{port}/v1/styles", content=_png(1),
+                         headers={"Content-Type": "image/png"}).json()["style_id"]
+        body = pack_frames([_png(2, 64, 64)])
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as phone:
+            phone.sendall(b"POST /v1/stylize?style_id=" + sid.encode() + b"&model=classic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                          b"Content-Type: " + FRAMES_MEDIA_TYPE.encode() + b"\r\nContent-Length: "
+                          + str(len(body)).encode() + b"\r\n\r\n" + body[:len(body) // 2])
+            time.sleep(0.5)  # the handler is reading the body
+            server.should_exit = True
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                chunk = phone.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
+        head = answer.split(b"\r\n\r\n")[0].decode("latin-1").lower()
+        assert head.startswith("http/1.1 503") and "retry-after: 1" in head and "application/json" in head, answer
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+    assert not thread.is_alive()
+
+
 # ------------------------------------------------------------------------- 7d: style cache in bytes
 
 

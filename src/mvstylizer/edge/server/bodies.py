@@ -90,6 +90,12 @@ async def read_limited_body(request: Request, rt: Runtime, held: BodyBytes,
     except ClientDisconnect:  # a phone that lost its network mid-upload, not a server error
         rt.metrics.rejected.labels("client_gone").inc()
         raise HTTPException(499, "client disconnected before its request body arrived") from None
+    except asyncio.CancelledError:
+        if not rt.shutting_down:
+            raise
+        # An upload still arriving when the shutdown's grace period ends, as a running job then
+        # (Runtime.run): a restart, not a bug, so 503 and not uvicorn's plain-text 500 and traceback.
+        raise HTTPException(503, "edge server is shutting down; retry later", headers={"Retry-After": "1"}) from None
     return b"".join(chunks)
 
 
