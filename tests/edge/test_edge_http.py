@@ -387,3 +387,29 @@ def test_random_bodies_never_cause_5xx(raw, style_id, body, target, ctype):
 
 def test_server_still_healthy_at_the_end(raw):
     _assert_healthy(raw)
+
+
+def test_default_is_the_edges_own_default_model():
+    # An edge started with --models mk dncm refused the phone's "default" (stylize without --model) as
+    # an unknown model: the alias named regions, which it does not serve.
+    from mvstylizer.mobile.edge_link import find_model
+
+    config = ServerConfig(port=0, workers=1, log_level="warning", models=("mk", "dncm"),
+                          rate_limit=RateLimitConfig(rate=1e6, burst=10**6))
+    with serve_in_thread(create_app(EdgeService(), config)) as url:
+        edge = HttpEdge(url)
+        try:
+            models = edge.models()
+            assert find_model(models, "default")["name"] == "mk"
+            assert [m["name"] for m in models if "default" in m["aliases"]] == ["mk"]
+            sid = edge.register_style(photo_like(1, 40, 56))
+            frame = photo_like(2, 32, 48)
+            assert np.array_equal(edge.stylize(sid, "default", [frame])[0], edge.stylize(sid, "mk", [frame])[0])
+        finally:
+            edge.close()
+    with serve_in_thread(create_app(EdgeService(), CONFIG)) as url:  # every model: default is regions
+        edge = HttpEdge(url)
+        try:
+            assert find_model(edge.models(), "default")["name"] == "regions"
+        finally:
+            edge.close()

@@ -11,7 +11,7 @@ from fastapi import Depends, HTTPException, Query, Request
 from starlette.requests import ClientDisconnect
 
 from ... import wire
-from ...models.registry import DEFAULT_MODEL, resolve_name
+from ...models.registry import resolve_name
 from ..service import unknown_style
 from .images import checked_size
 from .runtime import Runtime
@@ -130,14 +130,15 @@ class StylizeQuery:
 
 def stylize_query(
     style_id: Annotated[str, Query(min_length=8, max_length=64, pattern="^[0-9a-f]+$")],
-    model: Annotated[str, Query(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")] = DEFAULT_MODEL,
+    rt: Runtime,
+    model: Annotated[str, Query(min_length=1, max_length=64, pattern="^[A-Za-z0-9_.:-]+$")] = "default",
     encoding: Annotated[EncodingName, Query()] = "jpeg",  # type: ignore[valid-type]
     quality: Annotated[int, Query(ge=1, le=100)] = 95,
     collect: Annotated[bool, Query(description="opt in: keep these key frames for federated learning")] = False,
 ) -> StylizeQuery:
     """A dependency: the validated query. :func:`frames_body` depends on it, so a bad query is refused
     (422) before the body is read: FastAPI does not call a dependency whose own dependencies failed."""
-    return StylizeQuery(style_id, model, wire.Encoding(encoding, quality), collect)
+    return StylizeQuery(style_id, rt.model_name(model), wire.Encoding(encoding, quality), collect)
 
 
 Stylize = Annotated[StylizeQuery, Depends(stylize_query)]

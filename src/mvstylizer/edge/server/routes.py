@@ -38,8 +38,10 @@ async def health_head() -> Response:
 
 @router.get("/models", response_model=ModelList, tags=["meta"])
 async def models(rt: Runtime) -> ModelList:
-    return ModelList(models=[ModelInfo(**m) for m in rt.service.models()
-                             if not rt.allowed or m["name"] in rt.allowed])
+    # "default" is an alias of this edge's own default model, whichever it serves.
+    return ModelList(models=[ModelInfo(**{**m, "aliases": [a for a in m["aliases"] if a != "default"]
+                                          + (["default"] if m["name"] == rt.default_model else [])})
+                             for m in rt.service.models() if not rt.allowed or m["name"] in rt.allowed])
 
 
 @router.get("/metrics", tags=["meta"], response_class=Response,

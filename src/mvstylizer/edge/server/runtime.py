@@ -14,7 +14,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, HTTPException, Request
 
 from ...errors import UserError
-from ...models.registry import resolve_name
+from ...models.registry import DEFAULT_MODEL, resolve_name
 from ..memory import MemoryLimits, default_budget
 from ..metrics import EdgeMetrics
 from ..ratelimit import AuthFailureLimiter, RateLimiter
@@ -76,6 +76,20 @@ class ServerRuntime:
         if self.store is not None:
             self.store.close()
             self.store = None
+
+    @property
+    def default_model(self) -> str:
+        """What ``default`` names on this edge: the project's default model where this edge serves it,
+        else the first of its ``--models`` (an edge started with ``--models mk dncm`` refused the phone's
+        ``default`` as an unknown model)."""
+        if not self.allowed or DEFAULT_MODEL in self.allowed:
+            return DEFAULT_MODEL
+        return self.config.models[0]
+
+    def model_name(self, model: str) -> str:
+        """``model`` as asked (``NAME`` or ``NAME:RUNTIME``), with ``default`` taken as :attr:`default_model`."""
+        head, sep, runtime = model.partition(":")
+        return f"{self.default_model}{sep}{runtime}" if head == "default" else model
 
     def serves(self, model: str) -> bool:
         """Whether this edge serves ``model``; an unknown name raises UserError (400) naming only the
