@@ -22,6 +22,8 @@ def bind(host: str, port: int, *, backlog: int = 128, in_use_hint: str = "") -> 
         sock = socket.socket(family, kind, proto)
     except OSError as e:
         raise UserError(f"cannot serve on {host}:{port}: {e.strerror or e}") from None
+    except UnicodeError:  # the resolver's IDNA encoding: "edge..lan", a part over 63 characters
+        raise UserError(f"cannot serve on {host}:{port}: {host!r} is not a valid host name") from None
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(addr)

@@ -172,6 +172,9 @@ def test_serve_refuses_bad_options_with_one_line(tmp_path, capsys):
     bad_tokens = tmp_path / "tokens"
     bad_tokens.write_text("short\n")
     bad_tokens.chmod(0o600)
+    foreign_token = tmp_path / "foreign"  # could never authenticate: headers arrive as latin-1
+    foreign_token.write_text("phone3 t\u00f6kenABCDEFGH12345678xyzQ\n", encoding="utf-8")
+    foreign_token.chmod(0o600)
     not_dir = tmp_path / "file"
     not_dir.write_text("x")
     for extra, fragment in ((["--models", "nope"], "unknown model"),
@@ -179,6 +182,9 @@ def test_serve_refuses_bad_options_with_one_line(tmp_path, capsys):
                             (["--ssl-keyfile", str(tmp_path / "k.pem"), "--ssl-certfile", str(tmp_path / "c.pem")],
                              "does not exist"),
                             (["--token-file", str(bad_tokens)], "shorter than"),
+                            (["--token-file", str(foreign_token)], "not printable ASCII"),
+                            (["--host", "edge..lan"], "not a valid host name"),
+                            (["--rate", "1e308"], "--rate must be from"), (["--rate", "5e-324"], "--rate must be from"),
                             (["--data-dir", str(not_dir)], "not a folder")):
         assert main(["edge", "serve", "--port", "0", *extra]) == 2
         err = capsys.readouterr().err.strip()

@@ -300,6 +300,10 @@ def test_unreachable_edge_is_a_quick_user_error():
     assert time.monotonic() - t0 < 5
     with pytest.raises(UserError, match="http://"):
         HttpEdge("ftp://example.com")
+    # As the connection encodes a host name: these ended as "internal error: UnicodeError".
+    for bad in ("http://edge..lan:8400", "http://.edge:8400", f"http://{'a' * 64}.lan"):
+        with pytest.raises(UserError, match="not a valid host name"):
+            HttpEdge(bad)
 
 
 def test_retries_honour_retry_after_then_succeed():

@@ -444,3 +444,10 @@ def test_fuzz_every_operation_of_the_openapi_spec(secured, client):
     assert {200, 401} <= seen and len(seen) >= 4  # the fuzzer did reach past auth into the checks
     assert client.get("/v1/health").json() == {"status": "ok"}
     assert client.get("/v1/models", headers=_auth("alice")).status_code == 200
+
+
+def test_retry_after_is_whole_seconds_within_a_day():
+    from mvstylizer.edge.ratelimit import retry_after_header
+
+    assert [retry_after_header(s) for s in (0.0, 0.2, 1.0, 1.5, 1e9, float("inf"), float("nan"))] == \
+        ["1", "1", "1", "2", "86400", "86400", "1"]

@@ -9,6 +9,9 @@ from .args import finite_float, path_arg, positive_int
 from .fl import stop_on_sigterm
 
 
+MIN_RATE, MAX_RATE = 0.001, 1e6  # one request per 17 minutes; no limit in practice
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """``edge serve`` (the HTTP API) and ``edge fl-join`` (this edge's part in federated learning)."""
     e = sub.add_parser("edge", help="edge server commands")
@@ -61,8 +64,9 @@ def _serve(args: argparse.Namespace) -> int:
 
     if (args.ssl_keyfile is None) != (args.ssl_certfile is None):
         raise UserError("TLS needs both --ssl-keyfile and --ssl-certfile")
-    if not args.rate > 0:  # nan and inf never get here (finite_float)
-        raise UserError(f"--rate must be > 0, got {args.rate}")
+    if not MIN_RATE <= args.rate <= MAX_RATE:  # nan and inf never get here (finite_float)
+        # 1e308 overflowed the burst's int; 5e-324 made every refusal's Retry-After infinite (a 500).
+        raise UserError(f"--rate must be from {MIN_RATE:g} to {MAX_RATE:g} requests per second, got {args.rate:g}")
     if not args.header_timeout > 0:
         raise UserError(f"--header-timeout must be > 0, got {args.header_timeout}")
     if args.data_dir is not None and args.data_dir.exists() and not args.data_dir.is_dir():

@@ -49,6 +49,10 @@ def token_weakness(token: str) -> str | None:
     (``aaaaaaaaaaaaaaaa``, ``abababab...``, ``passwordpassword``); a random token of 16+ characters
     from a base64 or hex alphabet passes."""
     n = len(token)
+    # HTTP headers arrive as latin-1 and the tokens are kept as UTF-8 digests: a token with other
+    # characters could never match, and the phone refuses to send one anyway.
+    if any(not "!" <= c <= "~" for c in token):
+        return "it has a character that is not printable ASCII (an edge token is printable ASCII without spaces)"
     if n < MIN_TOKEN_CHARS:
         return f"shorter than {MIN_TOKEN_CHARS} characters"
     counts = collections.Counter(token)

@@ -89,8 +89,9 @@ class RateLimiter:
 
 
 def retry_after_header(seconds: float) -> str:
-    """Retry-After takes whole seconds; round up so a client that obeys it is accepted."""
-    return str(max(1, math.ceil(seconds)))
+    """Retry-After takes whole seconds; round up so a client that obeys it is accepted. At most a day
+    (a rate near zero made the wait infinite, and ``ceil`` of it a 500 for every refusal)."""
+    return str(max(1, math.ceil(min(seconds, 86400.0)))) if not math.isnan(seconds) else "1"
 
 
 @dataclass(frozen=True)

@@ -224,6 +224,11 @@ class HttpEdge:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as e:
             raise UserError(f"edge URL {_redact(url)!r} is not valid: {_redact(str(e))}") from None
+        try:  # as the connection will encode it: "edge..lan" ended as "internal error: UnicodeError"
+            parsed.host.encode("idna")
+        except UnicodeError:
+            raise UserError(f"edge URL {_redact(url)!r} has host {parsed.host!r}, which is not a valid host name "
+                            "(an empty part between dots, or one over 63 characters)") from None
         if parsed.port is not None and not 1 <= parsed.port <= 65535:  # httpx takes any number and the
             # connection then fails as "refused", four times, which blames the edge
             raise UserError(f"edge URL {_redact(url)!r} has port {parsed.port}; a port is 1..65535")
