@@ -77,3 +77,19 @@ def test_scans_are_counted_by_segment_not_by_bytes():
     payload = b"\xff\xda" * 200
     app1 = b"\xff\xe1" + (len(payload) + 2).to_bytes(2, "big") + payload
     assert wire.decode_frame(blob[:2] + app1 + blob[2:]).shape == (64, 64, 3)
+
+
+def test_a_jpeg_with_an_orientation_tag_decodes_as_stored():
+    # A frame's answer has its size as the header says: the decoder turned a tagged 64x32 JPEG to 32x64.
+    import io
+
+    from PIL import Image
+
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 255, (32, 64, 3), np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees to show
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", exif=exif)
+    data = buf.getvalue()
+    assert wire.image_size(data) == (64, 32)
+    assert wire.decode_frame(data).shape == (32, 64, 3)

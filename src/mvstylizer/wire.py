@@ -82,7 +82,10 @@ class OpenCVCodec:
 
     def decode(self, data: bytes) -> np.ndarray:
         self.cost_check(data)
-        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if data else None
+        # Pixels as stored: an EXIF orientation tag is not followed, so a frame comes back the size its
+        # header (image_size) says, which the answer must match (a tagged 64x32 JPEG came back 32x64).
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION) \
+            if data else None
         if img is None:
             raise ValueError("not a decodable image")
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
