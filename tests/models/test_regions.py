@@ -178,3 +178,20 @@ def test_without_tone_curves_the_map_alone_applies():
         outs.append(m.stylize(content, m.prepare_style(style)))
     assert np.all(np.isfinite(outs[0])) and outs[0].shape == content.shape
     assert 0.0 < np.abs(outs[0] - outs[1]).mean() < np.abs(outs[1] - content).mean()
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.01])
+def test_a_plain_picture_stays_plain(noise):
+    # A picture without structure (a plain colour, a blank wall filling the frame) has no regions to
+    # tell apart: the zero padding of VGG's convolutions once made its border cells unlike its middle
+    # ones, and the middle ones took whichever region the noise and the row prior favoured, so it
+    # came out framed and graded top to bottom in the style's colours (158 levels apart here).
+    rng = np.random.default_rng(3)
+    content = np.clip(np.float32([40, 120, 200]) / 255 + noise * rng.standard_normal((144, 256, 3)), 0, 1)
+    style = np.empty((150, 200, 3), np.float32)
+    style[:75], style[75:] = (0.9, 0.1, 0.8), (0.1, 0.9, 0.9)
+    style = np.clip(style + 0.05 * rng.standard_normal(style.shape), 0, 1).astype(np.float32)
+    m = RegionTransfer(RegionConfig(regions=2))
+    out = m.stylize(content.astype(np.float32), m.prepare_style(style)) * 255
+    blocks = out.reshape(9, 16, 16, 16, 3).mean(axis=(1, 3))
+    assert np.ptp(blocks, axis=(0, 1)).max() < 8.0, np.ptp(blocks, axis=(0, 1))
