@@ -306,6 +306,44 @@ def test_an_upload_still_arriving_at_shutdown_gets_503_not_500():
     assert not thread.is_alive()
 
 
+@pytest.mark.network
+def test_over_the_connection_limit_the_answer_is_json_with_retry_after():
+    """Beyond --max-connections uvicorn answered a plain-text 503 without Retry-After (health checks
+    too), which the phone counts as a failed try rather than a busy edge."""
+    config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, max_connections=3)
+    app = create_app(_SlowService(), config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = build_server(app, config, port)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    url = f"http://127.0.0.1:{port}"
+    held = []
+    try:
+        assert httpx.get(f"{url}/v1/health").status_code == 200
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        time.sleep(0.3)
+        r = httpx.get(f"{url}/v1/health")
+        assert r.status_code == 503 and r.headers["retry-after"] == "1", (r.status_code, r.text)
+        assert "connection limit" in r.json()["detail"]
+        for h in held:
+            h.close()
+        held = []
+        time.sleep(0.3)
+        assert httpx.get(f"{url}/v1/health").status_code == 200
+    finally:
+        for h in held:
+            h.close()
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+
+
 # ------------------------------------------------------------------------- 7d: style cache in bytes
 
 

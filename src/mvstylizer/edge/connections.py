@@ -10,6 +10,8 @@ reply. :func:`guarded_protocol` returns an ``H11Protocol`` subclass that adds
 - a **per-address cap**: at most ``per_ip`` open connections from one peer address; more are closed
   at once (one warning line per address per minute).
 
+- the answer beyond uvicorn's ``limit_concurrency``: JSON with ``Retry-After``, as every other refusal.
+
 The server also sets uvicorn's ``limit_concurrency`` (503 beyond it), ``timeout_keep_alive``,
 ``h11_max_incomplete_event_size`` (request header size) and raises the process's open-file limit to
 its hard limit.
@@ -46,6 +48,11 @@ def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | N
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._early: list[bytes] = []
+            # uvicorn's own answer over limit_concurrency is a plain-text 503 without Retry-After, which
+            # the phone counts as a failure rather than a busy edge: the same limit, answered here.
+            limit, self.limit_concurrency = self.limit_concurrency, None
+            if limit is not None:
+                self.app = _over_limit_guard(self.app, self, limit)
 
         def connection_made(self, transport: Any) -> None:  # type: ignore[override]
             peer = transport.get_extra_info("peername")
@@ -132,6 +139,24 @@ def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | N
                 self.transport.close()
 
     return GuardedH11Protocol
+
+
+def _over_limit_guard(app: Any, protocol: Any, limit: int) -> Any:
+    """``app``, or a JSON 503 with Retry-After while ``protocol``'s server holds ``limit`` connections or
+    more, or more than ``limit`` requests in progress (this one counted, as uvicorn counts them)."""
+
+    async def guarded(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or (len(protocol.connections) < limit and len(protocol.tasks) <= limit):
+            await app(scope, receive, send)
+            return
+        log.warning("connection limit: %d open connections; answering 503", len(protocol.connections))
+        body = b'{"detail":"edge server is at its connection limit; retry later"}'
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"retry-after", b"1"), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    return guarded
 
 
 def raise_open_file_limit() -> int:
