@@ -216,12 +216,9 @@ class _SlowService(EdgeService):
         return super().stylize(style_id, model, frames)
 
 
-@pytest.mark.network
-def test_requests_cancelled_at_shutdown_get_503_not_500():
-    """SIGTERM with one job running past the grace period and two queued: all three get 503 with
-    Retry-After (before: uvicorn's 500 for each, when it cancelled them after the grace period)."""
-    service = _SlowService()
-    config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, shutdown_grace_s=2.0)
+@contextlib.contextmanager
+def _server(service: EdgeService, config: ServerConfig):
+    """(app, uvicorn server, port): the edge in a thread as `edge serve` runs it, stopped at the end."""
     app = create_app(service, config)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -233,8 +230,23 @@ def test_requests_cancelled_at_shutdown_get_503_not_500():
     while not server.started:
         assert thread.is_alive() and time.monotonic() < deadline
         time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
     try:
+        yield app, server, port
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        sock.close()
+    assert not thread.is_alive()
+
+
+@pytest.mark.network
+def test_requests_cancelled_at_shutdown_get_503_not_500():
+    """SIGTERM with one job running past the grace period and two queued: all three get 503 with
+    Retry-After (before: uvicorn's 500 for each, when it cancelled them after the grace period)."""
+    service = _SlowService()
+    config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, shutdown_grace_s=2.0)
+    with _server(service, config) as (app, server, port):
+        url = f"http://127.0.0.1:{port}"
         sid = httpx.post(f"{url}/v1/styles", content=_png(1), headers={"Content-Type": "image/png"}).json()["style_id"]
         service.delay = 5.0
         body = pack_frames([_png(2, 12, 12)])
@@ -258,11 +270,6 @@ def test_requests_cancelled_at_shutdown_get_503_not_500():
             assert status == 503 and retry_after == "1", results
         assert all(done - t0 < 1.5 for _, _, done in results[1:]), results  # queued: at once
         assert 1.9 < results[0][2] - t0 < 4.5, results  # running: after the grace period, before it ended
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-    assert not thread.is_alive()
 
 
 @pytest.mark.network
@@ -270,24 +277,13 @@ def test_an_upload_still_arriving_at_shutdown_gets_503_not_500():
     """A body trickling in when the grace period ends: 503 with Retry-After, as a running job gets
     (before: uvicorn's plain-text 500 and a traceback in the log)."""
     config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, shutdown_grace_s=1.0)
-    app = create_app(_SlowService(), config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = build_server(app, config, port)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.02)
-    try:
+    with _server(_SlowService(), config) as (_app, server, port):
         sid = httpx.post(f"http://127.0.0.1:{port}/v1/styles", content=_png(1),
                          headers={"Content-Type": "image/png"}).json()["style_id"]
         body = pack_frames([_png(2, 64, 64)])
         with socket.create_connection(("127.0.0.1", port), timeout=20) as phone:
-            phone.sendall(b"POST /v1/stylize?style_id=" + sid.encode() + b"&model=classic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                          b"Content-Type: " + FRAMES_MEDIA_TYPE.encode() + b"\r\nContent-Length: "
+            phone.sendall(b"POST /v1/stylize?style_id=" + sid.encode() + b"&model=classic HTTP/1.1\r\n"
+                          b"Host: 127.0.0.1\r\nContent-Type: " + FRAMES_MEDIA_TYPE.encode() + b"\r\nContent-Length: "
                           + str(len(body)).encode() + b"\r\n\r\n" + body[:len(body) // 2])
             time.sleep(0.5)  # the handler is reading the body
             server.should_exit = True
@@ -297,13 +293,8 @@ def test_an_upload_still_arriving_at_shutdown_gets_503_not_500():
                 if not chunk:
                     break
                 answer += chunk
-        head = answer.split(b"\r\n\r\n")[0].decode("latin-1").lower()
-        assert head.startswith("http/1.1 503") and "retry-after: 1" in head and "application/json" in head, answer
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-    assert not thread.is_alive()
+    head = answer.split(b"\r\n\r\n")[0].decode("latin-1").lower()
+    assert head.startswith("http/1.1 503") and "retry-after: 1" in head and "application/json" in head, answer
 
 
 @pytest.mark.network
@@ -311,37 +302,20 @@ def test_over_the_connection_limit_the_answer_is_json_with_retry_after():
     """Beyond --max-connections uvicorn answered a plain-text 503 without Retry-After (health checks
     too), which the phone counts as a failed try rather than a busy edge."""
     config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, max_connections=3)
-    app = create_app(_SlowService(), config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = build_server(app, config, port)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.02)
-    url = f"http://127.0.0.1:{port}"
-    held = []
-    try:
+    with _server(_SlowService(), config) as (_app, _server_, port):
+        url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/v1/health").status_code == 200
         held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
-        time.sleep(0.3)
-        r = httpx.get(f"{url}/v1/health")
-        assert r.status_code == 503 and r.headers["retry-after"] == "1", (r.status_code, r.text)
-        assert "connection limit" in r.json()["detail"]
-        for h in held:
-            h.close()
-        held = []
+        try:
+            time.sleep(0.3)
+            r = httpx.get(f"{url}/v1/health")
+            assert r.status_code == 503 and r.headers["retry-after"] == "1", (r.status_code, r.text)
+            assert "connection limit" in r.json()["detail"]
+        finally:
+            for h in held:
+                h.close()
         time.sleep(0.3)
         assert httpx.get(f"{url}/v1/health").status_code == 200
-    finally:
-        for h in held:
-            h.close()
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 # ------------------------------------------------------------------------- 7d: style cache in bytes
