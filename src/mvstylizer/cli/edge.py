@@ -8,7 +8,6 @@ from ..errors import UserError
 from .args import finite_float, path_arg, positive_int
 from .fl import stop_on_sigterm
 
-
 MIN_RATE, MAX_RATE = 0.001, 1e6  # one request per 17 minutes; no limit in practice
 
 

@@ -323,7 +323,8 @@ def from_lab(lab: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(lab, dtype=np.float32), cv2.COLOR_Lab2RGB)
 
 
-def cell_features(vgg, img: np.ndarray, side: int, context: float) -> tuple[np.ndarray, tuple[int, int]]:
+def cell_features(vgg, img: np.ndarray, side: int, context: float
+                  ) -> tuple[np.ndarray, tuple[int, int], float]:
     """Unit feature vectors per 8x8 cell of ``img`` shrunk to ``side``, for matching across images.
 
     relu4_1, minus the image's mean feature (what every cell shares: the photo's overall colour,
@@ -336,8 +337,10 @@ def cell_features(vgg, img: np.ndarray, side: int, context: float) -> tuple[np.n
     An image under the trunk's 8 pixels across (a 2x2 style or frame) is enlarged to 8, nearest
     neighbour: its colours are what it has to give.
 
+    Also returns the picture's :func:`_structure` (how far its cells spread around their mean).
+
     Shape:
-        returns (gh * gw, 512) float32 and (gh, gw).
+        returns (gh * gw, 512) float32, (gh, gw) and a float.
     """
     h, w = img.shape[:2]
     if min(h, w) < MIN_SIDE:

@@ -72,8 +72,8 @@ class TrainConfig:
             raise UserError(f"--size must be at most {MAX_SIZE} pixels, got {self.size}")
         if self.batch > MAX_BATCH:
             raise UserError(f"--batch must be at most {MAX_BATCH}, got {self.batch}")
-        if self.batch * self.size * self.size > MAX_BATCH_PIXELS:
-            raise UserError(f"--batch {self.batch} of --size {self.size} crops is {self.batch * self.size ** 2 / 1e6:.0f} "
+        if (pixels := self.batch * self.size * self.size) > MAX_BATCH_PIXELS:
+            raise UserError(f"--batch {self.batch} of --size {self.size} crops is {pixels / 1e6:.0f} "
                             f"megapixels a step; at most {MAX_BATCH_PIXELS / 1e6:.1f} fit in memory (e.g. "
                             f"{MAX_BATCH_PIXELS // (self.size * self.size) or 1} crops of {self.size} px)")
         written = {"--out": self.out, "--checkpoint": self.checkpoint}
