@@ -314,6 +314,32 @@ def test_letterbox_bars_stay_black_in_keys_and_in_between_frames():
     assert np.stack(out)[:, 20:76].mean() > 60  # and the picture was styled
 
 
+def test_something_entering_a_black_band_between_keys_is_styled():
+    """The keys' bars were copied from the input on every frame between them: a ball rising into a
+    crushed-black sky between two keys came out with its own colours (30 levels off frame-by-frame)."""
+    def centre(i: int) -> tuple[int, int]:
+        return 80, round(50 - 40 * np.sin(np.pi * i / 30))
+
+    def frame(i: int) -> np.ndarray:
+        img = np.zeros((96, 160, 3), np.uint8)
+        img[24:] = (texture(72, 160, seed=0) * 200 + 40).astype(np.uint8)
+        cv2.circle(img, centre(i), 6, (60, 200, 220), -1)  # a cyan ball rises into the black and falls back
+        return img
+
+    style = np.full((64, 64, 3), (200, 150, 90), np.uint8)
+    style[::2] = (150, 100, 60)
+    pipe = VideoPipeline(EmbeddedEdge(), StylizeConfig(model="mk", progress=False,
+                                                       keyframes=KeyframeConfig(max_gap=30)))
+    out = np.stack(list(pipe.stream((frame(i) for i in range(31)), style)))
+    for i in range(10, 21):  # the ball inside the band
+        ball = np.zeros((96, 160), np.uint8)
+        cv2.circle(ball, centre(i), 4, 1, -1)
+        inside = ball.astype(bool)
+        inside[24:] = False
+        assert np.abs(out[i][inside].astype(int) - frame(i)[inside]).mean() > 10, i  # styled, not copied
+    assert out[0, :20].max() <= 3 and out[30, :20].max() <= 3  # the keys' bars still black
+
+
 def test_the_recording_s_date_and_title_are_kept(tmp_path):
     """A phone's video carries when it was recorded; galleries sort by it. ffmpeg keeps it; so do we."""
     tags = {"creation_time": "2019-08-03T17:45:12.000000Z", "title": "holiday"}

@@ -156,8 +156,13 @@ class Interpolator:
         w_b = min(1.0, max(0.0, (t - a.index) / span))
         rendered = self.method.render(self, low8, full8, a, b, w_b, exposure, out)
         # The bars both keys have (subtitles coming and going in a bottom bar make it narrower on some
-        # keys; a fade's black key has bars everywhere); elsewhere the frame is as rendered.
-        _keep_bars(rendered, full8, a.bars.common(b.bars), low8.shape)
+        # keys; a fade's black key has bars everywhere) and this frame still has: something moving into
+        # a crushed-black band between two keys is picture, as the model styles it frame by frame (a
+        # ball rising into a black sky came out unstyled, with a seam where it crossed the keys' bar).
+        bars = a.bars.common(b.bars)
+        if bars:
+            bars = bars.common(find_bars(low8))
+        _keep_bars(rendered, full8, bars, low8.shape)
         return rendered
 
     def _blend_transforms(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
