@@ -44,6 +44,22 @@ def test_a_fade_to_black_fades_out(tmp_path: Path) -> None:
     assert out[-1] < 0.01  # ends black
 
 
+def test_the_last_nearly_black_frames_of_a_fade_make_no_flash(tmp_path: Path) -> None:
+    # A fade's last frames, too dark for any mid-tone, could not tell a fade from a cut; the cut
+    # detector took one of them for a cut and started a shot of one frame, which the model lifted to
+    # the style's brightness: a flash of 0.66 mean level between frames of 0.09 and 0 (a review
+    # helper's clip: a warm gradient, a ball moving across it).
+    y, x = np.mgrid[0:96, 0:128].astype(np.float32)
+    out_frames = []
+    for t in range(60):
+        img = np.stack([120 + 100 * x / 128, 60 + 80 * y / 96, np.full_like(x, 40)], axis=-1) / 255
+        img[(x - 20 - 2 * t) ** 2 + (y - 48) ** 2 < 15 ** 2] = (250 / 255, 230 / 255, 60 / 255)
+        out_frames.append(img * max(0.0, 1.0 - max(0, t - 20) / 30))
+    out = _run(tmp_path, out_frames)
+    assert all(b < a + 0.01 for a, b in zip(out[20:], out[21:], strict=False)), np.round(out, 3)
+    assert out[-1] < 0.01
+
+
 def test_a_fade_to_white_fades_to_white(tmp_path: Path) -> None:
     # The mirror image: the style's exposure held to the end, and the white last frame came out in
     # the style's mean colour. (A still shot: where motion changes the levels more than the fade

@@ -84,7 +84,12 @@ class ExposureTracker:
             step, fit = _step(self._prev, thumb)
             white_step, white_fit = _step(255.0 - self._prev, 255.0 - thumb)
             self._log_exposure += step
-            self.rescaled = max(fit, white_fit) >= _RESCALED_SHARE and (
+            # Two frames with nothing brighter than the darkest mid-tone (a fade's last, nearly black
+            # frames) cannot tell a cut from a fade: taken for a cut, one such frame started a shot of
+            # its own, which the model lifted to the style's brightness (a one-frame flash of 56
+            # levels between frames of 1).
+            dim = float(self._prev.max()) <= _LOW and float(thumb.max()) <= _LOW
+            self.rescaled = dim or max(fit, white_fit) >= _RESCALED_SHARE and (
                 _blank(thumb) or _same_picture(self._prev, thumb))
             if self.rescaled and _towards_white(self._prev, thumb, step, white_step):
                 self.headroom += white_step
