@@ -8,8 +8,7 @@ reply. :func:`guarded_protocol` returns an ``H11Protocol`` subclass that adds
 - a **header timeout**: a new connection (or a kept-alive one after its response) must deliver a
   complete request header within ``header_timeout`` seconds, else it is closed;
 - a **per-address cap**: at most ``per_ip`` open connections from one peer address; more are closed
-  at once (one warning line per address per minute).
-
+  at once (one warning line per address per minute);
 - the answer beyond uvicorn's ``limit_concurrency``: JSON with ``Retry-After``, as every other refusal.
 
 The server also sets uvicorn's ``limit_concurrency`` (503 beyond it), ``timeout_keep_alive``,

@@ -93,7 +93,7 @@ class RegionConfig:
     strength: 0 gives the content, 1 the full transfer; in between the transforms are blended.
     structure: how far a content's cells spread around their mean feature (:func:`_structure`) where
         memberships start to follow the features, and where they follow them fully; below, the picture
-        has no regions to tell apart (sensor noise alone spreads them 0.05-0.35, a photo's 0.7-1.0).
+        has no regions to tell apart (sensor noise alone spreads them 0.02-0.37, photos measured 0.75-1.01).
     """
 
     feature_side: int = 320
@@ -359,10 +359,10 @@ def cell_features(vgg, img: np.ndarray, side: int, context: float
 
 def _structure(x: np.ndarray, border: int = _PADDED_CELLS) -> float:
     """How far a picture's cells spread around their mean feature (the 90th percentile of their
-    distances from it, unit features): ~0.05-0.35 for a plain picture with sensor noise, 0.7-1.0 for a
-    photo's cells. Cells within ``border`` of the edge are left out where the grid is large enough:
-    VGG's zero padding makes them unlike the rest in every picture (on a plain one, distances 0.13-0.82
-    from its middle there, 0.00 further in).
+    distances from it, unit features): 0.02-0.37 for a plain picture with sensor noise, 0.75-1.01 on
+    every photo and real frame measured (docs/QUALITY.md). Cells within ``border`` of the edge are
+    left out where the grid is large enough: VGG's zero padding makes them unlike the rest in every
+    picture (on a plain one, distances 0.13-0.82 from its middle there, 0.00 further in).
 
     Shape:
         x: (gh, gw, C) features minus the picture's mean feature.

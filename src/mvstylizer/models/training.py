@@ -30,7 +30,7 @@ MAX_SEED = 2**32 - 1  # what numpy and torch both take
 
 MAX_SIZE = 1024  # training crop side, pixels (the recipes train at 112-192)
 MAX_BATCH = 256
-MAX_BATCH_PIXELS = 32 * 512 * 512  # crops x side^2 per step: a few GiB of activations for the largest model
+MAX_BATCH_PIXELS = 32 * 512 * 512  # crops x side^2 per step: 32 of 512 px (the recipes: at most 8 of 128)
 
 
 def max_threads() -> int:
