@@ -45,6 +45,22 @@ def test_a_fade_to_white_is_followed_in_the_headroom_alone():
     assert tracker.rescaled and tracker.headroom < math.log(0.01)
 
 
+def test_a_fade_to_white_with_something_moving_is_followed_in_the_headroom():
+    # A ball crossing the fading picture errs alike under both measures; averaged in, it hid the fade,
+    # which went into the levels as a camera brightening (a review helper's clip: the output stayed at
+    # the style's colours until the last frames, then jumped to white).
+    y, x = np.mgrid[0:96, 0:160].astype(np.float32)
+    frames, rng = [], np.random.default_rng(0)
+    for i in range(25):  # a second of a slow fade (to white at frame 30), with a camera's noise
+        img = np.stack([120 + 100 * x / 160, 60 + 80 * y / 96, np.full_like(x, 40)], axis=-1) / 255
+        img[(x - 30 - 2 * i) ** 2 + (y - 48) ** 2 < 15 ** 2] = (250 / 255, 230 / 255, 60 / 255)
+        frames.append(1.0 - (1.0 - img) * (1.0 - i / 30) + rng.normal(0.0, 3 / 255, img.shape))
+    tracker, rescaled = _track(frames)
+    assert all(rescaled)
+    assert tracker.headroom == pytest.approx(math.log(6 / 30), abs=0.3), (tracker.headroom, tracker.levels)
+    assert abs(tracker.levels) < 0.1, (tracker.headroom, tracker.levels)
+
+
 def test_a_camera_panning_and_re_exposing_moves_the_levels_not_the_headroom():
     scene = texture(96, 160, seed=3)
     tracker, _ = _track([shifted(scene, i) * g for i, g in enumerate((1.0, 1.05, 1.1, 1.15, 1.2, 1.25))])
