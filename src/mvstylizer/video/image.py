@@ -13,9 +13,11 @@ import os
 import stat
 import struct
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -27,6 +29,8 @@ from mvstylizer.imaging import shrink_to
 from .formats import IMAGE_EXTS, WRITABLE_IMAGE_EXTS, check_not_special, check_output_size, check_readable_photo
 from .orientation import EXIF_OPS, Orientation, open_header, orientation_to_apply
 from .reader import reason
+
+_T = TypeVar("_T")
 
 log = logging.getLogger(__name__)
 
@@ -114,22 +118,22 @@ def read_image(path: str | os.PathLike[str], *, max_side: int | None = None,
     p = Path(path)
     if transparent not in ("white", "ignore"):
         raise ValueError(f"transparent must be 'white' or 'ignore', got {transparent!r}")
-    header = read_header(p)
-    try:
-        img = _decode(_read_bytes(p), header, p, max_side)
-        return _to_rgb01(img, header, max_side, p, transparent == "ignore")
-    except MemoryError:
-        raise UserError(f"not enough memory to read {p} ({header.width}x{header.height} pixels)") from None
+    return _decoded(p, max_side, lambda img, header: _to_rgb01(img, header, max_side, p, transparent == "ignore"))
 
 
 def read_image_alpha(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`read_image` (on white) and the image's alpha channel, HxW uint8 upright (None if it has
     none or is opaque throughout), from one decode: for an output that can carry the alpha again."""
     p = Path(path)
+    return _decoded(p, None, lambda img, header: (_to_rgb01(img, header, None, p), _alpha_of(img, header, p)))
+
+
+def _decoded(p: Path, max_side: int | None, use: Callable[[np.ndarray, ImageHeader], _T]) -> _T:
+    """``use`` applied to the image at ``p`` as decoded (shrunk to ``max_side`` if given) and its header;
+    running out of memory on the way is a UserError."""
     header = read_header(p)
     try:
-        img = _decode(_read_bytes(p), header, p)
-        return _to_rgb01(img, header, None, p), _alpha_of(img, header, p)
+        return use(_decode(_read_bytes(p), header, p, max_side), header)
     except MemoryError:
         raise UserError(f"not enough memory to read {p} ({header.width}x{header.height} pixels)") from None
 
