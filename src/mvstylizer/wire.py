@@ -22,6 +22,12 @@ import numpy as np
 
 FRAMES_MEDIA_TYPE = "application/vnd.mvstylizer.frames"
 
+
+def bad_token_char(token: str) -> int | None:
+    """Where ``token`` first holds a character a bearer token may not (printable ASCII without spaces is
+    what a header carries unchanged), or None: one rule for the phone that sends and the edge that keeps."""
+    return next((i for i, c in enumerate(token) if not "!" <= c <= "~"), None)
+
 Size = tuple[int, int]  # (width, height)
 
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import UserError
+from ..wire import bad_token_char
 
 MIN_TOKEN_CHARS = 16  # shorter tokens are guessable; `python -c "import secrets; print(secrets.token_urlsafe())"`
 MIN_TOKEN_BITS = 40.0  # Shannon estimate of a token's character mix x its length (token_urlsafe(): ~190)
@@ -51,7 +52,7 @@ def token_weakness(token: str) -> str | None:
     n = len(token)
     # HTTP headers arrive as latin-1 and the tokens are kept as UTF-8 digests: a token with other
     # characters could never match, and the phone refuses to send one anyway.
-    if any(not "!" <= c <= "~" for c in token):
+    if bad_token_char(token) is not None:
         return "it has a character that is not printable ASCII (an edge token is printable ASCII without spaces)"
     if n < MIN_TOKEN_CHARS:
         return f"shorter than {MIN_TOKEN_CHARS} characters"

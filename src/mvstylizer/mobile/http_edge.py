@@ -27,7 +27,16 @@ import numpy as np
 
 from .. import __version__
 from ..errors import UserError
-from ..wire import FRAMES_MEDIA_TYPE, Encoding, decode_frame, encode_frame, image_size, pack_frames, unpack_frames
+from ..wire import (
+    FRAMES_MEDIA_TYPE,
+    Encoding,
+    bad_token_char,
+    decode_frame,
+    encode_frame,
+    image_size,
+    pack_frames,
+    unpack_frames,
+)
 from .edge_link import REMOTE_IN_FLIGHT, EdgeUnavailable
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
@@ -607,7 +616,7 @@ def _check_token(token: object, source: str | None) -> None:
                   else "the edge token")
     if not isinstance(token, str):
         raise UserError(f"{source} must be a string, got {type(token).__name__}")
-    bad = next((i for i, c in enumerate(token) if not "!" <= c <= "~"), None)
+    bad = bad_token_char(token)
     if bad is not None:  # the token itself is a secret: say where the problem is, not what it is
         what = "whitespace" if token[bad].isspace() else "a character that is not printable ASCII"
         raise UserError(f"{source} has {what} at position {bad + 1}; an edge token is printable ASCII "
