@@ -497,11 +497,11 @@ class VideoWriter:
             return
         video = self._first_pts * self._enc_tb  # seconds
         for track in self._tracks.values():
-            if track.start is not None and track.mode != "none" and track.start - video > 1 / self.rate:
+            late = float(track.start - video) if track.start is not None else 0.0
+            if track.mode != "none" and late > 1 / self.rate:
                 log.warning("%s starts %.2f s after the video, and AVI keeps no start time per track: it "
                             "plays %.2f s early in %s (write .mp4 or .mkv to keep it in sync)",
-                            track.name.capitalize(), float(track.start - video), float(track.start - video),
-                            self.path)
+                            track.name.capitalize(), late, late, self.path)
 
     def _warn_audio_losses(self) -> None:
         for track in self._tracks.values():
