@@ -65,6 +65,10 @@ def test_stylize_frames_matches_dtype_and_order(style):
         floats = list(vs.stylize_frames([f.astype(np.float32) / 255 for f in frames[:3]], style))
         assert floats[0].dtype == np.float32 and 0.0 <= floats[0].min() and floats[0].max() <= 1.0
         np.testing.assert_allclose(floats[0], out[0] / 255.0, atol=2 / 255)
+        # each frame comes back in its own type, whatever the first frame's was
+        mixed = list(vs.stylize_frames([frames[0], frames[1].astype(np.float32) / 255, frames[2]], style))
+        assert [o.dtype for o in mixed] == [np.uint8, np.float32, np.uint8]
+        np.testing.assert_allclose(mixed[1], out[1] / 255.0, atol=2 / 255)
         with pytest.raises(mvstylizer.UserError, match="same size"):
             list(vs.stylize_frames([frames[0], frames[1][:40]], style))
         with pytest.raises(mvstylizer.UserError, match="HxWx3"):
@@ -169,6 +173,15 @@ def test_bad_numbers_and_files_are_user_errors(tmp_path, style):
     with mvstylizer.VideoStylizer(model="reinhard") as vs:
         (out,) = vs.stylize_frames([frame], style)  # NaN is black, as read_image takes it
     assert np.isfinite(out).all()
+    # 0-255 values given as float came out a near-white picture without a word; a little outside [0, 1]
+    # (resampling overshoot) is clipped
+    with mvstylizer.VideoStylizer(model="reinhard") as vs:
+        with pytest.raises(mvstylizer.UserError, match=r"frame 0 holds values from 0 to 200: .*divide"):
+            list(vs.stylize_frames([np.full((24, 32, 3), 200.0, np.float32) * (np.arange(32) > 0)[:, None]], style))
+        with pytest.raises(mvstylizer.UserError, match="style holds values"):
+            list(vs.stylize_frames([frame], np.full((24, 32, 3), 255.0)))
+        (out,) = vs.stylize_frames([np.full((24, 32, 3), 1.2, np.float32)], style)
+    assert out.dtype == np.float32
     for kwargs in ({"max_gap": float("nan")}, {"max_gap": 2.5}, {"keyframes": "every:3", "max_gap": True}):
         with pytest.raises(mvstylizer.UserError):
             mvstylizer.VideoStylizer(**kwargs)
@@ -178,6 +191,9 @@ def test_bad_numbers_and_files_are_user_errors(tmp_path, style):
     report = mvstylizer.StylizeReport("<frames>", "<frames>", "reinhard", "transform", 0, 0, 0.0)
     with pytest.raises(mvstylizer.UserError, match="cannot write the report"):
         report.write_json(tmp_path / "missing" / "r.json")
+    for bad in ("", None):
+        with pytest.raises(mvstylizer.UserError, match="needs a file name"):
+            report.write_json(bad)
     photo = tmp_path / "photo.png"
     photo.write_bytes(style.read_bytes())
     own_style = tmp_path / "s.png"

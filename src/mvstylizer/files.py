@@ -242,6 +242,30 @@ def check_writable_folder(folder: str | os.PathLike[str], what: str = "output") 
     _unlink_quiet(probe)
 
 
+def check_output_folder(folder: str | os.PathLike[str], what: str, *, made: bool = False) -> None:
+    """Refuse (UserError), before any work, a folder a run writes its files into that it could not:
+    a file in its place, a missing folder (unless ``made``: then its parent must take it), or one that
+    takes no new file. A benchmark that found out when it wrote its plots lost the whole run."""
+    p = Path(folder)
+    if p.exists() and not p.is_dir():
+        raise UserError(f"{what} {folder} is a file, not a folder")
+    if p.is_dir():
+        check_writable_folder(p, what)
+    elif made:
+        check_writable_folder(p.parent, what)
+    else:
+        raise UserError(f"{what} folder does not exist: {folder}")
+
+
+def check_input_file(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse (UserError) an input that is missing or a folder, saying which."""
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{what} {path} is a folder, not a file")
+    if not p.is_file():
+        raise UserError(f"{what} not found: {path}")
+
+
 def check_overwrite(output_path: str | os.PathLike[str], overwrite: bool) -> None:
     """Refuse (UserError) to replace an existing file unless asked to (FFmpeg's ``-y``), or to take a
     name too long to create (:func:`check_output_name`), or a device, pipe or socket even with ``overwrite``

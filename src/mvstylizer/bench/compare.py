@@ -267,6 +267,8 @@ def compare(input_path: Path, style_path: Path, config: StylizeConfig, metric_si
     with tempfile.TemporaryDirectory() as tmp:
         out_path = Path(tmp) / "pipeline.mp4"
         report = VideoPipeline(EmbeddedEdge(), config).run(input_path, style_path, out_path)
+        if report.frames < 2:  # warping error is over pairs of frames: none to score
+            raise UserError(f"{Path(input_path).name} has {report.frames} frame; the comparison needs at least 2")
         summary = report.summary()
         framewise_seconds = score_clip(input_path, out_path,
                                        Framewise(style_path, config.model, config.max_style_side), scorer)

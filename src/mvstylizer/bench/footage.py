@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 
 from ..errors import UserError
+from ..files import check_input_file
 from ..video.formats import VIDEO_EXTS
 from ..video.image import write_image
 from ..video.reader import VideoReader
@@ -320,8 +321,7 @@ def run_footage(cfg: FootageConfig, log: Callable[[str], None] = lambda msg: Non
     model = resolve_name(cfg.model)  # an unknown model is one error before any clip runs
     clips = find_clips(cfg.folder, cfg.clips)
     style = cfg.style if cfg.style is not None else package_media("coffee.png")
-    if not style.is_file():
-        raise UserError(f"style photo not found: {style}")
+    check_input_file(style, "style photo")
     stylize = StylizeConfig(model=cfg.model)  # the x264 settings and style size `stylize` runs with
     framewise = Framewise(style, cfg.model, stylize.max_style_side)  # one model and style for all clips
     results: list[ClipResult | ClipError] = []

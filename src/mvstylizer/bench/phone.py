@@ -34,6 +34,7 @@ import numpy as np
 
 from ..edge.service import EdgeService
 from ..errors import UserError
+from ..files import check_input_file
 from ..mobile.pipeline import StylizeConfig, StylizeReport, VideoPipeline
 from ..video.image import read_style
 from ..video.media import package_media
@@ -111,8 +112,7 @@ class PhoneReport:
 
 
 def run_phone(cfg: PhoneBenchConfig, log: Callable[[str], None] = lambda _msg: None) -> PhoneReport:
-    if not cfg.clip.is_file():
-        raise UserError(f"clip not found: {cfg.clip}")
+    check_input_file(cfg.clip, "clip")
     style_path = cfg.style if cfg.style is not None else package_media("coffee.png")
     style = read_style(style_path, StylizeConfig.max_style_side)
     frames = _first_frames(cfg.clip, cfg.frames)

@@ -251,6 +251,8 @@ def run_photoreal(
         log(f"{name}: {len(method_rows)} pairs in {time.perf_counter() - t:.1f} s")
 
     done = [n for n in names if n not in skipped]
+    if not done:  # nothing to report: the section and grid already written stay as they are
+        raise UserError("no method could be scored: " + "; ".join(f"{n}: {why}" for n, why in skipped.items()))
     result = {
         "config": {
             "folder": Path(folder).name, "pairs": [p.name for p in loaded], "methods": done, "skipped": skipped,

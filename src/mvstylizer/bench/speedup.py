@@ -37,6 +37,7 @@ import numpy as np
 
 from ..edge.service import EdgeService
 from ..errors import UserError
+from ..files import check_input_file
 from ..imaging import shrink_to
 from ..metrics import WarpErrorMeter, flow_and_mask, psnr, ssim
 from ..mobile.edge_link import EmbeddedEdge
@@ -106,8 +107,7 @@ def style_path(cfg: BenchConfig) -> Path:
     if cfg.style is None:
         return package_media("coffee.png")
     p = Path(cfg.style)
-    if not p.is_file():
-        raise UserError(f"style photo not found: {p}")
+    check_input_file(p, "style photo")
     return p
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
-from ..files import atomic_path
+from ..files import atomic_path, check_output_folder
 from ..mobile.pipeline import SMOOTHERS, StylizeConfig
 from ..models.registry import resolve_name
 from .machine import machine_info
@@ -50,8 +50,8 @@ class SweepConfig:
             raise UserError(f"unknown sweep axis {', '.join(bad)}; choose from {', '.join(AXES)}")
         if any(g < 1 for g in self.gaps) or any(k < 16 for k in self.key_sizes):
             raise UserError("gaps must be >= 1 and key sizes >= 16")
-        if self.plots is not None and not self.plots.is_dir():
-            raise UserError(f"plot folder {self.plots} does not exist")
+        if self.plots is not None:
+            check_output_folder(self.plots, "--plots")
 
 
 def variants(base: StylizeConfig, axis: str, cfg: SweepConfig) -> list[tuple[str | int, StylizeConfig | str]]:

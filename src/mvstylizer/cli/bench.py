@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..files import check_writable_folder
+from ..files import check_output_folder
 from .args import (
     add_pipeline_options,
     check_report_folder,
@@ -141,8 +141,9 @@ def _video_bench(args: argparse.Namespace) -> int:
         from ..bench.clips import CLIP_KINDS
         from ..bench.speedup import BenchConfig
 
-        # a clip path or the style photo must never be the report (it would be replaced by JSON)
-        check_report_folder(args.json, None if args.clip in CLIP_KINDS else args.clip, args.style)
+        # a clip path, the style photo or a plot must never be the report (it would be replaced by JSON)
+        plots = [args.plots / f"sweep_{axis}.png" for axis in args.axes] if getattr(args, "plots", None) else []
+        check_report_folder(args.json, None if args.clip in CLIP_KINDS else args.clip, args.style, *plots)
         if args.clip not in CLIP_KINDS:
             _check_video(args.clip, "--clip")
         config = pipeline_config(args, progress=False)
@@ -227,10 +228,10 @@ def _footage_bench(args: argparse.Namespace) -> int:
 
     # every file of the folder may be a clip to score: none of them, nor the style, may become the report
     check_report_folder(args.json, args.style, *_files_in(args.folder))
+    if not args.folder.is_dir():
+        raise UserError(f"{args.folder} is not a folder")
     if args.montage is not None:  # a folder (made if missing, kept if there), inside one that exists
-        check_writable_folder(args.montage.parent, "--montage")
-        if args.montage.exists() and not args.montage.is_dir():
-            raise UserError(f"--montage {args.montage} is a file, not a folder")
+        check_output_folder(args.montage, "--montage", made=True)
         args.montage.mkdir(exist_ok=True)
     report = run_footage(FootageConfig(folder=args.folder, model=args.model, style=args.style,
                                        clips=tuple(args.clips or ()), montage=args.montage,
@@ -267,10 +268,13 @@ def _photoreal_bench(args: argparse.Namespace) -> int:
 
     from ..bench.photoreal import markdown_section, run_photoreal
 
-    # the pair folders' photos and masks are inputs: the report may replace none of them
-    check_report_folder(args.json, *(p for pair in _files_in(args.folder) for p in _files_in(pair)))
-    if not args.out_dir.is_dir():
-        raise UserError(f"output folder {args.out_dir} does not exist")
+    if not args.folder.is_dir():
+        raise UserError(f"benchmark folder {args.folder} does not exist or is not a folder")
+    check_output_folder(args.out_dir, "--out-dir")
+    # the pair folders' photos and masks are inputs, the section and the grid outputs: the report may
+    # replace none of them
+    check_report_folder(args.json, *(p for pair in _files_in(args.folder) for p in _files_in(pair)),
+                        args.out_dir / "QUALITY.md", args.out_dir / "photoreal_grid.png")
     command = shlex.join(["mvstylizer", "bench", "photoreal", "DIR"]
                          + (["--methods", *args.methods] if args.methods else [])
                          + (["--pairs", *args.pairs] if args.pairs else [])
@@ -333,9 +337,13 @@ def _bench(args: argparse.Namespace) -> int:
                                                 flood_batch=args.flood_batch),
                                 log=lambda msg: print(msg, file=sys.stderr))
     elif args.bench_command == "smoothing":
+        import cv2
+
         from ..bench.smoothing import crop_comparison, run_smoothing
 
-        check_report_folder(args.crops, args.model)
+        check_report_folder(args.crops, args.model, args.json)
+        if args.crops is not None and not cv2.haveImageWriter(str(args.crops)):
+            raise UserError(f"--crops {args.crops}: not an image name OpenCV can write; give e.g. crops.png")
         if args.model is not None and not args.model.is_file():
             raise UserError(f"--model {args.model} does not exist")
         result = run_smoothing(looks=args.looks, methods=tuple(args.methods), model=args.model)
@@ -348,8 +356,8 @@ def _bench(args: argparse.Namespace) -> int:
     else:
         from ..bench.quality import run_quality
 
-        if not args.out_dir.is_dir():
-            raise UserError(f"output folder {args.out_dir} does not exist")
+        check_output_folder(args.out_dir, "--out-dir")
+        check_report_folder(args.json, args.out_dir / "QUALITY.md", args.out_dir / "quality_grid.png")
         command = "mvstylizer bench quality" + (f" --methods {' '.join(args.methods)}" if args.methods else "")
         if args.json:
             command += f" --json {args.json}"

@@ -134,7 +134,9 @@ class StylizeReport:
         d["total_seconds"] = round(self.total_seconds, 4)
         return d
 
-    def write_json(self, path: str | Path) -> None:
+    def write_json(self, path: str | os.PathLike[str]) -> None:
+        if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+            raise UserError(f"the report needs a file name, got {path!r}")
         path = Path(path)
         try:
             with atomic_path(path) as tmp:
@@ -215,12 +217,14 @@ class VideoPipeline:
         """Stylized frames, in order, for frames from any source (a camera, OpenCV, an array).
 
         Args:
-            frames: HxWx3 RGB images, all the same size: uint8, or float in [0, 1].
+            frames: HxWx3 RGB images, all the same size: uint8, or float in [0, 1] (values a little
+                outside, as resampling leaves, are clipped; 0-255 floats are refused).
             style: the style photo, HxWx3 RGB (uint8 or float in [0, 1]).
             report: filled in as frames go (keys and why, stage seconds), if given.
 
         Returns:
-            An iterator of fresh HxWx3 arrays: uint8 for uint8 input, float32 in [0, 1] otherwise.
+            An iterator of fresh HxWx3 arrays, each the type of the frame it comes from: uint8 for a
+            uint8 frame, float32 in [0, 1] otherwise.
             A frame comes out once the key after it is back, and at most one per frame read while
             frames are still coming (the reader keeps its lead on the keys); the last ones at the end.
         """
@@ -228,16 +232,17 @@ class VideoPipeline:
         self._entry = None
         style_id = self._register(_as_rgb8(style, "style"), "image")
         state: dict = {}
+        floats: deque[bool] = deque()  # per frame read and not yet given back: was it float?
 
         def works() -> Iterator[_Work]:
             for i, frame in enumerate(frames):
                 rgb8 = _as_rgb8(frame, f"frame {i}")
                 if np.may_share_memory(rgb8, frame):  # frames wait for their key: a camera loop may refill
                     rgb8 = rgb8.copy()  # one buffer every frame, so the caller's array is not kept
+                floats.append(np.asarray(frame).dtype != np.uint8)
                 if "size" not in state:
                     h, w = rgb8.shape[:2]
-                    state.update(size=work_size(w, h, self.config.key_size), shape=rgb8.shape,
-                                 float=np.asarray(frame).dtype != np.uint8)
+                    state.update(size=work_size(w, h, self.config.key_size), shape=rgb8.shape)
                     if report is not None:
                         report.width, report.height, report.key_size = w, h, list(state["size"])
                 elif rgb8.shape != state["shape"]:
@@ -248,7 +253,8 @@ class VideoPipeline:
         rep = report or StylizeReport("<frames>", "<frames>", self.config.model, self.config.interp.method, 0, 0, 0.0)
         for out, _ in self._stream(works(), style_id, rep, _Timer(rep.stage_seconds)):
             rep.frames += 1
-            yield out.astype(np.float32) * np.float32(1.0 / 255.0) if state["float"] else out.copy()
+            # frames come out in the order they went in
+            yield out.astype(np.float32) * np.float32(1.0 / 255.0) if floats.popleft() else out.copy()
         self._finish(rep, t0)
 
     # --- internals ---------------------------------------------------------------------------
@@ -604,6 +610,9 @@ class VideoPipeline:
         return report
 
 
+_FLOAT_SLACK = 0.5  # how far outside [0, 1] a float image may stray and be clipped, not refused
+
+
 def _as_rgb8(img: np.ndarray, what: str) -> np.ndarray:
     """HxWx3 uint8 RGB from uint8 or float-in-[0,1] RGB; a clear error for anything else."""
     a = np.asarray(img)
@@ -614,7 +623,14 @@ def _as_rgb8(img: np.ndarray, what: str) -> np.ndarray:
     if not np.issubdtype(a.dtype, np.floating):
         raise UserError(f"{what} must be uint8 or float in [0, 1], got {a.dtype}")
     # NaN has no defined uint8; as read_image does, it is taken as black (and +-inf as the range's ends).
-    return (np.clip(np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    f = np.nan_to_num(a, nan=0.0, posinf=1.0, neginf=0.0)
+    lo, hi = float(f.min()), float(f.max())
+    # Resampling leaves values a little outside [0, 1], which clipping is right for; 0-255 data given as
+    # float came out a white picture without a word.
+    if lo < -_FLOAT_SLACK or hi > 1.0 + _FLOAT_SLACK:
+        raise UserError(f"{what} holds values from {lo:g} to {hi:g}: a float image must be in [0, 1] "
+                        "(divide 0-255 values by 255)")
+    return (np.clip(f, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
 def _make_work(index: int, pts: int | None, rgb8: np.ndarray, size: tuple[int, int]) -> _Work:
