@@ -174,3 +174,17 @@ def test_a_late_start_moves_frames_whose_packets_carry_no_dts_too(tmp_path):
         assert any(p.dts is None for p in c.demux(video=0) if p.size)  # the case under test
     frames, _ = timeline(src)
     assert frames == pytest.approx([0.1 * i for i in range(12)], abs=1e-6)
+
+
+def test_avi_from_an_aac_track_holds_one_chunk_per_frame(tmp_path):
+    # An AAC track's priming packet (pts < 0) made the AVI muxer shift every track; in AVI's one-frame
+    # slots that put an empty video chunk after frame 0: the video one frame later against its sound
+    # and the file a frame longer.
+    src, out = tmp_path / "in.mp4", tmp_path / "out.avi"
+    write_clip(src, frames=10, fps=5)
+    with av.open(str(src)) as c:
+        assert next(p for p in c.demux(audio=0) if p.pts is not None).pts < 0  # the case: priming before 0
+    transcode(src, out)
+    with av.open(str(out)) as c:
+        slots = [p.dts for p in c.demux(video=0) if p.dts is not None]
+        assert slots == list(range(10)) and c.streams.video[0].frames == 10  # before: 0, 2, 3, ..., 10 of 11

@@ -136,6 +136,7 @@ class _AudioTrack:
         self.decoded = False  # "copy": the check has decoded a packet (so its decoder works here)
         self.undecodable = 0  # "copy": packets copied although they did not decode
         self.undecodable_reason: str | None = None
+        self.shift: int | None = None  # AVI: ticks added to every packet (see VideoWriter._mux_packet)
 
     def skip(self, why: str) -> None:
         self.skipped += 1
@@ -468,10 +469,24 @@ class VideoWriter:
             track.skip("its timestamp does not follow the previous packet's")
             return
         self._check_audio(track, packet)
-        packet.stream = track.stream
-        self._container.mux(packet)
+        self._mux_packet(track, packet)
         if dts is not None:
             track.last_dts = dts
+
+    def _mux_packet(self, track: _AudioTrack, packet: av.Packet) -> None:
+        """Mux one audio packet of ``track``. AVI keeps no time of its own per packet: an AAC track's
+        priming packet (just before 0: its samples are decoded and thrown away) made the muxer shift
+        every track forward, and AVI's one-frame slots rounded that up to a whole frame, so the video
+        played one frame late and the file ran one frame long. There the track starts at 0 instead:
+        its sound comes at most a priming packet (~20 ms) late, below what anyone sees."""
+        if self._one_per_slot and packet.pts is not None:
+            if track.shift is None:
+                track.shift = max(0, -packet.pts)
+            packet.pts += track.shift
+            if packet.dts is not None:
+                packet.dts += track.shift
+        packet.stream = track.stream
+        self._container.mux(packet)
 
     @staticmethod
     def _check_audio(track: _AudioTrack, packet: av.Packet) -> None:
@@ -528,7 +543,7 @@ class VideoWriter:
             frame.time_base = out_tb
         assert track.stream is not None
         for packet in track.stream.encode(frame):
-            self._container.mux(packet)
+            self._mux_packet(track, packet)
 
     def close(self) -> None:
         """Flush the encoder, finish the container and atomically rename it over ``path``."""
