@@ -37,11 +37,10 @@ def _shift_fit(net, bank, config, steps, *, round_seed=0, **kw):  # a stand-in l
 def test_anchor_config_refuses_unknown_kinds_and_weights():
     assert set(ANCHORS) == {"generic", "start"}
     for bad in ({"kind": "nope", "weight": 0.1}, {"kind": "start", "weight": 1.0}, {"kind": "start", "weight": -0.1},
-                {"kind": "generic", "weight": 0.1, "steps": 0}):
+                {"kind": "generic", "weight": 0.1, "steps": 0}, {"kind": "start", "weight": 0.0}):
         with pytest.raises(UserError):
             AnchorConfig(**bad)
     assert build_anchor(AnchorConfig(), _net(), _shift_fit, list) is None
-    assert build_anchor(AnchorConfig("start", 0.0), _net(), _shift_fit, list) is None
 
 
 def test_start_anchor_pulls_toward_the_starting_model():

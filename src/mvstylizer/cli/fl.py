@@ -8,6 +8,8 @@ from pathlib import Path
 from ..errors import UserError
 from .args import check_report_folder, choices_help, finite_float, path_arg, positive_int
 
+# A round's local steps are min(--local-steps, epochs x frames / batch); epochs past this only overflowed.
+MAX_LOCAL_EPOCHS = 1000.0
 
 def register(sub: argparse._SubParsersAction) -> None:
     """``cloud serve`` (the Flower SuperLink and ServerApp) and ``fl simulate`` (the experiment)."""
@@ -69,7 +71,7 @@ def add_fl_options(p: argparse.ArgumentParser) -> None:
                    help="after each round, pull the global model toward generic content (default none): "
                         + choices_help(ANCHORS))
     p.add_argument("--anchor-weight", type=finite_float, default=0.0,
-                   help="share of the anchor in the new model [0, 1)")
+                   help="share of the anchor in the new model, in (0, 1) with --anchor (the experiment's: 0.4)")
     p.add_argument("--anchor-steps", type=positive_int, default=6,
                    help="anchor generic: the server's own steps per round (default 6)")
     p.add_argument("--clip-norm", type=finite_float, default=0.0, help="clip each update to this L2 norm (0: off)")
@@ -93,8 +95,9 @@ def cloud_config(args: argparse.Namespace, rounds: int, min_edges: int, timeout:
     from ..cloud.strategies import StrategyConfig
     from ..fl.local import BANK_SIDE, MAX_BATCH, LocalConfig
 
-    if not (args.lr > 0 and args.local_epochs > 0 and args.size >= 16 and args.proximal_mu >= 0):
-        raise UserError("--lr and --local-epochs must be > 0, --size >= 16, --proximal-mu >= 0")
+    if not (args.lr > 0 and 0 < args.local_epochs <= MAX_LOCAL_EPOCHS and args.size >= 16 and args.proximal_mu >= 0):
+        raise UserError(f"--lr must be > 0, --local-epochs in (0, {MAX_LOCAL_EPOCHS:g}], --size >= 16, "
+                        "--proximal-mu >= 0")
     if args.size > BANK_SIDE or args.batch > MAX_BATCH:
         # Crops come from frames held at BANK_SIDE px: a larger crop is an upscaled one, and a huge
         # batch ran out of memory instead of training.
@@ -134,13 +137,9 @@ def _cloud(args: argparse.Namespace) -> int:
         raise UserError(f"--round-timeout must be > 0, got {args.round_timeout}")
     cloud = cloud_config(args, args.rounds, args.min_edges, args.round_timeout)
     if cloud.base_weights:  # else the run fails inside Flower, its reason only in the SuperLink's log
-        from ..fl.local import load_base
+        from ..fl.tasks import starting_model
 
-        try:
-            load_base(Path(cloud.base_weights))
-        except (RuntimeError, KeyError, TypeError, ValueError) as e:
-            raise UserError(f"--base-weights {args.base_weights} is not a dncm weights file "
-                            f"({type(e).__name__})") from None
+        starting_model("dncm", args.base_weights)
     serve(ServeConfig(state_dir=args.state_dir, host=args.host, port=args.port, cloud=cloud, registry=args.registry))
     return 0
 

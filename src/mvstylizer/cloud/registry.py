@@ -60,8 +60,35 @@ class ModelRegistry:
         folder = self.rounds_dir / f"{rnd:06d}"
         if not (folder / "round.json").is_file():
             raise UserError(f"no round {rnd} in the model registry {self.root}")
-        info = json.loads((folder / "round.json").read_text())
+        info = self._info(rnd)
         return RoundEntry(rnd, folder / "model.pt", dict(info.get("metrics", {})))
+
+    def _info(self, rnd: int) -> dict[str, Any]:
+        path = self.rounds_dir / f"{rnd:06d}" / "round.json"
+        try:
+            info = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise self._damaged(rnd, f"{path.name} does not read ({exc})") from None
+        if not isinstance(info, dict) or not isinstance(info.get("metrics", {}), dict):
+            raise self._damaged(rnd, f"{path.name} is not a round record")
+        return info
+
+    def verify(self, rnd: int) -> None:
+        """Refuse (UserError) round ``rnd`` if its model file is not the one its record hashed: a resume
+        from a truncated model failed only inside Flower, with no reason given, on every rerun."""
+        want = self._info(rnd).get("sha256")
+        path = self.rounds_dir / f"{rnd:06d}" / "model.pt"
+        try:
+            got = hashlib.sha256(path.read_bytes()).hexdigest()
+        except OSError as exc:
+            raise self._damaged(rnd, f"model.pt does not read ({exc.strerror or exc})") from None
+        if want is not None and got != want:
+            raise self._damaged(rnd, "model.pt is not the file its round.json recorded (sha256 differs)")
+
+    def _damaged(self, rnd: int, why: str) -> UserError:
+        folder = self.rounds_dir / f"{rnd:06d}"
+        return UserError(f"round {rnd} of the model registry is damaged: {why}; move {folder} away to resume "
+                         "from the round before it")
 
     def save(self, rnd: int, state: dict[str, Any], meta: dict[str, Any], metrics: dict[str, Any],
              params_sha256: str | None = None) -> RoundEntry:

@@ -17,7 +17,6 @@ after a crash or a stop resumes from the last completed round.
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import socket
@@ -31,7 +30,7 @@ import tomli_w
 
 from ..errors import UserError
 from ..files import atomic_write_text, lock_folder
-from ..fl.flower import console_script, flower_env, stop_process
+from ..fl.flower import check_port_free, console_script, flower_env, stop_process
 from .registry import ModelRegistry
 from .server_app import CloudConfig
 
@@ -80,23 +79,12 @@ def write_flower_config(home: Path, address: str) -> None:
     atomic_write_text(home / "config.toml", tomli_w.dumps(doc))
 
 
-def check_port_free(host: str, port: int) -> None:
-    """Refuse a port something already listens on: the SuperLink would fail to bind it, and the
-    listener there would answer in its place (the run then fails with Flower's "SuperLink unavailable")."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        # As servers bind: a port that only holds closed connections (TIME_WAIT) is free, a listener is not.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except socket.gaierror as e:  # not "in use": the host names nothing
-            raise UserError(f"--host {host} is not a name or address this machine can listen on "
-                            f"({e.strerror or e})") from None
-        except OSError as e:
-            if e.errno == errno.EADDRNOTAVAIL:
-                raise UserError(f"--host {host} is not an address of this machine") from None
-            raise UserError(f"port {port} on {host} is in use ({e.strerror or e}); stop what listens there "
-                            "or choose another --port") from None
+def control_address(host: str, port: int) -> tuple[str, str]:
+    """(host this machine reaches the SuperLink on, Flower's ``HOST:PORT`` for it): a wildcard --host is
+    reached on loopback, and an IPv6 address goes in brackets (unbracketed, Flower read ``::1:9092`` as a
+    bad port)."""
+    near = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return near, (f"[{near}]:{port}" if ":" in near else f"{near}:{port}")
 
 
 def wait_for_port(host: str, port: int, proc: subprocess.Popen, timeout: float) -> None:
@@ -153,10 +141,11 @@ def _serve(cfg: ServeConfig, state: Path, registry_dir: Path, echo: Callable[[st
         echo(f"the registry {cloud.registry} already holds {done.round} rounds (>= {cloud.num_rounds}); nothing to do")
         return {"status": "finished:completed", "rounds": registry.rounds()}
     if done is not None:
+        registry.verify(done.round)
         echo(f"resuming after round {done.round} from {done.path}")
     check_port_free(cfg.host, cfg.port)  # before the app and config are written: a wrong --host or --port
     home, app_dir = state / "flwr-home", state / "app"
-    control = f"{'127.0.0.1' if cfg.host in ('0.0.0.0', '::') else cfg.host}:{cfg.port}"
+    near, control = control_address(cfg.host, cfg.port)
     write_app(app_dir, cloud)
     write_flower_config(home, control)
     env = flower_env(home)
@@ -167,7 +156,7 @@ def _serve(cfg: ServeConfig, state: Path, registry_dir: Path, echo: Callable[[st
              "--disable-runtime-dependency-installation"],
             env=env, cwd=state, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        wait_for_port(control.rsplit(":", 1)[0], cfg.port, link, cfg.start_timeout_s)
+        wait_for_port(near, cfg.port, link, cfg.start_timeout_s)
         echo(f"SuperLink on {cfg.host}:{cfg.port} (pid {link.pid}, log {log_path}); "
              f"edges join with: mvstylizer edge fl-join --superlink HOST:{cfg.port} --data-dir DIR")
         started = _flwr(["run", str(app_dir), CONNECTION], env, state)
@@ -178,8 +167,16 @@ def _serve(cfg: ServeConfig, state: Path, registry_dir: Path, echo: Callable[[st
              f"registry {cloud.registry}")
         seen = set(registry.rounds())
         status = ""
+        # Flower waits for --min-edges SuperNodes without a limit and says so only in its own log: an
+        # edge gone for good left the operator before a silent terminal.
+        quiet_since = time.monotonic()
         while not status.startswith("finished"):
             time.sleep(cfg.poll_s)
+            if time.monotonic() - quiet_since > cloud.round_timeout:
+                quiet_since = time.monotonic()
+                echo(f"no round stored for {cloud.round_timeout:g} s: a round starts once "
+                     f"{cloud.strategy.min_available_nodes} edges are connected (the SuperLink waits for them "
+                     f"without a limit; Ctrl-C stops, the same command resumes)")
             if link.poll() is not None:
                 raise UserError(f"the SuperLink exited (status {link.returncode}); see {log_path}")
             runs = _flwr(["ls", CONNECTION, "--run-id", str(run_id)], env, state).get("runs", [])
@@ -187,6 +184,7 @@ def _serve(cfg: ServeConfig, state: Path, registry_dir: Path, echo: Callable[[st
             for rnd in registry.rounds():
                 if rnd not in seen:
                     seen.add(rnd)
+                    quiet_since = time.monotonic()
                     ev = registry.entry(rnd).metrics.get("evaluate", {})
                     extra = f": held-out loss {ev['loss']:.5f}, PSNR {ev['psnr']:.2f} dB" if "loss" in ev else ""
                     echo(f"round {rnd} stored{extra}")

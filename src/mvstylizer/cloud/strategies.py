@@ -44,6 +44,13 @@ from ..fl.anchor import AnchorConfig
 log = logging.getLogger("mvstylizer.cloud")
 
 WEIGHT_KEY = "num-examples"
+# Most frames an edge may say it trained or evaluated on. An edge's frame store holds key frames its
+# phones sent; a count past this is a lie or a bug, and two edges claiming 1e308 made the weights' sum
+# infinite, every share 0 and the stored global model all zeros.
+MAX_EXAMPLES = 10_000_000
+# How the guard names the records of the replies it hands on: Flower refuses to aggregate replies
+# whose record names or metric keys differ, and ended the whole run on one odd reply.
+ARRAYS, METRICS = "arrays", "metrics"
 
 
 @dataclass
@@ -123,6 +130,24 @@ def _finite_metrics(msg: Message) -> bool:
     return True
 
 
+def _plausible_weight(weight: object) -> bool:
+    return isinstance(weight, (int, float)) and not isinstance(weight, bool) and 1 <= weight <= MAX_EXAMPLES
+
+
+def _common_metrics(replies: list[Message]) -> list[Message]:
+    """The replies with their one MetricRecord named ``METRICS`` and holding only the keys every reply
+    has (the weight among them: each was checked for it), so that one edge's extra or missing metric
+    is dropped instead of ending the run in Flower's consistency check."""
+    if not replies:
+        return replies
+    records = [next(iter(r.content.metric_records.items())) for r in replies]
+    keys = set.intersection(*(set(rec.keys()) for _, rec in records))
+    for reply, (name, rec) in zip(replies, records, strict=True):
+        del reply.content[name]
+        reply.content[METRICS] = MetricRecord({k: v for k, v in rec.items() if k in keys})
+    return replies
+
+
 def _with_digest(config: ConfigRecord, arrays: dict[str, np.ndarray]) -> ConfigRecord:
     """``config`` plus ``model-sha256``: the content hash of the global model sent with it.
 
@@ -175,8 +200,8 @@ class UpdateGuard(Strategy):
             return False, "expected one ArrayRecord and one MetricRecord", math.nan
         metrics = next(iter(content.metric_records.values()))
         weight = metrics.get(WEIGHT_KEY)
-        if not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
-            return False, f"bad {WEIGHT_KEY} {weight!r}", math.nan
+        if not _plausible_weight(weight):
+            return False, f"bad {WEIGHT_KEY} {weight!r} (1..{MAX_EXAMPLES})", math.nan
         if not _finite_metrics(reply):
             return False, "non-finite metrics", math.nan
         key, record = next(iter(content.array_records.items()))
@@ -190,6 +215,8 @@ class UpdateGuard(Strategy):
                 return False, f"undecodable array {name}", math.nan
             if value.shape != base.shape:
                 return False, f"{name} has shape {value.shape}, expected {base.shape}", math.nan
+            if not (np.issubdtype(value.dtype, np.floating) or np.issubdtype(value.dtype, np.integer)):
+                return False, f"{name} holds {value.dtype}, not numbers", math.nan
             value = value.astype(np.float64)
             if not np.all(np.isfinite(value)):
                 return False, f"non-finite values in {name}", math.nan
@@ -198,9 +225,10 @@ class UpdateGuard(Strategy):
         if not math.isfinite(norm) or norm > self.reject_norm:
             return False, f"update norm {norm:.3g} > {self.reject_norm:g}", norm
         scale = self.clip_norm / norm if self.clip_norm and norm > self.clip_norm else 1.0
-        content[key] = ArrayRecord({name: Array(np.asarray(self.current[name] + scale * deltas[name],
-                                                            dtype=self.current[name].dtype))
-                                    for name in record.keys()})
+        del content[key]
+        content[ARRAYS] = ArrayRecord({name: Array(np.asarray(self.current[name] + scale * deltas[name],
+                                                              dtype=self.current[name].dtype))
+                                       for name in self.current})
         return True, ("clipped" if scale < 1.0 else "ok"), norm
 
     def _delta(self, reply: Message) -> np.ndarray:
@@ -234,7 +262,7 @@ class UpdateGuard(Strategy):
         self.last_round = {"round": server_round, "updates": report}
         if not accepted:
             return None, None  # Strategy.start keeps the previous global model
-        arrays, metrics = self.strategy.aggregate_train(server_round, accepted)
+        arrays, metrics = self.strategy.aggregate_train(server_round, _common_metrics(accepted))
         velocity = self.velocity
         if arrays is not None and (self.server_lr != 1.0 or self.server_momentum > 0.0):
             steps = {k: fedavgm_step(self.current[k], a.numpy().astype(np.float64), self.velocity.get(k),
@@ -262,8 +290,9 @@ class UpdateGuard(Strategy):
         return self.strategy.configure_evaluate(server_round, arrays, digested, grid)
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]) -> MetricRecord | None:
-        good = [r for r in replies if not r.has_error() and _finite_metrics(r)
-                and len(r.content.metric_records) == 1]
+        good = _common_metrics([r for r in replies if not r.has_error() and _finite_metrics(r)
+                                and len(r.content.metric_records) == 1
+                                and _plausible_weight(next(iter(r.content.metric_records.values())).get(WEIGHT_KEY))])
         self.last_evaluate = [{"node": int(r.metadata.src_node_id),
                                **{k: v for rec in r.content.metric_records.values() for k, v in rec.items()}}
                               for r in good]

@@ -126,9 +126,10 @@ def supernode_command(cfg: JoinConfig) -> list[str]:
 
 def join(cfg: JoinConfig) -> int:
     """Run the SuperNode in the foreground until it exits or is interrupted; returns its exit status."""
-    from ..fl.flower import flower_env, stop_process
+    from ..fl.flower import check_port_free, flower_env, stop_process
 
     check_store(cfg)
+    check_port_free("127.0.0.1", cfg.port)  # the SuperNode's runtime API; taken, it failed with a traceback
     env = flower_env(Path(cfg.data_dir).resolve() / "flwr-home")
     proc = subprocess.Popen(supernode_command(cfg), env=env, start_new_session=True)
     print(f"flower-supernode (pid {proc.pid}) joining {cfg.superlink}; frames and models in {cfg.data_dir}",

@@ -45,6 +45,8 @@ class AnchorConfig:
             raise UserError(f"unknown anchor {self.kind!r}; choose none or one of {', '.join(ANCHORS)}")
         if not 0.0 <= self.weight < 1.0 or self.steps < 1:
             raise UserError("anchor weight must be in [0, 1) and anchor steps >= 1")
+        if self.kind != "none" and self.weight == 0.0:  # it would pull by nothing, without a word
+            raise UserError(f"anchor {self.kind} needs an anchor weight above 0 (--anchor-weight; 0.4 in docs/FL.md)")
 
 
 def params_of(net: Any) -> Params:

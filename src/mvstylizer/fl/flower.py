@@ -3,11 +3,15 @@ cloud's ``mvstylizer cloud serve`` and the edge's ``mvstylizer edge fl-join``.""
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from ..errors import UserError
 
 
 def console_script(name: str) -> str:
@@ -39,3 +43,25 @@ def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse a port something already listens on: a SuperLink or SuperNode would fail to bind it (a
+    SuperNode with a traceback), and the listener there would answer in its place (a run then failed with
+    Flower's "SuperLink unavailable")."""
+    if not host.strip():  # binding "" listens everywhere, but no client can be told to reach it
+        raise UserError("--host is empty; give 0.0.0.0 to listen on every interface")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # As servers bind: a port that only holds closed connections (TIME_WAIT) is free, a listener is not.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except socket.gaierror as e:  # not "in use": the host names nothing
+            raise UserError(f"--host {host} is not a name or address this machine can listen on "
+                            f"({e.strerror or e})") from None
+        except OSError as e:
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise UserError(f"--host {host} is not an address of this machine") from None
+            raise UserError(f"port {port} on {host} is in use ({e.strerror or e}); stop what listens there "
+                            "or choose another --port") from None

@@ -141,3 +141,16 @@ def task(name: str) -> Task:
     if name not in TASKS:
         raise UserError(f"no federated task for model {name!r}; trainable: {', '.join(TASKS)}")
     return TASKS[name]
+
+
+def starting_model(name: str, weights: Path | None) -> tuple[Any, dict[str, Any]]:
+    """Task ``name``'s starting model from ``weights`` (None: the shipped weights). A file that holds
+    something else (a torch file of a list, a dict without its keys) is a UserError naming it, not an
+    internal error from inside the loader."""
+    t = task(name)
+    try:
+        return t.load_base(weights)
+    except UserError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the file holds, it is not this model's weights
+        raise UserError(f"--base-weights {weights} is not a {name} weights file ({type(e).__name__})") from None

@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UserError
 from .anchor import AnchorConfig, generic_split
 from .local import LocalConfig
 from .population import (
@@ -92,6 +93,11 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
                                        "anchor": AnchorConfig("generic", 0.2)},
     "trimmed_agree0_m0.7_generic0.4": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0,
                                        "anchor": AnchorConfig("generic", 0.4)},
+    # momentum only from round 4, once the screen has judged each edge on three rounds of updates
+    "trimmed_agree0_m0.7_from4": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0,
+                                  "momentum_from": 4},
+    "trimmed_agree0_m0.7_from4_generic0.4": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0,
+                                             "momentum_from": 4, "anchor": AnchorConfig("generic", 0.4)},
     "trimmed_lr1.5_agree0_m0.3": {"strategy": "trimmed", "server_lr": 1.5, "server_momentum": 0.3,
                                   "min_agreement": 0.0},
     "trimmed_lr0.75_agree0_m0.5": {"strategy": "trimmed", "server_lr": 0.75, "server_momentum": 0.5,
@@ -309,6 +315,18 @@ def main(argv: list[str] | None = None) -> int:
                         "a sign-flipping edge, and choose under those constraints")
     p.add_argument("--json", type=Path, required=True)
     a = p.parse_args(argv)
+    try:
+        return _main(p, a, argv)
+    except UserError as e:  # as the mvstylizer command says it: one line, no traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(p: argparse.ArgumentParser, a: argparse.Namespace, argv: list[str] | None) -> int:
+    from ..cli.args import check_report_folder
+    from ..files import atomic_write_text
+
+    check_report_folder(a.json)  # before hours of runs, not when they are written
     cfg = PopConfig(footage=a.footage, rounds=a.rounds, seeds=a.seeds, frames_per_clip=4, held_out_per_clip=2,
                     eval_crops=32, lr_schedule=a.lr_schedule,
                     local=LocalConfig(epochs=a.local_epochs, batch=4, size=64, lr=a.lr, max_steps=a.local_steps,
@@ -321,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     argv_ = ["DIR" if x == str(a.footage) else x for x in (sys.argv[1:] if argv is None else argv)]
     report = {"command": "python -m mvstylizer.fl.tune " + " ".join(argv_), **report}
     report["config"]["footage"] = "DIR"
-    a.json.write_text(report_json(report))
+    atomic_write_text(a.json, report_json(report))
     for k in ("stage1_choice", "stage2_choice"):
         if k in report:
             print(k, report[k])
