@@ -188,3 +188,30 @@ def test_avi_from_an_aac_track_holds_one_chunk_per_frame(tmp_path):
     with av.open(str(out)) as c:
         slots = [p.dts for p in c.demux(video=0) if p.dts is not None]
         assert slots == list(range(10)) and c.streams.video[0].frames == 10  # before: 0, 2, 3, ..., 10 of 11
+
+
+def test_a_matroska_video_shorter_than_its_audio_is_not_called_cut_short(tmp_path, caplog):
+    # FFmpeg fills a Matroska stream's duration in from the whole file (the audio's 4 s here): the video's
+    # own DURATION tag (2.04 s) is what it declares.
+    path = tmp_path / "slow.mkv"
+    with av.open(str(path), "w") as c:
+        v = c.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        a = c.add_stream("aac", rate=RATE, layout="stereo")
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 60 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i * 1000, Fraction(1, 1000)
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+        for t in range(0, 4 * RATE, 1024):
+            samples = np.zeros((2, 1024), np.float32)
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
+            frame.sample_rate, frame.pts = RATE, t
+            c.mux(a.encode(frame))
+        c.mux(a.encode(None))
+    with av.open(str(path)) as c:
+        stream = c.streams.video[0]
+        assert float(stream.duration * stream.time_base) > 3.5  # the case: the file's length, not the video's
+    with caplog.at_level(logging.WARNING, logger="mvstylizer"):
+        frames, _ = timeline(path)
+    assert frames == [0.0, 1.0, 2.0] and not [r for r in caplog.records if "declares" in r.getMessage()]

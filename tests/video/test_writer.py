@@ -246,6 +246,28 @@ def test_the_output_lasts_until_the_last_frame_has_shown(tmp_path, ext, times_ms
     assert duration == pytest.approx(times_ms[-1] / 1000 + 0.1, abs=0.002)
 
 
+@pytest.mark.parametrize("ext", [".mp4", ".mov"])
+def test_a_variable_rate_clip_ends_when_its_last_frame_does(tmp_path, ext):
+    # 30 frames 1/30 s apart with a 1 s pause: 2.0 s at an average of 15 fps. The last frame was given
+    # one average frame (1/15 s) instead of its own 1/30 s: the output ran 2.033 s.
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as c:
+        v = c.add_stream("libx264", rate=30, options={"preset": "ultrafast"})
+        v.width, v.height, v.pix_fmt = W, H, "yuv420p"
+        v.time_base = Fraction(1, 15360)
+        for i in range(30):
+            frame = av.VideoFrame.from_ndarray(np.full((H, W, 3), 8 * i, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = i * 512 + (15360 if i >= 15 else 0), Fraction(1, 15360)
+            c.mux(v.encode(frame))
+        c.mux(v.encode(None))
+    with av.open(str(src)) as c:
+        assert float(c.streams.video[0].duration * c.streams.video[0].time_base) == pytest.approx(2.0)
+    out = tmp_path / f"out{ext}"
+    transcode(src, out)
+    with av.open(str(out)) as c:
+        assert c.duration / 1e6 == pytest.approx(2.0, abs=0.002)
+
+
 def write_offset_clip(path: Path, frames: int, video_start: int, audio: str, audio_from: float, audio_to: float) -> None:
     """A 10 fps clip of ``frames`` frames from frame slot ``video_start``, and silent mono ``audio``
     from ``audio_from`` to ``audio_to`` seconds."""

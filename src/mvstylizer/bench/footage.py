@@ -410,6 +410,7 @@ def transcode(src: str | Path, dst: str | Path, crf: int, preset: str) -> int:
                          metadata=info.metadata, timecode=info.timecode) as writer:
             for frame in reader.frames(audio_sink=writer.mux_audio):
                 writer.write(frame.rgb8, frame.pts)
+            writer.last_frame_ticks = reader.last_frame_ticks
             return writer.frames_written
 
 

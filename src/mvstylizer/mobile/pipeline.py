@@ -339,6 +339,7 @@ class VideoPipeline:
                         bar.update(1)
                         if on_frame is not None:
                             on_frame(report.frames, info.frame_count)
+                writer.last_frame_ticks = reader.last_frame_ticks
                 with timer("encode"):  # the encoder's flush and the container's end are encoding too
                     writer.close()
                 report.frames = writer.frames_written  # an AVI of variable rate drops frames with no slot

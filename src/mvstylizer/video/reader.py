@@ -498,6 +498,9 @@ class VideoReader:
 
     def __init__(self, path: str | os.PathLike[str], *, fast_color: bool = False) -> None:
         self.path = Path(path)
+        # After frames() has run: how long the last frame is shown, in time_base ticks, where the file
+        # says (None: it does not). A variable-rate clip's last frame is not one average frame long.
+        self.last_frame_ticks: int | None = None
         self._sws = None if fast_color else SWS_ACCURATE_DECODE
         if not self.path.exists():
             raise UserError(f"input video not found: {self.path}")
@@ -641,16 +644,18 @@ class VideoReader:
         # as it reads too, so read at the end it can differ (292 ms on a Matroska file of ours that
         # starts at 0), and a complete file warned that it was 0.3 s short.
         self._video_start = float(stream.start_time * self.time_base) if stream.start_time else 0.0
-        # Video-only duration: the stream's own, else Matroska/WebM's per-track DURATION tag.
+        # Video-only duration: Matroska/WebM's per-track DURATION tag, else the stream's own. The tag
+        # first: Matroska states no stream duration, and FFmpeg fills one in from the whole file's, so
+        # 20 s of video beside 30 s of audio "declared" 30 s and was warned of as cut short.
         self._video_duration: float | None = None
-        if stream.duration is not None and stream.duration > 0:
-            self._video_duration = float(stream.duration * self.time_base)
-        else:
-            # The tag is where the track ends (FFmpeg writes its last timestamp plus one frame), so a
-            # video that starts after 0 (audio first) declares start + length.
-            end = _parse_hms(stream.metadata.get("DURATION"))
+        # The tag is where the track ends (FFmpeg writes its last timestamp plus one frame), so a video
+        # that starts after 0 (audio first) declares start + length.
+        end = _parse_hms(stream.metadata.get("DURATION"))
+        if end is not None:
             start = self._video_start
-            self._video_duration = end - start if end is not None and end > start else end
+            self._video_duration = end - start if end > start else end
+        elif stream.duration is not None and stream.duration > 0:
+            self._video_duration = float(stream.duration * self.time_base)
         self._container_duration: float | None = (
             container.duration / av.time_base if container.duration and container.duration > 0 else None
         )
@@ -860,6 +865,7 @@ class VideoReader:
                     frame.pts = shown.take(frame.pts)
                 out = self._defer(frame, index) if deferred else self._convert(frame, index)
                 dur = frame.duration if frame.pts is not None and frame.duration else None
+                self.last_frame_ticks = int(dur) if dur else None
                 end = out.time + (float(dur * self.time_base) if dur else 1.0 / float(self._rate))
                 video_end = end if video_end is None else max(video_end, end)
                 del frame

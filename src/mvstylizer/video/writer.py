@@ -220,6 +220,9 @@ class VideoWriter:
         self._held: av.Packet | None = None
         self._first_dts: int | None = None
         self._first_pts: int | None = None  # the first frame's, in the encoder's clock
+        # How long the last frame is shown, in time_base ticks (VideoReader.last_frame_ticks); None: one
+        # frame at the nominal rate. Set before close().
+        self.last_frame_ticks: int | None = None
         self._dts_timed = suffix in (".mp4", ".mov", ".m4v")  # ISO media: sample times are dts steps
         self._closed = False
         # Per input audio stream index, in the templates' order (the output's track order).
@@ -408,7 +411,10 @@ class VideoWriter:
         first, start, last_pts, dts = self._first_dts, self._first_pts, self._last_pts, held.dts
         if (packet is None and self._dts_timed and first is not None and start is not None and last_pts is not None
                 and dts is not None):
-            end = last_pts + self._frame_ticks  # the last frame's own pts plus one frame
+            shown = self._frame_ticks
+            if self.last_frame_ticks:
+                shown = max(1, round(self.last_frame_ticks * self.time_base / self._enc_tb))
+            end = last_pts + shown  # the last frame's own pts plus how long it is shown
             held.duration = max(int(held.duration or 0), end + (first - start) - dts)
         self._container.mux(held)
 
