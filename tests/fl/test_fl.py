@@ -20,7 +20,6 @@ torch = pytest.importorskip("torch")
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Context, Error, Message, MetricRecord, RecordDict  # noqa: E402
 from flwr.serverapp import Grid  # noqa: E402
-from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from helpers import texture, to8  # noqa: E402
 from mvstylizer.cli import main  # noqa: E402
@@ -34,13 +33,7 @@ from mvstylizer.fl.local import LocalConfig, load_base, parameter_arrays  # noqa
 TINY = LocalConfig(epochs=1.0, batch=2, size=32, lr=1e-4, max_steps=1)
 
 
-@pytest.fixture(autouse=True)
-def task_identity():
-    """Messages made outside a Flower process need a task identity (Flower sets one per process)."""
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+pytestmark = pytest.mark.usefixtures("task_identity")  # tests/fl/conftest.py
 
 
 def _reply(node: int, arrays: dict[str, np.ndarray] | None, n: float = 4.0, error: str | None = None) -> Message:

@@ -14,7 +14,6 @@ pytest.importorskip("flwr")
 torch = pytest.importorskip("torch")
 
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict  # noqa: E402
-from flwr.supercore.task_identity import TaskIdentity  # noqa: E402
 
 from mvstylizer.cli import main  # noqa: E402
 from mvstylizer.cloud.registry import ModelRegistry  # noqa: E402
@@ -28,12 +27,7 @@ from mvstylizer.fl.tasks import starting_model  # noqa: E402
 GLOB = {"w": np.ones((4, 4), np.float32), "b": np.ones(4, np.float32)}
 
 
-@pytest.fixture(autouse=True)
-def task_identity():
-    saved = (TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id)
-    TaskIdentity.run_id, TaskIdentity.node_id, TaskIdentity.task_id = 1, 0, 1
-    yield
-    TaskIdentity._run_id, TaskIdentity._node_id, TaskIdentity._task_id = saved
+pytestmark = pytest.mark.usefixtures("task_identity")  # tests/fl/conftest.py
 
 
 class _Grid:
