@@ -102,7 +102,6 @@ class PopConfig:
     min_agreement: float = -1.0  # drop an edge whose mean agreement is lower (fl.aggregation.AgreementScreen); -1 off
     server_opt: str = "sgd"  # sgd (FedAvg; FedAvgM with server_lr/momentum) | adam (FedAdam) | yogi (FedYogi)
     server_momentum: float = 0.0  # sgd only: FedAvgM's server momentum
-    momentum_from: int = 1  # sgd only: the first round whose step the velocity carries (see ServerOpt)
     server_tau: float = 1e-9  # adam/yogi: adaptivity (Flower's FedOpt tau)
     weighting: str = "frames"  # aggregation weights: training frames (Flower's num-examples) or uniform
     finetune_lr: float = 0.0  # personalised fine-tune learning rate (0: the local lr)
@@ -122,8 +121,6 @@ class PopConfig:
             raise UserError("finetune part must be all or head, finetune lr >= 0")
         if not set(self.methods) <= set(METHODS):
             raise UserError(f"methods must be among {', '.join(METHODS)}")
-        if self.momentum_from < 1:
-            raise UserError(f"momentum must start at round 1 or later, got {self.momentum_from}")
         if self.edges < 2 or self.rounds < 1 or self.seeds < 1:
             raise UserError("need --edges >= 2, --rounds >= 1 and --seeds >= 1")
         if self.frames_per_clip < 1 or self.held_out_per_clip < 1 or self.eval_crops < 2 or self.finetune_steps < 0:
@@ -271,26 +268,20 @@ class ServerOpt:
     """The server's step on the pseudo-gradient ``delta = aggregate - global`` (Reddi et al., *Adaptive
     Federated Optimization*, 2021), as Flower computes it: ``sgd`` is FedAvg (``lr`` 1) or FedAvgM
     (``global + lr * v`` with ``v = momentum * v + delta``); ``adam`` / ``yogi`` are FedAdam / FedYogi
-    (``lr`` is their eta; beta1 0.9, beta2 0.99, adaptivity ``tau``; Flower's bias correction).
-
-    ``momentum_from``: rounds before it take the plain step ``global + lr * delta`` and leave no
-    velocity. The agreement screen needs a few rounds of an edge's updates to judge it; a velocity
-    started at round 1 keeps applying the updates of a poisoner it has not dropped yet for rounds after."""
+    (``lr`` is their eta; beta1 0.9, beta2 0.99, adaptivity ``tau``; Flower's bias correction)."""
 
     def __init__(self, kind: str = "sgd", lr: float = 1.0, momentum: float = 0.0, tau: float = 1e-9,
-                 beta1: float = 0.9, beta2: float = 0.99, momentum_from: int = 1) -> None:
+                 beta1: float = 0.9, beta2: float = 0.99) -> None:
         self.kind, self.lr, self.momentum, self.tau, self.beta1, self.beta2 = kind, lr, momentum, tau, beta1, beta2
-        self.momentum_from = momentum_from
         self.m: list[np.ndarray] | None = None
         self.v: list[np.ndarray] | None = None
 
     def step(self, glob: list[np.ndarray], agg: list[np.ndarray], server_round: int) -> list[np.ndarray]:
         if self.kind == "sgd":
-            momentum = self.momentum if server_round >= self.momentum_from else 0.0
             velocity: list[np.ndarray | None] = list(self.m) if self.m is not None else [None] * len(glob)
-            steps = [fedavgm_step(g, a, v, self.lr, momentum)
+            steps = [fedavgm_step(g, a, v, self.lr, self.momentum)
                      for g, a, v in zip(glob, agg, velocity, strict=False)]
-            if momentum > 0:
+            if self.momentum > 0:
                 self.m = [v for _, v in steps]
             return [new for new, _ in steps]
         delta = [a - g for g, a in zip(glob, agg, strict=False)]
@@ -353,8 +344,7 @@ def federate(cfg: PopConfig, ctx: Context, seed: int, curve: bool = True) -> dic
     edges = ctx.edges
     banks = [ctx.task.bank(e.train) for e in edges]
     steps = [local.steps_for(len(e.train)) for e in edges]
-    opt = ServerOpt(cfg.server_opt, cfg.server_lr, cfg.server_momentum, cfg.server_tau,
-                    momentum_from=cfg.momentum_from)
+    opt = ServerOpt(cfg.server_opt, cfg.server_lr, cfg.server_momentum, cfg.server_tau)
     anchor = build_anchor(cfg.anchor, ctx.base, ctx.task.fit, ctx.task.bank)
     net = copy.deepcopy(ctx.base)
     glob = params_of(ctx.base)

@@ -93,11 +93,6 @@ SERVER_VARIANTS: dict[str, dict[str, Any]] = {
                                        "anchor": AnchorConfig("generic", 0.2)},
     "trimmed_agree0_m0.7_generic0.4": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0,
                                        "anchor": AnchorConfig("generic", 0.4)},
-    # momentum only from round 4, once the screen has judged each edge on three rounds of updates
-    "trimmed_agree0_m0.7_from4": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0,
-                                  "momentum_from": 4},
-    "trimmed_agree0_m0.7_from4_generic0.4": {"strategy": "trimmed", "server_momentum": 0.7, "min_agreement": 0.0,
-                                             "momentum_from": 4, "anchor": AnchorConfig("generic", 0.4)},
     "trimmed_lr1.5_agree0_m0.3": {"strategy": "trimmed", "server_lr": 1.5, "server_momentum": 0.3,
                                   "min_agreement": 0.0},
     "trimmed_lr0.75_agree0_m0.5": {"strategy": "trimmed", "server_lr": 0.75, "server_momentum": 0.5,
