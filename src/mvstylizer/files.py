@@ -51,7 +51,7 @@ def _path_max() -> int:
         return 4096  # Linux
 
 
-def check_output_name(path: str | os.PathLike[str]) -> None:
+def check_output_name(path: str | os.PathLike[str], what: str = "output") -> None:
     """Refuse (UserError), before any work, an output whose file name is longer than its folder allows,
     or whose whole path is longer than the system takes: the file could never be created, and only the
     final rename would find out (or the first look at the path, as an internal error)."""
@@ -59,10 +59,10 @@ def check_output_name(path: str | os.PathLike[str]) -> None:
     whole, most = _name_bytes(str(path)), _path_max() - 1
     if whole > most:
         shown = str(path) if len(str(path)) <= 80 else f"{str(path)[:40]}...{str(path)[-30:]}"
-        raise UserError(f"output path is too long ({whole} bytes; at most {most}): {shown}")
+        raise UserError(f"{what} path is too long ({whole} bytes; at most {most}): {shown}")
     size, limit = _name_bytes(path.name), _name_max(path.parent)
     if size > limit:
-        raise UserError(f"output file name is too long ({size} bytes; at most {limit} here): {path}")
+        raise UserError(f"{what} file name is too long ({size} bytes; at most {limit} here): {path}")
 
 
 def check_regular_target(path: str | os.PathLike[str]) -> None:

@@ -147,6 +147,29 @@ def test_a_report_path_that_would_replace_a_file_of_the_run_is_refused_first(tmp
     assert not out.exists() and all(p.read_bytes() == b for p, b in before.items())
 
 
+def test_a_report_over_the_token_file_or_an_old_report_is_refused(tmp_path, clip, style, capsys):
+    token = tmp_path / "phone.tok"
+    token.write_text("s3cr3t\n")
+    out = tmp_path / "o.mp4"
+    args = ["stylize", str(clip), "--style", str(style), "-o", str(out), "--model", "reinhard", "-q"]
+    assert main([*args, "--edge", "http://127.0.0.1:9", "--edge-token-file", str(token), "--report", str(token)]) == 2
+    assert "would overwrite" in capsys.readouterr().err and token.read_text() == "s3cr3t\n"
+    old = tmp_path / "r.json"
+    old.write_text("{}")
+    assert main([*args, "--report", str(old)]) == 2  # as the output: replaced only with -y
+    assert "already exists" in capsys.readouterr().err and old.read_text() == "{}"
+    assert main([*args, "--report", str(tmp_path / ("r" * 300 + ".json"))]) == 2
+    assert capsys.readouterr().err.startswith("error: report file name is too long")
+
+
+def test_edge_options_without_an_edge_are_refused(clip, style, tmp_path, capsys):
+    args = ["stylize", str(clip), "--style", str(style), "-o", str(tmp_path / "o.mp4"), "--model", "reinhard", "-q"]
+    assert main([*args, "--edge", ""]) == 2  # an unset $EDGE: not the in-process edge without a word
+    assert "--edge is empty" in capsys.readouterr().err
+    assert main([*args, "--edge-reconnect", "5"]) == 2
+    assert "need --edge URL" in capsys.readouterr().err and not (tmp_path / "o.mp4").exists()
+
+
 def test_output_that_is_the_input_says_so_even_without_y(tmp_path, clip, capsys):
     src = tmp_path / "in.mp4"
     src.write_bytes(clip.read_bytes())

@@ -336,6 +336,57 @@ def test_fallback_switches_once_and_never_hides_refusals():
         FallbackEdge(Refusing(), EmbeddedEdge).models()
 
 
+def test_a_fallback_runs_the_model_the_edge_resolved_not_its_own_default(tmp_path):
+    # The edge's "default" was dncm; the in-process edge's is regions, and after the fallback the rest
+    # of the video came out in another model's look (the report still said dncm).
+    from mvstylizer.bench.synthetic import write_test_clip
+    from mvstylizer.mobile.edge_link import EmbeddedEdge
+    from mvstylizer.mobile.pipeline import StylizeConfig, VideoPipeline
+
+    class Dies:
+        bytes_sent = bytes_received = 0
+        max_in_flight = 1
+        frames_collected = 2
+
+        def __init__(self):
+            self.local, self.keys = EmbeddedEdge(), 0
+
+        def models(self):
+            return [{**m, "aliases": ["default"] if m["name"] == "dncm" else []} for m in self.local.models()]
+
+        def register_style(self, style):
+            return self.local.register_style(style)
+
+        def stylize(self, style_id, model, frames):
+            self.keys += 1
+            if self.keys > 1:
+                raise EdgeUnavailable("edge server at http://x is unreachable")
+            return self.local.stylize(style_id, model, frames)
+
+        def close(self):
+            pass
+
+    asked: list[str] = []
+
+    class Local(EmbeddedEdge):
+        def stylize(self, style_id, model, frames):
+            asked.append(model)
+            return super().stylize(style_id, model, frames)
+
+    clip = tmp_path / "in.mp4"
+    write_test_clip(clip, width=64, height=48, frames=12)
+    style = tmp_path / "s.png"
+    import cv2
+
+    cv2.imwrite(str(style), (photo_like(3, 32, 32) * 255).astype(np.uint8))
+    edge = FallbackEdge(Dies(), Local)
+    config = StylizeConfig(model="default", progress=False)
+    config.keyframes.mode, config.keyframes.every = "every", 4
+    report = VideoPipeline(edge, config).run(clip, style, tmp_path / "out.mp4")
+    assert edge.fell_back and asked and set(asked) == {"dncm:onnx"} and report.model.startswith("dncm")
+    assert edge.frames_collected == 2  # what the edge server kept, not the in-process edge's 0
+
+
 def test_keys_in_flight_fail_over_to_one_local_edge():
     from mvstylizer.mobile.edge_link import EmbeddedEdge
 

@@ -159,7 +159,7 @@ def check_report_folder(path: Path | None, *keep: str | os.PathLike[str] | None)
     ``keep`` (the run's input, style or output)."""
     if path is None:
         return
-    check_output_name(path)  # a path too long: is_dir() itself would fail on it
+    check_output_name(path, "report")  # a path too long: is_dir() itself would fail on it
     if path.is_dir():
         raise UserError(f"report {path} is a folder; give a file name")
     check_regular_target(path)

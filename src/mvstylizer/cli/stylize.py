@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="opt in: let the edge keep this video's key frames for federated learning")
     s.add_argument("--fallback", choices=["none", "local"], default="none",
                    help="if the edge is unreachable: fail (default) or continue with the in-process edge")
-    s.add_argument("--edge-reconnect", type=non_negative_float, default=30.0, metavar="SECONDS",
+    s.add_argument("--edge-reconnect", type=non_negative_float, default=None, metavar="SECONDS",
                    help="how long to keep trying an edge that answered before and then went away (a "
                         "restart), before failing or falling back (default 30; 0: give up after the retries)")
     s.add_argument("--report", type=path_arg, metavar="FILE.json", help="write a JSON report of the run")
@@ -58,7 +58,10 @@ def _stylize(args: argparse.Namespace) -> int:
     from ..video.formats import check_output_path
 
     limit_malloc_arenas()
-    check_report_folder(args.report, args.input, args.style, args.output)
+    # the token file too: a report written over it replaced the secret with JSON, readable by all
+    check_report_folder(args.report, args.input, args.style, args.output, args.edge_token_file)
+    if args.report is not None:
+        check_overwrite(args.report, args.overwrite)
     # Before the overwrite check, so "-y" is never the fix suggested for an output that cannot be used.
     check_output_path(args.input, args.output, args.style)
     check_overwrite(args.output, args.overwrite)
@@ -70,7 +73,7 @@ def _stylize(args: argparse.Namespace) -> int:
             report = VideoPipeline(edge, config).run(args.input, args.style, args.output)
     finally:
         edge.close()
-    collected = getattr(getattr(edge, "active", edge), "frames_collected", 0)
+    collected = getattr(edge, "frames_collected", 0)
     if args.contribute and not args.quiet:
         print(f"the edge kept {collected} key frame(s) for federated learning (--contribute)")
     if args.report:
@@ -93,9 +96,11 @@ _MAX_TOKEN_FILE = 64 * 1024
 def _edge_link(args: argparse.Namespace):
     from ..mobile.edge_link import EmbeddedEdge, FallbackEdge
 
+    if args.edge is not None and not args.edge.strip():  # an unset $EDGE: not "no edge" without a word
+        raise UserError("--edge is empty; give the edge server's URL, or leave --edge out to run in-process")
     if not args.edge:
-        if args.contribute or args.edge_token_file or args.fallback != "none":
-            raise UserError("--contribute, --edge-token-file and --fallback need --edge URL")
+        if args.contribute or args.edge_token_file or args.fallback != "none" or args.edge_reconnect is not None:
+            raise UserError("--contribute, --edge-token-file, --fallback and --edge-reconnect need --edge URL")
         return EmbeddedEdge()
     from ..mobile.http_edge import HttpEdge
 
@@ -117,7 +122,7 @@ def _edge_link(args: argparse.Namespace):
             raise UserError(f"token file {args.edge_token_file} must hold exactly one token")
     source = f"token file {args.edge_token_file}" if args.edge_token_file is not None else None
     link = HttpEdge(args.edge, token=token, collect=args.contribute, token_source=source,
-                    reconnect=args.edge_reconnect)
+                    reconnect=30.0 if args.edge_reconnect is None else args.edge_reconnect)
     if args.fallback == "local":
         return FallbackEdge(link, EmbeddedEdge, warn=lambda msg: print(msg, file=sys.stderr))
     return link

@@ -127,6 +127,11 @@ class FallbackEdge:
         return self._fallback is not None
 
     @property
+    def frames_collected(self) -> int:
+        """Key frames the edge server kept (``--contribute``); an in-process fallback keeps none."""
+        return int(getattr(self._primary, "frames_collected", 0))
+
+    @property
     def bytes_sent(self) -> int:
         return self._primary.bytes_sent + (self._fallback.bytes_sent if self._fallback else 0)
 

@@ -180,7 +180,8 @@ class HttpEdge:
     """An ``EdgeLink`` over HTTP: one pooled ``httpx.Client``, retries with backoff, byte counters.
 
     ``bytes_sent`` / ``bytes_received`` count the request / response bodies of every exchange that got
-    an answer (headers and TLS are not counted, matching ``EmbeddedEdge``'s payload-only counts).
+    an answer: the frames and style photo as ``EmbeddedEdge`` counts them, plus the model list, the
+    edge's JSON answers and the batches' framing (headers and TLS are not counted).
     Transient failures (connection errors, timeouts, 429 and 5xx) are retried ``retries`` times with
     exponential backoff, honouring ``Retry-After``; anything still failing becomes a ``UserError``. A
     429 or 503 with a ``Retry-After`` is a busy edge, not a failing one: it is waited out, without

@@ -592,7 +592,9 @@ class VideoPipeline:
     def _key(self, work: _Work, style_id: str, timer: _Timer, interp: Interpolator) -> KeyFrame:
         low = work.low8.astype(np.float32) * (1.0 / 255.0)
         with timer("edge"):
-            (styled_low,) = self.edge.stylize(style_id, self.config.model, [low])
+            # The model the edge resolved at the start, by name and runtime, not "default": after a
+            # fallback the in-process edge's default is another model, which took over mid-video.
+            (styled_low,) = self.edge.stylize(style_id, self._resolved_model(), [low])
         if styled_low.shape != low.shape:
             raise UserError(f"edge returned a {styled_low.shape[1]}x{styled_low.shape[0]} frame for a "
                             f"{low.shape[1]}x{low.shape[0]} key frame")
