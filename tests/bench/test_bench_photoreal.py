@@ -154,7 +154,7 @@ def test_cli_bench_photoreal(pairs_dir, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["DIR_MISSING"], "does not exist"),
     (["EMPTY"], "no pairs in"),
-    (["PAIRS", "--out-dir", "NO_DOCS"], "output folder"),
+    (["PAIRS", "--out-dir", "NO_DOCS"], "--out-dir folder does not exist"),
 ])
 def test_cli_bench_photoreal_bad_input(pairs_dir, tmp_path, capsys, args, message):
     subst = {"DIR_MISSING": str(tmp_path / "missing"), "EMPTY": str(pairs_dir / "empty"),
