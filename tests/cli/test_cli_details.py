@@ -170,6 +170,21 @@ def test_edge_options_without_an_edge_are_refused(clip, style, tmp_path, capsys)
     assert "need --edge URL" in capsys.readouterr().err and not (tmp_path / "o.mp4").exists()
 
 
+def test_video_only_options_given_for_an_image_are_said_to_do_nothing(tmp_path, style, capsys, caplog):
+    import cv2
+
+    photo = tmp_path / "in.png"
+    cv2.imwrite(str(photo), np.full((24, 32, 3), 120, np.uint8))
+    assert main(["stylize", str(photo), "--style", str(style), "-o", str(tmp_path / "o.png"), "--model", "reinhard",
+                 "-q", "--crf", "30", "--keyframes", "every:3", "--max-gap", "2"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: --keyframes, --max-gap, --crf have no effect on an image" in err
+    assert "a key every" not in err + caplog.text  # no advice about key spacing for one picture
+    assert main(["stylize", str(photo), "--style", str(style), "-o", str(tmp_path / "p.png"), "--model", "reinhard",
+                 "-q"]) == 0
+    assert "no effect" not in capsys.readouterr().err
+
+
 def test_output_that_is_the_input_says_so_even_without_y(tmp_path, clip, capsys):
     src = tmp_path / "in.mp4"
     src.write_bytes(clip.read_bytes())

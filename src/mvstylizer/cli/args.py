@@ -128,7 +128,14 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="x264 speed preset (default veryfast: encoding is the phone's largest cost at 1080p)")
 
 
-def pipeline_config(args: argparse.Namespace, progress: bool):
+# The options only a video uses, with their defaults: given for an image, they are said to do nothing.
+VIDEO_ONLY = {"--keyframes": ("keyframes", ("auto", 0)), "--max-gap": ("max_gap", None),
+              "--interp": ("interp", "transform"), "--crf": ("crf", 18), "--preset": ("preset", "veryfast")}
+
+
+def pipeline_config(args: argparse.Namespace, progress: bool, image: bool = False):
+    """The run's StylizeConfig from the pipeline options; ``image``: the input is one picture, so the
+    video-only options (their values still checked) are not combined into warnings about key spacing."""
     from ..mobile.interpolate import InterpConfig
     from ..mobile.keyframes import keyframe_config
     from ..mobile.pipeline import StylizeConfig
@@ -145,7 +152,7 @@ def pipeline_config(args: argparse.Namespace, progress: bool):
     return StylizeConfig(
         model=args.model,
         key_size=args.key_size,
-        keyframes=keyframe_config(mode, every or 10, args.max_gap),
+        keyframes=keyframe_config(mode, every or 10, None if image else args.max_gap),
         interp=InterpConfig(method=args.interp, map_scale=args.map_scale, strength=args.strength),
         smoothing=args.smoothing,
         crf=args.crf,

@@ -7,7 +7,15 @@ import os
 import sys
 
 from ..errors import UserError
-from .args import add_pipeline_options, check_report_folder, finite_float, non_negative_float, path_arg, pipeline_config
+from .args import (
+    VIDEO_ONLY,
+    add_pipeline_options,
+    check_report_folder,
+    finite_float,
+    non_negative_float,
+    path_arg,
+    pipeline_config,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +63,7 @@ def _stylize(args: argparse.Namespace) -> int:
     from ..files import check_overwrite, keep_existing
     from ..memory import limit_malloc_arenas
     from ..mobile.pipeline import VideoPipeline
-    from ..video.formats import check_output_path
+    from ..video.formats import check_output_path, is_image_path
 
     limit_malloc_arenas()
     # the token file too: a report written over it replaced the secret with JSON, readable by all
@@ -65,7 +73,13 @@ def _stylize(args: argparse.Namespace) -> int:
     # Before the overwrite check, so "-y" is never the fix suggested for an output that cannot be used.
     check_output_path(args.input, args.output, args.style)
     check_overwrite(args.output, args.overwrite)
-    config = pipeline_config(args, progress=not args.quiet and sys.stderr.isatty())
+    image = is_image_path(args.input)
+    if image:
+        unused = [flag for flag, (dest, default) in VIDEO_ONLY.items() if getattr(args, dest) != default]
+        if unused:
+            print(f"warning: {', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect on an image",
+                  file=sys.stderr)
+    config = pipeline_config(args, progress=not args.quiet and sys.stderr.isatty(), image=image)
     edge = _edge_link(args)
     try:
         _check_model(edge, args.model)
