@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UserError
-from .files import check_overwrite, check_writable_folder, keep_existing
+from .files import check_overwrite, check_writable_folder, keep_existing, same_file
 from .mobile.edge_link import EdgeLink
 from .mobile.interpolate import InterpConfig
 from .mobile.keyframes import KeyframeConfig, keyframe_config, parse_keyframes
 from .mobile.pipeline import FrameHook, StylizeConfig, StylizeReport, VideoPipeline
-from .video.formats import X264_PRESETS, same_file
+from .video.formats import X264_PRESETS
 
 PathLike = str | os.PathLike[str]
 

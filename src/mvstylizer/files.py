@@ -295,3 +295,31 @@ def lock_folder(folder: Path, busy: str) -> IO[bytes] | None:
         f.close()
         raise UserError(busy) from None
     return f
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file: equal once resolved, or the same file on disk (hard links)."""
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_report_folder(path: Path | None, *keep: str | os.PathLike[str] | None) -> None:
+    """Refuse, before any work, a report path that could not be written or would replace one of
+    ``keep`` (the run's input, style or output)."""
+    if path is None:
+        return
+    check_output_name(path, "report")  # a path too long: is_dir() itself would fail on it
+    if path.is_dir():
+        raise UserError(f"report {path} is a folder; give a file name")
+    check_regular_target(path)
+    # A link is written through (files.TempTarget), so the folder that matters is its target's: a link
+    # into a missing folder passed here and failed only after the whole run.
+    folder = Path(os.path.realpath(path)).parent if path.is_symlink() else path.parent
+    check_writable_folder(folder, "report")
+    for other in keep:
+        if other is not None and same_file(path, Path(other)):
+            raise UserError(f"report {path} would overwrite {other}; choose another report path")

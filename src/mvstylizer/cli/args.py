@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..files import check_output_name, check_regular_target, check_writable_folder
-from ..video.formats import X264_PRESETS, same_file
+from ..video.formats import X264_PRESETS
 
 
 def keyframes_arg(text: str) -> tuple[str, int]:
@@ -159,21 +157,3 @@ def pipeline_config(args: argparse.Namespace, progress: bool, image: bool = Fals
         preset=args.preset,
         progress=progress,
     )
-
-
-def check_report_folder(path: Path | None, *keep: str | os.PathLike[str] | None) -> None:
-    """Refuse, before any work, a report path that could not be written or would replace one of
-    ``keep`` (the run's input, style or output)."""
-    if path is None:
-        return
-    check_output_name(path, "report")  # a path too long: is_dir() itself would fail on it
-    if path.is_dir():
-        raise UserError(f"report {path} is a folder; give a file name")
-    check_regular_target(path)
-    # A link is written through (files.TempTarget), so the folder that matters is its target's: a link
-    # into a missing folder passed here and failed only after the whole run.
-    folder = Path(os.path.realpath(path)).parent if path.is_symlink() else path.parent
-    check_writable_folder(folder, "report")
-    for other in keep:
-        if other is not None and same_file(path, Path(other)):
-            raise UserError(f"report {path} would overwrite {other}; choose another report path")

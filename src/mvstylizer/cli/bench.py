@@ -7,10 +7,9 @@ import sys
 from pathlib import Path
 
 from ..errors import UserError
-from ..files import check_output_folder
+from ..files import check_output_folder, check_report_folder
 from .args import (
     add_pipeline_options,
-    check_report_folder,
     finite_float,
     non_empty,
     path_arg,

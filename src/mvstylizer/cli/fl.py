@@ -6,7 +6,8 @@ import argparse
 from pathlib import Path
 
 from ..errors import UserError
-from .args import check_report_folder, choices_help, finite_float, path_arg, positive_int
+from ..files import check_report_folder
+from .args import choices_help, finite_float, path_arg, positive_int
 
 # A round's local steps are min(--local-steps, epochs x frames / batch); epochs past this only overflowed.
 MAX_LOCAL_EPOCHS = 1000.0

@@ -7,10 +7,10 @@ import os
 import sys
 
 from ..errors import UserError
+from ..files import check_report_folder
 from .args import (
     VIDEO_ONLY,
     add_pipeline_options,
-    check_report_folder,
     finite_float,
     non_negative_float,
     path_arg,

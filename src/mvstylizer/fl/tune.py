@@ -318,13 +318,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(p: argparse.ArgumentParser, a: argparse.Namespace, argv: list[str] | None) -> int:
-    from ..files import atomic_write_text, check_output_name, check_writable_folder
+    from ..files import atomic_write_text, check_report_folder
 
-    # before hours of runs, not when they are written
-    check_output_name(a.json, "report")
-    if a.json.is_dir():
-        raise UserError(f"report {a.json} is a folder; give a file name")
-    check_writable_folder(a.json.parent, "report")
+    check_report_folder(a.json)  # before hours of runs, not when they are written
     cfg = PopConfig(footage=a.footage, rounds=a.rounds, seeds=a.seeds, frames_per_clip=4, held_out_per_clip=2,
                     eval_crops=32, lr_schedule=a.lr_schedule,
                     local=LocalConfig(epochs=a.local_epochs, batch=4, size=64, lr=a.lr, max_steps=a.local_steps,

@@ -18,8 +18,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
-from ..files import atomic_path, check_writable_folder
-from ..video.formats import same_file
+from ..files import atomic_path, check_writable_folder, same_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from mvstylizer.errors import UserError
-from mvstylizer.files import check_output_name, check_writable_folder
+from mvstylizer.files import check_output_name, check_writable_folder, same_file
 
 VIDEO_EXTS = {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v"}
 # .jpe and .jfif are JPEG's other names; .avif is decoded where OpenCV is built with libavif (read_image
@@ -107,13 +107,3 @@ def check_output_path(input_path: str | os.PathLike[str], output_path: str | os.
         from .image import read_header  # imports OpenCV: only when there is a size to check
 
         check_output_size(*read_header(inp).upright_size, out)
-
-
-def same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file: equal once resolved, or the same file on disk (hard links)."""
-    if a.resolve() == b.resolve():
-        return True
-    try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
-    except OSError:
-        return False
