@@ -126,9 +126,16 @@ def add_pipeline_options(p: argparse.ArgumentParser) -> None:
                    help="x264 speed preset (default veryfast: encoding is the phone's largest cost at 1080p)")
 
 
-# The options only a video uses, with their defaults: given for an image, they are said to do nothing.
-VIDEO_ONLY = {"--keyframes": ("keyframes", ("auto", 0)), "--max-gap": ("max_gap", None),
-              "--interp": ("interp", "transform"), "--crf": ("crf", 18), "--preset": ("preset", "veryfast")}
+# The options only a video uses (flag: destination): given for an image, they are said to do nothing.
+VIDEO_ONLY = {"--keyframes": "keyframes", "--max-gap": "max_gap", "--interp": "interp", "--crf": "crf",
+              "--preset": "preset"}
+
+
+def video_only_given(args: argparse.Namespace) -> list[str]:
+    """The video-only options ``args`` holds at other than their defaults (as add_pipeline_options sets them)."""
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_pipeline_options(defaults)
+    return [flag for flag, dest in VIDEO_ONLY.items() if getattr(args, dest) != defaults.get_default(dest)]
 
 
 def pipeline_config(args: argparse.Namespace, progress: bool, image: bool = False):

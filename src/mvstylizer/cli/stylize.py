@@ -9,12 +9,12 @@ import sys
 from ..errors import UserError
 from ..files import check_report_folder
 from .args import (
-    VIDEO_ONLY,
     add_pipeline_options,
     finite_float,
     non_negative_float,
     path_arg,
     pipeline_config,
+    video_only_given,
 )
 
 
@@ -75,7 +75,7 @@ def _stylize(args: argparse.Namespace) -> int:
     check_overwrite(args.output, args.overwrite)
     image = is_image_path(args.input)
     if image:
-        unused = [flag for flag, (dest, default) in VIDEO_ONLY.items() if getattr(args, dest) != default]
+        unused = video_only_given(args)
         if unused:
             print(f"warning: {', '.join(unused)} {'has' if len(unused) == 1 else 'have'} no effect on an image",
                   file=sys.stderr)
