@@ -265,9 +265,10 @@ def add_photoreal_parser(bsub) -> None:
 def _photoreal_bench(args: argparse.Namespace) -> int:
     import shlex
 
-    from ..bench.photoreal import markdown_section, pair_folders, run_photoreal
+    from ..bench.photoreal import markdown_section, run_photoreal
 
-    pair_folders(args.folder, args.pairs)  # its refusals before those of the output folder
+    if not args.folder.is_dir():
+        raise UserError(f"benchmark folder {args.folder} does not exist or is not a folder")
     check_output_folder(args.out_dir, "--out-dir")
     # the pair folders' photos and masks are inputs, the section and the grid outputs: the report may
     # replace none of them
