@@ -487,6 +487,39 @@ def test_cli_studio_serves_until_stopped_and_removes_its_temporary_folder(tmp_pa
 
 
 @pytest.mark.network
+def test_a_request_cut_off_by_ctrl_c_gets_json_and_the_console_no_traceback(tmp_path):
+    # uvicorn cancels what still runs 3 s after Ctrl-C: it printed a 55-line traceback per request
+    # and answered 500 in text/plain.
+    import httpx
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "mvstylizer.cli", "studio", "--port", "0", "--workdir",
+                             str(tmp_path / "work")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        line = proc.stdout.readline()
+        m = re.search(r"on http://([\d.]+):(\d+)/", line)
+        assert m, line + proc.stderr.read() if proc.poll() is not None else line
+        sid = httpx.post(f"http://{m[1]}:{m[2]}/api/session", timeout=30).json()["session"]
+        with socket.create_connection((m[1], int(m[2])), timeout=30) as sock:
+            sock.sendall(f"POST /api/videos?name=slow.mp4 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Studio-Session: {sid}\r\n"
+                         "Content-Length: 100000\r\n\r\n".encode() + b"\0" * 1000)  # and the rest never comes
+            httpx.get(f"http://{m[1]}:{m[2]}/api/info", timeout=30)  # the upload is in before the stop
+            proc.send_signal(signal.SIGINT)
+            answer = b""
+            while data := sock.recv(4096):
+                answer += data
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503") and b"content-type: application/json" in head.lower(), answer
+    assert "the studio is stopping" in json.loads(body)["error"]
+    assert "Traceback" not in out + err and len((out + err).splitlines()) <= 3, out + err
+
+
+@pytest.mark.network
 def test_studio_on_a_remote_edge(tmp_path, clip, style):
     """``--edge URL``: the models run on `mvstylizer edge serve`; previews and renders work the same."""
     from edge_server import start_server, stop_server
@@ -663,3 +696,69 @@ def test_an_edge_that_never_answers_does_not_hold_other_requests(tmp_path, clip,
             assert answers and 400 <= answers[0] < 500, answers
     finally:
         silent.close()
+
+
+def test_a_truncated_video_is_taken_with_a_warning_on_the_upload_and_the_job(studio, style, tmp_path):
+    # Accepted as 30 frames, rendered to the 17 or so that decode and marked done: only the server
+    # log said the file was cut short.
+    full = tmp_path / "full.avi"
+    write_test_clip(full, width=96, height=64, frames=30)
+    cut = tmp_path / "holiday.avi"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.6)])
+    r = studio.upload(cut)
+    assert r.status_code == 200, r.text
+    warned = r.json()["warnings"]
+    assert len(warned) == 1 and warned[0].startswith("holiday.avi declares 30 frames but only "), warned
+    assert str(tmp_path) not in warned[0] and "/sessions/" not in warned[0]
+    key = studio.upload(style, "styles").json()["key"]
+    job = studio.wait(studio.job(r.json()["id"], key, model="reinhard").json()["id"])
+    assert job["state"] == "done" and 0 < job["frames_total"] < 30
+    assert len(job["warnings"]) == 1 and job["warnings"][0].startswith("holiday.avi declares 30 frames"), job
+    listed = studio.client.get("/api/jobs", headers=studio.headers).json()["jobs"]
+    assert listed[0]["warnings"] == job["warnings"]
+    # An intact video has none.
+    whole = studio.upload(full)
+    assert whole.status_code == 200 and whole.json()["warnings"] == []
+
+
+def test_a_tiny_or_thin_style_is_taken_with_a_warning(studio, style, tmp_path):
+    # The pipeline warned of these in the server log only, at every preview and render.
+    for name, size, shape in (("dot.png", (12, 12), "small"), ("strip.png", (40, 400), "thin")):
+        cv2.imwrite(str(tmp_path / name), np.full((*size, 3), 128, np.uint8))
+        r = studio.upload(tmp_path / name, "styles")
+        assert r.status_code == 200, r.text
+        assert r.json()["warnings"] == [f"{name} is {size[1]}x{size[0]} pixels: a look is taken from a photo's "
+                                        f"colours and what they are on, and so {shape} a photo holds little of "
+                                        "either; one of at least 32 px a side, at most 8 times as long as it is "
+                                        "wide, works best"], r.json()
+    assert studio.upload(style, "styles").json()["warnings"] == []
+
+
+@pytest.mark.parametrize("host", ["127.0.0.2", "127.1", "localhost"])
+def test_every_loopback_spelling_gets_the_dns_rebinding_check_and_no_open_warning(tmp_path, host, monkeypatch,
+                                                                                  caplog):
+    # Judged by its spelling, --host 127.0.0.2 or 127.1 served Host: evil.example, and the studio
+    # warned that anyone who could reach it could use it.
+    from mvstylizer.studio import server
+
+    app = create_app(StudioConfig(workdir=tmp_path / "work", host=host))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        r = client.get("/api/info", headers={"Host": "evil.example"})
+        assert r.status_code == 403 and "unexpected host" in r.json()["error"]
+        for name in ("127.0.0.2", "localhost:8500", "[::1]:8500", "127.1"):
+            assert client.get("/api/info", headers={"Host": name}).status_code == 200, name
+    ran = []
+    monkeypatch.setattr(server, "_server", lambda *a: type("Stub", (), {"run": lambda self, sockets: ran.append(1)})())
+    port = socket.socket()
+    port.bind(("127.0.0.1", 0))
+    free = port.getsockname()[1]
+    port.close()
+    with caplog.at_level("WARNING", logger="mvstylizer.studio"):
+        server.serve(StudioConfig(workdir=tmp_path / "served", host=host, port=free), announce=lambda line: None)
+    assert ran and not [r for r in caplog.records if "no log-in" in r.getMessage()]
+
+
+def test_a_studio_open_to_the_network_serves_any_host_name(tmp_path):
+    app = create_app(StudioConfig(workdir=tmp_path / "work", host="0.0.0.0"))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.get("/api/info", headers={"Host": "studio.lan"}).status_code == 200

@@ -339,3 +339,214 @@ def test_screenshots_are_small(tmp_path):
         pytest.skip("no studio screenshots in docs/")
     for p in shots:
         assert p.stat().st_size < 300_000, p
+
+
+def _running_studio(tmp_path: Path, monkeypatch, gate: Gate | None = None, **config):
+    """A studio of the test's own (its app in ``apps``): (context manager, apps)."""
+    pytest.importorskip("fastapi")
+    from mvstylizer.studio import StudioConfig
+    from mvstylizer.studio import app as studio_app
+    from mvstylizer.studio.server import running
+
+    apps: list = []
+    original = studio_app.create_app
+    monkeypatch.setattr(studio_app, "create_app", lambda *a, **k: apps.append(original(*a, **k)) or apps[-1])
+    return running(StudioConfig(workdir=tmp_path / "work", host="127.0.0.1", port=0, **config),
+                   frame_hook=gate or Gate()), apps
+
+
+def test_a_restarted_studio_says_the_renders_in_flight_were_lost(browser, media, tmp_path, monkeypatch):
+    # After a restart the page's event stream got 401 and stopped: the card showed "Rendering 5%" for ever.
+    gate = Gate()
+    server, apps = _running_studio(tmp_path, monkeypatch, gate)
+    with server as url:
+        context, page, _problems = _open(browser, url, DESKTOP)  # the 401s are the point of the test
+        try:
+            page.set_input_files(_tid("video-input"), str(media["clip"]))
+            page.wait_for_selector("#video-drop[data-state='filled']")
+            page.set_input_files(_tid("style-input"), str(media["style"]))
+            page.wait_for_selector(f"{_tid('preview')}[data-state='ready']", timeout=60_000)
+            gate.open.clear()
+            page.click(_tid("run"))
+            page.wait_for_selector(".job[data-state='running']")
+            # What a restart leaves a page with: its stream ended, its session unknown to the server.
+            studio = apps[0].state.studio
+            sid = page.evaluate("() => sessionStorage.getItem('mvstylizer-studio-session')")
+            with studio.workspace.lock:
+                studio.workspace._forget(studio.workspace.find(sid))
+            studio.broadcaster.publish(sid, None)
+            error = page.locator(_tid("error"))
+            error.wait_for(state="visible", timeout=15_000)
+            assert "restarted" in error.inner_text() and "lost" in error.inner_text(), error.inner_text()
+            page.wait_for_selector(".job[data-state='lost']")
+            assert page.text_content(".job .badge") == "Lost"
+        finally:
+            gate.open.set()
+            context.close()
+
+
+def test_only_the_latest_choice_of_video_and_style_applies(browser, studio, media, tmp_path):
+    # Two videos picked in a row: the page ended on whichever upload finished last, and the first to
+    # finish enabled Run while the other was still arriving; a style upload that finished after a
+    # gallery tile was clicked took the selection back.
+    url, _gate = studio
+    context, page, problems = _open(browser, url, DESKTOP)
+    held: list = []
+    hold = {"on": True}
+
+    def route(r):  # noqa: ANN001
+        if hold["on"]:
+            held.append(r)
+        else:
+            r.continue_()
+
+    def release(r) -> None:  # noqa: ANN001
+        try:
+            r.continue_()
+        except Exception:  # noqa: BLE001 - the page has aborted it: the point
+            pass
+
+    try:
+        page.route("**/api/videos?*", route)
+        page.route("**/api/styles?*", route)
+        first, second = tmp_path / "first.mp4", tmp_path / "second.mp4"
+        for p in (first, second):
+            p.write_bytes(media["clip"].read_bytes())
+        hold["on"] = False
+        page.set_input_files(_tid("style-input"), str(media["style"]))
+        page.wait_for_selector(".tile[data-key^='upload:'][aria-selected='true']")
+        hold["on"] = True
+        page.set_input_files(_tid("video-input"), str(first))
+        while len(held) < 1:
+            page.wait_for_timeout(20)
+        with page.expect_event("requestfailed", lambda req: "first.mp4" in req.url, timeout=10_000):
+            page.set_input_files(_tid("video-input"), str(second))  # the older choice's upload is aborted
+        while len(held) < 2:
+            page.wait_for_timeout(20)
+        release(held[0])
+        assert page.get_attribute("#video-drop", "data-state") == "busy" and page.is_disabled(_tid("run"))
+        release(held[1])
+        page.wait_for_selector("#video-drop[data-state='filled']")
+        assert page.inner_text("#video-name") == "second.mp4"
+        page.wait_for_function(f"() => !document.querySelector(\"{_tid('run')}\").disabled")
+
+        # A style photo still arriving when a tile is clicked: the tile wins, the upload is dropped.
+        tile = page.locator(".tile[data-key^='upload:']").first
+        page.set_input_files(_tid("style-input"), str(media["style"]))
+        while len(held) < 3:
+            page.wait_for_timeout(20)
+        assert page.is_disabled(_tid("run"))
+        with page.expect_event("requestfailed", lambda req: "/api/styles" in req.url, timeout=10_000):
+            tile.click()
+        release(held[2])
+        assert tile.get_attribute("aria-selected") == "true" and page.locator(".tile[data-key^='upload:']").count() == 1
+        assert not page.is_disabled(_tid("run"))
+        assert page.locator(_tid("error")).is_hidden()
+        assert not problems, problems
+    finally:
+        context.close()
+
+
+def test_what_is_wrong_with_a_file_taken_anyway_is_shown(browser, studio, media, tmp_path):
+    # A truncated video rendered to half its length, marked done, and a tiny style photo was used:
+    # only the server log said so.
+    from mvstylizer.bench.synthetic import write_test_clip
+
+    url, _gate = studio
+    full = tmp_path / "full.avi"
+    write_test_clip(full, width=96, height=64, frames=30)
+    cut = tmp_path / "holiday.avi"
+    cut.write_bytes(full.read_bytes()[: int(full.stat().st_size * 0.6)])
+    dot = tmp_path / "dot.png"
+    cv2.imwrite(str(dot), np.full((12, 12, 3), 128, np.uint8))
+    context, page, problems = _open(browser, url, DESKTOP)
+    try:
+        page.set_input_files(_tid("video-input"), str(cut))
+        page.wait_for_selector("#video-drop[data-state='filled']")
+        page.locator(_tid("video-warning")).wait_for()
+        assert "holiday.avi declares 30 frames but only" in page.locator(_tid("video-warning")).inner_text()
+        page.set_input_files(_tid("style-input"), str(dot))
+        page.locator(_tid("style-warning")).wait_for()
+        assert "dot.png is 12x12 pixels" in page.locator(_tid("style-warning")).inner_text()
+        page.select_option(_tid("model"), "reinhard")
+        page.click(_tid("run"))
+        page.wait_for_selector(".job[data-state='done']", timeout=RENDER_TIMEOUT_MS)
+        page.locator(f".job {_tid('job-warning')}").wait_for()
+        assert "holiday.avi declares 30 frames" in page.locator(f".job {_tid('job-warning')}").inner_text()
+        page.set_input_files(_tid("video-input"), str(full))  # a sound video: its warning goes
+        page.wait_for_function("() => document.getElementById('video-name').textContent === 'full.avi'")
+        assert page.locator(_tid("video-warning")).is_hidden()
+        dot_tile = page.locator(".tile[title='dot.png']")
+        page.set_input_files(_tid("style-input"), str(media["style"]))  # the warning is the picked photo's
+        page.locator(_tid("style-warning")).wait_for(state="hidden")
+        dot_tile.click()
+        page.locator(_tid("style-warning")).wait_for()
+        assert page.locator(_tid("error")).is_hidden()
+        assert not problems, problems
+    finally:
+        context.close()
+
+
+def test_controls_have_names_focus_shows_and_job_states_are_announced(browser, studio, media, tmp_path):
+    # The strength slider had no accessible name (its label wrapped an <output>, and labelled that),
+    # the before/after divider (an invisible range input) showed no keyboard focus, and nothing told
+    # a screen reader a render had finished.
+    url, _gate = studio
+    context, page, problems = _open(browser, url, DESKTOP)
+    try:
+        assert page.evaluate("() => document.getElementById('strength').labels.length") == 1
+        assert page.get_by_role("slider", name="Strength", exact=True).count() == 1
+        page.set_input_files(_tid("video-input"), str(media["clip"]))
+        page.wait_for_selector("#video-drop[data-state='filled']")
+        page.set_input_files(_tid("style-input"), str(media["style"]))
+        page.wait_for_selector(f"{_tid('preview')}[data-state='ready']", timeout=60_000)
+        ring = "() => getComputedStyle(document.querySelector('.compare-handle span')).boxShadow"
+        unfocused = page.evaluate(ring)
+        page.focus("#compare-range")
+        assert page.evaluate("() => document.activeElement.id") == "compare-range"
+        assert page.evaluate(ring) != unfocused
+        page.select_option(_tid("model"), "reinhard")
+        page.click(_tid("run"))
+        page.wait_for_selector(".job[data-state='done']", timeout=RENDER_TIMEOUT_MS)
+        live = page.locator(_tid("jobs-live"))
+        assert live.get_attribute("aria-live") == "polite"
+        page.wait_for_function("() => document.getElementById('jobs-live').textContent === 'street.mp4: Done'")
+        assert not problems, problems
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_a_long_file_name_does_not_make_the_page_scroll_sideways(browser, studio, media, tmp_path, viewport):
+    # A name without spaces widened the video step (phone: 1404 px of a 390 px screen) and the run hint.
+    url, _gate = studio
+    context, page, problems = _open(browser, url, viewport, phone=viewport is PHONE)
+    try:
+        long = tmp_path / ("Sommerurlaub_" * 8 + "W" * 12 + ".mp4")  # 120 characters: all the studio keeps
+        long.write_bytes(media["clip"].read_bytes())
+        page.set_input_files(_tid("video-input"), str(long))
+        page.wait_for_selector("#video-drop[data-state='filled']")
+        page.set_input_files(_tid("style-input"), str(media["style"]))
+        page.wait_for_function(f"() => !document.querySelector(\"{_tid('run')}\").disabled")
+        assert long.name in page.text_content("#run-hint")
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= viewport["width"]
+        assert not problems, problems
+    finally:
+        context.close()
+
+
+def test_a_studio_out_of_reach_is_said_and_the_message_goes_when_it_is_back(browser, media, tmp_path, monkeypatch):
+    server, apps = _running_studio(tmp_path, monkeypatch)
+    with server as url:
+        context, page, _problems = _open(browser, url, DESKTOP)  # the refused requests are the point
+        try:
+            page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+            sid = page.evaluate("() => sessionStorage.getItem('mvstylizer-studio-session')")
+            apps[0].state.studio.broadcaster.publish(sid, None)  # the stream ends, as when the server stops
+            error = page.locator(_tid("error"))
+            error.wait_for(state="visible", timeout=15_000)
+            assert "cannot be reached" in error.inner_text(), error.inner_text()
+            page.unroute("**/api/**")
+            error.wait_for(state="hidden", timeout=15_000)  # the stream is back: so is the studio
+        finally:
+            context.close()

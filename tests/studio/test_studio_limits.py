@@ -564,3 +564,152 @@ def test_a_file_gone_from_disk_is_a_404_in_json(tmp_path):
         for headers in ({}, {"Range": "bytes=0-9"}):
             r = client.get("/f", headers=headers)
             assert r.status_code == 404 and "no longer" in r.json()["error"]
+
+
+def _slow_uploads(url: str, session: dict, n: int, size: int) -> list:
+    """``n`` uploads of ``size`` declared bytes that send one byte and then nothing: their sockets."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where, socks = urlsplit(url), []
+    for i in range(n):
+        sock = socket.create_connection((where.hostname, where.port), timeout=30)
+        socks.append(sock)
+        sock.sendall(f"POST /api/videos?name=slow{i}.mp4 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                     f"X-Studio-Session: {session['X-Studio-Session']}\r\nContent-Length: {size}\r\n\r\nx".encode())
+    return socks
+
+
+@pytest.mark.network
+def test_a_tabs_uploads_arriving_hold_a_small_part_of_a_small_work_folder(tmp_path, clip, monkeypatch):
+    # 4 MB held per upload arriving: two slow ones held the whole of an 8 MB folder, and another
+    # tab's 50 KB clip was refused with 507.
+    import httpx
+
+    from mvstylizer.studio import StudioConfig
+    from mvstylizer.studio.server import running
+
+    apps = running_app(monkeypatch)
+    config = StudioConfig(workdir=tmp_path / "work", port=0, max_work_bytes=8 << 20, max_upload_bytes=4 << 20)
+    with running(config) as url, httpx.Client(base_url=url, timeout=60) as http:
+        ws = apps[0].state.studio.workspace
+        greedy, other = ({"X-Studio-Session": http.post("/api/session").json()["session"]} for _ in range(2))
+        socks = _slow_uploads(url, greedy, config.max_uploads, 4 << 20)
+        try:
+            held = config.max_uploads * ((128 << 10) - 1)  # 1/64 of the folder each, less the byte written
+            until(lambda: ws.usage() >= held, "the slow uploads holding room")
+            assert ws.usage() <= held + config.max_uploads
+            r = http.post("/api/videos", params={"name": clip.name}, content=clip.read_bytes(), headers=other)
+            assert r.status_code == 200, r.text
+        finally:
+            for sock in socks:
+                sock.close()
+
+
+@pytest.mark.network
+def test_a_tab_has_a_few_uploads_arriving_at_once_not_the_whole_folder(tmp_path, clip, monkeypatch):
+    # Each upload arriving holds room; one tab dripping six at once (4 MB each) held all of a 24 MB
+    # folder, and every other tab's uploads and renders got 507.
+    import socket
+    from urllib.parse import urlsplit
+
+    import httpx
+
+    from mvstylizer.studio import StudioConfig
+    from mvstylizer.studio.server import running
+
+    apps = running_app(monkeypatch)
+    config = StudioConfig(workdir=tmp_path / "work", port=0, max_work_bytes=24 << 20, max_upload_bytes=12 << 20,
+                          max_uploads=3)
+    with running(config) as url, httpx.Client(base_url=url, timeout=60) as http:
+        ws = apps[0].state.studio.workspace
+        greedy, other = ({"X-Studio-Session": http.post("/api/session").json()["session"]} for _ in range(2))
+        where, socks = urlsplit(url), []
+        try:
+            for i in range(6):
+                sock = socket.create_connection((where.hostname, where.port), timeout=30)
+                socks.append(sock)
+                sock.sendall(f"POST /api/videos?name=slow{i}.mp4 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                             f"X-Studio-Session: {greedy['X-Studio-Session']}\r\n"
+                             f"Content-Length: {12 << 20}\r\n\r\nx".encode())
+                if i < 3:
+                    until(lambda n=i + 1: ws.find(greedy["X-Studio-Session"]).uploading == n, f"{i + 1} arriving")
+                    continue
+                answer = b""
+                while b"}" not in answer:
+                    data = sock.recv(4096)
+                    assert data, answer
+                    answer += data
+                assert answer.startswith(b"HTTP/1.1 429") and b"3 uploads are already arriving" in answer, answer
+            r = http.post("/api/videos", params={"name": clip.name}, content=clip.read_bytes(), headers=other)
+            assert r.status_code == 200, r.text
+        finally:
+            for sock in socks:
+                sock.close()
+        until(lambda: ws.find(greedy["X-Studio-Session"]).uploading == 0, "the slow uploads gone")
+        r = http.post("/api/videos", params={"name": clip.name}, content=clip.read_bytes(), headers=greedy)
+        assert r.status_code == 200, r.text
+
+
+def test_a_tab_keeps_its_last_finished_renders_not_every_one(tmp_path, clip, style):
+    # 390 renders started and cancelled left 390 records, every one of them in every job list.
+    client, gate = make_studio(tmp_path, max_finished_jobs=3)
+    with client:
+        s = Studio(client, gate)
+        video, key = looks(s, clip, style, s.headers)
+        ids = []
+        for _ in range(5):
+            job = s.job(video, key).json()
+            client.post(f"/api/jobs/{job['id']}/cancel", headers=s.headers)
+            ids.append(s.wait(job["id"], ("cancelled",))["id"])
+        listed = [j["id"] for j in client.get("/api/jobs", headers=s.headers).json()["jobs"]]
+        assert listed == ids[-3:]
+        assert client.get(f"/api/jobs/{ids[0]}", headers=s.headers).status_code == 404
+        kept = s.job(video, key).json()["id"]  # a render waiting or running is never one of those forgotten
+        assert s.wait(kept)["state"] == "done"
+        listed = [j["id"] for j in client.get("/api/jobs", headers=s.headers).json()["jobs"]]
+        assert listed == [*ids[-2:], kept]
+        assert not (s.app.state.studio.workspace.find(s.headers["X-Studio-Session"]).dir / "jobs" / ids[2]).exists()
+
+
+def test_a_small_work_folder_alone_brings_the_upload_limit_down_with_it(tmp_path, monkeypatch, capsys):
+    # --max-work-mb 100 was refused: "--max-upload-mb cannot be larger than --max-work-mb", for a
+    # default of 500 the user never gave.
+    import mvstylizer.studio as studio_pkg
+    from mvstylizer.cli import main
+
+    seen = []
+    monkeypatch.setattr(studio_pkg, "serve", lambda config, **_: seen.append(config))
+    assert main(["studio", "--workdir", str(tmp_path), "--max-work-mb", "100"]) == 0
+    assert seen[-1].max_upload_bytes == seen[-1].max_work_bytes == 100 << 20
+    assert main(["studio", "--workdir", str(tmp_path), "--max-work-mb", "100", "--max-upload-mb", "40"]) == 0
+    assert seen[-1].max_upload_bytes == 40 << 20
+    assert main(["studio", "--workdir", str(tmp_path)]) == 0
+    assert seen[-1].max_upload_bytes == 500 << 20
+    assert main(["studio", "--workdir", str(tmp_path), "--max-work-mb", "100", "--max-upload-mb", "200"]) == 2
+    assert "--max-upload-mb 200 cannot be larger than --max-work-mb 100" in capsys.readouterr().err
+
+
+def test_files_answer_head_as_well_as_get(studio, clip, style):
+    video, key = looks(studio, clip, style, studio.headers)
+    job = studio.wait(studio.job(video, key, model="dncm").json()["id"])
+    session = f"?session={studio.headers['X-Studio-Session']}"
+    for url in ("/", "/favicon.ico", f"/api/videos/{video}/frames/0.jpg{session}",
+                f"{job['video']}{session}&download=1", job["lut"] + session, job["report"] + session):
+        got, head = studio.client.get(url), studio.client.head(url)
+        assert head.status_code == got.status_code == 200, (url, head.status_code, got.status_code)
+        assert head.content == b"" and head.headers["content-length"] == str(len(got.content)), url
+
+
+def test_a_file_just_over_the_limit_is_told_apart_from_it(tmp_path):
+    client, gate = make_studio(tmp_path, max_upload_bytes=12 << 20)
+    with client:
+        s = Studio(client, gate)
+        r = client.post("/api/videos", params={"name": "x.mp4"}, content=b"\0",
+                        headers={**s.headers, "Content-Length": str((12 << 20) + 1)})
+        assert r.status_code == 413
+        assert r.json()["error"] == ("x.mp4 is 12,582,913 bytes; the studio takes videos of at most 12,582,912 bytes "
+                                     "(12 MB)")
+        r = client.post("/api/videos", params={"name": "y.mp4"}, content=b"\0",
+                        headers={**s.headers, "Content-Length": str(13 << 20)})
+        assert r.json()["error"] == "y.mp4 is 13 MB; the studio takes videos of at most 12 MB"

@@ -20,8 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                   "from $MVSTYLIZER_EDGE_TOKEN) instead of in this process")
     st.add_argument("--workdir", type=path_arg, metavar="DIR",
                     help="work folder for uploads and renders (default: a temporary folder, removed at exit)")
-    st.add_argument("--max-upload-mb", type=positive_int, default=500, metavar="MB",
-                    help="largest video (default 500)")
+    st.add_argument("--max-upload-mb", type=positive_int, metavar="MB",
+                    help="largest video (default 500, or --max-work-mb if that is smaller)")
     st.add_argument("--max-work-mb", type=positive_int, default=5000, metavar="MB",
                     help="work folder size limit; the oldest renders go first (default 5000)")
     st.add_argument("--keep-hours", type=finite_float, default=24.0, metavar="H",
@@ -50,8 +50,11 @@ def _studio(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be 0..65535, got {args.port}")
     if not args.keep_hours > 0:
         raise UserError(f"--keep-hours must be > 0, got {args.keep_hours}")
-    if args.max_upload_mb > args.max_work_mb:
-        raise UserError("--max-upload-mb cannot be larger than --max-work-mb")
+    # Unless asked for, the upload limit follows a smaller work folder: --max-work-mb 100 alone was
+    # refused for a default of 500 the user never gave.
+    max_upload_mb = min(500, args.max_work_mb) if args.max_upload_mb is None else args.max_upload_mb
+    if max_upload_mb > args.max_work_mb:
+        raise UserError(f"--max-upload-mb {max_upload_mb} cannot be larger than --max-work-mb {args.max_work_mb}")
     if args.workdir is not None and args.workdir.exists() and not args.workdir.is_dir():
         raise UserError(f"--workdir {args.workdir} is a file, not a folder")
     if args.edge:  # the URL's form (scheme, port, no credentials), as stylize checks it; no request is made
@@ -65,7 +68,7 @@ def _studio(args: argparse.Namespace) -> int:
         workdir: Path = args.workdir if temp is None else temp
         serve(StudioConfig(workdir=workdir, host=args.host, port=args.port, edge=args.edge,
                            edge_token=os.environ.get("MVSTYLIZER_EDGE_TOKEN") or None,
-                           max_upload_bytes=args.max_upload_mb * 1024**2, max_work_bytes=args.max_work_mb * 1024**2,
+                           max_upload_bytes=max_upload_mb * 1024**2, max_work_bytes=args.max_work_mb * 1024**2,
                            ttl_seconds=args.keep_hours * 3600, max_video_pixels=args.max_video_pixels,
                            max_sessions=args.max_sessions),
               before_run=getattr(args, "check_stop", None))

@@ -18,10 +18,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+import ipaddress
 import json
 import logging
 import os
 import shutil
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -47,7 +49,7 @@ from ..errors import NotFoundError, UserError
 from ..files import atomic_write_bytes
 from ..video.image import read_image, write_image
 from . import media
-from .config import StudioConfig
+from .config import StudioConfig, binds_loopback
 from .jobs import ACTIVE, FINISHED, Job, JobQueue, Renderer, StyleRef
 from .workspace import Hold, Session, Style, Upload, WorkFolderFull, Workspace, tree_size
 
@@ -56,7 +58,6 @@ log = logging.getLogger("mvstylizer.studio")
 STATIC = Path(__file__).with_name("static")
 SESSION_HEADER = "X-Studio-Session"
 CHUNK = 1 << 20
-LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 PRIVATE_CACHE = {"Cache-Control": "private, max-age=3600"}
 T = TypeVar("T")
 Subscriber = tuple[asyncio.AbstractEventLoop, "asyncio.Queue[dict | None]"]
@@ -76,6 +77,10 @@ class Busy(UserError):
 
 class UploadStalled(UserError):
     http_status = 408
+
+
+class TooManyUploads(UserError):
+    http_status = 429
 
 
 class _BodyLimit:
@@ -335,6 +340,11 @@ class Studio:
             if owner is not None:  # a result to collect: its idle time starts now, not when the render began
                 owner.last_seen = time.time()
             self.publish_removed([j for j in self.workspace.make_room(session=owner) if j is not job])
+            if owner is not None:
+                pruned = self.workspace.prune_jobs(owner, self.config.max_finished_jobs)
+                for old in pruned:  # the page shows its card as removed
+                    old.expired = True
+                self.publish_removed(pruned)
         # An event and a response may cross (a job that starts while its POST is answered): the page
         # keeps the higher revision.
         job.rev += 1
@@ -418,7 +428,8 @@ def _short(description: str) -> str:
 
 
 _MODELS_TIMEOUT = 10.0  # seconds a remote edge has to list its models
-_RESERVE_BLOCK = 4 << 20  # an upload asks for room 4 MB at a time, as it arrives
+_RESERVE_BLOCK = 4 << 20  # an upload asks for room 4 MB at a time, as it arrives,
+_RESERVE_SHARE = 64  # and at most 1/64 of the work folder: the uploads a tab may have arriving hold a few percent
 _JSON_BODY_LIMIT = 64 << 10  # every route but the two uploads takes a small JSON body or none
 
 
@@ -434,6 +445,23 @@ async def _arriving(request: Request, idle: float, name: str) -> AsyncIterator[b
         except TimeoutError:
             raise UploadStalled(f"the upload of {name} stalled: nothing arrived for {idle:g} s") from None
         yield chunk
+
+
+def _names_loopback(host: str) -> bool:
+    """Whether a request's Host names this machine without asking DNS (a name that resolves to a
+    loopback address is just what DNS rebinding uses): localhost, or a loopback address in any
+    spelling a browser or curl may send (127.0.0.2, [::1], 127.1)."""
+    host = host.strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    try:  # the short IPv4 forms (127.1), read as the C library reads them, without a look-up
+        return ipaddress.IPv4Address(socket.inet_aton(host)).is_loopback
+    except OSError:
+        return False
 
 
 def _clean_name(name: str | None, fallback: str, limit: int = 120) -> str:
@@ -462,7 +490,9 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
     app = FastAPI(title="mvstylizer studio", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.studio = studio
     app.add_middleware(_BodyLimit, limit=_JSON_BODY_LIMIT, uploads=frozenset({"/api/videos", "/api/styles"}))
-    loopback_only = config.host in LOOPBACK
+    loopback_only = binds_loopback(config.host)
+    # Files answer HEAD as well (curl -I, download managers); FastAPI routes a GET to GET alone (405).
+    get_file = functools.partial(app.api_route, methods=["GET", "HEAD"])
 
     # -- errors: always {"error": message}, never a traceback -------------------------------------
     @app.exception_handler(UserError)
@@ -499,7 +529,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
     @app.middleware("http")
     async def guard(request: Request, call_next):  # noqa: ANN001, ANN202
         host = request.url.hostname or ""
-        if loopback_only and host not in LOOPBACK:  # DNS rebinding: a web page must not reach a local app
+        if loopback_only and not _names_loopback(host):  # DNS rebinding: a web page must not reach a local app
             return JSONResponse({"error": f"unexpected host {host!r}"}, status_code=403)
         try:  # caught here, not by an exception handler, so no server prints a traceback either
             response = await call_next(request)
@@ -519,11 +549,11 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
         return studio.workspace.session(sid)
 
     # -- page -------------------------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
+    @get_file("/", include_in_schema=False)
     async def index() -> StudioFile:
         return StudioFile(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
 
-    @app.get("/favicon.ico", include_in_schema=False)
+    @get_file("/favicon.ico", include_in_schema=False)
     async def favicon() -> StudioFile:
         return StudioFile(STATIC / "favicon.svg", media_type="image/svg+xml")
 
@@ -552,7 +582,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
             "preview_frames": config.preview_frames,
         }
 
-    @app.get("/api/gallery/{key}.jpg")
+    @get_file("/api/gallery/{key}.jpg")
     async def gallery_thumb(key: str) -> Response:
         if key not in studio.gallery:
             raise NotFoundError(f"no gallery style {key!r}")
@@ -573,14 +603,19 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
     async def receive(request: Request, s: Session, target: Path, limit: int, what: str, name: str) -> int:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit:
-            raise TooLarge(f"{name} is {media.human_bytes(int(declared))}; the studio takes {what} of at most "
-                           f"{media.human_bytes(limit)}")
+            size_text, limit_text = media.told_apart(int(declared), limit)
+            raise TooLarge(f"{name} is {size_text}; the studio takes {what} of at most {limit_text}")
         # Room is asked for as the data arrives, a block at a time, and held until written (a declared
         # size or the route's limit, reserved up front, made files go for bytes that an aborted or
         # small chunked upload never sent). Only the tab's own files may make room for it.
         ws = studio.workspace
         size = reserved = 0
         wanted = min(limit, int(declared)) if declared and declared.isdigit() else limit  # no 4 MB for a small one
+        with ws.lock:  # each upload arriving holds room: a tab dripping many at once held the whole folder
+            if s.uploading >= config.max_uploads:
+                raise TooManyUploads(f"{s.uploading} uploads are already arriving from this tab; wait for one to "
+                                     f"finish before sending {name}")
+            s.uploading += 1
         hold = ws.hold(s)
         try:
             with open(target, "wb") as f:
@@ -590,7 +625,8 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                         raise TooLarge(f"{name} is larger than {media.human_bytes(limit)}, the studio's limit "
                                        f"for {what}")
                     while size > reserved:
-                        block = min(_RESERVE_BLOCK, max(wanted, size) - reserved, ws.max_bytes)
+                        block = min(_RESERVE_BLOCK, max(ws.max_bytes // _RESERVE_SHARE, 64 << 10),
+                                    max(wanted, size) - reserved, ws.max_bytes)
                         studio.publish_removed(await run_in_threadpool(ws.reserve, block, s, hold))
                         reserved += block
                     f.write(chunk)
@@ -600,6 +636,8 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
             raise UserError(f"the upload of {name} was interrupted") from None
         finally:
             ws.release(hold)
+            with ws.lock:
+                s.uploading -= 1
         if size == 0:
             raise UserError(f"{name} is empty (0 bytes)")
         return size
@@ -624,7 +662,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
                  up.facts.width, up.facts.height, up.facts.frames)
         return up.as_dict()
 
-    @app.get("/api/videos/{vid}/frames/{k}.jpg")
+    @get_file("/api/videos/{vid}/frames/{k}.jpg")
     async def video_frame(vid: str, k: int, s: Session = Depends(session_of)) -> StudioFile:
         up = s.upload(vid)
         if not 0 <= k < len(up.frames):
@@ -646,7 +684,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
             s.styles[sid] = st
         return st.as_dict()
 
-    @app.get("/api/styles/{sid}/thumb.jpg")
+    @get_file("/api/styles/{sid}/thumb.jpg")
     async def style_thumb(sid: str, s: Session = Depends(session_of)) -> StudioFile:
         return StudioFile(s.style(sid).thumb, media_type="image/jpeg", headers=PRIVATE_CACHE)
 
@@ -668,7 +706,7 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
             studio.workspace.previews.put(s.id, key, cached)
         return _preview_json(cached, up)
 
-    @app.get("/api/previews/{pid}/{k}.jpg")
+    @get_file("/api/previews/{pid}/{k}.jpg")
     async def preview_image(pid: str, k: int, s: Session = Depends(session_of)) -> Response:
         found = studio.workspace.previews.find(s.id, pid)
         if found is None or not 0 <= k < len(found["images"]):
@@ -759,17 +797,17 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
             raise NotFoundError(f"this job has no {kind}")
         return job, path
 
-    @app.get("/api/jobs/{jid}/video")
+    @get_file("/api/jobs/{jid}/video")
     async def job_video(jid: str, download: bool = False, s: Session = Depends(session_of)) -> StudioFile:
         job, path = job_file(s, jid, "video")
         return StudioFile(path, media_type="video/mp4", filename=f"{job.download_stem}.mp4" if download else None)
 
-    @app.get("/api/jobs/{jid}/lut")
+    @get_file("/api/jobs/{jid}/lut")
     async def job_lut(jid: str, s: Session = Depends(session_of)) -> StudioFile:
         job, path = job_file(s, jid, "lut")
         return StudioFile(path, media_type="text/plain", filename=f"{job.download_stem}.cube")
 
-    @app.get("/api/jobs/{jid}/report")
+    @get_file("/api/jobs/{jid}/report")
     async def job_report(jid: str, download: bool = True, s: Session = Depends(session_of)) -> StudioFile:
         job, path = job_file(s, jid, "report")
         return StudioFile(path, media_type="application/json",
@@ -812,14 +850,15 @@ def create_app(config: StudioConfig, *, frame_hook: Callable[[Job, int], None] |
 
 
 def _ingest_video(vid: str, name: str, folder: Path, source: Path, config: StudioConfig) -> Upload:
-    facts = media.probe_video(source)
-    media.check_video_size(facts, name, config.max_video_pixels)
-    if facts.frames == 0:
-        raise UserError(f"{name} has no video frames")
-    picked = media.preview_frames(source, facts, config.preview_frames, config.preview_side)
+    with media.read_warnings(source, name) as warnings:
+        facts = media.probe_video(source)
+        media.check_video_size(facts, name, config.max_video_pixels)
+        if facts.frames == 0:
+            raise UserError(f"{name} has no video frames")
+        picked = media.preview_frames(source, facts, config.preview_frames, config.preview_side)
     if not picked:
         raise UserError(f"{name} has no video frames")
-    up = Upload(vid, name, folder, source, facts)
+    up = Upload(vid, name, folder, source, facts, warnings=warnings)
     for k, (index, t, rgb8) in enumerate(picked):
         up.frame_path(k).write_bytes(media.jpeg_bytes(rgb8, 92))
         up.frames.append((index, t))
@@ -828,7 +867,8 @@ def _ingest_video(vid: str, name: str, folder: Path, source: Path, config: Studi
 
 def _ingest_style(sid: str, name: str, folder: Path, original: Path, max_pixels: int) -> Style:
     rgb8 = media.load_style(original, name, max_pixels)
-    st = Style(sid, name, folder, width=rgb8.shape[1], height=rgb8.shape[0])
+    st = Style(sid, name, folder, width=rgb8.shape[1], height=rgb8.shape[0],
+               warnings=media.style_warnings(original, name))
     write_image(st.image, rgb8)
     st.thumb.write_bytes(media.jpeg_bytes(media.thumbnail(rgb8, 240), 85))
     original.unlink(missing_ok=True)

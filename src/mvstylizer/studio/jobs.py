@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import UserError
+from . import media
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Job:
     error: str | None = None
     lut_reason: str | None = None
     summary: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # what reading the video found wrong (frames lost)
     expired: bool = False  # its files were removed (work-folder limit or age)
     rev: int = 0  # bumped at every published change: the page keeps the newest of what reaches it
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -114,7 +116,7 @@ class Job:
             "lut": f"{base}/lut" if done and self.lut_file.is_file() else None,
             "lut_reason": self.lut_reason,
             "report": f"{base}/report" if done and self.report_file.is_file() else None,
-            "summary": self.summary,
+            "summary": self.summary, "warnings": self.warnings,
         }
 
 
@@ -273,8 +275,9 @@ class Renderer:
             progress()
 
         job.dir.mkdir(parents=True, exist_ok=True)
-        with VideoStylizer(job.model, strength=job.strength, edge=self.edge, token=self.token, crf=self.crf,
-                           preset=self.preset) as vs:
+        with media.read_warnings(job.video_path, job.video_name) as job.warnings, \
+                VideoStylizer(job.model, strength=job.strength, edge=self.edge, token=self.token, crf=self.crf,
+                              preset=self.preset) as vs:
             report = vs.stylize_file(job.video_path, job.style.path, job.video_file, overwrite=True,
                                      on_frame=on_frame)
         job.frames_total = job.frames_out

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 import logging
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,13 +39,45 @@ GALLERY = {
 }
 
 
-def as_user_message(exc: BaseException, path: Path, name: str) -> str:
-    """The error's text with the server-side path (and its folder) replaced by the user's file name."""
+def as_user_message(exc: BaseException | str, path: Path, name: str) -> str:
+    """The error's (or message's) text with the server-side path (and its folder) replaced by the user's
+    file name."""
     text = str(exc)
     for p in (str(path), str(path.resolve())):
         text = text.replace(p, name)
     # Checks that name the file alone ("original.heic: HEIC photos are not supported") as well.
     return text.replace(str(path.parent), "").replace(path.name, name).strip()
+
+
+class _Warnings(logging.Handler):
+    """Collects the warnings logged about one file, worded with the user's name for it."""
+
+    def __init__(self, path: Path, name: str, found: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.path, self.file_name, self.found = path, name, found
+        self.spellings = {str(path), str(path.resolve())}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if any(s in text for s in self.spellings):
+            message = as_user_message(text, self.path, self.file_name)
+            if message not in self.found:  # a file is opened more than once (probe, then frames)
+                self.found.append(message)
+
+
+@contextmanager
+def read_warnings(path: Path, name: str) -> Iterator[list[str]]:
+    """The warnings the package logs about ``path`` while the block runs (frames that could not be
+    decoded, a file cut short), as they come: they are for the page as well as the server log (a
+    truncated upload rendered to half its length, marked done, and only the log said why)."""
+    found: list[str] = []
+    handler = _Warnings(path, name, found)
+    logger = logging.getLogger("mvstylizer")
+    logger.addHandler(handler)
+    try:
+        yield found
+    finally:
+        logger.removeHandler(handler)
 
 
 # ------------------------------------------------------------------------------------------ video
@@ -208,6 +242,21 @@ def load_style(path: Path, name: str, max_pixels: int) -> np.ndarray:
     return to_rgb8(img)
 
 
+def style_warnings(path: Path, name: str) -> list[str]:
+    """What makes a style photo a poor one, by the pipeline's own measure (it warns of the same in
+    the server log only, at every preview and render): too small or too thin to hold much colour."""
+    from ..mobile.pipeline import MAX_STYLE_ASPECT, MIN_STYLE_SIDE
+    from ..video.image import read_header
+
+    w, h = read_header(path).upright_size
+    if min(w, h) < MIN_STYLE_SIDE or max(w, h) > MAX_STYLE_ASPECT * min(w, h):
+        shape = "small" if min(w, h) < MIN_STYLE_SIDE else "thin"
+        return [f"{name} is {w}x{h} pixels: a look is taken from a photo's colours and what they are on, and "
+                f"so {shape} a photo holds little of either; one of at least {MIN_STYLE_SIDE} px a side, at "
+                f"most {MAX_STYLE_ASPECT:g} times as long as it is wide, works best"]
+    return []
+
+
 def thumbnail(rgb8: np.ndarray, side: int = THUMB_SIDE) -> np.ndarray:
     """A centre-cropped square thumbnail (gallery tiles are square)."""
     h, w = rgb8.shape[:2]
@@ -234,6 +283,15 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}".replace(".0 ", " ")
         n /= 1024
     return f"{n} GB"  # pragma: no cover
+
+
+def told_apart(size: int, limit: int) -> tuple[str, str]:
+    """``size`` and ``limit`` for a person, in bytes where rounding would show the two the same (a
+    file one byte over a 12 MB limit was "12 MB; at most 12 MB")."""
+    shown = human_bytes(size), human_bytes(limit)
+    if shown[0] != shown[1]:
+        return shown
+    return f"{size:,} bytes", f"{limit:,} bytes ({shown[1]})"
 
 
 def is_finite_number(x: object) -> bool:

@@ -6,6 +6,8 @@ The socket is bound before uvicorn starts, so a taken port or a bad host is a on
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
 import socket
 import threading
@@ -28,15 +30,48 @@ def url_of(host: str, port: int) -> str:
     return f"http://[{shown}]:{port}/" if ":" in shown else f"http://{shown}:{port}/"
 
 
+class _Stopping:
+    """Answers the requests still running when a stopping server cancels them (a few seconds after
+    Ctrl-C or SIGTERM: an upload arriving, a preview) with a JSON 503, where uvicorn printed a
+    55-line traceback for each and sent a text/plain 500."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.stopping = False
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        started = False
+
+        async def tracked(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except asyncio.CancelledError:
+            if not self.stopping or scope["type"] != "http":
+                raise
+            if not started:  # else the response just ends: the connection closes as the server stops
+                from fastapi.responses import JSONResponse
+
+                refusal = JSONResponse({"error": "the studio is stopping: this request was cut off; start the studio "
+                                                 "again and retry"}, status_code=503, headers={"Connection": "close"})
+                await refusal(scope, receive, send)
+
+
 def _server(app: Any, config: StudioConfig, log_level: str) -> Any:
     import uvicorn
 
+    served = _Stopping(app)
+
     class StudioServer(uvicorn.Server):
         async def shutdown(self, sockets: Any = None) -> None:
+            served.stopping = True
             app.state.studio.broadcaster.close()  # end the event streams, or they hold the shutdown
             await super().shutdown(sockets)
 
-    return StudioServer(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=3,
+    return StudioServer(uvicorn.Config(served, log_level=log_level, timeout_graceful_shutdown=3,
                                        proxy_headers=False, access_log=False))
 
 
@@ -54,10 +89,10 @@ def serve(config: StudioConfig, *, log_level: str = "warning",
         server = _server(app, config, log_level)
         if before_run is not None:
             before_run()
-        port = sock.getsockname()[1]
+        bound, port = sock.getsockname()[:2]
         announce(f"mvstylizer studio on {url_of(config.host, port)} (work folder {app.state.studio.workspace.root}; "
                  f"edge: {config.edge or 'in this process'}); Ctrl-C stops it")
-        if config.host not in ("127.0.0.1", "localhost", "::1"):
+        if not ipaddress.ip_address(bound).is_loopback:  # as bound: 127.0.0.2 and 127.1 are this machine too
             log.warning("the studio has no log-in: anyone who can reach %s:%d can use it", config.host, port)
         server.run(sockets=[sock])
     finally:

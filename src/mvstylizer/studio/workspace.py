@@ -57,6 +57,7 @@ class Upload:
     source: Path
     facts: VideoFacts
     frames: list[tuple[int, float]] = field(default_factory=list)  # (index, seconds) of frame{i}.jpg
+    warnings: list[str] = field(default_factory=list)  # what reading it found wrong (frames lost, cut short)
     created: float = field(default_factory=time.time)
     last_used: float = field(default_factory=time.time)
 
@@ -64,7 +65,7 @@ class Upload:
         return self.dir / f"frame{i}.jpg"
 
     def as_dict(self) -> dict:
-        return {"id": self.id, "name": self.name, **self.facts.as_dict(),
+        return {"id": self.id, "name": self.name, **self.facts.as_dict(), "warnings": self.warnings,
                 "frames_preview": [{"index": i, "time": round(t, 3), "url": f"/api/videos/{self.id}/frames/{k}.jpg"}
                                    for k, (i, t) in enumerate(self.frames)]}
 
@@ -78,6 +79,7 @@ class Style:
     last_used: float = field(default_factory=time.time)
     width: int = 0
     height: int = 0
+    warnings: list[str] = field(default_factory=list)  # what makes it a poor style (too small, too thin)
 
     @property
     def image(self) -> Path:
@@ -89,7 +91,7 @@ class Style:
 
     def as_dict(self) -> dict:
         return {"key": f"upload:{self.id}", "id": self.id, "name": self.name, "width": self.width,
-                "height": self.height, "thumb": f"/api/styles/{self.id}/thumb.jpg"}
+                "height": self.height, "thumb": f"/api/styles/{self.id}/thumb.jpg", "warnings": self.warnings}
 
 
 @dataclass
@@ -103,6 +105,7 @@ class Session:
     jobs: dict[str, Job] = field(default_factory=dict)
     preview_seq: int = 0  # the highest preview request number seen; lower ones still waiting are skipped
     streams: int = 0  # event streams open: while one is, the session is in use, however long ago its last request
+    uploading: int = 0  # uploads arriving now (each holds room in the work folder)
 
     def upload(self, upload_id: str) -> Upload:
         up = self.uploads.get(upload_id)
@@ -470,6 +473,16 @@ class Workspace:
                 if s.last_seen < now - self.ttl and not s.in_use:
                     self._forget(s)
         return changed
+
+    def prune_jobs(self, s: Session, keep: int) -> list[Job]:
+        """Forget ``s``'s finished jobs but the ``keep`` that finished last, files and all; returns them."""
+        with self.lock:
+            finished = sorted((j for j in s.jobs.values() if j.state not in ACTIVE),
+                              key=lambda j: j.finished or j.created)
+            gone = finished[:max(0, len(finished) - keep)]
+            for job in gone:
+                self.forget_job(s, job)
+            return gone
 
     def forget_job(self, s: Session, job: Job) -> None:
         with self.lock:

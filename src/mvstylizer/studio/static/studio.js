@@ -20,6 +20,12 @@
     previewAbort: null,
     previewTimer: null,
     busy: { video: false, style: false },
+    // Only a tab's latest choice of video, and of style, applies: each choice has a number, and an
+    // upload still arriving for an older one is aborted (otherwise whichever finished last won).
+    choice: { video: 0, style: 0 },
+    uploading: { video: null, style: null },   // the AbortController of the upload of the latest choice
+    unreachable: false,   // the server could not be reached when the event stream broke
+    sessionLost: false,   // the server no longer knows this tab's session (it restarted)
   };
 
   // ------------------------------------------------------------------ errors
@@ -29,6 +35,12 @@
   }
   function clearError() { $("error").hidden = true; $("error-text").textContent = ""; }
   $("error-close").addEventListener("click", clearError);
+
+  // What the server found wrong with a file it took anyway (frames lost, a tiny style photo).
+  function showWarnings(id, warnings) {
+    $(id).textContent = (warnings || []).join(" ");
+    $(id).hidden = !(warnings && warnings.length);
+  }
 
   // ------------------------------------------------------------------ server calls
   function withSession(url) {
@@ -57,9 +69,11 @@
 
   // Uploads go as the raw body (the server streams it to disk and stops at its size limit);
   // XMLHttpRequest because fetch cannot report upload progress.
-  function upload(path, file, onProgress) {
+  function upload(path, file, onProgress, signal) {
     return new Promise((resolve, reject) => {
       const xhr = new XMLHttpRequest();
+      signal.addEventListener("abort", () => xhr.abort());
+      xhr.onabort = () => reject(new DOMException("a newer choice replaced this upload", "AbortError"));
       xhr.open("POST", path + "?name=" + encodeURIComponent(file.name));
       xhr.setRequestHeader("X-Studio-Session", state.session);
       xhr.setRequestHeader("Content-Type", "application/octet-stream");
@@ -163,6 +177,13 @@
     $("model-desc").title = m.description + (m.lut ? "" : ". No LUT: " + m.lut_reason + ".");
   }
 
+  // A new choice of ``kind``: the upload of the previous one, if still arriving, is dropped.
+  function newChoice(kind) {
+    if (state.uploading[kind]) state.uploading[kind].abort();
+    state.uploading[kind] = null;
+    return ++state.choice[kind];
+  }
+
   // ------------------------------------------------------------------ video
   async function setVideo(file) {
     if (!file) return;
@@ -176,6 +197,8 @@
     }
     const drop = $("video-drop");
     const before = drop.dataset.state;
+    const n = newChoice("video");
+    const ctrl = state.uploading.video = new AbortController();
     drop.dataset.state = "busy";
     state.busy.video = true;
     updateRun();
@@ -183,12 +206,15 @@
     try {
       const video = await upload("/api/videos", file, (f) => {
         $("video-busy-text").textContent = f < 1 ? `Uploading ${pct(f)}` : "Reading the video…";
-      });
+      }, ctrl.signal);
+      if (n !== state.choice.video) return;
       clearError();
+      showWarnings("video-warning", video.warnings);
       state.video = video;
       state.preview = null;
       drop.dataset.state = "filled";
       $("video-name").textContent = video.name;
+      $("video-name").title = video.name;  // a long name is cut short with an ellipsis
       const length = [video.duration ? fmtSeconds(video.duration) : null,
                       `${video.frames_exact ? "" : "~"}${video.frames} frames`].filter(Boolean).join(" · ");
       $("video-meta").textContent = `${video.width}×${video.height} · ${Math.round(video.fps * 100) / 100} fps`;
@@ -201,12 +227,16 @@
       showFrameImages(false);
       schedulePreview(0);
     } catch (e) {
+      if (n !== state.choice.video) return;
       drop.dataset.state = state.video ? "filled" : (before === "busy" ? "empty" : before);
       showError(e.message);
     } finally {
-      state.busy.video = false;
-      $("video-input").value = "";
-      updateRun();
+      if (n === state.choice.video) {
+        state.uploading.video = null;
+        state.busy.video = false;
+        $("video-input").value = "";
+        updateRun();
+      }
     }
   }
 
@@ -216,12 +246,19 @@
                                "data-key": key, title: name });
     tile.append(el("img", { src: key.startsWith("upload:") ? withSession(thumb) : thumb, alt: name, loading: "lazy" }),
                 el("span", { class: "tile-name", text: name }));
-    tile.addEventListener("click", () => selectStyle(key));
+    tile.addEventListener("click", () => {
+      newChoice("style");
+      $("style-drop").classList.remove("busy");
+      state.busy.style = false;
+      selectStyle(key);
+    });
     return tile;
   }
 
   function selectStyle(key) {
     state.styleKey = key;
+    const uploaded = state.styles.find((st) => st.key === key);  // its warnings show while it is the one picked
+    showWarnings("style-warning", uploaded && uploaded.warnings);
     for (const t of document.querySelectorAll(".tile[data-key]")) t.setAttribute("aria-selected", String(t.dataset.key === key));
     updateRun();
     schedulePreview(0);
@@ -234,22 +271,29 @@
       return;
     }
     const drop = $("style-drop");
+    const n = newChoice("style");
+    const ctrl = state.uploading.style = new AbortController();
     drop.classList.add("busy");
     state.busy.style = true;
     updateRun();
     try {
-      const st = await upload("/api/styles", file);
+      const st = await upload("/api/styles", file, null, ctrl.signal);
+      if (n !== state.choice.style) return;
       clearError();
       state.styles.push(st);
       drop.after(styleTile(st.key, st.name, st.thumb));
       selectStyle(st.key);
     } catch (e) {
+      if (n !== state.choice.style) return;
       showError(e.message);
     } finally {
-      drop.classList.remove("busy");
-      state.busy.style = false;
-      $("style-input").value = "";
-      updateRun();
+      if (n === state.choice.style) {
+        state.uploading.style = null;
+        drop.classList.remove("busy");
+        state.busy.style = false;
+        $("style-input").value = "";
+        updateRun();
+      }
     }
   }
 
@@ -395,12 +439,16 @@
     return withSession(`/api/styles/${job.style_key.slice(7)}/thumb.jpg`);
   }
 
-  const STATE_LABEL = { queued: "Queued", running: "Rendering", done: "Done", failed: "Failed", cancelled: "Cancelled" };
+  const STATE_LABEL = { queued: "Queued", running: "Rendering", done: "Done", failed: "Failed", cancelled: "Cancelled",
+                        lost: "Lost" };
 
   function upsertJob(job) {
     const known = state.jobs.get(job.id);
     if (known && job.rev < known.rev) return;  // an older view that arrived late (a response after an event)
     state.jobs.set(job.id, job);
+    if (!known || known.state !== job.state) {  // said to screen readers; progress is not, it would never stop
+      $("jobs-live").textContent = `${job.video_name}: ${STATE_LABEL[job.state] || job.state}`;
+    }
     const list = $("jobs");
     let card = list.querySelector(`.job[data-job-id="${job.id}"]`);
     if (!card) {
@@ -431,7 +479,9 @@
       catch (e) { showError(e.message); cancel.disabled = false; }
     });
     const meta = el("div", { class: "job-meta" }, el("span", { class: "job-frames" }), cancel);
-    card.append(head, bar, meta, el("p", { class: "job-error", hidden: true }), el("div", { class: "job-result" }));
+    card.append(head, bar, meta, el("p", { class: "job-error", hidden: true }),
+                el("p", { class: "job-warning", "data-testid": "job-warning", hidden: true }),
+                el("div", { class: "job-result" }));
     return card;
   }
 
@@ -458,6 +508,9 @@
     const err = card.querySelector(".job-error");
     err.hidden = !job.error && !job.expired;
     err.textContent = job.expired ? "Its files were removed to keep the work folder small; render it again." : (job.error || "");
+    const warning = card.querySelector(".job-warning");
+    warning.textContent = (job.warnings || []).join(" ");
+    warning.hidden = !warning.textContent;
     const result = card.querySelector(".job-result");
     if (job.state === "done" && !job.expired && job.video) {
       if (!result.dataset.filled) {
@@ -501,7 +554,42 @@
       for (const job of JSON.parse(ev.data).jobs) upsertJob(job);
     });
     source.addEventListener("job", (ev) => upsertJob(JSON.parse(ev.data)));
-    // The browser reconnects by itself (the stream says retry: 1500); the snapshot brings it up to date.
+    source.addEventListener("open", () => {
+      if (state.unreachable) { state.unreachable = false; clearError(); }
+    });
+    // The browser reconnects by itself (the stream says retry: 1500) and the snapshot brings it up to
+    // date, except after a restart: the session is unknown (401) and the browser gives up without a
+    // word, leaving a card at "Rendering 5%" for ever. So every break is checked.
+    source.addEventListener("error", async () => {
+      if (state.sessionLost) return;
+      try {
+        await api("/api/jobs");
+      } catch (e) {
+        if (e.status === 401) {
+          source.close();
+          sessionLost();
+        } else if (!e.status) {
+          state.unreachable = true;
+          showError("The studio server cannot be reached: it has stopped, or the connection broke. " +
+                    "Renders that were waiting or running are lost if it stopped.");
+        }
+        return;
+      }
+      // The session is fine: a closed stream (a refusal, not a break) is opened again.
+      if (source.readyState === EventSource.CLOSED) setTimeout(listenForJobs, 1500);
+    });
+  }
+
+  function sessionLost() {
+    state.sessionLost = true;
+    for (const job of state.jobs.values()) {
+      if (job.state === "queued" || job.state === "running") {
+        upsertJob({ ...job, state: "lost", rev: job.rev + 1,
+                    error: "Lost: the studio stopped or restarted before this render finished." });
+      }
+    }
+    showError("The studio restarted or stopped: this page's session has ended, and renders that were " +
+              "waiting or running were lost. Reload the page to start again.");
   }
 
   // ------------------------------------------------------------------ drag and drop
