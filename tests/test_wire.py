@@ -93,3 +93,47 @@ def test_a_jpeg_with_an_orientation_tag_decodes_as_stored():
     data = buf.getvalue()
     assert wire.image_size(data) == (64, 32)
     assert wire.decode_frame(data).shape == (32, 64, 3)
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import zlib
+
+    return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def _png_with(*chunks: bytes) -> bytes:
+    """A 64x64 PNG carrying ``chunks`` right after its IHDR, where a text chunk may stand."""
+    blob = wire.encode_frame(np.full((64, 64, 3), 128, np.uint8), wire.Encoding("png"))
+    return blob[:33] + b"".join(chunks) + blob[33:]
+
+
+def _no_decoding(*args):
+    raise AssertionError("the image was handed to the decoder")
+
+
+def test_a_png_of_many_text_chunks_is_refused_before_decoding(monkeypatch):
+    import zlib
+
+    # Each zTXt chunk costs libpng up to ~8 MB of inflating, whatever the image's size: ~1000 of them
+    # in a 64x64 PNG took 6-40 s to decode.
+    ztxt = _png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"\x00" * 100_000, 9))
+    assert wire.decode_frame(_png_with(ztxt * wire.MAX_PNG_TEXT_CHUNKS)).shape == (64, 64, 3)
+    bomb = _png_with(_png_chunk(b"tEXt", b"a\x00b"), ztxt * wire.MAX_PNG_TEXT_CHUNKS)
+    assert wire.image_size(bomb) == (64, 64)  # the header alone looks like any frame
+    monkeypatch.setattr(cv2, "imdecode", _no_decoding)
+    with pytest.raises(wire.TooCostly, match=f"more than {wire.MAX_PNG_TEXT_CHUNKS} text"):
+        wire.decode_frame(bomb)
+
+
+def test_a_png_of_too_much_compressed_metadata_is_refused_before_decoding(monkeypatch):
+    noise = np.random.default_rng(0).bytes(wire.MAX_PNG_COMPRESSED_METADATA)  # does not compress
+    bomb = _png_with(_png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x01\x00\x00\x00" + noise))
+    monkeypatch.setattr(cv2, "imdecode", _no_decoding)
+    with pytest.raises(wire.TooCostly, match="KiB of compressed metadata"):
+        wire.decode_frame(bomb)
+
+
+def test_png_chunks_are_counted_by_header_not_by_bytes():
+    # Chunk data full of chunk names (a text chunk about PNGs, an IDAT's compressed bytes) is skipped
+    # by its length, so it does not count.
+    assert wire.decode_frame(_png_with(_png_chunk(b"tEXt", b"c\x00" + b"zTXt" * 1000))).shape == (64, 64, 3)

@@ -175,6 +175,42 @@ def _jpeg_check_cost(data: bytes) -> None:
         pos += struct.unpack_from(">H", data, pos)[0]
 
 
+# libpng inflates every zTXt, iTXt and iCCP chunk it meets (up to ~8 MB each) before the first pixel,
+# whatever the image's size: a 64x64 PNG carrying ~1000 zTXt chunks of zeros (7 MB on the wire) took
+# 6-40 s to decode and held a worker all that time. A photo has a handful of such chunks, a few KB.
+MAX_PNG_TEXT_CHUNKS = 8  # tEXt, zTXt, iTXt and iCCP chunks together: at most ~0.3 s of inflating
+MAX_PNG_COMPRESSED_METADATA = 256 * 1024  # bytes of zTXt, iTXt and iCCP chunk data together
+MAX_PNG_CHUNKS = 100_000  # bounds this walk; a 64 MiB PNG in 8 KB IDAT chunks has ~8,000
+_PNG_TEXT = {b"tEXt", b"zTXt", b"iTXt", b"iCCP"}
+_PNG_COMPRESSED = {b"zTXt", b"iTXt", b"iCCP"}
+
+
+def _png_check_cost(data: bytes) -> None:
+    """Refuse a PNG with more than :data:`MAX_PNG_TEXT_CHUNKS` text or colour-profile chunks, or more than
+    :data:`MAX_PNG_COMPRESSED_METADATA` bytes of compressed ones. Only the chunks' 8-byte headers are
+    read: their data is skipped by its length, so the walk costs little whatever the chunks hold."""
+    text = compressed = chunks = 0
+    pos, n = 8, len(data)
+    while pos + 8 <= n:
+        length, kind = struct.unpack_from(">I4s", data, pos)
+        if kind == b"IEND":  # the decoder stops there too
+            return
+        chunks += 1
+        if chunks > MAX_PNG_CHUNKS:
+            raise TooCostly(f"PNG has more than {MAX_PNG_CHUNKS} chunks; re-encode it")
+        if kind in _PNG_TEXT:
+            text += 1
+            if text > MAX_PNG_TEXT_CHUNKS:
+                raise TooCostly(f"PNG has more than {MAX_PNG_TEXT_CHUNKS} text or colour-profile chunks "
+                                "(a photo has a few); re-encode it without its metadata")
+        if kind in _PNG_COMPRESSED:
+            compressed += min(length, n - pos - 8)
+            if compressed > MAX_PNG_COMPRESSED_METADATA:
+                raise TooCostly(f"PNG has more than {MAX_PNG_COMPRESSED_METADATA >> 10} KiB of compressed "
+                                "metadata; re-encode it without its metadata")
+        pos += 12 + length  # length, type, data, CRC
+
+
 def _webp_size(data: bytes) -> Size | None:
     if len(data) < 30 or data[:4] != b"RIFF" or data[8:12] != b"WEBP":
         return None
@@ -198,7 +234,7 @@ CODECS: dict[str, Codec] = {c.name: c for c in (
     OpenCVCodec("jpeg", "image/jpeg", ".jpg", _jpeg_size,
                 lambda q: [cv2.IMWRITE_JPEG_QUALITY, q, cv2.IMWRITE_JPEG_SAMPLING_FACTOR,
                            cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444], _jpeg_check_cost),
-    OpenCVCodec("png", "image/png", ".png", _png_size),
+    OpenCVCodec("png", "image/png", ".png", _png_size, cost_check=_png_check_cost),
     OpenCVCodec("webp", "image/webp", ".webp", _webp_size, lambda q: [cv2.IMWRITE_WEBP_QUALITY, q]),
 )}
 

@@ -47,3 +47,21 @@ def test_token_file_of_thousands_of_tokens_is_under_the_cap(tmp_path):
     f = _token_file(tmp_path / "tokens", lines)
     assert f.stat().st_size * 20 < MAX_TOKEN_FILE_BYTES  # room for 100,000 such tokens
     assert len(TokenSet.from_file(f).entries) == 5_000
+
+
+@pytest.mark.parametrize("flags", [["--memory-budget", "8"], ["--memory-budget", "1K"], ["--workers", "100000"]],
+                         ids=" ".join)
+def test_a_budget_that_leaves_no_usable_frame_is_refused_at_start(capsys, monkeypatch, flags):
+    """`--memory-budget 8` (its unit forgotten) started an edge that refused every frame: "at most 1
+    pixels per image". Now it does not start: one line, status 2, before the port is bound."""
+    from mvstylizer.cli.main import main
+    from mvstylizer.edge.server import serve
+
+    def no_bind(host: str, port: int):
+        raise AssertionError("the edge went on to bind its port")
+
+    monkeypatch.setattr(serve, "_bind", no_bind)
+    code = main(["edge", "serve", "--port", "18499", "--models", "reinhard", *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: a memory budget of "), err
+    assert "less than the phone's 262144 (512x512 key frames)" in err

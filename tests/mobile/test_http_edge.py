@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import socket
 import threading
@@ -197,7 +198,6 @@ def test_a_bad_token_from_the_environment_names_the_variable(monkeypatch):
         HttpEdge("http://127.0.0.1:9", token=5)  # type: ignore[arg-type]
 
 
-@pytest.mark.filterwarnings("ignore:sending an edge token over plain HTTP")
 def test_a_good_token_is_sent_as_a_bearer_header():
     seen = []
 
@@ -562,3 +562,81 @@ def test_a_web_page_in_place_of_an_edge_is_named_not_dumped():
     with pytest.raises(UserError) as e:
         _edge(handler).models()
     assert "is this URL an mvstylizer edge server?" in str(e.value) and "<html" not in str(e.value)
+
+
+def _proxy_for_restarting_edge(down_for: float, status: int):
+    """A reverse proxy's answers for an edge that answers, then is down for ``down_for`` seconds (the
+    proxy answers ``status``, without Retry-After), then answers again; returns it and its calls."""
+    calls: list[float] = []
+    down: list[float] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(time.monotonic())
+        if len(calls) > 1 and (not down or time.monotonic() - down[0] < down_for):
+            down.append(time.monotonic())
+            return httpx.Response(status, text="<html><body>upstream down</body></html>",
+                                  headers={"Content-Type": "text/html"})
+        return httpx.Response(200, json={"models": [{"name": "mk", "description": ""}]})
+
+    return handler, calls
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_an_edge_that_restarts_behind_a_proxy_is_waited_for(status):
+    """Behind a reverse proxy a restart is a 502/503/504, not a refused connection: it got only the
+    counted retries (~3.5 s), and the run was lost to a restart that took a few seconds."""
+    handler, calls = _proxy_for_restarting_edge(2.5, status)
+    edge = _edge(handler, retries=1, reconnect=10.0)
+    edge.models()  # it answered once
+    assert edge.models()[0]["name"] == "mk"
+    assert len(calls) > 3  # beyond the counted retries
+
+
+@pytest.mark.parametrize("case", ["never answered", "no patience"])
+def test_a_proxy_failure_is_waited_out_only_for_an_edge_that_answered(case):
+    handler, calls = _proxy_for_restarting_edge(60.0, 502)
+    edge = _edge(handler, retries=1, reconnect=0.0 if case == "no patience" else 10.0)
+    if case == "never answered":
+        handler(httpx.Request("GET", "http://edge.test/"))  # the edge's first answer went to someone else
+    else:
+        edge.models()
+    with pytest.raises(EdgeUnavailable) as e:
+        edge.models()
+    assert len(calls) == 3  # the first answer and the counted tries
+    if case == "no patience":  # not "is this URL an mvstylizer edge server?": it was, a moment ago
+        assert "answered earlier but now fails with 502" in str(e.value) and "is this URL" not in str(e.value)
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("http://127.0.0.1:8400/v1", "has a path or query"),  # was: /v1/v1/models, a 404 blaming the edge
+    ("http://127.0.0.1:8400/v1/models", "has a path or query"),
+    ("http://127.0.0.1:8400/?token=x", "has a path or query"),
+    ("http://127.0.0.1:8400#edge", "has a path or query"),
+    ("http:///v1", "has no host"),  # was: an empty name looked up four times
+    ("http://:8400", "has no host"),
+])
+def test_an_edge_url_with_more_or_less_than_an_address_is_refused_up_front(url, why):
+    with pytest.raises(UserError, match=why) as e:
+        HttpEdge(url)
+    if "path" in why:
+        assert "give only the address, http://127.0.0.1:8400 " in str(e.value)
+    HttpEdge("http://127.0.0.1:8400/").close()  # a trailing slash is still the address alone
+
+
+def test_a_hung_edge_is_unreachable_after_one_short_first_try(monkeypatch):
+    """An edge that accepts connections and never answers: its model list was tried 4 times for the
+    whole timeout (60 s), so `--fallback local` started after ~4.5 minutes."""
+    from mvstylizer.mobile import http_edge
+
+    monkeypatch.setattr(http_edge, "_FIRST_CONTACT_TIMEOUT", 0.5)
+    with socket.create_server(("127.0.0.1", 0), backlog=16) as listener:  # the kernel accepts; nobody answers
+        edge = HttpEdge(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=2.0, retries=3, backoff=0.0)
+        with pytest.raises(EdgeUnavailable, match=r"did not answer in time \(ReadTimeout; 0.5 s for its first"):
+            edge.models()
+        listener.settimeout(0.5)
+        tries = 0
+        with contextlib.suppress(TimeoutError):
+            while True:
+                listener.accept()[0].close()
+                tries += 1
+    assert tries == 1

@@ -9,6 +9,9 @@ reply. :func:`guarded_protocol` returns an ``H11Protocol`` subclass that adds
   complete request header within ``header_timeout`` seconds, else it is closed;
 - a **per-address cap**: at most ``per_ip`` open connections from one peer address; more are closed
   at once (one warning line per address per minute);
+- a **delivery timeout**: an answer the client takes none of for ``write_timeout`` seconds is dropped
+  and the connection aborted. asyncio keeps whatever the socket could not take in the transport's
+  write buffer, and ``close()`` waits for it to flush: 20 answers never read held 125 MB for good;
 - the answer beyond uvicorn's ``limit_concurrency``: JSON with ``Retry-After``, as every other refusal.
 
 The server also sets uvicorn's ``limit_concurrency`` (503 beyond it), ``timeout_keep_alive``,
@@ -27,7 +30,8 @@ from typing import Any
 log = logging.getLogger("mvstylizer.edge.connections")
 
 
-def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | None = None) -> type:
+def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | None = None,
+                     write_timeout: float = 30.0) -> type:
     """The protocol class; with ``tls`` it also does the TLS handshake itself (give uvicorn no SSL
     options then): asyncio's own TLS, ``create_server(ssl=...)``, hands a connection to the protocol
     only once its handshake is done, so a socket that never sends a ClientHello escaped both limits
@@ -42,6 +46,8 @@ def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | N
     class GuardedH11Protocol(H11Protocol):
         _counted_ip: str | None = None
         _header_timer: Any = None
+        _delivery_timer: Any = None
+        _delivered = False  # the client took part of the answer since the delivery timer was armed
         _handed = False  # uvicorn's connection_made has run: its connection_lost must run too
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -97,6 +103,9 @@ def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | N
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._cancel_header_timer()
+            if self._delivery_timer is not None:
+                self._delivery_timer.cancel()
+                self._delivery_timer = None
             self._release()
             if self._handed:  # else: refused by the cap, or lost during the TLS handshake
                 self._handed = False
@@ -121,6 +130,36 @@ def guarded_protocol(header_timeout: float, per_ip: int, tls: ssl.SSLContext | N
         def on_response_complete(self) -> None:
             super().on_response_complete()
             self._arm_header_timer()  # the next request's header must come in time too
+            if self.transport.get_write_buffer_size():
+                self._watch_delivery()
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            self._watch_delivery()
+
+        def resume_writing(self) -> None:
+            self._delivered = True  # the buffer went down to the low-water mark: the client reads
+            super().resume_writing()
+
+        def _watch_delivery(self) -> None:
+            if self._delivery_timer is None:
+                self._delivered = False
+                self._delivery_timer = self.loop.call_later(write_timeout, self._check_delivery,
+                                                            self.transport.get_write_buffer_size())
+
+        def _check_delivery(self, armed_size: int) -> None:
+            """Abort the connection if its client took nothing of an answer since the timer was armed;
+            a slow reader that takes some in each period keeps it."""
+            self._delivery_timer = None
+            left = self.transport.get_write_buffer_size()
+            if not left:
+                return
+            if self._delivered or left < armed_size:
+                self._watch_delivery()
+                return
+            log.info("delivery timeout: %s read nothing of its answer in %g s; dropping the %d bytes left",
+                     self._counted_ip, write_timeout, left)
+            self.transport.abort()  # close() would wait for the client to read, holding the bytes
 
         def _arm_header_timer(self) -> None:
             self._cancel_header_timer()

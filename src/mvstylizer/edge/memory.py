@@ -53,6 +53,10 @@ COST_BYTES_PER_PIXEL: dict[str, int] = {
     "mk:numpy": 100,
     "reinhard:numpy": 100,
 }
+# The smallest per-frame limit an edge may start with: the phone's key frames are 512 pixels on their
+# long side by default (PipelineConfig.key_size), so a square video's are 512x512. Below it the edge
+# would start and refuse every frame (`--memory-budget 8`, its unit forgotten: "at most 1 pixels").
+MIN_USABLE_FRAME_PIXELS = 512 * 512
 UNKNOWN_COST = 4000  # bytes/pixel assumed for a model missing from the table (above every measured one)
 STYLE_BYTES_PER_PIXEL = 64  # decoding a style photo (uint8 + float32 + colour conversion), then shrunk
 HOLD_BYTES_PER_PIXEL = 40  # a batch's decoded frames (float32) and results (float32) + encoded output

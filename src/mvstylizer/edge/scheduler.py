@@ -8,16 +8,19 @@ quiet client waits for at most one job per busy worker, however much a flooding 
 
 Jobs of a client that has gone (its connection closed while the job waited) are dropped unrun: the
 waiting request polls ``disconnected`` and takes its job out of the queue. At shutdown the queued jobs
-fail with :class:`ShuttingDown` (the server answers 503).
+fail with :class:`ShuttingDown` (the server answers 503); running ones are not waited for.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import queue
+import threading
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +41,45 @@ class _Job:
     future: asyncio.Future = field(repr=False)
 
 
+class WorkerPool:
+    """``workers`` daemon threads running submitted calls. Not a ThreadPoolExecutor: the interpreter
+    joins those at exit, whatever ``shutdown(wait=False)`` said, so a model call (which nothing can
+    interrupt) kept a stopped edge alive for as long as it ran (88 s), far past its grace period."""
+
+    def __init__(self, workers: int, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Future, Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+        for t in self._threads:
+            t.start()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+        future: Future = Future()
+        self._calls.put((future, fn, args))
+        return future
+
+    def shutdown(self) -> None:
+        """Cancel the calls not started; the running ones go on, and their threads end after them."""
+        with contextlib.suppress(queue.Empty):
+            while True:
+                call = self._calls.get_nowait()
+                if call is not None:
+                    call[0].cancel()
+        for _ in self._threads:
+            self._calls.put(None)
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            future, fn, args = call
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = fn(*args)
+            except BaseException as e:  # noqa: BLE001 - the caller's to see, as ThreadPoolExecutor does
+                future.set_exception(e)
+            else:
+                future.set_result(result)
+
+
 class FairScheduler:
     """Round-robin over per-client queues in front of a thread pool. Event-loop thread only."""
 
@@ -45,7 +87,7 @@ class FairScheduler:
         self.workers = workers
         self.per_client = max(1, min(per_client or workers, workers))
         self.poll_s = poll_s
-        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="edge-worker")
+        self.pool = WorkerPool(workers, "edge-worker")
         self._queues: OrderedDict[str, deque[_Job]] = OrderedDict()
         self._running: dict[str, int] = {}
         self._free = workers
@@ -90,9 +132,10 @@ class FairScheduler:
         self._queues.clear()
 
     def close(self) -> None:
-        """Fail every queued job with ShuttingDown, then wait for the running ones."""
+        """Fail every queued job with ShuttingDown and stop the pool without waiting for the running
+        ones: past the grace period their clients have had their 503, and the process may exit."""
         self.stop_accepting()
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.pool.shutdown()
 
     # ------------------------------------------------------------------ internals
 
@@ -128,7 +171,8 @@ class FairScheduler:
             cf.add_done_callback(functools.partial(self._done_in_thread, loop, job))
 
     def _done_in_thread(self, loop: asyncio.AbstractEventLoop, job: _Job, f: Any) -> None:
-        loop.call_soon_threadsafe(self._finished, loop, job, f)
+        with contextlib.suppress(RuntimeError):  # a job that outlived the server: its loop is closed
+            loop.call_soon_threadsafe(self._finished, loop, job, f)
 
     def _finished(self, loop: asyncio.AbstractEventLoop, job: _Job, f: Any) -> None:
         self._free += 1

@@ -14,6 +14,7 @@ import dataclasses
 import hashlib
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -99,15 +100,18 @@ class EdgeService:
         return [{"name": s.name, "description": s.description, "runtimes": list(s.runtimes),
                  "aliases": aliases_of(s.name), "spatial": s.spatial} for s in available_models()]
 
-    def register_style(self, encoded: bytes) -> str:
-        """Store a style photo (encoded image bytes); its id is the content hash, so re-sending is free."""
+    def register_style(self, encoded: bytes,
+                       decode: Callable[[bytes], np.ndarray] = decode_frame) -> str:
+        """Store a style photo (encoded image bytes); its id is the content hash, so re-sending is free.
+        ``decode`` turns the bytes to an RGB image (the server checks its limits as it decodes); it is
+        called once, and not at all for a style already registered."""
         style_id = hashlib.sha256(encoded).hexdigest()[:32]
         with self._lock:
             if style_id in self._styles:
                 self._styles.move_to_end(style_id)
                 return style_id
         try:
-            image = decode_frame(encoded)
+            image = decode(encoded)
         except ValueError:
             raise UserError("style is not a decodable image") from None
         image = _style_sized(image, self.config.max_style_side)

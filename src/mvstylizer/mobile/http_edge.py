@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import email.utils
 import ipaddress
+import logging
 import math
 import os
 import random
@@ -40,8 +41,14 @@ from ..wire import (
 from .edge_link import REMOTE_IN_FLIGHT, EdgeUnavailable
 
 _RETRY_STATUS = {429, 500, 502, 503, 504}
+# What a reverse proxy answers when the edge behind it is down (503 with a Retry-After is the edge's own
+# "busy"): after the edge has answered, these are its restart, as a refused connection is without a proxy.
+_GATEWAY_STATUS = {502, 503, 504}
 _MAX_RETRY_AFTER = 30.0  # never sleep longer than this on a server's Retry-After
 _RECONNECT_STEP = 1.0  # seconds between tries to reach an edge that went away after answering
+# The first request to an edge (its model list, a tiny answer) gets this long, once: a hung edge (it
+# accepts, never answers) held a run for 4 timeouts of 60 s before `--fallback local` could start.
+_FIRST_CONTACT_TIMEOUT = 10.0
 _KEEP_STYLES = 4  # style uploads kept to re-send if the edge forgot them (restart, LRU eviction)
 # Answers are read into memory, so each has a size limit: a JSON answer (model list, style id, an
 # error) a few MB, a frame batch what its frames can take (_answer_limit). A 1.5 MB gzip bomb took the
@@ -50,6 +57,8 @@ _MAX_JSON_ANSWER = 4 * 1024 * 1024
 # What httpx reads for proxies (trust_env), either case.
 _PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 _USERINFO = re.compile(r"(//)[^/@\s]*@")
+
+log = logging.getLogger(__name__)
 
 
 # The answer deadline of the request this thread is making (see _DeadlineStream): ``budget`` seconds
@@ -186,9 +195,11 @@ class HttpEdge:
     exponential backoff, honouring ``Retry-After``; anything still failing becomes a ``UserError``. A
     429 or 503 with a ``Retry-After`` is a busy edge, not a failing one: it is waited out, without
     counting as a retry, for up to ``load_wait`` seconds from the first such refusal. Once the edge
-    has answered, a connection it refuses or drops after the retries is tried again every second
-    for up to ``reconnect`` seconds from the first such failure (an edge restarting; 0: no more
-    tries), before ``EdgeUnavailable``; timeouts are not.
+    has answered, a connection it refuses or drops after the retries (or, behind a reverse proxy, a
+    502, 504 or 503 without ``Retry-After``) is tried again every second for up to ``reconnect``
+    seconds from the first such failure (an edge restarting; 0: no more tries), before
+    ``EdgeUnavailable``; timeouts are not. Until it has answered, the model list gets at most
+    :data:`_FIRST_CONTACT_TIMEOUT` seconds, once: an edge that accepts and never answers is unreachable.
     Large batches are split into requests of at most ``batch_size`` frames / ``batch_bytes`` bytes,
     which keeps them inside the edge's default limits.
 
@@ -234,6 +245,9 @@ class HttpEdge:
             parsed = httpx.URL(url)
         except httpx.InvalidURL as e:
             raise UserError(f"edge URL {_redact(url)!r} is not valid: {_redact(str(e))}") from None
+        if not parsed.host:  # "http:///v1": httpx then looked up an empty name, four times
+            raise UserError(f"edge URL {_redact(url)!r} has no host; give the edge server's address, e.g. "
+                            "http://192.168.1.20:8400")
         try:  # as the connection will encode it: "edge..lan" ended as "internal error: UnicodeError"
             parsed.host.encode("idna")
         except UnicodeError:
@@ -247,6 +261,12 @@ class HttpEdge:
             # token), and every error line would print the password.
             raise UserError(f"edge URL {_redact(url)!r} has credentials in it (user:password@); the edge "
                             "takes a bearer token: --edge-token-file or MVSTYLIZER_EDGE_TOKEN")
+        if parsed.path not in ("", "/") or parsed.query or parsed.fragment:
+            # The client adds /v1/... itself: "http://h:8400/v1" asked for /v1/v1/models, a 404 that
+            # blamed the edge.
+            root = f"{parsed.scheme}://{parsed.netloc.decode('ascii')}"
+            raise UserError(f"edge URL {_redact(url)!r} has a path or query after the server's address; give "
+                            f"only the address, {root} (the client adds /v1/... itself)")
         if retries < 0 or timeout <= 0 or batch_size < 1 or batch_bytes < 1 or max_in_flight < 1:
             raise ValueError("HttpEdge needs retries >= 0, timeout > 0, batch_size >= 1, batch_bytes >= 1, "
                              "max_in_flight >= 1")
@@ -272,10 +292,9 @@ class HttpEdge:
         headers = {"User-Agent": f"mvstylizer/{__version__}", "Accept-Encoding": "identity"}
         if token:
             if url.startswith("http://") and not _is_loopback(url):
-                # Not refused (a trusted LAN is a valid deployment), but worth knowing.
-                import warnings
-
-                warnings.warn(f"sending an edge token over plain HTTP to {url}; use https://", stacklevel=2)
+                # Not refused (a trusted LAN is a valid deployment), but worth knowing: one line, as the
+                # command line's other warnings (warnings.warn printed a line of this file's source too).
+                log.warning("sending the edge token over plain HTTP to %s; use https://", url)
             headers["Authorization"] = f"Bearer {token}"
         if isinstance(verify, (str, os.PathLike)):  # a CA bundle, e.g. a self-signed edge's certificate
             try:
@@ -293,7 +312,7 @@ class HttpEdge:
     # ------------------------------------------------------------------ EdgeLink
 
     def models(self) -> list[dict]:
-        data = self._json(self._request("GET", "/v1/models"))
+        data = self._json(self._request("GET", "/v1/models", first_contact=not self._answered))
         try:
             return [{"name": str(m["name"]), "description": str(m["description"]),
                      "runtimes": [str(r) for r in m.get("runtimes", [])],
@@ -410,7 +429,12 @@ class HttpEdge:
 
     def _request(self, method: str, path: str, *, content: bytes | None = None,
                  headers: dict[str, str] | None = None, params: dict[str, str] | None = None,
-                 raise_4xx: bool = True, max_bytes: int = _MAX_JSON_ANSWER) -> httpx.Response:
+                 raise_4xx: bool = True, max_bytes: int = _MAX_JSON_ANSWER,
+                 first_contact: bool = False) -> httpx.Response:
+        """One exchange with retries (see the class). ``first_contact``: nothing has been heard from the
+        edge yet, so a request that times out (after at most :data:`_FIRST_CONTACT_TIMEOUT` s) is an
+        unreachable edge at once."""
+        timeout = min(self.timeout, _FIRST_CONTACT_TIMEOUT) if first_contact else self.timeout
         attempt = 0  # failures so far; waits the edge asked for with Retry-After do not count
         refused_since: float | None = None
         down_since: float | None = None  # first failure to reach an edge that had answered before
@@ -423,7 +447,7 @@ class HttpEdge:
             try:
                 if closed.is_set():
                     raise _LinkClosed
-                resp = self._send(method, path, content, headers, params, max_bytes)
+                resp = self._send(method, path, content, headers, params, max_bytes, timeout)
             except _LinkClosed:
                 raise self._abandoned() from None
             except RuntimeError:  # httpx: "the client has been closed", if close() came just before the send
@@ -460,6 +484,9 @@ class HttpEdge:
                     if left > 0:
                         closed.wait(min(_RECONNECT_STEP, left))
                         continue
+                if first_contact and isinstance(e, httpx.TimeoutException):
+                    raise EdgeUnavailable(f"edge server at {self.url} did not answer in time ({type(e).__name__}; "
+                                          f"{timeout:g} s for its first answer){self._via_proxy()}") from None
                 if last:
                     what = (f"did not answer in time ({type(e).__name__})" if isinstance(e, httpx.TimeoutException)
                             else f"is unreachable: {_describe(e)}")
@@ -468,9 +495,11 @@ class HttpEdge:
                 self._sleep(attempt, None, closed)
                 attempt += 1
                 continue
-            self._answered = True
-            if down_since is not None:  # back after a restart: a fresh count of retries for what it answers
-                down_since, attempt, last = None, 0, self.retries == 0
+            gateway = _is_gateway_failure(resp)
+            if not gateway:
+                self._answered = True
+                if down_since is not None:  # back after a restart: a fresh count of retries for what it answers
+                    down_since, attempt, last = None, 0, self.retries == 0
             with self._count:
                 self.bytes_sent += len(content or b"")
                 self.bytes_received += len(resp.content)
@@ -491,28 +520,43 @@ class HttpEdge:
                 self._sleep(attempt, resp.headers.get("Retry-After"), closed)
                 attempt += 1
                 continue
+            if gateway and self._answered:
+                # Behind a reverse proxy a restarting edge is a 502/503/504, not a refused connection:
+                # the same patience, or a short restart ended the run after the counted retries (~3.5 s).
+                now = time.monotonic()
+                down_since = now if down_since is None else down_since
+                left = self.reconnect - (now - down_since)
+                if left > 0:
+                    closed.wait(min(_RECONNECT_STEP, left))
+                    continue
+                raise EdgeUnavailable(
+                    f"edge server at {self.url} answered earlier but now fails with {resp.status_code} "
+                    f"{resp.reason_phrase or ''} (after {self.reconnect:g} s of tries): the edge behind the "
+                    f"proxy is down{self._via_proxy()}")
             if raise_4xx or resp.status_code >= 500:
                 self._raise_for_status(resp)
             return resp
 
     def _send(self, method: str, path: str, content: bytes | None, headers: dict[str, str] | None,
-              params: dict[str, str] | None, max_bytes: int) -> httpx.Response:
+              params: dict[str, str] | None, max_bytes: int, timeout: float) -> httpx.Response:
         """One attempt, its whole answer (head and body) read within ``timeout`` seconds of its first
         byte (:class:`_DeadlineStream`; with a transport it cannot reach, the body within ``timeout`` of
         the head): httpx's own timeouts bound each read, so an edge sending a byte every few seconds
         would otherwise hold the phone. (The upload and the edge's own time stay bounded per read, as
         before.) An answer (once decoded) longer than ``max_bytes`` raises :class:`_AnswerTooLarge` as
         soon as that is known."""
-        _ANSWER.budget, _ANSWER.deadline = self.timeout, None
+        _ANSWER.budget, _ANSWER.deadline = timeout, None
         try:
-            return self._exchange(method, path, content, headers, params, max_bytes)
+            return self._exchange(method, path, content, headers, params, max_bytes, timeout)
         finally:
             _ANSWER.budget = None
 
     def _exchange(self, method: str, path: str, content: bytes | None, headers: dict[str, str] | None,
-                  params: dict[str, str] | None, max_bytes: int) -> httpx.Response:
-        with self._open_client().stream(method, path, content=content, headers=headers, params=params) as resp:
-            deadline = time.monotonic() + self.timeout
+                  params: dict[str, str] | None, max_bytes: int, timeout: float) -> httpx.Response:
+        client = self._open_client()
+        limits = client.timeout if timeout == self.timeout else httpx.Timeout(timeout, connect=client.timeout.connect)
+        with client.stream(method, path, content=content, headers=headers, params=params, timeout=limits) as resp:
+            deadline = time.monotonic() + timeout
             try:
                 expected = int(resp.headers.get("content-length", "-1"))
             except ValueError:
@@ -526,7 +570,7 @@ class HttpEdge:
                     raise _AnswerTooLarge
                 complete = resp.num_bytes_downloaded == expected  # a last chunk just late still counts
                 if time.monotonic() > deadline and not complete:
-                    raise httpx.ReadTimeout(f"answer not complete within {self.timeout:g} s", request=resp.request)
+                    raise httpx.ReadTimeout(f"answer not complete within {timeout:g} s", request=resp.request)
         # The body is decoded already: the new response must not claim an encoding or a length.
         kept = [(k, v) for k, v in resp.headers.multi_items()
                 if k.lower() not in ("content-encoding", "content-length")]
@@ -625,15 +669,18 @@ def _check_token(token: object, source: str | None) -> None:
 
 
 def _is_loopback(url: str) -> bool:
-    """True only for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1), never for a name like
-    ``127.attacker.example``, which DNS may point anywhere."""
+    """True only for ``localhost`` and loopback IP literals (127.0.0.0/8, ::1, and 127/8 mapped into IPv6 as
+    ``::ffff:127.0.0.1``), never for a name like ``127.attacker.example``, which DNS may point anywhere."""
     host = httpx.URL(url).host.rstrip(".").lower()
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1, which Python's is_loopback denies
+    return address.is_loopback
 
 
 def _certificate_failure(e: BaseException) -> str | None:
@@ -662,6 +709,11 @@ def _not_tls(e: BaseException) -> bool:
             return True
         cause = cause.__cause__ or cause.__context__
     return "WRONG_VERSION_NUMBER" in str(e)
+
+
+def _is_gateway_failure(resp: httpx.Response) -> bool:
+    """Whether ``resp`` is a proxy's answer for an edge it cannot reach, not the edge's own."""
+    return resp.status_code in _GATEWAY_STATUS and not (resp.status_code == 503 and resp.headers.get("Retry-After"))
 
 
 def _detail(resp: httpx.Response) -> str:

@@ -47,6 +47,9 @@ class ServerConfig:
     max_connections: int = 1000  # uvicorn limit_concurrency: beyond it new requests get 503
     max_connections_per_ip: int = 64  # more from one peer address are closed at once
     header_timeout_s: float = 10.0  # a connection must send a complete request header within this
+    # An answer its client takes none of for this long is dropped, its connection aborted: asyncio would
+    # hold the unread bytes for as long as the connection stays open, that is for ever.
+    write_timeout_s: float = 30.0
     keep_alive_s: int = 5  # an idle kept-alive connection is closed after this
     max_header_bytes: int = 16 * 1024  # request line + headers: h11_max_incomplete_event_size, then 414/431
     shutdown_grace_s: float = 10.0  # running jobs may finish this long after SIGTERM; then 503
@@ -63,8 +66,9 @@ class ServerConfig:
             raise ValueError(f"ServerConfig.port must be 0..65535, got {self.port}")
         if self.memory_budget is not None and self.memory_budget < 1:
             raise ValueError(f"ServerConfig.memory_budget must be >= 1 byte, got {self.memory_budget}")
-        if self.body_timeout_s <= 0:
-            raise ValueError(f"ServerConfig.body_timeout_s must be > 0, got {self.body_timeout_s}")
+        for name in ("body_timeout_s", "write_timeout_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"ServerConfig.{name} must be > 0, got {getattr(self, name)}")
         if (self.ssl_keyfile is None) != (self.ssl_certfile is None):
             raise ValueError("ServerConfig needs both ssl_keyfile and ssl_certfile, or neither")
 

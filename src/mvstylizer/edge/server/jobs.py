@@ -12,7 +12,7 @@ from fastapi import HTTPException
 from ... import wire
 from ...models.registry import resolve_name
 from ..store import FrameTooLarge, StoreFull
-from .images import checked_decode
+from .images import checked_decode, checked_size
 from .runtime import ServerRuntime
 
 log = logging.getLogger("mvstylizer.edge.server")  # one logger for the whole server package
@@ -21,9 +21,11 @@ log = logging.getLogger("mvstylizer.edge.server")  # one logger for the whole se
 def register_style(rt: ServerRuntime, body: bytes) -> str:
     if not body:
         raise HTTPException(400, "empty body; send the style photo's encoded bytes")
-    checked_decode(body, "style", rt.limits.style_pixels(), rt.config.min_frame_side,
-                   f"style photos, memory budget {rt.limits.budget >> 20} MiB / {rt.limits.workers} workers")
-    return rt.service.register_style(body)
+    why = f"style photos, memory budget {rt.limits.budget >> 20} MiB / {rt.limits.workers} workers"
+    checked_size(body, "style", rt.limits.style_pixels(), rt.config.min_frame_side, why)
+    # Decoded once, by the service, and only for a style it does not hold yet.
+    return rt.service.register_style(
+        body, lambda blob: checked_decode(blob, "style", rt.limits.style_pixels(), rt.config.min_frame_side, why))
 
 
 @dataclass

@@ -99,6 +99,9 @@ class ServerRuntime:
         try:
             name = resolve_name(model)
         except UserError:
+            head, sep, _ = model.partition(":")
+            if sep and _known(head):  # a known model, an unknown runtime: the registry's message says so
+                raise
             raise UserError(f"unknown model {model!r}; this edge serves: {', '.join(sorted(self.allowed))}") from None
         return name.split(":", 1)[0] in self.allowed
 
@@ -165,6 +168,14 @@ class ServerRuntime:
             raise HTTPException(500, "internal error on the edge server") from None
         finally:
             self.pending -= 1
+
+
+def _known(model: str) -> bool:
+    try:
+        resolve_name(model)
+    except UserError:
+        return False
+    return True
 
 
 def open_store(config: ServerConfig) -> FrameStore | None:

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from ...errors import UserError
 from ...serving import bind
-from ..memory import MemoryLimits, default_budget
+from ..memory import MIB, MIN_USABLE_FRAME_PIXELS, MemoryLimits, default_budget
 from ..service import EdgeService
 from .app import create_app
 from .config import ServerConfig
@@ -29,6 +29,10 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
     for path in (config.ssl_keyfile, config.ssl_certfile):
         if path is not None and not Path(path).is_file():
             raise UserError(f"TLS file {path} does not exist")
+    limits = MemoryLimits(config.memory_budget or default_budget(), config.workers, config.max_frame_pixels,
+                          config.max_batch_pixels)
+    runtimes = _served_runtimes(config.models)
+    _check_usable(limits, runtimes)
     sock = _bind(config.host, config.port)
     app = create_app(service or EdgeService(), config)
     tls = config.ssl_certfile is not None
@@ -36,15 +40,14 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
 
     nofile = raise_open_file_limit()
     server = build_server(app, config, sock.getsockname()[1])
-    log.info("edge server on %s://%s:%d (OpenAPI at /openapi.json)", "https" if tls else "http", config.host,
+    host = f"[{config.host}]" if ":" in config.host else config.host  # an IPv6 address, as a URL writes it
+    log.info("edge server on %s://%s:%d (OpenAPI at /openapi.json)", "https" if tls else "http", host,
              sock.getsockname()[1])
-    limits = MemoryLimits(config.memory_budget or default_budget(), config.workers, config.max_frame_pixels,
-                          config.max_batch_pixels)
     log.info("connections: at most %d (%d per address), request header within %g s, keep-alive %d s; "
              "open-file limit %d", config.max_connections, config.max_connections_per_ip, config.header_timeout_s,
              config.keep_alive_s, nofile)
     log.info("memory budget %d MiB for %d workers: max pixels per frame %s", limits.budget >> 20, config.workers,
-             ", ".join(f"{m} {limits.frame_pixels(m)}" for m in _served_runtimes(config.models)))
+             ", ".join(f"{m} {limits.frame_pixels(m)}" for m in runtimes))
     if not config.tokens.enabled and config.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning("no --token-file: anyone who can reach %s may use this edge", config.host)
     try:
@@ -53,6 +56,17 @@ def serve(config: ServerConfig, service: EdgeService | None = None) -> None:
         sock.close()
     if not server.started:  # uvicorn returns normally when its startup fails: a supervisor must see it
         raise UserError("the edge server did not start (its log above says why)")
+
+
+def _check_usable(limits: MemoryLimits, runtimes: list[str]) -> None:
+    """UserError if no served model could take the phone's default key frames within ``limits``."""
+    best = max((limits.frame_pixels(m) for m in runtimes), default=MIN_USABLE_FRAME_PIXELS)
+    if best >= MIN_USABLE_FRAME_PIXELS:
+        return
+    budget = f"{limits.budget >> 20} MiB" if limits.budget >= MIB else f"{limits.budget} bytes"
+    raise UserError(f"a memory budget of {budget} for {limits.workers} worker(s) leaves at most {best} pixels per "
+                    f"frame, less than the phone's {MIN_USABLE_FRAME_PIXELS} (512x512 key frames); give a larger "
+                    "--memory-budget (with its unit: 8G, 512M) or fewer --workers")
 
 
 def build_server(app: FastAPI, config: ServerConfig, port: int) -> Any:
@@ -79,7 +93,7 @@ def build_server(app: FastAPI, config: ServerConfig, port: int) -> Any:
         timeout_graceful_shutdown=cast(int, config.shutdown_grace_s),
         # TLS is done by the protocol (see guarded_protocol), so uvicorn gets no ssl_* options; on
         # asyncio's loop, which honours a pause_reading in connection_made (uvloop does not).
-        http=guarded_protocol(config.header_timeout_s, config.max_connections_per_ip, tls),
+        http=guarded_protocol(config.header_timeout_s, config.max_connections_per_ip, tls, config.write_timeout_s),
         loop="asyncio" if tls is not None else "auto",
         limit_concurrency=config.max_connections, timeout_keep_alive=config.keep_alive_s,
         h11_max_incomplete_event_size=config.max_header_bytes,
