@@ -7,6 +7,7 @@ registry: options are checked once, the edge link is opened and closed for you, 
 
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 import os
@@ -194,9 +195,10 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     Returns:
         ``output`` as a Path.
     """
+    from .mobile.pipeline import MAX_STYLE_ASPECT, MIN_STYLE_SIDE
     from .models.dncm import export_cube
     from .models.registry import available_models, resolve_name
-    from .video.image import read_image
+    from .video.image import read_header, read_image
 
     if not isinstance(model, str):
         raise UserError(f"model must be a model name (a string), got {type(model).__name__}")
@@ -208,7 +210,8 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     if name != "dncm":
         spec = next(s for s in available_models() if s.name == name)
         why = ("its look varies over the picture (sky one way, buildings another) and a LUT maps a colour "
-               "the same way everywhere" if spec.spatial else "it has no LUT export yet")
+               "the same way everywhere" if spec.spatial else
+               f"only dncm has a LUT export ({name} is global too, but has no LUT export yet)")
         raise UserError(f"cannot export {name} as a LUT: {why}; `export-lut --model dncm` writes a global look")
     out = Path(output)
     if not out.name.lower().endswith(".cube") or out.name.lower() == ".cube":
@@ -226,6 +229,13 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     if isinstance(strength, bool) or not isinstance(strength, numbers.Real) or not 0.0 <= strength <= 1.0:
         raise UserError(f"strength must be a number 0..1, got {strength!r}")
     check_overwrite(out, overwrite)
+    # The warning stylize gives for the same photo (mobile/pipeline.py): the LUT is as poor a look.
+    w, h = read_header(Path(style)).upright_size
+    if min(h, w) < MIN_STYLE_SIDE or max(h, w) > MAX_STYLE_ASPECT * min(h, w):
+        logging.getLogger(__name__).warning(
+            "style %s is %dx%d: a style is matched by its colours and what they are on, and so small or so thin "
+            "an image holds little of either; a photo of at least %d px a side works best", Path(style).name, w, h,
+            4 * MIN_STYLE_SIDE)
     content_img = read_image(Path(content)) if content else None
     try:
         with nullcontext() if overwrite else keep_existing(out):

@@ -3,6 +3,7 @@ exact resume, ONNX parity, and the .cube export checked through FFmpeg's own lut
 
 from __future__ import annotations
 
+import logging
 from fractions import Fraction
 from pathlib import Path
 
@@ -200,6 +201,27 @@ def test_cube_export_matches_the_model_through_ffmpeg(model, content, style, tmp
     neutral = export_cube(style, tmp_path / "neutral.cube", model=model)
     assert "neutral code" in neutral.read_text()
     assert parse_cube(neutral)[1].shape == (33**3, 3)
+
+
+def test_cube_for_a_letterboxed_frame_is_the_cube_for_its_picture(model, content, style, tmp_path, caplog):
+    # stylize styles the picture inside a frame's bars; the bars once weighed in the LUT's content
+    # code too (30-38 levels off inside the picture, black mapped to a dark blue-grey).
+    picture = to8(content).astype(np.float32) / 255.0
+    h, w = picture.shape[:2]
+    boxed = np.zeros((h + 80, w + 60, 3), np.float32)
+    boxed[40 : 40 + h, 30 : 30 + w] = picture
+    want = parse_cube(export_cube(style, tmp_path / "picture.cube", content=picture, model=model, size=9))[1]
+    got = export_cube(style, tmp_path / "boxed.cube", content=boxed, model=model, size=9)
+    np.testing.assert_allclose(parse_cube(got)[1], want, atol=2e-6)
+    assert "inside its black bars" in got.read_text()
+
+    # A black frame (a fade's end) has no picture: stylize leaves it black, the LUT takes the neutral code.
+    neutral = parse_cube(export_cube(style, tmp_path / "neutral.cube", model=model, size=9))[1]
+    with caplog.at_level(logging.WARNING, logger="mvstylizer"):
+        black = export_cube(style, tmp_path / "black.cube", content=np.zeros((40, 60, 3), np.float32), model=model,
+                            size=9)
+    np.testing.assert_array_equal(parse_cube(black)[1], neutral)
+    assert "neutral code" in black.read_text() and "black to the last pixel" in caplog.text
 
 
 def test_cube_at_a_strength_is_the_blend_of_colour_and_look(model, style, tmp_path):

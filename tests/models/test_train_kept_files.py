@@ -4,6 +4,11 @@ beside ``--out`` that the smoothing export would have taken the place of, are re
 
 from __future__ import annotations
 
+import errno
+import os
+import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -112,6 +117,7 @@ def test_onnx_is_for_smoothing_only(tmp_path, photos, capsys):
 @pytest.mark.slow
 def test_smoothing_writes_its_export_where_asked_and_replaces_its_own(tmp_path, photos, capsys):
     out, onnx, ckpt = tmp_path / "w.pt", tmp_path / "export" / "graph.onnx", tmp_path / "c.ckpt"
+    onnx.parent.mkdir()
     keep = tmp_path / "w.onnx"
     keep.write_text("the user's own file\n")
     base = ["train", "smoothing", "--data", str(photos), *_args("smoothing"), "--out", str(out),
@@ -137,7 +143,7 @@ def test_smoothing_failed_export_keeps_its_old_weights_and_graph(tmp_path, photo
     from mvstylizer.models import meta_smoother, meta_smoother_train
     from mvstylizer.models.training import save_weights
 
-    out = save_weights(torch.nn.Linear(2, 2), tmp_path / "w.pt", {})
+    out = save_weights(meta_smoother.build_net(None, seed=0), tmp_path / "w.pt", {"model": "smoothing"})
     meta_smoother.export_onnx(meta_smoother.build_net(None, seed=0), out.with_suffix(".onnx"))
     old_weights, old_graph = out.read_bytes(), out.with_suffix(".onnx").read_bytes()
 
@@ -166,23 +172,113 @@ def test_an_output_folder_that_takes_no_files_is_refused_before_training(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
 
-def test_a_failed_write_of_weights_or_checkpoint_keeps_the_old_file(tmp_path, monkeypatch):
-    from mvstylizer.models import training
+@pytest.mark.parametrize("flag", ["--out", "--checkpoint", "--onnx"])
+def test_a_missing_output_folder_is_refused_not_made(tmp_path, photos, capsys, flag):
+    """As stylize and export-lut refuse one: `--out /nonexist/dir/x.pt` made the folders, typo and all."""
+    paths = {"--out": str(tmp_path / "w.pt"), "--checkpoint": str(tmp_path / "c.ckpt")}
+    paths[flag] = str(tmp_path / "missing" / "x.bin")
+    rc = main(["train", "smoothing", "--data", str(photos), *_args("smoothing"),
+               *[a for kv in paths.items() for a in kv]])
+    assert rc == 2 and capsys.readouterr().err == f"error: {flag} folder does not exist: {tmp_path / 'missing'}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
 
+
+_FULL_DISK = """
+import resource, signal, sys
+from pathlib import Path
+import torch
+from mvstylizer.errors import UserError
+from mvstylizer.models.training import Checkpointer, save_weights
+
+out, ckpt = Path(sys.argv[1]), Path(sys.argv[2])
+model = torch.nn.Linear(256, 256)
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, resource.RLIM_INFINITY))
+for save in (lambda: save_weights(model, out, {}),
+             lambda: Checkpointer(ckpt).save(2, model, torch.optim.Adam(model.parameters()), {})):
+    try:
+        save()
+    except UserError as e:
+        print(e)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGXFSZ"), reason="no file size limit to hit")
+def test_a_failed_write_of_weights_or_checkpoint_says_why_and_keeps_the_old_file(tmp_path):
+    # A full disk was "[enforce fail at inline_container.cc:672] ... file write failed", torch's own
+    # writer's words without the system's reason; a file size limit fails the write the same way.
     out, ckpt = tmp_path / "w.pt", tmp_path / "c.ckpt"
-    model = torch.nn.Linear(2, 2)
-    training.save_weights(model, out, {})
-    Checkpointer(ckpt).save(1, model, torch.optim.Adam(model.parameters()), {})
-    before = out.read_bytes(), ckpt.read_bytes()
+    out.write_bytes(b"old weights")
+    ckpt.write_bytes(b"old checkpoint")
+    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(out), str(ckpt)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    why = os.strerror(errno.EFBIG)
+    assert done.stdout.splitlines() == [f"cannot write {out}: {why}; it was left as it was",
+                                        f"cannot write {ckpt}: {why}; it was left as it was"], done.stdout
+    assert (out.read_bytes(), ckpt.read_bytes()) == (b"old weights", b"old checkpoint")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ckpt", "w.pt"]  # no temporary left behind
 
-    def full_disk(obj, f):
-        Path(f).write_bytes(b"half")
-        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file")
 
-    monkeypatch.setattr(training.torch, "save", full_disk)
-    with pytest.raises(UserError, match=f"cannot write {out}: .*failed writing file"):
-        training.save_weights(model, out, {})
-    with pytest.raises(UserError, match=f"cannot write {ckpt}"):
-        Checkpointer(ckpt).save(2, model, torch.optim.Adam(model.parameters()), {})
-    assert (out.read_bytes(), ckpt.read_bytes()) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.ckpt", "w.pt"]
+def _other_models_files(tmp_path: Path) -> dict[str, Path]:
+    """Weights files and checkpoints of each model: named as runs record them now, and without a name
+    (the smoothing weights and every checkpoint written before names were recorded)."""
+    from mvstylizer.models import meta_smoother
+    from mvstylizer.models.dncm.network import build_net as dncm_net
+    from mvstylizer.models.training import save_weights
+    from mvstylizer.models.wct2 import WCT2Decoder
+
+    def checkpoint(path: Path, net: torch.nn.Module, model: str | None) -> Path:
+        Checkpointer(path, model=model).save(1, net, torch.optim.Adam(net.parameters()), {})
+        return path
+
+    smoother = meta_smoother.build_net(None, seed=0)
+    return {"wct2.pt": save_weights(WCT2Decoder(), tmp_path / "wct2.pt", {"model": "wct2"}),
+            "dncm.ckpt": checkpoint(tmp_path / "dncm.ckpt", dncm_net(None), "dncm"),
+            "unnamed-smoothing.pt": save_weights(smoother, tmp_path / "unnamed-smoothing.pt", {}),
+            "unnamed-smoothing.ckpt": checkpoint(tmp_path / "unnamed-smoothing.ckpt", smoother, None)}
+
+
+OTHER_MODELS = [  # (the run's model, flag, the file given, what the refusal names)
+    ("dncm", "--out", "wct2.pt", "a weights file of wct2, not of dncm"),  # the reviewer's case
+    ("smoothing", "--checkpoint", "dncm.ckpt", "a training checkpoint of dncm, not of smoothing"),
+    ("wct2", "--out", "unnamed-smoothing.pt", "a weights file of another model, not of wct2"),
+    ("dncm", "--checkpoint", "unnamed-smoothing.ckpt", "a training checkpoint of another model, not of dncm"),
+]
+
+
+@pytest.mark.parametrize(("model", "flag", "name", "said"), OTHER_MODELS,
+                         ids=[f"{m} {f} {n}" for m, f, n, _ in OTHER_MODELS])
+def test_another_models_weights_or_checkpoint_is_not_replaced(tmp_path, photos, capsys, model, flag, name, said):
+    # `train dncm --out wct2.pt` replaced the wct2 weights, which then failed to load as an internal error.
+    files = _other_models_files(tmp_path)
+    before = {n: p.read_bytes() for n, p in files.items()}
+    paths = {"--out": str(tmp_path / "new.pt"), "--checkpoint": str(tmp_path / "new.ckpt"), flag: str(files[name])}
+    rc = main(["train", model, "--data", str(photos), *_args(model), *[a for kv in paths.items() for a in kv]])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == (f"error: {flag} {files[name]} is {said}, so it is not replaced; choose a new name "
+                               "or remove it first\n"), err
+    assert {n: p.read_bytes() for n, p in files.items()} == before
+    assert not (tmp_path / "new.pt").exists() and not (tmp_path / "new.ckpt").exists()
+
+
+def test_a_file_of_the_same_model_without_a_name_may_be_replaced(tmp_path):
+    from mvstylizer.models import meta_smoother
+    from mvstylizer.models.training import check_replaceable_weights
+
+    files = _other_models_files(tmp_path)
+    params = meta_smoother.build_net(None, seed=0).state_dict().keys()
+    check_replaceable_weights(files["unnamed-smoothing.pt"], "--out", "smoothing", params)
+    check_replaceable_checkpoint(files["unnamed-smoothing.ckpt"], "--checkpoint", "smoothing", params)
+
+
+def test_loading_another_models_weights_is_a_user_error(tmp_path):
+    from mvstylizer.models.dncm import DNCMStylizer
+    from mvstylizer.models.training import load_weights
+    from mvstylizer.models.wct2 import WCT2Decoder
+
+    files = _other_models_files(tmp_path)
+    with pytest.raises(UserError, match=r"wct2\.pt holds the weights of the wct2 model, not of this one"):
+        DNCMStylizer(weights=files["wct2.pt"])  # was: RuntimeError, "Missing key(s) in state_dict"
+    with pytest.raises(UserError, match="holds the weights of another model"):
+        load_weights(WCT2Decoder(), files["unnamed-smoothing.pt"])

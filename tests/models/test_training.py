@@ -46,6 +46,9 @@ REFUSED = [
     ("wct2", ["--lr", "1e308"]), ("dncm", ["--lr", "2"]), ("smoothing", ["--lr", "0"]),
     # Sizes no step fits in memory: once "internal error: MemoryError" after the data was read.
     ("dncm", ["--size", "60000"]), ("dncm", ["--batch", "1000000"]), ("wct2", ["--batch", "200", "--size", "512"]),
+    # A folder that does not exist, as stylize and export-lut refuse one (the run made it, typo and all).
+    ("wct2", ["--out", "{tmp}/missing/w.pt"]), ("dncm", ["--checkpoint", "{tmp}/missing/c.ckpt"]),
+    ("smoothing", ["--out", "{tmp}/w.pt", "--onnx", "{tmp}/missing/g.onnx"]),
 ]
 
 
@@ -60,9 +63,9 @@ def test_bad_settings_are_refused_before_any_work(tmp_path, photos, capsys, mode
     args = [f.format(data=photos, tmp=tmp_path) for f in flags]
     # No --out given: the default is the shipped weights, which a refused run must not touch either.
     if "--out" not in args:
-        args += ["--out", str(tmp_path / "out" / "w.pt")]
+        args += ["--out", str(tmp_path / "w.pt")]
     if "--checkpoint" not in args:
-        args += ["--checkpoint", str(tmp_path / "ckpt" / "c.ckpt")]
+        args += ["--checkpoint", str(tmp_path / "c.ckpt")]
     assert main(["train", model, "--data", str(photos), "--steps", "1", "--batch", "1", "-q", *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1, err
@@ -137,7 +140,8 @@ def test_a_diverging_run_stops_and_keeps_the_old_weights(tmp_path, photos, monke
         return loss * float("nan"), dict(stats, loss=float("nan"))
 
     monkeypatch.setattr(wct2_train, "reconstruction_loss", diverged)
-    out = save_weights(torch.nn.Linear(2, 2), tmp_path / "w.pt", {})  # --out replaces only a weights file
+    # --out replaces only a weights file of the same model
+    out = save_weights(wct2_train.WCT2Decoder(), tmp_path / "w.pt", {"model": "wct2"})
     old = out.read_bytes()
     args = ["train", "wct2", "--data", str(photos), "--steps", "2", "--batch", "1", "--size", "16",
             "--threads", "1", "--out", str(out), "--checkpoint", str(tmp_path / "c.ckpt"), "-q"]
@@ -151,10 +155,10 @@ def test_smoothing_refuses_data_with_only_pictures_too_small_to_crop(tmp_path, c
     data.mkdir()
     write_image(data / "dot.png", np.full((1, 1, 3), 0.5, np.float32))
     args = ["train", "smoothing", "--data", str(data), "--steps", "1", "--batch", "1", "-q",
-            "--out", str(tmp_path / "o" / "w.pt"), "--checkpoint", str(tmp_path / "o" / "c.ckpt")]
+            "--out", str(tmp_path / "w.pt"), "--checkpoint", str(tmp_path / "c.ckpt")]
     assert main(args) == 2
     assert "at least 8x8 pixels" in capsys.readouterr().err
-    assert not (tmp_path / "o").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny"]
 
 
 @pytest.mark.slow
@@ -177,7 +181,8 @@ def test_smoothing_replaces_its_weights_and_graph_together_or_not_at_all(tmp_pat
     def broken(net, path):
         raise RuntimeError("exporter failed")
 
-    out = save_weights(torch.nn.Linear(2, 2), tmp_path / "w.pt", {})  # --out replaces only a weights file
+    # --out replaces only a weights file of the same model
+    out = save_weights(meta_smoother.build_net(None, seed=0), tmp_path / "w.pt", {"model": "smoothing"})
     old = out.read_bytes()
     # The graph beside it must be an export of the module too, or the run is refused before training.
     meta_smoother_train.export_onnx(meta_smoother.build_net(None, seed=0), out.with_suffix(".onnx"))
@@ -188,3 +193,50 @@ def test_smoothing_replaces_its_weights_and_graph_together_or_not_at_all(tmp_pat
     with pytest.raises(RuntimeError, match="exporter failed"):  # was: new weights beside the old graph
         meta_smoother_train.train(config)
     assert out.read_bytes() == old and out.with_suffix(".onnx").read_bytes() == old_graph
+
+
+@pytest.mark.parametrize("model", ["wct2", "dncm", "smoothing"])
+def test_resume_refuses_other_settings_and_takes_the_same(tmp_path, photos, capsys, model):
+    # wct2 and smoothing went on with the new --batch/--lr/--seed and wrote them into the weights'
+    # recipe, which no run followed; dncm alone refused.
+    ckpt = tmp_path / "c.ckpt"
+    base = ["train", model, "--data", str(photos), "--steps", "1", "--threads", "1", "--checkpoint", str(ckpt),
+            "-q", *([] if model == "smoothing" else ["--size", "16"])]
+    assert main([*base, "--batch", "1", "--lr", "0.001", "--out", str(tmp_path / "a.pt")]) == 0
+    capsys.readouterr()
+    saved = ckpt.read_bytes()
+    resumed = [*base, "--out", str(tmp_path / "b.pt"), "--resume"]
+    assert main([*resumed, "--batch", "2", "--lr", "0.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: checkpoint {ckpt} was made with --batch 1, --lr 0.001, not --batch 2, --lr 0.5"), err
+    assert ckpt.read_bytes() == saved and not (tmp_path / "b.pt").exists()
+    assert main([*resumed, "--batch", "1", "--lr", "0.001"]) == 0
+    assert torch.load(tmp_path / "b.pt", weights_only=False)["meta"]["batch"] == 1
+
+
+def test_a_checkpoint_that_records_no_settings_is_not_resumed(tmp_path):
+    from mvstylizer.models.training import check_resumed_setup
+
+    with pytest.raises(UserError, match="does not record the settings"):
+        check_resumed_setup(tmp_path / "old.ckpt", None, {"steps": 2})
+
+
+def test_smoothing_takes_a_batch_of_any_size_up_to_the_bound(tmp_path, capsys):
+    # Its pairs go through the network one at a time: --batch 256 was refused as too many megapixels of
+    # "--size 192" crops, a flag smoothing takes none of. Here it gets as far as the data.
+    data = tmp_path / "tiny"
+    data.mkdir()
+    write_image(data / "dot.png", np.full((1, 1, 3), 0.5, np.float32))
+    args = ["train", "smoothing", "--data", str(data), "--steps", "1", "--batch", "256", "-q",
+            "--out", str(tmp_path / "w.pt"), "--checkpoint", str(tmp_path / "c.ckpt")]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "at least 8x8 pixels" in err and "--size" not in err, err
+
+
+def test_training_data_that_is_neither_a_file_nor_a_folder(tmp_path, capsys):
+    args = ["train", "dncm", "--data", os.devnull, "--steps", "1", "-q", "--out", str(tmp_path / "w.pt"),
+            "--checkpoint", str(tmp_path / "c.ckpt")]
+    assert main(args) == 2
+    assert capsys.readouterr().err == f"error: training data {os.devnull} is neither a file nor a folder of photos " \
+                                      "or videos\n"  # was: "does not exist"

@@ -53,8 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     lut.add_argument("--strength", type=finite_float, default=1.0, metavar="S",
                      help="how much of the style, 0..1, as `stylize --strength` (default 1)")
     lut.add_argument("--model", default="dncm",
-                     help="only global models have a LUT: dncm (default); a region-aware model's look varies "
-                          "over the picture, which a LUT cannot hold")
+                     help="only dncm (the default) has a LUT export: the other global models (mk, reinhard) have "
+                          "none yet, and a region-aware model's look varies over the picture, which a LUT cannot "
+                          "hold")
 
 
 def _stylize(args: argparse.Namespace) -> int:

@@ -30,14 +30,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--lr", type=finite_float, help="learning rate, > 0 and <= 1 (default: the model's recipe)")
     t.add_argument("--seed", type=int, default=0, help="random seed, 0 to 2**32-1 (default 0)")
     t.add_argument("--checkpoint", type=path_arg,
-                   help="checkpoint file (default: in the cache folder); an existing file is replaced only if it "
-                        "is a checkpoint written by mvstylizer train")
+                   help="checkpoint file, in a folder that exists (default: in the cache folder); an existing file "
+                        "is replaced only if it is a checkpoint of this model written by mvstylizer train")
     t.add_argument("--checkpoint-every", type=positive_int, default=100)
-    t.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the checkpoint, with the settings it was made with")
     t.add_argument("--out", type=path_arg,
-                   help="weights file (default: the shipped weights of the model); an existing file is replaced "
-                        "only if it is a weights file written by mvstylizer train. smoothing also writes its ONNX "
-                        "export, to --onnx")
+                   help="weights file, in a folder that exists (default: the shipped weights of the model); an "
+                        "existing file is replaced only if it is a weights file of this model written by mvstylizer "
+                        "train. smoothing also writes its ONNX export, to --onnx")
     t.add_argument("--onnx", type=path_arg, metavar="FILE",
                    help="smoothing only, and only with --out: where its ONNX export goes (default: --out with the "
                         "suffix .onnx; without --out the shipped weights and the shipped graph are replaced "

@@ -51,6 +51,8 @@ def find_sources(dirs: Sequence[str | Path]) -> list[Path]:
             out.append(p)
         elif p.is_dir():
             out += sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTS | VIDEO_EXTS)
+        elif p.exists():  # /dev/null, a pipe: "does not exist" sent the user looking for a typo
+            raise UserError(f"training data {d} is neither a file nor a folder of photos or videos")
         else:
             raise UserError(f"training data {d} does not exist")
     if not out:
@@ -62,7 +64,10 @@ def find_sources(dirs: Sequence[str | Path]) -> list[Path]:
 class ImageBank:
     """Pictures held in memory as uint8 at a bounded size, sampled as random crops.
 
-    Videos contribute one frame every ``video_stride`` frames, so a long clip does not drown the photos.
+    Videos contribute one frame every ``video_stride`` frames (neighbouring frames are near copies), and
+    every picture, photo or frame, is drawn as often as any other: a long clip outweighs a few photos
+    (2 photos and a 100 s clip at 30 fps give 302 pictures, 300 of them frames). The shipped weights
+    were trained with this draw, so it stays; to weigh photos more, give more of them or shorter clips.
     """
 
     sources: list[Path]

@@ -48,6 +48,8 @@ from .training import (
     Checkpointer,
     TrainConfig,
     check_finite,
+    check_resumed_setup,
+    check_step_pixels,
     plan_outputs,
     recipe,
     save_weights,
@@ -184,15 +186,17 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistenc
     """
     if config.steps < 1 or config.batch < 1 or config.size < 16:
         raise UserError("training needs steps >= 1, batch >= 1 and size >= 16")
+    check_step_pixels(config)
     sources = find_sources(config.data)
-    out, ckpt_path = plan_outputs(config, WEIGHTS_DIR / WEIGHTS_NAME, default_checkpoint(), sources)
-    if config.threads:
-        torch.set_num_threads(config.threads)
     arch = dict(DEFAULT_ARCH, **(arch or {}))
     net = build_net(arch, seed=config.seed)
+    out, ckpt_path = plan_outputs(config, WEIGHTS_DIR / WEIGHTS_NAME, default_checkpoint(), sources, model="dncm",
+                                  params=net.state_dict().keys())
+    if config.threads:
+        torch.set_num_threads(config.threads)
     net.train()
     optim = torch.optim.Adam(net.parameters(), lr=config.lr)
-    ckpt = Checkpointer(ckpt_path)
+    ckpt = Checkpointer(ckpt_path, model="dncm")
     setup = {"arch": net.arch, "steps": config.steps, "batch": config.batch, "size": config.size,
              "seed": config.seed, "lr": config.lr, "consistency_weight": consistency_weight,
              "cross_weight": cross_weight}
@@ -200,9 +204,7 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, consistenc
     extra: dict[str, Any] = {}
     if config.resume:
         start, extra = ckpt.load(net, optim)
-        if start and extra.get("setup") != setup:
-            raise UserError(f"checkpoint {ckpt.path} was made with different settings "
-                            f"({extra.get('setup')}); resume with the same ones or drop --resume")
+        check_resumed_setup(ckpt.path, extra.get("setup"), setup)
     wall = float(extra.get("wall_s", 0.0))
     loss_ema = extra.get("loss_ema")
     history: list[dict[str, float]] = list(extra.get("history", []))

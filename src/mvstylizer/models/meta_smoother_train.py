@@ -38,6 +38,7 @@ from .training import (
     Checkpointer,
     TrainConfig,
     check_finite,
+    check_resumed_setup,
     plan_outputs,
     recipe,
     save_weights,
@@ -161,8 +162,10 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Da
     onnx = onnx_for(config.out) if onnx is None else Path(onnx)
     check_onnx_target(onnx, named)
     sources = find_sources(config.data)
+    net = build_net(arch, seed=config.seed)
     out, ckpt_path = plan_outputs(config, WEIGHTS_DIR / WEIGHTS_NAME, default_checkpoint(), sources,
-                                  {"--onnx" if named else "the ONNX file": onnx})
+                                  {"--onnx" if named else "the ONNX file": onnx}, model="smoothing",
+                                  params=net.state_dict().keys())
     train_sources, _ = split_sources(sources)
     if not train_sources:
         raise UserError("no training pictures left after holding out the benchmark's pictures")
@@ -175,12 +178,13 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Da
                     len(bank.images) - len(images), len(bank.images), MIN_SIDE)
     if not images:
         raise UserError(f"no training picture is at least {MIN_SIDE}x{MIN_SIDE} pixels")
-    net = build_net(arch, seed=config.seed)
     optim = torch.optim.Adam(net.parameters(), lr=config.lr)
-    ckpt = Checkpointer(ckpt_path)
+    ckpt = Checkpointer(ckpt_path, model="smoothing")
+    setup = {"steps": config.steps, "batch": config.batch, "lr": config.lr, "seed": config.seed, "arch": arch,
+             "damage": vars(damage)}
     start, extra = ckpt.load(net, optim) if config.resume else (0, {})
-    if config.resume and start and extra.get("steps") != config.steps:
-        raise UserError(f"checkpoint was made for {extra.get('steps')} steps; pass --steps {extra.get('steps')}")
+    if config.resume:
+        check_resumed_setup(ckpt.path, extra.get("setup"), setup)
     history: list[dict[str, float]] = list(extra.get("history", []))
     t0 = time.time()
     bar = tqdm(range(start, config.steps), initial=start, total=config.steps, disable=not config.progress,
@@ -205,9 +209,9 @@ def train(config: TrainConfig, *, arch: dict[str, Any] | None = None, damage: Da
         if (step + 1) % 100 == 0:
             history.append({"step": step + 1, "train_psnr": round(running, 3)})
         if (step + 1) % config.checkpoint_every == 0 or step + 1 == config.steps:
-            ckpt.save(step + 1, net, optim, {"steps": config.steps, "history": history})
-    meta = recipe(config, size=None, arch=arch, damage=vars(damage), seconds=round(time.time() - t0, 1),
-                  history=history, held_out=list(HELD_OUT))
+            ckpt.save(step + 1, net, optim, {"setup": setup, "history": history})
+    meta = recipe(config, model="smoothing", size=None, arch=arch, damage=vars(damage),
+                  seconds=round(time.time() - t0, 1), history=history, held_out=list(HELD_OUT))
     # The graph is made first and put in place last: a failed export leaves both files as they were, and
     # weights refused as non-finite leave the old graph too (never a new .pt beside an old .onnx on failure).
     with atomic_path(onnx) as onnx_tmp:

@@ -1,24 +1,26 @@
 """What every training script shares: its settings, checkpoints that survive a kill, a progress bar.
 
-A checkpoint holds the model, the optimiser, the step and the RNG state, written atomically every
-``checkpoint_every`` steps; ``resume=True`` continues from it exactly. The shipped weights are the
-model's parameters alone, in fp16, so they stay a few MB.
+A checkpoint holds the model, the optimiser, the step, the RNG state, the model's name and the run's
+settings, written atomically every ``checkpoint_every`` steps; ``resume=True`` continues from it
+exactly, and only with those settings. The shipped weights are the model's parameters alone, in fp16,
+so they stay a few MB.
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 import torch
 
 from ..errors import UserError
-from ..files import atomic_path, check_writable_folder, same_file
+from ..files import atomic_write_bytes, check_writable_folder, same_file
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
@@ -71,10 +73,6 @@ class TrainConfig:
             raise UserError(f"--size must be at most {MAX_SIZE} pixels, got {self.size}")
         if self.batch > MAX_BATCH:
             raise UserError(f"--batch must be at most {MAX_BATCH}, got {self.batch}")
-        if (pixels := self.batch * self.size * self.size) > MAX_BATCH_PIXELS:
-            raise UserError(f"--batch {self.batch} of --size {self.size} crops is {pixels / 1e6:.0f} "
-                            f"megapixels a step; at most {MAX_BATCH_PIXELS / 1e6:.1f} fit in memory (e.g. "
-                            f"{MAX_BATCH_PIXELS // (self.size * self.size) or 1} crops of {self.size} px)")
         written = {"--out": self.out, "--checkpoint": self.checkpoint}
         check_outputs(self, {flag: Path(p) for flag, p in written.items() if p is not None}, inside_data=True)
         if self.out is not None:
@@ -83,32 +81,62 @@ class TrainConfig:
             check_replaceable_checkpoint(Path(self.checkpoint))
 
 
-def check_replaceable_weights(path: Path) -> None:
+def check_step_pixels(config: TrainConfig) -> None:
+    """Refuse (UserError) a batch of crops that cannot fit in memory together, for the models that train
+    on ``--batch`` crops of ``--size`` at once (not smoothing: its pairs, of their own sizes, go through the
+    network one at a time)."""
+    if (pixels := config.batch * config.size * config.size) > MAX_BATCH_PIXELS:
+        raise UserError(f"--batch {config.batch} of --size {config.size} crops is {pixels / 1e6:.0f} "
+                        f"megapixels a step; at most {MAX_BATCH_PIXELS / 1e6:.1f} fit in memory (e.g. "
+                        f"{MAX_BATCH_PIXELS // (config.size * config.size) or 1} crops of {config.size} px)")
+
+
+def check_replaceable_weights(path: Path, flag: str = "--out", model: str | None = None,
+                              params: Collection[str] | None = None) -> None:
     """Refuse (UserError) an existing ``--out`` that is not a weights file of ours. Replacing a weights file
     is what a run is for (the shipped ones by default), but a video or photo given as ``--out`` by mistake
-    would be lost for good, and only its content tells the two apart: any suffix may hold weights."""
-    _check_replaceable(path, "--out", "a weights file", is_weights)
+    would be lost for good, and only its content tells the two apart: any suffix may hold weights. Given
+    the run's ``model`` name and its parameter names (``params``), another model's weights file is refused
+    too (:func:`_model_of`)."""
+    _check_replaceable(path, flag, "a weights file", is_weights, model, params)
 
 
-def check_replaceable_checkpoint(path: Path, flag: str = "--checkpoint") -> None:
+def check_replaceable_checkpoint(path: Path, flag: str = "--checkpoint", model: str | None = None,
+                                 params: Collection[str] | None = None) -> None:
     """Refuse (UserError) an existing checkpoint path that does not hold a checkpoint of ours: a run
     rewrites its checkpoint every ``--checkpoint-every`` steps (with or without ``--resume``), and a
-    user's text file or photo given as ``--checkpoint`` by mistake was replaced without a word."""
-    _check_replaceable(path, flag, "a training checkpoint", is_checkpoint)
+    user's text file or photo given as ``--checkpoint`` by mistake was replaced without a word. Given
+    ``model`` and ``params``, another model's checkpoint is refused too, as for weights."""
+    _check_replaceable(path, flag, "a training checkpoint", is_checkpoint, model, params)
 
 
-def is_weights(blob: Any) -> bool:
+def is_weights(blob: Any) -> TypeGuard[dict[str, Any]]:
     """Whether a loaded ``.pt`` holds :func:`save_weights`' layout."""
     return isinstance(blob, dict) and isinstance(blob.get("state_dict"), dict)
 
 
-def is_checkpoint(blob: Any) -> bool:
+def is_checkpoint(blob: Any) -> TypeGuard[dict[str, Any]]:
     """Whether a loaded ``.pt`` holds :meth:`Checkpointer.save`'s layout."""
     return (isinstance(blob, dict) and {"step", "model", "optim", "rng"} <= blob.keys()
             and isinstance(blob["model"], dict) and isinstance(blob["optim"], dict))
 
 
-def _check_replaceable(path: Path, flag: str, kind: str, ours: Callable[[Any], bool]) -> None:
+def _model_of(blob: dict[str, Any], model: str, params: Collection[str] | None) -> str | None:
+    """The model a weights file or checkpoint of ours is of, when it is not ``model`` (None when it is).
+    Its recorded name says; a file that records none (the smoothing weights and every checkpoint before
+    names were recorded) is ``model``'s if it holds the same parameters."""
+    if is_weights(blob):
+        meta = blob.get("meta")
+        name, state = meta.get("model") if isinstance(meta, dict) else None, blob["state_dict"]
+    else:
+        name, state = blob.get("model_name"), blob["model"]
+    if isinstance(name, str):
+        return None if name == model else name
+    return None if params is None or set(state) == set(params) else "another model"
+
+
+def _check_replaceable(path: Path, flag: str, kind: str, ours: Callable[[Any], TypeGuard[dict[str, Any]]],
+                       model: str | None = None, params: Collection[str] | None = None) -> None:
     path = Path(path)
     if not os.path.lexists(path):
         return
@@ -123,6 +151,11 @@ def _check_replaceable(path: Path, flag: str, kind: str, ours: Callable[[Any], b
     if not ours(blob):
         raise UserError(f"{flag} {path} exists and is not {kind} written by mvstylizer train, so it is not "
                         "replaced; choose a new name or remove it first")
+    # Another model's file is as much a loss: `train dncm --out wct2.pt` replaced the wct2 weights.
+    other = _model_of(blob, model, params) if model is not None else None
+    if other is not None:
+        raise UserError(f"{flag} {path} is {kind} of {other}, not of {model}, so it is not replaced; choose a "
+                        "new name or remove it first")
 
 
 def _looks_like_torch_zip(path: Path) -> bool:
@@ -142,12 +175,13 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def check_outputs(config: TrainConfig, written: dict[str, Path], sources: Sequence[Path] = (),
-                  inside_data: bool = False) -> None:
+                  inside_data: bool = False, made: Collection[str] = ()) -> None:
     """Refuse (UserError), before any work, files a run would write (``{what: path}``) that would destroy
     or collide with something: one of the training files (a ``--data`` entry or, given ``sources``, a file
     found in one: hard and symbolic links count), a path inside a ``--data`` folder (``inside_data``: the
     paths the user chose), two outputs on one file or one below the other (a file cannot be a folder),
-    an existing folder, or a file where a folder must be made."""
+    an existing folder, a file where a folder must be made, or a folder that does not exist, but for
+    the outputs named in ``made`` (the default checkpoint: the run makes its folder in the cache)."""
     entries = [Path(d) for d in config.data if str(d) != "package"]
     for what, path in written.items():
         if path.is_dir():
@@ -157,6 +191,9 @@ def check_outputs(config: TrainConfig, written: dict[str, Path], sources: Sequen
             folder = folder.parent
         if folder.exists() and not folder.is_dir():
             raise UserError(f"{what} {path}: {folder} is a file, not a folder")
+        # As stylize and export-lut refuse one: a mistyped folder was made, and the weights went there.
+        if what not in made and not path.parent.is_dir():
+            raise UserError(f"{what} folder does not exist: {path.parent}")
         if folder.is_dir():
             # Found out at the end otherwise, after the whole run: torch.save's "open file failed", an
             # internal error (a read-only folder, /proc, an installed package's weights folder).
@@ -178,18 +215,41 @@ def check_outputs(config: TrainConfig, written: dict[str, Path], sources: Sequen
 
 
 def plan_outputs(config: TrainConfig, default_out: Path, default_checkpoint: Path, sources: Sequence[Path],
-                 more: dict[str, Path] | None = None) -> tuple[Path, Path]:
+                 more: dict[str, Path] | None = None, *, model: str,
+                 params: Collection[str]) -> tuple[Path, Path]:
     """(weights file, checkpoint file) of a run, its defaults filled in, once :func:`check_outputs` passed
-    them, with ``more`` (other files the run writes) and the training files found (``sources``). Every
-    trainer calls it before its first step."""
+    them, with ``more`` (other files the run writes) and the training files found (``sources``), and an
+    existing weights file or checkpoint there is one of ``model`` (whose parameter names are ``params``).
+    Every trainer calls it before its first step."""
     out = Path(config.out) if config.out else Path(default_out)
     ckpt = Path(config.checkpoint) if config.checkpoint else Path(default_checkpoint)
-    written = {"--out" if config.out else "the weights file": out,
-               "--checkpoint" if config.checkpoint else "the checkpoint": ckpt, **(more or {})}
-    check_outputs(config, written, sources)
+    out_flag = "--out" if config.out else "the weights file"
+    ckpt_flag = "--checkpoint" if config.checkpoint else "the checkpoint"
+    check_outputs(config, {out_flag: out, ckpt_flag: ckpt, **(more or {})}, sources,
+                  made=() if config.checkpoint else (ckpt_flag,))
+    check_replaceable_weights(out, out_flag, model, params)
     # The default one too: the cache folder is ours, but a file found at its name is not ours to lose.
-    check_replaceable_checkpoint(ckpt, "--checkpoint" if config.checkpoint else "the checkpoint")
+    check_replaceable_checkpoint(ckpt, ckpt_flag, model, params)
     return out, ckpt
+
+
+_FLAGS = {"steps": "--steps", "batch": "--batch", "size": "--size", "lr": "--lr", "seed": "--seed"}
+
+
+def check_resumed_setup(path: Path, recorded: Any, setup: dict[str, Any]) -> None:
+    """Refuse (UserError) to resume a checkpoint made with other settings than ``setup``: the run would go
+    on under the new ones (another learning-rate schedule, other crops) and label the weights with them,
+    a recipe no run followed. A checkpoint that records none (an older mvstylizer's) cannot be checked."""
+    if recorded == setup:
+        return
+    if not isinstance(recorded, dict):
+        raise UserError(f"checkpoint {path} does not record the settings it was made with (an older mvstylizer "
+                        "wrote it), so it cannot be resumed as the same run; start without --resume")
+    differ = [k for k in setup if recorded.get(k) != setup[k]] + [k for k in recorded if k not in setup]
+    made = ", ".join(f"{_FLAGS.get(k, k)} {recorded.get(k)}" for k in differ)
+    given = ", ".join(f"{_FLAGS.get(k, k)} {setup.get(k)}" for k in differ)
+    raise UserError(f"checkpoint {path} was made with {made}, not {given}; resume with the same settings "
+                    "or drop --resume")
 
 
 def check_finite(value: float, step: int) -> None:
@@ -207,8 +267,10 @@ def _finite_state(state: dict[str, Any]) -> bool:
 class Checkpointer:
     """Saves and restores training state for one run."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, model: str | None = None) -> None:
+        """``model``: the name recorded in the checkpoint, which a run of another model then never replaces."""
         self.path = Path(path)
+        self.model = model
         _make_folder(self.path.parent)
 
     def save(self, step: int, model: torch.nn.Module, optim: torch.optim.Optimizer, extra: dict[str, Any]) -> None:
@@ -217,6 +279,8 @@ class Checkpointer:
                             f"{self.path} was left as it was; try a lower --lr")
         state = {"step": step, "model": model.state_dict(), "optim": optim.state_dict(),
                  "rng": torch.get_rng_state(), "extra": extra, "saved_at": time.time()}
+        if self.model is not None:
+            state["model_name"] = self.model
         _save(state, self.path)
 
     def load(self, model: torch.nn.Module, optim: torch.optim.Optimizer) -> tuple[int, dict[str, Any]]:
@@ -260,21 +324,30 @@ def save_weights(model: torch.nn.Module, path: Path, meta: dict[str, Any]) -> Pa
 
 def _save(obj: Any, path: Path) -> None:
     """``torch.save`` atomically; a failed write (a full disk) is a UserError and ``path`` stays as it was."""
+    # Serialised in memory, then written as any file is: torch's own file writer reported a full disk
+    # as "[enforce fail at inline_container.cc:672] ... file write failed", without the system's reason.
+    data = io.BytesIO()
+    torch.save(obj, data)
     try:
-        with atomic_path(path) as tmp:
-            torch.save(obj, tmp)
-    except (OSError, RuntimeError) as e:  # torch reports a failed open or write as RuntimeError
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"cannot write {path}: {first[:300]}; it was left as it was") from None
+        atomic_write_bytes(path, data.getvalue())
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror or e}; it was left as it was") from None
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
-    """Load fp16 weights saved by :func:`save_weights` into a float32 model; returns the metadata."""
+    """Load fp16 weights saved by :func:`save_weights` into a float32 model; returns the metadata. Another
+    model's weights are a UserError; a file of another layout is left to the caller to name."""
     from .safeload import load_pt
 
     blob = load_pt(Path(path))  # weights only: a model file is data, never code
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
-    return dict(blob.get("meta", {}))
+    meta = dict(blob.get("meta", {}))
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    except RuntimeError:  # another model's parameters: other names or shapes
+        of = f"the {meta['model']} model" if isinstance(meta.get("model"), str) else "another model"
+        raise UserError(f"{path} holds the weights of {of}, not of this one; give this model's weights "
+                        "file") from None
+    return meta
 
 
 def recipe(config: TrainConfig, **more: Any) -> dict[str, Any]:

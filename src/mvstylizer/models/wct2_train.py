@@ -33,6 +33,8 @@ from .training import (
     Checkpointer,
     TrainConfig,
     check_finite,
+    check_resumed_setup,
+    check_step_pixels,
     plan_outputs,
     recipe,
     save_weights,
@@ -96,8 +98,12 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
     path returned), as if the run had been killed there: ``resume=True`` picks it up.
     """
     check_size(config.size)
+    check_step_pixels(config)
     sources = find_sources(config.data)
-    out, ckpt_path = plan_outputs(config, WEIGHTS_DIR / "wct2.pt", default_checkpoint(), sources)
+    # The decoder's parameter names tell its files from another model's. This one is built before the
+    # seed is set, so the run's own decoder draws its start from the same random stream as ever.
+    out, ckpt_path = plan_outputs(config, WEIGHTS_DIR / "wct2.pt", default_checkpoint(), sources, model="wct2",
+                                  params=WCT2Decoder().state_dict().keys())
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -107,14 +113,16 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
     trunk = VGG16Trunk(PERCEPTUAL_LAYERS[-1])
     decoder = WCT2Decoder()
     optim = torch.optim.Adam(decoder.parameters(), lr=config.lr)
-    ckpt = Checkpointer(ckpt_path)
+    ckpt = Checkpointer(ckpt_path, model="wct2")
 
+    setup = {"steps": config.steps, "batch": config.batch, "size": config.size, "lr": config.lr,
+             "seed": config.seed}
     step = 0
     extra: dict[str, Any] = {}
     if config.resume:
         step, extra = ckpt.load(decoder, optim)
-        if step:
-            rng.bit_generator.state = extra["np_rng"]
+        check_resumed_setup(ckpt.path, extra.get("setup"), setup)
+        rng.bit_generator.state = extra["np_rng"]
     wall = float(extra.get("wall_s", 0.0))
     ema = extra.get("ema_loss")
     last: dict[str, float] = dict(extra.get("last", {}))
@@ -145,7 +153,7 @@ def train(config: TrainConfig, stop_after: int | None = None) -> Path:
         if step % config.checkpoint_every == 0 or step == end:
             now = time.perf_counter()
             wall, t0 = wall + now - t0, now
-            ckpt.save(step, decoder, optim, {"np_rng": rng.bit_generator.state, "wall_s": wall,
+            ckpt.save(step, decoder, optim, {"setup": setup, "np_rng": rng.bit_generator.state, "wall_s": wall,
                                              "ema_loss": ema, "last": last})
     bar.close()
     if step < config.steps:

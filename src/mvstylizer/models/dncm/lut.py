@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ...bars import find_bars
 from ...errors import UserError
 from ...files import atomic_path
 from ...video.image import read_image, read_style
 from .runtime import DNCMOnnxStylizer, DNCMStylizer
+
+log = logging.getLogger(__name__)
 
 
 def cube_grid(size: int) -> np.ndarray:
@@ -35,18 +39,28 @@ def export_cube(style: np.ndarray | str | os.PathLike[str], path: str | os.PathL
 
     * ``content`` given: the LUT is exactly the model's map for that content (normalise with the
       content's own code d, stylise with the style's code r): applying it to that content reproduces
-      ``stylize`` up to LUT interpolation. Use a representative frame of the footage.
+      the model up to LUT interpolation. Use a representative frame of the footage. As ``stylize``
+      does, d is the code of the picture inside the frame's letterbox or pillarbox bars
+      (:mod:`mvstylizer.bars`): with the bars in, a letterboxed frame was normalised as a darker
+      picture than it is, 30-38 levels off on average inside the picture. A frame black to the last
+      pixel (a fade's end) has no picture to go by: the LUT then takes the neutral code, as without
+      ``content``, and says so in a warning and in its header.
     * ``content`` None: the normalisation is the *neutral code* stored with the weights: the mean of d
       over the unfiltered training photos. Because nDNCM is linear in d, that is the average of the
       normalisations the model applies to ordinary, ungraded photos: the honest "typical footage"
-      choice. It cannot remove a cast specific to your footage (the per-frame model can).
-      Measured against the per-frame model on 4 styles: mean abs 10.9/255 on a typical photo
-      (stereo_motorcycle), 20-30/255 on strongly coloured ones (chelsea, coffee), 63/255 on an
-      astronomy image. Averaging the output maps instead of the codes was only ~8% closer. So pass
-      a representative frame whenever there is one.
+      choice. It cannot remove a cast specific to your footage (the per-frame model can), and it is
+      far from the per-frame look: mean abs difference to the per-frame model over 24 pairs (8
+      photos x 3 mate-backgrounds styles) median 28.9/255, 11.3 to 40.0; 10-13/255 on
+      stereo_motorcycle, 15-34 on chelsea and coffee, 67-91 on an astronomy image
+      (hubble_deep_field); 24-32/255 against ``stylize``'s output on 4 pairs. Averaging the output
+      maps instead of the codes was only ~8% closer. So pass a representative frame whenever there
+      is one.
 
-    Through FFmpeg's ``lut3d`` (tetrahedral) on 8-bit input, a content-referenced LUT matches
-    ``stylize`` to 0.5/255 mean, 2/255 at the 99th percentile.
+    Through FFmpeg's ``lut3d`` (tetrahedral) on 8-bit input, a content-referenced LUT matches the
+    model run on the whole frame to 0.45-0.51/255 mean, 1/255 at the 99th percentile, 4 at most (4
+    pairs). ``stylize`` itself is 0.3-1.3/255 (mean) off that (it runs the model on a 512 px key and
+    carries the look to full size), so the LUT against ``stylize``'s output: 0.6-1.4/255 mean, 2-6
+    at the 99th percentile, 7-17 at most (the same 4 photos; docs/MODELS.md names them).
 
     ``strength`` below 1 writes ``(1 - strength) x colour + strength x the look``, what ``stylize
     --strength`` renders: a blend of two colour functions is itself one, so the LUT holds it exactly.
@@ -64,12 +78,13 @@ def export_cube(style: np.ndarray | str | os.PathLike[str], path: str | os.PathL
     style_img = read_style(style, _STYLE_SIDE) if isinstance(style, (str, os.PathLike)) else _img(style)
     model = model or DNCMOnnxStylizer()
     style_state = model.prepare_style(style_img)
-    m_n = model.content_matrix(None if content is None else _img(content))
+    picture = None if content is None else _picture(_img(content))
+    m_n = model.content_matrix(picture)
     grid = cube_grid(size)
     lut = model.map_colours(grid, m_n, style_state)
     if strength < 1.0:
         lut = (1.0 - strength) * grid + strength * lut
-    norm = "content code of the given reference frame" if content is not None else \
+    norm = "content code of the given reference frame (inside its black bars)" if picture is not None else \
         "neutral code (mean content code over unfiltered training photos)"
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -80,6 +95,18 @@ def export_cube(style: np.ndarray | str | os.PathLike[str], path: str | os.PathL
             f.write("DOMAIN_MIN 0.0 0.0 0.0\nDOMAIN_MAX 1.0 1.0 1.0\n")
             np.savetxt(f, lut, fmt="%.6f")
     return path
+
+
+def _picture(frame: np.ndarray) -> np.ndarray | None:
+    """The part of a reference frame the model styles: what lies inside its black bars; None for a frame
+    black to the last pixel (stylize passes it through black)."""
+    bars = find_bars(frame)
+    if bars.black:
+        log.warning("the content frame is black to the last pixel, so it has no picture to normalise the colours "
+                    "by; the LUT uses the neutral normalisation, as without a content frame (give another frame "
+                    "of the footage for one made for it)")
+        return None
+    return np.ascontiguousarray(bars.picture(frame))
 
 
 def parse_cube(path: str | os.PathLike[str]) -> tuple[int, np.ndarray]:
