@@ -7,7 +7,6 @@ registry: options are checked once, the edge link is opened and closed for you, 
 
 from __future__ import annotations
 
-import logging
 import math
 import numbers
 import os
@@ -195,7 +194,7 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
     Returns:
         ``output`` as a Path.
     """
-    from .mobile.pipeline import MAX_STYLE_ASPECT, MIN_STYLE_SIDE
+    from .mobile.pipeline import warn_poor_style
     from .models.dncm import export_cube
     from .models.registry import available_models, resolve_name
     from .video.image import read_header, read_image
@@ -230,12 +229,7 @@ def export_lut(style: PathLike, output: PathLike, *, content: PathLike | None = 
         raise UserError(f"strength must be a number 0..1, got {strength!r}")
     check_overwrite(out, overwrite)
     # The warning stylize gives for the same photo (mobile/pipeline.py): the LUT is as poor a look.
-    w, h = read_header(Path(style)).upright_size
-    if min(h, w) < MIN_STYLE_SIDE or max(h, w) > MAX_STYLE_ASPECT * min(h, w):
-        logging.getLogger(__name__).warning(
-            "style %s is %dx%d: a style is matched by its colours and what they are on, and so small or so thin "
-            "an image holds little of either; a photo of at least %d px a side works best", Path(style).name, w, h,
-            4 * MIN_STYLE_SIDE)
+    warn_poor_style(Path(style).name, *read_header(Path(style)).upright_size)
     content_img = read_image(Path(content)) if content else None
     try:
         with nullcontext() if overwrite else keep_existing(out):

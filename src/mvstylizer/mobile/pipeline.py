@@ -267,10 +267,7 @@ class VideoPipeline:
     def _register(self, style: np.ndarray, name: str, size: tuple[int, int] | None = None) -> str:
         """``size``: the photo's own (w, h), when ``style`` is it shrunk (the warning names the photo's size)."""
         w, h = size or style.shape[1::-1]
-        if min(h, w) < MIN_STYLE_SIDE or max(h, w) > MAX_STYLE_ASPECT * min(h, w):
-            log.warning("style %s is %dx%d: a style is matched by its colours and what they are on, and so "
-                        "small or so thin an image holds little of either; a photo of at least %d px a side "
-                        "works best", name, w, h, 4 * MIN_STYLE_SIDE)
+        warn_poor_style(name, w, h)
         return self.edge.register_style(shrink_to(style, self.config.max_style_side))
 
     def _image(self, input_path: Path, style_path: str | os.PathLike[str], output_path: Path,
@@ -614,6 +611,19 @@ class VideoPipeline:
 
 
 _FLOAT_SLACK = 0.5  # how far outside [0, 1] a float image may stray and be clipped, not refused
+
+
+def poor_style_size(width: int, height: int) -> bool:
+    """Whether a style photo of this size is too small or too thin to hold much of a look."""
+    return min(width, height) < MIN_STYLE_SIDE or max(width, height) > MAX_STYLE_ASPECT * min(width, height)
+
+
+def warn_poor_style(name: str, width: int, height: int) -> None:
+    """The one warning line for a style photo :func:`poor_style_size` finds poor (stylize, export-lut)."""
+    if poor_style_size(width, height):
+        log.warning("style %s is %dx%d: a style is matched by its colours and what they are on, and so "
+                    "small or so thin an image holds little of either; a photo of at least %d px a side "
+                    "works best", name, width, height, 4 * MIN_STYLE_SIDE)
 
 
 def _as_rgb8(img: np.ndarray, what: str) -> np.ndarray:

@@ -245,11 +245,11 @@ def load_style(path: Path, name: str, max_pixels: int) -> np.ndarray:
 def style_warnings(path: Path, name: str) -> list[str]:
     """What makes a style photo a poor one, by the pipeline's own measure (it warns of the same in
     the server log only, at every preview and render): too small or too thin to hold much colour."""
-    from ..mobile.pipeline import MAX_STYLE_ASPECT, MIN_STYLE_SIDE
+    from ..mobile.pipeline import MAX_STYLE_ASPECT, MIN_STYLE_SIDE, poor_style_size
     from ..video.image import read_header
 
     w, h = read_header(path).upright_size
-    if min(w, h) < MIN_STYLE_SIDE or max(w, h) > MAX_STYLE_ASPECT * min(w, h):
+    if poor_style_size(w, h):
         shape = "small" if min(w, h) < MIN_STYLE_SIDE else "thin"
         return [f"{name} is {w}x{h} pixels: a look is taken from a photo's colours and what they are on, and "
                 f"so {shape} a photo holds little of either; one of at least {MIN_STYLE_SIDE} px a side, at "
