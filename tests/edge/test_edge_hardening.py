@@ -15,13 +15,12 @@ import warnings
 import httpx
 import numpy as np
 import pytest
-from edge_server import photo_like, serve_in_thread, start_server, stop_server
+from edge_server import photo_like, serve_edge, serve_in_thread, start_server, stop_server
 
 from mvstylizer.edge.auth import TokenSet, query_token_params, token_weakness
 from mvstylizer.edge.ratelimit import AuthFailureConfig, AuthFailureLimiter, RateLimitConfig
 from mvstylizer.edge.server.app import create_app
 from mvstylizer.edge.server.config import ServerConfig
-from mvstylizer.edge.server.serve import build_server
 from mvstylizer.edge.service import EdgeConfig, EdgeService
 from mvstylizer.errors import UserError
 from mvstylizer.mobile.edge_link import EdgeUnavailable, EmbeddedEdge, FallbackEdge
@@ -216,36 +215,13 @@ class _SlowService(EdgeService):
         return super().stylize(style_id, model, frames)
 
 
-@contextlib.contextmanager
-def _server(service: EdgeService, config: ServerConfig):
-    """(app, uvicorn server, port): the edge in a thread as `edge serve` runs it, stopped at the end."""
-    app = create_app(service, config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = build_server(app, config, port)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.02)
-    try:
-        yield app, server, port
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
-    assert not thread.is_alive()
-
-
 @pytest.mark.network
 def test_requests_cancelled_at_shutdown_get_503_not_500():
     """SIGTERM with one job running past the grace period and two queued: all three get 503 with
     Retry-After (before: uvicorn's 500 for each, when it cancelled them after the grace period)."""
     service = _SlowService()
     config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, shutdown_grace_s=2.0)
-    with _server(service, config) as (app, server, port):
+    with serve_edge(service, config, 15) as (app, server, port):
         url = f"http://127.0.0.1:{port}"
         sid = httpx.post(f"{url}/v1/styles", content=_png(1), headers={"Content-Type": "image/png"}).json()["style_id"]
         service.delay = 5.0
@@ -277,7 +253,7 @@ def test_an_upload_still_arriving_at_shutdown_gets_503_not_500():
     """A body trickling in when the grace period ends: 503 with Retry-After, as a running job gets
     (before: uvicorn's plain-text 500 and a traceback in the log)."""
     config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, shutdown_grace_s=1.0)
-    with _server(_SlowService(), config) as (_app, server, port):
+    with serve_edge(_SlowService(), config, 15) as (_app, server, port):
         sid = httpx.post(f"http://127.0.0.1:{port}/v1/styles", content=_png(1),
                          headers={"Content-Type": "image/png"}).json()["style_id"]
         body = pack_frames([_png(2, 64, 64)])
@@ -302,7 +278,7 @@ def test_over_the_connection_limit_the_answer_is_json_with_retry_after():
     """Beyond --max-connections uvicorn answered a plain-text 503 without Retry-After (health checks
     too), which the phone counts as a failed try rather than a busy edge."""
     config = ServerConfig(port=0, log_level="critical", workers=1, rate_limit=OPEN, max_connections=3)
-    with _server(_SlowService(), config) as (_app, _server_, port):
+    with serve_edge(_SlowService(), config, 15) as (_app, _server_, port):
         url = f"http://127.0.0.1:{port}"
         assert httpx.get(f"{url}/v1/health").status_code == 200
         held = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]

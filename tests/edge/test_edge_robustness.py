@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import zlib
 
@@ -17,13 +16,12 @@ import cv2
 import httpx
 import numpy as np
 import pytest
-from edge_server import free_port, photo_like, serve_in_thread
+from edge_server import free_port, photo_like, serve_edge, serve_in_thread
 
 from mvstylizer import wire
 from mvstylizer.edge.ratelimit import AuthFailureConfig, AuthFailureLimiter, RateLimitConfig
 from mvstylizer.edge.server.app import create_app
 from mvstylizer.edge.server.config import ServerConfig
-from mvstylizer.edge.server.serve import build_server
 from mvstylizer.edge.service import EdgeService
 from mvstylizer.wire import Encoding, encode_frame
 
@@ -64,29 +62,6 @@ def test_a_png_style_of_many_text_chunks_is_refused_and_a_new_style_is_decoded_o
 # ------------------------------------------------------------------------- answers never read
 
 
-@contextlib.contextmanager
-def _server(config: ServerConfig):
-    """(app, uvicorn server, port): the edge in a thread as `edge serve` runs it, stopped at the end."""
-    app = create_app(EdgeService(), config)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = build_server(app, config, port)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline
-        time.sleep(0.02)
-    try:
-        yield app, server, port
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-    assert not thread.is_alive()
-
-
 def _wait_for(condition, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -102,7 +77,7 @@ def test_an_answer_the_client_never_reads_is_dropped():
     memory until the connection goes, which (asyncio's close waits for the flush) was never."""
     config = ServerConfig(port=0, log_level="critical", rate_limit=OPEN, write_timeout_s=1.0,
                           header_timeout_s=3600.0)
-    with _server(config) as (_app, server, port):
+    with serve_edge(EdgeService(), config) as (_app, server, port):
         url = f"http://127.0.0.1:{port}"
         sid = httpx.post(f"{url}/v1/styles", content=encode_frame(photo_like(1, 64, 64), Encoding("png")),
                          headers={"Content-Type": "image/png"}).json()["style_id"]

@@ -64,6 +64,33 @@ def photo_like(seed: int, h: int, w: int) -> np.ndarray:
 
 
 @contextlib.contextmanager
+def serve_edge(service, config, join_seconds: float = 30.0):
+    """(app, uvicorn server, port): the edge app of ``service`` served in a thread as `edge serve` runs
+    it (its own uvicorn settings from ``config``), stopped at the end."""
+    from mvstylizer.edge.server.app import create_app
+    from mvstylizer.edge.server.serve import build_server
+
+    app = create_app(service, config)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = build_server(app, config, port)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    try:
+        yield app, server, port
+    finally:
+        server.should_exit = True
+        thread.join(join_seconds)
+        sock.close()
+    assert not thread.is_alive()
+
+
+@contextlib.contextmanager
 def serve_in_thread(app):
     """Serve ``app`` with uvicorn on a free loopback port in a background thread; yields the base URL."""
     import uvicorn
