@@ -478,11 +478,8 @@ class HttpEdge:
                     # restarting (a deploy drains for up to ~10 s, then starts): the counted retries
                     # (~3.5 s) gave up first and every phone's run was lost. A hung edge (timeouts)
                     # gets no such patience: each attempt already waited a whole timeout.
-                    now = time.monotonic()
-                    down_since = now if down_since is None else down_since
-                    left = self.reconnect - (now - down_since)
-                    if left > 0:
-                        closed.wait(min(_RECONNECT_STEP, left))
+                    down_since = down_since if down_since is not None else time.monotonic()
+                    if self._wait_to_reconnect(down_since, closed):
                         continue
                 if first_contact and isinstance(e, httpx.TimeoutException):
                     raise EdgeUnavailable(f"edge server at {self.url} did not answer in time ({type(e).__name__}; "
@@ -523,11 +520,8 @@ class HttpEdge:
             if gateway and self._answered:
                 # Behind a reverse proxy a restarting edge is a 502/503/504, not a refused connection:
                 # the same patience, or a short restart ended the run after the counted retries (~3.5 s).
-                now = time.monotonic()
-                down_since = now if down_since is None else down_since
-                left = self.reconnect - (now - down_since)
-                if left > 0:
-                    closed.wait(min(_RECONNECT_STEP, left))
+                down_since = down_since if down_since is not None else time.monotonic()
+                if self._wait_to_reconnect(down_since, closed):
                     continue
                 raise EdgeUnavailable(
                     f"edge server at {self.url} answered earlier but now fails with {resp.status_code} "
@@ -613,6 +607,15 @@ class HttpEdge:
         if resp.status_code < 500:
             raise UserError(f"edge server refused the request ({resp.status_code}): {detail}")
         raise EdgeUnavailable(f"edge server at {self.url} failed ({resp.status_code}): {detail}")
+
+    def _wait_to_reconnect(self, down_since: float, closed: threading.Event) -> bool:
+        """Wait a step before trying again an edge that went away at ``down_since`` after answering;
+        False, without waiting, once ``reconnect`` seconds have gone by since then."""
+        left = self.reconnect - (time.monotonic() - down_since)
+        if left <= 0:
+            return False
+        closed.wait(min(_RECONNECT_STEP, left))
+        return True
 
     def _sleep(self, attempt: int, retry_after: str | None, closed: threading.Event) -> None:
         delay = _parse_retry_after(retry_after)
