@@ -117,11 +117,13 @@ class ResidualGrid:
 
 
 def fit_grid(luma8: np.ndarray, content: np.ndarray, residual: np.ndarray,
-             config: GridConfig = GridConfig(), mask: np.ndarray | None = None) -> ResidualGrid:
+             config: GridConfig = GridConfig(), mask: np.ndarray | None = None,
+             base: ResidualGrid | None = None) -> ResidualGrid:
     """The grid of affine maps that best explains ``residual`` (HxWx3, styled minus the look) from the
     key frame's colours ``content`` (HxWx3 float in [0, 1]) and brightness ``luma8`` (HxW uint8);
     only pixels where ``mask`` (HxW bool, if given) is true count, and cells without any borrow from
-    their neighbours as any thinly filled cell does."""
+    their neighbours as any thinly filled cell does. With ``base``, what that grid leaves of
+    ``residual``: it is sliced at the pixels the fit samples only (a quarter of a key's for 6 px cells)."""
     h, w = luma8.shape
     if residual.shape != (h, w, 3) or content.shape != (h, w, 3):
         raise ValueError(f"content {content.shape} and residual {residual.shape} must match the frame {luma8.shape}")
@@ -140,6 +142,8 @@ def fit_grid(luma8: np.ndarray, content: np.ndarray, residual: np.ndarray,
         luma8, c, r = luma8[pick], c[pick], r[pick]
         mask = mask[pick] if mask is not None else None
         h, w = luma8.shape
+    if base is not None:
+        r = r - base.slice(luma8, np.ascontiguousarray(c))
     # Per pixel the products whose cell averages are the weighted least-squares statistics:
     # 1, c, c c^T (6 distinct), r, r c^T (9).
     products = np.concatenate(

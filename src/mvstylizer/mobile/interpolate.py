@@ -170,8 +170,7 @@ class Interpolator:
             mask = _picture_mask(bars, gray.shape)
             key.grid = fit_grid(gray, content, residual, self.config.grid, mask=mask)
             if self.config.detail is not None:
-                residual -= key.grid.slice(gray, content)
-                key.detail = KeyDetail(fit_grid(gray, content, residual, self.config.detail, mask=mask),
+                key.detail = KeyDetail(fit_grid(gray, content, residual, self.config.detail, mask=mask, base=key.grid),
                                        self._blurred(self._map_image(content8, full8)))
         with self._key_lock:
             levels, offsets = self._key_scratch.like(full8)
