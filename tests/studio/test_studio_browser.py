@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import os
+import time
 from pathlib import Path
 
 import av
@@ -540,9 +541,15 @@ def test_a_studio_out_of_reach_is_said_and_the_message_goes_when_it_is_back(brow
     with server as url:
         context, page, _problems = _open(browser, url, DESKTOP)  # the refused requests are the point
         try:
-            page.route("**/api/**", lambda route: route.abort("connectionrefused"))
             sid = page.evaluate("() => sessionStorage.getItem('mvstylizer-studio-session')")
-            apps[0].state.studio.broadcaster.publish(sid, None)  # the stream ends, as when the server stops
+            broadcaster = apps[0].state.studio.broadcaster
+            # Its event stream must be open before it is ended, or ending it does nothing (failed on CI).
+            deadline = time.monotonic() + 15
+            while not broadcaster._subs.get(sid):
+                assert time.monotonic() < deadline, "the page never opened its event stream"
+                time.sleep(0.05)
+            page.route("**/api/**", lambda route: route.abort("connectionrefused"))
+            broadcaster.publish(sid, None)  # the stream ends, as when the server stops
             error = page.locator(_tid("error"))
             error.wait_for(state="visible", timeout=15_000)
             assert "cannot be reached" in error.inner_text(), error.inner_text()
