@@ -494,9 +494,9 @@ def test_fallback_edge_forwards_abort_to_its_primary():
     assert calls == ["abort"]
 
 
-def _restarting(down_for: float, error: type[Exception] = httpx.ConnectError):
-    """A handler that answers, then fails with ``error`` for ``down_for`` seconds (an edge restarting),
-    then answers again; returns it and its list of calls."""
+def _down_for(down_for: float, failure):
+    """A handler that answers, then gives ``failure(request)`` for ``down_for`` seconds, then answers
+    again; returns it and its list of calls."""
     calls: list[float] = []
     down: list[float] = []
 
@@ -504,10 +504,18 @@ def _restarting(down_for: float, error: type[Exception] = httpx.ConnectError):
         calls.append(time.monotonic())
         if len(calls) > 1 and (not down or time.monotonic() - down[0] < down_for):
             down.append(time.monotonic())
-            raise error("the edge is restarting", request=request)
+            return failure(request)
         return httpx.Response(200, json={"models": [{"name": "mk", "description": ""}]})
 
     return handler, calls
+
+
+def _restarting(down_for: float, error: type[Exception] = httpx.ConnectError):
+    """An edge restarting: ``error`` for ``down_for`` seconds."""
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise error("the edge is restarting", request=request)
+
+    return _down_for(down_for, fail)
 
 
 def test_an_edge_that_restarts_mid_run_is_waited_for():
@@ -565,20 +573,10 @@ def test_a_web_page_in_place_of_an_edge_is_named_not_dumped():
 
 
 def _proxy_for_restarting_edge(down_for: float, status: int):
-    """A reverse proxy's answers for an edge that answers, then is down for ``down_for`` seconds (the
-    proxy answers ``status``, without Retry-After), then answers again; returns it and its calls."""
-    calls: list[float] = []
-    down: list[float] = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(time.monotonic())
-        if len(calls) > 1 and (not down or time.monotonic() - down[0] < down_for):
-            down.append(time.monotonic())
-            return httpx.Response(status, text="<html><body>upstream down</body></html>",
-                                  headers={"Content-Type": "text/html"})
-        return httpx.Response(200, json={"models": [{"name": "mk", "description": ""}]})
-
-    return handler, calls
+    """A reverse proxy's answers for an edge that is down for ``down_for`` seconds: ``status``, without
+    Retry-After."""
+    return _down_for(down_for, lambda request: httpx.Response(
+        status, text="<html><body>upstream down</body></html>", headers={"Content-Type": "text/html"}))
 
 
 @pytest.mark.parametrize("status", [502, 503, 504])
