@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from mvstylizer.mobile.grid import GridConfig, fit_grid
+from mvstylizer.mobile.grid import GridConfig, ResidualGrid, fit_grid
 
 from helpers import texture, to8
 
@@ -112,3 +112,13 @@ def test_slice_is_trilinear_in_position_and_brightness(size):
     # remap samples on a 1/32-cell lattice: up to ~0.35 levels here, where noise made the maps steep
     assert np.abs(got - want).max() * 255 < 0.5
     assert np.abs(got - want).mean() * 255 < 0.02
+
+
+def test_warped_grid_reads_the_moved_cells():
+    coeffs = np.random.default_rng(1).random((4, 6, 10, 12)).astype(np.float32)
+    grid = ResidualGrid(coeffs)
+    # A frame point u shows what the grid's frame showed at u + (2 cells, 1 cell).
+    moved = grid.warped(np.array([[1.0, 0.0, 2 / 10], [0.0, 1.0, 1 / 6]]))
+    assert np.allclose(moved.coeffs[:, :5, :8], coeffs[:, 1:, 2:])
+    assert np.allclose(moved.coeffs[:, :, 9], coeffs[:, np.minimum(np.arange(6) + 1, 5), 9])  # edge repeated
+    assert grid.warped(None) is grid

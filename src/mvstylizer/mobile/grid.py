@@ -111,6 +111,20 @@ class ResidualGrid:
                 out[..., i] += co[..., 3 * i + j] * content[..., j]
         return out
 
+    def warped(self, motion: np.ndarray | None) -> ResidualGrid:
+        """The grid for a frame whose point u shows what this grid's frame showed at ``motion @ [u, 1]``
+        (``motion``: 2x3, points as fractions of the frame's width and height; None: unmoved).
+        Bilinear between cells; cells beyond the edge repeat the edge's."""
+        if motion is None:
+            return self
+        bins, gh, gw, _ = self.coeffs.shape
+        m = in_pixels(motion, gw, gh)
+        out = np.empty_like(self.coeffs)
+        for k in range(bins):
+            out[k] = cv2.warpAffine(self.coeffs[k], m, (gw, gh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                                    borderMode=cv2.BORDER_REPLICATE).reshape(gh, gw, -1)
+        return ResidualGrid(out)
+
     def blend(self, other: ResidualGrid, weight: float) -> ResidualGrid:
         """``(1 - weight) * self + weight * other``."""
         return ResidualGrid(((1.0 - weight) * self.coeffs + weight * other.coeffs).astype(np.float32))
@@ -187,6 +201,14 @@ def _solve(moments: np.ndarray, config: GridConfig) -> np.ndarray:
     shrink = (count / (count + config.prior))[..., None]
     return np.concatenate([(gain * shrink[..., None]).reshape(moments.shape[:3] + (9,)), offset * shrink],
                           axis=3).astype(np.float32)
+
+
+def in_pixels(motion: np.ndarray, w: int, h: int) -> np.ndarray:
+    """A 2x3 map between points given as fractions of an image's size, for an image of w x h pixels
+    (pixel centres at (i + 0.5) / w): the matrix OpenCV's warpAffine takes."""
+    to_unit = np.array([[1.0 / w, 0.0, 0.5 / w], [0.0, 1.0 / h, 0.5 / h], [0.0, 0.0, 1.0]])
+    from_unit = np.array([[w, 0.0, -0.5], [0.0, h, -0.5]])
+    return (from_unit @ np.vstack([motion, [0.0, 0.0, 1.0]]) @ to_unit).astype(np.float32)
 
 
 def _blur(img: np.ndarray, sigma: float) -> np.ndarray:

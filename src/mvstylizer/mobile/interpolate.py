@@ -7,9 +7,10 @@ Two methods:
   indexed by position and brightness (:mod:`.grid`), plus a finer grid of what that one leaves,
   applied only where the frame still looks like the key (:attr:`InterpConfig.detail`). A frame
   between keys ``a < t < b`` gets the two keys' transforms blended by temporal distance, applied to
-  the real frame t. No optical flow: nothing can land on the wrong object, flat walls stay as steady
-  as the input, detail is frame t's own, and a key frame is rendered by the very same transform, so
-  nothing jumps at keys.
+  the real frame t. The grids are first moved by the camera's motion since each key (one similarity
+  per key, fit to a coarse optical flow: :attr:`InterpConfig.follow_motion`), never by a per-pixel
+  flow: nothing can land on the wrong object, flat walls stay as steady as the input, detail is
+  frame t's own, and a key frame is rendered by the very same transform, so nothing jumps at keys.
 - ``warp`` (the paper's, kept for comparison): warp the full-resolution stylized key frames into
   frame t by DIS flow, with forward-backward occlusion masks and temporal weights, and blend.
 
@@ -32,20 +33,12 @@ import numpy as np
 
 from ..bars import Bars, find_bars
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
-from .grid import GridConfig, ResidualGrid, fit_grid
+from .grid import GridConfig, ResidualGrid, fit_grid, in_pixels
 from .look import Look, blend_gap, fit_look, look_scratch
 
 # Two keys' exposure gains for a frame closer than this (in log units, 2%) count as one: the frame is
 # rendered through one blended grid, and the looks' parameter blend stands where it is close enough.
 _SAME_GAIN = 0.02
-
-
-@dataclass(frozen=True)
-class KeyDetail:
-    """A key's detail grid and the picture it holds for: the key at the map size, blurred, uint8."""
-
-    grid: ResidualGrid
-    reference: np.ndarray
 
 
 @dataclass
@@ -61,7 +54,10 @@ class KeyFrame:
     full8: np.ndarray | None = None  # the key's own full-resolution frame, kept at a strength below 1
     colours: np.ndarray | None = None  # (N, 3) float32 sample of the key's colours, in [0, 1]
     bars: Bars = field(default_factory=Bars)  # letterbox or pillarbox bars of the key, key-size pixels
-    detail: KeyDetail | None = None  # fine grid of what ``grid`` leaves (InterpConfig.detail)
+    detail: ResidualGrid | None = None  # fine grid of what ``grid`` leaves (InterpConfig.detail)
+    # The key at the map size, blurred (uint8 RGB): what a frame is compared with, to follow the
+    # camera's motion since the key and to see where the picture has not changed (spatial models).
+    picture: np.ndarray | None = None
 
 
 @dataclass
@@ -100,6 +96,15 @@ class InterpConfig:
     # the detail's weight is exp(-(difference / detail_levels)^2): ~0.8 at 4 levels, ~0.02 at 16.
     detail_levels: float = 8.0
     detail_blur: float = 1.0
+    # The keys' grids follow the camera: between two keys each key's grids (and the picture the
+    # detail's likeness compares with) are moved by a similarity (pan, zoom, roll) fit robustly to a
+    # coarse optical flow from the frame to that key at the map size, before the two are blended. Held
+    # in place, a key's maps stayed where the camera had left them: a pan of a block and a half
+    # between keys put a region-aware model's shading on the wrong blocks (the synthetic pan in
+    # tests/mobile/test_interp_motion.py: 5 dB further from the model mid-gap). One global motion
+    # per key, never a per-pixel warp: a person who moves on their own keeps the maps the camera gives
+    # the frame, and where the picture changed the detail falls back to the first grid as before.
+    follow_motion: bool = True
     # Two keys' looks are blended parameter by parameter (one look per frame). Where that strays more
     # than this many 8-bit levels from blending their outputs, which is exact, on the colours the two
     # keys hold, the difference is made on the frame at the map size and added with the grid's
@@ -138,6 +143,7 @@ class Interpolator:
         self.method = INTERPOLATORS[self.config.method]
         self.spatial = spatial  # fit a residual grid (spatially varying models) or the look alone
         self._flow: FlowEstimator | None = None
+        self._motion_flow: FlowEstimator | None = None
         self._pair: tuple[int, int, bool] | None = None  # (a, b, parameter blend is close enough)
         # Keys are made on other threads than frames, so they have their own working images: one
         # set, taken in turn (per thread, three keys in flight held three sets, 450 MB at 4K), as a
@@ -163,21 +169,23 @@ class Interpolator:
             gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
         key = KeyFrame(index, look, None, gray, exposure=exposure, colours=_colour_sample(content), bars=bars,
                        full8=full8 if self.config.strength < 1.0 else None)
+        small = content8
         if self.spatial:
             # Against the look's levels before they are clipped at white, as frames add the grid's
             # offsets to them (one rounding and clip for both).
             residual = styled - look.levels(content8).astype(np.float32) * (1.0 / 255.0)
             mask = _picture_mask(bars, gray.shape)
             key.grid = fit_grid(gray, content, residual, self.config.grid, mask=mask)
+            small = self._map_image(content8, full8)
+            key.picture = self._blurred(small)
             if self.config.detail is not None:
-                key.detail = KeyDetail(fit_grid(gray, content, residual, self.config.detail, mask=mask, base=key.grid),
-                                       self._blurred(self._map_image(content8, full8)))
+                key.detail = fit_grid(gray, content, residual, self.config.detail, mask=mask, base=key.grid)
         with self._key_lock:
             levels, offsets = self._key_scratch.like(full8)
             grids = [] if key.grid is None else [(key.grid, 1.0, 1.0)]
-            detail = None if key.detail is None else _Detail(key.detail.grid, 1.0, [(key.detail.reference, 1.0, 1.0)])
-            key.styled8 = self._add_grid(look.levels(full8, levels), grids, content8, scratch=offsets,
-                                         detail=detail)
+            detail = None if key.detail is None or key.picture is None else \
+                _Detail(key.detail, 1.0, [(key.picture, 1.0, 1.0)])
+            key.styled8 = self._add_grid(look.levels(full8, levels), grids, small, scratch=offsets, detail=detail)
         _keep_bars(key.styled8, full8, bars, content8.shape)
         return key
 
@@ -217,22 +225,29 @@ class Interpolator:
         if not (w_b in (0.0, 1.0) or (one_gain and self._blends_by_parameters(a, b))):
             mix = _LookMix(look_a, look_b, w_b, look)
         grids: list[tuple[ResidualGrid, float, float]] = []
+        small = self._map_image(low8, full8)
+        # The keys' maps follow the camera: each key's grids are moved to where its picture has gone
+        # in this frame before the two are blended (the picture to compare with for likeness too).
+        move_a = move_b = None
+        if self.config.follow_motion and a.picture is not None and b.picture is not None and 0.0 < w_b < 1.0:
+            move_a, move_b = self._motion(small, a.picture), self._motion(small, b.picture)
         if a.grid is not None and b.grid is not None:
+            ga, gb = a.grid.warped(move_a), b.grid.warped(move_b)
             if one_gain:  # one slice of the blended grid
-                grids = [(a.grid.blend(b.grid, w_b), look.exposure, 1.0)]
+                grids = [(ga.blend(gb, w_b), look.exposure, 1.0)]
             else:
-                grids = [(g, gain, wt) for g, gain, wt in ((a.grid, gain_a, 1.0 - w_b), (b.grid, gain_b, w_b))
+                grids = [(g, gain, wt) for g, gain, wt in ((ga, gain_a, 1.0 - w_b), (gb, gain_b, w_b))
                          if wt > 0.0]
         detail = None
-        if a.detail is not None and b.detail is not None:
+        if a.detail is not None and b.detail is not None and a.picture is not None and b.picture is not None:
             # One slice of the blended detail, weighted by the keys' likenesses (each key's with the frame
             # seen at its exposure) blended in time. A slice per key, each gated by its own likeness,
             # scored the same on two real clips (SSIM within 0.0002) for one more slice per frame; the
             # smaller of the two likenesses lost most of the detail's gain (SSIM 0.003-0.004 lower).
-            sides = [(d.reference, gain, wt) for d, gain, wt in ((a.detail, gain_a, 1.0 - w_b), (b.detail, gain_b, w_b))
-                     if wt > 0.0]
-            detail = _Detail(a.detail.grid.blend(b.detail.grid, w_b), look.exposure, sides)
-        return self._add_grid(look.levels(full8, levels), grids, low8, out, mix, offsets, detail)
+            sides = [(_moved(picture, m), gain, wt) for picture, m, gain, wt in
+                     ((a.picture, move_a, gain_a, 1.0 - w_b), (b.picture, move_b, gain_b, w_b)) if wt > 0.0]
+            detail = _Detail(a.detail.warped(move_a).blend(b.detail.warped(move_b), w_b), look.exposure, sides)
+        return self._add_grid(look.levels(full8, levels), grids, small, out, mix, offsets, detail)
 
     def _warp_keys(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                    exposure: float, out: np.ndarray | None) -> np.ndarray:
@@ -262,17 +277,16 @@ class Interpolator:
             self._pair = (a.index, b.index, blend_gap(a.look, b.look, colours) <= self.config.blend_tolerance)
         return self._pair[2]
 
-    def _add_grid(self, base: np.ndarray, grids: list[tuple[ResidualGrid, float, float]], low8: np.ndarray,
+    def _add_grid(self, base: np.ndarray, grids: list[tuple[ResidualGrid, float, float]], small: np.ndarray,
                   out: np.ndarray | None = None, mix: _LookMix | None = None,
                   scratch: np.ndarray | None = None, detail: _Detail | None = None) -> np.ndarray:
         """``base`` (a look's uint16 levels or a uint8 frame) plus the residuals of ``grids`` (each
         ``(grid, gain, weight)``: sliced with the frame's colours times ``gain``, weighted), ``detail``
-        (weighted per pixel by the frame's likeness to its keys) and ``mix``'s correction, all made at
-        the map size and upsampled (into ``scratch``, int16 of ``base``'s shape, if given), uint8, into
-        ``out``."""
+        (weighted per pixel by the frame's likeness to its keys) and ``mix``'s correction, all made on
+        ``small`` (the frame at the map size, :meth:`_map_image`) and upsampled (into ``scratch``, int16
+        of ``base``'s shape, if given), uint8, into ``out``."""
         if not grids and detail is None and mix is None:
             return base if base.dtype == np.uint8 else cv2.convertScaleAbs(base, dst=out)
-        small = self._map_image(low8, base)
         levels = mix.correction(small) if mix is not None else np.zeros(small.shape, np.float32)
         for grid, gain, weight in grids:
             seen = cv2.convertScaleAbs(small, alpha=gain) if gain != 1.0 else small  # as the key saw it
@@ -296,13 +310,30 @@ class Interpolator:
         size = max(2, round(w * scale)), max(2, round(h * scale))
         return cv2.resize(low8, size, interpolation=cv2.INTER_AREA) if size != (w, h) else low8
 
+    def _motion(self, small8: np.ndarray, picture: np.ndarray) -> np.ndarray | None:
+        """How the picture moved from a key (its :attr:`KeyFrame.picture`) to the frame ``small8`` (map
+        size): a 2x3 similarity taking the frame's points to the key's, as fractions of the frame
+        (:meth:`ResidualGrid.warped`), fit robustly to the optical flow between them. None (unmoved)
+        where the fit is no camera move between two keys of one shot: a zoom beyond 1.5x either way
+        or a shift of more than half the frame."""
+        if self._motion_flow is None:
+            self._motion_flow = FlowEstimator("ultrafast")
+        frame = cv2.cvtColor(self._blurred(small8), cv2.COLOR_RGB2GRAY)
+        key = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)
+        motion = fit_similarity(self._motion_flow(frame, key))
+        zoom = math.sqrt(abs(np.linalg.det(motion[:, :2])))
+        centre = motion @ np.array([0.5, 0.5, 1.0]) - 0.5
+        if not (2.0 / 3.0 <= zoom <= 1.5) or np.abs(centre).max() > 0.5:
+            return None
+        return motion
+
     def _blurred(self, small8: np.ndarray) -> np.ndarray:
         sigma = self.config.detail_blur
         return cv2.GaussianBlur(small8, (0, 0), sigma) if sigma > 0 else small8
 
     def _likeness(self, small8: np.ndarray, references: list[tuple[np.ndarray, float, float]]) -> np.ndarray:
         """Per pixel of ``small8`` (a frame at the map size) how much it still looks like every one of
-        ``references`` (each ``(KeyDetail.reference, gain)``: the frame seen at that key's exposure) at
+        ``references`` (each ``(KeyFrame.picture, gain, weight)``: the frame seen at that key's exposure) at
         the same place, 0..1, times 255 (the detail's colour units are [0, 1], the offsets' 8-bit levels)."""
         table = np.float32(255.0) * np.exp(-np.square(np.arange(256, dtype=np.float32)
                                                       / np.float32(self.config.detail_levels)))
@@ -353,7 +384,7 @@ class _Scratch:
 @dataclass(frozen=True)
 class _Detail:
     """A detail grid to slice (with the frame's colours times ``gain``) and the keys' pictures whose
-    likeness to the frame gates it: ``(KeyDetail.reference, gain)`` each, the frame seen at that key's
+    likeness to the frame gates it: ``(KeyFrame.picture, gain, weight)`` each, the frame seen at that key's
     exposure."""
 
     grid: ResidualGrid
@@ -417,6 +448,53 @@ def _keep_bars(out: np.ndarray, full8: np.ndarray, bars: Bars, key_shape: tuple[
         out[:, :left] = full8[:, :left]
     if right:
         out[:, w - right:] = full8[:, w - right:]
+
+
+def _moved(img: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
+    """``img`` read where ``motion`` (2x3, fractions of the image) takes each point, edges repeated."""
+    if motion is None:
+        return img
+    h, w = img.shape[:2]
+    return cv2.warpAffine(img, in_pixels(motion, w, h), (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+def fit_similarity(flow: np.ndarray, points: int = 600, rounds: int = 4) -> np.ndarray:
+    """The similarity (scale, rotation, shift) that best explains ``flow`` (HxWx2, pixel x goes to
+    x + flow(x)), as a 2x3 map of points given as fractions of the image: iteratively reweighted least
+    squares (Cauchy weights) on about ``points`` evenly spread pixels, so pixels that move on their
+    own (a walking person) barely count."""
+    h, w = flow.shape[:2]
+    m = max(1, min(h, w) // 16)  # flow at the border sees half a neighbourhood
+    step = max(1, round(math.sqrt((h - 2 * m) * (w - 2 * m) / points)))
+    ys, xs = np.mgrid[m:h - m:step, m:w - m:step]
+    f = flow[m:h - m:step, m:w - m:step].reshape(-1, 2).astype(np.float64)
+    # Centred and scaled, so the normal equations stay well conditioned.
+    cx, cy, s = (w - 1) / 2.0, (h - 1) / 2.0, max(w, h) / 2.0
+    x, y = (xs.ravel() - cx) / s, (ys.ravel() - cy) / s
+    # x' = a x - b y + tx, y' = b x + a y + ty (in the centred units)
+    one, zero = np.ones_like(x), np.zeros_like(x)
+    design = np.concatenate([np.stack([x, -y, one, zero], 1), np.stack([y, x, zero, one], 1)])
+    target = np.concatenate([x + f[:, 0] / s, y + f[:, 1] / s])
+    weight = np.ones(len(x))
+    for _ in range(rounds):
+        ww = np.concatenate([weight, weight])
+        params = np.linalg.solve((design.T * ww) @ design + 1e-9 * np.eye(4), (design.T * ww) @ target)
+        r = (design @ params - target).reshape(2, -1) * s
+        dist = np.hypot(r[0], r[1])
+        spread = max(0.5, 1.4826 * float(np.median(dist)))  # pixels
+        weight = 1.0 / (1.0 + np.square(dist / spread))
+    a, b, tx, ty = params
+    centred = np.array([[a, -b, tx], [b, a, ty], [0.0, 0.0, 1.0]])
+    to_centred = np.array([[1 / s, 0.0, -cx / s], [0.0, 1 / s, -cy / s], [0.0, 0.0, 1.0]])
+    return unit_motion((np.linalg.inv(to_centred) @ centred @ to_centred)[:2], w, h)
+
+
+def unit_motion(px: np.ndarray, w: int, h: int) -> np.ndarray:
+    """A 2x3 map of pixel centres of a w x h image as a map of points given as fractions of it."""
+    to_px = np.array([[w, 0.0, -0.5], [0.0, h, -0.5], [0.0, 0.0, 1.0]])
+    to_unit = np.array([[1.0 / w, 0.0, 0.5 / w], [0.0, 1.0 / h, 0.5 / h]])
+    return to_unit @ np.vstack([px, [0.0, 0.0, 1.0]]) @ to_px
 
 
 def _largest_channel(diff8: np.ndarray) -> np.ndarray:
