@@ -117,13 +117,17 @@ class ResidualGrid:
         Bilinear between cells; cells beyond the edge repeat the edge's."""
         if motion is None:
             return self
-        bins, gh, gw, _ = self.coeffs.shape
+        bins, gh, gw, n = self.coeffs.shape
         m = in_pixels(motion, gw, gh)
-        out = np.empty_like(self.coeffs)
-        for k in range(bins):
-            out[k] = cv2.warpAffine(self.coeffs[k], m, (gw, gh), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                                    borderMode=cv2.BORDER_REPLICATE).reshape(gh, gw, -1)
-        return ResidualGrid(out)
+        ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32)
+        # Where each cell reads, clamped into the grid (the edge's cells repeat), then every bin's rows
+        # at once: the bins stacked into one tall image and read by one remap.
+        read_x = np.clip(m[0, 0] * xs + m[0, 1] * ys + m[0, 2], 0.0, gw - 1.0)
+        read_y = np.clip(m[1, 0] * xs + m[1, 1] * ys + m[1, 2], 0.0, gh - 1.0)
+        rows = (read_y[None] + (np.arange(bins, dtype=np.float32) * gh)[:, None, None]).reshape(bins * gh, gw)
+        moved = cv2.remap(self.coeffs.reshape(bins * gh, gw, n), np.tile(read_x, (bins, 1)), rows, cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
+        return ResidualGrid(moved.reshape(bins, gh, gw, n))
 
     def blend(self, other: ResidualGrid, weight: float) -> ResidualGrid:
         """``(1 - weight) * self + weight * other``."""

@@ -230,7 +230,8 @@ class Interpolator:
         # in this frame before the two are blended (the picture to compare with for likeness too).
         move_a = move_b = None
         if self.config.follow_motion and a.picture is not None and b.picture is not None and 0.0 < w_b < 1.0:
-            move_a, move_b = self._motion(small, a.picture), self._motion(small, b.picture)
+            seen = cv2.cvtColor(self._blurred(small), cv2.COLOR_RGB2GRAY)
+            move_a, move_b = self._motion(seen, a.picture), self._motion(seen, b.picture)
         if a.grid is not None and b.grid is not None:
             ga, gb = a.grid.warped(move_a), b.grid.warped(move_b)
             if one_gain:  # one slice of the blended grid
@@ -310,20 +311,21 @@ class Interpolator:
         size = max(2, round(w * scale)), max(2, round(h * scale))
         return cv2.resize(low8, size, interpolation=cv2.INTER_AREA) if size != (w, h) else low8
 
-    def _motion(self, small8: np.ndarray, picture: np.ndarray) -> np.ndarray | None:
-        """How the picture moved from a key (its :attr:`KeyFrame.picture`) to the frame ``small8`` (map
-        size): a 2x3 similarity taking the frame's points to the key's, as fractions of the frame
-        (:meth:`ResidualGrid.warped`), fit robustly to the optical flow between them. None (unmoved)
-        where the fit is no camera move between two keys of one shot: a zoom beyond 1.5x either way
-        or a shift of more than half the frame."""
+    def _motion(self, gray8: np.ndarray, picture: np.ndarray) -> np.ndarray | None:
+        """How the picture moved from a key (its :attr:`KeyFrame.picture`) to the frame (``gray8``: its
+        grey image at the map size, blurred as the picture is): a 2x3 similarity taking the frame's
+        points to the key's, as fractions of the frame (:meth:`ResidualGrid.warped`), fit robustly to
+        the optical flow between them. None (unmoved) where no corner moves by a tenth of a map pixel,
+        and where the fit is no camera move between two keys of one shot: a zoom beyond 1.5x either
+        way or a shift of more than half the frame."""
         if self._motion_flow is None:
             self._motion_flow = FlowEstimator("ultrafast")
-        frame = cv2.cvtColor(self._blurred(small8), cv2.COLOR_RGB2GRAY)
-        key = cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)
-        motion = fit_similarity(self._motion_flow(frame, key))
+        h, w = gray8.shape
+        motion = fit_similarity(self._motion_flow(gray8, cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)))
+        corners = np.array([[0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
+        moved = (motion @ corners - corners[:2]) * np.array([[w], [h]])
         zoom = math.sqrt(abs(np.linalg.det(motion[:, :2])))
-        centre = motion @ np.array([0.5, 0.5, 1.0]) - 0.5
-        if not (2.0 / 3.0 <= zoom <= 1.5) or np.abs(centre).max() > 0.5:
+        if np.abs(moved).max() < 0.1 or not (2.0 / 3.0 <= zoom <= 1.5) or np.abs(moved).max() > max(w, h) / 2:
             return None
         return motion
 
@@ -459,35 +461,31 @@ def _moved(img: np.ndarray, motion: np.ndarray | None) -> np.ndarray:
                           borderMode=cv2.BORDER_REPLICATE)
 
 
-def fit_similarity(flow: np.ndarray, points: int = 600, rounds: int = 4) -> np.ndarray:
+def fit_similarity(flow: np.ndarray, points: int = 400, rounds: int = 3) -> np.ndarray:
     """The similarity (scale, rotation, shift) that best explains ``flow`` (HxWx2, pixel x goes to
     x + flow(x)), as a 2x3 map of points given as fractions of the image: iteratively reweighted least
     squares (Cauchy weights) on about ``points`` evenly spread pixels, so pixels that move on their
-    own (a walking person) barely count."""
+    own (a walking person) barely count. Each round is the closed-form weighted Procrustes fit."""
     h, w = flow.shape[:2]
     m = max(1, min(h, w) // 16)  # flow at the border sees half a neighbourhood
     step = max(1, round(math.sqrt((h - 2 * m) * (w - 2 * m) / points)))
     ys, xs = np.mgrid[m:h - m:step, m:w - m:step]
     f = flow[m:h - m:step, m:w - m:step].reshape(-1, 2).astype(np.float64)
-    # Centred and scaled, so the normal equations stay well conditioned.
-    cx, cy, s = (w - 1) / 2.0, (h - 1) / 2.0, max(w, h) / 2.0
-    x, y = (xs.ravel() - cx) / s, (ys.ravel() - cy) / s
-    # x' = a x - b y + tx, y' = b x + a y + ty (in the centred units)
-    one, zero = np.ones_like(x), np.zeros_like(x)
-    design = np.concatenate([np.stack([x, -y, one, zero], 1), np.stack([y, x, zero, one], 1)])
-    target = np.concatenate([x + f[:, 0] / s, y + f[:, 1] / s])
-    weight = np.ones(len(x))
+    px, py = xs.ravel().astype(np.float64), ys.ravel().astype(np.float64)
+    qx, qy = px + f[:, 0], py + f[:, 1]
+    weight = np.ones(len(px))
     for _ in range(rounds):
-        ww = np.concatenate([weight, weight])
-        params = np.linalg.solve((design.T * ww) @ design + 1e-9 * np.eye(4), (design.T * ww) @ target)
-        r = (design @ params - target).reshape(2, -1) * s
-        dist = np.hypot(r[0], r[1])
+        total = weight.sum()
+        mpx, mpy, mqx, mqy = (float(weight @ v) / total for v in (px, py, qx, qy))
+        cpx, cpy, cqx, cqy = px - mpx, py - mpy, qx - mqx, qy - mqy
+        norm = float(weight @ (cpx * cpx + cpy * cpy)) + 1e-9
+        a = float(weight @ (cpx * cqx + cpy * cqy)) / norm
+        b = float(weight @ (cpx * cqy - cpy * cqx)) / norm
+        tx, ty = mqx - (a * mpx - b * mpy), mqy - (b * mpx + a * mpy)
+        dist = np.hypot(a * px - b * py + tx - qx, b * px + a * py + ty - qy)
         spread = max(0.5, 1.4826 * float(np.median(dist)))  # pixels
         weight = 1.0 / (1.0 + np.square(dist / spread))
-    a, b, tx, ty = params
-    centred = np.array([[a, -b, tx], [b, a, ty], [0.0, 0.0, 1.0]])
-    to_centred = np.array([[1 / s, 0.0, -cx / s], [0.0, 1 / s, -cy / s], [0.0, 0.0, 1.0]])
-    return unit_motion((np.linalg.inv(to_centred) @ centred @ to_centred)[:2], w, h)
+    return unit_motion(np.array([[a, -b, tx], [b, a, ty]]), w, h)
 
 
 def unit_motion(px: np.ndarray, w: int, h: int) -> np.ndarray:
