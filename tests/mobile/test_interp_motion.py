@@ -2,6 +2,8 @@
 or zooming camera gets each key's grids moved to where that key's picture went, and a still camera
 gets them where they were."""
 
+import warnings
+
 import cv2
 import numpy as np
 
@@ -84,3 +86,16 @@ def test_a_frame_seen_by_a_key_and_moved_matches_the_moved_picture():
     seen = cv2.cvtColor(interp._blurred(moved), cv2.COLOR_RGB2GRAY)
     px = in_pixels(interp._motion(seen, interp._blurred(img)), 256, 144)
     assert np.allclose(px[:, 2], [-6.0, -2.0], atol=0.3) and np.allclose(px[:, :2], np.eye(2), atol=0.01), px
+
+
+def test_tiny_frames_render_without_a_motion_fit():
+    rng = np.random.default_rng(0)
+    for h, w in ((2, 2), (3, 40), (8, 8), (20, 12)):
+        content = (rng.random((h, w, 3)) * 255).astype(np.uint8)
+        interp = Interpolator(InterpConfig())
+        a, b = (interp.key(t, content, content[..., ::-1] / np.float32(255.0), content) for t in (0, 4))
+        frame = np.roll(content, 1, axis=1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert interp.frame(2, frame, frame, a, b).shape == (h, w, 3)
+        assert fit_similarity(np.zeros((h, w, 2), np.float32)).shape == (2, 3)

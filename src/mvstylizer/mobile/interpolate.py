@@ -39,6 +39,7 @@ from .look import Look, blend_gap, fit_look, look_scratch
 # Two keys' exposure gains for a frame closer than this (in log units, 2%) count as one: the frame is
 # rendered through one blended grid, and the looks' parameter blend stands where it is close enough.
 _SAME_GAIN = 0.02
+_MIN_MOTION_SIDE = 16  # map pixels: a smaller picture has too little for flow to follow the camera
 
 
 @dataclass
@@ -315,12 +316,14 @@ class Interpolator:
         """How the picture moved from a key (its :attr:`KeyFrame.picture`) to the frame (``gray8``: its
         grey image at the map size, blurred as the picture is): a 2x3 similarity taking the frame's
         points to the key's, as fractions of the frame (:meth:`ResidualGrid.warped`), fit robustly to
-        the optical flow between them. None (unmoved) where no corner moves by a tenth of a map pixel,
-        and where the fit is no camera move between two keys of one shot: a zoom beyond 1.5x either
-        way or a shift of more than half the frame."""
+        the optical flow between them. None (unmoved) for a picture under 16 map pixels a side, where
+        no corner moves by a tenth of a map pixel, and where the fit is no camera move between two
+        keys of one shot: a zoom beyond 1.5x either way or a shift of more than half the frame."""
+        h, w = gray8.shape
+        if min(h, w) < _MIN_MOTION_SIDE:
+            return None
         if self._motion_flow is None:
             self._motion_flow = FlowEstimator("ultrafast")
-        h, w = gray8.shape
         motion = fit_similarity(self._motion_flow(gray8, cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY)))
         corners = np.array([[0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0]])
         moved = (motion @ corners - corners[:2]) * np.array([[w], [h]])
@@ -470,6 +473,8 @@ def fit_similarity(flow: np.ndarray, points: int = 400, rounds: int = 3) -> np.n
     m = max(1, min(h, w) // 16)  # flow at the border sees half a neighbourhood
     step = max(1, round(math.sqrt((h - 2 * m) * (w - 2 * m) / points)))
     ys, xs = np.mgrid[m:h - m:step, m:w - m:step]
+    if xs.size < 3:
+        return unit_motion(np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]), w, h)
     f = flow[m:h - m:step, m:w - m:step].reshape(-1, 2).astype(np.float64)
     px, py = xs.ravel().astype(np.float64), ys.ravel().astype(np.float64)
     qx, qy = px + f[:, 0], py + f[:, 1]
