@@ -218,12 +218,12 @@ def test_tune_runs_on_validation_data_only(tmp_path):
 
 def test_every_task_fits_and_scores_on_frames():
     from mvstylizer.fl.local import LocalConfig
-    from mvstylizer.fl.tasks import TASKS, task
+    from mvstylizer.fl.tasks import TASKS, starting_model, task
 
     frames = [np.random.default_rng(i).integers(0, 255, (96, 128, 3), dtype=np.uint8) for i in range(2)]
     for name in TASKS:
         t = task(name)
-        net, meta = t.load_base(None)
+        net, meta = starting_model(name, None)
         held = t.eval_batch(t.bank(frames), 2, 32)
         before = t.evaluate(net, held)
         assert set(before) == {"loss", "psnr"} and all(math.isfinite(v) for v in before.values())
@@ -270,3 +270,14 @@ def test_more_edges_than_the_data_makes_or_a_screen_without_a_majority_is_said()
     prepare(PopConfig(edges=2, min_agreement=0.0, eval_crops=2, frames_per_clip=1, held_out_per_clip=1),
             log=said.append)
     assert any("judges nothing" in m for m in said)
+
+
+def test_every_federated_task_is_a_trainable_network_of_the_registry():
+    from mvstylizer.fl.tasks import TASKS
+    from mvstylizer.models.registry import TRAINABLE, build_model
+
+    assert set(TASKS) <= set(TRAINABLE)
+    net, meta = build_model("dncm")
+    assert sum(p.numel() for p in net.parameters()) > 0 and isinstance(meta, dict)
+    with pytest.raises(UserError, match="trainable"):
+        build_model("regions")

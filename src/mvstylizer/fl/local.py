@@ -21,6 +21,8 @@ import numpy as np
 
 from ..errors import UserError
 from ..models.data import ImageBank
+from ..models.registry import build_model
+from .model_file import FEDERATED_MODEL
 
 # Frames are kept at this long side in memory: training crops are 64-128 px and the encoder reads a
 # 128 px thumbnail, so a bigger copy would cost memory and resize time for nothing.
@@ -85,11 +87,9 @@ def split_held_out(n: int, every: int = 5) -> tuple[list[int], list[int]]:
     return [i for i in range(n) if i not in held], held
 
 
-def load_base(weights: Path | None = None):  # noqa: ANN201 - a torch module, torch imported lazily
-    from ..models.dncm.network import load_net
-
-    net, meta = load_net(weights)
-    return net, meta
+def load_base(weights: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """The federated model's network (a torch module) and meta from ``weights`` (None: shipped)."""
+    return build_model(FEDERATED_MODEL, weights)
 
 
 def parameter_arrays(net: Any) -> OrderedDict[str, np.ndarray]:

@@ -3,7 +3,8 @@
 A :class:`Task` says how to load a model's shipped weights, fine-tune it on an edge's frames for a
 number of steps, and score it on fixed held-out data. The population experiment
 (:mod:`mvstylizer.fl.population`) and its tuning (:mod:`mvstylizer.fl.tune`) only talk to a task,
-so a model joins by adding an entry to :data:`TASKS`:
+so a model joins by adding an entry to :data:`TASKS` (and its network to
+:data:`mvstylizer.models.registry.TRAINABLE`, which loads it):
 
 * ``dncm``: the edge's style-transfer network (:mod:`mvstylizer.fl.local`, the Flower ClientApp's
   very step); loss = ``dncm_train.losses`` on filtered crop pairs, quality = PSNR of reproducing a
@@ -28,15 +29,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
-from .local import BANK_SIDE, FrameBank, LocalConfig, evaluate_net, held_out_batch, load_base, local_fit
+from ..models.registry import build_model
+from .local import BANK_SIDE, FrameBank, LocalConfig, evaluate_net, held_out_batch, local_fit
 
 _VAL_SEED = 424_242  # held-out pairs come from their own stream, never a training step's
 
 
 @dataclass(frozen=True)
 class Task:
-    name: str
-    load_base: Callable[[Path | None], tuple[Any, dict[str, Any]]]
+    name: str  # also the network's name in the registry (models.registry.build_model)
     fit: Callable[..., dict[str, float]]  # (net, bank, config, steps, *, round_seed, part, on_step)
     eval_batch: Callable[[Any, int, int], Any]  # (bank, n, crop size) -> fixed held-out data
     evaluate: Callable[[Any, Any], dict[str, float]]  # (net, data) -> {"loss", "psnr"}
@@ -47,21 +48,6 @@ class Task:
 
 
 # ----------------------------------------------------------------------------------- meta-smoother
-
-
-def _smoother_base(weights: Path | None = None) -> tuple[Any, dict[str, Any]]:
-    from ..models.meta_smoother import WEIGHTS_NAME, build_net
-    from ..models.safeload import load_pt
-    from ..models.training import WEIGHTS_DIR, load_weights
-
-    path = Path(weights) if weights is not None else WEIGHTS_DIR / WEIGHTS_NAME
-    if not path.is_file():
-        raise UserError(f"no meta-smoother weights at {path}; train them with: mvstylizer train smoothing")
-    meta = dict(load_pt(path).get("meta", {}))
-    net = build_net(meta.get("arch"))
-    load_weights(net, path)
-    net.eval()
-    return net, meta
 
 
 def _smoother_fit(net: Any, bank: FrameBank, config: LocalConfig, steps: int, *, round_seed: int = 0,
@@ -127,11 +113,11 @@ def _smoother_evaluate(net: Any, pairs: list[Any]) -> dict[str, float]:
 
 
 TASKS: dict[str, Task] = {
-    "dncm": Task("dncm", load_base, local_fit, lambda bank, n, size: held_out_batch(bank, 0, n, size),
+    "dncm": Task("dncm", local_fit, lambda bank, n, size: held_out_batch(bank, 0, n, size),
                  lambda net, batch: {k: v for k, v in evaluate_net(net, batch).items() if k in ("loss", "psnr")},
                  "loss: held-out self-supervised loss of dncm_train.losses (lower is better); psnr: dB of "
                  "reproducing a held-out colour-filtered crop from its other filtered version (higher is better)"),
-    "meta_smoother": Task("meta_smoother", _smoother_base, _smoother_fit, _smoother_eval_batch, _smoother_evaluate,
+    "meta_smoother": Task("meta_smoother", _smoother_fit, _smoother_eval_batch, _smoother_evaluate,
                           "loss: mean log MSE of the full-resolution output on held-out smoothing pairs "
                           "(meta_smoother_train.pair_loss, lower is better); psnr: its mean PSNR in dB"),
 }
@@ -147,9 +133,9 @@ def starting_model(name: str, weights: Path | None) -> tuple[Any, dict[str, Any]
     """Task ``name``'s starting model from ``weights`` (None: the shipped weights). A file that holds
     something else (a torch file of a list, a dict without its keys) is a UserError naming it, not an
     internal error from inside the loader."""
-    t = task(name)
+    task(name)
     try:
-        return t.load_base(weights)
+        return build_model(name, weights)
     except UserError:
         raise
     except Exception as e:  # noqa: BLE001 - whatever the file holds, it is not this model's weights

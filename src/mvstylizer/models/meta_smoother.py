@@ -231,6 +231,23 @@ def build_net(arch: dict[str, Any] | None = None, seed: int = 0) -> MetaSmoother
     return MetaSmootherNet(**(arch or DEFAULT_ARCH))
 
 
+def load_net(path: Path | None = None) -> tuple[MetaSmootherNet, dict[str, Any]]:
+    """(net, meta) from a weights file written by :func:`mvstylizer.models.training.save_weights`
+    (None: the trained weights under the package's weights folder)."""
+    from ..errors import UserError
+    from .safeload import load_pt
+    from .training import WEIGHTS_DIR, load_weights
+
+    path = Path(path) if path is not None else WEIGHTS_DIR / WEIGHTS_NAME
+    if not path.is_file():
+        raise UserError(f"no meta-smoother weights at {path}; train them with: mvstylizer train smoothing")
+    meta = dict(load_pt(path).get("meta", {}))
+    net = build_net(meta.get("arch"))
+    load_weights(net, path)
+    net.eval()
+    return net, meta
+
+
 def export_onnx(net: MetaSmootherNet, path: Path) -> Path:
     """ONNX graph with dynamic height/width: inputs styled, content (1x3xHxW), scale (1); outputs
     grid (1x15x(H/4)x(W/4): 12 affine + 3 gain per cell) and global_map (1x12)."""

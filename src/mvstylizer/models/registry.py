@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
@@ -91,6 +92,36 @@ def resolve_name(name: str) -> str:
     """Canonical ``name:runtime`` of a ``--model`` value (UserError if unknown)."""
     spec, runtime = _split(name)
     return f"{spec.name}:{runtime}"
+
+
+# Networks that training and federated learning fine-tune: name -> "module:function" under
+# mvstylizer.models, a loader that takes a weights file (None: the shipped or trained default) and
+# returns (torch module, meta). A trainable model joins federated learning by one entry here and one
+# task in fl/tasks.py (how to fine-tune and score it).
+TRAINABLE: dict[str, str] = {
+    "dncm": "dncm.network:load_net",
+    "meta_smoother": "meta_smoother:load_net",
+}
+
+
+def build_model(name: str, weights: Path | None = None) -> tuple[Any, dict[str, Any]]:
+    """The trainable network ``name`` (a torch module, in eval mode) from ``weights`` and the meta saved
+    with it. Needs PyTorch (a UserError naming the extra without it)."""
+    target = TRAINABLE.get(name)
+    if target is None:
+        raise UserError(f"no trainable model {name!r}; trainable: {', '.join(TRAINABLE)}")
+    module, function = target.split(":")
+    try:
+        loader = getattr(importlib.import_module(f"{__package__}.{module}"), function)
+    except ImportError as exc:
+        from ..extras import missing_extra
+
+        err = missing_extra(exc, f"training {name}")
+        if err is None:
+            raise
+        raise err from None
+    net, meta = loader(weights)
+    return net, meta
 
 
 def create_model(name: str, **kwargs: Any) -> Stylizer:
