@@ -99,3 +99,19 @@ def test_tiny_frames_render_without_a_motion_fit():
             warnings.simplefilter("error")
             assert interp.frame(2, frame, frame, a, b).shape == (h, w, 3)
         assert fit_similarity(np.zeros((h, w, 2), np.float32)).shape == (2, 3)
+
+
+def test_fit_similarity_keeps_a_still_camera_still_beside_a_walker_at_one_side():
+    # Plain least squares explains a walker at one side as a zoom and a shift (3.7% and 8 px here).
+    h, w = 144, 256
+    flow = np.zeros((h, w, 2), np.float32)
+    flow[:, 20:100, 0] = 10.0  # 31% of the frame, the whole height, moving on its own
+    flow += np.random.default_rng(1).normal(0, 0.3, flow.shape).astype(np.float32)
+    px = in_pixels(fit_similarity(flow), w, h)
+    corners = np.array([[0, 0, 1], [w - 1, 0, 1], [0, h - 1, 1], [w - 1, h - 1, 1]], np.float64).T
+    assert np.abs(px @ corners - corners[:2]).max() < 0.5, px
+
+
+def test_fit_similarity_of_a_thin_flow_is_the_identity():
+    for shape in ((1, 40, 2), (40, 1, 2), (1, 1, 2)):
+        assert np.allclose(fit_similarity(np.ones(shape, np.float32)), [[1, 0, 0], [0, 1, 0]]), shape
