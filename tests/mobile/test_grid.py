@@ -122,3 +122,16 @@ def test_warped_grid_reads_the_moved_cells():
     assert np.allclose(moved.coeffs[:, :5, :8], coeffs[:, 1:, 2:])
     assert np.allclose(moved.coeffs[:, :, 9], coeffs[:, np.minimum(np.arange(6) + 1, 5), 9])  # edge repeated
     assert grid.warped(None) is grid
+
+
+def test_warped_grid_reads_where_a_zoom_takes_each_cell_centre():
+    # A zoom about the frame's centre on a grid whose offset is the cell centre's x (as a fraction of
+    # the frame): a moved cell must read the x the motion gives its centre, on cells clear of the edge.
+    gh, gw = 9, 16
+    centres = (np.arange(gw) + 0.5) / gw
+    coeffs = np.zeros((2, gh, gw, 12), np.float32)
+    coeffs[..., 9] = centres[None, None, :]
+    zoom = 0.8
+    motion = np.array([[zoom, 0.0, 0.5 * (1 - zoom)], [0.0, zoom, 0.5 * (1 - zoom)]])
+    moved = ResidualGrid(coeffs).warped(motion).coeffs[..., 9]
+    assert np.allclose(moved[0, 4], zoom * centres + 0.5 * (1 - zoom), atol=1e-3), moved[0, 4]
