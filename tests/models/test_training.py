@@ -150,10 +150,16 @@ def test_a_diverging_run_stops_and_keeps_the_old_weights(tmp_path, photos, monke
     assert out.read_bytes() == old and not (tmp_path / "c.ckpt").exists()
 
 
-def test_smoothing_refuses_data_with_only_pictures_too_small_to_crop(tmp_path, capsys):
+def _one_pixel_folder(tmp_path: Path) -> Path:
+    """A data folder ``tiny`` holding one 1x1 picture: too small for any training crop."""
     data = tmp_path / "tiny"
     data.mkdir()
     write_image(data / "dot.png", np.full((1, 1, 3), 0.5, np.float32))
+    return data
+
+
+def test_smoothing_refuses_data_with_only_pictures_too_small_to_crop(tmp_path, capsys):
+    data = _one_pixel_folder(tmp_path)
     args = ["train", "smoothing", "--data", str(data), "--steps", "1", "--batch", "1", "-q",
             "--out", str(tmp_path / "w.pt"), "--checkpoint", str(tmp_path / "c.ckpt")]
     assert main(args) == 2
@@ -224,9 +230,7 @@ def test_a_checkpoint_that_records_no_settings_is_not_resumed(tmp_path):
 def test_smoothing_takes_a_batch_of_any_size_up_to_the_bound(tmp_path, capsys):
     # Its pairs go through the network one at a time: --batch 256 was refused as too many megapixels of
     # "--size 192" crops, a flag smoothing takes none of. Here it gets as far as the data.
-    data = tmp_path / "tiny"
-    data.mkdir()
-    write_image(data / "dot.png", np.full((1, 1, 3), 0.5, np.float32))
+    data = _one_pixel_folder(tmp_path)
     args = ["train", "smoothing", "--data", str(data), "--steps", "1", "--batch", "256", "-q",
             "--out", str(tmp_path / "w.pt"), "--checkpoint", str(tmp_path / "c.ckpt")]
     assert main(args) == 2

@@ -520,11 +520,7 @@ def test_a_stalled_upload_is_dropped_and_cleaned_up(tmp_path, monkeypatch):
         with socket.create_connection((where.hostname, where.port), timeout=30) as sock:
             sock.sendall(f"POST /api/videos?name=slow.mp4 HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Studio-Session: {sid}\r\n"
                          "Content-Length: 100000\r\n\r\n".encode() + b"\0" * 1000)  # and then nothing
-            answer = b""
-            while b"}" not in answer:
-                data = sock.recv(4096)
-                assert data, answer
-                answer += data
+            answer = _answer(sock)
         assert answer.startswith(b"HTTP/1.1 408") and b"slow.mp4 stalled" in answer, answer
         assert not [p for p in ws.sessions_dir.rglob("*") if p.is_file()] and ws.usage() == 0
 
@@ -564,6 +560,16 @@ def test_a_file_gone_from_disk_is_a_404_in_json(tmp_path):
         for headers in ({}, {"Range": "bytes=0-9"}):
             r = client.get("/f", headers=headers)
             assert r.status_code == 404 and "no longer" in r.json()["error"]
+
+
+def _answer(sock) -> bytes:
+    """What the server sent on a raw socket, read up to the end of its JSON body."""
+    answer = b""
+    while b"}" not in answer:
+        data = sock.recv(4096)
+        assert data, answer
+        answer += data
+    return answer
 
 
 def _slow_uploads(url: str, session: dict, n: int, size: int) -> list:
@@ -635,11 +641,7 @@ def test_a_tab_has_a_few_uploads_arriving_at_once_not_the_whole_folder(tmp_path,
                 if i < 3:
                     until(lambda n=i + 1: ws.find(greedy["X-Studio-Session"]).uploading == n, f"{i + 1} arriving")
                     continue
-                answer = b""
-                while b"}" not in answer:
-                    data = sock.recv(4096)
-                    assert data, answer
-                    answer += data
+                answer = _answer(sock)
                 assert answer.startswith(b"HTTP/1.1 429") and b"3 uploads are already arriving" in answer, answer
             r = http.post("/api/videos", params={"name": clip.name}, content=clip.read_bytes(), headers=other)
             assert r.status_code == 200, r.text
