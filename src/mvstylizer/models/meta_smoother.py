@@ -38,7 +38,7 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn as nn
@@ -234,18 +234,12 @@ def build_net(arch: dict[str, Any] | None = None, seed: int = 0) -> MetaSmoother
 def load_net(path: Path | None = None) -> tuple[MetaSmootherNet, dict[str, Any]]:
     """(net, meta) from a weights file written by :func:`mvstylizer.models.training.save_weights`
     (None: the trained weights under the package's weights folder)."""
-    from ..errors import UserError
-    from .safeload import load_pt
-    from .training import WEIGHTS_DIR, load_weights
+    from .training import WEIGHTS_DIR, load_trained
 
     path = Path(path) if path is not None else WEIGHTS_DIR / WEIGHTS_NAME
-    if not path.is_file():
-        raise UserError(f"no meta-smoother weights at {path}; train them with: mvstylizer train smoothing")
-    meta = dict(load_pt(path).get("meta", {}))
-    net = build_net(meta.get("arch"))
-    load_weights(net, path)
-    net.eval()
-    return net, meta
+    net, meta = load_trained(path, build_net, f"no meta-smoother weights at {path}; train them with: "
+                                              "mvstylizer train smoothing")
+    return cast(MetaSmootherNet, net), meta
 
 
 def export_onnx(net: MetaSmootherNet, path: Path) -> Path:

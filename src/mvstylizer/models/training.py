@@ -350,6 +350,22 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
     return meta
 
 
+def load_trained(path: Path, build: Callable[[Any], torch.nn.Module], missing: str
+                 ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """A trained network and its metadata from a :func:`save_weights` file: ``build(arch)`` makes the
+    network the file records (its ``meta["arch"]``, None if absent), in eval mode. No file at ``path``
+    is a UserError saying ``missing``."""
+    from .safeload import load_pt
+
+    if not path.is_file():
+        raise UserError(missing)
+    meta = dict(load_pt(path).get("meta", {}))
+    net = build(meta.get("arch"))
+    load_weights(net, path)
+    net.eval()
+    return net, meta
+
+
 def recipe(config: TrainConfig, **more: Any) -> dict[str, Any]:
     """The settings a weights file was trained with, for its metadata and the docs."""
     d = asdict(config)

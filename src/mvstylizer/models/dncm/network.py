@@ -6,12 +6,11 @@ Imported only where torch is wanted: the core install runs the exported graph in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
-from ...errors import UserError
 from . import weights as weight_files
 from .colour_map import DEFAULT_ARCH
 
@@ -138,15 +137,9 @@ def build_net(arch: dict[str, Any] | None = None, seed: int = 0) -> DNCMNet:
 
 def load_net(path: Path | None = None) -> tuple[DNCMNet, dict[str, Any]]:
     """(net, meta) from a weights file written by :func:`mvstylizer.models.training.save_weights`."""
-    from ..safeload import load_pt
-    from ..training import load_weights
+    from ..training import load_trained
 
     path = Path(path) if path is not None else weight_files.default_weights()
-    if not path.is_file():
-        raise UserError(f"no trained dncm weights at {path}; train them with: mvstylizer train dncm --data package")
-    blob = load_pt(path)  # weights only: a model file is data, never code
-    meta = dict(blob.get("meta", {}))
-    net = build_net(meta.get("arch"))
-    load_weights(net, path)
-    net.eval()
-    return net, meta
+    net, meta = load_trained(path, build_net, f"no trained dncm weights at {path}; train them with: "
+                                              "mvstylizer train dncm --data package")
+    return cast(DNCMNet, net), meta
