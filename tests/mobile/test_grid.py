@@ -87,12 +87,14 @@ def test_a_flat_walls_noise_gets_no_gain():
 
 def _sliced_directly(grid, luma, content):
     """The trilinear slice written out: every bin resized to the frame, weighted by its tent."""
-    bins, _, _, _ = grid.coeffs.shape
+    gains, offsets = grid.affine
+    bins, gh, gw = offsets.shape[:3]
+    params = np.concatenate([gains.reshape(bins, gh, gw, 9), offsets], axis=3)
     h, w = luma.shape
     pos = luma.astype(np.float32) * (bins - 1) / 255.0
     co = np.zeros((h, w, 12), np.float32)
     for k in range(bins):
-        layer = cv2.resize(grid.coeffs[k], (w, h), interpolation=cv2.INTER_LINEAR)
+        layer = cv2.resize(params[k], (w, h), interpolation=cv2.INTER_LINEAR)
         co += layer * np.clip(1.0 - np.abs(pos - k), 0.0, 1.0)[..., None]
     gain = co[..., :9].reshape(h, w, 3, 3)
     return (gain @ content[..., None])[..., 0] + co[..., 9:]
@@ -115,12 +117,18 @@ def test_slice_is_trilinear_in_position_and_brightness(size):
 
 
 def test_warped_grid_reads_the_moved_cells():
-    coeffs = np.random.default_rng(1).random((4, 6, 10, 12)).astype(np.float32)
-    grid = ResidualGrid(coeffs)
+    rng = np.random.default_rng(1)
+    gain, offset = rng.random((4, 6, 10, 3, 3)), rng.random((4, 6, 10, 3))
+    grid = ResidualGrid.from_affine(gain, offset)
+    assert np.allclose(grid.affine[0], gain) and np.allclose(grid.affine[1], offset)
+    coeffs = grid.coeffs
     # A frame point u shows what the grid's frame showed at u + (2 cells, 1 cell).
     moved = grid.warped(np.array([[1.0, 0.0, 2 / 10], [0.0, 1.0, 1 / 6]]))
-    assert np.allclose(moved.coeffs[:, :5, :8], coeffs[:, 1:, 2:])
-    assert np.allclose(moved.coeffs[:, :, 9], coeffs[:, np.minimum(np.arange(6) + 1, 5), 9])  # edge repeated
+    assert np.allclose(moved.coeffs[:, :, :5, :8], coeffs[:, :, 1:, 2:])
+    edge = coeffs[:, :, np.minimum(np.arange(6) + 1, 5)]  # the bottom row repeated
+    assert np.allclose(moved.coeffs[:, :, :, 9], edge[:, :, :, 9])
+    assert not moved.coeffs[..., 3].any()  # the parts' fourth channel stays 0
+    assert grid.warped(None) is grid
     assert grid.warped(None) is grid
 
 
@@ -129,9 +137,9 @@ def test_warped_grid_reads_where_a_zoom_takes_each_cell_centre():
     # the frame): a moved cell must read the x the motion gives its centre, on cells clear of the edge.
     gh, gw = 9, 16
     centres = (np.arange(gw) + 0.5) / gw
-    coeffs = np.zeros((2, gh, gw, 12), np.float32)
-    coeffs[..., 9] = centres[None, None, :]
+    offsets = np.zeros((2, gh, gw, 3), np.float32)
+    offsets[..., 0] = centres[None, None, :]
     zoom = 0.8
     motion = np.array([[zoom, 0.0, 0.5 * (1 - zoom)], [0.0, zoom, 0.5 * (1 - zoom)]])
-    moved = ResidualGrid(coeffs).warped(motion).coeffs[..., 9]
+    moved = ResidualGrid.from_affine(np.zeros((2, gh, gw, 3, 3)), offsets).warped(motion).affine[1][..., 0]
     assert np.allclose(moved[0, 4], zoom * centres + 0.5 * (1 - zoom), atol=1e-3), moved[0, 4]

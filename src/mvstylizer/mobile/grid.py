@@ -35,7 +35,10 @@ import numpy as np
 
 from ..colour.affine import COV_PAIRS, inv_sym3
 
-_PARAMS = 12  # a 3x3 gain (row-major) then a 3-vector offset, per cell and bin
+# Per cell and bin, four 4-channel parts: the gains from input channel 0, 1 and 2 to the three output
+# channels, then the offsets; the fourth channel of each is 0. OpenCV remaps 4-channel float images on
+# a vectorised path: one 12-channel remap cost as much as six 4-channel ones.
+_PARTS = 4
 
 
 @dataclass(frozen=True)
@@ -70,46 +73,64 @@ class ResidualGrid:
     """Affine colour maps on a bilateral grid.
 
     Shape:
-        coeffs: (bins, gh, gw, 12) float32: per cell and bin a 3x3 gain (row-major) and an offset,
-            acting on colours in [0, 1].
+        coeffs: (4, bins, gh, gw, 4) float32, acting on colours in [0, 1]: ``coeffs[j, ..., i]`` is the
+            gain from input channel j to output channel i (j < 3), ``coeffs[3, ..., i]`` the offset of
+            output channel i; ``coeffs[..., 3]`` is 0 (see :meth:`from_affine`).
     """
 
     coeffs: np.ndarray
 
+    @classmethod
+    def from_affine(cls, gain: np.ndarray, offset: np.ndarray) -> ResidualGrid:
+        """The grid of per cell and bin maps ``gain @ c + offset``.
+
+        Shape:
+            gain: (bins, gh, gw, 3, 3), output channel first.
+            offset: (bins, gh, gw, 3)."""
+        coeffs = np.zeros((_PARTS, *offset.shape[:3], 4), np.float32)
+        coeffs[:3, ..., :3] = np.moveaxis(gain, -1, 0)
+        coeffs[3, ..., :3] = offset
+        return cls(coeffs)
+
     @property
     def bins(self) -> int:
-        return self.coeffs.shape[0]
+        return self.coeffs.shape[1]
+
+    @property
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(gain, offset)`` as :meth:`from_affine` takes them."""
+        return np.moveaxis(self.coeffs[:3, ..., :3], 0, -1), self.coeffs[3, ..., :3]
 
     def slice(self, luma8: np.ndarray, content: np.ndarray) -> np.ndarray:
         """Per-pixel residual ``A content + b`` (HxWx3 float32) of a frame whose brightness is
         ``luma8`` (HxW uint8) and colours ``content`` (HxWx3 float32 in [0, 1], same size).
 
         Trilinear: each pixel reads the two brightness bins around its own brightness, each
-        bilinearly between cells. The bins are stacked into one tall image (a replicated row above
-        and below each, so no bin reads its neighbour), and OpenCV's remap reads both at once for
-        all 12 coefficients: half the time of resizing every bin to the frame and weighting it
-        (1.2 vs 2.3 ms at 256 x 144). Remap places its samples on a 1/32-cell lattice: the residual
-        moved by at most 0.1 levels on a real 1080p frame's grid, ~0.35 on a test's noise-fit one."""
+        bilinearly between cells. Every part's bins are read as one tall image (rows clamped into each
+        bin, so no bin reads its neighbour), a remap per part and bin side; the map of each side is
+        applied and the two are blended by the pixel's place between the bins, which is the same as
+        blending the maps first (the map is linear in them). Remap places its samples on a 1/32-cell
+        lattice: the residual moved by at most 0.1 levels on a real 1080p frame's grid, ~0.35 on a
+        test's noise-fit one."""
         h, w = luma8.shape
         if content.shape != (h, w, 3):
             raise ValueError(f"content {content.shape} does not match the brightness {luma8.shape}")
-        bins, gh, gw, _ = self.coeffs.shape
+        _, bins, gh, gw, _ = self.coeffs.shape
         xs, ys, bin_row, bin_frac = _slice_maps(bins, gh, gw, h, w)
-        stacked = np.empty((bins, gh + 2, gw, _PARAMS), np.float32)
-        stacked[:, 1:-1] = self.coeffs
-        stacked[:, 0], stacked[:, -1] = self.coeffs[:, 0], self.coeffs[:, -1]
-        stacked = stacked.reshape(bins * (gh + 2), gw, _PARAMS)
-        rows = ys + bin_row[luma8]
-        co = cv2.remap(stacked, xs, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        upper = cv2.remap(stacked, xs, rows + np.float32(gh + 2), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        np.subtract(upper, co, out=upper)
-        np.multiply(upper, bin_frac[luma8][..., None], out=upper)
-        np.add(co, upper, out=co)
-        out = np.ascontiguousarray(co[..., 9:])
-        for i in range(3):
+        parts = self.coeffs.reshape(_PARTS, bins * gh, gw, 4)
+        below = ys + cv2.LUT(luma8, bin_row)
+        channels = [cv2.merge([c] * 4) for c in cv2.split(content)]  # merging strided views cost 5x
+        sides = []
+        for rows in (below, below + np.float32(gh)):
+            side = cv2.remap(parts[3], xs, rows, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
             for j in range(3):
-                out[..., i] += co[..., 3 * i + j] * content[..., j]
-        return out
+                cv2.accumulateProduct(cv2.remap(parts[j], xs, rows, cv2.INTER_LINEAR,
+                                                borderMode=cv2.BORDER_REPLICATE), channels[j], side)
+            sides.append(side)
+        low, high = sides
+        cv2.subtract(high, low, dst=high)
+        cv2.accumulateProduct(high, cv2.merge([cv2.LUT(luma8, bin_frac)] * 4), low)
+        return cv2.cvtColor(low, cv2.COLOR_RGBA2RGB)  # a fifth of numpy's copy of the strided view
 
     def warped(self, motion: np.ndarray | None) -> ResidualGrid:
         """The grid for a frame whose point u shows what this grid's frame showed at ``motion @ [u, 1]``
@@ -117,18 +138,19 @@ class ResidualGrid:
         Bilinear between cells; cells beyond the edge repeat the edge's."""
         if motion is None:
             return self
-        bins, gh, gw, n = self.coeffs.shape
+        parts, bins, gh, gw, n = self.coeffs.shape
+        blocks = parts * bins
         m = in_pixels(motion, gw, gh)
         ys, xs = np.mgrid[0:gh, 0:gw].astype(np.float32)
-        # The bins are read as one tall image by one remap (one warp per bin cost 4x as many calls, a
-        # third of a millisecond per frame); clamping the read positions into the grid, rather than a
-        # border mode, keeps each bin from reading its neighbour's rows and repeats the edge's cells.
+        # Every part's bins are read as one tall image by one remap (one warp per bin cost 4x as many
+        # calls, a third of a millisecond per frame); clamping the read positions into the grid, rather
+        # than a border mode, keeps each bin from reading its neighbour's rows and repeats the edge's cells.
         read_x = np.clip(m[0, 0] * xs + m[0, 1] * ys + m[0, 2], 0.0, gw - 1.0)
         read_y = np.clip(m[1, 0] * xs + m[1, 1] * ys + m[1, 2], 0.0, gh - 1.0)
-        rows = (read_y[None] + (np.arange(bins, dtype=np.float32) * gh)[:, None, None]).reshape(bins * gh, gw)
-        moved = cv2.remap(self.coeffs.reshape(bins * gh, gw, n), np.tile(read_x, (bins, 1)), rows, cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_REPLICATE)
-        return ResidualGrid(moved.reshape(bins, gh, gw, n))
+        rows = (read_y[None] + (np.arange(blocks, dtype=np.float32) * gh)[:, None, None]).reshape(blocks * gh, gw)
+        moved = cv2.remap(self.coeffs.reshape(blocks * gh, gw, n), np.tile(read_x, (blocks, 1)), rows,
+                          cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        return ResidualGrid(moved.reshape(self.coeffs.shape))
 
     def blend(self, other: ResidualGrid, weight: float) -> ResidualGrid:
         """``(1 - weight) * self + weight * other``."""
@@ -184,10 +206,10 @@ def fit_grid(luma8: np.ndarray, content: np.ndarray, residual: np.ndarray,
             moments[k] = _blur(moments[k], config.blur)
     # Neighbouring bins share a little, so brightness a cell barely holds borrows from its neighbours.
     moments = _smooth_bins(moments)
-    return ResidualGrid(_solve(moments, config))
+    return _solve(moments, config)
 
 
-def _solve(moments: np.ndarray, config: GridConfig) -> np.ndarray:
+def _solve(moments: np.ndarray, config: GridConfig) -> ResidualGrid:
     """Each cell and bin's ridge-regressed affine map from its moments, shrunk by its pixel share."""
     count = moments[..., 0]
     n = (count + 1e-8)[..., None]
@@ -204,8 +226,7 @@ def _solve(moments: np.ndarray, config: GridConfig) -> np.ndarray:
                             cov[..., 1, 2], cov[..., 2, 2] + ridge)
     offset = r_mean - (gain @ mu[..., None])[..., 0]
     shrink = (count / (count + config.prior))[..., None]
-    return np.concatenate([(gain * shrink[..., None]).reshape(moments.shape[:3] + (9,)), offset * shrink],
-                          axis=3).astype(np.float32)
+    return ResidualGrid.from_affine(gain * shrink[..., None], offset * shrink)
 
 
 def in_pixels(motion: np.ndarray, w: int, h: int) -> np.ndarray:
@@ -229,14 +250,16 @@ def _smooth_bins(x: np.ndarray) -> np.ndarray:
 @functools.lru_cache(maxsize=8)
 def _slice_maps(bins: int, gh: int, gw: int, h: int, w: int
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Where an h x w frame's pixels read a grid of ``bins`` stacked (gh + 2) x gw bins: column and
-    row in the lowest bin (cell centres at pixel centres), and per brightness level the row offset
-    of the bin below it and the weight of the bin above. Read-only: shared between calls."""
+    """Where an h x w frame's pixels read a grid of ``bins`` bins of gh x gw cells stacked into one
+    tall image: column and row in the lowest bin (cell centres at pixel centres; rows clamped into
+    the bin, which repeats its edge), and per brightness level the row offset of the bin below it and
+    the weight of the bin above. Read-only: shared between calls."""
     xs = np.tile(((np.arange(w, dtype=np.float32) + 0.5) * (gw / w) - 0.5), (h, 1))
-    ys = np.repeat(((np.arange(h, dtype=np.float32) + 0.5) * (gh / h) + 0.5)[:, None], w, axis=1)
+    rows = np.clip((np.arange(h, dtype=np.float32) + 0.5) * (gh / h) - 0.5, 0.0, gh - 1.0)
+    ys = np.repeat(rows[:, None], w, axis=1)
     pos = np.arange(256, dtype=np.float64) * ((bins - 1) / 255.0)
     below = np.minimum(pos.astype(np.int64), bins - 2)
-    maps = (xs, ys, (below * (gh + 2)).astype(np.float32), (pos - below).astype(np.float32))
+    maps = (xs, ys, (below * gh).astype(np.float32), (pos - below).astype(np.float32))
     for m in maps:
         m.setflags(write=False)
     return maps
