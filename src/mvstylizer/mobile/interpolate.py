@@ -34,7 +34,7 @@ import numpy as np
 from ..bars import Bars, find_bars
 from ..video.flow import FlowEstimator, occlusion_mask, resize_flow, warp
 from .grid import GridConfig, ResidualGrid, fit_grid, in_pixels
-from .look import Look, blend_gap, fit_look, look_scratch
+from .look import SUBLEVELS, Look, blend_gap, fit_look, levels_to_rgb8, look_scratch
 
 # Two keys' exposure gains for a frame closer than this (in log units, 2%) count as one: the frame is
 # rendered through one blended grid, and the looks' parameter blend stands where it is close enough.
@@ -175,7 +175,7 @@ class Interpolator:
         if self.spatial:
             # Against the look's levels before they are clipped at white, as frames add the grid's
             # offsets to them (one rounding and clip for both).
-            residual = styled - look.levels(content8).astype(np.float32) * (1.0 / 255.0)
+            residual = styled - look.levels(content8).astype(np.float32) * (1.0 / (255.0 * SUBLEVELS))
             mask = _picture_mask(bars, gray.shape)
             key.grid = fit_grid(gray, content, residual, self.config.grid, mask=mask)
             small = self._map_image(content8, full8)
@@ -283,28 +283,34 @@ class Interpolator:
     def _add_grid(self, base: np.ndarray, grids: list[tuple[ResidualGrid, float, float]], small: np.ndarray,
                   out: np.ndarray | None = None, mix: _LookMix | None = None,
                   scratch: np.ndarray | None = None, detail: _Detail | None = None) -> np.ndarray:
-        """``base`` (a look's uint16 levels or a uint8 frame) plus the residuals of ``grids`` (each
+        """``base`` (a look's levels, :meth:`Look.levels`, overwritten) plus the residuals of ``grids`` (each
         ``(grid, gain, weight)``: sliced with the frame's colours times ``gain``, weighted), ``detail``
         (weighted per pixel by the frame's likeness to its keys) and ``mix``'s correction, all made on
         ``small`` (the frame at the map size, :meth:`_map_image`) and upsampled (into ``scratch``, int16
         of ``base``'s shape, if given), uint8, into ``out``."""
         if not grids and detail is None and mix is None:
-            return base if base.dtype == np.uint8 else cv2.convertScaleAbs(base, dst=out)
+            return levels_to_rgb8(base, out)
         levels = mix.correction(small) if mix is not None else np.zeros(small.shape, np.float32)
+        views: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+        def seen(gain: float) -> tuple[np.ndarray, np.ndarray]:
+            """The frame as a key at this gain saw it: brightness and colours, shared by its grids."""
+            if gain not in views:
+                img = cv2.convertScaleAbs(small, alpha=gain) if gain != 1.0 else small
+                views[gain] = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), img.astype(np.float32) * np.float32(1.0 / 255.0)
+            return views[gain]
+
         for grid, gain, weight in grids:
-            seen = cv2.convertScaleAbs(small, alpha=gain) if gain != 1.0 else small  # as the key saw it
-            luma = cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY)
-            levels += grid.slice(luma, seen.astype(np.float32) * np.float32(1.0 / 255.0)) * np.float32(255.0 * weight)
+            levels += grid.slice(*seen(gain)) * np.float32(255.0 * weight)
         if detail is not None:
-            seen = cv2.convertScaleAbs(small, alpha=detail.gain) if detail.gain != 1.0 else small
-            luma = cv2.cvtColor(seen, cv2.COLOR_RGB2GRAY)
             likeness = self._likeness(small, detail.references)
-            levels += detail.grid.slice(luma, seen.astype(np.float32) * np.float32(1.0 / 255.0)) * likeness[..., None]
-        # Offsets in whole levels as int16: OpenCV upsamples them and adds them to the look's 16-bit
-        # levels, rounding to 8 bits in the same pass, in ~1.9 ms at 1080p (float images cost ~4x).
-        offsets = np.rint(levels).astype(np.int16)
+            levels += detail.grid.slice(*seen(detail.gain)) * likeness[..., None]
+        # Offsets in the look's sixteenths of a level as int16: OpenCV upsamples them and adds them to the
+        # look's levels, and the sum is rounded to 8 bits once (float images cost ~4x).
+        limit = np.float32(32767 // SUBLEVELS)  # int16; an offset beyond 2047 levels clips the same
+        offsets = np.rint(np.clip(levels, -limit, limit) * np.float32(SUBLEVELS)).astype(np.int16)
         up = cv2.resize(offsets, base.shape[1::-1], dst=scratch, interpolation=cv2.INTER_LINEAR)
-        return cv2.add(base, up, dst=out, dtype=cv2.CV_8U)
+        return levels_to_rgb8(cv2.add(base, up, dst=base), out)
 
     def _map_image(self, low8: np.ndarray, full8: np.ndarray) -> np.ndarray:
         """``low8`` (a key-size frame) at the size its grids are sliced at for a frame like ``full8``."""

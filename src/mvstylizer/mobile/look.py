@@ -32,6 +32,12 @@ import numpy as np
 from ..colour.tone_curve import cross_ridge, fit_tone_curves
 
 KNOTS = 16
+# Look.levels counts sixteenths of an 8-bit level: a frame's look and the grid's offsets are added at
+# this precision and rounded to 8 bits once (in int16: levels from -2048 to 2047, far beyond what a
+# look and its offsets reach before the clip to 0..255). In whole levels, the offsets' rounding and the
+# look's added up to a level.
+SUBLEVELS = 16
+_CURVE_UNITS = 128  # the curves' table, in 1/128 of a level: 255 x 128 fits in int16
 _MAX_PIXELS = 16384  # the fit reads an evenly strided subset of a key frame's pixels
 _CROSS = 1e-3  # ridge on the matrix's cross-channel terms, per pixel (colour variance units)
 _CLIPPED = 1.5 / 255.0  # outputs this close to 0 or 1 were clipped by the model
@@ -52,23 +58,26 @@ class Look:
     # A gain on the input colours before the curves: a frame that the camera exposed darker or
     # brighter than the keys around it is looked at as they were (see :meth:`exposed`).
     exposure: float = 1.0
-    # The tables OpenCV applies, made once per look. The curves' table is 16-bit (levels x 256), so
-    # the output is rounded to 8 bits once, after the matrix: with an 8-bit curve stage its rounding
-    # was amplified by the matrix, and a look blended parameter by parameter (a new table every
-    # frame) rounded differently from frame to frame (up to 1.04 levels off the exact look on a
-    # test texture; it flickered on the synthetic flat wall and grey pavement).
+    # The tables OpenCV applies, made once per look. The curves' table is 16-bit (1/128 of a level) and
+    # the matrix's output counts sixteenths of a level (:data:`SUBLEVELS`), so the output is rounded to 8
+    # bits once, at the end: with an 8-bit curve stage its rounding was amplified by the matrix, and a
+    # look blended parameter by parameter (a new table every frame) rounded differently from frame to
+    # frame (up to 1.04 levels off the exact look on a test texture; it flickered on the synthetic flat
+    # wall and grey pavement).
     _table: np.ndarray = field(init=False, repr=False, compare=False)
     _matrix: np.ndarray = field(init=False, repr=False, compare=False)
+    _float_matrix: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         levels = np.clip(np.linspace(0.0, 1.0, 256) * self.exposure, 0.0, 1.0)
         grid = np.linspace(0.0, 1.0, self.pre.shape[1])
-        table = np.stack([np.interp(levels, grid, self.pre[j]) for j in range(3)], axis=1) * (255.0 * 256.0) + 0.5
-        object.__setattr__(self, "_table", np.clip(table, 0, 65535).astype(np.uint16).reshape(256, 1, 3))
-        m = self.matrix.astype(np.float32).copy()
-        m[:, :3] *= 1.0 / 256.0
-        m[:, 3] *= 255.0
-        object.__setattr__(self, "_matrix", m)
+        table = np.stack([np.interp(levels, grid, self.pre[j]) for j in range(3)], axis=1) * (255.0 * _CURVE_UNITS)
+        object.__setattr__(self, "_table", np.clip(np.rint(table), 0, 32767).astype(np.int16).reshape(256, 1, 3))
+        whole = self.matrix.astype(np.float32).copy()  # table units in, whole levels out
+        whole[:, :3] *= 1.0 / _CURVE_UNITS
+        whole[:, 3] *= 255.0
+        object.__setattr__(self, "_float_matrix", whole)
+        object.__setattr__(self, "_matrix", whole * np.float32(SUBLEVELS))
 
     def apply(self, rgb8: np.ndarray, dst: np.ndarray | None = None, scratch: np.ndarray | None = None
               ) -> np.ndarray:
@@ -76,19 +85,20 @@ class Look:
 
         ``scratch``: :func:`look_scratch` of ``rgb8``'s shape, the two 16-bit working images; at
         1080p, writing into memory already touched saves ~1-3 ms of page faults per frame."""
-        return cv2.convertScaleAbs(self.levels(rgb8, scratch), dst=dst)
+        return levels_to_rgb8(self.levels(rgb8, scratch), dst)
 
     def levels(self, rgb8: np.ndarray, scratch: np.ndarray | None = None) -> np.ndarray:
-        """The look of a uint8 RGB frame in whole 8-bit levels, uint16, not yet clipped at 255 (into
-        ``scratch[1]`` if given): a caller that adds offsets of its own rounds and clips once, in the
-        same pass, instead of clipping here and again after its addition."""
+        """The look of a uint8 RGB frame in sixteenths of an 8-bit level (:data:`SUBLEVELS`), int16, clipped
+        at neither end (into ``scratch[1]`` if given): a caller that adds offsets of its own rounds and
+        clips once (:func:`levels_to_rgb8`), instead of rounding and clipping here and again after its
+        addition."""
         curved, mixed = (None, None) if scratch is None else (scratch[0], scratch[1])
         return cv2.transform(cv2.LUT(rgb8, self._table, dst=curved), self._matrix, dst=mixed)
 
     def float_levels(self, rgb8: np.ndarray) -> np.ndarray:
         """:meth:`levels` unrounded, float32, clipped at black as those are (not yet at white): for
         small images, where a caller adds differences of looks that rounding would blur by a level."""
-        return np.maximum(cv2.transform(cv2.LUT(rgb8, self._table).astype(np.float32), self._matrix), 0.0)
+        return np.maximum(cv2.transform(cv2.LUT(rgb8, self._table).astype(np.float32), self._float_matrix), 0.0)
 
     def apply_float(self, rgb: np.ndarray) -> np.ndarray:
         """The look of float RGB colours in [0, 1] (any shape ...x3), without 8-bit rounding."""
@@ -116,7 +126,15 @@ class Look:
 
 def look_scratch(shape: tuple[int, ...]) -> np.ndarray:
     """Working memory for :meth:`Look.apply` on uint8 images of ``shape`` (H, W, 3)."""
-    return np.empty((2, *shape), np.uint16)
+    return np.empty((2, *shape), np.int16)
+
+
+def levels_to_rgb8(levels: np.ndarray, dst: np.ndarray | None = None) -> np.ndarray:
+    """Sixteenths of a level (int16, as :meth:`Look.levels`) rounded to 8-bit levels and clipped, uint8,
+    into ``dst`` if given; ``levels`` is clipped at black in place. Costs about what one 16-bit to
+    8-bit saturating add did, at 1080p."""
+    cv2.max(levels, 0, dst=levels)  # convertScaleAbs takes the magnitude: clip negatives first
+    return cv2.convertScaleAbs(levels, dst=dst, alpha=1.0 / SUBLEVELS)
 
 
 def blend_gap(a: Look, b: Look, colours: np.ndarray | None = None, samples: int = 9) -> float:
