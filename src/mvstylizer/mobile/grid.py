@@ -154,7 +154,9 @@ class ResidualGrid:
 
     def blend(self, other: ResidualGrid, weight: float) -> ResidualGrid:
         """``(1 - weight) * self + weight * other``."""
-        return ResidualGrid(((1.0 - weight) * self.coeffs + weight * other.coeffs).astype(np.float32))
+        flat = self.coeffs.reshape(-1, self.coeffs.shape[-1])  # OpenCV takes 2-D arrays: one pass, not four
+        mixed = cv2.addWeighted(flat, 1.0 - weight, other.coeffs.reshape(flat.shape), weight, 0.0)
+        return ResidualGrid(mixed.reshape(self.coeffs.shape))
 
 
 def fit_grid(luma8: np.ndarray, content: np.ndarray, residual: np.ndarray,

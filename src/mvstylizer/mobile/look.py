@@ -24,7 +24,8 @@ copy of the frame (:mod:`.interpolate`), instead of applying both looks at full 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -58,26 +59,25 @@ class Look:
     # A gain on the input colours before the curves: a frame that the camera exposed darker or
     # brighter than the keys around it is looked at as they were (see :meth:`exposed`).
     exposure: float = 1.0
-    # The tables OpenCV applies, made once per look. The curves' table is 16-bit (1/128 of a level) and
+    # The tables OpenCV applies, made once per look, when first applied. The curves' table is 16-bit (1/128 of a level) and
     # the matrix's output counts sixteenths of a level (:data:`SUBLEVELS`), so the output is rounded to 8
     # bits once, at the end: with an 8-bit curve stage its rounding was amplified by the matrix, and a
     # look blended parameter by parameter (a new table every frame) rounded differently from frame to
     # frame (up to 1.04 levels off the exact look on a test texture; it flickered on the synthetic flat
     # wall and grey pavement).
-    _table: np.ndarray = field(init=False, repr=False, compare=False)
-    _matrix: np.ndarray = field(init=False, repr=False, compare=False)
-    _float_matrix: np.ndarray = field(init=False, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
+    @functools.cached_property
+    def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(the curves' int16 table, the matrix from it to sixteenths of a level, the matrix from it to
+        whole levels), made when the look is first applied: a frame between keys makes three looks (each
+        key's at the frame's exposure, and their blend) and applies one."""
         levels = np.clip(np.linspace(0.0, 1.0, 256) * self.exposure, 0.0, 1.0)
         grid = np.linspace(0.0, 1.0, self.pre.shape[1])
         table = np.stack([np.interp(levels, grid, self.pre[j]) for j in range(3)], axis=1) * (255.0 * _CURVE_UNITS)
-        object.__setattr__(self, "_table", np.clip(np.rint(table), 0, 32767).astype(np.int16).reshape(256, 1, 3))
-        whole = self.matrix.astype(np.float32).copy()  # table units in, whole levels out
+        whole = self.matrix.astype(np.float32).copy()
         whole[:, :3] *= 1.0 / _CURVE_UNITS
         whole[:, 3] *= 255.0
-        object.__setattr__(self, "_float_matrix", whole)
-        object.__setattr__(self, "_matrix", whole * np.float32(SUBLEVELS))
+        return (np.clip(np.rint(table), 0, 32767).astype(np.int16).reshape(256, 1, 3), whole * np.float32(SUBLEVELS),
+                whole)
 
     def apply(self, rgb8: np.ndarray, dst: np.ndarray | None = None, scratch: np.ndarray | None = None
               ) -> np.ndarray:
@@ -93,12 +93,14 @@ class Look:
         clips once (:func:`levels_to_rgb8`), instead of rounding and clipping here and again after its
         addition."""
         curved, mixed = (None, None) if scratch is None else (scratch[0], scratch[1])
-        return cv2.transform(cv2.LUT(rgb8, self._table, dst=curved), self._matrix, dst=mixed)
+        table, matrix, _ = self._tables
+        return cv2.transform(cv2.LUT(rgb8, table, dst=curved), matrix, dst=mixed)
 
     def float_levels(self, rgb8: np.ndarray) -> np.ndarray:
         """:meth:`levels` unrounded, float32, clipped at black as those are (not yet at white): for
         small images, where a caller adds differences of looks that rounding would blur by a level."""
-        return np.maximum(cv2.transform(cv2.LUT(rgb8, self._table).astype(np.float32), self._float_matrix), 0.0)
+        table, _, whole = self._tables
+        return np.maximum(cv2.transform(cv2.LUT(rgb8, table).astype(np.float32), whole), 0.0)
 
     def apply_float(self, rgb: np.ndarray) -> np.ndarray:
         """The look of float RGB colours in [0, 1] (any shape ...x3), without 8-bit rounding."""
