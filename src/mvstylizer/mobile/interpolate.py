@@ -171,15 +171,15 @@ class Interpolator:
             gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
         key = KeyFrame(index, look, None, gray, exposure=exposure, colours=_colour_sample(content), bars=bars,
                        full8=full8 if self.config.strength < 1.0 else None)
-        small = content8
+        views = _Views(content8, self.config.detail_blur)
         if self.spatial:
             # Against the look's levels before they are clipped at white, as frames add the grid's
             # offsets to them (one rounding and clip for both).
             residual = styled - look.levels(content8).astype(np.float32) * (1.0 / (255.0 * SUBLEVELS))
             mask = _picture_mask(bars, gray.shape)
             key.grid = fit_grid(gray, content, residual, self.config.grid, mask=mask)
-            small = self._map_image(content8, full8)
-            key.picture = self._blurred(small)
+            views = _Views(self._map_image(content8, full8), self.config.detail_blur)
+            key.picture = views.blurred(1.0)
             if self.config.detail is not None:
                 key.detail = fit_grid(gray, content, residual, self.config.detail, mask=mask, base=key.grid)
         with self._key_lock:
@@ -187,7 +187,7 @@ class Interpolator:
             grids = [] if key.grid is None else [(key.grid, 1.0, 1.0)]
             detail = None if key.detail is None or key.picture is None else \
                 _Detail(key.detail, 1.0, [(key.picture, 1.0, 1.0)])
-            key.styled8 = self._add_grid(look.levels(full8, levels), grids, small, scratch=offsets, detail=detail)
+            key.styled8 = self._add_grid(look.levels(full8, levels), grids, views, scratch=offsets, detail=detail)
         _keep_bars(key.styled8, full8, bars, content8.shape)
         return key
 
@@ -227,12 +227,12 @@ class Interpolator:
         if not (w_b in (0.0, 1.0) or (one_gain and self._blends_by_parameters(a, b))):
             mix = _LookMix(look_a, look_b, w_b, look)
         grids: list[tuple[ResidualGrid, float, float]] = []
-        small = self._map_image(low8, full8)
+        views = _Views(self._map_image(low8, full8), self.config.detail_blur)
         # The keys' maps follow the camera: each key's grids are moved to where its picture has gone
         # in this frame before the two are blended (the picture to compare with for likeness too).
         move_a = move_b = None
         if self.config.follow_motion and a.picture is not None and b.picture is not None and 0.0 < w_b < 1.0:
-            seen = cv2.cvtColor(self._blurred(small), cv2.COLOR_RGB2GRAY)
+            seen = cv2.cvtColor(views.blurred(1.0), cv2.COLOR_RGB2GRAY)
             move_a, move_b = self._motion(seen, a.picture), self._motion(seen, b.picture)
         if a.grid is not None and b.grid is not None:
             ga, gb = a.grid.warped(move_a), b.grid.warped(move_b)
@@ -250,7 +250,7 @@ class Interpolator:
             sides = [(_moved(picture, m), gain, wt) for picture, m, gain, wt in
                      ((a.picture, move_a, gain_a, 1.0 - w_b), (b.picture, move_b, gain_b, w_b)) if wt > 0.0]
             detail = _Detail(a.detail.warped(move_a).blend(b.detail.warped(move_b), w_b), look.exposure, sides)
-        return self._add_grid(look.levels(full8, levels), grids, small, out, mix, offsets, detail)
+        return self._add_grid(look.levels(full8, levels), grids, views, out, mix, offsets, detail)
 
     def _warp_keys(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
                    exposure: float, out: np.ndarray | None) -> np.ndarray:
@@ -280,31 +280,23 @@ class Interpolator:
             self._pair = (a.index, b.index, blend_gap(a.look, b.look, colours) <= self.config.blend_tolerance)
         return self._pair[2]
 
-    def _add_grid(self, base: np.ndarray, grids: list[tuple[ResidualGrid, float, float]], small: np.ndarray,
+    def _add_grid(self, base: np.ndarray, grids: list[tuple[ResidualGrid, float, float]], views: _Views,
                   out: np.ndarray | None = None, mix: _LookMix | None = None,
                   scratch: np.ndarray | None = None, detail: _Detail | None = None) -> np.ndarray:
         """``base`` (a look's levels, :meth:`Look.levels`, overwritten) plus the residuals of ``grids`` (each
         ``(grid, gain, weight)``: sliced with the frame's colours times ``gain``, weighted), ``detail``
         (weighted per pixel by the frame's likeness to its keys) and ``mix``'s correction, all made on
-        ``small`` (the frame at the map size, :meth:`_map_image`) and upsampled (into ``scratch``, int16
+        ``views`` (of the frame at the map size, :meth:`_map_image`) and upsampled (into ``scratch``, int16
         of ``base``'s shape, if given), uint8, into ``out``."""
         if not grids and detail is None and mix is None:
             return levels_to_rgb8(base, out)
+        small = views.seen(1.0)
         levels = mix.correction(small) if mix is not None else np.zeros(small.shape, np.float32)
-        views: dict[float, tuple[np.ndarray, np.ndarray]] = {}
-
-        def seen(gain: float) -> tuple[np.ndarray, np.ndarray]:
-            """The frame as a key at this gain saw it: brightness and colours, shared by its grids."""
-            if gain not in views:
-                img = cv2.convertScaleAbs(small, alpha=gain) if gain != 1.0 else small
-                views[gain] = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), img.astype(np.float32) * np.float32(1.0 / 255.0)
-            return views[gain]
-
         for grid, gain, weight in grids:
-            levels += grid.slice(*seen(gain)) * np.float32(255.0 * weight)
+            levels += grid.slice(*views.slice_inputs(gain)) * np.float32(255.0 * weight)
         if detail is not None:
-            likeness = self._likeness(small, detail.references)
-            levels += detail.grid.slice(*seen(detail.gain)) * likeness[..., None]
+            likeness = self._likeness(views, detail.references)
+            levels += detail.grid.slice(*views.slice_inputs(detail.gain)) * likeness[..., None]
         # Offsets in the look's sixteenths of a level as int16: OpenCV upsamples them and adds them to the
         # look's levels, and the sum is rounded to 8 bits once (float images cost ~4x).
         limit = np.float32(32767 // SUBLEVELS)  # int16; an offset beyond 2047 levels clips the same
@@ -348,20 +340,15 @@ class Interpolator:
         identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
         return identity + follow * (motion - identity)
 
-    def _blurred(self, small8: np.ndarray) -> np.ndarray:
-        sigma = self.config.detail_blur
-        return cv2.GaussianBlur(small8, (0, 0), sigma) if sigma > 0 else small8
-
-    def _likeness(self, small8: np.ndarray, references: list[tuple[np.ndarray, float, float]]) -> np.ndarray:
-        """Per pixel of ``small8`` (a frame at the map size) how much it still looks like every one of
+    def _likeness(self, views: _Views, references: list[tuple[np.ndarray, float, float]]) -> np.ndarray:
+        """Per pixel of a frame at the map size (its ``views``) how much it still looks like every one of
         ``references`` (each ``(KeyFrame.picture, gain, weight)``: the frame seen at that key's exposure) at
         the same place, 0..1, times 255 (the detail's colour units are [0, 1], the offsets' 8-bit levels)."""
         table = np.float32(255.0) * np.exp(-np.square(np.arange(256, dtype=np.float32)
                                                       / np.float32(self.config.detail_levels)))
-        out: np.ndarray = np.zeros(small8.shape[:2], np.float32)
+        out: np.ndarray = np.zeros(views.seen(1.0).shape[:2], np.float32)
         for reference, gain, weight in references:
-            seen = cv2.convertScaleAbs(small8, alpha=gain) if gain != 1.0 else small8
-            out += cv2.LUT(_largest_channel(cv2.absdiff(self._blurred(seen), reference)), table) * np.float32(weight)
+            out += cv2.LUT(_largest_channel(cv2.absdiff(views.blurred(gain), reference)), table) * np.float32(weight)
         return out
 
     def _warp(self, gray: np.ndarray, full8: np.ndarray, sides: list[tuple[KeyFrame, float]]) -> np.ndarray:
@@ -384,6 +371,37 @@ class Interpolator:
         out = cast(np.ndarray, sum(layer * cv2.resize(wt / total, (w, h))[..., None]
                                    for layer, wt in zip(layers, weights, strict=True)))
         return cv2.convertScaleAbs(out)
+
+
+class _Views:
+    """A frame at the map size as the keys see it, each view made once per frame: its colours times a
+    key's exposure gain (:meth:`seen`), that blurred as the keys' pictures are (:meth:`blurred`, for the
+    camera's motion and the likeness), and the brightness and float colours a grid is sliced with
+    (:meth:`slice_inputs`). A frame's two grids, its detail, its likeness and its motion read the same
+    views: made where each was used, the same blur ran three times a frame."""
+
+    def __init__(self, small8: np.ndarray, blur: float) -> None:
+        self._small, self._blur = small8, blur
+        self._seen: dict[float, np.ndarray] = {}
+        self._blurred: dict[float, np.ndarray] = {}
+        self._inputs: dict[float, tuple[np.ndarray, np.ndarray]] = {}
+
+    def seen(self, gain: float) -> np.ndarray:
+        if gain not in self._seen:
+            self._seen[gain] = cv2.convertScaleAbs(self._small, alpha=gain) if gain != 1.0 else self._small
+        return self._seen[gain]
+
+    def blurred(self, gain: float) -> np.ndarray:
+        if gain not in self._blurred:
+            img = self.seen(gain)
+            self._blurred[gain] = cv2.GaussianBlur(img, (0, 0), self._blur) if self._blur > 0 else img
+        return self._blurred[gain]
+
+    def slice_inputs(self, gain: float) -> tuple[np.ndarray, np.ndarray]:
+        if gain not in self._inputs:
+            img = self.seen(gain)
+            self._inputs[gain] = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), img.astype(np.float32) * np.float32(1.0 / 255.0)
+        return self._inputs[gain]
 
 
 class _Scratch:

@@ -59,12 +59,11 @@ class Look:
     # A gain on the input colours before the curves: a frame that the camera exposed darker or
     # brighter than the keys around it is looked at as they were (see :meth:`exposed`).
     exposure: float = 1.0
-    # The tables OpenCV applies, made once per look, when first applied. The curves' table is 16-bit (1/128 of a level) and
-    # the matrix's output counts sixteenths of a level (:data:`SUBLEVELS`), so the output is rounded to 8
-    # bits once, at the end: with an 8-bit curve stage its rounding was amplified by the matrix, and a
-    # look blended parameter by parameter (a new table every frame) rounded differently from frame to
-    # frame (up to 1.04 levels off the exact look on a test texture; it flickered on the synthetic flat
-    # wall and grey pavement).
+    # The tables OpenCV applies, made once per look, when first applied. The curves' table is 16-bit (1/128 of a
+    # level) and the matrix's output counts sixteenths of a level (:data:`SUBLEVELS`), so the output is rounded to 8
+    # bits once, at the end: with an 8-bit curve stage its rounding was amplified by the matrix, and a look blended
+    # parameter by parameter (a new table every frame) rounded differently from frame to frame (up to 1.04 levels
+    # off the exact look on a test texture; it flickered on the synthetic flat wall and grey pavement).
     @functools.cached_property
     def _tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(the curves' int16 table, the matrix from it to sixteenths of a level, the matrix from it to
@@ -135,7 +134,8 @@ def levels_to_rgb8(levels: np.ndarray, dst: np.ndarray | None = None) -> np.ndar
     """Sixteenths of a level (int16, as :meth:`Look.levels`) rounded to 8-bit levels and clipped, uint8,
     into ``dst`` if given; ``levels`` is clipped at black in place. Costs about what one 16-bit to
     8-bit saturating add did, at 1080p."""
-    cv2.max(levels, 0, dst=levels)  # convertScaleAbs takes the magnitude: clip negatives first
+    # convertScaleAbs takes the magnitude: negatives are clipped first (OpenCV takes the scalar; its stubs don't)
+    cv2.max(levels, 0, dst=levels)  # type: ignore[call-overload]
     return cv2.convertScaleAbs(levels, dst=dst, alpha=1.0 / SUBLEVELS)
 
 
