@@ -129,7 +129,8 @@ def test_warped_grid_reads_the_moved_cells():
     assert np.allclose(moved.coeffs[:, :, :, 9], edge[:, :, :, 9])
     assert not moved.coeffs[..., 3].any()  # the parts' fourth channel stays 0
     assert grid.warped(None) is grid
-    assert grid.warped(None) is grid
+    with pytest.raises(ValueError, match="shapes"):
+        grid.blend(ResidualGrid.from_affine(gain[:, :5], offset[:, :5]), 0.5)
 
 
 def test_warped_grid_reads_where_a_zoom_takes_each_cell_centre():

@@ -3,7 +3,9 @@ import numpy as np
 import pytest
 
 from mvstylizer.metrics import psnr
-from mvstylizer.mobile.interpolate import InterpConfig, Interpolator
+from mvstylizer.mobile.grid import ResidualGrid
+from mvstylizer.mobile.interpolate import InterpConfig, Interpolator, KeyFrame
+from mvstylizer.mobile.look import Look
 
 from helpers import shifted, texture, to8
 
@@ -246,3 +248,38 @@ def test_two_looks_mixed_at_the_map_size_match_the_full_resolution_mix():
     # upsampling (8x here, 7.5x for a 1080p frame), real frames fare better (docs/BENCHMARKS.md).
     assert before.mean() > 2 * err.mean()
     assert err.mean() < 0.6 and np.percentile(err, 99) <= 3.0
+
+
+def _affine_key(index: int, offset: float, grid_offset: float | None = None) -> KeyFrame:
+    """A key whose look is the identity plus ``offset`` (colour units) and, if given, a grid adding
+    ``grid_offset`` everywhere."""
+    look = Look(np.tile(np.linspace(0, 1, 16, dtype=np.float32), (3, 1)),
+                np.hstack([np.eye(3, dtype=np.float32), np.full((3, 1), offset, np.float32)]))
+    grid = None if grid_offset is None else ResidualGrid.from_affine(
+        np.zeros((8, 4, 6, 3, 3), np.float32), np.full((8, 4, 6, 3), grid_offset, np.float32))
+    return KeyFrame(index, look, grid)
+
+
+def test_two_looks_mixed_near_black_blend_the_keys_outputs():
+    # One key lifts the shadows, one crushes them below black: without a grid a frame between them is
+    # the blend of the two keys' outputs, each clipped at black (their parameter blend, unclipped, came
+    # out up to 4 levels darker near black).
+    dark = to8(np.clip(texture(48, 64, seed=21) * 0.15, 0, 1))
+    interp = Interpolator(InterpConfig(blend_tolerance=0.0), spatial=False)
+    a, b = _affine_key(0, 0.02), _affine_key(4, -0.08)
+    c = dark.astype(np.float32)
+    exact = 0.5 * (np.clip(c + 0.02 * 255, 0, 255) + np.clip(c - 0.08 * 255, 0, 255))
+    out = interp.frame(2, dark, dark, a, b).astype(np.float32)
+    assert np.abs(out - exact).max() <= 1.0
+
+
+def test_a_frame_next_to_a_key_renders_its_shadows_as_the_key_does():
+    # A key whose look dips below black and whose grid lifts it back (its residual is fit against the
+    # unclipped look): it renders the frame unchanged. The next frame, mixed with a key that renders it
+    # unchanged too, must not jump: had the mix clipped that key's look at black first, the grid's lift
+    # would have stayed on (~20 levels in the shadows).
+    dark = to8(np.clip(texture(48, 64, seed=22) * 0.3, 0, 1))
+    interp = Interpolator(InterpConfig(blend_tolerance=0.0), spatial=True)
+    a, b = _affine_key(0, -0.08, grid_offset=0.08), _affine_key(32, 0.0, grid_offset=0.0)
+    out = interp.frame(1, dark, dark, a, b).astype(np.float32)
+    assert np.abs(out - dark.astype(np.float32)).max() <= 1.0

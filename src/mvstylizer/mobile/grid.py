@@ -80,6 +80,12 @@ class ResidualGrid:
 
     coeffs: np.ndarray
 
+    def __post_init__(self) -> None:
+        # OpenCV's accumulateProduct mixes no depths: a float64 grid failed in slice
+        if self.coeffs.ndim != 5 or self.coeffs.shape[0] != _PARTS or self.coeffs.shape[-1] != 4:
+            raise ValueError(f"grid coefficients must be (4, bins, gh, gw, 4), got {self.coeffs.shape}")
+        object.__setattr__(self, "coeffs", np.asarray(self.coeffs, np.float32))
+
     @classmethod
     def from_affine(cls, gain: np.ndarray, offset: np.ndarray) -> ResidualGrid:
         """The grid of per cell and bin maps ``gain @ c + offset``.
@@ -153,7 +159,9 @@ class ResidualGrid:
         return ResidualGrid(moved.reshape(self.coeffs.shape))
 
     def blend(self, other: ResidualGrid, weight: float) -> ResidualGrid:
-        """``(1 - weight) * self + weight * other``."""
+        """``(1 - weight) * self + weight * other`` (grids of one shape)."""
+        if other.coeffs.shape != self.coeffs.shape:
+            raise ValueError(f"cannot blend grids of shapes {self.coeffs.shape} and {other.coeffs.shape}")
         flat = self.coeffs.reshape(-1, self.coeffs.shape[-1])  # OpenCV takes 2-D arrays: one pass, not four
         mixed = cv2.addWeighted(flat, 1.0 - weight, other.coeffs.reshape(flat.shape), weight, 0.0)
         return ResidualGrid(mixed.reshape(self.coeffs.shape))

@@ -225,7 +225,7 @@ class Interpolator:
         look = look_a.blend(look_b, w_b)
         mix = None
         if not (w_b in (0.0, 1.0) or (one_gain and self._blends_by_parameters(a, b))):
-            mix = _LookMix(look_a, look_b, w_b, look)
+            mix = _LookMix(look_a, look_b, w_b, look, clip_black=a.grid is None)
         grids: list[tuple[ResidualGrid, float, float]] = []
         views = _Views(self._map_image(low8, full8), self.config.detail_blur)
         # The keys' maps follow the camera: each key's grids are moved to where its picture has gone
@@ -439,16 +439,23 @@ class _LookMix:
     resolution cost a second look per frame: 14 ms per such 1080p frame on a walking selfie, where 3
     of 4 in-between frames fall between keys too different to blend by parameters, 9.5 ms so. The
     correction is a smooth function of colour, so upsampling it only softens it across the frame's
-    sharpest edges."""
+    sharpest edges.
+
+    What is blended: without a grid, each key's output, its look clipped at black (``clip_black``);
+    with one, each key's look unclipped, as its grid's residual was fit against it (a key renders as
+    its look plus its grid, clipped once), so a frame next to a key renders as the key does. The
+    parameter blend it corrects is unclipped either way: it is added to the frame's unclipped levels."""
 
     a: Look
     b: Look
     w: float
     blended: Look
+    clip_black: bool = True
 
     def correction(self, small8: np.ndarray) -> np.ndarray:
         """Exact blend minus parameter blend of ``small8`` (uint8 RGB), float32 8-bit levels."""
-        exact = cv2.addWeighted(self.a.float_levels(small8), 1.0 - self.w, self.b.float_levels(small8), self.w, 0.0)
+        exact = cv2.addWeighted(self.a.float_levels(small8, self.clip_black), 1.0 - self.w,
+                                self.b.float_levels(small8, self.clip_black), self.w, 0.0)
         return exact - self.blended.float_levels(small8)
 
 

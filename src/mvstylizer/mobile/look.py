@@ -95,11 +95,13 @@ class Look:
         table, matrix, _ = self._tables
         return cv2.transform(cv2.LUT(rgb8, table, dst=curved), matrix, dst=mixed)
 
-    def float_levels(self, rgb8: np.ndarray) -> np.ndarray:
-        """:meth:`levels` unrounded, float32, clipped at black as those are (not yet at white): for
-        small images, where a caller adds differences of looks that rounding would blur by a level."""
+    def float_levels(self, rgb8: np.ndarray, clip_black: bool = False) -> np.ndarray:
+        """:meth:`levels` unrounded, in whole levels, float32, unclipped as those are (clipped at black
+        with ``clip_black``, as the look's own output is): for small images, where a caller adds
+        differences of looks that rounding would blur by a level."""
         table, _, whole = self._tables
-        return np.maximum(cv2.transform(cv2.LUT(rgb8, table).astype(np.float32), whole), 0.0)
+        levels = cv2.transform(cv2.LUT(rgb8, table).astype(np.float32), whole)
+        return np.maximum(levels, 0.0) if clip_black else levels
 
     def apply_float(self, rgb: np.ndarray) -> np.ndarray:
         """The look of float RGB colours in [0, 1] (any shape ...x3), without 8-bit rounding."""
