@@ -173,8 +173,8 @@ class Interpolator:
                        full8=full8 if self.config.strength < 1.0 else None)
         views = _Views(content8, self.config.detail_blur)
         if self.spatial:
-            # Against the look's levels before they are clipped at white, as frames add the grid's
-            # offsets to them (one rounding and clip for both).
+            # Against the look's levels before they are rounded and clipped (at black or white), as
+            # frames add the grid's offsets to them (one rounding and clip for both).
             residual = styled - look.levels(content8).astype(np.float32) * (1.0 / (255.0 * SUBLEVELS))
             mask = _picture_mask(bars, gray.shape)
             key.grid = fit_grid(gray, content, residual, self.config.grid, mask=mask)
