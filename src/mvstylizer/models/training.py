@@ -339,7 +339,11 @@ def load_weights(model: torch.nn.Module, path: Path) -> dict[str, Any]:
     model's weights are a UserError; a file of another layout is left to the caller to name."""
     from .safeload import load_pt
 
-    blob = load_pt(Path(path))  # weights only: a model file is data, never code
+    return _load_state(model, load_pt(Path(path)), Path(path))  # weights only: a model file is data, never code
+
+
+def _load_state(model: torch.nn.Module, blob: dict[str, Any], path: Path) -> dict[str, Any]:
+    """:func:`load_weights` of a file already read (``blob``, from ``path``)."""
     meta = dict(blob.get("meta", {}))
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
@@ -359,9 +363,9 @@ def load_trained(path: Path, build: Callable[[Any], torch.nn.Module], missing: s
 
     if not path.is_file():
         raise UserError(missing)
-    meta = dict(load_pt(path).get("meta", {}))
-    net = build(meta.get("arch"))
-    load_weights(net, path)
+    blob = load_pt(path)  # read once: the arch to build and the weights to load
+    net = build(dict(blob.get("meta", {})).get("arch"))
+    meta = _load_state(net, blob, path)
     net.eval()
     return net, meta
 
