@@ -116,3 +116,18 @@ def test_fit_similarity_keeps_a_still_camera_still_beside_a_walker_at_one_side()
 def test_fit_similarity_of_a_thin_flow_is_the_identity():
     for shape in ((1, 40, 2), (40, 1, 2), (1, 1, 2)):
         assert np.allclose(fit_similarity(np.ones(shape, np.float32)), [[1, 0, 0], [0, 1, 0]]), shape
+
+
+def test_the_keys_of_a_pan_are_compared_with_their_maps_moved():
+    # Two keys of a camera panning 32 px across a region-aware scene: rendered through each key alone,
+    # its maps moved with the camera as a frame between them is rendered, the middle frame comes out
+    # alike from both, so the pan asks for no key between them; held where the camera left them, the
+    # keys' maps disagree by more than the refinement threshold.
+    step = 4
+    scene = texture(144, 256 + 8 * step + 16, seed=5)
+    styled_scene = scene_model(scene)
+    crop = [(slice(None), slice(8 + step * t, 8 + step * t + 256)) for t in range(9)]
+    for follow in (True, False):
+        interp = Interpolator(InterpConfig(map_scale=1.0, follow_motion=follow), spatial=True)
+        a, b = (interp.key(t, to8(scene[crop[t]]), styled_scene[crop[t]], to8(scene[crop[t]])) for t in (0, 8))
+        assert interp.keys_disagree(a, b, to8(scene[crop[4]])) is not follow

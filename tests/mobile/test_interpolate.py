@@ -211,6 +211,30 @@ def test_keys_agree_across_a_camera_exposure_change():
     assert interp.keys_disagree(a, c, mid, exposure=float(np.log(0.85)))
 
 
+def test_keys_of_a_region_aware_model_disagree_where_an_object_moved_on_its_own():
+    # A block crossing a still background, which the model tints apart from it. The keys' looks are
+    # alike (each key holds as much block as background), so a global model's keys need nothing
+    # between them; a region-aware model's maps put the block's tint where the block was at each key,
+    # and the frame between, blended from both, would carry two ghost tints: it becomes a key.
+    h, w = 96, 160
+    background = texture(h, w, seed=3) * 0.6 + 0.2
+    block = texture(h, w, seed=9) * 0.6 + 0.2
+
+    def frame_and_style(x0):
+        img, inside = background.copy(), np.zeros((h, w), bool)
+        inside[24:72, x0:x0 + 40] = True
+        img[inside] = block[inside]
+        out = img * np.float32([0.8, 0.9, 1.2])
+        out[inside] = img[inside] * np.float32([1.3, 0.8, 0.6])
+        return img, np.clip(out, 0, 1).astype(np.float32)
+
+    (first, first_styled), (middle, _), (last, last_styled) = (frame_and_style(x) for x in (10, 60, 110))
+    for spatial in (False, True):
+        interp = Interpolator(InterpConfig(), spatial=spatial)
+        a, b = key(interp, 0, first, first_styled), key(interp, 8, last, last_styled)
+        assert interp.keys_disagree(a, b, to8(middle)) is spatial
+
+
 @pytest.mark.parametrize("spatial", [False, True])
 def test_a_frame_mid_exposure_ramp_is_each_key_at_its_own_exposure(spatial):
     # The camera darkens from key a to key b (x0.7); the model styles both alike (it normalises

@@ -118,8 +118,8 @@ class InterpConfig:
     # normalise it (dncm's content normalisation, mk's and reinhard's statistics); by at most this
     # factor either way. 1.0 turns it off.
     max_exposure_gain: float = 1.33
-    # Two neighbouring keys whose looks differ on a frame's colours by more than this mean number of
-    # 8-bit levels do not bracket that frame reliably: the pipeline makes it a key as well.
+    # Two neighbouring keys whose transforms differ on a frame by more than this mean number of 8-bit
+    # levels do not bracket that frame reliably: the pipeline makes it a key as well.
     refine_levels: float = 6.0
     # warp method only
     flow_preset: str = "fast"
@@ -263,16 +263,34 @@ class Interpolator:
         return float(np.clip(np.exp(log_gain), 1.0 / limit, limit))
 
     def keys_disagree(self, a: KeyFrame, b: KeyFrame, content8: np.ndarray, exposure: float = 0.0) -> bool:
-        """Whether keys a and b style ``content8`` (a frame between them, any size, at log exposure
+        """Whether keys a and b style ``content8`` (a frame between them at the key size, at log exposure
         ``exposure``) so differently that blending them would be a guess (mean difference over its
-        pixels > ``refine_levels``). Each key's look is taken as the frame would be rendered through
-        it, exposure undone: a camera that only re-exposed between the keys needs no key between."""
+        pixels > ``refine_levels``). Each key's transform is taken as the frame would be rendered through
+        it, exposure undone: a camera that only re-exposed between the keys needs no key between. For a
+        spatially varying model that is the look and the grid, at the map size."""
         if not self.method.refines_keys:
             return False
-        sample = content8[::4, ::4]
-        looks = [k.look.exposed(self._exposure_gain(k.exposure - exposure)) for k in (a, b)]
-        diff = cv2.absdiff(looks[0].apply(sample), looks[1].apply(sample))
-        return float(np.mean(diff)) > self.config.refine_levels
+        gains = [self._exposure_gain(k.exposure - exposure) for k in (a, b)]
+        if a.grid is None or b.grid is None or a.picture is None or b.picture is None:
+            sample = content8[::4, ::4]
+            looks = [k.look.exposed(g) for k, g in zip((a, b), gains, strict=True)]
+            diff = cv2.absdiff(looks[0].apply(sample), looks[1].apply(sample))
+            return float(np.mean(diff)) > self.config.refine_levels
+        # A spatially varying model's keys are compared as each would render the frame alone: look and
+        # grid, the grid moved with the camera. Their looks alone missed keys whose regions' maps differ:
+        # hands and arms moving on their own between keys, new content pushed in, where the frames
+        # between, blended from two stale maps, fell 0.02-0.03 SSIM below the model mid-gap.
+        h, w = a.picture.shape[:2]
+        small = content8 if content8.shape[:2] == (h, w) else cv2.resize(content8, (w, h), interpolation=cv2.INTER_AREA)
+        views = _Views(small, self.config.detail_blur)
+        seen = cv2.cvtColor(views.blurred(1.0), cv2.COLOR_RGB2GRAY) if self.config.follow_motion else None
+        rendered = []
+        for key, gain in zip((a, b), gains, strict=True):
+            assert key.grid is not None and key.picture is not None  # checked above
+            grid = key.grid.warped(None if seen is None else self._motion(seen, key.picture))
+            levels = key.look.exposed(gain).float_levels(small) + grid.slice(*views.slice_inputs(gain)) * np.float32(255.0)
+            rendered.append(np.clip(levels, 0.0, 255.0))
+        return float(np.mean(cv2.absdiff(*rendered))) > self.config.refine_levels
 
     def _blends_by_parameters(self, a: KeyFrame, b: KeyFrame) -> bool:
         if self._pair is None or self._pair[:2] != (a.index, b.index):
