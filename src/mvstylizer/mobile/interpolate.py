@@ -288,8 +288,8 @@ class Interpolator:
         for key, gain in zip((a, b), gains, strict=True):
             assert key.grid is not None and key.picture is not None  # checked above
             grid = key.grid.warped(None if seen is None else self._motion(seen, key.picture))
-            levels = key.look.exposed(gain).float_levels(small) + grid.slice(*views.slice_inputs(gain)) * np.float32(255.0)
-            rendered.append(np.clip(levels, 0.0, 255.0))
+            residual = grid.slice(*views.slice_inputs(gain)) * np.float32(255.0)
+            rendered.append(np.clip(key.look.exposed(gain).float_levels(small) + residual, 0.0, 255.0))
         return float(np.mean(cv2.absdiff(*rendered))) > self.config.refine_levels
 
     def _blends_by_parameters(self, a: KeyFrame, b: KeyFrame) -> bool:
