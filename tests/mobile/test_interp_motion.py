@@ -6,6 +6,7 @@ import warnings
 
 import cv2
 import numpy as np
+import pytest
 
 from mvstylizer.metrics import psnr
 from mvstylizer.mobile.grid import in_pixels
@@ -118,16 +119,20 @@ def test_fit_similarity_of_a_thin_flow_is_the_identity():
         assert np.allclose(fit_similarity(np.ones(shape, np.float32)), [[1, 0, 0], [0, 1, 0]]), shape
 
 
-def test_the_keys_of_a_pan_are_compared_with_their_maps_moved():
+@pytest.mark.parametrize("full_scale", [1, 2])
+def test_the_keys_of_a_pan_are_compared_with_their_maps_moved(full_scale):
     # Two keys of a camera panning 32 px across a region-aware scene: rendered through each key alone,
     # its maps moved with the camera as a frame between them is rendered, the middle frame comes out
     # alike from both, so the pan asks for no key between them; held where the camera left them, the
-    # keys' maps disagree by more than the refinement threshold.
+    # keys' maps disagree by more than the refinement threshold. With full-resolution frames twice the
+    # key size, the keys' maps and pictures are at half the key size and the frame is compared there.
     step = 4
     scene = texture(144, 256 + 8 * step + 16, seed=5)
     styled_scene = scene_model(scene)
     crop = [(slice(None), slice(8 + step * t, 8 + step * t + 256)) for t in range(9)]
     for follow in (True, False):
-        interp = Interpolator(InterpConfig(map_scale=1.0, follow_motion=follow), spatial=True)
-        a, b = (interp.key(t, to8(scene[crop[t]]), styled_scene[crop[t]], to8(scene[crop[t]])) for t in (0, 8))
+        interp = Interpolator(InterpConfig(follow_motion=follow), spatial=True)
+        a, b = (interp.key(t, to8(scene[crop[t]]), styled_scene[crop[t]],
+                           cv2.resize(to8(scene[crop[t]]), None, fx=full_scale, fy=full_scale)) for t in (0, 8))
+        assert a.picture is not None and a.picture.shape[1] == 256 // full_scale
         assert interp.keys_disagree(a, b, to8(scene[crop[4]])) is not follow

@@ -236,6 +236,37 @@ def test_keys_of_a_region_aware_model_disagree_where_an_object_moved_on_its_own(
 
 
 @pytest.mark.parametrize("spatial", [False, True])
+def test_keys_are_compared_over_the_picture_not_its_bars(spatial):
+    # Letterbox bars pass through as the frame has them, whatever the keys do there, so they must not
+    # count: two keys that differ by a few levels on the dark rows along the bars only (the grid
+    # borrows into the bars what the picture's edge rows do) agree over the picture at a threshold
+    # that the mean over the whole frame, bars included, exceeds.
+    h, w, bar = 144, 256, 36
+    img = texture(h, w, seed=1) * 0.5 + 0.4
+    img[bar:bar + 10] *= 0.15
+    img[h - bar - 10:h - bar] *= 0.15
+    img[:bar] = img[h - bar:] = 0
+
+    def style(red):
+        out = img.copy()
+        dark = img.max(axis=2) < 0.2
+        out[dark] = np.clip(out[dark] + np.float32([red, 0, 0]), 0, 1)
+        out[:bar] = out[h - bar:] = 0
+        return out.astype(np.float32)
+
+    interp = Interpolator(InterpConfig(), spatial=spatial)
+    a, b = key(interp, 0, img, style(0.12)), key(interp, 8, img, style(0.0))
+    assert a.bars.top == bar and a.bars.bottom == bar
+    picture = (slice(bar, h - bar),)
+    ra, rb = interp.frame(0, to8(img), to8(img), a, a), interp.frame(8, to8(img), to8(img), b, b)
+    inside = float(np.abs(ra.astype(np.float32) - rb)[picture].mean())
+    interp.config.refine_levels = inside + 0.5
+    assert not interp.keys_disagree(a, b, to8(img))
+    interp.config.refine_levels = inside - 0.5
+    assert interp.keys_disagree(a, b, to8(img))
+
+
+@pytest.mark.parametrize("spatial", [False, True])
 def test_a_frame_mid_exposure_ramp_is_each_key_at_its_own_exposure(spatial):
     # The camera darkens from key a to key b (x0.7); the model styles both alike (it normalises
     # exposure). A frame between them at x0.85 must come out as the keys do: each key's transform

@@ -265,32 +265,39 @@ class Interpolator:
     def keys_disagree(self, a: KeyFrame, b: KeyFrame, content8: np.ndarray, exposure: float = 0.0) -> bool:
         """Whether keys a and b style ``content8`` (a frame between them at the key size, at log exposure
         ``exposure``) so differently that blending them would be a guess (mean difference over its
-        pixels > ``refine_levels``). Each key's transform is taken as the frame would be rendered through
-        it, exposure undone: a camera that only re-exposed between the keys needs no key between. For a
-        spatially varying model that is the look and the grid, at the map size."""
+        picture > ``refine_levels``; bars that both keys and the frame have are passed through as the
+        frame renders them, so they do not count). Each key's transform is taken as the frame would be
+        rendered through it, exposure undone: a camera that only re-exposed between the keys needs no
+        key between. For a spatially varying model that is the look and the first grid, at the map
+        size (the detail grid is left out: it falls back to the first grid wherever the picture changed)."""
         if not self.method.refines_keys:
             return False
         gains = [self._exposure_gain(k.exposure - exposure) for k in (a, b)]
+        bars = a.bars.common(b.bars)
+        picture = _picture_mask(bars.common(find_bars(content8)) if bars else bars, content8.shape)
         if a.grid is None or b.grid is None or a.picture is None or b.picture is None:
             sample = content8[::4, ::4]
             looks = [k.look.exposed(g) for k, g in zip((a, b), gains, strict=True)]
             diff = cv2.absdiff(looks[0].apply(sample), looks[1].apply(sample))
-            return float(np.mean(diff)) > self.config.refine_levels
+            return _mean_over(diff, None if picture is None else picture[::4, ::4]) > self.config.refine_levels
         # A spatially varying model's keys are compared as each would render the frame alone: look and
         # grid, the grid moved with the camera. Their looks alone missed keys whose regions' maps differ:
         # hands and arms moving on their own between keys, new content pushed in, where the frames
         # between, blended from two stale maps, fell 0.02-0.03 SSIM below the model mid-gap.
         h, w = a.picture.shape[:2]
-        small = content8 if content8.shape[:2] == (h, w) else cv2.resize(content8, (w, h), interpolation=cv2.INTER_AREA)
-        views = _Views(small, self.config.detail_blur)
+        if content8.shape[:2] != (h, w):
+            content8 = cv2.resize(content8, (w, h), interpolation=cv2.INTER_AREA)
+            if picture is not None:
+                picture = cv2.resize(picture.view(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST).astype(bool)
+        views = _Views(content8, self.config.detail_blur)
         seen = cv2.cvtColor(views.blurred(1.0), cv2.COLOR_RGB2GRAY) if self.config.follow_motion else None
         rendered = []
-        for key, gain in zip((a, b), gains, strict=True):
-            assert key.grid is not None and key.picture is not None  # checked above
-            grid = key.grid.warped(None if seen is None else self._motion(seen, key.picture))
+        for key, gain in ((a, gains[0]), (b, gains[1])):
+            grid = cast(ResidualGrid, key.grid).warped(
+                None if seen is None else self._motion(seen, cast(np.ndarray, key.picture)))
             residual = grid.slice(*views.slice_inputs(gain)) * np.float32(255.0)
-            rendered.append(np.clip(key.look.exposed(gain).float_levels(small) + residual, 0.0, 255.0))
-        return float(np.mean(cv2.absdiff(*rendered))) > self.config.refine_levels
+            rendered.append(np.clip(key.look.exposed(gain).float_levels(content8) + residual, 0.0, 255.0))
+        return _mean_over(cv2.absdiff(*rendered), picture) > self.config.refine_levels
 
     def _blends_by_parameters(self, a: KeyFrame, b: KeyFrame) -> bool:
         if self._pair is None or self._pair[:2] != (a.index, b.index):
@@ -493,6 +500,14 @@ def _picture_mask(bars: Bars, shape: tuple[int, ...]) -> np.ndarray | None:
     mask = np.zeros(shape[:2], bool)
     bars.picture(mask)[...] = True
     return mask
+
+
+def _mean_over(diff: np.ndarray, mask: np.ndarray | None) -> float:
+    """Mean of an HxWx3 difference over the pixels where ``mask`` (HxW bool) is true; over all of them
+    where it is None or true nowhere."""
+    if mask is None or not mask.any():
+        return float(np.mean(diff))
+    return float(np.mean(diff[mask]))
 
 
 def _keep_bars(out: np.ndarray, full8: np.ndarray, bars: Bars, key_shape: tuple[int, ...]) -> None:
