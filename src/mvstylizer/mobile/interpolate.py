@@ -205,10 +205,7 @@ class Interpolator:
         # keys; a fade's black key has bars everywhere) and this frame still has: something moving into
         # a crushed-black band between two keys is picture, as the model styles it frame by frame (a
         # ball rising into a black sky came out unstyled, with a seam where it crossed the keys' bar).
-        bars = a.bars.common(b.bars)
-        if bars:
-            bars = bars.common(find_bars(low8))
-        _keep_bars(rendered, full8, bars, low8.shape)
+        _keep_bars(rendered, full8, _shared_bars(a, b, low8), low8.shape)
         return rendered
 
     def _blend_transforms(self, low8: np.ndarray, full8: np.ndarray, a: KeyFrame, b: KeyFrame, w_b: float,
@@ -273,8 +270,7 @@ class Interpolator:
         if not self.method.refines_keys:
             return False
         gains = [self._exposure_gain(k.exposure - exposure) for k in (a, b)]
-        bars = a.bars.common(b.bars)
-        picture = _picture_mask(bars.common(find_bars(content8)) if bars else bars, content8.shape)
+        picture = _picture_mask(_shared_bars(a, b, content8), content8.shape)
         if a.grid is None or b.grid is None or a.picture is None or b.picture is None:
             sample = content8[::4, ::4]
             looks = [k.look.exposed(g) for k, g in zip((a, b), gains, strict=True)]
@@ -491,6 +487,13 @@ def with_strength(styled8: np.ndarray, frame8: np.ndarray, strength: float, out:
     if strength >= 1.0:
         return styled8
     return cv2.addWeighted(frame8, 1.0 - strength, styled8, strength, 0.0, dst=out)
+
+
+def _shared_bars(a: KeyFrame, b: KeyFrame, low8: np.ndarray) -> Bars:
+    """The bars both keys have and the frame ``low8`` (key size) still has: a frame renders them as its
+    own pixels, whatever the keys do there."""
+    bars = a.bars.common(b.bars)
+    return bars.common(find_bars(low8)) if bars else bars
 
 
 def _picture_mask(bars: Bars, shape: tuple[int, ...]) -> np.ndarray | None:
