@@ -122,3 +122,42 @@ def test_levels_keep_a_sixteenth_of_a_level():
     exact = look.apply_float(x.astype(np.float32) / 255.0) * 255.0
     got = np.clip(look.levels(x).astype(np.float32) / SUBLEVELS, 0.0, 255.0)
     assert np.abs(got - exact).max() <= 0.5 / SUBLEVELS + 0.01
+
+
+def _region_model_key():
+    """A key whose model recolours two regions by their own offsets at a local gain of 1: the darker half
+    darkened and the lighter lightened, as a region-aware model may treat a road and a shop front. Their
+    colours overlap, so no tone curve can tell them apart."""
+    import cv2
+
+    tex = texture(96, 192, seed=4)
+    left = np.arange(192) < 96
+    content = np.where(left[None, :, None], 0.2 + 0.5 * tex, 0.3 + 0.5 * tex).astype(np.float32)
+    offset = cv2.GaussianBlur(np.where(left, -0.1, 0.1).astype(np.float32)[None, :].repeat(96, 0), (0, 0), 4)
+    return content, np.clip(content + offset[..., None], 0, 1).astype(np.float32)
+
+
+def _detail_gain(look, content):
+    # Gain of the look on a small change of colour around each of the key's own colours.
+    nudge = np.float32(0.02)
+    return float(np.median((look.apply_float(content + nudge) - look.apply_float(content)) / nudge))
+
+
+def test_detail_scale_fits_the_models_local_gain_not_the_regions_spread():
+    # Fit to the whole colours, the regions' offsets read as a global slope of ~1.4: every frame's detail
+    # (and its noise, and the motion in it) came out steeper than the model draws it. With the detail
+    # scale the gains are the model's local gain, 1; the regions' offsets are left to the grid.
+    content, styled = _region_model_key()
+    whole = fit_look(content, styled)
+    local = fit_look(content, styled, detail_scale=0.5)
+    assert _detail_gain(whole, content) > 1.25
+    assert abs(_detail_gain(local, content) - 1.0) < 0.06
+
+
+def test_detail_scale_keeps_the_whole_colours_fit_on_a_key_without_detail():
+    # A plain key's detail is noise the model may flatten; its look must still map its colour.
+    rng = np.random.default_rng(2)
+    content = np.clip(np.float32([0.4, 0.5, 0.6]) + rng.normal(0, 0.003, (64, 96, 3)), 0, 1).astype(np.float32)
+    styled = photo_look(content)
+    look = fit_look(content, styled, detail_scale=0.5)
+    assert np.abs(look.apply_float(content) - styled).mean() < 2.0 / 255.0

@@ -166,7 +166,11 @@ class Interpolator:
         # to black for the bars and to the style's dark tones for the picture, and darkened the
         # picture's shadows; the bars are passed through here too (_keep_bars).
         bars = find_bars(content8)
-        look = fit_look(bars.picture(content), bars.picture(styled))  # the whole key where it has no bars
+        # A spatially varying model's frames bigger than the key take their colours from the grid at the
+        # map size and their finer detail from the look alone: the look's gains are fit to that detail.
+        alone = self.spatial and content8.shape != full8.shape
+        look = fit_look(bars.picture(content), bars.picture(styled),  # the whole key where it has no bars
+                        detail_scale=self.config.map_scale if alone else None)
         if gray is None:
             gray = cv2.cvtColor(content8, cv2.COLOR_RGB2GRAY)
         key = KeyFrame(index, look, None, gray, exposure=exposure, colours=_colour_sample(content), bars=bars,
